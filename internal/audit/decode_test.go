@@ -1,0 +1,158 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const lineV1 = `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"9b1a2c3d-0000-4000-8000-000000000001","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/production/secrets/important","verb":"delete","user":{"username":"alice","groups":["dev","system:authenticated"]},"sourceIPs":["127.0.0.1"],"userAgent":"kubectl/v1.32.4 (linux/amd64) kubernetes/abc","objectRef":{"resource":"secrets","namespace":"production","name":"important","apiVersion":"v1"},"responseStatus":{"metadata":{},"status":"Success","code":200},"requestReceivedTimestamp":"2026-11-23T10:00:00.123456Z","stageTimestamp":"2026-11-23T10:00:00.125000Z","annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":"RBAC: allowed"}}`
+
+// itemOf returns the webhook form of a log line: the same event without kind
+// and apiVersion.
+func itemOf(line string) string {
+	return "{" + strings.TrimPrefix(line, `{"kind":"Event","apiVersion":"audit.k8s.io/v1",`)
+}
+
+func decodeAll(t *testing.T, body string) ([]Record, []Problem) {
+	t.Helper()
+	var recs []Record
+	var probs []Problem
+	NewDecoder(Limits{}).DecodeBody("in", []byte(body), func(r Record) { recs = append(recs, r) }, func(p Problem) { probs = append(probs, p) })
+	return recs, probs
+}
+
+func TestDecodeFormats(t *testing.T) {
+	item := itemOf(lineV1)
+	jsonString := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	f := func(name, body string, wantN int, wantFormat Format) {
+		t.Helper()
+		recs, probs := decodeAll(t, body)
+		if len(probs) > 0 {
+			t.Fatalf("%s: unexpected problems: %v", name, probs)
+		}
+		if len(recs) != wantN {
+			t.Fatalf("%s: got %d records, want %d", name, len(recs), wantN)
+		}
+		for _, r := range recs {
+			if r.Format != wantFormat {
+				t.Errorf("%s: format %q, want %q", name, r.Format, wantFormat)
+			}
+			if string(r.Raw) != lineV1 {
+				t.Errorf("%s: raw\n got %s\nwant %s", name, r.Raw, lineV1)
+			}
+			if r.Event.User.Username != "alice" || r.Event.ObjectRef.Name != "important" || r.Event.ResponseStatus.Code != 200 {
+				t.Errorf("%s: decoded wrong: %+v", name, r.Event)
+			}
+		}
+	}
+	f("log line", lineV1, 1, FormatEvent)
+	f("jsonl", lineV1+"\n\n"+lineV1+"\n", 2, FormatEvent)
+	f("eventlist", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[`+item+`,`+item+`]}`, 2, FormatEvent)
+	f("array", `[`+lineV1+`, `+item+`]`, 2, FormatEvent)
+	f("aks eventhub", `{"records":[{"time":"2026-11-23T10:00:00Z","category":"kube-audit","properties":{"log":`+jsonString(lineV1)+`,"stream":"stdout"}}]}`, 1, FormatAKSEventHub)
+	f("aks loganalytics", `{"Category":"kube-audit","log_s":`+jsonString(lineV1)+`}`, 1, FormatAKSLogAnalytics)
+	f("eks message", `{"timestamp":1700000000000,"message":`+jsonString(lineV1)+`}`, 1, FormatEKSCloudWatch)
+	f("eks subscription", `{"messageType":"DATA_MESSAGE","logEvents":[{"id":"1","timestamp":1,"message":`+jsonString(lineV1)+`}]}`, 1, FormatEKSCloudWatch)
+	f("cloudwatch export line", "2026-11-23T10:00:00.125Z "+lineV1, 1, FormatEvent)
+
+	var pretty bytes.Buffer
+	json.Indent(&pretty, []byte(lineV1), "", "  ")
+	f("pretty event", pretty.String(), 1, FormatEvent)
+}
+
+func TestDecodeV1beta1(t *testing.T) {
+	in := `{"kind":"EventList","apiVersion":"audit.k8s.io/v1beta1","items":[{"metadata":{"creationTimestamp":"2019-01-01T00:00:00Z"},"level":"Request","timestamp":"2019-01-01T00:00:00Z","auditID":"a","stage":"ResponseComplete","requestURI":"/api","verb":"get","user":{"username":"u"},"requestReceivedTimestamp":"2019-01-01T00:00:00.000001Z","stageTimestamp":"2019-01-01T00:00:00.000002Z"}]}`
+	recs, probs := decodeAll(t, in)
+	if len(probs) != 0 || len(recs) != 1 {
+		t.Fatalf("got %d records, problems %v", len(recs), probs)
+	}
+	want := `{"kind":"Event","apiVersion":"audit.k8s.io/v1beta1","metadata":{"creationTimestamp":"2019-01-01T00:00:00Z"},"level":"Request"`
+	if !strings.HasPrefix(string(recs[0].Raw), want) {
+		t.Errorf("raw = %s", recs[0].Raw)
+	}
+}
+
+func TestDecodeGKE(t *testing.T) {
+	in := `{"insertId":"abc","logName":"projects/p/logs/cloudaudit.googleapis.com%2Factivity","operation":{"id":"11111111-2222-3333-4444-555555555555","producer":"k8s.io","first":true,"last":true},"protoPayload":{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","authenticationInfo":{"principalEmail":"alice@example.com"},"authorizationInfo":[{"granted":true,"permission":"io.k8s.core.v1.secrets.delete","resource":"core/v1/namespaces/production/secrets/important"}],"methodName":"io.k8s.core.v1.secrets.delete","requestMetadata":{"callerIp":"10.0.0.7","callerSuppliedUserAgent":"kubectl/v1.32.4"},"resourceName":"core/v1/namespaces/production/secrets/important","serviceName":"k8s.io","status":{"code":0}},"resource":{"type":"k8s_cluster","labels":{"cluster_name":"c"}},"timestamp":"2026-11-23T10:00:00.123456789Z","labels":{"authorization.k8s.io/decision":"allow"}}`
+	recs, probs := decodeAll(t, in)
+	if len(probs) != 0 || len(recs) != 1 {
+		t.Fatalf("got %d records, problems %v", len(recs), probs)
+	}
+	ev := recs[0].Event
+	if ev.Verb != "delete" || ev.ObjectRef.Resource != "secrets" || ev.ObjectRef.Namespace != "production" || ev.ObjectRef.Name != "important" ||
+		ev.User.Username != "alice@example.com" || ev.LastSourceIP() != "10.0.0.7" || ev.ResponseStatus.Code != 200 ||
+		ev.AuditID != "11111111-2222-3333-4444-555555555555" || ev.RequestURI != "/api/v1/namespaces/production/secrets/important" ||
+		ev.Annotations["authorization.k8s.io/decision"] != "allow" {
+		t.Errorf("mapped wrong: %+v %+v", ev, ev.ObjectRef)
+	}
+	// The stored form must itself decode to the same event.
+	again, probs := decodeAll(t, string(recs[0].Raw))
+	if len(probs) != 0 || string(again[0].Raw) != string(recs[0].Raw) {
+		t.Errorf("stored form does not round-trip: %v %s", probs, again[0].Raw)
+	}
+
+	verb, ref, uri := gkeRequest("io.k8s.apps.v1.deployments.scale.update", "apps/v1/namespaces/web/deployments/front/scale")
+	if verb != "update" || ref.APIGroup != "apps" || ref.Resource != "deployments" || ref.Subresource != "scale" || ref.Name != "front" || ref.Namespace != "web" || uri != "/apis/apps/v1/namespaces/web/deployments/front/scale" {
+		t.Errorf("gkeRequest: %s %+v %s", verb, ref, uri)
+	}
+	verb, ref, uri = gkeRequest("io.k8s.authorization.rbac.v1.clusterrolebindings.create", "rbac.authorization.k8s.io/v1/clusterrolebindings/x")
+	if verb != "create" || ref.APIGroup != "authorization.rbac" && ref.APIGroup != "rbac.authorization.k8s.io" {
+		t.Logf("rbac mapping: %s %+v %s", verb, ref, uri)
+	}
+}
+
+func TestDecodeBadInput(t *testing.T) {
+	item := itemOf(lineV1)
+	long := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Request","auditID":"x","stage":"ResponseComplete","requestObject":{"data":"` + strings.Repeat("A", 20000) + `"},"stageTimestamp":"2026-11-23T10:00:00.000000Z"}`
+	deep := `{"level":"Request","auditID":"x","stage":"ResponseComplete","stageTimestamp":"2026-11-23T10:00:00.000000Z","requestObject":` + strings.Repeat(`{"a":`, 200) + "1" + strings.Repeat("}", 200) + "}"
+	f := func(name, body string, wantGood int, wantReason ...string) {
+		t.Helper()
+		recs, probs := decodeAll(t, body)
+		if len(recs) != wantGood {
+			t.Errorf("%s: %d good records, want %d (problems %v)", name, len(recs), wantGood, probs)
+		}
+		if len(probs) != len(wantReason) {
+			t.Fatalf("%s: problems %v, want %d", name, probs, len(wantReason))
+		}
+		for i, w := range wantReason {
+			if !strings.Contains(probs[i].String(), w) {
+				t.Errorf("%s: problem %q does not contain %q", name, probs[i], w)
+			}
+		}
+	}
+	f("empty", "  \n", 0, "empty body")
+	f("truncated line among good", lineV1+"\n"+lineV1[:100]+"\n"+lineV1, 2, "in:2: truncated JSON")
+	f("cut at 16KiB", long[:16384]+"\n"+lineV1, 1, "in:1: truncated JSON: input ends after 16384 bytes (exactly 16 KiB")
+	f("invalid utf8", strings.Replace(lineV1, "alice", "al\xffce", 1)+"\n"+lineV1, 1, "in:1: invalid UTF-8 at byte")
+	f("deep", deep, 0, "nested deeper than 100")
+	f("list with one bad item", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[`+item+`,{"level":"Metadata"},`+item+`]}`, 2, "item 1: not an audit event: missing auditID, stage, stageTimestamp")
+	f("wrong type", strings.Replace(lineV1, `"verb":"delete"`, `"verb":5`, 1), 0, `field "verb": expected a string, found a JSON number`)
+	f("not json", "hello world\n"+lineV1, 1, `in:1: not JSON`)
+	f("array item not object", `[1,`+item+`]`, 1, "item 0: expected a JSON object")
+	f("bad level", strings.Replace(lineV1, `"level":"Metadata"`, `"level":"Everything"`, 1), 0, `level "Everything"`)
+	f("wrong kind", `{"kind":"Pod","apiVersion":"v1","level":"None","auditID":"a","stage":"Panic","stageTimestamp":"2026-11-23T10:00:00.000000Z"}`, 0, `kind "Pod"`)
+}
+
+func TestDecodeLimits(t *testing.T) {
+	var probs []Problem
+	n := 0
+	d := NewDecoder(Limits{MaxEventBytes: 1000})
+	d.DecodeBody("b", []byte(lineV1+"\n"+strings.Replace(lineV1, "alice", strings.Repeat("a", 2000), 1)), func(Record) { n++ }, func(p Problem) { probs = append(probs, p) })
+	if n != 1 || len(probs) != 1 || !strings.Contains(probs[0].String(), "b:2: event is "+strconv.Itoa(len(lineV1)+1995)+" bytes, over the 1000-byte limit") {
+		t.Errorf("n=%d problems=%v", n, probs)
+	}
+}
+
+func TestMicroTime(t *testing.T) {
+	var mt MicroTime
+	if err := json.Unmarshal([]byte(`"2026-11-23T10:00:00.1234567Z"`), &mt); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(mt)
+	if string(b) != `"2026-11-23T10:00:00.123456Z"` {
+		t.Errorf("got %s", b)
+	}
+}
