@@ -1,0 +1,475 @@
+// Package local is kubetrail's embedded store: one folder holding a
+// write-ahead log for the newest events and immutable, compressed segments
+// for the rest. Its writer side is a pipeline.Sink that acknowledges a batch
+// only once it is durable, and never stores the same event twice.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/kubetrail/kubetrail/internal/pipeline"
+	"github.com/kubetrail/kubetrail/internal/wal"
+)
+
+// Options configure a DB.
+type Options struct {
+	// WALSegmentBytes is the WAL segment size; a full segment is sealed.
+	WALSegmentBytes int64
+	// SealAfter seals a WAL segment that has held events this long even when
+	// it is not full, so that new events reach segments in bounded time.
+	SealAfter time.Duration
+	// MaxInflightBytes bounds the raw bytes of batches waiting to be made
+	// durable; past it Append answers ErrOverloaded.
+	MaxInflightBytes int64
+	// MaxQueue bounds the batches waiting to be made durable.
+	MaxQueue int
+	// NoSync turns fsync off. Only for tests and benchmarks of other parts:
+	// nothing is durable with it.
+	NoSync bool
+	// ObserveSync, when set, is called with the duration of each WAL sync.
+	ObserveSync func(time.Duration)
+	// Logger receives recovery and sealing reports.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.WALSegmentBytes <= 0 {
+		o.WALSegmentBytes = wal.DefaultSegmentBytes
+	}
+	if o.SealAfter <= 0 {
+		o.SealAfter = 5 * time.Minute
+	}
+	if o.MaxInflightBytes <= 0 {
+		o.MaxInflightBytes = 512 << 20
+	}
+	if o.MaxQueue <= 0 {
+		o.MaxQueue = 4096
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Stats are counters for metrics.
+type Stats struct {
+	Stored     atomic.Int64 // events stored
+	Duplicates atomic.Int64 // events dropped as already stored
+	Batches    atomic.Int64 // batches made durable
+	Syncs      atomic.Int64 // WAL syncs (group commits)
+	Overloaded atomic.Int64 // batches refused with ErrOverloaded
+	Failed     atomic.Int64 // batches that failed to become durable
+	Sealed     atomic.Int64 // WAL segments sealed into segments
+}
+
+// DB is an open data folder. Append is safe for concurrent use.
+type DB struct {
+	dir    string
+	opts   Options
+	log    *slog.Logger
+	lock   *os.File
+	wal    *wal.Log
+	stats  Stats
+	reqs   chan *request
+	seal   chan uint64
+	done   chan struct{}
+	wg     sync.WaitGroup
+	closed atomic.Bool
+	closeM sync.Mutex
+	sendMu sync.RWMutex // held for reading while sending on reqs, for writing to close it
+
+	inflight atomic.Int64
+
+	keysMu sync.Mutex
+	keys   map[Key]struct{}
+
+	unavailable atomic.Pointer[error]
+}
+
+var _ pipeline.Sink = (*DB)(nil)
+
+type request struct {
+	batch *pipeline.Batch
+	keys  []Key
+	times []int64
+	bytes int64
+	done  chan reply
+}
+
+type reply struct {
+	res pipeline.Result
+	err error
+}
+
+// Paths inside a data folder.
+const (
+	walDir     = "wal"
+	segmentDir = "segments"
+	lockFile   = "LOCK"
+)
+
+// Open opens the data folder for writing, creating it if needed. Only one
+// process may have a folder open for writing; readers (Export) need no lock.
+// Open recovers from a crash: it cuts a torn WAL tail, reports it, and seals
+// WAL segments left over from the last run.
+func Open(dir string, opts Options) (*DB, error) {
+	opts = opts.withDefaults()
+	if err := os.MkdirAll(filepath.Join(dir, segmentDir), 0o700); err != nil {
+		return nil, fmt.Errorf("create data folder: %w", err)
+	}
+	os.Chmod(dir, 0o700)
+	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("data folder %s is in use by another kubetrail process (%w)", dir, err)
+	}
+	db := &DB{
+		dir: dir, opts: opts, log: opts.Logger, lock: lock,
+		reqs: make(chan *request, opts.MaxQueue),
+		seal: make(chan uint64, 1<<16),
+		done: make(chan struct{}),
+		keys: make(map[Key]struct{}),
+	}
+	if err := db.recover(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	db.wg.Add(2)
+	go db.commitLoop()
+	go db.sealLoop()
+	return db, nil
+}
+
+func (db *DB) recover() error {
+	segs, err := listSegments(filepath.Join(db.dir, segmentDir))
+	if err != nil {
+		return err
+	}
+	var maxSealed uint64
+	for _, s := range segs {
+		r, err := openSegment(s.path)
+		if err != nil {
+			return fmt.Errorf("%w (move the file away to start without it)", err)
+		}
+		k, err := r.keys()
+		r.close()
+		if err != nil {
+			return fmt.Errorf("segment %s: %w", s.path, err)
+		}
+		for i := 0; i+16 <= len(k); i += 16 {
+			db.keys[Key(k[i:i+16])] = struct{}{}
+		}
+		maxSealed = max(maxSealed, s.last)
+	}
+	l, rec, err := wal.Open(filepath.Join(db.dir, walDir), maxSealed, wal.Options{SegmentBytes: db.opts.WALSegmentBytes, NoSync: db.opts.NoSync})
+	if err != nil {
+		return err
+	}
+	db.wal = l
+	if rec.TornBytes > 0 {
+		db.log.Warn("cut torn WAL tail left by a crash; every event before it is kept",
+			"segment", wal.SegmentPath(filepath.Join(db.dir, walDir), rec.TornSegment),
+			"offset", rec.TornOffset, "bytes_cut", rec.TornBytes, "reason", rec.Reason)
+	}
+	for _, seq := range l.Segments() {
+		if seq == l.Current() {
+			continue
+		}
+		if seq <= maxSealed {
+			// Sealed before a crash that came before its removal.
+			if err := l.Remove(seq); err != nil {
+				return err
+			}
+			continue
+		}
+		n := 0
+		_, reason, err := wal.Scan(wal.SegmentPath(filepath.Join(db.dir, walDir), seq), func(p []byte) error {
+			return decodeBatch(p, func(e entry) error {
+				db.keys[KeyOf(e.cluster, e.raw)] = struct{}{}
+				n++
+				return nil
+			})
+		})
+		if err != nil {
+			return fmt.Errorf("replay WAL segment %d: %w", seq, err)
+		}
+		if reason != "" {
+			db.log.Warn("WAL segment ends in a bad record; events after it are lost", "segment", seq, "reason", reason)
+		}
+		db.log.Info("replayed WAL segment", "segment", seq, "events", n)
+		db.seal <- seq
+	}
+	return nil
+}
+
+// Append stores a batch durably. See pipeline.Sink.
+func (db *DB) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Result, error) {
+	if db.closed.Load() {
+		return pipeline.Result{}, pipeline.ErrClosed
+	}
+	if p := db.unavailable.Load(); p != nil {
+		return pipeline.Result{}, fmt.Errorf("%w: %v", pipeline.ErrUnavailable, *p)
+	}
+	req := &request{batch: b, keys: make([]Key, len(b.Records)), times: make([]int64, len(b.Records)), done: make(chan reply, 1)}
+	for i := range b.Records {
+		r := &b.Records[i]
+		req.keys[i] = KeyOf(b.Cluster, r.Raw)
+		req.times[i] = r.Event.Time().UnixMicro()
+		req.bytes += int64(len(r.Raw))
+	}
+	if db.inflight.Add(req.bytes) > db.opts.MaxInflightBytes && req.bytes < db.opts.MaxInflightBytes {
+		db.inflight.Add(-req.bytes)
+		db.stats.Overloaded.Add(1)
+		return pipeline.Result{}, pipeline.ErrOverloaded
+	}
+	db.sendMu.RLock()
+	if db.closed.Load() {
+		db.sendMu.RUnlock()
+		db.inflight.Add(-req.bytes)
+		return pipeline.Result{}, pipeline.ErrClosed
+	}
+	select {
+	case db.reqs <- req:
+		db.sendMu.RUnlock()
+	default:
+		db.sendMu.RUnlock()
+		db.inflight.Add(-req.bytes)
+		db.stats.Overloaded.Add(1)
+		return pipeline.Result{}, pipeline.ErrOverloaded
+	}
+	select {
+	case r := <-req.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		// The batch may still become durable; the sender was not told so
+		// and will retry, which de-duplication makes harmless.
+		return pipeline.Result{}, ctx.Err()
+	}
+}
+
+// commitLoop is the single writer: it takes every batch waiting, drops
+// events already stored, appends the rest to the WAL, syncs once for the
+// whole group and only then answers each batch.
+func (db *DB) commitLoop() {
+	defer db.wg.Done()
+	var (
+		group   []*request
+		buf     []byte
+		raws    [][]byte
+		times   []int64
+		started = time.Now()
+		dirty   bool
+	)
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
+	for {
+		group = group[:0]
+		select {
+		case req, ok := <-db.reqs:
+			if !ok {
+				db.finishWAL(dirty)
+				return
+			}
+			group = append(group, req)
+		case <-ticker.C:
+			if dirty && time.Since(started) >= db.opts.SealAfter {
+				db.rotate()
+				dirty = false
+			}
+			continue
+		}
+	drain:
+		for len(group) < 1024 {
+			select {
+			case req, ok := <-db.reqs:
+				if !ok {
+					break drain
+				}
+				group = append(group, req)
+			default:
+				break drain
+			}
+		}
+		results := make([]pipeline.Result, len(group))
+		var added []Key
+		var err error
+		db.keysMu.Lock()
+		for gi, req := range group {
+			raws, times = raws[:0], times[:0]
+			var kept []Key
+			for i := range req.batch.Records {
+				k := req.keys[i]
+				if _, dup := db.keys[k]; dup {
+					results[gi].Duplicates++
+					continue
+				}
+				db.keys[k] = struct{}{}
+				kept = append(kept, k)
+				raws = append(raws, req.batch.Records[i].Raw)
+				times = append(times, req.times[i])
+			}
+			added = append(added, kept...)
+			results[gi].Stored = len(raws)
+			if len(raws) == 0 || err != nil {
+				continue
+			}
+			recv := req.batch.Received
+			if recv.IsZero() {
+				recv = time.Now()
+			}
+			buf = appendBatch(buf[:0], req.batch.Cluster, recv.UnixMicro(), times, raws)
+			err = db.wal.Append(buf)
+		}
+		db.keysMu.Unlock()
+		if err == nil && len(added) > 0 {
+			t0 := time.Now()
+			err = db.wal.Sync()
+			if db.opts.ObserveSync != nil {
+				db.opts.ObserveSync(time.Since(t0))
+			}
+			db.stats.Syncs.Add(1)
+		}
+		if err != nil {
+			db.wal.Discard()
+			db.keysMu.Lock()
+			for _, k := range added {
+				delete(db.keys, k)
+			}
+			db.keysMu.Unlock()
+			if errors.Is(err, wal.ErrBroken) {
+				db.unavailable.Store(&err)
+			}
+			db.log.Error("batch not stored", "batches", len(group), "err", err)
+			for _, req := range group {
+				db.inflight.Add(-req.bytes)
+				db.stats.Failed.Add(1)
+				req.done <- reply{err: fmt.Errorf("%w: %v", pipeline.ErrUnavailable, err)}
+			}
+			continue
+		}
+		if len(added) > 0 && !dirty {
+			dirty, started = true, time.Now()
+		}
+		for gi, req := range group {
+			db.inflight.Add(-req.bytes)
+			db.stats.Batches.Add(1)
+			db.stats.Stored.Add(int64(results[gi].Stored))
+			db.stats.Duplicates.Add(int64(results[gi].Duplicates))
+			req.done <- reply{res: results[gi]}
+		}
+		if db.wal.NeedsRotate() {
+			db.rotate()
+			dirty = false
+		}
+	}
+}
+
+func (db *DB) rotate() {
+	seq, err := db.wal.Rotate()
+	if err != nil {
+		db.unavailable.Store(&err)
+		db.log.Error("WAL rotation failed; refusing new batches", "err", err)
+		return
+	}
+	db.seal <- seq
+}
+
+func (db *DB) finishWAL(dirty bool) {
+	if dirty {
+		db.rotate()
+	}
+	close(db.seal)
+}
+
+// sealLoop turns closed WAL segments into segments and removes them.
+func (db *DB) sealLoop() {
+	defer db.wg.Done()
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	defer enc.Close()
+	for seq := range db.seal {
+		if err := db.sealOne(seq, enc); err != nil {
+			// The WAL segment stays; the next start seals it again.
+			db.log.Error("seal WAL segment failed; it stays in the WAL", "segment", seq, "err", err)
+			continue
+		}
+		db.stats.Sealed.Add(1)
+	}
+}
+
+func (db *DB) sealOne(seq uint64, enc *zstd.Encoder) error {
+	path := wal.SegmentPath(filepath.Join(db.dir, walDir), seq)
+	w, err := newSegmentWriter(filepath.Join(db.dir, segmentDir), seq, seq, enc)
+	if err != nil {
+		return err
+	}
+	n := 0
+	_, _, err = wal.Scan(path, func(p []byte) error {
+		return decodeBatch(p, func(e entry) error {
+			n++
+			return w.add(e, KeyOf(e.cluster, e.raw))
+		})
+	})
+	if err != nil {
+		w.abort()
+		return err
+	}
+	if n == 0 {
+		w.abort()
+		return db.wal.Remove(seq)
+	}
+	if _, err := w.finish(db.opts.NoSync); err != nil {
+		return err
+	}
+	return db.wal.Remove(seq)
+}
+
+// Stats returns the DB's counters.
+func (db *DB) Stats() *Stats { return &db.stats }
+
+// Ready reports nil when the DB accepts batches, or why it does not.
+func (db *DB) Ready() error {
+	if db.closed.Load() {
+		return pipeline.ErrClosed
+	}
+	if p := db.unavailable.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Dir returns the data folder.
+func (db *DB) Dir() string { return db.dir }
+
+// Close stops accepting batches, makes everything accepted durable, seals
+// the WAL and releases the folder.
+func (db *DB) Close() error {
+	db.closeM.Lock()
+	defer db.closeM.Unlock()
+	db.sendMu.Lock()
+	if db.closed.Swap(true) {
+		db.sendMu.Unlock()
+		return nil
+	}
+	close(db.reqs)
+	db.sendMu.Unlock()
+	db.wg.Wait()
+	err := db.wal.Close()
+	if err2 := db.lock.Close(); err == nil {
+		err = err2
+	}
+	return err
+}

@@ -1,0 +1,200 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/pipeline"
+	"github.com/kubetrail/kubetrail/internal/wal"
+)
+
+func event(i int) audit.Record {
+	ts := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond)
+	raw := fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"id-%d","stage":"ResponseComplete","requestURI":"/api","verb":"get","user":{"username":"u"},"requestReceivedTimestamp":"%s","stageTimestamp":"%s"}`,
+		i, ts.Format(audit.MicroTimeLayout), ts.Format(audit.MicroTimeLayout))
+	var rec audit.Record
+	audit.NewDecoder(audit.Limits{}).DecodeBody("t", []byte(raw), func(r audit.Record) { rec = r }, func(p audit.Problem) { panic(p.String()) })
+	return rec
+}
+
+func batch(from, to int) *pipeline.Batch {
+	b := &pipeline.Batch{Cluster: "default", Received: time.Now()}
+	for i := from; i < to; i++ {
+		b.Records = append(b.Records, event(i))
+	}
+	return b
+}
+
+func exportAll(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	if err := Scan(dir, ScanOptions{}, func(s Stored) error { out = append(out, string(s.Raw)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestAppendDedupReopen(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{WALSegmentBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	res, err := db.Append(ctx, batch(0, 50))
+	if err != nil || res.Stored != 50 || res.Duplicates != 0 {
+		t.Fatalf("first append: %+v %v", res, err)
+	}
+	res, err = db.Append(ctx, batch(0, 50))
+	if err != nil || res.Stored != 0 || res.Duplicates != 50 {
+		t.Fatalf("retried append: %+v %v", res, err)
+	}
+	res, err = db.Append(ctx, batch(40, 60))
+	if err != nil || res.Stored != 10 || res.Duplicates != 10 {
+		t.Fatalf("overlapping append: %+v %v", res, err)
+	}
+	// Another cluster's identical event is a different event.
+	b := batch(0, 1)
+	b.Cluster = "other"
+	if res, err := db.Append(ctx, b); err != nil || res.Stored != 1 {
+		t.Fatalf("other cluster: %+v %v", res, err)
+	}
+	got := exportAll(t, dir) // while open
+	if len(got) != 61 {
+		t.Fatalf("export while open: %d events, want 61", len(got))
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got = exportAll(t, dir)
+	if len(got) != 61 {
+		t.Fatalf("export after close: %d events, want 61", len(got))
+	}
+	for i := 0; i < 60; i++ {
+		if want := string(event(i).Raw); got[i] != want {
+			t.Fatalf("event %d out of order or changed:\n got %s\nwant %s", i, got[i], want)
+		}
+	}
+	if ws, _ := wal.ListSegments(filepath.Join(dir, walDir)); len(ws) > 1 {
+		t.Errorf("after close %d WAL segments remain unsealed", len(ws))
+	}
+	db, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = db.Append(ctx, batch(0, 60))
+	if err != nil || res.Stored != 0 || res.Duplicates != 60 {
+		t.Fatalf("append after reopen: %+v %v", res, err)
+	}
+	db.Close()
+}
+
+func TestTornTail(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := db.Append(context.Background(), batch(i*10, i*10+10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Simulate a crash: the process dies without Close, and the last record
+	// is half written.
+	cur := wal.SegmentPath(filepath.Join(dir, walDir), db.wal.Current())
+	db.lock.Close()
+	st, _ := os.Stat(cur)
+	if err := os.Truncate(cur, st.Size()-30); err != nil {
+		t.Fatal(err)
+	}
+	db2, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := exportAll(t, dir)
+	if len(got) != 90 {
+		t.Fatalf("after torn tail: %d events, want the 90 of the 9 whole batches", len(got))
+	}
+	// The torn batch was never acknowledged; its sender retries it.
+	res, err := db2.Append(context.Background(), batch(90, 100))
+	if err != nil || res.Stored != 10 {
+		t.Fatalf("retry of torn batch: %+v %v", res, err)
+	}
+	db2.Close()
+	if got := exportAll(t, dir); len(got) != 100 {
+		t.Fatalf("final: %d events", len(got))
+	}
+}
+
+func TestConcurrentAppendsGroupCommit(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{WALSegmentBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for c := 0; c < 8; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				// Every client sends every batch twice, as a retrying sender would.
+				base := (c*20 + i) * 10
+				for k := 0; k < 2; k++ {
+					if _, err := db.Append(context.Background(), batch(base, base+10)); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}(c)
+	}
+	wg.Wait()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := exportAll(t, dir)
+	seen := map[string]bool{}
+	for _, g := range got {
+		if seen[g] {
+			t.Fatalf("duplicate stored: %s", g)
+		}
+		seen[g] = true
+	}
+	if len(got) != 1600 {
+		t.Fatalf("%d events, want 1600", len(got))
+	}
+	if s := db.Stats(); s.Stored.Load() != 1600 || s.Duplicates.Load() != 1600 || s.Syncs.Load() >= s.Batches.Load() && s.Batches.Load() > 50 {
+		t.Logf("stored=%d dups=%d syncs=%d batches=%d", s.Stored.Load(), s.Duplicates.Load(), s.Syncs.Load(), s.Batches.Load())
+	}
+}
+
+func TestScanTimeAndCluster(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{WALSegmentBytes: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Append(context.Background(), batch(0, 100))
+	b := batch(100, 110)
+	b.Cluster = "prod"
+	db.Append(context.Background(), b)
+	db.Close()
+	base := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	n := 0
+	Scan(dir, ScanOptions{Since: base.Add(10 * time.Millisecond).UnixMicro(), Until: base.Add(20 * time.Millisecond).UnixMicro()}, func(Stored) error { n++; return nil })
+	if n != 10 {
+		t.Errorf("time window: %d events, want 10", n)
+	}
+	n = 0
+	Scan(dir, ScanOptions{Cluster: "prod"}, func(Stored) error { n++; return nil })
+	if n != 10 {
+		t.Errorf("cluster: %d events, want 10", n)
+	}
+}

@@ -1,0 +1,126 @@
+package local
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/kubetrail/kubetrail/internal/wal"
+)
+
+// Stored is one stored event as a reader sees it.
+type Stored struct {
+	// Cluster is the cluster the event came from.
+	Cluster string
+	// Received is when kubetrail received it, unix microseconds.
+	Received int64
+	// Time is the event's own time (its stage timestamp), unix microseconds.
+	Time int64
+	// Raw is the event as stored: one line of JSON, a complete Event. It is
+	// valid only during the callback.
+	Raw []byte
+}
+
+// ScanOptions select what Scan reads.
+type ScanOptions struct {
+	// Since and Until bound the event time, unix microseconds; 0 means open.
+	// Since is inclusive, Until exclusive.
+	Since, Until int64
+	// Cluster, when set, keeps only that cluster's events.
+	Cluster string
+}
+
+func (o ScanOptions) keepTime(minT, maxT int64) bool {
+	return (o.Since == 0 || maxT >= o.Since) && (o.Until == 0 || minT < o.Until)
+}
+
+func (o ScanOptions) keep(e *entry) bool {
+	return (o.Since == 0 || e.time >= o.Since) && (o.Until == 0 || e.time < o.Until) &&
+		(o.Cluster == "" || e.cluster == o.Cluster)
+}
+
+// Scan calls fn for every stored event in arrival order. It reads the folder
+// without locking it, so it works while a writer (kubetrail serve, tail) has
+// it open: it sees every event that was durable when it reached that part of
+// the log, and each event exactly once even when a WAL segment is sealed
+// while it reads.
+func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	walPath := filepath.Join(dir, walDir)
+	segPath := filepath.Join(dir, segmentDir)
+	walSegs, err := wal.ListSegments(walPath)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	segs, err := listSegments(segPath)
+	if err != nil {
+		return err
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+
+	emit := func(e entry) error {
+		if !opts.keep(&e) {
+			return nil
+		}
+		return fn(Stored{Cluster: e.cluster, Received: e.received, Time: e.time, Raw: e.raw})
+	}
+	readSegment := func(s segmentFile) error {
+		r, err := openSegment(s.path)
+		if err != nil {
+			return err
+		}
+		defer r.close()
+		if !opts.keepTime(r.meta.MinTime, r.meta.MaxTime) {
+			return nil
+		}
+		return r.scan(dec, func(b blockMeta) bool { return opts.keepTime(b.MinTime, b.MaxTime) }, emit)
+	}
+	var done uint64 // highest WAL sequence already read
+	for _, s := range segs {
+		if err := readSegment(s); err != nil {
+			return err
+		}
+		done = max(done, s.last)
+	}
+	for _, seq := range walSegs {
+		if seq <= done {
+			continue
+		}
+		path := wal.SegmentPath(walPath, seq)
+		_, _, err := wal.Scan(path, func(p []byte) error { return decodeBatch(p, emit) })
+		if errors.Is(err, os.ErrNotExist) {
+			// Sealed since we listed: read the segment that now holds it.
+			segs, lerr := listSegments(segPath)
+			if lerr != nil {
+				return lerr
+			}
+			found := false
+			for _, s := range segs {
+				if s.first <= seq && seq <= s.last && s.first > done {
+					if err := readSegment(s); err != nil {
+						return err
+					}
+					done, found = s.last, true
+				}
+			}
+			if !found {
+				return fmt.Errorf("WAL segment %d vanished and no segment holds it", seq)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		done = seq
+	}
+	return nil
+}

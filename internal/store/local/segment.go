@@ -1,0 +1,357 @@
+package local
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// A segment is an immutable file holding the events of a contiguous range of
+// WAL segments, in arrival order (docs/adr/0001-storage.md):
+//
+//	magic "KTSEG01\n"
+//	blocks: zstd frames, each holding up to blockBytes of entries
+//	        (cluster id uvarint, received uvarint, time uvarint, raw uvarint length + bytes)
+//	keys:   16 bytes per event, the de-duplication keys, in event order
+//	meta:   JSON segmentMeta
+//	trailer: meta length uint32 little endian, magic "KTSEGEND"
+//
+// Segments are written to a temporary name, synced and renamed, so a reader
+// never sees a half-written one.
+const (
+	segMagic   = "KTSEG01\n"
+	segTrailer = "KTSEGEND"
+	segSuffix  = ".kts"
+	blockBytes = 1 << 20
+)
+
+type segmentMeta struct {
+	Version  int         `json:"version"`
+	WALFirst uint64      `json:"walFirst"`
+	WALLast  uint64      `json:"walLast"`
+	Count    int         `json:"count"`
+	RawBytes int64       `json:"rawBytes"`
+	MinTime  int64       `json:"minTime"`
+	MaxTime  int64       `json:"maxTime"`
+	Clusters []string    `json:"clusters"`
+	Blocks   []blockMeta `json:"blocks"`
+	KeysOff  int64       `json:"keysOff"`
+}
+
+type blockMeta struct {
+	Off      int64 `json:"off"`
+	Len      int64 `json:"len"`
+	Count    int   `json:"count"`
+	RawBytes int64 `json:"rawBytes"`
+	MinTime  int64 `json:"minTime"`
+	MaxTime  int64 `json:"maxTime"`
+}
+
+func segmentName(first, last uint64) string {
+	return fmt.Sprintf("%016d-%016d%s", first, last, segSuffix)
+}
+
+// segmentRange parses a segment file name.
+func segmentRange(name string) (first, last uint64, ok bool) {
+	if !strings.HasSuffix(name, segSuffix) {
+		return 0, 0, false
+	}
+	a, b, found := strings.Cut(strings.TrimSuffix(name, segSuffix), "-")
+	if !found {
+		return 0, 0, false
+	}
+	f, err1 := strconv.ParseUint(a, 10, 64)
+	l, err2 := strconv.ParseUint(b, 10, 64)
+	return f, l, err1 == nil && err2 == nil && f <= l
+}
+
+type segmentFile struct {
+	path        string
+	first, last uint64
+}
+
+func listSegments(dir string) ([]segmentFile, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []segmentFile
+	for _, e := range ents {
+		if f, l, ok := segmentRange(e.Name()); ok {
+			out = append(out, segmentFile{path: filepath.Join(dir, e.Name()), first: f, last: l})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].first < out[j].first })
+	return out, nil
+}
+
+// segmentWriter builds one segment file.
+type segmentWriter struct {
+	f        *os.File
+	tmp      string
+	final    string
+	enc      *zstd.Encoder
+	meta     segmentMeta
+	clusters map[string]int
+	block    []byte
+	bm       blockMeta
+	keys     []byte
+	off      int64
+	comp     []byte
+}
+
+func newSegmentWriter(dir string, first, last uint64, enc *zstd.Encoder) (*segmentWriter, error) {
+	final := filepath.Join(dir, segmentName(first, last))
+	f, err := os.CreateTemp(dir, ".tmp-seg-*")
+	if err != nil {
+		return nil, fmt.Errorf("create segment: %w", err)
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	w := &segmentWriter{
+		f: f, tmp: f.Name(), final: final, enc: enc,
+		meta:     segmentMeta{Version: 1, WALFirst: first, WALLast: last},
+		clusters: map[string]int{},
+	}
+	if _, err := f.Write([]byte(segMagic)); err != nil {
+		w.abort()
+		return nil, err
+	}
+	w.off = int64(len(segMagic))
+	return w, nil
+}
+
+func (w *segmentWriter) add(e entry, key Key) error {
+	id, ok := w.clusters[e.cluster]
+	if !ok {
+		id = len(w.meta.Clusters)
+		w.clusters[e.cluster] = id
+		w.meta.Clusters = append(w.meta.Clusters, e.cluster)
+	}
+	if w.bm.Count == 0 || e.time < w.bm.MinTime {
+		w.bm.MinTime = e.time
+	}
+	if w.bm.Count == 0 || e.time > w.bm.MaxTime {
+		w.bm.MaxTime = e.time
+	}
+	w.block = binary.AppendUvarint(w.block, uint64(id))
+	w.block = binary.AppendUvarint(w.block, uint64(e.received))
+	w.block = binary.AppendUvarint(w.block, uint64(e.time))
+	w.block = binary.AppendUvarint(w.block, uint64(len(e.raw)))
+	w.block = append(w.block, e.raw...)
+	w.bm.Count++
+	w.bm.RawBytes += int64(len(e.raw))
+	w.keys = append(w.keys, key[:]...)
+	if len(w.block) >= blockBytes {
+		return w.flushBlock()
+	}
+	return nil
+}
+
+func (w *segmentWriter) flushBlock() error {
+	if w.bm.Count == 0 {
+		return nil
+	}
+	w.comp = w.enc.EncodeAll(w.block, w.comp[:0])
+	if _, err := w.f.Write(w.comp); err != nil {
+		return fmt.Errorf("write segment block: %w", err)
+	}
+	w.bm.Off, w.bm.Len = w.off, int64(len(w.comp))
+	w.off += int64(len(w.comp))
+	m := &w.meta
+	if m.Count == 0 || w.bm.MinTime < m.MinTime {
+		m.MinTime = w.bm.MinTime
+	}
+	if m.Count == 0 || w.bm.MaxTime > m.MaxTime {
+		m.MaxTime = w.bm.MaxTime
+	}
+	m.Count += w.bm.Count
+	m.RawBytes += w.bm.RawBytes
+	m.Blocks = append(m.Blocks, w.bm)
+	w.bm = blockMeta{}
+	w.block = w.block[:0]
+	return nil
+}
+
+// finish writes the keys and meta, syncs, and renames the file into place.
+func (w *segmentWriter) finish(noSync bool) (string, error) {
+	if err := w.flushBlock(); err != nil {
+		w.abort()
+		return "", err
+	}
+	w.meta.KeysOff = w.off
+	meta, err := json.Marshal(&w.meta)
+	if err != nil {
+		w.abort()
+		return "", err
+	}
+	tail := make([]byte, 0, len(w.keys)+len(meta)+12)
+	tail = append(tail, w.keys...)
+	tail = append(tail, meta...)
+	tail = binary.LittleEndian.AppendUint32(tail, uint32(len(meta)))
+	tail = append(tail, segTrailer...)
+	if _, err := w.f.Write(tail); err != nil {
+		w.abort()
+		return "", fmt.Errorf("write segment: %w", err)
+	}
+	if !noSync {
+		if err := w.f.Sync(); err != nil {
+			w.abort()
+			return "", fmt.Errorf("sync segment: %w", err)
+		}
+	}
+	if err := w.f.Close(); err != nil {
+		os.Remove(w.tmp)
+		return "", err
+	}
+	if err := os.Rename(w.tmp, w.final); err != nil {
+		os.Remove(w.tmp)
+		return "", fmt.Errorf("rename segment: %w", err)
+	}
+	if !noSync {
+		if err := syncDir(filepath.Dir(w.final)); err != nil {
+			return "", err
+		}
+	}
+	return w.final, nil
+}
+
+func (w *segmentWriter) abort() {
+	w.f.Close()
+	os.Remove(w.tmp)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// segmentReader reads a sealed segment.
+type segmentReader struct {
+	f    *os.File
+	meta segmentMeta
+	size int64
+}
+
+func openSegment(path string) (*segmentReader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	r := &segmentReader{f: f, size: st.Size()}
+	if err := r.readMeta(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("segment %s: %w", path, err)
+	}
+	return r, nil
+}
+
+func (r *segmentReader) readMeta() error {
+	if r.size < int64(len(segMagic)+12) {
+		return errors.New("file too short to be a segment")
+	}
+	var tr [12]byte
+	if _, err := r.f.ReadAt(tr[:], r.size-12); err != nil {
+		return err
+	}
+	if string(tr[4:]) != segTrailer {
+		return errors.New("no segment trailer: not a kubetrail segment, or cut short")
+	}
+	n := int64(binary.LittleEndian.Uint32(tr[:4]))
+	if n > r.size-12 {
+		return errors.New("meta length is impossible")
+	}
+	buf := make([]byte, n)
+	if _, err := r.f.ReadAt(buf, r.size-12-n); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(buf, &r.meta); err != nil {
+		return fmt.Errorf("meta: %w", err)
+	}
+	if r.meta.Version != 1 {
+		return fmt.Errorf("segment version %d is not supported by this kubetrail", r.meta.Version)
+	}
+	return nil
+}
+
+func (r *segmentReader) close() error { return r.f.Close() }
+
+// keys returns the segment's de-duplication keys, in event order.
+func (r *segmentReader) keys() ([]byte, error) {
+	n := int64(r.meta.Count) * 16
+	buf := make([]byte, n)
+	if _, err := r.f.ReadAt(buf, r.meta.KeysOff); err != nil {
+		return nil, fmt.Errorf("read keys: %w", err)
+	}
+	return buf, nil
+}
+
+// scan calls fn for each event of the blocks that keep reports true for, in
+// order. The entry's raw bytes are valid only during the call.
+func (r *segmentReader) scan(dec *zstd.Decoder, keep func(blockMeta) bool, fn func(entry) error) error {
+	var comp, plain []byte
+	for _, b := range r.meta.Blocks {
+		if keep != nil && !keep(b) {
+			continue
+		}
+		if cap(comp) < int(b.Len) {
+			comp = make([]byte, b.Len)
+		}
+		comp = comp[:b.Len]
+		if _, err := r.f.ReadAt(comp, b.Off); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read block at %d: %w", b.Off, err)
+		}
+		var err error
+		plain, err = dec.DecodeAll(comp, plain[:0])
+		if err != nil {
+			return fmt.Errorf("decompress block at %d: %w", b.Off, err)
+		}
+		p := plain
+		for i := 0; i < b.Count; i++ {
+			var v [4]uint64
+			for j := range v {
+				x, n := binary.Uvarint(p)
+				if n <= 0 {
+					return fmt.Errorf("block at %d: corrupt entry %d", b.Off, i)
+				}
+				v[j], p = x, p[n:]
+			}
+			if v[0] >= uint64(len(r.meta.Clusters)) || v[3] > uint64(len(p)) {
+				return fmt.Errorf("block at %d: corrupt entry %d", b.Off, i)
+			}
+			if err := fn(entry{cluster: r.meta.Clusters[v[0]], received: int64(v[1]), time: int64(v[2]), raw: p[:v[3]]}); err != nil {
+				return err
+			}
+			p = p[v[3]:]
+		}
+		if !bytes.Equal(p, nil) && len(p) != 0 {
+			return fmt.Errorf("block at %d: %d trailing bytes", b.Off, len(p))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,421 @@
+// Package wal is kubetrail's write-ahead log: numbered segment files of
+// length-prefixed, CRC-checked records. It owns only the file mechanics
+// (append, sync, rotate, recover, read); group commit and what a record means
+// belong to the store that uses it.
+//
+// A segment file is an 8-byte magic followed by records:
+//
+//	length  uint32 little endian, bytes of payload
+//	crc     uint32 little endian, CRC-32C of payload
+//	payload length bytes
+//
+// A crash can leave the last record of the newest segment torn (short, or
+// with a CRC that does not match). Open detects it, reports it and cuts the
+// file back to the end of the last whole record; nothing before it is lost.
+package wal
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Magic starts every segment file.
+const Magic = "KTWAL01\n"
+
+const (
+	headerLen = 8
+	// MaxRecord bounds one record; a length above it is corruption.
+	MaxRecord = 1 << 30
+	segSuffix = ".wal"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrBroken is returned by every append after a sync failed: the kernel may
+// have dropped the written pages, so nothing written since the last good
+// sync can be trusted and the process must restart to recover.
+var ErrBroken = errors.New("wal: a sync failed earlier; restart to recover")
+
+// Options configure a Log.
+type Options struct {
+	// SegmentBytes is the size past which Append starts a new segment.
+	SegmentBytes int64
+	// NoSync skips fsync, for tests and benchmarks that measure everything
+	// else. A log opened with NoSync is not durable.
+	NoSync bool
+}
+
+// DefaultSegmentBytes is the default segment size.
+const DefaultSegmentBytes = 64 << 20
+
+// Recovery describes what Open found.
+type Recovery struct {
+	// Segments is the number of segment files found.
+	Segments int
+	// TornSegment and TornOffset say where a torn tail was cut; TornBytes
+	// is how many bytes were cut. TornBytes is 0 when the log was clean.
+	TornSegment uint64
+	TornOffset  int64
+	TornBytes   int64
+	// Reason says what was wrong with the torn tail.
+	Reason string
+}
+
+// Log is an append-only log in a folder. Append and Sync must be called from
+// one goroutine at a time; Segments and Remove may be called concurrently.
+type Log struct {
+	dir  string
+	opts Options
+
+	mu   sync.Mutex // guards segs and seq
+	segs []uint64   // sorted segment numbers, last one open for append
+
+	f       *os.File
+	w       *bufio.Writer
+	seq     uint64 // current segment number; written under mu
+	size    int64  // bytes written to current segment, buffered included
+	synced  int64  // bytes of current segment known durable
+	broken  bool
+	scratch [8]byte
+}
+
+// SegmentPath returns the path of segment seq in dir.
+func SegmentPath(dir string, seq uint64) string {
+	return filepath.Join(dir, fmt.Sprintf("%016d%s", seq, segSuffix))
+}
+
+// ListSegments returns the segment numbers in dir, sorted.
+func ListSegments(dir string) ([]uint64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var segs []uint64
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasSuffix(name, segSuffix) {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSuffix(name, segSuffix), 10, 64)
+		if err != nil {
+			continue
+		}
+		segs = append(segs, n)
+	}
+	sort.Slice(segs, func(i, j int) bool { return segs[i] < segs[j] })
+	return segs, nil
+}
+
+// Open opens or creates the log in dir, recovering a torn tail of its newest
+// segment, and positions it for appends. Appends go to a new segment whose
+// number is above every segment found and above minSeq, so the caller can
+// keep numbers increasing after it removed every segment.
+func Open(dir string, minSeq uint64, opts Options) (*Log, Recovery, error) {
+	if opts.SegmentBytes <= 0 {
+		opts.SegmentBytes = DefaultSegmentBytes
+	}
+	var rec Recovery
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, rec, fmt.Errorf("create wal folder: %w", err)
+	}
+	segs, err := ListSegments(dir)
+	if err != nil {
+		return nil, rec, fmt.Errorf("list wal folder: %w", err)
+	}
+	rec.Segments = len(segs)
+	if len(segs) > 0 {
+		last := segs[len(segs)-1]
+		valid, reason, err := Scan(SegmentPath(dir, last), nil)
+		if err != nil {
+			return nil, rec, err
+		}
+		if reason != "" {
+			path := SegmentPath(dir, last)
+			st, err := os.Stat(path)
+			if err != nil {
+				return nil, rec, err
+			}
+			rec.TornSegment, rec.TornOffset, rec.TornBytes, rec.Reason = last, valid, st.Size()-valid, reason
+			if err := cut(path, valid); err != nil {
+				return nil, rec, fmt.Errorf("cut torn tail of %s: %w", path, err)
+			}
+		}
+	}
+	l := &Log{dir: dir, opts: opts, segs: segs}
+	next := minSeq + 1
+	if len(segs) > 0 && segs[len(segs)-1]+1 > next {
+		next = segs[len(segs)-1] + 1
+	}
+	// Appends always start a fresh segment: recovered segments stay as they
+	// were, ready to be sealed.
+	if err := l.openSegment(next); err != nil {
+		return nil, rec, err
+	}
+	return l, rec, nil
+}
+
+func cut(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if size < headerLen {
+		if _, err := f.WriteAt([]byte(Magic), 0); err != nil {
+			return err
+		}
+		size = headerLen
+	}
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+func (l *Log) openSegment(seq uint64) error {
+	path := SegmentPath(l.dir, seq)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("create wal segment: %w", err)
+	}
+	if _, err := f.Write([]byte(Magic)); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("write wal segment header %s: %w", path, err)
+	}
+	if !l.opts.NoSync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return fmt.Errorf("sync wal segment %s: %w", path, err)
+		}
+		if err := syncDir(l.dir); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	l.f, l.size, l.synced = f, headerLen, headerLen
+	if l.w == nil {
+		l.w = bufio.NewWriterSize(f, 1<<20)
+	} else {
+		l.w.Reset(f)
+	}
+	l.mu.Lock()
+	l.seq = seq
+	if n := len(l.segs); n == 0 || l.segs[n-1] != seq {
+		l.segs = append(l.segs, seq)
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync folder %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Current returns the number of the segment being appended to.
+func (l *Log) Current() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seq
+}
+
+// Size returns the bytes in the current segment, buffered bytes included.
+func (l *Log) Size() int64 { return l.size }
+
+// Append buffers one record. It is durable only after Sync returns nil. On a
+// write error the segment is cut back to its last synced size, so a later
+// Append can succeed once the cause (a full disk) is gone.
+func (l *Log) Append(payload []byte) error {
+	if l.broken {
+		return ErrBroken
+	}
+	if len(payload) == 0 {
+		return errors.New("BUG: wal: empty record")
+	}
+	if len(payload) > MaxRecord {
+		return fmt.Errorf("wal: record of %d bytes is over the %d-byte limit", len(payload), MaxRecord)
+	}
+	binary.LittleEndian.PutUint32(l.scratch[0:4], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(l.scratch[4:8], crc32.Checksum(payload, castagnoli))
+	if _, err := l.w.Write(l.scratch[:]); err != nil {
+		return l.undo(err)
+	}
+	if _, err := l.w.Write(payload); err != nil {
+		return l.undo(err)
+	}
+	l.size += int64(len(payload)) + 8
+	return nil
+}
+
+// undo drops everything written since the last sync after a write error.
+func (l *Log) undo(cause error) error {
+	l.w.Reset(l.f)
+	if err := l.f.Truncate(l.synced); err != nil {
+		l.broken = true
+		return fmt.Errorf("wal: write failed (%v) and the segment could not be cut back: %w", cause, err)
+	}
+	if _, err := l.f.Seek(l.synced, io.SeekStart); err != nil {
+		l.broken = true
+		return fmt.Errorf("wal: write failed (%v) and seek failed: %w", cause, err)
+	}
+	l.size = l.synced
+	return fmt.Errorf("wal append: %w", cause)
+}
+
+// Sync writes buffered records and makes them durable.
+func (l *Log) Sync() error {
+	if l.broken {
+		return ErrBroken
+	}
+	if err := l.w.Flush(); err != nil {
+		return l.undo(err)
+	}
+	if !l.opts.NoSync {
+		if err := fdatasync(l.f); err != nil {
+			l.broken = true
+			return fmt.Errorf("wal sync %s: %w", l.f.Name(), err)
+		}
+	}
+	l.synced = l.size
+	return nil
+}
+
+// Discard drops buffered, unsynced records, as after a failed batch.
+func (l *Log) Discard() error { return l.undo(errors.New("discarded")) }
+
+// NeedsRotate reports whether the current segment is past its size.
+func (l *Log) NeedsRotate() bool { return l.size >= l.opts.SegmentBytes }
+
+// Rotate syncs and closes the current segment and starts the next one. It
+// returns the number of the closed segment. A segment with no records is
+// rotated too: its number is still used once.
+func (l *Log) Rotate() (uint64, error) {
+	if err := l.Sync(); err != nil {
+		return 0, err
+	}
+	closed := l.seq
+	if err := l.f.Close(); err != nil {
+		return 0, fmt.Errorf("close wal segment: %w", err)
+	}
+	if err := l.openSegment(closed + 1); err != nil {
+		l.broken = true
+		return 0, err
+	}
+	return closed, nil
+}
+
+// Segments returns the segment numbers, the open one last.
+func (l *Log) Segments() []uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]uint64(nil), l.segs...)
+}
+
+// Remove deletes a closed segment once its records are safe elsewhere.
+func (l *Log) Remove(seq uint64) error {
+	if seq == l.Current() {
+		return fmt.Errorf("BUG: wal: remove of the open segment %d", seq)
+	}
+	if err := os.Remove(SegmentPath(l.dir, seq)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	l.mu.Lock()
+	for i, s := range l.segs {
+		if s == seq {
+			l.segs = append(l.segs[:i], l.segs[i+1:]...)
+			break
+		}
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// Close syncs and closes the log.
+func (l *Log) Close() error {
+	err := l.Sync()
+	if cerr := l.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Scan reads every whole record of a segment file in order, calling fn (when
+// not nil) with each payload; the payload is only valid during the call. It
+// returns the offset just past the last whole record and, when the file goes
+// on past it, why the rest is not a record. A torn tail is not an error: it
+// is what a crash leaves. A file that is being appended to can be scanned;
+// the scan sees some prefix of it.
+func Scan(path string, fn func(payload []byte) error) (valid int64, tornReason string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	var hdr [headerLen]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if err == io.EOF {
+			return 0, "", nil
+		}
+		return 0, "segment header is short", nil
+	}
+	if string(hdr[:]) != Magic {
+		return 0, fmt.Sprintf("segment header is %q, not %q", hdr[:], Magic), nil
+	}
+	valid = headerLen
+	var buf []byte
+	for {
+		var rh [8]byte
+		n, err := io.ReadFull(r, rh[:])
+		if err == io.EOF {
+			return valid, "", nil
+		}
+		if err != nil {
+			return valid, fmt.Sprintf("record header cut after %d of 8 bytes", n), nil
+		}
+		size := binary.LittleEndian.Uint32(rh[0:4])
+		sum := binary.LittleEndian.Uint32(rh[4:8])
+		if size > MaxRecord {
+			return valid, fmt.Sprintf("record length %d is impossible", size), nil
+		}
+		if size == 0 {
+			// Records are never empty; zeros are what a file system leaves
+			// when a crash extended the file without writing its data.
+			return valid, "zero-filled tail", nil
+		}
+		if cap(buf) < int(size) {
+			buf = make([]byte, size)
+		}
+		buf = buf[:size]
+		if n, err := io.ReadFull(r, buf); err != nil {
+			return valid, fmt.Sprintf("record of %d bytes cut after %d bytes", size, n), nil
+		}
+		if crc32.Checksum(buf, castagnoli) != sum {
+			return valid, "record checksum does not match", nil
+		}
+		if fn != nil {
+			if err := fn(buf); err != nil {
+				return valid, "", err
+			}
+		}
+		valid += 8 + int64(size)
+	}
+}
