@@ -37,8 +37,6 @@ type Options struct {
 	// NoSync turns fsync off. Only for tests and benchmarks of other parts:
 	// nothing is durable with it.
 	NoSync bool
-	// ObserveSync, when set, is called with the duration of each WAL sync.
-	ObserveSync func(time.Duration)
 	// Logger receives recovery and sealing reports.
 	Logger *slog.Logger
 }
@@ -95,6 +93,7 @@ type DB struct {
 	keys   map[Key]struct{}
 
 	unavailable atomic.Pointer[error]
+	observeSync atomic.Pointer[func(time.Duration)]
 }
 
 var _ pipeline.Sink = (*DB)(nil)
@@ -210,7 +209,9 @@ func (db *DB) recover() error {
 		if reason != "" {
 			db.log.Warn("WAL segment ends in a bad record; events after it are lost", "segment", seq, "reason", reason)
 		}
-		db.log.Info("replayed WAL segment", "segment", seq, "events", n)
+		if n > 0 {
+			db.log.Info("replayed WAL segment left by the last run", "segment", seq, "events", n)
+		}
 		db.seal <- seq
 	}
 	return nil
@@ -338,8 +339,8 @@ func (db *DB) commitLoop() {
 		if err == nil && len(added) > 0 {
 			t0 := time.Now()
 			err = db.wal.Sync()
-			if db.opts.ObserveSync != nil {
-				db.opts.ObserveSync(time.Since(t0))
+			if f := db.observeSync.Load(); f != nil {
+				(*f)(time.Since(t0))
 			}
 			db.stats.Syncs.Add(1)
 		}
@@ -436,6 +437,9 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder) error {
 	}
 	return db.wal.Remove(seq)
 }
+
+// SetObserveSync sets a function told the duration of each WAL sync.
+func (db *DB) SetObserveSync(f func(time.Duration)) { db.observeSync.Store(&f) }
 
 // Stats returns the DB's counters.
 func (db *DB) Stats() *Stats { return &db.stats }

@@ -1,0 +1,167 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/ingest"
+	"github.com/kubetrail/kubetrail/internal/pipeline"
+	"github.com/kubetrail/kubetrail/internal/store/local"
+)
+
+// sinkFlags choose where ingested events go: the local store or a server.
+type sinkFlags struct {
+	dir    string
+	remote ingest.RemoteConfig
+	token  string
+}
+
+func (s *sinkFlags) add(cmd *cobra.Command) {
+	addDataFlag(cmd, &s.dir)
+	f := cmd.Flags()
+	f.StringVar(&s.remote.URL, "server", "", "send to a running kubetrail serve at this URL instead of the local folder")
+	f.StringVar(&s.token, "token-file", "", "with --server: file holding the bearer token")
+	f.StringVar(&s.remote.CA, "ca", "", "with --server: CA bundle (PEM) to verify the server")
+	f.StringVar(&s.remote.ClientCert, "client-cert", "", "with --server: client certificate (PEM)")
+	f.StringVar(&s.remote.ClientKey, "client-key", "", "with --server: client key (PEM)")
+}
+
+// open returns the sink and a function to close it.
+func (s *sinkFlags) open(e *env) (pipeline.Sink, func() error, error) {
+	if s.remote.URL != "" {
+		if s.token != "" {
+			toks, err := readTokens(s.token)
+			if err != nil {
+				return nil, nil, err
+			}
+			s.remote.Token = toks[0]
+		}
+		r, err := ingest.NewRemote(s.remote)
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, func() error { return nil }, nil
+	}
+	db, err := local.Open(s.dir, local.Options{Logger: e.logger()})
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, db.Close, nil
+}
+
+func importCmd(e *env) *cobra.Command {
+	var (
+		sf       sinkFlags
+		cluster  string
+		maxEvent int
+		progress string
+	)
+	cmd := &cobra.Command{
+		Use:   "import FILE|DIR|GLOB|- ...",
+		Short: "Import audit log files (rotated backups, .gz, cloud exports) into the store",
+		Long: `import reads audit events from files and stores them. It takes the API
+server's audit.log and its rotated backups (audit-2026-01-15T10-30-00.000.log,
+oldest first), gzip-compressed files, stdin ("-"), and every format kubetrail
+decodes: Event and EventList JSON lines, v1beta1, AKS (Event Hub records and
+Log Analytics rows), EKS (CloudWatch Logs) and GKE (Cloud Audit Logs) exports.
+
+Importing the same events twice adds nothing. A line that is not a usable
+event is skipped and reported with file:line and why; the lines around it are
+kept. The exit status is 0 when every line was used, 3 when some were skipped.`,
+		Example: `  kubetrail import /var/log/kubernetes/audit/
+  kubetrail import 'audit-*.log.gz' audit.log
+  zcat old.log.gz | kubetrail import -`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			files, err := ingest.ExpandPaths(args)
+			if err != nil {
+				return err
+			}
+			sink, closeSink, err := sf.open(e)
+			if err != nil {
+				return err
+			}
+			cfg := ingest.ImportConfig{Cluster: cluster, Limits: audit.Limits{MaxEventBytes: maxEvent}}
+			showBar := progress == "always" || progress == "auto" && isTerminal(e.stderr)
+			if showBar {
+				cfg.Progress = func(p ingest.Progress) { drawProgress(e.stderr, p) }
+			}
+			sum, err := ingest.Import(cmd.Context(), sink, files, e.stdin, cfg)
+			if cerr := closeSink(); err == nil {
+				err = cerr
+			}
+			printSummary(e.stderr, sum)
+			if err != nil {
+				return err
+			}
+			if sum.ProblemCount > 0 {
+				return exitCode(3)
+			}
+			return nil
+		},
+	}
+	sf.add(cmd)
+	cmd.Flags().StringVar(&cluster, "cluster", "default", "cluster name to tag the events with")
+	cmd.Flags().IntVar(&maxEvent, "max-event-bytes", audit.DefaultMaxEventBytes, "largest single event accepted")
+	cmd.Flags().StringVar(&progress, "progress", "auto", "progress bar: auto (on a terminal), always, never")
+	return cmd
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func drawProgress(w io.Writer, p ingest.Progress) {
+	const width = 30
+	frac := 0.0
+	if p.TotalBytes > 0 {
+		frac = min(float64(p.Bytes)/float64(p.TotalBytes), 1)
+	}
+	bar := make([]byte, width)
+	for i := range bar {
+		if float64(i) < frac*width {
+			bar[i] = '='
+		} else {
+			bar[i] = ' '
+		}
+	}
+	fmt.Fprintf(w, "\r[%s] %5.1f%%  %s  %d events  %s", bar, frac*100, humanBytes(p.Bytes), p.Events, p.File)
+	if p.Done {
+		fmt.Fprintln(w)
+	}
+}
+
+func printSummary(w io.Writer, s ingest.Summary) {
+	rate := 0.0
+	if s.Elapsed > 0 {
+		rate = float64(s.Stored+s.Duplicates) / s.Elapsed.Seconds()
+	}
+	fmt.Fprintf(w, "imported %d files, %d lines (%s) in %s: %d events stored, %d already stored, %d lines skipped (%.0f events/s)\n",
+		s.Files, s.Lines, humanBytes(s.Bytes), s.Elapsed.Round(time.Millisecond), s.Stored, s.Duplicates, s.ProblemCount, rate)
+	for _, p := range s.Problems {
+		fmt.Fprintf(w, "  skipped %s\n", p)
+	}
+	if extra := s.ProblemCount - int64(len(s.Problems)); extra > 0 {
+		fmt.Fprintf(w, "  ... and %d more skipped lines\n", extra)
+	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,113 @@
+package cli
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/ingest"
+	"github.com/kubetrail/kubetrail/internal/server"
+	"github.com/kubetrail/kubetrail/internal/store/local"
+)
+
+func serveCmd(e *env) *cobra.Command {
+	var (
+		dir       string
+		cfg       server.Config
+		tokenFile string
+		sealAfter time.Duration
+		maxEvent  int
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Receive audit events from the API server's webhook and store them",
+		Long: `serve runs kubetrail's HTTP server on the local store.
+
+Endpoints:
+  POST /ingest/webhook[?cluster=NAME]  an EventList (as the API server's webhook
+                                       backend sends), an Event, a JSON array or
+                                       JSON lines. Answered 200 only once every
+                                       event is durable on disk; 429 or 503 when it
+                                       cannot be (the API server keeps the batch and
+                                       retries). Retried batches add nothing.
+  GET  /healthz, /readyz               liveness and readiness
+  GET  /metrics                        Prometheus metrics
+
+Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
+(--token-file and/or --client-ca), or --insecure.`,
+		Example: `  kubetrail serve
+  kubetrail serve --listen 0.0.0.0:8443 --tls-cert tls.crt --tls-key tls.key --token-file tokens`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := e.logger()
+			if tokenFile != "" {
+				toks, err := readTokens(tokenFile)
+				if err != nil {
+					return err
+				}
+				cfg.Tokens = toks
+			}
+			cfg.Webhook.Limits = audit.Limits{MaxEventBytes: maxEvent}
+			db, err := local.Open(dir, local.Options{Logger: log, SealAfter: sealAfter})
+			if err != nil {
+				return err
+			}
+			srv, err := server.New(cfg, db, log)
+			if err != nil {
+				db.Close()
+				return err
+			}
+			err = srv.Run(cmd.Context(), func(addr string) {
+				log.Info("kubetrail serving", "addr", addr, "data", dir, "tls", cfg.TLSCert != "")
+			})
+			// The HTTP server has answered every request in flight; now make
+			// sure everything acknowledged is sealed before exiting.
+			if cerr := db.Close(); err == nil {
+				err = cerr
+			}
+			log.Info("kubetrail stopped", "stored", db.Stats().Stored.Load())
+			return err
+		},
+	}
+	addDataFlag(cmd, &dir)
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "address to listen on")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serving certificate (PEM); enables HTTPS")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "serving key (PEM)")
+	f.StringVar(&cfg.ClientCA, "client-ca", "", "CA bundle (PEM) for client certificates (mTLS)")
+	f.StringVar(&tokenFile, "token-file", "", "file of accepted bearer tokens, one per line ('#' comments)")
+	f.BoolVar(&cfg.Insecure, "insecure", false, "allow a non-loopback address without TLS and authentication")
+	f.BoolVar(&cfg.AuthHealth, "auth-health", false, "require authentication for /healthz, /readyz and /metrics too")
+	f.Int64Var(&cfg.Webhook.MaxBodyBytes, "max-body-bytes", ingest.DefaultMaxBodyBytes, "largest webhook request body accepted")
+	f.IntVar(&maxEvent, "max-event-bytes", audit.DefaultMaxEventBytes, "largest single event accepted")
+	f.DurationVar(&sealAfter, "seal-after", 5*time.Minute, "seal the write-ahead log into a segment at least this often")
+	return cmd
+}
+
+func readTokens(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--token-file: %w", err)
+	}
+	defer f.Close()
+	var toks []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		t := strings.TrimSpace(sc.Text())
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		// Accept the API server's token-file format too: token,user,uid,...
+		t, _, _ = strings.Cut(t, ",")
+		toks = append(toks, t)
+	}
+	if len(toks) == 0 {
+		return nil, fmt.Errorf("--token-file %s: no token in it", path)
+	}
+	return toks, sc.Err()
+}

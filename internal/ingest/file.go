@@ -1,0 +1,324 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/pipeline"
+)
+
+// ImportConfig configures Import.
+type ImportConfig struct {
+	// Cluster tags the imported events.
+	Cluster string
+	// Limits bound each event.
+	Limits audit.Limits
+	// BatchEvents is how many events go to the sink at once.
+	BatchEvents int
+	// Progress, when set, is called now and then and once at the end.
+	Progress func(Progress)
+	// MaxProblems is how many problems the summary keeps in full; the rest
+	// are only counted.
+	MaxProblems int
+}
+
+// Progress is a running count of an import.
+type Progress struct {
+	File       string
+	Files      int
+	Bytes      int64 // bytes read so far, over all files (compressed bytes for .gz)
+	TotalBytes int64 // bytes of all files, when known
+	Events     int64
+	Done       bool
+}
+
+// Summary is what an import did.
+type Summary struct {
+	Files      int
+	Lines      int64
+	Bytes      int64
+	Stored     int64
+	Duplicates int64
+	// Problems holds the first MaxProblems problems; ProblemCount counts all.
+	Problems     []audit.Problem
+	ProblemCount int64
+	Elapsed      time.Duration
+}
+
+// ExpandPaths turns command-line arguments (files, folders, globs, "-") into
+// the files to read, in an order that keeps each rotated log's backups
+// oldest first and its live file last.
+func ExpandPaths(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		if a == "-" {
+			out = append(out, a)
+			continue
+		}
+		st, err := os.Stat(a)
+		switch {
+		case err == nil && st.IsDir():
+			ents, err := os.ReadDir(a)
+			if err != nil {
+				return nil, err
+			}
+			var files []string
+			for _, e := range ents {
+				if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+					files = append(files, filepath.Join(a, e.Name()))
+				}
+			}
+			out = append(out, SortRotated(files)...)
+		case err == nil:
+			out = append(out, a)
+		default:
+			matches, gerr := filepath.Glob(a)
+			if gerr != nil || len(matches) == 0 {
+				return nil, fmt.Errorf("%s: %w", a, err)
+			}
+			out = append(out, SortRotated(matches)...)
+		}
+	}
+	return out, nil
+}
+
+// lumberjack (used by the API server) names backups NAME-2006-01-02T15-04-05.000.EXT.
+var backupName = regexp.MustCompile(`^(.*)-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d{3})?)(\.[^.]*)?(\.gz)?$`)
+
+// SortRotated orders files so that each log's rotated backups come oldest
+// first and the live file after them.
+func SortRotated(files []string) []string {
+	type key struct{ base, stamp, name string }
+	keys := make([]key, len(files))
+	for i, f := range files {
+		dir, name := filepath.Split(f)
+		if m := backupName.FindStringSubmatch(name); m != nil {
+			keys[i] = key{dir + m[1] + m[3], m[2], f}
+		} else {
+			base := strings.TrimSuffix(name, ".gz")
+			keys[i] = key{dir + base, "~", f} // '~' sorts after every timestamp
+		}
+	}
+	sort.SliceStable(keys, func(i, j int) bool {
+		if keys[i].base != keys[j].base {
+			return keys[i].base < keys[j].base
+		}
+		return keys[i].stamp < keys[j].stamp
+	})
+	out := make([]string, len(files))
+	for i, k := range keys {
+		out[i] = k.name
+	}
+	return out
+}
+
+// Import reads files (or stdin for "-") into sink. A bad line is reported
+// and skipped; it never costs the good lines around it.
+func Import(ctx context.Context, sink pipeline.Sink, files []string, stdin io.Reader, cfg ImportConfig) (Summary, error) {
+	if cfg.BatchEvents <= 0 {
+		cfg.BatchEvents = 4096
+	}
+	if cfg.MaxProblems <= 0 {
+		cfg.MaxProblems = 100
+	}
+	if cfg.Cluster == "" {
+		cfg.Cluster = "default"
+	}
+	cfg.Limits.MaxEventBytes = max(cfg.Limits.MaxEventBytes, 0)
+	start := time.Now()
+	imp := &importer{ctx: ctx, sink: sink, cfg: cfg, dec: audit.NewDecoder(cfg.Limits)}
+	for _, f := range files {
+		if f != "-" {
+			if st, err := os.Stat(f); err == nil {
+				imp.prog.TotalBytes += st.Size()
+			}
+		}
+	}
+	for _, f := range files {
+		if err := imp.file(f, stdin); err != nil {
+			imp.sum.Elapsed = time.Since(start)
+			imp.sum.Bytes = imp.prog.Bytes
+			return imp.sum, err
+		}
+	}
+	err := imp.flush()
+	imp.sum.Elapsed = time.Since(start)
+	imp.sum.Bytes = imp.prog.Bytes
+	imp.prog.Done = true
+	imp.report(true)
+	return imp.sum, err
+}
+
+type importer struct {
+	ctx      context.Context
+	sink     pipeline.Sink
+	cfg      ImportConfig
+	dec      *audit.Decoder
+	sum      Summary
+	prog     Progress
+	batch    []audit.Record
+	lastProg time.Time
+}
+
+func (imp *importer) file(path string, stdin io.Reader) error {
+	name := path
+	var r io.Reader
+	if path == "-" {
+		name, r = "stdin", stdin
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", path, err)
+		}
+		defer f.Close()
+		r = f
+	}
+	counted := &countingReader{r: r, n: &imp.prog.Bytes}
+	br := bufio.NewReaderSize(counted, 1<<20)
+	if head, _ := br.Peek(2); len(head) == 2 && head[0] == 0x1f && head[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return fmt.Errorf("%s: gzip: %w", name, err)
+		}
+		defer zr.Close()
+		br = bufio.NewReaderSize(zr, 1<<20)
+	}
+	imp.sum.Files++
+	imp.prog.Files++
+	imp.prog.File = name
+	lr := newLineReader(br, imp.cfg.Limits)
+	emit := func(rec audit.Record) { imp.batch = append(imp.batch, rec) }
+	bad := func(p audit.Problem) { imp.problem(p) }
+	for {
+		line, lineNo, tooLong, err := lr.next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return fmt.Errorf("%s:%d: read: %w", name, lineNo, err)
+		}
+		imp.sum.Lines++
+		if tooLong > 0 {
+			imp.problem(audit.Problem{Source: name, Line: lineNo, Item: -1, Reason: fmt.Sprintf("line of %d bytes is over the %d-byte event limit", tooLong, lr.limit)})
+			continue
+		}
+		imp.dec.DecodeLine(name, lineNo, line, emit, bad)
+		if len(imp.batch) >= imp.cfg.BatchEvents {
+			if err := imp.flush(); err != nil {
+				return err
+			}
+		}
+		imp.report(false)
+	}
+	return nil
+}
+
+func (imp *importer) problem(p audit.Problem) {
+	imp.sum.ProblemCount++
+	if len(imp.sum.Problems) < imp.cfg.MaxProblems {
+		imp.sum.Problems = append(imp.sum.Problems, p)
+	}
+}
+
+func (imp *importer) flush() error {
+	if len(imp.batch) == 0 {
+		return nil
+	}
+	b := &pipeline.Batch{Cluster: imp.cfg.Cluster, Received: time.Now(), Records: imp.batch}
+	for attempt := 0; ; attempt++ {
+		res, err := imp.sink.Append(imp.ctx, b)
+		if errors.Is(err, pipeline.ErrOverloaded) && attempt < 100 {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("store batch: %w", err)
+		}
+		imp.sum.Stored += int64(res.Stored)
+		imp.sum.Duplicates += int64(res.Duplicates)
+		imp.prog.Events += int64(len(imp.batch))
+		break
+	}
+	imp.batch = imp.batch[:0:0]
+	return nil
+}
+
+func (imp *importer) report(force bool) {
+	if imp.cfg.Progress == nil {
+		return
+	}
+	if now := time.Now(); force || now.Sub(imp.lastProg) > 200*time.Millisecond {
+		imp.lastProg = now
+		imp.cfg.Progress(imp.prog)
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n *int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	*c.n += int64(n)
+	return n, err
+}
+
+// lineReader splits a stream into lines without holding more than the event
+// size limit of any one line.
+type lineReader struct {
+	br    *bufio.Reader
+	limit int
+	line  int
+	long  []byte
+}
+
+func newLineReader(br *bufio.Reader, l audit.Limits) *lineReader {
+	limit := l.MaxEventBytes
+	if limit <= 0 {
+		limit = audit.DefaultMaxEventBytes
+	}
+	return &lineReader{br: br, limit: limit}
+}
+
+// next returns the next line (without its newline; valid until the next
+// call) and its number. A line over the limit is consumed and reported by
+// its length in tooLong. The last line may lack a newline.
+func (lr *lineReader) next() (line []byte, lineNo int, tooLong int, err error) {
+	lr.long = lr.long[:0]
+	total := 0
+	for {
+		frag, err := lr.br.ReadSlice('\n')
+		total += len(frag)
+		if err == nil || (errors.Is(err, io.EOF) && total > 0) {
+			lr.line++
+			if total > lr.limit+2 {
+				return nil, lr.line, total, nil
+			}
+			if len(lr.long) > 0 {
+				lr.long = append(lr.long, frag...)
+				frag = lr.long
+			}
+			return bytes.TrimRight(frag, "\r\n"), lr.line, 0, nil
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			if total <= lr.limit+2 {
+				lr.long = append(lr.long, frag...)
+			}
+			continue
+		}
+		return nil, lr.line + 1, 0, err
+	}
+}

@@ -1,0 +1,178 @@
+// Package ingest brings audit events in: the API server's webhook batches,
+// audit.log files (import and live tail) and, later, syslog and cloud
+// exports. Every receiver decodes with internal/audit and hands batches to a
+// pipeline.Sink, acknowledging its sender only when the sink returns.
+package ingest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/pipeline"
+)
+
+// WebhookConfig configures the webhook receiver.
+type WebhookConfig struct {
+	// MaxBodyBytes bounds one request body; a larger one gets 413.
+	MaxBodyBytes int64
+	// Limits bound each event inside a body.
+	Limits audit.Limits
+	// DefaultCluster tags batches that name no cluster.
+	DefaultCluster string
+	// Observe, when set, is told the outcome of each request.
+	Observe func(WebhookOutcome)
+}
+
+// DefaultMaxBodyBytes is the default bound on one webhook request body. The
+// API server's default batch is 400 events; at RequestResponse level an
+// event rarely passes 64 KiB.
+const DefaultMaxBodyBytes = 32 << 20
+
+// WebhookOutcome describes one handled request, for metrics.
+type WebhookOutcome struct {
+	Code       int
+	Bytes      int64
+	Stored     int
+	Duplicates int
+	Rejected   int
+}
+
+// Webhook is the http.Handler for POST /ingest/webhook.
+type Webhook struct {
+	sink pipeline.Sink
+	cfg  WebhookConfig
+	dec  *audit.Decoder
+}
+
+// NewWebhook returns a receiver that stores into sink.
+func NewWebhook(sink pipeline.Sink, cfg WebhookConfig) *Webhook {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.DefaultCluster == "" {
+		cfg.DefaultCluster = "default"
+	}
+	return &Webhook{sink: sink, cfg: cfg, dec: audit.NewDecoder(cfg.Limits)}
+}
+
+// WebhookResponse is the JSON body of every webhook answer.
+type WebhookResponse struct {
+	// Stored is the number of events newly stored.
+	Stored int `json:"stored"`
+	// Duplicates is the number of events that were already stored.
+	Duplicates int `json:"duplicates"`
+	// Rejected lists the parts of the body that could not be used.
+	Rejected []Rejection `json:"rejected,omitempty"`
+	// Error says why the request as a whole failed.
+	Error string `json:"error,omitempty"`
+}
+
+// Rejection is one unusable part of a request body.
+type Rejection struct {
+	Line   int    `json:"line,omitempty"`
+	Item   *int   `json:"item,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// ClusterNamePattern is what a cluster name may look like.
+var ClusterNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var resp WebhookResponse
+	code, n := h.serve(w, r, &resp)
+	if h.cfg.Observe != nil {
+		h.cfg.Observe(WebhookOutcome{Code: code, Bytes: n, Stored: resp.Stored, Duplicates: resp.Duplicates, Rejected: len(resp.Rejected)})
+	}
+	writeJSON(w, code, &resp)
+}
+
+func (h *Webhook) serve(w http.ResponseWriter, r *http.Request, resp *WebhookResponse) (int, int64) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		resp.Error = "method " + r.Method + " not allowed: send audit events with POST"
+		return http.StatusMethodNotAllowed, 0
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || !jsonMediaType(mt) {
+			resp.Error = fmt.Sprintf("Content-Type %q is not JSON: send application/json (an EventList, an Event or an array) or application/x-ndjson", ct)
+			return http.StatusUnsupportedMediaType, 0
+		}
+	}
+	cluster := r.URL.Query().Get("cluster")
+	if cluster == "" {
+		cluster = h.cfg.DefaultCluster
+	} else if !ClusterNamePattern.MatchString(cluster) {
+		resp.Error = fmt.Sprintf("cluster %q is not a valid name (letters, digits, '.', '_', '-'; at most 63)", cluster)
+		return http.StatusBadRequest, 0
+	}
+	received := time.Now()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			resp.Error = fmt.Sprintf("body is over the %d-byte limit (--max-body-bytes); lower the API server's --audit-webhook-batch-max-size", h.cfg.MaxBodyBytes)
+			return http.StatusRequestEntityTooLarge, int64(len(body))
+		}
+		resp.Error = "read body: " + err.Error()
+		return http.StatusBadRequest, int64(len(body))
+	}
+	n := int64(len(body))
+	batch := &pipeline.Batch{Cluster: cluster, Received: received}
+	h.dec.DecodeBody("request body", body, func(rec audit.Record) {
+		batch.Records = append(batch.Records, rec)
+	}, func(p audit.Problem) {
+		rj := Rejection{Line: p.Line, Reason: p.Reason}
+		if p.Item >= 0 {
+			item := p.Item
+			rj.Item = &item
+		}
+		resp.Rejected = append(resp.Rejected, rj)
+	})
+	if len(batch.Records) == 0 {
+		resp.Error = "no usable audit event in the body"
+		if len(resp.Rejected) == 1 {
+			resp.Error += ": " + resp.Rejected[0].Reason
+		}
+		return http.StatusBadRequest, n
+	}
+	res, err := h.sink.Append(r.Context(), batch)
+	resp.Stored, resp.Duplicates = res.Stored, res.Duplicates
+	switch {
+	case err == nil:
+		return http.StatusOK, n
+	case errors.Is(err, pipeline.ErrOverloaded):
+		w.Header().Set("Retry-After", "1")
+		resp.Error = err.Error() + "; nothing was stored, retry"
+		return http.StatusTooManyRequests, n
+	case errors.Is(err, pipeline.ErrUnavailable), errors.Is(err, pipeline.ErrClosed):
+		w.Header().Set("Retry-After", "5")
+		resp.Error = err.Error() + "; nothing was stored, retry"
+		return http.StatusServiceUnavailable, n
+	default:
+		resp.Error = err.Error()
+		return http.StatusServiceUnavailable, n
+	}
+}
+
+func jsonMediaType(mt string) bool {
+	switch mt {
+	case "application/json", "application/x-ndjson", "application/jsonl", "application/x-jsonlines", "text/plain":
+		return true
+	}
+	return strings.HasSuffix(mt, "+json")
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,249 @@
+// Package server is kubetrail's HTTP face: the webhook receiver, health and
+// readiness, Prometheus metrics, and (later) the query API and web UI, with
+// TLS, bearer-token and client-certificate authentication.
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kubetrail/kubetrail/internal/ingest"
+	"github.com/kubetrail/kubetrail/internal/store/local"
+)
+
+// Config configures the server. Flags of `kubetrail serve` map onto it.
+type Config struct {
+	// Listen is the address to listen on, host:port.
+	Listen string
+	// TLSCert and TLSKey are PEM files; with them the server speaks HTTPS.
+	TLSCert, TLSKey string
+	// ClientCA is a PEM bundle; with it, clients may authenticate with a
+	// certificate it signed (mTLS).
+	ClientCA string
+	// Tokens are the bearer tokens accepted. Empty with no ClientCA means no
+	// authentication.
+	Tokens []string
+	// Insecure allows a non-loopback address without TLS and authentication.
+	Insecure bool
+	// Webhook configures the webhook receiver.
+	Webhook ingest.WebhookConfig
+	// AuthHealth, when set, requires authentication for /healthz, /readyz
+	// and /metrics as well; by default they are open so probes need no token.
+	AuthHealth bool
+}
+
+// Server serves HTTP until its context ends.
+type Server struct {
+	cfg     Config
+	db      *local.DB
+	log     *slog.Logger
+	handler http.Handler
+	reg     *prometheus.Registry
+}
+
+// New builds a server over an open store.
+func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
+	if err := checkExposure(cfg); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, db: db, log: log, reg: prometheus.NewRegistry()}
+	m := newMetrics(s.reg, db)
+	cfg.Webhook.Observe = m.observe
+	s.cfg = cfg
+	mux := http.NewServeMux()
+	mux.Handle("/ingest/webhook", s.authenticate(ingest.NewWebhook(db, cfg.Webhook)))
+	health := func(h http.Handler) http.Handler {
+		if cfg.AuthHealth {
+			return s.authenticate(h)
+		}
+		return h
+	}
+	mux.Handle("GET /healthz", health(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})))
+	mux.Handle("GET /readyz", health(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := db.Ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})))
+	mux.Handle("GET /metrics", health(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	s.handler = mux
+	return s, nil
+}
+
+// Handler returns the server's root handler, for tests.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// checkExposure refuses to serve unauthenticated plain HTTP beyond this
+// machine: audit events are among a cluster's most sensitive data, and a
+// webhook anyone can post to is a way to forge them.
+func checkExposure(cfg Config) error {
+	host, _, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %w", cfg.Listen, err)
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if cfg.ClientCA != "" && cfg.TLSCert == "" {
+		return errors.New("--client-ca needs --tls-cert and --tls-key: client certificates need TLS")
+	}
+	if isLoopback(host) || cfg.Insecure {
+		return nil
+	}
+	authn := len(cfg.Tokens) > 0 || cfg.ClientCA != ""
+	if cfg.TLSCert == "" || !authn {
+		return fmt.Errorf("refusing to listen on %s without TLS and authentication: audit events are sensitive and anyone could forge them; "+
+			"give --tls-cert/--tls-key and --token-file or --client-ca, listen on 127.0.0.1, or pass --insecure if a proxy in front does this", cfg.Listen)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// authenticate requires a valid bearer token or a verified client
+// certificate when any is configured.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	if len(s.cfg.Tokens) == 0 && s.cfg.ClientCA == "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			for _, t := range s.cfg.Tokens {
+				if subtle.ConstantTimeCompare([]byte(tok), []byte(t)) == 1 {
+					next.ServeHTTP(w, r)
+					return
+				}
+			}
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="kubetrail"`)
+		http.Error(w, `{"error":"unauthorized: send a valid bearer token or client certificate"}`, http.StatusUnauthorized)
+	})
+}
+
+// Run listens and serves until ctx ends, then stops taking new requests and
+// waits for those in flight: a batch being made durable is answered.
+func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	if s.cfg.TLSCert != "" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if s.cfg.ClientCA != "" {
+			pem, err := os.ReadFile(s.cfg.ClientCA)
+			if err != nil {
+				return fmt.Errorf("--client-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("--client-ca %s: no PEM certificate in it", s.cfg.ClientCA)
+			}
+			tc.ClientCAs = pool
+			tc.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+		srv.TLSConfig = tc
+		ln = tls.NewListener(ln, tc)
+	}
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	bytes    prometheus.Counter
+	rejected prometheus.Counter
+}
+
+func newMetrics(reg *prometheus.Registry, db *local.DB) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubetrail_webhook_requests_total", Help: "Webhook requests by HTTP status code.",
+		}, []string{"code"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubetrail_webhook_received_bytes_total", Help: "Bytes of webhook request bodies received.",
+		}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubetrail_ingest_rejected_total", Help: "Events or lines rejected as unusable.",
+		}),
+	}
+	st := db.Stats()
+	counter := func(name, help string, f func() int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	syncs := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "kubetrail_wal_fsync_seconds", Help: "Duration of WAL group-commit syncs.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	})
+	db.SetObserveSync(func(d time.Duration) { syncs.Observe(d.Seconds()) })
+	reg.MustRegister(m.requests, m.bytes, m.rejected, syncs,
+		counter("kubetrail_events_stored_total", "Events stored.", st.Stored.Load),
+		counter("kubetrail_events_duplicate_total", "Events dropped because they were already stored.", st.Duplicates.Load),
+		counter("kubetrail_batches_total", "Batches made durable.", st.Batches.Load),
+		counter("kubetrail_batches_overloaded_total", "Batches refused because too many were in flight.", st.Overloaded.Load),
+		counter("kubetrail_batches_failed_total", "Batches that could not be made durable.", st.Failed.Load),
+		counter("kubetrail_wal_syncs_total", "WAL group commits.", st.Syncs.Load),
+		counter("kubetrail_wal_segments_sealed_total", "WAL segments sealed into segments.", st.Sealed.Load),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+func (m *metrics) observe(o ingest.WebhookOutcome) {
+	m.requests.WithLabelValues(strconv.Itoa(o.Code)).Inc()
+	m.bytes.Add(float64(o.Bytes))
+	m.rejected.Add(float64(o.Rejected))
+}
