@@ -1,0 +1,48 @@
+# kubetrail — see README.md. `make test` is what CI runs (through .ci/run).
+GO        ?= go
+BIN       ?= bin/kubetrail
+PKGS      := ./...
+E2E_DIR   := test/e2e
+GOFLAGS_TEST ?=
+
+.PHONY: all build test unit e2e e2e-deps lint fuzz bench bench-quick clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/kubetrail
+
+## test: everything CI checks: lint, unit tests with the race detector, e2e against the real kube-apiserver.
+test: lint unit e2e
+
+unit:
+	$(GO) test -race -count=1 $(GOFLAGS_TEST) $(PKGS)
+
+## e2e-deps: build kube-apiserver and etcd from the Go module proxy (cached in test/e2e/bin).
+e2e-deps:
+	cd $(E2E_DIR) && ./build.sh
+
+e2e: e2e-deps
+	cd $(E2E_DIR) && $(GO) test -count=1 -timeout 20m ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	cd $(E2E_DIR) && $(GO) vet ./...
+
+## fuzz: run every fuzz target briefly (FUZZTIME=30s for longer).
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test ./internal/audit -run '^$$' -fuzz FuzzDecodeBody -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/audit -run '^$$' -fuzz FuzzDecodeLine -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/wal -run '^$$' -fuzz FuzzScan -fuzztime $(FUZZTIME)
+
+## bench: the side-by-side benchmark suite; writes docs/BENCHMARKS.md.
+bench:
+	./bench/run.sh full
+
+bench-quick:
+	./bench/run.sh quick
+
+clean:
+	rm -rf bin
