@@ -210,14 +210,6 @@ func (d *Decoder) decodeValue(at loc, raw []byte, apiVersion string, emit Emit, 
 		}
 		return
 	}
-	if !utf8.Valid(raw) {
-		bad(at.problem(fmt.Sprintf("invalid UTF-8 at byte %d", invalidUTF8At(raw))))
-		return
-	}
-	if depth := maxDepth(raw, d.limits.MaxDepth); depth > d.limits.MaxDepth {
-		bad(at.problem(fmt.Sprintf("JSON nested deeper than %d levels", d.limits.MaxDepth)))
-		return
-	}
 	var env envelope
 	if err := json.Unmarshal(raw, &env); err != nil {
 		bad(at.problem(describeJSONError(raw, err)))
@@ -262,6 +254,16 @@ func (d *Decoder) decodeValue(at loc, raw []byte, apiVersion string, emit Emit, 
 		}
 		emit(rec)
 	default:
+		// Checked per event, not per container, so that one bad item
+		// costs only itself.
+		if !utf8.Valid(raw) {
+			bad(at.problem(fmt.Sprintf("invalid UTF-8 at byte %d", invalidUTF8At(raw))))
+			return
+		}
+		if depth := maxDepth(raw, d.limits.MaxDepth); depth > d.limits.MaxDepth {
+			bad(at.problem(fmt.Sprintf("JSON nested deeper than %d levels", d.limits.MaxDepth)))
+			return
+		}
 		rec, reason := d.finishEvent(&env.Event, raw, apiVersion)
 		if reason != "" {
 			bad(at.problem(reason + describeKeys(raw)))
