@@ -22,6 +22,7 @@ func serveCmd(e *env) *cobra.Command {
 		tokenFile string
 		sealAfter time.Duration
 		maxEvent  int
+		walBytes  int64
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -53,7 +54,7 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 				cfg.Tokens = toks
 			}
 			cfg.Webhook.Limits = audit.Limits{MaxEventBytes: maxEvent}
-			db, err := local.Open(dir, local.Options{Logger: log, SealAfter: sealAfter})
+			db, err := local.Open(dir, local.Options{Logger: log, SealAfter: sealAfter, WALSegmentBytes: walBytes})
 			if err != nil {
 				return err
 			}
@@ -86,6 +87,7 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 	f.Int64Var(&cfg.Webhook.MaxBodyBytes, "max-body-bytes", ingest.DefaultMaxBodyBytes, "largest webhook request body accepted")
 	f.IntVar(&maxEvent, "max-event-bytes", audit.DefaultMaxEventBytes, "largest single event accepted")
 	f.DurationVar(&sealAfter, "seal-after", 5*time.Minute, "seal the write-ahead log into a segment at least this often")
+	f.Int64Var(&walBytes, "wal-segment-bytes", 64<<20, "seal the write-ahead log into a segment when it reaches this size")
 	return cmd
 }
 
