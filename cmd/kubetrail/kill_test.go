@@ -185,7 +185,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	count := map[string]int{}  // event auditID -> times stored
+	count := map[string]int{}   // event auditID -> times stored
 	batches := map[string]int{} // batch id -> events stored
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(nil, 1<<20)
