@@ -1,0 +1,66 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+func addSeeds(f *testing.F) {
+	item := itemOf(lineV1)
+	for _, s := range []string{
+		lineV1,
+		lineV1 + "\n" + lineV1,
+		`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` + item + `]}`,
+		`[` + item + `]`,
+		`{"records":[{"properties":{"log":` + string(mustJSON(lineV1)) + `}}]}`,
+		`{"log_s":` + string(mustJSON(lineV1)) + `}`,
+		`{"logEvents":[{"message":` + string(mustJSON(lineV1)) + `}]}`,
+		`{"insertId":"a","timestamp":"2026-11-23T10:00:00Z","protoPayload":{"methodName":"io.k8s.core.v1.pods.exec.create","resourceName":"core/v1/namespaces/a/pods/b/exec"}}`,
+		"2026-11-23T10:00:00Z " + lineV1,
+		lineV1[:100],
+		`{"items":[1,"x",{}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+}
+
+func mustJSON(s string) []byte { b, _ := json.Marshal(s); return b }
+
+// checkRecord asserts what every emitted record must satisfy, whatever the
+// input: its stored form is one line of valid JSON that decodes again to a
+// record with the same stored form.
+func checkRecord(t *testing.T, r Record) {
+	t.Helper()
+	if bytes.ContainsAny(r.Raw, "\n\r") {
+		t.Fatalf("stored form spans lines: %q", r.Raw)
+	}
+	if !json.Valid(r.Raw) {
+		t.Fatalf("stored form is not JSON: %q", r.Raw)
+	}
+	var again []Record
+	NewDecoder(Limits{}).DecodeBody("again", r.Raw, func(r2 Record) { again = append(again, r2) }, func(p Problem) {
+		t.Fatalf("stored form does not decode again: %s: %q", p, r.Raw)
+	})
+	if len(again) != 1 || !bytes.Equal(again[0].Raw, r.Raw) {
+		t.Fatalf("stored form is not stable: %q", r.Raw)
+	}
+}
+
+func FuzzDecodeBody(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		NewDecoder(Limits{}).DecodeBody("fuzz", data, func(r Record) { checkRecord(t, r) }, func(p Problem) {
+			if p.Reason == "" {
+				t.Fatal("problem without a reason")
+			}
+		})
+	})
+}
+
+func FuzzDecodeLine(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		NewDecoder(Limits{}).DecodeLine("fuzz", 1, data, func(r Record) { checkRecord(t, r) }, func(Problem) {})
+	})
+}
