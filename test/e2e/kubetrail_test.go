@@ -1,0 +1,134 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startServe runs `kubetrail serve` on a free loopback port with its data
+// in dataDir, waits for /readyz, and returns the process and its address.
+func startServe(t *testing.T, bin, dataDir string) (*proc, string) {
+	t.Helper()
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	p := startProc(t, "kubetrail-serve", bin, "serve", "--listen", addr, "--data", dataDir)
+	waitReady(t, p, 30*time.Second, func(ctx context.Context) error {
+		return httpGetOK(ctx, http.DefaultClient, "http://"+addr+"/readyz", "")
+	})
+	return p, addr
+}
+
+// startTail runs `kubetrail tail` on the audit log at path, storing into
+// dataDir.
+func startTail(t *testing.T, bin, path, dataDir string) *proc {
+	t.Helper()
+	return startProc(t, "kubetrail-tail", bin, "tail", path, "--data", dataDir)
+}
+
+// exportEvents runs `kubetrail export` on dataDir and parses its output.
+func exportEvents(t *testing.T, bin, dataDir string) []event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "export", "--data", dataDir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kubetrail export --data %s: %v\n%s", dataDir, err, stderr.String())
+	}
+	return parseEvents(t, &stdout, "export")
+}
+
+// waitExport exports until at least want events are stored or the timeout
+// passes, and returns the last export. Ingest is asynchronous (the tail
+// follows the file; the webhook's last batch may still be in flight), so a
+// single export right after the API server stopped could be short.
+func waitExport(t *testing.T, bin, dataDir string, want int, timeout time.Duration) []event {
+	t.Helper()
+	start := time.Now()
+	for {
+		got := exportEvents(t, bin, dataDir)
+		if len(got) >= want || time.Since(start) > timeout {
+			t.Logf("export holds %d events (audit log: %d) after waiting %s",
+				len(got), want, time.Since(start).Round(time.Millisecond))
+			return got
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// assertEventKind checks that every exported event is a complete v1 Event:
+// the API server's webhook sends EventList items without kind and
+// apiVersion, and export must restore them.
+func assertEventKind(t *testing.T, events []event) {
+	t.Helper()
+	bad := 0
+	for _, e := range events {
+		if e.str("kind") != "Event" || e.str("apiVersion") != "audit.k8s.io/v1" {
+			if bad < 5 {
+				t.Errorf("exported event without kind Event / apiVersion audit.k8s.io/v1: kind=%q apiVersion=%q %s",
+					e.str("kind"), e.str("apiVersion"), e.summary())
+			}
+			bad++
+		}
+	}
+	if bad > 5 {
+		t.Errorf("... %d exported events in all lack kind or apiVersion", bad)
+	}
+}
+
+// writeWebhookConfig writes the kubeconfig for --audit-webhook-config-file
+// with `kubetrail setup webhook-config`, which is part of what is tested.
+//
+// TODO(e2e): drop the fallback once `kubetrail setup webhook-config --url
+// URL --out FILE` has landed; until then a kubetrail without the command
+// gets a hand-written kubeconfig so the rest of the test can run.
+func writeWebhookConfig(t *testing.T, bin, url, out string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "setup", "webhook-config", "--url", url, "--out", out)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	err := cmd.Run()
+	_, statErr := os.Stat(out)
+	switch {
+	case err == nil && statErr == nil:
+		return
+	case strings.Contains(buf.String(), "unknown command") ||
+		strings.Contains(buf.String(), "unknown flag") ||
+		(err == nil && statErr != nil):
+		t.Logf("kubetrail setup webhook-config is not available yet (%v: %s); writing the webhook kubeconfig by hand",
+			err, lastLine(buf.String()))
+		writeFile(t, out, handWrittenWebhookConfig(url))
+	default:
+		t.Fatalf("kubetrail setup webhook-config --url %s --out %s: %v\n%s", url, out, err, buf.String())
+	}
+}
+
+// handWrittenWebhookConfig is the minimal kubeconfig the API server's
+// audit webhook accepts: one cluster whose server is the full URL to POST
+// to, and a user with no credentials.
+func handWrittenWebhookConfig(url string) string {
+	cfg := map[string]any{
+		"apiVersion":      "v1",
+		"kind":            "Config",
+		"clusters":        []any{map[string]any{"name": "kubetrail", "cluster": map[string]any{"server": url}}},
+		"users":           []any{map[string]any{"name": "kube-apiserver", "user": map[string]any{}}},
+		"contexts":        []any{map[string]any{"name": "default", "context": map[string]any{"cluster": "kubetrail", "user": "kube-apiserver"}}},
+		"current-context": "default",
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		panic(fmt.Sprintf("BUG: marshal webhook kubeconfig: %v", err))
+	}
+	return string(b)
+}
