@@ -3,6 +3,7 @@ module github.com/kubetrail/kubetrail
 go 1.26.8
 
 require (
+	github.com/google/go-cmp v0.7.0
 	github.com/klauspost/compress v1.20.3
 	github.com/prometheus/client_golang v1.25.0
 	github.com/spf13/cobra v1.10.2

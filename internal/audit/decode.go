@@ -210,6 +210,13 @@ func (d *Decoder) decodeValue(at loc, raw []byte, apiVersion string, emit Emit, 
 		}
 		return
 	}
+	if raw[0] == '{' {
+		var ev Event
+		if depth, ok := fastDecodeEvent(raw, &ev); ok {
+			d.finish(at, &ev, raw, apiVersion, depth, emit, bad)
+			return
+		}
+	}
 	var env envelope
 	if err := json.Unmarshal(raw, &env); err != nil {
 		bad(at.problem(describeJSONError(raw, err)))
@@ -254,23 +261,28 @@ func (d *Decoder) decodeValue(at loc, raw []byte, apiVersion string, emit Emit, 
 		}
 		emit(rec)
 	default:
-		// Checked per event, not per container, so that one bad item
-		// costs only itself.
-		if !utf8.Valid(raw) {
-			bad(at.problem(fmt.Sprintf("invalid UTF-8 at byte %d", invalidUTF8At(raw))))
-			return
-		}
-		if depth := maxDepth(raw, d.limits.MaxDepth); depth > d.limits.MaxDepth {
-			bad(at.problem(fmt.Sprintf("JSON nested deeper than %d levels", d.limits.MaxDepth)))
-			return
-		}
-		rec, reason := d.finishEvent(&env.Event, raw, apiVersion)
-		if reason != "" {
-			bad(at.problem(reason + describeKeys(raw)))
-			return
-		}
-		emit(rec)
+		d.finish(at, &env.Event, raw, apiVersion, maxDepth(raw, d.limits.MaxDepth), emit, bad)
 	}
+}
+
+// finish checks a decoded event, builds its stored form and emits it. The
+// checks are per event, not per container, so that one bad item costs only
+// itself.
+func (d *Decoder) finish(at loc, ev *Event, raw []byte, apiVersion string, depth int, emit Emit, bad Bad) {
+	if !utf8.Valid(raw) {
+		bad(at.problem(fmt.Sprintf("invalid UTF-8 at byte %d", invalidUTF8At(raw))))
+		return
+	}
+	if depth > d.limits.MaxDepth {
+		bad(at.problem(fmt.Sprintf("JSON nested deeper than %d levels", d.limits.MaxDepth)))
+		return
+	}
+	rec, reason := d.finishEvent(ev, raw, apiVersion)
+	if reason != "" {
+		bad(at.problem(reason + describeKeys(raw)))
+		return
+	}
+	emit(rec)
 }
 
 // decodeItem decodes one element of a list or array: normally an Event, but

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func addSeeds(f *testing.F) {
@@ -62,5 +65,30 @@ func FuzzDecodeLine(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		NewDecoder(Limits{}).DecodeLine("fuzz", 1, data, func(r Record) { checkRecord(t, r) }, func(Problem) {})
+	})
+}
+
+// FuzzFastDecode is the differential test of the fast decoder: whenever it
+// accepts an input, encoding/json must accept it too and decode the same
+// event.
+func FuzzFastDecode(f *testing.F) {
+	addSeeds(f)
+	f.Add([]byte(`{"user":{"username":"a\u00e9\ud83d\ude00\ud800x","groups":[]},"USER":{},"annotations":{"k\"":"v\\n"}}`))
+	f.Add([]byte(`{"responseStatus":{"code":-0,"metadata":{ }},"sourceIPs":[ "1" ],"stageTimestamp":"2026-02-30T00:00:00.000000Z"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !utf8.Valid(data) {
+			return // rejected before either decoder runs
+		}
+		var fast Event
+		if _, ok := fastDecodeEvent(data, &fast); !ok {
+			return
+		}
+		var slow Event
+		if err := json.Unmarshal(data, &slow); err != nil {
+			t.Fatalf("fast decoder accepted what encoding/json rejects (%v): %q", err, data)
+		}
+		if diff := cmp.Diff(slow, fast, cmp.Comparer(func(a, b MicroTime) bool { return a.Equal(b.Time) })); diff != "" {
+			t.Fatalf("fast decoder disagrees with encoding/json on %q (-json +fast):\n%s", data, diff)
+		}
 	})
 }

@@ -1,0 +1,612 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// fastDecodeEvent decodes one plain Event object without reflection. It is
+// the hot path of every ingest: encoding/json spends most of its time
+// finding out, per field, what it already knows here.
+//
+// It gives up (ok false) on anything it does not handle exactly like
+// encoding/json: a key that is not an Event field but matches one ignoring
+// case, a null, a type mismatch, a number that is not a plain int32, a
+// wrapper (EventList, cloud envelopes). The caller then uses the general
+// decoder, which also words the errors. FuzzFastDecode checks that whenever
+// it succeeds, it agrees with encoding/json.
+//
+// depth is the deepest nesting seen.
+func fastDecodeEvent(raw []byte, ev *Event) (depth int, ok bool) {
+	d := fastDec{b: raw}
+	ok = d.event(ev)
+	if ok {
+		d.ws()
+		ok = d.i == len(d.b)
+	}
+	return d.maxDepth, ok
+}
+
+type fastDec struct {
+	b        []byte
+	i        int
+	depth    int
+	maxDepth int
+}
+
+func (d *fastDec) ws() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+// consume skips whitespace and then expects byte c.
+func (d *fastDec) consume(c byte) bool {
+	d.ws()
+	if d.i < len(d.b) && d.b[d.i] == c {
+		d.i++
+		return true
+	}
+	return false
+}
+
+func (d *fastDec) peek() byte {
+	d.ws()
+	if d.i < len(d.b) {
+		return d.b[d.i]
+	}
+	return 0
+}
+
+// object iterates an object's members, calling member with each key (valid
+// only during the call) positioned at its value.
+func (d *fastDec) object(member func(key []byte) bool) bool {
+	if !d.consume('{') {
+		return false
+	}
+	d.depth++
+	if d.depth > d.maxDepth {
+		d.maxDepth = d.depth
+	}
+	if d.consume('}') {
+		d.depth--
+		return true
+	}
+	for {
+		d.ws()
+		key, ok := d.rawString()
+		if !ok || !d.consume(':') {
+			return false
+		}
+		d.ws()
+		if !member(key) {
+			return false
+		}
+		if d.consume(',') {
+			continue
+		}
+		if d.consume('}') {
+			d.depth--
+			return true
+		}
+		return false
+	}
+}
+
+// rawString reads a string's contents between the quotes, escapes intact.
+// It checks the string is well formed.
+func (d *fastDec) rawString() ([]byte, bool) {
+	if d.i >= len(d.b) || d.b[d.i] != '"' {
+		return nil, false
+	}
+	start := d.i + 1
+	for j := start; j < len(d.b); j++ {
+		c := d.b[j]
+		switch {
+		case c == '"':
+			d.i = j + 1
+			return d.b[start:j], true
+		case c == '\\':
+			j++
+			if j >= len(d.b) {
+				return nil, false
+			}
+			switch d.b[j] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if j+4 >= len(d.b) {
+					return nil, false
+				}
+				for k := 1; k <= 4; k++ {
+					if !isHex(d.b[j+k]) {
+						return nil, false
+					}
+				}
+				j += 4
+			default:
+				return nil, false
+			}
+		case c < 0x20:
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// str reads a string value.
+func (d *fastDec) str(dst *string) bool {
+	raw, ok := d.rawString()
+	if !ok {
+		return false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		*dst = string(raw)
+		return true
+	}
+	s, ok := unescape(raw)
+	*dst = s
+	return ok
+}
+
+// unescape decodes JSON string escapes as encoding/json does, including its
+// handling of unpaired surrogates (U+FFFD).
+func unescape(raw []byte) (string, bool) {
+	out := make([]byte, 0, len(raw))
+	for i := 0; i < len(raw); {
+		c := raw[i]
+		if c != '\\' {
+			out = append(out, c)
+			i++
+			continue
+		}
+		i++
+		switch raw[i] {
+		case '"', '\\', '/':
+			out = append(out, raw[i])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r := hex4(raw[i+1 : i+5])
+			i += 5
+			if utf16.IsSurrogate(r) {
+				if i+6 <= len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
+					if dec := utf16.DecodeRune(r, hex4(raw[i+2:i+6])); dec != utf8.RuneError {
+						out = utf8.AppendRune(out, dec)
+						i += 6
+						continue
+					}
+				}
+				r = utf8.RuneError
+			}
+			out = utf8.AppendRune(out, r)
+			continue
+		default:
+			return "", false
+		}
+		i++
+	}
+	return string(out), true
+}
+
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		default:
+			r |= rune(c - 'A' + 10)
+		}
+	}
+	return r
+}
+
+// skip skips any value, checking its syntax, and returns its bytes.
+func (d *fastDec) skip() ([]byte, bool) {
+	d.ws()
+	start := d.i
+	if d.i >= len(d.b) {
+		return nil, false
+	}
+	switch c := d.b[d.i]; {
+	case c == '"':
+		if _, ok := d.rawString(); !ok {
+			return nil, false
+		}
+	case c == '{':
+		if !d.object(func([]byte) bool { _, ok := d.skip(); return ok }) {
+			return nil, false
+		}
+	case c == '[':
+		if !d.array(func() bool { _, ok := d.skip(); return ok }) {
+			return nil, false
+		}
+	case c == 't':
+		return d.literal("true", start)
+	case c == 'f':
+		return d.literal("false", start)
+	case c == 'n':
+		return d.literal("null", start)
+	default:
+		if !d.number() {
+			return nil, false
+		}
+	}
+	return d.b[start:d.i], true
+}
+
+func (d *fastDec) literal(lit string, start int) ([]byte, bool) {
+	if !bytes.HasPrefix(d.b[d.i:], []byte(lit)) {
+		return nil, false
+	}
+	d.i += len(lit)
+	return d.b[start:d.i], true
+}
+
+// number checks JSON number grammar.
+func (d *fastDec) number() bool {
+	b, i := d.b, d.i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			return false
+		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			return false
+		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	}
+	d.i = i
+	return true
+}
+
+func (d *fastDec) array(elem func() bool) bool {
+	if !d.consume('[') {
+		return false
+	}
+	d.depth++
+	if d.depth > d.maxDepth {
+		d.maxDepth = d.depth
+	}
+	if d.consume(']') {
+		d.depth--
+		return true
+	}
+	for {
+		if !elem() {
+			return false
+		}
+		if d.consume(',') {
+			continue
+		}
+		if d.consume(']') {
+			d.depth--
+			return true
+		}
+		return false
+	}
+}
+
+func (d *fastDec) strings(dst *[]string) bool {
+	if d.peek() != '[' {
+		return false
+	}
+	out := (*dst)[:0]
+	ok := d.array(func() bool {
+		d.ws()
+		var s string
+		if !d.str(&s) {
+			return false
+		}
+		out = append(out, s)
+		return true
+	})
+	if out == nil {
+		out = []string{}
+	}
+	*dst = out
+	return ok
+}
+
+// rawValue keeps an object or array as raw JSON (for bodies and details).
+func (d *fastDec) rawValue(dst *json.RawMessage) bool {
+	if c := d.peek(); c == 'n' {
+		return false // encoding/json semantics for null differ per type
+	}
+	v, ok := d.skip()
+	if !ok {
+		return false
+	}
+	*dst = append((*dst)[:0], v...)
+	return true
+}
+
+func (d *fastDec) microTime(dst *MicroTime) bool {
+	raw, ok := d.rawString()
+	if !ok {
+		return false
+	}
+	if t, ok := parseMicro(raw); ok {
+		dst.Time = t
+		return true
+	}
+	if bytes.IndexByte(raw, '\\') >= 0 {
+		return false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(raw))
+	if err != nil || len(raw) == 0 {
+		return false
+	}
+	dst.Time = t
+	return true
+}
+
+// parseMicro parses exactly 2006-01-02T15:04:05.000000Z, the API server's
+// own layout, without allocating.
+func parseMicro(b []byte) (time.Time, bool) {
+	if len(b) != 27 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[19] != '.' || b[26] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(s []byte) (int, bool) {
+		n := 0
+		for _, c := range s {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	y, ok1 := num(b[0:4])
+	mo, ok2 := num(b[5:7])
+	dd, ok3 := num(b[8:10])
+	h, ok4 := num(b[11:13])
+	mi, ok5 := num(b[14:16])
+	s, ok6 := num(b[17:19])
+	us, ok7 := num(b[20:26])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) || mo < 1 || mo > 12 || dd < 1 || dd > 31 || h > 23 || mi > 59 || s > 59 {
+		return time.Time{}, false
+	}
+	t := time.Date(y, time.Month(mo), dd, h, mi, s, us*1000, time.UTC)
+	if t.Day() != dd {
+		return time.Time{}, false // Feb 30 and friends: let time.Parse say no
+	}
+	return t, true
+}
+
+func (d *fastDec) userInfo(u *UserInfo) bool {
+	return d.object(func(k []byte) bool {
+		switch string(k) {
+		case "username":
+			return d.str(&u.Username)
+		case "uid":
+			return d.str(&u.UID)
+		case "groups":
+			return d.strings(&u.Groups)
+		case "extra":
+			if u.Extra == nil {
+				u.Extra = map[string][]string{}
+			}
+			return d.object(func(k []byte) bool {
+				key, ok := keyString(k)
+				if !ok {
+					return false
+				}
+				var v []string
+				if !d.strings(&v) {
+					return false
+				}
+				u.Extra[key] = v
+				return true
+			})
+		}
+		return d.unknown(k, "username", "uid", "groups", "extra")
+	})
+}
+
+// unknown skips the value of a key that is not a field, unless encoding/json
+// would match it to one of fields ignoring case.
+func (d *fastDec) unknown(k []byte, fields ...string) bool {
+	for _, f := range fields {
+		if bytes.EqualFold(k, []byte(f)) {
+			return false
+		}
+	}
+	if bytes.IndexByte(k, '\\') >= 0 {
+		return false // an escaped key could spell a field
+	}
+	_, ok := d.skip()
+	return ok
+}
+
+func keyString(k []byte) (string, bool) {
+	if bytes.IndexByte(k, '\\') < 0 {
+		return string(k), true
+	}
+	return unescape(k)
+}
+
+var eventFields = []string{"kind", "apiVersion", "level", "auditID", "stage", "requestURI", "verb", "user",
+	"impersonatedUser", "authenticationMetadata", "sourceIPs", "userAgent", "objectRef", "responseStatus",
+	"requestObject", "responseObject", "requestReceivedTimestamp", "stageTimestamp", "annotations",
+	// envelope keys: their presence means "not a plain event"
+	"items", "records", "properties", "log_s", "message", "logEvents", "events", "protoPayload"}
+
+func (d *fastDec) event(ev *Event) bool {
+	return d.object(func(k []byte) bool {
+		switch string(k) {
+		case "kind":
+			return d.str(&ev.Kind)
+		case "apiVersion":
+			return d.str(&ev.APIVersion)
+		case "level":
+			var s string
+			ok := d.str(&s)
+			ev.Level = Level(s)
+			return ok
+		case "auditID":
+			return d.str(&ev.AuditID)
+		case "stage":
+			var s string
+			ok := d.str(&s)
+			ev.Stage = Stage(s)
+			return ok
+		case "requestURI":
+			return d.str(&ev.RequestURI)
+		case "verb":
+			return d.str(&ev.Verb)
+		case "user":
+			return d.userInfo(&ev.User)
+		case "impersonatedUser":
+			if ev.ImpersonatedUser == nil {
+				ev.ImpersonatedUser = &UserInfo{}
+			}
+			return d.userInfo(ev.ImpersonatedUser)
+		case "authenticationMetadata":
+			if ev.AuthenticationMetadata == nil {
+				ev.AuthenticationMetadata = &AuthenticationMetadata{}
+			}
+			return d.object(func(k []byte) bool {
+				if string(k) == "impersonationConstraint" {
+					return d.str(&ev.AuthenticationMetadata.ImpersonationConstraint)
+				}
+				return d.unknown(k, "impersonationConstraint")
+			})
+		case "sourceIPs":
+			return d.strings(&ev.SourceIPs)
+		case "userAgent":
+			return d.str(&ev.UserAgent)
+		case "objectRef":
+			if ev.ObjectRef == nil {
+				ev.ObjectRef = &ObjectReference{}
+			}
+			o := ev.ObjectRef
+			return d.object(func(k []byte) bool {
+				switch string(k) {
+				case "resource":
+					return d.str(&o.Resource)
+				case "namespace":
+					return d.str(&o.Namespace)
+				case "name":
+					return d.str(&o.Name)
+				case "uid":
+					return d.str(&o.UID)
+				case "apiGroup":
+					return d.str(&o.APIGroup)
+				case "apiVersion":
+					return d.str(&o.APIVersion)
+				case "resourceVersion":
+					return d.str(&o.ResourceVersion)
+				case "subresource":
+					return d.str(&o.Subresource)
+				}
+				return d.unknown(k, "resource", "namespace", "name", "uid", "apiGroup", "apiVersion", "resourceVersion", "subresource")
+			})
+		case "responseStatus":
+			if ev.ResponseStatus == nil {
+				ev.ResponseStatus = &Status{}
+			}
+			st := ev.ResponseStatus
+			return d.object(func(k []byte) bool {
+				switch string(k) {
+				case "metadata":
+					return d.rawValue(&st.Metadata)
+				case "status":
+					return d.str(&st.Status)
+				case "message":
+					return d.str(&st.Message)
+				case "reason":
+					return d.str(&st.Reason)
+				case "details":
+					return d.rawValue(&st.Details)
+				case "code":
+					start := d.i
+					if !d.number() {
+						return false
+					}
+					n, err := strconv.ParseInt(string(d.b[start:d.i]), 10, 32)
+					if err != nil {
+						return false
+					}
+					st.Code = int32(n)
+					return true
+				}
+				return d.unknown(k, "metadata", "status", "message", "reason", "details", "code")
+			})
+		case "requestObject":
+			return d.rawValue(&ev.RequestObject)
+		case "responseObject":
+			return d.rawValue(&ev.ResponseObject)
+		case "requestReceivedTimestamp":
+			return d.microTime(&ev.RequestReceivedTimestamp)
+		case "stageTimestamp":
+			return d.microTime(&ev.StageTimestamp)
+		case "annotations":
+			if ev.Annotations == nil {
+				ev.Annotations = map[string]string{}
+			}
+			return d.object(func(k []byte) bool {
+				key, ok := keyString(k)
+				if !ok {
+					return false
+				}
+				d.ws()
+				var v string
+				if !d.str(&v) {
+					return false
+				}
+				ev.Annotations[key] = v
+				return true
+			})
+		}
+		return d.unknown(k, eventFields...)
+	})
+}
