@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -126,6 +127,11 @@ func SortRotated(files []string) []string {
 
 // Import reads files (or stdin for "-") into sink. A bad line is reported
 // and skipped; it never costs the good lines around it.
+//
+// Reading, decoding and storing overlap: one goroutine reads the files into
+// chunks of whole lines, one decoder per CPU decodes chunks, and the calling
+// goroutine stores their events in file order, so that the store keeps the
+// order of the files.
 func Import(ctx context.Context, sink pipeline.Sink, files []string, stdin io.Reader, cfg ImportConfig) (Summary, error) {
 	if cfg.BatchEvents <= 0 {
 		cfg.BatchEvents = 4096
@@ -136,9 +142,8 @@ func Import(ctx context.Context, sink pipeline.Sink, files []string, stdin io.Re
 	if cfg.Cluster == "" {
 		cfg.Cluster = "default"
 	}
-	cfg.Limits.MaxEventBytes = max(cfg.Limits.MaxEventBytes, 0)
 	start := time.Now()
-	imp := &importer{ctx: ctx, sink: sink, cfg: cfg, dec: audit.NewDecoder(cfg.Limits)}
+	imp := &importer{sink: sink, cfg: cfg, dec: audit.NewDecoder(cfg.Limits)}
 	for _, f := range files {
 		if f != "-" {
 			if st, err := os.Stat(f); err == nil {
@@ -146,20 +151,72 @@ func Import(ctx context.Context, sink pipeline.Sink, files []string, stdin io.Re
 			}
 		}
 	}
-	for _, f := range files {
-		if err := imp.file(f, stdin); err != nil {
-			imp.sum.Elapsed = time.Since(start)
-			imp.sum.Bytes = imp.prog.Bytes
-			return imp.sum, err
-		}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	imp.ctx = ctx
+	work := make(chan *chunk, 4)
+	ordered := make(chan *chunk, 8)
+	readErr := make(chan error, 1)
+	go func() {
+		readErr <- imp.readAll(ctx, files, stdin, work, ordered)
+		close(work)
+		close(ordered)
+	}()
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		go func() {
+			for c := range work {
+				imp.decode(c)
+			}
+		}()
 	}
-	err := imp.flush()
-	imp.sum.Elapsed = time.Since(start)
+	var err error
+	for c := range ordered {
+		<-c.done
+		if err != nil {
+			continue // drain after a failure
+		}
+		imp.sum.Lines += int64(c.lines)
+		imp.prog.Bytes, imp.prog.Files, imp.prog.File = c.bytesRead, c.file, c.name
+		for _, p := range c.probs {
+			imp.problem(p)
+		}
+		imp.batch = append(imp.batch, c.recs...)
+		if len(imp.batch) >= imp.cfg.BatchEvents {
+			if err = imp.flush(); err != nil {
+				cancel()
+			}
+		}
+		imp.report(false)
+	}
+	if rerr := <-readErr; err == nil && rerr != nil && ctx.Err() == nil {
+		err = rerr
+	}
+	if err == nil {
+		err = imp.flush()
+	}
+	imp.sum.Files = imp.prog.Files
 	imp.sum.Bytes = imp.prog.Bytes
+	imp.sum.Elapsed = time.Since(start)
 	imp.prog.Done = true
 	imp.report(true)
 	return imp.sum, err
 }
+
+// chunk is a run of whole lines of one file, decoded by a worker.
+type chunk struct {
+	name      string
+	file      int   // 1-based index of the file
+	firstLine int   // number of the first line in data
+	lines     int   // lines in data
+	bytesRead int64 // bytes read from all files when this chunk was cut
+	data      []byte
+	pre       []audit.Problem // problems found while reading (over-long lines)
+	recs      []audit.Record
+	probs     []audit.Problem
+	done      chan struct{}
+}
+
+const chunkBytes = 1 << 20
 
 type importer struct {
 	ctx      context.Context
@@ -172,7 +229,17 @@ type importer struct {
 	lastProg time.Time
 }
 
-func (imp *importer) file(path string, stdin io.Reader) error {
+func (imp *importer) readAll(ctx context.Context, files []string, stdin io.Reader, work, ordered chan<- *chunk) error {
+	var read int64
+	for i, path := range files {
+		if err := imp.readFile(ctx, i+1, path, stdin, &read, work, ordered); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (imp *importer) readFile(ctx context.Context, fileNo int, path string, stdin io.Reader, read *int64, work, ordered chan<- *chunk) error {
 	name := path
 	var r io.Reader
 	if path == "-" {
@@ -185,8 +252,7 @@ func (imp *importer) file(path string, stdin io.Reader) error {
 		defer f.Close()
 		r = f
 	}
-	counted := &countingReader{r: r, n: &imp.prog.Bytes}
-	br := bufio.NewReaderSize(counted, 1<<20)
+	br := bufio.NewReaderSize(&countingReader{r: r, n: read}, 1<<20)
 	if head, _ := br.Peek(2); len(head) == 2 && head[0] == 0x1f && head[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
@@ -195,12 +261,20 @@ func (imp *importer) file(path string, stdin io.Reader) error {
 		defer zr.Close()
 		br = bufio.NewReaderSize(zr, 1<<20)
 	}
-	imp.sum.Files++
-	imp.prog.Files++
-	imp.prog.File = name
 	lr := newLineReader(br, imp.cfg.Limits)
-	emit := func(rec audit.Record) { imp.batch = append(imp.batch, rec) }
-	bad := func(p audit.Problem) { imp.problem(p) }
+	c := &chunk{name: name, file: fileNo, firstLine: 1, done: make(chan struct{})}
+	send := func(next int) error {
+		c.bytesRead = *read
+		for _, ch := range []chan<- *chunk{ordered, work} {
+			select {
+			case ch <- c:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		c = &chunk{name: name, file: fileNo, firstLine: next, done: make(chan struct{})}
+		return nil
+	}
 	for {
 		line, lineNo, tooLong, err := lr.next()
 		if err != nil {
@@ -209,20 +283,39 @@ func (imp *importer) file(path string, stdin io.Reader) error {
 			}
 			return fmt.Errorf("%s:%d: read: %w", name, lineNo, err)
 		}
-		imp.sum.Lines++
+		c.lines++
 		if tooLong > 0 {
-			imp.problem(audit.Problem{Source: name, Line: lineNo, Item: -1, Reason: fmt.Sprintf("line of %d bytes is over the %d-byte event limit", tooLong, lr.limit)})
-			continue
+			// An empty line keeps the numbering of the lines after it.
+			c.pre = append(c.pre, audit.Problem{Source: name, Line: lineNo, Item: -1, Reason: fmt.Sprintf("line of %d bytes is over the %d-byte event limit", tooLong, lr.limit)})
+			line = nil
 		}
-		imp.dec.DecodeLine(name, lineNo, line, emit, bad)
-		if len(imp.batch) >= imp.cfg.BatchEvents {
-			if err := imp.flush(); err != nil {
+		c.data = append(c.data, line...)
+		c.data = append(c.data, '\n')
+		if len(c.data) >= chunkBytes {
+			if err := send(lineNo + 1); err != nil {
 				return err
 			}
 		}
-		imp.report(false)
 	}
-	return nil
+	// Always send the last chunk, even empty, so the file is counted.
+	return send(0)
+}
+
+func (imp *importer) decode(c *chunk) {
+	defer close(c.done)
+	c.probs = c.pre
+	line := c.firstLine
+	data := c.data
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		imp.dec.DecodeLine(c.name, line, data[:i], func(r audit.Record) { c.recs = append(c.recs, r) }, func(p audit.Problem) { c.probs = append(c.probs, p) })
+		data = data[i+1:]
+		line++
+	}
+	if len(c.pre) > 0 {
+		sort.SliceStable(c.probs, func(i, j int) bool { return c.probs[i].Line < c.probs[j].Line })
+	}
+	c.data = nil
 }
 
 func (imp *importer) problem(p audit.Problem) {

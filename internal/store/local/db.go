@@ -198,7 +198,7 @@ func (db *DB) recover() error {
 		n := 0
 		_, reason, err := wal.Scan(wal.SegmentPath(filepath.Join(db.dir, walDir), seq), func(p []byte) error {
 			return decodeBatch(p, func(e entry) error {
-				db.keys[KeyOf(e.cluster, e.raw)] = struct{}{}
+				db.keys[e.key] = struct{}{}
 				n++
 				return nil
 			})
@@ -311,7 +311,7 @@ func (db *DB) commitLoop() {
 		db.keysMu.Lock()
 		for gi, req := range group {
 			raws, times = raws[:0], times[:0]
-			var kept []Key
+			kept := make([]Key, 0, len(req.keys))
 			for i := range req.batch.Records {
 				k := req.keys[i]
 				if _, dup := db.keys[k]; dup {
@@ -323,8 +323,8 @@ func (db *DB) commitLoop() {
 				raws = append(raws, req.batch.Records[i].Raw)
 				times = append(times, req.times[i])
 			}
-			added = append(added, kept...)
 			results[gi].Stored = len(raws)
+			added = append(added, kept...)
 			if len(raws) == 0 || err != nil {
 				continue
 			}
@@ -332,7 +332,7 @@ func (db *DB) commitLoop() {
 			if recv.IsZero() {
 				recv = time.Now()
 			}
-			buf = appendBatch(buf[:0], req.batch.Cluster, recv.UnixMicro(), times, raws)
+			buf = appendBatch(buf[:0], req.batch.Cluster, recv.UnixMicro(), kept, times, raws)
 			err = db.wal.Append(buf)
 		}
 		db.keysMu.Unlock()
@@ -421,7 +421,7 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder) error {
 	_, _, err = wal.Scan(path, func(p []byte) error {
 		return decodeBatch(p, func(e entry) error {
 			n++
-			return w.add(e, KeyOf(e.cluster, e.raw))
+			return w.add(e, e.key)
 		})
 	})
 	if err != nil {

@@ -32,24 +32,26 @@ func KeyOf(cluster string, raw []byte) Key {
 //	received uvarint, unix microseconds
 //	cluster  uvarint length + bytes
 //	count    uvarint
-//	count times: time uvarint (event unix microseconds), raw uvarint length + bytes
+//	count times: key [16]byte, time uvarint (event unix microseconds), raw uvarint length + bytes
 const walBatchV1 = 1
 
 // entry is one stored event as the store handles it.
 type entry struct {
+	key      Key
 	cluster  string
 	received int64 // unix microseconds
 	time     int64 // event time, unix microseconds
 	raw      []byte
 }
 
-func appendBatch(dst []byte, cluster string, received int64, times []int64, raws [][]byte) []byte {
+func appendBatch(dst []byte, cluster string, received int64, keys []Key, times []int64, raws [][]byte) []byte {
 	dst = append(dst, walBatchV1)
 	dst = binary.AppendUvarint(dst, uint64(received))
 	dst = binary.AppendUvarint(dst, uint64(len(cluster)))
 	dst = append(dst, cluster...)
 	dst = binary.AppendUvarint(dst, uint64(len(raws)))
 	for i, r := range raws {
+		dst = append(dst, keys[i][:]...)
 		dst = binary.AppendUvarint(dst, uint64(times[i]))
 		dst = binary.AppendUvarint(dst, uint64(len(r)))
 		dst = append(dst, r...)
@@ -89,12 +91,17 @@ func decodeBatch(payload []byte, fn func(e entry) error) error {
 		return errCorruptBatch
 	}
 	for i := uint64(0); i < count; i++ {
+		if len(p) < 16 {
+			return errCorruptBatch
+		}
+		key := Key(p[:16])
+		p = p[16:]
 		t, ok1 := next()
 		n, ok2 := next()
 		if !ok1 || !ok2 || n > uint64(len(p)) {
 			return errCorruptBatch
 		}
-		if err := fn(entry{cluster: cluster, received: int64(recv), time: int64(t), raw: p[:n]}); err != nil {
+		if err := fn(entry{key: key, cluster: cluster, received: int64(recv), time: int64(t), raw: p[:n]}); err != nil {
 			return err
 		}
 		p = p[n:]
