@@ -34,6 +34,10 @@ type Options struct {
 	MaxInflightBytes int64
 	// MaxQueue bounds the batches waiting to be made durable.
 	MaxQueue int
+	// DedupCacheKeys bounds how many keys of sealed segments are kept in
+	// memory for de-duplication; the least recently needed are dropped and
+	// computed again when needed.
+	DedupCacheKeys int
 	// NoSync turns fsync off. Only for tests and benchmarks of other parts:
 	// nothing is durable with it.
 	NoSync bool
@@ -50,6 +54,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxInflightBytes <= 0 {
 		o.MaxInflightBytes = 512 << 20
+	}
+	if o.DedupCacheKeys <= 0 {
+		o.DedupCacheKeys = 4 << 20
 	}
 	if o.MaxQueue <= 0 {
 		o.MaxQueue = 4096
@@ -89,8 +96,7 @@ type DB struct {
 
 	inflight atomic.Int64
 
-	keysMu sync.Mutex
-	keys   map[Key]struct{}
+	dd *dedup
 
 	unavailable atomic.Pointer[error]
 	observeSync atomic.Pointer[func(time.Duration)]
@@ -100,9 +106,10 @@ var _ pipeline.Sink = (*DB)(nil)
 
 type request struct {
 	batch *pipeline.Batch
-	keys  []Key
-	times []int64
-	bytes int64
+	keys       []Key
+	times      []int64
+	minT, maxT int64
+	bytes      int64
 	done  chan reply
 }
 
@@ -141,7 +148,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		reqs: make(chan *request, opts.MaxQueue),
 		seal: make(chan uint64, 1<<16),
 		done: make(chan struct{}),
-		keys: make(map[Key]struct{}),
+		dd:   newDedup(opts.DedupCacheKeys),
 	}
 	if err := db.recover(); err != nil {
 		lock.Close()
@@ -164,14 +171,8 @@ func (db *DB) recover() error {
 		if err != nil {
 			return fmt.Errorf("%w (move the file away to start without it)", err)
 		}
-		k, err := r.keys()
+		db.dd.addSegment(s.path, r.meta.MinTime, r.meta.MaxTime, nil)
 		r.close()
-		if err != nil {
-			return fmt.Errorf("segment %s: %w", s.path, err)
-		}
-		for i := 0; i+16 <= len(k); i += 16 {
-			db.keys[Key(k[i:i+16])] = struct{}{}
-		}
 		maxSealed = max(maxSealed, s.last)
 	}
 	l, rec, err := wal.Open(filepath.Join(db.dir, walDir), maxSealed, wal.Options{SegmentBytes: db.opts.WALSegmentBytes, NoSync: db.opts.NoSync})
@@ -198,7 +199,7 @@ func (db *DB) recover() error {
 		n := 0
 		_, reason, err := wal.Scan(wal.SegmentPath(filepath.Join(db.dir, walDir), seq), func(p []byte) error {
 			return decodeBatch(p, func(e entry) error {
-				db.keys[e.key] = struct{}{}
+				db.dd.head[e.key] = struct{}{}
 				n++
 				return nil
 			})
@@ -226,12 +227,22 @@ func (db *DB) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Result, e
 		return pipeline.Result{}, fmt.Errorf("%w: %v", pipeline.ErrUnavailable, *p)
 	}
 	req := &request{batch: b, keys: make([]Key, len(b.Records)), times: make([]int64, len(b.Records)), done: make(chan reply, 1)}
+	var minT, maxT int64
 	for i := range b.Records {
 		r := &b.Records[i]
 		req.keys[i] = KeyOf(b.Cluster, r.Raw)
-		req.times[i] = r.Event.Time().UnixMicro()
+		t := r.Event.Time().UnixMicro()
+		req.times[i] = t
+		if i == 0 || t < minT {
+			minT = t
+		}
+		if i == 0 || t > maxT {
+			maxT = t
+		}
 		req.bytes += int64(len(r.Raw))
 	}
+	req.minT, req.maxT = minT, maxT
+	db.dd.preload(minT, maxT)
 	if db.inflight.Add(req.bytes) > db.opts.MaxInflightBytes && req.bytes < db.opts.MaxInflightBytes {
 		db.inflight.Add(-req.bytes)
 		db.stats.Overloaded.Add(1)
@@ -308,17 +319,22 @@ func (db *DB) commitLoop() {
 		results := make([]pipeline.Result, len(group))
 		var added []Key
 		var err error
-		db.keysMu.Lock()
+		db.dd.mu.Lock()
 		for gi, req := range group {
 			raws, times = raws[:0], times[:0]
 			kept := make([]Key, 0, len(req.keys))
+			cands := db.dd.candidates(req.minT, req.maxT)
 			for i := range req.batch.Records {
 				k := req.keys[i]
-				if _, dup := db.keys[k]; dup {
+				dup, derr := db.dd.contains(k, req.times[i], cands)
+				if derr != nil {
+					db.log.Error("cannot read a segment to check for duplicates; storing the event", "err", derr)
+				}
+				if dup {
 					results[gi].Duplicates++
 					continue
 				}
-				db.keys[k] = struct{}{}
+				db.dd.head[k] = struct{}{}
 				kept = append(kept, k)
 				raws = append(raws, req.batch.Records[i].Raw)
 				times = append(times, req.times[i])
@@ -335,7 +351,7 @@ func (db *DB) commitLoop() {
 			buf = appendBatch(buf[:0], req.batch.Cluster, recv.UnixMicro(), kept, times, raws)
 			err = db.wal.Append(buf)
 		}
-		db.keysMu.Unlock()
+		db.dd.mu.Unlock()
 		if err == nil && len(added) > 0 {
 			t0 := time.Now()
 			err = db.wal.Sync()
@@ -346,11 +362,11 @@ func (db *DB) commitLoop() {
 		}
 		if err != nil {
 			db.wal.Discard()
-			db.keysMu.Lock()
+			db.dd.mu.Lock()
 			for _, k := range added {
-				delete(db.keys, k)
+				delete(db.dd.head, k)
 			}
-			db.keysMu.Unlock()
+			db.dd.mu.Unlock()
 			if errors.Is(err, wal.ErrBroken) {
 				db.unavailable.Store(&err)
 			}
@@ -418,10 +434,12 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder) error {
 		return err
 	}
 	n := 0
+	keys := make(map[Key]struct{})
 	_, _, err = wal.Scan(path, func(p []byte) error {
 		return decodeBatch(p, func(e entry) error {
 			n++
-			return w.add(e, e.key)
+			keys[e.key] = struct{}{}
+			return w.add(e)
 		})
 	})
 	if err != nil {
@@ -432,9 +450,11 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder) error {
 		w.abort()
 		return db.wal.Remove(seq)
 	}
-	if _, err := w.finish(db.opts.NoSync); err != nil {
+	final, err := w.finish(db.opts.NoSync)
+	if err != nil {
 		return err
 	}
+	db.dd.addSegment(final, w.meta.MinTime, w.meta.MaxTime, keys)
 	return db.wal.Remove(seq)
 }
 

@@ -198,3 +198,60 @@ func TestScanTimeAndCluster(t *testing.T) {
 		t.Errorf("cluster: %d events, want 10", n)
 	}
 }
+
+// TestDedupAcrossSealedSegments re-sends events that were sealed into many
+// segments, with a key cache far too small to hold them, before and after a
+// restart: every one must be found, none stored twice.
+func TestDedupAcrossSealedSegments(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{WALSegmentBytes: 8 << 10, DedupCacheKeys: 25}
+	db, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		if _, err := db.Append(ctx, batch(i*20, i*20+20)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(db *DB, when string) {
+		t.Helper()
+		for i := 19; i >= 0; i-- { // newest first, to defeat the cache
+			res, err := db.Append(ctx, batch(i*20, i*20+25))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := 20
+			if i == 19 {
+				want = 20 // 400..404 are new the first time only
+			}
+			if res.Duplicates < want {
+				t.Fatalf("%s: batch %d: %d duplicates found, want at least %d", when, i, res.Duplicates, want)
+			}
+		}
+	}
+	check(db, "before restart")
+	db.Close()
+	segs, _ := listSegments(filepath.Join(dir, segmentDir))
+	if len(segs) < 5 {
+		t.Fatalf("only %d segments: the test wants many", len(segs))
+	}
+	db, err = Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(db, "after restart")
+	db.Close()
+	got := exportAll(t, dir)
+	seen := map[string]bool{}
+	for _, g := range got {
+		if seen[g] {
+			t.Fatalf("stored twice: %s", g)
+		}
+		seen[g] = true
+	}
+	if len(got) != 405 {
+		t.Fatalf("%d events stored, want 405", len(got))
+	}
+}

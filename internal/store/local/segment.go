@@ -22,7 +22,6 @@ import (
 //	magic "KTSEG01\n"
 //	blocks: zstd frames, each holding up to blockBytes of entries
 //	        (cluster id uvarint, received uvarint, time uvarint, raw uvarint length + bytes)
-//	keys:   16 bytes per event, the de-duplication keys, in event order
 //	meta:   JSON segmentMeta
 //	trailer: meta length uint32 little endian, magic "KTSEGEND"
 //
@@ -45,7 +44,6 @@ type segmentMeta struct {
 	MaxTime  int64       `json:"maxTime"`
 	Clusters []string    `json:"clusters"`
 	Blocks   []blockMeta `json:"blocks"`
-	KeysOff  int64       `json:"keysOff"`
 }
 
 type blockMeta struct {
@@ -108,7 +106,6 @@ type segmentWriter struct {
 	clusters map[string]int
 	block    []byte
 	bm       blockMeta
-	keys     []byte
 	off      int64
 	comp     []byte
 }
@@ -137,7 +134,7 @@ func newSegmentWriter(dir string, first, last uint64, enc *zstd.Encoder) (*segme
 	return w, nil
 }
 
-func (w *segmentWriter) add(e entry, key Key) error {
+func (w *segmentWriter) add(e entry) error {
 	id, ok := w.clusters[e.cluster]
 	if !ok {
 		id = len(w.meta.Clusters)
@@ -157,7 +154,6 @@ func (w *segmentWriter) add(e entry, key Key) error {
 	w.block = append(w.block, e.raw...)
 	w.bm.Count++
 	w.bm.RawBytes += int64(len(e.raw))
-	w.keys = append(w.keys, key[:]...)
 	if len(w.block) >= blockBytes {
 		return w.flushBlock()
 	}
@@ -189,20 +185,18 @@ func (w *segmentWriter) flushBlock() error {
 	return nil
 }
 
-// finish writes the keys and meta, syncs, and renames the file into place.
+// finish writes the meta, syncs, and renames the file into place.
 func (w *segmentWriter) finish(noSync bool) (string, error) {
 	if err := w.flushBlock(); err != nil {
 		w.abort()
 		return "", err
 	}
-	w.meta.KeysOff = w.off
 	meta, err := json.Marshal(&w.meta)
 	if err != nil {
 		w.abort()
 		return "", err
 	}
-	tail := make([]byte, 0, len(w.keys)+len(meta)+12)
-	tail = append(tail, w.keys...)
+	tail := make([]byte, 0, len(meta)+12)
 	tail = append(tail, meta...)
 	tail = binary.LittleEndian.AppendUint32(tail, uint32(len(meta)))
 	tail = append(tail, segTrailer...)
@@ -300,16 +294,6 @@ func (r *segmentReader) readMeta() error {
 }
 
 func (r *segmentReader) close() error { return r.f.Close() }
-
-// keys returns the segment's de-duplication keys, in event order.
-func (r *segmentReader) keys() ([]byte, error) {
-	n := int64(r.meta.Count) * 16
-	buf := make([]byte, n)
-	if _, err := r.f.ReadAt(buf, r.meta.KeysOff); err != nil {
-		return nil, fmt.Errorf("read keys: %w", err)
-	}
-	return buf, nil
-}
 
 // scan calls fn for each event of the blocks that keep reports true for, in
 // order. The entry's raw bytes are valid only during the call.

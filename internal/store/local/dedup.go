@@ -1,0 +1,169 @@
+package local
+
+import (
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// dedup answers "is this event stored already?" without keeping a key per
+// stored event on disk or in memory (docs/adr/0001-storage.md).
+//
+// Two deliveries of one event have the same bytes, so the same event time.
+// The keys of events still in the WAL (the head) are always in memory. A
+// sealed segment's keys are computed from its events when an incoming event's
+// time falls inside the segment's time range, and kept in a bounded cache:
+// live ingest after a restart touches only the newest segments, an import of
+// an old file only the segments of its days.
+type dedup struct {
+	mu     sync.Mutex
+	head   map[Key]struct{}
+	segs   []*dedupSeg
+	budget int // keys held for sealed segments before the least recently used are dropped
+	held   int
+	clock  uint64
+}
+
+type dedupSeg struct {
+	path       string
+	minT, maxT int64
+	keys       map[Key]struct{} // nil until needed
+	used       uint64
+}
+
+func newDedup(budget int) *dedup {
+	return &dedup{head: make(map[Key]struct{}), budget: budget}
+}
+
+// addSegment registers a sealed segment. keys, when not nil, are its keys
+// (the sealer has them at hand); they are moved out of the head.
+func (d *dedup) addSegment(path string, minT, maxT int64, keys map[Key]struct{}) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := &dedupSeg{path: path, minT: minT, maxT: maxT}
+	for k := range keys {
+		delete(d.head, k)
+	}
+	if keys != nil {
+		d.clock++
+		s.keys, s.used = keys, d.clock
+		d.held += len(keys)
+		d.evict(s)
+	}
+	d.segs = append(d.segs, s)
+}
+
+// candidates returns the segments whose time range overlaps [minT, maxT].
+// The caller holds d.mu.
+func (d *dedup) candidates(minT, maxT int64) []*dedupSeg {
+	var out []*dedupSeg
+	for _, s := range d.segs {
+		if s.minT <= maxT && minT <= s.maxT {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// load computes a segment's keys. The caller holds d.mu.
+func (d *dedup) load(s *dedupSeg) error {
+	d.clock++
+	s.used = d.clock
+	if s.keys != nil {
+		return nil
+	}
+	keys, err := segmentKeys(s.path)
+	if err != nil {
+		return err
+	}
+	s.keys = keys
+	d.held += len(keys)
+	d.evict(s)
+	return nil
+}
+
+// evict drops the least recently used segment key sets while over budget,
+// never keep.
+func (d *dedup) evict(keep *dedupSeg) {
+	for d.held > d.budget {
+		var lru *dedupSeg
+		for _, s := range d.segs {
+			if s.keys != nil && s != keep && (lru == nil || s.used < lru.used) {
+				lru = s
+			}
+		}
+		if lru == nil {
+			return
+		}
+		d.held -= len(lru.keys)
+		lru.keys = nil
+	}
+}
+
+// contains reports whether an event with this key and time is stored. The
+// caller holds d.mu and passes the candidates for the batch.
+func (d *dedup) contains(k Key, t int64, cands []*dedupSeg) (bool, error) {
+	if _, ok := d.head[k]; ok {
+		return true, nil
+	}
+	for _, s := range cands {
+		if t < s.minT || t > s.maxT {
+			continue
+		}
+		if err := d.load(s); err != nil {
+			return false, err
+		}
+		if _, ok := s.keys[k]; ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// preload computes, outside the commit path, the key sets a batch with
+// events in [minT, maxT] will need, so that the single committer rarely
+// waits for a segment to be read.
+func (d *dedup) preload(minT, maxT int64) {
+	d.mu.Lock()
+	var todo []*dedupSeg
+	for _, s := range d.candidates(minT, maxT) {
+		if s.keys == nil {
+			todo = append(todo, s)
+		}
+	}
+	d.mu.Unlock()
+	for _, s := range todo {
+		keys, err := segmentKeys(s.path)
+		if err != nil {
+			continue // contains reads it again and reports the error
+		}
+		d.mu.Lock()
+		if s.keys == nil {
+			d.clock++
+			s.keys, s.used = keys, d.clock
+			d.held += len(keys)
+			d.evict(s)
+		}
+		d.mu.Unlock()
+	}
+}
+
+// segmentKeys computes the keys of a sealed segment's events.
+func segmentKeys(path string) (map[Key]struct{}, error) {
+	r, err := openSegment(path)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		return nil, err
+	}
+	defer dec.Close()
+	keys := make(map[Key]struct{}, r.meta.Count)
+	err = r.scan(dec, nil, func(e entry) error {
+		keys[KeyOf(e.cluster, e.raw)] = struct{}{}
+		return nil
+	})
+	return keys, err
+}
