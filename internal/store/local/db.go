@@ -105,12 +105,12 @@ type DB struct {
 var _ pipeline.Sink = (*DB)(nil)
 
 type request struct {
-	batch *pipeline.Batch
+	batch      *pipeline.Batch
 	keys       []Key
 	times      []int64
 	minT, maxT int64
 	bytes      int64
-	done  chan reply
+	done       chan reply
 }
 
 type reply struct {
