@@ -153,7 +153,11 @@ func (d *fastDec) str(dst *string) bool {
 		return false
 	}
 	if bytes.IndexByte(raw, '\\') < 0 {
-		*dst = string(raw)
+		if v, ok := common[string(raw)]; ok {
+			*dst = v
+		} else {
+			*dst = string(raw)
+		}
 		return true
 	}
 	s, ok := unescape(raw)
@@ -469,6 +473,9 @@ func (d *fastDec) unknown(k []byte, fields ...string) bool {
 
 func keyString(k []byte) (string, bool) {
 	if bytes.IndexByte(k, '\\') < 0 {
+		if v, ok := common[string(k)]; ok {
+			return v, true
+		}
 		return string(k), true
 	}
 	return unescape(k)
@@ -610,3 +617,33 @@ func (d *fastDec) event(ev *Event) bool {
 		return d.unknown(k, eventFields...)
 	})
 }
+
+// common holds values that recur in nearly every event, so decoding them
+// costs no allocation. It is never written after init.
+var common = func() map[string]string {
+	m := map[string]string{}
+	for _, v := range []string{
+		"", "Event", APIVersionV1, APIVersionV1beta1,
+		"None", "Metadata", "Request", "RequestResponse",
+		"RequestReceived", "ResponseStarted", "ResponseComplete", "Panic",
+		"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "post", "put", "head", "options",
+		"v1", "v1beta1", "v2", "apps", "batch", "coordination.k8s.io", "discovery.k8s.io", "rbac.authorization.k8s.io",
+		"events.k8s.io", "networking.k8s.io", "policy", "storage.k8s.io", "apiextensions.k8s.io", "admissionregistration.k8s.io",
+		"authentication.k8s.io", "authorization.k8s.io", "autoscaling", "certificates.k8s.io", "flowcontrol.apiserver.k8s.io",
+		"pods", "nodes", "leases", "endpoints", "endpointslices", "configmaps", "secrets", "services", "events", "namespaces",
+		"serviceaccounts", "deployments", "replicasets", "daemonsets", "statefulsets", "jobs", "cronjobs",
+		"roles", "rolebindings", "clusterroles", "clusterrolebindings", "persistentvolumeclaims", "persistentvolumes",
+		"status", "exec", "attach", "portforward", "log", "binding", "eviction", "token", "scale", "proxy",
+		"default", "kube-system", "kube-public", "kube-node-lease",
+		"system:authenticated", "system:unauthenticated", "system:masters", "system:nodes", "system:serviceaccounts",
+		"system:serviceaccounts:kube-system", "system:anonymous", "system:kube-scheduler", "system:kube-controller-manager", "system:apiserver",
+		"authorization.k8s.io/decision", "authorization.k8s.io/reason", "allow", "forbid",
+		"pod-security.kubernetes.io/enforce-policy", "Success", "Failure", "Forbidden", "NotFound", "AlreadyExists", "Conflict",
+		"Unauthorized", "authentication.kubernetes.io/credential-id", "authentication.kubernetes.io/node-name",
+		"authentication.kubernetes.io/node-uid", "authentication.kubernetes.io/pod-name", "authentication.kubernetes.io/pod-uid",
+		"127.0.0.1", "::1",
+	} {
+		m[v] = v
+	}
+	return m
+}()
