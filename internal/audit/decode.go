@@ -216,6 +216,15 @@ func (d *Decoder) decodeValue(at loc, raw []byte, apiVersion string, emit Emit, 
 			d.finish(at, &ev, raw, apiVersion, depth, emit, bad)
 			return
 		}
+		if v, items, ok := fastEventList(raw); ok {
+			if v == "" {
+				v = apiVersion
+			}
+			for i, it := range items {
+				d.decodeItem(loc{source: at.source, line: at.line, item: i}, it, v, emit, bad)
+			}
+			return
+		}
 	}
 	var env envelope
 	if err := json.Unmarshal(raw, &env); err != nil {

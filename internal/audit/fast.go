@@ -647,3 +647,39 @@ var common = func() map[string]string {
 	}
 	return m
 }()
+
+// fastEventList splits an EventList (the webhook's body) into its items'
+// bytes without decoding them twice. It gives up (ok false) on any other
+// shape, leaving it to the general decoder.
+func fastEventList(raw []byte) (apiVersion string, items [][]byte, ok bool) {
+	d := fastDec{b: raw}
+	var kind string
+	sawItems := false
+	ok = d.object(func(k []byte) bool {
+		switch string(k) {
+		case "kind":
+			return d.str(&kind)
+		case "apiVersion":
+			return d.str(&apiVersion)
+		case "metadata":
+			_, ok := d.skip()
+			return ok
+		case "items":
+			sawItems = true
+			if d.peek() != '[' {
+				return false
+			}
+			return d.array(func() bool {
+				v, ok := d.skip()
+				items = append(items, v)
+				return ok
+			})
+		}
+		return false
+	})
+	if !ok || !sawItems || (kind != "" && kind != "EventList") {
+		return "", nil, false
+	}
+	d.ws()
+	return apiVersion, items, d.i == len(d.b)
+}
