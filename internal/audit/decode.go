@@ -332,6 +332,9 @@ func (d *Decoder) finishEvent(ev *Event, raw []byte, apiVersion string) (Record,
 	if ev.APIVersion != "" && ev.APIVersion != APIVersionV1 && ev.APIVersion != APIVersionV1beta1 {
 		return Record{}, fmt.Sprintf("apiVersion %q is not %s or %s", ev.APIVersion, APIVersionV1, APIVersionV1beta1)
 	}
+	if ev.Kind == "" && ev.APIVersion == "" && apiVersion != "" && apiVersion != APIVersionV1 && apiVersion != APIVersionV1beta1 {
+		return Record{}, fmt.Sprintf("the list's apiVersion %q is not %s or %s", apiVersion, APIVersionV1, APIVersionV1beta1)
+	}
 	out := storedForm(raw, ev, apiVersion)
 	return Record{Event: *ev, Raw: out, Format: FormatEvent}, ""
 }

@@ -131,12 +131,16 @@ func gkeRequest(method, resource string) (string, *ObjectReference, string) {
 	}
 	// group may contain dots (apps, rbac.authorization.k8s.io): the version
 	// is the first part that looks like v1, v1beta1...
-	vi := 1
-	for i := 1; i < len(m); i++ {
+	vi := -1
+	for i := 1; i+2 < len(m); i++ {
 		if isAPIVersion(m[i]) {
 			vi = i
 			break
 		}
+	}
+	if vi < 0 {
+		// No group.version.resource.verb shape: keep what we know.
+		return verb, nil, "/" + strings.TrimPrefix(resource, "/")
 	}
 	group := strings.Join(m[:vi], ".")
 	if group == "core" {
