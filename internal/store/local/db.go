@@ -415,7 +415,7 @@ func (db *DB) finishWAL(dirty bool) {
 // sealLoop turns closed WAL segments into segments and removes them.
 func (db *DB) sealLoop() {
 	defer db.wg.Done()
-	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(1))
 	defer enc.Close()
 	for seq := range db.seal {
 		if err := db.sealOne(seq, enc); err != nil {

@@ -20,8 +20,12 @@ import (
 // WAL segments, in arrival order (docs/adr/0001-storage.md):
 //
 //	magic "KTSEG01\n"
-//	blocks: zstd frames, each holding up to blockBytes of entries
-//	        (cluster id uvarint, received uvarint, time uvarint, raw uvarint length + bytes)
+//	blocks: per block of up to blockBytes of events, two zstd frames:
+//	        raw:  the events' stored bytes, each followed by '\n' (stored
+//	              forms are one line), so the text compresses as the log does
+//	        cols: per event cluster id uvarint, received and time as zigzag
+//	              varint deltas from the previous event (the block's first
+//	              from 0)
 //	meta:   JSON segmentMeta
 //	trailer: meta length uint32 little endian, magic "KTSEGEND"
 //
@@ -31,7 +35,7 @@ const (
 	segMagic   = "KTSEG01\n"
 	segTrailer = "KTSEGEND"
 	segSuffix  = ".kts"
-	blockBytes = 1 << 20
+	blockBytes = 4 << 20
 )
 
 type segmentMeta struct {
@@ -47,8 +51,9 @@ type segmentMeta struct {
 }
 
 type blockMeta struct {
-	Off      int64 `json:"off"`
-	Len      int64 `json:"len"`
+	Off      int64 `json:"off"`     // raw frame
+	Len      int64 `json:"len"`     // raw frame
+	ColsLen  int64 `json:"colsLen"` // cols frame, right after the raw frame
 	Count    int   `json:"count"`
 	RawBytes int64 `json:"rawBytes"`
 	MinTime  int64 `json:"minTime"`
@@ -105,6 +110,9 @@ type segmentWriter struct {
 	meta     segmentMeta
 	clusters map[string]int
 	block    []byte
+	cols     []byte
+	prevRecv int64
+	prevTime int64
 	bm       blockMeta
 	off      int64
 	comp     []byte
@@ -147,11 +155,15 @@ func (w *segmentWriter) add(e entry) error {
 	if w.bm.Count == 0 || e.time > w.bm.MaxTime {
 		w.bm.MaxTime = e.time
 	}
-	w.block = binary.AppendUvarint(w.block, uint64(id))
-	w.block = binary.AppendUvarint(w.block, uint64(e.received))
-	w.block = binary.AppendUvarint(w.block, uint64(e.time))
-	w.block = binary.AppendUvarint(w.block, uint64(len(e.raw)))
+	if bytes.IndexByte(e.raw, '\n') >= 0 {
+		return fmt.Errorf("BUG: stored form of an event spans lines")
+	}
+	w.cols = binary.AppendUvarint(w.cols, uint64(id))
+	w.cols = binary.AppendVarint(w.cols, e.received-w.prevRecv)
+	w.cols = binary.AppendVarint(w.cols, e.time-w.prevTime)
+	w.prevRecv, w.prevTime = e.received, e.time
 	w.block = append(w.block, e.raw...)
+	w.block = append(w.block, '\n')
 	w.bm.Count++
 	w.bm.RawBytes += int64(len(e.raw))
 	if len(w.block) >= blockBytes {
@@ -165,10 +177,12 @@ func (w *segmentWriter) flushBlock() error {
 		return nil
 	}
 	w.comp = w.enc.EncodeAll(w.block, w.comp[:0])
+	rawLen := len(w.comp)
+	w.comp = w.enc.EncodeAll(w.cols, w.comp)
 	if _, err := w.f.Write(w.comp); err != nil {
 		return fmt.Errorf("write segment block: %w", err)
 	}
-	w.bm.Off, w.bm.Len = w.off, int64(len(w.comp))
+	w.bm.Off, w.bm.Len, w.bm.ColsLen = w.off, int64(rawLen), int64(len(w.comp)-rawLen)
 	w.off += int64(len(w.comp))
 	m := &w.meta
 	if m.Count == 0 || w.bm.MinTime < m.MinTime {
@@ -181,7 +195,8 @@ func (w *segmentWriter) flushBlock() error {
 	m.RawBytes += w.bm.RawBytes
 	m.Blocks = append(m.Blocks, w.bm)
 	w.bm = blockMeta{}
-	w.block = w.block[:0]
+	w.block, w.cols = w.block[:0], w.cols[:0]
+	w.prevRecv, w.prevTime = 0, 0
 	return nil
 }
 
@@ -298,43 +313,54 @@ func (r *segmentReader) close() error { return r.f.Close() }
 // scan calls fn for each event of the blocks that keep reports true for, in
 // order. The entry's raw bytes are valid only during the call.
 func (r *segmentReader) scan(dec *zstd.Decoder, keep func(blockMeta) bool, fn func(entry) error) error {
-	var comp, plain []byte
+	var comp, plain, cols []byte
 	for _, b := range r.meta.Blocks {
 		if keep != nil && !keep(b) {
 			continue
 		}
-		if cap(comp) < int(b.Len) {
-			comp = make([]byte, b.Len)
+		n := b.Len + b.ColsLen
+		if int64(cap(comp)) < n {
+			comp = make([]byte, n)
 		}
-		comp = comp[:b.Len]
+		comp = comp[:n]
 		if _, err := r.f.ReadAt(comp, b.Off); err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("read block at %d: %w", b.Off, err)
 		}
 		var err error
-		plain, err = dec.DecodeAll(comp, plain[:0])
-		if err != nil {
+		if plain, err = dec.DecodeAll(comp[:b.Len], plain[:0]); err != nil {
 			return fmt.Errorf("decompress block at %d: %w", b.Off, err)
 		}
-		p := plain
+		if cols, err = dec.DecodeAll(comp[b.Len:], cols[:0]); err != nil {
+			return fmt.Errorf("decompress block columns at %d: %w", b.Off, err)
+		}
+		p, c := plain, cols
+		var recv, t int64
 		for i := 0; i < b.Count; i++ {
-			var v [4]uint64
-			for j := range v {
-				x, n := binary.Uvarint(p)
-				if n <= 0 {
-					return fmt.Errorf("block at %d: corrupt entry %d", b.Off, i)
-				}
-				v[j], p = x, p[n:]
+			id, n1 := binary.Uvarint(c)
+			if n1 <= 0 || id >= uint64(len(r.meta.Clusters)) {
+				return fmt.Errorf("block at %d: corrupt columns at event %d", b.Off, i)
 			}
-			if v[0] >= uint64(len(r.meta.Clusters)) || v[3] > uint64(len(p)) {
-				return fmt.Errorf("block at %d: corrupt entry %d", b.Off, i)
+			dr, n2 := binary.Varint(c[n1:])
+			if n2 <= 0 {
+				return fmt.Errorf("block at %d: corrupt columns at event %d", b.Off, i)
 			}
-			if err := fn(entry{cluster: r.meta.Clusters[v[0]], received: int64(v[1]), time: int64(v[2]), raw: p[:v[3]]}); err != nil {
+			dt, n3 := binary.Varint(c[n1+n2:])
+			if n3 <= 0 {
+				return fmt.Errorf("block at %d: corrupt columns at event %d", b.Off, i)
+			}
+			c = c[n1+n2+n3:]
+			recv, t = recv+dr, t+dt
+			nl := bytes.IndexByte(p, '\n')
+			if nl < 0 {
+				return fmt.Errorf("block at %d: event %d is cut short", b.Off, i)
+			}
+			if err := fn(entry{cluster: r.meta.Clusters[id], received: recv, time: t, raw: p[:nl]}); err != nil {
 				return err
 			}
-			p = p[v[3]:]
+			p = p[nl+1:]
 		}
-		if !bytes.Equal(p, nil) && len(p) != 0 {
-			return fmt.Errorf("block at %d: %d trailing bytes", b.Off, len(p))
+		if len(p) != 0 || len(c) != 0 {
+			return fmt.Errorf("block at %d: %d trailing bytes", b.Off, len(p)+len(c))
 		}
 	}
 	return nil
