@@ -216,7 +216,12 @@ func writeExpr(b *strings.Builder, e Expr, ctx int) {
 			b.WriteByte(')')
 		default:
 			b.WriteString(e.Op.String())
-			if len(e.Values) > 0 {
+			switch {
+			case len(e.Values) == 0:
+			case e.Op == OpMatch || e.Op == OpNotMatch:
+				// Regular expressions read best in quotes, whatever they hold.
+				writeQuoted(b, e.Values[0].Text)
+			default:
 				writeValue(b, e.Values[0])
 			}
 		}

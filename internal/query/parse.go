@@ -36,12 +36,21 @@ func parse(src string) (Expr, error) {
 		return nil, err
 	}
 	if t := p.peek(); t.kind != tEOF {
-		if t.kind == tRParen {
-			return nil, p.errAt(t, "unexpected ')' with no matching '('")
-		}
-		return nil, p.errAt(t, "unexpected %s", t.describe())
+		return nil, p.unexpected(t)
 	}
 	return e, nil
+}
+
+// unexpected reports a token that cannot continue the filter, with a hint
+// for the usual mistakes.
+func (p *parser) unexpected(t token) *Error {
+	switch t.kind {
+	case tRParen:
+		return p.errAt(t, "unexpected ')' with no matching '('")
+	case tComma:
+		return p.errAt(t, "unexpected ',': to match several values write field in (a, b)")
+	}
+	return p.errAt(t, "unexpected %s", t.describe())
 }
 
 type parser struct {
@@ -223,6 +232,9 @@ func (p *parser) parsePrimary() (Expr, error) {
 			if c.kind == tEOF {
 				return nil, p.errAt(t, "unclosed '(': no matching ')'")
 			}
+			if c.kind == tComma {
+				return nil, p.unexpected(c)
+			}
 			return nil, p.errAt(c, "expected ')' or a term, got %s", c.describe())
 		}
 		p.next()
@@ -241,8 +253,8 @@ func (p *parser) parsePrimary() (Expr, error) {
 		return p.parseCmp()
 	case tEOF:
 		return nil, p.errAt(t, "expected a term, got end of filter")
-	case tComma:
-		return nil, p.errAt(t, "unexpected ',': to match several values write field in (a, b)")
+	case tComma, tRParen:
+		return nil, p.unexpected(t)
 	}
 	return nil, p.errAt(t, "expected a term, got %s", t.describe())
 }
@@ -306,6 +318,9 @@ func (p *parser) parseCmp() (Expr, error) {
 	} else {
 		var v Value
 		v, err = p.parseValue(opTok)
+		if op == OpMatch || op == OpNotMatch {
+			v.Glob = false // a regular expression has its own '*'
+		}
 		c.Values = []Value{v}
 	}
 	if err != nil {
