@@ -37,6 +37,12 @@ func newTestWebhook(t *testing.T, cfg WebhookConfig) (*httptest.Server, string) 
 	return srv, dir
 }
 
+func newWebhookServer(t *testing.T, db *local.DB) *httptest.Server {
+	srv := httptest.NewServer(NewWebhook(db, WebhookConfig{}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 func post(t *testing.T, url, contentType string, body io.Reader) (int, WebhookResponse) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, body)
