@@ -47,14 +47,33 @@ func freePort(t *testing.T) string {
 
 type serveProc struct {
 	cmd *exec.Cmd
-	log *bytes.Buffer
+	log *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer the child's output goroutine and the test
+// can use at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func startServe(t *testing.T, bin, addr, data string) *serveProc {
 	t.Helper()
-	var log bytes.Buffer
+	log := &syncBuffer{}
 	cmd := exec.Command(bin, "serve", "--listen", addr, "--data", data, "--wal-segment-bytes", "262144")
-	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +83,7 @@ func startServe(t *testing.T, bin, addr, data string) *serveProc {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return &serveProc{cmd: cmd, log: &log}
+				return &serveProc{cmd: cmd, log: log}
 			}
 		}
 		if time.Now().After(deadline) {
