@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -209,46 +210,36 @@ func (t *tailer) run(ctx context.Context) error {
 }
 
 // catchUpRotated reads the rest of the file the checkpoint points at when
-// it was rotated away while kubetrail was not running.
+// it was rotated away while kubetrail was not running, then every file
+// rotated after it.
 func (t *tailer) catchUpRotated(ctx context.Context, saved checkpoint) error {
-	dir := filepath.Dir(t.cfg.Path)
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		p := filepath.Join(dir, e.Name())
-		st, err := os.Stat(p)
-		if err != nil || !st.Mode().IsRegular() {
-			continue
-		}
-		if d, i := fileID(st); d == saved.Dev && i == saved.Ino {
-			old, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			t.cfg.Logger.Info("finishing a file rotated while tail was stopped", "file", p, "offset", saved.Offset)
-			live := t.f
-			t.f, t.name, t.cp = old, p, saved
-			if _, err := old.Seek(saved.Offset, io.SeekStart); err == nil {
-				t.pendingOffset, t.pendingLine = saved.Offset, saved.Line
-				if err := t.drain(ctx); err != nil {
-					old.Close()
-					return err
-				}
-			}
-			old.Close()
-			t.f, t.name, t.buf = live, t.cfg.Path, t.buf[:0]
-			st, _ := live.Stat()
-			d, i := fileID(st)
-			t.cp = checkpoint{Path: t.cfg.Path, Dev: d, Ino: i}
-			return nil
-		}
+	live := t.f
+	p, ok := t.findByID(saved.Dev, saved.Ino)
+	if !ok {
+		t.cfg.Logger.Warn("the file the checkpoint points at was rotated away and cannot be found; events after its checkpoint may be missing: import its backups with `kubetrail import` (duplicates are dropped)",
+			"checkpoint_offset", saved.Offset)
+		return nil
 	}
-	t.cfg.Logger.Warn("the file the checkpoint points at was rotated away and cannot be found; events after its checkpoint may be missing: import its backups with `kubetrail import` (duplicates are dropped)",
-		"checkpoint_offset", saved.Offset)
+	t.cfg.Logger.Info("finishing a file rotated while tail was stopped", "file", p, "offset", saved.Offset)
+	if err := t.drainFile(ctx, p, saved); err != nil {
+		return err
+	}
+	st, err := live.Stat()
+	if err != nil {
+		return err
+	}
+	ld, li := fileID(st)
+	if err := t.drainRotatedAfter(ctx, saved.Dev, saved.Ino, ld, li); err != nil {
+		return err
+	}
+	t.f, t.name, t.buf = live, t.cfg.Path, t.buf[:0]
+	t.cp = checkpoint{Path: t.cfg.Path, Dev: ld, Ino: li}
 	return nil
 }
 
 // checkRotation looks at the path: a new file there means the old one was
-// renamed (finish it, then switch); a shorter one means it was truncated.
+// renamed (finish it, then every file rotated after it, then switch); a
+// shorter one means it was truncated.
 func (t *tailer) checkRotation(ctx context.Context) error {
 	st, err := os.Stat(t.cfg.Path)
 	if err != nil {
@@ -256,11 +247,11 @@ func (t *tailer) checkRotation(ctx context.Context) error {
 	}
 	dev, ino := fileID(st)
 	if dev != t.cp.Dev || ino != t.cp.Ino {
-		// Renamed: our descriptor still reads the old file. Drain it, then
-		// move to the new one.
+		// Renamed: our descriptor still reads the old file. Drain it.
 		if err := t.drain(ctx); err != nil {
 			return err
 		}
+		old := t.cp
 		nf, err := os.Open(t.cfg.Path)
 		if err != nil {
 			return nil
@@ -272,7 +263,13 @@ func (t *tailer) checkRotation(ctx context.Context) error {
 		}
 		t.f.Close()
 		d, i := fileID(nst)
-		t.f, t.buf = nf, t.buf[:0]
+		// The log may have rotated more than once since we looked: read
+		// the files rotated after the old one before the new live file.
+		if err := t.drainRotatedAfter(ctx, old.Dev, old.Ino, d, i); err != nil {
+			nf.Close()
+			return err
+		}
+		t.f, t.name, t.buf = nf, t.cfg.Path, t.buf[:0]
 		t.cp = checkpoint{Path: t.cfg.Path, Dev: d, Ino: i}
 		t.pendingOffset, t.pendingLine = 0, 0
 		t.cfg.Logger.Info("log file rotated; following the new file", "file", t.cfg.Path)
@@ -289,6 +286,98 @@ func (t *tailer) checkRotation(ctx context.Context) error {
 		return t.saveCheckpoint()
 	}
 	return nil
+}
+
+// rotatedSiblings returns the live log's rotated backups (lumberjack names:
+// BASE-TIMESTAMP.EXT next to BASE.EXT), oldest first. Compressed backups
+// are left out: they are rewritten files, not the ones tail was reading.
+func (t *tailer) rotatedSiblings() []string {
+	dir, live := filepath.Split(t.cfg.Path)
+	ext := filepath.Ext(live)
+	base := strings.TrimSuffix(live, ext)
+	ents, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range ents {
+		m := backupName.FindStringSubmatch(e.Name())
+		if m == nil || m[1] != base || m[3] != ext || m[4] != "" {
+			continue
+		}
+		out = append(out, filepath.Join(dir, e.Name()))
+	}
+	return SortRotated(out)
+}
+
+// findByID finds the file with this identity among the live log and its
+// rotated backups.
+func (t *tailer) findByID(dev, ino uint64) (string, bool) {
+	for _, p := range append(t.rotatedSiblings(), t.cfg.Path) {
+		if st, err := os.Stat(p); err == nil {
+			if d, i := fileID(st); d == dev && i == ino {
+				return p, true
+			}
+		}
+	}
+	return "", false
+}
+
+// drainRotatedAfter reads, whole and in order, every rotated backup newer
+// than the file (dev, ino), except the live file (ld, li), looking again
+// after each round in case the log rotated meanwhile.
+func (t *tailer) drainRotatedAfter(ctx context.Context, dev, ino, ld, li uint64) error {
+	for round := 0; round < 100; round++ {
+		sibs := t.rotatedSiblings()
+		after := -1
+		for i, p := range sibs {
+			if st, err := os.Stat(p); err == nil {
+				if d, n := fileID(st); d == dev && n == ino {
+					after = i
+				}
+			}
+		}
+		if after < 0 {
+			return nil // the old file was not a backup (or is gone): nothing is known to be newer
+		}
+		var todo []string
+		for _, p := range sibs[after+1:] {
+			if st, err := os.Stat(p); err == nil {
+				if d, n := fileID(st); !(d == ld && n == li) {
+					todo = append(todo, p)
+				}
+			}
+		}
+		if len(todo) == 0 {
+			return nil
+		}
+		for _, p := range todo {
+			st, err := os.Stat(p)
+			if err != nil {
+				continue
+			}
+			d, n := fileID(st)
+			t.cfg.Logger.Info("reading a file that rotated before tail reached it", "file", p)
+			if err := t.drainFile(ctx, p, checkpoint{Path: p, Dev: d, Ino: n}); err != nil {
+				return err
+			}
+			dev, ino = d, n
+		}
+	}
+	return nil
+}
+
+// drainFile reads a rotated file from the checkpoint's offset to its end.
+// The checkpoint follows it, so a crash meanwhile resumes inside it.
+func (t *tailer) drainFile(ctx context.Context, path string, from checkpoint) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Seek(from.Offset, io.SeekStart); err != nil {
+		return err
+	}
+	t.f, t.name, t.cp, t.buf = f, path, from, t.buf[:0]
+	t.pendingOffset, t.pendingLine = from.Offset, from.Line
+	return t.drain(ctx)
 }
 
 // drain reads and stores the rest of a file that will not grow any more.

@@ -203,3 +203,59 @@ func TestTailResendAfterCrashIsDeduplicated(t *testing.T) {
 		t.Fatalf("stored %d, want 80", n)
 	}
 }
+
+// TestTailSeveralRotationsBetweenLooks rotates the log several times faster
+// than tail looks, while it runs and while it is stopped: the files that
+// rotated before tail reached them are read whole, in order.
+func TestTailSeveralRotationsBetweenLooks(t *testing.T) {
+	logDir, dataDir := t.TempDir(), t.TempDir()
+	path := filepath.Join(logDir, "audit.log")
+	db, err := local.Open(dataDir, local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rotate := func(stamp string) {
+		t.Helper()
+		if err := os.Rename(path, filepath.Join(logDir, "audit-2026-11-23T10-00-"+stamp+".log")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendLines(t, path, 0, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := func() {
+		ctx, cancel = context.WithCancel(context.Background())
+		go func() { done <- Tail(ctx, db, TailConfig{Path: path, StateDir: dataDir, Poll: 300 * time.Millisecond}) }()
+	}
+	start()
+	waitStored(t, dataDir, 10)
+	// Three rotations within one poll interval.
+	appendLines(t, path, 10, 20)
+	rotate("01.000")
+	appendLines(t, path, 20, 30)
+	rotate("02.000")
+	appendLines(t, path, 30, 40)
+	rotate("03.000")
+	appendLines(t, path, 40, 50)
+	waitStored(t, dataDir, 50)
+	// Two more while stopped, the checkpoint in the middle of a file.
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, path, 50, 60)
+	rotate("04.000")
+	appendLines(t, path, 60, 70)
+	rotate("05.000")
+	appendLines(t, path, 70, 80)
+	start()
+	waitStored(t, dataDir, 80)
+	cancel()
+	<-done
+	for i, id := range storedIDs(t, dataDir) {
+		if want := fmt.Sprintf("ev-%04d", i); id != want {
+			t.Fatalf("event %d is %s, want %s", i, id, want)
+		}
+	}
+}
