@@ -35,7 +35,9 @@ FUZZTIME ?= 10s
 fuzz:
 	$(GO) test ./internal/audit -run '^$$' -fuzz FuzzDecodeBody -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/audit -run '^$$' -fuzz FuzzDecodeLine -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/audit -run '^$$' -fuzz FuzzFastDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/wal -run '^$$' -fuzz FuzzScan -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/query -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 
 ## bench: the side-by-side benchmark suite; writes docs/BENCHMARKS.md.
 bench:
