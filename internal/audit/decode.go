@@ -531,3 +531,20 @@ func clip(b []byte, n int) string {
 	}
 	return string(b)
 }
+
+// DecodeStored decodes one stored event (a Record's Raw) into ev. It takes
+// the fast path when it can; ev may alias raw for its request and response
+// bodies only as copies, so raw may be reused after the call.
+func DecodeStored(raw []byte, ev *Event) error {
+	*ev = Event{}
+	if len(raw) > 0 && raw[0] == '{' {
+		if _, ok := fastDecodeEvent(raw, ev); ok {
+			return nil
+		}
+	}
+	*ev = Event{}
+	if err := json.Unmarshal(raw, ev); err != nil {
+		return fmt.Errorf("stored event: %s", describeJSONError(raw, err))
+	}
+	return nil
+}

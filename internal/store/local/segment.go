@@ -14,27 +14,30 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
 )
 
 // A segment is an immutable file holding the events of a contiguous range of
 // WAL segments, in arrival order (docs/adr/0001-storage.md):
 //
-//	magic "KTSEG01\n"
-//	blocks: per block of up to blockBytes of events, two zstd frames:
-//	        raw:  the events' stored bytes, each followed by '\n' (stored
-//	              forms are one line), so the text compresses as the log does
-//	        cols: per event cluster id uvarint, received and time as zigzag
-//	              varint deltas from the previous event (the block's first
-//	              from 0)
-//	meta:   JSON segmentMeta
-//	trailer: meta length uint32 little endian, magic "KTSEGEND"
+//	magic   "KTSEG02\n"
+//	blocks  zstd frames of up to blockBytes of events' stored bytes, each
+//	        followed by '\n' (stored forms are one line), so the text
+//	        compresses as the log itself does
+//	columns per column (see Column): a zstd frame of its sorted dictionary
+//	        and a zstd frame of one id per event; then the event time and
+//	        receive time columns as zigzag varint deltas
+//	meta    JSON segmentMeta
+//	trailer meta length uint32 little endian, magic "KTSEGEND"
 //
 // Segments are written to a temporary name, synced and renamed, so a reader
 // never sees a half-written one.
 const (
-	segMagic   = "KTSEG01\n"
+	segMagic   = "KTSEG02\n"
 	segTrailer = "KTSEGEND"
 	segSuffix  = ".kts"
+	segVersion = 2
 	blockBytes = 4 << 20
 )
 
@@ -48,12 +51,17 @@ type segmentMeta struct {
 	MaxTime  int64       `json:"maxTime"`
 	Clusters []string    `json:"clusters"`
 	Blocks   []blockMeta `json:"blocks"`
+	// Columns are in Column order; Time and Received are the event time
+	// and receive time columns.
+	Columns  []columnMeta `json:"columns"`
+	Time     columnMeta   `json:"time"`
+	Received columnMeta   `json:"received"`
 }
 
 type blockMeta struct {
-	Off      int64 `json:"off"`     // raw frame
-	Len      int64 `json:"len"`     // raw frame
-	ColsLen  int64 `json:"colsLen"` // cols frame, right after the raw frame
+	Off      int64 `json:"off"`
+	Len      int64 `json:"len"`
+	First    int   `json:"first"` // segment ordinal of the block's first event
 	Count    int   `json:"count"`
 	RawBytes int64 `json:"rawBytes"`
 	MinTime  int64 `json:"minTime"`
@@ -110,9 +118,9 @@ type segmentWriter struct {
 	meta     segmentMeta
 	clusters map[string]int
 	block    []byte
-	cols     []byte
-	prevRecv int64
-	prevTime int64
+	cols2    *columnBuilder
+	colVals  [NumColumns]string
+	ev       audit.Event
 	bm       blockMeta
 	off      int64
 	comp     []byte
@@ -131,8 +139,9 @@ func newSegmentWriter(dir string, first, last uint64, enc *zstd.Encoder) (*segme
 	}
 	w := &segmentWriter{
 		f: f, tmp: f.Name(), final: final, enc: enc,
-		meta:     segmentMeta{Version: 1, WALFirst: first, WALLast: last},
+		meta:     segmentMeta{Version: segVersion, WALFirst: first, WALLast: last},
 		clusters: map[string]int{},
+		cols2:    newColumnBuilder(),
 	}
 	if _, err := f.Write([]byte(segMagic)); err != nil {
 		w.abort()
@@ -158,10 +167,11 @@ func (w *segmentWriter) add(e entry) error {
 	if bytes.IndexByte(e.raw, '\n') >= 0 {
 		return fmt.Errorf("BUG: stored form of an event spans lines")
 	}
-	w.cols = binary.AppendUvarint(w.cols, uint64(id))
-	w.cols = binary.AppendVarint(w.cols, e.received-w.prevRecv)
-	w.cols = binary.AppendVarint(w.cols, e.time-w.prevTime)
-	w.prevRecv, w.prevTime = e.received, e.time
+	if err := audit.DecodeStored(e.raw, &w.ev); err != nil {
+		return fmt.Errorf("BUG: %w", err)
+	}
+	columnValues(e.cluster, &w.ev, &w.colVals)
+	w.cols2.add(e.time, e.received, &w.colVals)
 	w.block = append(w.block, e.raw...)
 	w.block = append(w.block, '\n')
 	w.bm.Count++
@@ -177,12 +187,10 @@ func (w *segmentWriter) flushBlock() error {
 		return nil
 	}
 	w.comp = w.enc.EncodeAll(w.block, w.comp[:0])
-	rawLen := len(w.comp)
-	w.comp = w.enc.EncodeAll(w.cols, w.comp)
 	if _, err := w.f.Write(w.comp); err != nil {
 		return fmt.Errorf("write segment block: %w", err)
 	}
-	w.bm.Off, w.bm.Len, w.bm.ColsLen = w.off, int64(rawLen), int64(len(w.comp)-rawLen)
+	w.bm.Off, w.bm.Len, w.bm.First = w.off, int64(len(w.comp)), w.meta.Count
 	w.off += int64(len(w.comp))
 	m := &w.meta
 	if m.Count == 0 || w.bm.MinTime < m.MinTime {
@@ -195,8 +203,7 @@ func (w *segmentWriter) flushBlock() error {
 	m.RawBytes += w.bm.RawBytes
 	m.Blocks = append(m.Blocks, w.bm)
 	w.bm = blockMeta{}
-	w.block, w.cols = w.block[:0], w.cols[:0]
-	w.prevRecv, w.prevTime = 0, 0
+	w.block = w.block[:0]
 	return nil
 }
 
@@ -206,6 +213,13 @@ func (w *segmentWriter) finish(noSync bool) (string, error) {
 		w.abort()
 		return "", err
 	}
+	cols, metas, tm, rm := w.cols2.encode(w.enc, w.off, nil)
+	if _, err := w.f.Write(cols); err != nil {
+		w.abort()
+		return "", fmt.Errorf("write segment columns: %w", err)
+	}
+	w.off += int64(len(cols))
+	w.meta.Columns, w.meta.Time, w.meta.Received = metas, tm, rm
 	meta, err := json.Marshal(&w.meta)
 	if err != nil {
 		w.abort()
@@ -302,7 +316,7 @@ func (r *segmentReader) readMeta() error {
 	if err := json.Unmarshal(buf, &r.meta); err != nil {
 		return fmt.Errorf("meta: %w", err)
 	}
-	if r.meta.Version != 1 {
+	if r.meta.Version != segVersion || len(r.meta.Columns) != int(NumColumns) {
 		return fmt.Errorf("segment version %d is not supported by this kubetrail", r.meta.Version)
 	}
 	return nil
@@ -313,54 +327,55 @@ func (r *segmentReader) close() error { return r.f.Close() }
 // scan calls fn for each event of the blocks that keep reports true for, in
 // order. The entry's raw bytes are valid only during the call.
 func (r *segmentReader) scan(dec *zstd.Decoder, keep func(blockMeta) bool, fn func(entry) error) error {
-	var comp, plain, cols []byte
+	need := false
+	for _, b := range r.meta.Blocks {
+		if keep == nil || keep(b) {
+			need = true
+		}
+	}
+	if !need {
+		return nil
+	}
+	cl, err := r.readColumn(dec, ColCluster)
+	if err != nil {
+		return err
+	}
+	times, err := r.readTimes(dec, r.meta.Time)
+	if err != nil {
+		return err
+	}
+	recvs, err := r.readTimes(dec, r.meta.Received)
+	if err != nil {
+		return err
+	}
+	var comp, plain []byte
 	for _, b := range r.meta.Blocks {
 		if keep != nil && !keep(b) {
 			continue
 		}
-		n := b.Len + b.ColsLen
-		if int64(cap(comp)) < n {
-			comp = make([]byte, n)
+		if int64(cap(comp)) < b.Len {
+			comp = make([]byte, b.Len)
 		}
-		comp = comp[:n]
+		comp = comp[:b.Len]
 		if _, err := r.f.ReadAt(comp, b.Off); err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("read block at %d: %w", b.Off, err)
 		}
-		var err error
-		if plain, err = dec.DecodeAll(comp[:b.Len], plain[:0]); err != nil {
+		if plain, err = dec.DecodeAll(comp, plain[:0]); err != nil {
 			return fmt.Errorf("decompress block at %d: %w", b.Off, err)
 		}
-		if cols, err = dec.DecodeAll(comp[b.Len:], cols[:0]); err != nil {
-			return fmt.Errorf("decompress block columns at %d: %w", b.Off, err)
-		}
-		p, c := plain, cols
-		var recv, t int64
-		for i := 0; i < b.Count; i++ {
-			id, n1 := binary.Uvarint(c)
-			if n1 <= 0 || id >= uint64(len(r.meta.Clusters)) {
-				return fmt.Errorf("block at %d: corrupt columns at event %d", b.Off, i)
-			}
-			dr, n2 := binary.Varint(c[n1:])
-			if n2 <= 0 {
-				return fmt.Errorf("block at %d: corrupt columns at event %d", b.Off, i)
-			}
-			dt, n3 := binary.Varint(c[n1+n2:])
-			if n3 <= 0 {
-				return fmt.Errorf("block at %d: corrupt columns at event %d", b.Off, i)
-			}
-			c = c[n1+n2+n3:]
-			recv, t = recv+dr, t+dt
+		p := plain
+		for i := b.First; i < b.First+b.Count; i++ {
 			nl := bytes.IndexByte(p, '\n')
-			if nl < 0 {
+			if nl < 0 || i >= len(times) {
 				return fmt.Errorf("block at %d: event %d is cut short", b.Off, i)
 			}
-			if err := fn(entry{cluster: r.meta.Clusters[id], received: recv, time: t, raw: p[:nl]}); err != nil {
+			if err := fn(entry{cluster: cl.Values[cl.IDs[i]], received: recvs[i], time: times[i], raw: p[:nl]}); err != nil {
 				return err
 			}
 			p = p[nl+1:]
 		}
-		if len(p) != 0 || len(c) != 0 {
-			return fmt.Errorf("block at %d: %d trailing bytes", b.Off, len(p)+len(c))
+		if len(p) != 0 {
+			return fmt.Errorf("block at %d: %d trailing bytes", b.Off, len(p))
 		}
 	}
 	return nil
