@@ -1,0 +1,483 @@
+package local
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/query"
+	"github.com/kubetrail/kubetrail/internal/wal"
+)
+
+// Reader is a read-only view of a data folder as it was when opened: its
+// sealed segments and the events still in its WAL. It takes no lock, so it
+// works beside a running writer; events stored after it was opened are not
+// in it. A Reader is not safe for concurrent use.
+type Reader struct {
+	segs []*segView
+	head []headEvent
+	dec  *zstd.Decoder
+}
+
+type segView struct {
+	r     *segmentReader
+	cols  [NumColumns]*ColumnData
+	times []int64
+	recvs []int64
+}
+
+type headEvent struct {
+	cluster        string
+	time, received int64
+	raw            []byte
+	ev             audit.Event
+}
+
+// OpenReader opens a data folder for reading.
+func OpenReader(dir string) (*Reader, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("data folder: %w", err)
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		return nil, err
+	}
+	r := &Reader{dec: dec}
+	walPath := filepath.Join(dir, walDir)
+	for attempt := 0; ; attempt++ {
+		err := r.load(dir, walPath)
+		if err == nil {
+			return r, nil
+		}
+		r.Close()
+		r = &Reader{dec: dec}
+		// A WAL segment sealed and removed while we read: look again.
+		if !errors.Is(err, os.ErrNotExist) || attempt >= 3 {
+			dec.Close()
+			return nil, err
+		}
+	}
+}
+
+func (r *Reader) load(dir, walPath string) error {
+	walSegs, err := wal.ListSegments(walPath)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	segs, err := listSegments(filepath.Join(dir, segmentDir))
+	if err != nil {
+		return err
+	}
+	var done uint64
+	for _, s := range segs {
+		sr, err := openSegment(s.path)
+		if err != nil {
+			return err
+		}
+		r.segs = append(r.segs, &segView{r: sr})
+		done = max(done, s.last)
+	}
+	for _, seq := range walSegs {
+		if seq <= done {
+			continue
+		}
+		_, _, err := wal.Scan(wal.SegmentPath(walPath, seq), func(p []byte) error {
+			return decodeBatch(p, func(e entry) error {
+				h := headEvent{cluster: e.cluster, time: e.time, received: e.received, raw: append([]byte(nil), e.raw...)}
+				if err := audit.DecodeStored(h.raw, &h.ev); err != nil {
+					return err
+				}
+				r.head = append(r.head, h)
+				return nil
+			})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close releases the reader's files.
+func (r *Reader) Close() error {
+	for _, s := range r.segs {
+		s.r.close()
+	}
+	r.segs = nil
+	return nil
+}
+
+// Count returns the number of events in the view.
+func (r *Reader) Count() int {
+	n := len(r.head)
+	for _, s := range r.segs {
+		n += s.r.meta.Count
+	}
+	return n
+}
+
+func (s *segView) column(dec *zstd.Decoder, c Column) (*ColumnData, error) {
+	if s.cols[c] == nil {
+		cd, err := s.r.readColumn(dec, c)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.r.f.Name(), err)
+		}
+		s.cols[c] = cd
+	}
+	return s.cols[c], nil
+}
+
+func (s *segView) timeCols(dec *zstd.Decoder) error {
+	if s.times != nil {
+		return nil
+	}
+	var err error
+	if s.times, err = s.r.readTimes(dec, s.r.meta.Time); err != nil {
+		return err
+	}
+	s.recvs, err = s.r.readTimes(dec, s.r.meta.Received)
+	return err
+}
+
+// Selection says which events Select returns.
+type Selection struct {
+	// Filter selects events; nil selects all.
+	Filter *query.Filter
+	// Since and Until bound the event time in unix microseconds (Since
+	// inclusive, Until exclusive); 0 leaves a side open.
+	Since, Until int64
+	// NeedEvent makes every Hit carry the event and its stored bytes; without
+	// it, hits that the columns alone decided carry only column values.
+	NeedEvent bool
+}
+
+// Hit is one selected event. Its slices are valid only during the callback.
+type Hit struct {
+	Cluster        string
+	Time, Received int64
+	// Raw and Event are set when the selection needed the event (NeedEvent,
+	// or a filter the columns could not decide).
+	Raw   []byte
+	Event *audit.Event
+	seg   *segView
+	r     *Reader
+	ord   int
+}
+
+// Column returns a column value of the hit, from the columns or the event.
+func (h *Hit) Column(c Column) string {
+	if h.seg != nil {
+		if cd, err := h.seg.column(h.r.dec, c); err == nil {
+			return cd.Values[cd.IDs[h.ord]]
+		}
+	}
+	if h.Event != nil {
+		var v [NumColumns]string
+		columnValues(h.Cluster, h.Event, &v)
+		return v[c]
+	}
+	return ""
+}
+
+// plan is a filter cut into what the columns can decide and what needs
+// the event.
+type plan struct {
+	full     *query.Filter
+	colTerms []colTerm
+	timeTerm []*query.Filter // conjuncts on time or received only
+	residual bool            // some conjunct needs the whole event
+}
+
+type colTerm struct {
+	col Column
+	f   *query.Filter
+}
+
+// columnOf maps a filter field to the column that holds it.
+var columnOf = map[string]Column{
+	"cluster": ColCluster, "user": ColUser, "group": ColGroups, "as": ColAs, "verb": ColVerb,
+	"resource": ColResource, "subresource": ColSubresource, "ns": ColNamespace, "name": ColName,
+	"apigroup": ColAPIGroup, "apiversion": ColAPIVersion, "code": ColCode, "level": ColLevel,
+	"stage": ColStage, "ip": ColSourceIPs, "peer": ColSourceIPs, "ua": ColUserAgent,
+	"decision": ColDecision, "reason": ColReason, "status": ColStatus,
+}
+
+func makePlan(f *query.Filter) (*plan, error) {
+	p := &plan{full: f}
+	if f == nil {
+		return p, nil
+	}
+	for _, conj := range f.Conjuncts() {
+		fieldsIn := map[string]bool{}
+		text := false
+		query.Walk(conj, func(e query.Expr) bool {
+			switch e := e.(type) {
+			case *query.Cmp:
+				fieldsIn[e.Field.Name] = true
+			case *query.Text:
+				text = true
+			}
+			return true
+		})
+		sub, err := query.CompileExpr(conj, f.Now())
+		if err != nil {
+			return nil, err
+		}
+		if !text && len(fieldsIn) == 1 {
+			for name := range fieldsIn {
+				if c, ok := columnOf[name]; ok {
+					p.colTerms = append(p.colTerms, colTerm{col: c, f: sub})
+					continue
+				}
+				if name == "time" || name == "received" {
+					p.timeTerm = append(p.timeTerm, sub)
+					continue
+				}
+				p.residual = true
+			}
+			continue
+		}
+		p.residual = true
+	}
+	return p, nil
+}
+
+// eventWith builds an event holding only one column's value, to test a
+// single-field condition against a dictionary value.
+func eventWith(c Column, v string, ev *audit.Event) (cluster string) {
+	*ev = audit.Event{}
+	split := func() []string {
+		if v == "" {
+			return nil
+		}
+		return strings.Split(v, ListSep)
+	}
+	ref := func() *audit.ObjectReference {
+		if ev.ObjectRef == nil {
+			ev.ObjectRef = &audit.ObjectReference{}
+		}
+		return ev.ObjectRef
+	}
+	switch c {
+	case ColCluster:
+		return v
+	case ColUser:
+		ev.User.Username = v
+	case ColGroups:
+		ev.User.Groups = split()
+	case ColAs:
+		if v != "" {
+			ev.ImpersonatedUser = &audit.UserInfo{Username: v}
+		}
+	case ColVerb:
+		ev.Verb = v
+	case ColResource:
+		ref().Resource = v
+	case ColSubresource:
+		ref().Subresource = v
+	case ColNamespace:
+		ref().Namespace = v
+	case ColName:
+		ref().Name = v
+	case ColAPIGroup:
+		ref().APIGroup = v
+	case ColAPIVersion:
+		ref().APIVersion = v
+	case ColCode:
+		if n, err := strconv.Atoi(v); err == nil {
+			ev.ResponseStatus = &audit.Status{Code: int32(n)}
+		}
+	case ColLevel:
+		ev.Level = audit.Level(v)
+	case ColStage:
+		ev.Stage = audit.Stage(v)
+	case ColSourceIPs:
+		ev.SourceIPs = split()
+	case ColUserAgent:
+		ev.UserAgent = v
+	case ColDecision:
+		if v != "" {
+			ev.Annotations = map[string]string{"authorization.k8s.io/decision": v}
+		}
+	case ColReason:
+		ev.ResponseStatus = &audit.Status{Reason: v}
+	case ColStatus:
+		ev.ResponseStatus = &audit.Status{Status: v}
+	}
+	return ""
+}
+
+// Select calls fn for every selected event: sealed segments in arrival
+// order, then the WAL's. It decides what it can from the columns, reading
+// an event's text only when the filter or the caller needs it.
+func (r *Reader) Select(sel Selection, fn func(*Hit) error) error {
+	p, err := makePlan(sel.Filter)
+	if err != nil {
+		return err
+	}
+	lo, hi := sel.Since, sel.Until
+	if sel.Filter != nil {
+		from, to := sel.Filter.TimeRange()
+		if !from.IsZero() && (lo == 0 || from.UnixMicro() > lo) {
+			lo = from.UnixMicro()
+		}
+		if !to.IsZero() && (hi == 0 || to.UnixMicro()+1 < hi) {
+			hi = to.UnixMicro() + 1
+		}
+	}
+	for _, s := range r.segs {
+		if (lo != 0 && s.r.meta.MaxTime < lo) || (hi != 0 && s.r.meta.MinTime >= hi) {
+			continue
+		}
+		if err := r.selectSegment(s, p, sel, lo, hi, fn); err != nil {
+			return err
+		}
+	}
+	for i := range r.head {
+		h := &r.head[i]
+		if (lo != 0 && h.time < lo) || (hi != 0 && h.time >= hi) {
+			continue
+		}
+		if p.full != nil && !p.full.Match(&h.ev, h.cluster) {
+			continue
+		}
+		if err := fn(&Hit{Cluster: h.cluster, Time: h.time, Received: h.received, Raw: h.raw, Event: &h.ev}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Reader) selectSegment(s *segView, p *plan, sel Selection, lo, hi int64, fn func(*Hit) error) error {
+	n := s.r.meta.Count
+	// cand[i] says event i may still match.
+	var cand []bool
+	all := true
+	restrict := func(keep func(i int) bool) {
+		if cand == nil {
+			cand = make([]bool, n)
+			for i := range cand {
+				cand[i] = true
+			}
+		}
+		for i := range cand {
+			if cand[i] && !keep(i) {
+				cand[i] = false
+			}
+		}
+		all = false
+	}
+	var probe audit.Event
+	for _, t := range p.colTerms {
+		cd, err := s.column(r.dec, t.col)
+		if err != nil {
+			return err
+		}
+		ok := make([]bool, len(cd.Values))
+		any := false
+		for id, v := range cd.Values {
+			cluster := eventWith(t.col, v, &probe)
+			ok[id] = t.f.Match(&probe, cluster)
+			any = any || ok[id]
+		}
+		if !any {
+			return nil // no value in this segment can match
+		}
+		restrict(func(i int) bool { return ok[cd.IDs[i]] })
+	}
+	if err := s.timeCols(r.dec); err != nil {
+		return err
+	}
+	if lo != 0 || hi != 0 {
+		restrict(func(i int) bool { t := s.times[i]; return (lo == 0 || t >= lo) && (hi == 0 || t < hi) })
+	}
+	for _, tf := range p.timeTerm {
+		restrict(func(i int) bool {
+			probe = audit.Event{
+				StageTimestamp:           audit.MicroTime{Time: microTime(s.times[i])},
+				RequestReceivedTimestamp: audit.MicroTime{Time: microTime(s.recvs[i])},
+			}
+			return tf.Match(&probe, "")
+		})
+	}
+	cl, err := s.column(r.dec, ColCluster)
+	if err != nil {
+		return err
+	}
+	needEvent := sel.NeedEvent || p.residual
+	if !needEvent {
+		for i := 0; i < n; i++ {
+			if !all && !cand[i] {
+				continue
+			}
+			h := Hit{Cluster: cl.Values[cl.IDs[i]], Time: s.times[i], Received: s.recvs[i], seg: s, r: r, ord: i}
+			if err := fn(&h); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// Read the blocks that hold candidates, and check the whole filter on
+	// each candidate's event.
+	var comp, plain []byte
+	var ev audit.Event
+	for _, b := range s.r.meta.Blocks {
+		if !all {
+			found := false
+			for i := b.First; i < b.First+b.Count; i++ {
+				if cand[i] {
+					found = true
+					break
+				}
+			}
+			if !found {
+				continue
+			}
+		}
+		if int64(cap(comp)) < b.Len {
+			comp = make([]byte, b.Len)
+		}
+		comp = comp[:b.Len]
+		if _, err := s.r.f.ReadAt(comp, b.Off); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read block: %w", err)
+		}
+		if plain, err = r.dec.DecodeAll(comp, plain[:0]); err != nil {
+			return fmt.Errorf("decompress block: %w", err)
+		}
+		rest := plain
+		for i := b.First; i < b.First+b.Count; i++ {
+			nl := bytes.IndexByte(rest, '\n')
+			if nl < 0 {
+				return fmt.Errorf("%s: block at %d is cut short", s.r.f.Name(), b.Off)
+			}
+			raw := rest[:nl]
+			rest = rest[nl+1:]
+			if !all && !cand[i] {
+				continue
+			}
+			if err := audit.DecodeStored(raw, &ev); err != nil {
+				return err
+			}
+			cluster := cl.Values[cl.IDs[i]]
+			if p.full != nil && !p.full.Match(&ev, cluster) {
+				continue
+			}
+			h := Hit{Cluster: cluster, Time: s.times[i], Received: s.recvs[i], Raw: raw, Event: &ev, seg: s, r: r, ord: i}
+			if err := fn(&h); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func microTime(us int64) time.Time { return time.UnixMicro(us).UTC() }
