@@ -33,14 +33,14 @@ func genEvent(rng *rand.Rand, i int) audit.Record {
 	ts := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * 37 * time.Second)
 	ev := audit.Event{
 		Kind: "Event", APIVersion: audit.APIVersionV1,
-		Level:      []audit.Level{audit.LevelMetadata, audit.LevelRequest, audit.LevelRequestResponse, audit.LevelNone}[rng.IntN(4)],
-		AuditID:    fmt.Sprintf("id-%d", i),
-		Stage:      []audit.Stage{audit.StageResponseComplete, audit.StageResponseStarted, audit.StageRequestReceived}[rng.IntN(3)],
-		Verb:       pick(tVerbs),
-		User:       audit.UserInfo{Username: pick(tUsers)},
-		UserAgent:  pick(tUA),
-		SourceIPs:  []string{pick(tIPs)},
-		RequestURI: "/api/v1/x",
+		Level:                    []audit.Level{audit.LevelMetadata, audit.LevelRequest, audit.LevelRequestResponse, audit.LevelNone}[rng.IntN(4)],
+		AuditID:                  fmt.Sprintf("id-%d", i),
+		Stage:                    []audit.Stage{audit.StageResponseComplete, audit.StageResponseStarted, audit.StageRequestReceived}[rng.IntN(3)],
+		Verb:                     pick(tVerbs),
+		User:                     audit.UserInfo{Username: pick(tUsers)},
+		UserAgent:                pick(tUA),
+		SourceIPs:                []string{pick(tIPs)},
+		RequestURI:               "/api/v1/x",
 		RequestReceivedTimestamp: audit.MicroTime{Time: ts},
 		StageTimestamp:           audit.MicroTime{Time: ts.Add(time.Millisecond)},
 	}
