@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -110,6 +111,14 @@ func (d *fastDec) rawString() ([]byte, bool) {
 	}
 	start := d.i + 1
 	for j := start; j < len(d.b); j++ {
+		// Skip eight plain bytes at a time: none a quote, a backslash or
+		// a control character.
+		for j+8 <= len(d.b) && plain8(binary.LittleEndian.Uint64(d.b[j:])) {
+			j += 8
+		}
+		if j >= len(d.b) {
+			break
+		}
 		c := d.b[j]
 		switch {
 		case c == '"':
@@ -140,6 +149,18 @@ func (d *fastDec) rawString() ([]byte, bool) {
 		}
 	}
 	return nil, false
+}
+
+// plain8 reports whether none of the eight bytes in x is '"', '\\' or
+// below 0x20, with the usual SWAR tricks: hasZero(v) is non-zero exactly
+// when some byte of v is zero, and hasLess(x, n) when some byte is below n.
+func plain8(x uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	hasZero := func(v uint64) uint64 { return (v - lo) &^ v & hi }
+	quote := hasZero(x ^ (lo * '"'))
+	backslash := hasZero(x ^ (lo * '\\'))
+	control := (x - lo*0x20) &^ x & hi
+	return quote|backslash|control == 0
 }
 
 func isHex(c byte) bool {

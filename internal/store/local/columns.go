@@ -43,6 +43,9 @@ const (
 	NumColumns
 )
 
+// colRow is one event's column values.
+type colRow = [NumColumns]string
+
 // ListSep joins the values of a multi-valued column.
 const ListSep = "\x1f"
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -89,7 +90,8 @@ type DB struct {
 	reqs   chan *request
 	seal   chan uint64
 	done   chan struct{}
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // the committer
+	sealWG sync.WaitGroup // the sealers
 	closed atomic.Bool
 	closeM sync.Mutex
 	sendMu sync.RWMutex // held for reading while sending on reqs, for writing to close it
@@ -97,6 +99,12 @@ type DB struct {
 	inflight atomic.Int64
 
 	dd *dedup
+
+	// pending holds, per WAL segment not yet sealed, the column values of
+	// its events in WAL order, computed from the events already decoded at
+	// ingest, so sealing need not decode them again. Guarded by pendingMu.
+	pendingMu sync.Mutex
+	pending   map[uint64][]colRow
 
 	unavailable atomic.Pointer[error]
 	observeSync atomic.Pointer[func(time.Duration)]
@@ -108,6 +116,7 @@ type request struct {
 	batch      *pipeline.Batch
 	keys       []Key
 	times      []int64
+	cols       []colRow
 	minT, maxT int64
 	bytes      int64
 	done       chan reply
@@ -149,14 +158,21 @@ func Open(dir string, opts Options) (*DB, error) {
 		seal: make(chan uint64, 1<<16),
 		done: make(chan struct{}),
 		dd:   newDedup(opts.DedupCacheKeys),
+		pending: map[uint64][]colRow{},
 	}
 	if err := db.recover(); err != nil {
 		lock.Close()
 		return nil, err
 	}
-	db.wg.Add(2)
+	// Sealing decodes and compresses every event again: one sealer per CPU
+	// keeps it up with ingest.
+	sealers := max(1, runtime.GOMAXPROCS(0))
+	db.wg.Add(1)
 	go db.commitLoop()
-	go db.sealLoop()
+	db.sealWG.Add(sealers)
+	for range sealers {
+		go db.sealLoop()
+	}
 	return db, nil
 }
 
@@ -166,7 +182,11 @@ func (db *DB) recover() error {
 		return err
 	}
 	var maxSealed uint64
+	covered := map[uint64]bool{}
 	for _, s := range segs {
+		for q := s.first; q <= s.last; q++ {
+			covered[q] = true
+		}
 		r, err := openSegment(s.path)
 		if err != nil {
 			return fmt.Errorf("%w (move the file away to start without it)", err)
@@ -189,7 +209,7 @@ func (db *DB) recover() error {
 		if seq == l.Current() {
 			continue
 		}
-		if seq <= maxSealed {
+		if covered[seq] {
 			// Sealed before a crash that came before its removal.
 			if err := l.Remove(seq); err != nil {
 				return err
@@ -226,11 +246,12 @@ func (db *DB) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Result, e
 	if p := db.unavailable.Load(); p != nil {
 		return pipeline.Result{}, fmt.Errorf("%w: %v", pipeline.ErrUnavailable, *p)
 	}
-	req := &request{batch: b, keys: make([]Key, len(b.Records)), times: make([]int64, len(b.Records)), done: make(chan reply, 1)}
+	req := &request{batch: b, keys: make([]Key, len(b.Records)), times: make([]int64, len(b.Records)), cols: make([]colRow, len(b.Records)), done: make(chan reply, 1)}
 	var minT, maxT int64
 	for i := range b.Records {
 		r := &b.Records[i]
 		req.keys[i] = KeyOf(b.Cluster, r.Raw)
+		columnValues(b.Cluster, &r.Event, &req.cols[i])
 		t := r.Event.Time().UnixMicro()
 		req.times[i] = t
 		if i == 0 || t < minT {
@@ -319,6 +340,11 @@ func (db *DB) commitLoop() {
 		results := make([]pipeline.Result, len(group))
 		var added []Key
 		var err error
+		seq := db.wal.Current()
+		db.pendingMu.Lock()
+		rows := db.pending[seq]
+		rowsBefore := len(rows)
+		db.pendingMu.Unlock()
 		db.dd.mu.Lock()
 		for gi, req := range group {
 			raws, times = raws[:0], times[:0]
@@ -335,6 +361,7 @@ func (db *DB) commitLoop() {
 					continue
 				}
 				db.dd.head[k] = struct{}{}
+				rows = append(rows, req.cols[i])
 				kept = append(kept, k)
 				raws = append(raws, req.batch.Records[i].Raw)
 				times = append(times, req.times[i])
@@ -360,6 +387,13 @@ func (db *DB) commitLoop() {
 			}
 			db.stats.Syncs.Add(1)
 		}
+		db.pendingMu.Lock()
+		if err != nil {
+			db.pending[seq] = rows[:rowsBefore]
+		} else {
+			db.pending[seq] = rows
+		}
+		db.pendingMu.Unlock()
 		if err != nil {
 			db.wal.Discard()
 			db.dd.mu.Lock()
@@ -414,8 +448,8 @@ func (db *DB) finishWAL(dirty bool) {
 
 // sealLoop turns closed WAL segments into segments and removes them.
 func (db *DB) sealLoop() {
-	defer db.wg.Done()
-	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(1))
+	defer db.sealWG.Done()
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
 	defer enc.Close()
 	for seq := range db.seal {
 		if err := db.sealOne(seq, enc); err != nil {
@@ -433,15 +467,25 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder) error {
 	if err != nil {
 		return err
 	}
+	db.pendingMu.Lock()
+	rows := db.pending[seq]
+	db.pendingMu.Unlock()
 	n := 0
 	keys := make(map[Key]struct{})
 	_, _, err = wal.Scan(path, func(p []byte) error {
 		return decodeBatch(p, func(e entry) error {
+			var row *colRow
+			if n < len(rows) {
+				row = &rows[n]
+			}
 			n++
 			keys[e.key] = struct{}{}
-			return w.add(e)
+			return w.add(e, row)
 		})
 	})
+	if err == nil && len(rows) > 0 && n != len(rows) {
+		err = fmt.Errorf("BUG: WAL segment %d holds %d events but %d column rows were kept", seq, n, len(rows))
+	}
 	if err != nil {
 		w.abort()
 		return err
@@ -455,6 +499,9 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder) error {
 		return err
 	}
 	db.dd.addSegment(final, w.meta.MinTime, w.meta.MaxTime, keys)
+	db.pendingMu.Lock()
+	delete(db.pending, seq)
+	db.pendingMu.Unlock()
 	return db.wal.Remove(seq)
 }
 
@@ -491,6 +538,7 @@ func (db *DB) Close() error {
 	close(db.reqs)
 	db.sendMu.Unlock()
 	db.wg.Wait()
+	db.sealWG.Wait()
 	err := db.wal.Close()
 	if err2 := db.lock.Close(); err == nil {
 		err = err2

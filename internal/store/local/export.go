@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -84,43 +85,85 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 		}
 		return r.scan(dec, func(b blockMeta) bool { return opts.keepTime(b.MinTime, b.MaxTime) }, emit)
 	}
-	var done uint64 // highest WAL sequence already read
-	for _, s := range segs {
-		if err := readSegment(s); err != nil {
-			return err
-		}
-		done = max(done, s.last)
-	}
-	for _, seq := range walSegs {
-		if seq <= done {
+	for _, src := range sources(segs, walSegs) {
+		if src.seg != nil {
+			if err := readSegment(*src.seg); err != nil {
+				return err
+			}
 			continue
 		}
+		seq := src.wal
 		path := wal.SegmentPath(walPath, seq)
 		_, _, err := wal.Scan(path, func(p []byte) error { return decodeBatch(p, emit) })
 		if errors.Is(err, os.ErrNotExist) {
 			// Sealed since we listed: read the segment that now holds it.
-			segs, lerr := listSegments(segPath)
+			s, ok, lerr := sealedAs(segPath, seq)
 			if lerr != nil {
 				return lerr
 			}
-			found := false
-			for _, s := range segs {
-				if s.first <= seq && seq <= s.last && s.first > done {
-					if err := readSegment(s); err != nil {
-						return err
-					}
-					done, found = s.last, true
-				}
-			}
-			if !found {
+			if !ok {
 				return fmt.Errorf("WAL segment %d vanished and no segment holds it", seq)
+			}
+			if err := readSegment(s); err != nil {
+				return err
 			}
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		done = seq
 	}
 	return nil
+}
+
+// source is one place events are read from, in arrival order: a sealed
+// segment, or a WAL segment that no segment holds yet.
+type source struct {
+	seg *segmentFile
+	wal uint64
+}
+
+// sources orders segments and unsealed WAL segments by the WAL sequence
+// they start at. Segments are sealed concurrently, so a later WAL segment
+// can be sealed before an earlier one.
+func sources(segs []segmentFile, walSegs []uint64) []source {
+	var out []source
+	covered := func(seq uint64) bool {
+		for _, s := range segs {
+			if s.first <= seq && seq <= s.last {
+				return true
+			}
+		}
+		return false
+	}
+	for i := range segs {
+		out = append(out, source{seg: &segs[i]})
+	}
+	for _, w := range walSegs {
+		if !covered(w) {
+			out = append(out, source{wal: w})
+		}
+	}
+	first := func(s source) uint64 {
+		if s.seg != nil {
+			return s.seg.first
+		}
+		return s.wal
+	}
+	sort.SliceStable(out, func(i, j int) bool { return first(out[i]) < first(out[j]) })
+	return out
+}
+
+// sealedAs finds the segment that starts with WAL segment seq.
+func sealedAs(segPath string, seq uint64) (segmentFile, bool, error) {
+	segs, err := listSegments(segPath)
+	if err != nil {
+		return segmentFile{}, false, err
+	}
+	for _, s := range segs {
+		if s.first == seq {
+			return s, true, nil
+		}
+	}
+	return segmentFile{}, false, nil
 }

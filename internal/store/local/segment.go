@@ -119,7 +119,7 @@ type segmentWriter struct {
 	clusters map[string]int
 	block    []byte
 	cols2    *columnBuilder
-	colVals  [NumColumns]string
+	colVals  colRow
 	ev       audit.Event
 	bm       blockMeta
 	off      int64
@@ -151,7 +151,9 @@ func newSegmentWriter(dir string, first, last uint64, enc *zstd.Encoder) (*segme
 	return w, nil
 }
 
-func (w *segmentWriter) add(e entry) error {
+// add appends an event. row, when not nil, holds its column values
+// (computed at ingest); otherwise they are decoded from its bytes.
+func (w *segmentWriter) add(e entry, row *colRow) error {
 	id, ok := w.clusters[e.cluster]
 	if !ok {
 		id = len(w.meta.Clusters)
@@ -167,11 +169,14 @@ func (w *segmentWriter) add(e entry) error {
 	if bytes.IndexByte(e.raw, '\n') >= 0 {
 		return fmt.Errorf("BUG: stored form of an event spans lines")
 	}
-	if err := audit.DecodeStored(e.raw, &w.ev); err != nil {
-		return fmt.Errorf("BUG: %w", err)
+	if row == nil {
+		if err := audit.DecodeStored(e.raw, &w.ev); err != nil {
+			return fmt.Errorf("BUG: %w", err)
+		}
+		columnValues(e.cluster, &w.ev, &w.colVals)
+		row = &w.colVals
 	}
-	columnValues(e.cluster, &w.ev, &w.colVals)
-	w.cols2.add(e.time, e.received, &w.colVals)
+	w.cols2.add(e.time, e.received, row)
 	w.block = append(w.block, e.raw...)
 	w.block = append(w.block, '\n')
 	w.bm.Count++

@@ -77,20 +77,16 @@ func (r *Reader) load(dir, walPath string) error {
 	if err != nil {
 		return err
 	}
-	var done uint64
-	for _, s := range segs {
-		sr, err := openSegment(s.path)
-		if err != nil {
-			return err
-		}
-		r.segs = append(r.segs, &segView{r: sr})
-		done = max(done, s.last)
-	}
-	for _, seq := range walSegs {
-		if seq <= done {
+	for _, src := range sources(segs, walSegs) {
+		if src.seg != nil {
+			sr, err := openSegment(src.seg.path)
+			if err != nil {
+				return err
+			}
+			r.segs = append(r.segs, &segView{r: sr})
 			continue
 		}
-		_, _, err := wal.Scan(wal.SegmentPath(walPath, seq), func(p []byte) error {
+		_, _, err := wal.Scan(wal.SegmentPath(walPath, src.wal), func(p []byte) error {
 			return decodeBatch(p, func(e entry) error {
 				h := headEvent{cluster: e.cluster, time: e.time, received: e.received, raw: append([]byte(nil), e.raw...)}
 				if err := audit.DecodeStored(h.raw, &h.ev); err != nil {
