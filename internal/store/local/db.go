@@ -154,10 +154,10 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	db := &DB{
 		dir: dir, opts: opts, log: opts.Logger, lock: lock,
-		reqs: make(chan *request, opts.MaxQueue),
-		seal: make(chan uint64, 1<<16),
-		done: make(chan struct{}),
-		dd:   newDedup(opts.DedupCacheKeys),
+		reqs:    make(chan *request, opts.MaxQueue),
+		seal:    make(chan uint64, 1<<16),
+		done:    make(chan struct{}),
+		dd:      newDedup(opts.DedupCacheKeys),
 		pending: map[uint64][]colRow{},
 	}
 	if err := db.recover(); err != nil {
