@@ -88,6 +88,9 @@ func (s *suite) main(mode, out string) error {
 		if err := s.ingest(c); err != nil {
 			return err
 		}
+		if err := s.queries(c); err != nil {
+			return err
+		}
 	}
 	if err := os.WriteFile(out, []byte(s.out.String()), 0o644); err != nil {
 		return err
@@ -207,6 +210,69 @@ func (s *suite) ingest(c corpus) error {
 		fmt.Fprintf(w, "| %s | %s | %.0f | %.3f |\n", r.what, human(r.n), float64(r.n)/float64(c.events), float64(r.n)/float64(c.bytes))
 	}
 	fmt.Fprintln(w)
+	return nil
+}
+
+// question is one of the seed's investigation questions, asked of
+// kubetrail and of jq, which must agree on the count.
+type question struct {
+	what, filter, jq string
+}
+
+var questions = []question{
+	{"who deleted secret important in production", "verb=delete resource=secrets ns=production name=important",
+		`select(.verb == "delete" and .objectRef.resource == "secrets" and .objectRef.namespace == "production" and .objectRef.name == "important")`},
+	{"secret access", "resource=secrets", `select(.objectRef.resource == "secrets")`},
+	{"one user's actions", "user=admin", `select(.user.username == "admin")`},
+	{"failed requests", "code>=400", `select(.responseStatus.code >= 400)`},
+	{"exec into pods", "subresource=exec", `select(.objectRef.subresource == "exec")`},
+	{"requests from an IP", "ip=192.168.1.100", `select(any(.sourceIPs[]?; . == "192.168.1.100"))`},
+	{"RBAC changes", "apigroup=rbac.authorization.k8s.io verb in (create,update,patch,delete)",
+		`select(.objectRef.apiGroup == "rbac.authorization.k8s.io" and (.verb == "create" or .verb == "update" or .verb == "patch" or .verb == "delete"))`},
+}
+
+// queries asks the seed's questions of the store that ingest built and of
+// jq and gojq over the file; each side must count the same events.
+func (s *suite) queries(c corpus) error {
+	w := &s.out
+	kt := filepath.Join(s.bin, "kubetrail")
+	dir := filepath.Join(s.work, "data-import")
+	fmt.Fprintf(w, "## Questions, %s events\n\n", c.name)
+	fmt.Fprintf(w, "kubetrail: `kubetrail query --count FILTER` as a new process each time (median of %d); jq and gojq: `jq -c 'EXPR' audit.log | wc -l`, one run each (they take seconds). Every row's counts agree.\n\n", max(5, s.runs))
+	fmt.Fprintf(w, "| question | kubetrail filter | events | kubetrail | peak RSS | jq | gojq | vs jq |\n|---|---|---|---|---|---|---|---|\n")
+	runs := s.runs
+	s.runs = max(5, runs)
+	defer func() { s.runs = runs }()
+	for _, q := range questions {
+		out, err := exec.Command(kt, "query", "--data", dir, "--count", q.filter).Output()
+		if err != nil {
+			return fmt.Errorf("kubetrail query %q: %w", q.filter, err)
+		}
+		count := strings.TrimSpace(string(out))
+		kq, err := s.measure(func(int) (string, *exec.Cmd) {
+			return "", exec.Command(kt, "query", "--data", dir, "--count", q.filter)
+		}, count)
+		if err != nil {
+			return err
+		}
+		var tools [2]time.Duration
+		for i, tool := range []string{"jq", "gojq"} {
+			cmd := shell(fmt.Sprintf("%s -c '%s' %s | wc -l", tool, q.jq, c.path))
+			var o bytes.Buffer
+			cmd.Stdout = &o
+			t0 := time.Now()
+			if err := cmd.Run(); err != nil {
+				return fmt.Errorf("%s %q: %w", tool, q.jq, err)
+			}
+			tools[i] = time.Since(t0)
+			if got := strings.TrimSpace(o.String()); got != count {
+				return fmt.Errorf("%q: kubetrail counts %s events, %s counts %s", q.what, count, tool, got)
+			}
+		}
+		fmt.Fprintf(w, "| %s | `%s` | %s | %.1f ms | %s | %.2f s | %.2f s | %.0fx |\n", q.what, q.filter, count,
+			float64(kq.median.Microseconds())/1000, human(kq.rss), tools[0].Seconds(), tools[1].Seconds(), tools[0].Seconds()/kq.median.Seconds())
+	}
+	fmt.Fprintf(w, "\nTargets (issue 3, at 2M events): selective questions under 25 ms, at least 1000x faster than jq.\n\n")
 	return nil
 }
 

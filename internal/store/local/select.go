@@ -312,15 +312,9 @@ func eventWith(c Column, v string, ev *audit.Event) (cluster string) {
 	return ""
 }
 
-// Select calls fn for every selected event: sealed segments in arrival
-// order, then the WAL's. It decides what it can from the columns, reading
-// an event's text only when the filter or the caller needs it.
-func (r *Reader) Select(sel Selection, fn func(*Hit) error) error {
-	p, err := makePlan(sel.Filter)
-	if err != nil {
-		return err
-	}
-	lo, hi := sel.Since, sel.Until
+// bounds returns the time bounds of a selection, its filter's included.
+func bounds(sel Selection) (lo, hi int64) {
+	lo, hi = sel.Since, sel.Until
 	if sel.Filter != nil {
 		from, to := sel.Filter.TimeRange()
 		if !from.IsZero() && (lo == 0 || from.UnixMicro() > lo) {
@@ -330,8 +324,24 @@ func (r *Reader) Select(sel Selection, fn func(*Hit) error) error {
 			hi = to.UnixMicro() + 1
 		}
 	}
+	return lo, hi
+}
+
+func (s *segView) outside(lo, hi int64) bool {
+	return (lo != 0 && s.r.meta.MaxTime < lo) || (hi != 0 && s.r.meta.MinTime >= hi)
+}
+
+// Select calls fn for every selected event: sealed segments in arrival
+// order, then the WAL's. It decides what it can from the columns, reading
+// an event's text only when the filter or the caller needs it.
+func (r *Reader) Select(sel Selection, fn func(*Hit) error) error {
+	p, err := makePlan(sel.Filter)
+	if err != nil {
+		return err
+	}
+	lo, hi := bounds(sel)
 	for _, s := range r.segs {
-		if (lo != 0 && s.r.meta.MaxTime < lo) || (hi != 0 && s.r.meta.MinTime >= hi) {
+		if s.outside(lo, hi) {
 			continue
 		}
 		if err := r.selectSegment(s, p, sel, lo, hi, fn); err != nil {
@@ -353,11 +363,12 @@ func (r *Reader) Select(sel Selection, fn func(*Hit) error) error {
 	return nil
 }
 
-func (r *Reader) selectSegment(s *segView, p *plan, sel Selection, lo, hi int64, fn func(*Hit) error) error {
+// candidates narrows a segment's events with the columns: cand[i] says
+// event i may match (nil with all set: every event may). skip means none can.
+func (r *Reader) candidates(s *segView, p *plan, lo, hi int64) (cand []bool, all, skip bool, err error) {
 	n := s.r.meta.Count
 	// cand[i] says event i may still match.
-	var cand []bool
-	all := true
+	all = true
 	restrict := func(keep func(i int) bool) {
 		if cand == nil {
 			cand = make([]bool, n)
@@ -376,7 +387,7 @@ func (r *Reader) selectSegment(s *segView, p *plan, sel Selection, lo, hi int64,
 	for _, t := range p.colTerms {
 		cd, err := s.column(r.dec, t.col)
 		if err != nil {
-			return err
+			return nil, false, false, err
 		}
 		ok := make([]bool, len(cd.Values))
 		any := false
@@ -386,12 +397,12 @@ func (r *Reader) selectSegment(s *segView, p *plan, sel Selection, lo, hi int64,
 			any = any || ok[id]
 		}
 		if !any {
-			return nil // no value in this segment can match
+			return nil, false, true, nil // no value in this segment can match
 		}
 		restrict(func(i int) bool { return ok[cd.IDs[i]] })
 	}
 	if err := s.timeCols(r.dec); err != nil {
-		return err
+		return nil, false, false, err
 	}
 	if lo != 0 || hi != 0 {
 		restrict(func(i int) bool { t := s.times[i]; return (lo == 0 || t >= lo) && (hi == 0 || t < hi) })
@@ -404,6 +415,15 @@ func (r *Reader) selectSegment(s *segView, p *plan, sel Selection, lo, hi int64,
 			}
 			return tf.Match(&probe, "")
 		})
+	}
+	return cand, all, false, nil
+}
+
+func (r *Reader) selectSegment(s *segView, p *plan, sel Selection, lo, hi int64, fn func(*Hit) error) error {
+	n := s.r.meta.Count
+	cand, all, skip, err := r.candidates(s, p, lo, hi)
+	if err != nil || skip {
+		return err
 	}
 	cl, err := s.column(r.dec, ColCluster)
 	if err != nil {

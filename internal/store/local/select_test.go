@@ -240,3 +240,76 @@ func TestSelectMatchesFullScan(t *testing.T) {
 	}
 	t.Logf("300 filters, %d selecting some but not all of %d events, identical to a full scan", nonTrivial, len(all))
 }
+
+// TestStatsMatchesNaiveCount groups the same events with Stats (by ids in
+// segments) and by hand from a full scan.
+func TestStatsMatchesNaiveCount(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{WALSegmentBytes: 128 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for b := 0; b < 12; b++ {
+		batch := &pipeline.Batch{Cluster: "c", Received: time.Now()}
+		for i := 0; i < 100+b; i++ {
+			batch.Records = append(batch.Records, genEvent(rng, b*200+i))
+		}
+		db.Append(context.Background(), batch)
+	}
+	defer db.Close()
+	r, err := OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, tc := range []struct {
+		filter   string
+		by       []Column
+		interval int64
+	}{
+		{"", []Column{ColUser}, 0},
+		{"code>=400", []Column{ColUser, ColVerb}, 0},
+		{"resource=secrets", nil, int64(time.Hour / time.Microsecond)},
+		{`"password"`, []Column{ColNamespace}, 0}, // needs the events
+		{"verb=get", []Column{ColSourceIPs}, int64(6 * time.Hour / time.Microsecond)},
+	} {
+		var sel Selection
+		if tc.filter != "" {
+			sel.Filter, _ = query.Compile(tc.filter)
+		}
+		got, total, err := r.Stats(sel, tc.by, tc.interval)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]int64{}
+		var wantTotal int64
+		r.Select(Selection{Filter: sel.Filter, NeedEvent: true}, func(h *Hit) error {
+			k := ""
+			if tc.interval > 0 {
+				k = fmt.Sprint(h.Time - h.Time%tc.interval)
+			}
+			for _, c := range tc.by {
+				k += "|" + h.Column(c)
+			}
+			want[k]++
+			wantTotal++
+			return nil
+		})
+		if total != wantTotal || len(got) != len(want) {
+			t.Fatalf("%q: %d events in %d groups, want %d in %d", tc.filter, total, len(got), wantTotal, len(want))
+		}
+		for _, g := range got {
+			k := ""
+			if tc.interval > 0 {
+				k = fmt.Sprint(g.Bucket)
+			}
+			for _, v := range g.Key {
+				k += "|" + v
+			}
+			if want[k] != g.Count {
+				t.Errorf("%q: group %q counts %d, want %d", tc.filter, k, g.Count, want[k])
+			}
+		}
+	}
+}
