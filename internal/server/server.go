@@ -67,6 +67,8 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	s.cfg = cfg
 	mux := http.NewServeMux()
 	mux.Handle("/ingest/webhook", s.authenticate(ingest.NewWebhook(db, cfg.Webhook)))
+	mux.Handle("GET /api/v1/events", s.authenticate(http.HandlerFunc(s.events)))
+	mux.Handle("GET /api/v1/stats", s.authenticate(http.HandlerFunc(s.stats)))
 	health := func(h http.Handler) http.Handler {
 		if cfg.AuthHealth {
 			return s.authenticate(h)
@@ -158,7 +160,7 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
+		ReadTimeout:       2 * time.Minute, // bounds request bodies; answers (a follow stream) have no write timeout
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}

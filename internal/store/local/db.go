@@ -19,6 +19,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/wal"
 )
@@ -107,6 +108,9 @@ type DB struct {
 	pending   map[uint64][]colRow
 
 	unavailable atomic.Pointer[error]
+
+	subsMu      sync.Mutex
+	subs        map[*Subscription]struct{}
 	observeSync atomic.Pointer[func(time.Duration)]
 }
 
@@ -338,6 +342,7 @@ func (db *DB) commitLoop() {
 			}
 		}
 		results := make([]pipeline.Result, len(group))
+		keptIdx := make([][]int, len(group))
 		var added []Key
 		var err error
 		seq := db.wal.Current()
@@ -361,6 +366,7 @@ func (db *DB) commitLoop() {
 					continue
 				}
 				db.dd.head[k] = struct{}{}
+				keptIdx[gi] = append(keptIdx[gi], i)
 				rows = append(rows, req.cols[i])
 				kept = append(kept, k)
 				raws = append(raws, req.batch.Records[i].Raw)
@@ -414,6 +420,9 @@ func (db *DB) commitLoop() {
 		}
 		if len(added) > 0 && !dirty {
 			dirty, started = true, time.Now()
+		}
+		if len(added) > 0 {
+			db.publish(group, keptIdx)
 		}
 		for gi, req := range group {
 			db.inflight.Add(-req.bytes)
@@ -538,10 +547,94 @@ func (db *DB) Close() error {
 	close(db.reqs)
 	db.sendMu.Unlock()
 	db.wg.Wait()
+	db.closeSubscriptions()
 	db.sealWG.Wait()
 	err := db.wal.Close()
 	if err2 := db.lock.Close(); err == nil {
 		err = err2
 	}
 	return err
+}
+
+// Committed is an event that has just become durable.
+type Committed struct {
+	Cluster  string
+	Received int64 // unix microseconds
+	// Record is the event as it was appended; it must not be modified.
+	Record *audit.Record
+}
+
+// Subscription receives events as they become durable, for live tails.
+type Subscription struct {
+	// C delivers groups of events in commit order. It is closed when the
+	// subscription ends: by Close, by the DB closing, or because the
+	// subscriber fell behind (Lagged then reports true).
+	C      <-chan []Committed
+	ch     chan []Committed
+	db     *DB
+	lagged atomic.Bool
+	once   sync.Once
+}
+
+// Subscribe starts a subscription that buffers up to buf commits.
+func (db *DB) Subscribe(buf int) *Subscription {
+	s := &Subscription{ch: make(chan []Committed, max(buf, 1)), db: db}
+	s.C = s.ch
+	db.subsMu.Lock()
+	if db.subs == nil {
+		db.subs = map[*Subscription]struct{}{}
+	}
+	db.subs[s] = struct{}{}
+	db.subsMu.Unlock()
+	return s
+}
+
+// Lagged reports whether the subscription ended because it fell behind.
+func (s *Subscription) Lagged() bool { return s.lagged.Load() }
+
+// Close ends the subscription.
+func (s *Subscription) Close() {
+	s.db.subsMu.Lock()
+	delete(s.db.subs, s)
+	s.db.subsMu.Unlock()
+	s.once.Do(func() { close(s.ch) })
+}
+
+// publish hands a durable group to subscribers without ever blocking the
+// committer: a subscriber whose buffer is full is dropped, marked lagged.
+func (db *DB) publish(group []*request, kept [][]int) {
+	db.subsMu.Lock()
+	defer db.subsMu.Unlock()
+	if len(db.subs) == 0 {
+		return
+	}
+	var evs []Committed
+	now := time.Now()
+	for gi, req := range group {
+		recv := req.batch.Received
+		if recv.IsZero() {
+			recv = now
+		}
+		for _, i := range kept[gi] {
+			evs = append(evs, Committed{Cluster: req.batch.Cluster, Received: recv.UnixMicro(), Record: &req.batch.Records[i]})
+		}
+	}
+	for s := range db.subs {
+		select {
+		case s.ch <- evs:
+		default:
+			s.lagged.Store(true)
+			delete(db.subs, s)
+			s.once.Do(func() { close(s.ch) })
+		}
+	}
+}
+
+func (db *DB) closeSubscriptions() {
+	db.subsMu.Lock()
+	defer db.subsMu.Unlock()
+	for s := range db.subs {
+		delete(db.subs, s)
+		s.once.Do(func() { close(s.ch) })
+	}
 }
