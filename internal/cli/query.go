@@ -26,6 +26,8 @@ func queryCmd(e *env) *cobra.Command {
 		output, sortBy         string
 		limit                  int
 		count                  bool
+		follow                 bool
+		remote                 remoteFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "query [FILTER]",
@@ -86,6 +88,12 @@ status, cluster and time are answered from the store's columns; others
 			if sortBy != "time" && sortBy != "-time" {
 				return fmt.Errorf("--sort %q: want time or -time", sortBy)
 			}
+			if remote.url != "" {
+				return remoteQuery(cmd.Context(), e, &remote, src, since, until, sortBy, limit, follow, count, out)
+			}
+			if follow {
+				return followLocal(cmd.Context(), dir, sel, out)
+			}
 			r, err := local.OpenReader(dir)
 			if err != nil {
 				return err
@@ -130,6 +138,8 @@ status, cluster and time are answered from the store's columns; others
 	f.StringVar(&sortBy, "sort", "time", "time (oldest first) or -time (newest first)")
 	f.IntVar(&limit, "limit", 0, "print at most this many events (after sorting); 0 means all")
 	f.BoolVar(&count, "count", false, "print only the number of matching events")
+	f.BoolVarP(&follow, "follow", "f", false, "after the matching events, print new ones as they are stored, until interrupted")
+	remote.add(cmd)
 	return cmd
 }
 
@@ -201,6 +211,35 @@ func (p *printer) row(h *local.Hit) row {
 		r.cells = append(r.cells, v)
 	}
 	return r
+}
+
+// printLive prints rows as they come: the header only before the first.
+func (p *printer) printLive(rows []row, first bool) error {
+	if p.cols == nil || p.format == "csv" {
+		if p.format == "csv" && !first {
+			cw := csv.NewWriter(p.w)
+			for _, r := range rows {
+				cw.Write(r.cells)
+			}
+			cw.Flush()
+			return cw.Error()
+		}
+		return p.print(rows)
+	}
+	bw := bufio.NewWriter(p.w)
+	defer bw.Flush()
+	if first {
+		bw.WriteString(strings.Join(p.heads, "  ") + "\n")
+	}
+	for _, r := range rows {
+		for i, c := range r.cells {
+			if c == "" {
+				r.cells[i] = "-"
+			}
+		}
+		bw.WriteString(strings.Join(r.cells, "  ") + "\n")
+	}
+	return nil
 }
 
 func (p *printer) print(rows []row) error {
