@@ -1,0 +1,34 @@
+package audit
+
+import (
+	"strings"
+	"testing"
+)
+
+// benchLines are realistic log lines: Metadata-level controller traffic,
+// a human's request, and a RequestResponse event with a body.
+var benchLines = []string{
+	lineV1,
+	`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"0b6b4b3e-6c1e-4d5e-9f3a-2f1b7c9d8e01","stage":"ResponseComplete","requestURI":"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node-07?timeout=10s","verb":"update","user":{"username":"system:node:node-07","groups":["system:nodes","system:authenticated"],"extra":{"authentication.kubernetes.io/credential-id":["X509SHA256=4f9c"]}},"sourceIPs":["10.0.1.7"],"userAgent":"kubelet/v1.37.2 (linux/amd64) kubernetes/abcdef0","objectRef":{"resource":"leases","namespace":"kube-node-lease","name":"node-07","uid":"3c2d","apiGroup":"coordination.k8s.io","apiVersion":"v1","resourceVersion":"918273"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2026-11-01T00:00:00.123456Z","stageTimestamp":"2026-11-01T00:00:00.125678Z","annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":""}}`,
+	`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"7d1c","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/web/configmaps?fieldManager=kubectl-create","verb":"create","user":{"username":"alice","groups":["dev","system:authenticated"]},"sourceIPs":["10.20.3.14"],"userAgent":"kubectl/v1.36.1 (darwin/arm64) kubernetes/9c04e1b","objectRef":{"resource":"configmaps","namespace":"web","name":"settings","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":201},"requestObject":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"settings","namespace":"web","creationTimestamp":null},"data":{"mode":"production","replicas":"3","log":"` + strings.Repeat("x", 600) + `"}},"responseObject":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"settings","namespace":"web","uid":"8f1e","resourceVersion":"1234","creationTimestamp":"2026-11-01T00:00:01Z","managedFields":[{"manager":"kubectl-create","operation":"Update","apiVersion":"v1","time":"2026-11-01T00:00:01Z","fieldsType":"FieldsV1","fieldsV1":{"f:data":{".":{},"f:log":{},"f:mode":{},"f:replicas":{}}}}]},"data":{"mode":"production","replicas":"3","log":"` + strings.Repeat("x", 600) + `"}},"requestReceivedTimestamp":"2026-11-01T00:00:01.000001Z","stageTimestamp":"2026-11-01T00:00:01.004001Z","annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":"RBAC: allowed by RoleBinding \"dev\" of Role \"edit\" to Group \"dev\""}}`,
+}
+
+// BenchmarkDecodeLine is the decoder's hot path: one log line to a Record.
+func BenchmarkDecodeLine(b *testing.B) {
+	d := NewDecoder(Limits{})
+	lines := make([][]byte, len(benchLines))
+	n := 0
+	for i, l := range benchLines {
+		lines[i] = []byte(l)
+		n += len(l)
+	}
+	b.SetBytes(int64(n))
+	b.ReportAllocs()
+	emit := func(Record) {}
+	bad := func(p Problem) { b.Fatal(p.String()) }
+	for b.Loop() {
+		for i, l := range lines {
+			d.DecodeLine("bench", i+1, l, emit, bad)
+		}
+	}
+}
