@@ -211,9 +211,7 @@ func (d *Decoder) decodeValue(at loc, raw []byte, apiVersion string, emit Emit, 
 		return
 	}
 	if raw[0] == '{' {
-		var ev Event
-		if depth, ok := fastDecodeEvent(raw, &ev); ok {
-			d.finish(at, &ev, raw, apiVersion, depth, emit, bad)
+		if d.decodeOwned(at, raw, apiVersion, emit, bad) {
 			return
 		}
 		if v, items, ok := fastEventList(raw); ok {
@@ -274,6 +272,69 @@ func (d *Decoder) decodeValue(at loc, raw []byte, apiVersion string, emit Emit, 
 	}
 }
 
+// maxHeader is the longest "kind"/"apiVersion" header the stored form may
+// need in front of an item's bytes.
+var maxHeader = len(eventPrefix) + len(APIVersionV1beta1) + 2
+
+// decodeOwned is the fast path for one plain event: it copies the bytes
+// once into a buffer with room in front for the kind/apiVersion header,
+// decodes from that copy with strings and bodies pointing into it (no
+// further allocation for them), and builds the stored form in place. The
+// Record owns the buffer; nothing may modify it afterwards. It reports false
+// when the fast decoder cannot take the input.
+func (d *Decoder) decodeOwned(at loc, raw []byte, apiVersion string, emit Emit, bad Bad) bool {
+	if bytes.IndexByte(raw, '\n') >= 0 || bytes.IndexByte(raw, '\r') >= 0 {
+		return false // compaction would move bytes under the strings
+	}
+	buf := make([]byte, maxHeader-1+len(raw))
+	body := buf[maxHeader-1:]
+	copy(body, raw)
+	var ev Event
+	dec := fastDec{b: body, alias: true}
+	if !dec.event(&ev) {
+		return false
+	}
+	dec.ws()
+	if dec.i != len(dec.b) {
+		return false
+	}
+	if !utf8.Valid(body) {
+		bad(at.problem(fmt.Sprintf("invalid UTF-8 at byte %d", invalidUTF8At(body))))
+		return true
+	}
+	if dec.maxDepth > d.limits.MaxDepth {
+		bad(at.problem(fmt.Sprintf("JSON nested deeper than %d levels", d.limits.MaxDepth)))
+		return true
+	}
+	if reason := checkEvent(&ev, apiVersion); reason != "" {
+		bad(at.problem(reason + describeKeys(body)))
+		return true
+	}
+	stored := body
+	if ev.Kind == "" && ev.APIVersion == "" {
+		v := apiVersion
+		if v == "" {
+			v = APIVersionV1
+		}
+		ev.Kind, ev.APIVersion = "Event", v
+		// The header replaces the body's opening brace: "{" + header + ","
+		// + the rest, or just header + "}" for an empty object (which
+		// validation has already refused).
+		hdr := len(eventPrefix) + len(v) + 2 // ..."v",
+		start := maxHeader - 1 + 1 - hdr
+		n := copy(buf[start:], eventPrefix)
+		n += copy(buf[start+n:], v)
+		buf[start+n] = '"'
+		buf[start+n+1] = ','
+		stored = buf[start:]
+		if rest := bytes.TrimLeft(body[1:], " \t"); len(rest) > 0 && rest[0] == '}' {
+			return false // no members: leave it to the general path
+		}
+	}
+	emit(Record{Event: ev, Raw: stored, Format: FormatEvent})
+	return true
+}
+
 // finish checks a decoded event, builds its stored form and emits it. The
 // checks are per event, not per container, so that one bad item costs only
 // itself.
@@ -323,20 +384,28 @@ func (d *Decoder) decodeEmbedded(at loc, s string, f Format, emit Emit, bad Bad)
 
 // finishEvent validates a decoded event and builds its stored form.
 func (d *Decoder) finishEvent(ev *Event, raw []byte, apiVersion string) (Record, string) {
-	if reason := validate(ev); reason != "" {
+	if reason := checkEvent(ev, apiVersion); reason != "" {
 		return Record{}, reason
-	}
-	if ev.Kind != "" && ev.Kind != "Event" {
-		return Record{}, fmt.Sprintf("kind %q is not an audit Event", ev.Kind)
-	}
-	if ev.APIVersion != "" && ev.APIVersion != APIVersionV1 && ev.APIVersion != APIVersionV1beta1 {
-		return Record{}, fmt.Sprintf("apiVersion %q is not %s or %s", ev.APIVersion, APIVersionV1, APIVersionV1beta1)
-	}
-	if ev.Kind == "" && ev.APIVersion == "" && apiVersion != "" && apiVersion != APIVersionV1 && apiVersion != APIVersionV1beta1 {
-		return Record{}, fmt.Sprintf("the list's apiVersion %q is not %s or %s", apiVersion, APIVersionV1, APIVersionV1beta1)
 	}
 	out := storedForm(raw, ev, apiVersion)
 	return Record{Event: *ev, Raw: out, Format: FormatEvent}, ""
+}
+
+// checkEvent says what makes a decoded event unusable, or "".
+func checkEvent(ev *Event, apiVersion string) string {
+	if reason := validate(ev); reason != "" {
+		return reason
+	}
+	if ev.Kind != "" && ev.Kind != "Event" {
+		return fmt.Sprintf("kind %q is not an audit Event", ev.Kind)
+	}
+	if ev.APIVersion != "" && ev.APIVersion != APIVersionV1 && ev.APIVersion != APIVersionV1beta1 {
+		return fmt.Sprintf("apiVersion %q is not %s or %s", ev.APIVersion, APIVersionV1, APIVersionV1beta1)
+	}
+	if ev.Kind == "" && ev.APIVersion == "" && apiVersion != "" && apiVersion != APIVersionV1 && apiVersion != APIVersionV1beta1 {
+		return fmt.Sprintf("the list's apiVersion %q is not %s or %s", apiVersion, APIVersionV1, APIVersionV1beta1)
+	}
+	return ""
 }
 
 func validate(ev *Event) string {
@@ -372,7 +441,7 @@ var eventPrefix = []byte(`{"kind":"Event","apiVersion":"`)
 // log backend writes them.
 func storedForm(raw []byte, ev *Event, listAPIVersion string) []byte {
 	var out []byte
-	if bytes.ContainsAny(raw, "\n\r") {
+	if bytes.IndexByte(raw, '\n') >= 0 || bytes.IndexByte(raw, '\r') >= 0 {
 		var buf bytes.Buffer
 		buf.Grow(len(raw))
 		if err := json.Compact(&buf, raw); err == nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // fastDecodeEvent decodes one plain Event object without reflection. It is
@@ -33,6 +34,9 @@ func fastDecodeEvent(raw []byte, ev *Event) (depth int, ok bool) {
 }
 
 type fastDec struct {
+	// alias makes strings and bodies point into b instead of copying:
+	// only for a b that nobody modifies afterwards.
+	alias    bool
 	b        []byte
 	i        int
 	depth    int
@@ -156,11 +160,12 @@ func (d *fastDec) rawString() ([]byte, bool) {
 // when some byte of v is zero, and hasLess(x, n) when some byte is below n.
 func plain8(x uint64) bool {
 	const lo, hi = 0x0101010101010101, 0x8080808080808080
-	hasZero := func(v uint64) uint64 { return (v - lo) &^ v & hi }
-	quote := hasZero(x ^ (lo * '"'))
-	backslash := hasZero(x ^ (lo * '\\'))
-	control := (x - lo*0x20) &^ x & hi
-	return quote|backslash|control == 0
+	q := x ^ (lo * '"')
+	b := x ^ (lo * '\\')
+	quote := (q - lo) &^ q
+	backslash := (b - lo) &^ b
+	control := (x - lo*0x20) &^ x
+	return (quote|backslash|control)&hi == 0
 }
 
 func isHex(c byte) bool {
@@ -174,10 +179,17 @@ func (d *fastDec) str(dst *string) bool {
 		return false
 	}
 	if bytes.IndexByte(raw, '\\') < 0 {
-		if v, ok := common[string(raw)]; ok {
-			*dst = v
-		} else {
-			*dst = string(raw)
+		switch {
+		case len(raw) == 0:
+			*dst = ""
+		case d.alias:
+			*dst = unsafe.String(&raw[0], len(raw))
+		default:
+			if v, ok := common[string(raw)]; ok {
+				*dst = v
+			} else {
+				*dst = string(raw)
+			}
 		}
 		return true
 	}
@@ -389,6 +401,10 @@ func (d *fastDec) rawValue(dst *json.RawMessage) bool {
 	v, ok := d.skip()
 	if !ok {
 		return false
+	}
+	if d.alias {
+		*dst = v
+		return true
 	}
 	*dst = append((*dst)[:0], v...)
 	return true

@@ -122,15 +122,27 @@ func (b *columnBuilder) add(t, received int64, v *[NumColumns]string) {
 	for c := range v {
 		id, ok := b.dicts[c][v[c]]
 		if !ok {
+			// A copy: the value may point into an event's buffer, which
+			// the dictionary must not keep alive.
+			val := strings.Clone(v[c])
 			id = uint32(len(b.vals[c]))
-			b.dicts[c][v[c]] = id
-			b.vals[c] = append(b.vals[c], v[c])
+			b.dicts[c][val] = id
+			b.vals[c] = append(b.vals[c], val)
 		}
 		b.ids[c] = append(b.ids[c], id)
 	}
 	b.times = append(b.times, t)
 	b.recvs = append(b.recvs, received)
 	b.n++
+}
+
+// truncate drops the events after the first n (a failed commit). Their
+// dictionary values stay; unused values are harmless.
+func (b *columnBuilder) truncate(n int) {
+	for c := range b.ids {
+		b.ids[c] = b.ids[c][:n]
+	}
+	b.times, b.recvs, b.n = b.times[:n], b.recvs[:n], n
 }
 
 // columnMeta locates one column's frames in the segment file.

@@ -101,11 +101,12 @@ type DB struct {
 
 	dd *dedup
 
-	// pending holds, per WAL segment not yet sealed, the column values of
-	// its events in WAL order, computed from the events already decoded at
-	// ingest, so sealing need not decode them again. Guarded by pendingMu.
+	// pending holds, per WAL segment not yet sealed, the columns of its
+	// events in WAL order, built from the events already decoded at
+	// ingest, so sealing need not decode them again. Guarded by pendingMu;
+	// only the committer adds to them.
 	pendingMu sync.Mutex
-	pending   map[uint64][]colRow
+	pending   map[uint64]*columnBuilder
 
 	unavailable atomic.Pointer[error]
 
@@ -162,7 +163,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		seal:    make(chan uint64, 1<<16),
 		done:    make(chan struct{}),
 		dd:      newDedup(opts.DedupCacheKeys),
-		pending: map[uint64][]colRow{},
+		pending: map[uint64]*columnBuilder{},
 	}
 	if err := db.recover(); err != nil {
 		lock.Close()
@@ -347,14 +348,19 @@ func (db *DB) commitLoop() {
 		var err error
 		seq := db.wal.Current()
 		db.pendingMu.Lock()
-		rows := db.pending[seq]
-		rowsBefore := len(rows)
+		cb := db.pending[seq]
+		if cb == nil {
+			cb = newColumnBuilder()
+			db.pending[seq] = cb
+		}
 		db.pendingMu.Unlock()
+		rowsBefore := cb.n
 		db.dd.mu.Lock()
 		for gi, req := range group {
 			raws, times = raws[:0], times[:0]
 			kept := make([]Key, 0, len(req.keys))
 			cands := db.dd.candidates(req.minT, req.maxT)
+			recv := recvOf(req.batch)
 			for i := range req.batch.Records {
 				k := req.keys[i]
 				dup, derr := db.dd.contains(k, req.times[i], cands)
@@ -367,7 +373,7 @@ func (db *DB) commitLoop() {
 				}
 				db.dd.head[k] = struct{}{}
 				keptIdx[gi] = append(keptIdx[gi], i)
-				rows = append(rows, req.cols[i])
+				cb.add(req.times[i], recv, &req.cols[i])
 				kept = append(kept, k)
 				raws = append(raws, req.batch.Records[i].Raw)
 				times = append(times, req.times[i])
@@ -377,11 +383,7 @@ func (db *DB) commitLoop() {
 			if len(raws) == 0 || err != nil {
 				continue
 			}
-			recv := req.batch.Received
-			if recv.IsZero() {
-				recv = time.Now()
-			}
-			buf = appendBatch(buf[:0], req.batch.Cluster, recv.UnixMicro(), kept, times, raws)
+			buf = appendBatch(buf[:0], req.batch.Cluster, recv, kept, times, raws)
 			err = db.wal.Append(buf)
 		}
 		db.dd.mu.Unlock()
@@ -393,13 +395,9 @@ func (db *DB) commitLoop() {
 			}
 			db.stats.Syncs.Add(1)
 		}
-		db.pendingMu.Lock()
 		if err != nil {
-			db.pending[seq] = rows[:rowsBefore]
-		} else {
-			db.pending[seq] = rows
+			cb.truncate(rowsBefore)
 		}
-		db.pendingMu.Unlock()
 		if err != nil {
 			db.wal.Discard()
 			db.dd.mu.Lock()
@@ -477,23 +475,22 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder) error {
 		return err
 	}
 	db.pendingMu.Lock()
-	rows := db.pending[seq]
+	cb := db.pending[seq]
 	db.pendingMu.Unlock()
+	if cb != nil {
+		w.cols2 = cb // built at ingest: add only writes the text
+	}
 	n := 0
 	keys := make(map[Key]struct{})
 	_, _, err = wal.Scan(path, func(p []byte) error {
 		return decodeBatch(p, func(e entry) error {
-			var row *colRow
-			if n < len(rows) {
-				row = &rows[n]
-			}
 			n++
 			keys[e.key] = struct{}{}
-			return w.add(e, row)
+			return w.add(e, cb != nil)
 		})
 	})
-	if err == nil && len(rows) > 0 && n != len(rows) {
-		err = fmt.Errorf("BUG: WAL segment %d holds %d events but %d column rows were kept", seq, n, len(rows))
+	if err == nil && cb != nil && n != cb.n {
+		err = fmt.Errorf("BUG: WAL segment %d holds %d events but its columns %d", seq, n, cb.n)
 	}
 	if err != nil {
 		w.abort()
@@ -637,4 +634,12 @@ func (db *DB) closeSubscriptions() {
 		delete(db.subs, s)
 		s.once.Do(func() { close(s.ch) })
 	}
+}
+
+// recvOf is the receive time of a batch as the WAL records it.
+func recvOf(b *pipeline.Batch) int64 {
+	if b.Received.IsZero() {
+		return time.Now().UnixMicro()
+	}
+	return b.Received.UnixMicro()
 }

@@ -151,9 +151,10 @@ func newSegmentWriter(dir string, first, last uint64, enc *zstd.Encoder) (*segme
 	return w, nil
 }
 
-// add appends an event. row, when not nil, holds its column values
-// (computed at ingest); otherwise they are decoded from its bytes.
-func (w *segmentWriter) add(e entry, row *colRow) error {
+// add appends an event. With haveCols the writer's columns were built at
+// ingest and only the text is added; otherwise the columns are decoded
+// from the event's bytes.
+func (w *segmentWriter) add(e entry, haveCols bool) error {
 	id, ok := w.clusters[e.cluster]
 	if !ok {
 		id = len(w.meta.Clusters)
@@ -169,14 +170,13 @@ func (w *segmentWriter) add(e entry, row *colRow) error {
 	if bytes.IndexByte(e.raw, '\n') >= 0 {
 		return fmt.Errorf("BUG: stored form of an event spans lines")
 	}
-	if row == nil {
+	if !haveCols {
 		if err := audit.DecodeStored(e.raw, &w.ev); err != nil {
 			return fmt.Errorf("BUG: %w", err)
 		}
 		columnValues(e.cluster, &w.ev, &w.colVals)
-		row = &w.colVals
+		w.cols2.add(e.time, e.received, &w.colVals)
 	}
-	w.cols2.add(e.time, e.received, row)
 	w.block = append(w.block, e.raw...)
 	w.block = append(w.block, '\n')
 	w.bm.Count++
