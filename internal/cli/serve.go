@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +24,8 @@ func serveCmd(e *env) *cobra.Command {
 		sealAfter time.Duration
 		maxEvent  int
 		walBytes  int64
+		retention string
+		maxSize   string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -54,6 +57,21 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 				cfg.Tokens = toks
 			}
 			cfg.Webhook.Limits = audit.Limits{MaxEventBytes: maxEvent}
+			var ret local.Retention
+			if retention != "" {
+				d, err := parseDuration(retention)
+				if err != nil || d <= 0 {
+					return fmt.Errorf("--retention %q: want a duration such as 90d or 720h", retention)
+				}
+				ret.MaxAge = d
+			}
+			if maxSize != "" {
+				n, err := parseSize(maxSize)
+				if err != nil {
+					return fmt.Errorf("--max-size: %w", err)
+				}
+				ret.MaxBytes = n
+			}
 			db, err := local.Open(dir, local.Options{Logger: log, SealAfter: sealAfter, WALSegmentBytes: walBytes})
 			if err != nil {
 				return err
@@ -63,11 +81,14 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 				db.Close()
 				return err
 			}
+			retDone := make(chan struct{})
+			go func() { defer close(retDone); db.RunRetention(cmd.Context(), ret, 5*time.Minute) }()
 			err = srv.Run(cmd.Context(), func(addr string) {
 				log.Info("kubetrail serving", "addr", addr, "data", dir, "tls", cfg.TLSCert != "")
 			})
 			// The HTTP server has answered every request in flight; now make
 			// sure everything acknowledged is sealed before exiting.
+			<-retDone
 			if cerr := db.Close(); err == nil {
 				err = cerr
 			}
@@ -88,6 +109,8 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 	f.IntVar(&maxEvent, "max-event-bytes", audit.DefaultMaxEventBytes, "largest single event accepted")
 	f.DurationVar(&sealAfter, "seal-after", 5*time.Minute, "seal the write-ahead log into a segment at least this often")
 	f.Int64Var(&walBytes, "wal-segment-bytes", 64<<20, "seal the write-ahead log into a segment when it reaches this size")
+	f.StringVar(&retention, "retention", "", "delete stored events older than this (90d, 720h); default: keep all")
+	f.StringVar(&maxSize, "max-size", "", "delete the oldest stored events while the store is larger than this (50GiB, 500MB); default: no limit")
 	return cmd
 }
 
@@ -112,4 +135,26 @@ func readTokens(path string) ([]string, error) {
 		return nil, fmt.Errorf("--token-file %s: no token in it", path)
 	}
 	return toks, sc.Err()
+}
+
+// parseSize reads a byte count with an optional unit: 500MB, 50GiB, 1T.
+func parseSize(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}, {"B", 1}}
+	s := strings.TrimSpace(v)
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(s, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q: want a size such as 50GiB or 500MB", v)
+	}
+	return int64(n * float64(mult)), nil
 }

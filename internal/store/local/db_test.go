@@ -255,3 +255,67 @@ func TestDedupAcrossSealedSegments(t *testing.T) {
 		t.Fatalf("%d events stored, want 405", len(got))
 	}
 }
+
+func TestRetention(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{WALSegmentBytes: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := 0; i < 10; i++ {
+		if _, err := db.Append(context.Background(), batch(i*20, i*20+20)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSealed := func() []segmentFile {
+		for k := 0; k < 200; k++ {
+			segs, _ := listSegments(filepath.Join(dir, segmentDir))
+			if len(segs) >= 8 {
+				time.Sleep(50 * time.Millisecond)
+				segs, _ = listSegments(filepath.Join(dir, segmentDir))
+				return segs
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatal("segments were not sealed")
+		return nil
+	}
+	waitSealed()
+	before := len(exportAll(t, dir))
+	// Events are 1 ms apart from 10:00:00; keep the last 100 ms.
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC).Add(200 * time.Millisecond)
+	n, freed, err := db.Enforce(Retention{MaxAge: 100 * time.Millisecond}, now)
+	if err != nil || n == 0 || freed == 0 {
+		t.Fatalf("age: deleted %d segments (%d bytes), %v", n, freed, err)
+	}
+	after := exportAll(t, dir)
+	if len(after) >= before || len(after) < 100 {
+		t.Fatalf("age: %d events before, %d after; want the last 100 or more kept", before, len(after))
+	}
+	// Every event kept is within the window or in the WAL.
+	var sizes int64
+	rest, _ := listSegments(filepath.Join(dir, segmentDir))
+	for _, s := range rest {
+		st, _ := os.Stat(s.path)
+		sizes += st.Size()
+	}
+	n, _, err = db.Enforce(Retention{MaxBytes: sizes / 2}, now)
+	if err != nil || n == 0 {
+		t.Fatalf("size: deleted %d, %v", n, err)
+	}
+	var left int64
+	rest, _ = listSegments(filepath.Join(dir, segmentDir))
+	for _, s := range rest {
+		st, _ := os.Stat(s.path)
+		left += st.Size()
+	}
+	if left > sizes/2 {
+		t.Fatalf("size: %d bytes left, limit %d", left, sizes/2)
+	}
+	// Re-sending deleted events stores them again: they are gone.
+	res, err := db.Append(context.Background(), batch(0, 5))
+	if err != nil || res.Stored != 5 {
+		t.Fatalf("re-send after retention: %+v %v", res, err)
+	}
+}

@@ -167,3 +167,16 @@ func segmentKeys(path string) (map[Key]struct{}, error) {
 	})
 	return keys, err
 }
+
+// removeSegment forgets a segment deleted by retention.
+func (d *dedup) removeSegment(path string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, s := range d.segs {
+		if s.path == path {
+			d.held -= len(s.keys)
+			d.segs = append(d.segs[:i], d.segs[i+1:]...)
+			return
+		}
+	}
+}
