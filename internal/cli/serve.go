@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -81,13 +82,15 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 				db.Close()
 				return err
 			}
+			retCtx, stopRet := context.WithCancel(cmd.Context())
 			retDone := make(chan struct{})
-			go func() { defer close(retDone); db.RunRetention(cmd.Context(), ret, 5*time.Minute) }()
+			go func() { defer close(retDone); db.RunRetention(retCtx, ret, 5*time.Minute) }()
 			err = srv.Run(cmd.Context(), func(addr string) {
 				log.Info("kubetrail serving", "addr", addr, "data", dir, "tls", cfg.TLSCert != "")
 			})
 			// The HTTP server has answered every request in flight; now make
 			// sure everything acknowledged is sealed before exiting.
+			stopRet()
 			<-retDone
 			if cerr := db.Close(); err == nil {
 				err = cerr
