@@ -1,0 +1,309 @@
+package cli
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubetrail/kubetrail/internal/investigate"
+	"github.com/kubetrail/kubetrail/internal/store/local"
+)
+
+// The investigation commands (who, activity, history, secrets, execs,
+// denied, rbac, from) each call one function of internal/investigate.
+
+// invFlags are the flags every investigation takes.
+type invFlags struct {
+	dir, since, until, output, where string
+	limit                            int
+}
+
+// register adds the flags; timeline commands also get --limit.
+func (f *invFlags) register(cmd *cobra.Command, timeline bool) {
+	addDataFlag(cmd, &f.dir)
+	fl := cmd.Flags()
+	fl.StringVar(&f.since, "since", "", "only events at or after this time: RFC 3339, or a duration ago such as 2h or 7d")
+	fl.StringVar(&f.until, "until", "", "only events before this time: RFC 3339, or a duration ago")
+	fl.StringVar(&f.where, "where", "", `more conditions in the filter language, e.g. 'user!~"^system:"' (docs/query.md)`)
+	out := "table, wide, json or jsonl"
+	if timeline {
+		out += "; wide also prints one row per event (stage) instead of per request"
+		fl.IntVar(&f.limit, "limit", 0, "print only the most recent N rows; 0 means all")
+	}
+	fl.StringVarP(&f.output, "output", "o", "table", out)
+}
+
+func (f *invFlags) wide() bool { return f.output == "wide" }
+
+// run checks the flags, opens the store, runs one investigation and prints
+// its report.
+func (f *invFlags) run(e *env, do func(r *local.Reader, sc investigate.Scope) (investigate.Report, error)) error {
+	if !slices.Contains(investigate.Formats, f.output) {
+		return fmt.Errorf("-o %q: want %s", f.output, strings.Join(investigate.Formats, ", "))
+	}
+	var sc investigate.Scope
+	var err error
+	if sc.Since, err = parseTimeFlag("--since", f.since); err != nil {
+		return err
+	}
+	if sc.Until, err = parseTimeFlag("--until", f.until); err != nil {
+		return err
+	}
+	sc.Where, sc.Limit = f.where, f.limit
+	r, err := local.OpenReader(f.dir)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	rep, err := do(r, sc)
+	if err != nil {
+		if qe, ok := investigate.IsQueryError(err); ok {
+			fmt.Fprintln(e.stderr, "--where: "+qe.Format(f.where))
+			return exitCode(2)
+		}
+		return err
+	}
+	return investigate.Write(e.stdout, rep, f.output)
+}
+
+const invCommon = `
+
+Every investigation takes --since/--until, --where FILTER (more conditions
+in the filter language, docs/query.md) and -o table|wide|json|jsonl.
+Source IPs print with the last one marked (peer): only that address was
+seen by the API server; the others come from headers any client can set.`
+
+func whoCmd(e *env) *cobra.Command {
+	var f invFlags
+	var ns string
+	cmd := &cobra.Command{
+		Use:   "who VERB RESOURCE[/NAME] [NAME]",
+		Short: "Who did VERB to an object: user, groups, impersonation, source, result",
+		Long: `who answers "who deleted secret important in production?": every request that
+did VERB to the object (or, without NAME, to any object of the resource), with
+the user, groups, impersonated user, source IPs, user agent, time, stage and
+result (status code and the authorizer's decision). One row per request (its
+last stage); -o wide prints every stage.
+
+VERB is a Kubernetes verb (get, list, watch, create, update, patch, delete,
+deletecollection, or any other), a comma-separated list, "*" for any, or a
+word people use: deleted, created, updated, patched, read (get,list,watch),
+changed or write (create,update,patch,delete,deletecollection).
+
+RESOURCE takes kubectl's short and singular names (secret, cm, deploy, po,
+sa, crb, rb, ...; see docs/investigations.md), an API group after a dot
+(deploy.apps), and a subresource after the name (pods/web/exec). NAME and -n
+take '*' globs. Without -n every namespace is searched.` + invCommon,
+		Example: `  kubetrail who delete secrets/important -n production
+  kubetrail who deleted secret important -n production
+  kubetrail who changed cm -n kube-system --since 24h
+  kubetrail who create pods/web/exec -n production -o wide`,
+		Args: cobra.RangeArgs(2, 3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := investigate.ParseTarget(args[1])
+			if err != nil {
+				return err
+			}
+			if len(args) == 3 {
+				if t.Name != "" {
+					return fmt.Errorf("the name is given twice: %q and %q", args[1], args[2])
+				}
+				t.Name = args[2]
+			}
+			return f.run(e, func(r *local.Reader, sc investigate.Scope) (investigate.Report, error) {
+				return investigate.Who(r, investigate.WhoQuery{Verbs: investigate.Verbs(args[0]), Target: t, Namespace: ns, AllStages: f.wide(), Scope: sc})
+			})
+		},
+	}
+	f.register(cmd, true)
+	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "the object's namespace; empty for any")
+	return cmd
+}
+
+func activityCmd(e *env) *cobra.Command {
+	var f invFlags
+	cmd := &cobra.Command{
+		Use:   "activity USER",
+		Short: "A user's timeline: what they did, and what was done as them",
+		Long: `activity prints, in time order, every request made by USER or made by someone
+impersonating USER (user=USER or as=USER), with verb, object and result.
+USER takes '*' globs (system:serviceaccount:ci:*).` + invCommon,
+		Example: `  kubetrail activity alice --since 24h
+  kubetrail activity alice --where 'verb!=get'
+  kubetrail activity 'system:serviceaccount:default:*' -o jsonl`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.run(e, func(r *local.Reader, sc investigate.Scope) (investigate.Report, error) {
+				return investigate.Activity(r, investigate.ActivityQuery{User: args[0], AllStages: f.wide(), Scope: sc})
+			})
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func historyCmd(e *env) *cobra.Command {
+	var f invFlags
+	var ns string
+	var reads, diffs bool
+	cmd := &cobra.Command{
+		Use:   "history RESOURCE/NAME [-n NAMESPACE]",
+		Short: "An object's life: create, updates and patches, delete, with body diffs",
+		Long: `history prints the writes to one object in time order — create, update, patch
+(of the object and of its subresources such as status) and delete — each
+followed by what it changed: a diff of the object before and after, taken
+from the events' responseObject (or requestObject) where the audit policy
+recorded bodies (level Request or RequestResponse). metadata.managedFields
+and metadata.resourceVersion are left out of the diffs. A creation shows the
+whole object. Failed writes are listed without a diff.
+
+RESOURCE takes the same names as for who (secret, cm, deploy, ...).` + invCommon,
+		Example: `  kubetrail history deploy/web -n production
+  kubetrail history clusterrolebinding/admin-binding
+  kubetrail history pod web -n production --reads -o json`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := investigate.ParseTarget(args[0])
+			if err != nil {
+				return err
+			}
+			if len(args) == 2 {
+				if t.Name != "" {
+					return fmt.Errorf("the name is given twice: %q and %q", args[0], args[1])
+				}
+				t.Name = args[1]
+			}
+			if t.Name == "" {
+				return fmt.Errorf("%q: history needs an object name, as RESOURCE/NAME (a '*' glob follows several)", args[0])
+			}
+			return f.run(e, func(r *local.Reader, sc investigate.Scope) (investigate.Report, error) {
+				return investigate.History(r, investigate.HistoryQuery{Target: t, Namespace: ns, Reads: reads, Diffs: diffs, AllStages: f.wide(), Scope: sc})
+			})
+		},
+	}
+	f.register(cmd, true)
+	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "the object's namespace; empty for any")
+	cmd.Flags().BoolVar(&reads, "reads", false, "also list get, list and watch requests")
+	cmd.Flags().BoolVar(&diffs, "diff", true, "show what each change did to the object (--diff=false: the requests only)")
+	return cmd
+}
+
+func secretsCmd(e *env) *cobra.Command {
+	var f invFlags
+	cmd := &cobra.Command{
+		Use:   "secrets",
+		Short: "Who read, listed, watched and changed which secrets",
+		Long: `secrets groups the requests on secrets by user and verb, with the number of
+requests, their status codes, the secrets touched (namespace/name; a list or
+watch of a namespace is namespace/*, of the cluster *) and the last time.
+Reads (get, list, watch) by users outside system: — people rather than
+Kubernetes components and service accounts — are flagged. People come
+first.` + invCommon,
+		Example: `  kubetrail secrets --since 7d
+  kubetrail secrets --where 'ns=production'
+  kubetrail secrets -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.run(e, func(r *local.Reader, sc investigate.Scope) (investigate.Report, error) {
+				return investigate.Secrets(r, investigate.SecretsQuery{Scope: sc})
+			})
+		},
+	}
+	f.register(cmd, false)
+	return cmd
+}
+
+func execsCmd(e *env) *cobra.Command {
+	var f invFlags
+	cmd := &cobra.Command{
+		Use:   "execs",
+		Short: "Who exec'd into, attached to or port-forwarded to pods, and which command",
+		Long: `execs lists exec, attach and portforward requests on pods, with the pod,
+container and the command (decoded from the command= parameters of the
+request URI). kubectl 1.30 and later opens these sessions over WebSocket,
+which is logged as verb get; older clients, and kubectl's fallback, use SPDY,
+logged as create. Both are listed; the VIA column tells which.` + invCommon,
+		Example: `  kubetrail execs --since 1h
+  kubetrail execs --where 'ns=production user!~"^system:"'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.run(e, func(r *local.Reader, sc investigate.Scope) (investigate.Report, error) {
+				return investigate.Execs(r, investigate.ExecsQuery{AllStages: f.wide(), Scope: sc})
+			})
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func deniedCmd(e *env) *cobra.Command {
+	var f invFlags
+	cmd := &cobra.Command{
+		Use:   "denied",
+		Short: "Refused requests (401, 403, decision=forbid) grouped by user, most first",
+		Long: `denied groups the requests the API server refused — 401 (authentication
+failed: no user), 403 (forbidden) and any the authorizer decided to forbid —
+by user, with the count, first and last time, and the top codes, verbs,
+resources, namespaces and peer addresses (all of them with -o wide).` + invCommon,
+		Example: `  kubetrail denied --since 24h
+  kubetrail denied --where 'resource=secrets'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.run(e, func(r *local.Reader, sc investigate.Scope) (investigate.Report, error) {
+				return investigate.Denied(r, investigate.DeniedQuery{Scope: sc})
+			})
+		},
+	}
+	f.register(cmd, false)
+	return cmd
+}
+
+func rbacCmd(e *env) *cobra.Command {
+	var f invFlags
+	cmd := &cobra.Command{
+		Use:   "rbac",
+		Short: "Changes to roles, role bindings, cluster roles and cluster role bindings",
+		Long: `rbac lists the creates, updates, patches and deletes of RBAC objects, with
+each binding's role reference and subjects read from the event's body (when
+the audit policy recorded it), and flags what deserves a look: bindings to
+the cluster-admin ClusterRole, rules with "*" verbs or resources, and rules
+granting escalate, bind or impersonate.` + invCommon,
+		Example: `  kubetrail rbac --since 7d
+  kubetrail rbac --where 'user!~"^system:"'
+  kubetrail rbac -o json | jq 'select(.flags)'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.run(e, func(r *local.Reader, sc investigate.Scope) (investigate.Report, error) {
+				return investigate.RBAC(r, investigate.RBACQuery{AllStages: f.wide(), Scope: sc})
+			})
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func fromCmd(e *env) *cobra.Command {
+	var f invFlags
+	cmd := &cobra.Command{
+		Use:   "from IP|CIDR",
+		Short: "What came from an address or network",
+		Long: `from lists the requests with the address, or an address in the network, among
+their source IPs. The MATCH column says how: "peer" when the API server saw
+the address itself (the last sourceIPs entry), "forwarded only" when it
+appears only in entries taken from X-Forwarded-For or X-Real-Ip headers,
+which any client can set — those requests cannot be attributed to the
+address.` + invCommon,
+		Example: `  kubetrail from 192.168.1.100
+  kubetrail from 10.0.0.0/8 --since 24h --where 'verb!=get'`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.run(e, func(r *local.Reader, sc investigate.Scope) (investigate.Report, error) {
+				return investigate.From(r, investigate.FromQuery{Addr: args[0], AllStages: f.wide(), Scope: sc})
+			})
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}

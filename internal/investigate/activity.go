@@ -1,0 +1,78 @@
+package investigate
+
+import (
+	"fmt"
+
+	"github.com/kubetrail/kubetrail/internal/store/local"
+)
+
+// ActivityQuery asks for a user's timeline: every request made by the
+// user, or made by someone else impersonating the user.
+type ActivityQuery struct {
+	// User is the user name; a '*' in it matches any run of characters
+	// (system:serviceaccount:ci:*).
+	User string
+	// AllStages reports every event instead of one row per request.
+	AllStages bool
+	Scope
+}
+
+// ActivityReport answers an ActivityQuery in time order.
+type ActivityReport struct {
+	User      string
+	Requests  []*Request
+	allStages bool
+}
+
+// Activity finds what a user did: user=USER or as=USER.
+func Activity(r *local.Reader, q ActivityQuery) (*ActivityReport, error) {
+	if q.User == "" {
+		return nil, fmt.Errorf("activity needs a user name")
+	}
+	byUser, err := globEq("user", q.User)
+	if err != nil {
+		return nil, err
+	}
+	asUser, err := globEq("as", q.User)
+	if err != nil {
+		return nil, err
+	}
+	reqs, err := collect(r, q.Scope, or(byUser, asUser), q.AllStages, false)
+	if err != nil {
+		return nil, err
+	}
+	return &ActivityReport{User: q.User, Requests: lastN(reqs, q.Limit), allStages: q.AllStages}, nil
+}
+
+// Records returns the requests.
+func (a *ActivityReport) Records() []any { return records(a.Requests) }
+
+// Table is the timeline; USER and AS show whether the user acted as
+// themselves, impersonated someone, or was impersonated.
+func (a *ActivityReport) Table(wide bool) *Table {
+	t := &Table{
+		Head:  []string{"TIME", "USER", "AS", "VERB", "NAMESPACE", "OBJECT", "RESULT", "SOURCE IPS"},
+		Empty: fmt.Sprintf("no requests by or as %s", a.User),
+	}
+	if wide {
+		t.Head = append(t.Head, "STAGE", "USER AGENT", "AUDIT ID", "CLUSTER")
+	}
+	verbs, failed := counter{}, 0
+	for _, q := range a.Requests {
+		cells := []string{fmtTime(q.Time), userOrNone(q.User), q.As, q.Verb, q.Namespace, q.object(), q.result(), fmtIPs(q.SourceIPs)}
+		if wide {
+			cells = append(cells, q.Stage, q.UserAgent, q.AuditID, q.Cluster)
+		}
+		t.Rows = append(t.Rows, Row{Cells: cells})
+		verbs[q.Verb]++
+		if q.Code >= 400 {
+			failed++
+		}
+	}
+	if n := len(a.Requests); n > 0 {
+		what := nRows(n, "request", a.allStages)
+		t.Notes = append(t.Notes, fmt.Sprintf("%s from %s to %s (%s); %d failed (code >= 400)",
+			what, fmtTime(a.Requests[0].Time), fmtTime(a.Requests[n-1].Time), fmtCounts(verbs, 6, ", "), failed))
+	}
+	return t
+}

@@ -1,0 +1,181 @@
+package investigate
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/kubetrail/kubetrail/internal/query"
+	"github.com/kubetrail/kubetrail/internal/store/local"
+)
+
+// HistoryQuery asks for an object's life: its creation, updates and
+// patches (its subresources' too, such as status), and deletion, in time
+// order, with what each change did to the object where the audit policy
+// recorded bodies.
+type HistoryQuery struct {
+	// Target names the object: resource and name ('*' globs; an empty
+	// name follows every object of the resource, each on its own).
+	Target Target
+	// Namespace is the object's namespace; empty for any. It is ignored
+	// for cluster-scoped resources.
+	Namespace string
+	// Reads adds get, list and watch requests to the writes.
+	Reads bool
+	// Diffs computes each change's diff (and the first state's body).
+	Diffs bool
+	// AllStages reports every event instead of one row per request.
+	AllStages bool
+	Scope
+}
+
+// Change is one request in an object's history.
+type Change struct {
+	*Request
+	// Body says which body of the event held the object as it was after
+	// the change: "responseObject" or "requestObject"; empty when the
+	// event held none (logged at Metadata level, a failed request, a read,
+	// or a body that is not the object, such as a Status).
+	Body string `json:"body,omitempty"`
+	// Patch is the patch the request sent, when the response did not show
+	// the patched object.
+	Patch json.RawMessage `json:"patch,omitempty"`
+	// Diff is a unified diff of the object before and after the change,
+	// when both are known; for a creation, or the first state seen, the
+	// whole object as added lines. Empty when nothing is known or nothing
+	// changed.
+	Diff string `json:"diff,omitempty"`
+	// Unchanged is set when both states are known and equal (ignoring
+	// managedFields and resourceVersion).
+	Unchanged bool `json:"unchanged,omitempty"`
+
+	diff []string
+}
+
+// HistoryReport answers a HistoryQuery.
+type HistoryReport struct {
+	Target  string
+	Changes []*Change
+	// NoBody counts the successful writes whose event carried no body of
+	// the object, so that their effect is unknown.
+	NoBody int
+}
+
+// History follows an object through its changes.
+func History(r *local.Reader, q HistoryQuery) (*HistoryReport, error) {
+	conds, err := q.Target.conds(q.Namespace, true)
+	if err != nil {
+		return nil, err
+	}
+	if !q.Reads {
+		// Exec, attach, port-forward and proxy sessions are writes (create)
+		// on a subresource, but do not change the object.
+		conds = append(conds, in("verb", writeVerbs...),
+			cmpExpr("subresource", query.OpNotIn, "exec", "attach", "portforward", "proxy"))
+	}
+	reqs, err := collect(r, q.Scope, and(conds...), q.AllStages, q.Diffs)
+	if err != nil {
+		return nil, err
+	}
+	rep := &HistoryReport{Target: q.Target.String()}
+	type state struct {
+		lines []string
+		kind  string
+	}
+	states := map[string]*state{}
+	for _, rq := range reqs {
+		c := &Change{Request: rq}
+		rep.Changes = append(rep.Changes, c)
+		if !slices.Contains(writeVerbs, rq.Verb) || rq.stageRank < 2 || rq.Code < 200 || rq.Code > 299 {
+			continue
+		}
+		if !q.Diffs {
+			continue
+		}
+		key := objectKey(rq)
+		st := states[key]
+		if st == nil || rq.Verb == "create" && rq.Subresource == "" {
+			// A creation starts a new life, even for a name used before.
+			st = &state{}
+			states[key] = st
+		}
+		isObject := func(kind string) bool {
+			return kind != "" && kind != "Status" && !strings.HasSuffix(kind, "Options") && (st.kind == "" || kind == st.kind)
+		}
+		var lines []string
+		var kind string
+		if l, k, ok := normalizeBody(rq.responseObject); ok && isObject(k) {
+			lines, kind, c.Body = l, k, "responseObject"
+		} else if rq.Verb == "create" || rq.Verb == "update" {
+			if l, k, ok := normalizeBody(rq.requestObject); ok && isObject(k) {
+				lines, kind, c.Body = l, k, "requestObject"
+			}
+		}
+		if rq.Verb == "patch" && c.Body == "" && len(rq.requestObject) > 0 {
+			c.Patch = json.RawMessage(rq.requestObject)
+		}
+		if c.Body == "" {
+			if c.Patch == nil {
+				rep.NoBody++
+			}
+			// The change is unknown: the next state cannot be diffed
+			// against this one's predecessor.
+			st.lines = nil
+			continue
+		}
+		c.diff = unifiedDiff(st.lines, lines, 3)
+		c.Unchanged = st.lines != nil && len(c.diff) == 0
+		c.Diff = strings.Join(c.diff, "\n")
+		st.lines, st.kind = lines, kind
+	}
+	if q.Limit > 0 && len(rep.Changes) > q.Limit {
+		rep.Changes = rep.Changes[len(rep.Changes)-q.Limit:]
+	}
+	return rep, nil
+}
+
+// objectKey names the object a request changed. A namespace's own
+// objectRef.namespace is empty on create and its name on delete, so it is
+// left out for namespaces.
+func objectKey(q *Request) string {
+	ns := q.Namespace
+	if q.Resource == "namespaces" {
+		ns = ""
+	}
+	return strings.Join([]string{q.Cluster, q.APIGroup, q.Resource, ns, q.Name}, "\x00")
+}
+
+// Records returns the changes.
+func (h *HistoryReport) Records() []any { return records(h.Changes) }
+
+// Table lists the changes, each followed by its diff.
+func (h *HistoryReport) Table(wide bool) *Table {
+	t := &Table{
+		Head:  []string{"TIME", "USER", "AS", "VERB", "NAMESPACE", "OBJECT", "RESULT", "SOURCE IPS"},
+		Empty: fmt.Sprintf("no changes to %s", h.Target),
+	}
+	if wide {
+		t.Head = append(t.Head, "STAGE", "BODY", "USER AGENT", "AUDIT ID")
+	}
+	for _, c := range h.Changes {
+		cells := []string{fmtTime(c.Time), userOrNone(c.User), c.As, c.Verb, c.Namespace, c.object(), c.result(), fmtIPs(c.SourceIPs)}
+		if wide {
+			cells = append(cells, c.Stage, c.Body, c.UserAgent, c.AuditID)
+		}
+		row := Row{Cells: cells}
+		switch {
+		case c.Unchanged:
+			row.Detail = []string{"(the object did not change, ignoring managedFields and resourceVersion)"}
+		case c.diff != nil:
+			row.Detail = c.diff
+		case c.Patch != nil:
+			row.Detail = append([]string{"patch sent (the response did not carry the object):"}, indentJSON(c.Patch)...)
+		}
+		t.Rows = append(t.Rows, row)
+	}
+	if h.NoBody > 0 {
+		t.Notes = append(t.Notes, fmt.Sprintf("%s carried no body of the object (logged at Metadata level, or a Status reply): what they changed is not in the log.", nRows(h.NoBody, "successful change", false)))
+	}
+	return t
+}

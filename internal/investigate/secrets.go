@@ -1,0 +1,179 @@
+package investigate
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kubetrail/kubetrail/internal/store/local"
+)
+
+// SecretsQuery asks who read, listed, watched and changed which secrets.
+type SecretsQuery struct {
+	Scope
+}
+
+// SecretAccess is one user's use of one verb on secrets.
+type SecretAccess struct {
+	// User is the authenticated user; As the impersonated one, if any.
+	User string `json:"user"`
+	As   string `json:"impersonatedUser,omitempty"`
+	Verb string `json:"verb"`
+	// Requests counts the requests; Failed those answered 400 or more.
+	Requests int `json:"requests"`
+	Failed   int `json:"failed"`
+	// First and Last are when the first and last of them were received.
+	First time.Time `json:"first"`
+	Last  time.Time `json:"last"`
+	// Secrets lists the secrets touched as namespace/name, most used
+	// first; a list or watch of a namespace is namespace/*, of the whole
+	// cluster *.
+	Secrets []Count `json:"secrets"`
+	// Codes counts the status codes.
+	Codes []Count `json:"codes"`
+	// Flag is set when a user outside system: (a person, not a component
+	// or service account) read secrets: "non-system read", or "non-system
+	// read attempt" when every such read was refused.
+	Flag string `json:"flag,omitempty"`
+
+	secrets, codes counter
+}
+
+// SecretsReport answers a SecretsQuery, people before system users.
+type SecretsReport struct {
+	Accesses []*SecretAccess
+	Requests int
+}
+
+// Secrets groups the requests on secrets by user and verb.
+func Secrets(r *local.Reader, q SecretsQuery) (*SecretsReport, error) {
+	reqs, err := collect(r, q.Scope, and(eq("resource", "secrets"), eq("apigroup", "")), false, false)
+	if err != nil {
+		return nil, err
+	}
+	type key struct{ user, as, verb string }
+	groups := map[key]*SecretAccess{}
+	rep := &SecretsReport{Requests: len(reqs)}
+	for _, rq := range reqs {
+		k := key{rq.User, rq.As, rq.Verb}
+		a := groups[k]
+		if a == nil {
+			a = &SecretAccess{User: rq.User, As: rq.As, Verb: rq.Verb, First: rq.Time, secrets: counter{}, codes: counter{}}
+			groups[k] = a
+			rep.Accesses = append(rep.Accesses, a)
+		}
+		a.Requests++
+		if rq.Code >= 400 {
+			a.Failed++
+		}
+		a.Last = rq.Time
+		obj := rq.Name
+		if obj == "" {
+			obj = "*"
+		}
+		if rq.Namespace != "" {
+			obj = rq.Namespace + "/" + obj
+		}
+		a.secrets[obj]++
+		code := "none"
+		if rq.Code != 0 {
+			code = strconv.Itoa(rq.Code)
+		}
+		a.codes[code]++
+	}
+	for _, a := range rep.Accesses {
+		a.Secrets, a.Codes = a.secrets.top(0), a.codes.top(0)
+		if !isSystemUser(a.User) && slices.Contains(readVerbs, a.Verb) {
+			a.Flag = "non-system read"
+			if a.Failed == a.Requests {
+				a.Flag = "non-system read attempt"
+			}
+		}
+	}
+	slices.SortStableFunc(rep.Accesses, func(a, b *SecretAccess) int {
+		return cmp.Or(
+			cmp.Compare(boolRank(isSystemUser(a.User)), boolRank(isSystemUser(b.User))),
+			cmp.Compare(a.User, b.User),
+			cmp.Compare(a.As, b.As),
+			cmp.Compare(verbRank(a.Verb), verbRank(b.Verb)),
+			cmp.Compare(a.Verb, b.Verb),
+		)
+	})
+	return rep, nil
+}
+
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// verbRank orders verbs as people read them: reads, then writes.
+func verbRank(v string) int {
+	if i := slices.Index(append(slices.Clone(readVerbs), writeVerbs...), v); i >= 0 {
+		return i
+	}
+	return 100
+}
+
+// Records returns the groups.
+func (s *SecretsReport) Records() []any { return records(s.Accesses) }
+
+// Table lists the groups; wide adds the first time and every secret.
+func (s *SecretsReport) Table(wide bool) *Table {
+	t := &Table{
+		Head:  []string{"USER", "AS", "VERB", "REQUESTS", "CODES", "SECRETS", "LAST", "FLAG"},
+		Empty: "no requests on secrets",
+	}
+	if wide {
+		t.Head = append(t.Head, "FIRST")
+	}
+	users := map[string]bool{}
+	flagged := 0
+	for _, a := range s.Accesses {
+		n := 3
+		if wide {
+			n = 0
+		}
+		flag := ""
+		if a.Flag != "" {
+			flag = "! " + a.Flag
+			flagged++
+		}
+		cells := []string{userOrNone(a.User), a.As, a.Verb, strconv.Itoa(a.Requests), fmtCounts(a.codes, 0, ","), fmtList(a.Secrets, n), fmtTime(a.Last), flag}
+		if wide {
+			cells = append(cells, fmtTime(a.First))
+		}
+		t.Rows = append(t.Rows, Row{Cells: cells})
+		users[a.User] = true
+	}
+	if len(s.Accesses) > 0 {
+		t.Notes = append(t.Notes, fmt.Sprintf("%s on secrets by %s", nRows(s.Requests, "request", false), nRows(len(users), "user", false)))
+	}
+	if flagged > 0 {
+		t.Notes = append(t.Notes, fmt.Sprintf("%d rows flagged: secrets read (get, list, watch) by users outside system: (people rather than components); `kubetrail activity USER` shows each request.", flagged))
+	}
+	return t
+}
+
+// fmtList prints values most used first, with their count when above
+// one, and "+N more" past n (0 for all).
+func fmtList(cs []Count, n int) string {
+	var parts []string
+	for i, c := range cs {
+		if n > 0 && i == n {
+			parts = append(parts, fmt.Sprintf("+%d more", len(cs)-n))
+			break
+		}
+		if c.Count > 1 {
+			parts = append(parts, fmt.Sprintf("%s(%d)", c.Value, c.Count))
+		} else {
+			parts = append(parts, c.Value)
+		}
+	}
+	return strings.Join(parts, ",")
+}
