@@ -99,22 +99,21 @@ status, cluster and time are answered from the store's columns; others
 				return err
 			}
 			defer r.Close()
-			var rows []row
-			n := 0
-			err = r.Select(sel, func(h *local.Hit) error {
-				n++
-				if count {
-					return nil
+			if count {
+				n, err := r.CountMatching(sel)
+				if err != nil {
+					return err
 				}
+				fmt.Fprintln(e.stdout, n)
+				return nil
+			}
+			var rows []row
+			err = r.Select(sel, func(h *local.Hit) error {
 				rows = append(rows, out.row(h))
 				return nil
 			})
 			if err != nil {
 				return err
-			}
-			if count {
-				fmt.Fprintln(e.stdout, n)
-				return nil
 			}
 			sort.SliceStable(rows, func(i, j int) bool {
 				if sortBy == "-time" {

@@ -242,34 +242,56 @@ type ColumnData struct {
 
 // readColumn decodes one column.
 func (r *segmentReader) readColumn(dec *zstd.Decoder, c Column) (*ColumnData, error) {
+	cd, err := r.readDict(dec, c)
+	if err != nil {
+		return nil, err
+	}
+	return cd, r.readIDs(dec, c, cd)
+}
+
+// readDict decodes a column's dictionary only: enough to tell whether any
+// event of the segment can match a condition on it.
+func (r *segmentReader) readDict(dec *zstd.Decoder, c Column) (*ColumnData, error) {
 	if int(c) >= len(r.meta.Columns) {
 		return nil, fmt.Errorf("segment has no column %s (written by an older kubetrail)", c)
 	}
 	m := r.meta.Columns[c]
-	buf := make([]byte, m.DictLen+m.IDsLen)
+	buf := make([]byte, m.DictLen)
 	if _, err := r.f.ReadAt(buf, m.DictOff); err != nil {
 		return nil, fmt.Errorf("read column %s: %w", c, err)
 	}
-	dict, err := dec.DecodeAll(buf[:m.DictLen], nil)
+	dict, err := dec.DecodeAll(buf, nil)
 	if err != nil {
 		return nil, fmt.Errorf("column %s dictionary: %w", c, err)
 	}
+	// One string for the whole dictionary; values are substrings of it.
+	all := string(dict)
 	cd := &ColumnData{Values: make([]string, 0, m.Values)}
-	for p := dict; len(p) > 0; {
-		n, k := binary.Uvarint(p)
-		if k <= 0 || uint64(len(p)-k) < n {
+	for off := 0; off < len(all); {
+		n, k := binary.Uvarint(dict[off:])
+		if k <= 0 || uint64(len(all)-off-k) < n {
 			return nil, fmt.Errorf("column %s: corrupt dictionary", c)
 		}
-		cd.Values = append(cd.Values, string(p[k:k+int(n)]))
-		p = p[k+int(n):]
+		cd.Values = append(cd.Values, all[off+k:off+k+int(n)])
+		off += k + int(n)
 	}
-	ids, err := dec.DecodeAll(buf[m.DictLen:], nil)
+	return cd, nil
+}
+
+// readIDs decodes a column's ids into cd.
+func (r *segmentReader) readIDs(dec *zstd.Decoder, c Column, cd *ColumnData) error {
+	m := r.meta.Columns[c]
+	buf := make([]byte, m.IDsLen)
+	if _, err := r.f.ReadAt(buf, m.DictOff+m.DictLen); err != nil {
+		return fmt.Errorf("read column %s: %w", c, err)
+	}
+	ids, err := dec.DecodeAll(buf, nil)
 	if err != nil {
-		return nil, fmt.Errorf("column %s ids: %w", c, err)
+		return fmt.Errorf("column %s ids: %w", c, err)
 	}
 	w := idWidth(m.Values)
 	if len(ids) != w*r.meta.Count {
-		return nil, fmt.Errorf("column %s: %d bytes of ids for %d events", c, len(ids), r.meta.Count)
+		return fmt.Errorf("column %s: %d bytes of ids for %d events", c, len(ids), r.meta.Count)
 	}
 	cd.IDs = make([]uint32, r.meta.Count)
 	for i := range cd.IDs {
@@ -282,10 +304,10 @@ func (r *segmentReader) readColumn(dec *zstd.Decoder, c Column) (*ColumnData, er
 			cd.IDs[i] = binary.LittleEndian.Uint32(ids[4*i:])
 		}
 		if cd.IDs[i] >= uint32(len(cd.Values)) {
-			return nil, fmt.Errorf("column %s: id out of range at event %d", c, i)
+			return fmt.Errorf("column %s: id out of range at event %d", c, i)
 		}
 	}
-	return cd, nil
+	return nil
 }
 
 // readTimes decodes a time column (unix microseconds per event).

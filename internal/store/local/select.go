@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -121,9 +122,24 @@ func (r *Reader) Count() int {
 	return n
 }
 
+// column returns a column with its ids.
 func (s *segView) column(dec *zstd.Decoder, c Column) (*ColumnData, error) {
+	cd, err := s.dict(dec, c)
+	if err != nil {
+		return nil, err
+	}
+	if cd.IDs == nil {
+		if err := s.r.readIDs(dec, c, cd); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.r.f.Name(), err)
+		}
+	}
+	return cd, nil
+}
+
+// dict returns a column with at least its dictionary.
+func (s *segView) dict(dec *zstd.Decoder, c Column) (*ColumnData, error) {
 	if s.cols[c] == nil {
-		cd, err := s.r.readColumn(dec, c)
+		cd, err := s.r.readDict(dec, c)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.r.f.Name(), err)
 		}
@@ -383,26 +399,50 @@ func (r *Reader) candidates(s *segView, p *plan, lo, hi int64) (cand []bool, all
 		}
 		all = false
 	}
+	// First the dictionaries, smallest first: a segment none of whose
+	// values can match one condition is skipped before any ids are read.
 	var probe audit.Event
-	for _, t := range p.colTerms {
-		cd, err := s.column(r.dec, t.col)
+	terms := append([]colTerm(nil), p.colTerms...)
+	sort.SliceStable(terms, func(i, j int) bool {
+		return s.r.meta.Columns[terms[i].col].DictLen < s.r.meta.Columns[terms[j].col].DictLen
+	})
+	oks := make([][]bool, len(terms))
+	for ti, t := range terms {
+		cd, err := s.dict(r.dec, t.col)
 		if err != nil {
 			return nil, false, false, err
 		}
 		ok := make([]bool, len(cd.Values))
-		any := false
+		any, everything := false, true
 		for id, v := range cd.Values {
 			cluster := eventWith(t.col, v, &probe)
 			ok[id] = t.f.Match(&probe, cluster)
 			any = any || ok[id]
+			everything = everything && ok[id]
 		}
 		if !any {
 			return nil, false, true, nil // no value in this segment can match
 		}
+		if everything {
+			ok = nil // every event passes: no need to read the ids
+		}
+		oks[ti] = ok
+	}
+	for ti, t := range terms {
+		ok := oks[ti]
+		if ok == nil {
+			continue
+		}
+		cd, err := s.column(r.dec, t.col)
+		if err != nil {
+			return nil, false, false, err
+		}
 		restrict(func(i int) bool { return ok[cd.IDs[i]] })
 	}
-	if err := s.timeCols(r.dec); err != nil {
-		return nil, false, false, err
+	if lo != 0 || hi != 0 || len(p.timeTerm) > 0 {
+		if err := s.timeCols(r.dec); err != nil {
+			return nil, false, false, err
+		}
 	}
 	if lo != 0 || hi != 0 {
 		restrict(func(i int) bool { t := s.times[i]; return (lo == 0 || t >= lo) && (hi == 0 || t < hi) })
@@ -423,6 +463,9 @@ func (r *Reader) selectSegment(s *segView, p *plan, sel Selection, lo, hi int64,
 	n := s.r.meta.Count
 	cand, all, skip, err := r.candidates(s, p, lo, hi)
 	if err != nil || skip {
+		return err
+	}
+	if err := s.timeCols(r.dec); err != nil {
 		return err
 	}
 	cl, err := s.column(r.dec, ColCluster)
@@ -497,3 +540,43 @@ func (r *Reader) selectSegment(s *segView, p *plan, sel Selection, lo, hi int64,
 }
 
 func microTime(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// CountMatching returns how many events the selection selects, reading
+// only what it must: columns when they decide the filter, events otherwise.
+func (r *Reader) CountMatching(sel Selection) (int64, error) {
+	p, err := makePlan(sel.Filter)
+	if err != nil {
+		return 0, err
+	}
+	sel.NeedEvent = false
+	if p.residual {
+		var n int64
+		err := r.Select(sel, func(*Hit) error { n++; return nil })
+		return n, err
+	}
+	lo, hi := bounds(sel)
+	var n int64
+	for _, s := range r.segs {
+		if s.outside(lo, hi) {
+			continue
+		}
+		cand, all, skip, err := r.candidates(s, p, lo, hi)
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case skip:
+		case all:
+			n += int64(s.r.meta.Count)
+		default:
+			for _, c := range cand {
+				if c {
+					n++
+				}
+			}
+		}
+	}
+	head := &Reader{head: r.head, dec: r.dec}
+	err = head.Select(sel, func(*Hit) error { n++; return nil })
+	return n, err
+}

@@ -313,3 +313,40 @@ func TestStatsMatchesNaiveCount(t *testing.T) {
 		}
 	}
 }
+
+// TestCountMatchingAgreesWithSelect counts with and without reading events.
+func TestCountMatchingAgreesWithSelect(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{WALSegmentBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for b := 0; b < 10; b++ {
+		batch := &pipeline.Batch{Cluster: "c", Received: time.Now()}
+		for i := 0; i < 100; i++ {
+			batch.Records = append(batch.Records, genEvent(rng, b*100+i))
+		}
+		db.Append(context.Background(), batch)
+	}
+	defer db.Close()
+	r, err := OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	now := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	for k := 0; k < 200; k++ {
+		src := genFilter(rng, 2)
+		f, err := query.CompileAt(src, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want int64
+		r.Select(Selection{Filter: f, NeedEvent: true}, func(*Hit) error { want++; return nil })
+		got, err := r.CountMatching(Selection{Filter: f})
+		if err != nil || got != want {
+			t.Fatalf("%q: CountMatching %d (%v), Select finds %d", src, got, err, want)
+		}
+	}
+}

@@ -62,6 +62,11 @@ func (r *Reader) Stats(sel Selection, by []Column, interval int64) ([]Group, int
 			if skip {
 				continue
 			}
+			if interval > 0 {
+				if err := s.timeCols(r.dec); err != nil {
+					return nil, 0, err
+				}
+			}
 			cds := make([]*ColumnData, len(by))
 			for i, c := range by {
 				if cds[i], err = s.column(r.dec, c); err != nil {
