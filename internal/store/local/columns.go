@@ -152,6 +152,9 @@ type columnMeta struct {
 	DictOff int64  `json:"dictOff"`
 	DictLen int64  `json:"dictLen"`
 	IDsLen  int64  `json:"idsLen"` // right after the dictionary
+	// BloomLen > 0: a Bloom filter of the values, uncompressed, right
+	// after the ids (large dictionaries of single-valued columns only).
+	BloomLen int64 `json:"bloomLen,omitempty"`
 }
 
 // encode writes the columns: per column a zstd frame of the dictionary
@@ -188,6 +191,14 @@ func (b *columnBuilder) encode(enc *zstd.Encoder, off int64, dst []byte) ([]byte
 		before = len(dst)
 		dst = enc.EncodeAll(plain, dst)
 		m.IDsLen = int64(len(dst) - before)
+		if len(vals) >= bloomMinValues && c != ColGroups && c != ColSourceIPs {
+			bf := newBloom(len(vals))
+			for _, v := range vals {
+				bf.add(v)
+			}
+			dst = append(dst, bf.bits...)
+			m.BloomLen = int64(len(bf.bits))
+		}
 		metas = append(metas, m)
 	}
 	tm, rm := columnMeta{}, columnMeta{}
@@ -335,4 +346,17 @@ func (r *segmentReader) readTimes(dec *zstd.Decoder, m columnMeta) ([]int64, err
 		return nil, fmt.Errorf("%s column has %d values for %d events", m.Name, len(out), r.meta.Count)
 	}
 	return out, nil
+}
+
+// readBloom returns a column's Bloom filter, or nil when it has none.
+func (r *segmentReader) readBloom(c Column) (*bloom, error) {
+	m := r.meta.Columns[c]
+	if m.BloomLen == 0 {
+		return nil, nil
+	}
+	b := &bloom{bits: make([]byte, m.BloomLen), k: 7}
+	if _, err := r.f.ReadAt(b.bits, m.DictOff+m.DictLen+m.IDsLen); err != nil {
+		return nil, fmt.Errorf("read column %s bloom filter: %w", c, err)
+	}
+	return b, nil
 }

@@ -212,6 +212,9 @@ type plan struct {
 type colTerm struct {
 	col Column
 	f   *query.Filter
+	// vals, when set, are the only values the column may hold for the
+	// term to match (from = and in), for the Bloom filters.
+	vals []string
 }
 
 // columnOf maps a filter field to the column that holds it.
@@ -247,7 +250,13 @@ func makePlan(f *query.Filter) (*plan, error) {
 		if !text && len(fieldsIn) == 1 {
 			for name := range fieldsIn {
 				if c, ok := columnOf[name]; ok {
-					p.colTerms = append(p.colTerms, colTerm{col: c, f: sub})
+					t := colTerm{col: c, f: sub}
+					if c != ColGroups && c != ColSourceIPs && name != "cluster" {
+						if vals, ok := query.RequiredValues(conj, query.Field{Name: name}); ok {
+							t.vals = vals
+						}
+					}
+					p.colTerms = append(p.colTerms, t)
 					continue
 				}
 				if name == "time" || name == "received" {
@@ -406,6 +415,30 @@ func (r *Reader) candidates(s *segView, p *plan, lo, hi int64) (cand []bool, all
 	sort.SliceStable(terms, func(i, j int) bool {
 		return s.r.meta.Columns[terms[i].col].DictLen < s.r.meta.Columns[terms[j].col].DictLen
 	})
+	// Bloom filters first: no dictionary is read for a value the segment
+	// cannot hold.
+	for _, t := range terms {
+		if t.vals == nil || s.cols[t.col] != nil {
+			continue
+		}
+		bf, err := s.r.readBloom(t.col)
+		if err != nil {
+			return nil, false, false, err
+		}
+		if bf == nil {
+			continue
+		}
+		maybe := false
+		for _, v := range t.vals {
+			if bf.mayContain(v) {
+				maybe = true
+				break
+			}
+		}
+		if !maybe {
+			return nil, false, true, nil
+		}
+	}
 	oks := make([][]bool, len(terms))
 	for ti, t := range terms {
 		cd, err := s.dict(r.dec, t.col)
@@ -414,11 +447,25 @@ func (r *Reader) candidates(s *segView, p *plan, lo, hi int64) (cand []bool, all
 		}
 		ok := make([]bool, len(cd.Values))
 		any, everything := false, true
-		for id, v := range cd.Values {
-			cluster := eventWith(t.col, v, &probe)
-			ok[id] = t.f.Match(&probe, cluster)
-			any = any || ok[id]
-			everything = everything && ok[id]
+		if t.vals != nil {
+			// Only these values can match: find them in the sorted
+			// dictionary instead of testing every value.
+			everything = false
+			for _, v := range t.vals {
+				id := sort.SearchStrings(cd.Values, v)
+				if id < len(cd.Values) && cd.Values[id] == v {
+					cluster := eventWith(t.col, v, &probe)
+					ok[id] = t.f.Match(&probe, cluster)
+					any = any || ok[id]
+				}
+			}
+		} else {
+			for id, v := range cd.Values {
+				cluster := eventWith(t.col, v, &probe)
+				ok[id] = t.f.Match(&probe, cluster)
+				any = any || ok[id]
+				everything = everything && ok[id]
+			}
 		}
 		if !any {
 			return nil, false, true, nil // no value in this segment can match

@@ -350,3 +350,79 @@ func TestCountMatchingAgreesWithSelect(t *testing.T) {
 		}
 	}
 }
+
+func TestBloom(t *testing.T) {
+	b := newBloom(1000)
+	for i := 0; i < 1000; i++ {
+		b.add(fmt.Sprintf("name-%d", i))
+	}
+	for i := 0; i < 1000; i++ {
+		if !b.mayContain(fmt.Sprintf("name-%d", i)) {
+			t.Fatalf("false negative for name-%d", i)
+		}
+	}
+	fp := 0
+	for i := 0; i < 10000; i++ {
+		if b.mayContain(fmt.Sprintf("other-%d", i)) {
+			fp++
+		}
+	}
+	if fp > 300 {
+		t.Errorf("%d false positives in 10000, want about 1%%", fp)
+	}
+}
+
+// TestSelectWithBloomFilters stores segments with large name dictionaries
+// and asks for names that are and are not there.
+func TestSelectWithBloomFilters(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{WALSegmentBytes: 512 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for b := 0; b < 8; b++ {
+		batch := &pipeline.Batch{Cluster: "c", Received: time.Now()}
+		for i := 0; i < 800; i++ {
+			rec := genEvent(rng, b*800+i)
+			raw := strings.Replace(string(rec.Raw), `"auditID"`, `"objectRef":{"resource":"pods","namespace":"ns","name":"pod-`+fmt.Sprint(b*800+i)+`"},"auditID"`, 1)
+			if rec.Event.ObjectRef != nil {
+				continue // keep one objectRef per event
+			}
+			audit.NewDecoder(audit.Limits{}).DecodeBody("t", []byte(raw), func(r audit.Record) { rec = r }, func(p audit.Problem) { t.Fatal(p.String()) })
+			batch.Records = append(batch.Records, rec)
+		}
+		db.Append(context.Background(), batch)
+	}
+	db.Close()
+	r, err := OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	blooms := 0
+	for _, s := range r.segs {
+		if s.r.meta.Columns[ColName].BloomLen > 0 {
+			blooms++
+		}
+	}
+	if blooms == 0 {
+		t.Fatal("no segment has a name Bloom filter: the test does not exercise them")
+	}
+	for _, name := range []string{"pod-1", "pod-4000", "pod-6399", "pod-99999", "nothing"} {
+		f, _ := query.Compile("name=" + name + " or name=pod-17")
+		var got, want int
+		r.Select(Selection{Filter: f, NeedEvent: true}, func(*Hit) error { got++; return nil })
+		Scan(dir, ScanOptions{}, func(s Stored) error {
+			var ev audit.Event
+			audit.DecodeStored(s.Raw, &ev)
+			if f.Match(&ev, s.Cluster) {
+				want++
+			}
+			return nil
+		})
+		if got != want {
+			t.Errorf("name=%s: Select finds %d, a full scan %d", name, got, want)
+		}
+	}
+}
