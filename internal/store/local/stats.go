@@ -44,6 +44,19 @@ func (r *Reader) Stats(sel Selection, by []Column, interval int64) ([]Group, int
 		a.g.Count += n
 		total += n
 	}
+	// addHit counts one event read by Select (the WAL's, or all of them
+	// when the columns cannot decide the filter).
+	addHit := func(h *Hit) error {
+		var bucket int64
+		if interval > 0 {
+			bucket = h.Time - ((h.Time%interval)+interval)%interval
+		}
+		for i, c := range by {
+			key[i] = h.Column(c)
+		}
+		add(bucket, 1)
+		return nil
+	}
 	p, err := makePlan(sel.Filter)
 	if err != nil {
 		return nil, 0, err
@@ -104,32 +117,12 @@ func (r *Reader) Stats(sel Selection, by []Column, interval int64) ([]Group, int
 		}
 		// The WAL's events, one by one.
 		head := &Reader{head: r.head, dec: r.dec}
-		if err := head.Select(sel, func(h *Hit) error {
-			var bucket int64
-			if interval > 0 {
-				bucket = h.Time - ((h.Time%interval)+interval)%interval
-			}
-			for i, c := range by {
-				key[i] = h.Column(c)
-			}
-			add(bucket, 1)
-			return nil
-		}); err != nil {
+		if err := head.Select(sel, addHit); err != nil {
 			return nil, 0, err
 		}
 		return sortGroups(groups2(groups), interval), total, nil
 	}
-	err = r.Select(sel, func(h *Hit) error {
-		var bucket int64
-		if interval > 0 {
-			bucket = h.Time - ((h.Time%interval)+interval)%interval
-		}
-		for i, c := range by {
-			key[i] = h.Column(c)
-		}
-		add(bucket, 1)
-		return nil
-	})
+	err = r.Select(sel, addHit)
 	if err != nil {
 		return nil, 0, err
 	}
