@@ -3,14 +3,11 @@ package cli
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"sort"
 	"strconv"
 	"time"
@@ -18,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/ingest"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
@@ -51,15 +49,9 @@ func (r *remoteFlags) do(ctx context.Context, path string, q url.Values) (*http.
 		}
 		req.Header.Set("Authorization", "Bearer "+toks[0])
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if r.ca != "" {
-		pem, err := os.ReadFile(r.ca)
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(pem)
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tr, err := ingest.RemoteConfig{CA: r.ca}.Transport()
+	if err != nil {
+		return nil, err
 	}
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {

@@ -48,6 +48,20 @@ func NewRemote(cfg RemoteConfig) (*Remote, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("--server %q: want http(s)://HOST:PORT", cfg.URL)
 	}
+	tr, err := cfg.Transport()
+	if err != nil {
+		return nil, err
+	}
+	return &Remote{
+		endpoint: u.JoinPath("/ingest/webhook").String(),
+		token:    cfg.Token,
+		client:   &http.Client{Transport: tr, Timeout: 2 * time.Minute},
+	}, nil
+}
+
+// Transport returns an HTTP transport that verifies the server with CA
+// (system roots when empty) and presents the client certificate if any.
+func (cfg RemoteConfig) Transport() (*http.Transport, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify}
 	if cfg.CA != "" {
 		pem, err := os.ReadFile(cfg.CA)
@@ -69,11 +83,7 @@ func NewRemote(cfg RemoteConfig) (*Remote, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tc
-	return &Remote{
-		endpoint: u.JoinPath("/ingest/webhook").String(),
-		token:    cfg.Token,
-		client:   &http.Client{Transport: tr, Timeout: 2 * time.Minute},
-	}, nil
+	return tr, nil
 }
 
 // Append sends the batch as JSON lines of stored-form events.
