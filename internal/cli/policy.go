@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kubetrail/kubetrail/internal/policy"
+	"github.com/kubetrail/kubetrail/internal/policy/profiles"
 )
 
 func policyCmd(e *env) *cobra.Command {
@@ -20,7 +22,7 @@ reads with --audit-policy-file. It decides levels exactly as the API server
 does, and it rejects what the API server silently ignores (a misspelled field
 such as omitStage), with file:line:column and a suggestion.`,
 	}
-	cmd.AddCommand(policyEvalCmd(e))
+	cmd.AddCommand(policyEvalCmd(e), policyInitCmd(e), policyExplainCmd(e))
 	return cmd
 }
 
@@ -108,4 +110,227 @@ func policyInput(name string, stdin io.Reader) (io.Reader, func(), error) {
 		return nil, nil, err
 	}
 	return f, func() { f.Close() }, nil
+}
+
+func policyInitCmd(e *env) *cobra.Command {
+	var profile, out string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "init [--profile minimal|recommended|cks|compliance] [-o FILE]",
+		Short: "Write a well-commented starting audit policy",
+		Long: `init writes a starting audit.k8s.io/v1 Policy, commented rule by rule:
+
+  minimal      every request at Metadata, nothing else
+  recommended  drops health checks and system watches, secrets/configmaps/tokens
+               at Metadata only, exec/attach/portforward/proxy and RBAC writes at
+               RequestResponse, other writes at Request, reads at Metadata
+  cks          what the CKS exam asks for: secrets at Metadata, exec and RBAC
+               changes at RequestResponse, namespace-scoped changes at Request
+  compliance   nothing dropped, every change at RequestResponse except
+               secrets/configmaps/tokens at Metadata
+
+Every profile omits the RequestReceived stage and never logs secret values.
+Without -o the policy goes to standard output; -o does not overwrite an
+existing file unless --force is given.`,
+		Example: `  kubetrail policy init --profile recommended -o /etc/kubernetes/audit-policy.yaml
+  kubetrail policy init --profile cks | less`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			data, err := profiles.Get(profile)
+			if err != nil {
+				return err
+			}
+			if out == "" || out == "-" {
+				_, err := e.stdout.Write(data)
+				return err
+			}
+			flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+			if force {
+				flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+			}
+			f, err := os.OpenFile(out, flags, 0o644)
+			if err != nil {
+				if errors.Is(err, os.ErrExist) {
+					return fmt.Errorf("%s exists; use --force to overwrite it", out)
+				}
+				return err
+			}
+			if _, err := f.Write(data); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "wrote the %s audit policy to %s\n", profile, out)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&profile, "profile", "recommended", "profile: minimal, recommended, cks or compliance")
+	f.StringVarP(&out, "output", "o", "", "write the policy to FILE instead of standard output")
+	f.BoolVar(&force, "force", false, "overwrite FILE if it exists")
+	return cmd
+}
+
+func policyExplainCmd(e *env) *cobra.Command {
+	var (
+		policyFile, user, verb, resource, apiGroup, namespace, name, url string
+		groups                                                           []string
+		unauth                                                           bool
+	)
+	cmd := &cobra.Command{
+		Use:   "explain --policy FILE (--user U [--group G]... | --unauthenticated) (--verb V --resource RES[/SUB] [-n NS] [--name X] | --url PATH)",
+		Short: "Say which rule decides one request's audit level, and why the earlier ones do not",
+		Long: `explain decides the audit level of one request, given by flags, and shows
+the rule that matched, quoted from the file with its line numbers, the level,
+the stages no event is written for and whether managedFields are dropped.
+For each earlier rule (every rule when none matched) it says which criterion
+excluded the request, in the order the API server checks them: users,
+userGroups, verbs, the kind of request (resource or non-resource URL),
+namespaces, resources (group, resource, resourceNames), nonResourceURLs.
+
+--resource takes RES, RES/SUB, or kubectl's RES.GROUP form
+(deployments.apps, clusterrolebindings.rbac.authorization.k8s.io/status);
+without a group the request is in the core group, unless --api-group says
+otherwise. For --url the verb is the lowercase HTTP method (default get).`,
+		Example: `  kubetrail policy explain --policy audit-policy.yaml --user alice --group dev \
+    --verb create --resource pods/exec -n prod --name web
+  kubetrail policy explain --policy audit-policy.yaml --user bob --verb create \
+    --resource deployments.apps -n dev
+  kubetrail policy explain --policy audit-policy.yaml --unauthenticated --url /healthz`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if policyFile == "" {
+				return errors.New("--policy is required")
+			}
+			if (resource == "") == (url == "") {
+				return errors.New("give exactly one of --resource and --url")
+			}
+			if (user == "") == !unauth {
+				return errors.New("give exactly one of --user and --unauthenticated")
+			}
+			if unauth && len(groups) > 0 {
+				return errors.New("--group needs --user")
+			}
+			if url != "" && (namespace != "" || name != "" || apiGroup != "") {
+				return errors.New("-n, --name and --api-group apply to --resource, not --url")
+			}
+			src, err := os.ReadFile(policyFile)
+			if err != nil {
+				return fmt.Errorf("policy file: %w", err)
+			}
+			p, err := policy.Load(policyFile, src)
+			if err != nil {
+				var list policy.ErrorList
+				if errors.As(err, &list) {
+					fmt.Fprintln(e.stderr, err)
+					return exitCode(1)
+				}
+				return err
+			}
+			r := &policy.Request{Verb: verb, Namespace: namespace, Name: name, Path: url}
+			if !unauth {
+				r.User = &policy.UserInfo{Name: user, Groups: groups}
+			}
+			if resource != "" {
+				r.ResourceRequest = true
+				res, sub, _ := strings.Cut(resource, "/")
+				if before, group, ok := strings.Cut(res, "."); ok {
+					if apiGroup != "" && apiGroup != group {
+						return fmt.Errorf("--resource %s names group %s, --api-group %s", resource, group, apiGroup)
+					}
+					res, apiGroup = before, group
+				}
+				r.Resource, r.Subresource, r.APIGroup = res, sub, apiGroup
+				if r.Resource == "" {
+					return fmt.Errorf("--resource %q: no resource", resource)
+				}
+			}
+			printExplanation(e.stdout, policyFile, r, policy.Explain(p, src, r))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&policyFile, "policy", "", "audit policy file (YAML or JSON)")
+	f.StringVar(&user, "user", "", "authenticated user name")
+	f.StringArrayVar(&groups, "group", nil, "a group of the user (repeat for more)")
+	f.BoolVar(&unauth, "unauthenticated", false, "the request carries no user information")
+	f.StringVar(&verb, "verb", "get", "verb: get, list, watch, create, update, patch, delete, deletecollection; for --url the lowercase HTTP method")
+	f.StringVar(&resource, "resource", "", "resource, as RES, RES/SUB or RES.GROUP[/SUB]: pods/exec, deployments.apps")
+	f.StringVar(&apiGroup, "api-group", "", `API group of --resource ("" = core)`)
+	f.StringVarP(&namespace, "namespace", "n", "", "namespace (none: a cluster-scoped request)")
+	f.StringVar(&name, "name", "", "object name (none: list, watch of a collection, or create)")
+	f.StringVar(&url, "url", "", "non-resource URL path, such as /healthz")
+	return cmd
+}
+
+// printExplanation writes x for people.
+func printExplanation(w io.Writer, file string, r *policy.Request, x *policy.Explanation) {
+	who := "no user information (unauthenticated)"
+	if r.User != nil {
+		who = fmt.Sprintf("user %q", r.User.Name)
+		if len(r.User.Groups) > 0 {
+			who += fmt.Sprintf(" in groups %s", strings.Join(r.User.Groups, ", "))
+		}
+	}
+	if r.ResourceRequest {
+		res := r.Resource
+		if r.Subresource != "" {
+			res += "/" + r.Subresource
+		}
+		group := `core group ""`
+		if r.APIGroup != "" {
+			group = "group " + r.APIGroup
+		}
+		where := "cluster-scoped"
+		if r.Namespace != "" {
+			where = "namespace " + r.Namespace
+		}
+		name := "no name"
+		if r.Name != "" {
+			name = "name " + r.Name
+		}
+		fmt.Fprintf(w, "request: %s, verb %s, resource %s (%s), %s, %s\n", who, r.Verb, res, group, where, name)
+	} else {
+		fmt.Fprintf(w, "request: %s, verb %s, non-resource URL %s\n", who, r.Verb, r.Path)
+	}
+	d := x.Decision
+	if d.Rule < 0 {
+		fmt.Fprintf(w, "\nno rule matches: the request is not logged (level None)\n")
+	} else {
+		fmt.Fprintf(w, "\nrule %d matches", d.Rule)
+		if len(x.Lines) > 0 {
+			fmt.Fprintf(w, " (%s:%d)", file, x.Lines[0].Line)
+		}
+		fmt.Fprintln(w, ":")
+		for _, l := range x.Lines {
+			width := len(fmt.Sprint(x.Lines[len(x.Lines)-1].Line))
+			fmt.Fprintf(w, "  %*d | %s\n", width, l.Line, l.Text)
+		}
+	}
+	stages := "none"
+	if len(d.OmitStages) > 0 {
+		s := make([]string, len(d.OmitStages))
+		for i, st := range d.OmitStages {
+			s[i] = string(st)
+		}
+		stages = strings.Join(s, ", ")
+	}
+	fmt.Fprintf(w, "\nlevel:             %s\nomitStages:        %s\nomitManagedFields: %t\n", d.Level, stages, d.OmitManagedFields)
+	if len(x.Misses) == 0 {
+		return
+	}
+	if d.Rule < 0 {
+		fmt.Fprintln(w, "\nwhy no rule matches:")
+	} else {
+		fmt.Fprintln(w, "\nearlier rules that do not match:")
+	}
+	for _, m := range x.Misses {
+		at := ""
+		if m.Pos.Line > 0 {
+			at = fmt.Sprintf(" (line %d)", m.Pos.Line)
+		}
+		fmt.Fprintf(w, "  rule %d%s: %s: %s\n", m.Rule, at, m.Criterion, m.Reason)
+	}
 }
