@@ -41,7 +41,10 @@ func TestProfiles(t *testing.T) {
 	}
 	cases := map[string][]check{
 		"minimal": append(slices.Clone(common),
-			check{"pods/exec create", res("create", "", "pods", "exec", "prod", "web"), audit.LevelMetadata},
+			check{"pods/exec create", res("create", "", "pods", "exec", "prod", "web"), audit.LevelRequest},
+			check{"pods/exec get (WebSocket)", res("get", "", "pods", "exec", "prod", "web"), audit.LevelRequest},
+			check{"clusterrolebinding create", res("create", "rbac.authorization.k8s.io", "clusterrolebindings", "", "", ""), audit.LevelRequest},
+			check{"pod get", res("get", "", "pods", "", "prod", "web"), audit.LevelMetadata},
 			check{"healthz", url("get", "/healthz"), audit.LevelMetadata},
 		),
 		"recommended": append(append(slices.Clone(common), full...),

@@ -1,0 +1,98 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubetrail/kubetrail/internal/policy"
+)
+
+func policyCheckCmd(e *env) *cobra.Command {
+	var (
+		output string
+		strict bool
+	)
+	cmd := &cobra.Command{
+		Use:   "check FILE",
+		Short: "Find errors and security problems in an audit policy",
+		Long: `check loads an audit policy strictly (unknown or misspelled fields, wrong
+types and invalid values are errors with file:line:column, as the API server's
+validation would reject them or, worse, silently ignore them) and then lints
+it for what makes an audit log leak or miss things:
+
+  error    secrets-above-metadata     secrets, configmaps, tokenreviews or tokens at Request or above
+  warning  exec-not-covered           pods/exec, attach or portforward below Request (create or get)
+  warning  rbac-writes-below-request  role and binding writes below Request
+  warning  resource-without-group     e.g. deployments in the core group: never matches
+  warning  star-verb                  "*" in verbs is not a wildcard
+  warning  resourcenames-without-name resourceNames with only list/create/watch verbs
+  warning  unreachable-rule           a rule after one that matches everything
+  warning  no-catch-all               no final rule for requests nothing else matches
+  warning  request-received-logged    omitStages lacks RequestReceived
+  info     health-checks-logged       /healthz, /readyz, /livez logged
+  info     system-watches-logged      kube-proxy's watches logged
+
+The exit status is 1 when the policy does not load or has errors, and with
+--strict also when it has warnings.`,
+		Example: `  kubetrail policy check /etc/kubernetes/audit-policy.yaml
+  kubetrail policy check policy.yaml -o json --strict`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("-o %q: want text or json", output)
+			}
+			p, err := policy.LoadFile(args[0])
+			if err != nil {
+				var list policy.ErrorList
+				if errors.As(err, &list) || output == "text" {
+					if output == "json" {
+						json.NewEncoder(e.stdout).Encode(map[string]any{"file": args[0], "errors": err.Error()})
+					} else {
+						fmt.Fprintln(e.stderr, err)
+					}
+					return exitCode(1)
+				}
+				return err
+			}
+			findings := policy.Lint(p)
+			errs, warns := 0, 0
+			for _, f := range findings {
+				switch f.Severity {
+				case policy.SevError:
+					errs++
+				case policy.SevWarning:
+					warns++
+				}
+			}
+			if output == "json" {
+				if findings == nil {
+					findings = []policy.Finding{}
+				}
+				json.NewEncoder(e.stdout).Encode(map[string]any{"file": args[0], "findings": findings})
+			} else {
+				for _, f := range findings {
+					where := args[0]
+					if f.Line > 0 {
+						where = fmt.Sprintf("%s:%d", args[0], f.Line)
+					}
+					rule := "policy"
+					if f.Rule >= 0 {
+						rule = fmt.Sprintf("rule %d", f.Rule)
+					}
+					fmt.Fprintf(e.stdout, "%s: %s: %s (%s): %s\n    fix: %s\n", where, f.Severity, f.Code, rule, f.Message, f.Fix)
+				}
+				fmt.Fprintf(e.stdout, "%s: %d rules, %d errors, %d warnings, %d notes\n", args[0], len(p.Rules), errs, warns, len(findings)-errs-warns)
+			}
+			if errs > 0 || (strict && warns > 0) {
+				return exitCode(1)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	cmd.Flags().BoolVar(&strict, "strict", false, "exit 1 on warnings too")
+	return cmd
+}
