@@ -415,3 +415,24 @@ func (lr *lineReader) next() (line []byte, lineNo int, tooLong int, err error) {
 		return nil, lr.line + 1, 0, err
 	}
 }
+
+// EachRecord decodes files (or stdin for "-") and calls fn for every event,
+// in file order, without storing anything; bad is told of unusable lines.
+func EachRecord(ctx context.Context, files []string, stdin io.Reader, limits audit.Limits, fn func(*audit.Record), bad func(audit.Problem)) error {
+	sink := &funcSink{fn: fn}
+	sum, err := Import(ctx, sink, files, stdin, ImportConfig{Limits: limits, MaxProblems: 1 << 30})
+	for _, p := range sum.Problems {
+		bad(p)
+	}
+	return err
+}
+
+// funcSink hands each batch's records to a function.
+type funcSink struct{ fn func(*audit.Record) }
+
+func (s *funcSink) Append(_ context.Context, b *pipeline.Batch) (pipeline.Result, error) {
+	for i := range b.Records {
+		s.fn(&b.Records[i])
+	}
+	return pipeline.Result{Stored: len(b.Records)}, nil
+}
