@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 
@@ -14,7 +16,70 @@ func setupCmd(e *env) *cobra.Command {
 		Use:   "setup",
 		Short: "Configure the kube-apiserver for auditing",
 	}
-	cmd.AddCommand(webhookConfigCmd(e))
+	cmd.AddCommand(webhookConfigCmd(e), setupCheckCmd(e))
+	return cmd
+}
+
+func setupCheckCmd(e *env) *cobra.Command {
+	var (
+		manifest, root, output string
+		noHost                 bool
+	)
+	cmd := &cobra.Command{
+		Use:   "check --manifest FILE",
+		Short: "Report every audit misconfiguration in the kube-apiserver static-pod manifest",
+		Long: `check reads the kube-apiserver static-pod manifest and reports, with
+FILE:LINE:COLUMN and a fix, what would stop auditing from working: a volume
+without a name, a volumeMount without a matching volume, misspelled fields
+(readonly for readOnly), unknown --audit-* flags, the policy file or the log
+folder not mounted (or mounted the wrong way), a hostPath type that does not
+fit, no rotation flags, and auditing not enabled at all.
+
+The policy file and the webhook kubeconfig are also looked up on this host
+(under --root, "/" by default); a missing file is only a warning, as the
+manifest may be checked on another machine. The exit status is 1 when any finding is an error.`,
+		Example: `  kubetrail setup check --manifest /etc/kubernetes/manifests/kube-apiserver.yaml
+  kubetrail setup check --manifest kube-apiserver.yaml --root /mnt/node1 -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if manifest == "" {
+				return errors.New("--manifest is required")
+			}
+			if output != "" && output != "text" && output != "json" {
+				return fmt.Errorf("-o %q: want text or json", output)
+			}
+			fs, err := setup.CheckManifestFile(manifest, setup.CheckOptions{Root: root, NoHost: noHost})
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				if fs == nil {
+					fs = []setup.Finding{}
+				}
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(fs); err != nil {
+					return err
+				}
+			} else {
+				for _, f := range fs {
+					fmt.Fprintln(e.stdout, f.String())
+				}
+				if len(fs) == 0 {
+					fmt.Fprintf(e.stderr, "%s: no audit misconfiguration found\n", manifest)
+				}
+			}
+			if setup.HasErrors(fs) {
+				return exitCode(1)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&manifest, "manifest", "/etc/kubernetes/manifests/kube-apiserver.yaml", "the kube-apiserver static-pod manifest")
+	f.StringVar(&root, "root", "/", "folder the host's paths (the policy file) are looked up under")
+	f.BoolVar(&noHost, "no-host", false, "do not look at the host's files")
+	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }
 
