@@ -22,7 +22,7 @@ reads with --audit-policy-file. It decides levels exactly as the API server
 does, and it rejects what the API server silently ignores (a misspelled field
 such as omitStage), with file:line:column and a suggestion.`,
 	}
-	cmd.AddCommand(policyCheckCmd(e), policyEvalCmd(e), policyInitCmd(e), policyExplainCmd(e), policySimulateCmd(e))
+	cmd.AddCommand(policyCheckCmd(e), policyEvalCmd(e), policyInitCmd(e), policyExplainCmd(e), policySimulateCmd(e), policyDiffCmd(e))
 	return cmd
 }
 
