@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,7 +17,7 @@ func setupCmd(e *env) *cobra.Command {
 		Use:   "setup",
 		Short: "Configure the kube-apiserver for auditing",
 	}
-	cmd.AddCommand(webhookConfigCmd(e), setupCheckCmd(e))
+	cmd.AddCommand(webhookConfigCmd(e), setupCheckCmd(e), setupAPIServerCmd(e))
 	return cmd
 }
 
@@ -133,5 +134,95 @@ a token or key: it is written with mode 0600.`,
 	f.BoolVar(&c.InsecureSkipTLSVerify, "insecure-skip-tls-verify", false, "do not verify kubetrail's certificate (testing only)")
 	f.StringVar(&out, "out", "", "file to write (default: stdout)")
 	cmd.MarkFlagRequired("url")
+	return cmd
+}
+
+func setupAPIServerCmd(e *env) *cobra.Command {
+	var (
+		manifest, root string
+		opt            setup.PatchOptions
+		write, noHost  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "apiserver --policy PATH --log-path PATH [--write]",
+		Short: "Enable auditing in the kube-apiserver static-pod manifest",
+		Long: `apiserver patches the kube-apiserver static-pod manifest to enable auditing:
+it sets the --audit-policy-file, --audit-log-path, --audit-log-maxage,
+--audit-log-maxbackup, --audit-log-maxsize and (with --webhook-config)
+--audit-webhook-config-file flags, replacing them when they are already there,
+and adds hostPath volumes and volumeMounts for the policy and the webhook
+config (type File, readOnly) and for the log folder (type DirectoryOrCreate,
+writable), reusing those already there for the same paths. Comments and key
+order are kept. Running it again changes nothing.
+
+It prints a unified diff of the change and the findings of setup check on the
+result. The file is written only with --write: the original is copied to
+.FILE.kubetrail-backup-TIMESTAMP beside it (mode 0600; the leading dot keeps
+the kubelet from running it as a second pod) and the new file replaces it
+atomically, with the same mode. The exit status is 1 when setup check finds
+an error in the result (nothing is written then).`,
+		Example: `  kubetrail setup apiserver --policy /etc/kubernetes/audit-policy.yaml --log-path /var/log/kubernetes/audit/audit.log
+  sudo kubetrail setup apiserver --policy /etc/kubernetes/audit-policy.yaml --log-path /var/log/kubernetes/audit/audit.log --write`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if manifest == "" || opt.Policy == "" || opt.LogPath == "" {
+				return errors.New("--manifest, --policy and --log-path are required")
+			}
+			old, err := os.ReadFile(manifest)
+			if err != nil {
+				return err
+			}
+			patched, notes, err := setup.PatchManifest(old, opt)
+			if err != nil {
+				return fmt.Errorf("%s: %w", manifest, err)
+			}
+			for _, n := range notes {
+				fmt.Fprintf(e.stderr, "%s: note: %s\n", manifest, n)
+			}
+			diff := setup.UnifiedDiff(manifest, manifest+" (patched)", old, patched)
+			if diff == "" {
+				fmt.Fprintf(e.stderr, "%s: auditing is already set up as asked; nothing to change\n", manifest)
+			} else {
+				fmt.Fprint(e.stdout, diff)
+			}
+			fs, err := setup.CheckManifest(manifest, patched, setup.CheckOptions{Root: root, NoHost: noHost})
+			if err != nil {
+				return err
+			}
+			for _, f := range fs {
+				fmt.Fprintln(e.stderr, "setup check: "+f.String())
+			}
+			if setup.HasErrors(fs) {
+				if write && diff != "" {
+					fmt.Fprintf(e.stderr, "%s: not written: setup check finds errors in the result\n", manifest)
+				}
+				return exitCode(1)
+			}
+			if diff == "" {
+				return nil
+			}
+			if !write {
+				fmt.Fprintf(e.stderr, "%s: not written; run again with --write to apply\n", manifest)
+				return nil
+			}
+			backup, err := setup.WriteManifest(manifest, patched, time.Now())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "wrote %s (backup in %s); the kubelet restarts the API server\n", manifest, backup)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&manifest, "manifest", "/etc/kubernetes/manifests/kube-apiserver.yaml", "the kube-apiserver static-pod manifest")
+	f.StringVar(&opt.Policy, "policy", "", "audit policy file on the node (--audit-policy-file), required")
+	f.StringVar(&opt.LogPath, "log-path", "", "audit log file on the node (--audit-log-path), required")
+	f.IntVar(&opt.MaxAge, "max-age", 30, "days to keep rotated log files (--audit-log-maxage)")
+	f.IntVar(&opt.MaxBackup, "max-backup", 10, "rotated log files to keep (--audit-log-maxbackup)")
+	f.IntVar(&opt.MaxSize, "max-size", 100, "megabytes before the log rotates (--audit-log-maxsize)")
+	f.StringVar(&opt.WebhookConfig, "webhook-config", "", "webhook kubeconfig (--audit-webhook-config-file), see setup webhook-config")
+	f.BoolVar(&write, "write", false, "write the patched manifest (with a backup)")
+	f.StringVar(&root, "root", "/", "folder the host's paths (the policy file) are looked up under by the check")
+	f.BoolVar(&noHost, "no-host", false, "do not look at the host's files in the check")
 	return cmd
 }
