@@ -62,6 +62,10 @@ type clusterConfig struct {
 	// logMaxBackup is --audit-log-maxbackup; it must be large enough that
 	// no backup is deleted during a test, or the log loses events.
 	logMaxBackup int
+	// policyFile, when set, replaces the harness's own audit policy.
+	policyFile string
+	// extraArgs are appended to the API server's flags (later flags win).
+	extraArgs []string
 }
 
 // cluster is one etcd plus one kube-apiserver on loopback, with a bearer
@@ -131,8 +135,11 @@ func startCluster(t *testing.T, cfg clusterConfig) *cluster {
 	c.tokens[userMallory] = randomToken(t) // deliberately not in the file
 	writeFile(t, tokenFile, tokens.String())
 
-	policyFile := filepath.Join(dir, "audit-policy.yaml")
-	writeFile(t, policyFile, auditPolicy)
+	policyFile := cfg.policyFile
+	if policyFile == "" {
+		policyFile = filepath.Join(dir, "audit-policy.yaml")
+		writeFile(t, policyFile, auditPolicy)
+	}
 
 	c.auditLogPath = cfg.auditLogPath
 	if c.auditLogPath == "" {
@@ -176,6 +183,7 @@ func startCluster(t *testing.T, cfg clusterConfig) *cluster {
 			"--audit-webhook-batch-max-wait=1s",
 		)
 	}
+	args = append(args, cfg.extraArgs...)
 	start := time.Now()
 	c.apiserver = startProc(t, "kube-apiserver", apiserverBin, args...)
 	waitReady(t, c.apiserver, 90*time.Second, func(ctx context.Context) error {
