@@ -5,7 +5,7 @@ PKGS      := ./...
 E2E_DIR   := test/e2e
 GOFLAGS_TEST ?=
 
-.PHONY: all build test unit e2e e2e-deps lint fuzz bench bench-quick clean
+.PHONY: all build test unit e2e e2e-deps lint fuzz bench bench-quick bench-policy clean
 
 all: build
 
@@ -45,6 +45,10 @@ bench:
 
 bench-quick:
 	./bench/run.sh quick
+
+## bench-policy: only the policy evaluator beside upstream, printed (no report written).
+bench-policy:
+	./bench/run.sh policy
 
 clean:
 	rm -rf bin
