@@ -29,7 +29,7 @@ it for what makes an audit log leak or miss things:
   warning  resource-without-group     e.g. deployments in the core group: never matches
   warning  star-verb                  "*" in verbs is not a wildcard
   warning  resourcenames-without-name resourceNames with only list/create/watch verbs
-  warning  unreachable-rule           a rule after one that matches everything
+  warning  unreachable-rule           a rule an earlier rule always matches first
   warning  no-catch-all               no final rule for requests nothing else matches
   warning  request-received-logged    omitStages lacks RequestReceived
   info     health-checks-logged       /healthz, /readyz, /livez logged

@@ -184,6 +184,21 @@ func Lint(p *Policy) []Finding {
 				fmt.Sprintf("move rule %d to the end", catchAll))
 		}
 	}
+	// A rule is also unreachable when one earlier rule matches every
+	// request it could match (decided from the rules, not by sampling).
+	limit := len(p.Rules)
+	if catchAll >= 0 {
+		limit = catchAll + 1 // rules after the catch-all are reported above
+	}
+	for j := 1; j < limit; j++ {
+		for i := 0; i < j; i++ {
+			if i != catchAll && covers(&p.Rules[i], &p.Rules[j]) {
+				add(SevWarning, "unreachable-rule", j, fmt.Sprintf("rule %d above matches every request this rule could match, so this rule never applies", i),
+					fmt.Sprintf("move this rule above rule %d, or remove it", i))
+				break
+			}
+		}
+	}
 
 	if !slices.Contains(p.OmitStages, audit.StageRequestReceived) {
 		add(SevWarning, "request-received-logged", -1, "RequestReceived is not omitted: every request is logged twice, before and after it is handled",
@@ -215,4 +230,125 @@ func Lint(p *Policy) []Finding {
 		}
 	}
 	return out
+}
+
+// covers reports whether rule a matches every request rule b matches, as
+// the API server decides matches. It errs on the side of false: a pair it
+// cannot decide is not reported.
+func covers(a, b *Rule) bool {
+	sub := func(bs, as []string) bool { // b's list restricts at least as much as a's
+		if len(as) == 0 {
+			return true
+		}
+		if len(bs) == 0 {
+			return false
+		}
+		for _, v := range bs {
+			if !slices.Contains(as, v) {
+				return false
+			}
+		}
+		return true
+	}
+	if !sub(b.Users, a.Users) || !sub(b.UserGroups, a.UserGroups) || !sub(b.Verbs, a.Verbs) || !sub(b.Namespaces, a.Namespaces) {
+		return false
+	}
+	switch {
+	case len(a.Resources) == 0 && len(a.NonResourceURLs) == 0:
+		return true // a matches resource and non-resource requests alike
+	case len(a.Resources) > 0 && len(a.NonResourceURLs) == 0:
+		if len(b.Resources) == 0 || len(b.NonResourceURLs) > 0 {
+			return false
+		}
+		for _, bg := range b.Resources {
+			if !groupCovered(bg, a.Resources) {
+				return false
+			}
+		}
+		return true
+	case len(a.Resources) == 0 && len(a.NonResourceURLs) > 0:
+		if len(b.NonResourceURLs) == 0 || len(b.Resources) > 0 || len(b.Namespaces) > 0 {
+			return false
+		}
+		for _, u := range b.NonResourceURLs {
+			if !urlCovered(u, a.NonResourceURLs) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func groupCovered(b GroupResources, as []GroupResources) bool {
+	if len(b.Resources) == 0 {
+		// Every resource of b's group: only a rule for all resources of the
+		// same group (or any group) covers it.
+		for _, a := range as {
+			if (a.Group == b.Group || a.Group == "*") && len(a.Resources) == 0 && len(a.ResourceNames) == 0 {
+				return true
+			}
+		}
+		return false
+	}
+	for _, r := range b.Resources {
+		ok := false
+		for _, a := range as {
+			if a.Group != b.Group && a.Group != "*" {
+				continue
+			}
+			if len(a.ResourceNames) > 0 && (len(b.ResourceNames) == 0 || !subset(b.ResourceNames, a.ResourceNames)) {
+				continue
+			}
+			if len(a.Resources) == 0 || resourceCovered(r, a.Resources) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func subset(b, a []string) bool {
+	for _, v := range b {
+		if !slices.Contains(a, v) {
+			return false
+		}
+	}
+	return true
+}
+
+// resourceCovered reports whether every request resource pattern r matches
+// is matched by one of the patterns as ("*", "pods/*", "*/status", exact).
+func resourceCovered(r string, as []string) bool {
+	if slices.Contains(as, r) || slices.Contains(as, "*") {
+		return true
+	}
+	base, sub, hasSub := strings.Cut(r, "/")
+	if strings.Contains(base, "*") || strings.Contains(sub, "*") && sub != "*" {
+		return false // a wildcard b only an identical or broader pattern covers
+	}
+	if slices.Contains(as, base+"/*") {
+		return true // "pods/*" matches pods and every pods/SUB
+	}
+	if hasSub && sub != "*" && slices.Contains(as, "*/"+sub) {
+		return true
+	}
+	return false
+}
+
+// urlCovered reports whether every path u matches is matched by one of as.
+func urlCovered(u string, as []string) bool {
+	for _, a := range as {
+		if a == u {
+			return true
+		}
+		if p, ok := strings.CutSuffix(a, "*"); ok && strings.HasPrefix(strings.TrimSuffix(u, "*"), p) {
+			return true
+		}
+	}
+	return false
 }

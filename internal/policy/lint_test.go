@@ -1,8 +1,11 @@
 package policy
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
 
 	"github.com/kubetrail/kubetrail/internal/policy/profiles"
 )
@@ -103,5 +106,110 @@ func TestProfilesLintClean(t *testing.T) {
 				t.Errorf("%s: %s rule %d (line %d): %s", name, f.Code, f.Rule, f.Line, f.Message)
 			}
 		}
+	}
+}
+
+// TestCoversIsSound checks the symbolic subsumption behind
+// unreachable-rule against the exact evaluator: whenever covers(a, b),
+// every generated request b matches must match a too.
+func TestCoversIsSound(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	pick := func(vals []string) []string {
+		var out []string
+		for _, v := range vals {
+			if rng.IntN(3) == 0 {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	users, groups, verbs := []string{"alice", "bob"}, []string{"dev", "ops"}, []string{"get", "list", "create", "*"}
+	nss, grps := []string{"", "prod", "dev"}, []string{"", "apps", "*"}
+	ress := []string{"pods", "pods/exec", "pods/*", "*/status", "*", "deployments", "secrets", "pods/status"}
+	urls := []string{"/healthz", "/healthz*", "/api*", "/metrics"}
+	genRule := func() Rule {
+		r := Rule{Level: audit.LevelMetadata, Users: pick(users), UserGroups: pick(groups), Verbs: pick(verbs), Namespaces: pick(nss)}
+		switch rng.IntN(3) {
+		case 0:
+			for k := 0; k < 1+rng.IntN(2); k++ {
+				gr := GroupResources{Group: grps[rng.IntN(len(grps))], Resources: pick(ress)}
+				if rng.IntN(4) == 0 {
+					gr.ResourceNames = pick([]string{"a", "b"})
+				}
+				r.Resources = append(r.Resources, gr)
+			}
+		case 1:
+			r.NonResourceURLs = pick(urls)
+			r.Namespaces = nil
+		}
+		return r
+	}
+	var reqs []*Request
+	for _, u := range []*UserInfo{nil, {Name: "alice", Groups: []string{"dev"}}, {Name: "bob", Groups: []string{"ops"}}, {Name: "carol"}} {
+		for _, v := range []string{"get", "list", "create", "*", "delete"} {
+			for _, g := range []string{"", "apps", "batch"} {
+				for _, res := range []string{"pods", "deployments", "secrets", "nodes"} {
+					for _, sub := range []string{"", "exec", "status"} {
+						for _, ns := range []string{"", "prod", "dev"} {
+							for _, name := range []string{"", "a", "c"} {
+								reqs = append(reqs, &Request{User: u, Verb: v, APIGroup: g, Resource: res, Subresource: sub, Namespace: ns, Name: name, ResourceRequest: true})
+							}
+						}
+					}
+				}
+			}
+			for _, path := range []string{"/healthz", "/healthz/etcd", "/api", "/apis/apps", "/metrics"} {
+				reqs = append(reqs, &Request{User: u, Verb: v, Path: path})
+			}
+		}
+	}
+	decided := 0
+	for k := 0; k < 15000; k++ {
+		a, b := genRule(), genRule()
+		if !covers(&a, &b) {
+			continue
+		}
+		decided++
+		ea := NewEvaluator(&Policy{Rules: []Rule{a}})
+		eb := NewEvaluator(&Policy{Rules: []Rule{b}})
+		for _, r := range reqs {
+			if eb.Evaluate(r).Rule == 0 && ea.Evaluate(r).Rule != 0 {
+				t.Fatalf("covers(a, b) but a misses a request b matches:\na: %+v\nb: %+v\nrequest: %+v user %+v", a, b, r, r.User)
+			}
+		}
+	}
+	if decided < 300 {
+		t.Errorf("only %d covering pairs in 15000: the generator needs work", decided)
+	}
+	t.Logf("%d covering pairs checked on %d requests each", decided, len(reqs))
+}
+
+func TestLintShadowedRule(t *testing.T) {
+	got := lintCodes(t, `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  users: ["system:kube-proxy"]
+- level: RequestResponse
+  users: ["system:kube-proxy"]
+  verbs: ["watch"]
+  resources:
+  - group: ""
+    resources: ["endpoints"]
+- level: RequestResponse
+  resources:
+  - group: ""
+    resources: ["pods/*"]
+- level: Request
+  verbs: ["create"]
+  resources:
+  - group: ""
+    resources: ["pods/exec", "pods"]
+- level: Metadata
+`)
+	f := got["unreachable-rule"]
+	if len(f) != 2 || f[0].Rule != 1 || f[1].Rule != 3 || !strings.Contains(f[0].Message, "rule 0 above") || !strings.Contains(f[1].Message, "rule 2 above") {
+		t.Errorf("unreachable-rule: %+v", f)
 	}
 }
