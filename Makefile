@@ -38,6 +38,9 @@ fuzz:
 	$(GO) test ./internal/audit -run '^$$' -fuzz FuzzFastDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/wal -run '^$$' -fuzz FuzzScan -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/query -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/policy -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/policy -run '^$$' -fuzz FuzzEvaluateMatchesUpstream -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/setup -run '^$$' -fuzz FuzzCheckManifest -fuzztime $(FUZZTIME)
 
 ## bench: the side-by-side benchmark suite; writes docs/BENCHMARKS.md.
 bench:
