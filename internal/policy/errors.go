@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"slices"
 	"strings"
+
+	"github.com/kubetrail/kubetrail/internal/suggest"
 )
 
 // Error is one problem in a policy file.
@@ -85,53 +87,8 @@ func (l ErrorList) sortByPos() {
 // didYouMean returns "did you mean X?" for the candidate closest to v, or
 // "" when none is close enough to be a likely typo.
 func didYouMean(v string, candidates []string) string {
-	if s := closest(v, candidates); s != "" {
+	if s := suggest.Closest(v, candidates); s != "" {
 		return "did you mean " + s + "?"
 	}
 	return ""
-}
-
-// closest returns the candidate closest to v by case-insensitive edit
-// distance, if it is within a third of v's length (at least 1, at most 3).
-func closest(v string, candidates []string) string {
-	lv := strings.ToLower(v)
-	best, bestD := "", 1<<30
-	for _, c := range candidates {
-		d := editDistance(lv, strings.ToLower(c))
-		if d < bestD {
-			best, bestD = c, d
-		}
-	}
-	limit := min(max(len(v)/3, 1), 3)
-	if bestD > limit {
-		return ""
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b, counting
-// bytes; an adjacent transposition counts as one edit.
-func editDistance(a, b string) int {
-	// Optimal string alignment distance, three rows.
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
 }

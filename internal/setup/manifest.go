@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/kubetrail/kubetrail/internal/suggest"
 )
 
 // Severity ranks a Finding.
@@ -238,7 +240,7 @@ func (c *checker) fields(n *yaml.Node, what string, known []string) {
 			continue
 		}
 		fix := ""
-		if s := closest(k.Value, known); s != "" {
+		if s := suggest.Closest(k.Value, known); s != "" {
 			fix = "did you mean " + s + "?"
 		}
 		c.add(k, SevError, fix, "unknown %s field %q, which the kubelet silently ignores", what, k.Value)
@@ -271,7 +273,7 @@ func (c *checker) volumes(seq *yaml.Node) []*volume {
 				v.hpType, v.typeNode = t.Value, t
 				if !slices.Contains(hostPathTypes, t.Value) {
 					fix := "use one of " + strings.Join(hostPathTypes[1:], ", ")
-					if s := closest(t.Value, hostPathTypes[1:]); s != "" {
+					if s := suggest.Closest(t.Value, hostPathTypes[1:]); s != "" {
 						fix = "did you mean " + s + "?"
 					}
 					c.add(t, SevError, fix, "unknown hostPath type %q", t.Value)
@@ -357,7 +359,7 @@ func (c *checker) mounts(seq *yaml.Node, vols []*volume) []*mount {
 			fix := fmt.Sprintf("add a volume named %q to spec.volumes", m.name)
 			if v := nameless(vols, m.mountPath); v != nil {
 				fix = fmt.Sprintf("add name: %s to the volume at line %d", m.name, v.node.Line)
-			} else if s := closest(m.name, names); s != "" {
+			} else if s := suggest.Closest(m.name, names); s != "" {
 				fix = "did you mean " + s + "?"
 			}
 			c.add(m.nameNode, SevError, fix, "volumeMount %q has no matching volume: the kubelet rejects the pod", m.name)
@@ -403,7 +405,7 @@ func (c *checker) flags(ctr *yaml.Node) map[string]cliFlag {
 			if !knownAuditFlag(name) {
 				known := slices.Clone(auditFlags)
 				fix := ""
-				if s := closest(name, known); s != "" {
+				if s := suggest.Closest(name, known); s != "" {
 					fix = "did you mean --" + s + "?"
 				}
 				c.add(n, SevError, fix, "unknown flag --%s: the API server refuses to start", name)
@@ -621,45 +623,4 @@ func (c *checker) logPath(f cliFlag, flags map[string]cliFlag, mounts []*mount, 
 		c.add(f.node, SevWarning, "add --audit-log-maxage=30 --audit-log-maxbackup=10",
 			"no --audit-log-maxage or --audit-log-maxbackup: rotated files are kept until the disk fills")
 	}
-}
-
-// closest returns the candidate closest to v by case-insensitive edit
-// distance, if it is within a third of v's length (at least 1, at most 3).
-func closest(v string, candidates []string) string {
-	lv := strings.ToLower(v)
-	best, bestD := "", 1<<30
-	for _, c := range candidates {
-		if d := editDistance(lv, strings.ToLower(c)); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	if bestD > min(max(len(v)/3, 1), 3) {
-		return ""
-	}
-	return best
-}
-
-// editDistance is the optimal string alignment distance between a and b.
-func editDistance(a, b string) int {
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
 }
