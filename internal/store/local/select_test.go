@@ -249,20 +249,7 @@ func TestStatsMatchesNaiveCount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rng := rand.New(rand.NewPCG(3, 4))
-	for b := 0; b < 12; b++ {
-		batch := &pipeline.Batch{Cluster: "c", Received: time.Now()}
-		for i := 0; i < 100+b; i++ {
-			batch.Records = append(batch.Records, genEvent(rng, b*200+i))
-		}
-		db.Append(context.Background(), batch)
-	}
-	defer db.Close()
-	r, err := OpenReader(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, _ := readGenerated(t, dir, db, rand.New(rand.NewPCG(3, 4)), 12, func(b int) int { return 100 + b }, 200)
 	for _, tc := range []struct {
 		filter   string
 		by       []Column
@@ -321,20 +308,7 @@ func TestCountMatchingAgreesWithSelect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rng := rand.New(rand.NewPCG(5, 6))
-	for b := 0; b < 10; b++ {
-		batch := &pipeline.Batch{Cluster: "c", Received: time.Now()}
-		for i := 0; i < 100; i++ {
-			batch.Records = append(batch.Records, genEvent(rng, b*100+i))
-		}
-		db.Append(context.Background(), batch)
-	}
-	defer db.Close()
-	r, err := OpenReader(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, rng := readGenerated(t, dir, db, rand.New(rand.NewPCG(5, 6)), 10, func(int) int { return 100 }, 100)
 	now := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
 	for k := 0; k < 200; k++ {
 		src := genFilter(rng, 2)
@@ -425,4 +399,28 @@ func TestSelectWithBloomFilters(t *testing.T) {
 			t.Errorf("name=%s: Select finds %d, a full scan %d", name, got, want)
 		}
 	}
+}
+
+// readGenerated appends batches of generated events (batch b holds
+// perBatch(b) events with ids from b*stride) to the open db, and returns a
+// reader on dir and the generator, for more draws. The db stays open, so
+// the newest events are still in its WAL; it is closed when the test ends.
+func readGenerated(t *testing.T, dir string, db *DB, rng *rand.Rand, batches int, perBatch func(b int) int, stride int) (*Reader, *rand.Rand) {
+	t.Helper()
+	for b := 0; b < batches; b++ {
+		batch := &pipeline.Batch{Cluster: "c", Received: time.Now()}
+		for i := 0; i < perBatch(b); i++ {
+			batch.Records = append(batch.Records, genEvent(rng, b*stride+i))
+		}
+		if _, err := db.Append(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { db.Close() })
+	r, err := OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r, rng
 }
