@@ -84,13 +84,7 @@ func (r *tailRun) stop(t *testing.T) {
 }
 
 func TestTailRotationAndRestart(t *testing.T) {
-	logDir, dataDir := t.TempDir(), t.TempDir()
-	path := filepath.Join(logDir, "audit.log")
-	db, err := local.Open(dataDir, local.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	logDir, path, dataDir, db := tailSetup(t)
 
 	appendLines(t, path, 0, 100)
 	run := startTail(t, db, path, dataDir)
@@ -157,13 +151,7 @@ func TestTailRotationAndRestart(t *testing.T) {
 // between a durable batch and its checkpoint would) and shows that the
 // re-sent lines add nothing.
 func TestTailResendAfterCrashIsDeduplicated(t *testing.T) {
-	logDir, dataDir := t.TempDir(), t.TempDir()
-	path := filepath.Join(logDir, "audit.log")
-	db, err := local.Open(dataDir, local.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	_, path, dataDir, db := tailSetup(t)
 	appendLines(t, path, 0, 80)
 	run := startTail(t, db, path, dataDir)
 	waitStored(t, dataDir, 80)
@@ -208,13 +196,7 @@ func TestTailResendAfterCrashIsDeduplicated(t *testing.T) {
 // than tail looks, while it runs and while it is stopped: the files that
 // rotated before tail reached them are read whole, in order.
 func TestTailSeveralRotationsBetweenLooks(t *testing.T) {
-	logDir, dataDir := t.TempDir(), t.TempDir()
-	path := filepath.Join(logDir, "audit.log")
-	db, err := local.Open(dataDir, local.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	logDir, path, dataDir, db := tailSetup(t)
 	rotate := func(stamp string) {
 		t.Helper()
 		if err := os.Rename(path, filepath.Join(logDir, "audit-2026-11-23T10-00-"+stamp+".log")); err != nil {
@@ -258,4 +240,17 @@ func TestTailSeveralRotationsBetweenLooks(t *testing.T) {
 			t.Fatalf("event %d is %s, want %s", i, id, want)
 		}
 	}
+}
+
+// tailSetup makes a log folder with the path of its audit.log, and a data
+// folder with a store open on it (closed when the test ends).
+func tailSetup(t *testing.T) (logDir, path, dataDir string, db *local.DB) {
+	t.Helper()
+	logDir, dataDir = t.TempDir(), t.TempDir()
+	db, err := local.Open(dataDir, local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return logDir, filepath.Join(logDir, "audit.log"), dataDir, db
 }
