@@ -183,6 +183,7 @@ type Hit struct {
 	seg   *segView
 	r     *Reader
 	ord   int
+	vals  *colRow // the event's column values, computed once when asked
 }
 
 // Column returns a column value of the hit, from the columns or the event.
@@ -193,9 +194,11 @@ func (h *Hit) Column(c Column) string {
 		}
 	}
 	if h.Event != nil {
-		var v [NumColumns]string
-		columnValues(h.Cluster, h.Event, &v)
-		return v[c]
+		if h.vals == nil {
+			h.vals = new(colRow)
+			columnValues(h.Cluster, h.Event, h.vals)
+		}
+		return h.vals[c]
 	}
 	return ""
 }
