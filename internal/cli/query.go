@@ -3,8 +3,10 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -15,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/kubetrail/kubetrail/internal/jq"
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
@@ -27,6 +30,8 @@ func queryCmd(e *env) *cobra.Command {
 		limit                  int
 		count                  bool
 		follow                 bool
+		jqSrc                  string
+		rawOutput              bool
 		remote                 remoteFlags
 	)
 	cmd := &cobra.Command{
@@ -43,10 +48,22 @@ The filter language is documented in docs/query.md; for example:
 Conditions on user, group, as, verb, resource, subresource, ns, name,
 apigroup, apiversion, code, level, stage, ip, peer, ua, decision, reason,
 status, cluster and time are answered from the store's columns; others
-(free text, uri, auditid, annotations, bodies) read the matching events.`,
+(free text, uri, auditid, annotations, bodies) read the matching events.
+
+--jq EXPR runs a jq program on each matching event and prints what it
+yields exactly as 'jq -c EXPR' prints it over the raw audit log: the same
+bytes, in the order the events were stored (the log's order). Conditions
+inside select(...) that the store can answer (==, test, startswith,
+endswith, contains, IN, >= on .responseStatus.code, and/or, .sourceIPs[],
+.user.groups[]) narrow the events through the indexes first; everything
+else is evaluated on every event and is still correct. jq's input, inputs
+and input_line_number are not available: pipe -o jsonl into jq for
+whole-stream programs.`,
 		Example: `  kubetrail query 'verb=delete resource=secrets' --since 24h
   kubetrail query 'subresource in (exec,attach,portforward)' -o wide
-  kubetrail query 'user=alice' -o jsonl | jq .requestURI`,
+  kubetrail query 'user=alice' -o jsonl | jq .requestURI
+  kubetrail query --jq 'select(.objectRef.resource == "secrets") | {user: .user.username, verb}'
+  kubetrail query --since 7d --jq 'select(.sourceIPs[] == "192.168.1.100") | .requestURI' -r`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src := ""
@@ -67,6 +84,34 @@ status, cluster and time are answered from the store's columns; others
 				}
 				sel.Filter = f
 			}
+			var prog *jq.Program
+			if jqSrc != "" {
+				if cmd.Flags().Changed("output") {
+					return fmt.Errorf("--jq prints JSON lines as jq -c does; -o does not apply")
+				}
+				var err error
+				if prog, err = jq.Compile(jqSrc, now); err != nil {
+					var je *jq.Error
+					if errors.As(err, &je) {
+						fmt.Fprintln(e.stderr, je.Format(jqSrc))
+						return exitCode(2)
+					}
+					return err
+				}
+				prog.Raw = rawOutput
+				for _, w := range prog.Warnings {
+					fmt.Fprintf(e.stderr, "kubetrail: warning: --jq: %s; the output may differ in order from jq's\n", w)
+				}
+				if sel.Filter, err = withPushdown(sel.Filter, prog, now); err != nil {
+					return err
+				}
+				if sel.Filter != nil {
+					src = sel.Filter.String()
+				}
+				output = "jq"
+			} else if rawOutput {
+				return fmt.Errorf("-r applies to --jq output only")
+			}
 			var err error
 			if from != "" {
 				since = from
@@ -84,6 +129,7 @@ status, cluster and time are answered from the store's columns; others
 			if err != nil {
 				return err
 			}
+			out.jq, out.errw = prog, e.stderr
 			sel.NeedEvent = out.needsEvent()
 			if sortBy != "time" && sortBy != "-time" {
 				return fmt.Errorf("--sort %q: want time or -time", sortBy)
@@ -99,7 +145,11 @@ status, cluster and time are answered from the store's columns; others
 				return err
 			}
 			defer r.Close()
-			if count {
+			if prog != nil && !cmd.Flags().Changed("sort") {
+				// The log's order, streamed: nothing is held but one event.
+				return out.streamJQ(r, sel, limit, count)
+			}
+			if count && prog == nil {
 				n, err := r.CountMatching(sel)
 				if err != nil {
 					return err
@@ -121,6 +171,9 @@ status, cluster and time are answered from the store's columns; others
 				}
 				return rows[i].time < rows[j].time
 			})
+			if prog != nil {
+				return out.printJQ(rows, limit, count)
+			}
 			if limit > 0 && len(rows) > limit {
 				rows = rows[:limit]
 			}
@@ -138,6 +191,8 @@ status, cluster and time are answered from the store's columns; others
 	f.IntVar(&limit, "limit", 0, "print at most this many events (after sorting); 0 means all")
 	f.BoolVar(&count, "count", false, "print only the number of matching events")
 	f.BoolVarP(&follow, "follow", "f", false, "after the matching events, print new ones as they are stored, until interrupted")
+	f.StringVar(&jqSrc, "jq", "", "run this jq program on each matching event and print its results as 'jq -c' does (see above)")
+	f.BoolVarP(&rawOutput, "raw-output", "r", false, "with --jq: print strings without quotes, as 'jq -r' does")
 	remote.add(cmd)
 	return cmd
 }
@@ -152,9 +207,10 @@ func asQueryError(err error, qe **query.Error) bool {
 
 // row is one event as a printer keeps it until sorting is done.
 type row struct {
-	time  int64
-	cells []string
-	raw   []byte
+	time    int64
+	cells   []string
+	raw     []byte
+	results int // --jq: the number of results raw holds
 }
 
 type printer struct {
@@ -162,6 +218,10 @@ type printer struct {
 	w      io.Writer
 	cols   []local.Column
 	heads  []string
+	jq     *jq.Program // the program for format "jq"
+	errw   io.Writer   // where jq's runtime errors go
+	jqErrs int         // events the program failed on
+	jqN    int         // results in each row, for --limit and --count
 }
 
 var (
@@ -177,7 +237,7 @@ func newPrinter(format string, w io.Writer) (*printer, error) {
 		p.cols = tableCols
 	case "wide":
 		p.cols = wideCols
-	case "json", "jsonl", "yaml":
+	case "json", "jsonl", "yaml", "jq":
 	default:
 		return nil, fmt.Errorf("-o %q: want table, wide, json, jsonl, yaml or csv", format)
 	}
@@ -192,6 +252,10 @@ func (p *printer) needsEvent() bool { return p.cols == nil }
 
 func (p *printer) row(h *local.Hit) row {
 	r := row{time: h.Time}
+	if p.format == "jq" {
+		r.raw, r.results = p.runJQ(h, nil)
+		return r
+	}
 	if p.cols == nil {
 		r.raw = append([]byte(nil), h.Raw...)
 		return r
@@ -245,6 +309,10 @@ func (p *printer) print(rows []row) error {
 	bw := bufio.NewWriterSize(p.w, 1<<16)
 	defer bw.Flush()
 	switch p.format {
+	case "jq":
+		for _, r := range rows {
+			bw.Write(r.raw)
+		}
 	case "jsonl":
 		for _, r := range rows {
 			bw.Write(r.raw)
@@ -310,4 +378,113 @@ func blockStyle(n *yaml.Node) {
 	for _, c := range n.Content {
 		blockStyle(c)
 	}
+}
+
+// withPushdown adds the filter a jq program gives away to the user's.
+func withPushdown(f *query.Filter, prog *jq.Program, now time.Time) (*query.Filter, error) {
+	pd := prog.Pushdown()
+	switch {
+	case pd == nil:
+		return f, nil
+	case f == nil:
+		return prog.Filter(), nil
+	}
+	terms := append(query.Conjuncts(f.Expr()), query.Conjuncts(pd)...)
+	return query.CompileExpr(&query.And{Terms: terms}, now)
+}
+
+// runJQ runs the printer's program on one hit, reporting a runtime error as
+// jq does (on standard error, going on with the next event).
+func (p *printer) runJQ(h *local.Hit, buf []byte) ([]byte, int) {
+	out, n, err := p.jq.Run(context.Background(), h.Raw, buf)
+	if err != nil && err != jq.ErrHalt {
+		p.jqErrs++
+		id := ""
+		if h.Event != nil {
+			id = " " + h.Event.AuditID
+		}
+		fmt.Fprintf(p.errw, "kubetrail: --jq: error (event%s at %s): %v\n", id,
+			time.UnixMicro(h.Time).UTC().Format(time.RFC3339Nano), err)
+	}
+	return out, n
+}
+
+// jqDone ends a --jq run: jq exits 5 when the program failed on an input.
+func (p *printer) jqDone() error {
+	if p.jqErrs > 0 {
+		fmt.Fprintf(p.errw, "kubetrail: --jq: the program failed on %d events\n", p.jqErrs)
+		return exitCode(5)
+	}
+	return nil
+}
+
+var errEnough = errors.New("enough results")
+
+// streamJQ runs the program over the selected events in the order they were
+// stored and prints results as they come: the order jq gives over the log.
+func (p *printer) streamJQ(r *local.Reader, sel local.Selection, limit int, count bool) error {
+	bw := bufio.NewWriterSize(p.w, 1<<16)
+	total := 0
+	var buf []byte
+	err := r.Select(sel, func(h *local.Hit) error {
+		var n int
+		buf, n = p.runJQ(h, buf[:0])
+		if limit > 0 && total+n > limit {
+			buf, n = firstResults(buf, limit-total), limit-total
+		}
+		total += n
+		if !count {
+			bw.Write(buf)
+		}
+		if limit > 0 && total >= limit {
+			return errEnough
+		}
+		return nil
+	})
+	if err != nil && err != errEnough {
+		bw.Flush()
+		return err
+	}
+	if count {
+		fmt.Fprintln(bw, total)
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return p.jqDone()
+}
+
+// printJQ prints the results of sorted rows, at most limit of them.
+func (p *printer) printJQ(rows []row, limit int, count bool) error {
+	total := 0
+	kept := rows[:0]
+	for _, r := range rows {
+		if limit > 0 && total+r.results > limit {
+			r.raw, r.results = firstResults(r.raw, limit-total), limit-total
+		}
+		total += r.results
+		kept = append(kept, r)
+		if limit > 0 && total >= limit {
+			break
+		}
+	}
+	if count {
+		fmt.Fprintln(p.w, total)
+	} else if err := p.print(kept); err != nil {
+		return err
+	}
+	return p.jqDone()
+}
+
+// firstResults keeps the first n lines of a program's results.
+func firstResults(b []byte, n int) []byte {
+	end := 0
+	for range n {
+		i := bytes.IndexByte(b[end:], '\n')
+		if i < 0 {
+			return b
+		}
+		end += i + 1
+	}
+	return b[:end]
 }

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// TestQueryJQMatchesJQ is the seed's acceptance test for --jq: every seed
+// question, run with `kubetrail query --jq` over an imported log, prints the
+// same bytes, in the same order, as `jq -c` over the raw log.
+func TestQueryJQMatchesJQ(t *testing.T) {
+	jqBin, err := exec.LookPath("jq")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("jq is not on PATH (apt-get install jq)")
+		}
+		t.Skip("jq is not on PATH")
+	}
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "audit.log")
+	corpus, err := exec.Command("go", "run", "../../bench/gen", "--events", "20000", "--seed", "3").Output()
+	if err != nil {
+		t.Fatalf("bench/gen: %v", err)
+	}
+	if err := os.WriteFile(logPath, corpus, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := exec.Command(bin, "import", "--data", data, logPath).CombinedOutput(); err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	for _, c := range []struct {
+		prog  string
+		extra []string
+	}{
+		{`select(.objectRef.resource == "secrets")`, nil},
+		{`select(.user.username == "admin")`, nil},
+		{`select(.responseStatus.code >= 400)`, nil},
+		{`select(.objectRef.subresource == "exec")`, nil},
+		{`select(.sourceIPs[] == "192.168.1.100")`, nil},
+		{`select(.objectRef.resource | test("role"))`, nil},
+		{`{user: .user.username, time: .requestReceivedTimestamp}`, nil},
+		{`select(.objectRef.resource == "secrets") | {user: .user.username, verb: .verb, ns: .objectRef.namespace, name: .objectRef.name}`, nil},
+		{`select(.verb == "delete" and .objectRef.resource == "secrets" and .objectRef.namespace == "production" and .objectRef.name == "important")`, nil},
+		{`select(.objectRef.apiGroup == "rbac.authorization.k8s.io" and (.verb == "create" or .verb == "update" or .verb == "patch" or .verb == "delete"))`, nil},
+		{`select(.responseStatus.code == 403) | .user.username`, []string{"-r"}},
+		{`.`, nil},
+	} {
+		args := append([]string{"query", "--data", data, "--jq", c.prog}, c.extra...)
+		cmd := exec.Command(bin, args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		have, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("kubetrail %v: %v\n%s", args, err, stderr.Bytes())
+		}
+		jqArgs := append([]string{"-c"}, c.extra...)
+		want, err := exec.Command(jqBin, append(jqArgs, c.prog, logPath)...).Output()
+		if err != nil {
+			t.Fatalf("jq %s: %v", c.prog, err)
+		}
+		if len(want) == 0 {
+			t.Fatalf("jq prints nothing for %s: the corpus does not exercise it", c.prog)
+		}
+		if !bytes.Equal(have, want) {
+			hl, wl := bytes.Split(have, []byte("\n")), bytes.Split(want, []byte("\n"))
+			for i := range min(len(hl), len(wl)) {
+				if !bytes.Equal(hl[i], wl[i]) {
+					t.Fatalf("%s: line %d differs (kubetrail %d lines, jq %d):\n  kubetrail %s\n  jq        %s", c.prog, i+1, len(hl), len(wl), hl[i], wl[i])
+				}
+			}
+			t.Fatalf("%s: kubetrail printed %d lines, jq %d", c.prog, len(hl), len(wl))
+		}
+		t.Logf("%-70.70s %6d lines identical", c.prog, bytes.Count(want, []byte("\n")))
+	}
+}
