@@ -136,6 +136,31 @@ func (b *columnBuilder) add(t, received int64, v *[NumColumns]string) {
 	b.n++
 }
 
+// appendColumns adds a segment's events from its decoded columns, as
+// compaction merges segments: each dictionary value is looked up once, then
+// only ids are remapped. cols must hold every column with its ids.
+func (b *columnBuilder) appendColumns(cols *[NumColumns]*ColumnData, times, recvs []int64) {
+	for c, cd := range cols {
+		remap := make([]uint32, len(cd.Values))
+		for old, v := range cd.Values {
+			id, ok := b.dicts[c][v]
+			if !ok {
+				val := strings.Clone(v)
+				id = uint32(len(b.vals[c]))
+				b.dicts[c][val] = id
+				b.vals[c] = append(b.vals[c], val)
+			}
+			remap[old] = id
+		}
+		for _, id := range cd.IDs {
+			b.ids[c] = append(b.ids[c], remap[id])
+		}
+	}
+	b.times = append(b.times, times...)
+	b.recvs = append(b.recvs, recvs...)
+	b.n += len(times)
+}
+
 // truncate drops the events after the first n (a failed commit). Their
 // dictionary values stay; unused values are harmless.
 func (b *columnBuilder) truncate(n int) {

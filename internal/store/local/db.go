@@ -78,6 +78,7 @@ type Stats struct {
 	Overloaded atomic.Int64 // batches refused with ErrOverloaded
 	Failed     atomic.Int64 // batches that failed to become durable
 	Sealed     atomic.Int64 // WAL segments sealed into segments
+	Compacted  atomic.Int64 // small segments merged into larger ones
 }
 
 // DB is an open data folder. Append is safe for concurrent use.
@@ -113,6 +114,14 @@ type DB struct {
 	subsMu      sync.Mutex
 	subs        map[*Subscription]struct{}
 	observeSync atomic.Pointer[func(time.Duration)]
+
+	// maintMu runs compaction and retention one at a time; Close waits
+	// for the one running. infos caches segment sizes and time ranges for
+	// them; it is guarded by maintMu.
+	maintMu sync.Mutex
+	infos   map[string]segInfo
+	// crashAt, set by tests, stops a compaction at a step as a crash would.
+	crashAt func(step string) bool
 }
 
 var _ pipeline.Sink = (*DB)(nil)
@@ -182,7 +191,14 @@ func Open(dir string, opts Options) (*DB, error) {
 }
 
 func (db *DB) recover() error {
-	segs, err := listSegments(filepath.Join(db.dir, segmentDir))
+	segDir := filepath.Join(db.dir, segmentDir)
+	if err := removeTemporary(segDir); err != nil {
+		return fmt.Errorf("remove unfinished segments: %w", err)
+	}
+	if err := db.removeSuperseded(); err != nil {
+		return err
+	}
+	segs, err := listSegments(segDir)
 	if err != nil {
 		return err
 	}
@@ -546,6 +562,10 @@ func (db *DB) Close() error {
 	db.wg.Wait()
 	db.closeSubscriptions()
 	db.sealWG.Wait()
+	// A compaction or retention pass stops at its next step; wait for it
+	// before the folder is released.
+	db.maintMu.Lock()
+	db.maintMu.Unlock()
 	err := db.wal.Close()
 	if err2 := db.lock.Close(); err == nil {
 		err = err2

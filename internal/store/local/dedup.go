@@ -29,6 +29,7 @@ type dedupSeg struct {
 	minT, maxT int64
 	keys       map[Key]struct{} // nil until needed
 	used       uint64
+	gone       bool // removed (retention, compaction): its keys must not be loaded
 }
 
 func newDedup(budget int) *dedup {
@@ -138,7 +139,7 @@ func (d *dedup) preload(minT, maxT int64) {
 			continue // contains reads it again and reports the error
 		}
 		d.mu.Lock()
-		if s.keys == nil {
+		if s.keys == nil && !s.gone {
 			d.clock++
 			s.keys, s.used = keys, d.clock
 			d.held += len(keys)
@@ -172,11 +173,61 @@ func segmentKeys(path string) (map[Key]struct{}, error) {
 func (d *dedup) removeSegment(path string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.remove(path)
+}
+
+// remove forgets a segment. The caller holds d.mu.
+func (d *dedup) remove(path string) *dedupSeg {
 	for i, s := range d.segs {
 		if s.path == path {
 			d.held -= len(s.keys)
+			s.gone = true
 			d.segs = append(d.segs[:i], d.segs[i+1:]...)
-			return
+			return s
 		}
+	}
+	return nil
+}
+
+// replaceSegments swaps the inputs of a compaction for its output in one
+// step, so the committer finds every stored event either in the inputs
+// (their files are deleted only after this) or in the output (in place
+// before this). When every input's keys are in memory, the output's are
+// their union and nothing is read again.
+func (d *dedup) replaceSegments(olds []string, path string, minT, maxT int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var keys map[Key]struct{}
+	union := true
+	var removed []*dedupSeg
+	for _, p := range olds {
+		s := d.remove(p)
+		if s == nil || s.keys == nil {
+			union = false
+			continue
+		}
+		removed = append(removed, s)
+	}
+	if union && len(removed) > 0 {
+		n := 0
+		for _, s := range removed {
+			n += len(s.keys)
+		}
+		keys = make(map[Key]struct{}, n)
+		for _, s := range removed {
+			for k := range s.keys {
+				keys[k] = struct{}{}
+			}
+		}
+	}
+	s := &dedupSeg{path: path, minT: minT, maxT: maxT}
+	if keys != nil {
+		d.clock++
+		s.keys, s.used = keys, d.clock
+		d.held += len(keys)
+	}
+	d.segs = append(d.segs, s)
+	if keys != nil {
+		d.evict(s)
 	}
 }

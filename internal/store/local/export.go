@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -44,24 +45,29 @@ func (o ScanOptions) keep(e *entry) bool {
 }
 
 // Scan calls fn for every stored event in arrival order. It reads the folder
-// without locking it, so it works while a writer (kubetrail serve, tail) has
-// it open: it sees every event that was durable when it reached that part of
-// the log, and each event exactly once even when a WAL segment is sealed
-// while it reads.
+// without locking it for writing, so it works while a writer (kubetrail
+// serve, tail) has it open: it sees every event that was durable when it
+// reached that part of the log, and each event exactly once even when a WAL
+// segment is sealed, or segments are compacted or deleted, while it reads.
+// It opens every segment first, so a segment compacted away meanwhile is
+// still read from the file it opened.
 func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("data folder: %w", err)
 	}
 	walPath := filepath.Join(dir, walDir)
 	segPath := filepath.Join(dir, segmentDir)
+	// The WAL first: a WAL segment sealed after this listing is either
+	// read from the WAL or, once gone, from the segment that holds it.
 	walSegs, err := wal.ListSegments(walPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	segs, err := listSegments(segPath)
+	segs, err := openSnapshot(segPath)
 	if err != nil {
 		return err
 	}
+	defer closeSnapshot(segs)
 	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		return err
@@ -74,20 +80,15 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 		}
 		return fn(Stored{Cluster: e.cluster, Received: e.received, Time: e.time, Raw: e.raw})
 	}
-	readSegment := func(s segmentFile) error {
-		r, err := openSegment(s.path)
-		if err != nil {
-			return err
-		}
-		defer r.close()
+	readRange := func(r *segmentReader, lo, hi int) error {
 		if !opts.keepTime(r.meta.MinTime, r.meta.MaxTime) {
 			return nil
 		}
-		return r.scan(dec, func(b blockMeta) bool { return opts.keepTime(b.MinTime, b.MaxTime) }, emit)
+		return r.scanRange(dec, lo, hi, func(b blockMeta) bool { return opts.keepTime(b.MinTime, b.MaxTime) }, emit)
 	}
 	for _, src := range sources(segs, walSegs) {
 		if src.seg != nil {
-			if err := readSegment(*src.seg); err != nil {
+			if err := readRange(src.seg.r, 0, src.seg.r.meta.Count); err != nil {
 				return err
 			}
 			continue
@@ -96,24 +97,41 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 		path := wal.SegmentPath(walPath, seq)
 		_, _, err := wal.Scan(path, func(p []byte) error { return decodeBatch(p, emit) })
 		if errors.Is(err, os.ErrNotExist) {
-			// Sealed since we listed: read the segment that now holds it.
-			s, ok, lerr := sealedAs(segPath, seq)
-			if lerr != nil {
-				return lerr
-			}
-			if !ok {
-				return fmt.Errorf("WAL segment %d vanished and no segment holds it", seq)
-			}
-			if err := readSegment(s); err != nil {
-				return err
-			}
-			continue
+			// Sealed since we listed: read its events from the segment
+			// that now holds them, which compaction may have merged.
+			err = readSealed(segPath, seq, readRange)
 		}
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// readSealed calls read with the segment holding WAL segment seq's events
+// and their ordinals. A WAL segment is removed only once a segment holds
+// its events, or when it had none; the segment may since have been deleted
+// by retention. In both of those cases there is nothing to read.
+func readSealed(segPath string, seq uint64, read func(r *segmentReader, lo, hi int) error) error {
+	unlock := lockSegments(segPath, syscall.LOCK_SH)
+	segs, err := listSegments(segPath)
+	var r *segmentReader
+	for _, s := range segs {
+		if err == nil && s.first <= seq && seq <= s.last {
+			r, err = openSegment(s.path)
+			break
+		}
+	}
+	unlock()
+	if err != nil || r == nil {
+		return err
+	}
+	defer r.close()
+	lo, hi, ok := r.meta.part(seq)
+	if !ok {
+		return nil
+	}
+	return read(r, lo, hi)
 }
 
 // source is one place events are read from, in arrival order: a sealed
@@ -152,18 +170,4 @@ func sources(segs []segmentFile, walSegs []uint64) []source {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return first(out[i]) < first(out[j]) })
 	return out
-}
-
-// sealedAs finds the segment that starts with WAL segment seq.
-func sealedAs(segPath string, seq uint64) (segmentFile, bool, error) {
-	segs, err := listSegments(segPath)
-	if err != nil {
-		return segmentFile{}, false, err
-	}
-	for _, s := range segs {
-		if s.first == seq {
-			return s, true, nil
-		}
-	}
-	return segmentFile{}, false, nil
 }

@@ -2,10 +2,14 @@ package local
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
+
+	"github.com/kubetrail/kubetrail/internal/pipeline"
 )
 
 // Retention bounds what the store keeps. Whole segments go, oldest first;
@@ -21,55 +25,64 @@ type Retention struct {
 
 // Enforce deletes the segments the retention rules say to drop and returns
 // how many it deleted and their bytes. Readers that have a deleted segment
-// open keep reading it (the file goes when they close it).
+// open keep reading it (the file goes when they close it). It runs one at a
+// time with Compact.
 func (db *DB) Enforce(r Retention, now time.Time) (int, int64, error) {
 	if r.MaxAge <= 0 && r.MaxBytes <= 0 {
 		return 0, 0, nil
 	}
-	segs, err := listSegments(filepath.Join(db.dir, segmentDir))
+	db.maintMu.Lock()
+	defer db.maintMu.Unlock()
+	if db.closed.Load() {
+		return 0, 0, pipeline.ErrClosed
+	}
+	segDir := filepath.Join(db.dir, segmentDir)
+	segs, err := listSegments(segDir)
 	if err != nil {
 		return 0, 0, err
 	}
-	type seg struct {
-		segmentFile
-		size, maxT int64
+	all, err := db.segInfos(segs)
+	if err != nil {
+		return 0, 0, err
 	}
-	var all []seg
 	var total int64
-	for _, s := range segs {
-		st, err := os.Stat(s.path)
-		if err != nil {
-			continue // sealed and compacted away meanwhile
-		}
-		rd, err := openSegment(s.path)
-		if err != nil {
-			return 0, 0, err
-		}
-		all = append(all, seg{s, st.Size(), rd.meta.MaxTime})
-		rd.close()
-		total += st.Size()
+	for _, s := range all {
+		total += s.size
 	}
 	// Oldest data first: by newest event, then by arrival.
 	sort.SliceStable(all, func(i, j int) bool { return all[i].maxT < all[j].maxT })
 	cutoff := now.Add(-r.MaxAge).UnixMicro()
-	n, freed := 0, int64(0)
+	var drop []segInfo
+	var freed int64
 	for _, s := range all {
 		tooOld := r.MaxAge > 0 && s.maxT < cutoff
 		tooBig := r.MaxBytes > 0 && total-freed > r.MaxBytes
 		if !tooOld && !tooBig {
 			continue
 		}
+		drop = append(drop, s)
+		freed += s.size
+	}
+	if len(drop) == 0 {
+		return 0, 0, nil
+	}
+	// Under the folder lock, so that a reader listing meanwhile still sees
+	// every segment it does not see deleted.
+	unlock := lockSegments(segDir, syscall.LOCK_EX)
+	n, freed := 0, int64(0)
+	for _, s := range drop {
 		db.dd.removeSegment(s.path)
+		delete(db.infos, s.path)
 		if err := os.Remove(s.path); err != nil {
+			unlock()
 			return n, freed, err
 		}
 		n++
 		freed += s.size
 	}
-	if n > 0 {
-		db.log.Info("retention deleted segments", "segments", n, "bytes", freed, "max_age", r.MaxAge, "max_bytes", r.MaxBytes)
-	}
-	return n, freed, syncDir(filepath.Join(db.dir, segmentDir))
+	unlock()
+	db.log.Info("retention deleted segments", "segments", n, "bytes", freed, "max_age", r.MaxAge, "max_bytes", r.MaxBytes)
+	return n, freed, syncDir(segDir)
 }
 
 // RunRetention enforces r every interval until ctx ends.
@@ -80,7 +93,7 @@ func (db *DB) RunRetention(ctx context.Context, r Retention, interval time.Durat
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if _, _, err := db.Enforce(r, time.Now()); err != nil {
+		if _, _, err := db.Enforce(r, time.Now()); err != nil && !errors.Is(err, pipeline.ErrClosed) {
 			db.log.Error("retention", "err", err)
 		}
 		select {

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -56,6 +57,34 @@ type segmentMeta struct {
 	Columns  []columnMeta `json:"columns"`
 	Time     columnMeta   `json:"time"`
 	Received columnMeta   `json:"received"`
+	// Parts, in a compacted segment, say where the events of each WAL
+	// segment it holds are, so that a reader that listed a WAL segment
+	// before it was sealed and compacted reads just its events. A segment
+	// sealed from one WAL segment has none: it is one part.
+	Parts []walPart `json:"parts,omitempty"`
+}
+
+// walPart is where one WAL segment's events are in a compacted segment.
+type walPart struct {
+	WAL   uint64 `json:"wal"`
+	First int    `json:"first"` // segment ordinal of its first event
+	Count int    `json:"count"`
+}
+
+// part returns the ordinals [lo, hi) of WAL segment seq's events.
+func (m *segmentMeta) part(seq uint64) (lo, hi int, ok bool) {
+	if len(m.Parts) == 0 {
+		if m.WALFirst == seq && m.WALLast == seq {
+			return 0, m.Count, true
+		}
+		return 0, 0, false
+	}
+	for _, p := range m.Parts {
+		if p.WAL == seq {
+			return p.First, p.First + p.Count, true
+		}
+	}
+	return 0, 0, false
 }
 
 type blockMeta struct {
@@ -89,9 +118,19 @@ func segmentRange(name string) (first, last uint64, ok bool) {
 type segmentFile struct {
 	path        string
 	first, last uint64
+	r           *segmentReader // set once opened by openSnapshot
 }
 
+// listSegments returns the segments that hold events, by first WAL segment:
+// every segment file except those a compacted segment supersedes.
 func listSegments(dir string) ([]segmentFile, error) {
+	all, err := listSegmentFiles(dir)
+	live, _ := splitSuperseded(all)
+	return live, err
+}
+
+// listSegmentFiles returns every segment file, superseded ones included.
+func listSegmentFiles(dir string) ([]segmentFile, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -105,8 +144,92 @@ func listSegments(dir string) ([]segmentFile, error) {
 			out = append(out, segmentFile{path: filepath.Join(dir, e.Name()), first: f, last: l})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].first < out[j].first })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].first != out[j].first {
+			return out[i].first < out[j].first
+		}
+		return out[i].last > out[j].last
+	})
 	return out, nil
+}
+
+// splitSuperseded separates the segments whose WAL range lies inside
+// another segment's from the rest. Compaction renames its output into place
+// before it deletes its inputs (docs/adr/0005-compaction.md), so for a
+// moment, or after a crash, both are on disk: the output, which holds every
+// event of its inputs, wins. A segment sealed from the WAL can never lie
+// inside a compacted one, because compaction only merges segments below the
+// oldest WAL segment still on disk. segs must be sorted as listSegmentFiles
+// sorts them.
+func splitSuperseded(segs []segmentFile) (live, superseded []segmentFile) {
+	var reach uint64
+	for i, s := range segs {
+		if i > 0 && s.last <= reach {
+			superseded = append(superseded, s)
+			continue
+		}
+		live = append(live, s)
+		reach = max(reach, s.last)
+	}
+	return live, superseded
+}
+
+// lockSegments takes a flock on the segments folder: shared (LOCK_SH) for a
+// reader while it lists and opens segments, exclusive (LOCK_EX) for the
+// writer while it deletes segments (compaction, retention). A directory
+// listing that runs while files are renamed in and deleted may miss both
+// the new and the old file; under the lock a reader sees, and opens, either
+// the inputs of a compaction or its output. Once open, a segment stays
+// readable after it is deleted. When the folder cannot be locked (it does
+// not exist, or the file system has no flock) the caller goes on unlocked.
+func lockSegments(dir string, how int) (unlock func()) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return func() {}
+	}
+	for {
+		err = syscall.Flock(int(d.Fd()), how)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		d.Close()
+		return func() {}
+	}
+	return func() {
+		syscall.Flock(int(d.Fd()), syscall.LOCK_UN)
+		d.Close()
+	}
+}
+
+// openSnapshot lists the live segments and opens them all under a shared
+// lock, so the set is consistent however compaction and retention change
+// the folder meanwhile. The caller must close each segment's r.
+func openSnapshot(dir string) ([]segmentFile, error) {
+	unlock := lockSegments(dir, syscall.LOCK_SH)
+	defer unlock()
+	segs, err := listSegments(dir)
+	if err != nil {
+		return nil, err
+	}
+	for i := range segs {
+		r, err := openSegment(segs[i].path)
+		if err != nil {
+			closeSnapshot(segs[:i])
+			return nil, err
+		}
+		segs[i].r = r
+	}
+	return segs, nil
+}
+
+func closeSnapshot(segs []segmentFile) {
+	for _, s := range segs {
+		if s.r != nil {
+			s.r.close()
+		}
+	}
 }
 
 // segmentWriter builds one segment file.
@@ -124,7 +247,15 @@ type segmentWriter struct {
 	bm       blockMeta
 	off      int64
 	comp     []byte
+	// crashAt, set by tests, is asked at each step of finish; true stops
+	// there as a crash would, leaving the files as they are.
+	crashAt func(step string) bool
 }
+
+// errCrash is what a simulated crash returns.
+var errCrash = errors.New("simulated crash")
+
+func (w *segmentWriter) crashed(step string) bool { return w.crashAt != nil && w.crashAt(step) }
 
 func newSegmentWriter(dir string, first, last uint64, enc *zstd.Encoder) (*segmentWriter, error) {
 	final := filepath.Join(dir, segmentName(first, last))
@@ -238,11 +369,17 @@ func (w *segmentWriter) finish(noSync bool) (string, error) {
 		w.abort()
 		return "", fmt.Errorf("write segment: %w", err)
 	}
+	if w.crashed("written") {
+		return "", errCrash
+	}
 	if !noSync {
 		if err := w.f.Sync(); err != nil {
 			w.abort()
 			return "", fmt.Errorf("sync segment: %w", err)
 		}
+	}
+	if w.crashed("synced") {
+		return "", errCrash
 	}
 	if err := w.f.Close(); err != nil {
 		os.Remove(w.tmp)
@@ -251,6 +388,9 @@ func (w *segmentWriter) finish(noSync bool) (string, error) {
 	if err := os.Rename(w.tmp, w.final); err != nil {
 		os.Remove(w.tmp)
 		return "", fmt.Errorf("rename segment: %w", err)
+	}
+	if w.crashed("renamed") {
+		return "", errCrash
 	}
 	if !noSync {
 		if err := syncDir(filepath.Dir(w.final)); err != nil {
@@ -332,9 +472,17 @@ func (r *segmentReader) close() error { return r.f.Close() }
 // scan calls fn for each event of the blocks that keep reports true for, in
 // order. The entry's raw bytes are valid only during the call.
 func (r *segmentReader) scan(dec *zstd.Decoder, keep func(blockMeta) bool, fn func(entry) error) error {
+	return r.scanRange(dec, 0, r.meta.Count, keep, fn)
+}
+
+// scanRange is scan limited to the events of ordinals [lo, hi).
+func (r *segmentReader) scanRange(dec *zstd.Decoder, lo, hi int, keep func(blockMeta) bool, fn func(entry) error) error {
+	want := func(b blockMeta) bool {
+		return b.First < hi && b.First+b.Count > lo && (keep == nil || keep(b))
+	}
 	need := false
 	for _, b := range r.meta.Blocks {
-		if keep == nil || keep(b) {
+		if want(b) {
 			need = true
 		}
 	}
@@ -355,7 +503,7 @@ func (r *segmentReader) scan(dec *zstd.Decoder, keep func(blockMeta) bool, fn fu
 	}
 	var comp, plain []byte
 	for _, b := range r.meta.Blocks {
-		if keep != nil && !keep(b) {
+		if !want(b) {
 			continue
 		}
 		if int64(cap(comp)) < b.Len {
@@ -374,8 +522,10 @@ func (r *segmentReader) scan(dec *zstd.Decoder, keep func(blockMeta) bool, fn fu
 			if nl < 0 || i >= len(times) {
 				return fmt.Errorf("block at %d: event %d is cut short", b.Off, i)
 			}
-			if err := fn(entry{cluster: cl.Values[cl.IDs[i]], received: recvs[i], time: times[i], raw: p[:nl]}); err != nil {
-				return err
+			if i >= lo && i < hi {
+				if err := fn(entry{cluster: cl.Values[cl.IDs[i]], received: recvs[i], time: times[i], raw: p[:nl]}); err != nil {
+					return err
+				}
 			}
 			p = p[nl+1:]
 		}

@@ -70,21 +70,23 @@ func OpenReader(dir string) (*Reader, error) {
 }
 
 func (r *Reader) load(dir, walPath string) error {
+	// The WAL first: a WAL segment sealed after this listing is in the
+	// segments listed next, or its file is gone and load starts again.
 	walSegs, err := wal.ListSegments(walPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	segs, err := listSegments(filepath.Join(dir, segmentDir))
+	segs, err := openSnapshot(filepath.Join(dir, segmentDir))
 	if err != nil {
 		return err
 	}
+	// Every segment goes in r.segs at once, so Close closes them all
+	// whatever fails next.
+	for _, s := range segs {
+		r.segs = append(r.segs, &segView{r: s.r})
+	}
 	for _, src := range sources(segs, walSegs) {
 		if src.seg != nil {
-			sr, err := openSegment(src.seg.path)
-			if err != nil {
-				return err
-			}
-			r.segs = append(r.segs, &segView{r: sr})
 			continue
 		}
 		_, _, err := wal.Scan(wal.SegmentPath(walPath, src.wal), func(p []byte) error {
