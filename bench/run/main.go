@@ -1,17 +1,16 @@
 // Command run is kubetrail's benchmark suite: it builds a corpus, runs
-// kubetrail beside the tools people use today on the same data in the same
-// run, checks that both sides agree before it reports a time, and writes
-// docs/BENCHMARKS.md. `make bench-quick` and `make bench` call it.
+// kubetrail beside the tools people use today (jq, gojq, gzip, zstd,
+// DuckDB, the upstream policy evaluator) on the same data in the same run,
+// checks that both sides agree before it reports a time, and writes
+// docs/BENCHMARKS.md. `make bench-quick` and `make bench` call it through
+// bench/run.sh.
 package main
 
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,12 +22,27 @@ import (
 	"time"
 )
 
+// slowPassesAbove is the corpus size from which jq and gojq, which take a
+// minute or more per pass over the file, get a single pass instead of
+// s.runs, so that `make bench` stays within its 45 minutes.
+const slowPassesAbove = 500_000
+
 type suite struct {
 	work    string
-	bin     string // folder with kubetrail, gen, webhookload
+	bin     string // folder with kubetrail, gen, webhookload, duckbench
 	runs    int
+	sizes   []int // corpus sizes when --sizes overrides the mode's
 	out     strings.Builder
 	corpora []corpus
+	// fig holds the figures the growth table compares across corpora.
+	fig figures
+	// took is each section's wall time, for the run-time table.
+	took []section
+}
+
+type section struct {
+	name string
+	d    time.Duration
 }
 
 type corpus struct {
@@ -40,12 +54,23 @@ type corpus struct {
 }
 
 func main() {
-	mode := flag.String("mode", "quick", "quick (200k events) or full (200k and 1M events, ~1.2 GiB)")
+	mode := flag.String("mode", "quick", "quick (200k events), full (200k and 2M events, ~2.5 GiB) or policy (the policy evaluator only, printed)")
 	work := flag.String("work", filepath.Join(os.TempDir(), "kubetrail-bench"), "scratch folder (corpora are cached here)")
 	out := flag.String("out", "docs/BENCHMARKS.md", "report to write")
 	runs := flag.Int("runs", 3, "runs per measurement; the median is reported")
+	sizes := flag.String("sizes", "", "comma-separated corpus sizes in events, instead of the mode's (for trying the suite on small corpora)")
 	flag.Parse()
 	s := &suite{work: *work, bin: filepath.Join(*work, "bin"), runs: *runs}
+	if *sizes != "" {
+		for _, f := range strings.Split(*sizes, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1000 {
+				fmt.Fprintf(os.Stderr, "bench: --sizes %q: want event counts of at least 1000\n", *sizes)
+				os.Exit(2)
+			}
+			s.sizes = append(s.sizes, n)
+		}
+	}
 	if err := s.main(*mode, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -53,38 +78,34 @@ func main() {
 }
 
 func (s *suite) main(mode, out string) error {
+	start := time.Now()
+	var sizes []int
+	switch mode {
+	case "quick":
+		sizes = []int{200_000}
+	case "full":
+		sizes = []int{200_000, 2_000_000}
+	case "policy":
+	default:
+		return fmt.Errorf("--mode %q: want quick, full or policy", mode)
+	}
+	if s.sizes != nil && mode != "policy" {
+		sizes = s.sizes
+	}
 	if err := os.MkdirAll(s.bin, 0o755); err != nil {
 		return err
 	}
-	for _, p := range []string{"cmd/kubetrail", "bench/gen", "bench/webhookload"} {
-		name := filepath.Base(p)
-		if err := run("go", "build", "-o", filepath.Join(s.bin, name), "./"+p); err != nil {
-			return err
-		}
-	}
-	if _, err := exec.LookPath("gojq"); err != nil {
-		if err := run("go", "install", "github.com/itchyny/gojq/cmd/gojq@v0.12.17"); err != nil {
-			return fmt.Errorf("install gojq: %w", err)
-		}
-	}
-	for _, tool := range []string{"jq", "zstd", "gzip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s is not installed (bench/run.sh installs it)", tool)
-		}
-	}
-	sizes := []int{200_000}
-	if mode == "policy" {
-		sizes = nil
-	}
-	if mode == "full" {
-		sizes = append(sizes, 1_000_000)
+	if err := s.section("build", func() error { return s.build(mode != "policy") }); err != nil {
+		return err
 	}
 	for _, n := range sizes {
-		c, err := s.corpus(n)
-		if err != nil {
+		if err := s.section("corpus "+sizeName(n), func() error {
+			c, err := s.corpus(n)
+			s.corpora = append(s.corpora, c)
+			return err
+		}); err != nil {
 			return err
 		}
-		s.corpora = append(s.corpora, c)
 	}
 	if mode == "policy" {
 		if err := s.policy(); err != nil {
@@ -94,26 +115,75 @@ func (s *suite) main(mode, out string) error {
 		return nil
 	}
 	s.header(mode)
-	if err := s.policy(); err != nil {
+	if err := s.section("policy evaluation", s.policy); err != nil {
 		return err
 	}
-	for _, c := range s.corpora {
-		if err := s.ingest(c); err != nil {
+	for i, c := range s.corpora {
+		if err := s.section("ingest and storage "+c.name, func() error { return s.ingest(i, c) }); err != nil {
 			return err
 		}
-		if err := s.queries(c); err != nil {
+		if err := s.section("questions and statistics "+c.name, func() error { return s.queries(i, c) }); err != nil {
 			return err
 		}
 	}
+	s.growth()
+	s.runTime(time.Since(start))
 	if err := os.WriteFile(out, []byte(s.out.String()), 0o644); err != nil {
 		return err
 	}
-	fmt.Println("wrote", out)
+	fmt.Printf("wrote %s in %s\n", out, time.Since(start).Round(time.Second))
 	return nil
 }
 
+// section runs one part of the suite and records its wall time.
+func (s *suite) section(name string, fn func() error) error {
+	fmt.Fprintf(os.Stderr, "bench: %s...\n", name)
+	t0 := time.Now()
+	err := fn()
+	d := time.Since(t0)
+	s.took = append(s.took, section{name, d})
+	fmt.Fprintf(os.Stderr, "bench: %s took %s\n", name, d.Round(100*time.Millisecond))
+	return err
+}
+
+// build compiles kubetrail and the helpers into s.bin, installs gojq if
+// it is missing, and, for the comparisons, the DuckDB side (its own module,
+// cgo).
+func (s *suite) build(duck bool) error {
+	for _, p := range []string{"cmd/kubetrail", "bench/gen", "bench/webhookload"} {
+		if err := run("", nil, "go", "build", "-o", filepath.Join(s.bin, filepath.Base(p)), "./"+p); err != nil {
+			return fmt.Errorf("go build ./%s: %w", p, err)
+		}
+	}
+	if duck {
+		if err := run("bench/duckdb", []string{"CGO_ENABLED=1"}, "go", "build", "-o", filepath.Join(s.bin, "duckbench"), "."); err != nil {
+			return fmt.Errorf("build bench/duckdb (needs gcc; bench/run.sh installs it): %w", err)
+		}
+	}
+	if _, err := exec.LookPath("gojq"); err != nil {
+		if err := run("", nil, "go", "install", "github.com/itchyny/gojq/cmd/gojq@v0.12.17"); err != nil {
+			return fmt.Errorf("install gojq: %w", err)
+		}
+	}
+	for _, tool := range []string{"jq", "gojq", "zstd", "gzip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is not installed (bench/run.sh installs it)", tool)
+		}
+	}
+	return nil
+}
+
+func sizeName(n int) string {
+	if n%1_000_000 == 0 {
+		return fmt.Sprintf("%dM", n/1_000_000)
+	}
+	return fmt.Sprintf("%dk", n/1000)
+}
+
+// corpus generates audit-N.log in the work folder unless it is there
+// already (with its .stats, written last).
 func (s *suite) corpus(n int) (corpus, error) {
-	c := corpus{name: fmt.Sprintf("%dk", n/1000), path: filepath.Join(s.work, fmt.Sprintf("audit-%d.log", n)), events: n}
+	c := corpus{name: sizeName(n), path: filepath.Join(s.work, fmt.Sprintf("audit-%d.log", n)), events: n}
 	statsPath := c.path + ".stats"
 	if _, err := os.Stat(statsPath); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: generating %d events\n", n)
@@ -125,20 +195,24 @@ func (s *suite) corpus(n int) (corpus, error) {
 		cmd := exec.Command(filepath.Join(s.bin, "gen"), "--events", strconv.Itoa(n), "--seed", "1", "--stats")
 		cmd.Stdout, cmd.Stderr = f, &stats
 		err = cmd.Run()
-		f.Close()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
 		if err != nil {
 			return c, fmt.Errorf("gen: %w: %s", err, stats.String())
 		}
-		os.WriteFile(statsPath, stats.Bytes(), 0o644)
+		if err := os.WriteFile(statsPath, stats.Bytes(), 0o644); err != nil {
+			return c, err
+		}
 	}
 	st, err := os.Stat(c.path)
 	if err != nil {
 		return c, err
 	}
 	c.bytes = st.Size()
-	b, _ := os.ReadFile(statsPath)
+	b, err := os.ReadFile(statsPath)
 	c.stats = string(b)
-	return c, nil
+	return c, err
 }
 
 func (s *suite) header(mode string) {
@@ -149,215 +223,43 @@ func (s *suite) header(mode string) {
 	fmt.Fprintf(w, "| date | %s |\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(w, "| CPU | %s |\n| cores | %d |\n| memory | %s |\n", cpuModel(), runtime.NumCPU(), memTotal())
 	fmt.Fprintf(w, "| go | %s |\n", strings.TrimSpace(output("go", "version")))
-	fmt.Fprintf(w, "| jq | %s |\n| gojq | %s |\n| zstd | %s |\n", firstLine(output("jq", "--version")), firstLine(output("gojq", "--version")), firstLine(output("zstd", "--version")))
-	fmt.Fprintf(w, "| runs | median of %d |\n\n", s.runs)
+	fmt.Fprintf(w, "| jq | %s |\n| gojq | %s |\n| zstd | %s |\n| gzip | %s |\n", firstLine(output("jq", "--version")), firstLine(output("gojq", "--version")),
+		firstLine(output("zstd", "--version")), firstLine(output("gzip", "--version")))
+	fmt.Fprintf(w, "| DuckDB | %s (github.com/duckdb/duckdb-go/v2 v2.10506.0, bench/duckdb) |\n", firstLine(output(filepath.Join(s.bin, "duckbench"), "version")))
+	fmt.Fprintf(w, "| runs | median of %d unless a table says otherwise; jq and gojq make a single pass over corpora above %s events |\n\n", s.runs, sizeName(slowPassesAbove))
 	fmt.Fprintf(w, "## Corpora\n\nGenerated by `go run ./bench/gen --events N --seed 1` (see bench/README.md for the mix).\n\n")
 	for _, c := range s.corpora {
 		fmt.Fprintf(w, "### %s events: %s, %.0f bytes per event\n\n```\n%s```\n\n", c.name, human(c.bytes), float64(c.bytes)/float64(c.events), c.stats)
 	}
 }
 
-// ingest measures import and webhook ingest beside jq and gojq merely
-// parsing the same file, and storage beside gzip and zstd.
-func (s *suite) ingest(c corpus) error {
+// runTime writes how long each section of this run took.
+func (s *suite) runTime(total time.Duration) {
 	w := &s.out
-	fmt.Fprintf(w, "## Ingest, %s events (%s)\n\n", c.name, human(c.bytes))
-	kt := filepath.Join(s.bin, "kubetrail")
-	var rows []row
-
-	// jq and gojq only parse and print: the least a jq-based pipeline does.
-	for _, tool := range []string{"jq", "gojq"} {
-		m, err := s.measure(func(i int) (string, *exec.Cmd) {
-			return "", shell(fmt.Sprintf("%s -c . %s | wc -l", tool, c.path))
-		}, strconv.Itoa(c.events))
-		if err != nil {
-			return fmt.Errorf("%s: %w", tool, err)
-		}
-		m.what, m.cmd = tool+" parse", fmt.Sprintf("%s -c . audit.log >/dev/null", tool)
-		rows = append(rows, m)
+	fmt.Fprintf(w, "## Run time\n\nWall time of each part of this run (building included; a fresh machine also downloads modules and installs packages first, see bench/README.md).\n\n| part | time |\n|---|---|\n")
+	for _, t := range s.took {
+		fmt.Fprintf(w, "| %s | %s |\n", t.name, t.d.Round(time.Second))
 	}
-	imp, err := s.measure(func(i int) (string, *exec.Cmd) {
-		dir := filepath.Join(s.work, "data-import")
-		os.RemoveAll(dir)
-		return dir, exec.Command(kt, "import", "--progress", "never", "--data", dir, c.path)
-	}, "")
-	if err != nil {
-		return fmt.Errorf("import: %w", err)
-	}
-	// Check: the store holds every event, byte for byte what was read.
-	dir := filepath.Join(s.work, "data-import")
-	if err := s.checkExport(kt, dir, c); err != nil {
-		return err
-	}
-	imp.what, imp.cmd = "kubetrail import (parsed, de-duplicated, compressed, fsync'd)", "kubetrail import audit.log"
-	rows = append(rows, imp)
-	stored := dirSize(dir)
-
-	hook, err := s.webhook(kt, c)
-	if err != nil {
-		return err
-	}
-	rows = append(rows, hook)
-
-	// policy simulate replays the file under the recommended policy.
-	pol := filepath.Join(s.work, "recommended.yaml")
-	if out, err := exec.Command(kt, "policy", "init", "--profile", "recommended").Output(); err == nil {
-		os.WriteFile(pol, out, 0o644)
-	}
-	sim, err := s.measure(func(int) (string, *exec.Cmd) {
-		return "", exec.Command(kt, "policy", "simulate", pol, "--log", c.path)
-	}, "")
-	if err != nil {
-		return fmt.Errorf("policy simulate: %w", err)
-	}
-	sim.what, sim.cmd = "kubetrail policy simulate (replay under the recommended policy)", "kubetrail policy simulate recommended.yaml --log audit.log"
-	rows = append(rows, sim)
-
-	jqMedian := rows[0].median
-	fmt.Fprintf(w, "| what | command | median | events/s | MB/s | vs jq | peak RSS |\n|---|---|---|---|---|---|---|\n")
-	for _, r := range rows {
-		fmt.Fprintf(w, "| %s | `%s` | %.2f s | %s | %.0f | %.1fx | %s |\n", r.what, r.cmd, r.median.Seconds(),
-			commas(float64(c.events)/r.median.Seconds()), float64(c.bytes)/1e6/r.median.Seconds(), jqMedian.Seconds()/r.median.Seconds(), human(r.rss))
-	}
-	fmt.Fprintf(w, "\nTargets: webhook >= 100,000 events/s with durable acks and import >= 5x faster than jq parsing (issue 2); policy simulate faster than jq parsing (issue 4).\n\n")
-
-	gz, err := pipeSize(fmt.Sprintf("gzip -6 -c %s", c.path))
-	if err != nil {
-		return err
-	}
-	zs, err := pipeSize(fmt.Sprintf("zstd -3 -T1 -c %s", c.path))
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "### Storage, %s events\n\n| what | bytes | bytes/event | vs raw |\n|---|---|---|---|\n", c.name)
-	for _, r := range []struct {
-		what string
-		n    int64
-	}{{"raw JSON lines", c.bytes}, {"gzip -6", gz}, {"zstd -3", zs}, {"kubetrail data folder (exact original bytes kept)", stored}} {
-		fmt.Fprintf(w, "| %s | %s | %.0f | %.3f |\n", r.what, human(r.n), float64(r.n)/float64(c.events), float64(r.n)/float64(c.bytes))
-	}
-	fmt.Fprintln(w)
-	return nil
+	fmt.Fprintf(w, "| **total** | **%s** |\n", total.Round(time.Second))
 }
 
-// policy runs the policy evaluator's benchmark beside upstream's
-// k8s.io/apiserver evaluator on the same 30-rule policy and request mix,
-// in one go test run.
-func (s *suite) policy() error {
-	out, err := exec.Command("go", "test", "-run", "^$", "-bench", "^Benchmark(Evaluate|Upstream)$", "-benchmem", "-count", "5", "./internal/policy/").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("policy benchmark: %v\n%s", err, out)
-	}
-	type res struct{ ns, allocs []float64 }
-	got := map[string]*res{}
-	for _, l := range strings.Split(string(out), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 8 || !strings.HasPrefix(f[0], "Benchmark") {
-			continue
-		}
-		name := strings.TrimPrefix(strings.SplitN(f[0], "-", 2)[0], "Benchmark")
-		ns, _ := strconv.ParseFloat(f[2], 64)
-		allocs, _ := strconv.ParseFloat(f[6], 64)
-		if got[name] == nil {
-			got[name] = &res{}
-		}
-		got[name].ns = append(got[name].ns, ns)
-		got[name].allocs = append(got[name].allocs, allocs)
-	}
-	med := func(v []float64) float64 {
-		v = append([]float64(nil), v...)
-		sort.Float64s(v)
-		return v[len(v)/2]
-	}
-	kt, up := got["Evaluate"], got["Upstream"]
-	if kt == nil || up == nil {
-		return fmt.Errorf("policy benchmark printed no results:\n%s", out)
-	}
-	w := &s.out
-	fmt.Fprintf(w, "## Policy evaluation\n\n`go test -run '^$' -bench '^Benchmark(Evaluate|Upstream)$' -benchmem -count 5 ./internal/policy/`: a 30-rule policy (internal/policy/testdata/recommended-30.good.yaml) over a realistic request mix, kubetrail beside upstream `k8s.io/apiserver/pkg/audit/policy` v0.37.2 in the same run (medians of 5); the differential tests prove both decide the same.\n\n")
-	fmt.Fprintf(w, "| evaluator | ns/op | allocs/op |\n|---|---|---|\n")
-	fmt.Fprintf(w, "| kubetrail | %.1f | %.0f |\n| upstream | %.1f | %.0f |\n\n", med(kt.ns), med(kt.allocs), med(up.ns), med(up.allocs))
-	fmt.Fprintf(w, "kubetrail is %.1fx faster. Target (issue 4): >= 5x and 0 allocations.\n\n", med(up.ns)/med(kt.ns))
-	return nil
-}
-
-// question is one of the seed's investigation questions, asked of
-// kubetrail and of jq, which must agree on the count.
-type question struct {
-	what, filter, jq string
-}
-
-var questions = []question{
-	{"who deleted secret important in production", "verb=delete resource=secrets ns=production name=important",
-		`select(.verb == "delete" and .objectRef.resource == "secrets" and .objectRef.namespace == "production" and .objectRef.name == "important")`},
-	{"secret access", "resource=secrets", `select(.objectRef.resource == "secrets")`},
-	{"one user's actions", "user=admin", `select(.user.username == "admin")`},
-	{"failed requests", "code>=400", `select(.responseStatus.code >= 400)`},
-	{"exec into pods", "subresource=exec", `select(.objectRef.subresource == "exec")`},
-	{"requests from an IP", "ip=192.168.1.100", `select(any(.sourceIPs[]?; . == "192.168.1.100"))`},
-	{"RBAC changes", "apigroup=rbac.authorization.k8s.io verb in (create,update,patch,delete)",
-		`select(.objectRef.apiGroup == "rbac.authorization.k8s.io" and (.verb == "create" or .verb == "update" or .verb == "patch" or .verb == "delete"))`},
-}
-
-// queries asks the seed's questions of the store that ingest built and of
-// jq and gojq over the file; each side must count the same events.
-func (s *suite) queries(c corpus) error {
-	w := &s.out
-	kt := filepath.Join(s.bin, "kubetrail")
-	dir := filepath.Join(s.work, "data-import")
-	fmt.Fprintf(w, "## Questions, %s events\n\n", c.name)
-	fmt.Fprintf(w, "kubetrail: `kubetrail query --count FILTER` as a new process each time (median of %d); jq and gojq: `jq -c 'EXPR' audit.log | wc -l`, one run each (they take seconds). Every row's counts agree.\n\n", max(5, s.runs))
-	fmt.Fprintf(w, "| question | kubetrail filter | events | kubetrail | peak RSS | jq | gojq | vs jq |\n|---|---|---|---|---|---|---|---|\n")
-	runs := s.runs
-	s.runs = max(5, runs)
-	defer func() { s.runs = runs }()
-	for _, q := range questions {
-		out, err := exec.Command(kt, "query", "--data", dir, "--count", q.filter).Output()
-		if err != nil {
-			return fmt.Errorf("kubetrail query %q: %w", q.filter, err)
-		}
-		count := strings.TrimSpace(string(out))
-		kq, err := s.measure(func(int) (string, *exec.Cmd) {
-			return "", exec.Command(kt, "query", "--data", dir, "--count", q.filter)
-		}, count)
-		if err != nil {
-			return err
-		}
-		var tools [2]time.Duration
-		for i, tool := range []string{"jq", "gojq"} {
-			cmd := shell(fmt.Sprintf("%s -c '%s' %s | wc -l", tool, q.jq, c.path))
-			var o bytes.Buffer
-			cmd.Stdout = &o
-			t0 := time.Now()
-			if err := cmd.Run(); err != nil {
-				return fmt.Errorf("%s %q: %w", tool, q.jq, err)
-			}
-			tools[i] = time.Since(t0)
-			if got := strings.TrimSpace(o.String()); got != count {
-				return fmt.Errorf("%q: kubetrail counts %s events, %s counts %s", q.what, count, tool, got)
-			}
-		}
-		fmt.Fprintf(w, "| %s | `%s` | %s | %.1f ms | %s | %.2f s | %.2f s | %.0fx |\n", q.what, q.filter, count,
-			float64(kq.median.Microseconds())/1000, human(kq.rss), tools[0].Seconds(), tools[1].Seconds(), tools[0].Seconds()/kq.median.Seconds())
-	}
-	fmt.Fprintf(w, "\nTargets (issue 3, at 2M events): selective questions under 25 ms, at least 1000x faster than jq.\n\n")
-	return nil
-}
-
+// row is one measured command.
 type row struct {
 	what, cmd string
 	median    time.Duration
-	rss       int64
+	runs      int
+	rss       int64  // largest peak RSS over the runs, bytes
+	out       string // the last run's standard output
 }
 
-// measure runs a command s.runs times and returns the median wall time and
-// the largest peak RSS. When want is set, the command's trimmed output must
-// equal it.
-func (s *suite) measure(mk func(i int) (string, *exec.Cmd), want string) (row, error) {
+// measure runs the command mk makes runs times and returns the median wall
+// time and the largest peak RSS. check, when set, must accept every run's
+// output: no time is reported for a wrong answer.
+func measure(runs int, mk func() *exec.Cmd, check func(out string) error) (row, error) {
 	var times []time.Duration
-	var rss int64
-	for i := 0; i < s.runs; i++ {
-		_, cmd := mk(i)
+	r := row{runs: runs}
+	for i := 0; i < runs; i++ {
+		cmd := mk()
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		t0 := time.Now()
@@ -366,101 +268,59 @@ func (s *suite) measure(mk func(i int) (string, *exec.Cmd), want string) (row, e
 		if err != nil {
 			return row{}, fmt.Errorf("%s: %v: %s", cmd.String(), err, errb.String())
 		}
-		if want != "" && strings.TrimSpace(out.String()) != want {
-			return row{}, fmt.Errorf("%s: answered %q, want %q", cmd.String(), strings.TrimSpace(out.String()), want)
-		}
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			rss = max(rss, ru.Maxrss*1024)
-		}
-		times = append(times, d)
-	}
-	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
-	return row{median: times[len(times)/2], rss: rss}, nil
-}
-
-// checkExport verifies the store holds exactly the corpus's lines.
-func (s *suite) checkExport(kt, dir string, c corpus) error {
-	got, err := exec.Command("sh", "-c", fmt.Sprintf("%s export --data %s | cmp - %s", kt, dir, c.path)).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("export of the imported corpus differs from the corpus: %v %s", err, got)
-	}
-	return nil
-}
-
-// webhook measures webhook ingest with durable acks: EventList batches of
-// 400 from 4 concurrent clients, as the API server sends them.
-func (s *suite) webhook(kt string, c corpus) (row, error) {
-	var times []time.Duration
-	var rss int64
-	for i := 0; i < s.runs; i++ {
-		dir := filepath.Join(s.work, "data-webhook")
-		os.RemoveAll(dir)
-		addr := freeAddr()
-		srv := exec.Command(kt, "serve", "--listen", addr, "--data", dir)
-		var slog bytes.Buffer
-		srv.Stdout, srv.Stderr = &slog, &slog
-		if err := srv.Start(); err != nil {
-			return row{}, err
-		}
-		if err := waitReady(addr); err != nil {
-			srv.Process.Kill()
-			return row{}, fmt.Errorf("serve: %v: %s", err, slog.String())
-		}
-		var out, errb bytes.Buffer
-		load := exec.Command(filepath.Join(s.bin, "webhookload"), "--url", "http://"+addr+"/ingest/webhook", "--file", c.path, "--clients", "4", "--batch", "400", "--json")
-		load.Stdout, load.Stderr = &out, &errb
-		err := load.Run()
-		srv.Process.Signal(syscall.SIGTERM)
-		srv.Wait()
-		if err != nil {
-			return row{}, fmt.Errorf("webhookload: %v: %s", err, errb.String())
-		}
-		var res struct {
-			Seconds float64 `json:"seconds"`
-			Stored  int     `json:"stored"`
-		}
-		json.Unmarshal(out.Bytes(), &res)
-		if res.Stored != c.events {
-			return row{}, fmt.Errorf("webhook stored %d of %d events", res.Stored, c.events)
-		}
-		if ru, ok := srv.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			rss = max(rss, ru.Maxrss*1024)
-		}
-		times = append(times, time.Duration(res.Seconds*float64(time.Second)))
-	}
-	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
-	return row{what: "kubetrail serve webhook (400/batch, 4 clients, 200 only after fsync)", cmd: "webhookload --clients 4 --batch 400", median: times[len(times)/2], rss: rss}, nil
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "127.0.0.1:18999"
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitReady(addr string) error {
-	for i := 0; i < 200; i++ {
-		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
+		if check != nil {
+			if err := check(out.String()); err != nil {
+				return row{}, fmt.Errorf("%s: %w", cmd.String(), err)
 			}
 		}
-		time.Sleep(25 * time.Millisecond)
+		r.rss = max(r.rss, peakRSS(cmd))
+		r.out = out.String()
+		times = append(times, d)
 	}
-	return fmt.Errorf("not ready after 5s")
+	r.median = median(times)
+	return r, nil
 }
 
-func run(name string, args ...string) error {
+// wantOutput is a check that the trimmed output is want.
+func wantOutput(want string) func(string) error {
+	return func(out string) error {
+		if got := strings.TrimSpace(out); got != want {
+			return fmt.Errorf("answered %q, want %q", got, want)
+		}
+		return nil
+	}
+}
+
+func median(times []time.Duration) time.Duration {
+	t := append([]time.Duration(nil), times...)
+	sort.Slice(t, func(i, j int) bool { return t[i] < t[j] })
+	return t[len(t)/2]
+}
+
+func peakRSS(cmd *exec.Cmd) int64 {
+	if cmd.ProcessState == nil {
+		return 0
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss * 1024
+	}
+	return 0
+}
+
+// run runs a command in dir (the repository root when empty) with extra
+// environment, its output going to stderr.
+func run(dir string, env []string, name string, args ...string) error {
 	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return cmd.Run()
 }
 
-func shell(script string) *exec.Cmd { return exec.Command("sh", "-c", script) }
+// shell runs a bash script whose pipelines fail when any command fails.
+func shell(script string) *exec.Cmd { return exec.Command("bash", "-o", "pipefail", "-c", script) }
 
 func output(name string, args ...string) string {
 	b, _ := exec.Command(name, args...).CombinedOutput()
@@ -468,25 +328,6 @@ func output(name string, args ...string) string {
 }
 
 func firstLine(s string) string { l, _, _ := strings.Cut(strings.TrimSpace(s), "\n"); return l }
-
-func pipeSize(script string) (int64, error) {
-	out, err := shell(script + " | wc -c").Output()
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", script, err)
-	}
-	return strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
-}
-
-func dirSize(dir string) int64 {
-	var n int64
-	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode().IsRegular() {
-			n += fi.Size()
-		}
-		return nil
-	})
-	return n
-}
 
 func cpuModel() string {
 	f, err := os.Open("/proc/cpuinfo")
@@ -530,10 +371,39 @@ func human(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
+// dur prints a duration in ms below a second, in s above.
+func dur(d time.Duration) string {
+	if d < time.Second {
+		return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000)
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+// ratio prints how many times slower other is than kt.
+func ratio(other, kt time.Duration) string {
+	if kt <= 0 || other <= 0 {
+		return "-"
+	}
+	r := other.Seconds() / kt.Seconds()
+	switch {
+	case r >= 10:
+		return fmt.Sprintf("%.0fx", r)
+	case r >= 1:
+		return fmt.Sprintf("%.1fx", r)
+	default:
+		return fmt.Sprintf("%.2gx", r)
+	}
+}
+
 func commas(f float64) string {
 	s := strconv.FormatInt(int64(f), 10)
 	for i := len(s) - 3; i > 0; i -= 3 {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// code formats s as inline code inside a Markdown table cell.
+func code(s string) string {
+	return "`" + strings.ReplaceAll(s, "|", `\|`) + "`"
 }
