@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,30 +54,25 @@ func OpenReader(dir string) (*Reader, error) {
 		return nil, err
 	}
 	r := &Reader{dec: dec}
-	walPath := filepath.Join(dir, walDir)
-	for attempt := 0; ; attempt++ {
-		err := r.load(dir, walPath)
-		if err == nil {
-			return r, nil
-		}
+	if err := r.load(dir); err != nil {
 		r.Close()
-		r = &Reader{dec: dec}
-		// A WAL segment sealed and removed while we read: look again.
-		if !errors.Is(err, os.ErrNotExist) || attempt >= 3 {
-			dec.Close()
-			return nil, err
-		}
+		dec.Close()
+		return nil, err
 	}
+	return r, nil
 }
 
-func (r *Reader) load(dir, walPath string) error {
-	// The WAL first: a WAL segment sealed after this listing is in the
-	// segments listed next, or its file is gone and load starts again.
+func (r *Reader) load(dir string) error {
+	walPath := filepath.Join(dir, walDir)
+	segPath := filepath.Join(dir, segmentDir)
+	// The WAL first: a WAL segment sealed after this listing is read from
+	// the WAL, or, once its file is gone, from the segment that holds it,
+	// which is not among those listed next.
 	walSegs, err := wal.ListSegments(walPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	segs, err := openSnapshot(filepath.Join(dir, segmentDir))
+	segs, err := openSnapshot(segPath)
 	if err != nil {
 		return err
 	}
@@ -85,20 +81,26 @@ func (r *Reader) load(dir, walPath string) error {
 	for _, s := range segs {
 		r.segs = append(r.segs, &segView{r: s.r})
 	}
+	add := func(e entry) error {
+		h := headEvent{cluster: e.cluster, time: e.time, received: e.received, raw: append([]byte(nil), e.raw...)}
+		if err := audit.DecodeStored(h.raw, &h.ev); err != nil {
+			return err
+		}
+		r.head = append(r.head, h)
+		return nil
+	}
 	for _, src := range sources(segs, walSegs) {
 		if src.seg != nil {
 			continue
 		}
 		_, _, err := wal.Scan(wal.SegmentPath(walPath, src.wal), func(p []byte) error {
-			return decodeBatch(p, func(e entry) error {
-				h := headEvent{cluster: e.cluster, time: e.time, received: e.received, raw: append([]byte(nil), e.raw...)}
-				if err := audit.DecodeStored(h.raw, &h.ev); err != nil {
-					return err
-				}
-				r.head = append(r.head, h)
-				return nil
-			})
+			return decodeBatch(p, add)
 		})
+		if errors.Is(err, os.ErrNotExist) {
+			err = readSealed(segPath, src.wal, func(sr *segmentReader, lo, hi int) error {
+				return sr.scanRange(r.dec, lo, hi, nil, add)
+			})
+		}
 		if err != nil {
 			return err
 		}
@@ -480,16 +482,35 @@ func (r *Reader) candidates(s *segView, p *plan, lo, hi int64) (cand []bool, all
 		}
 		oks[ti] = ok
 	}
-	for ti, t := range terms {
-		ok := oks[ti]
+	// Then the ids, the condition that keeps the smallest share of the
+	// dictionary first (name=x before verb=delete), stopping as soon as no
+	// event is left: a rare name spares reading the other columns' ids.
+	order := make([]int, 0, len(terms))
+	share := make([]float64, len(terms))
+	for ti, ok := range oks {
 		if ok == nil {
 			continue
 		}
-		cd, err := s.column(r.dec, t.col)
+		kept := 0
+		for _, b := range ok {
+			if b {
+				kept++
+			}
+		}
+		share[ti] = float64(kept) / float64(len(ok))
+		order = append(order, ti)
+	}
+	sort.SliceStable(order, func(a, b int) bool { return share[order[a]] < share[order[b]] })
+	for _, ti := range order {
+		ok := oks[ti]
+		cd, err := s.column(r.dec, terms[ti].col)
 		if err != nil {
 			return nil, false, false, err
 		}
 		restrict(func(i int) bool { return ok[cd.IDs[i]] })
+		if !slices.Contains(cand, true) {
+			return nil, false, true, nil
+		}
 	}
 	if lo != 0 || hi != 0 || len(p.timeTerm) > 0 {
 		if err := s.timeCols(r.dec); err != nil {
