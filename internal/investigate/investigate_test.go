@@ -232,12 +232,12 @@ func TestHistoryRecreated(t *testing.T) {
 		return `{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"c","namespace":"d"},"data":{"k":"` + v + `"}}`
 	}
 	evs := []*evb{
-		req(1, "a", "create", "/api/v1/namespaces/d/configmaps").obj("configmaps", "d", "c").level(audit.LevelRequestResponse).code(201, "allow").respBody(cm("1")),
-		req(2, "a", "update", "/api/v1/namespaces/d/configmaps/c").obj("configmaps", "d", "c").level(audit.LevelRequestResponse).code(200, "allow").respBody(cm("1")),
-		req(3, "a", "delete", "/api/v1/namespaces/d/configmaps/c").obj("configmaps", "d", "c").level(audit.LevelRequestResponse).code(200, "allow").respBody(cm("1")),
-		req(4, "b", "create", "/api/v1/namespaces/d/configmaps").obj("configmaps", "d", "c").level(audit.LevelRequestResponse).code(201, "allow").respBody(cm("2")),
-		req(5, "b", "patch", "/api/v1/namespaces/d/configmaps/c").obj("configmaps", "d", "c").level(audit.LevelMetadata).code(200, "allow"),
-		req(6, "b", "patch", "/api/v1/namespaces/d/configmaps/c").obj("configmaps", "d", "c").level(audit.LevelRequestResponse).code(200, "allow").respBody(cm("3")),
+		req(1, "a", "create", "/api/v1/namespaces/d/configmaps").Obj("configmaps", "d", "c").Level(audit.LevelRequestResponse).Code(201, "allow").RespBody(cm("1")),
+		req(2, "a", "update", "/api/v1/namespaces/d/configmaps/c").Obj("configmaps", "d", "c").Level(audit.LevelRequestResponse).Code(200, "allow").RespBody(cm("1")),
+		req(3, "a", "delete", "/api/v1/namespaces/d/configmaps/c").Obj("configmaps", "d", "c").Level(audit.LevelRequestResponse).Code(200, "allow").RespBody(cm("1")),
+		req(4, "b", "create", "/api/v1/namespaces/d/configmaps").Obj("configmaps", "d", "c").Level(audit.LevelRequestResponse).Code(201, "allow").RespBody(cm("2")),
+		req(5, "b", "patch", "/api/v1/namespaces/d/configmaps/c").Obj("configmaps", "d", "c").Level(audit.LevelMetadata).Code(200, "allow"),
+		req(6, "b", "patch", "/api/v1/namespaces/d/configmaps/c").Obj("configmaps", "d", "c").Level(audit.LevelRequestResponse).Code(200, "allow").RespBody(cm("3")),
 	}
 	r := openFixture(t, evs)
 	rep, err := History(r, HistoryQuery{Target: Target{Resources: Resources("configmap"), Name: "c"}, Namespace: "d", Diffs: true})
