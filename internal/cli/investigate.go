@@ -1,28 +1,38 @@
 package cli
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kubetrail/kubetrail/internal/investigate"
+	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // The investigation commands (who, activity, history, secrets, execs,
-// denied, rbac, from) each call one function of internal/investigate.
+// denied, rbac, from) each run one investigation of internal/investigate
+// by name with its parameters: investigate.Run over the --data folder, or
+// the same parameters sent to a --server's /api/v1/investigate/NAME.
 
 // invFlags are the flags every investigation takes.
 type invFlags struct {
 	dir, since, until, output, where string
 	limit                            int
+	remote                           remoteFlags
 }
 
 // register adds the flags; timeline commands also get --limit.
 func (f *invFlags) register(cmd *cobra.Command, timeline bool) {
 	addDataFlag(cmd, &f.dir)
+	f.remote.add(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&f.since, "since", "", "only events at or after this time: RFC 3339, or a duration ago such as 2h or 7d")
 	fl.StringVar(&f.until, "until", "", "only events before this time: RFC 3339, or a duration ago")
@@ -37,33 +47,69 @@ func (f *invFlags) register(cmd *cobra.Command, timeline bool) {
 
 func (f *invFlags) wide() bool { return f.output == "wide" }
 
-// run checks the flags, opens the store, runs one investigation and prints
-// its report.
-func (f *invFlags) run(e *env, do func(r *local.Reader, sc investigate.Scope) (investigate.Report, error)) error {
+// run checks the flags and runs investigation name with its own
+// parameters p (see investigate.Run) and the scope the flags give, over
+// the --data folder or through a --server's API (the same parameters), and
+// prints its report.
+func (f *invFlags) run(ctx context.Context, e *env, name string, p url.Values) error {
 	if !slices.Contains(investigate.Formats, f.output) {
 		return fmt.Errorf("-o %q: want %s", f.output, strings.Join(investigate.Formats, ", "))
 	}
-	var sc investigate.Scope
-	var err error
-	if sc.Since, err = parseTimeFlag("--since", f.since); err != nil {
-		return err
-	}
-	if sc.Until, err = parseTimeFlag("--until", f.until); err != nil {
-		return err
-	}
-	sc.Where, sc.Limit = f.where, f.limit
-	r, err := local.OpenReader(f.dir)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	rep, err := do(r, sc)
-	if err != nil {
-		if qe, ok := investigate.IsQueryError(err); ok {
-			fmt.Fprintln(e.stderr, "--where: "+qe.Format(f.where))
-			return exitCode(2)
+	now := time.Now()
+	if strings.TrimSpace(f.where) != "" {
+		if _, err := query.CompileAt(f.where, now); err != nil {
+			if qe, ok := investigate.IsQueryError(err); ok {
+				fmt.Fprintln(e.stderr, "--where: "+qe.Format(f.where))
+				return exitCode(2)
+			}
+			return err
 		}
-		return err
+		p.Set("where", f.where)
+	}
+	// Times go as the absolute times they mean here, so that a server
+	// reads "2h ago" as this command does.
+	for _, t := range []struct{ flag, param, v string }{{"--since", "since", f.since}, {"--until", "until", f.until}} {
+		us, err := parseTimeFlag(t.flag, t.v)
+		if err != nil {
+			return err
+		}
+		if us != 0 {
+			p.Set(t.param, time.UnixMicro(us).UTC().Format(time.RFC3339Nano))
+		}
+	}
+	if f.limit != 0 {
+		p.Set("limit", strconv.Itoa(f.limit))
+	}
+	if f.wide() && slices.Contains(investigate.Params(name), "stages") {
+		p.Set("stages", "all")
+	}
+	var rep investigate.Report
+	if f.remote.url != "" {
+		switch f.output {
+		case "table":
+			p.Set("table", "1")
+		case "wide":
+			p.Set("table", "wide")
+		}
+		resp, err := f.remote.do(ctx, "/api/v1/investigate/"+name, p)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var ans investigate.Answer
+		if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+			return fmt.Errorf("server sent an answer that is not an investigation's JSON: %w", err)
+		}
+		rep = ans.Report()
+	} else {
+		r, err := local.OpenReader(f.dir)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		if rep, err = investigate.Run(r, name, p, now); err != nil {
+			return err
+		}
 	}
 	return investigate.Write(e.stdout, rep, f.output)
 }
@@ -71,7 +117,9 @@ func (f *invFlags) run(e *env, do func(r *local.Reader, sc investigate.Scope) (i
 const invCommon = `
 
 Every investigation takes --since/--until, --where FILTER (more conditions
-in the filter language, docs/query.md) and -o table|wide|json|jsonl.
+in the filter language, docs/query.md) and -o table|wide|json|jsonl. It
+reads the --data folder, or asks a running kubetrail serve with --server URL
+(--token-file, --ca), which prints the same.
 Source IPs print with the last one marked (peer): only that address was
 seen by the API server; the others come from headers any client can set.`
 
@@ -106,15 +154,17 @@ take '*' globs. Without -n every namespace is searched.` + invCommon,
 			if err != nil {
 				return err
 			}
+			p := url.Values{"verb": {args[0]}, "resource": {args[1]}}
 			if len(args) == 3 {
 				if t.Name != "" {
 					return fmt.Errorf("the name is given twice: %q and %q", args[1], args[2])
 				}
-				t.Name = args[2]
+				p.Set("name", args[2])
 			}
-			return f.run(e, func(r *local.Reader, sc investigate.Scope) (investigate.Report, error) {
-				return investigate.Who(r, investigate.WhoQuery{Verbs: investigate.Verbs(args[0]), Target: t, Namespace: ns, AllStages: f.wide(), Scope: sc})
-			})
+			if ns != "" {
+				p.Set("namespace", ns)
+			}
+			return f.run(cmd.Context(), e, "who", p)
 		},
 	}
 	f.register(cmd, true)
@@ -135,9 +185,7 @@ USER takes '*' globs (system:serviceaccount:ci:*).` + invCommon,
   kubetrail activity 'system:serviceaccount:default:*' -o jsonl`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return f.run(e, func(r *local.Reader, sc investigate.Scope) (investigate.Report, error) {
-				return investigate.Activity(r, investigate.ActivityQuery{User: args[0], AllStages: f.wide(), Scope: sc})
-			})
+			return f.run(cmd.Context(), e, "activity", url.Values{"user": {args[0]}})
 		},
 	}
 	f.register(cmd, true)
@@ -169,18 +217,21 @@ RESOURCE takes the same names as for who (secret, cm, deploy, ...).` + invCommon
 			if err != nil {
 				return err
 			}
+			p := url.Values{"resource": {args[0]}, "reads": {strconv.FormatBool(reads)}, "diff": {strconv.FormatBool(diffs)}}
 			if len(args) == 2 {
 				if t.Name != "" {
 					return fmt.Errorf("the name is given twice: %q and %q", args[0], args[1])
 				}
 				t.Name = args[1]
+				p.Set("name", args[1])
 			}
 			if t.Name == "" {
 				return fmt.Errorf("%q: history needs an object name, as RESOURCE/NAME (a '*' glob follows several)", args[0])
 			}
-			return f.run(e, func(r *local.Reader, sc investigate.Scope) (investigate.Report, error) {
-				return investigate.History(r, investigate.HistoryQuery{Target: t, Namespace: ns, Reads: reads, Diffs: diffs, AllStages: f.wide(), Scope: sc})
-			})
+			if ns != "" {
+				p.Set("namespace", ns)
+			}
+			return f.run(cmd.Context(), e, "history", p)
 		},
 	}
 	f.register(cmd, true)
@@ -206,9 +257,7 @@ first.` + invCommon,
   kubetrail secrets -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return f.run(e, func(r *local.Reader, sc investigate.Scope) (investigate.Report, error) {
-				return investigate.Secrets(r, investigate.SecretsQuery{Scope: sc})
-			})
+			return f.run(cmd.Context(), e, "secrets", url.Values{})
 		},
 	}
 	f.register(cmd, false)
@@ -229,9 +278,7 @@ logged as create. Both are listed; the VIA column tells which.` + invCommon,
   kubetrail execs --where 'ns=production user!~"^system:"'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return f.run(e, func(r *local.Reader, sc investigate.Scope) (investigate.Report, error) {
-				return investigate.Execs(r, investigate.ExecsQuery{AllStages: f.wide(), Scope: sc})
-			})
+			return f.run(cmd.Context(), e, "execs", url.Values{})
 		},
 	}
 	f.register(cmd, true)
@@ -251,9 +298,7 @@ resources, namespaces and peer addresses (all of them with -o wide).` + invCommo
   kubetrail denied --where 'resource=secrets'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return f.run(e, func(r *local.Reader, sc investigate.Scope) (investigate.Report, error) {
-				return investigate.Denied(r, investigate.DeniedQuery{Scope: sc})
-			})
+			return f.run(cmd.Context(), e, "denied", url.Values{})
 		},
 	}
 	f.register(cmd, false)
@@ -275,9 +320,7 @@ granting escalate, bind or impersonate.` + invCommon,
   kubetrail rbac -o json | jq 'select(.flags)'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return f.run(e, func(r *local.Reader, sc investigate.Scope) (investigate.Report, error) {
-				return investigate.RBAC(r, investigate.RBACQuery{AllStages: f.wide(), Scope: sc})
-			})
+			return f.run(cmd.Context(), e, "rbac", url.Values{})
 		},
 	}
 	f.register(cmd, true)
@@ -299,9 +342,7 @@ address.` + invCommon,
   kubetrail from 10.0.0.0/8 --since 24h --where 'verb!=get'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return f.run(e, func(r *local.Reader, sc investigate.Scope) (investigate.Report, error) {
-				return investigate.From(r, investigate.FromQuery{Addr: args[0], AllStages: f.wide(), Scope: sc})
-			})
+			return f.run(cmd.Context(), e, "from", url.Values{"addr": {args[0]}})
 		},
 	}
 	f.register(cmd, true)

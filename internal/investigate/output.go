@@ -21,20 +21,20 @@ type Report interface {
 // Table is a report laid out for a terminal.
 type Table struct {
 	// Head names the columns.
-	Head []string
+	Head []string `json:"head"`
 	// Rows hold one cell per column; an empty cell prints as "-".
-	Rows []Row
+	Rows []Row `json:"rows"`
 	// Notes are printed after the rows: totals, and what flags mean.
-	Notes []string
+	Notes []string `json:"notes,omitempty"`
 	// Empty is printed instead of the table when there are no rows.
-	Empty string
+	Empty string `json:"empty,omitempty"`
 }
 
 // Row is one line of a table, with optional lines printed under it (a
 // diff, a body), indented by four spaces.
 type Row struct {
-	Cells  []string
-	Detail []string
+	Cells  []string `json:"cells"`
+	Detail []string `json:"detail,omitempty"`
 }
 
 // Formats lists the output formats Write accepts.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubetrail/kubetrail/internal/investigate"
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
@@ -21,12 +22,27 @@ import (
 //	    JSON lines: each stored event as stored, or with envelope=1
 //	    {"cluster":C,"received":RFC3339,"event":{...}}. With follow=1 the
 //	    answer goes on with events as they become durable.
-//	GET /api/v1/stats?filter=F&by=user,verb&interval=1h&since=S&until=U&top=N
-//	    {"total":N,"groups":[{"key":{"user":"alice"},"time":"...","count":N}]}
+//	GET /api/v1/stats?filter=F&by=user,verb&interval=1h&since=S&until=U&top=N&bytes=1&sort=count|bytes
+//	    {"total":N,"totalBytes":B,"totalGroups":G,"groups":[{"key":{"user":"alice"},"time":"...","count":N,"bytes":B}]}
+//	    bytes=1 adds each group's stored event bytes (slower: it reads the
+//	    events' text); sort=bytes orders the groups by them (and implies
+//	    bytes=1). top keeps the N largest groups, without interval.
+//	GET /api/v1/investigate
+//	    {"investigations":[{"name":"who","parameters":["verb",...]},...]}
+//	GET /api/v1/investigate/NAME?PARAMS&table=1|wide
+//	    {"investigation":NAME,"records":[...],"table":{"head":[...],"rows":[{"cells":[...],"detail":[...]}],"notes":[...],"empty":"..."}}
+//	    runs investigation NAME (who, activity, history, secrets, execs,
+//	    denied, rbac, from; parameters in investigate.Run and
+//	    docs/investigations.md). records are what -o json prints; table,
+//	    only when asked, is the report laid out as the CLI prints it.
+//	    A parameter the investigation does not take, or a bad value, is a
+//	    400 whose "parameter" names it.
 
 type apiError struct {
-	Error  string `json:"error"`
-	Column int    `json:"column,omitempty"`
+	Error string `json:"error"`
+	// Parameter names the query parameter at fault, when one is.
+	Parameter string `json:"parameter,omitempty"`
+	Column    int    `json:"column,omitempty"`
 }
 
 func writeError(w http.ResponseWriter, code int, err error) {
@@ -34,6 +50,9 @@ func writeError(w http.ResponseWriter, code int, err error) {
 	var qe *query.Error
 	if errors.As(err, &qe) {
 		e.Column = qe.Col
+	}
+	if pe, ok := investigate.IsParamError(err); ok {
+		e.Parameter = pe.Param
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -216,14 +235,19 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 }
 
 type statsAnswer struct {
-	Total  int64        `json:"total"`
-	Groups []statsGroup `json:"groups"`
+	Total int64 `json:"total"`
+	// TotalBytes is the selected events' stored size, with bytes=1.
+	TotalBytes int64 `json:"totalBytes,omitempty"`
+	// TotalGroups counts the groups before top kept the largest.
+	TotalGroups int          `json:"totalGroups"`
+	Groups      []statsGroup `json:"groups"`
 }
 
 type statsGroup struct {
 	Key   map[string]string `json:"key,omitempty"`
 	Time  string            `json:"time,omitempty"`
 	Count int64             `json:"count"`
+	Bytes int64             `json:"bytes,omitempty"`
 }
 
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
@@ -234,7 +258,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	var cols []local.Column
+	var o local.StatsOptions
 	if by := q.Get("by"); by != "" {
 		for _, name := range strings.Split(by, ",") {
 			c, ok := local.ColumnByName(strings.TrimSpace(name))
@@ -242,7 +266,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 				writeError(w, http.StatusBadRequest, fmt.Errorf("by: %q is not a field stats can group by", name))
 				return
 			}
-			cols = append(cols, c)
+			o.By = append(o.By, c)
 		}
 	}
 	var interval time.Duration
@@ -252,35 +276,117 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	top, _ := strconv.Atoi(q.Get("top"))
+	o.Interval = interval.Microseconds()
+	top := 0
+	if v := q.Get("top"); v != "" {
+		if top, err = strconv.Atoi(v); err != nil || top < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("top %q: want a number, 0 for all", v))
+			return
+		}
+	}
+	if v := q.Get("bytes"); v != "" {
+		if o.Bytes, err = strconv.ParseBool(v); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("bytes %q: want 1 or 0", v))
+			return
+		}
+	}
+	switch v := q.Get("sort"); v {
+	case "", "count":
+	case "bytes":
+		o.Bytes, o.ByBytes = true, true
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Errorf("sort %q: want count or bytes", v))
+		return
+	}
 	rd, err := local.OpenReader(s.db.Dir())
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
 	defer rd.Close()
-	groups, total, err := rd.Stats(sel, cols, interval.Microseconds())
+	groups, total, err := rd.StatsOf(sel, o)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	ans := statsAnswer{Total: total, Groups: []statsGroup{}}
+	ans := statsAnswer{Total: total.Count, TotalBytes: total.Bytes, TotalGroups: len(groups), Groups: []statsGroup{}}
 	for i, g := range groups {
 		if top > 0 && interval == 0 && i >= top {
 			break
 		}
-		sg := statsGroup{Count: g.Count}
-		if len(cols) > 0 {
+		sg := statsGroup{Count: g.Count, Bytes: g.Bytes}
+		if len(o.By) > 0 {
 			sg.Key = map[string]string{}
-			for j, c := range cols {
+			for j, c := range o.By {
 				sg.Key[c.String()] = g.Key[j]
 			}
 		}
 		if interval > 0 {
-			sg.Time = time.UnixMicro(g.Bucket).UTC().Format(time.RFC3339)
+			sg.Time = time.UnixMicro(g.Bucket).UTC().Format(time.RFC3339Nano)
 		}
 		ans.Groups = append(ans.Groups, sg)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(&ans)
+}
+
+type investigationInfo struct {
+	Name       string   `json:"name"`
+	Parameters []string `json:"parameters"`
+}
+
+func (s *Server) investigations(w http.ResponseWriter, r *http.Request) {
+	var ans struct {
+		Investigations []investigationInfo `json:"investigations"`
+	}
+	for _, n := range investigate.Names {
+		ans.Investigations = append(ans.Investigations, investigationInfo{Name: n, Parameters: append(investigate.Params(n), "table")})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(&ans)
+}
+
+func (s *Server) runInvestigation(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if investigate.Params(name) == nil {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no investigation %q; there are %s", name, strings.Join(investigate.Names, ", ")))
+		return
+	}
+	p := r.URL.Query()
+	tw := investigate.NoTable
+	switch v := p.Get("table"); v {
+	case "", "0", "false":
+	case "1", "true", "narrow":
+		tw = investigate.NarrowTable
+	case "wide":
+		tw = investigate.WideTable
+	default:
+		writeError(w, http.StatusBadRequest, &investigate.ParamError{Param: "table", Err: fmt.Errorf("%q: want 1 (the table) or wide (the wide table)", v)})
+		return
+	}
+	p.Del("table")
+	rd, err := local.OpenReader(s.db.Dir())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	defer rd.Close()
+	rep, err := investigate.Run(rd, name, p, time.Now())
+	if err != nil {
+		code := http.StatusInternalServerError
+		if _, ok := investigate.IsParamError(err); ok {
+			code = http.StatusBadRequest
+		}
+		writeError(w, code, err)
+		return
+	}
+	ans, err := investigate.NewAnswer(name, rep, tw)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // records go out byte for byte as -o json prints them
+	enc.Encode(ans)
 }

@@ -69,6 +69,8 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	mux.Handle("/ingest/webhook", s.authenticate(ingest.NewWebhook(db, cfg.Webhook)))
 	mux.Handle("GET /api/v1/events", s.authenticate(http.HandlerFunc(s.events)))
 	mux.Handle("GET /api/v1/stats", s.authenticate(http.HandlerFunc(s.stats)))
+	mux.Handle("GET /api/v1/investigate", s.authenticate(http.HandlerFunc(s.investigations)))
+	mux.Handle("GET /api/v1/investigate/{name}", s.authenticate(http.HandlerFunc(s.runInvestigation)))
 	health := func(h http.Handler) http.Handler {
 		if cfg.AuthHealth {
 			return s.authenticate(h)
