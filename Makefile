@@ -42,10 +42,12 @@ fuzz:
 	$(GO) test ./internal/policy -run '^$$' -fuzz FuzzEvaluateMatchesUpstream -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/setup -run '^$$' -fuzz FuzzCheckManifest -fuzztime $(FUZZTIME)
 
-## bench: the side-by-side benchmark suite; writes docs/BENCHMARKS.md.
+## bench: the side-by-side benchmark suite (200k and 2M events; kubetrail beside
+## jq, gojq, gzip, zstd, DuckDB, upstream policy); writes docs/BENCHMARKS.md. Under 45 min on 2 cores.
 bench:
 	./bench/run.sh full
 
+## bench-quick: the same at 200k events only, under 5 minutes; also writes docs/BENCHMARKS.md.
 bench-quick:
 	./bench/run.sh quick
 

@@ -27,7 +27,7 @@ func (s *suite) ingest(ci int, c corpus) error {
 
 	// jq and gojq only parse and print: the least a jq-based pipeline does.
 	for _, tool := range []string{"jq", "gojq"} {
-		m, err := measure(s.slowRuns(c), func() *exec.Cmd {
+		m, err := s.measure(s.slowRuns(c), func() *exec.Cmd {
 			return shell(fmt.Sprintf("%s -c . %s | wc -l", tool, c.path))
 		}, wantOutput(strconv.Itoa(c.events)))
 		if err != nil {
@@ -37,7 +37,7 @@ func (s *suite) ingest(ci int, c corpus) error {
 		rows = append(rows, m)
 	}
 	dir := filepath.Join(s.work, "data-import")
-	imp, err := measure(s.runs, func() *exec.Cmd {
+	imp, err := s.measure(s.runs, func() *exec.Cmd {
 		os.RemoveAll(dir)
 		return exec.Command(kt, "import", "--progress", "never", "--data", dir, c.path)
 	}, nil)
@@ -67,7 +67,7 @@ func (s *suite) ingest(ci int, c corpus) error {
 	if err := os.WriteFile(pol, out, 0o644); err != nil {
 		return err
 	}
-	sim, err := measure(s.runs, func() *exec.Cmd {
+	sim, err := s.measure(s.runs, func() *exec.Cmd {
 		return exec.Command(kt, "policy", "simulate", pol, "--log", c.path)
 	}, nil)
 	if err != nil {
@@ -139,7 +139,7 @@ func (s *suite) duckLoad(c corpus) (row, int64, error) {
 		Rows  int   `json:"rows"`
 		Bytes int64 `json:"bytes"`
 	}
-	r, err := measure(s.runs, func() *exec.Cmd {
+	r, err := s.measure(s.runs, func() *exec.Cmd {
 		return exec.Command(filepath.Join(s.bin, "duckbench"), "load", "--db", s.duckPath(c), "--log", c.path)
 	}, func(out string) error {
 		if err := json.Unmarshal([]byte(out), &res); err != nil {
@@ -177,14 +177,14 @@ func (s *suite) webhook(kt string, c corpus) (row, error) {
 		dir := filepath.Join(s.work, "data-webhook")
 		os.RemoveAll(dir)
 		addr := freeAddr()
-		srv := exec.Command(kt, "serve", "--listen", addr, "--data", dir)
+		srv, peakFile := s.peak(exec.Command(kt, "serve", "--listen", addr, "--data", dir))
 		var slog bytes.Buffer
 		srv.Stdout, srv.Stderr = &slog, &slog
 		if err := srv.Start(); err != nil {
 			return row{}, err
 		}
 		if err := waitReady(addr); err != nil {
-			srv.Process.Kill()
+			srv.Process.Signal(syscall.SIGTERM) // peakrss passes it on
 			srv.Wait()
 			return row{}, fmt.Errorf("serve: %v: %s", err, slog.String())
 		}
@@ -207,7 +207,11 @@ func (s *suite) webhook(kt string, c corpus) (row, error) {
 		if res.Stored != c.events {
 			return row{}, fmt.Errorf("webhook stored %d of %d events", res.Stored, c.events)
 		}
-		rss = max(rss, peakRSS(srv))
+		_, srvRSS, err := readPeak(peakFile)
+		if err != nil {
+			return row{}, err
+		}
+		rss = max(rss, srvRSS)
 		times = append(times, time.Duration(res.Seconds*float64(time.Second)))
 	}
 	return row{what: "kubetrail serve webhook (400/batch, 4 clients, 200 only after fsync)", cmd: "webhookload --clients 4 --batch 400",

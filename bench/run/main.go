@@ -9,6 +9,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -18,7 +19,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -29,7 +29,7 @@ const slowPassesAbove = 500_000
 
 type suite struct {
 	work    string
-	bin     string // folder with kubetrail, gen, webhookload, duckbench
+	bin     string // folder with kubetrail, gen, webhookload, peakrss, duckbench
 	runs    int
 	sizes   []int // corpus sizes when --sizes overrides the mode's
 	out     strings.Builder
@@ -150,7 +150,7 @@ func (s *suite) section(name string, fn func() error) error {
 // it is missing, and, for the comparisons, the DuckDB side (its own module,
 // cgo).
 func (s *suite) build(duck bool) error {
-	for _, p := range []string{"cmd/kubetrail", "bench/gen", "bench/webhookload"} {
+	for _, p := range []string{"cmd/kubetrail", "bench/gen", "bench/webhookload", "bench/peakrss"} {
 		if err := run("", nil, "go", "build", "-o", filepath.Join(s.bin, filepath.Base(p)), "./"+p); err != nil {
 			return fmt.Errorf("go build ./%s: %w", p, err)
 		}
@@ -252,20 +252,17 @@ type row struct {
 	out       string // the last run's standard output
 }
 
-// measure runs the command mk makes runs times and returns the median wall
-// time and the largest peak RSS. check, when set, must accept every run's
-// output: no time is reported for a wrong answer.
-func measure(runs int, mk func() *exec.Cmd, check func(out string) error) (row, error) {
+// measure runs the command mk makes runs times, under peakrss, and returns
+// the median wall time and the largest peak RSS. check, when set, must
+// accept every run's output: no time is reported for a wrong answer.
+func (s *suite) measure(runs int, mk func() *exec.Cmd, check func(out string) error) (row, error) {
 	var times []time.Duration
 	r := row{runs: runs}
 	for i := 0; i < runs; i++ {
-		cmd := mk()
+		cmd, res := s.peak(mk())
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
-		t0 := time.Now()
-		err := cmd.Run()
-		d := time.Since(t0)
-		if err != nil {
+		if err := cmd.Run(); err != nil {
 			return row{}, fmt.Errorf("%s: %v: %s", cmd.String(), err, errb.String())
 		}
 		if check != nil {
@@ -273,12 +270,44 @@ func measure(runs int, mk func() *exec.Cmd, check func(out string) error) (row, 
 				return row{}, fmt.Errorf("%s: %w", cmd.String(), err)
 			}
 		}
-		r.rss = max(r.rss, peakRSS(cmd))
+		d, rss, err := readPeak(res)
+		if err != nil {
+			return row{}, err
+		}
+		r.rss = max(r.rss, rss)
 		r.out = out.String()
 		times = append(times, d)
 	}
 	r.median = median(times)
 	return r, nil
+}
+
+// peak returns cmd wrapped in bench/peakrss and the file where peakrss
+// will write the command's wall time and peak RSS. The wrapper is needed
+// because a child of this (large) process would report this process's
+// peak RSS as its own (see bench/peakrss).
+func (s *suite) peak(cmd *exec.Cmd) (*exec.Cmd, string) {
+	res := filepath.Join(s.work, "peakrss.json")
+	os.Remove(res)
+	w := exec.Command(filepath.Join(s.bin, "peakrss"), append([]string{"-o", res, "--", cmd.Path}, cmd.Args[1:]...)...)
+	w.Dir, w.Env, w.Stdin, w.Stdout, w.Stderr = cmd.Dir, cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr
+	return w, res
+}
+
+// readPeak reads what peakrss wrote.
+func readPeak(path string) (time.Duration, int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("peakrss result: %w", err)
+	}
+	var res struct {
+		Seconds float64 `json:"seconds"`
+		MaxRSS  int64   `json:"maxrss"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		return 0, 0, fmt.Errorf("peakrss result %q: %w", b, err)
+	}
+	return time.Duration(res.Seconds * float64(time.Second)), res.MaxRSS, nil
 }
 
 // wantOutput is a check that the trimmed output is want.
@@ -295,16 +324,6 @@ func median(times []time.Duration) time.Duration {
 	t := append([]time.Duration(nil), times...)
 	sort.Slice(t, func(i, j int) bool { return t[i] < t[j] })
 	return t[len(t)/2]
-}
-
-func peakRSS(cmd *exec.Cmd) int64 {
-	if cmd.ProcessState == nil {
-		return 0
-	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		return ru.Maxrss * 1024
-	}
-	return 0
 }
 
 // run runs a command in dir (the repository root when empty) with extra

@@ -117,7 +117,7 @@ func (s *suite) queries(ci int, c corpus) error {
 			return fmt.Errorf("kubetrail query -o jsonl %q: %w", q.filter, err)
 		}
 		count := strconv.Itoa(len(want))
-		kq, err := measure(qruns, func() *exec.Cmd {
+		kq, err := s.measure(qruns, func() *exec.Cmd {
 			return exec.Command(kt, "query", "--data", dir, "--count", q.filter)
 		}, wantOutput(count))
 		if err != nil {
@@ -189,7 +189,7 @@ func (s *suite) queries(ci int, c corpus) error {
 		if err != nil {
 			return fmt.Errorf("kubetrail %s: %w", strings.Join(st.args, " "), err)
 		}
-		kq, err := measure(qruns, func() *exec.Cmd {
+		kq, err := s.measure(qruns, func() *exec.Cmd {
 			return exec.Command(kt, append(st.args, "--data", dir)...)
 		}, func(out string) error {
 			got, err := statRows(out, st.keyLen)
@@ -292,7 +292,7 @@ func (s *suite) duckQuery(c corpus, reqs []duckRequest) (duckAnswers, error) {
 	if err != nil {
 		return duckAnswers{}, err
 	}
-	cmd := exec.Command(filepath.Join(s.bin, "duckbench"), "query", "--db", s.duckPath(c))
+	cmd, peak := s.peak(exec.Command(filepath.Join(s.bin, "duckbench"), "query", "--db", s.duckPath(c)))
 	var out, errb bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(in), &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -305,7 +305,11 @@ func (s *suite) duckQuery(c corpus, reqs []duckRequest) (duckAnswers, error) {
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 		return duckAnswers{}, fmt.Errorf("duckbench query printed %q: %w", out.String(), err)
 	}
-	a := duckAnswers{OpenMS: res.OpenMS, rss: peakRSS(cmd), results: map[string]duckResult{}}
+	_, rss, err := readPeak(peak)
+	if err != nil {
+		return duckAnswers{}, err
+	}
+	a := duckAnswers{OpenMS: res.OpenMS, rss: rss, results: map[string]duckResult{}}
 	for _, r := range res.Results {
 		a.results[r.Name] = r
 	}
@@ -325,7 +329,7 @@ func (s *suite) duckProcess(c corpus, sql string, runs int, check func([][]strin
 	if err != nil {
 		return row{}, err
 	}
-	return measure(runs, func() *exec.Cmd {
+	return s.measure(runs, func() *exec.Cmd {
 		cmd := exec.Command(filepath.Join(s.bin, "duckbench"), "query", "--db", s.duckPath(c))
 		cmd.Stdin = bytes.NewReader(in)
 		return cmd
