@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,6 +28,7 @@ func serveCmd(e *env) *cobra.Command {
 		walBytes  int64
 		retention string
 		maxSize   string
+		compact   string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -42,6 +44,12 @@ Endpoints:
                                        retries). Retried batches add nothing.
   GET  /healthz, /readyz               liveness and readiness
   GET  /metrics                        Prometheus metrics
+
+Storage: events go to a write-ahead log, then into compressed segments.
+--retention and --max-size delete whole segments, oldest first. Segments
+smaller than --compact-below (sealed by --seal-after on a quiet cluster, or
+at each restart) are merged in the background into larger ones, so queries
+open fewer files; a crash during a merge loses and duplicates nothing.
 
 Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 (--token-file and/or --client-ca), or --insecure.`,
@@ -73,6 +81,14 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 				}
 				ret.MaxBytes = n
 			}
+			var comp local.Compaction
+			if compact != "0" && compact != "off" {
+				n, err := parseSize(compact)
+				if err != nil {
+					return fmt.Errorf("--compact-below: %w (0 turns compaction off)", err)
+				}
+				comp.Below = n
+			}
 			db, err := local.Open(dir, local.Options{Logger: log, SealAfter: sealAfter, WALSegmentBytes: walBytes})
 			if err != nil {
 				return err
@@ -82,16 +98,19 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 				db.Close()
 				return err
 			}
-			retCtx, stopRet := context.WithCancel(cmd.Context())
-			retDone := make(chan struct{})
-			go func() { defer close(retDone); db.RunRetention(retCtx, ret, 5*time.Minute) }()
+			// Retention and compaction run beside the server; the store
+			// runs them one at a time.
+			maintCtx, stopMaint := context.WithCancel(cmd.Context())
+			var maint sync.WaitGroup
+			maint.Go(func() { db.RunRetention(maintCtx, ret, 5*time.Minute) })
+			maint.Go(func() { db.RunCompaction(maintCtx, comp, time.Minute) })
 			err = srv.Run(cmd.Context(), func(addr string) {
 				log.Info("kubetrail serving", "addr", addr, "data", dir, "tls", cfg.TLSCert != "")
 			})
 			// The HTTP server has answered every request in flight; now make
 			// sure everything acknowledged is sealed before exiting.
-			stopRet()
-			<-retDone
+			stopMaint()
+			maint.Wait()
 			if cerr := db.Close(); err == nil {
 				err = cerr
 			}
@@ -114,6 +133,7 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 	f.Int64Var(&walBytes, "wal-segment-bytes", 64<<20, "seal the write-ahead log into a segment when it reaches this size")
 	f.StringVar(&retention, "retention", "", "delete stored events older than this (90d, 720h); default: keep all")
 	f.StringVar(&maxSize, "max-size", "", "delete the oldest stored events while the store is larger than this (50GiB, 500MB); default: no limit")
+	f.StringVar(&compact, "compact-below", "4MiB", "merge adjacent segments smaller than this into segments of up to this size, in the background (0: never)")
 	return cmd
 }
 
