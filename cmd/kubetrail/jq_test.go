@@ -36,10 +36,11 @@ func TestQueryJQMatchesJQ(t *testing.T) {
 	if out, err := exec.Command(bin, "import", "--data", data, logPath).CombinedOutput(); err != nil {
 		t.Fatalf("import: %v\n%s", err, out)
 	}
-	for _, c := range []struct {
+	type jqCase struct {
 		prog  string
 		extra []string
-	}{
+	}
+	cases := []jqCase{
 		{`select(.objectRef.resource == "secrets")`, nil},
 		{`select(.user.username == "admin")`, nil},
 		{`select(.responseStatus.code >= 400)`, nil},
@@ -52,8 +53,24 @@ func TestQueryJQMatchesJQ(t *testing.T) {
 		{`select(.objectRef.apiGroup == "rbac.authorization.k8s.io" and (.verb == "create" or .verb == "update" or .verb == "patch" or .verb == "delete"))`, nil},
 		{`select(.responseStatus.code == 403) | .user.username`, []string{"-r"}},
 		{`.`, nil},
-	} {
-		args := append([]string{"query", "--data", data, "--jq", c.prog}, c.extra...)
+	}
+	// The same through a running server: the program runs on the client,
+	// over the events the server selects, in the stored order.
+	addr := freePort(t)
+	var proc *serveProc
+	remote := []jqCase{
+		{`select(.objectRef.resource == "secrets") | {user: .user.username, verb: .verb, ns: .objectRef.namespace, name: .objectRef.name}`, []string{"--server", "http://" + addr}},
+		{`select(.responseStatus.code == 403) | .user.username`, []string{"-r", "--server", "http://" + addr}},
+	}
+	for i, c := range append(cases, remote...) {
+		if i == len(cases) {
+			proc = startServe(t, bin, addr, data)
+			defer func() { proc.cmd.Process.Kill(); proc.cmd.Wait() }()
+		}
+		args := append([]string{"query", "--jq", c.prog}, c.extra...)
+		if i < len(cases) {
+			args = append(args, "--data", data)
+		}
 		cmd := exec.Command(bin, args...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -61,7 +78,10 @@ func TestQueryJQMatchesJQ(t *testing.T) {
 		if err != nil {
 			t.Fatalf("kubetrail %v: %v\n%s", args, err, stderr.Bytes())
 		}
-		jqArgs := append([]string{"-c"}, c.extra...)
+		jqArgs := []string{"-c"}
+		if len(c.extra) > 0 && c.extra[0] == "-r" {
+			jqArgs = append(jqArgs, "-r")
+		}
 		want, err := exec.Command(jqBin, append(jqArgs, c.prog, logPath)...).Output()
 		if err != nil {
 			t.Fatalf("jq %s: %v", c.prog, err)
@@ -78,6 +98,6 @@ func TestQueryJQMatchesJQ(t *testing.T) {
 			}
 			t.Fatalf("%s: kubetrail printed %d lines, jq %d", c.prog, len(hl), len(wl))
 		}
-		t.Logf("%-70.70s %6d lines identical", c.prog, bytes.Count(want, []byte("\n")))
+		t.Logf("%-70.70s %6d lines identical %v", c.prog, bytes.Count(want, []byte("\n")), c.extra)
 	}
 }

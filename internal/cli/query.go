@@ -134,6 +134,9 @@ whole-stream programs.`,
 			if sortBy != "time" && sortBy != "-time" {
 				return fmt.Errorf("--sort %q: want time or -time", sortBy)
 			}
+			if prog != nil && !cmd.Flags().Changed("sort") {
+				sortBy = "stored" // the log's order, as jq over the log
+			}
 			if remote.url != "" {
 				return remoteQuery(cmd.Context(), e, &remote, src, since, until, sortBy, limit, follow, count, out)
 			}
@@ -145,7 +148,7 @@ whole-stream programs.`,
 				return err
 			}
 			defer r.Close()
-			if prog != nil && !cmd.Flags().Changed("sort") {
+			if sortBy == "stored" {
 				// The log's order, streamed: nothing is held but one event.
 				return out.streamJQ(r, sel, limit, count)
 			}

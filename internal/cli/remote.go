@@ -90,7 +90,7 @@ func remoteQuery(ctx context.Context, e *env, r *remoteFlags, src, since, until,
 		}
 		q.Set(k, v)
 	}
-	if limit > 0 {
+	if limit > 0 && out.jq == nil { // --jq limits results, not events
 		q.Set("limit", strconv.Itoa(limit))
 	}
 	if follow {
@@ -119,7 +119,7 @@ func remoteQuery(ctx context.Context, e *env, r *remoteFlags, src, since, until,
 			return err
 		}
 		n++
-		if count {
+		if count && out.jq == nil {
 			continue
 		}
 		h := &local.Hit{Cluster: l.Cluster, Time: ev.Time().UnixMicro(), Received: l.Received.UnixMicro(), Raw: l.Event, Event: &ev}
@@ -136,11 +136,15 @@ func remoteQuery(ctx context.Context, e *env, r *remoteFlags, src, since, until,
 	if err := sc.Err(); err != nil && ctx.Err() == nil {
 		return err
 	}
-	if count {
+	switch {
+	case out.jq != nil && follow:
+		return out.jqDone()
+	case out.jq != nil:
+		return out.printJQ(rows, limit, count)
+	case count:
 		fmt.Fprintln(e.stdout, n)
 		return nil
-	}
-	if follow {
+	case follow:
 		return nil
 	}
 	return out.print(rows)

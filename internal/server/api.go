@@ -18,7 +18,7 @@ import (
 // The query API. Every endpoint answers errors as JSON {"error": ...}; a
 // filter error also carries its column.
 //
-//	GET /api/v1/events?filter=F&since=S&until=U&sort=time|-time&limit=N&follow=1&envelope=1
+//	GET /api/v1/events?filter=F&since=S&until=U&sort=time|-time|stored&limit=N&follow=1&envelope=1
 //	    JSON lines: each stored event as stored, or with envelope=1
 //	    {"cluster":C,"received":RFC3339,"event":{...}}. With follow=1 the
 //	    answer goes on with events as they become durable.
@@ -113,8 +113,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if sortBy == "" {
 		sortBy = "time"
 	}
-	if sortBy != "time" && sortBy != "-time" {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("sort %q: want time or -time", sortBy))
+	if sortBy != "time" && sortBy != "-time" && sortBy != "stored" {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("sort %q: want time, -time or stored (the order events were stored in)", sortBy))
 		return
 	}
 	limit := 0
@@ -153,12 +153,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	sort.SliceStable(hits, func(i, j int) bool {
-		if sortBy == "-time" {
-			return hits[i].time > hits[j].time
-		}
-		return hits[i].time < hits[j].time
-	})
+	if sortBy != "stored" { // Select gives the stored order
+		sort.SliceStable(hits, func(i, j int) bool {
+			if sortBy == "-time" {
+				return hits[i].time > hits[j].time
+			}
+			return hits[i].time < hits[j].time
+		})
+	}
 	if limit > 0 && len(hits) > limit {
 		if follow {
 			hits = hits[len(hits)-limit:] // like tail -n: the newest, then live
