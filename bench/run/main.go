@@ -222,6 +222,7 @@ func (s *suite) header(mode string) {
 	fmt.Fprintf(w, "## Machine\n\n| | |\n|---|---|\n")
 	fmt.Fprintf(w, "| date | %s |\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(w, "| CPU | %s |\n| cores | %d |\n| memory | %s |\n", cpuModel(), runtime.NumCPU(), memTotal())
+	fmt.Fprintf(w, "| load average at start | %s (1, 5, 15 min; other work on the machine slows every figure) |\n", loadAvg())
 	fmt.Fprintf(w, "| go | %s |\n", strings.TrimSpace(output("go", "version")))
 	fmt.Fprintf(w, "| jq | %s |\n| gojq | %s |\n| zstd | %s |\n| gzip | %s |\n", firstLine(output("jq", "--version")), firstLine(output("gojq", "--version")),
 		firstLine(output("zstd", "--version")), firstLine(output("gzip", "--version")))
@@ -240,7 +241,7 @@ func (s *suite) runTime(total time.Duration) {
 	for _, t := range s.took {
 		fmt.Fprintf(w, "| %s | %s |\n", t.name, t.d.Round(time.Second))
 	}
-	fmt.Fprintf(w, "| **total** | **%s** |\n", total.Round(time.Second))
+	fmt.Fprintf(w, "| **total** | **%s** |\n\nLoad average at the end: %s.\n", total.Round(time.Second), loadAvg())
 }
 
 // row is one measured command.
@@ -361,6 +362,15 @@ func cpuModel() string {
 		}
 	}
 	return runtime.GOARCH
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], ", ")
+	}
+	return "?"
 }
 
 func memTotal() string {
