@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -108,7 +109,34 @@ type columnBuilder struct {
 	times []int64
 	recvs []int64
 	n     int
+	// durable is the columns of the events made durable so far, for
+	// readers (DB.OpenReader); set by the committer after each sync.
+	durable atomic.Pointer[memCols]
 }
+
+// memCols are the column values of the first n events of a WAL segment,
+// as the committer built them at ingest. They are immutable: the builder
+// only appends past them (a failed commit cuts back only what was not
+// durable), so readers use them without a lock.
+type memCols struct {
+	vals         [NumColumns][]string // id -> value
+	ids          [NumColumns][]uint32
+	times, recvs []int64
+	n            int
+}
+
+// publish makes the events added so far visible to readers. Only the
+// goroutine that adds may call it, and only once they are durable.
+func (b *columnBuilder) publish() {
+	m := &memCols{n: b.n, times: b.times[:b.n:b.n], recvs: b.recvs[:b.n:b.n]}
+	for c := range m.vals {
+		m.vals[c] = b.vals[c][:len(b.vals[c]):len(b.vals[c])]
+		m.ids[c] = b.ids[c][:b.n:b.n]
+	}
+	b.durable.Store(m)
+}
+
+func (m *memCols) value(c Column, ord int) string { return m.vals[c][m.ids[c][ord]] }
 
 func newColumnBuilder() *columnBuilder {
 	b := &columnBuilder{}

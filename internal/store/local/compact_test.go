@@ -215,7 +215,8 @@ func TestCompactKeepsEveryEvent(t *testing.T) {
 		t.Error("no compacted segment has a name Bloom filter")
 	}
 	checkSelect(t, dir, r, rand.New(rand.NewPCG(13, 14)), 150,
-		"name=pod-7", "name=pod-2399", "name=pod-99999", "name in (pod-5,pod-1200) cluster=prod")
+		"name=pod-7", "name=pod-2399", "name=pod-99999", "name in (pod-5,pod-1200) cluster=prod",
+		"received>=2026-11-20T12:00:00Z", "time<2026-11-20T12:00:00Z verb=get")
 	groups, total, err := r.Stats(Selection{}, []Column{ColCluster}, 0)
 	if err != nil || total != int64(len(before)) || len(groups) != 2 || groups[0].Count != 1200 {
 		t.Errorf("stats by cluster: %+v total %d, %v", groups, total, err)

@@ -432,6 +432,9 @@ func (db *DB) commitLoop() {
 			}
 			continue
 		}
+		if len(added) > 0 {
+			cb.publish()
+		}
 		if len(added) > 0 && !dirty {
 			dirty, started = true, time.Now()
 		}
@@ -525,6 +528,25 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder) error {
 	delete(db.pending, seq)
 	db.pendingMu.Unlock()
 	return db.wal.Remove(seq)
+}
+
+// OpenReader opens a reader on the DB's folder, like the package's
+// OpenReader, that takes the column values of the events still in the WAL
+// from what the committer built at ingest instead of decoding them again:
+// a query the columns decide reads no JSON, and opening costs one read of
+// the WAL files.
+func (db *DB) OpenReader() (*Reader, error) { return openReader(db.dir, db.walColumns) }
+
+// walColumns returns the durable columns of WAL segment seq, or nil when
+// it has none in memory (recovered after a crash, or sealed meanwhile).
+func (db *DB) walColumns(seq uint64) *memCols {
+	db.pendingMu.Lock()
+	cb := db.pending[seq]
+	db.pendingMu.Unlock()
+	if cb == nil {
+		return nil
+	}
+	return cb.durable.Load()
 }
 
 // SetObserveSync sets a function told the duration of each WAL sync.

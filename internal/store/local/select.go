@@ -37,15 +37,40 @@ type segView struct {
 	recvs []int64
 }
 
+// headEvent is an event still in the WAL. It is decoded only when a query
+// needs it; its column values come from what the committer built at ingest
+// when the reader was opened by DB.OpenReader.
 type headEvent struct {
 	cluster        string
 	time, received int64
 	raw            []byte
-	ev             audit.Event
+	ev             *audit.Event // nil until decoded
+	mem            *memCols     // nil when the columns were not at hand
+	ord            int          // the event's index in mem
 }
 
-// OpenReader opens a data folder for reading.
+// event returns the event decoded, decoding it on first use.
+func (h *headEvent) event() (*audit.Event, error) {
+	if h.ev == nil {
+		ev := new(audit.Event)
+		if err := audit.DecodeStored(h.raw, ev); err != nil {
+			return nil, fmt.Errorf("event in the WAL: %w", err)
+		}
+		h.ev = ev
+	}
+	return h.ev, nil
+}
+
+// OpenReader opens a data folder for reading. The events still in the WAL
+// are read but not decoded: a query decodes those it needs. In the process
+// that holds the folder open, DB.OpenReader is cheaper still.
 func OpenReader(dir string) (*Reader, error) {
+	return openReader(dir, nil)
+}
+
+// openReader opens a reader; walCols, when not nil, gives the column
+// values built at ingest of a WAL segment's first events.
+func openReader(dir string, walCols func(seq uint64) *memCols) (*Reader, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("data folder: %w", err)
 	}
@@ -54,7 +79,7 @@ func OpenReader(dir string) (*Reader, error) {
 		return nil, err
 	}
 	r := &Reader{dec: dec}
-	if err := r.load(dir); err != nil {
+	if err := r.load(dir, walCols); err != nil {
 		r.Close()
 		dec.Close()
 		return nil, err
@@ -62,7 +87,7 @@ func OpenReader(dir string) (*Reader, error) {
 	return r, nil
 }
 
-func (r *Reader) load(dir string) error {
+func (r *Reader) load(dir string, walCols func(seq uint64) *memCols) error {
 	walPath := filepath.Join(dir, walDir)
 	segPath := filepath.Join(dir, segmentDir)
 	// The WAL first: a WAL segment sealed after this listing is read from
@@ -81,18 +106,22 @@ func (r *Reader) load(dir string) error {
 	for _, s := range segs {
 		r.segs = append(r.segs, &segView{r: s.r})
 	}
+	// The events' bytes go into large shared buffers, not one each.
+	var arena []byte
 	add := func(e entry) error {
-		h := headEvent{cluster: e.cluster, time: e.time, received: e.received, raw: append([]byte(nil), e.raw...)}
-		if err := audit.DecodeStored(h.raw, &h.ev); err != nil {
-			return err
+		if len(arena)+len(e.raw) > cap(arena) {
+			arena = make([]byte, 0, max(4<<20, len(e.raw)))
 		}
-		r.head = append(r.head, h)
+		start := len(arena)
+		arena = append(arena, e.raw...)
+		r.head = append(r.head, headEvent{cluster: e.cluster, time: e.time, received: e.received, raw: arena[start:len(arena):len(arena)]})
 		return nil
 	}
 	for _, src := range sources(segs, walSegs) {
 		if src.seg != nil {
 			continue
 		}
+		first := len(r.head)
 		_, _, err := wal.Scan(wal.SegmentPath(walPath, src.wal), func(p []byte) error {
 			return decodeBatch(p, add)
 		})
@@ -100,12 +129,33 @@ func (r *Reader) load(dir string) error {
 			err = readSealed(segPath, src.wal, func(sr *segmentReader, lo, hi int) error {
 				return sr.scanRange(r.dec, lo, hi, nil, add)
 			})
+		} else if err == nil && walCols != nil {
+			// Taken after the WAL was read, so it covers every event
+			// read that was durable; those past it are decoded if needed.
+			if m := walCols(src.wal); m != nil {
+				r.attach(r.head[first:], m)
+			}
 		}
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// attach gives a WAL segment's events, in WAL order, the column values
+// built at ingest. The event times must agree: they cannot unless the WAL
+// was cut back after a failed write, and then nothing is attached.
+func (r *Reader) attach(head []headEvent, m *memCols) {
+	n := min(len(head), m.n)
+	for i := 0; i < n; i++ {
+		if m.times[i] != head[i].time {
+			return
+		}
+	}
+	for i := 0; i < n; i++ {
+		head[i].mem, head[i].ord = m, i
+	}
 }
 
 // Close releases the reader's files.
@@ -185,6 +235,7 @@ type Hit struct {
 	Raw   []byte
 	Event *audit.Event
 	seg   *segView
+	head  *headEvent
 	r     *Reader
 	ord   int
 	vals  *colRow // the event's column values, computed once when asked
@@ -197,10 +248,21 @@ func (h *Hit) Column(c Column) string {
 			return cd.Values[cd.IDs[h.ord]]
 		}
 	}
-	if h.Event != nil {
+	ev := h.Event
+	if h.head != nil {
+		if h.head.mem != nil {
+			return h.head.mem.value(c, h.head.ord)
+		}
+		if ev == nil {
+			// A WAL event the selection did not need decoded. It was
+			// decoded once at ingest, so this cannot fail but for a bug.
+			ev, _ = h.head.event()
+		}
+	}
+	if ev != nil {
 		if h.vals == nil {
 			h.vals = new(colRow)
-			columnValues(h.Cluster, h.Event, h.vals)
+			columnValues(h.Cluster, ev, h.vals)
 		}
 		return h.vals[c]
 	}
@@ -212,7 +274,7 @@ func (h *Hit) Column(c Column) string {
 type plan struct {
 	full     *query.Filter
 	colTerms []colTerm
-	timeTerm []*query.Filter // conjuncts on time or received only
+	timeTerm []*query.Filter // conjuncts on time only
 	residual bool            // some conjunct needs the whole event
 }
 
@@ -266,7 +328,10 @@ func makePlan(f *query.Filter) (*plan, error) {
 					p.colTerms = append(p.colTerms, t)
 					continue
 				}
-				if name == "time" || name == "received" {
+				// The time column holds each event's time. "received" is
+				// the event's requestReceivedTimestamp, which no column
+				// holds (the received column is when kubetrail got it).
+				if name == "time" {
 					p.timeTerm = append(p.timeTerm, sub)
 					continue
 				}
@@ -380,19 +445,91 @@ func (r *Reader) Select(sel Selection, fn func(*Hit) error) error {
 			return err
 		}
 	}
+	return r.selectHead(p, sel, lo, hi, fn)
+}
+
+// selectHead selects among the events still in the WAL. Those with column
+// values from ingest are decided like a segment's, testing each value once;
+// the others are decoded.
+func (r *Reader) selectHead(p *plan, sel Selection, lo, hi int64, fn func(*Hit) error) error {
+	m := headMatcher{p: p}
 	for i := range r.head {
 		h := &r.head[i]
 		if (lo != 0 && h.time < lo) || (hi != 0 && h.time >= hi) {
 			continue
 		}
-		if p.full != nil && !p.full.Match(&h.ev, h.cluster) {
-			continue
+		if p.full != nil {
+			if h.mem != nil && !p.residual {
+				if !m.match(h) {
+					continue
+				}
+			} else {
+				ev, err := h.event()
+				if err != nil {
+					return err
+				}
+				if !p.full.Match(ev, h.cluster) {
+					continue
+				}
+			}
 		}
-		if err := fn(&Hit{Cluster: h.cluster, Time: h.time, Received: h.received, Raw: h.raw, Event: &h.ev}); err != nil {
+		if (sel.NeedEvent || p.residual) && h.ev == nil {
+			if _, err := h.event(); err != nil {
+				return err
+			}
+		}
+		hit := Hit{Cluster: h.cluster, Time: h.time, Received: h.received, Raw: h.raw, Event: h.ev, head: h, r: r}
+		if err := fn(&hit); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// headMatcher decides a plan without a residual on WAL events that have
+// column values, testing each dictionary value of a WAL segment once.
+type headMatcher struct {
+	p *plan
+	// oks holds, per WAL segment's columns, per column term, per value
+	// id: 0 not tested yet, 1 matches, -1 does not.
+	oks   map[*memCols][][]int8
+	probe audit.Event
+}
+
+func (m *headMatcher) match(h *headEvent) bool {
+	oks := m.oks[h.mem]
+	if oks == nil {
+		oks = make([][]int8, len(m.p.colTerms))
+		for ti, t := range m.p.colTerms {
+			oks[ti] = make([]int8, len(h.mem.vals[t.col]))
+		}
+		if m.oks == nil {
+			m.oks = map[*memCols][][]int8{}
+		}
+		m.oks[h.mem] = oks
+	}
+	for ti, t := range m.p.colTerms {
+		id := h.mem.ids[t.col][h.ord]
+		ok := oks[ti][id]
+		if ok == 0 {
+			cluster := eventWith(t.col, h.mem.vals[t.col][id], &m.probe)
+			ok = -1
+			if t.f.Match(&m.probe, cluster) {
+				ok = 1
+			}
+			oks[ti][id] = ok
+		}
+		if ok < 0 {
+			return false
+		}
+	}
+	for _, tf := range m.p.timeTerm {
+		m.probe = audit.Event{StageTimestamp: audit.MicroTime{Time: microTime(h.time)}}
+		if !tf.Match(&m.probe, "") {
+			return false
+		}
+	}
+	return true
 }
 
 // candidates narrows a segment's events with the columns: cand[i] says
@@ -522,10 +659,7 @@ func (r *Reader) candidates(s *segView, p *plan, lo, hi int64) (cand []bool, all
 	}
 	for _, tf := range p.timeTerm {
 		restrict(func(i int) bool {
-			probe = audit.Event{
-				StageTimestamp:           audit.MicroTime{Time: microTime(s.times[i])},
-				RequestReceivedTimestamp: audit.MicroTime{Time: microTime(s.recvs[i])},
-			}
+			probe = audit.Event{StageTimestamp: audit.MicroTime{Time: microTime(s.times[i])}}
 			return tf.Match(&probe, "")
 		})
 	}
