@@ -11,6 +11,7 @@ import (
 type fig struct {
 	kt       time.Duration
 	rss      int64
+	ktjq     time.Duration // the same question through kubetrail query --jq
 	jq, duck time.Duration
 }
 
@@ -45,14 +46,14 @@ func (s *suite) growth() {
 		"Times are the ones in the tables above: kubetrail and DuckDB as a new process per question (medians), jq one pass per question; "+
 		"for ingest, `jq -c .` is the median of %d pass(es) at %s and of %d at %s.\n\n",
 		a.name, b.name, float64(b.events)/float64(a.events), s.slowRuns(a), a.name, s.slowRuns(b), b.name)
-	fmt.Fprintf(w, "| what | kubetrail | kubetrail peak RSS | jq | DuckDB |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| what | kubetrail | kubetrail peak RSS | kubetrail --jq | jq | DuckDB |\n|---|---|---|---|---|---|\n")
 	for _, what := range s.fig.order {
 		x, okA := s.fig.by[what][0]
 		y, okB := s.fig.by[what][last]
 		if !okA || !okB {
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %s | %s → %s | %s | %s |\n", what, grow(x.kt, y.kt), human(x.rss), human(y.rss), grow(x.jq, y.jq), grow(x.duck, y.duck))
+		fmt.Fprintf(w, "| %s | %s | %s → %s | %s | %s | %s |\n", what, grow(x.kt, y.kt), human(x.rss), human(y.rss), grow(x.ktjq, y.ktjq), grow(x.jq, y.jq), grow(x.duck, y.duck))
 	}
 	fmt.Fprintln(w)
 }
