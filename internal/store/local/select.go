@@ -21,9 +21,12 @@ import (
 )
 
 // Reader is a read-only view of a data folder as it was when opened: its
-// sealed segments and the events still in its WAL. It takes no lock, so it
-// works beside a running writer; events stored after it was opened are not
-// in it. A Reader is not safe for concurrent use.
+// sealed segments and the events still in its WAL. It works beside a
+// running writer: it takes no write lock, only a shared lock on the
+// segments folder while it lists and opens the segments, and it keeps
+// reading the segments it opened after compaction or retention deletes
+// them. Events stored after it was opened are not in it. A Reader is not
+// safe for concurrent use.
 type Reader struct {
 	segs []*segView
 	head []headEvent
