@@ -139,7 +139,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		raw            []byte
 	}
 	var hits []hit
-	rd, err := local.OpenReader(s.db.Dir())
+	rd, err := s.db.OpenReader()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
@@ -300,7 +300,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("sort %q: want count or bytes", v))
 		return
 	}
-	rd, err := local.OpenReader(s.db.Dir())
+	rd, err := s.db.OpenReader()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
@@ -367,7 +367,7 @@ func (s *Server) runInvestigation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.Del("table")
-	rd, err := local.OpenReader(s.db.Dir())
+	rd, err := s.db.OpenReader()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
