@@ -150,6 +150,8 @@ func (p *Program) Run(ctx context.Context, event []byte, buf []byte) (_ []byte, 
 	if err != nil {
 		return buf, 0, err
 	}
+	root, _ := v.(map[string]any)
+	text := p.dec.data
 	iter := p.code.RunWithContext(ctx, v)
 	for ; ; n++ {
 		out, ok := iter.Next()
@@ -165,6 +167,10 @@ func (p *Program) Run(ctx context.Context, event []byte, buf []byte) (_ []byte, 
 		}
 		if s, ok := out.(string); ok && p.Raw {
 			buf = append(buf, s...)
+		} else if m, ok := out.(map[string]any); ok && root != nil && !p.dec.dup && mapKey(m) == mapKey(root) {
+			// The event itself, as select(...) gives it: its text, in
+			// jq's format.
+			buf = p.dec.reformat(buf, text)
 		} else {
 			buf = p.enc.encode(buf, out)
 		}

@@ -281,6 +281,11 @@ func TestNumbersAndStringsMatchJQ(t *testing.T) {
 		`"\u003c\u003e\u0026 <>&"`, `"é日本😀"`, `"\ud83d\ude00"`, `"\u2028\u2029"`, "\"\xff\xfeab\"",
 		`{"b":1,"a":2,"b":3}`, `{"":{"":[]}}`, `[]`, `{}`, `[{}, [[]], null, true, false]`,
 	}
+	// Each value also inside an object with white space around it, which
+	// takes the path that reformats the event's text.
+	for _, v := range values[:len(values):len(values)] {
+		values = append(values, "{ \"v\" : "+v+" ,\n \"w\":[ "+v+" ] }")
+	}
 	in := []byte(strings.Join(values, "\n") + "\n")
 	want := runJQ(t, ".", in)
 	p, err := Compile(".", time.Now())
