@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,5 +100,57 @@ func TestQueryJQMatchesJQ(t *testing.T) {
 			t.Fatalf("%s: kubetrail printed %d lines, jq %d", c.prog, len(hl), len(wl))
 		}
 		t.Logf("%-70.70s %6d lines identical %v", c.prog, bytes.Count(want, []byte("\n")), c.extra)
+	}
+}
+
+// TestQueryJQRuntimeErrors: like jq, a runtime error skips the event and
+// the run ends with status 5; the errors are reported, but not one line
+// per stored event when the program fails on all of them.
+func TestQueryJQRuntimeErrors(t *testing.T) {
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "audit.log")
+	corpus, err := exec.Command("go", "run", "../../bench/gen", "--events", "500", "--seed", "4").Output()
+	if err != nil {
+		t.Fatalf("bench/gen: %v", err)
+	}
+	if err := os.WriteFile(logPath, corpus, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := exec.Command(bin, "import", "--data", data, logPath).CombinedOutput(); err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "query", "--data", data, "--jq", `if .verb == "get" then .verb else error("not a get") end`)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 5 {
+		t.Fatalf("exit %v, want status 5; stderr:\n%s", err, stderr.Bytes())
+	}
+	gets := bytes.Count(stdout.Bytes(), []byte("\n"))
+	count := func(filter string) int {
+		out, err := exec.Command(bin, "query", "--data", data, "--count", filter).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		fmt.Sscan(string(out), &n)
+		return n
+	}
+	if want := count("verb=get"); gets != want || gets == 0 {
+		t.Fatalf("printed %d gets, the store holds %d", gets, want)
+	}
+	total := count("")
+	lines := bytes.Split(bytes.TrimSpace(stderr.Bytes()), []byte("\n"))
+	if len(lines) != 12 {
+		t.Fatalf("%d lines on standard error, want 10 errors, a note and a total:\n%s", len(lines), stderr.Bytes())
+	}
+	if !bytes.Contains(lines[0], []byte("not a get")) || !bytes.Contains(lines[11], []byte(fmt.Sprintf("failed on %d events", total-gets))) {
+		t.Fatalf("standard error:\n%s", stderr.Bytes())
 	}
 }

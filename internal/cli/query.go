@@ -396,18 +396,29 @@ func withPushdown(f *query.Filter, prog *jq.Program, now time.Time) (*query.Filt
 	return query.CompileExpr(&query.And{Terms: terms}, now)
 }
 
+// maxJQErrors is how many runtime errors --jq reports one by one: a
+// program that fails on every event would otherwise print one line per
+// stored event.
+const maxJQErrors = 10
+
 // runJQ runs the printer's program on one hit, reporting a runtime error as
 // jq does (on standard error, going on with the next event).
 func (p *printer) runJQ(h *local.Hit, buf []byte) ([]byte, int) {
 	out, n, err := p.jq.Run(context.Background(), h.Raw, buf)
 	if err != nil && err != jq.ErrHalt {
 		p.jqErrs++
+		if p.jqErrs > maxJQErrors {
+			return out, n
+		}
 		id := ""
 		if h.Event != nil {
 			id = " " + h.Event.AuditID
 		}
 		fmt.Fprintf(p.errw, "kubetrail: --jq: error (event%s at %s): %v\n", id,
 			time.UnixMicro(h.Time).UTC().Format(time.RFC3339Nano), err)
+		if p.jqErrs == maxJQErrors {
+			fmt.Fprintf(p.errw, "kubetrail: --jq: %d errors shown; further ones are only counted\n", maxJQErrors)
+		}
 	}
 	return out, n
 }
