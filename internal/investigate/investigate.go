@@ -224,6 +224,11 @@ func collect(r *local.Reader, sc Scope, base query.Expr, allStages, bodies bool)
 		if err != nil {
 			return nil, err
 		}
+		// Every report, its table as much as its records, needs the
+		// event's text: a row's time is requestReceivedTimestamp, and a
+		// request is its stages grouped by audit ID and request URI
+		// (reqKey). No column holds these three, so the columns only
+		// choose which events are read.
 		sel := local.Selection{Filter: f, Since: sc.Since, Until: sc.Until, NeedEvent: true}
 		if err := r.Select(sel, add); err != nil {
 			return nil, err
