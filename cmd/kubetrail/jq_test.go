@@ -12,6 +12,30 @@ import (
 // TestQueryJQMatchesJQ is the seed's acceptance test for --jq: every seed
 // question, run with `kubetrail query --jq` over an imported log, prints the
 // same bytes, in the same order, as `jq -c` over the raw log.
+// importCorpus builds kubetrail, writes a generated audit log of n events
+// and imports it into a fresh data folder.
+func importCorpus(t *testing.T, n, seed int) (bin, logPath, data string) {
+	t.Helper()
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	logPath = filepath.Join(dir, "audit.log")
+	corpus, err := exec.Command("go", "run", "../../bench/gen", "--events", fmt.Sprint(n), "--seed", fmt.Sprint(seed)).Output()
+	if err != nil {
+		t.Fatalf("bench/gen: %v", err)
+	}
+	if err := os.WriteFile(logPath, corpus, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data = filepath.Join(dir, "data")
+	if out, err := exec.Command(bin, "import", "--data", data, logPath).CombinedOutput(); err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	return bin, logPath, data
+}
+
 func TestQueryJQMatchesJQ(t *testing.T) {
 	jqBin, err := exec.LookPath("jq")
 	if err != nil {
@@ -20,23 +44,7 @@ func TestQueryJQMatchesJQ(t *testing.T) {
 		}
 		t.Skip("jq is not on PATH")
 	}
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	logPath := filepath.Join(dir, "audit.log")
-	corpus, err := exec.Command("go", "run", "../../bench/gen", "--events", "20000", "--seed", "3").Output()
-	if err != nil {
-		t.Fatalf("bench/gen: %v", err)
-	}
-	if err := os.WriteFile(logPath, corpus, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	data := filepath.Join(dir, "data")
-	if out, err := exec.Command(bin, "import", "--data", data, logPath).CombinedOutput(); err != nil {
-		t.Fatalf("import: %v\n%s", err, out)
-	}
+	bin, logPath, data := importCorpus(t, 20000, 3)
 	type jqCase struct {
 		prog  string
 		extra []string
@@ -107,27 +115,11 @@ func TestQueryJQMatchesJQ(t *testing.T) {
 // the run ends with status 5; the errors are reported, but not one line
 // per stored event when the program fails on all of them.
 func TestQueryJQRuntimeErrors(t *testing.T) {
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	logPath := filepath.Join(dir, "audit.log")
-	corpus, err := exec.Command("go", "run", "../../bench/gen", "--events", "500", "--seed", "4").Output()
-	if err != nil {
-		t.Fatalf("bench/gen: %v", err)
-	}
-	if err := os.WriteFile(logPath, corpus, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	data := filepath.Join(dir, "data")
-	if out, err := exec.Command(bin, "import", "--data", data, logPath).CombinedOutput(); err != nil {
-		t.Fatalf("import: %v\n%s", err, out)
-	}
+	bin, _, data := importCorpus(t, 500, 4)
 	cmd := exec.Command(bin, "query", "--data", data, "--jq", `if .verb == "get" then .verb else error("not a get") end`)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
+	err := cmd.Run()
 	ee, ok := err.(*exec.ExitError)
 	if !ok || ee.ExitCode() != 5 {
 		t.Fatalf("exit %v, want status 5; stderr:\n%s", err, stderr.Bytes())
