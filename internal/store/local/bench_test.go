@@ -1,0 +1,213 @@
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/pipeline"
+	"github.com/kubetrail/kubetrail/internal/query"
+)
+
+// The query benchmarks open a reader and answer one question per
+// iteration, as a CLI process or an API request does. They run over a
+// generated store of benchEvents events, or over the data folder named by
+// KUBETRAIL_BENCH_DATA (for instance one that `kubetrail import` wrote from
+// bench/gen's corpus):
+//
+//	go test ./internal/store/local -run '^$' -bench Query -benchtime 30x
+//	KUBETRAIL_BENCH_DATA=/tmp/data go test ./internal/store/local -run '^$' -bench Query
+
+const benchEvents = 100_000
+
+// benchMade is set when benchStore generated its store, which TestMain
+// removes.
+var benchMade bool
+
+var benchStore = sync.OnceValues(func() (string, error) {
+	if dir := os.Getenv("KUBETRAIL_BENCH_DATA"); dir != "" {
+		return dir, nil
+	}
+	dir, err := os.MkdirTemp("", "kubetrail-bench-")
+	if err != nil {
+		return "", err
+	}
+	benchMade = true
+	db, err := Open(dir, Options{NoSync: true, WALSegmentBytes: 16 << 20})
+	if err != nil {
+		return "", err
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for b := 0; b < benchEvents/1000; b++ {
+		batch := &pipeline.Batch{Cluster: "default", Received: time.Now()}
+		for i := 0; i < 1000; i++ {
+			batch.Records = append(batch.Records, benchEvent(rng, b*1000+i))
+		}
+		if _, err := db.Append(context.Background(), batch); err != nil {
+			return "", err
+		}
+	}
+	return dir, db.Close()
+})
+
+// benchEvent makes an event with cardinalities like a cluster's: few
+// verbs and resources, dozens of users and IPs, hundreds of namespaces and
+// thousands of names.
+func benchEvent(rng *rand.Rand, i int) audit.Record {
+	ts := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i)*250*time.Millisecond + time.Duration(rng.IntN(200_000))*time.Microsecond)
+	user := fmt.Sprintf("system:serviceaccount:ns-%d:sa-%d", rng.IntN(20), rng.IntN(3))
+	switch rng.IntN(10) {
+	case 0:
+		user = "admin"
+	case 1, 2, 3:
+		user = fmt.Sprintf("system:node:node-%02d", rng.IntN(20))
+	}
+	ns := fmt.Sprintf("tenant-%03d", rng.IntN(200))
+	if rng.IntN(20) == 0 {
+		ns = "production"
+	}
+	name := fmt.Sprintf("app-%d-%05x", rng.IntN(100), rng.IntN(1<<16)%3000)
+	if rng.IntN(200) == 0 {
+		name = "important"
+	}
+	code := []int32{200, 200, 200, 201, 404, 403, 409, 500}[rng.IntN(8)]
+	ev := audit.Event{
+		Kind: "Event", APIVersion: audit.APIVersionV1, Level: audit.LevelMetadata,
+		AuditID:                  fmt.Sprintf("%08x-%04x-4%03x-%04x-%012x", rng.Uint32(), rng.IntN(1<<16), rng.IntN(1<<12), rng.IntN(1<<16), rng.Uint64()&(1<<48-1)),
+		Stage:                    audit.StageResponseComplete,
+		Verb:                     tVerbs[rng.IntN(len(tVerbs))],
+		User:                     audit.UserInfo{Username: user, Groups: []string{"system:authenticated"}},
+		SourceIPs:                []string{fmt.Sprintf("10.0.%d.%d", rng.IntN(4), rng.IntN(40))},
+		UserAgent:                fmt.Sprintf("kubectl/v1.3%d.0 (linux/amd64)", rng.IntN(5)),
+		RequestReceivedTimestamp: audit.MicroTime{Time: ts},
+		StageTimestamp:           audit.MicroTime{Time: ts.Add(time.Duration(rng.IntN(20000)) * time.Microsecond)},
+		ObjectRef:                &audit.ObjectReference{Resource: tRes[rng.IntN(len(tRes)-1)], Namespace: ns, Name: name, APIVersion: "v1"},
+		ResponseStatus:           &audit.Status{Code: code},
+		Annotations:              map[string]string{"authorization.k8s.io/decision": "allow"},
+	}
+	if rng.IntN(100) == 0 {
+		ev.SourceIPs = []string{"192.168.1.100"}
+	}
+	if rng.IntN(30) == 0 {
+		ev.ObjectRef.Subresource = "exec"
+	}
+	ev.RequestURI = "/api/v1/namespaces/" + ns + "/" + ev.ObjectRef.Resource + "/" + name
+	raw, _ := json.Marshal(&ev)
+	var rec audit.Record
+	audit.NewDecoder(audit.Limits{}).DecodeBody("gen", raw, func(r audit.Record) { rec = r }, func(p audit.Problem) { panic(p.String()) })
+	return rec
+}
+
+// benchQuestions are bench/run's seed questions.
+var benchQuestions = []struct{ name, filter string }{
+	{"who-deleted", "verb=delete resource=secrets ns=production name=important"},
+	{"secrets", "resource=secrets"},
+	{"user", "user=admin"},
+	{"failed", "code>=400"},
+	{"exec", "subresource=exec verb in (create,get)"},
+	{"ip", "ip=192.168.1.100"},
+	{"rbac", "apigroup=rbac.authorization.k8s.io verb in (create,update,patch,delete)"},
+}
+
+func benchDir(b *testing.B) string {
+	b.Helper()
+	dir, err := benchStore()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}
+
+func BenchmarkQueryOpen(b *testing.B) {
+	dir := benchDir(b)
+	for b.Loop() {
+		r, err := OpenReader(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.Close()
+	}
+}
+
+func BenchmarkQueryCount(b *testing.B) {
+	dir := benchDir(b)
+	for _, q := range benchQuestions {
+		f, err := query.Compile(q.filter)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(q.name, func(b *testing.B) {
+			for b.Loop() {
+				r, err := OpenReader(dir)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := r.CountMatching(Selection{Filter: f}); err != nil {
+					b.Fatal(err)
+				}
+				r.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkQueryEvents selects events with their text, as -o json does.
+func BenchmarkQueryEvents(b *testing.B) {
+	dir := benchDir(b)
+	for _, q := range []string{"verb=delete resource=secrets ns=production name=important", "user=admin ns=production"} {
+		f, _ := query.Compile(q)
+		b.Run(q, func(b *testing.B) {
+			for b.Loop() {
+				r, err := OpenReader(dir)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := r.Select(Selection{Filter: f, NeedEvent: true}, func(*Hit) error { return nil }); err != nil {
+					b.Fatal(err)
+				}
+				r.Close()
+			}
+		})
+	}
+}
+
+func BenchmarkQueryStats(b *testing.B) {
+	dir := benchDir(b)
+	for _, tc := range []struct {
+		name string
+		o    StatsOptions
+	}{
+		{"by-user", StatsOptions{By: []Column{ColUser}}},
+		{"hourly", StatsOptions{Interval: int64(time.Hour / time.Microsecond)}},
+		{"by-user-verb", StatsOptions{By: []Column{ColUser, ColVerb}}},
+		{"bytes-by-resource", StatsOptions{By: []Column{ColResource}, ByBytes: true}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				r, err := OpenReader(dir)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := r.StatsOf(Selection{}, tc.o); err != nil {
+					b.Fatal(err)
+				}
+				r.Close()
+			}
+		})
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if benchMade {
+		dir, _ := benchStore()
+		os.RemoveAll(dir)
+	}
+	os.Exit(code)
+}
