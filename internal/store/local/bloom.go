@@ -1,9 +1,13 @@
 package local
 
-// bloom is a Bloom filter over a column's dictionary values, kept for large
-// dictionaries so that a question for one exact value (name=important)
-// skips a segment without decompressing its dictionary. 10 bits per value
-// and 7 probes give about 1% false positives.
+// bloom is the Bloom filter a v2 segment keeps over a large dictionary
+// (512 values or more), so that a question for one exact value
+// (name=important) skips the segment without decompressing its
+// dictionary. 10 bits per value and 7 probes give about 1% false
+// positives. v3 segments keep no Bloom filters: a large dictionary is
+// stored in chunks behind an index, and one lookup reads one chunk
+// (docs/adr/0006-segment-v3.md). newBloom and add remain to build v2
+// filters in tests.
 type bloom struct {
 	bits []byte
 	k    uint32

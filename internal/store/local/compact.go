@@ -166,12 +166,13 @@ func (db *DB) Compact(ctx context.Context, c Compaction) (CompactResult, error) 
 		return res, err
 	}
 	defer dec.Close()
+	bufs := &writerBufs{}
 	t0 := time.Now()
 	for _, g := range groups {
 		if ctx.Err() != nil || db.closed.Load() {
 			break
 		}
-		out, err := db.merge(g, enc, dec)
+		out, err := db.merge(g, enc, dec, bufs)
 		if err != nil {
 			return res, err
 		}
@@ -192,9 +193,9 @@ func (db *DB) Compact(ctx context.Context, c Compaction) (CompactResult, error) 
 
 // merge writes one segment holding the events of g, in order, swaps it in
 // and deletes g's files. It returns the new segment's size.
-func (db *DB) merge(g []segInfo, enc *zstd.Encoder, dec *zstd.Decoder) (int64, error) {
+func (db *DB) merge(g []segInfo, enc *zstd.Encoder, dec *zstd.Decoder, bufs *writerBufs) (int64, error) {
 	segDir := filepath.Join(db.dir, segmentDir)
-	w, err := newSegmentWriter(segDir, g[0].first, g[len(g)-1].last, enc)
+	w, err := newSegmentWriter(segDir, g[0].first, g[len(g)-1].last, enc, db.opts.layout, bufs)
 	if err != nil {
 		return 0, err
 	}
@@ -262,11 +263,11 @@ func (w *segmentWriter) addSegment(path string, dec *zstd.Decoder) error {
 			return err
 		}
 	}
-	times, err := r.readTimes(dec, r.meta.Time)
+	times, err := r.readTimes(dec, r.meta.Time, nil, nil)
 	if err != nil {
 		return err
 	}
-	recvs, err := r.readTimes(dec, r.meta.Received)
+	recvs, err := r.readTimes(dec, r.meta.Received, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -120,7 +120,7 @@ func smallBatches(batches, per int) []*pipeline.Batch {
 // segment, as a slow cluster or frequent restarts do.
 func openSmall(t *testing.T, dir string) *DB {
 	t.Helper()
-	db, err := Open(dir, Options{WALSegmentBytes: 1, NoSync: true})
+	db, err := Open(dir, Options{WALSegmentBytes: 1, NoSync: true, layout: segLayout{groupBytes: 64 << 10, blockBytes: 8 << 10}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,21 +198,21 @@ func TestCompactKeepsEveryEvent(t *testing.T) {
 		t.Fatalf("second pass: %+v %v", res, err)
 	}
 
-	// Select and Stats agree with a full scan; the merged segment has a
-	// Bloom filter on names although no small one had.
+	// Select and Stats agree with a full scan; the merged segment keeps
+	// names as postings although no small one did.
 	r, err := OpenReader(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	blooms := 0
+	postings := 0
 	for _, s := range r.segs {
-		if s.r.meta.Columns[ColName].BloomLen > 0 {
-			blooms++
+		if s.r.meta.Columns[ColName].Kind == kindPostings {
+			postings++
 		}
 	}
-	if blooms == 0 {
-		t.Error("no compacted segment has a name Bloom filter")
+	if postings == 0 {
+		t.Error("no compacted segment keeps names as postings")
 	}
 	checkSelect(t, dir, r, rand.New(rand.NewPCG(13, 14)), 150,
 		"name=pod-7", "name=pod-2399", "name=pod-99999", "name in (pod-5,pod-1200) cluster=prod",

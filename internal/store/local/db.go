@@ -45,6 +45,8 @@ type Options struct {
 	NoSync bool
 	// Logger receives recovery and sealing reports.
 	Logger *slog.Logger
+	// layout, set by tests, makes segments' groups and blocks small.
+	layout segLayout
 }
 
 func (o Options) withDefaults() Options {
@@ -477,8 +479,9 @@ func (db *DB) sealLoop() {
 	defer db.sealWG.Done()
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
 	defer enc.Close()
+	bufs := &writerBufs{}
 	for seq := range db.seal {
-		if err := db.sealOne(seq, enc); err != nil {
+		if err := db.sealOne(seq, enc, bufs); err != nil {
 			// The WAL segment stays; the next start seals it again.
 			db.log.Error("seal WAL segment failed; it stays in the WAL", "segment", seq, "err", err)
 			continue
@@ -487,9 +490,9 @@ func (db *DB) sealLoop() {
 	}
 }
 
-func (db *DB) sealOne(seq uint64, enc *zstd.Encoder) error {
+func (db *DB) sealOne(seq uint64, enc *zstd.Encoder, bufs *writerBufs) error {
 	path := wal.SegmentPath(filepath.Join(db.dir, walDir), seq)
-	w, err := newSegmentWriter(filepath.Join(db.dir, segmentDir), seq, seq, enc)
+	w, err := newSegmentWriter(filepath.Join(db.dir, segmentDir), seq, seq, enc, db.opts.layout, bufs)
 	if err != nil {
 		return err
 	}

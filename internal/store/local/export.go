@@ -84,7 +84,7 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 		if !opts.keepTime(r.meta.MinTime, r.meta.MaxTime) {
 			return nil
 		}
-		return r.scanRange(dec, lo, hi, func(b blockMeta) bool { return opts.keepTime(b.MinTime, b.MaxTime) }, emit)
+		return r.scanRange(dec, lo, hi, opts.keepTime, emit)
 	}
 	for _, src := range sources(segs, walSegs) {
 		if src.seg != nil {

@@ -1,10 +1,8 @@
 package local
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,13 +29,17 @@ type Reader struct {
 	segs []*segView
 	head []headEvent
 	dec  *zstd.Decoder
-}
-
-type segView struct {
-	r     *segmentReader
-	cols  [NumColumns]*ColumnData
-	times []int64
-	recvs []int64
+	text *textReader
+	// cur is the segment whose decoded columns are held (see use); the
+	// free lists keep the buffers of those released.
+	cur       *segView
+	freeIDs   [][]uint32
+	freeTimes [][]int64
+	freeLens  []uint32
+	chunkBuf  []byte
+	sc        scratch
+	list      []int32 // candidates of the segment at hand
+	plist     []int32 // postings being intersected
 }
 
 // headEvent is an event still in the WAL. It is decoded only when a query
@@ -81,7 +83,7 @@ func openReader(dir string, walCols func(seq uint64) *memCols) (*Reader, error) 
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{dec: dec}
+	r := &Reader{dec: dec, text: newTextReader(dec)}
 	if err := r.load(dir, walCols); err != nil {
 		r.Close()
 		dec.Close()
@@ -125,7 +127,13 @@ func (r *Reader) load(dir string, walCols func(seq uint64) *memCols) error {
 			continue
 		}
 		first := len(r.head)
-		_, _, err := wal.Scan(wal.SegmentPath(walPath, src.wal), func(p []byte) error {
+		path := wal.SegmentPath(walPath, src.wal)
+		if st, err := os.Stat(path); err == nil && st.Size() <= int64(len(wal.Magic)) {
+			// No record yet (the open segment of an idle store): skip the
+			// scan and its 1 MiB read buffer, a tenth of a query's time.
+			continue
+		}
+		_, _, err := wal.Scan(path, func(p []byte) error {
 			return decodeBatch(p, add)
 		})
 		if errors.Is(err, os.ErrNotExist) {
@@ -179,44 +187,6 @@ func (r *Reader) Count() int {
 	return n
 }
 
-// column returns a column with its ids.
-func (s *segView) column(dec *zstd.Decoder, c Column) (*ColumnData, error) {
-	cd, err := s.dict(dec, c)
-	if err != nil {
-		return nil, err
-	}
-	if cd.IDs == nil {
-		if err := s.r.readIDs(dec, c, cd); err != nil {
-			return nil, fmt.Errorf("%s: %w", s.r.f.Name(), err)
-		}
-	}
-	return cd, nil
-}
-
-// dict returns a column with at least its dictionary.
-func (s *segView) dict(dec *zstd.Decoder, c Column) (*ColumnData, error) {
-	if s.cols[c] == nil {
-		cd, err := s.r.readDict(dec, c)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", s.r.f.Name(), err)
-		}
-		s.cols[c] = cd
-	}
-	return s.cols[c], nil
-}
-
-func (s *segView) timeCols(dec *zstd.Decoder) error {
-	if s.times != nil {
-		return nil
-	}
-	var err error
-	if s.times, err = s.r.readTimes(dec, s.r.meta.Time); err != nil {
-		return err
-	}
-	s.recvs, err = s.r.readTimes(dec, s.r.meta.Received)
-	return err
-}
-
 // Selection says which events Select returns.
 type Selection struct {
 	// Filter selects events; nil selects all.
@@ -229,7 +199,8 @@ type Selection struct {
 	NeedEvent bool
 }
 
-// Hit is one selected event. Its slices are valid only during the callback.
+// Hit is one selected event. Its slices are valid only during the
+// callback, and Column may be called only then.
 type Hit struct {
 	Cluster        string
 	Time, Received int64
@@ -247,8 +218,8 @@ type Hit struct {
 // Column returns a column value of the hit, from the columns or the event.
 func (h *Hit) Column(c Column) string {
 	if h.seg != nil {
-		if cd, err := h.seg.column(h.r.dec, c); err == nil {
-			return cd.Values[cd.IDs[h.ord]]
+		if v, err := h.r.value(h.seg, c, h.ord); err == nil {
+			return v
 		}
 	}
 	ev := h.Event
@@ -535,161 +506,380 @@ func (m *headMatcher) match(h *headEvent) bool {
 	return true
 }
 
-// candidates narrows a segment's events with the columns: cand[i] says
-// event i may match (nil with all set: every event may). skip means none can.
-func (r *Reader) candidates(s *segView, p *plan, lo, hi int64) (cand []bool, all, skip bool, err error) {
-	n := s.r.meta.Count
-	// cand[i] says event i may still match.
-	all = true
-	restrict := func(keep func(i int) bool) {
-		if cand == nil {
-			cand = make([]bool, n)
-			for i := range cand {
-				cand[i] = true
-			}
-		}
-		for i := range cand {
-			if cand[i] && !keep(i) {
-				cand[i] = false
-			}
-		}
-		all = false
+// cands are a segment's events that may match a plan.
+type cands struct {
+	// all: every event of the segment matches.
+	all bool
+	// list holds otherwise the ordinals of the events that may match,
+	// ascending (that do match, when the plan has no residual).
+	list []int32
+	// counted: only the number matching is known, in count (asked for
+	// with countOnly, and decided by the dictionaries' counts).
+	counted bool
+	count   int64
+}
+
+// size returns how many events c holds out of a segment of n.
+func (c cands) size(n int) int64 {
+	switch {
+	case c.all:
+		return int64(n)
+	case c.counted:
+		return c.count
 	}
-	// First the dictionaries, smallest first: a segment none of whose
-	// values can match one condition is skipped before any ids are read.
-	var probe audit.Event
-	terms := append([]colTerm(nil), p.colTerms...)
-	sort.SliceStable(terms, func(i, j int) bool {
-		return s.r.meta.Columns[terms[i].col].DictLen < s.r.meta.Columns[terms[j].col].DictLen
-	})
-	// Bloom filters first: no dictionary is read for a value the segment
-	// cannot hold.
-	for _, t := range terms {
-		if t.vals == nil || s.cols[t.col] != nil {
+	return int64(len(c.list))
+}
+
+// termEval is a column term decided on one segment's dictionary.
+type termEval struct {
+	col Column
+	// ids are the matching values' ids, when few were looked up (the
+	// term's required values), and counts how many events hold each (-1:
+	// unknown); ok, when the whole dictionary was tested, says per id
+	// whether it matches.
+	ids    []int
+	counts []int64
+	ok     []bool
+	// count is how many events hold a matching value; -1 when unknown (a
+	// v2 segment keeps no counts).
+	count int64
+	// share is the matching share of the dictionary, to order terms when
+	// counts are unknown.
+	share float64
+}
+
+// okTable returns per value id whether it matches.
+func (t *termEval) okTable(values int) []bool {
+	if t.ok == nil {
+		t.ok = make([]bool, values)
+		for _, id := range t.ids {
+			t.ok[id] = true
+		}
+	}
+	return t.ok
+}
+
+// evalTerm decides term t on segment s's dictionary: which values match,
+// and how many events hold them. none: no event of s can match; every:
+// every event does.
+func (r *Reader) evalTerm(s *segView, t colTerm, probe *audit.Event) (e termEval, none, every bool, err error) {
+	e = termEval{col: t.col}
+	m := s.r.meta.Columns[t.col]
+	if t.vals != nil {
+		// Only these values can match: look them up instead of testing
+		// every value.
+		for _, v := range t.vals {
+			f, ok, err := r.find(s, t.col, v)
+			if err != nil {
+				return e, false, false, err
+			}
+			if !ok || slices.Contains(e.ids, f.id) {
+				continue
+			}
+			cluster := eventWith(t.col, v, probe)
+			if !t.f.Match(probe, cluster) {
+				continue
+			}
+			e.ids = append(e.ids, f.id)
+			e.counts = append(e.counts, f.count)
+			if f.count < 0 || e.count < 0 {
+				e.count = -1
+			} else {
+				e.count += f.count
+			}
+		}
+		if len(e.ids) == 0 {
+			return e, true, false, nil
+		}
+		e.share = float64(len(e.ids)) / float64(max(1, m.Values))
+		return e, false, false, nil
+	}
+	d, err := r.dict(s, t.col)
+	if err != nil {
+		return e, false, false, err
+	}
+	e.ok = make([]bool, len(d.values))
+	kept := 0
+	for id, v := range d.values {
+		cluster := eventWith(t.col, v, probe)
+		if t.f.Match(probe, cluster) {
+			e.ok[id] = true
+			kept++
+			if d.counts != nil {
+				e.count += int64(d.counts[id])
+			}
+		}
+	}
+	if d.counts == nil {
+		e.count = -1
+	} else if kept <= fewPostings {
+		// Few values match: their postings may be kept.
+		for id, ok := range e.ok {
+			if ok {
+				e.ids = append(e.ids, id)
+				e.counts = append(e.counts, int64(d.counts[id]))
+			}
+		}
+	}
+	e.share = float64(kept) / float64(max(1, len(d.values)))
+	return e, kept == 0, kept == len(d.values), nil
+}
+
+// filterIDs keeps the events of list whose value of column c is ok (all
+// of the segment's, with !started, appended to list). It reads the ids
+// where they are, without keeping them: a small column's ids frame is
+// decompressed into the reader's scratch and read as it is stored.
+func (r *Reader) filterIDs(s *segView, c Column, ok []bool, list []int32, started bool) ([]int32, error) {
+	m := s.r.meta.Columns[c]
+	if s.ids[c] != nil || m.Kind == kindPostings || idWidth(m.Values) != 1 {
+		ids, err := r.colIDs(s, c)
+		if err != nil {
+			return nil, err
+		}
+		if !started {
+			for i, id := range ids {
+				if ok[id] {
+					list = append(list, int32(i))
+				}
+			}
+			return list, nil
+		}
+		out := list[:0]
+		for _, o := range list {
+			if ok[ids[o]] {
+				out = append(out, o)
+			}
+		}
+		return out, nil
+	}
+	raw, err := r.sc.frame(s.r, r.dec, m.DictOff+m.DictLen, m.IDsLen)
+	if err != nil {
+		return nil, fmt.Errorf("%s: column %s ids: %w", s.r.f.Name(), c, err)
+	}
+	if len(raw) != s.r.meta.Count {
+		return nil, fmt.Errorf("%s: column %s: %d bytes of ids for %d events", s.r.f.Name(), c, len(raw), s.r.meta.Count)
+	}
+	// One byte per id: a table of 256 needs no bounds check, and an id
+	// past the dictionary (a damaged frame fails its checksum first)
+	// matches nothing.
+	var ok256 [256]bool
+	copy(ok256[:], ok)
+	if !started {
+		for i, id := range raw {
+			if ok256[id] {
+				list = append(list, int32(i))
+			}
+		}
+		return list, nil
+	}
+	out := list[:0]
+	for _, o := range list {
+		if ok256[raw[o]] {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+// fewPostings is how many values' postings a term merges; beyond, the
+// column's ids are read whole.
+const fewPostings = 64
+
+// candidates narrows a segment's events with its columns. A term's
+// dictionary (or, for a large one, the chunk that can hold the value) says
+// which values match and how many events hold them; a segment where a term
+// matches nothing is skipped. The terms are then applied rarest first,
+// starting from the postings of the matching values or a scan of the ids,
+// and stopping when no event is left. With countOnly and a single term
+// left, the dictionary's counts are the answer, and no ids are read.
+func (r *Reader) candidates(s *segView, p *plan, lo, hi int64, countOnly bool) (c cands, skip bool, err error) {
+	r.use(s)
+	meta := &s.r.meta
+	n := meta.Count
+	inTime := (lo == 0 || meta.MinTime >= lo) && (hi == 0 || meta.MaxTime < hi) && len(p.timeTerm) == 0
+	// Bloom filters of v2 segments first: no dictionary is read for a
+	// value the segment cannot hold.
+	for _, t := range p.colTerms {
+		if t.vals == nil || s.dicts[t.col] != nil || meta.Columns[t.col].BloomLen == 0 {
 			continue
 		}
 		bf, err := s.r.readBloom(t.col)
 		if err != nil {
-			return nil, false, false, err
+			return c, false, err
 		}
-		if bf == nil {
-			continue
-		}
-		maybe := false
-		for _, v := range t.vals {
-			if bf.mayContain(v) {
-				maybe = true
-				break
-			}
-		}
-		if !maybe {
-			return nil, false, true, nil
+		if !slices.ContainsFunc(t.vals, bf.mayContain) {
+			return c, true, nil
 		}
 	}
-	oks := make([][]bool, len(terms))
-	for ti, t := range terms {
-		cd, err := s.dict(r.dec, t.col)
-		if err != nil {
-			return nil, false, false, err
+	// Then the dictionaries, the cheapest first: a segment none of whose
+	// values can match one condition is skipped before the others are read.
+	cost := func(t colTerm) int64 {
+		cm := meta.Columns[t.col]
+		if cm.Kind == kindPostings {
+			if t.vals != nil {
+				return 0 // an index and a chunk
+			}
+			return cm.DictLen + cm.IDsLen
 		}
-		ok := make([]bool, len(cd.Values))
-		any, everything := false, true
-		if t.vals != nil {
-			// Only these values can match: find them in the sorted
-			// dictionary instead of testing every value.
-			everything = false
-			for _, v := range t.vals {
-				id := sort.SearchStrings(cd.Values, v)
-				if id < len(cd.Values) && cd.Values[id] == v {
-					cluster := eventWith(t.col, v, &probe)
-					ok[id] = t.f.Match(&probe, cluster)
-					any = any || ok[id]
+		return cm.DictLen
+	}
+	terms := append([]colTerm(nil), p.colTerms...)
+	sort.SliceStable(terms, func(i, j int) bool { return cost(terms[i]) < cost(terms[j]) })
+	var probe audit.Event
+	evals := make([]termEval, 0, len(terms))
+	for _, t := range terms {
+		e, none, every, err := r.evalTerm(s, t, &probe)
+		if err != nil {
+			return c, false, err
+		}
+		if none {
+			return c, true, nil
+		}
+		if !every {
+			evals = append(evals, e)
+		}
+	}
+	switch {
+	case len(evals) == 0 && inTime:
+		return cands{all: true}, false, nil
+	case len(evals) == 1 && inTime && countOnly && evals[0].count >= 0:
+		return cands{counted: true, count: evals[0].count}, false, nil
+	}
+	// The rarest first: by count, or by share of the dictionary. After the
+	// first, the terms that postings answer go before those that read a
+	// whole ids column: merging a few hundred ordinals costs less than
+	// decompressing one, and may leave nothing to check.
+	sort.SliceStable(evals, func(i, j int) bool {
+		a, b := evals[i], evals[j]
+		if a.count >= 0 && b.count >= 0 {
+			return a.count < b.count
+		}
+		return a.share < b.share
+	})
+	byPostings := func(e termEval) bool {
+		if e.ids == nil || len(e.ids) > fewPostings {
+			return false
+		}
+		for _, n := range e.counts {
+			if !hasPostings(meta, e.col, n) {
+				return false
+			}
+		}
+		return true
+	}
+	if len(evals) > 2 {
+		sort.SliceStable(evals[1:], func(i, j int) bool { return byPostings(evals[1+i]) && !byPostings(evals[1+j]) })
+	}
+	list := r.list[:0]
+	started := false
+	for i := range evals {
+		e := &evals[i]
+		if byPostings(*e) {
+			plist := r.plist[:0]
+			for _, id := range e.ids {
+				if plist, err = r.postings(s, e.col, id, plist); err != nil {
+					return c, false, err
+				}
+			}
+			if len(e.ids) > 1 {
+				slices.Sort(plist)
+			}
+			r.plist = plist
+			if !started {
+				list = append(list, plist...)
+			} else {
+				list = intersect(list, plist)
+			}
+		} else {
+			ok := e.okTable(meta.Columns[e.col].Values)
+			if list, err = r.filterIDs(s, e.col, ok, list, started); err != nil {
+				return c, false, err
+			}
+		}
+		started = true
+		if len(list) == 0 {
+			r.list = list
+			return c, true, nil
+		}
+	}
+	if !inTime {
+		if err := r.timeCol(s); err != nil {
+			return c, false, err
+		}
+		keep := func(o int32) bool {
+			t := s.times[o]
+			if (lo != 0 && t < lo) || (hi != 0 && t >= hi) {
+				return false
+			}
+			for _, tf := range p.timeTerm {
+				probe = audit.Event{StageTimestamp: audit.MicroTime{Time: microTime(t)}}
+				if !tf.Match(&probe, "") {
+					return false
+				}
+			}
+			return true
+		}
+		if !started {
+			for i := 0; i < n; i++ {
+				if keep(int32(i)) {
+					list = append(list, int32(i))
 				}
 			}
 		} else {
-			for id, v := range cd.Values {
-				cluster := eventWith(t.col, v, &probe)
-				ok[id] = t.f.Match(&probe, cluster)
-				any = any || ok[id]
-				everything = everything && ok[id]
+			out := list[:0]
+			for _, o := range list {
+				if keep(o) {
+					out = append(out, o)
+				}
 			}
+			list = out
 		}
-		if !any {
-			return nil, false, true, nil // no value in this segment can match
-		}
-		if everything {
-			ok = nil // every event passes: no need to read the ids
-		}
-		oks[ti] = ok
-	}
-	// Then the ids, the condition that keeps the smallest share of the
-	// dictionary first (name=x before verb=delete), stopping as soon as no
-	// event is left: a rare name spares reading the other columns' ids.
-	order := make([]int, 0, len(terms))
-	share := make([]float64, len(terms))
-	for ti, ok := range oks {
-		if ok == nil {
-			continue
-		}
-		kept := 0
-		for _, b := range ok {
-			if b {
-				kept++
-			}
-		}
-		share[ti] = float64(kept) / float64(len(ok))
-		order = append(order, ti)
-	}
-	sort.SliceStable(order, func(a, b int) bool { return share[order[a]] < share[order[b]] })
-	for _, ti := range order {
-		ok := oks[ti]
-		cd, err := s.column(r.dec, terms[ti].col)
-		if err != nil {
-			return nil, false, false, err
-		}
-		restrict(func(i int) bool { return ok[cd.IDs[i]] })
-		if !slices.Contains(cand, true) {
-			return nil, false, true, nil
+		if len(list) == 0 {
+			r.list = list
+			return c, true, nil
 		}
 	}
-	if lo != 0 || hi != 0 || len(p.timeTerm) > 0 {
-		if err := s.timeCols(r.dec); err != nil {
-			return nil, false, false, err
-		}
-	}
-	if lo != 0 || hi != 0 {
-		restrict(func(i int) bool { t := s.times[i]; return (lo == 0 || t >= lo) && (hi == 0 || t < hi) })
-	}
-	for _, tf := range p.timeTerm {
-		restrict(func(i int) bool {
-			probe = audit.Event{StageTimestamp: audit.MicroTime{Time: microTime(s.times[i])}}
-			return tf.Match(&probe, "")
-		})
-	}
-	return cand, all, false, nil
+	r.list = list
+	return cands{list: list}, false, nil
 }
 
 func (r *Reader) selectSegment(s *segView, p *plan, sel Selection, lo, hi int64, fn func(*Hit) error) error {
-	n := s.r.meta.Count
-	cand, all, skip, err := r.candidates(s, p, lo, hi)
+	c, skip, err := r.candidates(s, p, lo, hi, false)
 	if err != nil || skip {
 		return err
 	}
-	if err := s.timeCols(r.dec); err != nil {
+	// The hits' own list: a callback may use the reader's columns.
+	var list []int32
+	if !c.all {
+		list = append([]int32(nil), c.list...)
+	}
+	if err := r.timeCols(s); err != nil {
 		return err
 	}
-	cl, err := s.column(r.dec, ColCluster)
+	cl, err := r.colIDs(s, ColCluster)
+	if err != nil {
+		return err
+	}
+	cd, err := r.dict(s, ColCluster)
 	if err != nil {
 		return err
 	}
 	needEvent := sel.NeedEvent || p.residual
 	if !needEvent {
-		for i := 0; i < n; i++ {
-			if !all && !cand[i] {
-				continue
+		emit := func(i int) error {
+			h := Hit{Cluster: cd.values[cl[i]], Time: s.times[i], Received: s.recvs[i], seg: s, r: r, ord: i}
+			return fn(&h)
+		}
+		if c.all {
+			for i := 0; i < s.r.meta.Count; i++ {
+				if err := emit(i); err != nil {
+					return err
+				}
 			}
-			h := Hit{Cluster: cl.Values[cl.IDs[i]], Time: s.times[i], Received: s.recvs[i], seg: s, r: r, ord: i}
-			if err := fn(&h); err != nil {
+			return nil
+		}
+		for _, i := range list {
+			if err := emit(int(i)); err != nil {
 				return err
 			}
 		}
@@ -697,62 +887,28 @@ func (r *Reader) selectSegment(s *segView, p *plan, sel Selection, lo, hi int64,
 	}
 	// Read the blocks that hold candidates, and check the whole filter on
 	// each candidate's event.
-	var comp, plain []byte
 	var ev audit.Event
-	for _, b := range s.r.meta.Blocks {
-		if !all {
-			found := false
-			for i := b.First; i < b.First+b.Count; i++ {
-				if cand[i] {
-					found = true
-					break
-				}
-			}
-			if !found {
-				continue
-			}
-		}
-		if int64(cap(comp)) < b.Len {
-			comp = make([]byte, b.Len)
-		}
-		comp = comp[:b.Len]
-		if _, err := s.r.f.ReadAt(comp, b.Off); err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("read block: %w", err)
-		}
-		if plain, err = r.dec.DecodeAll(comp, plain[:0]); err != nil {
-			return fmt.Errorf("decompress block: %w", err)
-		}
-		rest := plain
-		for i := b.First; i < b.First+b.Count; i++ {
-			nl := bytes.IndexByte(rest, '\n')
-			if nl < 0 {
-				return fmt.Errorf("%s: block at %d is cut short", s.r.f.Name(), b.Off)
-			}
-			raw := rest[:nl]
-			rest = rest[nl+1:]
-			if !all && !cand[i] {
-				continue
-			}
-			if err := audit.DecodeStored(raw, &ev); err != nil {
-				return err
-			}
-			cluster := cl.Values[cl.IDs[i]]
-			if p.full != nil && !p.full.Match(&ev, cluster) {
-				continue
-			}
-			h := Hit{Cluster: cluster, Time: s.times[i], Received: s.recvs[i], Raw: raw, Event: &ev, seg: s, r: r, ord: i}
-			if err := fn(&h); err != nil {
-				return err
-			}
-		}
+	if c.all {
+		list = nil
 	}
-	return nil
+	return r.text.events(s.r, 0, s.r.meta.Count, list, nil, r.idsOf(s), func(i int, raw []byte) error {
+		if err := audit.DecodeStored(raw, &ev); err != nil {
+			return err
+		}
+		cluster := cd.values[cl[i]]
+		if p.full != nil && !p.full.Match(&ev, cluster) {
+			return nil
+		}
+		h := Hit{Cluster: cluster, Time: s.times[i], Received: s.recvs[i], Raw: raw, Event: &ev, seg: s, r: r, ord: i}
+		return fn(&h)
+	})
 }
 
 func microTime(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
 // CountMatching returns how many events the selection selects, reading
-// only what it must: columns when they decide the filter, events otherwise.
+// only what it must: the dictionaries' counts when one condition is left
+// in a segment, columns when they decide the filter, events otherwise.
 func (r *Reader) CountMatching(sel Selection) (int64, error) {
 	p, err := makePlan(sel.Filter)
 	if err != nil {
@@ -770,20 +926,12 @@ func (r *Reader) CountMatching(sel Selection) (int64, error) {
 		if s.outside(lo, hi) {
 			continue
 		}
-		cand, all, skip, err := r.candidates(s, p, lo, hi)
+		c, skip, err := r.candidates(s, p, lo, hi, true)
 		if err != nil {
 			return 0, err
 		}
-		switch {
-		case skip:
-		case all:
-			n += int64(s.r.meta.Count)
-		default:
-			for _, c := range cand {
-				if c {
-					n++
-				}
-			}
+		if !skip {
+			n += c.size(s.r.meta.Count)
 		}
 	}
 	head := &Reader{head: r.head, dec: r.dec}

@@ -133,7 +133,8 @@ func genFilter(rng *rand.Rand, depth int) string {
 
 func TestSelectMatchesFullScan(t *testing.T) {
 	dir := t.TempDir()
-	db, err := Open(dir, Options{WALSegmentBytes: 256 << 10})
+	// Small groups and blocks: a segment holds several of each.
+	db, err := Open(dir, Options{WALSegmentBytes: 256 << 10, layout: segLayout{groupBytes: 48 << 10, blockBytes: 6 << 10}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,6 +181,9 @@ func TestSelectMatchesFullScan(t *testing.T) {
 	defer r.Close()
 	if r.Count() != 3007 || len(r.segs) < 3 || len(r.head) == 0 {
 		t.Fatalf("view: %d events, %d segments, %d in the WAL: the test wants all three kinds", r.Count(), len(r.segs), len(r.head))
+	}
+	if m := r.segs[0].r.meta; len(m.Groups) < 3 || len(m.Blocks) < 2*len(m.Groups) {
+		t.Fatalf("a segment of %d groups in %d blocks: the test wants several blocks in several groups", len(m.Groups), len(m.Blocks))
 	}
 	now := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
 	nonTrivial := 0
@@ -245,7 +249,7 @@ func TestSelectMatchesFullScan(t *testing.T) {
 // segments) and by hand from a full scan.
 func TestStatsMatchesNaiveCount(t *testing.T) {
 	dir := t.TempDir()
-	db, err := Open(dir, Options{WALSegmentBytes: 128 << 10})
+	db, err := Open(dir, Options{WALSegmentBytes: 128 << 10, layout: segLayout{groupBytes: 32 << 10, blockBytes: 4 << 10}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,9 +350,9 @@ func TestBloom(t *testing.T) {
 	}
 }
 
-// TestSelectWithBloomFilters stores segments with large name dictionaries
-// and asks for names that are and are not there.
-func TestSelectWithBloomFilters(t *testing.T) {
+// TestSelectWithPostings stores segments with large name dictionaries,
+// kept as postings, and asks for names that are and are not there.
+func TestSelectWithPostings(t *testing.T) {
 	dir := t.TempDir()
 	db, err := Open(dir, Options{WALSegmentBytes: 512 << 10})
 	if err != nil {
@@ -374,19 +378,24 @@ func TestSelectWithBloomFilters(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	blooms := 0
+	postings := 0
 	for _, s := range r.segs {
-		if s.r.meta.Columns[ColName].BloomLen > 0 {
-			blooms++
+		if s.r.meta.Columns[ColName].Kind == kindPostings {
+			postings++
 		}
 	}
-	if blooms == 0 {
-		t.Fatal("no segment has a name Bloom filter: the test does not exercise them")
+	if postings == 0 {
+		t.Fatal("no segment keeps names as postings: the test does not exercise them")
 	}
-	for _, name := range []string{"pod-1", "pod-4000", "pod-6399", "pod-99999", "nothing"} {
-		f, _ := query.Compile("name=" + name + " or name=pod-17")
-		var got, want int
-		r.Select(Selection{Filter: f, NeedEvent: true}, func(*Hit) error { got++; return nil })
+	for _, src := range []string{
+		"name=pod-1 or name=pod-17", "name=pod-4000", "name in (pod-6399,pod-5,nothing)", "name=pod-99999",
+		`name=""`, "name=pod-", "name=pod-1*", "name~^pod-12", "name=zzz", "name=pod-4000 verb=get", "name!=pod-3",
+	} {
+		f, err := query.Compile(src)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		want := 0
 		Scan(dir, ScanOptions{}, func(s Stored) error {
 			var ev audit.Event
 			audit.DecodeStored(s.Raw, &ev)
@@ -395,8 +404,17 @@ func TestSelectWithBloomFilters(t *testing.T) {
 			}
 			return nil
 		})
-		if got != want {
-			t.Errorf("name=%s: Select finds %d, a full scan %d", name, got, want)
+		for _, needEvent := range []bool{false, true} {
+			got := 0
+			if err := r.Select(Selection{Filter: f, NeedEvent: needEvent}, func(*Hit) error { got++; return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Errorf("%s (events %v): Select finds %d, a full scan %d", src, needEvent, got, want)
+			}
+		}
+		if n, err := r.CountMatching(Selection{Filter: f}); err != nil || n != int64(want) {
+			t.Errorf("%s: CountMatching %d (%v), a full scan %d", src, n, err, want)
 		}
 	}
 }

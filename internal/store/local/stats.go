@@ -36,11 +36,10 @@ type StatsOptions struct {
 	// Interval, when positive, also groups by time buckets of this many
 	// microseconds.
 	Interval int64
-	// Bytes also sums each group's stored event bytes (see Group.Bytes).
-	// Segments keep no per-event length, so this decompresses the text of
-	// the segment blocks that hold selected events (the blocks whose
-	// events all fall in one group excepted): 0.3 s per million ~1.2 KiB
-	// events on two cores (0.6 s of CPU), where counts take 20-40 ms.
+	// Bytes also sums each group's stored event bytes (see Group.Bytes),
+	// from the segments' length column. Segments written before it (v2)
+	// have none: the blocks holding their selected events are
+	// decompressed (0.3 s per million ~1.2 KiB events on two cores).
 	Bytes bool
 	// ByBytes orders the groups by bytes, largest first, instead of by
 	// count; it implies Bytes.
@@ -132,120 +131,34 @@ func (r *Reader) StatsOf(sel Selection, o StatsOptions) ([]Group, Totals, error)
 		}
 		return done()
 	}
-	// Decide each segment's candidates from the columns, then count ids
-	// segment by segment; only then turn them into values.
 	lo, hi := bounds(sel)
-	var work []*statSeg
+	// v2 segments keep no event lengths: with Bytes, the blocks holding
+	// selected events are decompressed first, segments in parallel.
+	v2 := map[*segView]*statSeg{}
+	if o.Bytes {
+		if err := r.statsV2Sizes(p, lo, hi, by, interval, v2); err != nil {
+			return nil, Totals{}, err
+		}
+	}
 	for _, s := range r.segs {
 		if s.outside(lo, hi) {
 			continue
 		}
-		cand, all, skip, err := r.candidates(s, p, lo, hi)
+		if w := v2[s]; w != nil {
+			if err := r.statsV2Segment(w, by, interval, key, add); err != nil {
+				return nil, Totals{}, err
+			}
+			continue
+		}
+		c, skip, err := r.candidates(s, p, lo, hi, false)
 		if err != nil {
 			return nil, Totals{}, err
 		}
 		if skip {
 			continue
 		}
-		if interval > 0 {
-			if err := s.timeCols(r.dec); err != nil {
-				return nil, Totals{}, err
-			}
-		}
-		w := &statSeg{s: s, cand: cand, all: all, cds: make([]*ColumnData, len(by))}
-		for i, c := range by {
-			if w.cds[i], err = s.column(r.dec, c); err != nil {
-				return nil, Totals{}, err
-			}
-		}
-		work = append(work, w)
-	}
-	// ids appends event ev's group key in ids form: its bucket, then its
-	// id in each grouped column.
-	ids := func(w *statSeg, ev int, dst []byte) []byte {
-		if interval > 0 {
-			dst = binary.LittleEndian.AppendUint64(dst, uint64(floorTo(w.s.times[ev], interval)))
-		}
-		for _, cd := range w.cds {
-			dst = binary.LittleEndian.AppendUint32(dst, cd.IDs[ev])
-		}
-		return dst
-	}
-	// With Bytes, decide per block how its events' sizes are known: a
-	// block whose events are all selected and in one group needs no
-	// reading, as the segment keeps each block's stored size; the others
-	// that hold a selected event are decompressed, segments in parallel.
-	if o.Bytes {
-		var jobs []*statSeg
-		var first, cur []byte
-		for _, w := range work {
-			w.use = make([]blockUse, len(w.s.r.meta.Blocks))
-			need := false
-			for bi, b := range w.s.r.meta.Blocks {
-				w.use[bi] = w.blockUse(b, func(ev int) []byte { first = ids(w, ev, first[:0]); return first },
-					func(ev int) []byte { cur = ids(w, ev, cur[:0]); return cur })
-				need = need || w.use[bi] == readSizes
-			}
-			if need {
-				jobs = append(jobs, w)
-			}
-		}
-		if err := parallel(len(jobs), func(dec *zstd.Decoder, i int) error {
-			w := jobs[i]
-			var err error
-			w.sizes, err = w.s.r.eventSizes(dec, w.use)
-			return err
-		}); err != nil {
+		if err := r.statsSegment(s, c, by, interval, o.Bytes, key, add); err != nil {
 			return nil, Totals{}, err
-		}
-	}
-	type acc struct{ n, size int64 }
-	buf := make([]byte, 0, 4*len(by)+8)
-	for _, w := range work {
-		counts := map[string]*acc{}
-		get := func(k []byte) *acc {
-			a := counts[string(k)]
-			if a == nil {
-				a = &acc{}
-				counts[string(k)] = a
-			}
-			return a
-		}
-		for bi, b := range w.s.r.meta.Blocks {
-			if w.use != nil {
-				switch w.use[bi] {
-				case noCandidate:
-					continue
-				case wholeBlock:
-					a := get(ids(w, b.First, buf[:0]))
-					a.n += int64(b.Count)
-					a.size += b.RawBytes
-					continue
-				}
-			}
-			for ev := b.First; ev < b.First+b.Count; ev++ {
-				if !w.all && !w.cand[ev] {
-					continue
-				}
-				buf = ids(w, ev, buf[:0])
-				a := get(buf)
-				a.n++
-				if w.sizes != nil {
-					a.size += int64(w.sizes[ev])
-				}
-			}
-		}
-		for k, a := range counts {
-			b := []byte(k)
-			var bucket int64
-			if interval > 0 {
-				bucket = int64(binary.LittleEndian.Uint64(b))
-				b = b[8:]
-			}
-			for i, cd := range w.cds {
-				key[i] = cd.Values[binary.LittleEndian.Uint32(b[4*i:])]
-			}
-			add(bucket, a.n, a.size)
 		}
 	}
 	// The WAL's events, one by one.
@@ -256,19 +169,308 @@ func (r *Reader) StatsOf(sel Selection, o StatsOptions) ([]Group, Totals, error)
 	return done()
 }
 
+// denseGroups bounds the groups a segment's statistics count in an array
+// (time buckets times each grouped column's values) rather than a map.
+const denseGroups = 1 << 18
+
+// statsSegment adds segment s's selected events c to the groups. Without
+// an interval or bytes, and with every event selected, one grouped column's
+// dictionary counts are the answer; otherwise its ids are counted.
+func (r *Reader) statsSegment(s *segView, c cands, by []Column, interval int64, withBytes bool, key []string, add func(bucket, n, size int64)) error {
+	meta := &s.r.meta
+	if c.all && interval == 0 && !withBytes && len(by) <= 1 && meta.Version >= 3 {
+		if len(by) == 0 {
+			add(0, int64(meta.Count), 0)
+			return nil
+		}
+		d, err := r.dict(s, by[0])
+		if err != nil {
+			return err
+		}
+		for id, v := range d.values {
+			key[0] = v
+			add(0, int64(d.counts[id]), 0)
+		}
+		return nil
+	}
+	ids := make([][]uint32, len(by))
+	dicts := make([]*dictData, len(by))
+	for i, col := range by {
+		var err error
+		if ids[i], err = r.colIDs(s, col); err != nil {
+			return err
+		}
+		if dicts[i], err = r.dict(s, col); err != nil {
+			return err
+		}
+	}
+	var b0 int64
+	dims := make([]int, 0, len(by)+1)
+	if interval > 0 {
+		if err := r.timeCol(s); err != nil {
+			return err
+		}
+		b0 = floorTo(meta.MinTime, interval)
+		dims = append(dims, int((floorTo(meta.MaxTime, interval)-b0)/interval)+1)
+	}
+	for i := range by {
+		dims = append(dims, max(1, len(dicts[i].values)))
+	}
+	var lens []uint32
+	if withBytes {
+		var err error
+		if lens, err = r.lengthCol(s); err != nil {
+			return err
+		}
+	}
+	total := 1
+	for _, d := range dims {
+		if total > denseGroups/d {
+			total = -1
+			break
+		}
+		total *= d
+	}
+	// each calls f for every selected event.
+	each := func(f func(ev int)) {
+		if c.all {
+			for ev := 0; ev < meta.Count; ev++ {
+				f(ev)
+			}
+			return
+		}
+		for _, ev := range c.list {
+			f(int(ev))
+		}
+	}
+	// The bucket of the event before: events come about in time order,
+	// so most need no division.
+	bLo, bHi, bIdx := int64(1), int64(0), 0
+	index := func(ev int) int {
+		idx := 0
+		k := 0
+		if interval > 0 {
+			if t := s.times[ev]; t < bLo || t >= bHi {
+				bLo = floorTo(t, interval)
+				bHi, bIdx = bLo+interval, int((bLo-b0)/interval)
+			}
+			idx, k = bIdx, 1
+		}
+		for i := range ids {
+			idx = idx*dims[k+i] + int(ids[i][ev])
+		}
+		return idx
+	}
+	// emit adds group idx (in dims' mixed radix).
+	emit := func(idx int, n, size int64) {
+		for i := len(ids) - 1; i >= 0; i-- {
+			d := dims[len(dims)-len(ids)+i]
+			key[i] = dicts[i].values[idx%d]
+			idx /= d
+		}
+		var bucket int64
+		if interval > 0 {
+			bucket = b0 + int64(idx)*interval
+		}
+		add(bucket, n, size)
+	}
+	if total > 0 {
+		counts := make([]int64, total)
+		var sizes []int64
+		if withBytes {
+			sizes = make([]int64, total)
+		}
+		each(func(ev int) {
+			idx := index(ev)
+			counts[idx]++
+			if lens != nil {
+				sizes[idx] += int64(lens[ev])
+			}
+		})
+		for idx, n := range counts {
+			if n > 0 {
+				var size int64
+				if sizes != nil {
+					size = sizes[idx]
+				}
+				emit(idx, n, size)
+			}
+		}
+		return nil
+	}
+	type acc struct{ n, size int64 }
+	groups := map[int]*acc{}
+	each(func(ev int) {
+		idx := index(ev)
+		a := groups[idx]
+		if a == nil {
+			a = &acc{}
+			groups[idx] = a
+		}
+		a.n++
+		if lens != nil {
+			a.size += int64(lens[ev])
+		}
+	})
+	for idx, a := range groups {
+		emit(idx, a.n, a.size)
+	}
+	return nil
+}
+
+// statsV2Sizes prepares, for StatsOf with Bytes, every v2 segment that
+// holds selected events: its candidates and the sizes of its selected
+// events, read by decompressing the blocks that hold them (segments in
+// parallel), but for blocks whose events are all selected and in one
+// group, whose size the segment keeps.
+func (r *Reader) statsV2Sizes(p *plan, lo, hi int64, by []Column, interval int64, out map[*segView]*statSeg) error {
+	var jobs []*statSeg
+	for _, s := range r.segs {
+		if s.r.meta.Version >= 3 || s.outside(lo, hi) {
+			continue
+		}
+		c, skip, err := r.candidates(s, p, lo, hi, false)
+		if err != nil {
+			return err
+		}
+		if skip {
+			continue
+		}
+		w := &statSeg{s: s, all: c.all}
+		if !c.all {
+			w.cand = make([]bool, s.r.meta.Count)
+			for _, o := range c.list {
+				w.cand[o] = true
+			}
+		}
+		if err := r.statsV2Columns(w, by, interval); err != nil {
+			return err
+		}
+		var first, cur []byte
+		w.use = make([]blockUse, len(s.r.meta.Blocks))
+		need := false
+		for bi, b := range s.r.meta.Blocks {
+			w.use[bi] = w.blockUse(b, func(ev int) []byte { first = w.ids(ev, interval, first[:0]); return first },
+				func(ev int) []byte { cur = w.ids(ev, interval, cur[:0]); return cur })
+			need = need || w.use[bi] == readSizes
+		}
+		if need {
+			jobs = append(jobs, w)
+		}
+		out[s] = w
+	}
+	return parallel(len(jobs), func(dec *zstd.Decoder, i int) error {
+		w := jobs[i]
+		var err error
+		w.sizes, err = w.s.r.eventSizes(dec, w.use)
+		return err
+	})
+}
+
+// statsV2Columns reads what w's group keys need: the grouped columns' ids
+// and, with an interval, the times.
+func (r *Reader) statsV2Columns(w *statSeg, by []Column, interval int64) error {
+	r.use(w.s)
+	w.cds = make([]*ColumnData, len(by))
+	for i, c := range by {
+		ids, err := r.colIDs(w.s, c)
+		if err != nil {
+			return err
+		}
+		d, err := r.dict(w.s, c)
+		if err != nil {
+			return err
+		}
+		w.cds[i] = &ColumnData{Values: d.values, IDs: ids}
+	}
+	if interval > 0 {
+		if err := r.timeCol(w.s); err != nil {
+			return err
+		}
+		w.times = w.s.times
+	}
+	return nil
+}
+
+// statsV2Segment adds a v2 segment's selected events, with their sizes, to
+// the groups.
+func (r *Reader) statsV2Segment(w *statSeg, by []Column, interval int64, key []string, add func(bucket, n, size int64)) error {
+	if err := r.statsV2Columns(w, by, interval); err != nil {
+		return err
+	}
+	type acc struct{ n, size int64 }
+	counts := map[string]*acc{}
+	get := func(k []byte) *acc {
+		a := counts[string(k)]
+		if a == nil {
+			a = &acc{}
+			counts[string(k)] = a
+		}
+		return a
+	}
+	var buf []byte
+	for bi, b := range w.s.r.meta.Blocks {
+		switch w.use[bi] {
+		case noCandidate:
+			continue
+		case wholeBlock:
+			a := get(w.ids(b.First, interval, buf[:0]))
+			a.n += int64(b.Count)
+			a.size += b.RawBytes
+			continue
+		}
+		for ev := b.First; ev < b.First+b.Count; ev++ {
+			if !w.all && !w.cand[ev] {
+				continue
+			}
+			buf = w.ids(ev, interval, buf[:0])
+			a := get(buf)
+			a.n++
+			a.size += int64(w.sizes[ev])
+		}
+	}
+	for k, a := range counts {
+		b := []byte(k)
+		var bucket int64
+		if interval > 0 {
+			bucket = int64(binary.LittleEndian.Uint64(b))
+			b = b[8:]
+		}
+		for i, cd := range w.cds {
+			key[i] = cd.Values[binary.LittleEndian.Uint32(b[4*i:])]
+		}
+		add(bucket, a.n, a.size)
+	}
+	return nil
+}
+
+// ids appends event ev's group key in ids form: its bucket, then its id in
+// each grouped column.
+func (w *statSeg) ids(ev int, interval int64, dst []byte) []byte {
+	if interval > 0 {
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(floorTo(w.times[ev], interval)))
+	}
+	for _, cd := range w.cds {
+		dst = binary.LittleEndian.AppendUint32(dst, cd.IDs[ev])
+	}
+	return dst
+}
+
 // floorTo returns the start of t's bucket of size interval.
 func floorTo(t, interval int64) int64 {
 	return t - ((t%interval)+interval)%interval
 }
 
-// statSeg is one segment's part in a statistics answer.
+// statSeg is a v2 segment's part in a statistics answer with bytes.
 type statSeg struct {
 	s *segView
-	// cand and all are the segment's candidates (see Reader.candidates).
+	// cand (or all: every event) are the segment's selected events.
 	cand []bool
 	all  bool
-	// cds are the grouped columns.
-	cds []*ColumnData
+	// cds are the grouped columns, times the event times (with an
+	// interval), both valid while the reader uses s.
+	cds   []*ColumnData
+	times []int64
 	// use says, with Bytes, how each block's sizes are known; sizes
 	// holds the events' stored lengths for the blocks marked readSizes.
 	use   []blockUse

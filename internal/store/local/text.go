@@ -1,0 +1,301 @@
+package local
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// sortedOrder returns 0..n-1 sorted by keys[0], then keys[1], ..., then by
+// itself: a stable sort by the keys. keys[k][i] is event i's key k, below
+// sizes[k]. It is a least-significant-key-first counting sort: O(n) per key.
+func sortedOrder(n int, keys [][]uint32, sizes []int) []int32 {
+	order := make([]int32, n)
+	for i := range order {
+		order[i] = int32(i)
+	}
+	tmp := make([]int32, n)
+	for k := len(keys) - 1; k >= 0; k-- {
+		key := keys[k]
+		at := make([]int, sizes[k]+1)
+		for _, o := range order {
+			at[key[o]+1]++
+		}
+		for v := 1; v < len(at); v++ {
+			at[v] += at[v-1]
+		}
+		for _, o := range order {
+			tmp[at[key[o]]] = o
+			at[key[o]]++
+		}
+		order, tmp = tmp, order
+	}
+	return order
+}
+
+// orderHash is FNV-1a over a group's storage order.
+func orderHash(order []int32) uint64 {
+	h := uint64(14695981039346656037)
+	for _, o := range order {
+		for s := 0; s < 32; s += 8 {
+			h ^= uint64(byte(o >> s))
+			h *= 1099511628211
+		}
+	}
+	return h
+}
+
+// idsFunc returns a column's ids for every event of a segment; the slice
+// must stay valid while the segment is being read.
+type idsFunc func(Column) ([]uint32, error)
+
+// textReader reads events' text from segments, keeping its buffers from
+// call to call. It is not safe for concurrent use.
+type textReader struct {
+	dec   *zstd.Decoder
+	comp  []byte
+	plain [][]byte // a group's blocks, decompressed (v3); one block (v2)
+	lines [][]byte // a group's events' lines, by storage position
+	pos   []int32  // a group's storage position of each event
+	need  []bool
+}
+
+func newTextReader(dec *zstd.Decoder) *textReader { return &textReader{dec: dec} }
+
+// readBlock decompresses block b into t.plain[k].
+func (t *textReader) readBlock(r *segmentReader, b blockMeta, k int) ([]byte, error) {
+	if int64(cap(t.comp)) < b.Len {
+		t.comp = make([]byte, b.Len)
+	}
+	t.comp = t.comp[:b.Len]
+	if _, err := r.f.ReadAt(t.comp, b.Off); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: read block at %d: %w", r.f.Name(), b.Off, err)
+	}
+	for len(t.plain) <= k {
+		t.plain = append(t.plain, nil)
+	}
+	p, err := t.dec.DecodeAll(t.comp, t.plain[k][:0])
+	if err != nil {
+		return nil, fmt.Errorf("%s: decompress block at %d: %w", r.f.Name(), b.Off, err)
+	}
+	t.plain[k] = p
+	return p, nil
+}
+
+// wanted walks a sorted list of ordinals alongside ascending ordinals.
+type wanted struct {
+	list []int32
+	at   int
+}
+
+// has reports whether ord is in the list; ords must be asked in order.
+func (w *wanted) has(ord int) bool {
+	for w.at < len(w.list) && int(w.list[w.at]) < ord {
+		w.at++
+	}
+	return w.at < len(w.list) && int(w.list[w.at]) == ord
+}
+
+// in returns the part of the list in [lo, hi).
+func (w *wanted) in(lo, hi int) []int32 {
+	i := sort.Search(len(w.list), func(i int) bool { return int(w.list[i]) >= lo })
+	j := sort.Search(len(w.list), func(i int) bool { return int(w.list[i]) >= hi })
+	return w.list[i:j]
+}
+
+// events calls fn(ord, raw) for the events of r whose ordinals are in want
+// (ascending), or, when want is nil, for every event of [lo, hi), in
+// arrival order, decompressing only the blocks that hold them. keep, when
+// not nil, is asked with the time range of each group (v3) or block (v2)
+// and skips it when false. ids gives the sortBy columns' ids (v3 puts each
+// group's events back in arrival order with them). raw is valid only
+// during the call.
+func (t *textReader) events(r *segmentReader, lo, hi int, want []int32, keep func(minT, maxT int64) bool, ids idsFunc, fn func(ord int, raw []byte) error) error {
+	if want != nil {
+		if len(want) == 0 {
+			return nil
+		}
+		lo, hi = int(want[0]), int(want[len(want)-1])+1
+	}
+	w := wanted{list: want}
+	if r.meta.Version < 3 {
+		return t.eventsV2(r, lo, hi, want, &w, keep, fn)
+	}
+	var key [][]uint32
+	for _, g := range r.meta.Groups {
+		end := g.First + g.Count
+		if end <= lo || g.First >= hi || (keep != nil && !keep(g.MinTime, g.MaxTime)) {
+			continue
+		}
+		var in []int32
+		if want != nil {
+			if in = w.in(g.First, end); len(in) == 0 {
+				continue
+			}
+		}
+		if key == nil {
+			for _, c := range r.meta.SortBy {
+				k, err := ids(c)
+				if err != nil {
+					return err
+				}
+				key = append(key, k)
+			}
+		}
+		if err := t.group(r, g, key, max(lo, g.First), min(hi, end), in, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// group reads the events of v3 group g that are in want, or when want is
+// nil, in [lo, hi).
+func (t *textReader) group(r *segmentReader, g groupMeta, key [][]uint32, lo, hi int, want []int32, fn func(int, []byte) error) error {
+	keys := make([][]uint32, len(key))
+	sizes := make([]int, len(key))
+	for k, c := range r.meta.SortBy {
+		keys[k] = key[k][g.First : g.First+g.Count]
+		sizes[k] = r.meta.Columns[c].Values
+	}
+	order := sortedOrder(g.Count, keys, sizes)
+	if orderHash(order) != g.Order {
+		return fmt.Errorf("%s: the order of events %d-%d does not agree with their columns: the segment is damaged", r.f.Name(), g.First, g.First+g.Count-1)
+	}
+	if cap(t.pos) < g.Count {
+		t.pos = make([]int32, g.Count)
+		t.lines = make([][]byte, g.Count)
+	}
+	t.pos, t.lines = t.pos[:g.Count], t.lines[:g.Count]
+	for p, o := range order {
+		t.pos[o] = int32(p)
+	}
+	// each calls f with every wanted ordinal, ascending.
+	each := func(f func(ord int) error) error {
+		if want != nil {
+			for _, o := range want {
+				if err := f(int(o)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		for o := lo; o < hi; o++ {
+			if err := f(o); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	blocks := r.meta.Blocks[g.Block0 : g.Block0+g.Blocks]
+	if cap(t.need) < len(blocks) {
+		t.need = make([]bool, len(blocks))
+	}
+	need := t.need[:len(blocks)]
+	clear(need)
+	each(func(o int) error {
+		p := g.First + int(t.pos[o-g.First])
+		need[sort.Search(len(blocks), func(i int) bool { return blocks[i].First+blocks[i].Count > p })] = true
+		return nil
+	})
+	for bi, b := range blocks {
+		if !need[bi] {
+			continue
+		}
+		p, err := t.readBlock(r, b, bi)
+		if err != nil {
+			return err
+		}
+		for i := b.First - g.First; i < b.First-g.First+b.Count; i++ {
+			nl := bytes.IndexByte(p, '\n')
+			if nl < 0 {
+				return fmt.Errorf("%s: block at %d is cut short", r.f.Name(), b.Off)
+			}
+			t.lines[i] = p[:nl]
+			p = p[nl+1:]
+		}
+		if len(p) != 0 {
+			return fmt.Errorf("%s: block at %d: %d trailing bytes", r.f.Name(), b.Off, len(p))
+		}
+	}
+	return each(func(o int) error { return fn(o, t.lines[t.pos[o-g.First]]) })
+}
+
+// eventsV2 is events for a v2 segment: its blocks hold events in arrival
+// order.
+func (t *textReader) eventsV2(r *segmentReader, lo, hi int, want []int32, w *wanted, keep func(minT, maxT int64) bool, fn func(int, []byte) error) error {
+	for _, b := range r.meta.Blocks {
+		end := b.First + b.Count
+		if end <= lo || b.First >= hi || (keep != nil && !keep(b.MinTime, b.MaxTime)) {
+			continue
+		}
+		if want != nil && len(w.in(b.First, end)) == 0 {
+			continue
+		}
+		p, err := t.readBlock(r, b, 0)
+		if err != nil {
+			return err
+		}
+		for i := b.First; i < end; i++ {
+			nl := bytes.IndexByte(p, '\n')
+			if nl < 0 || i >= r.meta.Count {
+				return fmt.Errorf("%s: block at %d: event %d is cut short", r.f.Name(), b.Off, i)
+			}
+			if i >= lo && i < hi && (want == nil || w.has(i)) {
+				if err := fn(i, p[:nl]); err != nil {
+					return err
+				}
+			}
+			p = p[nl+1:]
+		}
+		if len(p) != 0 {
+			return fmt.Errorf("%s: block at %d: %d trailing bytes", r.f.Name(), b.Off, len(p))
+		}
+	}
+	return nil
+}
+
+// scan calls fn for each event of the segment, in arrival order, skipping
+// the groups or blocks keep reports false for. The entry's raw bytes are
+// valid only during the call.
+func (r *segmentReader) scan(dec *zstd.Decoder, keep func(minT, maxT int64) bool, fn func(entry) error) error {
+	return r.scanRange(dec, 0, r.meta.Count, keep, fn)
+}
+
+// scanRange is scan limited to the events of ordinals [lo, hi).
+func (r *segmentReader) scanRange(dec *zstd.Decoder, lo, hi int, keep func(minT, maxT int64) bool, fn func(entry) error) error {
+	if lo >= hi {
+		return nil
+	}
+	cl, err := r.readColumn(dec, ColCluster)
+	if err != nil {
+		return err
+	}
+	times, err := r.readTimes(dec, r.meta.Time, nil, nil)
+	if err != nil {
+		return err
+	}
+	recvs, err := r.readTimes(dec, r.meta.Received, nil, nil)
+	if err != nil {
+		return err
+	}
+	cache := map[Column][]uint32{}
+	ids := func(c Column) ([]uint32, error) {
+		if cache[c] == nil {
+			v, err := r.readIDs(dec, c, nil, nil, nil)
+			if err != nil {
+				return nil, err
+			}
+			cache[c] = v
+		}
+		return cache[c], nil
+	}
+	t := newTextReader(dec)
+	return t.events(r, lo, hi, nil, keep, ids, func(i int, raw []byte) error {
+		return fn(entry{cluster: cl.Values[cl.IDs[i]], received: recvs[i], time: times[i], raw: raw})
+	})
+}
