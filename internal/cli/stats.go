@@ -41,9 +41,9 @@ decision, reason, status.
 --bytes also adds up the stored size of each group's events (each event's
 stored JSON line, newline not counted), its share of the selected bytes and
 the average event size, and orders the groups by bytes: which user or
-resource fills the log. The store keeps no per-event size, so --bytes
-decompresses the events' text: about 0.3 s per million events on two
-cores, where counts alone take milliseconds. --sort count or bytes chooses
+resource fills the log. Segments keep each event's length, so --bytes
+costs little more than counts (segments written before format v3 are read
+to measure their events). --sort count or bytes chooses
 the order (with --top N, the N largest by that).`,
 		Example: `  kubetrail stats --by user --top 10
   kubetrail stats --by user --bytes --top 10
@@ -125,7 +125,7 @@ the order (with --top N, the N largest by that).`,
 	f.StringVar(&interval, "interval", "", "also group by time buckets of this size (1h, 1d)")
 	f.StringVar(&since, "since", "", "only events at or after this time: RFC 3339, or a duration ago")
 	f.StringVar(&until, "until", "", "only events before this time")
-	f.BoolVar(&bytes, "bytes", false, "also sum each group's stored event bytes, and order by them (reads the events' text: slower)")
+	f.BoolVar(&bytes, "bytes", false, "also sum each group's stored event bytes, and order by them")
 	f.StringVar(&sortBy, "sort", "", "order groups by count or bytes (default: bytes with --bytes, else count)")
 	return cmd
 }

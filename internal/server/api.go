@@ -24,8 +24,8 @@ import (
 //	    answer goes on with events as they become durable.
 //	GET /api/v1/stats?filter=F&by=user,verb&interval=1h&since=S&until=U&top=N&bytes=1&sort=count|bytes
 //	    {"total":N,"totalBytes":B,"totalGroups":G,"groups":[{"key":{"user":"alice"},"time":"...","count":N,"bytes":B}]}
-//	    bytes=1 adds each group's stored event bytes (slower: it reads the
-//	    events' text); sort=bytes orders the groups by them (and implies
+//	    bytes=1 adds each group's stored event bytes (from the segments'
+//	    length column); sort=bytes orders the groups by them (and implies
 //	    bytes=1). top keeps the N largest groups, without interval.
 //	GET /api/v1/investigate
 //	    {"investigations":[{"name":"who","parameters":["verb",...]},...]}
