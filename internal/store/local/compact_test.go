@@ -167,7 +167,7 @@ func segmentCount(t *testing.T, dir string) int {
 func TestCompactKeepsEveryEvent(t *testing.T) {
 	dir := t.TempDir()
 	db := openSmall(t, dir)
-	defer db.Close()
+	defer func() { db.Close() }() // the DB reopened below, not this one
 	batches := smallBatches(60, 40)
 	appendAll(t, db, batches)
 	waitSettled(t, dir)
