@@ -11,6 +11,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -256,7 +257,7 @@ func (p *printer) needsEvent() bool { return p.cols == nil }
 func (p *printer) row(h *local.Hit) row {
 	r := row{time: h.Time}
 	if p.format == "jq" {
-		r.raw, r.results = p.runJQ(h, nil)
+		r.raw, r.results = p.runHit(h, nil)
 		return r
 	}
 	if p.cols == nil {
@@ -401,26 +402,35 @@ func withPushdown(f *query.Filter, prog *jq.Program, now time.Time) (*query.Filt
 // stored event.
 const maxJQErrors = 10
 
-// runJQ runs the printer's program on one hit, reporting a runtime error as
-// jq does (on standard error, going on with the next event).
-func (p *printer) runJQ(h *local.Hit, buf []byte) ([]byte, int) {
-	out, n, err := p.jq.Run(context.Background(), h.Raw, buf)
+// runJQ runs the printer's program on one event, reporting a runtime error
+// as jq does (on standard error, going on with the next event).
+func (p *printer) runJQ(raw []byte, auditID string, t int64, buf []byte) ([]byte, int) {
+	out, n, err := p.jq.Run(context.Background(), raw, buf)
 	if err != nil && err != jq.ErrHalt {
 		p.jqErrs++
 		if p.jqErrs > maxJQErrors {
 			return out, n
 		}
 		id := ""
-		if h.Event != nil {
-			id = " " + h.Event.AuditID
+		if auditID != "" {
+			id = " " + auditID
 		}
 		fmt.Fprintf(p.errw, "kubetrail: --jq: error (event%s at %s): %v\n", id,
-			time.UnixMicro(h.Time).UTC().Format(time.RFC3339Nano), err)
+			time.UnixMicro(t).UTC().Format(time.RFC3339Nano), err)
 		if p.jqErrs == maxJQErrors {
 			fmt.Fprintf(p.errw, "kubetrail: --jq: %d errors shown; further ones are only counted\n", maxJQErrors)
 		}
 	}
 	return out, n
+}
+
+// runHit is runJQ on a hit.
+func (p *printer) runHit(h *local.Hit, buf []byte) ([]byte, int) {
+	id := ""
+	if h.Event != nil {
+		id = h.Event.AuditID
+	}
+	return p.runJQ(h.Raw, id, h.Time, buf)
 }
 
 // jqDone ends a --jq run: jq exits 5 when the program failed on an input.
@@ -434,27 +444,90 @@ func (p *printer) jqDone() error {
 
 var errEnough = errors.New("enough results")
 
+// jqBatch is a run of selected events handed from the reading goroutine to
+// the one running the program: their text (copied, since a hit's slices
+// last only its callback), and what an error message names.
+type jqBatch struct {
+	text  []byte
+	ends  []int // event i is text[ends[i-1]:ends[i]]
+	ids   []string
+	times []int64
+}
+
 // streamJQ runs the program over the selected events in the order they were
 // stored and prints results as they come: the order jq gives over the log.
+// Reading (decompressing, selecting) and running the program overlap on
+// two goroutines; the order is kept, since one goroutine runs the program.
 func (p *printer) streamJQ(r *local.Reader, sel local.Selection, limit int, count bool) error {
 	bw := bufio.NewWriterSize(p.w, 1<<16)
+	batches := make(chan *jqBatch, 4)
+	free := make(chan *jqBatch, 6)
+	var enough atomic.Bool
 	total := 0
-	var buf []byte
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var buf []byte
+		for b := range batches {
+			for i, end := range b.ends {
+				if enough.Load() {
+					break
+				}
+				begin := 0
+				if i > 0 {
+					begin = b.ends[i-1]
+				}
+				var n int
+				buf, n = p.runJQ(b.text[begin:end], b.ids[i], b.times[i], buf[:0])
+				if limit > 0 && total+n > limit {
+					buf, n = firstResults(buf, limit-total), limit-total
+				}
+				total += n
+				if !count {
+					bw.Write(buf)
+				}
+				if limit > 0 && total >= limit {
+					enough.Store(true)
+				}
+			}
+			select {
+			case free <- b:
+			default:
+			}
+		}
+	}()
+	cur := &jqBatch{}
+	flush := func() {
+		batches <- cur
+		select {
+		case cur = <-free:
+			cur.text, cur.ends, cur.ids, cur.times = cur.text[:0], cur.ends[:0], cur.ids[:0], cur.times[:0]
+		default:
+			cur = &jqBatch{}
+		}
+	}
 	err := r.Select(sel, func(h *local.Hit) error {
-		var n int
-		buf, n = p.runJQ(h, buf[:0])
-		if limit > 0 && total+n > limit {
-			buf, n = firstResults(buf, limit-total), limit-total
-		}
-		total += n
-		if !count {
-			bw.Write(buf)
-		}
-		if limit > 0 && total >= limit {
+		if enough.Load() {
 			return errEnough
+		}
+		cur.text = append(cur.text, h.Raw...)
+		cur.ends = append(cur.ends, len(cur.text))
+		id := ""
+		if h.Event != nil {
+			id = h.Event.AuditID
+		}
+		cur.ids = append(cur.ids, id)
+		cur.times = append(cur.times, h.Time)
+		if len(cur.ends) >= 256 || len(cur.text) >= 1<<20 {
+			flush()
 		}
 		return nil
 	})
+	if len(cur.ends) > 0 {
+		batches <- cur
+	}
+	close(batches)
+	<-done
 	if err != nil && err != errEnough {
 		bw.Flush()
 		return err

@@ -23,6 +23,8 @@ type decoder struct {
 	// objects lists the key orders of every object, in text order, for the
 	// outputs gojq built by copying one (.a = 1 copies the event).
 	objects [][]string
+	frames  []frame  // scratch for scan
+	keys    [][]byte // scratch for scan
 	// dup is set when an object repeats a key: the text then says more
 	// than the value, and reformat does not apply.
 	dup bool

@@ -30,6 +30,8 @@ type Program struct {
 	filter   *query.Filter
 	enc      encoder
 	dec      decoder
+	fast     *fastProg // select(...) chains decided without gojq, or nil
+	vals     []fval
 	// Raw prints strings without quotes, as jq -r does.
 	Raw bool
 	// Warnings name the parts of the program whose output order may differ
@@ -100,6 +102,9 @@ func Compile(src string, now time.Time) (*Program, error) {
 	// Programs that define functions may redefine select, test and the
 	// rest: no push-down then.
 	if !strings.Contains(text, "def ") {
+		if p.fast = compileFast(q); p.fast != nil {
+			p.vals = make([]fval, len(p.fast.paths))
+		}
 		if e := pushdown(q); e != nil {
 			if f, err := query.CompileExpr(e, now); err == nil {
 				p.pushdown, p.filter = e, f
@@ -146,6 +151,23 @@ func (p *Program) String() string { return p.src }
 // the results of this event (as in jq) and is returned with the results
 // before it appended.
 func (p *Program) Run(ctx context.Context, event []byte, buf []byte) (_ []byte, n int, err error) {
+	if p.fast != nil {
+		start := len(buf)
+		out, ok := p.dec.scan(p.fast, buf, event, p.vals)
+		for _, v := range p.vals {
+			ok = ok && v.kind != 'e'
+		}
+		if ok {
+			truth, sure := p.fast.cond(p.vals)
+			switch {
+			case sure && truth:
+				return append(out, '\n'), 1, nil
+			case sure:
+				return out[:start], 0, nil
+			}
+		}
+		buf = out[:start]
+	}
 	v, err := p.dec.decode(event)
 	if err != nil {
 		return buf, 0, err
