@@ -246,11 +246,8 @@ func (fp *fastProg) condOf(c *gojq.Query) fcond {
 			return fp.condOf(t.Query)
 		}
 		// any(.list[]?; . == "x")
-		if t.Type != gojq.TermTypeFunc || t.Func.Name != "any" || len(t.Func.Args) != 2 {
-			return nil
-		}
-		gen, cond := t.Func.Args[0], t.Func.Args[1]
-		if gen.Op != 0 || gen.Term == nil || gen.Term.Type != gojq.TermTypeIndex {
+		gen, lit, ok := anyEquals(t)
+		if !ok || gen.Op != 0 || gen.Term == nil || gen.Term.Type != gojq.TermTypeIndex {
 			return nil
 		}
 		sl := gen.Term.SuffixList
@@ -264,15 +261,8 @@ func (fp *fastProg) condOf(c *gojq.Query) fcond {
 			base.SuffixList = sl[:len(sl)-2]
 		}
 		path, ok := plainPath(&gojq.Query{Term: &base})
-		if !ok || cond.Op != gojq.OpEq {
+		if !ok {
 			return nil
-		}
-		lit := cond.Right
-		if !isIdentity(cond.Left) {
-			if !isIdentity(cond.Right) {
-				return nil
-			}
-			lit = cond.Left
 		}
 		s, isStr, _ := literal(lit)
 		if !isStr {

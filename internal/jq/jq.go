@@ -78,7 +78,7 @@ func Compile(src string, now time.Time) (*Program, error) {
 	p := &Program{src: src}
 	text := q.String()
 	var bad error
-	walkFuncs(q, func(name string, arity int) {
+	walkFuncs(q, func(name string) {
 		if why, ok := unsupported[name]; ok && bad == nil {
 			bad = &Error{Offset: strings.Index(src, name), Msg: fmt.Sprintf("%s %s; --jq runs the program once per stored event (pipe `kubetrail query -o jsonl` into jq for whole-stream programs)", name, why)}
 		}
@@ -204,10 +204,10 @@ func (p *Program) Run(ctx context.Context, event []byte, buf []byte) (_ []byte, 
 var ErrHalt = errors.New("halt")
 
 // walkFuncs calls fn for every function call in q.
-func walkFuncs(q *gojq.Query, fn func(name string, arity int)) {
+func walkFuncs(q *gojq.Query, fn func(name string)) {
 	walkQuery(q, func(t *gojq.Term) {
 		if t.Type == gojq.TermTypeFunc && t.Func != nil {
-			fn(t.Func.Name, len(t.Func.Args))
+			fn(t.Func.Name)
 		}
 	})
 }

@@ -138,24 +138,32 @@ func truthy(c *gojq.Query) query.Expr {
 			return truthy(t.Query)
 		case gojq.TermTypeFunc:
 			// any(.sourceIPs[]; . == "x")
-			if t.Func.Name == "any" && len(t.Func.Args) == 2 {
-				p, ok := eventPath(t.Func.Args[0])
-				if !ok || !iterated(p) {
-					return nil
-				}
-				cond := t.Func.Args[1]
-				if cond.Op == gojq.OpEq {
-					if isIdentity(cond.Left) {
-						return equal(p, cond.Right)
-					}
-					if isIdentity(cond.Right) {
-						return equal(p, cond.Left)
-					}
+			if gen, lit, ok := anyEquals(t); ok {
+				if p, ok := eventPath(gen); ok && iterated(p) {
+					return equal(p, lit)
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// anyEquals recognizes any(GEN; . == LIT) (or LIT == .) and returns GEN
+// and LIT.
+func anyEquals(t *gojq.Term) (gen, lit *gojq.Query, ok bool) {
+	if t.Type != gojq.TermTypeFunc || t.Func.Name != "any" || len(t.Func.Args) != 2 {
+		return nil, nil, false
+	}
+	cond := t.Func.Args[1]
+	switch {
+	case cond.Op != gojq.OpEq:
+		return nil, nil, false
+	case isIdentity(cond.Left):
+		return t.Func.Args[0], cond.Right, true
+	case isIdentity(cond.Right):
+		return t.Func.Args[0], cond.Left, true
+	}
+	return nil, nil, false
 }
 
 // eventPath recognizes .a.b, .a["b"] and .a[] (also .a[]? and .a?) on
