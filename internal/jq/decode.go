@@ -25,9 +25,6 @@ type decoder struct {
 	objects [][]string
 	frames  []frame  // scratch for scan
 	keys    [][]byte // scratch for scan
-	// dup is set when an object repeats a key: the text then says more
-	// than the value, and reformat does not apply.
-	dup bool
 }
 
 var errSyntax = errors.New("invalid JSON")
@@ -41,7 +38,6 @@ func (d *decoder) reset(data []byte) {
 		d.order = make(map[unsafe.Pointer][]string)
 	}
 	d.objects = d.objects[:0]
-	d.dup = false
 }
 
 // decode parses data, which must hold exactly one JSON value. The strings
@@ -140,8 +136,6 @@ func (d *decoder) object() (any, error) {
 		// as in jq.
 		if _, dup := m[k]; !dup {
 			keys = append(keys, k)
-		} else {
-			d.dup = true
 		}
 		m[k] = v
 		d.space()
@@ -353,76 +347,4 @@ func (d *decoder) number() (any, error) {
 		return nil, errSyntax
 	}
 	return f, nil
-}
-
-// reformat appends the JSON text data, which the decoder has just read
-// without finding a repeated key, as jq -c prints it: without white space,
-// with jq's string escapes and number format. It is what encoding the
-// decoded value gives, without looking up every key in its map.
-func (d *decoder) reformat(buf, data []byte) []byte {
-	for i := 0; i < len(data); {
-		c := data[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			i++
-		case c == '"':
-			j := i + 1
-			plain := true
-			for j < len(data) && data[j] != '"' {
-				if b := data[j]; b == '\\' || b < 0x20 || b >= 0x7f {
-					plain = false
-					break
-				}
-				j++
-			}
-			if plain && j < len(data) {
-				buf = append(buf, data[i:j+1]...)
-				i = j + 1
-				continue
-			}
-			d.data, d.pos = data, i
-			s, err := d.str()
-			if err != nil { // cannot happen after a successful decode
-				return append(buf, data[i:]...)
-			}
-			buf = appendString(buf, s)
-			i = d.pos
-		case c == '-' || (c >= '0' && c <= '9'):
-			j := i
-			simple := true
-			for j < len(data) {
-				b := data[j]
-				if b >= '0' && b <= '9' || b == '-' {
-					j++
-					continue
-				}
-				if b == '.' || b == 'e' || b == 'E' || b == '+' {
-					simple = false
-					j++
-					continue
-				}
-				break
-			}
-			num := data[i:j]
-			// Short integers print as written (not -0, and not with
-			// leading zeros, which JSON does not allow anyway).
-			if simple && len(num) <= 15 && !(len(num) == 2 && num[0] == '-' && num[1] == '0') {
-				buf = append(buf, num...)
-			} else {
-				d.data, d.pos = data, i
-				v, _ := d.number()
-				switch v := v.(type) {
-				case int:
-					buf = strconv.AppendInt(buf, int64(v), 10)
-				case float64:
-					buf = appendNumber(buf, v)
-				}
-			}
-			i = j
-		default:
-			buf = append(buf, c)
-			i++
-		}
-	}
-	return buf
 }

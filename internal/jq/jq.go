@@ -189,16 +189,22 @@ func (p *Program) Run(ctx context.Context, event []byte, buf []byte) (_ []byte, 
 		}
 		if s, ok := out.(string); ok && p.Raw {
 			buf = append(buf, s...)
-		} else if m, ok := out.(map[string]any); ok && root != nil && !p.dec.dup && mapKey(m) == mapKey(root) {
-			// The event itself, as select(...) gives it: its text, in
-			// jq's format.
-			buf = p.dec.reformat(buf, text)
+		} else if m, ok := out.(map[string]any); ok && root != nil && mapKey(m) == mapKey(root) {
+			// The event itself, as select(...) gives it: its text in jq's
+			// format, unless the text repeats or escapes a key.
+			start := len(buf)
+			if buf, ok = p.dec.scan(&noPicks, buf, text, nil); !ok {
+				buf = p.enc.encode(buf[:start], out)
+			}
 		} else {
 			buf = p.enc.encode(buf, out)
 		}
 		buf = append(buf, '\n')
 	}
 }
+
+// noPicks is a fast path reading no values: scan then only reformats.
+var noPicks fastProg
 
 // ErrHalt is returned by Run when the program called halt.
 var ErrHalt = errors.New("halt")
