@@ -191,7 +191,7 @@ whole-stream programs.`,
 	f.StringVar(&from, "from", "", "same as --since")
 	f.StringVar(&to, "to", "", "same as --until")
 	f.StringVarP(&output, "output", "o", "table", "table, wide, json, jsonl, yaml or csv")
-	f.StringVar(&sortBy, "sort", "time", "time (oldest first) or -time (newest first)")
+	f.StringVar(&sortBy, "sort", "time", "time (oldest first) or -time (newest first); with --jq the default is the order events were stored in")
 	f.IntVar(&limit, "limit", 0, "print at most this many events (after sorting); 0 means all")
 	f.BoolVar(&count, "count", false, "print only the number of matching events")
 	f.BoolVarP(&follow, "follow", "f", false, "after the matching events, print new ones as they are stored, until interrupted")
