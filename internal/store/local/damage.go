@@ -1,0 +1,128 @@
+package local
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Damage is one piece of a data folder that could not be read: a damaged
+// WAL record, a segment block whose checksum fails, a file that is missing
+// or was quarantined. Readers that skip damage instead of failing report it,
+// and the commands print each as "PATH: reason" and exit 3, so an answer
+// that leaves something out is never mistaken for a whole one.
+type Damage struct {
+	// Path is the file the damage is in (or the file that is missing).
+	Path string
+	// Reason says what is wrong, in words a person can act on.
+	Reason string
+}
+
+func (d Damage) String() string { return fmt.Sprintf("%s: %s", d.Path, d.Reason) }
+
+// damageList collects Damage from several goroutines, each reported once.
+type damageList struct {
+	mu   sync.Mutex
+	seen map[Damage]bool
+	list []Damage
+}
+
+func (l *damageList) add(path, reason string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := Damage{Path: path, Reason: reason}
+	if l.seen[d] {
+		return
+	}
+	if l.seen == nil {
+		l.seen = map[Damage]bool{}
+	}
+	l.seen[d] = true
+	l.list = append(l.list, d)
+}
+
+func (l *damageList) all() []Damage {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := append([]Damage(nil), l.list...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// quarantineDir is where damaged bytes are kept aside: never deleted by
+// kubetrail, reported by every reader and by verify until an operator has
+// looked at them and removed them.
+const quarantineDir = "quarantine"
+
+// quarantined lists the files kept aside in dir's quarantine folder, as
+// Damage: every answer leaves their events out.
+func quarantined(dir string) ([]Damage, error) {
+	qdir := filepath.Join(dir, quarantineDir)
+	ents, err := os.ReadDir(qdir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list quarantine folder: %w", err)
+	}
+	var out []Damage
+	for _, e := range ents {
+		name := e.Name()
+		if e.IsDir() || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".reason") {
+			continue
+		}
+		reason := "quarantined: damaged bytes kept aside; the events in them are left out of every answer"
+		if b, err := os.ReadFile(filepath.Join(qdir, name+".reason")); err == nil {
+			reason = "quarantined: " + strings.TrimSpace(string(b))
+		}
+		out = append(out, Damage{Path: filepath.Join(qdir, name), Reason: reason})
+	}
+	return out, nil
+}
+
+// quarantine keeps data aside in dir's quarantine folder as name, with a
+// name.reason file beside it, durably (both synced, then the folder), and
+// returns the path. An existing file of that name is never overwritten:
+// a numbered suffix is added.
+func quarantine(dir, name string, data []byte, reason string) (string, error) {
+	qdir := filepath.Join(dir, quarantineDir)
+	if err := os.MkdirAll(qdir, 0o700); err != nil {
+		return "", fmt.Errorf("create quarantine folder: %w", err)
+	}
+	path := filepath.Join(qdir, name)
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(path); os.IsNotExist(err) {
+			break
+		}
+		path = filepath.Join(qdir, fmt.Sprintf("%s.%d", name, i))
+	}
+	if err := writeSynced(path+".reason", []byte(reason+"\n")); err != nil {
+		return "", err
+	}
+	if err := writeSynced(path, data); err != nil {
+		return "", err
+	}
+	if err := syncDir(qdir); err != nil {
+		return "", fmt.Errorf("sync quarantine folder: %w", err)
+	}
+	return path, nil
+}
+
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("quarantine: %w", err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("quarantine %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("quarantine %s: %w", path, err)
+	}
+	return f.Close()
+}
