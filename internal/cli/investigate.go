@@ -51,7 +51,7 @@ func (f *invFlags) wide() bool { return f.output == "wide" }
 // parameters p (see investigate.Run) and the scope the flags give, over
 // the --data folder or through a --server's API (the same parameters), and
 // prints its report.
-func (f *invFlags) run(ctx context.Context, e *env, name string, p url.Values) error {
+func (f *invFlags) run(ctx context.Context, e *env, name string, p url.Values) (err error) {
 	if !slices.Contains(investigate.Formats, f.output) {
 		return fmt.Errorf("-o %q: want %s", f.output, strings.Join(investigate.Formats, ", "))
 	}
@@ -102,11 +102,12 @@ func (f *invFlags) run(ctx context.Context, e *env, name string, p url.Values) e
 		}
 		rep = ans.Report()
 	} else {
-		r, err := local.OpenReader(f.dir)
-		if err != nil {
-			return err
+		r, oerr := local.OpenReader(f.dir)
+		if oerr != nil {
+			return oerr
 		}
 		defer r.Close()
+		defer func() { err = withDamage(r, err) }()
 		if rep, err = investigate.Run(r, name, p, now); err != nil {
 			return err
 		}

@@ -66,7 +66,7 @@ whole-stream programs.`,
   kubetrail query --jq 'select(.objectRef.resource == "secrets") | {user: .user.username, verb}'
   kubetrail query --since 7d --jq 'select(.sourceIPs[] == "192.168.1.100") | .requestURI' -r`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			src := ""
 			if len(args) == 1 {
 				src = args[0]
@@ -113,7 +113,6 @@ whole-stream programs.`,
 			} else if rawOutput {
 				return fmt.Errorf("-r applies to --jq output only")
 			}
-			var err error
 			if from != "" {
 				since = from
 			}
@@ -149,6 +148,7 @@ whole-stream programs.`,
 				return err
 			}
 			defer r.Close()
+			defer func() { err = withDamage(r, err) }()
 			if sortBy == "stored" {
 				// The log's order, streamed: nothing is held but one event.
 				return out.streamJQ(r, sel, limit, count)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // Version is set at build time with -ldflags "-X .../internal/cli.Version=...".
@@ -92,10 +94,31 @@ Start here:
 		if errors.As(err, &ec) {
 			return int(ec)
 		}
+		var de *local.DamageError
+		if errors.As(err, &de) {
+			for _, d := range de.List {
+				fmt.Fprintln(stderr, d.String())
+			}
+			fmt.Fprintf(stderr, "kubetrail: the answer leaves out the damaged data above (%d); every intact event was read. 'kubetrail verify' checks the whole folder.\n", len(de.List))
+			return 3
+		}
 		fmt.Fprintln(stderr, "kubetrail:", err)
 		return 1
 	}
 	return 0
+}
+
+// withDamage returns err, or, when the read went well but r left damaged
+// data out, a *local.DamageError: Main prints it and exits 3, so a partial
+// answer never passes for a whole one.
+func withDamage(r *local.Reader, err error) error {
+	if err != nil {
+		return err
+	}
+	if d := r.Damaged(); len(d) > 0 {
+		return &local.DamageError{List: d}
+	}
+	return nil
 }
 
 // exitCode is an error that only sets the exit status; its message was

@@ -145,7 +145,7 @@ func localStats(dir string, sel local.Selection, o local.StatsOptions) (statsRes
 	}
 	defer r.Close()
 	groups, total, err := r.StatsOf(sel, o)
-	return statsResult{groups: groups, total: total, nGroups: len(groups)}, err
+	return statsResult{groups: groups, total: total, nGroups: len(groups)}, withDamage(r, err)
 }
 
 // remoteStats asks a server's /api/v1/stats. The time bounds go as the

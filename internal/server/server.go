@@ -241,6 +241,9 @@ func newMetrics(reg *prometheus.Registry, db *local.DB) *metrics {
 		counter("kubetrail_batches_failed_total", "Batches that could not be made durable.", st.Failed.Load),
 		counter("kubetrail_wal_syncs_total", "WAL group commits.", st.Syncs.Load),
 		counter("kubetrail_wal_segments_sealed_total", "WAL segments sealed into segments.", st.Sealed.Load),
+		counter("kubetrail_quarantined_total", "Damaged stretches of files this process kept aside in the quarantine folder.", st.Quarantined.Load),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kubetrail_quarantine_files", Help: "Files in the quarantine folder: damaged data left out of every answer until an operator removes them."},
+			func() float64 { return float64(len(db.Quarantined())) }),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m

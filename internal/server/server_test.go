@@ -97,7 +97,7 @@ func TestBearerToken(t *testing.T) {
 	}
 	m, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`kubetrail_webhook_requests_total{code="200"} 1`, "kubetrail_events_stored_total 1", "kubetrail_wal_fsync_seconds_count 1", "kubetrail_webhook_received_bytes_total"} {
+	for _, want := range []string{`kubetrail_webhook_requests_total{code="200"} 1`, "kubetrail_events_stored_total 1", "kubetrail_wal_fsync_seconds_count 1", "kubetrail_webhook_received_bytes_total", "kubetrail_quarantined_total 0", "kubetrail_quarantine_files 0"} {
 		if !strings.Contains(string(m), want) {
 			t.Errorf("metrics lack %q", want)
 		}

@@ -3,20 +3,32 @@
 // (append, sync, rotate, recover, read); group commit and what a record means
 // belong to the store that uses it.
 //
-// A segment file is an 8-byte magic followed by records:
+// A segment file is an 8-byte magic followed by records. Format 2
+// ("KTWAL02\n", written since the reliability work, docs/ingest.md):
 //
-//	length  uint32 little endian, bytes of payload
+//	length  uint32 little endian, bytes of payload (never 0)
 //	crc     uint32 little endian, CRC-32C of payload
+//	hcrc    uint32 little endian, CRC-32C of length and crc, masked
 //	payload length bytes
 //
-// A crash can leave the last record of the newest segment torn (short, or
-// with a CRC that does not match). Open detects it, reports it and cuts the
-// file back to the end of the last whole record; nothing before it is lost.
+// The header's own checksum lets a reader tell a damaged length from a
+// damaged payload, and find the next record after damage by testing each
+// offset cheaply: a flipped byte costs the one record it is in, never the
+// records after it. Format 1 ("KTWAL01\n": length and crc only) is still
+// read, with a slower search for the next record.
+//
+// Two kinds of bad bytes are told apart (see Scan). A torn tail is what a
+// crash leaves at the end of the segment being written: a record cut short
+// by the end of the file, a header cut short, or zeros. It held no
+// acknowledged record and Open cuts it. Anything else (a record whose
+// checksum fails with whole records after it, a damaged file header, a
+// whole record at the end whose checksum fails) is damage: Open leaves it
+// in place, Scan reports it with its offset, and the store quarantines
+// those bytes and keeps every valid record around them.
 package wal
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -29,11 +41,20 @@ import (
 	"sync"
 )
 
-// Magic starts every segment file.
-const Magic = "KTWAL01\n"
+// Magic starts every segment file written; MagicV1 starts those written
+// before format 2, which are still read.
+const (
+	Magic   = "KTWAL02\n"
+	MagicV1 = "KTWAL01\n"
+)
 
 const (
-	headerLen = 8
+	headerLen = 8 // the file header: a magic
+	recHdrV1  = 8
+	recHdrV2  = 12
+	// hcrcMask is xored into a header's checksum so that a run of zeros
+	// never passes for a header.
+	hcrcMask = 0xa282ead8
 	// MaxRecord bounds one record; a length above it is corruption.
 	MaxRecord = 1 << 30
 	segSuffix = ".wal"
@@ -86,7 +107,7 @@ type Log struct {
 	size    int64  // bytes written to current segment, buffered included
 	synced  int64  // bytes of current segment known durable
 	broken  bool
-	scratch [8]byte
+	scratch [recHdrV2]byte
 }
 
 // SegmentPath returns the path of segment seq in dir.
@@ -116,8 +137,9 @@ func ListSegments(dir string) ([]uint64, error) {
 	return segs, nil
 }
 
-// Open opens or creates the log in dir, recovering a torn tail of its newest
-// segment, and positions it for appends. Appends go to a new segment whose
+// Open opens or creates the log in dir, cutting a torn tail of its newest
+// segment (damage elsewhere is left for the store to quarantine, see Scan),
+// and positions it for appends. Appends go to a new segment whose
 // number is above every segment found and above minSeq, so the caller can
 // keep numbers increasing after it removed every segment.
 func Open(dir string, minSeq uint64, opts Options) (*Log, Recovery, error) {
@@ -135,18 +157,14 @@ func Open(dir string, minSeq uint64, opts Options) (*Log, Recovery, error) {
 	rec.Segments = len(segs)
 	if len(segs) > 0 {
 		last := segs[len(segs)-1]
-		valid, reason, err := Scan(SegmentPath(dir, last), nil)
+		path := SegmentPath(dir, last)
+		res, err := Scan(path, nil)
 		if err != nil {
 			return nil, rec, err
 		}
-		if reason != "" {
-			path := SegmentPath(dir, last)
-			st, err := os.Stat(path)
-			if err != nil {
-				return nil, rec, err
-			}
-			rec.TornSegment, rec.TornOffset, rec.TornBytes, rec.Reason = last, valid, st.Size()-valid, reason
-			if err := cut(path, valid); err != nil {
+		if t := res.Torn(); t != nil {
+			rec.TornSegment, rec.TornOffset, rec.TornBytes, rec.Reason = last, t.Offset, t.Length, t.Reason
+			if err := cut(path, t.Offset); err != nil {
 				return nil, rec, fmt.Errorf("cut torn tail of %s: %w", path, err)
 			}
 		}
@@ -171,6 +189,8 @@ func cut(path string, size int64) error {
 	}
 	defer f.Close()
 	if size < headerLen {
+		// A file cut inside its header holds no record: give it a whole
+		// header of the current format.
 		if _, err := f.WriteAt([]byte(Magic), 0); err != nil {
 			return err
 		}
@@ -240,7 +260,9 @@ func (l *Log) Current() uint64 {
 // Size returns the bytes in the current segment, buffered bytes included.
 func (l *Log) Size() int64 { return l.size }
 
-// Append buffers one record. It is durable only after Sync returns nil. On a
+// Append buffers one record. It is durable only after Sync returns nil.
+// A payload must not end in eight zero bytes: at the end of a file, Scan
+// takes such a record for one that a crash left written only in part. On a
 // write error the segment is cut back to its last synced size, so a later
 // Append can succeed once the cause (a full disk) is gone.
 func (l *Log) Append(payload []byte) error {
@@ -253,15 +275,14 @@ func (l *Log) Append(payload []byte) error {
 	if len(payload) > MaxRecord {
 		return fmt.Errorf("wal: record of %d bytes is over the %d-byte limit", len(payload), MaxRecord)
 	}
-	binary.LittleEndian.PutUint32(l.scratch[0:4], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(l.scratch[4:8], crc32.Checksum(payload, castagnoli))
+	putHeader(l.scratch[:], payload)
 	if _, err := l.w.Write(l.scratch[:]); err != nil {
 		return l.undo(err)
 	}
 	if _, err := l.w.Write(payload); err != nil {
 		return l.undo(err)
 	}
-	l.size += int64(len(payload)) + 8
+	l.size += int64(len(payload)) + recHdrV2
 	return nil
 }
 
@@ -357,65 +378,12 @@ func (l *Log) Close() error {
 	return err
 }
 
-// Scan reads every whole record of a segment file in order, calling fn (when
-// not nil) with each payload; the payload is only valid during the call. It
-// returns the offset just past the last whole record and, when the file goes
-// on past it, why the rest is not a record. A torn tail is not an error: it
-// is what a crash leaves. A file that is being appended to can be scanned;
-// the scan sees some prefix of it.
-func Scan(path string, fn func(payload []byte) error) (valid int64, tornReason string, err error) {
-	f, err := os.Open(path)
+// SegmentNumber returns the number of the segment at path, or 0 when the
+// name is not a segment's.
+func SegmentNumber(path string) uint64 {
+	n, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(path), segSuffix), 10, 64)
 	if err != nil {
-		return 0, "", err
+		return 0
 	}
-	defer f.Close()
-	r := bufio.NewReaderSize(f, 1<<20)
-	var hdr [headerLen]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		if err == io.EOF {
-			return 0, "", nil
-		}
-		return 0, "segment header is short", nil
-	}
-	if string(hdr[:]) != Magic {
-		return 0, fmt.Sprintf("segment header is %q, not %q", hdr[:], Magic), nil
-	}
-	valid = headerLen
-	var buf []byte
-	for {
-		var rh [8]byte
-		n, err := io.ReadFull(r, rh[:])
-		if err == io.EOF {
-			return valid, "", nil
-		}
-		if err != nil {
-			return valid, fmt.Sprintf("record header cut after %d of 8 bytes", n), nil
-		}
-		size := binary.LittleEndian.Uint32(rh[0:4])
-		sum := binary.LittleEndian.Uint32(rh[4:8])
-		if size > MaxRecord {
-			return valid, fmt.Sprintf("record length %d is impossible", size), nil
-		}
-		if size == 0 {
-			// Records are never empty; zeros are what a file system leaves
-			// when a crash extended the file without writing its data.
-			return valid, "zero-filled tail", nil
-		}
-		if cap(buf) < int(size) {
-			buf = make([]byte, size)
-		}
-		buf = buf[:size]
-		if n, err := io.ReadFull(r, buf); err != nil {
-			return valid, fmt.Sprintf("record of %d bytes cut after %d bytes", size, n), nil
-		}
-		if crc32.Checksum(buf, castagnoli) != sum {
-			return valid, "record checksum does not match", nil
-		}
-		if fn != nil {
-			if err := fn(buf); err != nil {
-				return valid, "", err
-			}
-		}
-		valid += 8 + int64(size)
-	}
+	return n
 }

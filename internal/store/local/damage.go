@@ -1,6 +1,7 @@
 package local
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -42,6 +43,36 @@ func (l *damageList) add(path, reason string) {
 	}
 	l.seen[d] = true
 	l.list = append(l.list, d)
+}
+
+// DamageError is returned by a read that went on past damage: every
+// intact event was given, and List says what was left out.
+type DamageError struct {
+	List []Damage
+}
+
+func (e *DamageError) Error() string {
+	if len(e.List) == 1 {
+		return "the answer leaves out damaged data: " + e.List[0].String()
+	}
+	return fmt.Sprintf("the answer leaves out damaged data in %d places", len(e.List))
+}
+
+// err returns a *DamageError listing the damage, or nil when there is none.
+func (l *damageList) err() error {
+	if all := l.all(); len(all) > 0 {
+		return &DamageError{List: all}
+	}
+	return nil
+}
+
+// addQuarantined adds the files kept aside in dir's quarantine folder.
+func (l *damageList) addQuarantined(dir string) error {
+	q, err := quarantined(dir)
+	for _, d := range q {
+		l.add(d.Path, d.Reason)
+	}
+	return err
 }
 
 func (l *damageList) all() []Damage {
@@ -94,8 +125,14 @@ func quarantine(dir, name string, data []byte, reason string) (string, error) {
 	}
 	path := filepath.Join(qdir, name)
 	for i := 1; ; i++ {
-		if _, err := os.Lstat(path); os.IsNotExist(err) {
+		old, err := os.ReadFile(path)
+		if os.IsNotExist(err) {
 			break
+		}
+		if err == nil && bytes.Equal(old, data) {
+			// Kept already, by a run that crashed before it could
+			// remove the damaged file.
+			return path, nil
 		}
 		path = filepath.Join(qdir, fmt.Sprintf("%s.%d", name, i))
 	}

@@ -81,6 +81,9 @@ type Stats struct {
 	Failed     atomic.Int64 // batches that failed to become durable
 	Sealed     atomic.Int64 // WAL segments sealed into segments
 	Compacted  atomic.Int64 // small segments merged into larger ones
+	// Quarantined counts damaged stretches of files kept aside in the
+	// quarantine folder instead of being read or deleted.
+	Quarantined atomic.Int64
 }
 
 // DB is an open data folder. Append is safe for concurrent use.
@@ -240,7 +243,11 @@ func (db *DB) recover() error {
 			continue
 		}
 		n := 0
-		_, reason, err := wal.Scan(wal.SegmentPath(filepath.Join(db.dir, walDir), seq), func(p []byte) error {
+		path := wal.SegmentPath(filepath.Join(db.dir, walDir), seq)
+		res, err := wal.Scan(path, func(_ int64, p []byte) error {
+			if validBatch(p) != nil {
+				return nil // quarantined when the segment is sealed
+			}
 			return decodeBatch(p, func(e entry) error {
 				db.dd.head[e.key] = struct{}{}
 				n++
@@ -248,10 +255,11 @@ func (db *DB) recover() error {
 			})
 		})
 		if err != nil {
-			return fmt.Errorf("replay WAL segment %d: %w", seq, err)
+			return fmt.Errorf("replay WAL segment %s: %w", path, err)
 		}
-		if reason != "" {
-			db.log.Warn("WAL segment ends in a bad record; events after it are lost", "segment", seq, "reason", reason)
+		for _, d := range res.Damage {
+			db.log.Error("WAL segment holds damaged bytes; every valid record around them is kept, and the damaged bytes are quarantined when it is sealed",
+				"segment", path, "offset", d.Offset, "bytes", d.Length, "reason", d.Reason)
 		}
 		if n > 0 {
 			db.log.Info("replayed WAL segment left by the last run", "segment", seq, "events", n)
@@ -492,6 +500,13 @@ func (db *DB) sealLoop() {
 
 func (db *DB) sealOne(seq uint64, enc *zstd.Encoder, bufs *writerBufs) error {
 	path := wal.SegmentPath(filepath.Join(db.dir, walDir), seq)
+	// Damage is looked for first: its bytes must be kept aside before the
+	// WAL segment is removed, and the columns built at ingest no longer
+	// line up with the records left around it.
+	bad, err := walDamage(path)
+	if err != nil {
+		return err
+	}
 	w, err := newSegmentWriter(filepath.Join(db.dir, segmentDir), seq, seq, enc, db.opts.layout, bufs)
 	if err != nil {
 		return err
@@ -499,12 +514,18 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder, bufs *writerBufs) error {
 	db.pendingMu.Lock()
 	cb := db.pending[seq]
 	db.pendingMu.Unlock()
+	if len(bad) > 0 {
+		cb = nil
+	}
 	if cb != nil {
 		w.cols2 = cb // built at ingest: add only writes the text
 	}
 	n := 0
 	keys := make(map[Key]struct{})
-	_, _, err = wal.Scan(path, func(p []byte) error {
+	_, err = wal.Scan(path, func(_ int64, p []byte) error {
+		if validBatch(p) != nil {
+			return nil // in bad, quarantined below
+		}
 		return decodeBatch(p, func(e entry) error {
 			n++
 			keys[e.key] = struct{}{}
@@ -513,6 +534,9 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder, bufs *writerBufs) error {
 	})
 	if err == nil && cb != nil && n != cb.n {
 		err = fmt.Errorf("BUG: WAL segment %d holds %d events but its columns %d", seq, n, cb.n)
+	}
+	if err == nil {
+		err = db.quarantineWAL(path, bad)
 	}
 	if err != nil {
 		w.abort()
@@ -567,6 +591,16 @@ func (db *DB) Ready() error {
 		return *p
 	}
 	return nil
+}
+
+// Quarantined lists the files kept aside in the quarantine folder; an
+// unreadable folder is listed as damage of its own.
+func (db *DB) Quarantined() []Damage {
+	q, err := quarantined(db.dir)
+	if err != nil {
+		q = append(q, Damage{Path: filepath.Join(db.dir, quarantineDir), Reason: err.Error()})
+	}
+	return q
 }
 
 // Dir returns the data folder.

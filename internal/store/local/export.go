@@ -50,7 +50,9 @@ func (o ScanOptions) keep(e *entry) bool {
 // reached that part of the log, and each event exactly once even when a WAL
 // segment is sealed, or segments are compacted or deleted, while it reads.
 // It opens every segment first, so a segment compacted away meanwhile is
-// still read from the file it opened.
+// still read from the file it opened. Damage it can read past (a damaged
+// WAL record, quarantined files) does not stop it: it calls fn for every
+// intact event and then returns a *DamageError listing what it left out.
 func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("data folder: %w", err)
@@ -86,6 +88,14 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 		}
 		return r.scanRange(dec, lo, hi, opts.keepTime, emit)
 	}
+	var damage damageList
+	if err := damage.addQuarantined(dir); err != nil {
+		return err
+	}
+	newest := uint64(0)
+	if len(walSegs) > 0 {
+		newest = walSegs[len(walSegs)-1]
+	}
 	for _, src := range sources(segs, walSegs) {
 		if src.seg != nil {
 			if err := readRange(src.seg.r, 0, src.seg.r.meta.Count); err != nil {
@@ -95,7 +105,7 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 		}
 		seq := src.wal
 		path := wal.SegmentPath(walPath, seq)
-		_, _, err := wal.Scan(path, func(p []byte) error { return decodeBatch(p, emit) })
+		_, err := scanWAL(path, seq == newest, &damage, emit)
 		if errors.Is(err, os.ErrNotExist) {
 			// Sealed since we listed: read its events from the segment
 			// that now holds them, which compaction may have merged.
@@ -105,7 +115,7 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 			return err
 		}
 	}
-	return nil
+	return damage.err()
 }
 
 // readSealed calls read with the segment holding WAL segment seq's events

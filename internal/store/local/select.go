@@ -40,7 +40,15 @@ type Reader struct {
 	sc        scratch
 	list      []int32 // candidates of the segment at hand
 	plist     []int32 // postings being intersected
+	// damage is what the reader left out: damaged WAL records and
+	// quarantined files.
+	damage damageList
 }
+
+// Damaged returns what the reader could not read and left out of every
+// answer; it is empty when the view is whole. A command must report it
+// ("PATH: reason") and not present its answer as complete.
+func (r *Reader) Damaged() []Damage { return r.damage.all() }
 
 // headEvent is an event still in the WAL. It is decoded only when a query
 // needs it; its column values come from what the committer built at ingest
@@ -122,6 +130,13 @@ func (r *Reader) load(dir string, walCols func(seq uint64) *memCols) error {
 		r.head = append(r.head, headEvent{cluster: e.cluster, time: e.time, received: e.received, raw: arena[start:len(arena):len(arena)]})
 		return nil
 	}
+	if err := r.damage.addQuarantined(dir); err != nil {
+		return err
+	}
+	newest := uint64(0)
+	if len(walSegs) > 0 {
+		newest = walSegs[len(walSegs)-1]
+	}
 	for _, src := range sources(segs, walSegs) {
 		if src.seg != nil {
 			continue
@@ -133,14 +148,14 @@ func (r *Reader) load(dir string, walCols func(seq uint64) *memCols) error {
 			// scan and its 1 MiB read buffer, a tenth of a query's time.
 			continue
 		}
-		_, _, err := wal.Scan(path, func(p []byte) error {
-			return decodeBatch(p, add)
-		})
+		skipped, err := scanWAL(path, src.wal == newest, &r.damage, add)
 		if errors.Is(err, os.ErrNotExist) {
 			err = readSealed(segPath, src.wal, func(sr *segmentReader, lo, hi int) error {
 				return sr.scanRange(r.dec, lo, hi, nil, add)
 			})
-		} else if err == nil && walCols != nil {
+		} else if err == nil && walCols != nil && !skipped {
+			// (After damage the columns built at ingest no longer line
+			// up with the records read: those events are decoded.)
 			// Taken after the WAL was read, so it covers every event
 			// read that was durable; those past it are decoded if needed.
 			if m := walCols(src.wal); m != nil {
