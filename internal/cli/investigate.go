@@ -52,6 +52,7 @@ func (f *invFlags) wide() bool { return f.output == "wide" }
 // the --data folder or through a --server's API (the same parameters), and
 // prints its report.
 func (f *invFlags) run(ctx context.Context, e *env, name string, p url.Values) (err error) {
+	defer func() { err = f.remote.damaged(err) }()
 	if !slices.Contains(investigate.Formats, f.output) {
 		return fmt.Errorf("-o %q: want %s", f.output, strings.Join(investigate.Formats, ", "))
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"text/tabwriter"
@@ -85,10 +86,17 @@ those events are counted as "unknown" and their size is a lower bound.`,
 					add(&r.Event, len(r.Raw)+1)
 				}, func(p audit.Problem) { skipped++ })
 			}
+			var damage *local.DamageError
+			if errors.As(err, &damage) {
+				err = nil // the simulation of every intact event is printed, then the damage
+			}
 			if err != nil {
 				return err
 			}
 			printSimulation(e, names, sims, skipped)
+			if damage != nil {
+				return damage
+			}
 			return nil
 		},
 	}

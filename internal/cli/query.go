@@ -67,6 +67,7 @@ whole-stream programs.`,
   kubetrail query --since 7d --jq 'select(.sourceIPs[] == "192.168.1.100") | .requestURI' -r`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			defer func() { err = remote.damaged(err) }()
 			src := ""
 			if len(args) == 1 {
 				src = args[0]

@@ -10,18 +10,32 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/ingest"
+	"github.com/kubetrail/kubetrail/internal/server"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // remoteFlags point a reading command at a running kubetrail serve.
 type remoteFlags struct {
 	url, tokenFile, ca string
+	// damage is what the server's answers said they left out
+	// (server.DamageHeader).
+	damage []local.Damage
+}
+
+// damaged returns err, or, when it is nil and the server's answers left
+// damaged data out, a *local.DamageError saying what.
+func (r *remoteFlags) damaged(err error) error {
+	if err == nil && len(r.damage) > 0 {
+		return &local.DamageError{List: r.damage}
+	}
+	return err
 }
 
 func (r *remoteFlags) add(cmd *cobra.Command) {
@@ -67,6 +81,12 @@ func (r *remoteFlags) do(ctx context.Context, path string, q url.Values) (*http.
 			return nil, fmt.Errorf("server: %s", e.Error)
 		}
 		return nil, fmt.Errorf("server answered %s", resp.Status)
+	}
+	for _, v := range resp.Header.Values(server.DamageHeader) {
+		if s, err := url.QueryUnescape(v); err == nil {
+			path, reason, _ := strings.Cut(s, ": ")
+			r.damage = append(r.damage, local.Damage{Path: path, Reason: reason})
+		}
 	}
 	return resp, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -111,10 +112,20 @@ the order (with --top N, the N largest by that).`,
 			} else {
 				ans, err = localStats(dir, sel, o)
 			}
+			var damage *local.DamageError
+			if errors.As(err, &damage) {
+				err = nil // printed, then reported
+			}
 			if err != nil {
 				return err
 			}
-			return printStats(e.stdout, ans, o, top)
+			if err := printStats(e.stdout, ans, o, top); err != nil {
+				return err
+			}
+			if damage != nil {
+				return damage
+			}
+			return remote.damaged(nil)
 		},
 	}
 	addDataFlag(cmd, &dir)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -148,6 +149,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		hits = append(hits, hit{h.Cluster, h.Time, h.Received, append([]byte(nil), h.Raw...)})
 		return nil
 	})
+	setDamage(w, rd)
 	rd.Close()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
@@ -307,6 +309,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	}
 	defer rd.Close()
 	groups, total, err := rd.StatsOf(sel, o)
+	setDamage(w, rd)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
@@ -374,6 +377,7 @@ func (s *Server) runInvestigation(w http.ResponseWriter, r *http.Request) {
 	}
 	defer rd.Close()
 	rep, err := investigate.Run(rd, name, p, time.Now())
+	setDamage(w, rd)
 	if err != nil {
 		code := http.StatusInternalServerError
 		if _, ok := investigate.IsParamError(err); ok {
@@ -391,4 +395,15 @@ func (s *Server) runInvestigation(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false) // records go out byte for byte as -o json prints them
 	enc.Encode(ans)
+}
+
+// DamageHeader names each piece of damaged data an answer leaves out, one
+// header value each, "PATH: reason" query-escaped; a client must not
+// present such an answer as whole (the CLI exits 3).
+const DamageHeader = "Kubetrail-Damage"
+
+func setDamage(w http.ResponseWriter, rd *local.Reader) {
+	for _, d := range rd.Damaged() {
+		w.Header().Add(DamageHeader, url.QueryEscape(d.String()))
+	}
 }

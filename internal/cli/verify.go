@@ -1,0 +1,59 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubetrail/kubetrail/internal/store/local"
+)
+
+func verifyCmd(e *env) *cobra.Command {
+	var (
+		dir   string
+		quiet bool
+	)
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Check every checksum of every file in a data folder",
+		Long: `verify reads every file of a data folder and checks every checksum in it:
+each WAL record, each segment's meta, columns and text blocks, the list of
+segments that must exist, and the quarantine folder. It prints one line per
+file that cannot be trusted, "PATH: reason", and exits 1 when there is any,
+0 when the folder is whole. It can run while serve or tail is writing.
+
+What the lines mean and what to do is in docs/ingest.md ("When a file is
+damaged"). A file in DIR/quarantine holds bytes kubetrail kept aside because
+they were damaged: every answer leaves their events out, and every reader
+reports them, until you have looked at them and removed them.`,
+		Example: `  kubetrail verify --data /var/lib/kubetrail`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rep, err := local.Verify(dir, nil)
+			if err != nil {
+				return err
+			}
+			for _, d := range rep.Damage {
+				fmt.Fprintln(e.stdout, d.String())
+			}
+			if !quiet {
+				for _, n := range rep.Notes {
+					fmt.Fprintln(e.stderr, "note: "+n.String())
+				}
+				fmt.Fprintf(e.stderr, "checked %d files, %s, %d events: ", rep.Files, humanBytes(rep.Bytes), rep.Events)
+				if len(rep.Damage) == 0 {
+					fmt.Fprintln(e.stderr, "every checksum holds")
+				} else {
+					fmt.Fprintf(e.stderr, "%d damaged, missing or quarantined\n", len(rep.Damage))
+				}
+			}
+			if len(rep.Damage) > 0 {
+				return exitCode(1)
+			}
+			return nil
+		},
+	}
+	addDataFlag(cmd, &dir)
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the damaged files")
+	return cmd
+}
