@@ -91,7 +91,7 @@ type DB struct {
 	dir    string
 	opts   Options
 	log    *slog.Logger
-	lock   *os.File
+	lock   folderLock
 	wal    *wal.Log
 	stats  Stats
 	reqs   chan *request
@@ -154,7 +154,8 @@ const (
 )
 
 // Open opens the data folder for writing, creating it if needed. Only one
-// process may have a folder open for writing; readers (Export) need no lock.
+// process may have a folder open for writing (see lockFolder); readers
+// need no lock.
 // Open recovers from a crash: it cuts a torn WAL tail, reports it, and seals
 // WAL segments left over from the last run.
 func Open(dir string, opts Options) (*DB, error) {
@@ -163,13 +164,9 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
 	os.Chmod(dir, 0o700)
-	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	lock, err := lockFolder(dir)
 	if err != nil {
-		return nil, fmt.Errorf("open lock file: %w", err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("data folder %s is in use by another kubetrail process (%w)", dir, err)
+		return nil, err
 	}
 	db := &DB{
 		dir: dir, opts: opts, log: opts.Logger, lock: lock,
@@ -721,4 +718,46 @@ func recvOf(b *pipeline.Batch) int64 {
 		return time.Now().UnixMicro()
 	}
 	return b.Received.UnixMicro()
+}
+
+// folderLock is the writer's hold on a data folder: an exclusive flock on
+// the folder itself and on its LOCK file.
+type folderLock struct{ dir, file *os.File }
+
+// lockFolder takes the writer's lock. The flock on the folder is the one
+// that counts: a lock on a file alone is lost when someone deletes the
+// file, and a second writer would then create a new LOCK, lock it, and
+// replay and delete the first one's open WAL. A folder cannot be deleted
+// while it holds files. The LOCK file is locked too, so that a kubetrail
+// from before this change, which locks only that, is kept out as well.
+// The kernel drops both locks when the process dies, however it dies.
+func lockFolder(dir string) (folderLock, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return folderLock{}, fmt.Errorf("open data folder: %w", err)
+	}
+	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		d.Close()
+		return folderLock{}, fmt.Errorf("data folder %s is in use by another kubetrail process (%w)", dir, err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		d.Close()
+		return folderLock{}, fmt.Errorf("open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		d.Close()
+		return folderLock{}, fmt.Errorf("data folder %s is in use by another kubetrail process (%w)", dir, err)
+	}
+	return folderLock{dir: d, file: f}, nil
+}
+
+// Close releases the lock.
+func (l folderLock) Close() error {
+	err := l.file.Close()
+	if err2 := l.dir.Close(); err == nil {
+		err = err2
+	}
+	return err
 }
