@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"os"
+
+	"github.com/kubetrail/kubetrail/internal/vfs"
 )
 
 // Damage is a stretch of a segment file that holds no valid record.
@@ -71,8 +72,13 @@ const v1SearchBudget = 1 << 30
 // to can be scanned; the scan sees some prefix of it, perhaps ending in a
 // torn tail.
 func Scan(path string, fn func(off int64, payload []byte) error) (ScanResult, error) {
+	return ScanFS(vfs.OS, path, fn)
+}
+
+// ScanFS is Scan in fs.
+func ScanFS(fs vfs.FS, path string, fn func(off int64, payload []byte) error) (ScanResult, error) {
 	var res ScanResult
-	f, err := os.Open(path)
+	f, err := fs.Open(path)
 	if err != nil {
 		return res, err
 	}

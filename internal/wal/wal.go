@@ -39,6 +39,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/kubetrail/kubetrail/internal/vfs"
 )
 
 // Magic starts every segment file written; MagicV1 starts those written
@@ -74,6 +76,9 @@ type Options struct {
 	// NoSync skips fsync, for tests and benchmarks that measure everything
 	// else. A log opened with NoSync is not durable.
 	NoSync bool
+	// FS is the file system the log lives in; nil means the real one.
+	// Crash tests give a strict in-memory one (vfs.NewStrictMem).
+	FS vfs.FS
 }
 
 // DefaultSegmentBytes is the default segment size.
@@ -97,11 +102,12 @@ type Recovery struct {
 type Log struct {
 	dir  string
 	opts Options
+	fs   vfs.FS
 
 	mu   sync.Mutex // guards segs and seq
 	segs []uint64   // sorted segment numbers, last one open for append
 
-	f       *os.File
+	f       vfs.File
 	w       *bufio.Writer
 	seq     uint64 // current segment number; written under mu
 	size    int64  // bytes written to current segment, buffered included
@@ -116,8 +122,11 @@ func SegmentPath(dir string, seq uint64) string {
 }
 
 // ListSegments returns the segment numbers in dir, sorted.
-func ListSegments(dir string) ([]uint64, error) {
-	ents, err := os.ReadDir(dir)
+func ListSegments(dir string) ([]uint64, error) { return ListSegmentsFS(vfs.OS, dir) }
+
+// ListSegmentsFS is ListSegments in fs.
+func ListSegmentsFS(fs vfs.FS, dir string) ([]uint64, error) {
+	ents, err := fs.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -146,11 +155,15 @@ func Open(dir string, minSeq uint64, opts Options) (*Log, Recovery, error) {
 	if opts.SegmentBytes <= 0 {
 		opts.SegmentBytes = DefaultSegmentBytes
 	}
+	if opts.FS == nil {
+		opts.FS = vfs.OS
+	}
+	fs := opts.FS
 	var rec Recovery
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := vfs.MkdirAllSynced(fs, dir, 0o700); err != nil {
 		return nil, rec, fmt.Errorf("create wal folder: %w", err)
 	}
-	segs, err := ListSegments(dir)
+	segs, err := ListSegmentsFS(fs, dir)
 	if err != nil {
 		return nil, rec, fmt.Errorf("list wal folder: %w", err)
 	}
@@ -158,18 +171,18 @@ func Open(dir string, minSeq uint64, opts Options) (*Log, Recovery, error) {
 	if len(segs) > 0 {
 		last := segs[len(segs)-1]
 		path := SegmentPath(dir, last)
-		res, err := Scan(path, nil)
+		res, err := ScanFS(fs, path, nil)
 		if err != nil {
 			return nil, rec, err
 		}
 		if t := res.Torn(); t != nil {
 			rec.TornSegment, rec.TornOffset, rec.TornBytes, rec.Reason = last, t.Offset, t.Length, t.Reason
-			if err := cut(path, t.Offset); err != nil {
+			if err := cut(fs, path, t.Offset); err != nil {
 				return nil, rec, fmt.Errorf("cut torn tail of %s: %w", path, err)
 			}
 		}
 	}
-	l := &Log{dir: dir, opts: opts, segs: segs}
+	l := &Log{dir: dir, opts: opts, fs: fs, segs: segs}
 	next := minSeq + 1
 	if len(segs) > 0 && segs[len(segs)-1]+1 > next {
 		next = segs[len(segs)-1] + 1
@@ -182,8 +195,8 @@ func Open(dir string, minSeq uint64, opts Options) (*Log, Recovery, error) {
 	return l, rec, nil
 }
 
-func cut(path string, size int64) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+func cut(fs vfs.FS, path string, size int64) error {
+	f, err := fs.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -204,23 +217,23 @@ func cut(path string, size int64) error {
 
 func (l *Log) openSegment(seq uint64) error {
 	path := SegmentPath(l.dir, seq)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	f, err := l.fs.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("create wal segment: %w", err)
 	}
 	if _, err := f.Write([]byte(Magic)); err != nil {
 		f.Close()
-		os.Remove(path)
+		l.fs.Remove(path)
 		return fmt.Errorf("write wal segment header %s: %w", path, err)
 	}
+	// The header needs no sync of its own: the first Sync makes it durable
+	// with the first records, and a crash before that leaves an empty or
+	// short file, which holds no record and which Open handles. The name
+	// must be durable before anything in the file is acknowledged.
 	if !l.opts.NoSync {
-		if err := f.Sync(); err != nil {
+		if err := l.fs.SyncDir(l.dir); err != nil {
 			f.Close()
-			return fmt.Errorf("sync wal segment %s: %w", path, err)
-		}
-		if err := syncDir(l.dir); err != nil {
-			f.Close()
-			return err
+			return fmt.Errorf("sync folder %s: %w", l.dir, err)
 		}
 	}
 	l.f, l.size, l.synced = f, headerLen, headerLen
@@ -235,18 +248,6 @@ func (l *Log) openSegment(seq uint64) error {
 		l.segs = append(l.segs, seq)
 	}
 	l.mu.Unlock()
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync folder %s: %w", dir, err)
-	}
 	return nil
 }
 
@@ -310,7 +311,7 @@ func (l *Log) Sync() error {
 		return l.undo(err)
 	}
 	if !l.opts.NoSync {
-		if err := fdatasync(l.f); err != nil {
+		if err := l.f.Sync(); err != nil {
 			l.broken = true
 			return fmt.Errorf("wal sync %s: %w", l.f.Name(), err)
 		}
@@ -355,7 +356,7 @@ func (l *Log) Remove(seq uint64) error {
 	if seq == l.Current() {
 		return fmt.Errorf("BUG: wal: remove of the open segment %d", seq)
 	}
-	if err := os.Remove(SegmentPath(l.dir, seq)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := l.fs.Remove(SegmentPath(l.dir, seq)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	l.mu.Lock()

@@ -1,4 +1,6 @@
-package wal
+//go:build linux
+
+package vfs
 
 import (
 	"os"
