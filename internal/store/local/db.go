@@ -21,6 +21,7 @@ import (
 
 	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
+	"github.com/kubetrail/kubetrail/internal/vfs"
 	"github.com/kubetrail/kubetrail/internal/wal"
 )
 
@@ -45,6 +46,10 @@ type Options struct {
 	NoSync bool
 	// Logger receives recovery and sealing reports.
 	Logger *slog.Logger
+	// WALFS is the file system the WAL is written through; nil means the
+	// real one. Tests give a strict in-memory one to crash it, or one that
+	// holds syncs to watch group commit.
+	WALFS vfs.FS
 	// layout, set by tests, makes segments' groups and blocks small.
 	layout segLayout
 }
@@ -67,6 +72,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.WALFS == nil {
+		o.WALFS = vfs.OS
 	}
 	return o
 }
@@ -218,7 +226,7 @@ func (db *DB) recover() error {
 		r.close()
 		maxSealed = max(maxSealed, s.last)
 	}
-	l, rec, err := wal.Open(filepath.Join(db.dir, walDir), maxSealed, wal.Options{SegmentBytes: db.opts.WALSegmentBytes, NoSync: db.opts.NoSync})
+	l, rec, err := wal.Open(filepath.Join(db.dir, walDir), maxSealed, wal.Options{SegmentBytes: db.opts.WALSegmentBytes, NoSync: db.opts.NoSync, FS: db.opts.WALFS})
 	if err != nil {
 		return err
 	}
@@ -241,7 +249,7 @@ func (db *DB) recover() error {
 		}
 		n := 0
 		path := wal.SegmentPath(filepath.Join(db.dir, walDir), seq)
-		res, err := wal.Scan(path, func(_ int64, p []byte) error {
+		res, err := wal.ScanFS(db.opts.WALFS, path, func(_ int64, p []byte) error {
 			if validBatch(p) != nil {
 				return nil // quarantined when the segment is sealed
 			}
@@ -500,7 +508,7 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder, bufs *writerBufs) error {
 	// Damage is looked for first: its bytes must be kept aside before the
 	// WAL segment is removed, and the columns built at ingest no longer
 	// line up with the records left around it.
-	bad, err := walDamage(path)
+	bad, err := walDamage(db.opts.WALFS, path)
 	if err != nil {
 		return err
 	}
@@ -519,7 +527,7 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder, bufs *writerBufs) error {
 	}
 	n := 0
 	keys := make(map[Key]struct{})
-	_, err = wal.Scan(path, func(_ int64, p []byte) error {
+	_, err = wal.ScanFS(db.opts.WALFS, path, func(_ int64, p []byte) error {
 		if validBatch(p) != nil {
 			return nil // in bad, quarantined below
 		}

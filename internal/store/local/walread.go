@@ -2,11 +2,11 @@ package local
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/kubetrail/kubetrail/internal/vfs"
 	"github.com/kubetrail/kubetrail/internal/wal"
 )
 
@@ -53,9 +53,9 @@ func validBatch(p []byte) error {
 // event: damaged bytes, a tail cut short (in a closed segment that is
 // damage, not a crash), and records whose checksum holds but which are not
 // a batch.
-func walDamage(path string) ([]wal.Damage, error) {
+func walDamage(fs vfs.FS, path string) ([]wal.Damage, error) {
 	var bad []wal.Damage
-	res, err := wal.Scan(path, func(off int64, p []byte) error {
+	res, err := wal.ScanFS(fs, path, func(off int64, p []byte) error {
 		if err := validBatch(p); err != nil {
 			// Length is the payload's for now: the header's is added
 			// once the scan knows the format.
@@ -80,7 +80,7 @@ func (db *DB) quarantineWAL(path string, bad []wal.Damage) error {
 	if len(bad) == 0 {
 		return nil
 	}
-	f, err := os.Open(path)
+	f, err := db.opts.WALFS.Open(path)
 	if err != nil {
 		return err
 	}
