@@ -7,13 +7,16 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/kubetrail/kubetrail/internal/testenv"
 )
 
 // TestGitCommit: the report names the commit, and says "-dirty" with the
 // changed paths when the work tree differs from it, except for the report.
 func TestGitCommit(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not on PATH")
+		testenv.Unavailable(t, "git is not on PATH")
+		return
 	}
 	dir := t.TempDir()
 	git := func(args ...string) {
