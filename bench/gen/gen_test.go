@@ -4,13 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubetrail/kubetrail/internal/testenv"
 )
 
 // The mirror types restate k8s.io/apiserver/pkg/apis/audit/v1.Event (and
@@ -532,13 +533,7 @@ func TestSmallCorpora(t *testing.T) {
 // line, except that jq writes <, > and & as they are where encoding/json
 // (and so the API server) writes \u003c, \u003e and \u0026.
 func TestJQ(t *testing.T) {
-	jq, err := exec.LookPath("jq")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("jq is not on PATH (apt-get install jq)")
-		}
-		t.Skip("jq is not on PATH; install it to run the jq differential test")
-	}
+	jq := testenv.JQ(t)
 	out, _ := corpus(t, 5000, 1)
 	cmd := exec.Command(jq, "-c", ".")
 	cmd.Stdin = bytes.NewReader(out)

@@ -38,6 +38,8 @@ type suite struct {
 	fig figures
 	// took is each section's wall time, for the run-time table.
 	took []section
+	// commit is the source the run measured, taken before the build.
+	commit string
 }
 
 type section struct {
@@ -95,6 +97,7 @@ func (s *suite) main(mode, out string) error {
 	if err := os.MkdirAll(s.bin, 0o755); err != nil {
 		return err
 	}
+	s.commit = gitCommit("", out)
 	if err := s.section("build", func() error { return s.build(mode != "policy") }); err != nil {
 		return err
 	}
@@ -220,6 +223,7 @@ func (s *suite) header(mode string) {
 	fmt.Fprintf(w, "# kubetrail benchmarks\n\nWritten by `%s` (bench/run); do not edit by hand. Regenerate with `make bench` (or `make bench-quick`).\n\n",
 		map[string]string{"quick": "make bench-quick", "full": "make bench"}[mode])
 	fmt.Fprintf(w, "## Machine\n\n| | |\n|---|---|\n")
+	fmt.Fprintf(w, "| commit | %s |\n", s.commit)
 	fmt.Fprintf(w, "| date | %s |\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(w, "| CPU | %s |\n| cores | %d |\n| memory | %s |\n", cpuModel(), runtime.NumCPU(), memTotal())
 	fmt.Fprintf(w, "| load average at start | %s (1, 5, 15 min; other work on the machine slows every figure) |\n", loadAvg())
@@ -345,6 +349,45 @@ func shell(script string) *exec.Cmd { return exec.Command("bash", "-o", "pipefai
 func output(name string, args ...string) string {
 	b, _ := exec.Command(name, args...).CombinedOutput()
 	return string(b)
+}
+
+// gitCommit names the source being measured in the checkout at dir (the
+// current folder when empty): `git rev-parse --short HEAD`,
+// and "-dirty" with the changed paths when the work tree differs from it
+// (untracked files included: a new .go file changes the build). The report
+// itself (report, a path relative to the repository root) does not count: a
+// previous run rewrote it.
+func gitCommit(dir, report string) string {
+	git := func(args ...string) ([]byte, error) {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		return cmd.Output()
+	}
+	head, err := git("rev-parse", "--short", "HEAD")
+	if err != nil {
+		return "unknown (not a git checkout)"
+	}
+	c := strings.TrimSpace(string(head))
+	st, err := git("status", "--porcelain")
+	if err != nil {
+		return c + " (git status failed: dirty or not unknown)"
+	}
+	var changed []string
+	for _, l := range strings.Split(strings.TrimRight(string(st), "\n"), "\n") {
+		if len(l) < 4 {
+			continue
+		}
+		if p := l[3:]; p != filepath.ToSlash(report) {
+			changed = append(changed, p)
+		}
+	}
+	if len(changed) == 0 {
+		return c
+	}
+	if len(changed) > 5 {
+		changed = append(changed[:5], fmt.Sprintf("and %d more", len(changed)-5))
+	}
+	return fmt.Sprintf("%s-dirty (uncommitted: %s)", c, strings.Join(changed, ", "))
 }
 
 func firstLine(s string) string { l, _, _ := strings.Cut(strings.TrimSpace(s), "\n"); return l }

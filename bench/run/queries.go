@@ -102,20 +102,23 @@ func (s *suite) queries(ci int, c corpus) error {
 	}
 
 	fmt.Fprintf(w, "## Questions, %s events\n\n", c.name)
-	fmt.Fprintf(w, "kubetrail: `kubetrail query --count FILTER` as a new process each time, over the store `kubetrail import` wrote (median of %d). "+
-		"DuckDB: `SELECT count(*) FROM events WHERE ...` over the database file loaded above, as a new `duckbench query` process each time (start, open the file read-only, answer; median of %d), like kubetrail; "+
+	fmt.Fprintf(w, "Two kinds of answer, each beside its like: a **count** of the matching events, and the matching events **printed**. "+
+		"kubetrail --count: `kubetrail query --count FILTER`, which counts from the columns and postings and reads no event's text; "+
+		"kubetrail -o jsonl: `kubetrail query -o jsonl FILTER > out`, which prints every matching event (its exact stored line); "+
+		"both as a new process each time, over the store `kubetrail import` wrote (median of %d for --count, of %d for -o jsonl; peak RSS is the count's). "+
+		"DuckDB (counts): `SELECT count(*) FROM events WHERE ...` over the database file loaded above, as a new `duckbench query` process each time (start, open the file read-only, answer; median of %d), like kubetrail; "+
 		"DuckDB warm: the same statement run %d times in one session that had the file open already (opening took %.1f ms; that process peaked at %s), as in an analyst's open DuckDB shell. "+
-		"jq and gojq: `jq -c 'EXPR' audit.log > out`, one pass each. "+
+		"jq and gojq (print): `jq -c 'EXPR' audit.log > out`, one pass each, printing every matching event. "+
 		"Before a row is written, the events each tool returned are compared as sorted (auditID, stage, stageTimestamp) lists: all four agree on every row. "+
-		"\"vs\" columns: how many times longer the other tool (DuckDB as a new process) took than kubetrail; below 1x, kubetrail was slower.\n\n",
-		qruns, qruns, qruns, duck.OpenMS, human(duck.rss))
+		"count vs DuckDB: DuckDB's time over kubetrail --count's (count against count); print vs jq: jq's time over kubetrail -o jsonl's (both print the events); below 1x, kubetrail was slower.\n\n",
+		qruns, jqRuns, qruns, qruns, duck.OpenMS, human(duck.rss))
 	type jqRow struct {
 		what, count string
 		kt, native  row
 		tools       [2]time.Duration
 	}
 	var viaJQ []jqRow
-	fmt.Fprintf(w, "| question | events | kubetrail | peak RSS | DuckDB | DuckDB warm | jq | gojq | vs DuckDB | vs jq |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| question | events | kubetrail --count | peak RSS | DuckDB count | DuckDB warm | count vs DuckDB | kubetrail -o jsonl | jq (print) | gojq (print) | print vs jq |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, q := range questions {
 		// The answer: kubetrail's events, untimed.
 		list := exec.Command(kt, "query", "--data", dir, "-o", "jsonl", q.filter)
@@ -214,17 +217,19 @@ func (s *suite) queries(ci int, c corpus) error {
 			return err
 		}
 		viaJQ = append(viaJQ, jqRow{q.what, count, kj, kn, tools})
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", q.what, count, dur(kq.median), human(kq.rss),
-			dur(dp.median), dur(ms(dc.MedianMS)), dur(tools[0]), dur(tools[1]), ratio(dp.median, kq.median), ratio(tools[0], kq.median))
-		s.fig.add(q.what, ci, fig{kt: kq.median, rss: kq.rss, ktjq: kj.median, jq: tools[0], duck: dp.median})
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", q.what, count, dur(kq.median), human(kq.rss),
+			dur(dp.median), dur(ms(dc.MedianMS)), ratio(dp.median, kq.median), dur(kn.median), dur(tools[0]), dur(tools[1]), ratio(tools[0], kn.median))
+		s.fig.add(q.what, ci, fig{kt: kq.median, rss: kq.rss, ktPrint: kn.median, ktjq: kj.median, jq: tools[0], duck: dp.median})
 	}
-	fmt.Fprintf(w, "\nTargets (issue 3, at 2M events): selective questions under 25 ms, at least 1000x faster than jq.\n\n")
+	fmt.Fprintf(w, "\nTargets (issue 3, at 2M events): selective questions under 25 ms (kubetrail --count), at least 1000x faster than jq. "+
+		"The 1000x was set as --count against jq printing the events (jq's time is one pass over the whole file and hardly depends on how many events it prints); "+
+		"the print vs jq column is the like-for-like figure.\n\n")
 
 	fmt.Fprintf(w, "### The same questions through --jq, %s events\n\n", c.name)
 	fmt.Fprintf(w, "`kubetrail query --jq 'EXPR'` with the jq expressions above, as a new process each time (median of %d), beside `jq -c 'EXPR' audit.log` and gojq (one pass each). "+
 		"Every run's output was byte for byte what jq printed. "+
-		"native: the same question as a filter printing the same events, `kubetrail query -o jsonl FILTER` (median of %d); "+
-		"--jq/native: how many times longer --jq took.\n\n", jqRuns, jqRuns)
+		"native: the same question as a filter printing the same events, `kubetrail query -o jsonl FILTER` (median of %d, the -o jsonl column above); "+
+		"--jq/native: how many times longer --jq took; vs jq: jq's time over kubetrail --jq's, both printing the same bytes.\n\n", jqRuns, jqRuns)
 	fmt.Fprintf(w, "| question | events | kubetrail --jq | peak RSS | native -o jsonl | --jq/native | jq | gojq | vs jq |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range viaJQ {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.what, r.count, dur(r.kt.median), human(r.kt.rss),
@@ -233,7 +238,7 @@ func (s *suite) queries(ci int, c corpus) error {
 	fmt.Fprintf(w, "\nTarget (issue 3): the seed questions written in jq run at index speed, --jq with push-down within 2x of the native filter.\n\n")
 
 	fmt.Fprintf(w, "### Statistics, %s events\n\n", c.name)
-	fmt.Fprintf(w, "Same method as the questions; the whole answer (every group and its count, in order) is compared across the four tools before a row is written.\n\n")
+	fmt.Fprintf(w, "Same method as the questions; here every tool prints the same small answer (every group and its count, in order), which is compared across the four tools before a row is written, so \"vs\" compares like with like: the other tool's time over kubetrail's.\n\n")
 	fmt.Fprintf(w, "| statistic | kubetrail command | groups | kubetrail | peak RSS | DuckDB | DuckDB warm | jq | gojq | vs DuckDB | vs jq |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, st := range statistics {
 		out, err := exec.Command(kt, append(st.args, "--data", dir)...).Output()

@@ -94,13 +94,71 @@ func TestDecodeGKE(t *testing.T) {
 		t.Errorf("stored form does not round-trip: %v %s", probs, again[0].Raw)
 	}
 
-	verb, ref, uri := gkeRequest("io.k8s.apps.v1.deployments.scale.update", "apps/v1/namespaces/web/deployments/front/scale")
-	if verb != "update" || ref.APIGroup != "apps" || ref.Resource != "deployments" || ref.Subresource != "scale" || ref.Name != "front" || ref.Namespace != "web" || uri != "/apis/apps/v1/namespaces/web/deployments/front/scale" {
-		t.Errorf("gkeRequest: %s %+v %s", verb, ref, uri)
+}
+
+// TestGKERequest covers every shape of GKE method name: the core group, the
+// dotless built-in groups, dotted groups under k8s.io (rbac), CRDs outside
+// k8s.io, subresources, a namespace itself, and resource names with and
+// without the group in front. The method names are ones GKE writes (seen in
+// exported Cloud Audit Logs and in GKE's documentation).
+func TestGKERequest(t *testing.T) {
+	cases := []struct {
+		method, resource string
+		verb             string
+		ref              ObjectReference
+		uri              string
+	}{
+		{"io.k8s.core.v1.pods.create", "core/v1/namespaces/default/pods/nginx", "create",
+			ObjectReference{Resource: "pods", Namespace: "default", Name: "nginx", APIVersion: "v1"},
+			"/api/v1/namespaces/default/pods/nginx"},
+		{"io.k8s.core.v1.pods.exec.create", "core/v1/namespaces/opa/pods/opa-1/exec", "create",
+			ObjectReference{Resource: "pods", Namespace: "opa", Name: "opa-1", APIVersion: "v1", Subresource: "exec"},
+			"/api/v1/namespaces/opa/pods/opa-1/exec"},
+		{"io.k8s.core.v1.namespaces.delete", "core/v1/namespaces/production", "delete",
+			ObjectReference{Resource: "namespaces", Name: "production", APIVersion: "v1"},
+			"/api/v1/namespaces/production"},
+		{"io.k8s.core.v1.pods.list", "core/v1/namespaces/default/pods", "list",
+			ObjectReference{Resource: "pods", Namespace: "default", APIVersion: "v1"},
+			"/api/v1/namespaces/default/pods"},
+		{"io.k8s.apps.v1.deployments.scale.update", "apps/v1/namespaces/web/deployments/front/scale", "update",
+			ObjectReference{Resource: "deployments", Namespace: "web", Name: "front", APIGroup: "apps", APIVersion: "v1", Subresource: "scale"},
+			"/apis/apps/v1/namespaces/web/deployments/front/scale"},
+		{"io.k8s.authorization.rbac.v1.clusterrolebindings.create", "rbac.authorization.k8s.io/v1/clusterrolebindings/x", "create",
+			ObjectReference{Resource: "clusterrolebindings", Name: "x", APIGroup: "rbac.authorization.k8s.io", APIVersion: "v1"},
+			"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/x"},
+		{"io.k8s.authorization.rbac.v1.roles.patch", "rbac.authorization.k8s.io/v1/namespaces/production/roles/reader", "patch",
+			ObjectReference{Resource: "roles", Namespace: "production", Name: "reader", APIGroup: "rbac.authorization.k8s.io", APIVersion: "v1"},
+			"/apis/rbac.authorization.k8s.io/v1/namespaces/production/roles/reader"},
+		{"io.k8s.apiextensions.v1.customresourcedefinitions.patch", "apiextensions.k8s.io/v1/customresourcedefinitions/storagestates.migration.k8s.io", "patch",
+			ObjectReference{Resource: "customresourcedefinitions", Name: "storagestates.migration.k8s.io", APIGroup: "apiextensions.k8s.io", APIVersion: "v1"},
+			"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/storagestates.migration.k8s.io"},
+		{"io.k8s.app.v1alpha1.applications.create", "app.k8s.io/v1alpha1/namespaces/shop/applications/cart", "create",
+			ObjectReference{Resource: "applications", Namespace: "shop", Name: "cart", APIGroup: "app.k8s.io", APIVersion: "v1alpha1"},
+			"/apis/app.k8s.io/v1alpha1/namespaces/shop/applications/cart"},
+		{"io.gke.networking.v1.gcpinferencepoolimports.list", "networking.gke.io/v1/namespaces/ml/gcpinferencepoolimports", "list",
+			ObjectReference{Resource: "gcpinferencepoolimports", Namespace: "ml", APIGroup: "networking.gke.io", APIVersion: "v1"},
+			"/apis/networking.gke.io/v1/namespaces/ml/gcpinferencepoolimports"},
+		{"io.cert-manager.v1.certificates.status.update", "cert-manager.io/v1/namespaces/web/certificates/tls/status", "update",
+			ObjectReference{Resource: "certificates", Namespace: "web", Name: "tls", APIGroup: "cert-manager.io", APIVersion: "v1", Subresource: "status"},
+			"/apis/cert-manager.io/v1/namespaces/web/certificates/tls/status"},
 	}
-	verb, ref, uri = gkeRequest("io.k8s.authorization.rbac.v1.clusterrolebindings.create", "rbac.authorization.k8s.io/v1/clusterrolebindings/x")
-	if verb != "create" || ref.APIGroup != "authorization.rbac" && ref.APIGroup != "rbac.authorization.k8s.io" {
-		t.Logf("rbac mapping: %s %+v %s", verb, ref, uri)
+	for _, c := range cases {
+		check := func(what, resource string) {
+			t.Helper()
+			verb, ref, uri := gkeRequest(c.method, resource)
+			if verb != c.verb || ref == nil || *ref != c.ref || uri != c.uri {
+				t.Errorf("%s, %s %q:\n got %s %+v %s\nwant %s %+v %s", c.method, what, resource, verb, ref, uri, c.verb, c.ref, c.uri)
+			}
+		}
+		check("resource name", c.resource)
+		// Without the group in the resource name, the group comes from the
+		// method name alone and must be the same.
+		check("group dropped from the resource name", strings.SplitN(c.resource, "/", 3)[2])
+	}
+
+	verb, ref, uri := gkeRequest("io.k8s.get", "/healthz")
+	if verb != "get" || ref != nil || uri != "/healthz" {
+		t.Errorf("non-resource request: %s %+v %s", verb, ref, uri)
 	}
 }
 

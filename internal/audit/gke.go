@@ -119,55 +119,40 @@ func fromGKE(raw []byte) (Record, error) {
 	return Record{Event: ev, Raw: out, Format: FormatGKE}, nil
 }
 
-// gkeRequest infers verb, object and URI from a method name such as
-// io.k8s.core.v1.secrets.delete or io.k8s.core.v1.pods.exec.create and a
-// resource name such as core/v1/namespaces/production/secrets/important.
+// gkeRequest infers verb, object and URI from a method name and a resource
+// name. GKE writes the method as the API group's DNS labels reversed, then
+// version, resource, subresource and verb:
+// io.k8s.core.v1.pods.exec.create, io.k8s.authorization.rbac.v1.clusterrolebindings.create
+// (rbac.authorization.k8s.io), io.gke.networking.v1.X.list (networking.gke.io).
+// The built-in groups without a dot carry an implied k8s.io: core (the core
+// group "") and apps, batch... (io.k8s.apps). The resource name starts with
+// the group as the API server spells it (core/v1/namespaces/NS/pods/NAME,
+// rbac.authorization.k8s.io/v1/clusterrolebindings/NAME), so that group wins
+// when it is there; the reversed method is the fallback.
 func gkeRequest(method, resource string) (string, *ObjectReference, string) {
-	m := strings.Split(strings.TrimPrefix(method, "io.k8s."), ".")
+	m := strings.Split(method, ".")
 	verb := m[len(m)-1]
-	if len(m) < 4 {
+	vi := gkeVersionIndex(m)
+	if vi < 0 {
 		// Non-resource request such as io.k8s.get on /healthz.
 		return verb, nil, "/" + strings.TrimPrefix(resource, "/")
 	}
-	// group may contain dots (apps, rbac.authorization.k8s.io): the version
-	// is the first part that looks like v1, v1beta1...
-	vi := -1
-	for i := 1; i+2 < len(m); i++ {
-		if isAPIVersion(m[i]) {
-			vi = i
-			break
-		}
-	}
-	if vi < 0 {
-		// No group.version.resource.verb shape: keep what we know.
-		return verb, nil, "/" + strings.TrimPrefix(resource, "/")
-	}
-	group := strings.Join(m[:vi], ".")
-	if group == "core" {
-		group = ""
-	}
-	ref := &ObjectReference{APIGroup: group, APIVersion: m[vi]}
-	rest := m[vi+1 : len(m)-1]
-	if len(rest) > 0 {
-		ref.Resource = rest[0]
-	}
-	if len(rest) > 1 {
-		ref.Subresource = rest[1]
+	ref := &ObjectReference{APIVersion: m[vi], Resource: m[vi+1]}
+	if vi+3 < len(m) {
+		ref.Subresource = m[vi+2]
 	}
 	parts := strings.Split(strings.Trim(resource, "/"), "/")
-	for i := 0; i+1 < len(parts); i++ {
-		switch {
-		case parts[i] == "namespaces" && i+1 < len(parts) && ref.Resource != "namespaces":
-			ref.Namespace = parts[i+1]
-		case parts[i] == ref.Resource:
-			ref.Name = parts[i+1]
+	if len(parts) >= 2 && parts[0] != "" && parts[1] == ref.APIVersion {
+		ref.APIGroup, parts = parts[0], parts[2:]
+		if ref.APIGroup == "core" {
+			ref.APIGroup = ""
 		}
+	} else {
+		ref.APIGroup = gkeGroup(m[:vi])
 	}
-	if ref.Resource == "namespaces" && len(parts) >= 4 {
-		ref.Name = parts[3]
-	}
-	uri := "/apis/" + group + "/" + ref.APIVersion
-	if group == "" {
+	gkeObject(ref, parts)
+	uri := "/apis/" + ref.APIGroup + "/" + ref.APIVersion
+	if ref.APIGroup == "" {
 		uri = "/api/" + ref.APIVersion
 	}
 	if ref.Namespace != "" {
@@ -181,6 +166,57 @@ func gkeRequest(method, resource string) (string, *ObjectReference, string) {
 		uri += "/" + ref.Subresource
 	}
 	return verb, ref, uri
+}
+
+// gkeVersionIndex finds the version in a split method name: it is followed by
+// the resource and the verb, or by resource, subresource and verb, and
+// preceded by at least two group labels. It is -1 for any other shape. Looking
+// from the right keeps a group label that looks like a version (v1.example.com)
+// from being taken for one.
+func gkeVersionIndex(m []string) int {
+	for _, i := range []int{len(m) - 3, len(m) - 4} {
+		if i >= 2 && isAPIVersion(m[i]) {
+			return i
+		}
+	}
+	return -1
+}
+
+// gkeGroup turns the reversed labels of a method name back into the API
+// group: io.k8s.authorization.rbac is rbac.authorization.k8s.io, io.k8s.core
+// is the core group "", io.k8s.apps is apps, io.gke.networking is
+// networking.gke.io.
+func gkeGroup(labels []string) string {
+	if len(labels) == 3 && labels[0] == "io" && labels[1] == "k8s" {
+		// The built-in groups without a dot, written as io.k8s.NAME.
+		switch labels[2] {
+		case "core":
+			return ""
+		case "apps", "autoscaling", "batch", "policy", "extensions":
+			return labels[2]
+		}
+	}
+	rev := make([]string, len(labels))
+	for i, l := range labels {
+		rev[len(labels)-1-i] = l
+	}
+	return strings.Join(rev, ".")
+}
+
+// gkeObject sets namespace and name from the path of a resource name after
+// its group and version: [namespaces/NS/]RESOURCE[/NAME[/SUBRESOURCE]], or
+// namespaces/NAME for a namespace itself.
+func gkeObject(ref *ObjectReference, parts []string) {
+	if len(parts) >= 2 && parts[0] == "namespaces" {
+		if ref.Resource == "namespaces" {
+			ref.Name = parts[1]
+			return
+		}
+		ref.Namespace, parts = parts[1], parts[2:]
+	}
+	if len(parts) >= 2 && parts[0] == ref.Resource {
+		ref.Name = parts[1]
+	}
 }
 
 func isAPIVersion(s string) bool {

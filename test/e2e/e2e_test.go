@@ -36,7 +36,9 @@ func TestScenarioInAPIServerLog(t *testing.T) {
 
 // TestWebhookAndLogAgree sends the API server's audit webhook to
 // `kubetrail serve` while the API server also writes its own log file, and
-// checks that kubetrail stored exactly the events of the log file.
+// checks that kubetrail stored exactly the events of the log file, each as
+// the file's line byte for byte; then imports the file into the same data
+// folder and checks that no event is stored twice.
 func TestWebhookAndLogAgree(t *testing.T) {
 	requireClusterDeps(t)
 	bin := kubetrailBinary(t)
@@ -69,6 +71,28 @@ func TestWebhookAndLogAgree(t *testing.T) {
 	assertEventKind(t, got)
 	assertScenarioEvents(t, "kubetrail export", got)
 	assertSameEvents(t, "kubetrail export", got, "audit log", want)
+
+	// The same API server's log file, imported into the same data folder,
+	// adds only the events the webhook never carried: every event the
+	// webhook delivered has the same bytes in the file and is stored once.
+	all, files := readAuditLog(t, c.auditLogPath)
+	distinct := map[string]bool{}
+	for _, e := range all {
+		distinct[e.raw] = true
+	}
+	if len(distinct) != len(all) {
+		t.Fatalf("the audit log holds %d lines but only %d different ones: the count below assumes no line repeats", len(all), len(distinct))
+	}
+	stored, already := importFiles(t, bin, data, files...)
+	if already != len(got) || stored != len(all)-len(got) {
+		t.Errorf("import of the audit log after the webhook: %d stored, %d already stored; want %d stored (the events the webhook never carried), %d already stored (every event it did)",
+			stored, already, len(all)-len(got), len(got))
+	}
+	both := exportEvents(t, bin, data)
+	if len(both) != len(distinct) {
+		t.Errorf("after the webhook and the import of the log file, export holds %d events; the log file has %d distinct events", len(both), len(distinct))
+	}
+	assertSameEvents(t, "kubetrail export after webhook and import", both, "audit log", all)
 }
 
 // TestTailAcrossRotationAgrees lets the API server rotate a small audit log

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,13 +15,14 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// event is one audit event as a parsed JSON value. Two events are the same
-// when their canonical encodings are equal: encoding/json writes map keys
-// sorted, so the encoding of a decoded value does not depend on the key
-// order or spacing of the input.
+// event is one audit event: the exact line it was read from, and the line
+// parsed. Two events are the same when their lines are the same bytes:
+// kubetrail promises to store and export the API server's own log line for
+// every event it receives by webhook or from the log (docs/formats.md), so
+// key order, spacing, escapes and number spelling must all survive.
 type event struct {
+	raw    string
 	v      map[string]any
-	canon  string
 	source string // where it was read, "file:line"
 }
 
@@ -79,7 +79,9 @@ func parseEvents(t *testing.T, r io.Reader, source string) []event {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
 	for n := 1; sc.Scan(); n++ {
-		line := bytes.TrimSpace(sc.Bytes())
+		// The line as written, without its newline: no trimming, so a
+		// stray space or \r would count as a difference.
+		line := sc.Bytes()
 		if len(line) == 0 {
 			continue
 		}
@@ -87,11 +89,7 @@ func parseEvents(t *testing.T, r io.Reader, source string) []event {
 		if err := json.Unmarshal(line, &v); err != nil {
 			t.Fatalf("%s:%d: not a JSON object: %v: %.200s", source, n, err, line)
 		}
-		canon, err := json.Marshal(v)
-		if err != nil {
-			t.Fatalf("%s:%d: %v", source, n, err)
-		}
-		out = append(out, event{v: v, canon: string(canon), source: fmt.Sprintf("%s:%d", source, n)})
+		out = append(out, event{raw: string(line), v: v, source: fmt.Sprintf("%s:%d", source, n)})
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatalf("read %s: %v", source, err)
@@ -125,34 +123,34 @@ func readAuditLog(t *testing.T, path string) ([]event, []string) {
 	return events, files
 }
 
-// assertSameEvents fails the test unless got and want hold the same events
-// the same number of times, in any order. On a mismatch it lists what is
-// missing from got and what is extra, pairing events that share auditID
-// and stage and showing how they differ.
+// assertSameEvents fails the test unless got and want hold the same lines,
+// byte for byte, the same number of times, in any order. On a mismatch it
+// lists what is missing from got and what is extra, pairing events that
+// share auditID and stage and showing how they differ.
 func assertSameEvents(t *testing.T, gotName string, got []event, wantName string, want []event) {
 	t.Helper()
 	count := map[string]int{}
 	for _, e := range want {
-		count[e.canon]++
+		count[e.raw]++
 	}
 	for _, e := range got {
-		count[e.canon]--
+		count[e.raw]--
 	}
 	var missing, extra []event
 	for _, e := range want {
-		if count[e.canon] > 0 {
-			count[e.canon]--
+		if count[e.raw] > 0 {
+			count[e.raw]--
 			missing = append(missing, e)
 		}
 	}
 	for _, e := range got {
-		if count[e.canon] < 0 {
-			count[e.canon]++
+		if count[e.raw] < 0 {
+			count[e.raw]++
 			extra = append(extra, e)
 		}
 	}
 	if len(missing) == 0 && len(extra) == 0 {
-		t.Logf("%s and %s hold the same %d events", gotName, wantName, len(want))
+		t.Logf("%s and %s hold the same %d lines, byte for byte", gotName, wantName, len(want))
 		return
 	}
 
@@ -175,8 +173,13 @@ func assertSameEvents(t *testing.T, gotName string, got []event, wantName string
 			j := idx[0]
 			extraByKey[m.key()] = idx[1:]
 			paired[j] = true
-			fmt.Fprintf(&b, "  %s has %s with the same auditID and stage; diff (-%s +%s):\n%s",
-				gotName, extra[j].source, wantName, gotName, indent(cmp.Diff(m.v, extra[j].v), "    "))
+			if d := cmp.Diff(m.v, extra[j].v); d != "" {
+				fmt.Fprintf(&b, "  %s has %s with the same auditID and stage; diff (-%s +%s):\n%s",
+					gotName, extra[j].source, wantName, gotName, indent(d, "    "))
+			} else {
+				fmt.Fprintf(&b, "  %s has %s, the same JSON value in other bytes:\n    %-9s %s\n    %-9s %s\n",
+					gotName, extra[j].source, wantName, m.raw, gotName, extra[j].raw)
+			}
 		}
 	}
 	shown := 0

@@ -208,11 +208,8 @@ func TestInvestigate(t *testing.T) {
 	// --jq over the real API server's log, imported, prints what jq
 	// prints over the same files: real events carry what a generator may
 	// miss (Go's \u0026 escapes in URIs, managedFields, every stage).
-	t.Run("--jq over the imported log prints what jq prints", func(t *testing.T) {
-		jqBin, err := exec.LookPath("jq")
-		if err != nil {
-			t.Fatal("jq is not on PATH (apt-get install jq)")
-		}
+	t.Run("--jq over the imported log prints what jq 1.6 prints", func(t *testing.T) {
+		jqBin := jqBinary(t)
 		_, files := readAuditLog(t, c.auditLogPath)
 		logData := filepath.Join(t.ArtifactDir(), "kubetrail-log-data")
 		if out, err := exec.Command(bin, append([]string{"import", "--data", logData}, files...)...).CombinedOutput(); err != nil {

@@ -3,13 +3,11 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -86,11 +84,8 @@ func assertEventKind(t *testing.T, events []event) {
 }
 
 // writeWebhookConfig writes the kubeconfig for --audit-webhook-config-file
-// with `kubetrail setup webhook-config`, which is part of what is tested.
-//
-// TODO(e2e): drop the fallback once `kubetrail setup webhook-config --url
-// URL --out FILE` has landed; until then a kubetrail without the command
-// gets a hand-written kubeconfig so the rest of the test can run.
+// with `kubetrail setup webhook-config`, which is part of what is tested: the
+// API server must accept what it writes. A failure fails the test.
 func writeWebhookConfig(t *testing.T, bin, url, out string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -98,37 +93,36 @@ func writeWebhookConfig(t *testing.T, bin, url, out string) {
 	cmd := exec.CommandContext(ctx, bin, "setup", "webhook-config", "--url", url, "--out", out)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
-	err := cmd.Run()
-	_, statErr := os.Stat(out)
-	switch {
-	case err == nil && statErr == nil:
-		return
-	case strings.Contains(buf.String(), "unknown command") ||
-		strings.Contains(buf.String(), "unknown flag") ||
-		(err == nil && statErr != nil):
-		t.Logf("kubetrail setup webhook-config is not available yet (%v: %s); writing the webhook kubeconfig by hand",
-			err, lastLine(buf.String()))
-		writeFile(t, out, handWrittenWebhookConfig(url))
-	default:
+	if err := cmd.Run(); err != nil {
 		t.Fatalf("kubetrail setup webhook-config --url %s --out %s: %v\n%s", url, out, err, buf.String())
+	}
+	if _, err := os.Stat(out); err != nil {
+		t.Fatalf("kubetrail setup webhook-config --out %s exited 0 but wrote no file: %v\n%s", out, err, buf.String())
 	}
 }
 
-// handWrittenWebhookConfig is the minimal kubeconfig the API server's
-// audit webhook accepts: one cluster whose server is the full URL to POST
-// to, and a user with no credentials.
-func handWrittenWebhookConfig(url string) string {
-	cfg := map[string]any{
-		"apiVersion":      "v1",
-		"kind":            "Config",
-		"clusters":        []any{map[string]any{"name": "kubetrail", "cluster": map[string]any{"server": url}}},
-		"users":           []any{map[string]any{"name": "kube-apiserver", "user": map[string]any{}}},
-		"contexts":        []any{map[string]any{"name": "default", "context": map[string]any{"cluster": "kubetrail", "user": "kube-apiserver"}}},
-		"current-context": "default",
-	}
-	b, err := json.MarshalIndent(cfg, "", "  ")
+// importRE reads the summary line of `kubetrail import`.
+var importRE = regexp.MustCompile(`(\d+) events stored, (\d+) already stored, (\d+) lines skipped`)
+
+// importFiles runs `kubetrail import` of files into dataDir and returns how
+// many events it stored and how many it found stored already.
+func importFiles(t *testing.T, bin, dataDir string, files ...string) (stored, already int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"import", "--progress", "never", "--data", dataDir}, files...)...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
-		panic(fmt.Sprintf("BUG: marshal webhook kubeconfig: %v", err))
+		t.Fatalf("kubetrail import --data %s %v: %v\n%s", dataDir, files, err, out)
 	}
-	return string(b)
+	m := importRE.FindStringSubmatch(string(out))
+	if m == nil {
+		t.Fatalf("kubetrail import: no summary line in its output:\n%s", out)
+	}
+	if m[3] != "0" {
+		t.Errorf("kubetrail import skipped %s lines of the API server's own log:\n%s", m[3], out)
+	}
+	stored, _ = strconv.Atoi(m[1])
+	already, _ = strconv.Atoi(m[2])
+	return stored, already
 }

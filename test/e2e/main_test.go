@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -81,12 +82,41 @@ func requireTool(t *testing.T, path, howToGet string) string {
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
-	msg := fmt.Sprintf("%s not found; %s", path, howToGet)
+	unavailable(t, fmt.Sprintf("%s not found; %s", path, howToGet))
+	return ""
+}
+
+// unavailable ends a test whose environment lacks something: a failure
+// under CI (so a broken CI image cannot pass by skipping everything), a
+// skip with the reason otherwise.
+func unavailable(t *testing.T, msg string) {
+	t.Helper()
 	if os.Getenv("CI") != "" {
 		t.Fatalf("CI is set and a required e2e dependency is missing: %s", msg)
 	}
 	t.Skip(msg)
-	return ""
+}
+
+// jqVersion is the jq that kubetrail's --jq output is proven byte for byte
+// against (docs/query.md); the root module's internal/testenv pins the same.
+const jqVersion = "jq-1.6"
+
+// jqBinary returns the path of jq on PATH when it is jqVersion: with
+// another jq, identical output would prove nothing about the promise.
+func jqBinary(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("jq")
+	if err != nil {
+		unavailable(t, "jq is not on PATH; the --jq comparison needs "+jqVersion+" (Debian 12: apt-get install jq)")
+	}
+	out, err := exec.Command(p, "--version").Output()
+	if err != nil {
+		t.Fatalf("%s --version: %v", p, err)
+	}
+	if v := strings.TrimSpace(string(out)); v != jqVersion {
+		unavailable(t, fmt.Sprintf("%s is %s; kubetrail's --jq output is proven byte for byte against %s only", p, v, jqVersion))
+	}
+	return p
 }
 
 // e2eBinDir is where build.sh puts kube-apiserver and etcd.

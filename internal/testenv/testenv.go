@@ -1,0 +1,53 @@
+// Package testenv lets tests ask for what the machine must provide (a tool,
+// a privilege) and decides what a missing one means: a skip with the reason
+// when a developer runs the tests by hand, a failure under CI (CI set in the
+// environment), so that a broken CI machine cannot pass by skipping.
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// JQVersion is what `jq --version` prints for the jq that kubetrail's --jq
+// output is proven byte for byte against (docs/query.md, docs/adr/0004-jq.md).
+// jq 1.7 prints numbers differently (it keeps a literal's digits), so a test
+// that compares with any other jq proves nothing about the promise.
+const JQVersion = "jq-1.6"
+
+// Unavailable stops the test because the environment lacks something it
+// needs: it fails under CI and skips otherwise. The message must say what is
+// missing and how to get it.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") != "" {
+		t.Fatalf("CI is set and the test environment is incomplete: %s", msg)
+		return
+	}
+	t.Skip(msg)
+}
+
+// JQ returns the path of the jq on PATH after checking that it is
+// JQVersion; any other jq, or none, is Unavailable.
+func JQ(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("jq")
+	if err != nil {
+		Unavailable(t, "jq is not on PATH; the jq differential tests need %s (Debian 12: apt-get install jq)", JQVersion)
+		return ""
+	}
+	out, err := exec.Command(p, "--version").Output()
+	if err != nil {
+		Unavailable(t, "%s --version: %v", p, err)
+		return ""
+	}
+	if v := string(bytes.TrimSpace(out)); v != JQVersion {
+		Unavailable(t, "%s is %s; kubetrail's --jq output is proven byte for byte against %s only (Debian 12's jq package)", p, v, JQVersion)
+		return ""
+	}
+	return p
+}
