@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -41,7 +42,7 @@ type TailConfig struct {
 	OnBatch func(pipeline.Result)
 }
 
-// checkpoint is where tailing stands, stored as JSON after every durable
+// checkpoint is where tailing stands, stored (encodeCheckpoint) after every durable
 // batch. A crash between the batch and the checkpoint re-sends that batch,
 // which the store drops as duplicates: no gap, no double.
 type checkpoint struct {
@@ -111,16 +112,46 @@ func (t *tailer) loadCheckpoint() (checkpoint, bool) {
 	if err != nil {
 		return checkpoint{}, false
 	}
-	var cp checkpoint
-	if json.Unmarshal(b, &cp) != nil {
-		t.cfg.Logger.Warn("ignoring unreadable tail checkpoint", "file", t.cpPath)
+	cp, err := decodeCheckpoint(b)
+	if err != nil {
+		// Reading the file again from its start loses nothing: the store
+		// keeps one copy of every event. Trusting a damaged offset could
+		// skip events.
+		t.cfg.Logger.Warn("ignoring a damaged tail checkpoint; reading the file from its start (nothing is stored twice)", "file", t.cpPath, "reason", err)
 		return checkpoint{}, false
 	}
 	return cp, true
 }
 
+// A checkpoint file is the checkpoint's JSON, a newline, and the CRC-32C of
+// the JSON in hex: a damaged offset that still reads as JSON must not make
+// tail skip events. A file without the checksum line (written before it
+// existed) is read as JSON alone.
+func encodeCheckpoint(cp *checkpoint) []byte {
+	b, _ := json.Marshal(cp)
+	return fmt.Appendf(b, "\n%08x\n", crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+}
+
+func decodeCheckpoint(b []byte) (checkpoint, error) {
+	var cp checkpoint
+	body, sum, found := bytes.Cut(bytes.TrimRight(b, "\n"), []byte("\n"))
+	if found {
+		want := fmt.Sprintf("%08x", crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli)))
+		if string(sum) != want {
+			return cp, errors.New("checksum does not match")
+		}
+	}
+	if err := json.Unmarshal(body, &cp); err != nil {
+		return cp, err
+	}
+	if cp.Offset < 0 || cp.Line < 0 {
+		return cp, errors.New("negative offset")
+	}
+	return cp, nil
+}
+
 func (t *tailer) saveCheckpoint() error {
-	b, _ := json.Marshal(&t.cp)
+	b := encodeCheckpoint(&t.cp)
 	tmp := t.cpPath + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {

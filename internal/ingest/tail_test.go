@@ -254,3 +254,32 @@ func tailSetup(t *testing.T) (logDir, path, dataDir string, db *local.DB) {
 	t.Cleanup(func() { db.Close() })
 	return logDir, filepath.Join(logDir, "audit.log"), dataDir, db
 }
+
+// TestCheckpointDamageNeverSkips flips every byte of a checkpoint file: the
+// checkpoint read back is either the one written or none (tail then reads
+// the file from its start, and the store drops what it already has); never
+// another offset, which would skip events.
+// Mutation it catches: a checkpoint without its checksum (a flipped digit
+// of the offset is read as a larger offset).
+func TestCheckpointDamageNeverSkips(t *testing.T) {
+	cp := checkpoint{Path: "/var/log/kubernetes/audit/audit.log", Dev: 2049, Ino: 1234567, Offset: 48213, Line: 117}
+	b := encodeCheckpoint(&cp)
+	if got, err := decodeCheckpoint(b); err != nil || got != cp {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	for i := range b {
+		for _, x := range []byte{0x01, 0x02, 0x10, 0x20} {
+			d := append([]byte(nil), b...)
+			d[i] ^= x
+			got, err := decodeCheckpoint(d)
+			if err == nil && got != cp {
+				t.Fatalf("byte %d ^ %#x: read as %+v, want the checkpoint or an error", i, x, got)
+			}
+		}
+	}
+	// A checkpoint from before the checksum is still read.
+	old := []byte(`{"path":"/a","dev":1,"ino":2,"offset":3,"line":4}`)
+	if got, err := decodeCheckpoint(old); err != nil || got.Offset != 3 {
+		t.Fatalf("old checkpoint: %+v %v", got, err)
+	}
+}
