@@ -32,3 +32,25 @@ func BenchmarkDecodeLine(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeEventList is the webhook's path: one EventList of 400
+// items (the API server's default batch) split and decoded.
+func BenchmarkDecodeEventList(b *testing.B) {
+	items := make([]string, 400)
+	for i := range items {
+		items[i] = itemOf(benchLines[i%len(benchLines)])
+	}
+	body := []byte(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[` + strings.Join(items, ",") + `]}`)
+	d := NewDecoder(Limits{})
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	n := 0
+	emit := func(Record) { n++ }
+	bad := func(p Problem) { b.Fatal(p.String()) }
+	for b.Loop() {
+		d.DecodeBody("bench", body, emit, bad)
+	}
+	if n != 400*b.N {
+		b.Fatalf("%d records", n)
+	}
+}

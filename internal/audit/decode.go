@@ -115,7 +115,7 @@ func (d *Decoder) DecodeBody(source string, body []byte, emit Emit, bad Bad) {
 		bad(Problem{Source: source, Item: -1, Reason: "empty body: expected an audit Event, an EventList or JSON lines"})
 		return
 	}
-	if isSingleValue(trimmed) {
+	if isSingleValue(trimmed) || isList(trimmed) {
 		if trimmed[0] == '{' || trimmed[0] == '[' {
 			d.decodeValue(loc{source: source, item: -1}, trimmed, "", emit, bad)
 		} else {
@@ -166,6 +166,13 @@ type loc struct {
 	source string
 	line   int
 	item   int
+	// nest counts the lists this value is inside, to bound recursion.
+	nest int
+}
+
+// in returns the location of item i of the list at l.
+func (l loc) in(i int) loc {
+	return loc{source: l.source, line: l.line, item: i, nest: l.nest + 1}
 }
 
 func (l loc) problem(reason string) Problem {
@@ -199,34 +206,51 @@ func (d *Decoder) decodeValue(at loc, raw []byte, apiVersion string, emit Emit, 
 		bad(at.problem(fmt.Sprintf("event is %d bytes, over the %d-byte limit", len(raw), d.limits.MaxEventBytes)))
 		return
 	}
+	if (raw[0] == '[' || raw[0] == '{') && at.nest >= d.limits.MaxDepth {
+		bad(at.problem(fmt.Sprintf("lists nested deeper than %d levels", d.limits.MaxDepth)))
+		return
+	}
 	if raw[0] == '[' {
+		// Find every boundary first (no allocation), then decode: a body
+		// whose boundaries cannot all be found is refused whole, by the
+		// strict decoder below, and emits nothing.
+		if arrayItems(raw, nil) {
+			i := 0
+			arrayItems(raw, func(it []byte) {
+				d.decodeItem(at.in(i), it, apiVersion, emit, bad)
+				i++
+			})
+			return
+		}
 		var items []json.RawMessage
 		if err := json.Unmarshal(raw, &items); err != nil {
-			bad(at.problem(describeJSONError(raw, err)))
+			bad(at.problem(d.explainJSONError(raw, err)))
 			return
 		}
 		for i, it := range items {
-			d.decodeItem(loc{source: at.source, line: at.line, item: i}, it, apiVersion, emit, bad)
+			d.decodeItem(at.in(i), it, apiVersion, emit, bad)
 		}
 		return
 	}
 	if raw[0] == '{' {
-		if d.decodeOwned(at, raw, apiVersion, emit, bad) {
-			return
-		}
-		if v, items, ok := fastEventList(raw); ok {
+		if v, ok := eventListItems(raw, nil); ok {
 			if v == "" {
 				v = apiVersion
 			}
-			for i, it := range items {
-				d.decodeItem(loc{source: at.source, line: at.line, item: i}, it, v, emit, bad)
-			}
+			i := 0
+			eventListItems(raw, func(it []byte) {
+				d.decodeItem(at.in(i), it, v, emit, bad)
+				i++
+			})
+			return
+		}
+		if d.decodeOwned(at, raw, apiVersion, emit, bad) {
 			return
 		}
 	}
 	var env envelope
 	if err := json.Unmarshal(raw, &env); err != nil {
-		bad(at.problem(describeJSONError(raw, err)))
+		bad(at.problem(d.explainJSONError(raw, err)))
 		return
 	}
 	switch {
@@ -240,11 +264,11 @@ func (d *Decoder) decodeValue(at loc, raw []byte, apiVersion string, emit Emit, 
 			return
 		}
 		for i, it := range env.Items {
-			d.decodeItem(loc{source: at.source, line: at.line, item: i}, it, v, emit, bad)
+			d.decodeItem(at.in(i), it, v, emit, bad)
 		}
 	case env.Records != nil:
 		for i, it := range env.Records {
-			d.decodeItem(loc{source: at.source, line: at.line, item: i}, it, apiVersion, emit, bad)
+			d.decodeItem(at.in(i), it, apiVersion, emit, bad)
 		}
 	case env.Properties != nil && env.Properties.Log != nil:
 		d.decodeEmbedded(at, *env.Properties.Log, FormatAKSEventHub, emit, bad)
@@ -258,7 +282,7 @@ func (d *Decoder) decodeValue(at loc, raw []byte, apiVersion string, emit Emit, 
 			evs = env.Events
 		}
 		for i, ev := range evs {
-			d.decodeEmbedded(loc{source: at.source, line: at.line, item: i}, ev.Message, FormatEKSCloudWatch, emit, bad)
+			d.decodeEmbedded(at.in(i), ev.Message, FormatEKSCloudWatch, emit, bad)
 		}
 	case env.ProtoPayload != nil:
 		rec, err := fromGKE(raw)
@@ -484,6 +508,26 @@ func isSingleValue(b []byte) bool {
 	return json.Valid(b)
 }
 
+// isList reports whether b is one EventList or JSON array whose items'
+// boundaries can all be found, even if some items are malformed: such a
+// body spanning lines is one value, not JSON lines.
+func isList(b []byte) bool {
+	if b[0] == '[' {
+		return arrayItems(b, nil)
+	}
+	_, ok := eventListItems(b, nil)
+	return ok
+}
+
+// explainJSONError words a decoding error; it names nesting past the
+// limit as such rather than as encoding/json's own depth error.
+func (d *Decoder) explainJSONError(raw []byte, err error) string {
+	if maxDepth(raw, d.limits.MaxDepth) > d.limits.MaxDepth && strings.Contains(err.Error(), "exceeded max depth") {
+		return fmt.Sprintf("JSON nested deeper than %d levels", d.limits.MaxDepth)
+	}
+	return describeJSONError(raw, err)
+}
+
 // describeJSONError turns a decoding error into a message that says where
 // and, for the common cases, why.
 func describeJSONError(raw []byte, err error) string {
@@ -491,7 +535,7 @@ func describeJSONError(raw []byte, err error) string {
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syn):
-		if syn.Offset >= int64(len(raw)) || strings.Contains(syn.Error(), "unexpected end") {
+		if strings.Contains(syn.Error(), "unexpected end") {
 			msg := fmt.Sprintf("truncated JSON: input ends after %d bytes", len(raw))
 			if len(raw) == 16384 || len(raw) == 16385 {
 				msg += " (exactly 16 KiB: a container runtime or log shipper cut the line)"

@@ -57,7 +57,7 @@ treat differently, most frequent first.`,
 				return err
 			}
 			c := policy.NewDiffCount(ps[0], ps[1])
-			err = ingest.EachRecord(cmd.Context(), files, e.stdin, audit.Limits{}, func(r *audit.Record) { c.Add(&r.Event) }, func(audit.Problem) {})
+			_, err = ingest.EachRecord(cmd.Context(), files, e.stdin, audit.Limits{}, func(r *audit.Record) { c.Add(&r.Event) }, func(audit.Problem) {})
 			if err != nil {
 				return err
 			}

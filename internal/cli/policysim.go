@@ -82,9 +82,11 @@ those events are counted as "unknown" and their size is a lower bound.`,
 				if ferr != nil {
 					return ferr
 				}
-				err = ingest.EachRecord(cmd.Context(), files, e.stdin, audit.Limits{}, func(r *audit.Record) {
+				var n int64
+				n, err = ingest.EachRecord(cmd.Context(), files, e.stdin, audit.Limits{}, func(r *audit.Record) {
 					add(&r.Event, len(r.Raw)+1)
-				}, func(p audit.Problem) { skipped++ })
+				}, func(audit.Problem) {})
+				skipped = int(n)
 			}
 			var damage *local.DamageError
 			if errors.As(err, &damage) {

@@ -38,10 +38,13 @@ func serveCmd(e *env) *cobra.Command {
 Endpoints:
   POST /ingest/webhook[?cluster=NAME]  an EventList (as the API server's webhook
                                        backend sends), an Event, a JSON array or
-                                       JSON lines. Answered 200 only once every
-                                       event is durable on disk; 429 or 503 when it
-                                       cannot be (the API server keeps the batch and
-                                       retries). Retried batches add nothing.
+                                       JSON lines, plain or gzip-encoded. Answered
+                                       200 only once every event is durable on disk;
+                                       429 or 503 with Retry-After when it cannot be
+                                       (the API server keeps the batch and retries).
+                                       Retried batches add nothing. A bad item costs
+                                       only itself: it is named (the first 20 are
+                                       listed, all are counted) and the rest stored.
   GET  /healthz, /readyz               liveness and readiness
   GET  /metrics                        Prometheus metrics
 
@@ -50,6 +53,10 @@ Storage: events go to a write-ahead log, then into compressed segments.
 smaller than --compact-below (sealed by --seal-after on a quiet cluster, or
 at each restart) are merged in the background into larger ones, so queries
 open fewer files; a crash during a merge loses and duplicates nothing.
+
+Memory: a body is at most --max-body-bytes (after decompression) and all
+requests together hold at most --max-inflight-bytes (bodies and decoded
+events; the Go heap stays within about twice this plus the store's needs).
 
 Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 (--token-file and/or --client-ca), or --insecure.`,
@@ -127,7 +134,8 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 	f.StringVar(&tokenFile, "token-file", "", "file of accepted bearer tokens, one per line ('#' comments)")
 	f.BoolVar(&cfg.Insecure, "insecure", false, "allow a non-loopback address without TLS and authentication")
 	f.BoolVar(&cfg.AuthHealth, "auth-health", false, "require authentication for /healthz, /readyz and /metrics too")
-	f.Int64Var(&cfg.Webhook.MaxBodyBytes, "max-body-bytes", ingest.DefaultMaxBodyBytes, "largest webhook request body accepted")
+	f.Int64Var(&cfg.Webhook.MaxBodyBytes, "max-body-bytes", ingest.DefaultMaxBodyBytes, "largest webhook request body accepted, after gzip decompression (413 beyond)")
+	f.Int64Var(&cfg.Webhook.MaxInflightBytes, "max-inflight-bytes", 0, "memory all webhook requests may hold at once, bodies and decoded events; beyond it 429 + Retry-After (413 for one batch that alone needs more); at least 4x --max-body-bytes (default: 256 MiB or 8x --max-body-bytes, the larger)")
 	f.IntVar(&maxEvent, "max-event-bytes", audit.DefaultMaxEventBytes, "largest single event accepted")
 	f.DurationVar(&sealAfter, "seal-after", 5*time.Minute, "seal the write-ahead log into a segment at least this often")
 	f.Int64Var(&walBytes, "wal-segment-bytes", 64<<20, "seal the write-ahead log into a segment when it reaches this size")

@@ -180,6 +180,7 @@ func Import(ctx context.Context, sink pipeline.Sink, files []string, stdin io.Re
 		for _, p := range c.probs {
 			imp.problem(p)
 		}
+		imp.sum.ProblemCount += int64(c.moreProbs)
 		imp.batch = append(imp.batch, c.recs...)
 		if len(imp.batch) >= imp.cfg.BatchEvents {
 			if err = imp.flush(); err != nil {
@@ -212,7 +213,8 @@ type chunk struct {
 	data      []byte
 	pre       []audit.Problem // problems found while reading (over-long lines)
 	recs      []audit.Record
-	probs     []audit.Problem
+	probs     []audit.Problem // the first MaxProblems problems of the chunk
+	moreProbs int             // problems beyond them, only counted
 	done      chan struct{}
 }
 
@@ -308,12 +310,24 @@ func (imp *importer) decode(c *chunk) {
 	data := c.data
 	for len(data) > 0 {
 		i := bytes.IndexByte(data, '\n')
-		imp.dec.DecodeLine(c.name, line, data[:i], func(r audit.Record) { c.recs = append(c.recs, r) }, func(p audit.Problem) { c.probs = append(c.probs, p) })
+		imp.dec.DecodeLine(c.name, line, data[:i], func(r audit.Record) { c.recs = append(c.recs, r) }, func(p audit.Problem) {
+			// A chunk of short bad lines, or one line holding a list of
+			// millions of bad items, must not hold a Problem for each:
+			// the summary keeps only the first MaxProblems anyway.
+			if len(c.probs) < imp.cfg.MaxProblems {
+				c.probs = append(c.probs, p)
+			} else {
+				c.moreProbs++
+			}
+		})
 		data = data[i+1:]
 		line++
 	}
 	if len(c.pre) > 0 {
 		sort.SliceStable(c.probs, func(i, j int) bool { return c.probs[i].Line < c.probs[j].Line })
+		if extra := len(c.probs) - imp.cfg.MaxProblems; extra > 0 {
+			c.probs, c.moreProbs = c.probs[:imp.cfg.MaxProblems], c.moreProbs+extra
+		}
 	}
 	c.data = nil
 }
@@ -417,14 +431,16 @@ func (lr *lineReader) next() (line []byte, lineNo int, tooLong int, err error) {
 }
 
 // EachRecord decodes files (or stdin for "-") and calls fn for every event,
-// in file order, without storing anything; bad is told of unusable lines.
-func EachRecord(ctx context.Context, files []string, stdin io.Reader, limits audit.Limits, fn func(*audit.Record), bad func(audit.Problem)) error {
+// in file order, without storing anything. bad is told of the first 100
+// unusable lines or items; skipped counts them all. (Keeping every problem
+// took 5.5 GB for a 40 MB file of 20 million bad lines.)
+func EachRecord(ctx context.Context, files []string, stdin io.Reader, limits audit.Limits, fn func(*audit.Record), bad func(audit.Problem)) (skipped int64, err error) {
 	sink := &funcSink{fn: fn}
-	sum, err := Import(ctx, sink, files, stdin, ImportConfig{Limits: limits, MaxProblems: 1 << 30})
+	sum, err := Import(ctx, sink, files, stdin, ImportConfig{Limits: limits})
 	for _, p := range sum.Problems {
 		bad(p)
 	}
-	return err
+	return sum.ProblemCount, err
 }
 
 // funcSink hands each batch's records to a function.

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 )
 
@@ -86,14 +88,43 @@ func (cfg RemoteConfig) Transport() (*http.Transport, error) {
 	return tr, nil
 }
 
-// Append sends the batch as JSON lines of stored-form events.
+// Append sends the batch as JSON lines of stored-form events. A batch the
+// server answers 413 (over its --max-body-bytes or its memory budget) is
+// split in halves and sent again, down to single events: otherwise a batch
+// of large events would block tail forever, retrying what the server can
+// never take. A retry after a half was stored is harmless: the server drops
+// what it already has.
 func (r *Remote) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Result, error) {
+	return r.send(ctx, b.Cluster, b.Records)
+}
+
+// errTooLarge is the server's 413.
+var errTooLarge = errors.New("too large")
+
+func (r *Remote) send(ctx context.Context, cluster string, recs []audit.Record) (pipeline.Result, error) {
+	res, err := r.post(ctx, cluster, recs)
+	if !errors.Is(err, errTooLarge) || len(recs) < 2 {
+		return res, err
+	}
+	half := len(recs) / 2
+	first, err := r.send(ctx, cluster, recs[:half])
+	if err != nil {
+		return pipeline.Result{}, err
+	}
+	second, err := r.send(ctx, cluster, recs[half:])
+	if err != nil {
+		return pipeline.Result{}, err
+	}
+	return pipeline.Result{Stored: first.Stored + second.Stored, Duplicates: first.Duplicates + second.Duplicates}, nil
+}
+
+func (r *Remote) post(ctx context.Context, cluster string, recs []audit.Record) (pipeline.Result, error) {
 	var body bytes.Buffer
-	for _, rec := range b.Records {
+	for _, rec := range recs {
 		body.Write(rec.Raw)
 		body.WriteByte('\n')
 	}
-	endpoint := r.endpoint + "?cluster=" + url.QueryEscape(b.Cluster)
+	endpoint := r.endpoint + "?cluster=" + url.QueryEscape(cluster)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, &body)
 	if err != nil {
 		return pipeline.Result{}, err
@@ -115,6 +146,8 @@ func (r *Remote) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Result
 		return pipeline.Result{Stored: wr.Stored, Duplicates: wr.Duplicates}, nil
 	case resp.StatusCode == http.StatusTooManyRequests:
 		return pipeline.Result{}, pipeline.ErrOverloaded
+	case resp.StatusCode == http.StatusRequestEntityTooLarge:
+		return pipeline.Result{}, fmt.Errorf("%w: server answered %s for %d events: %s", errTooLarge, resp.Status, len(recs), wr.Error)
 	case resp.StatusCode >= 500:
 		return pipeline.Result{}, fmt.Errorf("%w: server answered %s: %s", pipeline.ErrUnavailable, resp.Status, wr.Error)
 	default:

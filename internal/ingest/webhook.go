@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"regexp"
@@ -21,8 +20,16 @@ import (
 
 // WebhookConfig configures the webhook receiver.
 type WebhookConfig struct {
-	// MaxBodyBytes bounds one request body; a larger one gets 413.
+	// MaxBodyBytes bounds one request body, after decompression when it
+	// is gzip-encoded; a larger one gets 413.
 	MaxBodyBytes int64
+	// MaxInflightBytes bounds the memory all webhook requests hold at
+	// once: their bodies as they are read and their decoded events until
+	// they are stored. A request that would pass it gets 429 with
+	// Retry-After, unless it alone needs more, which gets 413. It must be
+	// at least four times MaxBodyBytes; the default is the larger of
+	// DefaultMaxInflightBytes and eight times MaxBodyBytes.
+	MaxInflightBytes int64
 	// Limits bound each event inside a body.
 	Limits audit.Limits
 	// DefaultCluster tags batches that name no cluster.
@@ -35,6 +42,43 @@ type WebhookConfig struct {
 // API server's default batch is 400 events; at RequestResponse level an
 // event rarely passes 64 KiB.
 const DefaultMaxBodyBytes = 32 << 20
+
+// DefaultMaxInflightBytes is the default memory budget of all webhook
+// requests together: eight bodies of the default maximum with their events,
+// or hundreds of the API server's usual batches of well under 1 MiB.
+const DefaultMaxInflightBytes = 256 << 20
+
+// MaxListedRejections is how many rejected items an answer lists; the rest
+// are only counted, so that a body of a million bad items gets a short
+// answer rather than one thirty times its size.
+const MaxListedRejections = 20
+
+// recordOverhead is what one decoded event costs beyond its bytes: the
+// audit.Record (392 bytes) and the store's key, time and column row
+// (about 330), rounded up for strings and maps built from it.
+const recordOverhead = 1024
+
+// Check reports a configuration that cannot work.
+func (c WebhookConfig) Check() error {
+	c = c.withDefaults()
+	if c.MaxInflightBytes < 4*c.MaxBodyBytes {
+		return fmt.Errorf("--max-inflight-bytes (%d) must be at least four times --max-body-bytes (%d): a body and its decoded events must fit in it", c.MaxInflightBytes, c.MaxBodyBytes)
+	}
+	return nil
+}
+
+func (c WebhookConfig) withDefaults() WebhookConfig {
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxInflightBytes <= 0 {
+		c.MaxInflightBytes = max(DefaultMaxInflightBytes, 8*c.MaxBodyBytes)
+	}
+	if c.DefaultCluster == "" {
+		c.DefaultCluster = "default"
+	}
+	return c
+}
 
 // WebhookOutcome describes one handled request, for metrics.
 type WebhookOutcome struct {
@@ -50,17 +94,13 @@ type Webhook struct {
 	sink pipeline.Sink
 	cfg  WebhookConfig
 	dec  *audit.Decoder
+	mem  budget
 }
 
 // NewWebhook returns a receiver that stores into sink.
 func NewWebhook(sink pipeline.Sink, cfg WebhookConfig) *Webhook {
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if cfg.DefaultCluster == "" {
-		cfg.DefaultCluster = "default"
-	}
-	return &Webhook{sink: sink, cfg: cfg, dec: audit.NewDecoder(cfg.Limits)}
+	cfg = cfg.withDefaults()
+	return &Webhook{sink: sink, cfg: cfg, dec: audit.NewDecoder(cfg.Limits), mem: budget{max: cfg.MaxInflightBytes}}
 }
 
 // WebhookResponse is the JSON body of every webhook answer.
@@ -69,8 +109,13 @@ type WebhookResponse struct {
 	Stored int `json:"stored"`
 	// Duplicates is the number of events that were already stored.
 	Duplicates int `json:"duplicates"`
-	// Rejected lists the parts of the body that could not be used.
+	// Rejected lists the first MaxListedRejections parts of the body that
+	// could not be used.
 	Rejected []Rejection `json:"rejected,omitempty"`
+	// RejectedCount counts every part of the body that could not be used.
+	RejectedCount int `json:"rejectedCount,omitempty"`
+	// RejectedNotListed is how many of them Rejected leaves out.
+	RejectedNotListed int `json:"rejectedNotListed,omitempty"`
 	// Error says why the request as a whole failed.
 	Error string `json:"error,omitempty"`
 }
@@ -89,7 +134,7 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var resp WebhookResponse
 	code, n := h.serve(w, r, &resp)
 	if h.cfg.Observe != nil {
-		h.cfg.Observe(WebhookOutcome{Code: code, Bytes: n, Stored: resp.Stored, Duplicates: resp.Duplicates, Rejected: len(resp.Rejected)})
+		h.cfg.Observe(WebhookOutcome{Code: code, Bytes: n, Stored: resp.Stored, Duplicates: resp.Duplicates, Rejected: resp.RejectedCount})
 	}
 	writeJSON(w, code, &resp)
 }
@@ -115,21 +160,30 @@ func (h *Webhook) serve(w http.ResponseWriter, r *http.Request, resp *WebhookRes
 		return http.StatusBadRequest, 0
 	}
 	received := time.Now()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	var held int64 // bytes of the budget this request holds
+	defer func() { h.mem.give(&held, held) }()
+	body, n, err := h.readBody(w, r, &held)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			resp.Error = fmt.Sprintf("body is over the %d-byte limit (--max-body-bytes); lower the API server's --audit-webhook-batch-max-size", h.cfg.MaxBodyBytes)
-			return http.StatusRequestEntityTooLarge, int64(len(body))
-		}
-		resp.Error = "read body: " + err.Error()
-		return http.StatusBadRequest, int64(len(body))
+		return refuse(w, resp, err), n
 	}
-	n := int64(len(body))
 	batch := &pipeline.Batch{Cluster: cluster, Received: received}
+	var over error // set when the decoded events do not fit the budget
+	var pending int64
 	h.dec.DecodeBody("request body", body, func(rec audit.Record) {
+		if over != nil {
+			return
+		}
+		// Take from the budget in steps, not per event.
+		if pending += int64(len(rec.Raw)) + recordOverhead; pending >= 64<<10 {
+			over, pending = h.mem.take(&held, pending), 0
+		}
 		batch.Records = append(batch.Records, rec)
 	}, func(p audit.Problem) {
+		resp.RejectedCount++
+		if len(resp.Rejected) >= MaxListedRejections {
+			resp.RejectedNotListed++
+			return
+		}
 		rj := Rejection{Line: p.Line, Reason: p.Reason}
 		if p.Item >= 0 {
 			item := p.Item
@@ -137,9 +191,16 @@ func (h *Webhook) serve(w http.ResponseWriter, r *http.Request, resp *WebhookRes
 		}
 		resp.Rejected = append(resp.Rejected, rj)
 	})
+	if over == nil {
+		over = h.mem.take(&held, pending)
+	}
+	if over != nil {
+		batch.Records = nil
+		return refuse(w, resp, over), n
+	}
 	if len(batch.Records) == 0 {
 		resp.Error = "no usable audit event in the body"
-		if len(resp.Rejected) == 1 {
+		if resp.RejectedCount == 1 {
 			resp.Error += ": " + resp.Rejected[0].Reason
 		}
 		return http.StatusBadRequest, n

@@ -94,6 +94,9 @@ func TestWebhookHostileInput(t *testing.T) {
 		{"100 MiB body", "application/json", func() io.Reader {
 			return io.MultiReader(strings.NewReader(`{"kind":"EventList","items":[`), &repeatReader{b: []byte(item("big") + ","), left: 100 << 20})
 		}, 413, 0, []string{"over the 8388608-byte limit"}},
+		{"raw NUL inside one item", "application/json", str(eventList(item("z1"), strings.Replace(item("z2"), "alice", "al\x00ice", 1), item("z3"))), 200, 2, []string{`invalid character '\x00' in string literal`}},
+		{"syntax error inside one item", "application/json", str(eventList(item("x1"), strings.Replace(item("x2"), `"verb":"delete",`, `"verb":"delete",,`, 1), item("x3"))), 200, 2, []string{"invalid JSON"}},
+		{"unterminated string: boundaries lost", "application/json", str(eventList(item("l1"), `{"auditID":"l2}`, item("l3"))), 400, 0, []string{"no usable audit event"}},
 		{"good EventList", "application/json", str(eventList(item("ok1"), item("ok2"))), 200, 2, nil},
 		{"retried EventList", "application/json", str(eventList(item("ok1"), item("ok2"))), 200, 0, nil},
 	}
@@ -134,9 +137,33 @@ func TestWebhookHostileInput(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	want := "g1 g2 u1 u3 d1 b1 b3 n1 ok1 ok2 after"
+	want := "g1 g2 u1 u3 d1 b1 b3 n1 z1 z3 x1 x3 ok1 ok2 after"
 	if got := strings.Join(ids, " "); got != want || len(ids) != total {
 		t.Errorf("stored %q (%d), want %q", got, total, want)
+	}
+}
+
+// TestWebhookListsFirstRejections: an answer lists the first
+// MaxListedRejections bad items by index and counts them all, so that its
+// size does not grow with the body. Planted bug: no cap (listed 30).
+func TestWebhookListsFirstRejections(t *testing.T) {
+	srv, dir := newTestWebhook(t, WebhookConfig{})
+	items := []string{item("first")}
+	for range 30 {
+		items = append(items, `{}`)
+	}
+	items = append(items, item("last"))
+	code, wr := post(t, srv.URL, "application/json", strings.NewReader(eventList(items...)))
+	if code != 200 || wr.Stored != 2 || wr.RejectedCount != 30 || wr.RejectedNotListed != 10 || len(wr.Rejected) != MaxListedRejections {
+		t.Fatalf("%d stored %d, rejected %d listed %d not listed %d; want 200, 2, 30, 20, 10", code, wr.Stored, wr.RejectedCount, len(wr.Rejected), wr.RejectedNotListed)
+	}
+	for i, r := range wr.Rejected {
+		if r.Item == nil || *r.Item != i+1 || !strings.Contains(r.Reason, "missing auditID") {
+			t.Errorf("rejection %d: %+v", i, r)
+		}
+	}
+	if got := strings.Join(storedIDs(t, dir), " "); got != "first last" {
+		t.Errorf("stored %q", got)
 	}
 }
 

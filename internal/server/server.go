@@ -61,6 +61,9 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	if err := checkExposure(cfg); err != nil {
 		return nil, err
 	}
+	if err := cfg.Webhook.Check(); err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, db: db, log: log, reg: prometheus.NewRegistry()}
 	m := newMetrics(s.reg, db)
 	cfg.Webhook.Observe = m.observe
