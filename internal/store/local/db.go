@@ -81,6 +81,9 @@ type Stats struct {
 	Failed     atomic.Int64 // batches that failed to become durable
 	Sealed     atomic.Int64 // WAL segments sealed into segments
 	Compacted  atomic.Int64 // small segments merged into larger ones
+	// Quarantined counts damaged segments moved into the quarantine
+	// folder (on Open, when a segment cannot be opened).
+	Quarantined atomic.Int64
 }
 
 // DB is an open data folder. Append is safe for concurrent use.
@@ -180,6 +183,10 @@ func Open(dir string, opts Options) (*DB, error) {
 		lock.Close()
 		return nil, err
 	}
+	if err := db.reconcileManifest(); err != nil {
+		lock.Close()
+		return nil, err
+	}
 	// Sealing decodes and compresses every event again: one sealer per CPU
 	// keeps it up with ingest.
 	sealers := max(1, runtime.GOMAXPROCS(0))
@@ -207,16 +214,21 @@ func (db *DB) recover() error {
 	var maxSealed uint64
 	covered := map[uint64]bool{}
 	for _, s := range segs {
+		maxSealed = max(maxSealed, s.last)
+		r, err := openSegment(s.path)
+		if err != nil {
+			// Not covered: a WAL segment it holds that is still there is
+			// sealed again.
+			if err := db.quarantineSegment(s.path, err); err != nil {
+				return err
+			}
+			continue
+		}
 		for q := s.first; q <= s.last; q++ {
 			covered[q] = true
 		}
-		r, err := openSegment(s.path)
-		if err != nil {
-			return fmt.Errorf("%w (move the file away to start without it)", err)
-		}
 		db.dd.addSegment(s.path, r.meta.MinTime, r.meta.MaxTime, nil)
 		r.close()
-		maxSealed = max(maxSealed, s.last)
 	}
 	l, rec, err := wal.Open(filepath.Join(db.dir, walDir), maxSealed, wal.Options{SegmentBytes: db.opts.WALSegmentBytes, NoSync: db.opts.NoSync})
 	if err != nil {
@@ -526,6 +538,7 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder, bufs *writerBufs) error {
 	if err != nil {
 		return err
 	}
+	db.listInManifest(final)
 	db.dd.addSegment(final, w.meta.MinTime, w.meta.MaxTime, keys)
 	db.pendingMu.Lock()
 	delete(db.pending, seq)

@@ -63,11 +63,16 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	segs, err := openSnapshot(segPath)
+	segs, damage, err := openSnapshot(segPath)
 	if err != nil {
 		return err
 	}
 	defer closeSnapshot(segs)
+	q, err := quarantined(dir)
+	if err != nil {
+		return err
+	}
+	damage = append(damage, q...)
 	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		return err
@@ -105,7 +110,24 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 			return err
 		}
 	}
+	if len(damage) > 0 {
+		return &DamagedError{Damage: damage}
+	}
 	return nil
+}
+
+// DamagedError is what Scan returns when it read every event it could but
+// left out damaged or missing files: the answer is whole but for those. A
+// command must print each Damage on stderr and exit 3.
+type DamagedError struct {
+	Damage []Damage
+}
+
+func (e *DamagedError) Error() string {
+	if len(e.Damage) == 1 {
+		return e.Damage[0].String()
+	}
+	return fmt.Sprintf("%s (and %d more damaged or missing files)", e.Damage[0], len(e.Damage)-1)
 }
 
 // readSealed calls read with the segment holding WAL segment seq's events
