@@ -373,6 +373,7 @@ func (db *DB) commitLoop() {
 			}
 		}
 		results := make([]pipeline.Result, len(group))
+		refused := make([]error, len(group))
 		keptIdx := make([][]int, len(group))
 		var added []Key
 		var err error
@@ -391,11 +392,15 @@ func (db *DB) commitLoop() {
 			kept := make([]Key, 0, len(req.keys))
 			cands := db.dd.candidates(req.minT, req.maxT)
 			recv := recvOf(req.batch)
+			reqRows := cb.n
 			for i := range req.batch.Records {
 				k := req.keys[i]
 				dup, derr := db.dd.contains(k, req.times[i], cands)
 				if derr != nil {
-					db.log.Error("cannot read a segment to check for duplicates; storing the event", "err", derr)
+					// Storing it might store it twice: the sender must
+					// retry once the segment is readable or set aside.
+					refused[gi] = derr
+					break
 				}
 				if dup {
 					results[gi].Duplicates++
@@ -407,6 +412,14 @@ func (db *DB) commitLoop() {
 				kept = append(kept, k)
 				raws = append(raws, req.batch.Records[i].Raw)
 				times = append(times, req.times[i])
+			}
+			if refused[gi] != nil {
+				cb.truncate(reqRows)
+				for _, k := range kept {
+					delete(db.dd.head, k)
+				}
+				keptIdx[gi], results[gi] = nil, pipeline.Result{}
+				continue
 			}
 			results[gi].Stored = len(raws)
 			added = append(added, kept...)
@@ -456,6 +469,13 @@ func (db *DB) commitLoop() {
 			db.publish(group, keptIdx)
 		}
 		for gi, req := range group {
+			if refused[gi] != nil {
+				db.inflight.Add(-req.bytes)
+				db.stats.Failed.Add(1)
+				db.log.Error("batch refused: cannot read a segment to check for duplicates", "err", refused[gi])
+				req.done <- reply{err: fmt.Errorf("%w: cannot check for duplicates: %v", pipeline.ErrUnavailable, refused[gi])}
+				continue
+			}
 			db.inflight.Add(-req.bytes)
 			db.stats.Batches.Add(1)
 			db.stats.Stored.Add(int64(results[gi].Stored))

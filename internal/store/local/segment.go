@@ -583,6 +583,9 @@ type segmentReader struct {
 	f    *os.File
 	meta segmentMeta
 	size int64
+	// metaOff is where the meta starts: the parts before it tile the
+	// file from the magic on.
+	metaOff int64
 }
 
 func openSegment(path string) (*segmentReader, error) {
@@ -632,7 +635,8 @@ func (r *segmentReader) readMeta() error {
 		return r.fail("trailer", errors.New("meta length is impossible"))
 	}
 	buf := make([]byte, n)
-	if err := r.readAt(buf, r.size-12-n); err != nil {
+	r.metaOff = r.size - 12 - n
+	if err := r.readAt(buf, r.metaOff); err != nil {
 		return r.fail("meta", err)
 	}
 	if err := r.decodeMeta(buf, string(magic[:])); err != nil {
