@@ -50,7 +50,10 @@ func (o ScanOptions) keep(e *entry) bool {
 // reached that part of the log, and each event exactly once even when a WAL
 // segment is sealed, or segments are compacted or deleted, while it reads.
 // It opens every segment first, so a segment compacted away meanwhile is
-// still read from the file it opened.
+// still read from the file it opened. A damaged segment fails it with a
+// *SegmentError; segments listed in the manifest but missing, and files in
+// quarantine, are left out, and it returns a *DamagedError listing them
+// after every other event.
 func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("data folder: %w", err)

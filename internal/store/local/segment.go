@@ -52,7 +52,12 @@ import (
 // column, and a JSON meta.
 //
 // Segments are written to a temporary name, synced and renamed, so a reader
-// never sees a half-written one.
+// never sees a half-written one. The folder's MANIFEST (manifest.go,
+// docs/adr/0007-segment-damage-and-manifest.md) lists the segments that
+// must exist, so that a deleted one is reported. Every read checks what it
+// reads (the frames' checksums, the meta's CRC-32C, the magic, the chunk
+// indexes against their chunks, the order hashes) and fails with a
+// SegmentError naming the file and the part.
 const (
 	segMagic   = "KTSEG03\n"
 	segTrailer = "KTSEGEND"
