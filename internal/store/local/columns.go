@@ -528,25 +528,45 @@ func (r *segmentReader) readColumn(dec *zstd.Decoder, c Column) (*ColumnData, er
 // readDict decodes a column's whole dictionary.
 func (r *segmentReader) readDict(dec *zstd.Decoder, c Column, sc *scratch) (*dictData, error) {
 	if int(c) >= len(r.meta.Columns) {
-		return nil, fmt.Errorf("segment has no column %s (written by an older kubetrail)", c)
+		return nil, r.fail("meta", fmt.Errorf("no column %s (written by an older kubetrail)", c))
 	}
 	m := r.meta.Columns[c]
 	if m.Kind == kindPostings {
 		return r.readAllChunks(dec, c)
 	}
+	part := "column " + c.String() + " dictionary"
 	dict, err := sc.frame(r, dec, m.DictOff, m.DictLen)
 	if err != nil {
-		return nil, fmt.Errorf("column %s dictionary: %w", c, err)
+		return nil, r.fail(part, err)
 	}
 	d := &dictData{}
 	withCounts := r.meta.Version >= 3
 	if d.values, d.counts, err = parseDict(dict, m.Values, withCounts); err != nil {
-		return nil, fmt.Errorf("column %s: %w", c, err)
+		return nil, r.fail(part, err)
 	}
 	if len(d.values) != m.Values {
-		return nil, fmt.Errorf("column %s: %d values, the meta says %d", c, len(d.values), m.Values)
+		return nil, r.fail(part, fmt.Errorf("%d values, the meta says %d", len(d.values), m.Values))
+	}
+	if err := checkCounts(d.counts, r.meta.Count); err != nil {
+		return nil, r.fail(part, err)
 	}
 	return d, nil
+}
+
+// checkCounts checks that a dictionary's counts (nil in v2) add up to the
+// segment's events: statistics answer from them alone.
+func checkCounts(counts []uint32, n int) error {
+	if counts == nil {
+		return nil
+	}
+	var sum int64
+	for _, k := range counts {
+		sum += int64(k)
+	}
+	if sum != int64(n) {
+		return fmt.Errorf("its counts add up to %d events, the segment has %d", sum, n)
+	}
+	return nil
 }
 
 // parseDict parses a dictionary of want values (each uvarint length +
@@ -611,7 +631,7 @@ func (r *segmentReader) readIDs(dec *zstd.Decoder, c Column, d *dictData, dst []
 			if err := ch.each(func(k int, ords []int32) error {
 				for _, o := range ords {
 					if int(o) >= n {
-						return fmt.Errorf("column %s: ordinal %d out of range", c, o)
+						return r.fail("column "+c.String()+" postings", fmt.Errorf("ordinal %d out of range", o))
 					}
 					dst[o] = uint32(id + k)
 				}
@@ -623,22 +643,26 @@ func (r *segmentReader) readIDs(dec *zstd.Decoder, c Column, d *dictData, dst []
 			id += len(ch.values)
 		}
 		if seen != n {
-			return nil, fmt.Errorf("column %s: postings hold %d events, the segment %d", c, seen, n)
+			return nil, r.fail("column "+c.String()+" postings", fmt.Errorf("they hold %d events, the segment %d", seen, n))
 		}
 		return dst, nil
 	}
 	ids, err := sc.frame(r, dec, m.DictOff+m.DictLen, m.IDsLen)
 	if err != nil {
-		return nil, fmt.Errorf("column %s ids: %w", c, err)
+		return nil, r.fail("column "+c.String()+" ids", err)
 	}
-	return decodeIDs(c, ids, m.Values, dst)
+	out, err := decodeIDs(ids, m.Values, dst)
+	if err != nil {
+		return nil, r.fail("column "+c.String()+" ids", err)
+	}
+	return out, nil
 }
 
 // decodeIDs turns fixed-width ids into dst, checking each is a value.
-func decodeIDs(c Column, ids []byte, values int, dst []uint32) ([]uint32, error) {
+func decodeIDs(ids []byte, values int, dst []uint32) ([]uint32, error) {
 	w := idWidth(values)
 	if len(ids) != w*len(dst) {
-		return nil, fmt.Errorf("column %s: %d bytes of ids for %d events", c, len(ids), len(dst))
+		return nil, fmt.Errorf("%d bytes of ids for %d events", len(ids), len(dst))
 	}
 	var top uint32
 	switch w {
@@ -662,7 +686,7 @@ func decodeIDs(c Column, ids []byte, values int, dst []uint32) ([]uint32, error)
 		}
 	}
 	if len(dst) > 0 && top >= uint32(values) {
-		return nil, fmt.Errorf("column %s: id out of range", c)
+		return nil, errors.New("id out of range")
 	}
 	return dst, nil
 }
@@ -682,14 +706,17 @@ func (sc *scratch) frame(r *segmentReader, dec *zstd.Decoder, off, n int64) ([]b
 		comp = make([]byte, n)
 	}
 	comp = comp[:n]
-	if _, err := r.f.ReadAt(comp, off); err != nil {
+	if err := r.readAt(comp, off); err != nil {
 		return nil, err
 	}
-	plain, err := dec.DecodeAll(comp, plain[:0])
+	out, err := decodeFrame(dec, comp, plain[:0])
 	if sc != nil {
-		sc.comp, sc.plain = comp, plain
+		sc.comp = comp
+		if err == nil {
+			sc.plain = out
+		}
 	}
-	return plain, err
+	return out, err
 }
 
 // appendPlanes appends vals as byte planes: a byte w, the number of bytes
@@ -743,9 +770,10 @@ func unplane[T uint32 | uint64 | int64](p []byte, n, size int, dst []T) ([]T, er
 
 // readTimes decodes a time column (unix microseconds per event) into dst.
 func (r *segmentReader) readTimes(dec *zstd.Decoder, m columnMeta, dst []int64, sc *scratch) ([]int64, error) {
+	part := m.Name + " column"
 	plain, err := sc.frame(r, dec, m.DictOff, m.IDsLen)
 	if err != nil {
-		return nil, fmt.Errorf("%s column: %w", m.Name, err)
+		return nil, r.fail(part, err)
 	}
 	n := r.meta.Count
 	if r.meta.Version < 3 {
@@ -757,24 +785,24 @@ func (r *segmentReader) readTimes(dec *zstd.Decoder, m columnMeta, dst []int64, 
 		for p := plain; len(p) > 0; {
 			d, k := binary.Varint(p)
 			if k <= 0 {
-				return nil, fmt.Errorf("corrupt %s column", m.Name)
+				return nil, r.fail(part, errors.New("corrupt varint"))
 			}
 			t += d
 			out = append(out, t)
 			p = p[k:]
 		}
 		if len(out) != n {
-			return nil, fmt.Errorf("%s column has %d values for %d events", m.Name, len(out), n)
+			return nil, r.fail(part, fmt.Errorf("%d values for %d events", len(out), n))
 		}
 		return out, nil
 	}
 	t, k := binary.Varint(plain)
 	if k <= 0 {
-		return nil, fmt.Errorf("corrupt %s column", m.Name)
+		return nil, r.fail(part, errors.New("corrupt first value"))
 	}
 	out, err := unplane(plain[k:], n, 8, dst)
 	if err != nil {
-		return nil, fmt.Errorf("%s column: %w", m.Name, err)
+		return nil, r.fail(part, err)
 	}
 	for i, z := range out {
 		t += int64(uint64(z)>>1) ^ -(z & 1)
@@ -787,11 +815,11 @@ func (r *segmentReader) readTimes(dec *zstd.Decoder, m columnMeta, dst []int64, 
 func (r *segmentReader) readLengths(dec *zstd.Decoder, dst []uint32, sc *scratch) ([]uint32, error) {
 	plain, err := sc.frame(r, dec, r.meta.Lengths.DictOff, r.meta.Lengths.IDsLen)
 	if err != nil {
-		return nil, fmt.Errorf("lengths column: %w", err)
+		return nil, r.fail("lengths column", err)
 	}
 	out, err := unplane(plain, r.meta.Count, 4, dst)
 	if err != nil {
-		return nil, fmt.Errorf("lengths column: %w", err)
+		return nil, r.fail("lengths column", err)
 	}
 	return out, nil
 }
@@ -803,8 +831,8 @@ func (r *segmentReader) readBloom(c Column) (*bloom, error) {
 		return nil, nil
 	}
 	b := &bloom{bits: make([]byte, m.BloomLen), k: 7}
-	if _, err := r.f.ReadAt(b.bits, m.DictOff+m.DictLen+m.IDsLen); err != nil {
-		return nil, fmt.Errorf("read column %s bloom filter: %w", c, err)
+	if err := r.readAt(b.bits, m.DictOff+m.DictLen+m.IDsLen); err != nil {
+		return nil, r.fail("column "+c.String()+" bloom filter", err)
 	}
 	return b, nil
 }
@@ -824,13 +852,14 @@ func (r *segmentReader) readRare(dec *zstd.Decoder, c Column, d *dictData) (*rar
 	if m.RareLen == 0 {
 		return nil, nil
 	}
+	part := "column " + c.String() + " rare postings"
 	buf := make([]byte, m.RareLen)
-	if _, err := r.f.ReadAt(buf, m.DictOff+m.DictLen+m.IDsLen); err != nil {
-		return nil, fmt.Errorf("read column %s: %w", c, err)
+	if err := r.readAt(buf, m.DictOff+m.DictLen+m.IDsLen); err != nil {
+		return nil, r.fail(part, err)
 	}
-	plain, err := dec.DecodeAll(buf, nil)
+	plain, err := decodeFrame(dec, buf, nil)
 	if err != nil {
-		return nil, fmt.Errorf("column %s rare postings: %w", c, err)
+		return nil, r.fail(part, err)
 	}
 	rd := &rareData{at: make([]int, len(d.values))}
 	for id, n := range d.counts {
@@ -845,19 +874,19 @@ func (r *segmentReader) readRare(dec *zstd.Decoder, c Column, d *dictData) (*rar
 	for i := range lens {
 		l, k := binary.Uvarint(p)
 		if k <= 0 {
-			return nil, fmt.Errorf("column %s: corrupt rare postings", c)
+			return nil, r.fail(part, errors.New("corrupt lengths"))
 		}
 		lens[i], p = int(l), p[k:]
 	}
 	for _, l := range lens {
 		if l > len(p) {
-			return nil, fmt.Errorf("column %s: corrupt rare postings", c)
+			return nil, r.fail(part, errors.New("corrupt lengths"))
 		}
 		rd.lists = append(rd.lists, p[:l:l])
 		p = p[l:]
 	}
 	if len(p) != 0 {
-		return nil, fmt.Errorf("column %s: corrupt rare postings", c)
+		return nil, r.fail(part, errors.New("trailing bytes"))
 	}
 	return rd, nil
 }
@@ -897,9 +926,10 @@ type chunkRef struct {
 // readChunkIndex reads a postings column's chunk index.
 func (r *segmentReader) readChunkIndex(c Column) ([]chunkRef, error) {
 	m := r.meta.Columns[c]
+	part := "column " + c.String() + " chunk index"
 	buf := make([]byte, m.DictLen)
-	if _, err := r.f.ReadAt(buf, m.DictOff); err != nil {
-		return nil, fmt.Errorf("read column %s: %w", c, err)
+	if err := r.readAt(buf, m.DictOff); err != nil {
+		return nil, r.fail(part, err)
 	}
 	d := &metaDecoder{b: buf}
 	refs := make([]chunkRef, d.n(4))
@@ -911,7 +941,7 @@ func (r *segmentReader) readChunkIndex(c Column) ([]chunkRef, error) {
 		ref.values, ref.events = d.int(), d.int64()
 		l := d.n(1)
 		if d.err != nil || l > len(d.b) || ref.values <= 0 {
-			return nil, fmt.Errorf("column %s: corrupt chunk index", c)
+			return nil, r.fail(part, errors.New("corrupt entry"))
 		}
 		ref.first = string(d.b[:l])
 		d.b = d.b[l:]
@@ -919,7 +949,7 @@ func (r *segmentReader) readChunkIndex(c Column) ([]chunkRef, error) {
 		id += ref.values
 	}
 	if d.err != nil || len(d.b) != 0 || id != m.Values || off != m.DictOff+m.DictLen+m.IDsLen {
-		return nil, fmt.Errorf("column %s: corrupt chunk index", c)
+		return nil, r.fail(part, errors.New("its entries do not add up to the column"))
 	}
 	return refs, nil
 }
@@ -940,20 +970,38 @@ func (r *segmentReader) readChunk(dec *zstd.Decoder, c Column, ref chunkRef, buf
 		*buf = make([]byte, ref.len)
 	}
 	comp := (*buf)[:ref.len]
-	if _, err := r.f.ReadAt(comp, ref.off); err != nil {
-		return nil, fmt.Errorf("read column %s: %w", c, err)
+	if err := r.readAt(comp, ref.off); err != nil {
+		return nil, r.fail(chunkPart(c, ref), err)
 	}
-	return decodeChunk(dec, c, ref, comp)
+	ch, err := decodeChunk(dec, ref, comp)
+	if err != nil {
+		return nil, r.fail(chunkPart(c, ref), err)
+	}
+	return ch, nil
 }
 
-func decodeChunk(dec *zstd.Decoder, c Column, ref chunkRef, comp []byte) (*chunkData, error) {
-	plain, err := dec.DecodeAll(comp, nil)
+func chunkPart(c Column, ref chunkRef) string {
+	return fmt.Sprintf("column %s postings chunk at %d", c, ref.off)
+}
+
+// decodeChunk decodes a chunk and checks it against its index entry,
+// which no checksum covers: its first value, its number of values and of
+// events must be the chunk's own.
+func decodeChunk(dec *zstd.Decoder, ref chunkRef, comp []byte) (*chunkData, error) {
+	plain, err := decodeFrame(dec, comp, nil)
 	if err != nil {
-		return nil, fmt.Errorf("column %s chunk: %w", c, err)
+		return nil, err
 	}
 	ch := &chunkData{}
 	if ch.values, ch.counts, ch.post, err = parseDictPrefix(plain, ref.values, true, true); err != nil {
-		return nil, fmt.Errorf("column %s chunk: %w", c, err)
+		return nil, err
+	}
+	var events int64
+	for _, n := range ch.counts {
+		events += int64(n)
+	}
+	if len(ch.values) == 0 || ch.values[0] != ref.first || events != ref.events {
+		return nil, errors.New("the chunk index does not agree with the chunk")
 	}
 	return ch, nil
 }
@@ -966,15 +1014,18 @@ func (r *segmentReader) readAllChunks(dec *zstd.Decoder, c Column) (*dictData, e
 	}
 	m := r.meta.Columns[c]
 	all := make([]byte, m.IDsLen)
-	if _, err := r.f.ReadAt(all, m.DictOff+m.DictLen); err != nil {
-		return nil, fmt.Errorf("read column %s: %w", c, err)
+	if err := r.readAt(all, m.DictOff+m.DictLen); err != nil {
+		return nil, r.fail("column "+c.String()+" postings", err)
 	}
 	d := &dictData{values: make([]string, 0, m.Values), counts: make([]uint32, 0, m.Values)}
 	base := m.DictOff + m.DictLen
 	for _, ref := range refs {
-		ch, err := decodeChunk(dec, c, ref, all[ref.off-base:ref.off-base+ref.len])
+		ch, err := decodeChunk(dec, ref, all[ref.off-base:ref.off-base+ref.len])
 		if err != nil {
-			return nil, err
+			return nil, r.fail(chunkPart(c, ref), err)
+		}
+		if k := len(d.values); k > 0 && d.values[k-1] >= ch.values[0] {
+			return nil, r.fail(chunkPart(c, ref), errors.New("values out of order"))
 		}
 		d.values = append(d.values, ch.values...)
 		d.counts = append(d.counts, ch.counts...)

@@ -225,6 +225,16 @@ func (db *DB) merge(g []segInfo, enc *zstd.Encoder, dec *zstd.Decoder, bufs *wri
 	}
 	db.dd.replaceSegments(olds, final, w.meta.MinTime, w.meta.MaxTime)
 	unlock := lockSegments(segDir, syscall.LOCK_EX)
+	// The manifest first: inputs deleted but still listed would be
+	// reported missing after a crash.
+	if err := updateManifest(segDir, []string{final}, olds, db.opts.NoSync); err != nil {
+		unlock()
+		return 0, fmt.Errorf("compact: %w", err)
+	}
+	if w.crashed("listed") {
+		unlock()
+		return 0, errCrash
+	}
 	for i, p := range olds {
 		delete(db.infos, p)
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -323,19 +333,44 @@ func (db *DB) segInfos(segs []segmentFile) ([]segInfo, error) {
 }
 
 // removeSuperseded deletes the inputs of a compaction that stopped (a
-// crash, a failed delete) after its output was in place.
+// crash, a failed delete) after its output was in place, and lists the
+// output in the manifest. A file that is not what its name says (renamed
+// into another segment's range) is not deleted but quarantined.
 func (db *DB) removeSuperseded() error {
 	dir := filepath.Join(db.dir, segmentDir)
 	all, err := listSegmentFiles(dir)
 	if err != nil {
 		return err
 	}
-	_, stale := splitSuperseded(all)
+	live, stale := splitSuperseded(all)
 	if len(stale) == 0 {
 		return nil
 	}
+	var keep []segmentFile
+	for _, s := range stale {
+		r, err := openSegment(s.path)
+		if err != nil {
+			if err := db.quarantineSegment(s.path, err); err != nil {
+				return err
+			}
+			continue
+		}
+		r.close()
+		keep = append(keep, s)
+	}
+	stale = keep
 	unlock := lockSegments(dir, syscall.LOCK_EX)
 	defer unlock()
+	var add, remove []string
+	for _, s := range live {
+		add = append(add, s.path)
+	}
+	for _, s := range stale {
+		remove = append(remove, s.path)
+	}
+	if err := updateManifest(dir, add, remove, db.opts.NoSync); err != nil {
+		return err
+	}
 	for _, s := range stale {
 		db.dd.removeSegment(s.path)
 		delete(db.infos, s.path)

@@ -330,7 +330,7 @@ func checkSelect(t *testing.T, dir string, r *Reader, rng *rand.Rand, n int, ext
 // gone, de-duplication intact, and the next compaction must finish the job.
 func TestCompactCrashAtEachStep(t *testing.T) {
 	batches := smallBatches(6, 30)
-	for _, step := range []string{"written", "synced", "renamed", "published", "removed 1", "removed 3", "removed 6"} {
+	for _, step := range []string{"written", "synced", "renamed", "published", "listed", "removed 1", "removed 3", "removed 6"} {
 		t.Run(strings.ReplaceAll(step, " ", "-"), func(t *testing.T) {
 			dir := t.TempDir()
 			segDir := filepath.Join(dir, segmentDir)
@@ -348,7 +348,13 @@ func TestCompactCrashAtEachStep(t *testing.T) {
 			tmps, _ := filepath.Glob(filepath.Join(segDir, ".tmp-seg-*"))
 			t.Logf("left: %d segments, %d of them superseded, %d temporary files", len(all), len(stale), len(tmps))
 
-			// A reader in another process, before any recovery.
+			// A reader in another process, before any recovery: the
+			// manifest lists nothing that is missing.
+			for _, d := range checkManifest(dir) {
+				if strings.Contains(d.Reason, "missing") || strings.Contains(d.Reason, "overlaps") {
+					t.Fatalf("after the crash: %s", d)
+				}
+			}
 			if got := exportAll(t, dir); !slices.Equal(got, want) {
 				t.Fatalf("Scan after the crash: %d events, want the %d stored", len(got), len(want))
 			}
@@ -378,6 +384,9 @@ func TestCompactCrashAtEachStep(t *testing.T) {
 			tmps, _ = filepath.Glob(filepath.Join(segDir, ".tmp-seg-*"))
 			if len(tmps) != 0 || len(all) != len(live) {
 				t.Fatalf("after reopening: %d temporary files, %d segment files, want 0 and %d", len(tmps), len(all), len(live))
+			}
+			if d := checkManifest(dir); d != nil {
+				t.Fatalf("after reopening, the manifest does not list the segments: %v", d)
 			}
 			if got := exportAll(t, dir); !slices.Equal(got, want) {
 				t.Fatalf("after reopening: %d events, want %d", len(got), len(want))

@@ -90,7 +90,8 @@ type Stats struct {
 	Sealed     atomic.Int64 // WAL segments sealed into segments
 	Compacted  atomic.Int64 // small segments merged into larger ones
 	// Quarantined counts damaged stretches of files kept aside in the
-	// quarantine folder instead of being read or deleted.
+	// quarantine folder instead of being read or deleted: WAL records when
+	// their segment is sealed, segments that cannot be opened on Open.
 	Quarantined atomic.Int64
 }
 
@@ -188,6 +189,10 @@ func Open(dir string, opts Options) (*DB, error) {
 		lock.Close()
 		return nil, err
 	}
+	if err := db.reconcileManifest(); err != nil {
+		lock.Close()
+		return nil, err
+	}
 	// Sealing decodes and compresses every event again: one sealer per CPU
 	// keeps it up with ingest.
 	sealers := max(1, runtime.GOMAXPROCS(0))
@@ -215,16 +220,21 @@ func (db *DB) recover() error {
 	var maxSealed uint64
 	covered := map[uint64]bool{}
 	for _, s := range segs {
+		maxSealed = max(maxSealed, s.last)
+		r, err := openSegment(s.path)
+		if err != nil {
+			// Not covered: a WAL segment it holds that is still there is
+			// sealed again.
+			if err := db.quarantineSegment(s.path, err); err != nil {
+				return err
+			}
+			continue
+		}
 		for q := s.first; q <= s.last; q++ {
 			covered[q] = true
 		}
-		r, err := openSegment(s.path)
-		if err != nil {
-			return fmt.Errorf("%w (move the file away to start without it)", err)
-		}
 		db.dd.addSegment(s.path, r.meta.MinTime, r.meta.MaxTime, nil)
 		r.close()
-		maxSealed = max(maxSealed, s.last)
 	}
 	l, rec, err := wal.Open(filepath.Join(db.dir, walDir), maxSealed, wal.Options{SegmentBytes: db.opts.WALSegmentBytes, NoSync: db.opts.NoSync, FS: db.opts.WALFS})
 	if err != nil {
@@ -374,6 +384,7 @@ func (db *DB) commitLoop() {
 			}
 		}
 		results := make([]pipeline.Result, len(group))
+		refused := make([]error, len(group))
 		keptIdx := make([][]int, len(group))
 		var added []Key
 		var err error
@@ -392,11 +403,15 @@ func (db *DB) commitLoop() {
 			kept := make([]Key, 0, len(req.keys))
 			cands := db.dd.candidates(req.minT, req.maxT)
 			recv := recvOf(req.batch)
+			reqRows := cb.n
 			for i := range req.batch.Records {
 				k := req.keys[i]
 				dup, derr := db.dd.contains(k, req.times[i], cands)
 				if derr != nil {
-					db.log.Error("cannot read a segment to check for duplicates; storing the event", "err", derr)
+					// Storing it might store it twice: the sender must
+					// retry once the segment is readable or set aside.
+					refused[gi] = derr
+					break
 				}
 				if dup {
 					results[gi].Duplicates++
@@ -408,6 +423,14 @@ func (db *DB) commitLoop() {
 				kept = append(kept, k)
 				raws = append(raws, req.batch.Records[i].Raw)
 				times = append(times, req.times[i])
+			}
+			if refused[gi] != nil {
+				cb.truncate(reqRows)
+				for _, k := range kept {
+					delete(db.dd.head, k)
+				}
+				keptIdx[gi], results[gi] = nil, pipeline.Result{}
+				continue
 			}
 			results[gi].Stored = len(raws)
 			added = append(added, kept...)
@@ -457,6 +480,13 @@ func (db *DB) commitLoop() {
 			db.publish(group, keptIdx)
 		}
 		for gi, req := range group {
+			if refused[gi] != nil {
+				db.inflight.Add(-req.bytes)
+				db.stats.Failed.Add(1)
+				db.log.Error("batch refused: cannot read a segment to check for duplicates", "err", refused[gi])
+				req.done <- reply{err: fmt.Errorf("%w: cannot check for duplicates: %v", pipeline.ErrUnavailable, refused[gi])}
+				continue
+			}
 			db.inflight.Add(-req.bytes)
 			db.stats.Batches.Add(1)
 			db.stats.Stored.Add(int64(results[gi].Stored))
@@ -555,6 +585,7 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder, bufs *writerBufs) error {
 	if err != nil {
 		return err
 	}
+	db.listInManifest(final)
 	db.dd.addSegment(final, w.meta.MinTime, w.meta.MaxTime, keys)
 	db.pendingMu.Lock()
 	delete(db.pending, seq)

@@ -1,6 +1,8 @@
 package local
 
 import (
+	"errors"
+	"os"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -108,10 +110,17 @@ func (d *dedup) contains(k Key, t int64, cands []*dedupSeg) (bool, error) {
 		return true, nil
 	}
 	for _, s := range cands {
-		if t < s.minT || t > s.maxT {
+		if t < s.minT || t > s.maxT || s.gone {
 			continue
 		}
 		if err := d.load(s); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				// Moved away by an operator (the store removes a segment
+				// from here before its file): its events are no longer
+				// stored, so storing them again is right.
+				d.remove(s.path)
+				continue
+			}
 			return false, err
 		}
 		if _, ok := s.keys[k]; ok {

@@ -50,9 +50,11 @@ func (o ScanOptions) keep(e *entry) bool {
 // reached that part of the log, and each event exactly once even when a WAL
 // segment is sealed, or segments are compacted or deleted, while it reads.
 // It opens every segment first, so a segment compacted away meanwhile is
-// still read from the file it opened. Damage it can read past (a damaged
-// WAL record, quarantined files) does not stop it: it calls fn for every
-// intact event and then returns a *DamageError listing what it left out.
+// still read from the file it opened. A damaged segment fails it with a
+// *SegmentError naming the file and part. Damage it can read past (a
+// damaged WAL record, segments listed in the manifest but missing, files
+// in quarantine) does not stop it: it calls fn for every other event and
+// then returns a *DamageError listing what it left out.
 func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("data folder: %w", err)
@@ -65,7 +67,7 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	segs, err := openSnapshot(segPath)
+	segs, missing, err := openSnapshot(segPath)
 	if err != nil {
 		return err
 	}
@@ -89,6 +91,9 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 		return r.scanRange(dec, lo, hi, opts.keepTime, emit)
 	}
 	var damage damageList
+	for _, d := range missing {
+		damage.add(d.Path, d.Reason)
+	}
 	if err := damage.addQuarantined(dir); err != nil {
 		return err
 	}

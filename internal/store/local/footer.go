@@ -137,7 +137,7 @@ func (m *segmentMeta) decodeBinary(b []byte) error {
 	}
 	body := b[:len(b)-4]
 	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[len(body):]) {
-		return errors.New("meta checksum does not match")
+		return errChecksum
 	}
 	d := &metaDecoder{b: body}
 	*m = segmentMeta{}

@@ -69,6 +69,16 @@ func (db *DB) Enforce(r Retention, now time.Time) (int, int64, error) {
 	// Under the folder lock, so that a reader listing meanwhile still sees
 	// every segment it does not see deleted.
 	unlock := lockSegments(segDir, syscall.LOCK_EX)
+	// Out of the manifest first: a segment deleted but still listed would
+	// be reported missing.
+	gone := make([]string, len(drop))
+	for i, s := range drop {
+		gone[i] = s.path
+	}
+	if err := updateManifest(segDir, nil, gone, db.opts.NoSync); err != nil {
+		unlock()
+		return 0, 0, err
+	}
 	n, freed := 0, int64(0)
 	for _, s := range drop {
 		db.dd.removeSegment(s.path)

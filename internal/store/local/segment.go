@@ -52,7 +52,12 @@ import (
 // column, and a JSON meta.
 //
 // Segments are written to a temporary name, synced and renamed, so a reader
-// never sees a half-written one.
+// never sees a half-written one. The folder's MANIFEST (manifest.go,
+// docs/adr/0007-segment-damage-and-manifest.md) lists the segments that
+// must exist, so that a deleted one is reported. Every read checks what it
+// reads (the frames' checksums, the meta's CRC-32C, the magic, the chunk
+// indexes against their chunks, the order hashes) and fails with a
+// SegmentError naming the file and the part.
 const (
 	segMagic   = "KTSEG03\n"
 	segTrailer = "KTSEGEND"
@@ -256,23 +261,34 @@ func lockSegments(dir string, how int) (unlock func()) {
 
 // openSnapshot lists the live segments and opens them all under a shared
 // lock, so the set is consistent however compaction and retention change
-// the folder meanwhile. The caller must close each segment's r.
-func openSnapshot(dir string) ([]segmentFile, error) {
+// the folder meanwhile, and compares the listing with the manifest: the
+// segments it lists that are missing come back as Damage. Live segments
+// whose WAL ranges overlap, and segments that cannot be opened, fail it.
+// The caller must close each segment's r.
+func openSnapshot(dir string) ([]segmentFile, []Damage, error) {
 	unlock := lockSegments(dir, syscall.LOCK_SH)
 	defer unlock()
-	segs, err := listSegments(dir)
+	all, err := listSegmentFiles(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	damage, err := compareManifest(dir, all)
+	if err != nil {
+		return nil, nil, err
+	}
+	segs, _ := splitSuperseded(all)
+	if o := overlaps(segs); len(o) > 0 {
+		return nil, nil, &SegmentError{Path: o[0].Path, Part: "name", Err: errors.New(o[0].Reason)}
 	}
 	for i := range segs {
 		r, err := openSegment(segs[i].path)
 		if err != nil {
 			closeSnapshot(segs[:i])
-			return nil, err
+			return nil, nil, err
 		}
 		segs[i].r = r
 	}
-	return segs, nil
+	return segs, damage, nil
 }
 
 func closeSnapshot(segs []segmentFile) {
@@ -572,6 +588,9 @@ type segmentReader struct {
 	f    *os.File
 	meta segmentMeta
 	size int64
+	// metaOff is where the meta starts: the parts before it tile the
+	// file from the magic on.
+	metaOff int64
 }
 
 func openSegment(path string) (*segmentReader, error) {
@@ -587,45 +606,80 @@ func openSegment(path string) (*segmentReader, error) {
 	r := &segmentReader{f: f, size: st.Size()}
 	if err := r.readMeta(); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("segment %s: %w", path, err)
+		return nil, err
 	}
 	return r, nil
 }
 
+// segMagicV2 starts a v2 segment.
+const segMagicV2 = "KTSEG02\n"
+
+// readMeta reads and checks the magic, the trailer and the meta, and that
+// the file's name agrees with the WAL range the meta says it holds (a
+// renamed file would be read in the wrong place, or hidden behind another).
 func (r *segmentReader) readMeta() error {
 	if r.size < int64(len(segMagic)+12) {
-		return errors.New("file too short to be a segment")
+		return r.fail("", errors.New("file too short to be a segment: it is cut short"))
+	}
+	var magic [len(segMagic)]byte
+	if err := r.readAt(magic[:], 0); err != nil {
+		return r.fail("magic", err)
+	}
+	if string(magic[:]) != segMagic && string(magic[:]) != segMagicV2 {
+		return r.fail("magic", fmt.Errorf("%q is not a kubetrail segment's", magic[:]))
 	}
 	var tr [12]byte
-	if _, err := r.f.ReadAt(tr[:], r.size-12); err != nil {
-		return err
+	if err := r.readAt(tr[:], r.size-12); err != nil {
+		return r.fail("trailer", err)
 	}
 	if string(tr[4:]) != segTrailer {
-		return errors.New("no segment trailer: not a kubetrail segment, or cut short")
+		return r.fail("trailer", errors.New("missing: not a kubetrail segment, or cut short"))
 	}
 	n := int64(binary.LittleEndian.Uint32(tr[:4]))
-	if n > r.size-12 || n == 0 {
-		return errors.New("meta length is impossible")
+	if n > r.size-12-int64(len(segMagic)) || n == 0 {
+		return r.fail("trailer", errors.New("meta length is impossible"))
 	}
 	buf := make([]byte, n)
-	if _, err := r.f.ReadAt(buf, r.size-12-n); err != nil {
-		return err
+	r.metaOff = r.size - 12 - n
+	if err := r.readAt(buf, r.metaOff); err != nil {
+		return r.fail("meta", err)
 	}
+	if err := r.decodeMeta(buf, string(magic[:])); err != nil {
+		return r.fail("meta", err)
+	}
+	if f, l, ok := segmentRange(filepath.Base(r.f.Name())); ok && (f != r.meta.WALFirst || l != r.meta.WALLast) {
+		return r.fail("name", fmt.Errorf("it says WAL segments %d-%d, the meta %d-%d: the file was renamed", f, l, r.meta.WALFirst, r.meta.WALLast))
+	}
+	return nil
+}
+
+// decodeMeta decodes the meta of a segment that starts with magic.
+func (r *segmentReader) decodeMeta(buf []byte, magic string) error {
 	if buf[0] == '{' {
-		// v2: JSON.
+		// v2: JSON, with no checksum.
+		if magic != segMagicV2 {
+			return errors.New("a v2 meta in a segment whose magic is not v2")
+		}
 		if err := json.Unmarshal(buf, &r.meta); err != nil {
-			return fmt.Errorf("meta: %w", err)
+			return err
 		}
 		if r.meta.Version != 2 || len(r.meta.Columns) != int(NumColumns) {
 			return fmt.Errorf("segment version %d is not supported by this kubetrail", r.meta.Version)
 		}
 		return nil
 	}
+	if magic != segMagic {
+		return errors.New("a v3 meta in a segment whose magic is not v3")
+	}
 	if v, _ := binary.Uvarint(buf); v != segVersion {
+		// The checksum first: a damaged version byte is damage.
+		if err := r.meta.decodeBinary(buf); err != nil {
+			return err
+		}
 		return fmt.Errorf("segment version %d is not supported by this kubetrail", v)
 	}
 	if err := r.meta.decodeBinary(buf); err != nil {
-		return fmt.Errorf("meta: %w", err)
+		return err
 	}
 	if len(r.meta.Columns) != int(NumColumns) {
 		return fmt.Errorf("segment has %d columns, this kubetrail knows %d", len(r.meta.Columns), NumColumns)

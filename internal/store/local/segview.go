@@ -61,7 +61,7 @@ func (r *Reader) dict(s *segView, c Column) (*dictData, error) {
 	if s.dicts[c] == nil {
 		d, err := s.r.readDict(r.dec, c, &r.sc)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", s.r.f.Name(), err)
+			return nil, err
 		}
 		s.dicts[c] = d
 	}
@@ -84,7 +84,7 @@ func (r *Reader) colIDs(s *segView, c Column) ([]uint32, error) {
 		}
 		ids, err := s.r.readIDs(r.dec, c, d, buf, &r.sc)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", s.r.f.Name(), err)
+			return nil, err
 		}
 		s.ids[c] = ids
 	}
@@ -111,7 +111,7 @@ func (r *Reader) timeCol(s *segView) error {
 	}
 	var err error
 	if s.times, err = s.r.readTimes(r.dec, s.r.meta.Time, r.freeTime(), &r.sc); err != nil {
-		return fmt.Errorf("%s: %w", s.r.f.Name(), err)
+		return err
 	}
 	return nil
 }
@@ -123,7 +123,7 @@ func (r *Reader) timeCols(s *segView) error {
 	}
 	var err error
 	if s.recvs, err = s.r.readTimes(r.dec, s.r.meta.Received, r.freeTime(), &r.sc); err != nil {
-		return fmt.Errorf("%s: %w", s.r.f.Name(), err)
+		return err
 	}
 	return nil
 }
@@ -142,7 +142,7 @@ func (r *Reader) lengthCol(s *segView) ([]uint32, error) {
 	if s.lengths == nil {
 		l, err := s.r.readLengths(r.dec, r.freeLens, &r.sc)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", s.r.f.Name(), err)
+			return nil, err
 		}
 		r.freeLens, s.lengths = nil, l
 	}
@@ -173,33 +173,38 @@ func (r *Reader) find(s *segView, c Column, v string) (found, bool, error) {
 		}
 		return f, true, nil
 	}
-	ch, ref, err := r.chunkFor(s, c, v)
-	if err != nil || ch == nil {
-		return found{}, false, err
-	}
-	k := sort.SearchStrings(ch.values, v)
-	if k == len(ch.values) || ch.values[k] != v {
-		return found{}, false, nil
-	}
-	return found{id: ref.firstID + k, count: int64(ch.counts[k])}, true, nil
-}
-
-// chunkFor returns the chunk of postings column c that would hold v.
-func (r *Reader) chunkFor(s *segView, c Column, v string) (*chunkData, chunkRef, error) {
 	if s.index[c] == nil {
 		idx, err := s.r.readChunkIndex(c)
 		if err != nil {
-			return nil, chunkRef{}, fmt.Errorf("%s: %w", s.r.f.Name(), err)
+			return found{}, false, err
 		}
 		s.index[c] = idx
 	}
 	idx := s.index[c]
+	// The chunk that would hold v. The index is not covered by a checksum:
+	// reading a chunk checks its own entry (its first value), so an
+	// absence is trusted only once the chunks on both sides of v are read.
 	k := sort.Search(len(idx), func(i int) bool { return idx[i].first > v }) - 1
 	if k < 0 {
-		return nil, chunkRef{}, nil
+		_, err := r.chunk(s, c, 0)
+		return found{}, false, err
 	}
 	ch, err := r.chunk(s, c, k)
-	return ch, idx[k], err
+	if err != nil {
+		return found{}, false, err
+	}
+	j := sort.SearchStrings(ch.values, v)
+	if j < len(ch.values) && ch.values[j] == v {
+		return found{id: idx[k].firstID + j, count: int64(ch.counts[j])}, true, nil
+	}
+	if j == len(ch.values) && k+1 < len(idx) {
+		// v is past this chunk's last value: the next chunk must start
+		// past v as its entry says.
+		if _, err := r.chunk(s, c, k+1); err != nil {
+			return found{}, false, err
+		}
+	}
+	return found{}, false, nil
 }
 
 func (r *Reader) chunk(s *segView, c Column, k int) (*chunkData, error) {
@@ -209,7 +214,7 @@ func (r *Reader) chunk(s *segView, c Column, k int) (*chunkData, error) {
 	}
 	ch, err := s.r.readChunk(r.dec, c, s.index[c][k], &r.chunkBuf)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.r.f.Name(), err)
+		return nil, err
 	}
 	if s.chunks == nil {
 		s.chunks = map[[2]int]*chunkData{}
@@ -237,7 +242,7 @@ func (r *Reader) postings(s *segView, c Column, id int, dst []int32) ([]int32, e
 			}
 			rd, err := s.r.readRare(r.dec, c, d)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", s.r.f.Name(), err)
+				return nil, err
 			}
 			if rd == nil {
 				return nil, fmt.Errorf("BUG: %s: column %s keeps no postings", s.r.f.Name(), c)
@@ -246,7 +251,7 @@ func (r *Reader) postings(s *segView, c Column, id int, dst []int32) ([]int32, e
 		}
 		out, err := s.rare[c].postings(id, dst)
 		if err != nil {
-			return nil, fmt.Errorf("%s: column %s: %w", s.r.f.Name(), c, err)
+			return nil, s.r.fail("column "+c.String()+" rare postings", err)
 		}
 		return out, nil
 	}
@@ -264,7 +269,7 @@ func (r *Reader) postings(s *segView, c Column, id int, dst []int32) ([]int32, e
 		if s.index[c] == nil {
 			idx, err := s.r.readChunkIndex(c)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", s.r.f.Name(), err)
+				return nil, err
 			}
 			s.index[c] = idx
 		}
@@ -281,7 +286,7 @@ func (r *Reader) postings(s *segView, c Column, id int, dst []int32) ([]int32, e
 	}
 	out, err := ch.postings(id-first, dst)
 	if err != nil {
-		return nil, fmt.Errorf("%s: column %s: %w", s.r.f.Name(), c, err)
+		return nil, s.r.fail("column "+c.String()+" postings", err)
 	}
 	return out, nil
 }

@@ -40,15 +40,11 @@ type Reader struct {
 	sc        scratch
 	list      []int32 // candidates of the segment at hand
 	plist     []int32 // postings being intersected
-	// damage is what the reader left out: damaged WAL records and
-	// quarantined files.
+	// colErr is the first error Hit.Column met during a Select.
+	colErr error
+	// damage is what the reader skipped (see Damaged).
 	damage damageList
 }
-
-// Damaged returns what the reader could not read and left out of every
-// answer; it is empty when the view is whole. A command must report it
-// ("PATH: reason") and not present its answer as complete.
-func (r *Reader) Damaged() []Damage { return r.damage.all() }
 
 // headEvent is an event still in the WAL. It is decoded only when a query
 // needs it; its column values come from what the committer built at ingest
@@ -100,6 +96,14 @@ func openReader(dir string, walCols func(seq uint64) *memCols) (*Reader, error) 
 	return r, nil
 }
 
+// Damaged returns what the reader left out of every answer: damaged WAL
+// records, segments listed in the manifest that are missing, and files
+// kept in the quarantine folder, as "PATH: reason". A command that answered from a
+// reader with damage must print each on stderr and exit 3. Damage found
+// while reading a segment is not skipped: it fails the call that met it
+// with a *SegmentError naming the file and the part.
+func (r *Reader) Damaged() []Damage { return r.damage.all() }
+
 func (r *Reader) load(dir string, walCols func(seq uint64) *memCols) error {
 	walPath := filepath.Join(dir, walDir)
 	segPath := filepath.Join(dir, segmentDir)
@@ -110,9 +114,12 @@ func (r *Reader) load(dir string, walCols func(seq uint64) *memCols) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	segs, err := openSnapshot(segPath)
+	segs, damage, err := openSnapshot(segPath)
 	if err != nil {
 		return err
+	}
+	for _, d := range damage {
+		r.damage.add(d.Path, d.Reason)
 	}
 	// Every segment goes in r.segs at once, so Close closes them all
 	// whatever fails next.
@@ -231,31 +238,43 @@ type Hit struct {
 }
 
 // Column returns a column value of the hit, from the columns or the event.
+// A column that cannot be read (a damaged segment) gives "" and makes
+// Select fail with its error as soon as the callback returns, so the
+// value is never part of an answer; ColumnErr returns the error at once.
 func (h *Hit) Column(c Column) string {
+	v, err := h.ColumnErr(c)
+	if err != nil && h.r != nil && h.r.colErr == nil {
+		h.r.colErr = err
+	}
+	return v
+}
+
+// ColumnErr returns a column value of the hit, or why it cannot be read.
+func (h *Hit) ColumnErr(c Column) (string, error) {
 	if h.seg != nil {
-		if v, err := h.r.value(h.seg, c, h.ord); err == nil {
-			return v
-		}
+		return h.r.value(h.seg, c, h.ord)
 	}
 	ev := h.Event
 	if h.head != nil {
 		if h.head.mem != nil {
-			return h.head.mem.value(c, h.head.ord)
+			return h.head.mem.value(c, h.head.ord), nil
 		}
 		if ev == nil {
-			// A WAL event the selection did not need decoded. It was
-			// decoded once at ingest, so this cannot fail but for a bug.
-			ev, _ = h.head.event()
+			// A WAL event the selection did not need decoded.
+			var err error
+			if ev, err = h.head.event(); err != nil {
+				return "", err
+			}
 		}
 	}
-	if ev != nil {
-		if h.vals == nil {
-			h.vals = new(colRow)
-			columnValues(h.Cluster, ev, h.vals)
-		}
-		return h.vals[c]
+	if ev == nil {
+		return "", errors.New("BUG: a hit with neither columns nor event")
 	}
-	return ""
+	if h.vals == nil {
+		h.vals = new(colRow)
+		columnValues(h.Cluster, ev, h.vals)
+	}
+	return h.vals[c], nil
 }
 
 // plan is a filter cut into what the columns can decide and what needs
@@ -424,6 +443,14 @@ func (r *Reader) Select(sel Selection, fn func(*Hit) error) error {
 	p, err := makePlan(sel.Filter)
 	if err != nil {
 		return err
+	}
+	r.colErr = nil
+	call := fn
+	fn = func(h *Hit) error {
+		if err := call(h); err != nil {
+			return err
+		}
+		return r.colErr
 	}
 	lo, hi := bounds(sel)
 	for _, s := range r.segs {
@@ -669,10 +696,10 @@ func (r *Reader) filterIDs(s *segView, c Column, ok []bool, list []int32, starte
 	}
 	raw, err := r.sc.frame(s.r, r.dec, m.DictOff+m.DictLen, m.IDsLen)
 	if err != nil {
-		return nil, fmt.Errorf("%s: column %s ids: %w", s.r.f.Name(), c, err)
+		return nil, s.r.fail("column "+c.String()+" ids", err)
 	}
 	if len(raw) != s.r.meta.Count {
-		return nil, fmt.Errorf("%s: column %s: %d bytes of ids for %d events", s.r.f.Name(), c, len(raw), s.r.meta.Count)
+		return nil, s.r.fail("column "+c.String()+" ids", fmt.Errorf("%d bytes of ids for %d events", len(raw), s.r.meta.Count))
 	}
 	// One byte per id: a table of 256 needs no bounds check, and an id
 	// past the dictionary (a damaged frame fails its checksum first)

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"runtime"
 	"sort"
 	"strconv"
@@ -104,7 +103,11 @@ func (r *Reader) StatsOf(sel Selection, o StatsOptions) ([]Group, Totals, error)
 			bucket = floorTo(h.Time, interval)
 		}
 		for i, c := range by {
-			key[i] = h.Column(c)
+			v, err := h.ColumnErr(c)
+			if err != nil {
+				return err
+			}
+			key[i] = v
 		}
 		var size int64
 		if o.Bytes {
@@ -560,28 +563,21 @@ func (r *segmentReader) eventSizes(dec *zstd.Decoder, use []blockUse) ([]int32, 
 		if use[bi] != readSizes {
 			continue
 		}
-		if int64(cap(comp)) < b.Len {
-			comp = make([]byte, b.Len)
-		}
-		comp = comp[:b.Len]
-		if _, err := r.f.ReadAt(comp, b.Off); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: read block at %d: %w", r.f.Name(), b.Off, err)
-		}
 		var err error
-		if plain, err = dec.DecodeAll(comp, plain[:0]); err != nil {
-			return nil, fmt.Errorf("%s: decompress block at %d: %w", r.f.Name(), b.Off, err)
+		if plain, err = r.readBlockText(dec, b, &comp, plain[:0]); err != nil {
+			return nil, err
 		}
 		p := plain
 		for i := b.First; i < b.First+b.Count; i++ {
 			nl := bytes.IndexByte(p, '\n')
 			if nl < 0 || i >= len(sizes) {
-				return nil, fmt.Errorf("%s: block at %d: event %d is cut short", r.f.Name(), b.Off, i)
+				return nil, r.fail(blockPart(b), fmt.Errorf("event %d is cut short", i))
 			}
 			sizes[i] = int32(nl)
 			p = p[nl+1:]
 		}
 		if len(p) != 0 {
-			return nil, fmt.Errorf("%s: block at %d: %d trailing bytes", r.f.Name(), b.Off, len(p))
+			return nil, r.fail(blockPart(b), fmt.Errorf("%d trailing bytes", len(p)))
 		}
 	}
 	return sizes, nil

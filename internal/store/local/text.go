@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 
 	"github.com/klauspost/compress/zstd"
@@ -68,21 +67,37 @@ func newTextReader(dec *zstd.Decoder) *textReader { return &textReader{dec: dec}
 
 // readBlock decompresses block b into t.plain[k].
 func (t *textReader) readBlock(r *segmentReader, b blockMeta, k int) ([]byte, error) {
-	if int64(cap(t.comp)) < b.Len {
-		t.comp = make([]byte, b.Len)
-	}
-	t.comp = t.comp[:b.Len]
-	if _, err := r.f.ReadAt(t.comp, b.Off); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: read block at %d: %w", r.f.Name(), b.Off, err)
-	}
 	for len(t.plain) <= k {
 		t.plain = append(t.plain, nil)
 	}
-	p, err := t.dec.DecodeAll(t.comp, t.plain[k][:0])
+	p, err := r.readBlockText(t.dec, b, &t.comp, t.plain[k][:0])
 	if err != nil {
-		return nil, fmt.Errorf("%s: decompress block at %d: %w", r.f.Name(), b.Off, err)
+		return nil, err
 	}
 	t.plain[k] = p
+	return p, nil
+}
+
+func blockPart(b blockMeta) string { return fmt.Sprintf("text block at %d", b.Off) }
+
+// readBlockText reads and decompresses text block b, appending to dst and
+// reading through *comp, and checks that it holds as many bytes as the
+// meta says its lines do.
+func (r *segmentReader) readBlockText(dec *zstd.Decoder, b blockMeta, comp *[]byte, dst []byte) ([]byte, error) {
+	if int64(cap(*comp)) < b.Len {
+		*comp = make([]byte, b.Len)
+	}
+	*comp = (*comp)[:b.Len]
+	if err := r.readAt(*comp, b.Off); err != nil {
+		return nil, r.fail(blockPart(b), err)
+	}
+	p, err := decodeFrame(dec, *comp, dst)
+	if err != nil {
+		return nil, r.fail(blockPart(b), err)
+	}
+	if want := b.RawBytes + int64(b.Count); int64(len(p)-len(dst)) != want {
+		return nil, r.fail(blockPart(b), fmt.Errorf("%d bytes, the meta says %d", len(p)-len(dst), want))
+	}
 	return p, nil
 }
 
@@ -164,7 +179,7 @@ func (t *textReader) group(r *segmentReader, g groupMeta, key [][]uint32, lo, hi
 	}
 	order := sortedOrder(g.Count, keys, sizes)
 	if orderHash(order) != g.Order {
-		return fmt.Errorf("%s: the order of events %d-%d does not agree with their columns: the segment is damaged", r.f.Name(), g.First, g.First+g.Count-1)
+		return r.fail(fmt.Sprintf("text group at block %d", g.Block0), fmt.Errorf("the order of events %d-%d does not agree with their columns: the segment is damaged", g.First, g.First+g.Count-1))
 	}
 	if cap(t.pos) < g.Count {
 		t.pos = make([]int32, g.Count)
@@ -213,13 +228,13 @@ func (t *textReader) group(r *segmentReader, g groupMeta, key [][]uint32, lo, hi
 		for i := b.First - g.First; i < b.First-g.First+b.Count; i++ {
 			nl := bytes.IndexByte(p, '\n')
 			if nl < 0 {
-				return fmt.Errorf("%s: block at %d is cut short", r.f.Name(), b.Off)
+				return r.fail(blockPart(b), errors.New("it is cut short"))
 			}
 			t.lines[i] = p[:nl]
 			p = p[nl+1:]
 		}
 		if len(p) != 0 {
-			return fmt.Errorf("%s: block at %d: %d trailing bytes", r.f.Name(), b.Off, len(p))
+			return r.fail(blockPart(b), fmt.Errorf("%d trailing bytes", len(p)))
 		}
 	}
 	return each(func(o int) error { return fn(o, t.lines[t.pos[o-g.First]]) })
@@ -243,7 +258,7 @@ func (t *textReader) eventsV2(r *segmentReader, lo, hi int, want []int32, w *wan
 		for i := b.First; i < end; i++ {
 			nl := bytes.IndexByte(p, '\n')
 			if nl < 0 || i >= r.meta.Count {
-				return fmt.Errorf("%s: block at %d: event %d is cut short", r.f.Name(), b.Off, i)
+				return r.fail(blockPart(b), fmt.Errorf("event %d is cut short", i))
 			}
 			if i >= lo && i < hi && (want == nil || w.has(i)) {
 				if err := fn(i, p[:nl]); err != nil {
@@ -253,7 +268,7 @@ func (t *textReader) eventsV2(r *segmentReader, lo, hi int, want []int32, w *wan
 			p = p[nl+1:]
 		}
 		if len(p) != 0 {
-			return fmt.Errorf("%s: block at %d: %d trailing bytes", r.f.Name(), b.Off, len(p))
+			return r.fail(blockPart(b), fmt.Errorf("%d trailing bytes", len(p)))
 		}
 	}
 	return nil

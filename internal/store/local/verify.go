@@ -84,34 +84,31 @@ func Verify(dir string, progress func(path string)) (*VerifyReport, error) {
 	}
 	// Opened under the lock, read after it: compaction may delete a file
 	// that is open, never one that is listed and not yet open.
-	files := map[string]*os.File{}
+	var open []*segmentReader
 	for _, s := range segs {
-		if f, err := os.Open(s.path); err == nil {
-			files[s.path] = f
-		} else {
-			dl.add(s.path, err.Error())
+		r, err := openSegment(s.path)
+		if err != nil {
+			d := damageOf(s.path, err)
+			dl.add(d.Path, d.Reason)
+			continue
 		}
+		open = append(open, r)
 	}
 	unlock()
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	for _, s := range segs {
-		f := files[s.path]
-		if f == nil {
-			continue
-		}
+	for _, r := range open {
 		if progress != nil {
-			progress(s.path)
+			progress(r.f.Name())
 		}
-		n, size, damage := verifySegmentFile(f)
-		f.Close()
-		rep.Files++
-		rep.Bytes += size
-		rep.Events += n
-		for _, d := range damage {
+		for _, d := range verifySegmentReader(r) {
 			dl.add(d.Path, d.Reason)
 		}
+		rep.Files++
+		rep.Bytes += r.size
+		rep.Events += r.meta.Count
+		r.close()
 	}
 	rep.Damage = dl.all()
 	return rep, nil
