@@ -27,6 +27,7 @@ import (
 //	    bytes=1 adds each group's stored event bytes (from the segments'
 //	    length column); sort=bytes orders the groups by them (and implies
 //	    bytes=1). top keeps the N largest groups, without interval.
+//	    interval must be between 1s and 8784h (366 days).
 //	GET /api/v1/investigate
 //	    {"investigations":[{"name":"who","parameters":["verb",...]},...]}
 //	GET /api/v1/investigate/NAME?PARAMS&table=1|wide
@@ -275,6 +276,10 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("interval"); v != "" {
 		if interval, err = time.ParseDuration(v); err != nil || interval <= 0 {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("interval %q: want a duration such as 1h", v))
+			return
+		}
+		if err := local.CheckInterval(interval); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("interval %q: %w", v, err))
 			return
 		}
 	}
