@@ -35,6 +35,11 @@ func (s *sinkFlags) add(cmd *cobra.Command) {
 // open returns the sink and a function to close it.
 func (s *sinkFlags) open(e *env) (pipeline.Sink, func() error, error) {
 	if s.remote.URL != "" {
+		if s.remote.ClientKey != "" {
+			if err := checkSecretFile("--client-key", s.remote.ClientKey); err != nil {
+				return nil, nil, err
+			}
+		}
 		if s.token != "" {
 			toks, err := readTokens(s.token)
 			if err != nil {
