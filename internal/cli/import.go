@@ -101,6 +101,11 @@ kept. The exit status is 0 when every line was used, 3 when some were skipped.`,
 			if cerr := closeSink(); err == nil {
 				err = cerr
 			}
+			if err == nil {
+				// Import stops early, keeping what it stored, when the
+				// context is cancelled: the import is not complete.
+				err = stopped(cmd.Context())
+			}
 			printSummary(e.stderr, sum)
 			if err != nil {
 				return err

@@ -107,7 +107,7 @@ func (f *invFlags) run(ctx context.Context, e *env, name string, p url.Values) e
 			return err
 		}
 		defer r.Close()
-		if rep, err = investigate.Run(r, name, p, now); err != nil {
+		if rep, err = investigate.Run(ctx, r, name, p, now); err != nil {
 			return err
 		}
 	}

@@ -70,6 +70,9 @@ those events are counted as "unknown" and their size is a lower bound.`,
 			if dir != "" {
 				var ev audit.Event
 				err = local.Scan(dir, local.ScanOptions{}, func(s local.Stored) error {
+					if err := stopped(cmd.Context()); err != nil {
+						return err
+					}
 					if err := audit.DecodeStored(s.Raw, &ev); err != nil {
 						return err
 					}
@@ -84,6 +87,9 @@ those events are counted as "unknown" and their size is a lower bound.`,
 				err = ingest.EachRecord(cmd.Context(), files, e.stdin, audit.Limits{}, func(r *audit.Record) {
 					add(&r.Event, len(r.Raw)+1)
 				}, func(p audit.Problem) { skipped++ })
+			}
+			if err == nil {
+				err = stopped(cmd.Context()) // a report on part of the log would mislead
 			}
 			if err != nil {
 				return err

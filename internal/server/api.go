@@ -378,7 +378,7 @@ func (s *Server) runInvestigation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer rd.Close()
-	rep, err := investigate.Run(rd, name, p, time.Now())
+	rep, err := investigate.Run(r.Context(), rd, name, p, time.Now())
 	if err != nil {
 		code := http.StatusInternalServerError
 		if _, ok := investigate.IsParamError(err); ok {
