@@ -10,6 +10,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/ingest"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/store/local"
@@ -142,7 +143,7 @@ func drawProgress(w io.Writer, p ingest.Progress) {
 			bar[i] = ' '
 		}
 	}
-	fmt.Fprintf(w, "\r[%s] %5.1f%%  %s  %d events  %s", bar, frac*100, humanBytes(p.Bytes), p.Events, p.File)
+	fmt.Fprintf(w, "\r[%s] %5.1f%%  %s  %d events  %s", bar, frac*100, humanBytes(p.Bytes), p.Events, escape.Line(p.File))
 	if p.Done {
 		fmt.Fprintln(w)
 	}
@@ -156,7 +157,7 @@ func printSummary(w io.Writer, s ingest.Summary) {
 	fmt.Fprintf(w, "imported %d files, %d lines (%s) in %s: %d events stored, %d already stored, %d lines skipped (%.0f events/s)\n",
 		s.Files, s.Lines, humanBytes(s.Bytes), s.Elapsed.Round(time.Millisecond), s.Stored, s.Duplicates, s.ProblemCount, rate)
 	for _, p := range s.Problems {
-		fmt.Fprintf(w, "  skipped %s\n", p)
+		fmt.Fprintf(w, "  skipped %s\n", escape.Line(p.String()))
 	}
 	if extra := s.ProblemCount - int64(len(s.Problems)); extra > 0 {
 		fmt.Fprintf(w, "  ... and %d more skipped lines\n", extra)

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/ingest"
 	"github.com/kubetrail/kubetrail/internal/policy"
 	"github.com/kubetrail/kubetrail/internal/store/local"
@@ -125,7 +126,7 @@ func printSimulation(e *env, names []string, sims []*policy.Simulator, skipped i
 		sort.Strings(levels)
 		for _, l := range levels {
 			t := s.ByLevel[audit.Level(l)]
-			fmt.Fprintf(w, "  level %s\t%d events\t%s\t\t\n", l, t.Events, humanBytes(t.Bytes))
+			fmt.Fprintf(w, "  level %s\t%d events\t%s\t\t\n", escape.Line(l), t.Events, humanBytes(t.Bytes))
 		}
 		for _, r := range s.Rules() {
 			t := s.ByRule[r]
@@ -136,7 +137,7 @@ func printSimulation(e *env, names []string, sims []*policy.Simulator, skipped i
 			fmt.Fprintf(w, "  %s\t%d events\t%s\t\t\n", name, t.Events, humanBytes(t.Bytes))
 		}
 		for st, n := range s.StagesDropped {
-			fmt.Fprintf(w, "  dropped stage %s\t%d events\t\t\t\n", st, n)
+			fmt.Fprintf(w, "  dropped stage %s\t%d events\t\t\t\n", escape.Line(string(st)), n)
 		}
 		w.Flush()
 		if s.Unknown > 0 {
@@ -145,7 +146,7 @@ func printSimulation(e *env, names []string, sims []*policy.Simulator, skipped i
 		if s.SecretsExposed > 0 {
 			fmt.Fprintf(e.stdout, "  SECRETS: %d events on secrets, configmaps or tokens would be logged with their contents, for example:\n", s.SecretsExposed)
 			for _, ex := range s.Examples {
-				fmt.Fprintf(e.stdout, "    %s\n", ex)
+				fmt.Fprintf(e.stdout, "    %s\n", escape.Line(ex))
 			}
 		}
 	}

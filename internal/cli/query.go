@@ -309,9 +309,22 @@ func (p *printer) row(h *local.Hit) (row, error) {
 		case local.ColGroups, local.ColSourceIPs:
 			v = strings.ReplaceAll(v, local.ListSep, ",")
 		}
-		r.cells = append(r.cells, v)
+		r.cells = append(r.cells, p.cell(v))
 	}
 	return r, nil
+}
+
+// cell makes an event's value safe to print: control characters, bidi
+// controls and bad bytes escaped (a value stays on its row and cannot
+// drive the terminal), and in CSV a value a spreadsheet would run as a
+// formula (=, +, -, @ first) made text by a leading quote, as OWASP
+// advises. -o json, jsonl and yaml keep the exact values.
+func (p *printer) cell(v string) string {
+	v = escape.Line(v)
+	if p.format == "csv" && v != "" && strings.ContainsRune("=+-@", rune(v[0])) {
+		v = "'" + v
+	}
+	return v
 }
 
 // printLive prints rows as they come: the header only before the first.
@@ -359,7 +372,9 @@ func (p *printer) print(rows []row) error {
 	case "json":
 		for _, r := range rows {
 			var buf bytes.Buffer
-			if err := json.Indent(&buf, r.raw, "", "  "); err != nil {
+			// Indented for people: C1 and bidi controls as \u escapes
+			// (the same value); -o jsonl keeps the stored bytes.
+			if err := json.Indent(&buf, escape.JSON(r.raw), "", "  "); err != nil {
 				return err
 			}
 			buf.WriteByte('\n')
@@ -371,7 +386,9 @@ func (p *printer) print(rows []row) error {
 				bw.WriteString("---\n")
 			}
 			var n yaml.Node
-			if err := yaml.Unmarshal(r.raw, &n); err != nil {
+			// The YAML parser refuses C1 controls in its input: as \u
+			// escapes they are the same JSON value.
+			if err := yaml.Unmarshal(escape.JSON(r.raw), &n); err != nil {
 				return err
 			}
 			blockStyle(&n)

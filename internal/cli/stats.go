@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
@@ -252,7 +253,7 @@ func printStats(w io.Writer, ans statsResult, o local.StatsOptions, top int) err
 			if v == "" {
 				v = "-"
 			}
-			cells = append(cells, strings.ReplaceAll(v, local.ListSep, ","))
+			cells = append(cells, escape.Line(strings.ReplaceAll(v, local.ListSep, ",")))
 		}
 		cells = append(cells, fmt.Sprint(g.Count), share(g.Count, ans.total.Count))
 		if o.Bytes {

@@ -92,3 +92,45 @@ func bad(r rune, size int, keepLines bool) bool {
 func isBidi(r rune) bool {
 	return r == 0x061c || r == 0x200e || r == 0x200f || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069)
 }
+
+// JSON rewrites the characters Line escapes that JSON lets a string hold
+// as they are — DEL, C1 controls, bidi controls — and the noncharacters
+// U+FFFE, U+FFFF and U+FEFF, as \uXXXX escapes, and a byte that is not
+// UTF-8 as \ufffd (what any JSON decoder reads it as). The value is the
+// same; the text can go to a terminal, and to a YAML parser, which
+// refuses C1 controls in its input. raw must be valid JSON (C0 controls
+// cannot occur in it raw); it is returned as it is when nothing needs a
+// rewrite.
+func JSON(raw []byte) []byte {
+	i := 0
+	for i < len(raw) {
+		if raw[i] < utf8.RuneSelf && raw[i] != 0x7f {
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(raw[i:])
+		if jsonBad(r, size) {
+			break
+		}
+		i += size
+	}
+	if i == len(raw) {
+		return raw
+	}
+	out := make([]byte, 0, len(raw)+16)
+	out = append(out, raw[:i]...)
+	for i < len(raw) {
+		r, size := utf8.DecodeRune(raw[i:])
+		if !jsonBad(r, size) {
+			out = append(out, raw[i:i+size]...)
+		} else {
+			out = fmt.Appendf(out, `\u%04x`, r) // RuneError is U+FFFD
+		}
+		i += size
+	}
+	return out
+}
+
+func jsonBad(r rune, size int) bool {
+	return (r == utf8.RuneError && size <= 1) || (r >= 0x7f && r <= 0x9f) || isBidi(r) || r == 0xfeff || r == 0xfffe || r == 0xffff
+}

@@ -50,3 +50,17 @@ func TestLineLeavesNoControl(t *testing.T) {
 		}
 	}
 }
+
+// TestJSON: the rewrite keeps the value (a decoder reads the same string)
+// and leaves no C1 or bidi control raw.
+func TestJSON(t *testing.T) {
+	in := []byte("{\"a\":\"\x7fx\u0085y\u009b\u202ez\ufeff日本\",\"b\":1}")
+	out := JSON(in)
+	if want := `{"a":"\u007fx\u0085y\u009b\u202ez\ufeff日本","b":1}`; string(out) != want {
+		t.Errorf("JSON = %s, want %s", out, want)
+	}
+	plain := []byte(`{"a":"日本 é"}`)
+	if got := JSON(plain); &got[0] != &plain[0] {
+		t.Error("JSON copied text that needed no rewrite")
+	}
+}
