@@ -37,7 +37,11 @@ serve or tail is writing to the same folder.`,
 				return err
 			}
 			w := bufio.NewWriterSize(e.stdout, 1<<20)
+			ctx := cmd.Context()
 			err = local.Scan(dir, opts, func(s local.Stored) error {
+				if err := stopped(ctx); err != nil {
+					return err
+				}
 				w.Write(s.Raw)
 				return w.WriteByte('\n')
 			})

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/ingest"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/store/local"
@@ -35,6 +36,11 @@ func (s *sinkFlags) add(cmd *cobra.Command) {
 // open returns the sink and a function to close it.
 func (s *sinkFlags) open(e *env) (pipeline.Sink, func() error, error) {
 	if s.remote.URL != "" {
+		if s.remote.ClientKey != "" {
+			if err := checkSecretFile("--client-key", s.remote.ClientKey); err != nil {
+				return nil, nil, err
+			}
+		}
 		if s.token != "" {
 			toks, err := readTokens(s.token)
 			if err != nil {
@@ -96,6 +102,11 @@ kept. The exit status is 0 when every line was used, 3 when some were skipped.`,
 			if cerr := closeSink(); err == nil {
 				err = cerr
 			}
+			if err == nil {
+				// Import stops early, keeping what it stored, when the
+				// context is cancelled: the import is not complete.
+				err = stopped(cmd.Context())
+			}
 			printSummary(e.stderr, sum)
 			if err != nil {
 				return err
@@ -132,7 +143,7 @@ func drawProgress(w io.Writer, p ingest.Progress) {
 			bar[i] = ' '
 		}
 	}
-	fmt.Fprintf(w, "\r[%s] %5.1f%%  %s  %d events  %s", bar, frac*100, humanBytes(p.Bytes), p.Events, p.File)
+	fmt.Fprintf(w, "\r[%s] %5.1f%%  %s  %d events  %s", bar, frac*100, humanBytes(p.Bytes), p.Events, escape.Line(p.File))
 	if p.Done {
 		fmt.Fprintln(w)
 	}
@@ -146,7 +157,7 @@ func printSummary(w io.Writer, s ingest.Summary) {
 	fmt.Fprintf(w, "imported %d files, %d lines (%s) in %s: %d events stored, %d already stored, %d lines skipped (%.0f events/s)\n",
 		s.Files, s.Lines, humanBytes(s.Bytes), s.Elapsed.Round(time.Millisecond), s.Stored, s.Duplicates, s.ProblemCount, rate)
 	for _, p := range s.Problems {
-		fmt.Fprintf(w, "  skipped %s\n", p)
+		fmt.Fprintf(w, "  skipped %s\n", escape.Line(p.String()))
 	}
 	if extra := s.ProblemCount - int64(len(s.Problems)); extra > 0 {
 		fmt.Fprintf(w, "  ... and %d more skipped lines\n", extra)

@@ -109,7 +109,7 @@ func (f *invFlags) run(ctx context.Context, e *env, name string, p url.Values) (
 		}
 		defer r.Close()
 		defer func() { err = withDamage(r, err) }()
-		if rep, err = investigate.Run(r, name, p, now); err != nil {
+		if rep, err = investigate.Run(ctx, r, name, p, now); err != nil {
 			return err
 		}
 	}

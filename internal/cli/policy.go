@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/policy"
 	"github.com/kubetrail/kubetrail/internal/policy/profiles"
 )
@@ -82,7 +83,7 @@ Use - for standard input.`,
 				return err
 			}
 			defer closeIn()
-			nbad, err := eval(ev, name, in, e.stdout, func(msg string) { fmt.Fprintln(e.stderr, msg) })
+			nbad, err := eval(ev, name, in, e.stdout, func(msg string) { fmt.Fprintln(e.stderr, escape.Line(msg)) })
 			if err != nil {
 				return err
 			}

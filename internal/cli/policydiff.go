@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/ingest"
 	"github.com/kubetrail/kubetrail/internal/policy"
 )
@@ -47,7 +48,7 @@ treat differently, most frequent first.`,
 					fmt.Fprintf(e.stdout, "  ... and %d more (--max 0 shows all)\n", len(diffs)-max)
 					break
 				}
-				fmt.Fprintf(e.stdout, "  %s\n", d)
+				fmt.Fprintf(e.stdout, "  %s\n", escape.Line(fmt.Sprint(d)))
 			}
 			if len(logs) == 0 {
 				return nil
@@ -58,12 +59,15 @@ treat differently, most frequent first.`,
 			}
 			c := policy.NewDiffCount(ps[0], ps[1])
 			_, err = ingest.EachRecord(cmd.Context(), files, e.stdin, audit.Limits{}, func(r *audit.Record) { c.Add(&r.Event) }, func(audit.Problem) {})
+			if err == nil {
+				err = stopped(cmd.Context())
+			}
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "\non recorded traffic: %d of %d events are logged differently\n", c.Differ, c.Total)
 			for _, t := range c.Top(20) {
-				fmt.Fprintf(e.stdout, "  %9d  %s\n", t.Count, t.What)
+				fmt.Fprintf(e.stdout, "  %9d  %s\n", t.Count, escape.Line(t.What))
 			}
 			return nil
 		},

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/ingest"
 	"github.com/kubetrail/kubetrail/internal/policy"
 	"github.com/kubetrail/kubetrail/internal/store/local"
@@ -71,6 +72,9 @@ those events are counted as "unknown" and their size is a lower bound.`,
 			if dir != "" {
 				var ev audit.Event
 				err = local.Scan(dir, local.ScanOptions{}, func(s local.Stored) error {
+					if err := stopped(cmd.Context()); err != nil {
+						return err
+					}
 					if err := audit.DecodeStored(s.Raw, &ev); err != nil {
 						return err
 					}
@@ -91,6 +95,9 @@ those events are counted as "unknown" and their size is a lower bound.`,
 			var damage *local.DamageError
 			if errors.As(err, &damage) {
 				err = nil // the simulation of every intact event is printed, then the damage
+			}
+			if err == nil {
+				err = stopped(cmd.Context()) // a report on part of the log would mislead
 			}
 			if err != nil {
 				return err
@@ -129,7 +136,7 @@ func printSimulation(e *env, names []string, sims []*policy.Simulator, skipped i
 		sort.Strings(levels)
 		for _, l := range levels {
 			t := s.ByLevel[audit.Level(l)]
-			fmt.Fprintf(w, "  level %s\t%d events\t%s\t\t\n", l, t.Events, humanBytes(t.Bytes))
+			fmt.Fprintf(w, "  level %s\t%d events\t%s\t\t\n", escape.Line(l), t.Events, humanBytes(t.Bytes))
 		}
 		for _, r := range s.Rules() {
 			t := s.ByRule[r]
@@ -140,7 +147,7 @@ func printSimulation(e *env, names []string, sims []*policy.Simulator, skipped i
 			fmt.Fprintf(w, "  %s\t%d events\t%s\t\t\n", name, t.Events, humanBytes(t.Bytes))
 		}
 		for st, n := range s.StagesDropped {
-			fmt.Fprintf(w, "  dropped stage %s\t%d events\t\t\t\n", st, n)
+			fmt.Fprintf(w, "  dropped stage %s\t%d events\t\t\t\n", escape.Line(string(st)), n)
 		}
 		w.Flush()
 		if s.Unknown > 0 {
@@ -149,7 +156,7 @@ func printSimulation(e *env, names []string, sims []*policy.Simulator, skipped i
 		if s.SecretsExposed > 0 {
 			fmt.Fprintf(e.stdout, "  SECRETS: %d events on secrets, configmaps or tokens would be logged with their contents, for example:\n", s.SecretsExposed)
 			for _, ex := range s.Examples {
-				fmt.Fprintf(e.stdout, "    %s\n", ex)
+				fmt.Fprintf(e.stdout, "    %s\n", escape.Line(ex))
 			}
 		}
 	}

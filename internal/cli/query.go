@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/jq"
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/store/local"
@@ -33,6 +34,8 @@ func queryCmd(e *env) *cobra.Command {
 		follow                 bool
 		jqSrc                  string
 		rawOutput              bool
+		jqLimits               = jq.Limits{Timeout: jq.DefaultTimeout, MaxMemory: jq.DefaultMaxMemory}
+		jqMaxMemory            string
 		remote                 remoteFlags
 	)
 	cmd := &cobra.Command{
@@ -59,7 +62,13 @@ endswith, contains, IN, >= on .responseStatus.code, and/or, .sourceIPs[],
 .user.groups[]) narrow the events through the indexes first; everything
 else is evaluated on every event and is still correct. jq's input, inputs
 and input_line_number are not available: pipe -o jsonl into jq for
-whole-stream programs.`,
+whole-stream programs.
+
+A jq program can ask for unbounded time and memory ([range(1e12)],
+def f: 1+f; f). --jq-timeout bounds the time it may take on one event
+(default 10s) and --jq-max-memory the memory the process may hold while
+it runs (default 2GiB); past either the query stops with exit status 5
+and a message naming the flag to raise. 0 turns a limit off.`,
 		Example: `  kubetrail query 'verb=delete resource=secrets' --since 24h
   kubetrail query 'subresource in (exec,attach,portforward)' -o wide
   kubetrail query 'user=alice' -o jsonl | jq .requestURI
@@ -101,6 +110,14 @@ whole-stream programs.`,
 					return err
 				}
 				prog.Raw = rawOutput
+				if cmd.Flags().Changed("jq-max-memory") {
+					if jqLimits.MaxMemory, err = parseLimitSize(jqMaxMemory); err != nil {
+						return fmt.Errorf("--jq-max-memory: %w", err)
+					}
+				}
+				if jqLimits.Timeout < 0 {
+					return fmt.Errorf("--jq-timeout %s: want a duration such as 30s, or 0 for no limit", jqLimits.Timeout)
+				}
 				for _, w := range prog.Warnings {
 					fmt.Fprintf(e.stderr, "kubetrail: warning: --jq: %s; the output may differ in order from jq's\n", w)
 				}
@@ -130,7 +147,12 @@ whole-stream programs.`,
 			if err != nil {
 				return err
 			}
-			out.jq, out.errw = prog, e.stderr
+			out.jq, out.errw, out.ctx = prog, e.stderr, cmd.Context()
+			if prog != nil {
+				w := jq.Watch(cmd.Context(), jqLimits)
+				defer w.Stop()
+				out.watch = w
+			}
 			sel.NeedEvent = out.needsEvent()
 			if sortBy != "time" && sortBy != "-time" {
 				return fmt.Errorf("--sort %q: want time or -time", sortBy)
@@ -164,8 +186,9 @@ whole-stream programs.`,
 			}
 			var rows []row
 			err = r.Select(sel, func(h *local.Hit) error {
-				rows = append(rows, out.row(h))
-				return nil
+				rw, err := out.row(h)
+				rows = append(rows, rw)
+				return err
 			})
 			if err != nil {
 				return err
@@ -198,6 +221,8 @@ whole-stream programs.`,
 	f.BoolVarP(&follow, "follow", "f", false, "after the matching events, print new ones as they are stored, until interrupted")
 	f.StringVar(&jqSrc, "jq", "", "run this jq program on each matching event and print its results as 'jq -c' does (see above)")
 	f.BoolVarP(&rawOutput, "raw-output", "r", false, "with --jq: print strings without quotes, as 'jq -r' does")
+	f.DurationVar(&jqLimits.Timeout, "jq-timeout", jq.DefaultTimeout, "with --jq: the longest the program may run on one event (0: no limit)")
+	f.StringVar(&jqMaxMemory, "jq-max-memory", "2GiB", "with --jq: the most memory the process may hold while the program runs (0: no limit)")
 	remote.add(cmd)
 	return cmd
 }
@@ -227,6 +252,9 @@ type printer struct {
 	errw   io.Writer   // where jq's runtime errors go
 	jqErrs int         // events the program failed on
 	jqN    int         // results in each row, for --limit and --count
+	watch  *jq.Watchdog
+	// ctx stops the printing of rows when cancelled (a signal).
+	ctx context.Context
 }
 
 var (
@@ -255,15 +283,21 @@ func newPrinter(format string, w io.Writer) (*printer, error) {
 
 func (p *printer) needsEvent() bool { return p.cols == nil }
 
-func (p *printer) row(h *local.Hit) row {
+// row keeps what the printer prints of a hit. The error is the signal or
+// --jq limit that stops the command.
+func (p *printer) row(h *local.Hit) (row, error) {
 	r := row{time: h.Time}
+	if err := stopped(p.ctx); err != nil {
+		return r, err
+	}
 	if p.format == "jq" {
-		r.raw, r.results = p.runHit(h, nil)
-		return r
+		var err error
+		r.raw, r.results, err = p.runHit(h, nil)
+		return r, err
 	}
 	if p.cols == nil {
 		r.raw = append([]byte(nil), h.Raw...)
-		return r
+		return r, nil
 	}
 	r.cells = []string{time.UnixMicro(h.Time).UTC().Format("2006-01-02T15:04:05.000Z")}
 	for _, c := range p.cols {
@@ -276,9 +310,22 @@ func (p *printer) row(h *local.Hit) row {
 		case local.ColGroups, local.ColSourceIPs:
 			v = strings.ReplaceAll(v, local.ListSep, ",")
 		}
-		r.cells = append(r.cells, v)
+		r.cells = append(r.cells, p.cell(v))
 	}
-	return r
+	return r, nil
+}
+
+// cell makes an event's value safe to print: control characters, bidi
+// controls and bad bytes escaped (a value stays on its row and cannot
+// drive the terminal), and in CSV a value a spreadsheet would run as a
+// formula (=, +, -, @ first) made text by a leading quote, as OWASP
+// advises. -o json, jsonl and yaml keep the exact values.
+func (p *printer) cell(v string) string {
+	v = escape.Line(v)
+	if p.format == "csv" && v != "" && strings.ContainsRune("=+-@", rune(v[0])) {
+		v = "'" + v
+	}
+	return v
 }
 
 // printLive prints rows as they come: the header only before the first.
@@ -326,7 +373,9 @@ func (p *printer) print(rows []row) error {
 	case "json":
 		for _, r := range rows {
 			var buf bytes.Buffer
-			if err := json.Indent(&buf, r.raw, "", "  "); err != nil {
+			// Indented for people: C1 and bidi controls as \u escapes
+			// (the same value); -o jsonl keeps the stored bytes.
+			if err := json.Indent(&buf, escape.JSON(r.raw), "", "  "); err != nil {
 				return err
 			}
 			buf.WriteByte('\n')
@@ -338,7 +387,9 @@ func (p *printer) print(rows []row) error {
 				bw.WriteString("---\n")
 			}
 			var n yaml.Node
-			if err := yaml.Unmarshal(r.raw, &n); err != nil {
+			// The YAML parser refuses C1 controls in its input: as \u
+			// escapes they are the same JSON value.
+			if err := yaml.Unmarshal(escape.JSON(r.raw), &n); err != nil {
 				return err
 			}
 			blockStyle(&n)
@@ -404,29 +455,57 @@ func withPushdown(f *query.Filter, prog *jq.Program, now time.Time) (*query.Filt
 const maxJQErrors = 10
 
 // runJQ runs the printer's program on one event, reporting a runtime error
-// as jq does (on standard error, going on with the next event).
-func (p *printer) runJQ(raw []byte, auditID string, t int64, buf []byte) ([]byte, int) {
-	out, n, err := p.jq.Run(context.Background(), raw, buf)
+// as jq does (on standard error, going on with the next event). The error
+// it returns stops the command: a signal, or a --jq limit passed.
+func (p *printer) runJQ(raw []byte, auditID string, t int64, buf []byte) ([]byte, int, error) {
+	p.watch.Begin()
+	out, n, err := p.jq.Run(p.watch.Context(), raw, buf)
+	p.watch.End()
+	if stop := p.watch.Err(); stop != nil {
+		return out, n, p.jqStopped(stop, auditID, t)
+	}
 	if err != nil && err != jq.ErrHalt {
 		p.jqErrs++
 		if p.jqErrs > maxJQErrors {
-			return out, n
+			return out, n, nil
 		}
 		id := ""
 		if auditID != "" {
 			id = " " + auditID
 		}
-		fmt.Fprintf(p.errw, "kubetrail: --jq: error (event%s at %s): %v\n", id,
-			time.UnixMicro(t).UTC().Format(time.RFC3339Nano), err)
+		fmt.Fprintf(p.errw, "kubetrail: --jq: error (event%s at %s): %s\n", escape.Line(id),
+			time.UnixMicro(t).UTC().Format(time.RFC3339Nano), escape.Line(err.Error()))
 		if p.jqErrs == maxJQErrors {
 			fmt.Fprintf(p.errw, "kubetrail: --jq: %d errors shown; further ones are only counted\n", maxJQErrors)
 		}
 	}
-	return out, n
+	return out, n, nil
+}
+
+// jqStopped reports a --jq limit passed on an event, naming the flag that
+// raises it, and returns the error that ends the command (exit status 5,
+// jq's for a program that failed). Any other cause (a signal) is returned
+// as it is.
+func (p *printer) jqStopped(cause error, auditID string, t int64) error {
+	var le *jq.LimitError
+	if !errors.As(cause, &le) {
+		return cause
+	}
+	flag, raise := "--jq-timeout", "a longer --jq-timeout"
+	if le.Memory {
+		flag, raise = "--jq-max-memory", "a larger --jq-max-memory"
+	}
+	id := ""
+	if auditID != "" {
+		id = " " + auditID
+	}
+	fmt.Fprintf(p.errw, "kubetrail: --jq: stopped: %v (%s; event%s at %s); give it %s (0: no limit) or a cheaper program\n",
+		le, flag, escape.Line(id), time.UnixMicro(t).UTC().Format(time.RFC3339Nano), raise)
+	return exitCode(5)
 }
 
 // runHit is runJQ on a hit.
-func (p *printer) runHit(h *local.Hit, buf []byte) ([]byte, int) {
+func (p *printer) runHit(h *local.Hit, buf []byte) ([]byte, int, error) {
 	id := ""
 	if h.Event != nil {
 		id = h.Event.AuditID
@@ -464,6 +543,7 @@ func (p *printer) streamJQ(r *local.Reader, sel local.Selection, limit int, coun
 	batches := make(chan *jqBatch, 4)
 	free := make(chan *jqBatch, 6)
 	var enough atomic.Bool
+	var fatal error // set by the program's goroutine before enough; read after done
 	total := 0
 	done := make(chan struct{})
 	go func() {
@@ -479,7 +559,12 @@ func (p *printer) streamJQ(r *local.Reader, sel local.Selection, limit int, coun
 					begin = b.ends[i-1]
 				}
 				var n int
-				buf, n = p.runJQ(b.text[begin:end], b.ids[i], b.times[i], buf[:0])
+				var err error
+				buf, n, err = p.runJQ(b.text[begin:end], b.ids[i], b.times[i], buf[:0])
+				if err != nil {
+					fatal = err
+					enough.Store(true)
+				}
 				if limit > 0 && total+n > limit {
 					buf, n = firstResults(buf, limit-total), limit-total
 				}
@@ -511,6 +596,9 @@ func (p *printer) streamJQ(r *local.Reader, sel local.Selection, limit int, coun
 		if enough.Load() {
 			return errEnough
 		}
+		if err := stopped(p.ctx); err != nil {
+			return err
+		}
 		cur.text = append(cur.text, h.Raw...)
 		cur.ends = append(cur.ends, len(cur.text))
 		id := ""
@@ -529,6 +617,9 @@ func (p *printer) streamJQ(r *local.Reader, sel local.Selection, limit int, coun
 	}
 	close(batches)
 	<-done
+	if fatal != nil {
+		err = fatal
+	}
 	if err != nil && err != errEnough {
 		bw.Flush()
 		return err
@@ -575,4 +666,13 @@ func firstResults(b []byte, n int) []byte {
 		end += i + 1
 	}
 	return b[:end]
+}
+
+// parseLimitSize is parseSize that also takes 0, for no limit.
+func parseLimitSize(v string) (uint64, error) {
+	if strings.TrimSpace(v) == "0" {
+		return 0, nil
+	}
+	n, err := parseSize(v)
+	return uint64(n), err
 }

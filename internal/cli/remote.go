@@ -143,7 +143,10 @@ func remoteQuery(ctx context.Context, e *env, r *remoteFlags, src, since, until,
 			continue
 		}
 		h := &local.Hit{Cluster: l.Cluster, Time: ev.Time().UnixMicro(), Received: l.Received.UnixMicro(), Raw: l.Event, Event: &ev}
-		rw := out.row(h)
+		rw, err := out.row(h)
+		if err != nil {
+			return err
+		}
 		if follow {
 			if err := out.printLive([]row{rw}, first); err != nil {
 				return err
@@ -155,6 +158,9 @@ func remoteQuery(ctx context.Context, e *env, r *remoteFlags, src, since, until,
 	}
 	if err := sc.Err(); err != nil && ctx.Err() == nil {
 		return err
+	}
+	if err := stopped(ctx); err != nil && !follow {
+		return err // cut short: not the whole answer
 	}
 	switch {
 	case out.jq != nil && follow:
@@ -198,10 +204,14 @@ func followLocal(ctx context.Context, dir string, sel local.Selection, out *prin
 			if h.Received == newLast {
 				newSeen[k] = true
 			}
-			rows = append(rows, out.row(h))
-			return nil
+			rw, err := out.row(h)
+			rows = append(rows, rw)
+			return err
 		})
 		r.Close()
+		if ctx.Err() != nil {
+			return nil // --follow runs until stopped
+		}
 		if err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
@@ -87,9 +88,18 @@ Start here:
 			defer func() { pprof.StopCPUProfile(); f.Close() }()
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
-	if err := root.ExecuteContext(ctx); err != nil {
+	err := root.ExecuteContext(ctx)
+	var sig interrupted
+	if err != nil && errors.As(context.Cause(ctx), &sig) {
+		// Whatever the command was doing when the signal came, what it
+		// says is that it was stopped (a "context canceled" from deep
+		// inside would only confuse).
+		fmt.Fprintf(stderr, "kubetrail: %v\n", sig)
+		return sig.exitCode()
+	}
+	if err != nil {
 		var ec exitCode
 		if errors.As(err, &ec) {
 			return int(ec)
@@ -97,12 +107,12 @@ Start here:
 		var de *local.DamageError
 		if errors.As(err, &de) {
 			for _, d := range de.List {
-				fmt.Fprintln(stderr, d.String())
+				fmt.Fprintln(stderr, escape.Text(d.String()))
 			}
 			fmt.Fprintf(stderr, "kubetrail: the answer leaves out the damaged data above (%d); every intact event was read. 'kubetrail verify' checks the whole folder.\n", len(de.List))
 			return 3
 		}
-		fmt.Fprintln(stderr, "kubetrail:", err)
+		fmt.Fprintln(stderr, "kubetrail:", escape.Text(err.Error()))
 		return 1
 	}
 	return 0
@@ -119,6 +129,55 @@ func withDamage(r *local.Reader, err error) error {
 		return &local.DamageError{List: d}
 	}
 	return nil
+}
+
+// interrupted is the cause of the command context's cancellation when
+// SIGINT or SIGTERM came.
+type interrupted struct{ sig syscall.Signal }
+
+func (i interrupted) Error() string { return "interrupted by " + i.name() }
+
+func (i interrupted) name() string {
+	if i.sig == syscall.SIGTERM {
+		return "SIGTERM"
+	}
+	return "SIGINT"
+}
+
+// exitCode is the shell's convention for a process a signal ended: 128 +
+// the signal's number (130 for SIGINT, 143 for SIGTERM).
+func (i interrupted) exitCode() int { return 128 + int(i.sig) }
+
+// signalContext returns the context every command runs under: cancelled,
+// with an interrupted cause, at the first SIGINT or SIGTERM. A command cut
+// short returns an error, and Main exits 128+N; serve, tail and query
+// --follow, which run until stopped, shut down cleanly and exit 0. The
+// first signal also restores the default action, so that a second one
+// ends a command that does not stop at once.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-sigs:
+			signal.Stop(sigs)
+			sig, _ := s.(syscall.Signal)
+			cancel(interrupted{sig: sig})
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel(nil) }
+}
+
+// stopped returns the cause of ctx's cancellation (an interrupted, or a
+// --jq limit), or nil while it runs: the check a command makes between
+// events.
+func stopped(ctx context.Context) error {
+	if ctx == nil || ctx.Err() == nil {
+		return nil
+	}
+	return context.Cause(ctx)
 }
 
 // exitCode is an error that only sets the exit status; its message was

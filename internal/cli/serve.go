@@ -65,6 +65,11 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := e.logger()
+			if cfg.TLSKey != "" {
+				if err := checkSecretFile("--tls-key", cfg.TLSKey); err != nil {
+					return err
+				}
+			}
 			if tokenFile != "" {
 				toks, err := readTokens(tokenFile)
 				if err != nil {
@@ -129,9 +134,9 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "address to listen on")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serving certificate (PEM); enables HTTPS")
-	f.StringVar(&cfg.TLSKey, "tls-key", "", "serving key (PEM)")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "serving key (PEM); refused unless only its owner may read it (chmod 600)")
 	f.StringVar(&cfg.ClientCA, "client-ca", "", "CA bundle (PEM) for client certificates (mTLS)")
-	f.StringVar(&tokenFile, "token-file", "", "file of accepted bearer tokens, one per line ('#' comments)")
+	f.StringVar(&tokenFile, "token-file", "", "file of accepted bearer tokens, one per line ('#' comments); refused unless only its owner may read it (chmod 600)")
 	f.BoolVar(&cfg.Insecure, "insecure", false, "allow a non-loopback address without TLS and authentication")
 	f.BoolVar(&cfg.AuthHealth, "auth-health", false, "require authentication for /healthz, /readyz and /metrics too")
 	f.Int64Var(&cfg.Webhook.MaxBodyBytes, "max-body-bytes", ingest.DefaultMaxBodyBytes, "largest webhook request body accepted, after gzip decompression (413 beyond)")
@@ -151,6 +156,13 @@ func readTokens(path string) ([]string, error) {
 		return nil, fmt.Errorf("--token-file: %w", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("--token-file: %w", err)
+	}
+	if err := checkSecretMode("--token-file", path, fi.Mode()); err != nil {
+		return nil, err
+	}
 	var toks []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {

@@ -96,11 +96,17 @@ func webhookConfigCmd(e *env) *cobra.Command {
 		Long: `webhook-config writes the kubeconfig file that tells the kube-apiserver where
 to send audit batches (--audit-webhook-config-file). Certificates are embedded,
 so the file needs no further volume mounts in the static pod. The file may hold
-a token or key: it is written with mode 0600.`,
+a token or key: it is written with mode 0600, and --token-file and
+--client-key are refused when anyone but their owner may read them.`,
 		Example: `  kubetrail setup webhook-config --url https://10.0.0.5:8443/ingest/webhook --ca ca.crt --token-file token --out /etc/kubernetes/audit-webhook.yaml
   kubetrail setup webhook-config --url http://127.0.0.1:8443 --out audit-webhook.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if c.ClientKey != "" {
+				if err := checkSecretFile("--client-key", c.ClientKey); err != nil {
+					return err
+				}
+			}
 			if tokenFile != "" {
 				toks, err := readTokens(tokenFile)
 				if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
@@ -45,7 +46,11 @@ the average event size, and orders the groups by bytes: which user or
 resource fills the log. Segments keep each event's length, so --bytes
 costs little more than counts (segments written before format v3 are read
 to measure their events). --sort count or bytes chooses
-the order (with --top N, the N largest by that).`,
+the order (with --top N, the N largest by that).
+
+--interval takes 1s to 366d. Buckets start at multiples of the interval
+since 1970-01-01 UTC (1d buckets at midnight UTC), and are labelled to
+the minute, or to the second when the interval is not whole minutes.`,
 		Example: `  kubetrail stats --by user --top 10
   kubetrail stats --by user --bytes --top 10
   kubetrail stats --by resource,level --bytes --sort count
@@ -88,6 +93,9 @@ the order (with --top N, the N largest by that).`,
 			if interval != "" {
 				if step, err = parseDuration(interval); err != nil || step <= 0 {
 					return fmt.Errorf("--interval %q: want a duration such as 1h or 1d", interval)
+				}
+				if err := local.CheckInterval(step); err != nil {
+					return fmt.Errorf("--interval %q: %w", interval, err)
 				}
 			}
 			if top < 0 {
@@ -133,7 +141,7 @@ the order (with --top N, the N largest by that).`,
 	f := cmd.Flags()
 	f.StringVar(&by, "by", "", "comma-separated fields to group by")
 	f.IntVar(&top, "top", 0, "show only the N largest groups (without --interval)")
-	f.StringVar(&interval, "interval", "", "also group by time buckets of this size (1h, 1d)")
+	f.StringVar(&interval, "interval", "", "also group by time buckets of this size (1h, 1d), from 1s to 366d; buckets start at multiples of it since 1970-01-01 UTC")
 	f.StringVar(&since, "since", "", "only events at or after this time: RFC 3339, or a duration ago")
 	f.StringVar(&until, "until", "", "only events before this time")
 	f.BoolVar(&bytes, "bytes", false, "also sum each group's stored event bytes, and order by them")
@@ -250,13 +258,13 @@ func printStats(w io.Writer, ans statsResult, o local.StatsOptions, top int) err
 		}
 		var cells []string
 		if o.Interval > 0 {
-			cells = append(cells, time.UnixMicro(g.Bucket).UTC().Format("2006-01-02T15:04Z"))
+			cells = append(cells, time.UnixMicro(g.Bucket).UTC().Format(bucketLayout(o.Interval)))
 		}
 		for _, v := range g.Key {
 			if v == "" {
 				v = "-"
 			}
-			cells = append(cells, strings.ReplaceAll(v, local.ListSep, ","))
+			cells = append(cells, escape.Line(strings.ReplaceAll(v, local.ListSep, ",")))
 		}
 		cells = append(cells, fmt.Sprint(g.Count), share(g.Count, ans.total.Count))
 		if o.Bytes {
@@ -271,4 +279,13 @@ func printStats(w io.Writer, ans statsResult, o local.StatsOptions, top int) err
 		fmt.Fprintf(bw, "%d events in %d groups\n", ans.total.Count, ans.nGroups)
 	}
 	return bw.Flush()
+}
+
+// bucketLayout prints a bucket's start to the minute, or to the second
+// when the interval is not whole minutes (1s up to 59s, 90s).
+func bucketLayout(interval int64) string {
+	if interval%int64(time.Minute/time.Microsecond) != 0 {
+		return "2006-01-02T15:04:05Z"
+	}
+	return "2006-01-02T15:04Z"
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
@@ -34,11 +35,11 @@ reports them, until you have looked at them and removed them.`,
 				return err
 			}
 			for _, d := range rep.Damage {
-				fmt.Fprintln(e.stdout, d.String())
+				fmt.Fprintln(e.stdout, escape.Text(d.String()))
 			}
 			if !quiet {
 				for _, n := range rep.Notes {
-					fmt.Fprintln(e.stderr, "note: "+n.String())
+					fmt.Fprintln(e.stderr, "note: "+escape.Text(n.String()))
 				}
 				fmt.Fprintf(e.stderr, "checked %d files, %s, %d events: ", rep.Files, humanBytes(rep.Bytes), rep.Events)
 				if len(rep.Damage) == 0 {

@@ -19,6 +19,7 @@ package investigate
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -48,6 +49,17 @@ type Scope struct {
 	// activity, history, execs, rbac, from); 0 keeps all. Grouped reports
 	// (secrets, denied) ignore it.
 	Limit int
+	// ctx, set by Run, stops the reading when cancelled; nil reads to the
+	// end.
+	ctx context.Context
+}
+
+// stopped returns the cause of the scope's cancellation, or nil.
+func (sc *Scope) stopped() error {
+	if sc.ctx == nil || sc.ctx.Err() == nil {
+		return nil
+	}
+	return context.Cause(sc.ctx)
 }
 
 // Request is one API request as an investigation reports it: the event of
@@ -199,6 +211,9 @@ func collect(r *local.Reader, sc Scope, base query.Expr, allStages, bodies bool)
 	var out []*Request
 	byKey := map[reqKey]*Request{}
 	add := func(h *local.Hit) error {
+		if err := sc.stopped(); err != nil {
+			return err
+		}
 		q := newRequest(h, bodies)
 		if allStages {
 			out = append(out, q)
@@ -220,6 +235,9 @@ func collect(r *local.Reader, sc Scope, base query.Expr, allStages, bodies bool)
 		return nil
 	}
 	for _, p := range parts {
+		if err := sc.stopped(); err != nil {
+			return nil, err
+		}
 		f, err := compile(sc, p)
 		if err != nil {
 			return nil, err

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/kubetrail/kubetrail/internal/escape"
 )
 
 // Report is the answer of an investigation, printable as text or JSON.
@@ -77,10 +79,10 @@ func Write(w io.Writer, rep Report, format string) error {
 func writeTable(w io.Writer, t *Table) {
 	if len(t.Rows) == 0 {
 		if t.Empty != "" {
-			fmt.Fprintln(w, t.Empty)
+			fmt.Fprintln(w, escape.Line(t.Empty))
 		}
 		for _, n := range t.Notes {
-			fmt.Fprintln(w, n)
+			fmt.Fprintln(w, escape.Line(n))
 		}
 		return
 	}
@@ -111,23 +113,22 @@ func writeTable(w io.Writer, t *Table) {
 	for _, r := range t.Rows {
 		line(r.Cells)
 		for _, d := range r.Detail {
-			fmt.Fprintln(w, strings.TrimRight("    "+d, " "))
+			fmt.Fprintln(w, strings.TrimRight("    "+escape.Line(d), " "))
 		}
 	}
 	for _, n := range t.Notes {
-		fmt.Fprintln(w, n)
+		fmt.Fprintln(w, escape.Line(n))
 	}
 }
 
-// cellText keeps a cell on one line and shows an empty one as "-".
+// cellText keeps a cell on one line, with nothing in it a terminal would
+// act on (the table's cells and lines come from events, and the API's
+// table from a server), and shows an empty one as "-".
 func cellText(c string) string {
 	if c == "" {
 		return "-"
 	}
-	if strings.ContainsAny(c, "\n\t\r") {
-		c = strings.NewReplacer("\n", `\n`, "\t", " ", "\r", `\r`).Replace(c)
-	}
-	return c
+	return escape.Line(c)
 }
 
 // records turns a typed slice into Records' []any.

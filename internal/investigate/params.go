@@ -2,6 +2,7 @@ package investigate
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,7 +98,10 @@ func paramErr(param, format string, args ...any) error {
 //
 // A parameter the investigation does not take, or a bad value, is a
 // *ParamError naming it; a mistake in where wraps a *query.Error.
-func Run(r *local.Reader, name string, p url.Values, now time.Time) (Report, error) {
+//
+// Run stops reading, returning ctx's cause, when ctx is cancelled (a
+// signal to the CLI, a client gone from the API).
+func Run(ctx context.Context, r *local.Reader, name string, p url.Values, now time.Time) (Report, error) {
 	known := Params(name)
 	if known == nil {
 		return nil, fmt.Errorf("no investigation %q; there are %s", name, strings.Join(Names, ", "))
@@ -114,6 +118,7 @@ func Run(r *local.Reader, name string, p url.Values, now time.Time) (Report, err
 	if err != nil {
 		return nil, err
 	}
+	sc.ctx = ctx
 	switch name {
 	case "who":
 		t, err := target(p, false)

@@ -2,7 +2,9 @@ package investigate
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
@@ -58,7 +60,7 @@ func TestRunMeansTheTypedQueries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := Run(r, tc.name, p, t0.Add(100e9))
+		got, err := Run(context.Background(), r, tc.name, p, t0.Add(100e9))
 		if err != nil {
 			t.Fatalf("%s?%s: %v", tc.name, tc.params, err)
 		}
@@ -106,7 +108,7 @@ func TestAnswerKeepsBytes(t *testing.T) {
 	ev := req(1, "a<b>&c", "get", "/api/v1/namespaces/d/configmaps/c?x=<y>").Obj("configmaps", "d", "c").Code(200, "allow")
 	ev.Ev.UserAgent = "curl/8.5.0 <\u2028>"
 	r := openFixture(t, []*evb{ev, req(2, "z", "get", "/version")})
-	rep, err := Run(r, "activity", url.Values{"user": {"a<b>&c"}}, t0)
+	rep, err := Run(context.Background(), r, "activity", url.Values{"user": {"a<b>&c"}}, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +143,7 @@ func TestRunParamErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = Run(r, name, p, t0)
+		_, err = Run(context.Background(), r, name, p, t0)
 		pe, ok := IsParamError(err)
 		if !ok || pe.Param != wantParam || !strings.Contains(err.Error(), wantMsg) {
 			t.Errorf("%s?%s: error %v, want one about %s saying %q", name, params, err, wantParam, wantMsg)
@@ -168,11 +170,38 @@ func TestRunParamErrors(t *testing.T) {
 	f("denied", "stages=all", "stages", "takes no parameter")
 	f("from", "", "addr", "required")
 	f("from", "addr=10.0.0.0/33", "addr", "CIDR")
-	if _, err := Run(r, "whom", nil, t0); err == nil || !strings.Contains(err.Error(), "there are who, activity") {
+	if _, err := Run(context.Background(), r, "whom", nil, t0); err == nil || !strings.Contains(err.Error(), "there are who, activity") {
 		t.Errorf("unknown investigation: %v", err)
 	}
-	_, err := Run(r, "who", url.Values{"resource": {"secret"}, "where": {"usr=x"}}, t0)
+	_, err := Run(context.Background(), r, "who", url.Values{"resource": {"secret"}, "where": {"usr=x"}}, t0)
 	if qe, ok := IsQueryError(err); !ok || qe.Col != 1 {
 		t.Errorf("a where mistake keeps its column: %v", err)
+	}
+}
+
+// TestRunStopsWhenCancelled: an investigation whose context is cancelled
+// stops reading and returns the cancellation's cause (the CLI's signal, an
+// API client gone), not a report on part of the events. (Mutation tried:
+// collect not looking at the context returns the report and nil.)
+func TestRunStopsWhenCancelled(t *testing.T) {
+	r := openFixture(t, []*evb{req(1, "alice", "get", "/version"), req(2, "alice", "get", "/api")})
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cause := errors.New("interrupted by SIGINT")
+	cancel(cause)
+	for _, name := range Names {
+		p := url.Values{}
+		for _, k := range Params(name) {
+			switch k {
+			case "user":
+				p.Set(k, "alice")
+			case "resource":
+				p.Set(k, "pods/web")
+			case "addr":
+				p.Set(k, "10.0.0.0/8")
+			}
+		}
+		if rep, err := Run(ctx, r, name, p, t0); !errors.Is(err, cause) {
+			t.Errorf("%s: %v, %v; want the cause", name, rep, err)
+		}
 	}
 }

@@ -28,6 +28,7 @@ import (
 //	    bytes=1 adds each group's stored event bytes (from the segments'
 //	    length column); sort=bytes orders the groups by them (and implies
 //	    bytes=1). top keeps the N largest groups, without interval.
+//	    interval must be between 1s and 8784h (366 days).
 //	GET /api/v1/investigate
 //	    {"investigations":[{"name":"who","parameters":["verb",...]},...]}
 //	GET /api/v1/investigate/NAME?PARAMS&table=1|wide
@@ -279,6 +280,10 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("interval %q: want a duration such as 1h", v))
 			return
 		}
+		if err := local.CheckInterval(interval); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("interval %q: %w", v, err))
+			return
+		}
 	}
 	o.Interval = interval.Microseconds()
 	top := 0
@@ -376,7 +381,7 @@ func (s *Server) runInvestigation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer rd.Close()
-	rep, err := investigate.Run(rd, name, p, time.Now())
+	rep, err := investigate.Run(r.Context(), rd, name, p, time.Now())
 	setDamage(w, rd)
 	if err != nil {
 		code := http.StatusInternalServerError

@@ -86,7 +86,7 @@ func TestInvestigateAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := investigate.Run(rd, tc.name, p, time.Now())
+		want, err := investigate.Run(context.Background(), rd, tc.name, p, time.Now())
 		rd.Close()
 		if err != nil {
 			t.Fatalf("%s?%s: %v", tc.name, tc.params, err)

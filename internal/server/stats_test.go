@@ -81,6 +81,17 @@ func TestStatsBytesAPI(t *testing.T) {
 	}
 	f("by=usr", `by: \"usr\" is not a field`)
 	f("interval=soon", `interval \"soon\"`)
+	// Below a second or above 366 days buckets mean nothing (1ns and
+	// 1000000h put every event in a 1970 bucket).
+	f("interval=1ns", `interval \"1ns\": want between 1s and 366d`)
+	f("interval=999ms", `interval \"999ms\": want between 1s and 366d`)
+	f("interval=1000000h", `interval \"1000000h\": want between 1s and 366d`)
+	for _, iv := range []string{"1s", "8784h"} {
+		code, body := getWith(t, "s3cret", ts.URL+"/api/v1/stats?interval="+iv)
+		if code != 200 || strings.Contains(string(body), "1970") || !strings.Contains(string(body), `"time":"2026-`) {
+			t.Errorf("interval=%s: %d %s, want buckets of 2026", iv, code, body)
+		}
+	}
 	f("top=-2", `top \"-2\"`)
 	f("bytes=maybe", `bytes \"maybe\"`)
 	f("sort=size", `sort \"size\"`)

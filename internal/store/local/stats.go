@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -45,6 +46,25 @@ type StatsOptions struct {
 	ByBytes bool
 }
 
+// MinInterval and MaxInterval bound StatsOptions.Interval. Buckets start
+// at multiples of the interval since 1970-01-01 UTC: below a second they
+// outnumber any sensible answer (a microsecond bucket per event), and above
+// a year a bucket starts so long before its events that its time misleads
+// (1000000h puts every event in a 1970 bucket).
+const (
+	MinInterval = time.Second
+	MaxInterval = 366 * 24 * time.Hour
+)
+
+// CheckInterval says why an interval is outside MinInterval..MaxInterval,
+// or returns nil. Callers prefix the flag or parameter it came from.
+func CheckInterval(d time.Duration) error {
+	if d < MinInterval || d > MaxInterval {
+		return fmt.Errorf("want between %s and 366d (8784h): buckets start at multiples of the interval since 1970-01-01 UTC", MinInterval)
+	}
+	return nil
+}
+
 // Totals sums a statistics answer over all its groups.
 type Totals struct {
 	// Count is the number of selected events.
@@ -67,6 +87,11 @@ func (r *Reader) Stats(sel Selection, by []Column, interval int64) ([]Group, int
 // count, or by bytes with ByBytes; ties by key), within each time bucket
 // in bucket order when there is an interval.
 func (r *Reader) StatsOf(sel Selection, o StatsOptions) ([]Group, Totals, error) {
+	if o.Interval != 0 {
+		if err := CheckInterval(time.Duration(o.Interval) * time.Microsecond); err != nil {
+			return nil, Totals{}, fmt.Errorf("stats interval %dus: %w", o.Interval, err)
+		}
+	}
 	o.Bytes = o.Bytes || o.ByBytes
 	by, interval := o.By, o.Interval
 	sel.NeedEvent = false

@@ -185,3 +185,24 @@ func TestStatsBytesMatchesNaiveSum(t *testing.T) {
 		}
 	}
 }
+
+// TestStatsIntervalRange: StatsOf itself refuses an interval outside
+// MinInterval..MaxInterval, whoever calls it (a microsecond interval would
+// make a bucket per event; a century one, a 1970 bucket).
+func TestStatsIntervalRange(t *testing.T) {
+	r, err := OpenReader(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, us := range []int64{1, int64(MinInterval/time.Microsecond) - 1, int64(MaxInterval/time.Microsecond) + 1, -5} {
+		if _, _, err := r.StatsOf(Selection{}, StatsOptions{Interval: us}); err == nil || !strings.Contains(err.Error(), "want between 1s and 366d") {
+			t.Errorf("interval %dus: %v, want the range", us, err)
+		}
+	}
+	for _, us := range []int64{0, int64(MinInterval / time.Microsecond), int64(MaxInterval / time.Microsecond)} {
+		if _, _, err := r.StatsOf(Selection{}, StatsOptions{Interval: us}); err != nil {
+			t.Errorf("interval %dus: %v", us, err)
+		}
+	}
+}
