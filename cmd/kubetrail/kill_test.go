@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/kubetrail/kubetrail/internal/wal"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -265,9 +267,12 @@ func tearWAL(t *testing.T, dir string, rng *rand.Rand) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	torn := []byte{0x00, 0x10, 0x00, 0x00, 0xde, 0xad, 0xbe, 0xef}
-	for i := 0; i < 100+rng.IntN(1000); i++ {
-		torn = append(torn, byte(rng.IntN(256)))
+	// What a crash leaves: a prefix of a record the writer was appending
+	// (its header says 4096 bytes; fewer reached the disk).
+	payload := make([]byte, 4096)
+	for i := range payload {
+		payload[i] = byte(rng.IntN(256))
 	}
-	f.Write(torn)
+	rec := wal.AppendRecord(nil, payload)
+	f.Write(rec[:1+rng.IntN(len(rec)-1)])
 }

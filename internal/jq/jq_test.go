@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 
 	"strings"
@@ -14,20 +13,15 @@ import (
 
 	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/query"
+	"github.com/kubetrail/kubetrail/internal/testenv"
 )
 
-// jqPath finds the real jq, the oracle of these tests. CI installs it; a
+// jqPath finds the real jq, the oracle of these tests: exactly the version
+// the byte identity is proven for (testenv.JQVersion). CI installs it; a
 // developer without it gets a skip, CI a failure.
 func jqPath(t testing.TB) string {
 	t.Helper()
-	p, err := exec.LookPath("jq")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("jq is not on PATH (apt-get install jq)")
-		}
-		t.Skip("jq is not on PATH; install it to run the differential tests")
-	}
-	return p
+	return testenv.JQ(t)
 }
 
 // runJQ runs jq -c prog over input and returns its standard output.

@@ -89,8 +89,41 @@ func Watch(parent context.Context, l Limits) *Watchdog {
 }
 
 // Context is the context every run must be given: it is cancelled with a
-// *LimitError cause when a run passes a limit, and when parent is.
-func (w *Watchdog) Context() context.Context { return w.ctx }
+// *LimitError cause when a run passes a limit, and when parent is. Runs
+// must use it from one goroutine at a time.
+//
+// Besides the watchdog's ticker, the context itself checks the limits
+// every probeEvery calls of its Done method, which gojq makes before each
+// instruction: a program that allocates as fast as it can is then stopped
+// within a few thousand instructions of passing MaxMemory whatever the
+// scheduler does with the ticker's goroutine on a busy machine (seen: a
+// loaded 2-core machine let [range(1e12)] reach 274 MiB past a 64 MiB
+// limit between two ticks).
+func (w *Watchdog) Context() context.Context {
+	if w.limits.Timeout <= 0 && w.limits.MaxMemory == 0 {
+		return w.ctx
+	}
+	return &probeCtx{Context: w.ctx, w: w, sample: []metrics.Sample{{Name: heapMetric}}}
+}
+
+// probeEvery is how many instructions a run executes between two checks of
+// its limits from inside the run: reading the heap metric costs about a
+// microsecond, which is a few hundred instructions.
+const probeEvery = 4096
+
+type probeCtx struct {
+	context.Context
+	w      *Watchdog
+	n      int
+	sample []metrics.Sample
+}
+
+func (c *probeCtx) Done() <-chan struct{} {
+	if c.n++; c.n%probeEvery == 0 {
+		c.w.check(time.Now(), c.sample)
+	}
+	return c.Context.Done()
+}
 
 // Begin marks the start of a run.
 func (w *Watchdog) Begin() { w.begun.Store(time.Now().UnixNano()) }
@@ -133,23 +166,32 @@ func (w *Watchdog) watch() {
 		case <-w.ctx.Done():
 			return
 		case now := <-t.C:
-			begun := w.begun.Load()
-			if begun == 0 {
-				continue
-			}
-			if w.limits.Timeout > 0 && now.UnixNano()-begun > int64(w.limits.Timeout) {
-				w.cancel(&LimitError{Limits: w.limits})
+			if w.check(now, sample) {
 				return
-			}
-			if w.limits.MaxMemory > 0 {
-				metrics.Read(sample)
-				if sample[0].Value.Kind() == metrics.KindUint64 && sample[0].Value.Uint64() > w.limits.MaxMemory {
-					w.cancel(&LimitError{Memory: true, Limits: w.limits})
-					return
-				}
 			}
 		}
 	}
+}
+
+// check cancels the run in progress, and reports true, when it has passed
+// a limit at now. sample is the caller's own buffer.
+func (w *Watchdog) check(now time.Time, sample []metrics.Sample) bool {
+	begun := w.begun.Load()
+	if begun == 0 {
+		return false
+	}
+	if w.limits.Timeout > 0 && now.UnixNano()-begun > int64(w.limits.Timeout) {
+		w.cancel(&LimitError{Limits: w.limits})
+		return true
+	}
+	if w.limits.MaxMemory > 0 {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindUint64 && sample[0].Value.Uint64() > w.limits.MaxMemory {
+			w.cancel(&LimitError{Memory: true, Limits: w.limits})
+			return true
+		}
+	}
+	return false
 }
 
 // sizeString prints a byte count as the flags take it: 2GiB, 512MiB.

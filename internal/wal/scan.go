@@ -393,3 +393,12 @@ func HeaderLen(version int) int {
 	}
 	return recHdrV2
 }
+
+// AppendRecord appends payload as one record of the current format, as
+// Append writes it. Tests use it to make what a crash leaves: a prefix of
+// a real record.
+func AppendRecord(dst, payload []byte) []byte {
+	var h [recHdrV2]byte
+	putHeader(h[:], payload)
+	return append(append(dst, h[:]...), payload...)
+}
