@@ -89,33 +89,38 @@ func (cfg RemoteConfig) Transport() (*http.Transport, error) {
 }
 
 // Append sends the batch as JSON lines of stored-form events. A batch the
-// server answers 413 (over its --max-body-bytes or its memory budget) is
-// split in halves and sent again, down to single events: otherwise a batch
-// of large events would block tail forever, retrying what the server can
-// never take. A retry after a half was stored is harmless: the server drops
-// what it already has.
+// server answers 413 (over its --max-body-bytes or its memory budget) or
+// 400 is split in halves and sent again, down to single events: otherwise
+// one event the server can never take would block tail forever. A single
+// event the server still refuses is returned in Result.Rejected, for the
+// caller to report, and the rest of the batch goes on. A retry after a half
+// was stored is harmless: the server drops what it already has.
 func (r *Remote) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Result, error) {
-	return r.send(ctx, b.Cluster, b.Records)
+	return r.send(ctx, b.Cluster, b.Records, 0)
 }
 
-// errTooLarge is the server's 413.
-var errTooLarge = errors.New("too large")
+// errRefused is the server's 413 or 400: these events, as sent, will never
+// be stored.
+var errRefused = errors.New("refused")
 
-func (r *Remote) send(ctx context.Context, cluster string, recs []audit.Record) (pipeline.Result, error) {
+func (r *Remote) send(ctx context.Context, cluster string, recs []audit.Record, first int) (pipeline.Result, error) {
 	res, err := r.post(ctx, cluster, recs)
-	if !errors.Is(err, errTooLarge) || len(recs) < 2 {
+	if !errors.Is(err, errRefused) {
 		return res, err
 	}
+	if len(recs) == 1 {
+		return pipeline.Result{Rejected: []pipeline.Rejection{{Index: first, Reason: err.Error()}}}, nil
+	}
 	half := len(recs) / 2
-	first, err := r.send(ctx, cluster, recs[:half])
+	a, err := r.send(ctx, cluster, recs[:half], first)
 	if err != nil {
 		return pipeline.Result{}, err
 	}
-	second, err := r.send(ctx, cluster, recs[half:])
+	b, err := r.send(ctx, cluster, recs[half:], first+half)
 	if err != nil {
 		return pipeline.Result{}, err
 	}
-	return pipeline.Result{Stored: first.Stored + second.Stored, Duplicates: first.Duplicates + second.Duplicates}, nil
+	return pipeline.Result{Stored: a.Stored + b.Stored, Duplicates: a.Duplicates + b.Duplicates, Rejected: append(a.Rejected, b.Rejected...)}, nil
 }
 
 func (r *Remote) post(ctx context.Context, cluster string, recs []audit.Record) (pipeline.Result, error) {
@@ -146,8 +151,8 @@ func (r *Remote) post(ctx context.Context, cluster string, recs []audit.Record) 
 		return pipeline.Result{Stored: wr.Stored, Duplicates: wr.Duplicates}, nil
 	case resp.StatusCode == http.StatusTooManyRequests:
 		return pipeline.Result{}, pipeline.ErrOverloaded
-	case resp.StatusCode == http.StatusRequestEntityTooLarge:
-		return pipeline.Result{}, fmt.Errorf("%w: server answered %s for %d events: %s", errTooLarge, resp.Status, len(recs), wr.Error)
+	case resp.StatusCode == http.StatusRequestEntityTooLarge || resp.StatusCode == http.StatusBadRequest:
+		return pipeline.Result{}, fmt.Errorf("%w: server answered %s for %d events: %s", errRefused, resp.Status, len(recs), wr.Error)
 	case resp.StatusCode >= 500:
 		return pipeline.Result{}, fmt.Errorf("%w: server answered %s: %s", pipeline.ErrUnavailable, resp.Status, wr.Error)
 	default:

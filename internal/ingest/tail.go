@@ -502,6 +502,11 @@ func (t *tailer) flush(ctx context.Context) error {
 		for backoff := 50 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
 			res, err := t.sink.Append(ctx, b)
 			if err == nil {
+				for _, rj := range res.Rejected {
+					r := &t.recs[rj.Index]
+					t.cfg.Logger.Error("the server refused an event for good; it is skipped so that the events after it are not held up",
+						"file", t.name, "auditID", r.Event.AuditID, "stage", r.Event.Stage, "bytes", len(r.Raw), "reason", rj.Reason)
+				}
 				if t.cfg.OnBatch != nil {
 					t.cfg.OnBatch(res)
 				}

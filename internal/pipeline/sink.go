@@ -30,6 +30,19 @@ type Result struct {
 	// Duplicates is the number of events already stored before, for example
 	// by an earlier delivery of the same batch; they were not stored again.
 	Duplicates int
+	// Rejected lists the events the sink will never store as they are
+	// (an event over a server's size limit), with why, so that the caller
+	// reports them and goes on with the rest: retrying them cannot help,
+	// and waiting for them would cost every event after them.
+	Rejected []Rejection
+}
+
+// Rejection is one event of a batch that a sink refused for good.
+type Rejection struct {
+	// Index is the event's index in Batch.Records.
+	Index int
+	// Reason says why, in words for a person.
+	Reason string
 }
 
 // Sink takes batches of events. Append returns only when the batch is
