@@ -298,7 +298,8 @@ func (ev *Evaluator) Rules() []rules.RuleInfo { return ev.infos }
 // Eval returns the alerts e raises: with MatchFirst at most one, from the
 // first enabled rule in file order that matches.
 func (ev *Evaluator) Eval(e *rules.Event) []rules.Alert {
-	c := &evalCtx{e: e, ev: e.Ev}
+	var ptrs [4]pointerValue
+	c := &evalCtx{e: e, ev: e.Ev, pointers: ptrs[:0]}
 	if c.ev == nil {
 		var decoded audit.Event
 		if audit.DecodeStored(e.Raw, &decoded) != nil {

@@ -57,6 +57,37 @@ type evalCtx struct {
 	ev   *audit.Event
 	one  [1]string
 	many []string
+	// pointers caches json.value lookups: most rules start with the
+	// kevt macro, jevt.value[/stage], and one lookup serves them all.
+	pointers []pointerValue
+}
+
+type pointerValue struct {
+	f  *fieldInst
+	s  string
+	ok bool
+}
+
+// pointer is json.value[...]: the value at a JSON pointer of the event.
+func (c *evalCtx) pointer(f *fieldInst) ([]string, bool) {
+	for _, p := range c.pointers {
+		if p.f == f {
+			if !p.ok {
+				return nil, false
+			}
+			return c.single(p.s)
+		}
+	}
+	v, ok := jsonPointer(c.e.Raw, f.toks)
+	p := pointerValue{f: f, ok: ok}
+	if ok {
+		p.s = jsonText(v)
+	}
+	c.pointers = append(c.pointers, p)
+	if !ok {
+		return nil, false
+	}
+	return c.single(p.s)
 }
 
 func (c *evalCtx) single(s string) ([]string, bool) {
@@ -479,13 +510,7 @@ func fieldTable() map[string]*fieldSpec {
 
 	// The json plugin's fields, and their jevt.* aliases.
 	for _, p := range []string{"json", "jevt"} {
-		add(p+".value", false, argKeyRequired, func(c *evalCtx, f *fieldInst) ([]string, bool) {
-			v, ok := jsonPointer(c.e.Raw, f.toks)
-			if !ok {
-				return nil, false
-			}
-			return c.single(jsonText(v))
-		})
+		add(p+".value", false, argKeyRequired, func(c *evalCtx, f *fieldInst) ([]string, bool) { return c.pointer(f) })
 		scalar(p+".obj", func(c *evalCtx) ([]string, bool) { return c.single(indentJSON(c.e.Raw)) })
 		scalar(p+".rawtime", func(c *evalCtx) ([]string, bool) { return c.rawTime() })
 	}

@@ -162,7 +162,7 @@ func (p *parser) parseOr() (expr, error) {
 	for {
 		save := p.i
 		p.blank()
-		if !p.word("or", "(", false) {
+		if !p.word("or", "(", true) {
 			p.i = save
 			break
 		}
@@ -189,7 +189,7 @@ func (p *parser) parseAnd() (expr, error) {
 	for {
 		save := p.i
 		p.blank()
-		if !p.word("and", "(", false) {
+		if !p.word("and", "(", true) {
 			p.i = save
 			break
 		}
