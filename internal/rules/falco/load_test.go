@@ -263,12 +263,12 @@ func TestMerging(t *testing.T) {
 		{mk("bob", "default", "create", "busybox"), "Watched user/critical/a+b"},   // list append
 		{mk("carol", "default", "create", "busybox"), "Watched user/critical/a+b"}, // macro append
 		{mk("erin", "default", "create", "busybox"), ""},
-		{mk("alice", "kube-system", "get", "busybox"), ""},                                 // exception
-		{mk("alice", "kube-system", "create", "busybox"), "Watched user/critical/a+b"},     // exception needs both fields
-		{mk("alice", "web", "get", "busybox"), ""},                                         // appended exception value
-		{mk("dave", "default", "create", "busybox"), ""},                                   // new exception, single field
-		{mk("erin", "default", "create", "nginx:1"), "Privileged image/info/"},             // list override: replace
-		{mk("erin", "default", "create", "falcosecurity/falco:1"), ""},                     // the replaced item is gone
+		{mk("alice", "kube-system", "get", "busybox"), ""},                                              // exception
+		{mk("alice", "kube-system", "create", "busybox"), "Watched user/critical/a+b"},                  // exception needs both fields
+		{mk("alice", "web", "get", "busybox"), ""},                                                      // appended exception value
+		{mk("dave", "default", "create", "busybox"), ""},                                                // new exception, single field
+		{mk("erin", "default", "create", "nginx:1"), "Privileged image/info/"},                          // list override: replace
+		{mk("erin", "default", "create", "falcosecurity/falco:1"), ""},                                  // the replaced item is gone
 		{mk("alice", "default", "create", "nginx"), "Watched user/critical/a+b,Privileged image/info/"}, // rule_matching: all
 	} {
 		if got := fired(tc.e); got != tc.want {
