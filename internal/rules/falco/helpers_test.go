@@ -1,0 +1,89 @@
+package falco
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/rules"
+)
+
+// sharedDir finds the shared data folder: $KUBETRAIL_SHARED, or a folder
+// "shared" holding rulesets beside the repository's clone (CI checks it
+// out there) or beside one of its parents (a git worktree in a folder of
+// worktrees). Tests that need it fail rather than skip: a rule set that
+// cannot be found must not look like one that loads.
+func sharedDir(t testing.TB) string {
+	t.Helper()
+	if d := os.Getenv("KUBETRAIL_SHARED"); d != "" {
+		return d
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no folder shared/rulesets beside the repository or its parents; set KUBETRAIL_SHARED")
+		}
+		dir = parent
+		if _, err := os.Stat(filepath.Join(dir, "shared", "rulesets")); err == nil {
+			return filepath.Join(dir, "shared")
+		}
+	}
+}
+
+// falcoRulesFile is Falco's k8saudit rule file, unchanged.
+func falcoRulesFile(t testing.TB) rules.File {
+	t.Helper()
+	name := filepath.Join(sharedDir(t), "rulesets", "falco", "k8s_audit_rules.yaml")
+	data, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rules.File{Name: name, Data: data}
+}
+
+// loadOK loads files and fails the test on any error.
+func loadOK(t testing.TB, opts Options, files ...rules.File) *Evaluator {
+	t.Helper()
+	ev, problems := Load(files, opts)
+	for _, p := range problems {
+		if !p.Warning {
+			t.Fatalf("unexpected problem: %s", p)
+		}
+	}
+	return ev
+}
+
+// decodeFile reads audit events the way import does.
+func decodeFile(t testing.TB, name string) ([]*rules.Event, []audit.Problem) {
+	t.Helper()
+	data, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []*rules.Event
+	var bad []audit.Problem
+	audit.NewDecoder(audit.Limits{}).DecodeBody(name, data, func(r audit.Record) {
+		ev := r.Event
+		evs = append(evs, &rules.Event{Ev: &ev, Raw: r.Raw, Cluster: "test"})
+	}, func(p audit.Problem) { bad = append(bad, p) })
+	return evs, bad
+}
+
+// event decodes one audit event line.
+func event(t testing.TB, line string) *rules.Event {
+	t.Helper()
+	var out *rules.Event
+	audit.NewDecoder(audit.Limits{}).DecodeLine("test", 1, []byte(line), func(r audit.Record) {
+		ev := r.Event
+		out = &rules.Event{Ev: &ev, Raw: r.Raw, Cluster: "prod"}
+	}, func(p audit.Problem) { t.Fatalf("bad test event: %s", p) })
+	return out
+}
+
+// ruleFile is a rule file written in a test.
+func ruleFile(name, text string) rules.File { return rules.File{Name: name, Data: []byte(text)} }
