@@ -1,6 +1,7 @@
 package query
 
 import (
+	"strconv"
 	"strings"
 	"time"
 	"unsafe"
@@ -293,4 +294,44 @@ func FreeTextFields() []string {
 		"objectRef.namespace", "objectRef.name", "responseStatus.message",
 		"annotations (values)", "requestObject (raw JSON)", "responseObject (raw JSON)",
 	}
+}
+
+// FieldValues returns the values field has in ev, as the filter language
+// compares them: none when the event lacks the field, several for the
+// fields that hold many (groups, source IPs). Codes are decimal, times RFC
+// 3339 with nanoseconds. Rules use it to group events by fields
+// (threshold by user, sequence by user). It panics on a field LookupField
+// did not return.
+func FieldValues(f Field, ev *audit.Event, cluster string) []string {
+	s := fields.byName[strings.ToLower(f.Name)]
+	if s == nil {
+		panic("BUG: query.FieldValues of unknown field " + f.Name)
+	}
+	one := func(v string) []string {
+		if v == "" {
+			return nil
+		}
+		return []string{v}
+	}
+	switch {
+	case s.str != nil:
+		return one(s.str(ev, cluster))
+	case s.strs != nil:
+		return s.strs(ev)
+	case s.keyedStr != nil:
+		return one(s.keyedStr(ev, f.Key))
+	case s.keyedStrs != nil:
+		return s.keyedStrs(ev, f.Key)
+	case s.code != nil:
+		if c, ok := s.code(ev); ok {
+			return []string{strconv.Itoa(c)}
+		}
+		return nil
+	case s.time != nil:
+		if t := s.time(ev); !t.IsZero() {
+			return []string{t.UTC().Format(time.RFC3339Nano)}
+		}
+		return nil
+	}
+	return nil
 }
