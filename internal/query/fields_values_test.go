@@ -21,7 +21,7 @@ func TestFieldValuesAgreeWithMatch(t *testing.T) {
 		ObjectRef:                &audit.ObjectReference{Resource: "secrets", Namespace: "prod", Name: "x", APIVersion: "v1"},
 		ResponseStatus:           &audit.Status{Code: 200},
 		RequestReceivedTimestamp: audit.MicroTime{Time: ts}, StageTimestamp: audit.MicroTime{Time: ts.Add(time.Millisecond)},
-		Annotations:              map[string]string{"authorization.k8s.io/decision": "allow"},
+		Annotations: map[string]string{"authorization.k8s.io/decision": "allow"},
 	}
 	checked := 0
 	for _, fi := range Fields() {
