@@ -24,7 +24,9 @@ const (
 )
 
 // leaf is one value of a field. For numbers s is the number's text as the
-// event wrote it and n its value; for booleans s is "true" or "false".
+// event wrote it (empty for the model's integers, whose text is made only
+// when a string matcher asks) and n its value; for booleans s is "true" or
+// "false".
 type leaf struct {
 	k leafKind
 	s string
@@ -36,7 +38,7 @@ var missing = leaf{k: kMissing}
 
 func stringLeaf(s string) leaf { return leaf{k: kString, s: s} }
 
-func intLeaf(i int64) leaf { return leaf{k: kNumber, s: strconv.FormatInt(i, 10), n: float64(i)} }
+func intLeaf(i int64) leaf { return leaf{k: kNumber, n: float64(i)} }
 
 // present reports whether the leaf is a value other than null.
 func (l leaf) present() bool { return l.k != kMissing && l.k != kNull }
@@ -46,7 +48,12 @@ func (l leaf) present() bool { return l.k != kMissing && l.k != kNull }
 // none.
 func (l leaf) text() (string, bool) {
 	switch l.k {
-	case kString, kNumber, kBool:
+	case kNumber:
+		if l.s == "" {
+			return strconv.FormatInt(int64(l.n), 10), true
+		}
+		return l.s, true
+	case kString, kBool:
 		return l.s, true
 	}
 	return "", false
