@@ -251,3 +251,33 @@ func TestReferenceAgreesOnTheModelEdge(t *testing.T) {
 		t.Fatal("the event lost its extra key")
 	}
 }
+
+// TestConcurrentEval: Eval may be called from many goroutines at once
+// (run with -race); each gets the alerts it would get alone.
+func TestConcurrentEval(t *testing.T) {
+	rs, _ := Load(referenceFiles(t)...)
+	corpus := genCorpus(200)
+	want := make([]int, len(corpus))
+	events := make([]*rules.Event, len(corpus))
+	for i, raw := range corpus {
+		events[i] = decoded(t, raw)
+		want[i] = len(rs.Eval(events[i]))
+	}
+	errs := make(chan string, 4)
+	for range 4 {
+		go func() {
+			for i, e := range events {
+				if got := len(rs.Eval(e)); got != want[i] {
+					errs <- fmt.Sprintf("event %d: %d alerts, want %d", i, got, want[i])
+					return
+				}
+			}
+			errs <- ""
+		}()
+	}
+	for range 4 {
+		if msg := <-errs; msg != "" {
+			t.Error(msg)
+		}
+	}
+}
