@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -50,4 +51,33 @@ func JQ(t testing.TB) string {
 		return ""
 	}
 	return p
+}
+
+// SharedDir returns the project's shared folder, which holds the public
+// rule sets the detection tests load unchanged (they are never copied into
+// the repository): $KUBETRAIL_SHARED, else a folder "shared" holding
+// rulesets beside the repository's clone (CI puts it there) or beside one
+// of its parents (a git worktree in a folder of worktrees). Missing, it is
+// Unavailable: a rule set that cannot be found must not pass for one that
+// loads.
+func SharedDir(t testing.TB) string {
+	t.Helper()
+	if d := os.Getenv("KUBETRAIL_SHARED"); d != "" {
+		return d
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			Unavailable(t, "no folder shared/rulesets beside the repository or its parents; set KUBETRAIL_SHARED to the shared folder")
+			return ""
+		}
+		dir = parent
+		if st, err := os.Stat(filepath.Join(dir, "shared", "rulesets")); err == nil && st.IsDir() {
+			return filepath.Join(dir, "shared")
+		}
+	}
 }

@@ -7,33 +7,10 @@ import (
 
 	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/rules"
+	"github.com/kubetrail/kubetrail/internal/testenv"
 )
 
-// sharedDir finds the shared data folder: $KUBETRAIL_SHARED, or a folder
-// "shared" holding rulesets beside the repository's clone (CI checks it
-// out there) or beside one of its parents (a git worktree in a folder of
-// worktrees). Tests that need it fail rather than skip: a rule set that
-// cannot be found must not look like one that loads.
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	if d := os.Getenv("KUBETRAIL_SHARED"); d != "" {
-		return d
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no folder shared/rulesets beside the repository or its parents; set KUBETRAIL_SHARED")
-		}
-		dir = parent
-		if _, err := os.Stat(filepath.Join(dir, "shared", "rulesets")); err == nil {
-			return filepath.Join(dir, "shared")
-		}
-	}
-}
+func sharedDir(t testing.TB) string { return testenv.SharedDir(t) }
 
 // falcoRulesFile is Falco's k8saudit rule file, unchanged.
 func falcoRulesFile(t testing.TB) rules.File {
