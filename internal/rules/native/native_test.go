@@ -1,0 +1,236 @@
+package native
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/rules"
+)
+
+var t0 = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+
+// ev builds an event: user, verb, resource[/subresource], namespace/name,
+// code, seconds after t0; body is the requestObject (JSON) or "".
+func ev(t *testing.T, id, user, verb, res, nsName string, code int, sec float64, body string) *rules.Event {
+	t.Helper()
+	resource, sub, _ := strings.Cut(res, "/")
+	ns, name, _ := strings.Cut(nsName, "/")
+	ts := t0.Add(time.Duration(sec * float64(time.Second)))
+	obj := fmt.Sprintf(`{"resource":%q,"namespace":%q,"name":%q,"apiVersion":"v1"`, resource, ns, name)
+	if sub != "" {
+		obj += fmt.Sprintf(`,"subresource":%q`, sub)
+	}
+	obj += "}"
+	raw := fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Request","auditID":%q,"stage":"ResponseComplete","requestURI":"/x","verb":%q,"user":{"username":%q},"sourceIPs":["10.0.0.1"],"objectRef":%s,"responseStatus":{"metadata":{},"code":%d},`, id, verb, user, obj, code)
+	if body != "" {
+		raw += `"requestObject":` + body + `,`
+	}
+	raw += fmt.Sprintf(`"requestReceivedTimestamp":%q,"stageTimestamp":%q}`, ts.Format(time.RFC3339Nano), ts.Format(time.RFC3339Nano))
+	e := &audit.Event{}
+	if err := audit.DecodeStored([]byte(raw), e); err != nil {
+		t.Fatalf("%s: %v", raw, err)
+	}
+	return &rules.Event{Ev: e, Raw: []byte(raw), Cluster: "prod"}
+}
+
+func load(t *testing.T, texts ...string) *Evaluator {
+	t.Helper()
+	var files []rules.File
+	for i, s := range texts {
+		files = append(files, rules.File{Name: fmt.Sprintf("r%d.yaml", i), Data: []byte(s)})
+	}
+	e, probs := Load(nil, files...)
+	for _, p := range probs {
+		t.Fatalf("%s", p)
+	}
+	return e
+}
+
+// fired runs events through e and returns "rule:id,id" per alert.
+func fired(e *Evaluator, evs ...*rules.Event) []string {
+	var out []string
+	for _, x := range evs {
+		for _, a := range e.Eval(x) {
+			out = append(out, a.Rule+":"+strings.Join(a.AuditIDs, ","))
+		}
+	}
+	return out
+}
+
+func TestSingleEventRules(t *testing.T) {
+	e := load(t, `
+- name: Exec
+  severity: high
+  description: exec, attach or port-forward, over SPDY (create) or WebSocket (get)
+  condition: subresource in (exec,attach,portforward) verb in (create,get)
+  tags: [T1609]
+- name: Off
+  enabled: false
+  condition: verb=get
+`)
+	a := ev(t, "1", "alice", "get", "pods/exec", "prod/web", 101, 0, "")
+	b := ev(t, "2", "alice", "create", "pods/exec", "prod/web", 101, 1, "")
+	c := ev(t, "3", "alice", "get", "pods", "prod/web", 200, 2, "")
+	if got := fired(e, a, b, c); !slices.Equal(got, []string{"Exec:1", "Exec:2"}) {
+		t.Fatalf("fired %q", got)
+	}
+	al := e.Eval(a)[0]
+	if al.Severity != rules.High || al.Source != rules.SourceKubetrail || al.User != "alice" || !al.Time.Equal(t0) || !slices.Equal(al.Tags, []string{"T1609"}) ||
+		al.Message != "Exec: alice get pods/exec web in prod (101)" {
+		t.Fatalf("alert %+v", al)
+	}
+}
+
+// TestThreshold: 3 denials by one user within a minute fire once, with
+// all three audit IDs; another user's denials count apart; events older
+// than the window fall out.
+// Mutations it catches: no window (the old denial counts), no grouping,
+// firing on every event past the count.
+func TestThreshold(t *testing.T) {
+	e := load(t, `
+- name: Denied burst
+  condition: code in (401,403)
+  threshold: {count: 3, window: 1m, by: [user]}
+`)
+	evs := []*rules.Event{
+		ev(t, "a1", "alice", "get", "secrets", "prod/x", 403, 0, ""),
+		ev(t, "a2", "alice", "get", "secrets", "prod/x", 403, 70, ""), // a1 is out of the window
+		ev(t, "b1", "bob", "get", "secrets", "prod/x", 403, 71, ""),
+		ev(t, "a3", "alice", "get", "secrets", "prod/x", 200, 72, ""), // not a denial
+		ev(t, "a4", "alice", "get", "secrets", "prod/x", 403, 73, ""),
+		ev(t, "b2", "bob", "get", "secrets", "prod/x", 403, 74, ""),
+		ev(t, "a5", "alice", "get", "secrets", "prod/x", 403, 75, ""), // alice: a2 a4 a5
+		ev(t, "a6", "alice", "get", "secrets", "prod/x", 403, 76, ""), // counting again from 1
+	}
+	if got := fired(e, evs...); !slices.Equal(got, []string{"Denied burst:a2,a4,a5"}) {
+		t.Fatalf("fired %q", got)
+	}
+}
+
+// TestSequence is the seed's incident: alice is denied, then someone binds
+// her to cluster-admin, then alice reads a secret, within 30 minutes. The
+// binding's step is grouped by the subject it names, not by who made it.
+// Mutations it catches: steps out of order firing, the binding grouped by
+// its author, no window.
+func TestSequence(t *testing.T) {
+	rule := `
+- name: Denied, granted, then secrets
+  severity: critical
+  sequence:
+    within: 30m
+    by: user
+    steps:
+    - code=403
+    - condition: resource in (clusterrolebindings,rolebindings) verb=create
+      by: subject
+    - resource=secrets verb in (get,list) code<400
+`
+	binding := `{"kind":"ClusterRoleBinding","subjects":[{"kind":"User","name":"alice"}],"roleRef":{"kind":"ClusterRole","name":"cluster-admin"}}`
+	e := load(t, rule)
+	got := fired(e,
+		ev(t, "s0", "alice", "get", "secrets", "prod/db", 200, 0, ""), // a read before anything: no start
+		ev(t, "d1", "alice", "list", "secrets", "prod/", 403, 10, ""),
+		ev(t, "g1", "admin", "create", "clusterrolebindings", "/alice-admin", 201, 20, binding),
+		ev(t, "r1", "alice", "get", "secrets", "prod/db", 200, 30, ""),
+	)
+	if !slices.Equal(got, []string{"Denied, granted, then secrets:d1,g1,r1"}) {
+		t.Fatalf("fired %q", got)
+	}
+	// Too slow: the read comes 31 minutes after the denial.
+	e = load(t, rule)
+	got = fired(e,
+		ev(t, "d1", "alice", "list", "secrets", "prod/", 403, 0, ""),
+		ev(t, "g1", "admin", "create", "clusterrolebindings", "/alice-admin", 201, 20, binding),
+		ev(t, "r1", "alice", "get", "secrets", "prod/db", 200, 31*60, ""),
+	)
+	if len(got) != 0 {
+		t.Fatalf("outside the window fired %q", got)
+	}
+	// A binding naming someone else does not move alice on.
+	e = load(t, rule)
+	other := strings.Replace(binding, `"alice"`, `"carol"`, 1)
+	got = fired(e,
+		ev(t, "d1", "alice", "list", "secrets", "prod/", 403, 0, ""),
+		ev(t, "g1", "admin", "create", "clusterrolebindings", "/carol-admin", 201, 20, other),
+		ev(t, "r1", "alice", "get", "secrets", "prod/db", 200, 30, ""),
+	)
+	if len(got) != 0 {
+		t.Fatalf("a binding of another user fired %q", got)
+	}
+}
+
+// TestChanges: a later file disables, re-rates and adds an exception to a
+// rule by name, and a file with an error changes nothing.
+func TestChanges(t *testing.T) {
+	base, probs := Load(nil, rules.File{Name: "builtin.yaml", Data: []byte(`
+- name: Secret read
+  severity: medium
+  condition: resource=secrets verb=get
+- name: Exec
+  condition: subresource=exec
+`)})
+	if len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	e, probs := Load(base.Compiled(),
+		rules.File{Name: "mine.yaml", Data: []byte(`
+- name: Secret read
+  severity: high
+  except: user=system:serviceaccount:*
+- name: Exec
+  enabled: false
+`)},
+		rules.File{Name: "broken.yaml", Data: []byte(`
+- name: Secret read
+  enabled: false
+- name: New
+  condition: verb=nope(
+`)})
+	if len(probs) != 1 || probs[0].File != "broken.yaml" || probs[0].Line != 5 {
+		t.Fatalf("problems %v", probs)
+	}
+	got := fired(e,
+		ev(t, "1", "alice", "get", "secrets", "prod/x", 200, 0, ""),
+		ev(t, "2", "system:serviceaccount:kube-system:x", "get", "secrets", "prod/x", 200, 1, ""),
+		ev(t, "3", "alice", "get", "pods/exec", "prod/x", 101, 2, ""),
+	)
+	if !slices.Equal(got, []string{"Secret read:1"}) {
+		t.Fatalf("fired %q", got)
+	}
+	if e.Eval(ev(t, "1", "alice", "get", "secrets", "prod/x", 200, 0, ""))[0].Severity != rules.High {
+		t.Fatal("severity not changed")
+	}
+	// The base is untouched.
+	if got := fired(base, ev(t, "3", "alice", "get", "pods/exec", "prod/x", 101, 2, "")); len(got) != 1 {
+		t.Fatalf("changing a copy changed the base: %q", got)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	f := func(text, want string) {
+		t.Helper()
+		_, probs := Load(nil, rules.File{Name: "bad.yaml", Data: []byte(text)})
+		var all []string
+		for _, p := range probs {
+			all = append(all, p.String())
+		}
+		if !strings.Contains(strings.Join(all, "\n"), want) {
+			t.Errorf("problems %q, want %q", all, want)
+		}
+	}
+	f("- name: x\n  conditon: verb=get\n", `bad.yaml:2:3: error: unknown key "conditon" in a rule (did you mean "condition"?)`)
+	f("- name: x\n  condition: verb=get usr=alice\n", `bad.yaml:2:23: error: condition: unknown field "usr"`)
+	f("- name: x\n  condition: verb=get\n  severity: urgent\n", `bad.yaml:3:13: error: severity "urgent": want one of info, low, medium, high, critical`)
+	f("- name: x\n  condition: verb=get\n  threshold: {count: 0, window: 1m}\n", `bad.yaml:3:22: error: count "0"`)
+	f("- name: x\n  condition: verb=get\n  threshold: {count: 2, window: soon}\n", `window "soon"`)
+	f("- name: x\n  condition: verb=get\n  threshold: {count: 2, window: 1m, by: [usr]}\n", `unknown field "usr" to group by`)
+	f("- name: x\n  sequence: {within: 1m, by: user, steps: [verb=get]}\n", `at least two conditions`)
+	f("- name: x\n  enabled: false\n", `no rule named "x" to change`)
+	f("- name: x\n  condition: verb=get\n- name: x\n  condition: verb=list\n", `bad.yaml:3:9: error: a rule named "x" is already loaded`)
+	f("name: x\n", `a kubetrail rule file is a list of rules`)
+	f("- name: x\n  condition: [\n", `bad.yaml:2: error: not YAML: yaml: line 2`)
+}
