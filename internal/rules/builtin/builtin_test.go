@@ -39,9 +39,9 @@ func e(t *testing.T, user, verb, res, nsName, stage string, code int, opts ...st
 	m := map[string]any{
 		"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Request", "auditID": "id-" + verb + "-" + res,
 		"stage": stage, "requestURI": "/api/v1/x", "verb": verb,
-		"user":      map[string]any{"username": user},
-		"sourceIPs": []string{"10.0.0.9"},
-		"objectRef": map[string]any{"resource": resource, "subresource": sub, "namespace": ns, "name": name},
+		"user":                     map[string]any{"username": user},
+		"sourceIPs":                []string{"10.0.0.9"},
+		"objectRef":                map[string]any{"resource": resource, "subresource": sub, "namespace": ns, "name": name},
 		"responseStatus":           map[string]any{"code": code},
 		"requestReceivedTimestamp": "2026-12-01T10:00:00Z",
 		"stageTimestamp":           "2026-12-01T10:00:00Z",
