@@ -1,0 +1,152 @@
+// Package engine runs every detection format together: it tells each rule
+// file's format from its contents, loads the files of each format with
+// their own loader (Falco's in order, since they build on each other), and
+// evaluates an event against all of them. kubetrail's rules come first,
+// then Sigma's, then Falco's; Falco's keep their own one-alert-per-event
+// matching among themselves.
+package engine
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/kubetrail/kubetrail/internal/rules"
+	"github.com/kubetrail/kubetrail/internal/rules/builtin"
+	"github.com/kubetrail/kubetrail/internal/rules/falco"
+	"github.com/kubetrail/kubetrail/internal/rules/native"
+	"github.com/kubetrail/kubetrail/internal/rules/sigma"
+)
+
+// Options say what to load besides the files.
+type Options struct {
+	// Builtin includes the built-in pack (before the files, so that a file
+	// can change its rules by name).
+	Builtin bool
+	// Falco is how Falco rules match (first, Falco's default, or all).
+	Falco falco.Options
+}
+
+// Engine evaluates every loaded rule. It is safe for concurrent use.
+type Engine struct {
+	evals []rules.Evaluator
+}
+
+var _ rules.Evaluator = (*Engine)(nil)
+
+// Format is a rule file's format.
+type Format string
+
+// The formats Detect tells apart.
+const (
+	FormatNative Format = "kubetrail"
+	FormatSigma  Format = "sigma"
+	FormatFalco  Format = "falco"
+)
+
+// Detect tells a rule file's format from its contents, or says why it is
+// none of them.
+func Detect(data []byte) (Format, error) {
+	switch {
+	case falco.LooksLikeFalco(data):
+		return FormatFalco, nil
+	case sigma.LooksLikeSigma(data):
+		return FormatSigma, nil
+	case native.LooksLikeNative(data):
+		return FormatNative, nil
+	}
+	return "", fmt.Errorf("not a rule file: neither kubetrail rules (a list of - name: ... condition: ...), a Sigma rule (title, logsource, detection) nor a Falco rules file (- rule:, - macro:, - list:)")
+}
+
+// Load loads rule files of any format. A file with errors loads nothing
+// (its problems say why, FILE:LINE:COL); the others load.
+func Load(files []rules.File, opts Options) (*Engine, []rules.Problem) {
+	var byFormat = map[Format][]rules.File{}
+	var problems []rules.Problem
+	for _, f := range files {
+		format, err := Detect(f.Data)
+		if err != nil {
+			problems = append(problems, rules.Problem{File: f.Name, Msg: err.Error()})
+			continue
+		}
+		byFormat[format] = append(byFormat[format], f)
+	}
+	e := &Engine{}
+	var base []*native.Rule
+	if opts.Builtin {
+		base = builtin.Rules()
+	}
+	if nf := byFormat[FormatNative]; len(nf) > 0 || len(base) > 0 {
+		ev, probs := native.Load(base, nf...)
+		problems = append(problems, probs...)
+		e.evals = append(e.evals, ev)
+	}
+	if sf := byFormat[FormatSigma]; len(sf) > 0 {
+		ev, probs := sigma.Load(sf...)
+		problems = append(problems, probs...)
+		e.evals = append(e.evals, ev)
+	}
+	if ff := byFormat[FormatFalco]; len(ff) > 0 {
+		ev, probs := falco.Load(ff, opts.Falco)
+		problems = append(problems, probs...)
+		e.evals = append(e.evals, ev)
+	}
+	return e, problems
+}
+
+// Eval returns every alert e raises.
+func (e *Engine) Eval(ev *rules.Event) []rules.Alert {
+	var out []rules.Alert
+	for _, x := range e.evals {
+		out = append(out, x.Eval(ev)...)
+	}
+	return out
+}
+
+// Rules describes every loaded rule.
+func (e *Engine) Rules() []rules.RuleInfo {
+	var out []rules.RuleInfo
+	for _, x := range e.evals {
+		out = append(out, x.Rules()...)
+	}
+	return out
+}
+
+// ReadPaths reads rule files: each path is a file, or a folder whose
+// .yaml and .yml files are read in name order.
+func ReadPaths(paths []string) ([]rules.File, error) {
+	var out []rules.File
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("rules: %w", err)
+		}
+		names := []string{p}
+		if st.IsDir() {
+			names = nil
+			ents, err := os.ReadDir(p)
+			if err != nil {
+				return nil, fmt.Errorf("rules: %w", err)
+			}
+			for _, en := range ents {
+				if n := en.Name(); !en.IsDir() && (strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
+					names = append(names, filepath.Join(p, n))
+				}
+			}
+			sort.Strings(names)
+			if len(names) == 0 {
+				return nil, fmt.Errorf("rules: %s holds no .yaml or .yml file", p)
+			}
+		}
+		for _, n := range names {
+			data, err := os.ReadFile(n)
+			if err != nil {
+				return nil, fmt.Errorf("rules: %w", err)
+			}
+			out = append(out, rules.File{Name: n, Data: data})
+		}
+	}
+	return out, nil
+}
