@@ -79,7 +79,7 @@ Start here:
 	root.PersistentFlags().StringVar(&e.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().BoolVar(&e.logJSON, "log-json", false, "write logs as JSON lines")
 	root.AddCommand(serveCmd(e), importCmd(e), tailCmd(e), exportCmd(e), queryCmd(e), statsCmd(e), setupCmd(e), whoCmd(e), activityCmd(e), historyCmd(e), secretsCmd(e), execsCmd(e), deniedCmd(e), rbacCmd(e), fromCmd(e))
-	root.AddCommand(policyCmd(e), verifyCmd(e))
+	root.AddCommand(policyCmd(e), verifyCmd(e), detectCmd(e), rulesCmd(e))
 
 	// KUBETRAIL_CPUPROFILE=FILE writes a CPU profile, for performance work.
 	if path := os.Getenv("KUBETRAIL_CPUPROFILE"); path != "" {

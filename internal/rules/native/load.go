@@ -30,7 +30,7 @@ func Load(base []*Rule, files ...rules.File) (*Evaluator, []rules.Problem) {
 			ruleset = next
 		}
 	}
-	return &Evaluator{rules: ruleset, state: make([]*ruleState, len(ruleset))}, problems
+	return &Evaluator{rules: ruleset, state: make([]*ruleState, len(ruleset)), seen: make([]*requestSet, len(ruleset))}, problems
 }
 
 func hasError(ps []rules.Problem) bool {
@@ -70,7 +70,7 @@ func (l *loader) errorf(n *yaml.Node, format string, args ...any) {
 }
 
 // ruleKeys are the keys a rule may have.
-var ruleKeys = []string{"name", "severity", "description", "condition", "except", "threshold", "sequence", "tags", "enabled"}
+var ruleKeys = []string{"name", "severity", "description", "condition", "except", "threshold", "sequence", "once", "tags", "enabled"}
 
 func loadFile(ruleset []*Rule, f rules.File) ([]*Rule, []rules.Problem) {
 	l := &loader{file: f.Name}
@@ -160,6 +160,16 @@ func (l *loader) rule(item *yaml.Node, name string) *Rule {
 		}
 	default:
 		l.errorf(item, "rule %q needs a condition or a sequence", name)
+	}
+	if n := mapValue(item, "once"); n != nil {
+		switch {
+		case n.Value != "request":
+			l.errorf(n, "once %q: the one choice is request (fire once per request, at its first matching stage)", n.Value)
+		case r.Threshold != nil || r.Sequence != nil:
+			l.errorf(n, "once applies to single-event rules, not thresholds or sequences")
+		default:
+			r.OncePerRequest = true
+		}
 	}
 	if len(l.problems) > before && hasError(l.problems[before:]) {
 		return nil

@@ -34,8 +34,15 @@ type Rule struct {
 	Except    []*query.Filter
 	Threshold *Threshold
 	Sequence  *Sequence
-	File      string
-	Line      int
+	// OncePerRequest makes a single-event rule fire once per request: at
+	// the first of its stages that matches (ResponseStarted when the
+	// policy logs it, else ResponseComplete). A request is known by its
+	// audit ID, receive time and user together: the audit ID alone is the
+	// client's to choose, and an attacker reusing one must not silence
+	// the rule.
+	OncePerRequest bool
+	File           string
+	Line           int
 }
 
 // Threshold fires when Count matching events with the same values of By
@@ -95,6 +102,7 @@ type Evaluator struct {
 	rules []*Rule
 	mu    sync.Mutex
 	state []*ruleState
+	seen  []*requestSet // per rule with OncePerRequest
 }
 
 var _ rules.Evaluator = (*Evaluator)(nil)
@@ -129,6 +137,9 @@ func (ev *Evaluator) Eval(e *rules.Event) []rules.Alert {
 			continue
 		}
 		if r.Threshold == nil {
+			if r.OncePerRequest && !ev.firstTime(i, e) {
+				continue
+			}
 			out = append(out, alert(r, e, []string{e.Ev.AuditID}))
 			continue
 		}
@@ -197,6 +208,38 @@ func summary(ev *audit.Event) string {
 		fmt.Fprintf(&b, " (%d)", ev.ResponseStatus.Code)
 	}
 	return b.String()
+}
+
+// requestSet remembers the requests a rule fired for, the newest maxKeys.
+type requestSet struct {
+	set  map[string]struct{}
+	ring []string
+	next int
+}
+
+// firstTime reports whether rule i has not fired for e's request yet, and
+// remembers that it now has.
+func (ev *Evaluator) firstTime(i int, e *rules.Event) bool {
+	key := fmt.Sprintf("%s\x00%d\x00%s", e.Ev.AuditID, e.Ev.RequestReceivedTimestamp.Time.UnixMicro(), e.Ev.User.Username)
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	s := ev.seen[i]
+	if s == nil {
+		s = &requestSet{set: map[string]struct{}{}, ring: make([]string, 0, 1024)}
+		ev.seen[i] = s
+	}
+	if _, ok := s.set[key]; ok {
+		return false
+	}
+	if len(s.ring) < maxKeys {
+		s.ring = append(s.ring, key)
+	} else {
+		delete(s.set, s.ring[s.next])
+		s.ring[s.next] = key
+		s.next = (s.next + 1) % maxKeys
+	}
+	s.set[key] = struct{}{}
+	return true
 }
 
 // maxKeys bounds the groups a threshold or sequence rule remembers; past

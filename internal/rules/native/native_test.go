@@ -234,3 +234,25 @@ func TestLoadErrors(t *testing.T) {
 	f("name: x\n", `a kubetrail rule file is a list of rules`)
 	f("- name: x\n  condition: [\n", `bad.yaml:2: error: not YAML: yaml: line 2`)
 }
+
+// TestOncePerRequest: a request logged at ResponseStarted and
+// ResponseComplete fires once; a request logged only at ResponseComplete
+// (a policy omitting ResponseStarted) fires too; a second request reusing
+// the first one's audit ID (the client chooses it) still fires.
+// Mutation it catches: keying on the audit ID alone.
+func TestOncePerRequest(t *testing.T) {
+	e := load(t, `
+- name: Exec
+  condition: subresource=exec stage in (ResponseStarted,ResponseComplete)
+  once: request
+`)
+	started := ev(t, "x", "alice", "get", "pods/exec", "prod/web", 101, 0, "")
+	started.Ev.Stage = audit.StageResponseStarted
+	complete := ev(t, "x", "alice", "get", "pods/exec", "prod/web", 101, 0, "")
+	complete.Ev.StageTimestamp.Time = complete.Ev.StageTimestamp.Time.Add(time.Minute)
+	reused := ev(t, "x", "alice", "get", "pods/exec", "prod/web", 101, 5, "") // received 5 s later
+	only := ev(t, "y", "bob", "create", "pods/exec", "prod/web", 101, 9, "")
+	if got := fired(e, started, complete, reused, only); !slices.Equal(got, []string{"Exec:x", "Exec:x", "Exec:y"}) {
+		t.Fatalf("fired %q, want one per request", got)
+	}
+}

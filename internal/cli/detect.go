@@ -1,0 +1,381 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/escape"
+	"github.com/kubetrail/kubetrail/internal/ingest"
+	"github.com/kubetrail/kubetrail/internal/rules"
+	"github.com/kubetrail/kubetrail/internal/rules/engine"
+	"github.com/kubetrail/kubetrail/internal/rules/falco"
+	"github.com/kubetrail/kubetrail/internal/store/local"
+)
+
+// ruleFlags are the flags that choose the rules.
+type ruleFlags struct {
+	paths    []string
+	builtin  bool
+	matching string
+}
+
+func (f *ruleFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVar(&f.paths, "rules", nil, "a rule file, or a folder of .yaml/.yml rule files (kubetrail, Sigma or Falco, told apart by their contents); repeatable. Replaces the built-in pack unless --builtin")
+	cmd.Flags().BoolVar(&f.builtin, "builtin", false, "with --rules: keep the built-in pack too (files may change its rules by name)")
+	cmd.Flags().StringVar(&f.matching, "falco-rule-matching", "first", "Falco rules: first (Falco's default: one alert per event, the first matching rule) or all")
+}
+
+// load loads the rules, printing every problem on stderr. Errors fail the
+// command: running without a rule the user asked for would hide attacks.
+func (f *ruleFlags) load(e *env) (*engine.Engine, error) {
+	files, err := engine.ReadPaths(f.paths)
+	if err != nil {
+		return nil, err
+	}
+	m, err := falco.ParseMatching(f.matching)
+	if err != nil {
+		return nil, fmt.Errorf("--falco-rule-matching: %w", err)
+	}
+	eng, probs := engine.Load(files, engine.Options{Builtin: len(f.paths) == 0 || f.builtin, Falco: falco.Options{Matching: m}})
+	errs := 0
+	for _, p := range probs {
+		fmt.Fprintln(e.stderr, escape.Text(p.String()))
+		if !p.Warning {
+			errs++
+		}
+	}
+	if errs > 0 {
+		return nil, fmt.Errorf("%d errors in the rule files; no rule of a file with an error is loaded", errs)
+	}
+	return eng, nil
+}
+
+func detectCmd(e *env) *cobra.Command {
+	var (
+		dir, since, until, output string
+		rf                        ruleFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "detect [FILE...]",
+		Short: "Run detection rules over stored events or audit log files",
+		Long: `detect runs detection rules over the events stored in --data, or over the
+audit log FILEs given (any format import reads; the store is then not
+opened), and prints one alert per line.
+
+Rules: the built-in pack (docs/detection.md) unless --rules names rule
+files or folders: kubetrail's own rules, Sigma rules and Falco rule files,
+told apart by their contents. --builtin keeps the pack beside them. A rule
+file with an error stops the command (FILE:LINE:COL: error: ...);
+warnings (a Sigma field that audit events lack) are printed and the rule
+still loads.
+
+Threshold and sequence rules count events in the order they are read:
+stored order (the order they arrived), or file order.
+
+-o jsonl is a contract: one alert per line with rule, severity (info, low,
+medium, high, critical), source (kubetrail, sigma, falco), auditIDs, user,
+impersonatedUser when set, message, time (RFC 3339 UTC of the last event)
+and, for Falco rules, priority. -o falco prints Falco's own JSON alerts
+(output, priority, rule, time, output_fields, tags) for Falcosidekick and
+other Falco consumers. The exit status is 0 whether or not alerts fire.`,
+		Example: `  kubetrail detect --since 24h
+  kubetrail detect /var/log/kubernetes/audit/audit.log -o jsonl
+  kubetrail detect --rules falco/k8s_audit_rules.yaml --rules sigma/ --builtin`,
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			if !slices.Contains([]string{"table", "json", "jsonl", "falco"}, output) {
+				return fmt.Errorf("-o %q: want table, json, jsonl or falco", output)
+			}
+			eng, err := rf.load(e)
+			if err != nil {
+				return err
+			}
+			w := bufio.NewWriter(e.stdout)
+			defer w.Flush()
+			out := newAlertPrinter(w, output)
+			eval := func(ev *audit.Event, raw []byte, cluster string) error {
+				for _, a := range eng.Eval(&rules.Event{Ev: ev, Raw: raw, Cluster: cluster}) {
+					if err := out.print(a); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			if len(args) > 0 {
+				err = detectFiles(cmd, e, args, eval)
+			} else {
+				err = detectStore(cmd, dir, since, until, eval)
+			}
+			if ferr := out.finish(); err == nil {
+				err = ferr
+			}
+			return err
+		},
+	}
+	addDataFlag(cmd, &dir)
+	rf.add(cmd)
+	f := cmd.Flags()
+	f.StringVar(&since, "since", "", "only stored events at or after this time: RFC 3339, or a duration ago such as 2h or 7d")
+	f.StringVar(&until, "until", "", "only stored events before this time: RFC 3339, or a duration ago")
+	f.StringVarP(&output, "output", "o", "table", "table, json, jsonl or falco")
+	return cmd
+}
+
+func detectFiles(cmd *cobra.Command, e *env, args []string, eval func(*audit.Event, []byte, string) error) error {
+	files, err := ingest.ExpandPaths(args)
+	if err != nil {
+		return err
+	}
+	var evalErr error
+	for _, name := range files {
+		n := 0
+		skipped, err := ingest.EachRecord(cmd.Context(), []string{name}, e.stdin, audit.Limits{}, func(r *audit.Record) {
+			n++
+			if evalErr == nil {
+				evalErr = eval(&r.Event, r.Raw, "default")
+			}
+		}, func(p audit.Problem) {
+			fmt.Fprintln(e.stderr, escape.Text(p.String()))
+		})
+		if err != nil {
+			return err
+		}
+		if evalErr != nil {
+			return evalErr
+		}
+		if err := stopped(cmd.Context()); err != nil {
+			return err
+		}
+		if n == 0 {
+			fmt.Fprintf(e.stderr, "%s: holds no audit event (%d lines skipped)\n", escape.Text(name), skipped)
+		}
+	}
+	return nil
+}
+
+func detectStore(cmd *cobra.Command, dir, since, until string, eval func(*audit.Event, []byte, string) error) (err error) {
+	sel := local.Selection{NeedEvent: true}
+	if sel.Since, err = parseTimeFlag("--since", since); err != nil {
+		return err
+	}
+	if sel.Until, err = parseTimeFlag("--until", until); err != nil {
+		return err
+	}
+	r, err := local.OpenReader(dir)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	defer func() { err = withDamage(r, err) }()
+	ctx := cmd.Context()
+	return r.Select(sel, func(h *local.Hit) error {
+		if err := stopped(ctx); err != nil {
+			return err
+		}
+		return eval(h.Event, h.Raw, h.Cluster)
+	})
+}
+
+// alertPrinter prints alerts in one of detect's formats.
+type alertPrinter struct {
+	w      io.Writer
+	format string
+	tw     *tabwriter.Writer
+	n      int
+}
+
+func newAlertPrinter(w io.Writer, format string) *alertPrinter {
+	p := &alertPrinter{w: w, format: format}
+	switch format {
+	case "table":
+		p.tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(p.tw, "TIME\tSEVERITY\tSOURCE\tRULE\tUSER\tMESSAGE")
+	case "json":
+		io.WriteString(w, "[")
+	}
+	return p
+}
+
+// jsonAlert is the jsonl contract (docs/detection.md).
+type jsonAlert struct {
+	Rule             string   `json:"rule"`
+	Severity         string   `json:"severity"`
+	Source           string   `json:"source"`
+	AuditIDs         []string `json:"auditIDs"`
+	User             string   `json:"user"`
+	ImpersonatedUser string   `json:"impersonatedUser,omitempty"`
+	Message          string   `json:"message"`
+	Time             string   `json:"time"`
+	Priority         string   `json:"priority,omitempty"`
+	Tags             []string `json:"tags,omitempty"`
+	Cluster          string   `json:"cluster,omitempty"`
+}
+
+func toJSON(a rules.Alert) jsonAlert {
+	ids := a.AuditIDs
+	if ids == nil {
+		ids = []string{}
+	}
+	return jsonAlert{Rule: a.Rule, Severity: a.Severity.String(), Source: a.Source, AuditIDs: ids, User: a.User,
+		ImpersonatedUser: a.ImpersonatedUser, Message: a.Message, Time: a.Time.UTC().Format(time.RFC3339Nano),
+		Priority: a.Priority, Tags: a.Tags, Cluster: a.Cluster}
+}
+
+func (p *alertPrinter) print(a rules.Alert) error {
+	defer func() { p.n++ }()
+	switch p.format {
+	case "table":
+		user := a.User
+		if a.ImpersonatedUser != "" {
+			user += " as " + a.ImpersonatedUser
+		}
+		_, err := fmt.Fprintf(p.tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Time.UTC().Format(time.RFC3339), a.Severity, a.Source,
+			escape.Line(a.Rule), escape.Line(user), escape.Line(a.Message))
+		return err
+	case "falco":
+		return writeJSONLine(p.w, falcoAlert(a))
+	case "json":
+		if p.n > 0 {
+			io.WriteString(p.w, ",")
+		}
+		io.WriteString(p.w, "\n  ")
+		b, err := json.Marshal(toJSON(a))
+		if err != nil {
+			return err
+		}
+		_, err = p.w.Write(b)
+		return err
+	default:
+		return writeJSONLine(p.w, toJSON(a))
+	}
+}
+
+func (p *alertPrinter) finish() error {
+	switch p.format {
+	case "table":
+		return p.tw.Flush()
+	case "json":
+		if p.n > 0 {
+			io.WriteString(p.w, "\n")
+		}
+		_, err := io.WriteString(p.w, "]\n")
+		return err
+	}
+	return nil
+}
+
+func writeJSONLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// falcoAlert is Falco's JSON alert (json_output: true): what Falcosidekick
+// and other Falco consumers read.
+func falcoAlert(a rules.Alert) map[string]any {
+	priority := a.Priority
+	if priority == "" {
+		priority = falcoPriority(a.Severity)
+	}
+	fields := a.OutputFields
+	if fields == nil {
+		fields = map[string]any{"ka.auditid": strings.Join(a.AuditIDs, ","), "ka.user.name": a.User}
+	}
+	tags := a.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	t := a.Time.UTC().Format(time.RFC3339Nano)
+	return map[string]any{
+		"output": t + ": " + falcoTitle(priority) + " " + a.Message, "priority": falcoTitle(priority), "rule": a.Rule,
+		"time": t, "output_fields": fields, "tags": tags, "source": "k8s_audit",
+	}
+}
+
+// falcoPriority maps a severity onto Falco's priorities, the reverse of
+// how Falco's are mapped onto severities.
+func falcoPriority(s rules.Severity) string {
+	return [...]string{"Informational", "Notice", "Warning", "Error", "Critical"}[s]
+}
+
+func falcoTitle(p string) string {
+	if p == "" {
+		return p
+	}
+	return strings.ToUpper(p[:1]) + strings.ToLower(p[1:])
+}
+
+func rulesCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rules",
+		Short: "List and check detection rules",
+		Long: `rules lists the detection rules detect would run, and checks rule files:
+kubetrail's own rules, Sigma rules and Falco rule files (docs/detection.md).`,
+	}
+	var lf ruleFlags
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the rules: the built-in pack, or those of --rules",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			eng, err := lf.load(e)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SOURCE\tSEVERITY\tENABLED\tRULE\tTAGS\tFILE")
+			for _, r := range eng.Rules() {
+				where := r.File
+				if r.Line > 0 {
+					where = fmt.Sprintf("%s:%d", r.File, r.Line)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\n", r.Source, r.Severity, r.Enabled, escape.Line(r.Name), escape.Line(strings.Join(r.Tags, ",")), escape.Line(where))
+			}
+			return tw.Flush()
+		},
+	}
+	lf.add(list)
+	check := &cobra.Command{
+		Use:   "check PATH...",
+		Short: "Load rule files and report every problem with FILE:LINE:COL",
+		Long: `check loads rule files (or folders of them) as detect would and prints every
+problem as FILE:LINE:COL: error|warning: message. It exits 1 when there is
+an error (the file would not load), 0 otherwise: warnings, such as a Sigma
+field that audit events do not have, never stop a rule from loading.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			files, err := engine.ReadPaths(args)
+			if err != nil {
+				return err
+			}
+			eng, probs := engine.Load(files, engine.Options{})
+			errs, warns := 0, 0
+			for _, p := range probs {
+				fmt.Fprintln(e.stdout, escape.Text(p.String()))
+				if p.Warning {
+					warns++
+				} else {
+					errs++
+				}
+			}
+			fmt.Fprintf(e.stderr, "%d files, %d rules loaded, %d errors, %d warnings\n", len(files), len(eng.Rules()), errs, warns)
+			if errs > 0 {
+				return exitCode(1)
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(list, check)
+	return cmd
+}

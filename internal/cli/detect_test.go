@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kubetrail/kubetrail/internal/investigate/investigatetest"
+)
+
+// incidentLog writes the recorded incident as an audit log file.
+func incidentLog(t *testing.T) string {
+	t.Helper()
+	recs, err := investigatetest.Records(investigatetest.Incident())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, r := range recs {
+		b.Write(r.Raw)
+		b.WriteByte('\n')
+	}
+	path := filepath.Join(t.TempDir(), "audit.log")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// alertLines parses detect -o jsonl, checking the contract's fields.
+func alertLines(t *testing.T, out string) []string {
+	t.Helper()
+	var got []string
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var a map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &a); err != nil {
+			t.Fatalf("not JSON: %q", sc.Text())
+		}
+		for _, k := range []string{"rule", "severity", "source", "auditIDs", "user", "message", "time"} {
+			if _, ok := a[k]; !ok {
+				t.Fatalf("alert without %q: %s", k, sc.Text())
+			}
+		}
+		if !slices.Contains([]string{"info", "low", "medium", "high", "critical"}, a["severity"].(string)) {
+			t.Fatalf("severity %v", a["severity"])
+		}
+		ids := a["auditIDs"].([]any)
+		got = append(got, a["rule"].(string)+" "+a["user"].(string)+" "+ids[len(ids)-1].(string))
+	}
+	return got
+}
+
+// TestDetectIncident runs the built-in pack over the recorded incident,
+// from the log file and from a data folder holding it: the same alerts,
+// each named; the exec over WebSocket (logged at two stages) alerts once.
+func TestDetectIncident(t *testing.T) {
+	log := incidentLog(t)
+	code, out, errOut := run("detect", log, "-o", "jsonl")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	got := alertLines(t, out)
+	var rules []string
+	for _, g := range got {
+		rules = append(rules, strings.SplitN(g, " ", 2)[0])
+	}
+	want := map[string]int{
+		"Secret read by a person":                 2, // alice, eve
+		"Exec, attach or port-forward into a pod": 4, // WebSocket once, SPDY, port-forward, attach
+		"Binding to cluster-admin":                1,
+		"Powerful ClusterRole written":            1,
+	}
+	count := map[string]int{}
+	for _, g := range got {
+		for r := range want {
+			if strings.HasPrefix(g, r+" ") {
+				count[r]++
+			}
+		}
+	}
+	for r, n := range want {
+		if count[r] != n {
+			t.Errorf("%s: %d alerts, want %d; all:\n%s", r, count[r], n, strings.Join(got, "\n"))
+		}
+	}
+	if len(got) != 8 {
+		t.Errorf("%d alerts, want 8:\n%s", len(got), strings.Join(got, "\n"))
+	}
+	if !slices.Contains(got, "Exec, attach or port-forward into a pod admin exec-ws") {
+		t.Errorf("the exec over WebSocket is not alerted by its audit ID:\n%s", strings.Join(got, "\n"))
+	}
+
+	data := filepath.Join(t.TempDir(), "data")
+	if code, _, errOut := run("import", "--data", data, log); code != 0 {
+		t.Fatalf("import: %s", errOut)
+	}
+	code, out2, errOut := run("detect", "--data", data, "-o", "jsonl")
+	if code != 0 {
+		t.Fatalf("detect --data: exit %d: %s", code, errOut)
+	}
+	if got2 := alertLines(t, out2); !slices.Equal(got2, got) {
+		t.Errorf("detect --data gives\n%s\nand detect FILE\n%s", strings.Join(got2, "\n"), strings.Join(got, "\n"))
+	}
+
+	// -o falco: Falco's own alert shape.
+	code, out, _ = run("detect", log, "-o", "falco")
+	first := strings.SplitN(out, "\n", 2)[0]
+	var fa map[string]any
+	if code != 0 || json.Unmarshal([]byte(first), &fa) != nil || fa["priority"] == nil || fa["output_fields"] == nil || fa["rule"] == nil || fa["output"] == nil {
+		t.Errorf("-o falco: %q", first)
+	}
+}
+
+// TestDetectInputs: a file that holds no audit event is named on stderr;
+// a rule file with an error stops detect and rules check with
+// FILE:LINE:COL; rules check passes the real rule sets with warnings only.
+func TestDetectInputs(t *testing.T) {
+	junk := filepath.Join(t.TempDir(), "notes.txt")
+	os.WriteFile(junk, []byte("hello\nworld\n"), 0o600)
+	code, _, errOut := run("detect", junk)
+	if code != 0 || !strings.Contains(errOut, "notes.txt: holds no audit event") {
+		t.Errorf("a file without events: exit %d, %q", code, errOut)
+	}
+	bad := filepath.Join(t.TempDir(), "mine.yaml")
+	os.WriteFile(bad, []byte("- name: x\n  condition: verb=get usr=alice\n"), 0o600)
+	code, _, errOut = run("detect", "--rules", bad, incidentLog(t))
+	if code != 1 || !strings.Contains(errOut, "mine.yaml:2:23: error: condition: unknown field \"usr\"") {
+		t.Errorf("a bad rule file: exit %d, %q", code, errOut)
+	}
+	code, out, _ := run("rules", "check", bad)
+	if code != 1 || !strings.Contains(out, "mine.yaml:2:23: error") {
+		t.Errorf("rules check of a bad file: exit %d, %q", code, out)
+	}
+}
