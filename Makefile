@@ -41,6 +41,9 @@ fuzz:
 	$(GO) test ./internal/policy -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/policy -run '^$$' -fuzz FuzzEvaluateMatchesUpstream -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/setup -run '^$$' -fuzz FuzzCheckManifest -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/rules/native -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/rules/falco -run '^$$' -fuzz FuzzParseCondition -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/rules/sigma -run '^$$' -fuzz FuzzCondition -fuzztime $(FUZZTIME)
 
 ## bench: the side-by-side benchmark suite (200k and 2M events; kubetrail beside
 ## jq, gojq, gzip, zstd, DuckDB, upstream policy); writes docs/BENCHMARKS.md. Under 45 min on 2 cores.
