@@ -18,6 +18,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/rules"
 	"github.com/kubetrail/kubetrail/internal/rules/engine"
 	"github.com/kubetrail/kubetrail/internal/rules/falco"
+	"github.com/kubetrail/kubetrail/internal/rules/ruletest"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
@@ -319,9 +320,10 @@ func falcoTitle(p string) string {
 func rulesCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rules",
-		Short: "List and check detection rules",
-		Long: `rules lists the detection rules detect would run, and checks rule files:
-kubetrail's own rules, Sigma rules and Falco rule files (docs/detection.md).`,
+		Short: "List, check and test detection rules",
+		Long: `rules lists the detection rules detect would run, checks rule files
+(kubetrail's own rules, Sigma rules and Falco rule files), and runs rule
+unit tests (docs/detection.md).`,
 	}
 	var lf ruleFlags
 	list := &cobra.Command{
@@ -376,6 +378,60 @@ field that audit events do not have, never stop a rule from loading.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(list, check)
+	cmd.AddCommand(list, check, rulesTestCmd(e))
 	return cmd
+}
+
+func rulesTestCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "test FILE...",
+		Short: "Run rule unit tests: audit events in, expected alerts out",
+		Long: `test runs rule unit tests, as promtool test rules does for Prometheus. Each
+FILE is a YAML fixture:
+
+  rules: [my-rules.yaml, builtin]   # rule files or folders, relative to FILE;
+                                    # builtin: the built-in pack (the default)
+  tests:
+  - name: exec into production alerts once
+    events: |                       # audit events, one JSON object a line
+      {"kind":"Event","apiVersion":"audit.k8s.io/v1",...}
+    # or: events_file: exec.jsonl   # relative to FILE: JSON lines, an
+    #                               # EventList or a JSON array
+    alerts:
+    - rule: Exec into production    # the rule's name (Sigma: its title)
+      severity: high                # optional
+      auditIDs: [e-1]               # optional: the alert's audit IDs, in order
+      count: 1                      # optional, default 1; 0: must not fire
+
+Each test runs its events, in order, through freshly loaded rules (so
+thresholds and sequences start empty). It checks only the rules its alerts
+name: every alert those rules raise must be expected, and every expected
+alert raised. Each mismatch is printed as FILE:LINE: test "NAME": ...,
+at the line of the expectation it breaks. A fixture that cannot run (YAML,
+a rule file with an error, an event that does not decode, a rule name no
+rule file defines) is reported as FILE:LINE:COL: error: ... on stderr.
+The exit status is 1 when any test fails or any fixture cannot run.`,
+		Example: `  kubetrail rules test rules/tests/*.yaml`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bad := false
+			for _, name := range args {
+				rep, err := ruletest.RunFile(name)
+				if err != nil {
+					fmt.Fprintln(e.stderr, escape.Text(err.Error()))
+					bad = true
+					continue
+				}
+				for _, f := range rep.Failures {
+					fmt.Fprintln(e.stdout, escape.Text(f.String()))
+				}
+				fmt.Fprintf(e.stdout, "%s: %d tests, %d failed\n", escape.Line(name), rep.Tests, rep.Failed)
+				bad = bad || rep.Failed > 0
+			}
+			if bad {
+				return exitCode(1)
+			}
+			return nil
+		},
+	}
 }
