@@ -113,7 +113,7 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 			if len(args) > 0 {
 				err = detectFiles(cmd, e, args, eval)
 			} else {
-				err = detectStore(cmd, dir, since, until, eval)
+				err = detectStore(cmd, eng, dir, since, until, eval)
 			}
 			if ferr := out.finish(); err == nil {
 				err = ferr
@@ -162,8 +162,15 @@ func detectFiles(cmd *cobra.Command, e *env, args []string, eval func(*audit.Eve
 	return nil
 }
 
-func detectStore(cmd *cobra.Command, dir, since, until string, eval func(*audit.Event, []byte, string) error) (err error) {
+func detectStore(cmd *cobra.Command, eng *engine.Engine, dir, since, until string, eval func(*audit.Event, []byte, string) error) (err error) {
 	sel := local.Selection{NeedEvent: true}
+	// Only the events some rule could act on are read: the store's
+	// indexes answer most of the rules' conditions.
+	f, any := eng.Candidates()
+	if !any {
+		return nil
+	}
+	sel.Filter = f
 	if sel.Since, err = parseTimeFlag("--since", since); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/rules"
 	"github.com/kubetrail/kubetrail/internal/rules/builtin"
 	"github.com/kubetrail/kubetrail/internal/rules/falco"
@@ -149,4 +150,22 @@ func ReadPaths(paths []string) ([]rules.File, error) {
 		}
 	}
 	return out, nil
+}
+
+// Candidates returns a filter that every event a loaded rule could act on
+// satisfies, for a store to read only those, or nil when the engine
+// cannot narrow (Sigma and Falco rules are evaluated on every event); ok
+// is false when no rule is enabled.
+func (e *Engine) Candidates() (f *query.Filter, ok bool) {
+	if len(e.evals) == 0 {
+		return nil, false
+	}
+	if len(e.evals) > 1 {
+		return nil, true
+	}
+	n, isNative := e.evals[0].(*native.Evaluator)
+	if !isNative {
+		return nil, true
+	}
+	return n.Candidates()
 }

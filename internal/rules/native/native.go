@@ -412,3 +412,43 @@ func LooksLikeNative(data []byte) bool {
 	}
 	return true
 }
+
+// Candidates returns a filter that every event an enabled rule could act
+// on satisfies: the disjunction of their conditions and sequence steps. A
+// store narrows what it reads with it (its indexes answer most of it);
+// each rule still decides on every candidate. ok is false when no rule is
+// enabled: no event is needed.
+func (ev *Evaluator) Candidates() (f *query.Filter, ok bool) {
+	var terms []query.Expr
+	add := func(c *query.Filter) {
+		if or, isOr := c.Expr().(*query.Or); isOr {
+			terms = append(terms, or.Terms...)
+			return
+		}
+		terms = append(terms, c.Expr())
+	}
+	for _, r := range ev.rules {
+		if !r.Enabled {
+			continue
+		}
+		if r.Sequence != nil {
+			for _, s := range r.Sequence.Steps {
+				add(s.Condition)
+			}
+			continue
+		}
+		add(r.Condition)
+	}
+	switch len(terms) {
+	case 0:
+		return nil, false
+	case 1:
+		f, err := query.CompileExpr(terms[0], time.Now())
+		return f, err == nil
+	}
+	f, err := query.CompileExpr(&query.Or{Terms: terms}, time.Now())
+	if err != nil {
+		panic("BUG: the disjunction of compiled conditions does not compile: " + err.Error())
+	}
+	return f, true
+}

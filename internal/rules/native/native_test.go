@@ -256,3 +256,63 @@ func TestOncePerRequest(t *testing.T) {
 		t.Fatalf("fired %q, want one per request", got)
 	}
 }
+
+// TestCandidatesCoverEveryAlert: every event an alert names matches the
+// candidate filter a store narrows with, for single-event, threshold and
+// sequence rules; a disabled rule's events are not candidates.
+// Mutation it catches: leaving the sequence steps out of the candidates
+// (detect --data would then miss every sequence alert).
+func TestCandidatesCoverEveryAlert(t *testing.T) {
+	e := load(t, `
+- name: Exec
+  condition: subresource=exec
+- name: Burst
+  condition: code=403
+  threshold: {count: 2, window: 1m, by: [user]}
+- name: Seq
+  sequence:
+    within: 30m
+    by: user
+    steps:
+    - code=403 verb=list
+    - condition: resource=clusterrolebindings verb=create
+      by: subject
+    - resource=secrets verb=get code<400
+- name: Off
+  enabled: false
+  condition: verb=watch
+`)
+	binding := `{"kind":"ClusterRoleBinding","subjects":[{"kind":"User","name":"alice"}],"roleRef":{"kind":"ClusterRole","name":"x"}}`
+	evs := []*rules.Event{
+		ev(t, "d1", "alice", "list", "secrets", "prod/", 403, 0, ""),
+		ev(t, "d2", "alice", "get", "pods", "prod/x", 403, 1, ""),
+		ev(t, "g1", "admin", "create", "clusterrolebindings", "/x", 201, 2, binding),
+		ev(t, "r1", "alice", "get", "secrets", "prod/db", 200, 3, ""),
+		ev(t, "x1", "alice", "get", "pods/exec", "prod/web", 101, 4, ""),
+	}
+	f, ok := e.Candidates()
+	if !ok || f == nil {
+		t.Fatal("no candidate filter")
+	}
+	byID := map[string]*rules.Event{}
+	for _, x := range evs {
+		byID[x.Ev.AuditID] = x
+	}
+	alerted := 0
+	for _, x := range evs {
+		for _, a := range e.Eval(x) {
+			for _, id := range a.AuditIDs {
+				alerted++
+				if !f.Match(byID[id].Ev, "prod") {
+					t.Errorf("%s names %s, which the candidate filter %s leaves out", a.Rule, id, f)
+				}
+			}
+		}
+	}
+	if alerted < 6 {
+		t.Fatalf("only %d events alerted on: the test proves little", alerted)
+	}
+	if f.Match(ev(t, "w", "alice", "watch", "pods", "prod/", 200, 5, "").Ev, "prod") {
+		t.Error("a disabled rule's events are candidates")
+	}
+}
