@@ -73,7 +73,7 @@ func TestStoreNumbersReadsAndReopens(t *testing.T) {
 			t.Errorf("Read(%d, %d) = %s, want %s", after, max, g, want)
 		}
 	}
-	check(s, 0, 3, "[1 2 3]")     // from disk (Recent is 4)
+	check(s, 0, 3, "[1 2 3]")      // from disk (Recent is 4)
 	check(s, 27, 10, "[28 29 30]") // from memory
 	check(s, 30, 10, "[]")
 	if n := len(s.segs); n < 3 {
