@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubetrail/kubetrail/internal/alert"
 	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/ingest"
@@ -212,31 +213,6 @@ func newAlertPrinter(w io.Writer, format string) *alertPrinter {
 	return p
 }
 
-// jsonAlert is the jsonl contract (docs/detection.md).
-type jsonAlert struct {
-	Rule             string   `json:"rule"`
-	Severity         string   `json:"severity"`
-	Source           string   `json:"source"`
-	AuditIDs         []string `json:"auditIDs"`
-	User             string   `json:"user"`
-	ImpersonatedUser string   `json:"impersonatedUser,omitempty"`
-	Message          string   `json:"message"`
-	Time             string   `json:"time"`
-	Priority         string   `json:"priority,omitempty"`
-	Tags             []string `json:"tags,omitempty"`
-	Cluster          string   `json:"cluster,omitempty"`
-}
-
-func toJSON(a rules.Alert) jsonAlert {
-	ids := a.AuditIDs
-	if ids == nil {
-		ids = []string{}
-	}
-	return jsonAlert{Rule: a.Rule, Severity: a.Severity.String(), Source: a.Source, AuditIDs: ids, User: a.User,
-		ImpersonatedUser: a.ImpersonatedUser, Message: a.Message, Time: a.Time.UTC().Format(time.RFC3339Nano),
-		Priority: a.Priority, Tags: a.Tags, Cluster: a.Cluster}
-}
-
 func (p *alertPrinter) print(a rules.Alert) error {
 	defer func() { p.n++ }()
 	switch p.format {
@@ -255,14 +231,19 @@ func (p *alertPrinter) print(a rules.Alert) error {
 			io.WriteString(p.w, ",")
 		}
 		io.WriteString(p.w, "\n  ")
-		b, err := json.Marshal(toJSON(a))
+		b, err := json.Marshal(alert.Alert{Alert: a})
 		if err != nil {
 			return err
 		}
 		_, err = p.w.Write(b)
 		return err
 	default:
-		return writeJSONLine(p.w, toJSON(a))
+		b, err := alert.AppendJSONLine(nil, &alert.Alert{Alert: a})
+		if err != nil {
+			return err
+		}
+		_, err = p.w.Write(b)
+		return err
 	}
 }
 

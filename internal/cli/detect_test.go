@@ -65,6 +65,11 @@ func TestDetectIncident(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	got := alertLines(t, out)
+	// Alerts about namespaced objects name the namespace (Alertmanager's
+	// namespace label); the incident reads secrets in one.
+	if !strings.Contains(out, `"namespace":"`) {
+		t.Errorf("no alert names a namespace:\n%s", out)
+	}
 	var rules []string
 	for _, g := range got {
 		rules = append(rules, strings.SplitN(g, " ", 2)[0])

@@ -96,6 +96,9 @@ type Alert struct {
 	OutputFields map[string]any `json:"-"`
 	// Cluster is the cluster of the last event.
 	Cluster string `json:"cluster,omitempty"`
+	// Namespace is the last event's objectRef.namespace, when it has one
+	// (Alertmanager's namespace label).
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // RuleInfo describes a loaded rule, for `rules list`.

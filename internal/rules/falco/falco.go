@@ -331,6 +331,9 @@ func (r *compiledRule) alert(c *evalCtx) rules.Alert {
 	if c.ev.ImpersonatedUser != nil {
 		a.ImpersonatedUser = c.ev.ImpersonatedUser.Username
 	}
+	if c.ev.ObjectRef != nil {
+		a.Namespace = c.ev.ObjectRef.Namespace
+	}
 	return a
 }
 

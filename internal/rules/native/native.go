@@ -171,6 +171,9 @@ func alert(r *Rule, e *rules.Event, ids []string) rules.Alert {
 	if e.Ev.ImpersonatedUser != nil {
 		a.ImpersonatedUser = e.Ev.ImpersonatedUser.Username
 	}
+	if e.Ev.ObjectRef != nil {
+		a.Namespace = e.Ev.ObjectRef.Namespace
+	}
 	a.Message = r.Name + ": " + summary(e.Ev)
 	if len(ids) > 1 {
 		a.Message += fmt.Sprintf(" (the last of %d events)", len(ids))

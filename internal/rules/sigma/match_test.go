@@ -246,7 +246,7 @@ detection:
 		Rule: "Exec In Pod (as Written)", Severity: rules.Info, Source: "sigma",
 		AuditIDs: []string{"id-9"}, User: "alice", ImpersonatedUser: "bob",
 		Message: "Exec In Pod (as Written): alice as bob create pods/exec default/web (101)",
-		Tags:    []string{"attack.execution", "attack.t1609"}, Cluster: "test",
+		Tags:    []string{"attack.execution", "attack.t1609"}, Cluster: "test", Namespace: "default",
 	}
 	if a.Time.String() != "2024-05-01 10:00:00.5 +0000 UTC" {
 		t.Errorf("time %s, want the stageTimestamp in UTC", a.Time)

@@ -145,6 +145,9 @@ func (r *rule) alert(e *rules.Event) rules.Alert {
 	if ev.ImpersonatedUser != nil {
 		a.ImpersonatedUser = ev.ImpersonatedUser.Username
 	}
+	if ev.ObjectRef != nil {
+		a.Namespace = ev.ObjectRef.Namespace
+	}
 	return a
 }
 

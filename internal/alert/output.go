@@ -1,0 +1,191 @@
+package alert
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Output sends notifications to one destination (a file, a webhook, Slack,
+// Alertmanager, a syslog server). The dispatcher calls Send from one
+// goroutine, never concurrently, with batches in store order.
+type Output interface {
+	// Send delivers alerts and returns nil only once the destination has
+	// them, as far as its protocol can tell (an HTTP 2xx, an fsync, bytes
+	// written to a TCP connection). On an error some of them may have
+	// arrived: the dispatcher sends the whole batch again. Send must
+	// return soon after ctx is done. alerts must not be kept after Send
+	// returns.
+	Send(ctx context.Context, alerts []Alert) error
+	// Close releases the output's connections and files.
+	Close() error
+}
+
+// Target is an output URL as a Factory sees it: the URL without its
+// fragment, and the kubetrail settings written in the fragment
+// (`#throttle=5m&group_by=user`). The fragment is never sent anywhere, so
+// settings never clash with a peer's own query parameters.
+type Target struct {
+	// URL is the output URL, fragment removed.
+	URL *url.URL
+	// Params are the fragment's settings. A Factory takes the ones it
+	// knows with Param; Open rejects any left.
+	params url.Values
+	used   map[string]bool
+}
+
+// Param returns the setting name from the fragment ("" when absent) and
+// marks it known.
+func (t *Target) Param(name string) string {
+	if t.used == nil {
+		t.used = map[string]bool{}
+	}
+	t.used[name] = true
+	return t.params.Get(name)
+}
+
+// Factory makes an Output from a target. It must not connect: outputs
+// connect on their first Send, so a peer that is down at start is retried
+// like any failure.
+type Factory func(t *Target) (Output, error)
+
+// Registry maps URL schemes to output factories. It is shared by alert
+// outputs and event forwarding: one set of schemes, one syntax.
+type Registry struct {
+	factories map[string]Factory
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{factories: map[string]Factory{}} }
+
+// Register adds a scheme ("webhook+https"); registering one twice is a bug.
+func (r *Registry) Register(scheme string, f Factory) {
+	if _, ok := r.factories[scheme]; ok {
+		panic("BUG: alert: output scheme registered twice: " + scheme)
+	}
+	r.factories[scheme] = f
+}
+
+// Schemes lists the registered schemes, sorted.
+func (r *Registry) Schemes() []string {
+	var out []string
+	for s := range r.factories {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Spec is an opened output with its settings.
+type Spec struct {
+	Output Output
+	// Name is safe to print and to log: the scheme and host (or a file's
+	// path), never a path or query that may hold a token (Slack's
+	// webhook URLs are secrets).
+	Name string
+	// ID is stable for the URL (fragment excluded): the name of the
+	// dispatcher's cursor file.
+	ID string
+	// Dispatch holds the fragment's dispatcher settings over the
+	// scheme's defaults.
+	Dispatch DispatchConfig
+}
+
+// Open parses an output URL and makes its output. Settings in the
+// fragment: throttle (a duration; 0 turns grouping off), group_by (a comma
+// list of user, cluster, namespace, source, severity), batch (alerts per
+// Send), and the scheme's own (docs/detection.md).
+func (r *Registry) Open(raw string) (*Spec, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("output URL: %w", err)
+	}
+	f, ok := r.factories[u.Scheme]
+	if !ok {
+		return nil, fmt.Errorf("output URL %s: unknown scheme %q; want one of %s", Redact(u), u.Scheme, strings.Join(r.Schemes(), ", "))
+	}
+	params, err := url.ParseQuery(u.Fragment)
+	if err != nil {
+		return nil, fmt.Errorf("output URL %s: settings after #: %w", Redact(u), err)
+	}
+	base := *u
+	base.Fragment, base.RawFragment = "", ""
+	t := &Target{URL: &base, params: params}
+	cfg := DefaultDispatchConfig(u.Scheme)
+	if err := cfg.parse(t); err != nil {
+		return nil, fmt.Errorf("output URL %s: %w", Redact(u), err)
+	}
+	out, err := f(t)
+	if err != nil {
+		return nil, fmt.Errorf("output URL %s: %w", Redact(u), err)
+	}
+	for k := range params {
+		if !t.used[k] {
+			out.Close()
+			return nil, fmt.Errorf("output URL %s: unknown setting %q after #", Redact(u), k)
+		}
+	}
+	return &Spec{Output: out, Name: Redact(u), ID: outputID(&base), Dispatch: cfg}, nil
+}
+
+// Redact returns scheme://host of u, or scheme://path for a file: what may
+// be printed without leaking a token in a path or query.
+func Redact(u *url.URL) string {
+	if u.Host == "" {
+		return u.Scheme + "://" + u.Path
+	}
+	s := u.Scheme + "://" + u.Host
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+		s += "/..."
+	}
+	return s
+}
+
+var idUnsafe = regexp.MustCompile(`[^A-Za-z0-9.-]+`)
+
+func outputID(u *url.URL) string {
+	sum := sha256.Sum256([]byte(u.String()))
+	name := u.Scheme + "-" + u.Host
+	if u.Host == "" {
+		name = u.Scheme + "-" + u.Path
+	}
+	name = strings.Trim(idUnsafe.ReplaceAllString(name, "_"), "_")
+	if len(name) > 60 {
+		name = name[:60]
+	}
+	return name + "-" + hex.EncodeToString(sum[:6])
+}
+
+func (c *DispatchConfig) parse(t *Target) error {
+	if v := t.Param("throttle"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return fmt.Errorf("throttle=%q: want a duration such as 1m, or 0 to send every alert", v)
+		}
+		c.Throttle.Window = d
+	}
+	if v := t.Param("group_by"); v != "" {
+		fields := strings.Split(v, ",")
+		for _, f := range fields {
+			if !slices.Contains(groupFields, f) {
+				return fmt.Errorf("group_by=%q: %q is not one of %s", v, f, strings.Join(groupFields, ", "))
+			}
+		}
+		c.Throttle.GroupBy = fields
+	}
+	if v := t.Param("batch"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			return fmt.Errorf("batch=%q: want a number of alerts from 1 to 10000", v)
+		}
+		c.Batch = n
+	}
+	return nil
+}

@@ -1,0 +1,553 @@
+package alert
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/kubetrail/kubetrail/internal/rules"
+	"github.com/kubetrail/kubetrail/internal/vfs"
+	"github.com/kubetrail/kubetrail/internal/wal"
+)
+
+// The store's defaults (Options).
+const (
+	DefaultSegmentBytes = 4 << 20
+	DefaultRecent       = 4096
+	DefaultListLimit    = 1000
+)
+
+// StoreOptions configure a Store.
+type StoreOptions struct {
+	// FS is the file system; nil means the real one. Crash tests give a
+	// strict in-memory one.
+	FS vfs.FS
+	// SegmentBytes is the size past which a new segment file is started:
+	// retention removes whole segments. 0 means DefaultSegmentBytes.
+	SegmentBytes int64
+	// MaxAge removes a segment once its newest alert was stored longer
+	// ago than this; 0 keeps alerts forever.
+	MaxAge time.Duration
+	// MaxBytes removes the oldest segments while the folder holds more;
+	// 0 means no limit.
+	MaxBytes int64
+	// Recent is how many of the newest alerts are kept in memory, so that
+	// dispatchers that keep up never read the disk. 0 means DefaultRecent.
+	Recent int
+	// Now is the clock (Stored times, retention); nil means time.Now.
+	Now func() time.Time
+}
+
+// Damage is a stretch of a segment file that holds no valid alert: it is
+// reported, skipped by readers and left in place until retention removes
+// the segment.
+type Damage struct {
+	Path           string
+	Offset, Length int64
+	Reason         string
+}
+
+func (d Damage) String() string {
+	return fmt.Sprintf("%s: %d bytes at offset %d hold no valid alert: %s", d.Path, d.Length, d.Offset, d.Reason)
+}
+
+// Recovery says what Open found.
+type Recovery struct {
+	// Segments and Alerts count what was read.
+	Segments, Alerts int
+	// TornBytes were cut from the end of the newest segment: a crash left
+	// them, and no Append that returned wrote them.
+	TornBytes int64
+	// Damage lists the bad stretches found elsewhere.
+	Damage []Damage
+}
+
+// segment is what the store knows of one segment file without reading it.
+type segment struct {
+	num         uint64
+	first, last uint64 // seqs of its first and last valid alert; 0 when it has none
+	minT, maxT  time.Time
+	lastStored  time.Time
+	n           int // valid alerts
+	bytes       int64
+	damaged     bool
+}
+
+// Store is a durable, append-only store of alerts in a folder, made of
+// wal segment files (format 2: CRC-checked records; a torn tail is cut on
+// Open, damage costs only the records it is in). Every alert gets a
+// sequence number; Append returns only when the alerts are synced. All
+// methods are safe for concurrent use; memory is bounded by Recent alerts
+// and a few words per segment.
+type Store struct {
+	dir  string
+	opts StoreOptions
+	fs   vfs.FS
+
+	mu         sync.Mutex
+	log        *wal.Log
+	segs       []segment // in order; the last one is open for appends
+	next       uint64    // the next seq
+	last       uint64    // the newest durable seq (0: none)
+	recent     []Alert   // the newest durable alerts, in order
+	recentBase uint64    // every alert with a seq above it is in recent
+	changed    chan struct{}
+	damage     []Damage
+	broken     error
+	closed     bool
+}
+
+// OpenStore opens or creates the store in dir.
+func OpenStore(dir string, opts StoreOptions) (*Store, Recovery, error) {
+	if opts.FS == nil {
+		opts.FS = vfs.OS
+	}
+	if opts.SegmentBytes <= 0 {
+		opts.SegmentBytes = DefaultSegmentBytes
+	}
+	if opts.Recent <= 0 {
+		opts.Recent = DefaultRecent
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	var rec Recovery
+	log, wrec, err := wal.Open(dir, 0, wal.Options{SegmentBytes: opts.SegmentBytes, FS: opts.FS})
+	if err != nil {
+		return nil, rec, fmt.Errorf("open alert store %s: %w", dir, err)
+	}
+	rec.TornBytes = wrec.TornBytes
+	s := &Store{dir: dir, opts: opts, fs: opts.FS, log: log, changed: make(chan struct{})}
+	// A damaged stretch after the newest valid alert may have held alerts
+	// with higher numbers, which a dispatcher may have delivered: numbers
+	// skip one per damaged byte (a record is longer than a byte), so that
+	// none is ever given twice.
+	var hidden int64
+	for _, num := range log.Segments() {
+		seg := segment{num: num}
+		path := wal.SegmentPath(dir, num)
+		var lastOff int64 = -1
+		res, err := wal.ScanFS(s.fs, path, func(off int64, p []byte) error {
+			a, err := decodeRecord(p)
+			if err != nil {
+				s.damage = append(s.damage, Damage{Path: path, Offset: off, Length: int64(len(p)), Reason: "record holds no alert: " + err.Error()})
+				return nil
+			}
+			seg.add(&a)
+			rec.Alerts++
+			if a.Seq > s.last {
+				s.last, lastOff, hidden = a.Seq, off, 0
+			}
+			return nil
+		})
+		if err != nil {
+			log.Close()
+			return nil, rec, fmt.Errorf("read alert segment %s: %w", path, err)
+		}
+		seg.bytes = res.Size
+		for _, d := range res.Damage {
+			s.damage = append(s.damage, Damage{Path: path, Offset: d.Offset, Length: d.Length, Reason: d.Reason})
+			seg.damaged = true
+			if d.Offset > lastOff {
+				hidden += d.Length
+			}
+		}
+		s.segs = append(s.segs, seg)
+	}
+	rec.Segments = len(s.segs) - 1 // the new open one is not counted
+	rec.Damage = slices.Clone(s.damage)
+	s.next = s.last + 1 + uint64(hidden)
+	s.recentBase = s.last
+	return s, rec, nil
+}
+
+func (g *segment) add(a *Alert) {
+	if g.first == 0 {
+		g.first, g.minT, g.maxT = a.Seq, a.Time, a.Time
+	}
+	g.last = a.Seq
+	g.n++
+	if a.Time.Before(g.minT) {
+		g.minT = a.Time
+	}
+	if a.Time.After(g.maxT) {
+		g.maxT = a.Time
+	}
+	if a.Stored.After(g.lastStored) {
+		g.lastStored = a.Stored
+	}
+}
+
+// ErrClosed is returned by calls on a closed store.
+var ErrClosed = errors.New("alert store is closed")
+
+// Append stores alerts, numbering them, and returns them as stored once
+// they are synced to disk. On an error none of them is acknowledged (some
+// may still be found after a restart). After a failed sync the store
+// refuses every Append: a restart recovers.
+func (s *Store) Append(in []rules.Alert) ([]Alert, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if s.broken != nil {
+		return nil, s.broken
+	}
+	if s.log.NeedsRotate() {
+		if err := s.rotate(); err != nil {
+			return nil, err
+		}
+	}
+	now := s.opts.Now().UTC()
+	out := make([]Alert, len(in))
+	var bytes int64
+	for i := range in {
+		out[i] = Alert{Alert: in[i], Seq: s.next + uint64(i), Stored: now}
+		b, err := encodeRecord(&out[i])
+		if err == nil {
+			err = s.log.Append(b)
+		}
+		if err != nil {
+			s.log.Discard()
+			return nil, fmt.Errorf("append alert %q: %w", in[i].Rule, err)
+		}
+		bytes += int64(len(b)) + int64(wal.HeaderLen(2))
+	}
+	if err := s.log.Sync(); err != nil {
+		s.broken = fmt.Errorf("alert store: %w", err)
+		return nil, s.broken
+	}
+	seg := &s.segs[len(s.segs)-1]
+	for i := range out {
+		seg.add(&out[i])
+	}
+	seg.bytes += bytes
+	s.next += uint64(len(out))
+	s.last = out[len(out)-1].Seq
+	s.recent = append(s.recent, out...)
+	if n := len(s.recent); n > 2*s.opts.Recent {
+		s.recentBase = s.recent[n-s.opts.Recent-1].Seq
+		s.recent = slices.Clone(s.recent[n-s.opts.Recent:])
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return out, nil
+}
+
+// rotate closes the open segment and starts the next; s.mu must be held.
+func (s *Store) rotate() error {
+	closed, err := s.log.Rotate()
+	if err != nil {
+		s.broken = fmt.Errorf("alert store: rotate: %w", err)
+		return s.broken
+	}
+	if s.segs[len(s.segs)-1].num != closed {
+		panic("BUG: alert store: segment list out of step with the wal")
+	}
+	s.segs = append(s.segs, segment{num: s.log.Current()})
+	return nil
+}
+
+// Last returns the newest stored seq, 0 when none; and a channel closed at
+// the next Append, for readers that wait for more.
+func (s *Store) Last() (uint64, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last, s.changed
+}
+
+// First returns the oldest seq kept, 0 when the store holds none.
+func (s *Store) First() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, g := range s.segs {
+		if g.first != 0 {
+			return g.first
+		}
+	}
+	return 0
+}
+
+// Damage returns the bad stretches found since Open.
+func (s *Store) Damage() []Damage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.damage)
+}
+
+// Read returns up to max stored alerts with a seq above after, in order.
+// Readers that keep up are served from memory.
+func (s *Store) Read(after uint64, max int) ([]Alert, error) {
+	if max <= 0 {
+		max = DefaultListLimit
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if after >= s.last {
+		s.mu.Unlock()
+		return nil, nil
+	}
+	if after >= s.recentBase {
+		i, _ := slices.BinarySearchFunc(s.recent, after+1, func(a Alert, seq uint64) int { return cmpU(a.Seq, seq) })
+		out := slices.Clone(s.recent[i:min(len(s.recent), i+max)])
+		s.mu.Unlock()
+		return out, nil
+	}
+	segs, last := slices.Clone(s.segs), s.last
+	s.mu.Unlock()
+	var out []Alert
+	err := s.scan(segs, func(g *segment) bool { return g.first != 0 && g.last > after }, func(a *Alert) (bool, error) {
+		if a.Seq > after && a.Seq <= last {
+			out = append(out, *a)
+		}
+		return len(out) < max, nil
+	})
+	return out, err
+}
+
+func cmpU(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Query chooses alerts for List.
+type Query struct {
+	// After keeps alerts whose seq is above it (paging).
+	After uint64
+	// Since and Until keep alerts whose time (the last event's) is in
+	// [Since, Until); zero means unbounded.
+	Since, Until time.Time
+	// Rules and Sources keep alerts of one of these rules or sources;
+	// empty keeps all.
+	Rules, Sources []string
+	// MinSeverity keeps alerts at least this severe.
+	MinSeverity rules.Severity
+	// Limit keeps the newest Limit matches; 0 means DefaultListLimit.
+	Limit int
+}
+
+func (q *Query) match(a *Alert) bool {
+	return a.Seq > q.After && a.Severity >= q.MinSeverity &&
+		(q.Since.IsZero() || !a.Time.Before(q.Since)) && (q.Until.IsZero() || a.Time.Before(q.Until)) &&
+		(len(q.Rules) == 0 || slices.Contains(q.Rules, a.Rule)) &&
+		(len(q.Sources) == 0 || slices.Contains(q.Sources, a.Source))
+}
+
+func (q *Query) segment(g *segment) bool {
+	return g.first != 0 && g.last > q.After &&
+		(q.Since.IsZero() || !g.maxT.Before(q.Since)) && (q.Until.IsZero() || g.minT.Before(q.Until))
+}
+
+// List returns the newest alerts that match q (at most q.Limit), oldest
+// first. Memory is bounded by the limit.
+func (s *Store) List(q Query) ([]Alert, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	segs, last := slices.Clone(s.segs), s.last
+	s.mu.Unlock()
+	return list(q, func(fn func(*Alert) (bool, error)) error {
+		return s.scan(segs, q.segment, func(a *Alert) (bool, error) {
+			if a.Seq > last {
+				return true, nil
+			}
+			return fn(a)
+		})
+	})
+}
+
+func list(q Query, each func(func(*Alert) (bool, error)) error) ([]Alert, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	var out []Alert
+	err := each(func(a *Alert) (bool, error) {
+		if !q.match(a) {
+			return true, nil
+		}
+		if len(out) == 2*limit {
+			out = append(out[:0], out[limit:]...)
+		}
+		out = append(out, *a)
+		return true, nil
+	})
+	if len(out) > limit {
+		out = out[len(out)-limit:]
+	}
+	return slices.Clone(out), err
+}
+
+// scan reads the segments that want keeps, in order, calling fn with each
+// alert until it returns false. A segment removed meanwhile is skipped:
+// retention took it.
+func (s *Store) scan(segs []segment, want func(*segment) bool, fn func(*Alert) (bool, error)) error {
+	stop := errors.New("stop")
+	for i := range segs {
+		if !want(&segs[i]) {
+			continue
+		}
+		err := scanSegment(s.fs, wal.SegmentPath(s.dir, segs[i].num), func(a *Alert) error {
+			more, err := fn(a)
+			if err == nil && !more {
+				err = stop
+			}
+			return err
+		})
+		if errors.Is(err, stop) {
+			return nil
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanSegment calls fn with every valid alert of a segment file; records
+// that hold no alert are skipped (Open reports them).
+func scanSegment(fs vfs.FS, path string, fn func(*Alert) error) error {
+	_, err := wal.ScanFS(fs, path, func(_ int64, p []byte) error {
+		a, err := decodeRecord(p)
+		if err != nil {
+			return nil
+		}
+		return fn(&a)
+	})
+	return err
+}
+
+// ListDir is List over a store's folder without opening the store (no
+// torn tail is cut, nothing is written), for a reader beside a running
+// serve. It also returns the damage it met, torn tails excepted.
+func ListDir(fs vfs.FS, dir string, q Query) ([]Alert, []Damage, error) {
+	if fs == nil {
+		fs = vfs.OS
+	}
+	segs, err := wal.ListSegmentsFS(fs, dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list alert store %s: %w", dir, err)
+	}
+	var damage []Damage
+	out, err := list(q, func(fn func(*Alert) (bool, error)) error {
+		stop := errors.New("stop")
+		for _, num := range segs {
+			path := wal.SegmentPath(dir, num)
+			res, err := wal.ScanFS(fs, path, func(_ int64, p []byte) error {
+				a, err := decodeRecord(p)
+				if err != nil {
+					return nil
+				}
+				if more, err := fn(&a); err != nil || !more {
+					return cmpErr(err, stop)
+				}
+				return nil
+			})
+			if errors.Is(err, stop) {
+				return nil
+			}
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("read alert segment %s: %w", path, err)
+			}
+			for _, d := range res.Damaged() {
+				damage = append(damage, Damage{Path: path, Offset: d.Offset, Length: d.Length, Reason: d.Reason})
+			}
+		}
+		return nil
+	})
+	return out, damage, err
+}
+
+func cmpErr(err, fallback error) error {
+	if err != nil {
+		return err
+	}
+	return fallback
+}
+
+// Retain removes whole segments past MaxAge or beyond MaxBytes (oldest
+// first) and empty ones. It never removes the open segment nor the newest
+// segment that holds an alert (its numbers keep later ones increasing).
+// It returns the number of alerts removed.
+func (s *Store) Retain() (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	now := s.opts.Now()
+	newest := -1
+	var total int64
+	for i, g := range s.segs {
+		if g.first != 0 {
+			newest = i
+		}
+		total += g.bytes
+	}
+	removed := 0
+	keep := s.segs[:0]
+	for i, g := range s.segs {
+		empty := g.first == 0 && !g.damaged
+		drop := false
+		switch {
+		case i == len(s.segs)-1 || i == newest:
+		case i > newest:
+			drop = empty
+		default:
+			drop = empty || s.opts.MaxAge > 0 && now.Sub(g.lastStored) > s.opts.MaxAge || s.opts.MaxBytes > 0 && total > s.opts.MaxBytes
+		}
+		if !drop {
+			keep = append(keep, g)
+			continue
+		}
+		if err := s.log.Remove(g.num); err != nil {
+			keep = append(keep, s.segs[i:]...)
+			s.segs = keep
+			return removed, fmt.Errorf("remove alert segment %d: %w", g.num, err)
+		}
+		total -= g.bytes
+		removed += g.n
+	}
+	s.segs = keep
+	if removed > 0 {
+		// Readers served from memory must not see what was removed.
+		first := uint64(0)
+		for _, g := range s.segs {
+			if g.first != 0 {
+				first = g.first
+				break
+			}
+		}
+		i, _ := slices.BinarySearchFunc(s.recent, first, func(a Alert, seq uint64) int { return cmpU(a.Seq, seq) })
+		s.recent = slices.Clone(s.recent[i:])
+	}
+	return removed, nil
+}
+
+// Close syncs and closes the store.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.log.Close()
+}
