@@ -11,9 +11,11 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/store/local"
@@ -80,6 +82,7 @@ Start here:
 	root.PersistentFlags().BoolVar(&e.logJSON, "log-json", false, "write logs as JSON lines")
 	root.AddCommand(serveCmd(e), importCmd(e), tailCmd(e), exportCmd(e), queryCmd(e), statsCmd(e), setupCmd(e), whoCmd(e), activityCmd(e), historyCmd(e), secretsCmd(e), execsCmd(e), deniedCmd(e), rbacCmd(e), fromCmd(e))
 	root.AddCommand(policyCmd(e), verifyCmd(e), detectCmd(e), rulesCmd(e))
+	strictCommands(root)
 
 	// KUBETRAIL_CPUPROFILE=FILE writes a CPU profile, for performance work.
 	if path := os.Getenv("KUBETRAIL_CPUPROFILE"); path != "" {
@@ -116,6 +119,82 @@ Start here:
 		return 1
 	}
 	return 0
+}
+
+// strictCommands makes typos fail: a command that only groups others
+// (policy, setup, rules) answers an unknown subcommand with an error and
+// the nearest names, where cobra would print its help and exit 0 (so
+// "kubetrail policy chek" passed a CI gate); and an unknown flag anywhere
+// names the nearest flags.
+func strictCommands(root *cobra.Command) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.SetFlagErrorFunc(flagError)
+		if c.HasSubCommands() && c.Run == nil && c.RunE == nil && c.HasParent() {
+			c.Args = func(c *cobra.Command, args []string) error {
+				if len(args) == 0 {
+					return nil
+				}
+				msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+				if c.SuggestionsMinimumDistance <= 0 {
+					c.SuggestionsMinimumDistance = 2
+				}
+				if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+					msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+				}
+				return fmt.Errorf("%s; run '%s --help' for its commands", msg, c.CommandPath())
+			}
+			c.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+}
+
+// flagError adds the nearest flag names to cobra's "unknown flag" error.
+func flagError(c *cobra.Command, err error) error {
+	name, ok := strings.CutPrefix(err.Error(), "unknown flag: --")
+	if !ok {
+		return err
+	}
+	best, bestD := []string(nil), 3
+	visit := func(f *pflag.Flag) {
+		d := levenshtein(name, f.Name)
+		switch {
+		case d < bestD:
+			best, bestD = []string{"--" + f.Name}, d
+		case d == bestD:
+			best = append(best, "--"+f.Name)
+		}
+	}
+	c.Flags().VisitAll(visit)
+	c.InheritedFlags().VisitAll(visit)
+	if len(best) == 0 {
+		return fmt.Errorf("%w; run '%s --help' for its flags", err, c.CommandPath())
+	}
+	return fmt.Errorf("%w (did you mean %s?)", err, strings.Join(best, " or "))
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // withDamage returns err, or, when the read went well but r left damaged

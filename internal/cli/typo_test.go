@@ -1,0 +1,37 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestTyposFail: a misspelled subcommand or flag exits non-zero with the
+// nearest names, for every command that groups others, so a typo in a CI
+// gate ("kubetrail policy chek") cannot pass; the group alone still prints
+// its help and exits 0.
+// Mutation it catches: the group commands without strictCommands (cobra
+// prints help and exits 0 on "policy chek").
+func TestTyposFail(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"policy", "chek", "p.yaml"}, `unknown command "chek" for "kubetrail policy" (did you mean check?)`},
+		{[]string{"setup", "chck"}, `unknown command "chck" for "kubetrail setup" (did you mean check?)`},
+		{[]string{"rules", "lst"}, `unknown command "lst" for "kubetrail rules" (did you mean list or test?)`},
+		{[]string{"quer"}, `unknown command "quer" for "kubetrail"`},
+		{[]string{"query", "--lmit", "3"}, `unknown flag: --lmit (did you mean --limit?)`},
+		{[]string{"policy", "check", "--strictt", "p.yaml"}, `unknown flag: --strictt (did you mean --strict?)`},
+		{[]string{"detect", "--rule", "x"}, `unknown flag: --rule (did you mean --rules?)`},
+	} {
+		code, _, errOut := run(c.args...)
+		if code == 0 || !strings.Contains(errOut, c.want) {
+			t.Errorf("kubetrail %s: exit %d, stderr %q; want non-zero and %q", strings.Join(c.args, " "), code, errOut, c.want)
+		}
+	}
+	for _, group := range []string{"policy", "setup", "rules"} {
+		if code, out, _ := run(group); code != 0 || !strings.Contains(out, "Available Commands") {
+			t.Errorf("kubetrail %s alone: exit %d, %q", group, code, out)
+		}
+	}
+}
