@@ -162,6 +162,11 @@ func remoteQuery(ctx context.Context, e *env, r *remoteFlags, src, since, until,
 	if err := stopped(ctx); err != nil && !follow {
 		return err // cut short: not the whole answer
 	}
+	if follow && ctx.Err() == nil {
+		// A follow stream ends when the user stops it; any other end
+		// (the server went away without a word) must not look like one.
+		return fmt.Errorf("the server ended the stream without saying why; the events after this point were not shown")
+	}
 	switch {
 	case out.jq != nil && follow:
 		return out.jqDone()

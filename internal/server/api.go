@@ -209,10 +209,20 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-s.stopping:
+			w.Write([]byte(`{"error":"the server is shutting down; the stream ends here"}` + "\n"))
+			if flusher != nil {
+				flusher.Flush()
+			}
+			return
 		case group, ok := <-sub.C:
 			if !ok {
+				// An error line is never wrapped in the envelope: clients
+				// read it as the stream's last word.
 				if sub.Lagged() {
-					write("", 0, []byte(`{"error":"this follower fell behind and was dropped; reconnect"}`))
+					w.Write([]byte(`{"error":"this follower fell behind and was dropped; reconnect"}` + "\n"))
+				} else {
+					w.Write([]byte(`{"error":"the server is shutting down; the stream ends here"}` + "\n"))
 				}
 				return
 			}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,6 +55,10 @@ type Server struct {
 	log     *slog.Logger
 	handler http.Handler
 	reg     *prometheus.Registry
+	// stopping is closed when shutdown begins: follow streams end at
+	// once, saying so, instead of holding the shutdown for its timeout.
+	stopping chan struct{}
+	stopOnce sync.Once
 }
 
 // New builds a server over an open store.
@@ -64,7 +69,7 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	if err := cfg.Webhook.Check(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, db: db, log: log, reg: prometheus.NewRegistry()}
+	s := &Server{cfg: cfg, db: db, log: log, reg: prometheus.NewRegistry(), stopping: make(chan struct{})}
 	m := newMetrics(s.reg, db)
 	cfg.Webhook.Observe = m.observe
 	s.cfg = cfg
@@ -194,6 +199,7 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
+	srv.RegisterOnShutdown(func() { s.stopOnce.Do(func() { close(s.stopping) }) })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
