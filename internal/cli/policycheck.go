@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -35,8 +38,11 @@ it for what makes an audit log leak or miss things:
   info     health-checks-logged       /healthz, /readyz, /livez logged
   info     system-watches-logged      kube-proxy's watches logged
 
-The exit status is 1 when the policy does not load or has errors, and with
---strict also when it has warnings.`,
+A field the API server does not know (a typo such as omitStage) is an
+error, but the API server loads such a policy anyway, without the field: the
+lint then checks the policy it would apply, so the typo cannot hide what
+that policy logs. The exit status is 1 when the policy does not load, has
+such fields or has errors, and with --strict also when it has warnings.`,
 		Example: `  kubetrail policy check /etc/kubernetes/audit-policy.yaml
   kubetrail policy check policy.yaml -o json --strict`,
 		Args: cobra.ExactArgs(1),
@@ -44,7 +50,14 @@ The exit status is 1 when the policy does not load or has errors, and with
 			if output != "text" && output != "json" {
 				return fmt.Errorf("-o %q: want text or json", output)
 			}
-			p, err := policy.LoadFile(args[0])
+			data, err := readPolicyFile(args[0])
+			if err != nil {
+				return err
+			}
+			// Lint what the API server would apply: a field it ignores is
+			// reported, and the rest of the policy is still checked, so a
+			// typo cannot hide a secret leak behind it.
+			p, ignored, err := policy.LoadAsAPIServer(args[0], data)
 			if err != nil {
 				var list policy.ErrorList
 				if errors.As(err, &list) || output == "text" {
@@ -56,6 +69,10 @@ The exit status is 1 when the policy does not load or has errors, and with
 					return exitCode(1)
 				}
 				return err
+			}
+			var ignoredMsgs []string
+			for _, ie := range ignored {
+				ignoredMsgs = append(ignoredMsgs, ie.Error())
 			}
 			findings := policy.Lint(p)
 			errs, warns := 0, 0
@@ -71,8 +88,18 @@ The exit status is 1 when the policy does not load or has errors, and with
 				if findings == nil {
 					findings = []policy.Finding{}
 				}
-				json.NewEncoder(e.stdout).Encode(map[string]any{"file": args[0], "findings": findings})
+				ans := map[string]any{"file": args[0], "findings": findings}
+				if len(ignoredMsgs) > 0 {
+					ans["errors"] = strings.Join(ignoredMsgs, "\n")
+				}
+				json.NewEncoder(e.stdout).Encode(ans)
 			} else {
+				for _, m := range ignoredMsgs {
+					fmt.Fprintln(e.stdout, m)
+				}
+				if len(ignoredMsgs) > 0 {
+					fmt.Fprintf(e.stdout, "%s: the API server would load this policy without the %s above; what it would apply is checked below\n", args[0], plural(len(ignoredMsgs), "field", "fields"))
+				}
 				for _, f := range findings {
 					where := args[0]
 					if f.Line > 0 {
@@ -84,9 +111,10 @@ The exit status is 1 when the policy does not load or has errors, and with
 					}
 					fmt.Fprintf(e.stdout, "%s: %s: %s (%s): %s\n    fix: %s\n", where, f.Severity, f.Code, rule, f.Message, f.Fix)
 				}
-				fmt.Fprintf(e.stdout, "%s: %d rules, %d errors, %d warnings, %d notes\n", args[0], len(p.Rules), errs, warns, len(findings)-errs-warns)
+				fmt.Fprintf(e.stdout, "%s: %s, %s, %s, %s\n", args[0], plural(len(p.Rules), "rule", "rules"), plural(errs+len(ignored), "error", "errors"),
+					plural(warns, "warning", "warnings"), plural(len(findings)-errs-warns, "note", "notes"))
 			}
-			if errs > 0 || (strict && warns > 0) {
+			if errs > 0 || len(ignored) > 0 || (strict && warns > 0) {
 				return exitCode(1)
 			}
 			return nil
@@ -95,4 +123,26 @@ The exit status is 1 when the policy does not load or has errors, and with
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	cmd.Flags().BoolVar(&strict, "strict", false, "exit 1 on warnings too")
 	return cmd
+}
+
+// readPolicyFile reads a policy file, bounded as policy.LoadFile bounds it.
+func readPolicyFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, policy.MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read policy %q: %w", path, err)
+	}
+	return data, nil
+}
+
+// plural writes "1 rule", "2 rules".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

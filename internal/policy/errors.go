@@ -21,6 +21,9 @@ type Error struct {
 	Msg string
 	// Hint says how to fix it, such as "did you mean omitStages?"; may be empty.
 	Hint string
+	// Ignored marks a field the API server does not know and silently
+	// ignores (since 1.26): the policy still loads there, without it.
+	Ignored bool
 }
 
 // Error formats the problem as FILE:LINE:COL: PATH: MSG; HINT.

@@ -201,8 +201,27 @@ func Lint(p *Policy) []Finding {
 	}
 
 	if !slices.Contains(p.OmitStages, audit.StageRequestReceived) {
-		add(SevWarning, "request-received-logged", -1, "RequestReceived is not omitted: every request is logged twice, before and after it is handled",
-			"add omitStages: [RequestReceived] at the top of the policy")
+		// Name the rules that still log the stage: a rule may omit it on
+		// its own, and level None logs nothing.
+		var which []string
+		for i := range p.Rules {
+			r := &p.Rules[i]
+			if r.Level != audit.LevelNone && !slices.Contains(r.OmitStages, audit.StageRequestReceived) {
+				w := fmt.Sprintf("%d", i)
+				if r.Pos.Line > 0 {
+					w += fmt.Sprintf(" (line %d)", r.Pos.Line)
+				}
+				which = append(which, w)
+			}
+		}
+		if len(which) > 0 {
+			noun := "rule " + which[0] + " logs"
+			if len(which) > 1 {
+				noun = "rules " + strings.Join(which[:len(which)-1], ", ") + " and " + which[len(which)-1] + " log"
+			}
+			add(SevWarning, "request-received-logged", -1, "RequestReceived is not omitted: "+noun+" every request they match twice, before and after it is handled",
+				"add omitStages: [RequestReceived] at the top of the policy")
+		}
 	}
 
 	// Noise: health checks and the control plane's own watches.

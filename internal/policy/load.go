@@ -42,6 +42,15 @@ func LoadFile(path string) (*Policy, error) {
 // is an ErrorList with every problem found, each with the file, line and
 // column, in file order. name is used only in messages.
 func Load(name string, data []byte) (*Policy, error) {
+	p, errs := load(name, data)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return p, nil
+}
+
+// load decodes and validates, returning what it decoded and every problem.
+func load(name string, data []byte) (*Policy, ErrorList) {
 	if len(data) > MaxFileBytes {
 		return nil, ErrorList{{File: name, Msg: fmt.Sprintf("the file is larger than %d bytes; an audit policy is a few KiB", MaxFileBytes)}}
 	}
@@ -59,11 +68,25 @@ func Load(name string, data []byte) (*Policy, error) {
 			errs = append(errs, v)
 		}
 	}
-	if len(errs) > 0 {
-		errs.sortByPos()
-		return nil, errs
+	errs.sortByPos()
+	return l.p, errs
+}
+
+// LoadAsAPIServer loads a policy as the API server would apply it: like
+// Load, but a field the API server does not know is left out instead of
+// failing the load, as the API server silently does. It returns the policy
+// and those ignored fields (each an *Error with Ignored set); err is set,
+// and the policy nil, only for problems that would make the API server
+// reject the policy (wrong types, invalid values). policy check lints
+// what it returns, so a typo cannot hide what the applied policy logs.
+func LoadAsAPIServer(name string, data []byte) (p *Policy, ignored ErrorList, err error) {
+	p, errs := load(name, data)
+	for _, e := range errs {
+		if !e.Ignored {
+			return nil, nil, errs
+		}
 	}
-	return l.p, nil
+	return p, errs, nil
 }
 
 // yamlLineErr matches go-yaml's syntax errors, "yaml: line 3: did not find
@@ -192,6 +215,9 @@ type loader struct {
 // covers reports whether decoding already failed at path or around it.
 func (l *loader) covers(path string) bool {
 	for _, e := range l.errs {
+		if e.Ignored {
+			continue
+		}
 		if e.Path == "" || path == e.Path || strings.HasPrefix(path, e.Path+".") || strings.HasPrefix(path, e.Path+"[") || strings.HasPrefix(e.Path, path+".") || strings.HasPrefix(e.Path, path+"[") {
 			return true
 		}
@@ -274,6 +300,7 @@ func (l *loader) fields(n *yaml.Node, path, what string, known []string, f func(
 				hint = "valid fields: " + strings.Join(known, ", ")
 			}
 			l.fail(k, at, fmt.Sprintf("unknown field %q, which the API server would silently ignore", key), hint)
+			l.errs[len(l.errs)-1].Ignored = true
 			continue
 		}
 		f(key, k, v)

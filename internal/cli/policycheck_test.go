@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestPolicyCheckLintsPastTypos: a policy with a field the API server
+// ignores (omitStage) still gets the lint of what the API server would
+// apply, in the same run: the typo and the secret leak behind it are both
+// reported, and the RequestReceived warning names the rules that log it.
+// Mutation it catches: stopping at the load errors (the old behaviour: the
+// leak was never reported while the typo stayed).
+func TestPolicyCheckLintsPastTypos(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	os.WriteFile(path, []byte(`apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStage:
+  - RequestReceived
+rules:
+  - level: RequestResponse
+    resources:
+      - group: ""
+        resources: ["secrets"]
+  - level: None
+    nonResourceURLs: ["/healthz*"]
+  - level: Metadata
+`), 0o600)
+	code, out, _ := run("policy", "check", path)
+	for _, want := range []string{
+		`policy.yaml:3:1: omitStage: unknown field "omitStage", which the API server would silently ignore; did you mean omitStages?`,
+		"the API server would load this policy without the 1 field above",
+		"policy.yaml:6: error: secrets-above-metadata (rule 0)",
+		"RequestReceived is not omitted: rules 0 (line 6) and 2 (line 12) log every request they match twice",
+		"3 rules, 2 errors,",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("policy check output lacks %q:\n%s", want, out)
+		}
+	}
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	code, out, _ = run("policy", "check", path, "-o", "json")
+	var ans struct {
+		Errors   string           `json:"errors"`
+		Findings []map[string]any `json:"findings"`
+	}
+	if err := json.Unmarshal([]byte(out), &ans); err != nil || code != 1 || !strings.Contains(ans.Errors, "omitStage") || len(ans.Findings) == 0 {
+		t.Errorf("-o json: exit %d, %v, %s", code, err, out)
+	}
+	// A policy the API server would reject (a wrong type) is not linted.
+	os.WriteFile(path, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: [Metadata]\n"), 0o600)
+	if code, out, errOut := run("policy", "check", path); code != 1 || strings.Contains(out, "secrets-above") || errOut == "" {
+		t.Errorf("a rejected policy: exit %d, %q %q", code, out, errOut)
+	}
+}
