@@ -56,7 +56,7 @@ func (f *ruleFlags) load(e *env) (*engine.Engine, error) {
 		}
 	}
 	if errs > 0 {
-		return nil, fmt.Errorf("%d errors in the rule files; no rule of a file with an error is loaded", errs)
+		return nil, fmt.Errorf("%s in the rule files; no rule of a file with an error is loaded", plural(errs, "error", "errors"))
 	}
 	return eng, nil
 }
@@ -359,7 +359,7 @@ field that audit events do not have, never stop a rule from loading.`,
 					errs++
 				}
 			}
-			fmt.Fprintf(e.stderr, "%d files, %d rules loaded, %d errors, %d warnings\n", len(files), len(eng.Rules()), errs, warns)
+			fmt.Fprintf(e.stderr, "%s, %s loaded, %s, %s\n", plural(len(files), "file", "files"), plural(len(eng.Rules()), "rule", "rules"), plural(errs, "error", "errors"), plural(warns, "warning", "warnings"))
 			if errs > 0 {
 				return exitCode(1)
 			}

@@ -266,5 +266,8 @@ type exitCode int
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 func addDataFlag(cmd *cobra.Command, dir *string) {
-	cmd.Flags().StringVar(dir, "data", defaultDataDir(), "data folder (default $KUBETRAIL_DATA or ./kubetrail-data)")
+	cmd.Flags().StringVar(dir, "data", defaultDataDir(), "data folder (default $KUBETRAIL_DATA, else ./kubetrail-data)")
+	// The usage says where the default comes from; cobra would print the
+	// value again.
+	cmd.Flags().Lookup("data").DefValue = ""
 }

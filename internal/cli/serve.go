@@ -118,6 +118,9 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 			maint.Go(func() { db.RunCompaction(maintCtx, comp, time.Minute) })
 			err = srv.Run(cmd.Context(), func(addr string) {
 				log.Info("kubetrail serving", "addr", addr, "data", dir, "tls", cfg.TLSCert != "")
+				if !e.logJSON {
+					fmt.Fprint(e.stderr, firstSteps(addr, dir, cfg.TLSCert != ""))
+				}
 			})
 			// The HTTP server has answered every request in flight; now make
 			// sure everything acknowledged is sealed before exiting.
@@ -200,4 +203,25 @@ func parseSize(v string) (int64, error) {
 		return 0, fmt.Errorf("%q: want a size such as 50GiB or 500MB", v)
 	}
 	return int64(n * float64(mult)), nil
+}
+
+// firstSteps tells a person who just started serve where to point the API
+// server and how to ask questions (written to stderr unless --log-json).
+func firstSteps(addr, dir string, tls bool) string {
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	base := scheme + "://" + addr
+	return fmt.Sprintf(`
+kubetrail receives audit events at %[1]s/ingest/webhook and keeps them in %[2]s.
+  Point the API server at it (docs/setup.md):
+    kubetrail setup webhook-config --url %[1]s/ingest/webhook --out /etc/kubernetes/audit-webhook.yaml
+    then kube-apiserver --audit-webhook-config-file=/etc/kubernetes/audit-webhook.yaml
+  Ask it questions:
+    kubetrail query --server %[1]s 'verb=delete resource=secrets'   (add --token-file when it needs a token)
+    kubetrail who delete secret/NAME -n NAMESPACE --data %[2]s
+    kubetrail detect --data %[2]s
+
+`, base, dir)
 }

@@ -274,9 +274,9 @@ func printStats(w io.Writer, ans statsResult, o local.StatsOptions, top int) err
 	}
 	tw.Flush()
 	if o.Bytes {
-		fmt.Fprintf(bw, "%d events (%s) in %d groups\n", ans.total.Count, humanBytes(ans.total.Bytes), ans.nGroups)
+		fmt.Fprintf(bw, "%s (%s) in %s\n", plural(int(ans.total.Count), "event", "events"), humanBytes(ans.total.Bytes), plural(ans.nGroups, "group", "groups"))
 	} else {
-		fmt.Fprintf(bw, "%d events in %d groups\n", ans.total.Count, ans.nGroups)
+		fmt.Fprintf(bw, "%s in %s\n", plural(int(ans.total.Count), "event", "events"), plural(ans.nGroups, "group", "groups"))
 	}
 	return bw.Flush()
 }

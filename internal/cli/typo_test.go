@@ -35,3 +35,19 @@ func TestTyposFail(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstSteps: serve's first words say where to point the API server
+// and how to ask questions, with the real address and folder.
+func TestFirstSteps(t *testing.T) {
+	s := firstSteps("10.0.0.5:8443", "/var/lib/kubetrail", true)
+	for _, want := range []string{
+		"https://10.0.0.5:8443/ingest/webhook",
+		"kubetrail setup webhook-config --url https://10.0.0.5:8443/ingest/webhook",
+		"kubetrail query --server https://10.0.0.5:8443",
+		"--data /var/lib/kubetrail",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("first steps lack %q:\n%s", want, s)
+		}
+	}
+}

@@ -41,7 +41,7 @@ reports them, until you have looked at them and removed them.`,
 				for _, n := range rep.Notes {
 					fmt.Fprintln(e.stderr, "note: "+escape.Text(n.String()))
 				}
-				fmt.Fprintf(e.stderr, "checked %d files, %s, %d events: ", rep.Files, humanBytes(rep.Bytes), rep.Events)
+				fmt.Fprintf(e.stderr, "checked %s, %s, %s: ", plural(rep.Files, "file", "files"), humanBytes(rep.Bytes), plural(rep.Events, "event", "events"))
 				if len(rep.Damage) == 0 {
 					fmt.Fprintln(e.stderr, "every checksum holds")
 				} else {
