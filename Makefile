@@ -9,8 +9,9 @@ GOFLAGS_TEST ?=
 
 all: build
 
+COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
 build:
-	$(GO) build -o $(BIN) ./cmd/kubetrail
+	$(GO) build -ldflags "-X github.com/kubetrail/kubetrail/internal/cli.Commit=$(COMMIT)" -o $(BIN) ./cmd/kubetrail
 
 ## test: everything CI checks: lint, unit tests with the race detector, e2e against the real kube-apiserver.
 test: lint unit e2e

@@ -72,7 +72,7 @@ Start here:
   kubetrail export > all.jsonl`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       Version,
+		Version:       thisBuild().String(),
 	}
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -81,7 +81,9 @@ Start here:
 	root.PersistentFlags().StringVar(&e.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().BoolVar(&e.logJSON, "log-json", false, "write logs as JSON lines")
 	root.AddCommand(serveCmd(e), importCmd(e), tailCmd(e), exportCmd(e), queryCmd(e), statsCmd(e), setupCmd(e), whoCmd(e), activityCmd(e), historyCmd(e), secretsCmd(e), execsCmd(e), deniedCmd(e), rbacCmd(e), fromCmd(e))
-	root.AddCommand(policyCmd(e), verifyCmd(e), detectCmd(e), rulesCmd(e))
+	root.AddCommand(policyCmd(e), verifyCmd(e), detectCmd(e), rulesCmd(e), versionCmd(e))
+	// --version prints the same line as the version command.
+	root.SetVersionTemplate("{{.Version}}\n")
 	strictCommands(root)
 
 	// KUBETRAIL_CPUPROFILE=FILE writes a CPU profile, for performance work.

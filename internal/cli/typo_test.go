@@ -51,3 +51,17 @@ func TestFirstSteps(t *testing.T) {
 		}
 	}
 }
+
+// TestVersion: the version command and --version print the same line,
+// and -o json names its fields.
+func TestVersion(t *testing.T) {
+	_, line, _ := run("version")
+	_, flag, _ := run("--version")
+	if line != flag || !strings.HasPrefix(line, "kubetrail ") || len(strings.Fields(line)) != 4 {
+		t.Fatalf("version %q, --version %q", line, flag)
+	}
+	code, out, _ := run("version", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"version":`) || !strings.Contains(out, `"commit":`) || !strings.Contains(out, `"goVersion":"go`) {
+		t.Fatalf("version -o json: %d %q", code, out)
+	}
+}
