@@ -54,6 +54,13 @@ apigroup, apiversion, code, level, stage, ip, peer, ua, decision, reason,
 status, cluster and time are answered from the store's columns; others
 (free text, uri, auditid, annotations, bodies) read the matching events.
 
+-o table prints one row per event: TIME (the event's stageTimestamp, UTC),
+USER (who sent the request), AS (whom they impersonated, - when nobody),
+VERB, RESOURCE[/SUBRESOURCE], NS, NAME, CODE, STAGE (a request logged at
+two stages is two rows) and IPS (sourceIPs, the last one the address the
+API server saw). -o wide adds groups, the authorization decision, the user
+agent and the cluster.
+
 --jq EXPR runs a jq program on each matching event and prints what it
 yields exactly as 'jq -c EXPR' prints it over the raw audit log: the same
 bytes, in the order the events were stored (the log's order). Conditions
@@ -258,7 +265,7 @@ type printer struct {
 }
 
 var (
-	tableCols = []local.Column{local.ColUser, local.ColVerb, local.ColResource, local.ColNamespace, local.ColName, local.ColCode, local.ColSourceIPs}
+	tableCols = []local.Column{local.ColUser, local.ColAs, local.ColVerb, local.ColResource, local.ColNamespace, local.ColName, local.ColCode, local.ColStage, local.ColSourceIPs}
 	wideCols  = []local.Column{local.ColUser, local.ColGroups, local.ColAs, local.ColVerb, local.ColResource, local.ColNamespace, local.ColName,
 		local.ColCode, local.ColDecision, local.ColSourceIPs, local.ColUserAgent, local.ColStage, local.ColCluster}
 )
