@@ -17,10 +17,15 @@ type DeniedQuery struct {
 	Scope
 }
 
-// DeniedUser is one user's refused requests.
+// DeniedUser is one user's refused requests, per identity they acted as:
+// a request that impersonated someone is refused to that pair, not to the
+// sender alone (blaming admin for what admin asked as developer would name
+// the wrong person).
 type DeniedUser struct {
 	// User is the user name; empty when authentication failed.
 	User string `json:"user"`
+	// As is the user the requests impersonated; empty without.
+	As string `json:"impersonatedUser,omitempty"`
 	// Requests counts the refused requests.
 	Requests int `json:"requests"`
 	// First and Last are when the first and last were received.
@@ -52,12 +57,13 @@ func Denied(r *local.Reader, q DeniedQuery) (*DeniedReport, error) {
 		return nil, err
 	}
 	rep := &DeniedReport{Requests: len(reqs)}
-	byUser := map[string]*DeniedUser{}
+	byUser := map[[2]string]*DeniedUser{}
 	for _, rq := range reqs {
-		u := byUser[rq.User]
+		key := [2]string{rq.User, rq.As}
+		u := byUser[key]
 		if u == nil {
-			u = &DeniedUser{User: rq.User, First: rq.Time, codes: counter{}, verbs: counter{}, resources: counter{}, namespaces: counter{}, peers: counter{}}
-			byUser[rq.User] = u
+			u = &DeniedUser{User: rq.User, As: rq.As, First: rq.Time, codes: counter{}, verbs: counter{}, resources: counter{}, namespaces: counter{}, peers: counter{}}
+			byUser[key] = u
 			rep.Users = append(rep.Users, u)
 		}
 		u.Requests++
@@ -86,7 +92,7 @@ func Denied(r *local.Reader, q DeniedQuery) (*DeniedReport, error) {
 		u.Codes, u.Verbs, u.Resources, u.Namespaces, u.Peers = u.codes.top(0), u.verbs.top(0), u.resources.top(0), u.namespaces.top(0), u.peers.top(0)
 	}
 	slices.SortStableFunc(rep.Users, func(a, b *DeniedUser) int {
-		return cmp.Or(cmp.Compare(b.Requests, a.Requests), cmp.Compare(a.User, b.User))
+		return cmp.Or(cmp.Compare(b.Requests, a.Requests), cmp.Compare(a.User, b.User), cmp.Compare(a.As, b.As))
 	})
 	return rep, nil
 }
@@ -98,7 +104,7 @@ func (d *DeniedReport) Records() []any { return records(d.Users) }
 // resources and peers (all of them with wide).
 func (d *DeniedReport) Table(wide bool) *Table {
 	t := &Table{
-		Head:  []string{"USER", "REQUESTS", "CODES", "FIRST", "LAST", "VERBS", "RESOURCES", "NAMESPACES", "PEERS"},
+		Head:  []string{"USER", "AS", "REQUESTS", "CODES", "FIRST", "LAST", "VERBS", "RESOURCES", "NAMESPACES", "PEERS"},
 		Empty: "no denied requests",
 	}
 	n := 3
@@ -106,7 +112,11 @@ func (d *DeniedReport) Table(wide bool) *Table {
 		n = 0
 	}
 	for _, u := range d.Users {
-		t.Rows = append(t.Rows, Row{Cells: []string{userOrNone(u.User), strconv.Itoa(u.Requests), fmtCounts(u.codes, 0, ","),
+		as := u.As
+		if as == "" {
+			as = "-"
+		}
+		t.Rows = append(t.Rows, Row{Cells: []string{userOrNone(u.User), as, strconv.Itoa(u.Requests), fmtCounts(u.codes, 0, ","),
 			fmtTime(u.First), fmtTime(u.Last), fmtCounts(u.verbs, n, ","), fmtCounts(u.resources, n, ","), fmtCounts(u.namespaces, n, ","), fmtCounts(u.peers, n, ",")}})
 	}
 	if len(d.Users) > 0 {

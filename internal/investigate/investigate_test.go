@@ -364,9 +364,35 @@ func TestDenied(t *testing.T) {
 		t.Errorf("denied (-want +got):\n%s", diff)
 	}
 	text := render(t, rep, "table")
-	for _, s := range []string{"bob                3         403(3)", "(unauthenticated)  1         401(1)", "4 requests denied to 2 users (3 x 403, 1 x 401)"} {
+	for _, s := range []string{"bob                -   3         403(3)", "(unauthenticated)  -   1         401(1)", "4 requests denied to 2 users (3 x 403, 1 x 401)"} {
 		if !strings.Contains(text, s) {
 			t.Errorf("denied table lacks %q:\n%s", s, text)
+		}
+	}
+}
+
+// TestDeniedNamesWhomItImpersonated: a refused request that impersonated
+// someone is counted for the pair, with AS shown: admin's own refusals and
+// those admin got while acting as developer are two rows.
+// Mutation it catches: grouping by the sender alone (the review's "admin
+// 2 403(2)" for requests made as developer and as a service account).
+func TestDeniedNamesWhomItImpersonated(t *testing.T) {
+	r := openFixture(t, []*evb{
+		req(1, "admin", "list", "/api/v1/namespaces/prod/secrets").Obj("secrets", "prod", "").As("developer").Code(403, "forbid"),
+		req(2, "admin", "list", "/api/v1/namespaces/prod/secrets").Obj("secrets", "prod", "").As("system:serviceaccount:prod:default").Code(403, "forbid"),
+		req(3, "admin", "delete", "/api/v1/namespaces/prod/pods/x").Obj("pods", "prod", "x").Code(403, "forbid"),
+	})
+	rep, err := Denied(r, DeniedQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Users) != 3 {
+		t.Fatalf("%d rows, want 3 (admin, admin as developer, admin as the service account)", len(rep.Users))
+	}
+	text := render(t, rep, "table")
+	for _, want := range []string{"admin  developer", "admin  system:serviceaccount:prod:default", "admin  -  "} {
+		if !strings.Contains(text, want) {
+			t.Errorf("denied table lacks %q:\n%s", want, text)
 		}
 	}
 }
