@@ -460,6 +460,16 @@ func userOrNone(u string) string {
 // component or service account (system:...), not a person.
 func isSystemUser(u string) bool { return strings.HasPrefix(u, "system:") }
 
+// isAnonymous reports whether a request came without credentials: the API
+// server calls its user system:anonymous when anonymous access is on, and
+// logs no user when authentication failed. Neither is a component, though
+// the name starts with system:.
+func isAnonymous(u string) bool { return u == "system:anonymous" || u == "" }
+
+// isComponent reports whether u is the control plane or a service account:
+// a system: identity that is not anonymous.
+func isComponent(u string) bool { return isSystemUser(u) && !isAnonymous(u) }
+
 // uriQuery returns the parsed query string of a request URI.
 func uriQuery(uri string) url.Values {
 	i := strings.IndexByte(uri, '?')

@@ -522,3 +522,30 @@ func TestOrSplit(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretsFlagsAnonymous: reads of secrets without credentials are
+// flagged, refused or not, though system:anonymous starts with system:.
+// Mutation it catches: treating system:anonymous as a component.
+func TestSecretsFlagsAnonymous(t *testing.T) {
+	r := openFixture(t, []*evb{
+		req(1, "system:anonymous", "list", "/api/v1/secrets").Obj("secrets", "", "").Code(403, "forbid"),
+		req(2, "system:anonymous", "get", "/api/v1/namespaces/prod/secrets/db").Obj("secrets", "prod", "db").Code(200, "allow"),
+		req(3, "system:serviceaccount:kube-system:x", "get", "/api/v1/namespaces/kube-system/secrets/t").Obj("secrets", "kube-system", "t").Code(200, "allow"),
+	})
+	rep, err := Secrets(r, SecretsQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := map[string]string{}
+	for _, a := range rep.Accesses {
+		flags[a.User+" "+a.Verb] = a.Flag
+	}
+	want := map[string]string{
+		"system:anonymous list":                   "anonymous read attempt",
+		"system:anonymous get":                    "anonymous read",
+		"system:serviceaccount:kube-system:x get": "",
+	}
+	if diff := cmp.Diff(want, flags); diff != "" {
+		t.Errorf("flags (-want +got):\n%s", diff)
+	}
+}

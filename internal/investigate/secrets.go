@@ -36,7 +36,8 @@ type SecretAccess struct {
 	Codes []Count `json:"codes"`
 	// Flag is set when a user outside system: (a person, not a component
 	// or service account) read secrets: "non-system read", or "non-system
-	// read attempt" when every such read was refused.
+	// read attempt" when every such read was refused; "anonymous read"
+	// (attempt) for requests without credentials.
 	Flag string `json:"flag,omitempty"`
 
 	secrets, codes counter
@@ -86,16 +87,19 @@ func Secrets(r *local.Reader, q SecretsQuery) (*SecretsReport, error) {
 	}
 	for _, a := range rep.Accesses {
 		a.Secrets, a.Codes = a.secrets.top(0), a.codes.top(0)
-		if !isSystemUser(a.User) && slices.Contains(readVerbs, a.Verb) {
+		if !isComponent(a.User) && slices.Contains(readVerbs, a.Verb) {
 			a.Flag = "non-system read"
+			if isAnonymous(a.User) {
+				a.Flag = "anonymous read"
+			}
 			if a.Failed == a.Requests {
-				a.Flag = "non-system read attempt"
+				a.Flag += " attempt"
 			}
 		}
 	}
 	slices.SortStableFunc(rep.Accesses, func(a, b *SecretAccess) int {
 		return cmp.Or(
-			cmp.Compare(boolRank(isSystemUser(a.User)), boolRank(isSystemUser(b.User))),
+			cmp.Compare(boolRank(isComponent(a.User)), boolRank(isComponent(b.User))),
 			cmp.Compare(a.User, b.User),
 			cmp.Compare(a.As, b.As),
 			cmp.Compare(verbRank(a.Verb), verbRank(b.Verb)),
