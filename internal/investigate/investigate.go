@@ -429,7 +429,22 @@ func (q *Request) result() string {
 	if q.Decision != "" {
 		parts = append(parts, q.Decision)
 	}
-	return strings.Join(parts, " ")
+	out := strings.Join(parts, " ")
+	// A failure other than a refusal says why: "404 allow" alone reads as
+	// a success the authorizer allowed (an exec into a pod that is gone).
+	if q.Code >= 400 && q.Code != 401 && q.Code != 403 {
+		why := q.Message
+		if why == "" {
+			why = q.Reason
+		}
+		if r := []rune(why); len(r) > 80 {
+			why = string(r[:79]) + "…"
+		}
+		if why != "" {
+			out += ": " + why
+		}
+	}
+	return out
 }
 
 // fmtIPs lists source IPs with the peer, the only address the API server

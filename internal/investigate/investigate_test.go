@@ -549,3 +549,26 @@ func TestSecretsFlagsAnonymous(t *testing.T) {
 		t.Errorf("flags (-want +got):\n%s", diff)
 	}
 }
+
+// TestFailedExecSaysWhy: an exec the authorizer allowed but that failed
+// shows the failure's message, not "404 allow" alone, which reads as a
+// success; refusals (401, 403) keep their code and decision only.
+// Mutation it catches: result() without the failure reason.
+func TestFailedExecSaysWhy(t *testing.T) {
+	gone := req(1, "admin", "create", "/api/v1/namespaces/prod/pods/web/exec?command=sh").Obj("pods/exec", "prod", "web").Code(404, "allow")
+	gone.Ev.ResponseStatus.Message, gone.Ev.ResponseStatus.Reason = `pods "web" not found`, "NotFound"
+	refused := req(2, "bob", "create", "/api/v1/namespaces/prod/pods/web/exec?command=sh").Obj("pods/exec", "prod", "web").Code(403, "forbid")
+	refused.Ev.ResponseStatus.Reason = "Forbidden"
+	r := openFixture(t, []*evb{gone, refused})
+	rep, err := Execs(r, ExecsQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := render(t, rep, "table")
+	if !strings.Contains(text, `404 allow: pods "web" not found`) {
+		t.Errorf("the failed exec does not say why:\n%s", text)
+	}
+	if !strings.Contains(text, "403 forbid ") || strings.Contains(text, "403 forbid:") {
+		t.Errorf("the refused exec:\n%s", text)
+	}
+}
