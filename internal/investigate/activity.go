@@ -1,13 +1,20 @@
 package investigate
 
 import (
+	"encoding/json"
 	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/kubetrail/kubetrail/internal/query"
 
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // ActivityQuery asks for a user's timeline: every request made by the
-// user, or made by someone else impersonating the user.
+// user, or made by someone else impersonating the user, and every write of
+// a (Cluster)RoleBinding that names the user (the binding that granted
+// them their rights is part of their story, though someone else made it).
 type ActivityQuery struct {
 	// User is the user name; a '*' in it matches any run of characters
 	// (system:serviceaccount:ci:*).
@@ -37,7 +44,11 @@ func Activity(r *local.Reader, q ActivityQuery) (*ActivityReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	reqs, err := collect(r, q.Scope, or(byUser, asUser), q.AllStages, false)
+	terms := []query.Expr{byUser, asUser}
+	if b := bindingNaming(q.User); b != nil {
+		terms = append(terms, b)
+	}
+	reqs, err := collect(r, q.Scope, or(terms...), q.AllStages, false)
 	if err != nil {
 		return nil, err
 	}
@@ -75,4 +86,31 @@ func (a *ActivityReport) Table(wide bool) *Table {
 			what, fmtTime(a.Requests[0].Time), fmtTime(a.Requests[n-1].Time), fmtCounts(verbs, 6, ", "), failed))
 	}
 	return t
+}
+
+// bindingNaming selects writes of RoleBindings and ClusterRoleBindings
+// whose request body names user as a subject: "name":"USER" (a
+// ServiceAccount, system:serviceaccount:NS:NAME, by its name and
+// namespace). Bodies are logged at level Request and above; below it the
+// binding cannot be seen. nil for a pattern with '*'.
+func bindingNaming(user string) query.Expr {
+	if strings.Contains(user, "*") {
+		return nil
+	}
+	name := user
+	var ns string
+	if rest, ok := strings.CutPrefix(user, "system:serviceaccount:"); ok {
+		if i := strings.LastIndexByte(rest, ':'); i > 0 {
+			ns, name = rest[:i], rest[i+1:]
+		}
+	}
+	quoted := func(s string) string {
+		b, _ := json.Marshal(s)
+		return regexp.QuoteMeta(string(b))
+	}
+	body := cmpExpr("requestObject", query.OpMatch, `"name":`+quoted(name))
+	if ns != "" {
+		body = and(body, cmpExpr("requestObject", query.OpMatch, `"namespace":`+quoted(ns)))
+	}
+	return and(in("resource", "clusterrolebindings", "rolebindings"), in("verb", "create", "update", "patch"), body)
 }

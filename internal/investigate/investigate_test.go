@@ -572,3 +572,33 @@ func TestFailedExecSaysWhy(t *testing.T) {
 		t.Errorf("the refused exec:\n%s", text)
 	}
 }
+
+// TestActivityIncludesBindingsNamingTheUser: eve's timeline holds the
+// binding mallory created to make eve cluster-admin, though eve did not
+// make it; a user the binding does not name does not get it.
+// Mutation it catches: activity by user and as only (the old behaviour).
+func TestActivityIncludesBindingsNamingTheUser(t *testing.T) {
+	r := openFixture(t, incident())
+	rep, err := Activity(r, ActivityQuery{User: "eve"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, q := range rep.Requests {
+		if q.User == "mallory" && q.Resource == "clusterrolebindings" && q.Name == "backdoor" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("eve's activity lacks the binding that named eve:\n%s", render(t, rep, "table"))
+	}
+	rep, err = Activity(r, ActivityQuery{User: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range rep.Requests {
+		if q.Resource == "clusterrolebindings" {
+			t.Errorf("bob's activity holds a binding that does not name bob: %+v", q)
+		}
+	}
+}
