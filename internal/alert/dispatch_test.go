@@ -265,6 +265,9 @@ func TestDispatchRetriesInOrder(t *testing.T) {
 		appendN(t, s, i, 5)
 	}
 	waitFor(t, "20 alerts", func() bool { return len(out.seqs()) >= 20 })
+	// The dispatcher counts a batch and moves its cursor after Send
+	// returns: wait for that too, or stopping in between loses the count.
+	waitFor(t, "the cursor at 20", func() bool { return d.Stats().Cursor == 20 })
 	stop()
 	want := make([]uint64, 20)
 	for i := range want {

@@ -256,6 +256,10 @@ func TestSlackPayload(t *testing.T) {
 	}
 	stop := p.run(t)
 	waitFor(t, "a slack message", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return len(rec.bodies) == 1 })
+	// The dispatcher counts a notification once the peer has answered,
+	// after the peer has the body: wait for the count, not the body alone
+	// (stopping in between made this test fail once under -race).
+	waitFor(t, "the notification counted", func() bool { st := p.disp.Stats(); return st.Notifications == 1 && st.Throttled == 2 })
 	stop()
 	var body map[string]string
 	if err := json.Unmarshal(rec.bodies[0], &body); err != nil {
