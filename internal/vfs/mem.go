@@ -25,10 +25,22 @@ var ErrCrashed = errors.New("vfs: the file system crashed")
 // and its name only if its folder was synced after the name was created,
 // renamed or removed, so a missing fsync, a missing folder sync or a
 // rename not made durable loses data in a test as it would on a disk.
+//
+// Locks (Lock) are held in memory, by node, as flock holds them by inode;
+// a crash drops them all, as a dead process's are.
 type MemFS struct {
 	mu      sync.Mutex
 	root    *node
 	crashed bool
+	// locks holds the lock state of each locked node; released is
+	// signalled whenever a lock is released or the file system crashes.
+	locks    map[*node]*memLock
+	released *sync.Cond
+}
+
+type memLock struct {
+	shared    int
+	exclusive bool
 }
 
 type node struct {
@@ -63,6 +75,9 @@ func (m *MemFS) CrashKeeping(keep func(synced, unsynced int) int) *MemFS {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.crashed = true
+	if m.released != nil {
+		m.released.Broadcast() // waiting lockers fail with ErrCrashed
+	}
 	copies := map[*node]*node{}
 	var clone func(n *node) *node
 	clone = func(n *node) *node {
@@ -287,6 +302,56 @@ func (m *MemFS) SyncDir(dir string) error {
 	}
 	n.syncedChildren = maps(n.children)
 	return nil
+}
+
+// Lock implements FS.
+func (m *MemFS) Lock(name string, mode LockMode) (func() error, error) {
+	if err := m.lock(); err != nil {
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	defer m.mu.Unlock()
+	n, err := m.lookup(name)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	if m.locks == nil {
+		m.locks = map[*node]*memLock{}
+		m.released = sync.NewCond(&m.mu)
+	}
+	l := m.locks[n]
+	if l == nil {
+		l = &memLock{}
+		m.locks[n] = l
+	}
+	exclusive := mode != LockShared
+	for l.exclusive || (exclusive && l.shared > 0) {
+		if mode == LockExclusiveNow {
+			return nil, syscall.EWOULDBLOCK
+		}
+		m.released.Wait()
+		if m.crashed {
+			return nil, &os.PathError{Op: "flock", Path: name, Err: ErrCrashed}
+		}
+	}
+	if exclusive {
+		l.exclusive = true
+	} else {
+		l.shared++
+	}
+	var once sync.Once
+	return func() error {
+		once.Do(func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if exclusive {
+				l.exclusive = false
+			} else {
+				l.shared--
+			}
+			m.released.Broadcast()
+		})
+		return nil
+	}, nil
 }
 
 func maps(m map[string]*node) map[string]*node {
