@@ -107,6 +107,9 @@ func (c *Crasher) SyncDir(dir string) error {
 	return c.change("syncdir "+dir, func() error { return c.mem.SyncDir(dir) })
 }
 
+// Chmod implements FS. A mode is not data: it is not counted as a change.
+func (c *Crasher) Chmod(name string, mode os.FileMode) error { return c.mem.Chmod(name, mode) }
+
 // Lock implements FS.
 func (c *Crasher) Lock(name string, mode LockMode) (func() error, error) {
 	return c.mem.Lock(name, mode)

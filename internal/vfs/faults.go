@@ -141,6 +141,9 @@ func (f *Faults) SyncDir(dir string) error {
 	return f.inner().SyncDir(filepath.Clean(dir))
 }
 
+// Chmod implements FS.
+func (f *Faults) Chmod(name string, mode os.FileMode) error { return f.inner().Chmod(name, mode) }
+
 // Lock implements FS.
 func (f *Faults) Lock(name string, mode LockMode) (func() error, error) {
 	return f.inner().Lock(name, mode)

@@ -304,6 +304,21 @@ func (m *MemFS) SyncDir(dir string) error {
 	return nil
 }
 
+// Chmod implements FS. Modes are kept as they are set, with no notion of
+// durability: nothing in kubetrail depends on one surviving a crash.
+func (m *MemFS) Chmod(name string, mode os.FileMode) error {
+	if err := m.lock(); err != nil {
+		return &os.PathError{Op: "chmod", Path: name, Err: err}
+	}
+	defer m.mu.Unlock()
+	n, err := m.lookup(name)
+	if err != nil {
+		return &os.PathError{Op: "chmod", Path: name, Err: err}
+	}
+	n.mode = n.mode&^os.ModePerm | mode&os.ModePerm
+	return nil
+}
+
 // Lock implements FS.
 func (m *MemFS) Lock(name string, mode LockMode) (func() error, error) {
 	if err := m.lock(); err != nil {

@@ -51,6 +51,8 @@ type FS interface {
 	// SyncDir makes the names in a folder durable: files created,
 	// renamed into or removed from it.
 	SyncDir(dir string) error
+	// Chmod changes a file's or folder's permission bits.
+	Chmod(name string, mode os.FileMode) error
 	// Lock locks the file or folder name, which must exist, until unlock
 	// is called, as flock(2) does: each call is a holder of its own, even
 	// within one process, and a lock is gone when its process dies. A
@@ -104,6 +106,7 @@ func (osFS) Rename(oldname, newname string) error        { return os.Rename(oldn
 func (osFS) MkdirAll(dir string, perm os.FileMode) error { return os.MkdirAll(dir, perm) }
 func (osFS) ReadDir(dir string) ([]os.DirEntry, error)   { return os.ReadDir(dir) }
 func (osFS) Stat(name string) (os.FileInfo, error)       { return os.Stat(name) }
+func (osFS) Chmod(name string, mode os.FileMode) error   { return os.Chmod(name, mode) }
 
 func (osFS) SyncDir(dir string) error {
 	d, err := os.Open(dir)
