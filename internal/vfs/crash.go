@@ -16,16 +16,18 @@ type Crasher struct {
 	mu   sync.Mutex
 	mem  *MemFS
 	at   int
-	keep func(synced, unsynced int) int
+	keep CrashOptions
 	n    int
 	// after is what the crash left, and what the change it came after.
 	after *MemFS
 	what  string
+	// trace, when not nil, gets each change's site (see Trace).
+	trace *[]string
 }
 
 // NewCrasher wraps mem so that it crashes after the at-th change, keeping
-// (see MemFS.CrashKeeping) what keep says of unsynced appends.
-func NewCrasher(mem *MemFS, at int, keep func(synced, unsynced int) int) *Crasher {
+// what keep says beyond what was synced (see MemFS.CrashWith).
+func NewCrasher(mem *MemFS, at int, keep CrashOptions) *Crasher {
 	return &Crasher{mem: mem, at: at, keep: keep}
 }
 
@@ -34,6 +36,25 @@ func (c *Crasher) Changes() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.n
+}
+
+// Record makes c keep the site of each change from now on (see Trace).
+func (c *Crasher) Record() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.trace = new([]string)
+}
+
+// Trace returns the site of each change made since Record, in order,
+// named as Faults names sites ("sync FUNCTION"), so that a test can find
+// the changes around the calls of one site.
+func (c *Crasher) Trace() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.trace == nil {
+		return nil
+	}
+	return append([]string(nil), (*c.trace)...)
 }
 
 // Crashed returns the file system the crash left and the change it came
@@ -47,14 +68,17 @@ func (c *Crasher) Crashed() (*MemFS, string) {
 // change makes one change, and crashes the file system right after it
 // when it is the at-th. Changes are made one at a time, so that the crash
 // comes after exactly at of them.
-func (c *Crasher) change(what string, do func() error) error {
+func (c *Crasher) change(kind, what string, do func() error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	err := do()
 	c.n++
+	if c.trace != nil {
+		*c.trace = append(*c.trace, kind+" "+callSite())
+	}
 	if c.n == c.at {
-		c.after = c.mem.CrashKeeping(c.keep)
-		c.what = fmt.Sprintf("%s in %s", what, callSite())
+		c.after = c.mem.CrashWith(c.keep)
+		c.what = fmt.Sprintf("%s %s in %s", kind, what, callSite())
 	}
 	return err
 }
@@ -68,7 +92,7 @@ func (c *Crasher) OpenFile(name string, flag int, perm os.FileMode) (File, error
 	}
 	var err error
 	if flag&(os.O_CREATE|os.O_TRUNC) != 0 {
-		err = c.change("create "+name, open)
+		err = c.change("create", name, open)
 	} else {
 		err = open()
 	}
@@ -83,17 +107,17 @@ func (c *Crasher) Open(name string) (File, error) { return c.OpenFile(name, os.O
 
 // Remove implements FS.
 func (c *Crasher) Remove(name string) error {
-	return c.change("remove "+name, func() error { return c.mem.Remove(name) })
+	return c.change("remove", name, func() error { return c.mem.Remove(name) })
 }
 
 // Rename implements FS.
 func (c *Crasher) Rename(oldname, newname string) error {
-	return c.change("rename "+oldname+" "+newname, func() error { return c.mem.Rename(oldname, newname) })
+	return c.change(SiteRename, oldname+" "+newname, func() error { return c.mem.Rename(oldname, newname) })
 }
 
 // MkdirAll implements FS.
 func (c *Crasher) MkdirAll(dir string, perm os.FileMode) error {
-	return c.change("mkdir "+dir, func() error { return c.mem.MkdirAll(dir, perm) })
+	return c.change("mkdir", dir, func() error { return c.mem.MkdirAll(dir, perm) })
 }
 
 // ReadDir implements FS.
@@ -104,7 +128,7 @@ func (c *Crasher) Stat(name string) (os.FileInfo, error) { return c.mem.Stat(nam
 
 // SyncDir implements FS.
 func (c *Crasher) SyncDir(dir string) error {
-	return c.change("syncdir "+dir, func() error { return c.mem.SyncDir(dir) })
+	return c.change(SiteSyncDir, dir, func() error { return c.mem.SyncDir(dir) })
 }
 
 // Chmod implements FS. A mode is not data: it is not counted as a change.
@@ -121,7 +145,7 @@ type crashFile struct {
 }
 
 func (f *crashFile) Write(p []byte) (n int, err error) {
-	err = f.c.change(fmt.Sprintf("write %s (%d bytes)", f.Name(), len(p)), func() (err error) {
+	err = f.c.change("write", fmt.Sprintf("%s (%d bytes)", f.Name(), len(p)), func() (err error) {
 		n, err = f.File.Write(p)
 		return err
 	})
@@ -129,7 +153,7 @@ func (f *crashFile) Write(p []byte) (n int, err error) {
 }
 
 func (f *crashFile) WriteAt(p []byte, off int64) (n int, err error) {
-	err = f.c.change(fmt.Sprintf("write %s (%d bytes at %d)", f.Name(), len(p), off), func() (err error) {
+	err = f.c.change("write", fmt.Sprintf("%s (%d bytes at %d)", f.Name(), len(p), off), func() (err error) {
 		n, err = f.File.WriteAt(p, off)
 		return err
 	})
@@ -137,11 +161,11 @@ func (f *crashFile) WriteAt(p []byte, off int64) (n int, err error) {
 }
 
 func (f *crashFile) Truncate(size int64) error {
-	return f.c.change(fmt.Sprintf("truncate %s to %d", f.Name(), size), func() error { return f.File.Truncate(size) })
+	return f.c.change("truncate", fmt.Sprintf("%s to %d", f.Name(), size), func() error { return f.File.Truncate(size) })
 }
 
 func (f *crashFile) Sync() error {
-	return f.c.change("sync "+f.Name(), f.File.Sync)
+	return f.c.change(SiteSync, f.Name(), f.File.Sync)
 }
 
 var _ FS = (*Crasher)(nil)

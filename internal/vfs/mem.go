@@ -72,6 +72,30 @@ func (m *MemFS) Crash() *MemFS { return m.CrashKeeping(nil) }
 // unsynced lengths and returns how many unsynced bytes reached the disk
 // anyway, as a partial flush leaves a torn tail.
 func (m *MemFS) CrashKeeping(keep func(synced, unsynced int) int) *MemFS {
+	return m.CrashWith(CrashOptions{Appended: keep})
+}
+
+// CrashOptions say what a crash keeps beyond what was synced.
+type CrashOptions struct {
+	// Appended, when not nil, is told the durable and the unsynced lengths
+	// of a file whose unsynced data was only appended, and returns how
+	// many unsynced bytes reached the disk anyway, as a partial flush
+	// leaves a torn tail.
+	Appended func(synced, unsynced int) int
+	// Names, when not nil, is asked about each change to a folder's names
+	// since the folder was last synced ("create NAME", "remove NAME",
+	// "replace NAME", "rename OLD NEW"; dir is the folder's path) whether
+	// it reached the disk anyway: until its folder is synced, a file
+	// system may have written any of them, in any order, and a crash
+	// keeps those. A rename within a folder is one change, kept whole or
+	// not at all, as rename(2) is atomic; a rename between folders is a
+	// removal and a creation, asked about apart.
+	Names func(dir, change string) bool
+}
+
+// CrashWith is Crash keeping what o says beyond what was synced.
+func (m *MemFS) CrashWith(o CrashOptions) *MemFS {
+	keep := o.Appended
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.crashed = true
@@ -79,8 +103,8 @@ func (m *MemFS) CrashKeeping(keep func(synced, unsynced int) int) *MemFS {
 		m.released.Broadcast() // waiting lockers fail with ErrCrashed
 	}
 	copies := map[*node]*node{}
-	var clone func(n *node) *node
-	clone = func(n *node) *node {
+	var clone func(path string, n *node) *node
+	clone = func(path string, n *node) *node {
 		if c, ok := copies[n]; ok {
 			return c
 		}
@@ -96,13 +120,90 @@ func (m *MemFS) CrashKeeping(keep func(synced, unsynced int) int) *MemFS {
 			return c
 		}
 		c.children, c.syncedChildren = map[string]*node{}, map[string]*node{}
-		for name, ch := range n.syncedChildren {
-			cc := clone(ch)
+		for name, ch := range crashNames(path, n, o.Names) {
+			cc := clone(path+"/"+name, ch)
 			c.children[name], c.syncedChildren[name] = cc, cc
 		}
 		return c
 	}
-	return &MemFS{root: clone(m.root)}
+	return &MemFS{root: clone("", m.root)}
+}
+
+// crashNames returns the names folder n holds after a crash: its synced
+// names, changed by those of the changes since that keep says reached the
+// disk.
+func crashNames(path string, n *node, keep func(dir, change string) bool) map[string]*node {
+	out := maps(n.syncedChildren)
+	if keep == nil {
+		return out
+	}
+	var changed []string
+	for name, c := range n.children {
+		if n.syncedChildren[name] != c {
+			changed = append(changed, name)
+		}
+	}
+	for name := range n.syncedChildren {
+		if _, ok := n.children[name]; !ok {
+			changed = append(changed, name)
+		}
+	}
+	slices.Sort(changed)
+	// Where each node that changed names now is: a node whose synced name
+	// is gone and that has a new one was renamed.
+	newName := map[*node]string{}
+	for _, name := range changed {
+		if c, ok := n.children[name]; ok {
+			newName[c] = name
+		}
+	}
+	renamed := map[string]string{} // old name: new name
+	target := map[string]bool{}
+	for _, name := range changed {
+		if old, ok := n.syncedChildren[name]; ok {
+			if to, ok := newName[old]; ok && to != name && !target[to] {
+				renamed[name], target[to] = to, true
+			}
+		}
+	}
+	if path == "" {
+		path = "/"
+	}
+	for _, name := range changed {
+		if target[name] {
+			continue // changed with the name it was renamed from
+		}
+		old, wasThere := n.syncedChildren[name]
+		cur, isThere := n.children[name]
+		if to, ok := renamed[name]; ok {
+			// A rename: both names change together.
+			if keep(path, "rename "+name+" "+to) {
+				out[to] = old
+				if isThere {
+					out[name] = cur
+				} else {
+					delete(out, name)
+				}
+			}
+			continue
+		}
+		change := "create " + name
+		switch {
+		case wasThere && isThere:
+			change = "replace " + name
+		case wasThere:
+			change = "remove " + name
+		}
+		if !keep(path, change) {
+			continue
+		}
+		if isThere {
+			out[name] = cur
+		} else {
+			delete(out, name)
+		}
+	}
+	return out
 }
 
 func split(name string) []string {

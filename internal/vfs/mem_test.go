@@ -233,17 +233,24 @@ func TestCrasherCrashesAfterTheNthChange(t *testing.T) {
 		fs.Rename("/d/a", "/d/b")
 		fs.SyncDir("/d")
 	}
-	c := NewCrasher(NewStrictMem(), 0, nil)
+	c := NewCrasher(NewStrictMem(), 0, CrashOptions{})
+	c.Record()
 	work(c)
 	if c.Changes() != 8 {
 		t.Fatalf("%d changes, want 8", c.Changes())
+	}
+	site := " vfs.TestCrasherCrashesAfterTheNthChange.func1"
+	if got, want := strings.Join(c.Trace(), ","), strings.Join([]string{
+		"mkdir" + site, "syncdir" + site, "create" + site, "write" + site, "sync" + site, "syncdir" + site, "rename" + site, "syncdir" + site,
+	}, ","); got != want {
+		t.Fatalf("trace\n%s\nwant\n%s", got, want)
 	}
 	if after, _ := c.Crashed(); after != nil {
 		t.Fatal("crashed with at 0")
 	}
 	want := []string{"", "", "", "", "", "", "a=x", "a=x", "b=x"}
 	for k := 1; k <= 8; k++ {
-		c := NewCrasher(NewStrictMem(), k, nil)
+		c := NewCrasher(NewStrictMem(), k, CrashOptions{})
 		work(c)
 		after, what := c.Crashed()
 		if after == nil {
@@ -262,4 +269,44 @@ func TestCrasherCrashesAfterTheNthChange(t *testing.T) {
 			t.Errorf("crash after change %d (%s) left %q, want %q", k, what, got, want[k])
 		}
 	}
+}
+
+// TestCrashKeepsSomeNameChanges checks CrashWith's Names: each change to
+// a folder's names since its last sync is asked about once, a rename as
+// one change, and only those kept survive.
+func TestCrashKeepsSomeNameChanges(t *testing.T) {
+	f := func(keep map[string]bool, want string) {
+		t.Helper()
+		m := NewStrictMem()
+		MkdirAllSynced(m, "/d", 0o700)
+		for _, n := range []string{"a", "old", "x"} {
+			write(t, m, "/d/"+n, n, true).Close()
+		}
+		m.SyncDir("/d")
+		m.Rename("/d/a", "/d/b")               // rename
+		write(t, m, "/d/c", "c", true).Close() // create
+		m.Remove("/d/x")                       // remove
+		write(t, m, "/d/tmp", "new", true).Close()
+		m.Rename("/d/tmp", "/d/old") // replace: tmp was never durable
+		var asked []string
+		after := m.CrashWith(CrashOptions{Names: func(dir, change string) bool {
+			asked = append(asked, dir+": "+change)
+			return keep[change]
+		}})
+		if got := strings.Join(asked, ","); got != "/d: rename a b,/d: create c,/d: replace old,/d: remove x" {
+			t.Fatalf("asked %s", got)
+		}
+		var got []string
+		ents, _ := after.ReadDir("/d")
+		for _, e := range ents {
+			s, _ := readAll(t, after, "/d/"+e.Name())
+			got = append(got, e.Name()+"="+s)
+		}
+		if strings.Join(got, ",") != want {
+			t.Errorf("keeping %v: %s, want %s", keep, strings.Join(got, ","), want)
+		}
+	}
+	f(nil, "a=a,old=old,x=x")
+	f(map[string]bool{"rename a b": true}, "b=a,old=old,x=x")
+	f(map[string]bool{"create c": true, "remove x": true, "replace old": true}, "a=a,c=c,old=new")
 }

@@ -133,7 +133,12 @@ func quarantine(fs vfs.FS, dir, name string, data []byte, reason string) (string
 		if os.IsNotExist(err) {
 			break
 		}
-		if err == nil && bytes.Equal(old, data) {
+		if err != nil {
+			// Going on to the next name would spin for ever when no file
+			// can be read (the crash test found it).
+			return "", fmt.Errorf("quarantine: %w", err)
+		}
+		if bytes.Equal(old, data) {
 			// Kept already, by a run that crashed before it could
 			// remove the damaged file.
 			return path, nil
@@ -152,8 +157,16 @@ func quarantine(fs vfs.FS, dir, name string, data []byte, reason string) (string
 	return path, nil
 }
 
+// writeSynced writes data to path whole or not at all: to a temporary
+// name beside it, synced, then renamed. A crash in the middle must leave
+// neither a partial copy under the final name, which would be reported as
+// a quarantined file of its own, nor a name that makes the next attempt
+// fail (the crash test found both when it wrote path in place, O_EXCL).
+// A temporary file a crash leaves is hidden (its name starts with a dot)
+// and reused by the next attempt.
 func writeSynced(fs vfs.FS, path string, data []byte) error {
-	f, err := fs.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	f, err := fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("quarantine: %w", err)
 	}
@@ -165,5 +178,11 @@ func writeSynced(fs vfs.FS, path string, data []byte) error {
 		f.Close()
 		return fmt.Errorf("quarantine %s: %w", path, err)
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("quarantine %s: %w", path, err)
+	}
+	if err := fs.Rename(tmp, path); err != nil {
+		return fmt.Errorf("quarantine: %w", err)
+	}
+	return nil
 }
