@@ -1,7 +1,6 @@
 package vfs
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -66,36 +65,40 @@ func (f *Faults) inner() FS {
 	return f.FS
 }
 
-// hit records a call of kind from the caller skip frames up and reports
-// whether it must be dropped. A site is named by the function that makes
-// the call, outside this package, so that it stays the same when lines
-// move; calls made inside this package's helpers (MkdirAllSynced) count for
-// their caller.
+// hit records a call of kind and reports whether it must be dropped.
 func (f *Faults) hit(kind string) bool {
-	site := kind + " ?"
-	pcs := make([]uintptr, 8)
+	site := kind + " " + callSite()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sites[site]++
+	return site == f.drop
+}
+
+// callSite names the function that made the call being handled: the first
+// caller outside this package's wrappers, so that a site stays the same
+// when lines move; calls made inside this package's helpers
+// (MkdirAllSynced) count for their caller.
+func callSite() string {
+	pcs := make([]uintptr, 12)
 	n := runtime.Callers(3, pcs)
 	frames := runtime.CallersFrames(pcs[:n])
 	for {
 		fr, more := frames.Next()
 		if !strings.Contains(fr.Function, "/internal/vfs.(*Faults)") &&
 			!strings.Contains(fr.Function, "/internal/vfs.(*faultFile)") &&
+			!strings.Contains(fr.Function, "/internal/vfs.(*Crasher)") &&
+			!strings.Contains(fr.Function, "/internal/vfs.(*crashFile)") &&
 			!strings.Contains(fr.Function, "/internal/vfs.MkdirAllSynced") {
 			fn := fr.Function
 			if i := strings.LastIndex(fn, "/"); i >= 0 {
 				fn = fn[i+1:]
 			}
-			site = fmt.Sprintf("%s %s", kind, fn)
-			break
+			return fn
 		}
 		if !more {
-			break
+			return "?"
 		}
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.sites[site]++
-	return site == f.drop
 }
 
 // OpenFile implements FS.
@@ -136,6 +139,14 @@ func (f *Faults) SyncDir(dir string) error {
 		return nil
 	}
 	return f.inner().SyncDir(filepath.Clean(dir))
+}
+
+// Chmod implements FS.
+func (f *Faults) Chmod(name string, mode os.FileMode) error { return f.inner().Chmod(name, mode) }
+
+// Lock implements FS.
+func (f *Faults) Lock(name string, mode LockMode) (func() error, error) {
+	return f.inner().Lock(name, mode)
 }
 
 type faultFile struct {

@@ -25,10 +25,22 @@ var ErrCrashed = errors.New("vfs: the file system crashed")
 // and its name only if its folder was synced after the name was created,
 // renamed or removed, so a missing fsync, a missing folder sync or a
 // rename not made durable loses data in a test as it would on a disk.
+//
+// Locks (Lock) are held in memory, by node, as flock holds them by inode;
+// a crash drops them all, as a dead process's are.
 type MemFS struct {
 	mu      sync.Mutex
 	root    *node
 	crashed bool
+	// locks holds the lock state of each locked node; released is
+	// signalled whenever a lock is released or the file system crashes.
+	locks    map[*node]*memLock
+	released *sync.Cond
+}
+
+type memLock struct {
+	shared    int
+	exclusive bool
 }
 
 type node struct {
@@ -60,12 +72,39 @@ func (m *MemFS) Crash() *MemFS { return m.CrashKeeping(nil) }
 // unsynced lengths and returns how many unsynced bytes reached the disk
 // anyway, as a partial flush leaves a torn tail.
 func (m *MemFS) CrashKeeping(keep func(synced, unsynced int) int) *MemFS {
+	return m.CrashWith(CrashOptions{Appended: keep})
+}
+
+// CrashOptions say what a crash keeps beyond what was synced.
+type CrashOptions struct {
+	// Appended, when not nil, is told the durable and the unsynced lengths
+	// of a file whose unsynced data was only appended, and returns how
+	// many unsynced bytes reached the disk anyway, as a partial flush
+	// leaves a torn tail.
+	Appended func(synced, unsynced int) int
+	// Names, when not nil, is asked about each change to a folder's names
+	// since the folder was last synced ("create NAME", "remove NAME",
+	// "replace NAME", "rename OLD NEW"; dir is the folder's path) whether
+	// it reached the disk anyway: until its folder is synced, a file
+	// system may have written any of them, in any order, and a crash
+	// keeps those. A rename within a folder is one change, kept whole or
+	// not at all, as rename(2) is atomic; a rename between folders is a
+	// removal and a creation, asked about apart.
+	Names func(dir, change string) bool
+}
+
+// CrashWith is Crash keeping what o says beyond what was synced.
+func (m *MemFS) CrashWith(o CrashOptions) *MemFS {
+	keep := o.Appended
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.crashed = true
+	if m.released != nil {
+		m.released.Broadcast() // waiting lockers fail with ErrCrashed
+	}
 	copies := map[*node]*node{}
-	var clone func(n *node) *node
-	clone = func(n *node) *node {
+	var clone func(path string, n *node) *node
+	clone = func(path string, n *node) *node {
 		if c, ok := copies[n]; ok {
 			return c
 		}
@@ -81,13 +120,90 @@ func (m *MemFS) CrashKeeping(keep func(synced, unsynced int) int) *MemFS {
 			return c
 		}
 		c.children, c.syncedChildren = map[string]*node{}, map[string]*node{}
-		for name, ch := range n.syncedChildren {
-			cc := clone(ch)
+		for name, ch := range crashNames(path, n, o.Names) {
+			cc := clone(path+"/"+name, ch)
 			c.children[name], c.syncedChildren[name] = cc, cc
 		}
 		return c
 	}
-	return &MemFS{root: clone(m.root)}
+	return &MemFS{root: clone("", m.root)}
+}
+
+// crashNames returns the names folder n holds after a crash: its synced
+// names, changed by those of the changes since that keep says reached the
+// disk.
+func crashNames(path string, n *node, keep func(dir, change string) bool) map[string]*node {
+	out := maps(n.syncedChildren)
+	if keep == nil {
+		return out
+	}
+	var changed []string
+	for name, c := range n.children {
+		if n.syncedChildren[name] != c {
+			changed = append(changed, name)
+		}
+	}
+	for name := range n.syncedChildren {
+		if _, ok := n.children[name]; !ok {
+			changed = append(changed, name)
+		}
+	}
+	slices.Sort(changed)
+	// Where each node that changed names now is: a node whose synced name
+	// is gone and that has a new one was renamed.
+	newName := map[*node]string{}
+	for _, name := range changed {
+		if c, ok := n.children[name]; ok {
+			newName[c] = name
+		}
+	}
+	renamed := map[string]string{} // old name: new name
+	target := map[string]bool{}
+	for _, name := range changed {
+		if old, ok := n.syncedChildren[name]; ok {
+			if to, ok := newName[old]; ok && to != name && !target[to] {
+				renamed[name], target[to] = to, true
+			}
+		}
+	}
+	if path == "" {
+		path = "/"
+	}
+	for _, name := range changed {
+		if target[name] {
+			continue // changed with the name it was renamed from
+		}
+		old, wasThere := n.syncedChildren[name]
+		cur, isThere := n.children[name]
+		if to, ok := renamed[name]; ok {
+			// A rename: both names change together.
+			if keep(path, "rename "+name+" "+to) {
+				out[to] = old
+				if isThere {
+					out[name] = cur
+				} else {
+					delete(out, name)
+				}
+			}
+			continue
+		}
+		change := "create " + name
+		switch {
+		case wasThere && isThere:
+			change = "replace " + name
+		case wasThere:
+			change = "remove " + name
+		}
+		if !keep(path, change) {
+			continue
+		}
+		if isThere {
+			out[name] = cur
+		} else {
+			delete(out, name)
+		}
+	}
+	return out
 }
 
 func split(name string) []string {
@@ -287,6 +403,71 @@ func (m *MemFS) SyncDir(dir string) error {
 	}
 	n.syncedChildren = maps(n.children)
 	return nil
+}
+
+// Chmod implements FS. Modes are kept as they are set, with no notion of
+// durability: nothing in kubetrail depends on one surviving a crash.
+func (m *MemFS) Chmod(name string, mode os.FileMode) error {
+	if err := m.lock(); err != nil {
+		return &os.PathError{Op: "chmod", Path: name, Err: err}
+	}
+	defer m.mu.Unlock()
+	n, err := m.lookup(name)
+	if err != nil {
+		return &os.PathError{Op: "chmod", Path: name, Err: err}
+	}
+	n.mode = n.mode&^os.ModePerm | mode&os.ModePerm
+	return nil
+}
+
+// Lock implements FS.
+func (m *MemFS) Lock(name string, mode LockMode) (func() error, error) {
+	if err := m.lock(); err != nil {
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	defer m.mu.Unlock()
+	n, err := m.lookup(name)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	if m.locks == nil {
+		m.locks = map[*node]*memLock{}
+		m.released = sync.NewCond(&m.mu)
+	}
+	l := m.locks[n]
+	if l == nil {
+		l = &memLock{}
+		m.locks[n] = l
+	}
+	exclusive := mode != LockShared
+	for l.exclusive || (exclusive && l.shared > 0) {
+		if mode == LockExclusiveNow {
+			return nil, syscall.EWOULDBLOCK
+		}
+		m.released.Wait()
+		if m.crashed {
+			return nil, &os.PathError{Op: "flock", Path: name, Err: ErrCrashed}
+		}
+	}
+	if exclusive {
+		l.exclusive = true
+	} else {
+		l.shared++
+	}
+	var once sync.Once
+	return func() error {
+		once.Do(func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if exclusive {
+				l.exclusive = false
+			} else {
+				l.shared--
+			}
+			m.released.Broadcast()
+		})
+		return nil
+	}, nil
 }
 
 func maps(m map[string]*node) map[string]*node {

@@ -7,9 +7,11 @@
 package vfs
 
 import (
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // File is an open file. Sync makes the file's data durable (its size
@@ -49,7 +51,30 @@ type FS interface {
 	// SyncDir makes the names in a folder durable: files created,
 	// renamed into or removed from it.
 	SyncDir(dir string) error
+	// Chmod changes a file's or folder's permission bits.
+	Chmod(name string, mode os.FileMode) error
+	// Lock locks the file or folder name, which must exist, until unlock
+	// is called, as flock(2) does: each call is a holder of its own, even
+	// within one process, and a lock is gone when its process dies. A
+	// LockExclusiveNow that finds the lock held fails at once with an
+	// error that is not an *os.PathError (EWOULDBLOCK); an error opening
+	// name is one.
+	Lock(name string, mode LockMode) (unlock func() error, err error)
 }
+
+// LockMode says which lock FS.Lock takes, and whether it waits.
+type LockMode int
+
+// Lock modes.
+const (
+	// LockShared waits for a lock that other shared holders may hold too,
+	// but no exclusive one.
+	LockShared LockMode = iota
+	// LockExclusive waits for a lock no one else holds.
+	LockExclusive
+	// LockExclusiveNow takes a lock no one else holds, or fails at once.
+	LockExclusiveNow
+)
 
 // OS is the real file system.
 var OS FS = osFS{}
@@ -81,6 +106,7 @@ func (osFS) Rename(oldname, newname string) error        { return os.Rename(oldn
 func (osFS) MkdirAll(dir string, perm os.FileMode) error { return os.MkdirAll(dir, perm) }
 func (osFS) ReadDir(dir string) ([]os.DirEntry, error)   { return os.ReadDir(dir) }
 func (osFS) Stat(name string) (os.FileInfo, error)       { return os.Stat(name) }
+func (osFS) Chmod(name string, mode os.FileMode) error   { return os.Chmod(name, mode) }
 
 func (osFS) SyncDir(dir string) error {
 	d, err := os.Open(dir)
@@ -89,6 +115,43 @@ func (osFS) SyncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+func (osFS) Lock(name string, mode LockMode) (func() error, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	how := syscall.LOCK_SH
+	switch mode {
+	case LockExclusive:
+		how = syscall.LOCK_EX
+	case LockExclusiveNow:
+		how = syscall.LOCK_EX | syscall.LOCK_NB
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), how)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	// Closing the file releases the lock: the kernel ties it to the open
+	// file, which is also why a dead process holds none.
+	return f.Close, nil
+}
+
+// ReadFile reads a whole file from fs.
+func ReadFile(fs FS, name string) ([]byte, error) {
+	f, err := fs.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }
 
 // MkdirAllSynced creates dir and the parents it lacks, and syncs each new

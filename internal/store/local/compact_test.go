@@ -18,6 +18,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/query"
+	"github.com/kubetrail/kubetrail/internal/vfs"
 	"github.com/kubetrail/kubetrail/internal/wal"
 )
 
@@ -154,7 +155,7 @@ func waitSettled(t *testing.T, dir string) {
 
 func segmentCount(t *testing.T, dir string) int {
 	t.Helper()
-	segs, err := listSegments(filepath.Join(dir, segmentDir))
+	segs, err := listSegments(vfs.OS, filepath.Join(dir, segmentDir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +236,7 @@ func TestCompactKeepsEveryEvent(t *testing.T) {
 	}
 	for seq := range seqs {
 		var got []string
-		err := readSealed(filepath.Join(dir, segmentDir), seq, func(sr *segmentReader, lo, hi int) error {
+		err := readSealed(vfs.OS, filepath.Join(dir, segmentDir), seq, func(sr *segmentReader, lo, hi int) error {
 			dec, _ := zstd.NewReader(nil)
 			defer dec.Close()
 			return sr.scanRange(dec, lo, hi, nil, func(e entry) error { got = append(got, string(e.raw)); return nil })
@@ -343,14 +344,14 @@ func TestCompactCrashAtEachStep(t *testing.T) {
 				t.Fatalf("compaction did not reach step %q: %v", step, err)
 			}
 			db.crashAt = nil
-			all, _ := listSegmentFiles(segDir)
+			all, _ := listSegmentFiles(vfs.OS, segDir)
 			live, stale := splitSuperseded(all)
 			tmps, _ := filepath.Glob(filepath.Join(segDir, ".tmp-seg-*"))
 			t.Logf("left: %d segments, %d of them superseded, %d temporary files", len(all), len(stale), len(tmps))
 
 			// A reader in another process, before any recovery: the
 			// manifest lists nothing that is missing.
-			for _, d := range checkManifest(dir) {
+			for _, d := range checkManifest(vfs.OS, dir) {
 				if strings.Contains(d.Reason, "missing") || strings.Contains(d.Reason, "overlaps") {
 					t.Fatalf("after the crash: %s", d)
 				}
@@ -380,12 +381,12 @@ func TestCompactCrashAtEachStep(t *testing.T) {
 			db = openSmall(t, dir)
 			defer db.Close()
 			waitSettled(t, dir) // the empty WAL segment left by Close
-			all, _ = listSegmentFiles(segDir)
+			all, _ = listSegmentFiles(vfs.OS, segDir)
 			tmps, _ = filepath.Glob(filepath.Join(segDir, ".tmp-seg-*"))
 			if len(tmps) != 0 || len(all) != len(live) {
 				t.Fatalf("after reopening: %d temporary files, %d segment files, want 0 and %d", len(tmps), len(all), len(live))
 			}
-			if d := checkManifest(dir); d != nil {
+			if d := checkManifest(vfs.OS, dir); d != nil {
 				t.Fatalf("after reopening, the manifest does not list the segments: %v", d)
 			}
 			if got := exportAll(t, dir); !slices.Equal(got, want) {
@@ -417,7 +418,7 @@ func TestCompactLeavesUnsealedWALAlone(t *testing.T) {
 	defer db.Close()
 	appendAll(t, db, smallBatches(8, 10))
 	waitSettled(t, dir)
-	segs, _ := listSegments(filepath.Join(dir, segmentDir))
+	segs, _ := listSegments(vfs.OS, filepath.Join(dir, segmentDir))
 	// Put the fifth segment back in the WAL, as if its sealer were slow.
 	mid := segs[4].first
 	os.Remove(segs[4].path)
@@ -445,7 +446,7 @@ func TestCompactLeavesUnsealedWALAlone(t *testing.T) {
 
 func mustList(t *testing.T, dir string) []segmentFile {
 	t.Helper()
-	segs, err := listSegments(filepath.Join(dir, segmentDir))
+	segs, err := listSegments(vfs.OS, filepath.Join(dir, segmentDir))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/query"
+	"github.com/kubetrail/kubetrail/internal/vfs"
 )
 
 // longName makes the names of the damaged segment long.
@@ -50,7 +51,7 @@ func corruptStore(t *testing.T) (dir string, segs []string, all []storedEvent) {
 	defer enc.Close()
 	rng := rand.New(rand.NewPCG(51, 52))
 	for s, n := range []int{100, 400, 100} {
-		w, err := newSegmentWriter(segDir, uint64(s+1), uint64(s+1), enc, segLayout{groupBytes: 24 << 10, blockBytes: 3 << 10}, nil)
+		w, err := newSegmentWriter(vfs.OS, segDir, uint64(s+1), uint64(s+1), enc, segLayout{groupBytes: 24 << 10, blockBytes: 3 << 10}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +98,7 @@ func corruptStore(t *testing.T) (dir string, segs []string, all []storedEvent) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, _, _ := readManifest(segDir); !ok {
+	if _, ok, _, _ := readManifest(vfs.OS, segDir); !ok {
 		t.Fatal("Open wrote no MANIFEST for a folder without one")
 	}
 	return dir, segs, all
@@ -121,7 +122,7 @@ type segPart struct {
 // segmentParts maps every byte of a (whole) segment to its structure.
 func segmentParts(t *testing.T, path string) []segPart {
 	t.Helper()
-	r, err := openSegment(path)
+	r, err := openSegment(vfs.OS, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,10 +378,10 @@ func TestCorruptSegment(t *testing.T) {
 	if checkAnswers(t, "intact", dir, all, -1) != 0 {
 		t.Fatal("the intact store fails")
 	}
-	if d := verifySegment(victim); d != nil {
+	if d := verifySegment(vfs.OS, victim); d != nil {
 		t.Fatalf("verify on an intact segment: %v", d)
 	}
-	if d := checkManifest(dir); d != nil {
+	if d := checkManifest(vfs.OS, dir); d != nil {
 		t.Fatalf("checkManifest on an intact folder: %v", d)
 	}
 	orig, err := os.ReadFile(victim)
@@ -455,7 +456,7 @@ func TestCorruptSegment(t *testing.T) {
 		tl.flips++
 		label := fmt.Sprintf("byte %d (%s) flipped", off, part)
 		tl.failed += checkAnswers(t, label, dir, all, -1, victim)
-		if d := verifySegment(victim); len(d) > 0 {
+		if d := verifySegment(vfs.OS, victim); len(d) > 0 {
 			tl.verified++
 			if !strings.Contains(d[0].String(), filepath.Base(victim)) {
 				t.Fatalf("%s: verify names another file: %v", label, d)
@@ -514,7 +515,7 @@ func TestCorruptSegmentFiles(t *testing.T) {
 		if checkAnswers(t, fmt.Sprintf("cut to %d bytes", n), dir, all, 1, victim) == 0 {
 			t.Errorf("cut to %d bytes: no answer failed", n)
 		}
-		if len(verifySegment(victim)) == 0 {
+		if len(verifySegment(vfs.OS, victim)) == 0 {
 			t.Errorf("cut to %d bytes: verify finds nothing", n)
 		}
 	}
@@ -533,7 +534,7 @@ func TestCorruptSegmentFiles(t *testing.T) {
 		t.Errorf("deleted: Damaged() = %v", d)
 	}
 	r.Close()
-	if d := checkManifest(dir); len(d) != 1 || d[0].Path != victim {
+	if d := checkManifest(vfs.OS, dir); len(d) != 1 || d[0].Path != victim {
 		t.Errorf("deleted: checkManifest = %v", d)
 	}
 	restore()
@@ -543,7 +544,7 @@ func TestCorruptSegmentFiles(t *testing.T) {
 	moved := filepath.Join(segDir, segmentName(9, 9))
 	os.Rename(victim, moved)
 	checkAnswers(t, "renamed", dir, all, 1, victim, moved)
-	if len(verifySegment(moved)) == 0 {
+	if len(verifySegment(vfs.OS, moved)) == 0 {
 		t.Error("renamed: verify finds nothing")
 	}
 	restore()
@@ -616,12 +617,12 @@ func TestRetryWhileSegmentCorrupt(t *testing.T) {
 	db := openSmall(t, dir)
 	appendAll(t, db, []*pipeline.Batch{b})
 	db.Close()
-	segs, _ := listSegments(filepath.Join(dir, segmentDir))
+	segs, _ := listSegments(vfs.OS, filepath.Join(dir, segmentDir))
 	if len(segs) != 1 {
 		t.Fatalf("%d segments, want 1", len(segs))
 	}
 	data, _ := os.ReadFile(segs[0].path)
-	r, _ := openSegment(segs[0].path)
+	r, _ := openSegment(vfs.OS, segs[0].path)
 	blk := r.meta.Blocks[0]
 	r.close()
 	data[blk.Off+blk.Len/2] ^= 0x5a
@@ -641,7 +642,7 @@ func TestRetryWhileSegmentCorrupt(t *testing.T) {
 	}
 
 	// The operator sets the segment aside.
-	if _, err := quarantine(dir, filepath.Base(segs[0].path), data, "checksum fails"); err != nil {
+	if _, err := quarantine(vfs.OS, dir, filepath.Base(segs[0].path), data, "checksum fails"); err != nil {
 		t.Fatal(err)
 	}
 	os.Remove(segs[0].path)
@@ -672,7 +673,7 @@ func TestOpenQuarantinesDamagedSegment(t *testing.T) {
 	db := openSmall(t, dir)
 	appendAll(t, db, batches)
 	db.Close()
-	segs, _ := listSegments(filepath.Join(dir, segmentDir))
+	segs, _ := listSegments(vfs.OS, filepath.Join(dir, segmentDir))
 	if len(segs) != 3 {
 		t.Fatalf("%d segments, want 3", len(segs))
 	}
@@ -696,7 +697,7 @@ func TestOpenQuarantinesDamagedSegment(t *testing.T) {
 	if _, err := os.Stat(victim); !os.IsNotExist(err) {
 		t.Errorf("the damaged segment is still in the segments folder: %v", err)
 	}
-	if d := checkManifest(dir); d != nil {
+	if d := checkManifest(vfs.OS, dir); d != nil {
 		t.Errorf("checkManifest: %v", d)
 	}
 	r, err := db.OpenReader()
@@ -729,13 +730,13 @@ func TestManifestFollowsTheSegments(t *testing.T) {
 	defer func() { db.Close() }()
 	appendAll(t, db, smallBatches(12, 10))
 	waitSettled(t, dir)
-	if d := checkManifest(dir); d != nil {
+	if d := checkManifest(vfs.OS, dir); d != nil {
 		t.Fatalf("after sealing: %v", d)
 	}
 	if _, err := db.Compact(context.Background(), Compaction{Below: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
-	if d := checkManifest(dir); d != nil {
+	if d := checkManifest(vfs.OS, dir); d != nil {
 		t.Fatalf("after compaction: %v", d)
 	}
 	appendAll(t, db, smallBatches(3, 5)[1:])
@@ -743,18 +744,18 @@ func TestManifestFollowsTheSegments(t *testing.T) {
 	if n, _, err := db.Enforce(Retention{MaxBytes: 1}, time.Now()); err != nil || n == 0 {
 		t.Fatalf("retention deleted %d: %v", n, err)
 	}
-	if d := checkManifest(dir); d != nil {
+	if d := checkManifest(vfs.OS, dir); d != nil {
 		t.Fatalf("after retention: %v", d)
 	}
 	appendAll(t, db, smallBatches(6, 5)[3:])
 	waitSettled(t, dir)
-	segs, _ := listSegments(filepath.Join(dir, segmentDir))
+	segs, _ := listSegments(vfs.OS, filepath.Join(dir, segmentDir))
 	if len(segs) < 2 {
 		t.Fatalf("%d segments, want 2 or more", len(segs))
 	}
 	os.Remove(segs[0].path)
 	for k := 0; k < 2; k++ {
-		if d := checkManifest(dir); len(d) != 1 || d[0].Path != segs[0].path {
+		if d := checkManifest(vfs.OS, dir); len(d) != 1 || d[0].Path != segs[0].path {
 			t.Fatalf("deleted (restart %d): checkManifest = %v", k, d)
 		}
 		r, err := db.OpenReader()

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/kubetrail/kubetrail/internal/vfs"
 )
 
 // Damage is one piece of a data folder that could not be read: a damaged
@@ -67,8 +69,8 @@ func (l *damageList) err() error {
 }
 
 // addQuarantined adds the files kept aside in dir's quarantine folder.
-func (l *damageList) addQuarantined(dir string) error {
-	q, err := quarantined(dir)
+func (l *damageList) addQuarantined(fs vfs.FS, dir string) error {
+	q, err := quarantined(fs, dir)
 	for _, d := range q {
 		l.add(d.Path, d.Reason)
 	}
@@ -90,9 +92,9 @@ const quarantineDir = "quarantine"
 
 // quarantined lists the files kept aside in dir's quarantine folder, as
 // Damage: every answer leaves their events out.
-func quarantined(dir string) ([]Damage, error) {
+func quarantined(fs vfs.FS, dir string) ([]Damage, error) {
 	qdir := filepath.Join(dir, quarantineDir)
-	ents, err := os.ReadDir(qdir)
+	ents, err := fs.ReadDir(qdir)
 	if os.IsNotExist(err) {
 		return nil, nil
 	}
@@ -106,7 +108,7 @@ func quarantined(dir string) ([]Damage, error) {
 			continue
 		}
 		reason := "quarantined: damaged bytes kept aside; the events in them are left out of every answer"
-		if b, err := os.ReadFile(filepath.Join(qdir, name+".reason")); err == nil {
+		if b, err := vfs.ReadFile(fs, filepath.Join(qdir, name+".reason")); err == nil {
 			reason = "quarantined: " + strings.TrimSpace(string(b))
 		}
 		out = append(out, Damage{Path: filepath.Join(qdir, name), Reason: reason})
@@ -118,38 +120,53 @@ func quarantined(dir string) ([]Damage, error) {
 // name.reason file beside it, durably (both synced, then the folder), and
 // returns the path. An existing file of that name is never overwritten:
 // a numbered suffix is added.
-func quarantine(dir, name string, data []byte, reason string) (string, error) {
+func quarantine(fs vfs.FS, dir, name string, data []byte, reason string) (string, error) {
 	qdir := filepath.Join(dir, quarantineDir)
-	if err := os.MkdirAll(qdir, 0o700); err != nil {
+	// Synced as it is made: a quarantine folder lost in a crash would
+	// take the damaged bytes kept in it along.
+	if err := vfs.MkdirAllSynced(fs, qdir, 0o700); err != nil {
 		return "", fmt.Errorf("create quarantine folder: %w", err)
 	}
 	path := filepath.Join(qdir, name)
 	for i := 1; ; i++ {
-		old, err := os.ReadFile(path)
+		old, err := vfs.ReadFile(fs, path)
 		if os.IsNotExist(err) {
 			break
 		}
-		if err == nil && bytes.Equal(old, data) {
+		if err != nil {
+			// Going on to the next name would spin for ever when no file
+			// can be read (the crash test found it).
+			return "", fmt.Errorf("quarantine: %w", err)
+		}
+		if bytes.Equal(old, data) {
 			// Kept already, by a run that crashed before it could
 			// remove the damaged file.
 			return path, nil
 		}
 		path = filepath.Join(qdir, fmt.Sprintf("%s.%d", name, i))
 	}
-	if err := writeSynced(path+".reason", []byte(reason+"\n")); err != nil {
+	if err := writeSynced(fs, path+".reason", []byte(reason+"\n")); err != nil {
 		return "", err
 	}
-	if err := writeSynced(path, data); err != nil {
+	if err := writeSynced(fs, path, data); err != nil {
 		return "", err
 	}
-	if err := syncDir(qdir); err != nil {
+	if err := fs.SyncDir(qdir); err != nil {
 		return "", fmt.Errorf("sync quarantine folder: %w", err)
 	}
 	return path, nil
 }
 
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+// writeSynced writes data to path whole or not at all: to a temporary
+// name beside it, synced, then renamed. A crash in the middle must leave
+// neither a partial copy under the final name, which would be reported as
+// a quarantined file of its own, nor a name that makes the next attempt
+// fail (the crash test found both when it wrote path in place, O_EXCL).
+// A temporary file a crash leaves is hidden (its name starts with a dot)
+// and reused by the next attempt.
+func writeSynced(fs vfs.FS, path string, data []byte) error {
+	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	f, err := fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("quarantine: %w", err)
 	}
@@ -161,5 +178,11 @@ func writeSynced(path string, data []byte) error {
 		f.Close()
 		return fmt.Errorf("quarantine %s: %w", path, err)
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("quarantine %s: %w", path, err)
+	}
+	if err := fs.Rename(tmp, path); err != nil {
+		return fmt.Errorf("quarantine: %w", err)
+	}
+	return nil
 }

@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -46,12 +45,17 @@ type Options struct {
 	NoSync bool
 	// Logger receives recovery and sealing reports.
 	Logger *slog.Logger
-	// WALFS is the file system the WAL is written through; nil means the
-	// real one. Tests give a strict in-memory one to crash it, or one that
-	// holds syncs to watch group commit.
-	WALFS vfs.FS
+	// FS is the file system every file of the data folder is read and
+	// written through, locks included; nil means the real one. Tests give
+	// a strict in-memory one to crash it, or one that holds syncs to watch
+	// group commit.
+	FS vfs.FS
 	// layout, set by tests, makes segments' groups and blocks small.
 	layout segLayout
+	// sealers, set by tests, is the number of sealing goroutines (default
+	// one per CPU): one makes the order of a test's file changes the same
+	// on every run.
+	sealers int
 }
 
 func (o Options) withDefaults() Options {
@@ -73,8 +77,8 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.WALFS == nil {
-		o.WALFS = vfs.OS
+	if o.FS == nil {
+		o.FS = vfs.OS
 	}
 	return o
 }
@@ -98,6 +102,7 @@ type Stats struct {
 // DB is an open data folder. Append is safe for concurrent use.
 type DB struct {
 	dir    string
+	fs     vfs.FS
 	opts   Options
 	log    *slog.Logger
 	lock   folderLock
@@ -169,20 +174,23 @@ const (
 // WAL segments left over from the last run.
 func Open(dir string, opts Options) (*DB, error) {
 	opts = opts.withDefaults()
-	if err := os.MkdirAll(filepath.Join(dir, segmentDir), 0o700); err != nil {
+	fs := opts.FS
+	// Synced as it is made, or a crash could take the folder, and every
+	// segment sealed into it, away.
+	if err := vfs.MkdirAllSynced(fs, filepath.Join(dir, segmentDir), 0o700); err != nil {
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
-	os.Chmod(dir, 0o700)
-	lock, err := lockFolder(dir)
+	fs.Chmod(dir, 0o700)
+	lock, err := lockFolder(fs, dir)
 	if err != nil {
 		return nil, err
 	}
 	db := &DB{
-		dir: dir, opts: opts, log: opts.Logger, lock: lock,
+		dir: dir, fs: fs, opts: opts, log: opts.Logger, lock: lock,
 		reqs:    make(chan *request, opts.MaxQueue),
 		seal:    make(chan uint64, 1<<16),
 		done:    make(chan struct{}),
-		dd:      newDedup(opts.DedupCacheKeys),
+		dd:      newDedup(fs, opts.DedupCacheKeys),
 		pending: map[uint64]*columnBuilder{},
 	}
 	if err := db.recover(); err != nil {
@@ -196,6 +204,9 @@ func Open(dir string, opts Options) (*DB, error) {
 	// Sealing decodes and compresses every event again: one sealer per CPU
 	// keeps it up with ingest.
 	sealers := max(1, runtime.GOMAXPROCS(0))
+	if opts.sealers > 0 {
+		sealers = opts.sealers
+	}
 	db.wg.Add(1)
 	go db.commitLoop()
 	db.sealWG.Add(sealers)
@@ -207,13 +218,13 @@ func Open(dir string, opts Options) (*DB, error) {
 
 func (db *DB) recover() error {
 	segDir := filepath.Join(db.dir, segmentDir)
-	if err := removeTemporary(segDir); err != nil {
+	if err := removeTemporary(db.fs, segDir); err != nil {
 		return fmt.Errorf("remove unfinished segments: %w", err)
 	}
 	if err := db.removeSuperseded(); err != nil {
 		return err
 	}
-	segs, err := listSegments(segDir)
+	segs, err := listSegments(db.fs, segDir)
 	if err != nil {
 		return err
 	}
@@ -221,7 +232,7 @@ func (db *DB) recover() error {
 	covered := map[uint64]bool{}
 	for _, s := range segs {
 		maxSealed = max(maxSealed, s.last)
-		r, err := openSegment(s.path)
+		r, err := openSegment(db.fs, s.path)
 		if err != nil {
 			// Not covered: a WAL segment it holds that is still there is
 			// sealed again.
@@ -236,7 +247,7 @@ func (db *DB) recover() error {
 		db.dd.addSegment(s.path, r.meta.MinTime, r.meta.MaxTime, nil)
 		r.close()
 	}
-	l, rec, err := wal.Open(filepath.Join(db.dir, walDir), maxSealed, wal.Options{SegmentBytes: db.opts.WALSegmentBytes, NoSync: db.opts.NoSync, FS: db.opts.WALFS})
+	l, rec, err := wal.Open(filepath.Join(db.dir, walDir), maxSealed, wal.Options{SegmentBytes: db.opts.WALSegmentBytes, NoSync: db.opts.NoSync, FS: db.fs})
 	if err != nil {
 		return err
 	}
@@ -259,7 +270,7 @@ func (db *DB) recover() error {
 		}
 		n := 0
 		path := wal.SegmentPath(filepath.Join(db.dir, walDir), seq)
-		res, err := wal.ScanFS(db.opts.WALFS, path, func(_ int64, p []byte) error {
+		res, err := wal.ScanFS(db.fs, path, func(_ int64, p []byte) error {
 			if validBatch(p) != nil {
 				return nil // quarantined when the segment is sealed
 			}
@@ -538,11 +549,11 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder, bufs *writerBufs) error {
 	// Damage is looked for first: its bytes must be kept aside before the
 	// WAL segment is removed, and the columns built at ingest no longer
 	// line up with the records left around it.
-	bad, err := walDamage(db.opts.WALFS, path)
+	bad, err := walDamage(db.fs, path)
 	if err != nil {
 		return err
 	}
-	w, err := newSegmentWriter(filepath.Join(db.dir, segmentDir), seq, seq, enc, db.opts.layout, bufs)
+	w, err := newSegmentWriter(db.fs, filepath.Join(db.dir, segmentDir), seq, seq, enc, db.opts.layout, bufs)
 	if err != nil {
 		return err
 	}
@@ -557,7 +568,7 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder, bufs *writerBufs) error {
 	}
 	n := 0
 	keys := make(map[Key]struct{})
-	_, err = wal.ScanFS(db.opts.WALFS, path, func(_ int64, p []byte) error {
+	_, err = wal.ScanFS(db.fs, path, func(_ int64, p []byte) error {
 		if validBatch(p) != nil {
 			return nil // in bad, quarantined below
 		}
@@ -598,7 +609,7 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder, bufs *writerBufs) error {
 // from what the committer built at ingest instead of decoding them again:
 // a query the columns decide reads no JSON, and opening costs one read of
 // the WAL files.
-func (db *DB) OpenReader() (*Reader, error) { return openReader(db.dir, db.walColumns) }
+func (db *DB) OpenReader() (*Reader, error) { return openReader(db.fs, db.dir, db.walColumns) }
 
 // walColumns returns the durable columns of WAL segment seq, or nil when
 // it has none in memory (recovered after a crash, or sealed meanwhile).
@@ -632,7 +643,7 @@ func (db *DB) Ready() error {
 // Quarantined lists the files kept aside in the quarantine folder; an
 // unreadable folder is listed as damage of its own.
 func (db *DB) Quarantined() []Damage {
-	q, err := quarantined(db.dir)
+	q, err := quarantined(db.fs, db.dir)
 	if err != nil {
 		q = append(q, Damage{Path: filepath.Join(db.dir, quarantineDir), Reason: err.Error()})
 	}
@@ -761,7 +772,7 @@ func recvOf(b *pipeline.Batch) int64 {
 
 // folderLock is the writer's hold on a data folder: an exclusive flock on
 // the folder itself and on its LOCK file.
-type folderLock struct{ dir, file *os.File }
+type folderLock struct{ dir, file func() error }
 
 // lockFolder takes the writer's lock. The flock on the folder is the one
 // that counts: a lock on a file alone is lost when someone deletes the
@@ -770,32 +781,38 @@ type folderLock struct{ dir, file *os.File }
 // while it holds files. The LOCK file is locked too, so that a kubetrail
 // from before this change, which locks only that, is kept out as well.
 // The kernel drops both locks when the process dies, however it dies.
-func lockFolder(dir string) (folderLock, error) {
-	d, err := os.Open(dir)
+func lockFolder(fs vfs.FS, dir string) (folderLock, error) {
+	unlockDir, err := fs.Lock(dir, vfs.LockExclusiveNow)
 	if err != nil {
-		return folderLock{}, fmt.Errorf("open data folder: %w", err)
-	}
-	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		d.Close()
+		if errors.As(err, new(*os.PathError)) {
+			return folderLock{}, fmt.Errorf("open data folder: %w", err)
+		}
 		return folderLock{}, fmt.Errorf("data folder %s is in use by another kubetrail process (%w)", dir, err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	path := filepath.Join(dir, lockFile)
+	f, err := fs.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err == nil {
+		err = f.Close()
+	}
 	if err != nil {
-		d.Close()
+		unlockDir()
 		return folderLock{}, fmt.Errorf("open lock file: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		d.Close()
+	unlockFile, err := fs.Lock(path, vfs.LockExclusiveNow)
+	if err != nil {
+		unlockDir()
+		if errors.As(err, new(*os.PathError)) {
+			return folderLock{}, fmt.Errorf("open lock file: %w", err)
+		}
 		return folderLock{}, fmt.Errorf("data folder %s is in use by another kubetrail process (%w)", dir, err)
 	}
-	return folderLock{dir: d, file: f}, nil
+	return folderLock{dir: unlockDir, file: unlockFile}, nil
 }
 
 // Close releases the lock.
 func (l folderLock) Close() error {
-	err := l.file.Close()
-	if err2 := l.dir.Close(); err == nil {
+	err := l.file()
+	if err2 := l.dir(); err == nil {
 		err = err2
 	}
 	return err

@@ -176,7 +176,8 @@ func TestConcurrentAppendsGroupCommit(t *testing.T) {
 	}
 }
 
-// gatedFS holds every WAL sync until the test lets it go.
+// gatedFS holds every WAL sync until the test lets it go; the store's
+// other files (segments, the manifest) go through.
 type gatedFS struct {
 	vfs.FS
 	entered chan struct{}
@@ -185,8 +186,8 @@ type gatedFS struct {
 
 func (g *gatedFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
 	f, err := g.FS.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
+	if err != nil || filepath.Base(filepath.Dir(name)) != walDir {
+		return f, err
 	}
 	return &gatedFile{File: f, g: g}, nil
 }
@@ -209,7 +210,7 @@ func (f *gatedFile) Sync() error {
 // before its sync (an answer arrives while the sync is held).
 func TestGroupCommitOneSyncForTheWaiting(t *testing.T) {
 	g := &gatedFS{FS: vfs.OS, entered: make(chan struct{}, 16), release: make(chan struct{})}
-	db, err := Open(t.TempDir(), Options{WALFS: g, SealAfter: time.Hour})
+	db, err := Open(t.TempDir(), Options{FS: g, SealAfter: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +331,7 @@ func TestDedupAcrossSealedSegments(t *testing.T) {
 	}
 	check(db, "before restart")
 	db.Close()
-	segs, _ := listSegments(filepath.Join(dir, segmentDir))
+	segs, _ := listSegments(vfs.OS, filepath.Join(dir, segmentDir))
 	if len(segs) < 5 {
 		t.Fatalf("only %d segments: the test wants many", len(segs))
 	}
@@ -367,10 +368,10 @@ func TestRetention(t *testing.T) {
 	}
 	waitSealed := func() []segmentFile {
 		for k := 0; k < 200; k++ {
-			segs, _ := listSegments(filepath.Join(dir, segmentDir))
+			segs, _ := listSegments(vfs.OS, filepath.Join(dir, segmentDir))
 			if len(segs) >= 8 {
 				time.Sleep(50 * time.Millisecond)
-				segs, _ = listSegments(filepath.Join(dir, segmentDir))
+				segs, _ = listSegments(vfs.OS, filepath.Join(dir, segmentDir))
 				return segs
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -392,7 +393,7 @@ func TestRetention(t *testing.T) {
 	}
 	// Every event kept is within the window or in the WAL.
 	var sizes int64
-	rest, _ := listSegments(filepath.Join(dir, segmentDir))
+	rest, _ := listSegments(vfs.OS, filepath.Join(dir, segmentDir))
 	for _, s := range rest {
 		st, _ := os.Stat(s.path)
 		sizes += st.Size()
@@ -402,7 +403,7 @@ func TestRetention(t *testing.T) {
 		t.Fatalf("size: deleted %d, %v", n, err)
 	}
 	var left int64
-	rest, _ = listSegments(filepath.Join(dir, segmentDir))
+	rest, _ = listSegments(vfs.OS, filepath.Join(dir, segmentDir))
 	for _, s := range rest {
 		st, _ := os.Stat(s.path)
 		left += st.Size()

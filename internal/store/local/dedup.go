@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/kubetrail/kubetrail/internal/vfs"
 )
 
 // dedup answers "is this event stored already?" without keeping a key per
@@ -18,6 +20,7 @@ import (
 // live ingest after a restart touches only the newest segments, an import of
 // an old file only the segments of its days.
 type dedup struct {
+	fs     vfs.FS // segments are read through it
 	mu     sync.Mutex
 	head   map[Key]struct{}
 	segs   []*dedupSeg
@@ -34,8 +37,8 @@ type dedupSeg struct {
 	gone       bool // removed (retention, compaction): its keys must not be loaded
 }
 
-func newDedup(budget int) *dedup {
-	return &dedup{head: make(map[Key]struct{}), budget: budget}
+func newDedup(fs vfs.FS, budget int) *dedup {
+	return &dedup{fs: fs, head: make(map[Key]struct{}), budget: budget}
 }
 
 // addSegment registers a sealed segment. keys, when not nil, are its keys
@@ -75,7 +78,7 @@ func (d *dedup) load(s *dedupSeg) error {
 	if s.keys != nil {
 		return nil
 	}
-	keys, err := segmentKeys(s.path)
+	keys, err := segmentKeys(d.fs, s.path)
 	if err != nil {
 		return err
 	}
@@ -143,7 +146,7 @@ func (d *dedup) preload(minT, maxT int64) {
 	}
 	d.mu.Unlock()
 	for _, s := range todo {
-		keys, err := segmentKeys(s.path)
+		keys, err := segmentKeys(d.fs, s.path)
 		if err != nil {
 			continue // contains reads it again and reports the error
 		}
@@ -159,8 +162,8 @@ func (d *dedup) preload(minT, maxT int64) {
 }
 
 // segmentKeys computes the keys of a sealed segment's events.
-func segmentKeys(path string) (map[Key]struct{}, error) {
-	r, err := openSegment(path)
+func segmentKeys(fs vfs.FS, path string) (map[Key]struct{}, error) {
+	r, err := openSegment(fs, path)
 	if err != nil {
 		return nil, err
 	}

@@ -6,10 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/kubetrail/kubetrail/internal/vfs"
 	"github.com/kubetrail/kubetrail/internal/wal"
 )
 
@@ -33,6 +33,9 @@ type ScanOptions struct {
 	Since, Until int64
 	// Cluster, when set, keeps only that cluster's events.
 	Cluster string
+	// FS is the file system the folder is read through; nil means the
+	// real one.
+	FS vfs.FS
 }
 
 func (o ScanOptions) keepTime(minT, maxT int64) bool {
@@ -56,18 +59,22 @@ func (o ScanOptions) keep(e *entry) bool {
 // in quarantine) does not stop it: it calls fn for every other event and
 // then returns a *DamageError listing what it left out.
 func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
-	if _, err := os.Stat(dir); err != nil {
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.OS
+	}
+	if _, err := fs.Stat(dir); err != nil {
 		return fmt.Errorf("data folder: %w", err)
 	}
 	walPath := filepath.Join(dir, walDir)
 	segPath := filepath.Join(dir, segmentDir)
 	// The WAL first: a WAL segment sealed after this listing is either
 	// read from the WAL or, once gone, from the segment that holds it.
-	walSegs, err := wal.ListSegments(walPath)
+	walSegs, err := wal.ListSegmentsFS(fs, walPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	segs, missing, err := openSnapshot(segPath)
+	segs, missing, err := openSnapshot(fs, segPath)
 	if err != nil {
 		return err
 	}
@@ -94,7 +101,7 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 	for _, d := range missing {
 		damage.add(d.Path, d.Reason)
 	}
-	if err := damage.addQuarantined(dir); err != nil {
+	if err := damage.addQuarantined(fs, dir); err != nil {
 		return err
 	}
 	newest := uint64(0)
@@ -110,11 +117,11 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 		}
 		seq := src.wal
 		path := wal.SegmentPath(walPath, seq)
-		_, err := scanWAL(path, seq == newest, &damage, emit)
+		_, err := scanWAL(fs, path, seq == newest, &damage, emit)
 		if errors.Is(err, os.ErrNotExist) {
 			// Sealed since we listed: read its events from the segment
 			// that now holds them, which compaction may have merged.
-			err = readSealed(segPath, seq, readRange)
+			err = readSealed(fs, segPath, seq, readRange)
 		}
 		if err != nil {
 			return err
@@ -127,13 +134,13 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 // and their ordinals. A WAL segment is removed only once a segment holds
 // its events, or when it had none; the segment may since have been deleted
 // by retention. In both of those cases there is nothing to read.
-func readSealed(segPath string, seq uint64, read func(r *segmentReader, lo, hi int) error) error {
-	unlock := lockSegments(segPath, syscall.LOCK_SH)
-	segs, err := listSegments(segPath)
+func readSealed(fs vfs.FS, segPath string, seq uint64, read func(r *segmentReader, lo, hi int) error) error {
+	unlock := lockSegments(fs, segPath, vfs.LockShared)
+	segs, err := listSegments(fs, segPath)
 	var r *segmentReader
 	for _, s := range segs {
 		if err == nil && s.first <= seq && seq <= s.last {
-			r, err = openSegment(s.path)
+			r, err = openSegment(fs, s.path)
 			break
 		}
 	}

@@ -3,13 +3,13 @@ package local
 import (
 	"context"
 	"errors"
-	"os"
+	"fmt"
 	"path/filepath"
 	"sort"
-	"syscall"
 	"time"
 
 	"github.com/kubetrail/kubetrail/internal/pipeline"
+	"github.com/kubetrail/kubetrail/internal/vfs"
 )
 
 // Retention bounds what the store keeps. Whole segments go, oldest first;
@@ -37,7 +37,7 @@ func (db *DB) Enforce(r Retention, now time.Time) (int, int64, error) {
 		return 0, 0, pipeline.ErrClosed
 	}
 	segDir := filepath.Join(db.dir, segmentDir)
-	segs, err := listSegments(segDir)
+	segs, err := listSegments(db.fs, segDir)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -68,14 +68,14 @@ func (db *DB) Enforce(r Retention, now time.Time) (int, int64, error) {
 	}
 	// Under the folder lock, so that a reader listing meanwhile still sees
 	// every segment it does not see deleted.
-	unlock := lockSegments(segDir, syscall.LOCK_EX)
+	unlock := lockSegments(db.fs, segDir, vfs.LockExclusive)
 	// Out of the manifest first: a segment deleted but still listed would
 	// be reported missing.
 	gone := make([]string, len(drop))
 	for i, s := range drop {
 		gone[i] = s.path
 	}
-	if err := updateManifest(segDir, nil, gone, db.opts.NoSync); err != nil {
+	if err := updateManifest(db.fs, segDir, nil, gone, db.opts.NoSync); err != nil {
 		unlock()
 		return 0, 0, err
 	}
@@ -83,7 +83,7 @@ func (db *DB) Enforce(r Retention, now time.Time) (int, int64, error) {
 	for _, s := range drop {
 		db.dd.removeSegment(s.path)
 		delete(db.infos, s.path)
-		if err := os.Remove(s.path); err != nil {
+		if err := db.fs.Remove(s.path); err != nil {
 			unlock()
 			return n, freed, err
 		}
@@ -92,7 +92,10 @@ func (db *DB) Enforce(r Retention, now time.Time) (int, int64, error) {
 	}
 	unlock()
 	db.log.Info("retention deleted segments", "segments", n, "bytes", freed, "max_age", r.MaxAge, "max_bytes", r.MaxBytes)
-	return n, freed, syncDir(segDir)
+	if err := db.fs.SyncDir(segDir); err != nil {
+		return n, freed, fmt.Errorf("sync segments folder: %w", err)
+	}
+	return n, freed, nil
 }
 
 // RunRetention enforces r every interval until ctx ends.

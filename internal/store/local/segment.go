@@ -6,16 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/vfs"
 )
 
 // A segment is an immutable file holding the events of a contiguous range of
@@ -179,15 +180,15 @@ type segmentFile struct {
 
 // listSegments returns the segments that hold events, by first WAL segment:
 // every segment file except those a compacted segment supersedes.
-func listSegments(dir string) ([]segmentFile, error) {
-	all, err := listSegmentFiles(dir)
+func listSegments(fs vfs.FS, dir string) ([]segmentFile, error) {
+	all, err := listSegmentFiles(fs, dir)
 	live, _ := splitSuperseded(all)
 	return live, err
 }
 
 // listSegmentFiles returns every segment file, superseded ones included.
-func listSegmentFiles(dir string) ([]segmentFile, error) {
-	ents, err := os.ReadDir(dir)
+func listSegmentFiles(fs vfs.FS, dir string) ([]segmentFile, error) {
+	ents, err := fs.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil
@@ -230,33 +231,20 @@ func splitSuperseded(segs []segmentFile) (live, superseded []segmentFile) {
 	return live, superseded
 }
 
-// lockSegments takes a flock on the segments folder: shared (LOCK_SH) for a
-// reader while it lists and opens segments, exclusive (LOCK_EX) for the
-// writer while it deletes segments (compaction, retention). A directory
+// lockSegments takes a lock (flock on the real file system) on the segments
+// folder: shared for a reader while it lists and opens segments, exclusive
+// for the writer while it deletes segments (compaction, retention). A directory
 // listing that runs while files are renamed in and deleted may miss both
 // the new and the old file; under the lock a reader sees, and opens, either
 // the inputs of a compaction or its output. Once open, a segment stays
 // readable after it is deleted. When the folder cannot be locked (it does
 // not exist, or the file system has no flock) the caller goes on unlocked.
-func lockSegments(dir string, how int) (unlock func()) {
-	d, err := os.Open(dir)
+func lockSegments(fs vfs.FS, dir string, mode vfs.LockMode) (unlock func()) {
+	u, err := fs.Lock(dir, mode)
 	if err != nil {
 		return func() {}
 	}
-	for {
-		err = syscall.Flock(int(d.Fd()), how)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		d.Close()
-		return func() {}
-	}
-	return func() {
-		syscall.Flock(int(d.Fd()), syscall.LOCK_UN)
-		d.Close()
-	}
+	return func() { u() }
 }
 
 // openSnapshot lists the live segments and opens them all under a shared
@@ -265,14 +253,14 @@ func lockSegments(dir string, how int) (unlock func()) {
 // segments it lists that are missing come back as Damage. Live segments
 // whose WAL ranges overlap, and segments that cannot be opened, fail it.
 // The caller must close each segment's r.
-func openSnapshot(dir string) ([]segmentFile, []Damage, error) {
-	unlock := lockSegments(dir, syscall.LOCK_SH)
+func openSnapshot(fs vfs.FS, dir string) ([]segmentFile, []Damage, error) {
+	unlock := lockSegments(fs, dir, vfs.LockShared)
 	defer unlock()
-	all, err := listSegmentFiles(dir)
+	all, err := listSegmentFiles(fs, dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	damage, err := compareManifest(dir, all)
+	damage, err := compareManifest(fs, dir, all)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -281,7 +269,7 @@ func openSnapshot(dir string) ([]segmentFile, []Damage, error) {
 		return nil, nil, &SegmentError{Path: o[0].Path, Part: "name", Err: errors.New(o[0].Reason)}
 	}
 	for i := range segs {
-		r, err := openSegment(segs[i].path)
+		r, err := openSegment(fs, segs[i].path)
 		if err != nil {
 			closeSnapshot(segs[:i])
 			return nil, nil, err
@@ -301,7 +289,8 @@ func closeSnapshot(segs []segmentFile) {
 
 // segmentWriter builds one segment file.
 type segmentWriter struct {
-	f        *os.File
+	fs       vfs.FS
+	f        vfs.File
 	tmp      string
 	final    string
 	enc      *zstd.Encoder
@@ -349,7 +338,7 @@ type writerBufs struct {
 
 // newSegmentWriter starts a segment; bufs, when not nil, lends it buffers
 // until finish or abort, and must not be used by another writer meanwhile.
-func newSegmentWriter(dir string, first, last uint64, enc *zstd.Encoder, layout segLayout, bufs *writerBufs) (*segmentWriter, error) {
+func newSegmentWriter(fs vfs.FS, dir string, first, last uint64, enc *zstd.Encoder, layout segLayout, bufs *writerBufs) (*segmentWriter, error) {
 	if layout.groupBytes <= 0 {
 		layout.groupBytes = groupBytes
 	}
@@ -357,17 +346,12 @@ func newSegmentWriter(dir string, first, last uint64, enc *zstd.Encoder, layout 
 		layout.blockBytes = blockBytes
 	}
 	final := filepath.Join(dir, segmentName(first, last))
-	f, err := os.CreateTemp(dir, ".tmp-seg-*")
+	f, err := createTemp(fs, dir, tempSegPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, err
-	}
 	w := &segmentWriter{
-		f: f, tmp: f.Name(), final: final, enc: enc, layout: layout,
+		fs: fs, f: f, tmp: f.Name(), final: final, enc: enc, layout: layout,
 		meta:     segmentMeta{Version: segVersion, WALFirst: first, WALLast: last, SortBy: sortBy},
 		clusters: map[string]int{},
 		cols2:    newColumnBuilder(),
@@ -388,6 +372,24 @@ func newSegmentWriter(dir string, first, last uint64, enc *zstd.Encoder, layout 
 	}
 	w.off = int64(len(segMagic))
 	return w, nil
+}
+
+// tempSegPrefix starts the name of a segment being written; the next Open
+// deletes such files (removeTemporary).
+const tempSegPrefix = ".tmp-seg-"
+
+// createTemp creates a new file of mode 0600 in dir named prefix and a
+// random number, as os.CreateTemp does.
+func createTemp(fs vfs.FS, dir, prefix string) (vfs.File, error) {
+	for range 10000 {
+		name := filepath.Join(dir, prefix+strconv.FormatUint(uint64(rand.Uint32()), 10))
+		f, err := fs.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		return f, err
+	}
+	return nil, &os.PathError{Op: "createtemp", Path: filepath.Join(dir, prefix+"*"), Err: os.ErrExist}
 }
 
 // giveBack returns the writer's buffers to its lender.
@@ -550,19 +552,19 @@ func (w *segmentWriter) finish(noSync bool) (string, error) {
 		return "", errCrash
 	}
 	if err := w.f.Close(); err != nil {
-		os.Remove(w.tmp)
+		w.fs.Remove(w.tmp)
 		return "", err
 	}
-	if err := os.Rename(w.tmp, w.final); err != nil {
-		os.Remove(w.tmp)
+	if err := w.fs.Rename(w.tmp, w.final); err != nil {
+		w.fs.Remove(w.tmp)
 		return "", fmt.Errorf("rename segment: %w", err)
 	}
 	if w.crashed("renamed") {
 		return "", errCrash
 	}
 	if !noSync {
-		if err := syncDir(filepath.Dir(w.final)); err != nil {
-			return "", err
+		if err := w.fs.SyncDir(filepath.Dir(w.final)); err != nil {
+			return "", fmt.Errorf("sync segments folder: %w", err)
 		}
 	}
 	return w.final, nil
@@ -571,21 +573,12 @@ func (w *segmentWriter) finish(noSync bool) (string, error) {
 func (w *segmentWriter) abort() {
 	w.giveBack()
 	w.f.Close()
-	os.Remove(w.tmp)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	w.fs.Remove(w.tmp)
 }
 
 // segmentReader reads a sealed segment.
 type segmentReader struct {
-	f    *os.File
+	f    vfs.File
 	meta segmentMeta
 	size int64
 	// metaOff is where the meta starts: the parts before it tile the
@@ -593,8 +586,8 @@ type segmentReader struct {
 	metaOff int64
 }
 
-func openSegment(path string) (*segmentReader, error) {
-	f, err := os.Open(path)
+func openSegment(fs vfs.FS, path string) (*segmentReader, error) {
+	f, err := fs.Open(path)
 	if err != nil {
 		return nil, err
 	}

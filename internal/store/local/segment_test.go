@@ -18,6 +18,7 @@ import (
 
 	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/query"
+	"github.com/kubetrail/kubetrail/internal/vfs"
 )
 
 // writeTestSegment writes n generated events (every third with a name of
@@ -27,7 +28,7 @@ func writeTestSegment(t *testing.T, dir string, n int) (string, []entry) {
 	t.Helper()
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
 	defer enc.Close()
-	w, err := newSegmentWriter(dir, 1, 1, enc, segLayout{groupBytes: 40 << 10, blockBytes: 5 << 10}, nil)
+	w, err := newSegmentWriter(vfs.OS, dir, 1, 1, enc, segLayout{groupBytes: 40 << 10, blockBytes: 5 << 10}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func TestSegmentV3RoundTrip(t *testing.T) {
 	data := t.TempDir()
 	os.MkdirAll(filepath.Join(data, segmentDir), 0o700)
 	path, in := writeTestSegment(t, filepath.Join(data, segmentDir), 3000)
-	r, err := openSegment(path)
+	r, err := openSegment(vfs.OS, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,12 +272,12 @@ func TestSegmentDamage(t *testing.T) {
 	flipped[metaAt+10] ^= 0x40
 	bad := filepath.Join(dir, "bad.kts")
 	os.WriteFile(bad, flipped, 0o600)
-	if _, err := openSegment(bad); err == nil || !strings.Contains(err.Error(), "checksum") {
+	if _, err := openSegment(vfs.OS, bad); err == nil || !strings.Contains(err.Error(), "checksum") {
 		t.Errorf("a flipped meta byte: %v", err)
 	}
 
 	// A meta whose first group's order hash is wrong, checksum redone.
-	r, err := openSegment(path)
+	r, err := openSegment(vfs.OS, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +289,7 @@ func TestSegmentDamage(t *testing.T) {
 	out = binary.LittleEndian.AppendUint32(out, uint32(len(meta)))
 	out = append(out, segTrailer...)
 	os.WriteFile(bad, out, 0o600)
-	r, err = openSegment(bad)
+	r, err = openSegment(vfs.OS, bad)
 	if err != nil {
 		t.Fatal(err)
 	}

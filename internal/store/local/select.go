@@ -15,6 +15,7 @@ import (
 
 	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/query"
+	"github.com/kubetrail/kubetrail/internal/vfs"
 	"github.com/kubetrail/kubetrail/internal/wal"
 )
 
@@ -74,13 +75,18 @@ func (h *headEvent) event() (*audit.Event, error) {
 // are read but not decoded: a query decodes those it needs. In the process
 // that holds the folder open, DB.OpenReader is cheaper still.
 func OpenReader(dir string) (*Reader, error) {
-	return openReader(dir, nil)
+	return openReader(vfs.OS, dir, nil)
+}
+
+// OpenReaderFS is OpenReader on a folder in fs.
+func OpenReaderFS(fs vfs.FS, dir string) (*Reader, error) {
+	return openReader(fs, dir, nil)
 }
 
 // openReader opens a reader; walCols, when not nil, gives the column
 // values built at ingest of a WAL segment's first events.
-func openReader(dir string, walCols func(seq uint64) *memCols) (*Reader, error) {
-	if _, err := os.Stat(dir); err != nil {
+func openReader(fs vfs.FS, dir string, walCols func(seq uint64) *memCols) (*Reader, error) {
+	if _, err := fs.Stat(dir); err != nil {
 		return nil, fmt.Errorf("data folder: %w", err)
 	}
 	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
@@ -88,7 +94,7 @@ func openReader(dir string, walCols func(seq uint64) *memCols) (*Reader, error) 
 		return nil, err
 	}
 	r := &Reader{dec: dec, text: newTextReader(dec)}
-	if err := r.load(dir, walCols); err != nil {
+	if err := r.load(fs, dir, walCols); err != nil {
 		r.Close()
 		dec.Close()
 		return nil, err
@@ -104,17 +110,17 @@ func openReader(dir string, walCols func(seq uint64) *memCols) (*Reader, error) 
 // with a *SegmentError naming the file and the part.
 func (r *Reader) Damaged() []Damage { return r.damage.all() }
 
-func (r *Reader) load(dir string, walCols func(seq uint64) *memCols) error {
+func (r *Reader) load(fs vfs.FS, dir string, walCols func(seq uint64) *memCols) error {
 	walPath := filepath.Join(dir, walDir)
 	segPath := filepath.Join(dir, segmentDir)
 	// The WAL first: a WAL segment sealed after this listing is read from
 	// the WAL, or, once its file is gone, from the segment that holds it,
 	// which is not among those listed next.
-	walSegs, err := wal.ListSegments(walPath)
+	walSegs, err := wal.ListSegmentsFS(fs, walPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	segs, damage, err := openSnapshot(segPath)
+	segs, damage, err := openSnapshot(fs, segPath)
 	if err != nil {
 		return err
 	}
@@ -137,7 +143,7 @@ func (r *Reader) load(dir string, walCols func(seq uint64) *memCols) error {
 		r.head = append(r.head, headEvent{cluster: e.cluster, time: e.time, received: e.received, raw: arena[start:len(arena):len(arena)]})
 		return nil
 	}
-	if err := r.damage.addQuarantined(dir); err != nil {
+	if err := r.damage.addQuarantined(fs, dir); err != nil {
 		return err
 	}
 	newest := uint64(0)
@@ -150,14 +156,14 @@ func (r *Reader) load(dir string, walCols func(seq uint64) *memCols) error {
 		}
 		first := len(r.head)
 		path := wal.SegmentPath(walPath, src.wal)
-		if st, err := os.Stat(path); err == nil && st.Size() <= int64(len(wal.Magic)) {
+		if st, err := fs.Stat(path); err == nil && st.Size() <= int64(len(wal.Magic)) {
 			// No record yet (the open segment of an idle store): skip the
 			// scan and its 1 MiB read buffer, a tenth of a query's time.
 			continue
 		}
-		skipped, err := scanWAL(path, src.wal == newest, &r.damage, add)
+		skipped, err := scanWAL(fs, path, src.wal == newest, &r.damage, add)
 		if errors.Is(err, os.ErrNotExist) {
-			err = readSealed(segPath, src.wal, func(sr *segmentReader, lo, hi int) error {
+			err = readSealed(fs, segPath, src.wal, func(sr *segmentReader, lo, hi int) error {
 				return sr.scanRange(r.dec, lo, hi, nil, add)
 			})
 		} else if err == nil && walCols != nil && !skipped {

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 
+	"github.com/kubetrail/kubetrail/internal/vfs"
 	"github.com/kubetrail/kubetrail/internal/wal"
 )
 
@@ -30,16 +30,21 @@ type VerifyReport struct {
 // writer, as readers do, and reports each file that cannot be trusted with
 // the reason; progress, when not nil, is told each file as it starts it.
 func Verify(dir string, progress func(path string)) (*VerifyReport, error) {
-	if _, err := os.Stat(dir); err != nil {
+	return VerifyFS(vfs.OS, dir, progress)
+}
+
+// VerifyFS is Verify on a folder in fs.
+func VerifyFS(fs vfs.FS, dir string, progress func(path string)) (*VerifyReport, error) {
+	if _, err := fs.Stat(dir); err != nil {
 		return nil, fmt.Errorf("data folder: %w", err)
 	}
 	rep := &VerifyReport{}
 	var dl damageList
-	if err := dl.addQuarantined(dir); err != nil {
+	if err := dl.addQuarantined(fs, dir); err != nil {
 		return nil, err
 	}
 	walPath := filepath.Join(dir, walDir)
-	walSegs, err := wal.ListSegments(walPath)
+	walSegs, err := wal.ListSegmentsFS(fs, walPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
@@ -48,7 +53,7 @@ func Verify(dir string, progress func(path string)) (*VerifyReport, error) {
 		if progress != nil {
 			progress(path)
 		}
-		res, err := wal.Scan(path, func(off int64, p []byte) error {
+		res, err := wal.ScanFS(fs, path, func(off int64, p []byte) error {
 			n := 0
 			if err := decodeBatch(p, func(entry) error { n++; return nil }); err != nil {
 				dl.add(path, fmt.Sprintf("record at byte %d: %v", off, err))
@@ -75,10 +80,10 @@ func Verify(dir string, progress func(path string)) (*VerifyReport, error) {
 		}
 	}
 	segPath := filepath.Join(dir, segmentDir)
-	unlock := lockSegments(segPath, syscall.LOCK_SH)
-	segs, err := listSegmentFiles(segPath)
+	unlock := lockSegments(fs, segPath, vfs.LockShared)
+	segs, err := listSegmentFiles(fs, segPath)
 	if err == nil {
-		for _, d := range checkManifest(dir) {
+		for _, d := range checkManifest(fs, dir) {
 			dl.add(d.Path, d.Reason)
 		}
 	}
@@ -86,7 +91,7 @@ func Verify(dir string, progress func(path string)) (*VerifyReport, error) {
 	// that is open, never one that is listed and not yet open.
 	var open []*segmentReader
 	for _, s := range segs {
-		r, err := openSegment(s.path)
+		r, err := openSegment(fs, s.path)
 		if err != nil {
 			d := damageOf(s.path, err)
 			dl.add(d.Path, d.Reason)

@@ -6,6 +6,8 @@ import (
 	"sort"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/kubetrail/kubetrail/internal/vfs"
 )
 
 // verifySegment checks every checksum of the segment file at path, and
@@ -18,8 +20,8 @@ import (
 // Damage per damaged part (none when the file is whole). A v2 segment's
 // meta and Bloom filters carry no checksum: their agreement with the rest
 // is checked instead.
-func verifySegment(path string) []Damage {
-	r, err := openSegment(path)
+func verifySegment(fs vfs.FS, path string) []Damage {
+	r, err := openSegment(fs, path)
 	if err != nil {
 		return []Damage{damageOf(path, err)}
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubetrail/kubetrail/internal/vfs"
 	"github.com/kubetrail/kubetrail/internal/wal"
 )
 
@@ -165,7 +166,7 @@ func TestWALDamageKeepsEveryIntactEvent(t *testing.T) {
 		if !slices.Equal(got, want) || !errors.As(err, &de) || !strings.Contains(de.List[0].Path, quarantineDir) {
 			t.Fatalf("byte %d: after recovery export gave %d of %d intact events, err %v", pos, len(got), len(want), err)
 		}
-		q, _ := quarantined(dir)
+		q, _ := quarantined(vfs.OS, dir)
 		kept, _ := os.ReadFile(q[0].Path)
 		if len(q) != 1 || !bytes.Contains(kept, damaged[pos:pos+1]) || len(kept) == 0 {
 			t.Fatalf("byte %d: quarantine holds %v", pos, q)

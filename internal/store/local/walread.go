@@ -17,8 +17,8 @@ import (
 // appending to it, and what a crash left there was never acknowledged.
 //
 // It reports whether any record was left out, torn tail included.
-func scanWAL(path string, newest bool, dl *damageList, emit func(entry) error) (skipped bool, err error) {
-	res, err := wal.Scan(path, func(off int64, p []byte) error {
+func scanWAL(fs vfs.FS, path string, newest bool, dl *damageList, emit func(entry) error) (skipped bool, err error) {
+	res, err := wal.ScanFS(fs, path, func(off int64, p []byte) error {
 		if err := validBatch(p); err != nil {
 			skipped = true
 			dl.add(path, fmt.Sprintf("record at byte %d: %v", off, err))
@@ -80,7 +80,7 @@ func (db *DB) quarantineWAL(path string, bad []wal.Damage) error {
 	if len(bad) == 0 {
 		return nil
 	}
-	f, err := db.opts.WALFS.Open(path)
+	f, err := db.fs.Open(path)
 	if err != nil {
 		return err
 	}
@@ -91,7 +91,7 @@ func (db *DB) quarantineWAL(path string, bad []wal.Damage) error {
 			return fmt.Errorf("read damaged bytes of %s: %w", path, err)
 		}
 		name := fmt.Sprintf("wal-%s-at-%d.bad", strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), d.Offset)
-		q, err := quarantine(db.dir, name, buf, fmt.Sprintf("%s %s", path, describeWALDamage(d)))
+		q, err := quarantine(db.fs, db.dir, name, buf, fmt.Sprintf("%s %s", path, describeWALDamage(d)))
 		if err != nil {
 			return err
 		}
