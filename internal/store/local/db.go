@@ -137,6 +137,9 @@ type DB struct {
 	// maintMu runs compaction and retention one at a time; Close waits
 	// for the one running. infos caches segment sizes and time ranges for
 	// them; it is guarded by maintMu.
+	// ledgerMu orders changes to the WAL ledger (walledger.go).
+	ledgerMu sync.Mutex
+
 	maintMu sync.Mutex
 	infos   map[string]segInfo
 	// crashAt, set by tests, stops a compaction at a step as a crash would.
@@ -247,11 +250,22 @@ func (db *DB) recover() error {
 		db.dd.addSegment(s.path, r.meta.MinTime, r.meta.MaxTime, nil)
 		r.close()
 	}
+	// A number the ledger lists is never given to a new WAL segment: a
+	// segment deleted behind our back must stay missing, not be replaced
+	// by an empty one of the same name.
+	if listed, _, _, err := readLedger(db.fs, filepath.Join(db.dir, walDir)); err == nil {
+		for s := range listed {
+			maxSealed = max(maxSealed, s)
+		}
+	}
 	l, rec, err := wal.Open(filepath.Join(db.dir, walDir), maxSealed, wal.Options{SegmentBytes: db.opts.WALSegmentBytes, NoSync: db.opts.NoSync, FS: db.fs})
 	if err != nil {
 		return err
 	}
 	db.wal = l
+	if err := db.reconcileLedger(covered); err != nil {
+		return fmt.Errorf("WAL ledger: %w", err)
+	}
 	if rec.TornBytes > 0 {
 		db.log.Warn("cut torn WAL tail left by a crash; every event before it is kept",
 			"segment", wal.SegmentPath(filepath.Join(db.dir, walDir), rec.TornSegment),
@@ -513,9 +527,17 @@ func (db *DB) commitLoop() {
 
 func (db *DB) rotate() {
 	seq, err := db.wal.Rotate()
+	if err == nil {
+		// Listed before anything in it is acknowledged: the committer
+		// writes the next batch only after this returns.
+		err = db.ledgerChange(db.wal.Current(), 0)
+	}
 	if err != nil {
 		db.unavailable.Store(&err)
 		db.log.Error("WAL rotation failed; refusing new batches", "err", err)
+		if seq != 0 {
+			db.seal <- seq
+		}
 		return
 	}
 	db.seal <- seq
@@ -590,7 +612,7 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder, bufs *writerBufs) error {
 	}
 	if n == 0 {
 		w.abort()
-		return db.wal.Remove(seq)
+		return db.removeWAL(seq)
 	}
 	final, err := w.finish(db.opts.NoSync)
 	if err != nil {
@@ -601,6 +623,15 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder, bufs *writerBufs) error {
 	db.pendingMu.Lock()
 	delete(db.pending, seq)
 	db.pendingMu.Unlock()
+	return db.removeWAL(seq)
+}
+
+// removeWAL removes a finished WAL segment: out of the ledger first, so
+// that a reader never finds it listed and gone.
+func (db *DB) removeWAL(seq uint64) error {
+	if err := db.ledgerChange(0, seq); err != nil {
+		return err
+	}
 	return db.wal.Remove(seq)
 }
 

@@ -186,7 +186,7 @@ type gatedFS struct {
 
 func (g *gatedFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
 	f, err := g.FS.OpenFile(name, flag, perm)
-	if err != nil || filepath.Base(filepath.Dir(name)) != walDir {
+	if err != nil || filepath.Base(filepath.Dir(name)) != walDir || filepath.Ext(name) != ".wal" {
 		return f, err
 	}
 	return &gatedFile{File: f, g: g}, nil

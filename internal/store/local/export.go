@@ -70,6 +70,10 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 	segPath := filepath.Join(dir, segmentDir)
 	// The WAL first: a WAL segment sealed after this listing is either
 	// read from the WAL or, once gone, from the segment that holds it.
+	ledger, _, ldamage, err := readLedger(fs, walPath)
+	if err != nil {
+		return err
+	}
 	walSegs, err := wal.ListSegmentsFS(fs, walPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -79,6 +83,11 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 		return err
 	}
 	defer closeSnapshot(segs)
+	lost, err := missingWAL(fs, walPath, ledger, walSegs, segs)
+	if err != nil {
+		return err
+	}
+	missing = append(append(missing, ldamage...), lost...)
 	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		return err

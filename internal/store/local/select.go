@@ -116,6 +116,11 @@ func (r *Reader) load(fs vfs.FS, dir string, walCols func(seq uint64) *memCols) 
 	// The WAL first: a WAL segment sealed after this listing is read from
 	// the WAL, or, once its file is gone, from the segment that holds it,
 	// which is not among those listed next.
+	// The ledger before the listings, and again after (missingWAL).
+	ledger, _, ldamage, err := readLedger(fs, walPath)
+	if err != nil {
+		return err
+	}
 	walSegs, err := wal.ListSegmentsFS(fs, walPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -124,7 +129,12 @@ func (r *Reader) load(fs vfs.FS, dir string, walCols func(seq uint64) *memCols) 
 	if err != nil {
 		return err
 	}
-	for _, d := range damage {
+	missing, err := missingWAL(fs, walPath, ledger, walSegs, segs)
+	if err != nil {
+		closeSnapshot(segs)
+		return err
+	}
+	for _, d := range append(append(damage, ldamage...), missing...) {
 		r.damage.add(d.Path, d.Reason)
 	}
 	// Every segment goes in r.segs at once, so Close closes them all

@@ -44,6 +44,13 @@ func VerifyFS(fs vfs.FS, dir string, progress func(path string)) (*VerifyReport,
 		return nil, err
 	}
 	walPath := filepath.Join(dir, walDir)
+	ledger, _, ldamage, err := readLedger(fs, walPath)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range ldamage {
+		dl.add(d.Path, d.Reason)
+	}
 	walSegs, err := wal.ListSegmentsFS(fs, walPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
@@ -84,6 +91,13 @@ func VerifyFS(fs vfs.FS, dir string, progress func(path string)) (*VerifyReport,
 	segs, err := listSegmentFiles(fs, segPath)
 	if err == nil {
 		for _, d := range checkManifest(fs, dir) {
+			dl.add(d.Path, d.Reason)
+		}
+		lost, lerr := missingWAL(fs, walPath, ledger, walSegs, segs)
+		if lerr != nil {
+			dl.add(filepath.Join(walPath, ledgerName), lerr.Error())
+		}
+		for _, d := range lost {
 			dl.add(d.Path, d.Reason)
 		}
 	}

@@ -2,13 +2,16 @@ package local
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kubetrail/kubetrail/internal/vfs"
 	"github.com/kubetrail/kubetrail/internal/wal"
@@ -176,4 +179,62 @@ func TestWALDamageKeepsEveryIntactEvent(t *testing.T) {
 		}
 	}
 	t.Logf("%d damaged copies, each: every intact event kept, damage reported and quarantined", len(offsets))
+}
+
+// TestDeletedWALSegmentIsReported deletes, after a crash, the WAL segment
+// that holds the last acknowledged batches (not sealed yet): every reader
+// and verify name it as missing, before and after serve restarts (which
+// keeps it in the ledger rather than forgetting it).
+// Mutations it catches: no ledger entry for a new segment (rotate or
+// Open), readers not checking the ledger, reconcile dropping the entry.
+func TestDeletedWALSegmentIsReported(t *testing.T) {
+	mem := vfs.NewStrictMem()
+	db, err := Open("/d", Options{FS: mem, SealAfter: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b := 0; b < 3; b++ {
+		if _, err := db.Append(context.Background(), batch(b*10, b*10+10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := mem.Crash() // the batches are in the WAL, not sealed
+	walPath := filepath.Join("/d", walDir)
+	segs, err := wal.ListSegmentsFS(after, walPath)
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("WAL segments %v %v", segs, err)
+	}
+	victim := wal.SegmentPath(walPath, segs[len(segs)-1])
+	if err := after.Remove(victim); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		err := Scan("/d", ScanOptions{FS: after}, func(Stored) error { return nil })
+		var de *DamageError
+		if !errors.As(err, &de) || !strings.Contains(fmt.Sprint(de.List), victim+": missing: listed in wal/LEDGER") {
+			t.Errorf("%s: export gave %v; want %s named missing", when, err, victim)
+		}
+		r, err := OpenReaderFS(after, "/d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := fmt.Sprint(r.Damaged()); !strings.Contains(d, victim) {
+			t.Errorf("%s: the reader's damage %s does not name %s", when, d, victim)
+		}
+		r.Close()
+		rep, err := VerifyFS(after, "/d", nil)
+		if err != nil || !strings.Contains(fmt.Sprint(rep.Damage), victim) {
+			t.Errorf("%s: verify %v %v does not name %s", when, rep, err, victim)
+		}
+	}
+	check("after the crash")
+	db2, err := Open("/d", Options{FS: after, SealAfter: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check("after serve restarted")
 }
