@@ -19,6 +19,7 @@ import (
 
 	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/store/local"
+	"github.com/kubetrail/kubetrail/internal/suggest"
 )
 
 // Version is set at build time with -ldflags "-X .../internal/cli.Version=...".
@@ -163,7 +164,7 @@ func flagError(c *cobra.Command, err error) error {
 	}
 	best, bestD := []string(nil), 3
 	visit := func(f *pflag.Flag) {
-		d := levenshtein(name, f.Name)
+		d := suggest.Distance(name, f.Name)
 		switch {
 		case d < bestD:
 			best, bestD = []string{"--" + f.Name}, d
@@ -177,26 +178,6 @@ func flagError(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w; run '%s --help' for its flags", err, c.CommandPath())
 	}
 	return fmt.Errorf("%w (did you mean %s?)", err, strings.Join(best, " or "))
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // withDamage returns err, or, when the read went well but r left damaged

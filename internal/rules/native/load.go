@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/rules"
+	"github.com/kubetrail/kubetrail/internal/suggest"
 )
 
 // Load reads rule files in order. Each entry of a file is a rule, or,
@@ -103,7 +104,7 @@ func loadFile(ruleset []*Rule, f rules.File) ([]*Rule, []rules.Problem) {
 		for i := 0; i < len(item.Content); i += 2 {
 			k := item.Content[i]
 			if !contains(ruleKeys, k.Value) {
-				l.errorf(k, "unknown key %q in a rule%s; a rule has %s", k.Value, suggest(k.Value, ruleKeys), strings.Join(ruleKeys, ", "))
+				l.errorf(k, "unknown key %q in a rule%s; a rule has %s", k.Value, suggestKey(k.Value, ruleKeys), strings.Join(ruleKeys, ", "))
 			}
 		}
 		nameNode := mapValue(item, "name")
@@ -365,7 +366,7 @@ func (l *loader) keys(n *yaml.Node, what string, allowed []string) {
 	for i := 0; i < len(n.Content); i += 2 {
 		k := n.Content[i]
 		if !contains(allowed, k.Value) {
-			l.errorf(k, "unknown key %q in %s%s; want %s", k.Value, what, suggest(k.Value, allowed), strings.Join(allowed, ", "))
+			l.errorf(k, "unknown key %q in %s%s; want %s", k.Value, what, suggestKey(k.Value, allowed), strings.Join(allowed, ", "))
 		}
 	}
 }
@@ -389,38 +390,12 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// suggest returns ` (did you mean "X"?)` for a close key.
-func suggest(s string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := distance(strings.ToLower(s), c); d < bestD {
-			best, bestD = c, d
-		}
+// suggestKey returns ` (did you mean "X"?)` for a close key.
+func suggestKey(s string, candidates []string) string {
+	if c := suggest.Closest(s, candidates); c != "" {
+		return fmt.Sprintf(" (did you mean %q?)", c)
 	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	return ""
 }
 
 // yamlErrLine finds "line N" in a YAML syntax error.
