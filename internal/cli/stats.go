@@ -3,11 +3,13 @@ package cli
 import (
 	"bufio"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/query"
+	"github.com/kubetrail/kubetrail/internal/server"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
@@ -29,6 +32,7 @@ func statsCmd(e *env) *cobra.Command {
 		since, until string
 		bytes        bool
 		sortBy       string
+		output       string
 		remote       remoteFlags
 	)
 	cmd := &cobra.Command{
@@ -50,7 +54,11 @@ the order (with --top N, the N largest by that).
 
 --interval takes 1s to 366d. Buckets start at multiples of the interval
 since 1970-01-01 UTC (1d buckets at midnight UTC), and are labelled to
-the minute, or to the second when the interval is not whole minutes.`,
+the minute, or to the second when the interval is not whole minutes.
+
+Without --by or --interval, stats prints the total and the five largest
+users, verbs, resources and codes. -o json prints exactly the body of
+GET /api/v1/stats for the same question; -o csv the table's rows.`,
 		Example: `  kubetrail stats --by user --top 10
   kubetrail stats --by user --bytes --top 10
   kubetrail stats --by resource,level --bytes --sort count
@@ -58,6 +66,9 @@ the minute, or to the second when the interval is not whole minutes.`,
   kubetrail stats --interval 1h 'code>=400'`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !slices.Contains([]string{"table", "json", "csv"}, output) {
+				return fmt.Errorf("-o %q: want table, json or csv", output)
+			}
 			sel := local.Selection{}
 			src := ""
 			if len(args) == 1 && strings.TrimSpace(args[0]) != "" {
@@ -114,12 +125,13 @@ the minute, or to the second when the interval is not whole minutes.`,
 				return fmt.Errorf("--sort %q: want count or bytes", sortBy)
 			}
 			o := local.StatsOptions{By: cols, Interval: step.Microseconds(), Bytes: bytes, ByBytes: sortBy == "bytes"}
-			var ans statsResult
-			if remote.url != "" {
-				ans, err = remoteStats(cmd.Context(), &remote, src, sel, o, top)
-			} else {
-				ans, err = localStats(dir, sel, o)
+			ask := func(o local.StatsOptions, top int) (statsResult, error) {
+				if remote.url != "" {
+					return remoteStats(cmd.Context(), &remote, src, sel, o, top)
+				}
+				return localStats(dir, sel, o)
 			}
+			ans, err := ask(o, top)
 			var damage *local.DamageError
 			if errors.As(err, &damage) {
 				err = nil // printed, then reported
@@ -127,8 +139,24 @@ the minute, or to the second when the interval is not whole minutes.`,
 			if err != nil {
 				return err
 			}
-			if err := printStats(e.stdout, ans, o, top); err != nil {
-				return err
+			switch {
+			case output == "json":
+				enc := json.NewEncoder(e.stdout)
+				if err := enc.Encode(server.NewStatsAnswer(ans.groups, ans.total, ans.nGroups, o, top)); err != nil {
+					return err
+				}
+			case output == "csv":
+				if err := printStatsCSV(e.stdout, ans, o, top); err != nil {
+					return err
+				}
+			case len(o.By) == 0 && o.Interval == 0:
+				if err := printStatsSummary(e.stdout, ans, o, ask); err != nil {
+					return err
+				}
+			default:
+				if err := printStats(e.stdout, ans, o, top); err != nil {
+					return err
+				}
 			}
 			if damage != nil {
 				return damage
@@ -146,6 +174,7 @@ the minute, or to the second when the interval is not whole minutes.`,
 	f.StringVar(&until, "until", "", "only events before this time")
 	f.BoolVar(&bytes, "bytes", false, "also sum each group's stored event bytes, and order by them")
 	f.StringVar(&sortBy, "sort", "", "order groups by count or bytes (default: bytes with --bytes, else count)")
+	f.StringVarP(&output, "output", "o", "table", "table, json (the body of GET /api/v1/stats) or csv")
 	return cmd
 }
 
@@ -237,6 +266,11 @@ func remoteStats(ctx context.Context, r *remoteFlags, src string, sel local.Sele
 
 // printStats prints the groups as a table, the N largest with top.
 func printStats(w io.Writer, ans statsResult, o local.StatsOptions, top int) error {
+	return printStatsTable(w, ans, o, top, true)
+}
+
+// printStatsTable prints the groups, and the totals line when footer.
+func printStatsTable(w io.Writer, ans statsResult, o local.StatsOptions, top int, footer bool) error {
 	bw := bufio.NewWriter(w)
 	tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', tabwriter.AlignRight)
 	var head []string
@@ -273,6 +307,9 @@ func printStats(w io.Writer, ans statsResult, o local.StatsOptions, top int) err
 		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
 	}
 	tw.Flush()
+	if !footer {
+		return bw.Flush()
+	}
 	if o.Bytes {
 		fmt.Fprintf(bw, "%s (%s) in %s\n", plural(int(ans.total.Count), "event", "events"), humanBytes(ans.total.Bytes), plural(ans.nGroups, "group", "groups"))
 	} else {
@@ -288,4 +325,73 @@ func bucketLayout(interval int64) string {
 		return "2006-01-02T15:04:05Z"
 	}
 	return "2006-01-02T15:04Z"
+}
+
+// printStatsSummary answers a plain `stats` (no --by, no --interval): the total,
+// then the five largest users, verbs, resources and codes, each asked of
+// the store (or the server) as its own question.
+func printStatsSummary(w io.Writer, ans statsResult, o local.StatsOptions, ask func(local.StatsOptions, int) (statsResult, error)) error {
+	if o.Bytes {
+		fmt.Fprintf(w, "%s (%s)\n", plural(int(ans.total.Count), "event", "events"), humanBytes(ans.total.Bytes))
+	} else {
+		fmt.Fprintf(w, "%s\n", plural(int(ans.total.Count), "event", "events"))
+	}
+	if ans.total.Count == 0 {
+		return nil
+	}
+	for _, c := range []local.Column{local.ColUser, local.ColVerb, local.ColResource, local.ColCode} {
+		oc := o
+		oc.By = []local.Column{c}
+		part, err := ask(oc, 5)
+		var damage *local.DamageError
+		if err != nil && !errors.As(err, &damage) {
+			return err
+		}
+		fmt.Fprintf(w, "\nlargest by %s (of %d):\n", c, part.nGroups)
+		if err := printStatsTable(w, part, oc, 5, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// printStatsCSV prints the table's rows as CSV: a header, then one row a
+// group, values as stored (guarded against spreadsheet formulas).
+func printStatsCSV(w io.Writer, ans statsResult, o local.StatsOptions, top int) error {
+	cw := csv.NewWriter(w)
+	var head []string
+	if o.Interval > 0 {
+		head = append(head, "time")
+	}
+	for _, c := range o.By {
+		head = append(head, c.String())
+	}
+	head = append(head, "count")
+	if o.Bytes {
+		head = append(head, "bytes")
+	}
+	cw.Write(head)
+	for i, g := range ans.groups {
+		if top > 0 && o.Interval == 0 && i >= top {
+			break
+		}
+		var row []string
+		if o.Interval > 0 {
+			row = append(row, time.UnixMicro(g.Bucket).UTC().Format(time.RFC3339))
+		}
+		for _, v := range g.Key {
+			v = escape.Line(strings.ReplaceAll(v, local.ListSep, ","))
+			if v != "" && strings.ContainsRune("=+-@", rune(v[0])) {
+				v = "'" + v
+			}
+			row = append(row, v)
+		}
+		row = append(row, strconv.FormatInt(g.Count, 10))
+		if o.Bytes {
+			row = append(row, strconv.FormatInt(g.Bytes, 10))
+		}
+		cw.Write(row)
+	}
+	cw.Flush()
+	return cw.Error()
 }

@@ -249,20 +249,47 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-type statsAnswer struct {
+// StatsAnswer is the body of GET /api/v1/stats, and what `stats -o json`
+// prints for the same question.
+type StatsAnswer struct {
 	Total int64 `json:"total"`
 	// TotalBytes is the selected events' stored size, with bytes=1.
 	TotalBytes int64 `json:"totalBytes,omitempty"`
 	// TotalGroups counts the groups before top kept the largest.
 	TotalGroups int          `json:"totalGroups"`
-	Groups      []statsGroup `json:"groups"`
+	Groups      []StatsGroup `json:"groups"`
 }
 
-type statsGroup struct {
+// StatsGroup is one group of a StatsAnswer.
+type StatsGroup struct {
 	Key   map[string]string `json:"key,omitempty"`
 	Time  string            `json:"time,omitempty"`
 	Count int64             `json:"count"`
 	Bytes int64             `json:"bytes,omitempty"`
+}
+
+// NewStatsAnswer builds the answer for groups (the largest top, with no
+// interval; 0 keeps all) of a stats question asked with o; totalGroups
+// counts the groups before top.
+func NewStatsAnswer(groups []local.Group, total local.Totals, totalGroups int, o local.StatsOptions, top int) StatsAnswer {
+	ans := StatsAnswer{Total: total.Count, TotalBytes: total.Bytes, TotalGroups: totalGroups, Groups: []StatsGroup{}}
+	for i, g := range groups {
+		if top > 0 && o.Interval == 0 && i >= top {
+			break
+		}
+		sg := StatsGroup{Count: g.Count, Bytes: g.Bytes}
+		if len(o.By) > 0 {
+			sg.Key = map[string]string{}
+			for j, c := range o.By {
+				sg.Key[c.String()] = g.Key[j]
+			}
+		}
+		if o.Interval > 0 {
+			sg.Time = time.UnixMicro(g.Bucket).UTC().Format(time.RFC3339Nano)
+		}
+		ans.Groups = append(ans.Groups, sg)
+	}
+	return ans
 }
 
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
@@ -329,23 +356,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	ans := statsAnswer{Total: total.Count, TotalBytes: total.Bytes, TotalGroups: len(groups), Groups: []statsGroup{}}
-	for i, g := range groups {
-		if top > 0 && interval == 0 && i >= top {
-			break
-		}
-		sg := statsGroup{Count: g.Count, Bytes: g.Bytes}
-		if len(o.By) > 0 {
-			sg.Key = map[string]string{}
-			for j, c := range o.By {
-				sg.Key[c.String()] = g.Key[j]
-			}
-		}
-		if interval > 0 {
-			sg.Time = time.UnixMicro(g.Bucket).UTC().Format(time.RFC3339Nano)
-		}
-		ans.Groups = append(ans.Groups, sg)
-	}
+	ans := NewStatsAnswer(groups, total, len(groups), o, top)
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(&ans)
 }

@@ -124,7 +124,7 @@ func TestEventsAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st statsAnswer
+	var st StatsAnswer
 	json.NewDecoder(resp2.Body).Decode(&st)
 	resp2.Body.Close()
 	if st.Total != 5 || len(st.Groups) != 2 || st.Groups[0].Key["user"] != "alice" || st.Groups[0].Count != 3 {

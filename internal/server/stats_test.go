@@ -41,7 +41,7 @@ func TestStatsBytesAPI(t *testing.T) {
 		if code != 200 {
 			t.Fatalf("%q: %d %s", filter, code, body)
 		}
-		var ans statsAnswer
+		var ans StatsAnswer
 		if err := json.Unmarshal(body, &ans); err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func TestStatsBytesAPI(t *testing.T) {
 		t.Errorf("bytes without bytes=1: %s", body)
 	}
 	_, body = getWith(t, "s3cret", ts.URL+"/api/v1/stats?by=user&bytes=1&sort=count")
-	var ans statsAnswer
+	var ans StatsAnswer
 	json.Unmarshal(body, &ans)
 	for i := 1; i < len(ans.Groups); i++ {
 		if ans.Groups[i].Count > ans.Groups[i-1].Count || ans.Groups[i].Bytes == 0 {
