@@ -101,6 +101,9 @@ and a message naming the flag to raise. 0 turns a limit off.`,
 					return err
 				}
 				sel.Filter = f
+				for _, w := range f.Warnings() {
+					fmt.Fprintf(e.stderr, "kubetrail: warning: %s\n", escape.Text(w))
+				}
 			}
 			var prog *jq.Program
 			if jqSrc != "" {
@@ -211,6 +214,9 @@ and a message naming the flag to raise. 0 turns a limit off.`,
 			}
 			if limit > 0 && len(rows) > limit {
 				rows = rows[:limit]
+			}
+			if len(rows) == 0 {
+				explainEmpty(e, r, sel)
 			}
 			return out.print(rows)
 		},
@@ -682,4 +688,39 @@ func parseLimitSize(v string) (uint64, error) {
 	}
 	n, err := parseSize(v)
 	return uint64(n), err
+}
+
+// explainEmpty tells a person, on stderr, what the store holds when an
+// answer is empty, so that a --since window that misses every event (the
+// log ends 11 days ago) is not mistaken for "nothing happened".
+func explainEmpty(e *env, r *local.Reader, sel local.Selection) {
+	n, minT, maxT := r.Span()
+	if n == 0 {
+		fmt.Fprintln(e.stderr, "kubetrail: no event matches: the store holds no event yet")
+		return
+	}
+	when := func(us int64) string { return time.UnixMicro(us).UTC().Format("2006-01-02 15:04 UTC") }
+	msg := fmt.Sprintf("kubetrail: no event matches; the store holds %s from %s to %s", plural(n, "event", "events"), when(minT), when(maxT))
+	if ago := time.Since(time.UnixMicro(maxT)); ago > time.Hour {
+		msg += fmt.Sprintf(" (the newest %s ago)", humanAge(ago))
+	}
+	if sel.Since != 0 && sel.Since > maxT {
+		msg += "; --since starts after the newest"
+	}
+	if sel.Until != 0 && sel.Until <= minT {
+		msg += "; --until ends before the oldest"
+	}
+	fmt.Fprintln(e.stderr, msg)
+}
+
+// humanAge says a duration the way a person would: 11 days, 3 hours.
+func humanAge(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	case d >= 2*time.Hour:
+		return fmt.Sprintf("%d hours", int(d/time.Hour))
+	default:
+		return fmt.Sprintf("%d minutes", int(d/time.Minute))
+	}
 }

@@ -82,6 +82,9 @@ GET /api/v1/stats for the same question; -o csv the table's rows.`,
 					return err
 				}
 				sel.Filter = f
+				for _, w := range f.Warnings() {
+					fmt.Fprintf(e.stderr, "kubetrail: warning: %s\n", escape.Text(w))
+				}
 			}
 			var err error
 			if sel.Since, err = parseTimeFlag("--since", since); err != nil {

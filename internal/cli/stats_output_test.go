@@ -45,3 +45,22 @@ func TestStatsOutputs(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptyAnswersExplainThemselves: a filter asking for a verb the API
+// server never writes warns, with the nearest verb; an empty query says
+// what the store holds and that --since starts after its newest event.
+// Mutation it catches: the bare header the review saw.
+func TestEmptyAnswersExplainThemselves(t *testing.T) {
+	dir, _, _ := serveIncident(t)
+	code, _, errOut := run("query", "--data", dir, "verb=lst")
+	if code != 0 || !strings.Contains(errOut, `verb=lst: "lst" is not a verb the API server writes, so it matches nothing (did you mean list?)`) {
+		t.Errorf("verb=lst: exit %d, stderr %q", code, errOut)
+	}
+	code, _, errOut = run("query", "--data", dir, "--since", "2099-01-01T00:00:00Z", "user=alice")
+	if code != 0 || !strings.Contains(errOut, "no event matches; the store holds") || !strings.Contains(errOut, "--since starts after the newest") {
+		t.Errorf("an empty window: exit %d, stderr %q", code, errOut)
+	}
+	if _, _, errOut = run("stats", "--data", dir, "verb=delet"); !strings.Contains(errOut, "(did you mean delete?)") {
+		t.Errorf("stats verb=delet: stderr %q", errOut)
+	}
+}

@@ -182,6 +182,12 @@ func crashWorkload(fs vfs.FS, mem *vfs.MemFS, lg *crashLog, crashed func() bool)
 // lost on the way). It returns the first broken promise, or "" (also when
 // the file system crashed meanwhile: what it left is checked next).
 func crashRecover(fs vfs.FS, lg *crashLog, crashed func() bool) string {
+	// What the crash left of the ledger must be whole: it is replaced
+	// atomically, so a torn one means a write was not made durable
+	// before it was renamed into place.
+	if _, ok, ldamage, err := readLedger(fs, filepath.Join(crashDir, walDir)); err == nil && ok && len(ldamage) > 0 {
+		return fmt.Sprintf("the crash left the WAL ledger torn: %v", ldamage)
+	}
 	db, err := Open(crashDir, crashOptions(fs))
 	if err != nil {
 		if crashed() {
@@ -323,20 +329,34 @@ func checkCrashed(fs vfs.FS, db *DB, lg *crashLog) string {
 		}
 	}
 	// The WAL ledger lists every WAL segment there is, so that deleting
-	// one would be noticed.
+	// one would be noticed. The committer rotates after it answers (the
+	// barrier's own batch fills a one-byte segment), creating a segment a
+	// moment before listing it, and a sealer unlists one a moment before
+	// removing it: a difference that lasts is a broken promise, one that
+	// goes away within a second is one of those two steps in progress.
 	walPath := filepath.Join(crashDir, walDir)
-	ledger, ok, ldamage, err := readLedger(fs, walPath)
-	if err != nil || !ok || len(ldamage) > 0 {
-		return fmt.Sprintf("ledger: present %v, %v %v", ok, err, ldamage)
-	}
-	present, err := wal.ListSegmentsFS(fs, walPath)
-	if err != nil {
-		return fmt.Sprintf("ledger: %v", err)
-	}
-	for _, s := range present {
-		if !ledger[s] {
-			return fmt.Sprintf("ledger: WAL segment %d is there but not listed", s)
+	ledgerProblem := func() string {
+		ledger, ok, ldamage, err := readLedger(fs, walPath)
+		if err != nil || !ok || len(ldamage) > 0 {
+			return fmt.Sprintf("ledger: present %v, %v %v", ok, err, ldamage)
 		}
+		present, err := wal.ListSegmentsFS(fs, walPath)
+		if err != nil {
+			return fmt.Sprintf("ledger: %v", err)
+		}
+		for _, s := range present {
+			if !ledger[s] {
+				return fmt.Sprintf("ledger: WAL segment %d is there but not listed (present %v, ledger %v)", s, present, ledger)
+			}
+		}
+		return ""
+	}
+	p := ledgerProblem()
+	for deadline := time.Now().Add(time.Second); p != "" && time.Now().Before(deadline); p = ledgerProblem() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if p != "" {
+		return p
 	}
 	rep, err := VerifyFS(fs, crashDir, nil)
 	if err != nil {

@@ -996,3 +996,28 @@ func (r *Reader) CountMatching(sel Selection) (int64, error) {
 	err = head.Select(sel, func(*Hit) error { n++; return nil })
 	return n, err
 }
+
+// Span returns how many events the view holds and the times (unix
+// microseconds) of its oldest and newest, for telling a person what the
+// store holds when an answer is empty. min and max are 0 when it is empty.
+func (r *Reader) Span() (count int, minT, maxT int64) {
+	add := func(lo, hi int64) {
+		if count == 0 || lo < minT {
+			minT = lo
+		}
+		if count == 0 || hi > maxT {
+			maxT = hi
+		}
+	}
+	for _, s := range r.segs {
+		if m := &s.r.meta; m.Count > 0 {
+			add(m.MinTime, m.MaxTime)
+			count += m.Count
+		}
+	}
+	for i := range r.head {
+		add(r.head[i].time, r.head[i].time)
+		count++
+	}
+	return count, minT, maxT
+}

@@ -53,6 +53,9 @@ func readLedger(fs vfs.FS, dir string) (seqs map[uint64]bool, ok bool, damage []
 		return nil, false, nil, fmt.Errorf("read WAL ledger: %w", err)
 	}
 	seqs = map[uint64]bool{}
+	if len(b) == 0 {
+		return seqs, true, []Damage{{Path: path, Reason: "empty: no header (written but never synced before a crash?)"}}, nil
+	}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()

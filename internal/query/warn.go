@@ -1,0 +1,54 @@
+package query
+
+import (
+	"fmt"
+	"slices"
+)
+
+// knownValues are the values the API server writes for fields whose
+// values form a set it keeps to, that the compiler does not already check:
+// a filter asking for another value matches nothing, and says so
+// (Warnings) instead of silently answering empty.
+var knownValues = map[string][]string{
+	// Resource verbs, then the lower-cased HTTP methods of non-resource
+	// requests.
+	"verb": {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "proxy", "post", "put", "head", "options"},
+}
+
+// Warnings says which of the filter's comparisons can never hold because
+// they ask for a verb the API server never writes (level and stage are
+// checked when the filter compiles) for a value the API
+// server never writes, with the nearest known value: `verb=lst` matches
+// nothing, and a person should hear why. Custom verbs of extension API
+// servers exist, so this is a warning, not an error.
+func (f *Filter) Warnings() []string {
+	if f == nil {
+		return nil
+	}
+	var out []string
+	Walk(f.expr, func(e Expr) bool {
+		if _, neg := e.(*Not); neg {
+			return false // under a negation, a value that never occurs is not an empty answer
+		}
+		c, ok := e.(*Cmp)
+		if !ok || (c.Op != OpEq && c.Op != OpIn) {
+			return true
+		}
+		known := knownValues[c.Field.Name]
+		if known == nil {
+			return true
+		}
+		for _, v := range c.Values {
+			if v.Glob || slices.Contains(known, v.Text) { // verbs compare case-sensitively
+				continue
+			}
+			w := fmt.Sprintf("%s=%s: %q is not a %s the API server writes, so it matches nothing", c.Field.Name, v.Text, v.Text, c.Field.Name)
+			if s := suggest(v.Text, known); s != "" {
+				w += fmt.Sprintf(" (did you mean %s?)", s)
+			}
+			out = append(out, w)
+		}
+		return true
+	})
+	return out
+}
