@@ -26,6 +26,7 @@ import (
 type invFlags struct {
 	dir, since, until, output, where string
 	limit                            int
+	includeSystem                    bool
 	remote                           remoteFlags
 }
 
@@ -37,6 +38,9 @@ func (f *invFlags) register(cmd *cobra.Command, timeline bool) {
 	fl.StringVar(&f.since, "since", "", "only events at or after this time: RFC 3339, or a duration ago such as 2h or 7d")
 	fl.StringVar(&f.until, "until", "", "only events before this time: RFC 3339, or a duration ago")
 	fl.StringVar(&f.where, "where", "", `more conditions in the filter language, e.g. 'user!~"^system:"' (docs/query.md)`)
+	if cmd.Name() != "who" {
+		fl.BoolVar(&f.includeSystem, "include-system", false, "also show the control plane's own requests (system:apiserver, system:kube-controller-manager, system:kube-scheduler, system:node:*, system:serviceaccount:kube-system:*), hidden by default unless denied")
+	}
 	out := "table, wide, json or jsonl"
 	if timeline {
 		out += "; wide also prints one row per event (stage) instead of per request"
@@ -81,6 +85,9 @@ func (f *invFlags) run(ctx context.Context, e *env, name string, p url.Values) (
 	if f.limit != 0 {
 		p.Set("limit", strconv.Itoa(f.limit))
 	}
+	if f.includeSystem {
+		p.Set("include-system", "1")
+	}
 	if f.wide() && slices.Contains(investigate.Params(name), "stages") {
 		p.Set("stages", "all")
 	}
@@ -123,7 +130,11 @@ in the filter language, docs/query.md) and -o table|wide|json|jsonl. It
 reads the --data folder, or asks a running kubetrail serve with --server URL
 (--token-file, --ca), which prints the same.
 Source IPs print with the last one marked (peer): only that address was
-seen by the API server; the others come from headers any client can set.`
+seen by the API server; the others come from headers any client can set.
+Every investigation but who hides the control plane's own requests
+(system:apiserver, system:kube-controller-manager, system:kube-scheduler,
+system:node:*, system:serviceaccount:kube-system:*) unless they were denied,
+and says how many it hid; --include-system shows them.`
 
 func whoCmd(e *env) *cobra.Command {
 	var f invFlags

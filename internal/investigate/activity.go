@@ -26,8 +26,11 @@ type ActivityQuery struct {
 
 // ActivityReport answers an ActivityQuery in time order.
 type ActivityReport struct {
-	User      string
-	Requests  []*Request
+	User     string
+	Requests []*Request
+	// Hidden counts the rows of the control plane left out (see
+	// Scope.IncludeSystem).
+	Hidden    int
 	allStages bool
 }
 
@@ -48,11 +51,17 @@ func Activity(r *local.Reader, q ActivityQuery) (*ActivityReport, error) {
 	if b := bindingNaming(q.User); b != nil {
 		terms = append(terms, b)
 	}
-	reqs, err := collect(r, q.Scope, or(terms...), q.AllStages, false)
+	sc := q.Scope
+	if controlPlane(q.User) {
+		// Asking for a control-plane identity by name (or by a pattern
+		// that names only such identities) is asking to see it.
+		sc.IncludeSystem = true
+	}
+	reqs, hidden, err := collect(r, sc, or(terms...), q.AllStages, false)
 	if err != nil {
 		return nil, err
 	}
-	return &ActivityReport{User: q.User, Requests: lastN(reqs, q.Limit), allStages: q.AllStages}, nil
+	return &ActivityReport{User: q.User, Requests: lastN(reqs, q.Limit), Hidden: hidden, allStages: q.AllStages}, nil
 }
 
 // Records returns the requests.
@@ -85,6 +94,7 @@ func (a *ActivityReport) Table(wide bool) *Table {
 		t.Notes = append(t.Notes, fmt.Sprintf("%s from %s to %s (%s); %d failed (code >= 400)",
 			what, fmtTime(a.Requests[0].Time), fmtTime(a.Requests[n-1].Time), fmtCounts(verbs, 6, ", "), failed))
 	}
+	t.Notes = append(t.Notes, hiddenNote(a.Hidden, a.allStages)...)
 	return t
 }
 

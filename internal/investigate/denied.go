@@ -47,16 +47,19 @@ type DeniedUser struct {
 type DeniedReport struct {
 	Users    []*DeniedUser
 	Requests int
+	// Hidden counts the rows of the control plane left out (see
+	// Scope.IncludeSystem).
+	Hidden int
 }
 
 // Denied groups refused requests by user.
 func Denied(r *local.Reader, q DeniedQuery) (*DeniedReport, error) {
 	base := or(in("code", "401", "403"), eq("decision", "forbid"))
-	reqs, err := collect(r, q.Scope, base, false, false)
+	reqs, hidden, err := collect(r, q.Scope, base, false, false)
 	if err != nil {
 		return nil, err
 	}
-	rep := &DeniedReport{Requests: len(reqs)}
+	rep := &DeniedReport{Requests: len(reqs), Hidden: hidden}
 	byUser := map[[2]string]*DeniedUser{}
 	for _, rq := range reqs {
 		key := [2]string{rq.User, rq.As}
@@ -133,5 +136,6 @@ func (d *DeniedReport) Table(wide bool) *Table {
 		t.Notes = append(t.Notes, fmt.Sprintf("%s denied to %s (%s). 401: authentication failed (no user); 403 or forbid: the authorizer said no.",
 			nRows(d.Requests, "request", false), nRows(len(d.Users), "user", false), strings.Join(codes, ", ")))
 	}
+	t.Notes = append(t.Notes, hiddenNote(d.Hidden, false)...)
 	return t
 }

@@ -37,7 +37,10 @@ type Exec struct {
 
 // ExecsReport answers an ExecsQuery in time order.
 type ExecsReport struct {
-	Execs     []*Exec
+	Execs []*Exec
+	// Hidden counts the rows of the control plane left out (see
+	// Scope.IncludeSystem).
+	Hidden    int
 	allStages bool
 }
 
@@ -46,11 +49,11 @@ type ExecsReport struct {
 // fallback) SPDY creates.
 func Execs(r *local.Reader, q ExecsQuery) (*ExecsReport, error) {
 	base := and(eq("resource", "pods"), eq("apigroup", ""), in("subresource", "exec", "attach", "portforward"))
-	reqs, err := collect(r, q.Scope, base, q.AllStages, false)
+	reqs, hidden, err := collect(r, q.Scope, base, q.AllStages, false)
 	if err != nil {
 		return nil, err
 	}
-	rep := &ExecsReport{allStages: q.AllStages}
+	rep := &ExecsReport{Hidden: hidden, allStages: q.AllStages}
 	for _, rq := range lastN(reqs, q.Limit) {
 		rep.Execs = append(rep.Execs, newExec(rq))
 	}
@@ -121,6 +124,7 @@ func (x *ExecsReport) Table(wide bool) *Table {
 		t.Notes = append(t.Notes, fmt.Sprintf("%s by %s. A WebSocket session is logged as verb get, an SPDY one as create: kubectl tries the first and falls back to the second, so one command may show twice.",
 			what, fmtCounts(users, 5, ", ")))
 	}
+	t.Notes = append(t.Notes, hiddenNote(x.Hidden, x.allStages)...)
 	return t
 }
 

@@ -33,7 +33,10 @@ type FromReport struct {
 	Requests []*FromRequest
 	// Peer and Forwarded count the requests by Match.
 	Peer, Forwarded int
-	allStages       bool
+	// Hidden counts the rows of the control plane left out (see
+	// Scope.IncludeSystem).
+	Hidden    int
+	allStages bool
 }
 
 // From finds the requests that name an address or network in sourceIPs.
@@ -42,11 +45,11 @@ func From(r *local.Reader, q FromQuery) (*FromReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	reqs, err := collect(r, q.Scope, eq("ip", strings.TrimSpace(q.Addr)), q.AllStages, false)
+	reqs, hidden, err := collect(r, q.Scope, eq("ip", strings.TrimSpace(q.Addr)), q.AllStages, false)
 	if err != nil {
 		return nil, err
 	}
-	rep := &FromReport{Addr: q.Addr, allStages: q.AllStages}
+	rep := &FromReport{Addr: q.Addr, Hidden: hidden, allStages: q.AllStages}
 	for _, rq := range lastN(reqs, q.Limit) {
 		fr := &FromRequest{Request: rq, Match: "forwarded"}
 		if match(rq.Peer) {
@@ -126,5 +129,6 @@ func (f *FromReport) Table(wide bool) *Table {
 				f.Peer, f.Forwarded, f.Addr))
 		}
 	}
+	t.Notes = append(t.Notes, hiddenNote(f.Hidden, f.allStages)...)
 	return t
 }

@@ -60,6 +60,10 @@ type HistoryReport struct {
 	// NoBody counts the successful writes whose event carried no body of
 	// the object, so that their effect is unknown.
 	NoBody int
+	// Hidden counts the rows of the control plane left out (see
+	// Scope.IncludeSystem).
+	Hidden    int
+	allStages bool
 }
 
 // History follows an object through its changes.
@@ -74,16 +78,22 @@ func History(r *local.Reader, q HistoryQuery) (*HistoryReport, error) {
 		conds = append(conds, in("verb", writeVerbs...),
 			cmpExpr("subresource", query.OpNotIn, "exec", "attach", "portforward", "proxy"))
 	}
-	reqs, err := collect(r, q.Scope, and(conds...), q.AllStages, q.Diffs)
+	// Every change is read, the control plane's too, so that each diff
+	// is against the state before it; the control plane's rows are left
+	// out only afterwards, so that no diff blames a person for them.
+	sc := q.Scope
+	sc.IncludeSystem = true
+	reqs, _, err := collect(r, sc, and(conds...), q.AllStages, q.Diffs)
 	if err != nil {
 		return nil, err
 	}
-	rep := &HistoryReport{Target: q.Target.String()}
+	rep := &HistoryReport{Target: q.Target.String(), allStages: q.AllStages}
 	type state struct {
 		lines []string
 		kind  string
 	}
 	states := map[string]*state{}
+	noBody := map[*Change]bool{}
 	for _, rq := range reqs {
 		c := &Change{Request: rq}
 		rep.Changes = append(rep.Changes, c)
@@ -117,7 +127,7 @@ func History(r *local.Reader, q HistoryQuery) (*HistoryReport, error) {
 		}
 		if c.Body == "" {
 			if c.Patch == nil {
-				rep.NoBody++
+				noBody[c] = true
 			}
 			// The change is unknown: the next state cannot be diffed
 			// against this one's predecessor.
@@ -129,10 +139,39 @@ func History(r *local.Reader, q HistoryQuery) (*HistoryReport, error) {
 		c.Diff = strings.Join(c.diff, "\n")
 		st.lines, st.kind = lines, kind
 	}
+	if !q.IncludeSystem {
+		rep.Changes, rep.Hidden = dropControlPlaneChanges(rep.Changes)
+	}
+	for _, c := range rep.Changes {
+		if noBody[c] {
+			rep.NoBody++
+		}
+	}
 	if q.Limit > 0 && len(rep.Changes) > q.Limit {
 		rep.Changes = rep.Changes[len(rep.Changes)-q.Limit:]
 	}
 	return rep, nil
+}
+
+// dropControlPlaneChanges leaves out the control plane's changes as
+// collect leaves out its requests (see dropControlPlane).
+func dropControlPlaneChanges(cs []*Change) ([]*Change, int) {
+	reqs := make([]*Request, len(cs))
+	for i, c := range cs {
+		reqs[i] = c.Request
+	}
+	kept, hidden := dropControlPlane(reqs)
+	keep := make(map[*Request]bool, len(kept))
+	for _, q := range kept {
+		keep[q] = true
+	}
+	out := cs[:0]
+	for _, c := range cs {
+		if keep[c.Request] {
+			out = append(out, c)
+		}
+	}
+	return out, hidden
 }
 
 // objectKey names the object a request changed. A namespace's own
@@ -174,6 +213,7 @@ func (h *HistoryReport) Table(wide bool) *Table {
 		}
 		t.Rows = append(t.Rows, row)
 	}
+	t.Notes = append(t.Notes, hiddenNote(h.Hidden, h.allStages)...)
 	if h.NoBody > 0 {
 		t.Notes = append(t.Notes, fmt.Sprintf("%s carried no body of the object (logged at Metadata level, or a Status reply): what they changed is not in the log.", nRows(h.NoBody, "successful change", false)))
 	}

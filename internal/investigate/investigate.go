@@ -45,6 +45,10 @@ type Scope struct {
 	// Now resolves relative times such as time>-2h in Where; the zero time
 	// means the current time.
 	Now time.Time
+	// IncludeSystem keeps the requests of the control plane's own
+	// identities (see controlPlane), which every investigation but who
+	// leaves out by default: they bury an attack under bootstrap noise.
+	IncludeSystem bool
 	// Limit keeps only the most recent Limit rows of a timeline (who,
 	// activity, history, execs, rbac, from); 0 keeps all. Grouped reports
 	// (secrets, denied) ignore it.
@@ -187,13 +191,15 @@ type reqKey struct {
 // collect selects the events of base and the scope, and returns the
 // requests they belong to in time order: one per request (its last stage)
 // or, with allStages, one per event. bodies keeps request and response
-// bodies for the caller.
+// bodies for the caller. Unless the scope includes the system, it leaves
+// out the requests of the control plane that were not denied, and
+// returns how many rows it left out, for the report to say so.
 //
 // A base that is an "or" of terms on different fields (user=X or as=X)
 // cannot be answered from the store's columns as a whole, so collect
 // selects each term on its own, excluding the terms before it, which
 // keeps the parts disjoint: A, then B and not A, then C and not (A or B).
-func collect(r *local.Reader, sc Scope, base query.Expr, allStages, bodies bool) ([]*Request, error) {
+func collect(r *local.Reader, sc Scope, base query.Expr, allStages, bodies bool) ([]*Request, int, error) {
 	if sc.Now.IsZero() {
 		sc.Now = time.Now() // once, so that every part means the same times
 	}
@@ -219,7 +225,7 @@ func collect(r *local.Reader, sc Scope, base query.Expr, allStages, bodies bool)
 			out = append(out, q)
 			return nil
 		}
-		k := reqKey{h.Cluster, q.AuditID, q.URI, q.Verb, q.User, q.Time.UnixMicro()}
+		k := q.key()
 		prev := byKey[k]
 		if prev == nil {
 			q.Stages = []string{q.Stage}
@@ -236,11 +242,11 @@ func collect(r *local.Reader, sc Scope, base query.Expr, allStages, bodies bool)
 	}
 	for _, p := range parts {
 		if err := sc.stopped(); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		f, err := compile(sc, p)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		// Every report, its table as much as its records, needs the
 		// event's text: a row's time is requestReceivedTimestamp, and a
@@ -249,8 +255,12 @@ func collect(r *local.Reader, sc Scope, base query.Expr, allStages, bodies bool)
 		// choose which events are read.
 		sel := local.Selection{Filter: f, Since: sc.Since, Until: sc.Until, NeedEvent: true}
 		if err := r.Select(sel, add); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
+	}
+	hidden := 0
+	if !sc.IncludeSystem {
+		out, hidden = dropControlPlane(out)
 	}
 	for _, q := range out {
 		if len(q.Stages) > 1 {
@@ -260,7 +270,61 @@ func collect(r *local.Reader, sc Scope, base query.Expr, allStages, bodies bool)
 		}
 	}
 	sortRequests(out)
-	return out, nil
+	return out, hidden, nil
+}
+
+// key identifies the request q belongs to.
+func (q *Request) key() reqKey {
+	return reqKey{q.Cluster, q.AuditID, q.URI, q.Verb, q.User, q.Time.UnixMicro()}
+}
+
+// denied reports whether the request was refused: authentication failed
+// (401) or the authorizer said no (403, forbid).
+func (q *Request) denied() bool {
+	return q.Code == 401 || q.Code == 403 || q.Decision == "forbid"
+}
+
+// dropControlPlane leaves out the requests of the control plane that were
+// not denied, and returns how many rows it left out. A request is kept or
+// dropped whole: a denial in any of its stages keeps every stage.
+func dropControlPlane(reqs []*Request) ([]*Request, int) {
+	keep := map[reqKey]bool{}
+	for _, q := range reqs {
+		if !controlPlane(q.User) || q.denied() {
+			keep[q.key()] = true
+		}
+	}
+	kept := make([]*Request, 0, len(keep))
+	for _, q := range reqs {
+		if keep[q.key()] {
+			kept = append(kept, q)
+		}
+	}
+	return kept, len(reqs) - len(kept)
+}
+
+// controlPlane reports whether u is one of the control plane's own
+// identities, whose requests investigations hide unless asked
+// (docs/investigations.md lists them): the API server, the controller
+// manager, the scheduler, the kubelets, and the service accounts of
+// kube-system, under which the controllers run. A workload's service
+// account, system:anonymous and an unauthenticated request (no user) are
+// never the control plane.
+func controlPlane(u string) bool {
+	switch u {
+	case "system:apiserver", "system:kube-controller-manager", "system:kube-scheduler":
+		return true
+	}
+	return strings.HasPrefix(u, "system:node:") || strings.HasPrefix(u, "system:serviceaccount:kube-system:")
+}
+
+// hiddenNote says how many rows the control-plane filter left out, so that
+// an empty or short answer explains itself; none when none were.
+func hiddenNote(n int, allStages bool) []string {
+	if n == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("%s by the control plane hidden; --include-system shows them", nRows(n, "request", allStages))}
 }
 
 // sortRequests orders requests by the time they were received, then by

@@ -266,7 +266,7 @@ func TestHistoryRecreated(t *testing.T) {
 
 func TestSecrets(t *testing.T) {
 	r := openFixture(t, incident())
-	rep, err := Secrets(r, SecretsQuery{})
+	rep, err := Secrets(r, SecretsQuery{Scope: Scope{IncludeSystem: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -508,11 +508,11 @@ func TestOrSplit(t *testing.T) {
 		or(eq("verb", "delete"), eq("resource", "secrets"), eq("ns", "production")),
 	} {
 		for _, allStages := range []bool{false, true} {
-			split, err := collect(r, Scope{}, o, allStages, false)
+			split, _, err := collect(r, Scope{IncludeSystem: true}, o, allStages, false)
 			if err != nil {
 				t.Fatal(err)
 			}
-			whole, err := collect(r, Scope{}, &query.Not{X: &query.Not{X: o}}, allStages, false)
+			whole, _, err := collect(r, Scope{IncludeSystem: true}, &query.Not{X: &query.Not{X: o}}, allStages, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -532,7 +532,7 @@ func TestSecretsFlagsAnonymous(t *testing.T) {
 		req(2, "system:anonymous", "get", "/api/v1/namespaces/prod/secrets/db").Obj("secrets", "prod", "db").Code(200, "allow"),
 		req(3, "system:serviceaccount:kube-system:x", "get", "/api/v1/namespaces/kube-system/secrets/t").Obj("secrets", "kube-system", "t").Code(200, "allow"),
 	})
-	rep, err := Secrets(r, SecretsQuery{})
+	rep, err := Secrets(r, SecretsQuery{Scope: Scope{IncludeSystem: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,10 @@ func Params(name string) []string {
 		return nil
 	}
 	ps := append(slices.Clone(own), scopeParams...)
+	if name != "who" {
+		// who answers about one object, the control plane included.
+		ps = append(ps, "include-system")
+	}
 	if timelines[name] {
 		ps = append(ps, timelineParams...)
 	}
@@ -82,6 +86,8 @@ func paramErr(param, format string, args ...any) error {
 //
 //	all         since, until   RFC 3339, or a duration before now (2h)
 //	            where          more conditions in the filter language
+//	            include-system 1 to keep the control plane's requests
+//	                           (all but who, which always keeps them)
 //	timelines   limit          the N most recent rows (who, activity,
 //	                           history, execs, rbac, from)
 //	            stages=all     every event instead of one row per request
@@ -180,6 +186,9 @@ func Run(ctx context.Context, r *local.Reader, name string, p url.Values, now ti
 func parseScope(p url.Values, now time.Time) (Scope, bool, error) {
 	sc := Scope{Where: p.Get("where"), Now: now}
 	var err error
+	if sc.IncludeSystem, err = boolParam(p, "include-system", false); err != nil {
+		return sc, false, err
+	}
 	if sc.Since, err = timeParam(p, "since", now); err != nil {
 		return sc, false, err
 	}

@@ -45,7 +45,10 @@ type RBACReport struct {
 	Changes []*RBACChange
 	// NoBody counts the changes whose event carried no body (logged at
 	// Metadata level), so that their role reference and rules are unknown.
-	NoBody    int
+	NoBody int
+	// Hidden counts the rows of the control plane left out (see
+	// Scope.IncludeSystem).
+	Hidden    int
 	allStages bool
 }
 
@@ -58,11 +61,11 @@ func RBAC(r *local.Reader, q RBACQuery) (*RBACReport, error) {
 	base := and(eq("apigroup", "rbac.authorization.k8s.io"),
 		in("resource", "roles", "rolebindings", "clusterroles", "clusterrolebindings"),
 		in("verb", writeVerbs...))
-	reqs, err := collect(r, q.Scope, base, q.AllStages, true)
+	reqs, hidden, err := collect(r, q.Scope, base, q.AllStages, true)
 	if err != nil {
 		return nil, err
 	}
-	rep := &RBACReport{allStages: q.AllStages}
+	rep := &RBACReport{Hidden: hidden, allStages: q.AllStages}
 	for _, rq := range lastN(reqs, q.Limit) {
 		c := &RBACChange{Request: rq, Kind: rbacKinds[rq.Resource]}
 		c.read()
@@ -186,5 +189,6 @@ func (x *RBACReport) Table(wide bool) *Table {
 	if x.NoBody > 0 {
 		t.Notes = append(t.Notes, fmt.Sprintf("%s carried no body (logged at Metadata level): their role reference, subjects and rules are not in the log. Log RBAC writes at Request level or above.", nRows(x.NoBody, "change", false)))
 	}
+	t.Notes = append(t.Notes, hiddenNote(x.Hidden, x.allStages)...)
 	return t
 }

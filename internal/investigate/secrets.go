@@ -47,17 +47,20 @@ type SecretAccess struct {
 type SecretsReport struct {
 	Accesses []*SecretAccess
 	Requests int
+	// Hidden counts the rows of the control plane left out (see
+	// Scope.IncludeSystem).
+	Hidden int
 }
 
 // Secrets groups the requests on secrets by user and verb.
 func Secrets(r *local.Reader, q SecretsQuery) (*SecretsReport, error) {
-	reqs, err := collect(r, q.Scope, and(eq("resource", "secrets"), eq("apigroup", "")), false, false)
+	reqs, hidden, err := collect(r, q.Scope, and(eq("resource", "secrets"), eq("apigroup", "")), false, false)
 	if err != nil {
 		return nil, err
 	}
 	type key struct{ user, as, verb string }
 	groups := map[key]*SecretAccess{}
-	rep := &SecretsReport{Requests: len(reqs)}
+	rep := &SecretsReport{Requests: len(reqs), Hidden: hidden}
 	for _, rq := range reqs {
 		k := key{rq.User, rq.As, rq.Verb}
 		a := groups[k]
@@ -161,6 +164,7 @@ func (s *SecretsReport) Table(wide bool) *Table {
 	if flagged > 0 {
 		t.Notes = append(t.Notes, fmt.Sprintf("%d rows flagged: secrets read (get, list, watch) by users outside system: (people rather than components); `kubetrail activity USER` shows each request.", flagged))
 	}
+	t.Notes = append(t.Notes, hiddenNote(s.Hidden, false)...)
 	return t
 }
 

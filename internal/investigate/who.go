@@ -38,7 +38,11 @@ func Who(r *local.Reader, q WhoQuery) (*WhoReport, error) {
 	if len(q.Verbs) > 0 {
 		conds = append(conds, in("verb", q.Verbs...))
 	}
-	reqs, err := collect(r, q.Scope, and(conds...), q.AllStages, false)
+	// who answers a precise question about one object: the control plane
+	// is part of the answer (who deleted this pod? the node did).
+	sc := q.Scope
+	sc.IncludeSystem = true
+	reqs, _, err := collect(r, sc, and(conds...), q.AllStages, false)
 	if err != nil {
 		return nil, err
 	}

@@ -69,6 +69,7 @@ func TestInvestigateAPI(t *testing.T) {
 		{"history", "resource=deploy.apps/web&namespace=production"},
 		{"history", "resource=deployments&name=web&reads=1&diff=0"},
 		{"secrets", ""},
+		{"secrets", "include-system=1"},
 		{"secrets", "since=2026-11-23T10:00:11Z&until=2026-11-23T10:01:00Z"},
 		{"execs", ""},
 		{"execs", "stages=all"},
@@ -127,10 +128,27 @@ func TestInvestigateAPI(t *testing.T) {
 		}
 	}
 
-	// The list of investigations and their parameters.
+	// include-system=1 reaches the investigation: the token controller's
+	// read of a secret is hidden, and counted, without it.
+	for params, want := range map[string]bool{"": false, "include-system=1": true} {
+		code, body := getWith(t, "s3cret", ts.URL+"/api/v1/investigate/secrets?table=1&"+params)
+		hasSA := strings.Contains(string(body), "kube-system:token-controller")
+		noted := strings.Contains(string(body), "1 request by the control plane hidden; --include-system shows them")
+		if code != 200 || hasSA != want || noted == want {
+			t.Errorf("secrets?%s: %d, shows the token controller %v (want %v), notes it hidden %v:\n%s", params, code, hasSA, want, noted, body)
+		}
+	}
+
+	// The list of investigations and their parameters: who has no
+	// include-system, as it always shows the control plane.
 	code, body := getWith(t, "s3cret", ts.URL+"/api/v1/investigate")
-	if code != 200 || !strings.Contains(string(body), `{"name":"from","parameters":["addr","since","until","where","limit","stages","table"]}`) {
-		t.Errorf("list: %d %s", code, body)
+	for _, want := range []string{
+		`{"name":"from","parameters":["addr","since","until","where","include-system","limit","stages","table"]}`,
+		`{"name":"who","parameters":["verb","resource","name","namespace","since","until","where","limit","stages","table"]}`,
+	} {
+		if code != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("list: %d lacks %s:\n%s", code, want, body)
+		}
 	}
 }
 
