@@ -65,6 +65,7 @@ func detectCmd(e *env) *cobra.Command {
 	var (
 		dir, since, until, output string
 		rf                        ruleFlags
+		nsf                       nsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "detect [FILE...]",
@@ -96,6 +97,9 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 			if !slices.Contains([]string{"table", "json", "jsonl", "falco"}, output) {
 				return fmt.Errorf("-o %q: want table, json, jsonl or falco", output)
 			}
+			if err := nsf.check(); err != nil {
+				return err
+			}
 			eng, err := rf.load(e)
 			if err != nil {
 				return err
@@ -104,6 +108,9 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 			defer w.Flush()
 			out := newAlertPrinter(w, output)
 			eval := func(ev *audit.Event, raw []byte, cluster string) error {
+				if nsf.ns != "" && (ev.ObjectRef == nil || ev.ObjectRef.Namespace != nsf.ns) {
+					return nil
+				}
 				for _, a := range eng.Eval(&rules.Event{Ev: ev, Raw: raw, Cluster: cluster}) {
 					if err := out.print(a); err != nil {
 						return err
@@ -114,7 +121,7 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 			if len(args) > 0 {
 				err = detectFiles(cmd, e, args, eval)
 			} else {
-				err = detectStore(cmd, eng, dir, since, until, eval)
+				err = detectStore(cmd, eng, &nsf, dir, since, until, eval)
 			}
 			if ferr := out.finish(); err == nil {
 				err = ferr
@@ -124,6 +131,7 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 	}
 	addDataFlag(cmd, &dir)
 	rf.add(cmd)
+	nsf.add(cmd)
 	f := cmd.Flags()
 	f.StringVar(&since, "since", "", "only stored events at or after this time: RFC 3339, or a duration ago such as 2h or 7d")
 	f.StringVar(&until, "until", "", "only stored events before this time: RFC 3339, or a duration ago")
@@ -163,7 +171,7 @@ func detectFiles(cmd *cobra.Command, e *env, args []string, eval func(*audit.Eve
 	return nil
 }
 
-func detectStore(cmd *cobra.Command, eng *engine.Engine, dir, since, until string, eval func(*audit.Event, []byte, string) error) (err error) {
+func detectStore(cmd *cobra.Command, eng *engine.Engine, nsf *nsFlags, dir, since, until string, eval func(*audit.Event, []byte, string) error) (err error) {
 	sel := local.Selection{NeedEvent: true}
 	// Only the events some rule could act on are read: the store's
 	// indexes answer most of the rules' conditions.
@@ -171,7 +179,9 @@ func detectStore(cmd *cobra.Command, eng *engine.Engine, dir, since, until strin
 	if !any {
 		return nil
 	}
-	sel.Filter = f
+	if sel.Filter, err = nsf.apply(f, time.Now()); err != nil {
+		return err
+	}
 	if sel.Since, err = parseTimeFlag("--since", since); err != nil {
 		return err
 	}

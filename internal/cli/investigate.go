@@ -28,6 +28,9 @@ type invFlags struct {
 	limit                            int
 	includeSystem                    bool
 	remote                           remoteFlags
+	// nsf is -n/-A, for the investigations that do not take a namespace
+	// of their own (who and history name the object's).
+	nsf nsFlags
 }
 
 // register adds the flags; timeline commands also get --limit.
@@ -38,6 +41,9 @@ func (f *invFlags) register(cmd *cobra.Command, timeline bool) {
 	fl.StringVar(&f.since, "since", "", "only events at or after this time: RFC 3339, or a duration ago such as 2h or 7d")
 	fl.StringVar(&f.until, "until", "", "only events before this time: RFC 3339, or a duration ago")
 	fl.StringVar(&f.where, "where", "", `more conditions in the filter language, e.g. 'user!~"^system:"' (docs/query.md)`)
+	if cmd.Name() != "who" && cmd.Name() != "history" { // theirs is the object's namespace
+		f.nsf.add(cmd)
+	}
 	if cmd.Name() != "who" {
 		fl.BoolVar(&f.includeSystem, "include-system", false, "also show the control plane's own requests (system:apiserver, system:kube-controller-manager, system:kube-scheduler, system:node:*, system:serviceaccount:kube-system:*), hidden by default unless denied")
 	}
@@ -61,6 +67,16 @@ func (f *invFlags) run(ctx context.Context, e *env, name string, p url.Values) (
 		return fmt.Errorf("-o %q: want %s", f.output, strings.Join(investigate.Formats, ", "))
 	}
 	now := time.Now()
+	if err := f.nsf.check(); err != nil {
+		return err
+	}
+	if c := f.nsf.cond(); c != "" {
+		if strings.TrimSpace(f.where) == "" {
+			f.where = c
+		} else {
+			f.where = c + " and (" + f.where + ")"
+		}
+	}
 	if strings.TrimSpace(f.where) != "" {
 		if _, err := query.CompileAt(f.where, now); err != nil {
 			if qe, ok := investigate.IsQueryError(err); ok {

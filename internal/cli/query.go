@@ -37,6 +37,7 @@ func queryCmd(e *env) *cobra.Command {
 		jqLimits               = jq.Limits{Timeout: jq.DefaultTimeout, MaxMemory: jq.DefaultMaxMemory}
 		jqMaxMemory            string
 		remote                 remoteFlags
+		nsf                    nsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "query [FILTER]",
@@ -104,6 +105,15 @@ and a message naming the flag to raise. 0 turns a limit off.`,
 				for _, w := range f.Warnings() {
 					fmt.Fprintf(e.stderr, "kubetrail: warning: %s\n", escape.Text(w))
 				}
+			}
+			if err := nsf.check(); err != nil {
+				return err
+			}
+			if nsf.ns != "" {
+				if sel.Filter, err = nsf.apply(sel.Filter, now); err != nil {
+					return err
+				}
+				src = sel.Filter.String()
 			}
 			var prog *jq.Program
 			if jqSrc != "" {
@@ -237,6 +247,7 @@ and a message naming the flag to raise. 0 turns a limit off.`,
 	f.DurationVar(&jqLimits.Timeout, "jq-timeout", jq.DefaultTimeout, "with --jq: the longest the program may run on one event (0: no limit)")
 	f.StringVar(&jqMaxMemory, "jq-max-memory", "2GiB", "with --jq: the most memory the process may hold while the program runs (0: no limit)")
 	remote.add(cmd)
+	nsf.add(cmd)
 	return cmd
 }
 

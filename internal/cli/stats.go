@@ -34,6 +34,7 @@ func statsCmd(e *env) *cobra.Command {
 		sortBy       string
 		output       string
 		remote       remoteFlags
+		nsf          nsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "stats [FILTER]",
@@ -87,6 +88,15 @@ GET /api/v1/stats for the same question; -o csv the table's rows.`,
 				}
 			}
 			var err error
+			if err := nsf.check(); err != nil {
+				return err
+			}
+			if nsf.ns != "" {
+				if sel.Filter, err = nsf.apply(sel.Filter, time.Now()); err != nil {
+					return err
+				}
+				src = sel.Filter.String()
+			}
 			if sel.Since, err = parseTimeFlag("--since", since); err != nil {
 				return err
 			}
@@ -169,6 +179,7 @@ GET /api/v1/stats for the same question; -o csv the table's rows.`,
 	}
 	addDataFlag(cmd, &dir)
 	remote.add(cmd)
+	nsf.add(cmd)
 	f := cmd.Flags()
 	f.StringVar(&by, "by", "", "comma-separated fields to group by")
 	f.IntVar(&top, "top", 0, "show only the N largest groups (without --interval)")
