@@ -58,3 +58,16 @@ rules:
 		t.Errorf("a rejected policy: exit %d, %q %q", code, out, errOut)
 	}
 }
+
+// TestSimulateShortRecording: a recording of under an hour gets a warning
+// and no per-day projection (the review saw GB/day projected from 6 s).
+// Mutation it catches: printing PerDay whatever the recording's length.
+func TestSimulateShortRecording(t *testing.T) {
+	log := incidentLog(t) // 81 seconds of events
+	policyFile := filepath.Join(t.TempDir(), "p.yaml")
+	os.WriteFile(policyFile, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n"), 0o600)
+	code, out, _ := run("policy", "simulate", policyFile, "--log", log)
+	if code != 0 || !strings.Contains(out, "less than an hour: the per-day figures are not projected") || !strings.Contains(out, "-/day") || strings.Contains(out, "B/day") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}

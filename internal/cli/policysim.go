@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -119,16 +120,28 @@ those events are counted as "unknown" and their size is a lower bound.`,
 
 func printSimulation(e *env, names []string, sims []*policy.Simulator, skipped int) {
 	s0 := &sims[0].Sim
-	fmt.Fprintf(e.stdout, "recorded: %d events, %s over %.1f days", s0.Events, humanBytes(s0.Bytes), float64(s0.LastTime-s0.FirstTime)/86400e6)
+	span := time.Duration(s0.LastTime-s0.FirstTime) * time.Microsecond
+	fmt.Fprintf(e.stdout, "recorded: %s, %s over %s", plural(int(s0.Events), "event", "events"), humanBytes(s0.Bytes), recordingLength(span))
 	if skipped > 0 {
 		fmt.Fprintf(e.stdout, " (%d unusable lines skipped)", skipped)
 	}
 	fmt.Fprintln(e.stdout)
+	// A day's volume projected from minutes of log is mostly noise (a
+	// burst of kubectl, a controller's resync): say so instead of
+	// printing it as a figure to plan disks with.
+	shortLog := span < time.Hour
+	if shortLog {
+		fmt.Fprintf(e.stdout, "warning: the recording covers %s, less than an hour: the per-day figures are not projected (record at least a few hours, ideally a day, for them)\n", recordingLength(span))
+	}
 	for k, sim := range sims {
 		s := &sim.Sim
 		fmt.Fprintf(e.stdout, "\npolicy %s:\n", names[k])
 		w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(w, "  logged\t%d events\t%s\t%s/day\t\n", s.Kept, humanBytes(s.KeptBytes), humanBytes(int64(s.PerDay())))
+		perDay := humanBytes(int64(s.PerDay())) + "/day"
+		if shortLog {
+			perDay = "-/day"
+		}
+		fmt.Fprintf(w, "  logged\t%d events\t%s\t%s\t\n", s.Kept, humanBytes(s.KeptBytes), perDay)
 		levels := make([]string, 0, len(s.ByLevel))
 		for l := range s.ByLevel {
 			levels = append(levels, string(l))
@@ -160,4 +173,18 @@ func printSimulation(e *env, names []string, sims []*policy.Simulator, skipped i
 			}
 		}
 	}
+}
+
+// recordingLength says how long a recording is, in the largest unit that
+// reads well: 6.2 seconds, 45 minutes, 3.5 hours, 2.0 days.
+func recordingLength(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%.1f seconds", d.Seconds())
+	case d < time.Hour:
+		return fmt.Sprintf("%.0f minutes", d.Minutes())
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%.1f hours", d.Hours())
+	}
+	return fmt.Sprintf("%.1f days", d.Hours()/24)
 }
