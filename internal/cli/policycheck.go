@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -50,14 +48,10 @@ such fields or has errors, and with --strict also when it has warnings.`,
 			if output != "text" && output != "json" {
 				return fmt.Errorf("-o %q: want text or json", output)
 			}
-			data, err := readPolicyFile(args[0])
-			if err != nil {
-				return err
-			}
 			// Lint what the API server would apply: a field it ignores is
 			// reported, and the rest of the policy is still checked, so a
 			// typo cannot hide a secret leak behind it.
-			p, ignored, err := policy.LoadAsAPIServer(args[0], data)
+			p, ignored, err := policy.LoadFileAsAPIServer(args[0])
 			if err != nil {
 				var list policy.ErrorList
 				if errors.As(err, &list) || output == "text" {
@@ -123,20 +117,6 @@ such fields or has errors, and with --strict also when it has warnings.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	cmd.Flags().BoolVar(&strict, "strict", false, "exit 1 on warnings too")
 	return cmd
-}
-
-// readPolicyFile reads a policy file, bounded as policy.LoadFile bounds it.
-func readPolicyFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("policy file: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, policy.MaxFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("read policy %q: %w", path, err)
-	}
-	return data, nil
 }
 
 // plural writes "1 rule", "2 rules".

@@ -345,3 +345,32 @@ func BenchmarkRun(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRunContexts runs an instruction-heavy program under the three
+// contexts a run can have: none (gojq skips its per-instruction check), a
+// plain cancellable one (the check is a channel poll), and the watchdog's,
+// which also counts instructions to sample the limits every probeEvery.
+func BenchmarkRunContexts(b *testing.B) {
+	lines := loadCorpus(b)
+	p, err := Compile(`[..] | length`, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	plain, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := Watch(context.Background(), Limits{Timeout: time.Hour, MaxMemory: 1 << 40})
+	defer w.Stop()
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+	}{{"background", context.Background()}, {"cancellable", plain}, {"watchdog", w.Context()}} {
+		b.Run(c.name, func(b *testing.B) {
+			var buf []byte
+			w.Begin()
+			defer w.End()
+			for i := 0; b.Loop(); i++ {
+				buf, _, _ = p.Run(c.ctx, bytes.TrimSuffix(lines[i%len(lines)], []byte("\n")), buf[:0])
+			}
+		})
+	}
+}

@@ -23,6 +23,25 @@ const MaxFileBytes = 8 << 20
 
 // LoadFile reads and validates the policy in the named file. See Load.
 func LoadFile(path string) (*Policy, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Load(path, data)
+}
+
+// LoadFileAsAPIServer reads the named file and loads it as LoadAsAPIServer.
+func LoadFileAsAPIServer(path string) (*Policy, ErrorList, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return LoadAsAPIServer(path, data)
+}
+
+// readFile reads a policy file, at most MaxFileBytes+1 bytes (Load
+// rejects a larger one with its own message).
+func readFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("policy file: %w", err)
@@ -32,7 +51,7 @@ func LoadFile(path string) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read policy %q: %w", path, err)
 	}
-	return Load(path, data)
+	return data, nil
 }
 
 // Load decodes an audit.k8s.io/v1 Policy written as YAML or JSON and
