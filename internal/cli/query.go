@@ -345,8 +345,18 @@ func (p *printer) row(h *local.Hit) (row, error) {
 // formula (=, +, -, @ first) made text by a leading quote, as OWASP
 // advises. -o json, jsonl and yaml keep the exact values.
 func (p *printer) cell(v string) string {
+	if p.format == "csv" {
+		return csvCell(v)
+	}
+	return escape.Line(v)
+}
+
+// csvCell is an event's value as a CSV cell: escaped as cell does, and a
+// value a spreadsheet would run as a formula (=, +, -, @ first) made text
+// by a leading quote.
+func csvCell(v string) string {
 	v = escape.Line(v)
-	if p.format == "csv" && v != "" && strings.ContainsRune("=+-@", rune(v[0])) {
+	if v != "" && strings.ContainsRune("=+-@", rune(v[0])) {
 		v = "'" + v
 	}
 	return v

@@ -394,11 +394,7 @@ func printStatsCSV(w io.Writer, ans statsResult, o local.StatsOptions, top int) 
 			row = append(row, time.UnixMicro(g.Bucket).UTC().Format(time.RFC3339))
 		}
 		for _, v := range g.Key {
-			v = escape.Line(strings.ReplaceAll(v, local.ListSep, ","))
-			if v != "" && strings.ContainsRune("=+-@", rune(v[0])) {
-				v = "'" + v
-			}
-			row = append(row, v)
+			row = append(row, csvCell(strings.ReplaceAll(v, local.ListSep, ",")))
 		}
 		row = append(row, strconv.FormatInt(g.Count, 10))
 		if o.Bytes {
