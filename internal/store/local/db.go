@@ -568,62 +568,59 @@ func (db *DB) sealLoop() {
 
 func (db *DB) sealOne(seq uint64, enc *zstd.Encoder, bufs *writerBufs) error {
 	path := wal.SegmentPath(filepath.Join(db.dir, walDir), seq)
-	// Damage is looked for first: its bytes must be kept aside before the
-	// WAL segment is removed, and the columns built at ingest no longer
-	// line up with the records left around it.
-	bad, err := walDamage(db.fs, path)
-	if err != nil {
-		return err
-	}
-	w, err := newSegmentWriter(db.fs, filepath.Join(db.dir, segmentDir), seq, seq, enc, db.opts.layout, bufs)
-	if err != nil {
-		return err
-	}
 	db.pendingMu.Lock()
 	cb := db.pending[seq]
 	db.pendingMu.Unlock()
-	if len(bad) > 0 {
-		cb = nil
-	}
-	if cb != nil {
-		w.cols2 = cb // built at ingest: add only writes the text
-	}
-	n := 0
-	keys := make(map[Key]struct{})
-	_, err = wal.ScanFS(db.fs, path, func(_ int64, p []byte) error {
-		if validBatch(p) != nil {
-			return nil // in bad, quarantined below
+	for {
+		w, err := newSegmentWriter(db.fs, filepath.Join(db.dir, segmentDir), seq, seq, enc, db.opts.layout, bufs)
+		if err != nil {
+			return err
 		}
-		return decodeBatch(p, func(e entry) error {
+		if cb != nil {
+			w.cols2 = cb // built at ingest: add only writes the text
+		}
+		n := 0
+		keys := make(map[Key]struct{})
+		bad, err := scanForSeal(db.fs, path, func(e entry) error {
 			n++
 			keys[e.key] = struct{}{}
 			return w.add(e, cb != nil)
 		})
-	})
-	if err == nil && cb != nil && n != cb.n {
-		err = fmt.Errorf("BUG: WAL segment %d holds %d events but its columns %d", seq, n, cb.n)
-	}
-	if err == nil {
-		err = db.quarantineWAL(path, bad)
-	}
-	if err != nil {
-		w.abort()
-		return err
-	}
-	if n == 0 {
-		w.abort()
+		if err == nil && len(bad) > 0 && cb != nil {
+			// The columns built at ingest no longer line up with the
+			// records left around the damage: seal again, decoding every
+			// event (damage is rare; the common case reads the file once).
+			w.abort()
+			cb = nil
+			continue
+		}
+		if err == nil && cb != nil && n != cb.n {
+			err = fmt.Errorf("BUG: WAL segment %d holds %d events but its columns %d", seq, n, cb.n)
+		}
+		if err == nil {
+			// The damaged bytes are kept aside before the WAL segment is
+			// removed.
+			err = db.quarantineWAL(path, bad)
+		}
+		if err != nil {
+			w.abort()
+			return err
+		}
+		if n == 0 {
+			w.abort()
+			return db.removeWAL(seq)
+		}
+		final, err := w.finish(db.opts.NoSync)
+		if err != nil {
+			return err
+		}
+		db.listInManifest(final)
+		db.dd.addSegment(final, w.meta.MinTime, w.meta.MaxTime, keys)
+		db.pendingMu.Lock()
+		delete(db.pending, seq)
+		db.pendingMu.Unlock()
 		return db.removeWAL(seq)
 	}
-	final, err := w.finish(db.opts.NoSync)
-	if err != nil {
-		return err
-	}
-	db.listInManifest(final)
-	db.dd.addSegment(final, w.meta.MinTime, w.meta.MaxTime, keys)
-	db.pendingMu.Lock()
-	delete(db.pending, seq)
-	db.pendingMu.Unlock()
-	return db.removeWAL(seq)
 }
 
 // removeWAL removes a finished WAL segment: out of the ledger first, so

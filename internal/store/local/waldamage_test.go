@@ -238,3 +238,48 @@ func TestDeletedWALSegmentIsReported(t *testing.T) {
 	}
 	check("after serve restarted")
 }
+
+// TestDamageBeforeSealingInTheSameRun damages a record of the WAL segment
+// a running DB is writing (the columns it built at ingest then no longer
+// line up with the records): sealing must keep every intact event,
+// quarantine the damaged record and remove the WAL segment, reading the
+// file again without those columns.
+// Mutation it catches: sealing with the ingest columns anyway (the BUG
+// count check fails, and the segment stays in the WAL for ever).
+func TestDamageBeforeSealingInTheSameRun(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{SealAfter: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b := 0; b < 4; b++ {
+		if _, err := db.Append(context.Background(), batch(b*10, b*10+10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := wal.SegmentPath(filepath.Join(dir, walDir), db.wal.Current())
+	var starts []int64
+	if _, err := wal.Scan(path, func(off int64, _ []byte) error { starts = append(starts, off); return nil }); err != nil || len(starts) != 4 {
+		t.Fatalf("records at %v: %v", starts, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0xff}, starts[1]+int64(wal.HeaderLen(2))+5) // inside batch 1's payload
+	f.Close()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := db.Stats().Quarantined.Load(); n != 1 {
+		t.Fatalf("%d stretches quarantined, want 1", n)
+	}
+	if segs, _ := wal.ListSegments(filepath.Join(dir, walDir)); slices.Contains(segs, wal.SegmentNumber(path)) {
+		t.Fatal("the damaged WAL segment was not sealed")
+	}
+	got, err := exported(t, dir)
+	var de *DamageError
+	if len(got) != 30 || !errors.As(err, &de) {
+		t.Fatalf("after sealing: %d events (want the 30 of the intact batches), err %v", len(got), err)
+	}
+}

@@ -49,19 +49,21 @@ func validBatch(p []byte) error {
 	return decodeBatch(p, func(entry) error { return nil })
 }
 
-// walDamage returns every stretch of a closed WAL segment that holds no
-// event: damaged bytes, a tail cut short (in a closed segment that is
+// scanForSeal reads a closed WAL segment for sealing: it calls emit for
+// every event of every valid batch, and returns every stretch that holds
+// no event: damaged bytes, a tail cut short (in a closed segment that is
 // damage, not a crash), and records whose checksum holds but which are not
-// a batch.
-func walDamage(fs vfs.FS, path string) ([]wal.Damage, error) {
+// a batch (emitted none of their events).
+func scanForSeal(fs vfs.FS, path string, emit func(entry) error) ([]wal.Damage, error) {
 	var bad []wal.Damage
 	res, err := wal.ScanFS(fs, path, func(off int64, p []byte) error {
 		if err := validBatch(p); err != nil {
 			// Length is the payload's for now: the header's is added
 			// once the scan knows the format.
 			bad = append(bad, wal.Damage{Offset: off, Length: int64(len(p)), Reason: err.Error()})
+			return nil
 		}
-		return nil
+		return decodeBatch(p, emit)
 	})
 	if err != nil {
 		return nil, err
