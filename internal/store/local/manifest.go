@@ -43,34 +43,57 @@ const (
 // Damage and otherwise ignored.
 func readManifest(fs vfs.FS, dir string) (names map[string]bool, ok bool, damage []Damage, err error) {
 	path := filepath.Join(dir, manifestName)
-	b, err := vfs.ReadFile(fs, path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, false, nil, nil
-	}
-	if err != nil {
-		return nil, false, nil, fmt.Errorf("read segments manifest: %w", err)
+	b, ok, err := readListFile(fs, path)
+	if !ok || err != nil {
+		return nil, false, nil, err
 	}
 	names = map[string]bool{}
+	damage = parseListFile(path, b, manifestHeader, "a segment file name", func(line string) bool {
+		if _, _, ok := segmentRange(line); !ok || strings.ContainsAny(line, "/\\") {
+			return false
+		}
+		names[line] = true
+		return true
+	})
+	return names, true, damage, nil
+}
+
+// readListFile reads the MANIFEST or the LEDGER; ok is false when there is
+// none.
+func readListFile(fs vfs.FS, path string) (b []byte, ok bool, err error) {
+	b, err = vfs.ReadFile(fs, path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", path, err)
+	}
+	return b, true, nil
+}
+
+// parseListFile reads a header line, then one entry a line, each given to
+// add; an entry add refuses, a wrong header and a file cut short are
+// returned as Damage.
+func parseListFile(path string, b []byte, header, what string, add func(line string) bool) []Damage {
+	var damage []Damage
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
 		switch {
-		case n == 1 && line == manifestHeader:
+		case n == 1 && line == header:
 		case n == 1:
-			damage = append(damage, Damage{Path: path, Reason: fmt.Sprintf("line 1: %q is not the header %q", line, manifestHeader)})
+			damage = append(damage, Damage{Path: path, Reason: fmt.Sprintf("line 1: %q is not the header %q", line, header)})
 		case line == "":
 		default:
-			if _, _, ok := segmentRange(line); !ok || strings.ContainsAny(line, "/\\") {
-				damage = append(damage, Damage{Path: path, Reason: fmt.Sprintf("line %d: %q is not a segment file name", n, line)})
-				continue
+			if !add(line) {
+				damage = append(damage, Damage{Path: path, Reason: fmt.Sprintf("line %d: %q is not %s", n, line, what)})
 			}
-			names[line] = true
 		}
 	}
 	if len(b) > 0 && b[len(b)-1] != '\n' {
 		damage = append(damage, Damage{Path: path, Reason: "it is cut short (no newline at its end)"})
 	}
-	return names, true, damage, nil
+	return damage
 }
 
 // writeManifest replaces dir's manifest with names, atomically.

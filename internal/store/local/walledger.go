@@ -1,9 +1,7 @@
 package local
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,37 +43,22 @@ const (
 // numbers are Damage.
 func readLedger(fs vfs.FS, dir string) (seqs map[uint64]bool, ok bool, damage []Damage, err error) {
 	path := filepath.Join(dir, ledgerName)
-	b, err := vfs.ReadFile(fs, path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, false, nil, nil
-	}
-	if err != nil {
-		return nil, false, nil, fmt.Errorf("read WAL ledger: %w", err)
+	b, ok, err := readListFile(fs, path)
+	if !ok || err != nil {
+		return nil, false, nil, err
 	}
 	seqs = map[uint64]bool{}
 	if len(b) == 0 {
 		return seqs, true, []Damage{{Path: path, Reason: "empty: no header (written but never synced before a crash?)"}}, nil
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		switch {
-		case n == 1 && line == ledgerHeader:
-		case n == 1:
-			damage = append(damage, Damage{Path: path, Reason: fmt.Sprintf("line 1: %q is not the header %q", line, ledgerHeader)})
-		case line == "":
-		default:
-			seq, err := strconv.ParseUint(line, 10, 64)
-			if err != nil || seq == 0 {
-				damage = append(damage, Damage{Path: path, Reason: fmt.Sprintf("line %d: %q is not a WAL segment number", n, line)})
-				continue
-			}
-			seqs[seq] = true
+	damage = parseListFile(path, b, ledgerHeader, "a WAL segment number", func(line string) bool {
+		seq, err := strconv.ParseUint(line, 10, 64)
+		if err != nil || seq == 0 {
+			return false
 		}
-	}
-	if len(b) > 0 && b[len(b)-1] != '\n' {
-		damage = append(damage, Damage{Path: path, Reason: "it is cut short (no newline at its end)"})
-	}
+		seqs[seq] = true
+		return true
+	})
 	return seqs, true, damage, nil
 }
 
