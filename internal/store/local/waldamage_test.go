@@ -266,7 +266,12 @@ func TestDamageBeforeSealingInTheSameRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteAt([]byte{0xff}, starts[1]+int64(wal.HeaderLen(2))+5) // inside batch 1's payload
+	// Flip a byte inside batch 1's payload (writing a fixed value would
+	// sometimes write the byte that was there: the batch's receive time).
+	at := starts[1] + int64(wal.HeaderLen(2)) + 5
+	b := make([]byte, 1)
+	f.ReadAt(b, at)
+	f.WriteAt([]byte{b[0] ^ 0xff}, at)
 	f.Close()
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
