@@ -130,6 +130,10 @@ type DB struct {
 
 	unavailable atomic.Pointer[error]
 
+	// start is the position of the first event this process stores: the
+	// WAL segment Open started is new.
+	start Pos
+
 	subsMu      sync.Mutex
 	subs        map[*Subscription]struct{}
 	observeSync atomic.Pointer[func(time.Duration)]
@@ -263,6 +267,7 @@ func (db *DB) recover() error {
 		return err
 	}
 	db.wal = l
+	db.start = Pos{WAL: l.Current()}
 	if err := db.reconcileLedger(covered); err != nil {
 		return fmt.Errorf("WAL ledger: %w", err)
 	}
@@ -411,6 +416,7 @@ func (db *DB) commitLoop() {
 		results := make([]pipeline.Result, len(group))
 		refused := make([]error, len(group))
 		keptIdx := make([][]int, len(group))
+		firstOrd := make([]int, len(group)) // each request's first event's ordinal in the WAL segment
 		var added []Key
 		var err error
 		seq := db.wal.Current()
@@ -458,6 +464,7 @@ func (db *DB) commitLoop() {
 				continue
 			}
 			results[gi].Stored = len(raws)
+			firstOrd[gi] = reqRows
 			added = append(added, kept...)
 			if len(raws) == 0 || err != nil {
 				continue
@@ -502,7 +509,7 @@ func (db *DB) commitLoop() {
 			dirty, started = true, time.Now()
 		}
 		if len(added) > 0 {
-			db.publish(group, keptIdx)
+			db.publish(group, keptIdx, seq, firstOrd)
 		}
 		for gi, req := range group {
 			if refused[gi] != nil {
@@ -678,6 +685,10 @@ func (db *DB) Quarantined() []Damage {
 	return q
 }
 
+// Start returns the position of the first event stored after Open: every
+// event stored before Open comes before it.
+func (db *DB) Start() Pos { return db.start }
+
 // Dir returns the data folder.
 func (db *DB) Dir() string { return db.dir }
 
@@ -713,6 +724,8 @@ type Committed struct {
 	Received int64 // unix microseconds
 	// Record is the event as it was appended; it must not be modified.
 	Record *audit.Record
+	// Pos is the event's place in the store, as Scan will report it.
+	Pos Pos
 }
 
 // Subscription receives events as they become durable, for live tails.
@@ -753,7 +766,7 @@ func (s *Subscription) Close() {
 
 // publish hands a durable group to subscribers without ever blocking the
 // committer: a subscriber whose buffer is full is dropped, marked lagged.
-func (db *DB) publish(group []*request, kept [][]int) {
+func (db *DB) publish(group []*request, kept [][]int, seq uint64, firstOrd []int) {
 	db.subsMu.Lock()
 	defer db.subsMu.Unlock()
 	if len(db.subs) == 0 {
@@ -766,8 +779,9 @@ func (db *DB) publish(group []*request, kept [][]int) {
 		if recv.IsZero() {
 			recv = now
 		}
-		for _, i := range kept[gi] {
-			evs = append(evs, Committed{Cluster: req.batch.Cluster, Received: recv.UnixMicro(), Record: &req.batch.Records[i]})
+		for k, i := range kept[gi] {
+			evs = append(evs, Committed{Cluster: req.batch.Cluster, Received: recv.UnixMicro(), Record: &req.batch.Records[i],
+				Pos: Pos{WAL: seq, Ord: firstOrd[gi] + k}})
 		}
 	}
 	for s := range db.subs {

@@ -24,7 +24,25 @@ type Stored struct {
 	// Raw is the event as stored: one line of JSON, a complete Event. It is
 	// valid only during the callback.
 	Raw []byte
+	// Pos is the event's place in the store.
+	Pos Pos
 }
+
+// Pos is an event's place in the store: the WAL segment it was appended to
+// and its ordinal among the events stored in that segment. It never
+// changes: sealing keeps the ordinals and compaction records where each
+// WAL segment's events went (segment meta Parts), so a position taken from
+// a live commit (Committed.Pos) names the same event in every later Scan.
+// Positions increase in the order events were stored.
+type Pos struct {
+	WAL uint64
+	Ord int
+}
+
+// Less reports whether p comes before q.
+func (p Pos) Less(q Pos) bool { return p.WAL < q.WAL || (p.WAL == q.WAL && p.Ord < q.Ord) }
+
+func (p Pos) String() string { return fmt.Sprintf("%d:%d", p.WAL, p.Ord) }
 
 // ScanOptions select what Scan reads.
 type ScanOptions struct {
@@ -33,6 +51,9 @@ type ScanOptions struct {
 	Since, Until int64
 	// Cluster, when set, keeps only that cluster's events.
 	Cluster string
+	// From, when set, skips the events stored before it: Scan starts at
+	// the event at From. Whole segments before it are not read.
+	From Pos
 	// FS is the file system the folder is read through; nil means the
 	// real one.
 	FS vfs.FS
@@ -94,17 +115,35 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 	}
 	defer dec.Close()
 
+	// pos is the position of the next event emitted from the WAL; events
+	// read from a segment take theirs from its parts.
+	var pos Pos
 	emit := func(e entry) error {
-		if !opts.keep(&e) {
+		p := pos
+		pos.Ord++
+		if p.Less(opts.From) || !opts.keep(&e) {
 			return nil
 		}
-		return fn(Stored{Cluster: e.cluster, Received: e.received, Time: e.time, Raw: e.raw})
+		return fn(Stored{Cluster: e.cluster, Received: e.received, Time: e.time, Raw: e.raw, Pos: p})
 	}
 	readRange := func(r *segmentReader, lo, hi int) error {
 		if !opts.keepTime(r.meta.MinTime, r.meta.MaxTime) {
 			return nil
 		}
-		return r.scanRange(dec, lo, hi, opts.keepTime, emit)
+		for _, part := range r.meta.parts() {
+			first, end := max(lo, part.First), min(hi, part.First+part.Count)
+			if first >= end || part.WAL < opts.From.WAL {
+				continue
+			}
+			err := r.scanRange(dec, first, end, opts.keepTime, func(e entry) error {
+				pos = Pos{WAL: part.WAL, Ord: e.ord - part.First}
+				return emit(e)
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	var damage damageList
 	for _, d := range missing {
@@ -125,7 +164,11 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 			continue
 		}
 		seq := src.wal
+		if seq < opts.From.WAL {
+			continue
+		}
 		path := wal.SegmentPath(walPath, seq)
+		pos = Pos{WAL: seq}
 		_, err := scanWAL(fs, path, seq == newest, &damage, emit)
 		if errors.Is(err, os.ErrNotExist) {
 			// Sealed since we listed: read its events from the segment

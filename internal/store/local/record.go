@@ -42,6 +42,7 @@ type entry struct {
 	received int64 // unix microseconds
 	time     int64 // event time, unix microseconds
 	raw      []byte
+	ord      int // ordinal in a segment (scanRange); 0 from the WAL
 }
 
 func appendBatch(dst []byte, cluster string, received int64, keys []Key, times []int64, raws [][]byte) []byte {

@@ -125,6 +125,16 @@ type walPart struct {
 	Count int    `json:"count"`
 }
 
+// parts returns where each WAL segment's events are, in order: the
+// segment's Parts, or, for a segment sealed from one WAL segment, all of
+// it.
+func (m *segmentMeta) parts() []walPart {
+	if len(m.Parts) == 0 {
+		return []walPart{{WAL: m.WALFirst, First: 0, Count: m.Count}}
+	}
+	return m.Parts
+}
+
 // part returns the ordinals [lo, hi) of WAL segment seq's events.
 func (m *segmentMeta) part(seq uint64) (lo, hi int, ok bool) {
 	if len(m.Parts) == 0 {

@@ -311,6 +311,6 @@ func (r *segmentReader) scanRange(dec *zstd.Decoder, lo, hi int, keep func(minT,
 	}
 	t := newTextReader(dec)
 	return t.events(r, lo, hi, nil, keep, ids, func(i int, raw []byte) error {
-		return fn(entry{cluster: cl.Values[cl.IDs[i]], received: recvs[i], time: times[i], raw: raw})
+		return fn(entry{cluster: cl.Values[cl.IDs[i]], received: recvs[i], time: times[i], raw: raw, ord: i})
 	})
 }
