@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -29,6 +30,9 @@ func serveCmd(e *env) *cobra.Command {
 		retention string
 		maxSize   string
 		compact   string
+		detect    bool
+		rf        ruleFlags
+		outputs   []string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -54,6 +58,12 @@ smaller than --compact-below (sealed by --seal-after on a quiet cluster, or
 at each restart) are merged in the background into larger ones, so queries
 open fewer files; a crash during a merge loses and duplicates nothing.
 
+Detection: every event is evaluated once it is durable, by the built-in
+pack or the --rules given (a rule file with an error stops serve), from a
+durable cursor: after a crash each stored event is still evaluated once.
+Alerts are kept in DATA/alerts before any --alert-output sees them, and
+each output gets them at least once (docs/detection.md).
+
 Memory: a body is at most --max-body-bytes (after decompression) and all
 requests together hold at most --max-inflight-bytes (bodies and decoded
 events; the Go heap stays within about twice this plus the store's needs).
@@ -61,7 +71,8 @@ events; the Go heap stays within about twice this plus the store's needs).
 Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 (--token-file and/or --client-ca), or --insecure.`,
 		Example: `  kubetrail serve
-  kubetrail serve --listen 0.0.0.0:8443 --tls-cert tls.crt --tls-key tls.key --token-file tokens`,
+  kubetrail serve --listen 0.0.0.0:8443 --tls-cert tls.crt --tls-key tls.key --token-file tokens
+  kubetrail serve --alert-output alertmanager+http://alertmanager:9093 --rules my-rules/ --builtin`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := e.logger()
@@ -105,10 +116,29 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 			if err != nil {
 				return err
 			}
+			var det *detection
+			if detect {
+				if det, err = openDetection(e, db, &rf, outputs, log); err != nil {
+					db.Close()
+					return err
+				}
+			} else if len(outputs) > 0 || len(rf.paths) > 0 {
+				db.Close()
+				return errors.New("--detect=false runs no rules: --rules and --alert-output need detection on")
+			}
 			srv, err := server.New(cfg, db, log)
 			if err != nil {
+				if det != nil {
+					det.closeStore()
+				}
 				db.Close()
 				return err
+			}
+			ctx, failed := context.WithCancel(cmd.Context())
+			defer failed()
+			if det != nil {
+				det.start(failed)
+				log.Info("detection on", "rules", det.rules, "outputs", len(det.disps))
 			}
 			// Retention and compaction run beside the server; the store
 			// runs them one at a time.
@@ -116,7 +146,7 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 			var maint sync.WaitGroup
 			maint.Go(func() { db.RunRetention(maintCtx, ret, 5*time.Minute) })
 			maint.Go(func() { db.RunCompaction(maintCtx, comp, time.Minute) })
-			err = srv.Run(cmd.Context(), func(addr string) {
+			err = srv.Run(ctx, func(addr string) {
 				log.Info("kubetrail serving", "addr", addr, "data", dir, "tls", cfg.TLSCert != "")
 				if !e.logJSON {
 					fmt.Fprint(e.stderr, firstSteps(addr, dir, cfg.TLSCert != ""))
@@ -128,6 +158,11 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 			maint.Wait()
 			if cerr := db.Close(); err == nil {
 				err = cerr
+			}
+			if det != nil {
+				if derr := det.stop(); err == nil {
+					err = derr
+				}
 			}
 			log.Info("kubetrail stopped", "stored", db.Stats().Stored.Load())
 			return err
@@ -149,6 +184,9 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 	f.Int64Var(&walBytes, "wal-segment-bytes", 64<<20, "seal the write-ahead log into a segment when it reaches this size")
 	f.StringVar(&retention, "retention", "", "delete stored events older than this (90d, 720h); default: keep all")
 	f.StringVar(&maxSize, "max-size", "", "delete the oldest stored events while the store is larger than this (50GiB, 500MB); default: no limit")
+	f.BoolVar(&detect, "detect", true, "evaluate the rules (the built-in pack, or --rules) on every event once it is stored, keeping alerts in DATA/alerts; --detect=false only stores events")
+	rf.add(cmd)
+	f.StringArrayVar(&outputs, "alert-output", nil, "send alerts to this URL, at least once (repeatable): file:///PATH, webhook+https://..., slack+https://..., alertmanager+http://HOST:9093, syslog+tcp://HOST:514, syslog+tls://...; settings after # (docs/detection.md)")
 	f.StringVar(&compact, "compact-below", "4MiB", "merge adjacent segments smaller than this into segments of up to this size, in the background (0: never)")
 	return cmd
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/rules"
@@ -104,6 +105,20 @@ func (e *Engine) Eval(ev *rules.Event) []rules.Alert {
 		out = append(out, x.Eval(ev)...)
 	}
 	return out
+}
+
+// Memory returns how far back in event time the loaded rules' state
+// reaches (native thresholds, sequences and once-per-request rules; Sigma
+// and Falco rules have none): replaying that span of events before a
+// point rebuilds the state the engine had there.
+func (e *Engine) Memory() time.Duration {
+	var d time.Duration
+	for _, x := range e.evals {
+		if n, ok := x.(*native.Evaluator); ok {
+			d = max(d, n.Memory())
+		}
+	}
+	return d
 }
 
 // Rules describes every loaded rule.

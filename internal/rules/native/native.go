@@ -117,6 +117,27 @@ func (ev *Evaluator) Rules() []rules.RuleInfo {
 	return out
 }
 
+// Memory returns how far back in event time the rules' state reaches: the
+// longest threshold window or sequence, and for rules that alert once per
+// request, the time a request's stages take (requestMemory). Replaying
+// the events of that span before a point rebuilds the state the rules had
+// there, so alerts after it are the ones an uninterrupted run raises.
+func (ev *Evaluator) Memory() time.Duration {
+	var d time.Duration
+	for _, r := range ev.rules {
+		switch {
+		case !r.Enabled:
+		case r.Threshold != nil:
+			d = max(d, r.Threshold.Window)
+		case r.Sequence != nil:
+			d = max(d, r.Sequence.Within)
+		case r.OncePerRequest:
+			d = max(d, requestMemory)
+		}
+	}
+	return d
+}
+
 // Compiled returns the compiled rules, in order.
 func (ev *Evaluator) Compiled() []*Rule { return ev.rules }
 
@@ -212,6 +233,11 @@ func summary(ev *audit.Event) string {
 	}
 	return b.String()
 }
+
+// requestMemory is how long a request's stages are assumed to take, for
+// Memory: a request that started longer before a restart than this and
+// ends after it (a long exec session) may alert again as it ends.
+const requestMemory = 5 * time.Minute
 
 // requestSet remembers the requests a rule fired for, the newest maxKeys.
 type requestSet struct {
