@@ -201,8 +201,7 @@ func (d *Dispatcher) load(b []byte) error {
 	return nil
 }
 
-// save writes the cursor file durably: a temporary file, synced, renamed
-// over the old one, the folder synced.
+// save writes the cursor file durably (vfs.WriteFileAtomic).
 func (d *Dispatcher) save() error {
 	d.st.Groups = d.st.Groups[:0]
 	for _, g := range d.thr.groups {
@@ -222,27 +221,8 @@ func (d *Dispatcher) save() error {
 		return err
 	}
 	body = fmt.Appendf(append(body, '\n'), "%08x\n", crc32.Checksum(body, castagnoli))
-	tmp := d.path + ".tmp"
-	f, err := d.fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("write cursor %s: %w", tmp, err)
-	}
-	if _, err := f.Write(body); err != nil {
-		f.Close()
-		return fmt.Errorf("write cursor %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync cursor %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close cursor %s: %w", tmp, err)
-	}
-	if err := d.fs.Rename(tmp, d.path); err != nil {
-		return fmt.Errorf("rename cursor %s: %w", d.path, err)
-	}
-	if err := d.fs.SyncDir(d.dir); err != nil {
-		return fmt.Errorf("sync folder %s: %w", d.dir, err)
+	if err := vfs.WriteFileAtomic(d.fs, d.path, body, 0o600); err != nil {
+		return fmt.Errorf("dispatcher cursor: %w", err)
 	}
 	d.cursor.Store(d.st.Cursor)
 	return nil

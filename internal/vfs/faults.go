@@ -88,7 +88,8 @@ func callSite() string {
 			!strings.Contains(fr.Function, "/internal/vfs.(*faultFile)") &&
 			!strings.Contains(fr.Function, "/internal/vfs.(*Crasher)") &&
 			!strings.Contains(fr.Function, "/internal/vfs.(*crashFile)") &&
-			!strings.Contains(fr.Function, "/internal/vfs.MkdirAllSynced") {
+			!strings.Contains(fr.Function, "/internal/vfs.MkdirAllSynced") &&
+			!strings.Contains(fr.Function, "/internal/vfs.WriteFileAtomic") {
 			fn := fr.Function
 			if i := strings.LastIndex(fn, "/"); i >= 0 {
 				fn = fn[i+1:]
