@@ -195,6 +195,25 @@ func TestRecordedIncidentGolden(t *testing.T) {
 	}
 }
 
+// TestDocsShowTheRecordedTimeline: docs/investigations.md works the
+// recorded incident with the timeline's real output, which must be what
+// the command prints today (testdata/incident/timeline.golden, which
+// TestRecordedIncidentGolden holds to the command).
+func TestDocsShowTheRecordedTimeline(t *testing.T) {
+	golden, err := os.ReadFile(filepath.Join("testdata", "incident", "timeline.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ := strings.Cut(string(golden), "\nexit 0\n")
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "investigations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "$ kubetrail timeline --data ./case\n"+out+"```") {
+		t.Errorf("docs/investigations.md does not show the timeline as it prints today:\n%s", out)
+	}
+}
+
 // checkLines checks that each pattern matches a line of out, each on a
 // later line than the one before.
 func checkLines(t *testing.T, out string, patterns []string) {
