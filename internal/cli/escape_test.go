@@ -272,6 +272,7 @@ func TestHostileValuesStayOnTheirRows(t *testing.T) {
 		{[]string{"denied"}, url.Values{}},
 		{[]string{"rbac"}, url.Values{}},
 		{[]string{"from", "10.0.0.0/8"}, url.Values{"addr": {"10.0.0.0/8"}}},
+		{[]string{"timeline", "--reads"}, url.Values{"reads": {"1"}}},
 	}
 	for _, inv := range invs {
 		for _, o := range []string{"table", "wide"} {

@@ -26,6 +26,7 @@ func TestNamespaceFlags(t *testing.T) {
 	same([]string{"query", "-n", "production", "--count", "--server", url, "--token-file", tokenFile}, []string{"query", "ns=production", "--count", "--data", dir})
 	same([]string{"stats", "-n", "production", "--by", "user", "--data", dir}, []string{"stats", "ns=production", "--by", "user", "--data", dir})
 	same([]string{"secrets", "-n", "staging", "--data", dir}, []string{"secrets", "--where", "ns=staging", "--data", dir})
+	same([]string{"timeline", "-n", "production", "--data", dir}, []string{"timeline", "--where", "ns=production", "--data", dir})
 	same([]string{"query", "-A", "--count", "--data", dir}, []string{"query", "--count", "--data", dir})
 	// detect: the store knows the cluster (prod), a log file does not.
 	_, fromStore, _ := run("detect", "-n", "production", "--data", dir, "-o", "jsonl")
@@ -38,7 +39,7 @@ func TestNamespaceFlags(t *testing.T) {
 	}
 	// Every command that shows namespaced events takes -n and -A (who and
 	// history take -n as the object's namespace).
-	for _, name := range []string{"query", "stats", "activity", "secrets", "execs", "denied", "rbac", "from", "detect"} {
+	for _, name := range []string{"query", "stats", "timeline", "activity", "secrets", "execs", "denied", "rbac", "from", "detect"} {
 		code, out, _ := run(name, "--help")
 		if code != 0 || !strings.Contains(out, "-n, --namespace") || !strings.Contains(out, "-A, --all-namespaces") {
 			t.Errorf("%s --help lacks -n/-A", name)

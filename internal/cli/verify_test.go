@@ -57,6 +57,7 @@ func TestDamageSetsExitCode(t *testing.T) {
 		{"export"},
 		{"who", "delete", "secrets"},
 		{"denied"},
+		{"timeline"},
 		{"policy", "simulate", policyFile},
 	} {
 		code, out, errOut := run(append(args, "--data", dir)...)
@@ -87,6 +88,7 @@ func TestDamageSetsExitCode(t *testing.T) {
 		{"query", "verb=delete"},
 		{"stats", "--by", "user"},
 		{"who", "delete", "secrets"},
+		{"timeline", "-o", "jsonl"},
 	} {
 		code, out, errOut := run(append(args, "--server", ts.URL, "--token-file", tokenFile)...)
 		if code != 3 || !strings.Contains(errOut, want) || out == "" {

@@ -1,8 +1,11 @@
 package investigate
 
 import (
+	"compress/gzip"
 	"context"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -80,4 +83,44 @@ func render(t *testing.T, rep Report, format string) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// openRecorded stores the incident a real kube-apiserver recorded
+// (investigatetest.RecordedLog) and opens a reader on it.
+func openRecorded(t *testing.T) *local.Reader {
+	t.Helper()
+	f, err := os.Open(investigatetest.RecordedLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []audit.Record
+	audit.NewDecoder(audit.Limits{}).DecodeLines("incident.log", data,
+		func(r audit.Record) { recs = append(recs, r) },
+		func(p audit.Problem) { t.Fatalf("recorded log: %s", p.String()) })
+	dir := t.TempDir()
+	db, err := local.Open(dir, local.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Append(context.Background(), &pipeline.Batch{Cluster: "rec", Received: time.Now(), Records: recs}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := local.OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
 }

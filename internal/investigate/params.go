@@ -18,7 +18,7 @@ import (
 
 // Names lists the investigations Run knows, in the order the docs present
 // them.
-var Names = []string{"who", "activity", "history", "secrets", "execs", "denied", "rbac", "from"}
+var Names = []string{"timeline", "who", "activity", "history", "secrets", "execs", "denied", "rbac", "from"}
 
 // Parameters. Every investigation takes the scope parameters; each takes
 // its own besides (see Run).
@@ -26,6 +26,9 @@ var (
 	scopeParams    = []string{"since", "until", "where"}
 	timelineParams = []string{"limit", "stages"}
 	ownParams      = map[string][]string{
+		// timeline folds requests into rows, so it takes limit (of rows)
+		// but not stages.
+		"timeline": {"user", "gap", "reads", "limit"},
 		"who":      {"verb", "resource", "name", "namespace"},
 		"activity": {"user"},
 		"history":  {"resource", "name", "namespace", "reads", "diff"},
@@ -101,6 +104,11 @@ func paramErr(param, format string, args ...any) error {
 //	            reads          1 to add get, list and watch
 //	            diff           0 to leave out the body diffs
 //	from        addr           an IP address or CIDR prefix (required)
+//	timeline    user           the user's story only ('*' globs); empty for all
+//	            gap            how far apart similar requests fold into one
+//	                           row (a duration; 0 folds none; default 10s)
+//	            reads          1 to show every read (see Timeline)
+//	            limit          the N most recent rows
 //
 // A parameter the investigation does not take, or a bad value, is a
 // *ParamError naming it; a mistake in where wraps a *query.Error.
@@ -178,6 +186,24 @@ func Run(ctx context.Context, r *local.Reader, name string, p url.Values, now ti
 			return nil, &ParamError{Param: "addr", Err: err}
 		}
 		return From(r, FromQuery{Addr: a, AllStages: allStages, Scope: sc})
+	case "timeline":
+		q := TimelineQuery{User: p.Get("user"), Gap: DefaultGap, Scope: sc}
+		if q.User != "" {
+			if _, err := globEq("user", q.User); err != nil {
+				return nil, &ParamError{Param: "user", Err: err}
+			}
+		}
+		if v := p.Get("gap"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return nil, paramErr("gap", "%q: want a duration such as 10s or 2m, 0 to fold nothing", v)
+			}
+			q.Gap = d
+		}
+		if q.Reads, err = boolParam(p, "reads", false); err != nil {
+			return nil, err
+		}
+		return Timeline(r, q)
 	}
 	return nil, fmt.Errorf("BUG: investigation %q has parameters but no case", name)
 }

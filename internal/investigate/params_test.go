@@ -170,7 +170,7 @@ func TestRunParamErrors(t *testing.T) {
 	f("denied", "stages=all", "stages", "takes no parameter")
 	f("from", "", "addr", "required")
 	f("from", "addr=10.0.0.0/33", "addr", "CIDR")
-	if _, err := Run(context.Background(), r, "whom", nil, t0); err == nil || !strings.Contains(err.Error(), "there are who, activity") {
+	if _, err := Run(context.Background(), r, "whom", nil, t0); err == nil || !strings.Contains(err.Error(), "there are timeline, who, activity") {
 		t.Errorf("unknown investigation: %v", err)
 	}
 	_, err := Run(context.Background(), r, "who", url.Values{"resource": {"secret"}, "where": {"usr=x"}}, t0)

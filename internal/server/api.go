@@ -33,7 +33,7 @@ import (
 //	    {"investigations":[{"name":"who","parameters":["verb",...]},...]}
 //	GET /api/v1/investigate/NAME?PARAMS&table=1|wide
 //	    {"investigation":NAME,"records":[...],"table":{"head":[...],"rows":[{"cells":[...],"detail":[...]}],"notes":[...],"empty":"..."}}
-//	    runs investigation NAME (who, activity, history, secrets, execs,
+//	    runs investigation NAME (timeline, who, activity, history, secrets, execs,
 //	    denied, rbac, from; parameters in investigate.Run and
 //	    docs/investigations.md). records are what -o json prints; table,
 //	    only when asked, is the report laid out as the CLI prints it.

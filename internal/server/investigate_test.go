@@ -78,6 +78,9 @@ func TestInvestigateAPI(t *testing.T) {
 		{"rbac", "where=" + url.QueryEscape("user=mallory")},
 		{"from", "addr=192.168.1.100"},
 		{"from", "addr=192.168.0.0/16&stages=all"},
+		{"timeline", ""},
+		{"timeline", "user=alice&gap=0&reads=1&limit=3"},
+		{"timeline", "include-system=1&where=" + url.QueryEscape("ns=production")},
 	} {
 		p, err := url.ParseQuery(tc.params)
 		if err != nil {
@@ -145,6 +148,7 @@ func TestInvestigateAPI(t *testing.T) {
 	for _, want := range []string{
 		`{"name":"from","parameters":["addr","since","until","where","include-system","limit","stages","table"]}`,
 		`{"name":"who","parameters":["verb","resource","name","namespace","since","until","where","limit","stages","table"]}`,
+		`{"name":"timeline","parameters":["user","gap","reads","limit","since","until","where","include-system","table"]}`,
 	} {
 		if code != 200 || !strings.Contains(string(body), want) {
 			t.Errorf("list: %d lacks %s:\n%s", code, want, body)
@@ -176,6 +180,11 @@ func TestInvestigateAPIErrors(t *testing.T) {
 	f("/api/v1/investigate/history?resource=deploy/web&diff=maybe", 400, "diff", "diff: \"maybe\"")
 	f("/api/v1/investigate/secrets?stages=all", 400, "stages", "secrets takes no parameter")
 	f("/api/v1/investigate/from?addr=nowhere", 400, "addr", "addr: \"nowhere\"")
+	f("/api/v1/investigate/timeline?gap=soon", 400, "gap", "gap: \"soon\": want a duration")
+	f("/api/v1/investigate/timeline?gap=-1s", 400, "gap", "gap: \"-1s\"")
+	f("/api/v1/investigate/timeline?reads=maybe", 400, "reads", "reads: \"maybe\"")
+	f("/api/v1/investigate/timeline?stages=all", 400, "stages", "timeline takes no parameter \"stages\"")
+	f("/api/v1/investigate/timeline?user=a%20b*", 400, "user", "user pattern")
 	f("/api/v1/investigate/whom", 404, "", "no investigation \"whom\"")
 	// A mistake in where carries its column, as the events API's filter does.
 	code, body := getWith(t, "s3cret", ts.URL+"/api/v1/investigate/denied?where="+url.QueryEscape("verb=get usr=x"))

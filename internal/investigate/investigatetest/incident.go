@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -170,4 +172,15 @@ func Records(evs []*Event) ([]audit.Record, error) {
 		}
 	}
 	return recs, nil
+}
+
+// RecordedLog returns the path of the incident a real kube-apiserver
+// recorded (testdata/incident/incident.log.gz beside package investigate;
+// its README.md says how), for the tests of every package that shows it.
+func RecordedLog() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		panic("BUG: runtime.Caller gives no file")
+	}
+	return filepath.Join(filepath.Dir(file), "..", "testdata", "incident", "incident.log.gz")
 }
