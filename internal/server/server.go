@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kubetrail/kubetrail/internal/alert"
 	"github.com/kubetrail/kubetrail/internal/ingest"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
@@ -46,6 +47,13 @@ type Config struct {
 	// AuthHealth, when set, requires authentication for /healthz, /readyz
 	// and /metrics as well; by default they are open so probes need no token.
 	AuthHealth bool
+	// Alerts is the alert store the rules write to, which
+	// GET /api/v1/alerts lists and /metrics counts; nil when detection is
+	// off (the endpoint answers 404 saying so).
+	Alerts *alert.Store
+	// Dispatchers deliver Alerts to the outputs; /metrics reads their
+	// counters at each scrape.
+	Dispatchers []*alert.Dispatcher
 }
 
 // Server serves HTTP until its context ends.
@@ -71,6 +79,9 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, db: db, log: log, reg: prometheus.NewRegistry(), stopping: make(chan struct{})}
 	m := newMetrics(s.reg, db)
+	if cfg.Alerts != nil || len(cfg.Dispatchers) > 0 {
+		s.reg.MustRegister(newAlertCollector(cfg.Alerts, cfg.Dispatchers))
+	}
 	cfg.Webhook.Observe = m.observe
 	s.cfg = cfg
 	mux := http.NewServeMux()
@@ -79,6 +90,7 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	mux.Handle("GET /api/v1/stats", s.authenticate(http.HandlerFunc(s.stats)))
 	mux.Handle("GET /api/v1/investigate", s.authenticate(http.HandlerFunc(s.investigations)))
 	mux.Handle("GET /api/v1/investigate/{name}", s.authenticate(http.HandlerFunc(s.runInvestigation)))
+	mux.Handle("GET /api/v1/alerts", s.authenticate(http.HandlerFunc(s.alerts)))
 	health := func(h http.Handler) http.Handler {
 		if cfg.AuthHealth {
 			return s.authenticate(h)
