@@ -33,8 +33,10 @@ const MaxAlertLimit = 100000
 // errDetectionOff answers /api/v1/alerts on a server without an alert store.
 var errDetectionOff = errors.New("detection is off on this server (serve --detect=false): it stores no alert")
 
-// parseAlertQuery reads the alerts API's parameters.
-func parseAlertQuery(v url.Values, now time.Time) (alert.Query, error) {
+// ParseAlertQuery reads the alerts API's parameters (all but follow).
+// `kubetrail alerts --data` reads its flags with it too, so that a flag
+// means the same with --data and with --server.
+func ParseAlertQuery(v url.Values, now time.Time) (alert.Query, error) {
 	q := alert.Query{Limit: alert.DefaultListLimit, Rules: v["rule"], Sources: v["source"]}
 	for name, dst := range map[string]*time.Time{"since": &q.Since, "until": &q.Until} {
 		us, err := parseTime(v.Get(name), now)
@@ -81,7 +83,7 @@ func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := r.URL.Query()
-	q, err := parseAlertQuery(p, time.Now())
+	q, err := ParseAlertQuery(p, time.Now())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
