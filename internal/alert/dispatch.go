@@ -22,6 +22,10 @@ import (
 
 // DispatchConfig configures one output's dispatcher.
 type DispatchConfig struct {
+	// Name is the output as it may be printed (Spec.Name: scheme and host,
+	// never a token): what logs and /metrics call the dispatcher. Open
+	// sets it; empty means the cursor file's id.
+	Name string
 	// Batch is the most alerts one Send carries.
 	Batch int
 	// MinBackoff and MaxBackoff bound the wait between failed sends: it
@@ -135,6 +139,9 @@ func OpenDispatcher(store *Store, out Output, fs vfs.FS, dir, id string, cfg Dis
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Name == "" {
+		cfg.Name = id
+	}
 	d := &Dispatcher{store: store, out: out, fs: fs, dir: dir, path: filepath.Join(dir, id+".cursor"), cfg: cfg,
 		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x6b74)), thr: newThrottler(cfg.Throttle)}
 	if err := vfs.MkdirAllSynced(fs, dir, 0o700); err != nil {
@@ -227,6 +234,9 @@ func (d *Dispatcher) save() error {
 	d.cursor.Store(d.st.Cursor)
 	return nil
 }
+
+// Name returns the output's printable name (DispatchConfig.Name).
+func (d *Dispatcher) Name() string { return d.cfg.Name }
 
 // Stats returns the dispatcher's counters.
 func (d *Dispatcher) Stats() DispatchStats {

@@ -86,6 +86,22 @@ func AppendJSONLine(dst []byte, a *Alert) ([]byte, error) {
 	return append(append(dst, b...), '\n'), nil
 }
 
+// AppendStoredJSONLine appends a's stored form and a newline to dst: the
+// jsonl contract's fields, seq, count, stored, and a Falco alert's
+// outputFields. It is what `GET /api/v1/alerts` and `kubetrail alerts -o
+// jsonl` print; ParseStoredJSON reads it back.
+func AppendStoredJSONLine(dst []byte, a *Alert) ([]byte, error) {
+	b, err := encodeRecord(a)
+	if err != nil {
+		return dst, err
+	}
+	return append(append(dst, b...), '\n'), nil
+}
+
+// ParseStoredJSON reads one alert in AppendStoredJSONLine's form; it must
+// have a seq.
+func ParseStoredJSON(b []byte) (Alert, error) { return decodeRecord(b) }
+
 // encodeRecord is the form the store keeps: the contract's fields and
 // every other field of the alert.
 func encodeRecord(a *Alert) ([]byte, error) { return json.Marshal(toWire(a, true)) }

@@ -119,6 +119,7 @@ func (r *Registry) Open(raw string) (*Spec, error) {
 	base.Fragment, base.RawFragment = "", ""
 	t := &Target{URL: &base, params: params}
 	cfg := DefaultDispatchConfig(u.Scheme)
+	cfg.Name = Redact(u)
 	if err := cfg.parse(t); err != nil {
 		return nil, fmt.Errorf("output URL %s: %w", Redact(u), err)
 	}

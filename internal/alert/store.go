@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,15 @@ const (
 	DefaultSegmentBytes = 4 << 20
 	DefaultRecent       = 4096
 	DefaultListLimit    = 1000
+)
+
+// Where serve keeps alerts inside its data folder: the store (StoreDir)
+// and the dispatchers' cursor files (CursorDir, inside it: the store
+// ignores what is not a segment file). Readers beside a running serve
+// (`kubetrail alerts --data`) look there too.
+const (
+	StoreDir  = "alerts"
+	CursorDir = "alerts/cursors"
 )
 
 // StoreOptions configure a Store.
@@ -96,8 +106,19 @@ type Store struct {
 	recentBase uint64    // every alert with a seq above it is in recent
 	changed    chan struct{}
 	damage     []Damage
+	counts     map[RuleCount]uint64 // Count is zero in the keys
 	broken     error
 	closed     bool
+}
+
+// RuleCount counts the alerts of one rule, severity and source that this
+// Store appended since it was opened: the counters of /metrics. Counting
+// from zero at each start is what a Prometheus counter does at a restart.
+type RuleCount struct {
+	Rule     string
+	Severity rules.Severity
+	Source   string
+	Count    uint64
 }
 
 // OpenStore opens or creates the store in dir.
@@ -120,7 +141,7 @@ func OpenStore(dir string, opts StoreOptions) (*Store, Recovery, error) {
 		return nil, rec, fmt.Errorf("open alert store %s: %w", dir, err)
 	}
 	rec.TornBytes = wrec.TornBytes
-	s := &Store{dir: dir, opts: opts, fs: opts.FS, log: log, changed: make(chan struct{})}
+	s := &Store{dir: dir, opts: opts, fs: opts.FS, log: log, changed: make(chan struct{}), counts: map[RuleCount]uint64{}}
 	// A damaged stretch after the newest valid alert may have held alerts
 	// with higher numbers, which a dispatcher may have delivered: numbers
 	// skip one per damaged byte (a record is longer than a byte), so that
@@ -229,6 +250,9 @@ func (s *Store) Append(in []rules.Alert) ([]Alert, error) {
 		seg.add(&out[i])
 	}
 	seg.bytes += bytes
+	for i := range out {
+		s.counts[RuleCount{Rule: out[i].Rule, Severity: out[i].Severity, Source: out[i].Source}]++
+	}
 	s.next += uint64(len(out))
 	s.last = out[len(out)-1].Seq
 	s.recent = append(s.recent, out...)
@@ -275,7 +299,32 @@ func (s *Store) First() uint64 {
 	return 0
 }
 
-// Damage returns the bad stretches found since Open.
+// Counts returns how many alerts of each rule, severity and source this
+// Store appended since it was opened, sorted by rule, source and severity.
+// There is one entry per distinct triple, so memory is bounded by the
+// rules loaded.
+func (s *Store) Counts() []RuleCount {
+	s.mu.Lock()
+	out := make([]RuleCount, 0, len(s.counts))
+	for k, n := range s.counts {
+		k.Count = n
+		out = append(out, k)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b RuleCount) int {
+		if c := strings.Compare(a.Rule, b.Rule); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Source, b.Source); c != 0 {
+			return c
+		}
+		return int(a.Severity) - int(b.Severity)
+	})
+	return out
+}
+
+// Damage returns the bad stretches found since Open that retention has
+// not removed.
 func (s *Store) Damage() []Damage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -339,9 +388,15 @@ type Query struct {
 	MinSeverity rules.Severity
 	// Limit keeps the newest Limit matches; 0 means DefaultListLimit.
 	Limit int
+	// Oldest keeps the oldest Limit matches instead (with After, a page
+	// of what came after a seq: a reader that pages on from the last seq
+	// it got misses nothing), and stops reading once it has them.
+	Oldest bool
 }
 
-func (q *Query) match(a *Alert) bool {
+// Match reports whether a meets q's conditions (all but Limit): what a
+// reader following new alerts (Read) keeps.
+func (q *Query) Match(a *Alert) bool {
 	return a.Seq > q.After && a.Severity >= q.MinSeverity &&
 		(q.Since.IsZero() || !a.Time.Before(q.Since)) && (q.Until.IsZero() || a.Time.Before(q.Until)) &&
 		(len(q.Rules) == 0 || slices.Contains(q.Rules, a.Rule)) &&
@@ -380,8 +435,12 @@ func list(q Query, each func(func(*Alert) (bool, error)) error) ([]Alert, error)
 	}
 	var out []Alert
 	err := each(func(a *Alert) (bool, error) {
-		if !q.match(a) {
+		if !q.Match(a) {
 			return true, nil
+		}
+		if q.Oldest {
+			out = append(out, *a)
+			return len(out) < limit, nil
 		}
 		if len(out) == 2*limit {
 			out = append(out[:0], out[limit:]...)
@@ -436,7 +495,11 @@ func scanSegment(fs vfs.FS, path string, fn func(*Alert) error) error {
 
 // ListDir is List over a store's folder without opening the store (no
 // torn tail is cut, nothing is written), for a reader beside a running
-// serve. It also returns the damage it met, torn tails excepted.
+// serve. It also returns the damage it met, torn tails excepted: bad
+// stretches and records that hold no alert. With q.After set, segments
+// that hold only older alerts are skipped unread (the first alert of
+// each newer segment tells), so a reader polling for new alerts reads
+// little more than what is new.
 func ListDir(fs vfs.FS, dir string, q Query) ([]Alert, []Damage, error) {
 	if fs == nil {
 		fs = vfs.OS
@@ -445,14 +508,20 @@ func ListDir(fs vfs.FS, dir string, q Query) ([]Alert, []Damage, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("list alert store %s: %w", dir, err)
 	}
+	if q.After > 0 {
+		if segs, err = segmentsAfter(fs, dir, segs, q.After); err != nil {
+			return nil, nil, err
+		}
+	}
 	var damage []Damage
 	out, err := list(q, func(fn func(*Alert) (bool, error)) error {
 		stop := errors.New("stop")
 		for _, num := range segs {
 			path := wal.SegmentPath(dir, num)
-			res, err := wal.ScanFS(fs, path, func(_ int64, p []byte) error {
+			res, err := wal.ScanFS(fs, path, func(off int64, p []byte) error {
 				a, err := decodeRecord(p)
 				if err != nil {
+					damage = append(damage, Damage{Path: path, Offset: off, Length: int64(len(p)), Reason: "record holds no alert: " + err.Error()})
 					return nil
 				}
 				if more, err := fn(&a); err != nil || !more {
@@ -473,6 +542,41 @@ func ListDir(fs vfs.FS, dir string, q Query) ([]Alert, []Damage, error) {
 		return nil
 	})
 	return out, damage, err
+}
+
+// segmentsAfter drops the segments that hold only alerts numbered at
+// most after: seqs increase with segment numbers, so every segment
+// before the newest one whose first alert is at most after is older.
+func segmentsAfter(fs vfs.FS, dir string, segs []uint64, after uint64) ([]uint64, error) {
+	for i := len(segs) - 1; i >= 0; i-- {
+		first, err := firstSeq(fs, wal.SegmentPath(dir, segs[i]))
+		if err != nil {
+			return nil, err
+		}
+		if first != 0 && first <= after {
+			return segs[i:], nil
+		}
+	}
+	return segs, nil
+}
+
+// firstSeq returns the seq of a segment's first valid alert, 0 when it
+// holds none (or is gone: retention removed it).
+func firstSeq(fs vfs.FS, path string) (uint64, error) {
+	stop := errors.New("stop")
+	var first uint64
+	_, err := wal.ScanFS(fs, path, func(_ int64, p []byte) error {
+		a, err := decodeRecord(p)
+		if err != nil {
+			return nil
+		}
+		first = a.Seq
+		return stop
+	})
+	if err != nil && !errors.Is(err, stop) && !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("read alert segment %s: %w", path, err)
+	}
+	return first, nil
 }
 
 func cmpErr(err, fallback error) error {
@@ -524,6 +628,8 @@ func (s *Store) Retain() (int, error) {
 		}
 		total -= g.bytes
 		removed += g.n
+		gone := wal.SegmentPath(s.dir, g.num)
+		s.damage = slices.DeleteFunc(s.damage, func(d Damage) bool { return d.Path == gone })
 	}
 	s.segs = keep
 	if removed > 0 {

@@ -126,6 +126,9 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 				db.Close()
 				return errors.New("--detect=false runs no rules: --rules and --alert-output need detection on")
 			}
+			if det != nil {
+				cfg.Alerts, cfg.Dispatchers, cfg.Detection = det.store, det.disps, det.det.Stats
+			}
 			srv, err := server.New(cfg, db, log)
 			if err != nil {
 				if det != nil {

@@ -53,7 +53,7 @@ func openDetection(e *env, db *local.DB, rf *ruleFlags, outputs []string, log *s
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(db.Dir(), "alerts")
+	dir := filepath.Join(db.Dir(), alert.StoreDir)
 	store, rec, err := alert.OpenStore(dir, alert.StoreOptions{})
 	if err != nil {
 		return nil, err
@@ -72,7 +72,7 @@ func openDetection(e *env, db *local.DB, rf *ruleFlags, outputs []string, log *s
 		spec, err := reg.Open(raw)
 		if err == nil {
 			var d *alert.Dispatcher
-			d, err = alert.OpenDispatcher(store, spec.Output, nil, filepath.Join(dir, "cursors"), spec.ID, spec.Dispatch)
+			d, err = alert.OpenDispatcher(store, spec.Output, nil, filepath.Join(db.Dir(), alert.CursorDir), spec.ID, spec.Dispatch)
 			if err == nil {
 				x.disps, x.names = append(x.disps, d), append(x.names, spec.Name)
 				x.outs = append(x.outs, spec.Output)

@@ -39,6 +39,8 @@ import (
 //	    only when asked, is the report laid out as the CLI prints it.
 //	    A parameter the investigation does not take, or a bad value, is a
 //	    400 whose "parameter" names it.
+//	GET /api/v1/alerts?since=S&until=U&rule=R&source=SRC&severity=MIN&after=SEQ&limit=N&follow=1
+//	    JSON lines: the stored alerts (alerts.go).
 
 type apiError struct {
 	Error string `json:"error"`

@@ -23,6 +23,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kubetrail/kubetrail/internal/alert"
+	"github.com/kubetrail/kubetrail/internal/detector"
 	"github.com/kubetrail/kubetrail/internal/ingest"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
@@ -46,6 +48,16 @@ type Config struct {
 	// AuthHealth, when set, requires authentication for /healthz, /readyz
 	// and /metrics as well; by default they are open so probes need no token.
 	AuthHealth bool
+	// Alerts is the alert store the rules write to, which
+	// GET /api/v1/alerts lists and /metrics counts; nil when detection is
+	// off (the endpoint answers 404 saying so).
+	Alerts *alert.Store
+	// Dispatchers deliver Alerts to the outputs; /metrics reads their
+	// counters at each scrape.
+	Dispatchers []*alert.Dispatcher
+	// Detection, when set, gives the live detector's counters for
+	// /metrics.
+	Detection func() detector.Stats
 }
 
 // Server serves HTTP until its context ends.
@@ -71,6 +83,12 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, db: db, log: log, reg: prometheus.NewRegistry(), stopping: make(chan struct{})}
 	m := newMetrics(s.reg, db)
+	if cfg.Alerts != nil || len(cfg.Dispatchers) > 0 {
+		s.reg.MustRegister(newAlertCollector(cfg.Alerts, cfg.Dispatchers))
+	}
+	if cfg.Detection != nil {
+		registerDetection(s.reg, cfg.Detection)
+	}
 	cfg.Webhook.Observe = m.observe
 	s.cfg = cfg
 	mux := http.NewServeMux()
@@ -79,6 +97,7 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	mux.Handle("GET /api/v1/stats", s.authenticate(http.HandlerFunc(s.stats)))
 	mux.Handle("GET /api/v1/investigate", s.authenticate(http.HandlerFunc(s.investigations)))
 	mux.Handle("GET /api/v1/investigate/{name}", s.authenticate(http.HandlerFunc(s.runInvestigation)))
+	mux.Handle("GET /api/v1/alerts", s.authenticate(http.HandlerFunc(s.alerts)))
 	health := func(h http.Handler) http.Handler {
 		if cfg.AuthHealth {
 			return s.authenticate(h)
@@ -262,4 +281,28 @@ func (m *metrics) observe(o ingest.WebhookOutcome) {
 	m.requests.WithLabelValues(strconv.Itoa(o.Code)).Inc()
 	m.bytes.Add(float64(o.Bytes))
 	m.rejected.Add(float64(o.Rejected))
+}
+
+// registerDetection exports the live detector's counters, read at each
+// scrape. Alerts per rule are counted from the alert store
+// (kubetrail_alerts_stored_total).
+func registerDetection(reg *prometheus.Registry, stats func() detector.Stats) {
+	counter := func(name, help string, f func(detector.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(stats())) })
+	}
+	reg.MustRegister(
+		counter("kubetrail_detect_events_total", "Stored events the rules evaluated (compare with kubetrail_events_stored_total for the backlog).",
+			func(s detector.Stats) int64 { return s.Events }),
+		counter("kubetrail_detect_replayed_events_total", "Events evaluated again at start, without alerting, to rebuild threshold and sequence windows.",
+			func(s detector.Stats) int64 { return s.Replayed }),
+		counter("kubetrail_detect_suppressed_alerts_total", "Alerts raised again after a crash for events evaluated before it, found already stored and not stored twice.",
+			func(s detector.Stats) int64 { return s.Suppressed }),
+		counter("kubetrail_detect_catchups_total", "Reads of the store from the detection cursor: at start, and when the live stream fell behind or had a gap.",
+			func(s detector.Stats) int64 { return s.CatchUps }),
+		counter("kubetrail_detect_append_failures_total", "Alert store appends that failed and were retried (the cursor waits).",
+			func(s detector.Stats) int64 { return s.Failures }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kubetrail_detect_last_received_timestamp_seconds",
+			Help: "When the newest evaluated event was received (unix seconds); 0 before any."},
+			func() float64 { return float64(stats().LastReceived) / 1e6 }),
+	)
 }
