@@ -63,9 +63,10 @@ func (f *ruleFlags) load(e *env) (*engine.Engine, error) {
 
 func detectCmd(e *env) *cobra.Command {
 	var (
-		dir, since, until, output string
-		rf                        ruleFlags
-		nsf                       nsFlags
+		dir, output string
+		tf          timeFlags
+		rf          ruleFlags
+		nsf         nsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "detect [FILE...]",
@@ -100,6 +101,10 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 			if err := nsf.check(); err != nil {
 				return err
 			}
+			lo, hi, err := tf.bounds(time.Now())
+			if err != nil {
+				return err
+			}
 			eng, err := rf.load(e)
 			if err != nil {
 				return err
@@ -111,6 +116,9 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 				if nsf.ns != "" && (ev.ObjectRef == nil || ev.ObjectRef.Namespace != nsf.ns) {
 					return nil
 				}
+				if t := ev.Time().UnixMicro(); (lo != 0 && t < lo) || (hi != 0 && t >= hi) {
+					return nil // a file's event outside --since/--until
+				}
 				for _, a := range eng.Eval(&rules.Event{Ev: ev, Raw: raw, Cluster: cluster}) {
 					if err := out.print(a); err != nil {
 						return err
@@ -121,7 +129,7 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 			if len(args) > 0 {
 				err = detectFiles(cmd, e, args, eval)
 			} else {
-				err = detectStore(cmd, eng, &nsf, dir, since, until, eval)
+				err = detectStore(cmd, eng, &nsf, dir, lo, hi, eval)
 			}
 			if ferr := out.finish(); err == nil {
 				err = ferr
@@ -133,8 +141,7 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 	rf.add(cmd)
 	nsf.add(cmd)
 	f := cmd.Flags()
-	f.StringVar(&since, "since", "", "only stored events at or after this time: RFC 3339, or a duration ago such as 2h or 7d")
-	f.StringVar(&until, "until", "", "only stored events before this time: RFC 3339, or a duration ago")
+	tf.add(cmd)
 	f.StringVarP(&output, "output", "o", "table", "table, json, jsonl or falco")
 	return cmd
 }
@@ -171,8 +178,8 @@ func detectFiles(cmd *cobra.Command, e *env, args []string, eval func(*audit.Eve
 	return nil
 }
 
-func detectStore(cmd *cobra.Command, eng *engine.Engine, nsf *nsFlags, dir, since, until string, eval func(*audit.Event, []byte, string) error) (err error) {
-	sel := local.Selection{NeedEvent: true}
+func detectStore(cmd *cobra.Command, eng *engine.Engine, nsf *nsFlags, dir string, lo, hi int64, eval func(*audit.Event, []byte, string) error) (err error) {
+	sel := local.Selection{NeedEvent: true, Since: lo, Until: hi}
 	// Only the events some rule could act on are read: the store's
 	// indexes answer most of the rules' conditions.
 	f, any := eng.Candidates()
@@ -180,12 +187,6 @@ func detectStore(cmd *cobra.Command, eng *engine.Engine, nsf *nsFlags, dir, sinc
 		return nil
 	}
 	if sel.Filter, err = nsf.apply(f, time.Now()); err != nil {
-		return err
-	}
-	if sel.Since, err = parseTimeFlag("--since", since); err != nil {
-		return err
-	}
-	if sel.Until, err = parseTimeFlag("--until", until); err != nil {
 		return err
 	}
 	r, err := local.OpenReader(dir)

@@ -24,10 +24,11 @@ import (
 
 // invFlags are the flags every investigation takes.
 type invFlags struct {
-	dir, since, until, output, where string
-	limit                            int
-	includeSystem                    bool
-	remote                           remoteFlags
+	dir, output, where string
+	limit              int
+	tf                 timeFlags
+	includeSystem      bool
+	remote             remoteFlags
 	// nsf is -n/-A, for the investigations that do not take a namespace
 	// of their own (who and history name the object's).
 	nsf nsFlags
@@ -38,8 +39,7 @@ func (f *invFlags) register(cmd *cobra.Command, timeline bool) {
 	addDataFlag(cmd, &f.dir)
 	f.remote.add(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&f.since, "since", "", "only events at or after this time: RFC 3339, or a duration ago such as 2h or 7d")
-	fl.StringVar(&f.until, "until", "", "only events before this time: RFC 3339, or a duration ago")
+	f.tf.add(cmd)
 	fl.StringVar(&f.where, "where", "", `more conditions in the filter language, e.g. 'user!~"^system:"' (docs/query.md)`)
 	if cmd.Name() != "who" && cmd.Name() != "history" { // theirs is the object's namespace
 		f.nsf.add(cmd)
@@ -89,15 +89,11 @@ func (f *invFlags) run(ctx context.Context, e *env, name string, p url.Values) (
 	}
 	// Times go as the absolute times they mean here, so that a server
 	// reads "2h ago" as this command does.
-	for _, t := range []struct{ flag, param, v string }{{"--since", "since", f.since}, {"--until", "until", f.until}} {
-		us, err := parseTimeFlag(t.flag, t.v)
-		if err != nil {
-			return err
-		}
-		if us != 0 {
-			p.Set(t.param, time.UnixMicro(us).UTC().Format(time.RFC3339Nano))
-		}
+	lo, hi, err := f.tf.bounds(now)
+	if err != nil {
+		return err
 	}
+	setTimeParams(p, lo, hi)
 	if f.limit != 0 {
 		p.Set("limit", strconv.Itoa(f.limit))
 	}
