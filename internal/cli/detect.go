@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -64,6 +65,7 @@ func (f *ruleFlags) load(e *env) (*engine.Engine, error) {
 func detectCmd(e *env) *cobra.Command {
 	var (
 		dir, output string
+		limit       int
 		tf          timeFlags
 		rf          ruleFlags
 		nsf         nsFlags
@@ -120,6 +122,9 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 					return nil // a file's event outside --since/--until
 				}
 				for _, a := range eng.Eval(&rules.Event{Ev: ev, Raw: raw, Cluster: cluster}) {
+					if limit > 0 && out.n >= limit {
+						return errEnough // stops the reading
+					}
 					if err := out.print(a); err != nil {
 						return err
 					}
@@ -130,6 +135,9 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 				err = detectFiles(cmd, e, args, eval)
 			} else {
 				err = detectStore(cmd, eng, &nsf, dir, lo, hi, eval)
+			}
+			if errors.Is(err, errEnough) {
+				err = nil
 			}
 			if ferr := out.finish(); err == nil {
 				err = ferr
@@ -143,6 +151,7 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 	f := cmd.Flags()
 	tf.add(cmd)
 	f.StringVarP(&output, "output", "o", "table", "table, json, jsonl or falco")
+	f.IntVar(&limit, "limit", 0, "stop after N alerts, the first in the order events are read; 0 means all")
 	return cmd
 }
 

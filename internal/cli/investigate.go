@@ -34,7 +34,8 @@ type invFlags struct {
 	nsf nsFlags
 }
 
-// register adds the flags; timeline commands also get --limit.
+// register adds the flags; --limit keeps the most recent rows of a
+// timeline, the first groups of a grouped report.
 func (f *invFlags) register(cmd *cobra.Command, timeline bool) {
 	addDataFlag(cmd, &f.dir)
 	f.remote.add(cmd)
@@ -43,6 +44,8 @@ func (f *invFlags) register(cmd *cobra.Command, timeline bool) {
 	fl.StringVar(&f.where, "where", "", `more conditions in the filter language, e.g. 'user!~"^system:"' (docs/query.md)`)
 	if cmd.Name() != "who" && cmd.Name() != "history" { // theirs is the object's namespace
 		f.nsf.add(cmd)
+	} else {
+		fl.BoolVarP(&f.nsf.all, "all-namespaces", "A", false, "objects in every namespace: the default without -n, accepted for kubectl habits")
 	}
 	if cmd.Name() != "who" {
 		fl.BoolVar(&f.includeSystem, "include-system", false, "also show the control plane's own requests (system:apiserver, system:kube-controller-manager, system:kube-scheduler, system:node:*, system:serviceaccount:kube-system:*), hidden by default unless denied")
@@ -51,6 +54,8 @@ func (f *invFlags) register(cmd *cobra.Command, timeline bool) {
 	if timeline {
 		out += "; wide also prints one row per event (stage) instead of per request"
 		fl.IntVar(&f.limit, "limit", 0, "print only the most recent N rows; 0 means all")
+	} else {
+		fl.IntVar(&f.limit, "limit", 0, "print only the first N rows, the most important (they come first); 0 means all")
 	}
 	fl.StringVarP(&f.output, "output", "o", "table", out)
 }
@@ -187,6 +192,9 @@ take '*' globs. Without -n every namespace is searched.` + invCommon,
 				p.Set("name", args[2])
 			}
 			if ns != "" {
+				if f.nsf.all {
+					return fmt.Errorf("-n %s and -A: choose one namespace or all", ns)
+				}
 				p.Set("namespace", ns)
 			}
 			return f.run(cmd.Context(), e, "who", p)
@@ -254,6 +262,9 @@ RESOURCE takes the same names as for who (secret, cm, deploy, ...).` + invCommon
 				return fmt.Errorf("%q: history needs an object name, as RESOURCE/NAME (a '*' glob follows several)", args[0])
 			}
 			if ns != "" {
+				if f.nsf.all {
+					return fmt.Errorf("-n %s and -A: choose one namespace or all", ns)
+				}
 				p.Set("namespace", ns)
 			}
 			return f.run(cmd.Context(), e, "history", p)

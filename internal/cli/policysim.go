@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -42,14 +43,10 @@ those events are counted as "unknown" and their size is a lower bound.`,
 			if (len(logs) == 0) == (dir == "") {
 				return fmt.Errorf("give recorded events with --log FILE... or --data DIR (one of them)")
 			}
-			load := func(path string) (*policy.Policy, error) {
-				p, err := policy.LoadFile(path)
-				if err != nil {
-					fmt.Fprintln(e.stderr, err)
-					return nil, exitCode(1)
-				}
-				return p, nil
+			if (args[0] == "-" || baseline == "-") && (slices.Contains(logs, "-") || args[0] == baseline) {
+				return fmt.Errorf("only one input can come from standard input (-)")
 			}
+			load := func(path string) (*policy.Policy, error) { return loadPolicyArg(e, path) }
 			cand, err := load(args[0])
 			if err != nil {
 				return err

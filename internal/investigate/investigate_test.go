@@ -1,7 +1,9 @@
 package investigate
 
 import (
+	"context"
 	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -368,6 +370,34 @@ func TestDenied(t *testing.T) {
 		if !strings.Contains(text, s) {
 			t.Errorf("denied table lacks %q:\n%s", s, text)
 		}
+	}
+}
+
+// TestGroupedLimit: limit keeps the first groups of secrets and denied,
+// most important first, and says how many it left out.
+// Mutation it catches: firstN keeping the last rows, as lastN does.
+func TestGroupedLimit(t *testing.T) {
+	r := openFixture(t, incident())
+	rep, err := Run(context.Background(), r, "denied", url.Values{"limit": {"1"}}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := rep.(*DeniedReport)
+	if len(d.Users) != 1 || d.Users[0].User != "bob" || d.Cut != 1 {
+		t.Fatalf("denied limit=1: %d rows, first %+v, cut %d; want bob alone, 1 cut", len(d.Users), d.Users[0], d.Cut)
+	}
+	text := render(t, rep, "table")
+	for _, want := range []string{"4 requests denied to 2 users", "1 more row not shown (--limit); --limit 0 shows all"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("denied limit=1 table lacks %q:\n%s", want, text)
+		}
+	}
+	rep, err = Run(context.Background(), r, "secrets", url.Values{"limit": {"1"}, "include-system": {"1"}}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := rep.(*SecretsReport); len(s.Accesses) != 1 || s.Cut == 0 {
+		t.Errorf("secrets limit=1: %d rows, %d cut; want 1 row and the rest cut", len(s.Accesses), s.Cut)
 	}
 }
 

@@ -37,6 +37,9 @@ var (
 		"from":     {"addr"},
 	}
 	timelines = map[string]bool{"who": true, "activity": true, "history": true, "execs": true, "rbac": true, "from": true}
+	// groupings print one row per group, in their order of importance;
+	// limit keeps the first N.
+	groupings = map[string]bool{"secrets": true, "denied": true}
 )
 
 // Params returns the parameters investigation name takes, or nil for an
@@ -53,6 +56,9 @@ func Params(name string) []string {
 	}
 	if timelines[name] {
 		ps = append(ps, timelineParams...)
+	}
+	if groupings[name] {
+		ps = append(ps, "limit")
 	}
 	return ps
 }
@@ -94,6 +100,7 @@ func paramErr(param, format string, args ...any) error {
 //	timelines   limit          the N most recent rows (who, activity,
 //	                           history, execs, rbac, from)
 //	            stages=all     every event instead of one row per request
+//	groupings   limit          the first N groups (secrets, denied)
 //	who         verb           verbs as Verbs reads them ("deleted",
 //	                           "get,list"); empty or * for any
 //	            resource       RESOURCE[.GROUP][/NAME[/SUBRESOURCE]] (required)
