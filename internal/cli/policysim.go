@@ -128,7 +128,7 @@ func printSimulation(e *env, names []string, sims []*policy.Simulator, skipped i
 	// printing it as a figure to plan disks with.
 	shortLog := span < time.Hour
 	if shortLog {
-		fmt.Fprintf(e.stdout, "warning: the recording covers %s, less than an hour: the per-day figures are not projected (record at least a few hours, ideally a day, for them)\n", recordingLength(span))
+		fmt.Fprintf(e.stderr, "kubetrail: warning: the recording covers %s, less than an hour: the per-day figures are not projected (record at least a few hours, ideally a day, for them)\n", recordingLength(span))
 	}
 	for k, sim := range sims {
 		s := &sim.Sim
@@ -166,18 +166,26 @@ func printSimulation(e *env, names []string, sims []*policy.Simulator, skipped i
 		if s.SecretsExposed > 0 {
 			fmt.Fprintf(e.stdout, "  SECRETS: %d events on secrets, configmaps or tokens would be logged with their contents, for example:\n", s.SecretsExposed)
 			for _, ex := range s.Examples {
-				fmt.Fprintf(e.stdout, "    %s\n", escape.Line(ex))
+				times := ""
+				if ex.Count > 1 {
+					times = fmt.Sprintf(" (%d times)", ex.Count)
+				}
+				fmt.Fprintf(e.stdout, "    %s%s\n", escape.Line(ex.What), times)
 			}
 		}
 	}
 }
 
 // recordingLength says how long a recording is, in the largest unit that
-// reads well: 6.2 seconds, 45 minutes, 3.5 hours, 2.0 days.
+// reads well: 6.2 seconds, 1 minute 21 seconds, 45 minutes, 3.5 hours,
+// 2.0 days.
 func recordingLength(d time.Duration) string {
 	switch {
 	case d < time.Minute:
 		return fmt.Sprintf("%.1f seconds", d.Seconds())
+	case d < 10*time.Minute:
+		m, sec := int(d/time.Minute), int(d%time.Minute/time.Second)
+		return plural(m, "minute", "minutes") + " " + plural(sec, "second", "seconds")
 	case d < time.Hour:
 		return fmt.Sprintf("%.0f minutes", d.Minutes())
 	case d < 48*time.Hour:
