@@ -87,7 +87,8 @@ still loads.
 Threshold and sequence rules count events in the order they are read:
 stored order (the order they arrived), or file order.
 
--o jsonl is a contract: one alert per line with rule, severity (info, low,
+-o table heads the alert's time TIME: the stageTimestamp of the event that
+fired it, as in query. -o jsonl is a contract: one alert per line with rule, severity (info, low,
 medium, high, critical), source (kubetrail, sigma, falco), auditIDs, user,
 impersonatedUser when set, message, time (RFC 3339 UTC of the last event)
 and, for Falco rules, priority. -o falco prints Falco's own JSON alerts

@@ -142,6 +142,10 @@ func (f *invFlags) run(ctx context.Context, e *env, name string, p url.Values) (
 
 const invCommon = `
 
+Times: RECEIVED is when the API server received the request
+(requestReceivedTimestamp); TIME, in who -o wide as in query, is the
+event's stageTimestamp, which --since and --until compare with; FIRST and
+LAST are the first and last RECEIVED of a group.
 Every investigation takes --since/--until, --where FILTER (more conditions
 in the filter language, docs/query.md) and -o table|wide|json|jsonl. It
 reads the --data folder, or asks a running kubetrail serve with --server URL
