@@ -384,6 +384,10 @@ type Query struct {
 	// Rules and Sources keep alerts of one of these rules or sources;
 	// empty keeps all.
 	Rules, Sources []string
+	// Namespace, when set, keeps alerts whose last event was in it
+	// (alerts about cluster-scoped objects are left out, as with
+	// kubectl -n).
+	Namespace string
 	// MinSeverity keeps alerts at least this severe.
 	MinSeverity rules.Severity
 	// Limit keeps the newest Limit matches; 0 means DefaultListLimit.
@@ -397,7 +401,7 @@ type Query struct {
 // Match reports whether a meets q's conditions (all but Limit): what a
 // reader following new alerts (Read) keeps.
 func (q *Query) Match(a *Alert) bool {
-	return a.Seq > q.After && a.Severity >= q.MinSeverity &&
+	return a.Seq > q.After && a.Severity >= q.MinSeverity && (q.Namespace == "" || a.Namespace == q.Namespace) &&
 		(q.Since.IsZero() || !a.Time.Before(q.Since)) && (q.Until.IsZero() || a.Time.Before(q.Until)) &&
 		(len(q.Rules) == 0 || slices.Contains(q.Rules, a.Rule)) &&
 		(len(q.Sources) == 0 || slices.Contains(q.Sources, a.Source))

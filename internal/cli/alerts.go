@@ -21,6 +21,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/alert"
 	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/server"
+	"github.com/kubetrail/kubetrail/internal/timespec"
 )
 
 func alertsCmd(e *env) *cobra.Command {
@@ -30,6 +31,7 @@ func alertsCmd(e *env) *cobra.Command {
 		limit                               int
 		follow                              bool
 		remote                              remoteFlags
+		ns                                  nsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "alerts",
@@ -64,22 +66,23 @@ interrupted (damage is then only named).`,
 			if follow && output == "json" {
 				return errors.New("-o json with --follow: a JSON array never ends while it is followed; use -o jsonl")
 			}
+			if err := ns.check(); err != nil {
+				return err
+			}
 			v := url.Values{"rule": ruleNames, "source": sources, "limit": {strconv.Itoa(limit)}}
+			if ns.ns != "" {
+				v.Set("namespace", ns.ns)
+			}
 			if severity != "" {
 				v.Set("severity", severity)
 			}
-			for name, val := range map[string]string{"since": since, "until": until} {
-				if _, err := parseTimeFlag("--"+name, val); err != nil {
-					return err
-				}
-				if d, err := parseDuration(val); err == nil {
-					val = d.String() // the API takes Go durations: 7d is 168h0m0s
-				}
-				if val != "" {
-					v.Set(name, val)
-				}
+			now := time.Now()
+			lo, hi, err := timespec.Range("--since", since, "--until", until, now)
+			if err != nil {
+				return err
 			}
-			q, err := server.ParseAlertQuery(v, time.Now())
+			setTimeParams(v, lo, hi)
+			q, err := server.ParseAlertQuery(v, now)
 			if err != nil {
 				return err
 			}
@@ -106,8 +109,8 @@ interrupted (damage is then only named).`,
 	}
 	addDataFlag(cmd, &dir)
 	f := cmd.Flags()
-	f.StringVar(&since, "since", "", "only alerts whose time is at or after this: RFC 3339, or a duration ago such as 2h or 7d")
-	f.StringVar(&until, "until", "", "only alerts whose time is before this: RFC 3339, or a duration ago")
+	f.StringVar(&since, "since", "", "only alerts whose time (their last event's stageTimestamp) is at or after this (inclusive): a duration before now (2h, 7d, 1d12h), an RFC 3339 time or a date (00:00 UTC)")
+	f.StringVar(&until, "until", "", "only alerts whose time is at or before this (inclusive); the same forms as --since")
 	f.StringArrayVar(&ruleNames, "rule", nil, "only alerts of this rule, its name exactly as written (Sigma: its title); repeatable")
 	f.StringArrayVar(&sources, "source", nil, "only alerts of rules of this format: kubetrail, sigma or falco; repeatable")
 	f.StringVar(&severity, "severity", "", "only alerts at least this severe: info, low, medium, high or critical")
@@ -115,6 +118,8 @@ interrupted (damage is then only named).`,
 	f.BoolVarP(&follow, "follow", "f", false, "after the matching alerts, print new ones as they are stored, until interrupted")
 	f.StringVarP(&output, "output", "o", "table", "table, wide, json or jsonl")
 	remote.add(cmd)
+	cmd.Flags().StringVarP(&ns.ns, "namespace", "n", "", "only alerts whose last event was in this namespace (alerts about cluster-scoped objects are left out); without it, every namespace")
+	cmd.Flags().BoolVarP(&ns.all, "all-namespaces", "A", false, "every namespace: the default, accepted for kubectl habits")
 	return cmd
 }
 

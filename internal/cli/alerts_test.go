@@ -95,8 +95,10 @@ func TestAlertsDataAndServerPrintTheSame(t *testing.T) {
 		{nil, 8},
 		{[]string{"--rule", "r1", "--rule", "r2"}, 5},
 		{[]string{"--severity", "high"}, 2},
+		{[]string{"-n", "prod"}, 6}, // the two Falco alerts have no namespace
+		{[]string{"-A"}, 8},
 		{[]string{"--source", "falco"}, 2},
-		{[]string{"--since", "2026-11-23T10:03:00Z", "--until", "2026-11-23T10:06:00Z"}, 3},
+		{[]string{"--since", "2026-11-23T10:03:00Z", "--until", "2026-11-23T10:06:00Z"}, 4}, // both bounds inclusive
 		{[]string{"--since", "100000h", "--limit", "2"}, 2},
 		{[]string{"--since", "3000d", "--severity", "critical"}, 1},
 	}
@@ -172,7 +174,7 @@ func TestAlertsExplainsEmpty(t *testing.T) {
 	f(1, "server: unauthorized", "alerts", "--server", url)
 	f(1, `severity "urgent": want one of info`, "alerts", "--data", dir, "--severity", "urgent")
 	f(1, `source "splunk": want kubetrail, sigma or falco`, "alerts", "--data", dir, "--source", "splunk")
-	f(1, "--since \"yesterday\": want RFC 3339", "alerts", "--server", url, "--since", "yesterday")
+	f(1, "--since \"yesterday\": want a duration before now", "alerts", "--server", url, "--since", "yesterday")
 	f(1, "-o json with --follow", "alerts", "--data", dir, "-f", "-o", "json")
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -63,9 +64,11 @@ func (f *ruleFlags) load(e *env) (*engine.Engine, error) {
 
 func detectCmd(e *env) *cobra.Command {
 	var (
-		dir, since, until, output string
-		rf                        ruleFlags
-		nsf                       nsFlags
+		dir, output string
+		limit       int
+		tf          timeFlags
+		rf          ruleFlags
+		nsf         nsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "detect [FILE...]",
@@ -84,7 +87,8 @@ still loads.
 Threshold and sequence rules count events in the order they are read:
 stored order (the order they arrived), or file order.
 
--o jsonl is a contract: one alert per line with rule, severity (info, low,
+-o table heads the alert's time TIME: the stageTimestamp of the event that
+fired it, as in query. -o jsonl is a contract: one alert per line with rule, severity (info, low,
 medium, high, critical), source (kubetrail, sigma, falco), auditIDs, user,
 impersonatedUser when set, message, time (RFC 3339 UTC of the last event)
 and, for Falco rules, priority. -o falco prints Falco's own JSON alerts
@@ -100,6 +104,10 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 			if err := nsf.check(); err != nil {
 				return err
 			}
+			lo, hi, err := tf.bounds(time.Now())
+			if err != nil {
+				return err
+			}
 			eng, err := rf.load(e)
 			if err != nil {
 				return err
@@ -111,7 +119,13 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 				if nsf.ns != "" && (ev.ObjectRef == nil || ev.ObjectRef.Namespace != nsf.ns) {
 					return nil
 				}
+				if t := ev.Time().UnixMicro(); (lo != 0 && t < lo) || (hi != 0 && t >= hi) {
+					return nil // a file's event outside --since/--until
+				}
 				for _, a := range eng.Eval(&rules.Event{Ev: ev, Raw: raw, Cluster: cluster}) {
+					if limit > 0 && out.n >= limit {
+						return errEnough // stops the reading
+					}
 					if err := out.print(a); err != nil {
 						return err
 					}
@@ -121,7 +135,10 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 			if len(args) > 0 {
 				err = detectFiles(cmd, e, args, eval)
 			} else {
-				err = detectStore(cmd, eng, &nsf, dir, since, until, eval)
+				err = detectStore(cmd, eng, &nsf, dir, lo, hi, eval)
+			}
+			if errors.Is(err, errEnough) {
+				err = nil
 			}
 			if ferr := out.finish(); err == nil {
 				err = ferr
@@ -133,9 +150,9 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 	rf.add(cmd)
 	nsf.add(cmd)
 	f := cmd.Flags()
-	f.StringVar(&since, "since", "", "only stored events at or after this time: RFC 3339, or a duration ago such as 2h or 7d")
-	f.StringVar(&until, "until", "", "only stored events before this time: RFC 3339, or a duration ago")
+	tf.add(cmd)
 	f.StringVarP(&output, "output", "o", "table", "table, json, jsonl or falco")
+	f.IntVar(&limit, "limit", 0, "stop after N alerts, the first in the order events are read; 0 means all")
 	return cmd
 }
 
@@ -171,8 +188,8 @@ func detectFiles(cmd *cobra.Command, e *env, args []string, eval func(*audit.Eve
 	return nil
 }
 
-func detectStore(cmd *cobra.Command, eng *engine.Engine, nsf *nsFlags, dir, since, until string, eval func(*audit.Event, []byte, string) error) (err error) {
-	sel := local.Selection{NeedEvent: true}
+func detectStore(cmd *cobra.Command, eng *engine.Engine, nsf *nsFlags, dir string, lo, hi int64, eval func(*audit.Event, []byte, string) error) (err error) {
+	sel := local.Selection{NeedEvent: true, Since: lo, Until: hi}
 	// Only the events some rule could act on are read: the store's
 	// indexes answer most of the rules' conditions.
 	f, any := eng.Candidates()
@@ -180,12 +197,6 @@ func detectStore(cmd *cobra.Command, eng *engine.Engine, nsf *nsFlags, dir, sinc
 		return nil
 	}
 	if sel.Filter, err = nsf.apply(f, time.Now()); err != nil {
-		return err
-	}
-	if sel.Since, err = parseTimeFlag("--since", since); err != nil {
-		return err
-	}
-	if sel.Until, err = parseTimeFlag("--until", until); err != nil {
 		return err
 	}
 	r, err := local.OpenReader(dir)

@@ -73,7 +73,7 @@ func TestRecordedIncidentGolden(t *testing.T) {
 		want []string
 	}{
 		{"timeline", []string{"timeline"}, 0, []string{
-			`^TIME +WHAT HAPPENED +AUDIT ID$`,
+			`^RECEIVED +WHAT HAPPENED +AUDIT ID$`,
 			`00:33:00.461Z +admin created namespace production `,
 			`attacker was denied list secrets in production 6 times in 217 ms +b8a5365b-ec75-4678-a7dd-14b357f9c441 \+5$`,
 			`system:anonymous was denied list secrets in production 2 times in 10 ms `,
@@ -90,7 +90,7 @@ func TestRecordedIncidentGolden(t *testing.T) {
 			`^454 requests by the control plane hidden; --include-system shows them$`,
 		}},
 		{"timeline-wide", []string{"timeline", "-o", "wide", "--user", "attacker"}, 0, []string{
-			`^TIME +LAST +USER +AS +VERB +RESULT +COUNT +WHAT HAPPENED +PEERS +AUDIT IDS$`,
+			`^RECEIVED +LAST +USER +AS +VERB +RESULT +COUNT +WHAT HAPPENED +PEERS +AUDIT IDS$`,
 			`00:33:01.657Z +2026-12-05T00:33:01.875Z +attacker +- +list +403 forbid +6 +attacker was denied list secrets in production 6 times in 217 ms +127.0.0.1 +b8a5365b-ec75-4678-a7dd-14b357f9c441,`,
 			` admin +- +create +201 allow +1 +admin created clusterrolebinding backdoor granting cluster-admin to attacker `,
 			` admin +attacker +get +200 allow +1 +admin as attacker read secret db-creds in production `,
@@ -114,7 +114,7 @@ func TestRecordedIncidentGolden(t *testing.T) {
 			`^\{"time":"2026-12-05T00:33:01.917.*"sentence":"attacker was denied list pods in production"\}$`,
 		}},
 		{"who", []string{"who", "list", "secrets", "-n", "production"}, 0, []string{
-			`^TIME +USER +GROUPS +AS +SOURCE IPS `,
+			`^RECEIVED +USER +GROUPS +AS +SOURCE IPS `,
 			` attacker +,system:authenticated +- +127.0.0.1\(peer\) .* 403 forbid$`,
 			` system:anonymous +system:unauthenticated +- +127.0.0.1\(peer\) +curl/7.88.1 .* 403 forbid$`,
 			` admin +system:masters,system:authenticated +developer +127.0.0.1\(peer\) .* 403 forbid$`,
@@ -128,7 +128,7 @@ func TestRecordedIncidentGolden(t *testing.T) {
 			`^admin +system:serviceaccount:production:default +1 +403\(1\) `,
 		}},
 		{"rbac", []string{"rbac"}, 0, []string{
-			`^TIME +USER +AS +VERB +KIND +NAMESPACE +NAME +ROLE REF +SUBJECTS +RESULT +FLAGS$`,
+			`^RECEIVED +USER +AS +VERB +KIND +NAMESPACE +NAME +ROLE REF +SUBJECTS +RESULT +FLAGS$`,
 			` admin +- +create +ClusterRoleBinding +- +backdoor +ClusterRole/cluster-admin +User/attacker +201 allow +! cluster-admin$`,
 			` attacker +- +delete +ClusterRoleBinding +- +backdoor `,
 			`^[0-9]+ requests by the control plane hidden; --include-system shows them$`,

@@ -24,25 +24,28 @@ import (
 
 // invFlags are the flags every investigation takes.
 type invFlags struct {
-	dir, since, until, output, where string
-	limit                            int
-	includeSystem                    bool
-	remote                           remoteFlags
+	dir, output, where string
+	limit              int
+	tf                 timeFlags
+	includeSystem      bool
+	remote             remoteFlags
 	// nsf is -n/-A, for the investigations that do not take a namespace
 	// of their own (who and history name the object's).
 	nsf nsFlags
 }
 
-// register adds the flags; timeline commands also get --limit.
+// register adds the flags; --limit keeps the most recent rows of a
+// timeline, the first groups of a grouped report.
 func (f *invFlags) register(cmd *cobra.Command, timeline bool) {
 	addDataFlag(cmd, &f.dir)
 	f.remote.add(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&f.since, "since", "", "only events at or after this time: RFC 3339, or a duration ago such as 2h or 7d")
-	fl.StringVar(&f.until, "until", "", "only events before this time: RFC 3339, or a duration ago")
+	f.tf.add(cmd)
 	fl.StringVar(&f.where, "where", "", `more conditions in the filter language, e.g. 'user!~"^system:"' (docs/query.md)`)
 	if cmd.Name() != "who" && cmd.Name() != "history" { // theirs is the object's namespace
 		f.nsf.add(cmd)
+	} else {
+		fl.BoolVarP(&f.nsf.all, "all-namespaces", "A", false, "objects in every namespace: the default without -n, accepted for kubectl habits")
 	}
 	if cmd.Name() != "who" {
 		fl.BoolVar(&f.includeSystem, "include-system", false, "also show the control plane's own requests (system:apiserver, system:kube-controller-manager, system:kube-scheduler, system:node:*, system:serviceaccount:kube-system:*), hidden by default unless denied")
@@ -53,6 +56,8 @@ func (f *invFlags) register(cmd *cobra.Command, timeline bool) {
 			out += "; wide also prints one row per event (stage) instead of per request"
 		}
 		fl.IntVar(&f.limit, "limit", 0, "print only the most recent N rows; 0 means all")
+	} else {
+		fl.IntVar(&f.limit, "limit", 0, "print only the first N rows, the most important (they come first); 0 means all")
 	}
 	fl.StringVarP(&f.output, "output", "o", "table", out)
 }
@@ -91,15 +96,11 @@ func (f *invFlags) run(ctx context.Context, e *env, name string, p url.Values) (
 	}
 	// Times go as the absolute times they mean here, so that a server
 	// reads "2h ago" as this command does.
-	for _, t := range []struct{ flag, param, v string }{{"--since", "since", f.since}, {"--until", "until", f.until}} {
-		us, err := parseTimeFlag(t.flag, t.v)
-		if err != nil {
-			return err
-		}
-		if us != 0 {
-			p.Set(t.param, time.UnixMicro(us).UTC().Format(time.RFC3339Nano))
-		}
+	lo, hi, err := f.tf.bounds(now)
+	if err != nil {
+		return err
 	}
+	setTimeParams(p, lo, hi)
 	if f.limit != 0 {
 		p.Set("limit", strconv.Itoa(f.limit))
 	}
@@ -143,6 +144,10 @@ func (f *invFlags) run(ctx context.Context, e *env, name string, p url.Values) (
 
 const invCommon = `
 
+Times: RECEIVED is when the API server received the request
+(requestReceivedTimestamp); TIME, in who -o wide as in query, is the
+event's stageTimestamp, which --since and --until compare with; FIRST and
+LAST are the first and last RECEIVED of a group.
 Every investigation takes --since/--until, --where FILTER (more conditions
 in the filter language, docs/query.md) and -o table|wide|json|jsonl. It
 reads the --data folder, or asks a running kubetrail serve with --server URL
@@ -193,6 +198,9 @@ take '*' globs. Without -n every namespace is searched.` + invCommon,
 				p.Set("name", args[2])
 			}
 			if ns != "" {
+				if f.nsf.all {
+					return fmt.Errorf("-n %s and -A: choose one namespace or all", ns)
+				}
 				p.Set("namespace", ns)
 			}
 			return f.run(cmd.Context(), e, "who", p)
@@ -260,6 +268,9 @@ RESOURCE takes the same names as for who (secret, cm, deploy, ...).` + invCommon
 				return fmt.Errorf("%q: history needs an object name, as RESOURCE/NAME (a '*' glob follows several)", args[0])
 			}
 			if ns != "" {
+				if f.nsf.all {
+					return fmt.Errorf("-n %s and -A: choose one namespace or all", ns)
+				}
 				p.Set("namespace", ns)
 			}
 			return f.run(cmd.Context(), e, "history", p)

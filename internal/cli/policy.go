@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/policy"
@@ -30,7 +33,7 @@ such as omitStage), with file:line:column and a suggestion.`,
 func policyEvalCmd(e *env) *cobra.Command {
 	var policyFile, requestsFile, logFile string
 	cmd := &cobra.Command{
-		Use:   "eval --policy FILE (--requests FILE.jsonl | --from-log audit.log)",
+		Use:   "eval POLICY (--requests FILE.jsonl | --from-log audit.log)",
 		Short: "Decide the audit level of requests, one JSON line in, one out",
 		Long: `eval reads requests, one JSON object per line, and writes for each, in the
 same order, what the policy decides: the level, the stages no event is
@@ -51,20 +54,29 @@ and recorded level.
 
 A line that is not a valid request is reported on stderr as FILE:LINE and
 answered with {"line":N,"error":"..."} in its place; the exit status is then 1.
-Use - for standard input.`,
-		Example: `  kubetrail policy eval --policy audit-policy.yaml --requests requests.jsonl
+Use - for standard input, for the policy or for the requests (not both).
+POLICY was --policy FILE, which still works.`,
+		Example: `  kubetrail policy eval audit-policy.yaml --requests requests.jsonl
   echo '{"user":"alice","verb":"get","resource":"secrets","namespace":"prod","name":"db"}' |
-    kubetrail policy eval --policy audit-policy.yaml --requests -
-  kubetrail policy eval --policy audit-policy.yaml --from-log /var/log/kubernetes/audit/audit.log`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if policyFile == "" {
-				return errors.New("--policy is required")
+    kubetrail policy eval audit-policy.yaml --requests -
+  kubetrail policy eval audit-policy.yaml --from-log /var/log/kubernetes/audit/audit.log`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			policyFile, err := fileArg(e, args, "--policy", policyFile)
+			if err != nil {
+				return err
 			}
 			if (requestsFile == "") == (logFile == "") {
 				return errors.New("give exactly one of --requests and --from-log")
 			}
-			p, err := policy.LoadFile(policyFile)
+			if policyFile == "-" && (requestsFile == "-" || logFile == "-") {
+				return errors.New("the policy and the requests cannot both come from standard input")
+			}
+			src, err := readFileArg(policyFile, e.stdin)
+			if err != nil {
+				return fmt.Errorf("policy file: %w", err)
+			}
+			p, err := policy.Load(sourceName(policyFile), src)
 			if err != nil {
 				var list policy.ErrorList
 				if errors.As(err, &list) {
@@ -96,6 +108,7 @@ Use - for standard input.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&policyFile, "policy", "", "audit policy file (YAML or JSON)")
+	deprecateFileFlag(cmd, "policy")
 	f.StringVar(&requestsFile, "requests", "", "requests as JSON lines, or - for stdin")
 	f.StringVar(&logFile, "from-log", "", "take the requests from a recorded audit log (JSON lines, plain or gzip), or - for stdin")
 	return cmd
@@ -131,8 +144,9 @@ func policyInitCmd(e *env) *cobra.Command {
                secrets/configmaps/tokens at Metadata
 
 Every profile omits the RequestReceived stage and never logs secret values.
-Without -o the policy goes to standard output; -o does not overwrite an
-existing file unless --force is given.`,
+Without -o the policy goes to standard output; -o FILE writes FILE (not a
+format: -o yaml is refused), and does not overwrite an existing file unless
+--force is given.`,
 		Example: `  kubetrail policy init --profile recommended -o /etc/kubernetes/audit-policy.yaml
   kubetrail policy init --profile cks | less`,
 		Args: cobra.NoArgs,
@@ -144,6 +158,11 @@ existing file unless --force is given.`,
 			if out == "" || out == "-" {
 				_, err := e.stdout.Write(data)
 				return err
+			}
+			if slices.Contains(outputFormats, out) {
+				// Elsewhere -o is a format: "-o yaml" here once wrote a
+				// file named yaml.
+				return fmt.Errorf("-o %q: policy init's -o names the file to write (the policy is always YAML, on standard output without -o); write ./%s for a file of that name", out, out)
 			}
 			flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 			if force {
@@ -177,11 +196,12 @@ existing file unless --force is given.`,
 func policyExplainCmd(e *env) *cobra.Command {
 	var (
 		policyFile, user, verb, resource, apiGroup, namespace, name, url string
+		output                                                           string
 		groups                                                           []string
 		unauth                                                           bool
 	)
 	cmd := &cobra.Command{
-		Use:   "explain --policy FILE (--user U [--group G]... | --unauthenticated) (--verb V --resource RES[/SUB] [-n NS] [--name X] | --url PATH)",
+		Use:   "explain POLICY (--user U [--group G]... | --unauthenticated) (--verb V --resource RES[/SUB] [-n NS] [--name X] | --url PATH)",
 		Short: "Say which rule decides one request's audit level, and why the earlier ones do not",
 		Long: `explain decides the audit level of one request, given by flags, and shows
 the rule that matched, quoted from the file with its line numbers, the level,
@@ -194,16 +214,25 @@ namespaces, resources (group, resource, resourceNames), nonResourceURLs.
 --resource takes RES, RES/SUB, or kubectl's RES.GROUP form
 (deployments.apps, clusterrolebindings.rbac.authorization.k8s.io/status);
 without a group the request is in the core group, unless --api-group says
-otherwise. For --url the verb is the lowercase HTTP method (default get).`,
-		Example: `  kubetrail policy explain --policy audit-policy.yaml --user alice --group dev \
+otherwise. For --url the verb is the lowercase HTTP method (default get).
+
+POLICY is a file, or - for standard input (--policy FILE, the old form,
+still works). -o json and -o yaml print the same as fields: request, rule
+(-1 when none matched), ruleLine, ruleText, level, omitStages,
+omitManagedFields and misses (rule, line, criterion, reason).`,
+		Example: `  kubetrail policy explain audit-policy.yaml --user alice --group dev \
     --verb create --resource pods/exec -n prod --name web
-  kubetrail policy explain --policy audit-policy.yaml --user bob --verb create \
-    --resource deployments.apps -n dev
-  kubetrail policy explain --policy audit-policy.yaml --unauthenticated --url /healthz`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if policyFile == "" {
-				return errors.New("--policy is required")
+  kubetrail policy explain audit-policy.yaml --user bob --verb create \
+    --resource deployments.apps -n dev -o json
+  kubetrail policy init | kubetrail policy explain - --unauthenticated --url /healthz`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			policyFile, err := fileArg(e, args, "--policy", policyFile)
+			if err != nil {
+				return err
+			}
+			if !slices.Contains([]string{"text", "json", "yaml"}, output) {
+				return fmt.Errorf("-o %q: want text, json or yaml", output)
 			}
 			if (resource == "") == (url == "") {
 				return errors.New("give exactly one of --resource and --url")
@@ -217,11 +246,11 @@ otherwise. For --url the verb is the lowercase HTTP method (default get).`,
 			if url != "" && (namespace != "" || name != "" || apiGroup != "") {
 				return errors.New("-n, --name and --api-group apply to --resource, not --url")
 			}
-			src, err := os.ReadFile(policyFile)
+			src, err := readFileArg(policyFile, e.stdin)
 			if err != nil {
 				return fmt.Errorf("policy file: %w", err)
 			}
-			p, err := policy.Load(policyFile, src)
+			p, err := policy.Load(sourceName(policyFile), src)
 			if err != nil {
 				var list policy.ErrorList
 				if errors.As(err, &list) {
@@ -248,12 +277,18 @@ otherwise. For --url the verb is the lowercase HTTP method (default get).`,
 					return fmt.Errorf("--resource %q: no resource", resource)
 				}
 			}
-			printExplanation(e.stdout, policyFile, r, policy.Explain(p, src, r))
+			x := policy.Explain(p, src, r)
+			if output != "text" {
+				return writeExplanation(e.stdout, output, r, x)
+			}
+			printExplanation(e.stdout, sourceName(policyFile), r, x)
 			return nil
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&policyFile, "policy", "", "audit policy file (YAML or JSON)")
+	deprecateFileFlag(cmd, "policy")
+	f.StringVarP(&output, "output", "o", "text", "text, json or yaml")
 	f.StringVar(&user, "user", "", "authenticated user name")
 	f.StringArrayVar(&groups, "group", nil, "a group of the user (repeat for more)")
 	f.BoolVar(&unauth, "unauthenticated", false, "the request carries no user information")
@@ -264,6 +299,79 @@ otherwise. For --url the verb is the lowercase HTTP method (default get).`,
 	f.StringVar(&name, "name", "", "object name (none: list, watch of a collection, or create)")
 	f.StringVar(&url, "url", "", "non-resource URL path, such as /healthz")
 	return cmd
+}
+
+// outputFormats are the values -o takes as a format in some command.
+var outputFormats = []string{"table", "wide", "json", "jsonl", "yaml", "csv", "text", "falco"}
+
+// explanation is what policy explain -o json|yaml prints.
+type explanation struct {
+	Request           explainedRequest `json:"request" yaml:"request"`
+	Rule              int              `json:"rule" yaml:"rule"`
+	RuleLine          int              `json:"ruleLine,omitempty" yaml:"ruleLine,omitempty"`
+	RuleText          []string         `json:"ruleText,omitempty" yaml:"ruleText,omitempty"`
+	Level             string           `json:"level" yaml:"level"`
+	OmitStages        []string         `json:"omitStages" yaml:"omitStages"`
+	OmitManagedFields bool             `json:"omitManagedFields" yaml:"omitManagedFields"`
+	Misses            []explainedMiss  `json:"misses" yaml:"misses"`
+}
+
+type explainedRequest struct {
+	User            string   `json:"user,omitempty" yaml:"user,omitempty"`
+	Groups          []string `json:"groups,omitempty" yaml:"groups,omitempty"`
+	Unauthenticated bool     `json:"unauthenticated,omitempty" yaml:"unauthenticated,omitempty"`
+	Verb            string   `json:"verb" yaml:"verb"`
+	APIGroup        string   `json:"apiGroup,omitempty" yaml:"apiGroup,omitempty"`
+	Resource        string   `json:"resource,omitempty" yaml:"resource,omitempty"`
+	Subresource     string   `json:"subresource,omitempty" yaml:"subresource,omitempty"`
+	Namespace       string   `json:"namespace,omitempty" yaml:"namespace,omitempty"`
+	Name            string   `json:"name,omitempty" yaml:"name,omitempty"`
+	URL             string   `json:"url,omitempty" yaml:"url,omitempty"`
+}
+
+type explainedMiss struct {
+	Rule      int    `json:"rule" yaml:"rule"`
+	Line      int    `json:"line,omitempty" yaml:"line,omitempty"`
+	Criterion string `json:"criterion" yaml:"criterion"`
+	Reason    string `json:"reason" yaml:"reason"`
+}
+
+// writeExplanation writes x as JSON or YAML (format).
+func writeExplanation(w io.Writer, format string, r *policy.Request, x *policy.Explanation) error {
+	d := x.Decision
+	out := explanation{Rule: d.Rule, Level: string(d.Level), OmitStages: []string{}, OmitManagedFields: d.OmitManagedFields, Misses: []explainedMiss{}}
+	out.Request = explainedRequest{Verb: r.Verb, Namespace: r.Namespace, Name: r.Name, Unauthenticated: r.User == nil}
+	if r.User != nil {
+		out.Request.User, out.Request.Groups = r.User.Name, r.User.Groups
+	}
+	if r.ResourceRequest {
+		out.Request.APIGroup, out.Request.Resource, out.Request.Subresource = r.APIGroup, r.Resource, r.Subresource
+	} else {
+		out.Request.URL = r.Path
+	}
+	for _, st := range d.OmitStages {
+		out.OmitStages = append(out.OmitStages, string(st))
+	}
+	for i, l := range x.Lines {
+		if i == 0 {
+			out.RuleLine = l.Line
+		}
+		out.RuleText = append(out.RuleText, l.Text)
+	}
+	for _, m := range x.Misses {
+		out.Misses = append(out.Misses, explainedMiss{Rule: m.Rule, Line: m.Pos.Line, Criterion: m.Criterion, Reason: m.Reason})
+	}
+	if format == "yaml" {
+		enc := yaml.NewEncoder(w)
+		enc.SetIndent(2)
+		if err := enc.Encode(&out); err != nil {
+			return err
+		}
+		return enc.Close()
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(&out)
 }
 
 // printExplanation writes x for people.

@@ -17,7 +17,7 @@ func policyCheckCmd(e *env) *cobra.Command {
 		strict bool
 	)
 	cmd := &cobra.Command{
-		Use:   "check FILE",
+		Use:   "check FILE|-",
 		Short: "Find errors and security problems in an audit policy",
 		Long: `check loads an audit policy strictly (unknown or misspelled fields, wrong
 types and invalid values are errors with file:line:column, as the API server's
@@ -51,12 +51,17 @@ such fields or has errors, and with --strict also when it has warnings.`,
 			// Lint what the API server would apply: a field it ignores is
 			// reported, and the rest of the policy is still checked, so a
 			// typo cannot hide a secret leak behind it.
-			p, ignored, err := policy.LoadFileAsAPIServer(args[0])
+			src, err := readFileArg(args[0], e.stdin)
+			if err != nil {
+				return fmt.Errorf("policy file: %w", err)
+			}
+			name := sourceName(args[0])
+			p, ignored, err := policy.LoadAsAPIServer(name, src)
 			if err != nil {
 				var list policy.ErrorList
 				if errors.As(err, &list) || output == "text" {
 					if output == "json" {
-						json.NewEncoder(e.stdout).Encode(map[string]any{"file": args[0], "errors": err.Error()})
+						json.NewEncoder(e.stdout).Encode(map[string]any{"file": name, "errors": err.Error()})
 					} else {
 						fmt.Fprintln(e.stderr, err)
 					}
@@ -82,7 +87,7 @@ such fields or has errors, and with --strict also when it has warnings.`,
 				if findings == nil {
 					findings = []policy.Finding{}
 				}
-				ans := map[string]any{"file": args[0], "findings": findings}
+				ans := map[string]any{"file": name, "findings": findings}
 				if len(ignoredMsgs) > 0 {
 					ans["errors"] = strings.Join(ignoredMsgs, "\n")
 				}
@@ -92,12 +97,12 @@ such fields or has errors, and with --strict also when it has warnings.`,
 					fmt.Fprintln(e.stdout, m)
 				}
 				if len(ignoredMsgs) > 0 {
-					fmt.Fprintf(e.stdout, "%s: the API server would load this policy without the %s above; what it would apply is checked below\n", args[0], plural(len(ignoredMsgs), "field", "fields"))
+					fmt.Fprintf(e.stdout, "%s: the API server would load this policy without the %s above; what it would apply is checked below\n", name, plural(len(ignoredMsgs), "field", "fields"))
 				}
 				for _, f := range findings {
-					where := args[0]
+					where := name
 					if f.Line > 0 {
-						where = fmt.Sprintf("%s:%d", args[0], f.Line)
+						where = fmt.Sprintf("%s:%d", name, f.Line)
 					}
 					rule := "policy"
 					if f.Rule >= 0 {
@@ -105,7 +110,7 @@ such fields or has errors, and with --strict also when it has warnings.`,
 					}
 					fmt.Fprintf(e.stdout, "%s: %s: %s (%s): %s\n    fix: %s\n", where, f.Severity, f.Code, rule, f.Message, f.Fix)
 				}
-				fmt.Fprintf(e.stdout, "%s: %s, %s, %s, %s\n", args[0], plural(len(p.Rules), "rule", "rules"), plural(errs+len(ignored), "error", "errors"),
+				fmt.Fprintf(e.stdout, "%s: %s, %s, %s, %s\n", name, plural(len(p.Rules), "rule", "rules"), plural(errs+len(ignored), "error", "errors"),
 					plural(warns, "warning", "warnings"), plural(len(findings)-errs-warns, "note", "notes"))
 			}
 			if errs > 0 || len(ignored) > 0 || (strict && warns > 0) {

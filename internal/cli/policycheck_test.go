@@ -66,8 +66,23 @@ func TestSimulateShortRecording(t *testing.T) {
 	log := incidentLog(t) // 81 seconds of events
 	policyFile := filepath.Join(t.TempDir(), "p.yaml")
 	os.WriteFile(policyFile, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n"), 0o600)
-	code, out, _ := run("policy", "simulate", policyFile, "--log", log)
-	if code != 0 || !strings.Contains(out, "less than an hour: the per-day figures are not projected") || !strings.Contains(out, "-/day") || strings.Contains(out, "B/day") {
-		t.Errorf("exit %d:\n%s", code, out)
+	code, out, errOut := run("policy", "simulate", policyFile, "--log", log)
+	if code != 0 || !strings.Contains(errOut, "less than an hour: the per-day figures are not projected") || !strings.Contains(out, "over 1 minute 20 seconds") || !strings.Contains(out, "-/day") || strings.Contains(out, "B/day") {
+		t.Errorf("exit %d, stderr %q:\n%s", code, errOut, out)
+	}
+	// The SECRETS sample names each kind of request once, with a count.
+	// (Mutation caught: one example line per exposed event.)
+	os.WriteFile(policyFile, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: RequestResponse\n"), 0o600)
+	_, out, _ = run("policy", "simulate", policyFile, "--log", log)
+	i := strings.Index(out, "SECRETS:")
+	if i < 0 {
+		t.Fatalf("no SECRETS sample:\n%s", out)
+	}
+	seen := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(out[i:]), "\n")[1:] {
+		if seen[l] {
+			t.Errorf("the SECRETS sample repeats %q:\n%s", l, out)
+		}
+		seen[l] = true
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -33,11 +34,13 @@ treat differently, most frequent first.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var ps [2]*policy.Policy
+			if args[0] == "-" && args[1] == "-" || (args[0] == "-" || args[1] == "-") && slices.Contains(logs, "-") {
+				return fmt.Errorf("only one input can come from standard input (-)")
+			}
 			for i, f := range args {
-				p, err := policy.LoadFile(f)
+				p, err := loadPolicyArg(e, f)
 				if err != nil {
-					fmt.Fprintln(e.stderr, err)
-					return exitCode(1)
+					return err
 				}
 				ps[i] = p
 			}

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -42,14 +43,10 @@ those events are counted as "unknown" and their size is a lower bound.`,
 			if (len(logs) == 0) == (dir == "") {
 				return fmt.Errorf("give recorded events with --log FILE... or --data DIR (one of them)")
 			}
-			load := func(path string) (*policy.Policy, error) {
-				p, err := policy.LoadFile(path)
-				if err != nil {
-					fmt.Fprintln(e.stderr, err)
-					return nil, exitCode(1)
-				}
-				return p, nil
+			if (args[0] == "-" || baseline == "-") && (slices.Contains(logs, "-") || args[0] == baseline) {
+				return fmt.Errorf("only one input can come from standard input (-)")
 			}
+			load := func(path string) (*policy.Policy, error) { return loadPolicyArg(e, path) }
 			cand, err := load(args[0])
 			if err != nil {
 				return err
@@ -131,7 +128,7 @@ func printSimulation(e *env, names []string, sims []*policy.Simulator, skipped i
 	// printing it as a figure to plan disks with.
 	shortLog := span < time.Hour
 	if shortLog {
-		fmt.Fprintf(e.stdout, "warning: the recording covers %s, less than an hour: the per-day figures are not projected (record at least a few hours, ideally a day, for them)\n", recordingLength(span))
+		fmt.Fprintf(e.stderr, "kubetrail: warning: the recording covers %s, less than an hour: the per-day figures are not projected (record at least a few hours, ideally a day, for them)\n", recordingLength(span))
 	}
 	for k, sim := range sims {
 		s := &sim.Sim
@@ -169,18 +166,26 @@ func printSimulation(e *env, names []string, sims []*policy.Simulator, skipped i
 		if s.SecretsExposed > 0 {
 			fmt.Fprintf(e.stdout, "  SECRETS: %d events on secrets, configmaps or tokens would be logged with their contents, for example:\n", s.SecretsExposed)
 			for _, ex := range s.Examples {
-				fmt.Fprintf(e.stdout, "    %s\n", escape.Line(ex))
+				times := ""
+				if ex.Count > 1 {
+					times = fmt.Sprintf(" (%d times)", ex.Count)
+				}
+				fmt.Fprintf(e.stdout, "    %s%s\n", escape.Line(ex.What), times)
 			}
 		}
 	}
 }
 
 // recordingLength says how long a recording is, in the largest unit that
-// reads well: 6.2 seconds, 45 minutes, 3.5 hours, 2.0 days.
+// reads well: 6.2 seconds, 1 minute 21 seconds, 45 minutes, 3.5 hours,
+// 2.0 days.
 func recordingLength(d time.Duration) string {
 	switch {
 	case d < time.Minute:
 		return fmt.Sprintf("%.1f seconds", d.Seconds())
+	case d < 10*time.Minute:
+		m, sec := int(d/time.Minute), int(d%time.Minute/time.Second)
+		return plural(m, "minute", "minutes") + " " + plural(sec, "second", "seconds")
 	case d < time.Hour:
 		return fmt.Sprintf("%.0f minutes", d.Minutes())
 	case d < 48*time.Hour:

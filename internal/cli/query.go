@@ -22,22 +22,24 @@ import (
 	"github.com/kubetrail/kubetrail/internal/jq"
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/store/local"
+	"github.com/kubetrail/kubetrail/internal/timespec"
 )
 
 func queryCmd(e *env) *cobra.Command {
 	var (
-		dir                    string
-		since, until, from, to string
-		output, sortBy         string
-		limit                  int
-		count                  bool
-		follow                 bool
-		jqSrc                  string
-		rawOutput              bool
-		jqLimits               = jq.Limits{Timeout: jq.DefaultTimeout, MaxMemory: jq.DefaultMaxMemory}
-		jqMaxMemory            string
-		remote                 remoteFlags
-		nsf                    nsFlags
+		dir            string
+		tf             timeFlags
+		from, to       string
+		output, sortBy string
+		limit          int
+		count          bool
+		follow         bool
+		jqSrc          string
+		rawOutput      bool
+		jqLimits       = jq.Limits{Timeout: jq.DefaultTimeout, MaxMemory: jq.DefaultMaxMemory}
+		jqMaxMemory    string
+		remote         remoteFlags
+		nsf            nsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "query [FILTER]",
@@ -151,16 +153,14 @@ and a message naming the flag to raise. 0 turns a limit off.`,
 			} else if rawOutput {
 				return fmt.Errorf("-r applies to --jq output only")
 			}
+			sinceName, untilName := "--since", "--until"
 			if from != "" {
-				since = from
+				tf.since, sinceName = from, "--from"
 			}
 			if to != "" {
-				until = to
+				tf.until, untilName = to, "--to"
 			}
-			if sel.Since, err = parseTimeFlag("--since", since); err != nil {
-				return err
-			}
-			if sel.Until, err = parseTimeFlag("--until", until); err != nil {
+			if sel.Since, sel.Until, err = timespec.Range(sinceName, tf.since, untilName, tf.until, now); err != nil {
 				return err
 			}
 			out, err := newPrinter(output, e.stdout)
@@ -181,7 +181,7 @@ and a message naming the flag to raise. 0 turns a limit off.`,
 				sortBy = "stored" // the log's order, as jq over the log
 			}
 			if remote.url != "" {
-				return remoteQuery(cmd.Context(), e, &remote, src, since, until, sortBy, limit, follow, count, out)
+				return remoteQuery(cmd.Context(), e, &remote, src, sel.Since, sel.Until, sortBy, limit, follow, count, out)
 			}
 			if follow {
 				return followLocal(cmd.Context(), dir, sel, out)
@@ -233,8 +233,7 @@ and a message naming the flag to raise. 0 turns a limit off.`,
 	}
 	addDataFlag(cmd, &dir)
 	f := cmd.Flags()
-	f.StringVar(&since, "since", "", "only events at or after this time: RFC 3339, or a duration ago such as 2h or 7d")
-	f.StringVar(&until, "until", "", "only events before this time: RFC 3339, or a duration ago")
+	tf.add(cmd)
 	f.StringVar(&from, "from", "", "same as --since")
 	f.StringVar(&to, "to", "", "same as --until")
 	f.StringVarP(&output, "output", "o", "table", "table, wide, json, jsonl, yaml or csv")

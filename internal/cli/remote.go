@@ -99,17 +99,9 @@ type remoteLine struct {
 }
 
 // remoteQuery runs query against a server's /api/v1/events.
-func remoteQuery(ctx context.Context, e *env, r *remoteFlags, src, since, until, sortBy string, limit int, follow, count bool, out *printer) error {
+func remoteQuery(ctx context.Context, e *env, r *remoteFlags, src string, since, until int64, sortBy string, limit int, follow, count bool, out *printer) error {
 	q := url.Values{"filter": {src}, "envelope": {"1"}, "sort": {sortBy}}
-	for k, v := range map[string]string{"since": since, "until": until} {
-		if v == "" {
-			continue
-		}
-		if d, err := parseDuration(v); err == nil {
-			v = d.String()
-		}
-		q.Set(k, v)
-	}
+	setTimeParams(q, since, until)
 	if limit > 0 && out.jq == nil { // --jq limits results, not events
 		q.Set("limit", strconv.Itoa(limit))
 	}

@@ -56,6 +56,12 @@ func defaultDataDir() string {
 // Main runs the CLI and returns the exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	return execute(e, newRoot(e, args))
+}
+
+// newRoot builds the command tree, reading and writing e's streams; the
+// conventions test walks it.
+func newRoot(e *env, args []string) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kubetrail",
 		Short: "Kubernetes audit logging, end to end",
@@ -76,9 +82,9 @@ Start here:
 		Version:       thisBuild().String(),
 	}
 	root.SetArgs(args)
-	root.SetIn(stdin)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetIn(e.stdin)
+	root.SetOut(e.stdout)
+	root.SetErr(e.stderr)
 	root.PersistentFlags().StringVar(&e.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().BoolVar(&e.logJSON, "log-json", false, "write logs as JSON lines")
 	root.AddCommand(serveCmd(e), importCmd(e), tailCmd(e), exportCmd(e), queryCmd(e), statsCmd(e), setupCmd(e), timelineCmd(e), whoCmd(e), activityCmd(e), historyCmd(e), secretsCmd(e), execsCmd(e), deniedCmd(e), rbacCmd(e), fromCmd(e))
@@ -86,7 +92,12 @@ Start here:
 	// --version prints the same line as the version command.
 	root.SetVersionTemplate("{{.Version}}\n")
 	strictCommands(root)
+	return root
+}
 
+// execute runs root and returns the exit code.
+func execute(e *env, root *cobra.Command) int {
+	stderr := e.stderr
 	// KUBETRAIL_CPUPROFILE=FILE writes a CPU profile, for performance work.
 	if path := os.Getenv("KUBETRAIL_CPUPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil {

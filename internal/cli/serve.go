@@ -17,6 +17,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/ingest"
 	"github.com/kubetrail/kubetrail/internal/server"
 	"github.com/kubetrail/kubetrail/internal/store/local"
+	"github.com/kubetrail/kubetrail/internal/timespec"
 )
 
 func serveCmd(e *env) *cobra.Command {
@@ -91,8 +92,11 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 			cfg.Webhook.Limits = audit.Limits{MaxEventBytes: maxEvent}
 			var ret local.Retention
 			if retention != "" {
-				d, err := parseDuration(retention)
-				if err != nil || d <= 0 {
+				d, err := timespec.ParseDuration(retention)
+				if err != nil {
+					return fmt.Errorf("--retention %q: %w", retention, err)
+				}
+				if d <= 0 {
 					return fmt.Errorf("--retention %q: want a duration such as 90d or 720h", retention)
 				}
 				ret.MaxAge = d

@@ -27,7 +27,7 @@ func setupCheckCmd(e *env) *cobra.Command {
 		noHost                 bool
 	)
 	cmd := &cobra.Command{
-		Use:   "check --manifest FILE",
+		Use:   "check [MANIFEST]",
 		Short: "Report every audit misconfiguration in the kube-apiserver static-pod manifest",
 		Long: `check reads the kube-apiserver static-pod manifest and reports, with
 FILE:LINE:COLUMN and a fix, what would stop auditing from working: a volume
@@ -38,18 +38,31 @@ fit, no rotation flags, and auditing not enabled at all.
 
 The policy file and the webhook kubeconfig are also looked up on this host
 (under --root, "/" by default); a missing file is only a warning, as the
-manifest may be checked on another machine. The exit status is 1 when any finding is an error.`,
-		Example: `  kubetrail setup check --manifest /etc/kubernetes/manifests/kube-apiserver.yaml
-  kubetrail setup check --manifest kube-apiserver.yaml --root /mnt/node1 -o json`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if manifest == "" {
-				return errors.New("--manifest is required")
+manifest may be checked on another machine. The exit status is 1 when any finding is an error.
+
+MANIFEST is a file, or - for standard input; without it, the kubeadm
+path ` + defaultManifest + `. (--manifest FILE, the old form, still works.)`,
+		Example: `  kubetrail setup check /etc/kubernetes/manifests/kube-apiserver.yaml
+  kubetrail setup check kube-apiserver.yaml --root /mnt/node1 -o json
+  ssh node1 cat /etc/kubernetes/manifests/kube-apiserver.yaml | kubetrail setup check - --no-host`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 && manifest == "" {
+				manifest = defaultManifest
+			}
+			manifest, err := fileArg(e, args, "--manifest", manifest)
+			if err != nil {
+				return err
 			}
 			if output != "" && output != "text" && output != "json" {
 				return fmt.Errorf("-o %q: want text or json", output)
 			}
-			fs, err := setup.CheckManifestFile(manifest, setup.CheckOptions{Root: root, NoHost: noHost})
+			data, err := readFileArg(manifest, e.stdin)
+			if err != nil {
+				return err
+			}
+			manifest = sourceName(manifest)
+			fs, err := setup.CheckManifest(manifest, data, setup.CheckOptions{Root: root, NoHost: noHost})
 			if err != nil {
 				return err
 			}
@@ -77,12 +90,16 @@ manifest may be checked on another machine. The exit status is 1 when any findin
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&manifest, "manifest", "/etc/kubernetes/manifests/kube-apiserver.yaml", "the kube-apiserver static-pod manifest")
+	f.StringVar(&manifest, "manifest", "", "the kube-apiserver static-pod manifest")
+	deprecateFileFlag(cmd, "manifest")
 	f.StringVar(&root, "root", "/", "folder the host's paths (the policy file) are looked up under")
 	f.BoolVar(&noHost, "no-host", false, "do not look at the host's files")
 	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }
+
+// defaultManifest is where kubeadm writes the kube-apiserver's manifest.
+const defaultManifest = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 
 func webhookConfigCmd(e *env) *cobra.Command {
 	var (

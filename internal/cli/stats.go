@@ -21,20 +21,21 @@ import (
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/server"
 	"github.com/kubetrail/kubetrail/internal/store/local"
+	"github.com/kubetrail/kubetrail/internal/timespec"
 )
 
 func statsCmd(e *env) *cobra.Command {
 	var (
-		dir          string
-		by           string
-		top          int
-		interval     string
-		since, until string
-		bytes        bool
-		sortBy       string
-		output       string
-		remote       remoteFlags
-		nsf          nsFlags
+		dir      string
+		by       string
+		top      int
+		interval string
+		tf       timeFlags
+		bytes    bool
+		sortBy   string
+		output   string
+		remote   remoteFlags
+		nsf      nsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "stats [FILTER]",
@@ -97,10 +98,7 @@ GET /api/v1/stats for the same question; -o csv the table's rows.`,
 				}
 				src = sel.Filter.String()
 			}
-			if sel.Since, err = parseTimeFlag("--since", since); err != nil {
-				return err
-			}
-			if sel.Until, err = parseTimeFlag("--until", until); err != nil {
+			if sel.Since, sel.Until, err = tf.bounds(time.Now()); err != nil {
 				return err
 			}
 			var cols []local.Column
@@ -115,8 +113,8 @@ GET /api/v1/stats for the same question; -o csv the table's rows.`,
 			}
 			var step time.Duration
 			if interval != "" {
-				if step, err = parseDuration(interval); err != nil || step <= 0 {
-					return fmt.Errorf("--interval %q: want a duration such as 1h or 1d", interval)
+				if step, err = timespec.ParseDuration(interval); err != nil {
+					return fmt.Errorf("--interval %q: %w", interval, err)
 				}
 				if err := local.CheckInterval(step); err != nil {
 					return fmt.Errorf("--interval %q: %w", interval, err)
@@ -184,8 +182,7 @@ GET /api/v1/stats for the same question; -o csv the table's rows.`,
 	f.StringVar(&by, "by", "", "comma-separated fields to group by")
 	f.IntVar(&top, "top", 0, "show only the N largest groups (without --interval)")
 	f.StringVar(&interval, "interval", "", "also group by time buckets of this size (1h, 1d), from 1s to 366d; buckets start at multiples of it since 1970-01-01 UTC")
-	f.StringVar(&since, "since", "", "only events at or after this time: RFC 3339, or a duration ago")
-	f.StringVar(&until, "until", "", "only events before this time")
+	tf.add(cmd)
 	f.BoolVar(&bytes, "bytes", false, "also sum each group's stored event bytes, and order by them")
 	f.StringVar(&sortBy, "sort", "", "order groups by count or bytes (default: bytes with --bytes, else count)")
 	f.StringVarP(&output, "output", "o", "table", "table, json (the body of GET /api/v1/stats) or csv")
@@ -227,11 +224,7 @@ func remoteStats(ctx context.Context, r *remoteFlags, src string, sel local.Sele
 	if o.Interval > 0 {
 		q.Set("interval", (time.Duration(o.Interval) * time.Microsecond).String())
 	}
-	for k, v := range map[string]int64{"since": sel.Since, "until": sel.Until} {
-		if v != 0 {
-			q.Set(k, time.UnixMicro(v).UTC().Format(time.RFC3339Nano))
-		}
-	}
+	setTimeParams(q, sel.Since, sel.Until)
 	if top > 0 {
 		q.Set("top", strconv.Itoa(top))
 	}

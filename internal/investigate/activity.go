@@ -71,7 +71,7 @@ func (a *ActivityReport) Records() []any { return records(a.Requests) }
 // themselves, impersonated someone, or was impersonated.
 func (a *ActivityReport) Table(wide bool) *Table {
 	t := &Table{
-		Head:  []string{"TIME", "USER", "AS", "VERB", "NAMESPACE", "OBJECT", "RESULT", "SOURCE IPS"},
+		Head:  []string{"RECEIVED", "USER", "AS", "VERB", "NAMESPACE", "OBJECT", "RESULT", "SOURCE IPS"},
 		Empty: fmt.Sprintf("no requests by or as %s", a.User),
 	}
 	if wide {

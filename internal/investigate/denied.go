@@ -47,6 +47,8 @@ type DeniedUser struct {
 type DeniedReport struct {
 	Users    []*DeniedUser
 	Requests int
+	// Cut counts the users left out by Scope.Limit.
+	Cut int
 	// Hidden counts the rows of the control plane left out (see
 	// Scope.IncludeSystem).
 	Hidden int
@@ -97,6 +99,7 @@ func Denied(r *local.Reader, q DeniedQuery) (*DeniedReport, error) {
 	slices.SortStableFunc(rep.Users, func(a, b *DeniedUser) int {
 		return cmp.Or(cmp.Compare(b.Requests, a.Requests), cmp.Compare(a.User, b.User), cmp.Compare(a.As, b.As))
 	})
+	rep.Users, rep.Cut = firstN(rep.Users, q.Limit)
 	return rep, nil
 }
 
@@ -134,8 +137,9 @@ func (d *DeniedReport) Table(wide bool) *Table {
 			codes = append(codes, fmt.Sprintf("%d x %s", c.Count, c.Value))
 		}
 		t.Notes = append(t.Notes, fmt.Sprintf("%s denied to %s (%s). 401: authentication failed (no user); 403 or forbid: the authorizer said no.",
-			nRows(d.Requests, "request", false), nRows(len(d.Users), "user", false), strings.Join(codes, ", ")))
+			nRows(d.Requests, "request", false), nRows(len(d.Users)+d.Cut, "user", false), strings.Join(codes, ", ")))
 	}
+	t.Notes = append(t.Notes, cutNote(d.Cut)...)
 	t.Notes = append(t.Notes, hiddenNote(d.Hidden, false)...)
 	return t
 }

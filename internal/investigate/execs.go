@@ -92,7 +92,7 @@ func (x *ExecsReport) Records() []any { return records(x.Execs) }
 // Table lists each request with its pod, container and command.
 func (x *ExecsReport) Table(wide bool) *Table {
 	t := &Table{
-		Head:  []string{"TIME", "USER", "AS", "NAMESPACE", "POD", "KIND", "CONTAINER", "COMMAND", "VIA", "RESULT", "SOURCE IPS"},
+		Head:  []string{"RECEIVED", "USER", "AS", "NAMESPACE", "POD", "KIND", "CONTAINER", "COMMAND", "VIA", "RESULT", "SOURCE IPS"},
 		Empty: "no exec, attach or portforward requests",
 	}
 	if wide {

@@ -100,7 +100,7 @@ func (f *FromReport) Records() []any { return records(f.Requests) }
 // peer or only a client-controlled entry.
 func (f *FromReport) Table(wide bool) *Table {
 	t := &Table{
-		Head:  []string{"TIME", "USER", "AS", "VERB", "NAMESPACE", "OBJECT", "RESULT", "SOURCE IPS", "MATCH"},
+		Head:  []string{"RECEIVED", "USER", "AS", "VERB", "NAMESPACE", "OBJECT", "RESULT", "SOURCE IPS", "MATCH"},
 		Empty: fmt.Sprintf("no requests from %s", f.Addr),
 	}
 	if wide {

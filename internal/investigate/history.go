@@ -191,7 +191,7 @@ func (h *HistoryReport) Records() []any { return records(h.Changes) }
 // Table lists the changes, each followed by its diff.
 func (h *HistoryReport) Table(wide bool) *Table {
 	t := &Table{
-		Head:  []string{"TIME", "USER", "AS", "VERB", "NAMESPACE", "OBJECT", "RESULT", "SOURCE IPS"},
+		Head:  []string{"RECEIVED", "USER", "AS", "VERB", "NAMESPACE", "OBJECT", "RESULT", "SOURCE IPS"},
 		Empty: fmt.Sprintf("no changes to %s", h.Target),
 	}
 	if wide {

@@ -50,8 +50,9 @@ type Scope struct {
 	// leaves out by default: they bury an attack under bootstrap noise.
 	IncludeSystem bool
 	// Limit keeps only the most recent Limit rows of a timeline (who,
-	// activity, history, execs, rbac, from); 0 keeps all. Grouped reports
-	// (secrets, denied) ignore it.
+	// activity, history, execs, rbac, from), or the first Limit groups of
+	// a grouped report (secrets, denied), which are ordered by importance;
+	// 0 keeps all.
 	Limit int
 	// ctx, set by Run, stops the reading when cancelled; nil reads to the
 	// end.
@@ -333,6 +334,23 @@ func sortRequests(rs []*Request) {
 	slices.SortStableFunc(rs, func(a, b *Request) int {
 		return cmp.Or(a.Time.Compare(b.Time), cmp.Compare(a.stageRank, b.stageRank), a.StageTime.Compare(b.StageTime))
 	})
+}
+
+// firstN keeps the first n of rows in order of importance; n <= 0 keeps
+// all. It returns how many it left out.
+func firstN[T any](rows []T, n int) ([]T, int) {
+	if n > 0 && len(rows) > n {
+		return rows[:n], len(rows) - n
+	}
+	return rows, 0
+}
+
+// cutNote says how many groups a limit left out.
+func cutNote(cut int) []string {
+	if cut == 0 {
+		return nil
+	}
+	return []string{nRows(cut, "more row", false) + " not shown (--limit); --limit 0 shows all"}
 }
 
 // lastN keeps the most recent n of rows sorted by time; n <= 0 keeps all.

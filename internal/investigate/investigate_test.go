@@ -1,9 +1,13 @@
 package investigate
 
 import (
+	"context"
 	"encoding/json"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -90,7 +94,7 @@ func TestWho(t *testing.T) {
 		!cmp.Equal(q.Groups, []string{"developers", "system:authenticated"}) || q.Peer != "10.0.0.5" || q.Cluster != "prod" {
 		t.Errorf("who: request %+v", q)
 	}
-	want := `TIME                      USER   GROUPS                           AS  SOURCE IPS      USER AGENT       VERB    NAMESPACE   OBJECT             STAGE             RESULT
+	want := `RECEIVED                  USER   GROUPS                           AS  SOURCE IPS      USER AGENT       VERB    NAMESPACE   OBJECT             STAGE             RESULT
 2026-11-23T10:00:12.000Z  alice  developers,system:authenticated  -   10.0.0.5(peer)  kubectl/v1.37.2  delete  production  secrets/important  ResponseComplete  200 allow
 1 request by alice(1)
 `
@@ -371,6 +375,34 @@ func TestDenied(t *testing.T) {
 	}
 }
 
+// TestGroupedLimit: limit keeps the first groups of secrets and denied,
+// most important first, and says how many it left out.
+// Mutation it catches: firstN keeping the last rows, as lastN does.
+func TestGroupedLimit(t *testing.T) {
+	r := openFixture(t, incident())
+	rep, err := Run(context.Background(), r, "denied", url.Values{"limit": {"1"}}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := rep.(*DeniedReport)
+	if len(d.Users) != 1 || d.Users[0].User != "bob" || d.Cut != 1 {
+		t.Fatalf("denied limit=1: %d rows, first %+v, cut %d; want bob alone, 1 cut", len(d.Users), d.Users[0], d.Cut)
+	}
+	text := render(t, rep, "table")
+	for _, want := range []string{"4 requests denied to 2 users", "1 more row not shown (--limit); --limit 0 shows all"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("denied limit=1 table lacks %q:\n%s", want, text)
+		}
+	}
+	rep, err = Run(context.Background(), r, "secrets", url.Values{"limit": {"1"}, "include-system": {"1"}}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := rep.(*SecretsReport); len(s.Accesses) != 1 || s.Cut == 0 {
+		t.Errorf("secrets limit=1: %d rows, %d cut; want 1 row and the rest cut", len(s.Accesses), s.Cut)
+	}
+}
+
 // TestDeniedNamesWhomItImpersonated: a refused request that impersonated
 // someone is counted for the pair, with AS shown: admin's own refusals and
 // those admin got while acting as developer are two rows.
@@ -599,6 +631,48 @@ func TestActivityIncludesBindingsNamingTheUser(t *testing.T) {
 	for _, q := range rep.Requests {
 		if q.Resource == "clusterrolebindings" {
 			t.Errorf("bob's activity holds a binding that does not name bob: %+v", q)
+		}
+	}
+}
+
+// TestTimeColumns: a column headed TIME holds the event's stageTimestamp,
+// as in query and as --since/--until compare; the time a request was
+// received is headed RECEIVED. The incident's stages come 3 ms after the
+// request was received, so the two differ in every row.
+// Mutation it catches: who -o wide printing q.Time under TIME, or a
+// report heading the received time TIME again.
+func TestTimeColumns(t *testing.T) {
+	r := openFixture(t, incident())
+	params := map[string]url.Values{
+		"who": {"verb": {"*"}, "resource": {"secrets"}}, "activity": {"user": {"alice"}},
+		"history": {"resource": {"secrets/important"}, "namespace": {"production"}}, "from": {"addr": {"10.0.0.0/8"}},
+	}
+	for _, name := range Names {
+		p := params[name]
+		if p == nil {
+			p = url.Values{}
+		}
+		rep, err := Run(context.Background(), r, name, p, t0)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, wide := range []bool{false, true} {
+			tb := rep.Table(wide)
+			ti, ri := slices.Index(tb.Head, "TIME"), slices.Index(tb.Head, "RECEIVED")
+			if ti < 0 {
+				continue
+			}
+			if ri < 0 {
+				t.Errorf("%s (wide %t): a TIME column without RECEIVED: %v", name, wide, tb.Head)
+				continue
+			}
+			for _, row := range tb.Rows {
+				st, err1 := time.Parse(time.RFC3339, row.Cells[ti])
+				rc, err2 := time.Parse(time.RFC3339, row.Cells[ri])
+				if err1 != nil || err2 != nil || st.Sub(rc) != 3*time.Millisecond {
+					t.Errorf("%s (wide %t): TIME %s, RECEIVED %s; want the stage time, 3 ms after", name, wide, row.Cells[ti], row.Cells[ri])
+				}
+			}
 		}
 	}
 }

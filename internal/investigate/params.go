@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/store/local"
+	"github.com/kubetrail/kubetrail/internal/timespec"
 )
 
 // Names lists the investigations Run knows, in the order the docs present
@@ -39,6 +40,9 @@ var (
 		"from":     {"addr"},
 	}
 	timelines = map[string]bool{"who": true, "activity": true, "history": true, "execs": true, "rbac": true, "from": true}
+	// groupings print one row per group, in their order of importance;
+	// limit keeps the first N.
+	groupings = map[string]bool{"secrets": true, "denied": true}
 )
 
 // Params returns the parameters investigation name takes, or nil for an
@@ -55,6 +59,9 @@ func Params(name string) []string {
 	}
 	if timelines[name] {
 		ps = append(ps, timelineParams...)
+	}
+	if groupings[name] {
+		ps = append(ps, "limit")
 	}
 	return ps
 }
@@ -87,13 +94,16 @@ func paramErr(param, format string, args ...any) error {
 // them, so that the API and the CLI (which sends the same parameters to
 // the API, or runs them here) answer alike. now resolves relative times.
 //
-//	all         since, until   RFC 3339, or a duration before now (2h)
+//	all         since, until   inclusive bounds on the events' time, as
+//	                           internal/timespec reads them: a duration
+//	                           before now (2h, 7d), RFC 3339 or a date
 //	            where          more conditions in the filter language
 //	            include-system 1 to keep the control plane's requests
 //	                           (all but who, which always keeps them)
 //	timelines   limit          the N most recent rows (who, activity,
 //	                           history, execs, rbac, from)
 //	            stages=all     every event instead of one row per request
+//	groupings   limit          the first N groups (secrets, denied)
 //	who         verb           verbs as Verbs reads them ("deleted",
 //	                           "get,list"); empty or * for any
 //	            resource       RESOURCE[.GROUP][/NAME[/SUBRESOURCE]] (required)
@@ -215,11 +225,10 @@ func parseScope(p url.Values, now time.Time) (Scope, bool, error) {
 	if sc.IncludeSystem, err = boolParam(p, "include-system", false); err != nil {
 		return sc, false, err
 	}
-	if sc.Since, err = timeParam(p, "since", now); err != nil {
-		return sc, false, err
-	}
-	if sc.Until, err = timeParam(p, "until", now); err != nil {
-		return sc, false, err
+	if sc.Since, sc.Until, err = timespec.Range("since", p.Get("since"), "until", p.Get("until"), now); err != nil {
+		var te *timespec.Error
+		errors.As(err, &te)
+		return sc, false, &ParamError{Param: te.Name, Err: err}
 	}
 	if strings.TrimSpace(sc.Where) != "" {
 		if _, err := query.CompileAt(sc.Where, now); err != nil {
@@ -240,22 +249,6 @@ func parseScope(p url.Values, now time.Time) (Scope, bool, error) {
 		return sc, false, paramErr("stages", "%q: want all (every event) or last (one row per request, the default)", v)
 	}
 	return sc, allStages, nil
-}
-
-// timeParam reads RFC 3339, or a duration before now; empty is 0.
-func timeParam(p url.Values, param string, now time.Time) (int64, error) {
-	v := p.Get(param)
-	if v == "" {
-		return 0, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t.UnixMicro(), nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, paramErr(param, "%q: want RFC 3339 (2026-01-02T15:04:05Z) or a duration before now such as 90m or 2h", v)
-	}
-	return now.Add(-d).UnixMicro(), nil
 }
 
 func boolParam(p url.Values, param string, def bool) (bool, error) {

@@ -153,7 +153,7 @@ func (x *RBACReport) Records() []any { return records(x.Changes) }
 // Table lists the changes with their role reference, subjects and flags.
 func (x *RBACReport) Table(wide bool) *Table {
 	t := &Table{
-		Head:  []string{"TIME", "USER", "AS", "VERB", "KIND", "NAMESPACE", "NAME", "ROLE REF", "SUBJECTS", "RESULT", "FLAGS"},
+		Head:  []string{"RECEIVED", "USER", "AS", "VERB", "KIND", "NAMESPACE", "NAME", "ROLE REF", "SUBJECTS", "RESULT", "FLAGS"},
 		Empty: "no changes to roles, role bindings, cluster roles or cluster role bindings",
 	}
 	if wide {

@@ -47,6 +47,8 @@ type SecretAccess struct {
 type SecretsReport struct {
 	Accesses []*SecretAccess
 	Requests int
+	// Cut counts the groups left out by Scope.Limit.
+	Cut int
 	// Hidden counts the rows of the control plane left out (see
 	// Scope.IncludeSystem).
 	Hidden int
@@ -109,6 +111,7 @@ func Secrets(r *local.Reader, q SecretsQuery) (*SecretsReport, error) {
 			cmp.Compare(a.Verb, b.Verb),
 		)
 	})
+	rep.Accesses, rep.Cut = firstN(rep.Accesses, q.Limit)
 	return rep, nil
 }
 
@@ -158,9 +161,10 @@ func (s *SecretsReport) Table(wide bool) *Table {
 		t.Rows = append(t.Rows, Row{Cells: cells})
 		users[a.User] = true
 	}
-	if len(s.Accesses) > 0 {
+	if len(s.Accesses) > 0 && s.Cut == 0 {
 		t.Notes = append(t.Notes, fmt.Sprintf("%s on secrets by %s", nRows(s.Requests, "request", false), nRows(len(users), "user", false)))
 	}
+	t.Notes = append(t.Notes, cutNote(s.Cut)...)
 	if flagged > 0 {
 		t.Notes = append(t.Notes, fmt.Sprintf("%d rows flagged: secrets read (get, list, watch) by users outside system: (people rather than components); `kubetrail activity USER` shows each request.", flagged))
 	}

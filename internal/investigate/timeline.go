@@ -486,18 +486,20 @@ func fmtSpan(d time.Duration) string {
 // Records returns the rows.
 func (x *TimelineReport) Records() []any { return records(x.Rows) }
 
-// Table tells the story, a sentence a row; wide adds who, as whom, the
+// Table tells the story, a sentence a row, at the time each row's first
+// request was received (RECEIVED, as in the other investigations); wide
+// adds the last one's, who, as whom, the
 // verb, the result, the peers and every audit ID.
 func (x *TimelineReport) Table(wide bool) *Table {
 	t := &Table{
-		Head:  []string{"TIME", "WHAT HAPPENED", "AUDIT ID"},
+		Head:  []string{"RECEIVED", "WHAT HAPPENED", "AUDIT ID"},
 		Empty: "nothing happened",
 	}
 	if x.user != "" {
 		t.Empty = fmt.Sprintf("nothing by or as %s", x.user)
 	}
 	if wide {
-		t.Head = []string{"TIME", "LAST", "USER", "AS", "VERB", "RESULT", "COUNT", "WHAT HAPPENED", "PEERS", "AUDIT IDS"}
+		t.Head = []string{"RECEIVED", "LAST", "USER", "AS", "VERB", "RESULT", "COUNT", "WHAT HAPPENED", "PEERS", "AUDIT IDS"}
 	}
 	users := counter{}
 	for _, row := range x.Rows {

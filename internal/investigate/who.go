@@ -56,11 +56,11 @@ func (w *WhoReport) Records() []any { return records(w.Requests) }
 // (source IPs with the peer marked, user agent), when, and the result.
 func (w *WhoReport) Table(wide bool) *Table {
 	t := &Table{
-		Head:  []string{"TIME", "USER", "GROUPS", "AS", "SOURCE IPS", "USER AGENT", "VERB", "NAMESPACE", "OBJECT", "STAGE", "RESULT"},
+		Head:  []string{"RECEIVED", "USER", "GROUPS", "AS", "SOURCE IPS", "USER AGENT", "VERB", "NAMESPACE", "OBJECT", "STAGE", "RESULT"},
 		Empty: "no matching requests",
 	}
 	if wide {
-		t.Head = append(t.Head, "STAGE TIME", "AUDIT ID", "CLUSTER")
+		t.Head = append(t.Head, "TIME", "AUDIT ID", "CLUSTER")
 	}
 	users := counter{}
 	forwarded := false

@@ -26,12 +26,23 @@ type Simulation struct {
 	// a lower bound.
 	Unknown int64
 	// SecretsExposed counts events on secrets, configmaps, tokenreviews or
-	// tokens the policy would log with bodies; Examples holds a few.
+	// tokens the policy would log with bodies; Examples holds the first
+	// few different ones, each once with how often it was seen.
 	SecretsExposed int64
-	Examples       []string
+	Examples       []Example
 	// FirstTime and LastTime bound the recorded events (unix microseconds).
 	FirstTime, LastTime int64
 }
+
+// Example is one kind of request in a sample, and how many events were
+// of that kind: a watch repeated a thousand times is one line, not five.
+type Example struct {
+	What  string
+	Count int64
+}
+
+// maxExamples bounds Simulation.Examples.
+const maxExamples = 5
 
 // Tally is a count of events and their bytes.
 type Tally struct {
@@ -115,10 +126,21 @@ func (s *Simulator) Add(ev *audit.Event, size int) {
 		}
 		if secretLike[r] {
 			sim.SecretsExposed++
-			if len(sim.Examples) < 5 {
-				sim.Examples = append(sim.Examples, ev.Verb+" "+r+" "+ev.ObjectRef.Namespace+"/"+ev.ObjectRef.Name+" by "+ev.User.Username+" at "+string(d.Level))
-			}
+			sim.example(ev.Verb + " " + r + " " + ev.ObjectRef.Namespace + "/" + ev.ObjectRef.Name + " by " + ev.User.Username + " at " + string(d.Level))
 		}
+	}
+}
+
+// example counts what in Examples: once per kind, up to maxExamples kinds.
+func (s *Simulation) example(what string) {
+	for i := range s.Examples {
+		if s.Examples[i].What == what {
+			s.Examples[i].Count++
+			return
+		}
+	}
+	if len(s.Examples) < maxExamples {
+		s.Examples = append(s.Examples, Example{What: what, Count: 1})
 	}
 }
 

@@ -52,12 +52,18 @@ rules:
 	if s.Sim.Unknown != 1 || s.Sim.SecretsExposed != 1 || len(s.Sim.Examples) != 1 {
 		t.Fatalf("upgrade: %+v", s.Sim)
 	}
+	// The same read again is counted on its sample line, not repeated.
+	// (Mutation caught: appending every exposed event as a new example.)
+	s.Add(mk(audit.LevelMetadata, audit.StageResponseComplete, "secrets", "", "/api/v1/namespaces/ns/secrets/x"))
+	if s.Sim.SecretsExposed != 2 || len(s.Sim.Examples) != 1 || s.Sim.Examples[0].Count != 2 {
+		t.Fatalf("a repeated secret read: %d exposed, examples %+v; want 2 exposed, one example seen twice", s.Sim.SecretsExposed, s.Sim.Examples)
+	}
 	// A health check is dropped by rule 0; a RequestReceived stage by omitStages.
 	ev, size = mk(audit.LevelMetadata, audit.StageResponseComplete, "", "", "/healthz")
 	s.Add(ev, size)
 	ev, size = mk(audit.LevelMetadata, audit.StageRequestReceived, "pods", "", "/api/v1/namespaces/ns/pods/x")
 	s.Add(ev, size)
-	if s.Sim.ByRule[0].Events != 1 || s.Sim.StagesDropped[audit.StageRequestReceived] != 1 || s.Sim.Kept != 2 || s.Sim.Events != 4 {
+	if s.Sim.ByRule[0].Events != 1 || s.Sim.StagesDropped[audit.StageRequestReceived] != 1 || s.Sim.Kept != 3 || s.Sim.Events != 5 {
 		t.Fatalf("drops: %+v %+v", s.Sim, s.Sim.ByRule)
 	}
 }

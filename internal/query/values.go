@@ -6,86 +6,37 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kubetrail/kubetrail/internal/timespec"
 )
 
-// Time values. A time is one of:
+// Time values are read by internal/timespec, as every --since and --until
+// is, except that a time before now takes a '-' here (time>=-2h), so that a
+// bare number is never mistaken for one:
 //
 //	2026-01-02T15:04:05Z          RFC 3339, any fractional precision, any zone
 //	2026-01-02T15:04:05.123456    no zone: UTC
 //	2026-01-02T15:04              minutes, UTC
 //	2026-01-02                    midnight UTC
 //	-2h, -30m, -7d, -1w, -1d12h   that long before now (s, m, h, d=24h, w=7d)
-var timeLayouts = [...]string{
-	time.RFC3339Nano,
-	"2006-01-02T15:04:05.999999999",
-	"2006-01-02T15:04",
-	"2006-01-02",
-}
-
 const timeSyntax = "expected an RFC 3339 time (2026-01-02T15:04:05Z), a date (2026-01-02) or a duration before now (-2h, -30m, -7d)"
 
 // parseTime reads a time value, resolving relative times against now.
 func parseTime(s string, now time.Time) (time.Time, error) {
 	if rest, ok := strings.CutPrefix(s, "-"); ok {
-		d, err := parseAgo(rest)
+		if rest == "" {
+			return time.Time{}, errors.New("expected a duration after '-', such as -2h, -30m or -7d")
+		}
+		d, err := timespec.ParseDuration(rest)
 		if err != nil {
 			return time.Time{}, err
 		}
 		return now.Add(-d), nil
 	}
-	for _, l := range timeLayouts {
-		if t, err := time.Parse(l, s); err == nil {
-			return t, nil
-		}
+	if t, err := timespec.ParseAbsolute(s); err == nil {
+		return t, nil
 	}
 	return time.Time{}, errors.New(timeSyntax)
-}
-
-// maxAgo bounds relative times, far beyond any audit log's age and far from
-// overflowing time.Duration.
-const maxAgo = 100 * 365 * 24 * time.Hour
-
-// parseAgo reads a duration such as 2h, 90s, 7d or 1d12h: integers, each
-// followed by a unit s, m, h, d (24h) or w (7d).
-func parseAgo(s string) (time.Duration, error) {
-	if s == "" {
-		return 0, errors.New("expected a duration after '-', such as -2h, -30m or -7d")
-	}
-	var total time.Duration
-	for s != "" {
-		i := 0
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == 0 || i == len(s) {
-			return 0, errors.New("expected a duration: whole numbers each followed by a unit s, m, h, d or w, such as -2h, -90s, -1d12h")
-		}
-		if i > 9 {
-			return 0, errors.New("duration too large")
-		}
-		n, _ := strconv.Atoi(s[:i])
-		var unit time.Duration
-		switch s[i] {
-		case 's':
-			unit = time.Second
-		case 'm':
-			unit = time.Minute
-		case 'h':
-			unit = time.Hour
-		case 'd':
-			unit = 24 * time.Hour
-		case 'w':
-			unit = 7 * 24 * time.Hour
-		default:
-			return 0, errors.New("unknown duration unit " + strconv.Quote(s[i:i+1]) + ": use s, m, h, d or w")
-		}
-		total += time.Duration(n) * unit
-		if total > maxAgo {
-			return 0, errors.New("duration too large: at most 100 years")
-		}
-		s = s[i+1:]
-	}
-	return total, nil
 }
 
 // parseIPValue reads an IP address or a CIDR prefix. IPv4-mapped IPv6

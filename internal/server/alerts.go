@@ -13,6 +13,7 @@ import (
 
 	"github.com/kubetrail/kubetrail/internal/alert"
 	"github.com/kubetrail/kubetrail/internal/rules"
+	"github.com/kubetrail/kubetrail/internal/timespec"
 )
 
 // The alerts API.
@@ -37,15 +38,16 @@ var errDetectionOff = errors.New("detection is off on this server (serve --detec
 // `kubetrail alerts --data` reads its flags with it too, so that a flag
 // means the same with --data and with --server.
 func ParseAlertQuery(v url.Values, now time.Time) (alert.Query, error) {
-	q := alert.Query{Limit: alert.DefaultListLimit, Rules: v["rule"], Sources: v["source"]}
-	for name, dst := range map[string]*time.Time{"since": &q.Since, "until": &q.Until} {
-		us, err := parseTime(v.Get(name), now)
-		if err != nil {
-			return q, fmt.Errorf("%s: %w", name, err)
-		}
-		if us != 0 {
-			*dst = time.UnixMicro(us)
-		}
+	q := alert.Query{Limit: alert.DefaultListLimit, Rules: v["rule"], Sources: v["source"], Namespace: v.Get("namespace")}
+	lo, hi, err := timespec.Range("since", v.Get("since"), "until", v.Get("until"), now)
+	if err != nil {
+		return q, err
+	}
+	if lo != 0 {
+		q.Since = time.UnixMicro(lo)
+	}
+	if hi != 0 {
+		q.Until = time.UnixMicro(hi) // exclusive: Range makes the given until inclusive
 	}
 	for _, src := range q.Sources {
 		if !slices.Contains([]string{rules.SourceKubetrail, rules.SourceSigma, rules.SourceFalco}, src) {

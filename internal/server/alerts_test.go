@@ -116,7 +116,7 @@ func TestAlertsAPI(t *testing.T) {
 	f("source=sigma", "[]")
 	f("severity=high", "[4 5 9 10]")
 	f("severity=high&rule=r0", "[4 10]")
-	f("since=2026-11-23T10:03:00Z&until=2026-11-23T10:06:00Z", "[4 5 6]")
+	f("since=2026-11-23T10:03:00Z&until=2026-11-23T10:06:00Z", "[4 5 6 7]") // both bounds inclusive
 	f("since=100000h&limit=2", "[9 10]")
 	f("after=8", "[9 10]")
 	f("after=0&limit=4", "[1 2 3 4]") // a page from the oldest
@@ -149,7 +149,7 @@ func TestAlertsAPI(t *testing.T) {
 	bad("source=splunk", `want kubetrail, sigma or falco`)
 	bad("limit=0", "want a number from 1 to")
 	bad("after=-1", "want an alert's seq")
-	bad("since=yesterday", "since:")
+	bad("since=yesterday", `since "yesterday"`)
 
 	resp, err := http.Get(ts.URL + "/api/v1/alerts")
 	if err != nil {

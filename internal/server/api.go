@@ -14,6 +14,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/investigate"
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/store/local"
+	"github.com/kubetrail/kubetrail/internal/timespec"
 )
 
 // The query API. Every endpoint answers errors as JSON {"error": ...}; a
@@ -58,6 +59,10 @@ func writeError(w http.ResponseWriter, code int, err error) {
 	if pe, ok := investigate.IsParamError(err); ok {
 		e.Parameter = pe.Param
 	}
+	var te *timespec.Error
+	if errors.As(err, &te) {
+		e.Parameter = te.Name
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(&e)
@@ -75,28 +80,8 @@ func parseSelection(r *http.Request, now time.Time) (local.Selection, error) {
 		sel.Filter = f
 	}
 	var err error
-	if sel.Since, err = parseTime(q.Get("since"), now); err != nil {
-		return sel, fmt.Errorf("since: %w", err)
-	}
-	if sel.Until, err = parseTime(q.Get("until"), now); err != nil {
-		return sel, fmt.Errorf("until: %w", err)
-	}
-	return sel, nil
-}
-
-// parseTime reads RFC 3339 or a duration before now; empty is 0.
-func parseTime(v string, now time.Time) (int64, error) {
-	if v == "" {
-		return 0, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t.UnixMicro(), nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, fmt.Errorf("%q is neither RFC 3339 nor a duration", v)
-	}
-	return now.Add(-d).UnixMicro(), nil
+	sel.Since, sel.Until, err = timespec.Range("since", q.Get("since"), "until", q.Get("until"), now)
+	return sel, err
 }
 
 type envelope struct {
@@ -315,8 +300,8 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	}
 	var interval time.Duration
 	if v := q.Get("interval"); v != "" {
-		if interval, err = time.ParseDuration(v); err != nil || interval <= 0 {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("interval %q: want a duration such as 1h", v))
+		if interval, err = timespec.ParseDuration(v); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("interval %q: %w", v, err))
 			return
 		}
 		if err := local.CheckInterval(interval); err != nil {

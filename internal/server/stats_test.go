@@ -82,10 +82,13 @@ func TestStatsBytesAPI(t *testing.T) {
 	f("by=usr", `by: \"usr\" is not a field`)
 	f("interval=soon", `interval \"soon\"`)
 	// Below a second or above 366 days buckets mean nothing (1ns and
-	// 1000000h put every event in a 1970 bucket).
-	f("interval=1ns", `interval \"1ns\": want between 1s and 366d`)
-	f("interval=999ms", `interval \"999ms\": want between 1s and 366d`)
-	f("interval=1000000h", `interval \"1000000h\": want between 1s and 366d`)
+	// 1000000h put every event in a 1970 bucket); units below a second
+	// are not durations timespec reads.
+	f("interval=1ns", `interval \"1ns\": unknown duration unit \"n\"`)
+	f("interval=999ms", `interval \"999ms\": want whole numbers`)
+	f("interval=0s", `interval \"0s\": want between 1s and 366d`)
+	f("interval=367d", `interval \"367d\": want between 1s and 366d`)
+	f("interval=1000000h", `interval \"1000000h\": too large`)
 	for _, iv := range []string{"1s", "8784h"} {
 		code, body := getWith(t, "s3cret", ts.URL+"/api/v1/stats?interval="+iv)
 		if code != 200 || strings.Contains(string(body), "1970") || !strings.Contains(string(body), `"time":"2026-`) {
@@ -95,7 +98,10 @@ func TestStatsBytesAPI(t *testing.T) {
 	f("top=-2", `top \"-2\"`)
 	f("bytes=maybe", `bytes \"maybe\"`)
 	f("sort=size", `sort \"size\"`)
-	f("since=yesterday", `since: \"yesterday\"`)
+	f("since=yesterday", `since \"yesterday\": want a duration before now`)
+	f("since=33abcd", `since \"33abcd\": unknown duration unit \"a\"`)
+	f("until=7x", `"parameter":"until"`)
+	f("since=1d12h&until=2d", `until \"2d\": is before since 1d12h`)
 	if code, _ := getWith(t, "", ts.URL+"/api/v1/stats?bytes=1"); code != 401 {
 		t.Errorf("stats without a token: %d", code)
 	}

@@ -92,7 +92,7 @@ func TestSetupAPIServerAndPolicyEvalAgree(t *testing.T) {
 	}
 	logFile := filepath.Join(root, "all.log")
 	writeFile(t, logFile, all.String())
-	out := run("policy", "eval", "--policy", policyFile, "--from-log", logFile)
+	out := run("policy", "eval", policyFile, "--from-log", logFile)
 	type decision struct {
 		Level         string   `json:"level"`
 		OmitStages    []string `json:"omitStages"`
