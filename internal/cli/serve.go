@@ -50,6 +50,9 @@ Endpoints:
                                        Retried batches add nothing. A bad item costs
                                        only itself: it is named (the first 20 are
                                        listed, all are counted) and the rest stored.
+  GET  /api/v1/events, /api/v1/stats,  the query API (docs/query.md, docs/investigations.md),
+       /api/v1/investigate/NAME,       behind the same authentication as the webhook
+       /api/v1/alerts                  (the alerts endpoint answers 404 with --detect=false)
   GET  /healthz, /readyz               liveness and readiness
   GET  /metrics                        Prometheus metrics
 
