@@ -112,7 +112,7 @@ func (s *suite) webhookRun(kt string, c corpus, detect bool) (hookRun, int, erro
 	addr := freeAddr()
 	args := []string{"serve", "--listen", addr, "--data", dir, "--detect=false"}
 	loadArgs := []string{"--url", "http://" + addr + "/ingest/webhook", "--file", c.path, "--clients", "4",
-		"--batch", strconv.Itoa(hookBatch), "--probes", strconv.Itoa(probesPerRun), "--json"}
+		"--batch", strconv.Itoa(hookBatch), "--probes", strconv.Itoa(probesPerRun), "--wait", "10m", "--json"}
 	if detect {
 		args = append(args[:len(args)-1], "--alert-output", "file://"+alerts)
 		loadArgs = append(loadArgs, "--alerts", alerts)
