@@ -44,7 +44,7 @@ func sortedLines(out string) []string {
 // detection measures `kubetrail detect` over the store and over the log
 // file, with the built-in pack and with Falco's and SigmaHQ's rule sets,
 // and checks that the store and the file give the same alerts.
-func (s *suite) detection(c corpus) error {
+func (s *suite) detection(ci int, c corpus) error {
 	w := &s.out
 	kt := filepath.Join(s.bin, "kubetrail")
 	dir := filepath.Join(s.work, "data-import")
@@ -56,10 +56,11 @@ func (s *suite) detection(c corpus) error {
 		name, what string
 		args       []string
 	}{
-		{"built-in pack", "kubetrail's 20 rules", nil},
-		{"Falco k8saudit", "Falco's 48 k8s_audit rules, rule_matching first", []string{"--rules", filepath.Join(rs, "falco")}},
-		{"SigmaHQ + built-in", "SigmaHQ's 16 kubernetes/audit rules and the pack", []string{"--rules", filepath.Join(rs, "sigma"), "--builtin"}},
+		{"built-in pack", "kubetrail's %d rules", nil},
+		{"Falco k8saudit", "Falco's %d k8s_audit rules, rule_matching first", []string{"--rules", filepath.Join(rs, "falco")}},
+		{"SigmaHQ + built-in", "SigmaHQ's 16 kubernetes/audit rules and the pack, %d in all", []string{"--rules", filepath.Join(rs, "sigma"), "--builtin"}},
 	}
+	var packFile, packStore, falcoFile, falcoStore row
 	fmt.Fprintf(w, "## Detection, %s events\n\n", c.name)
 	fmt.Fprintf(w, "`kubetrail detect -o jsonl` as a new process (median of %d; peak RSS the largest): over the store `kubetrail import` wrote "+
 		"(`--data`: with only kubetrail rules, the events no rule could act on are skipped through the indexes; with Sigma or Falco rules every event is read), "+
@@ -86,10 +87,41 @@ func (s *suite) detection(c corpus) error {
 		if len(a) == 0 {
 			return fmt.Errorf("detect with %s raised no alert on the corpus: the row would measure nothing", set.name)
 		}
+		n, err := enabledRules(kt, set.args)
+		if err != nil {
+			return err
+		}
 		perSec := func(r row) string { return commas(float64(c.events) / r.median.Seconds()) }
-		fmt.Fprintf(w, "| %s (%s) | %d | %s | %s | %s | %s | %s | %s |\n", set.name, set.what, len(a),
+		fmt.Fprintf(w, "| %s (%s) | %d | %s | %s | %s | %s | %s | %s |\n", set.name, fmt.Sprintf(set.what, n), len(a),
 			dur(store.median), perSec(store), human(store.rss), dur(file.median), perSec(file), human(file.rss))
+		s.fig.add("detect, "+set.name+", over the store", ci, fig{kt: store.median, rss: store.rss})
+		switch set.name {
+		case "built-in pack":
+			packFile, packStore = file, store
+		case "Falco k8saudit":
+			falcoFile, falcoStore = file, store
+		}
 	}
-	fmt.Fprintln(w)
-	return nil
+	fmt.Fprintf(w, "\nFalco's rules, events per second over the %s corpus: %s over the file, %s over the store (every event is read: Falco conditions are not pushed down).\n\n",
+		c.name, commas(float64(c.events)/falcoFile.median.Seconds()), commas(float64(c.events)/falcoStore.median.Seconds()))
+	return s.packBesideJQ(ci, c, packFile, packStore)
+}
+
+// enabledRules counts the enabled rules `kubetrail rules list` shows for
+// the rule arguments.
+func enabledRules(kt string, args []string) (int, error) {
+	out, err := exec.Command(kt, append([]string{"rules", "list"}, args...)...).Output()
+	if err != nil {
+		return 0, fmt.Errorf("kubetrail rules list %s: %w", strings.Join(args, " "), err)
+	}
+	n := 0
+	for i, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		if f := strings.Fields(l); i > 0 && len(f) > 2 && f[2] == "true" {
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("kubetrail rules list %s: no enabled rule in %q", strings.Join(args, " "), out)
+	}
+	return n, nil
 }

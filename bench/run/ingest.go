@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -52,10 +50,11 @@ func (s *suite) ingest(ci int, c corpus) error {
 	rows = append(rows, imp)
 	stored := dirSize(dir)
 
-	hook, hookWhole, err := s.webhook(kt, c)
+	hooks, err := s.webhook(kt, c)
 	if err != nil {
 		return err
 	}
+	hook, hookWhole := hooks.offRows(s.runs)
 	rows = append(rows, hook, hookWhole)
 
 	// policy simulate replays the file under the recommended policy.
@@ -89,13 +88,15 @@ func (s *suite) ingest(ci int, c corpus) error {
 			commas(float64(c.events)/r.median.Seconds()), float64(c.bytes)/1e6/r.median.Seconds(), ratio(jqParse, r.median), human(r.rss))
 	}
 	fmt.Fprintf(w, "\n\"vs jq\" is how many times faster than `jq -c .` merely parsing the file and printing every event again (into `wc -l`). "+
-		"The first webhook row is webhookload's time from the first batch sent to the last acknowledged, with serve already up; the second is the whole life of the server: "+
+		"The webhook rows are `kubetrail serve --detect=false` (no rules; the same runs with the built-in pack are in the next table). "+
+		"The first is webhookload's time from the first batch sent to the last acknowledged, with serve already up; the second is the whole life of the server: "+
 		"from starting `kubetrail serve` to its exit 0 after SIGTERM, which seals the write-ahead log into a segment (start, readiness, ingest, final seal). "+
-		"Every run was checked: jq and gojq print every line, the kubetrail store exports the corpus byte for byte, the webhook acknowledged and stored every event and serve exited 0, the DuckDB table holds every line. DuckDB uses both cores.\n\n")
+		"events/s counts the corpus's events only; each run also sends the %d probe events of the detection runs (in %s, and a marker after the last ack), the same in both. "+
+		"Every run was checked: jq and gojq print every line, the kubetrail store exports the corpus byte for byte, the webhook acknowledged and stored every event and serve exited 0, the DuckDB table holds every line. DuckDB uses both cores.\n\n", hooks.probes, probeBatches(c.events))
 	fmt.Fprintf(w, "Targets: webhook >= 100,000 events/s with durable acks and import >= 5x faster than jq parsing (issue 2); policy simulate faster than jq parsing (issue 4).\n\n")
 	s.fig.add("ingest the file: kubetrail import, `jq -c .`, DuckDB load", ci, fig{kt: imp.median, rss: imp.rss, jq: jqParse, duck: duck.median})
-	s.fig.add("webhook ingest, durable acks", ci, fig{kt: hook.median, rss: hook.rss})
-	s.fig.add("webhook ingest, serve start to exit after the final seal", ci, fig{kt: hookWhole.median, rss: hookWhole.rss})
+	s.fig.add("webhook ingest --detect=false, durable acks", ci, fig{kt: hook.median, rss: hook.rss})
+	s.fig.add("webhook ingest --detect=false, serve start to exit after the final seal", ci, fig{kt: hookWhole.median, rss: hookWhole.rss})
 	s.fig.add("policy simulate", ci, fig{kt: sim.median, rss: sim.rss})
 
 	gz, err := pipeSize(fmt.Sprintf("gzip -6 -c %s", c.path))
@@ -120,6 +121,7 @@ func (s *suite) ingest(ci int, c corpus) error {
 		fmt.Fprintf(w, "| %s | %s | %.0f | %.3f | %.2f |\n", r.what, human(r.n), float64(r.n)/float64(c.events), float64(r.n)/float64(c.bytes), float64(r.n)/float64(stored))
 	}
 	fmt.Fprintln(w)
+	s.webhookDetection(ci, c, hooks)
 	return nil
 }
 
@@ -168,69 +170,6 @@ func (s *suite) checkExport(kt, dir string, c corpus) error {
 		return fmt.Errorf("export of the imported corpus differs from the corpus: %v %s", err, got)
 	}
 	return nil
-}
-
-// webhook measures webhook ingest with durable acks: EventList batches of
-// 400 from 4 concurrent clients, as the API server sends them. It returns
-// two rows: webhookload's time, from the first batch sent to the last
-// acknowledged, and the server's whole life, from its start to its exit
-// after SIGTERM, which seals the write-ahead log; the peak RSS is the
-// server's in both.
-func (s *suite) webhook(kt string, c corpus) (row, row, error) {
-	var times, wholes []time.Duration
-	var rss int64
-	for i := 0; i < s.runs; i++ {
-		dir := filepath.Join(s.work, "data-webhook")
-		os.RemoveAll(dir)
-		addr := freeAddr()
-		srv, peakFile := s.peak(exec.Command(kt, "serve", "--listen", addr, "--data", dir))
-		var slog bytes.Buffer
-		srv.Stdout, srv.Stderr = &slog, &slog
-		t0 := time.Now()
-		if err := srv.Start(); err != nil {
-			return row{}, row{}, err
-		}
-		if err := waitReady(addr); err != nil {
-			srv.Process.Signal(syscall.SIGTERM) // peakrss passes it on
-			srv.Wait()
-			return row{}, row{}, fmt.Errorf("serve: %v: %s", err, slog.String())
-		}
-		var out, errb bytes.Buffer
-		load := exec.Command(filepath.Join(s.bin, "webhookload"), "--url", "http://"+addr+"/ingest/webhook", "--file", c.path, "--clients", "4", "--batch", "400", "--json")
-		load.Stdout, load.Stderr = &out, &errb
-		err := load.Run()
-		srv.Process.Signal(syscall.SIGTERM)
-		werr := srv.Wait()
-		whole := time.Since(t0)
-		if err != nil {
-			return row{}, row{}, fmt.Errorf("webhookload: %v: %s", err, errb.String())
-		}
-		if werr != nil {
-			return row{}, row{}, fmt.Errorf("serve did not exit 0 after SIGTERM (final seal): %v: %s", werr, slog.String())
-		}
-		var res struct {
-			Seconds float64 `json:"seconds"`
-			Stored  int     `json:"stored"`
-		}
-		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-			return row{}, row{}, fmt.Errorf("webhookload printed %q: %w", out.String(), err)
-		}
-		if res.Stored != c.events {
-			return row{}, row{}, fmt.Errorf("webhook stored %d of %d events", res.Stored, c.events)
-		}
-		_, srvRSS, err := readPeak(peakFile)
-		if err != nil {
-			return row{}, row{}, err
-		}
-		rss = max(rss, srvRSS)
-		times = append(times, time.Duration(res.Seconds*float64(time.Second)))
-		wholes = append(wholes, whole)
-	}
-	acks := row{what: "kubetrail serve webhook, first batch to last ack (400/batch, 4 clients, 200 only after fsync; start and final seal not included)",
-		cmd: "webhookload --clients 4 --batch 400", median: median(times), runs: s.runs, rss: rss}
-	all := row{what: "kubetrail serve webhook, whole run: start, ingest as above, SIGTERM, final seal, exit",
-		cmd: "kubetrail serve & webhookload ...; kill -TERM; wait", median: median(wholes), runs: s.runs, rss: rss}
-	return acks, all, nil
 }
 
 func freeAddr() string {
