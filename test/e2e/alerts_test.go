@@ -146,6 +146,7 @@ func TestLiveAlertsFromRealAPIServer(t *testing.T) {
 	// then serve evaluates it and its outputs go quiet.
 	c.stop(t)
 	waitQuiet(t, alertsFile, 2*time.Second, 60*time.Second)
+	waitOutputsCaughtUp(t, alertsFile, syslogFile, hook, am)
 	if err := serve.stop(30 * time.Second); err != nil {
 		t.Errorf("kubetrail serve must exit 0 on SIGTERM after the restart: %v", err)
 	}
@@ -793,6 +794,64 @@ func waitQuiet(t *testing.T, path string, quiet, timeout time.Duration) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("the file output still grows after %s", timeout)
+}
+
+// waitOutputsCaughtUp waits until rsyslog, the webhook receiver and
+// Alertmanager have the newest alert of the file output, so that the clean
+// stop that follows is not what delivers the rest (serve gives its outputs
+// 5 s at shutdown; what they have not sent goes at the next start).
+func waitOutputsCaughtUp(t *testing.T, alertsFile, syslogFile string, h *hookReceiver, am string) {
+	t.Helper()
+	var last uint64
+	for _, a := range readAlertFile(t, alertsFile, false) {
+		last = max(last, a.Seq)
+	}
+	seqRE := regexp.MustCompile(` seq="(\d+)"`)
+	outputs := map[string]func() uint64{
+		"rsyslog": func() uint64 {
+			b, _ := os.ReadFile(syslogFile)
+			var n uint64
+			for _, m := range seqRE.FindAllSubmatch(b, -1) {
+				v, _ := strconv.ParseUint(string(m[1]), 10, 64)
+				n = max(n, v)
+			}
+			return n
+		},
+		"the webhook receiver": func() uint64 {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if len(h.acked) == 0 {
+				return 0
+			}
+			return slices.Max(h.acked)
+		},
+		// Alertmanager keeps the annotations of the latest alert of each
+		// label set.
+		"Alertmanager": func() uint64 {
+			resp, err := http.Get(am + "/api/v2/alerts")
+			if err != nil {
+				return 0
+			}
+			defer resp.Body.Close()
+			var got []amAlert
+			json.NewDecoder(resp.Body).Decode(&got)
+			var n uint64
+			for _, g := range got {
+				v, _ := strconv.ParseUint(g.Annotations["seq"], 10, 64)
+				n = max(n, v)
+			}
+			return n
+		},
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for name, newest := range outputs {
+		for newest() < last {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s has not received alert %d (the file output's newest) 60s after the API server stopped", name, last)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 }
 
 // startServeAt runs `kubetrail serve` on addr with its data in dataDir and
