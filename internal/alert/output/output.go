@@ -102,7 +102,7 @@ func (o *file) Send(_ context.Context, alerts []alert.Alert) error {
 			return fmt.Errorf("create folder of %s: %w", o.path, err)
 		}
 		_, statErr := o.fs.Stat(o.path)
-		f, err := o.fs.OpenFile(o.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		f, err := o.fs.OpenFile(o.path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
 		if err != nil {
 			return err
 		}
@@ -112,6 +112,9 @@ func (o *file) Send(_ context.Context, alerts []alert.Alert) error {
 				f.Close()
 				return fmt.Errorf("sync folder of %s: %w", o.path, err)
 			}
+		} else if err := cutTornLine(f); err != nil {
+			f.Close()
+			return fmt.Errorf("cut the torn last line of %s: %w", o.path, err)
 		}
 		o.f = f
 	}
@@ -131,6 +134,46 @@ func (o *file) Send(_ context.Context, alerts []alert.Alert) error {
 		return fmt.Errorf("sync %s: %w", o.path, err)
 	}
 	return nil
+}
+
+// cutTornLine removes a last line that has no newline: what a process
+// killed in the middle of a write (or a failed write, or a power loss
+// before the sync) leaves. Its batch was never acknowledged and is sent
+// again whole, so cutting it loses nothing, and the next line is not
+// glued to it.
+func cutTornLine(f vfs.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	end := st.Size()
+	if end == 0 {
+		return nil
+	}
+	buf := make([]byte, 4096)
+	for keep := end; keep > 0; {
+		n := min(int64(len(buf)), keep)
+		if _, err := f.ReadAt(buf[:n], keep-n); err != nil && err != io.EOF {
+			return err
+		}
+		i := bytes.LastIndexByte(buf[:n], '\n')
+		switch {
+		case i == int(n)-1 && keep == end:
+			return nil // whole lines only
+		case i >= 0:
+			end = keep - n + int64(i) + 1
+			return truncateSynced(f, end)
+		}
+		keep -= n
+	}
+	return truncateSynced(f, 0)
+}
+
+func truncateSynced(f vfs.File, size int64) error {
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	return f.Sync()
 }
 
 func (o *file) closeLocked() error {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -344,5 +345,62 @@ func TestErrorsHideTheURL(t *testing.T) {
 	err = spec.Output.Send(context.Background(), []alert.Alert{{Alert: mkAlert(0, "a"), Seq: 1}})
 	if err == nil || strings.Contains(err.Error(), "SECRET") {
 		t.Errorf("error %v", err)
+	}
+}
+
+// TestFileOutputCutsTornLine: a process killed in the middle of a write
+// (or a power loss before the sync) can leave the file ending in part of a
+// line. That batch was never acknowledged and is sent again, so the output
+// cuts the torn part when it opens the file, and the file stays one whole
+// alert per line. Planted bug: append after the torn part (the next line
+// would be glued to it).
+func TestFileOutputCutsTornLine(t *testing.T) {
+	whole := `{"rule":"r","severity":"low","source":"kubetrail","auditIDs":["a"],"user":"u","message":"m","time":"2026-05-01T12:00:00Z","seq":1}` + "\n"
+	a := alert.Alert{Alert: mkAlert(0, "alice"), Seq: 2}
+	line, err := alert.AppendJSONLine(nil, &a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("x", 5000) // longer than one read back from the end
+	for name, tc := range map[string]struct{ before, after string }{
+		"whole lines are kept":        {whole, whole + string(line)},
+		"a torn line is cut":          {whole + `{"rule":"exec in`, whole + string(line)},
+		"a long torn line is cut":     {whole + `{"rule":"` + long, whole + string(line)},
+		"a file of one torn line":     {`{"rule":"` + long, string(line)},
+		"an empty file stays":         {"", string(line)},
+		"a torn line after long ones": {whole + `{"rule":"` + long + "\"}\n" + `{"ru`, whole + `{"rule":"` + long + "\"}\n" + string(line)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			mem := vfs.NewStrictMem()
+			mem.MkdirAll("/var/log/kt", 0o755)
+			f, err := mem.OpenFile("/var/log/kt/alerts.jsonl", os.O_CREATE|os.O_WRONLY, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Write([]byte(tc.before))
+			f.Sync()
+			f.Close()
+			for _, d := range []string{"/var/log/kt", "/var/log", "/var", "/"} {
+				mem.SyncDir(d)
+			}
+			spec, err := NewRegistry(Env{FS: mem}).Open("file:///var/log/kt/alerts.jsonl")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer spec.Output.Close()
+			if err := spec.Output.Send(context.Background(), []alert.Alert{a}); err != nil {
+				t.Fatal(err)
+			}
+			// What survives a crash right after Send: the cut is synced too.
+			r, err := mem.Crash().Open("/var/log/kt/alerts.jsonl")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(r)
+			if string(got) != tc.after {
+				tail := func(s string) string { return s[max(0, len(s)-300):] }
+				t.Errorf("file holds %d bytes, ending\n%q\nwant %d bytes, ending\n%q", len(got), tail(string(got)), len(tc.after), tail(tc.after))
+			}
+		})
 	}
 }
