@@ -155,7 +155,7 @@ func TestLiveAlertsFromRealAPIServer(t *testing.T) {
 		store := assertFileOutput(t, alertsFile, data)
 		assertNoAlertStoredTwice(t, store, burstIDs)
 		assertHighAndCritical(t, store)
-		assertConfigMapNotAlerted(t, c, store)
+		assertConfigMapAlertedOnce(t, c, store)
 		assertSyslog(t, syslogFile, store)
 		assertWebhook(t, hook, store, held)
 		assertAlertmanager(t, am, store)
@@ -235,12 +235,12 @@ func playIncident(t *testing.T, c *cluster, alertsFile string) {
 		c.kubectl(t, userBob, "get", "secret", "db", "-n", "production", "-o", "name")
 	}, expectAlert{"Secret read by a person", userBob, "medium"},
 		expectAlert{"Denied, then granted, then reading secrets", userBob, "critical"})
-	// No built-in rule covers a ConfigMap written (docs/detection.md's
-	// coverage table says why); assertConfigMapNotAlerted checks it at
-	// the end, by the request's audit ID.
+	// bob's first change since the grant; assertConfigMapAlertedOnce
+	// checks at the end, by the request's audit ID, that it is alerted
+	// once (and his exec, a later change, not again).
 	step("bob writes configmap settings", func() {
 		c.kubectl(t, userBob, "create", "configmap", "settings", "-n", "production", "--from-literal=mode=open")
-	})
+	}, expectAlert{"Changes by a user just granted a powerful role", userBob, "high"})
 	step("bob execs into pod web", func() {
 		c.kubectlFails(t, userBob, "", "exec", "web", "-n", "production", "--", "cat", "/etc/shadow")
 	}, expectAlert{"Exec, attach or port-forward into a pod", userBob, "medium"})
@@ -507,10 +507,12 @@ func assertNoAlertStoredTwice(t *testing.T, store map[uint64]fileAlert, burst []
 }
 
 // assertHighAndCritical checks that the only high and critical alerts of
-// the whole run are the incident's: the binding to cluster-admin and the
-// sequence (denied, granted, reading secrets) for bob.
+// the whole run are the incident's: the binding to cluster-admin, and for
+// bob the sequences (denied, granted, reading secrets; granted, then a
+// change).
 func assertHighAndCritical(t *testing.T, store map[uint64]fileAlert) {
-	want := map[string]string{"Binding to cluster-admin": userAdmin, "Denied, then granted, then reading secrets": userBob}
+	want := map[string]string{"Binding to cluster-admin": userAdmin, "Denied, then granted, then reading secrets": userBob,
+		"Changes by a user just granted a powerful role": userBob}
 	for _, seq := range sortedSeqs(store) {
 		a := store[seq]
 		if (a.Severity == "high" || a.Severity == "critical") && want[a.Rule] != a.User {
@@ -519,10 +521,10 @@ func assertHighAndCritical(t *testing.T, store map[uint64]fileAlert) {
 	}
 }
 
-// assertConfigMapNotAlerted finds bob's configmap create in the API
-// server's own log and checks that no alert names it: no built-in rule
-// covers a ConfigMap written.
-func assertConfigMapNotAlerted(t *testing.T, c *cluster, store map[uint64]fileAlert) {
+// assertConfigMapAlertedOnce finds bob's configmap create in the API
+// server's own log and checks that exactly one alert names it: "Changes
+// by a user just granted a powerful role", with the binding before it.
+func assertConfigMapAlertedOnce(t *testing.T, c *cluster, store map[uint64]fileAlert) {
 	events, _ := readAuditLog(t, c.auditLogPath)
 	var id string
 	for _, e := range events {
@@ -533,10 +535,14 @@ func assertConfigMapNotAlerted(t *testing.T, c *cluster, store map[uint64]fileAl
 	if id == "" {
 		t.Fatalf("bob's configmap create is not in the API server's log")
 	}
+	var named []fileAlert
 	for _, a := range store {
 		if slices.Contains(a.AuditIDs, id) {
-			t.Errorf("bob's configmap create (%s) raised an alert; the built-in pack has no ConfigMap rule: %s", id, a)
+			named = append(named, a)
 		}
+	}
+	if len(named) != 1 || named[0].Rule != "Changes by a user just granted a powerful role" || len(named[0].AuditIDs) != 2 {
+		t.Errorf("bob's configmap create (%s) is named by %d alerts, want one of the grant-then-change rule naming the binding and the create: %v", id, len(named), named)
 	}
 }
 

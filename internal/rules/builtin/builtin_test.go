@@ -199,6 +199,52 @@ func TestPackIncident(t *testing.T) {
 	}
 }
 
+// TestChangesAfterGrant: the first change by a user after a binding to a
+// powerful role named them alerts once; reads, changes by others, changes
+// before the grant or after 30 minutes, and a grant of view do not.
+func TestChangesAfterGrant(t *testing.T) {
+	const rule = "Changes by a user just granted a powerful role"
+	grant := func(role string) string {
+		return `{"kind":"ClusterRoleBinding","subjects":[{"kind":"User","name":"mallory"}],"roleRef":{"kind":"ClusterRole","name":"` + role + `"}}`
+	}
+	count := func(evs ...*rules.Event) int {
+		ev, _ := native.Load(Rules())
+		n := 0
+		for _, x := range evs {
+			for _, a := range ev.Eval(x) {
+				if a.Rule == rule {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	write := func(sec string) *rules.Event {
+		return e(t, "mallory", "create", "configmaps", "prod/stolen", "ResponseComplete", 201, "sec", sec)
+	}
+	bind := e(t, "admin", "create", "clusterrolebindings", "/backdoor", "ResponseComplete", 201, "body", grant("cluster-admin"), "sec", "60")
+	canI := e(t, "mallory", "create", "selfsubjectaccessreviews", "/", "ResponseComplete", 201, "sec", "65")
+	if n := count(bind, canI, e(t, "mallory", "get", "secrets", "prod/db", "ResponseComplete", 200, "sec", "70"), write("80"), write("90")); n != 1 {
+		t.Errorf("grant, can-i, read, two writes: %d alerts, want 1", n)
+	}
+	if n := count(bind, canI); n != 0 {
+		t.Errorf("kubectl auth can-i after the grant: %d alerts, want 0 (asking is not a change)", n)
+	}
+	if n := count(write("10"), bind); n != 0 {
+		t.Errorf("a write before the grant: %d alerts", n)
+	}
+	if n := count(bind, e(t, "bob", "create", "configmaps", "prod/x", "ResponseComplete", 201, "sec", "80")); n != 0 {
+		t.Errorf("a write by someone else: %d alerts", n)
+	}
+	if n := count(bind, write("1900")); n != 0 {
+		t.Errorf("a write 30 minutes and more after the grant: %d alerts", n)
+	}
+	view := e(t, "admin", "create", "clusterrolebindings", "/v", "ResponseComplete", 201, "body", grant("view"), "sec", "60")
+	if n := count(view, write("80")); n != 0 {
+		t.Errorf("a grant of view: %d alerts", n)
+	}
+}
+
 // TestBurstOfDenials: ten 403s in a minute fire once; nine do not.
 func TestBurstOfDenials(t *testing.T) {
 	ev, _ := native.Load(Rules())
