@@ -23,7 +23,7 @@ import (
 )
 
 // Redaction replaces secret values in events before they are stored
-// (docs/ingest.md, "Redaction"; docs/adr/0010): a value becomes a marker
+// (docs/ingest.md, "Redaction"; docs/adr/0011): a value becomes a marker
 // that keeps its key name and carries a keyed hash of the value, so that
 // equal values can be correlated without being readable.
 
