@@ -20,7 +20,8 @@ func FuzzRedact(f *testing.F) {
 		event(`{"resource":"secrets"}`, "/x", `"requestObject":[{"op":"add","path":"/data/x","value":"eQ=="}]`, ""),
 		event(`{"resource":"serviceaccounts","subresource":"token"}`, "/x", `"responseObject":{"kind":"TokenRequest","status":{"token":"t"}}`, `{"a/authorization":"x"}`),
 		event(`{"resource":"pods"}`, "/x?watch=1", `"responseObject":{"kind":"SecretList","items":[{"data":{"k":"dg=="}}]}`, ""),
-		event(`{"resource":"configmaps"}`, "/x", `"requestObject":{"kind":"TokenReview","spec":{"token":"t"}}`, `{"n":"Bearer x"}`),
+		event(`{"resource":"configmaps"}`, "/x", `"requestObject":{"kind":"TokenReview","spec":{"token":"t"}}`, ""),
+		event(`{"resource":"configmaps"}`, "/x", "", `{"n":"Bearer x"}`),
 	} {
 		f.Add([]byte(s))
 	}

@@ -336,7 +336,8 @@ func TestRedactKeepsAMarkAlreadyThere(t *testing.T) {
 
 // TestNeedsRedaction pins the pre-check to the cases it must catch; the
 // fuzz test holds it to redactEvent in general.
-// Mutation caught: dropping the letter-escape search or the resource hint.
+// Mutations caught: dropping the letter-escape search, the TokenRe
+// search or the resource hint.
 func TestNeedsRedaction(t *testing.T) {
 	f := func(want bool, line string) {
 		t.Helper()
@@ -351,6 +352,7 @@ func TestNeedsRedaction(t *testing.T) {
 	f(true, event(`{"resource":"configmaps"}`, "/x", `"requestObject":{"kind":"Secret"}`, ""))
 	f(true, event(`{"resource":"configmaps"}`, "/x?api_key=1", "", ""))
 	f(true, event(`{"resource":"tokenreviews"}`, "/x", "", ""))
+	f(true, event(`{"resource":"configmaps"}`, "/x", `"responseObject":{"kind":"List","items":[{"kind":"TokenRequest","status":{"token":"t"}}]}`, ""))
 }
 
 // fakeSink records what it is given.

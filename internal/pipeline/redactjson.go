@@ -232,14 +232,14 @@ func (w *walker) stringAt(m member) (string, bool) {
 func (w *walker) kindOf(ms []member) string {
 	kind := ""
 	for _, m := range ms {
-		if bytes.Equal(w.ed.in[m.k0:m.k1], []byte(`"kind"`)) || keyIs(w.ed.in[m.k0:m.k1], "kind") {
+		if keyIs(w.ed.in[m.k0:m.k1], "kind") {
 			kind, _ = w.stringAt(m)
 		}
 	}
 	return kind
 }
 
-// value walks the value at [i, end) looking for secrets.
+// value walks the value that starts at in[i], looking for secrets.
 func (w *walker) value(i int, h hint, depth int) error {
 	switch w.ed.in[i] {
 	case '{':
