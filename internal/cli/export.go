@@ -21,8 +21,10 @@ func exportCmd(e *env) *cobra.Command {
 		Long: `export writes every stored event, in arrival order, as one JSON line each:
 a complete audit.k8s.io Event, byte for byte the line the API server's own log
 backend writes for it (events that arrived through the webhook get the
-"kind":"Event","apiVersion":... the webhook leaves out). It can run while
-serve or tail is writing to the same folder.`,
+"kind":"Event","apiVersion":... the webhook leaves out). An event in which
+redaction replaced secret values is written as stored: the same bytes with
+only those values (and the kubetrail.io/redacted mark) changed. It can run
+while serve or tail is writing to the same folder.`,
 		Example: `  kubetrail export > audit.jsonl
   kubetrail export --since 24h --cluster prod | jq 'select(.verb=="delete")'`,
 		Args: cobra.NoArgs,

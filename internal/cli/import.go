@@ -21,6 +21,7 @@ type sinkFlags struct {
 	dir    string
 	remote ingest.RemoteConfig
 	token  string
+	redact redactFlags
 }
 
 func (s *sinkFlags) add(cmd *cobra.Command) {
@@ -31,6 +32,7 @@ func (s *sinkFlags) add(cmd *cobra.Command) {
 	f.StringVar(&s.remote.CA, "ca", "", "with --server: CA bundle (PEM) to verify the server")
 	f.StringVar(&s.remote.ClientCert, "client-cert", "", "with --server: client certificate (PEM)")
 	f.StringVar(&s.remote.ClientKey, "client-key", "", "with --server: client key (PEM)")
+	s.redact.add(cmd)
 }
 
 // open returns the sink and a function to close it.
@@ -52,13 +54,22 @@ func (s *sinkFlags) open(e *env) (pipeline.Sink, func() error, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		return r, func() error { return nil }, nil
+		sink, _, err := s.redact.wrap(r, "", e.logger())
+		if err != nil {
+			return nil, nil, err
+		}
+		return sink, func() error { return nil }, nil
 	}
 	db, err := local.Open(s.dir, local.Options{Logger: e.logger()})
 	if err != nil {
 		return nil, nil, err
 	}
-	return db, db.Close, nil
+	sink, _, err := s.redact.wrap(db, s.dir, e.logger())
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return sink, db.Close, nil
 }
 
 func importCmd(e *env) *cobra.Command {
@@ -76,6 +87,9 @@ server's audit.log and its rotated backups (audit-2026-01-15T10-30-00.000.log,
 oldest first), gzip-compressed files, stdin ("-"), and every format kubetrail
 decodes: Event and EventList JSON lines, v1beta1, AKS (Event Hub records and
 Log Analytics rows), EKS (CloudWatch Logs) and GKE (Cloud Audit Logs) exports.
+
+Secret values, tokens and credentials are replaced by keyed markers before
+anything is stored, unless --no-redact (docs/ingest.md, "Redaction").
 
 Importing the same events twice adds nothing. A line that is not a usable
 event is skipped and reported with file:line and why; the lines around it are

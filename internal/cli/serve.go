@@ -34,6 +34,7 @@ func serveCmd(e *env) *cobra.Command {
 		detect    bool
 		rf        ruleFlags
 		outputs   []string
+		redact    redactFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -61,6 +62,12 @@ Storage: events go to a write-ahead log, then into compressed segments.
 smaller than --compact-below (sealed by --seal-after on a quiet cluster, or
 at each restart) are merged in the background into larger ones, so queries
 open fewer files; a crash during a merge loses and duplicates nothing.
+
+Redaction: before anything is written, Secret data and stringData, service
+account and TokenReview tokens, tokens in query strings and
+authorization-like annotations are replaced by markers keyed with
+DATA/redact.key (or --redact-key-file); --no-redact stores events exactly as
+received (docs/ingest.md, "Redaction").
 
 Detection: every event is evaluated once it is durable, by the built-in
 pack or the --rules given (a rule file with an error stops serve), from a
@@ -122,6 +129,15 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 			db, err := local.Open(dir, local.Options{Logger: log, SealAfter: sealAfter, WALSegmentBytes: walBytes})
 			if err != nil {
 				return err
+			}
+			ingestSink, red, err := redact.wrap(db, dir, log)
+			if err != nil {
+				db.Close()
+				return err
+			}
+			cfg.Ingest = ingestSink
+			if red != nil {
+				cfg.Redacted = red.Redacted
 			}
 			var det *detection
 			if detect {
@@ -196,6 +212,7 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 	f.StringVar(&maxSize, "max-size", "", "delete the oldest stored events while the store is larger than this (50GiB, 500MB); default: no limit")
 	f.BoolVar(&detect, "detect", true, "evaluate the rules (the built-in pack, or --rules) on every event once it is stored, keeping alerts in DATA/alerts; --detect=false only stores events")
 	rf.add(cmd)
+	redact.add(cmd)
 	f.StringArrayVar(&outputs, "alert-output", nil, "send alerts to this URL, at least once (repeatable): file:///PATH, webhook+https://..., slack+https://..., alertmanager+http://HOST:9093, syslog+tcp://HOST:514, syslog+tls://...; settings after # (docs/detection.md)")
 	f.StringVar(&compact, "compact-below", "4MiB", "merge adjacent segments smaller than this into segments of up to this size, in the background (0: never)")
 	return cmd

@@ -22,7 +22,9 @@ rename (the API server's own --audit-log-maxsize rotation) and by copytruncate,
 and keeps a checkpoint (file identity and offset) that moves only after a batch
 is durable, so a restart resumes without gaps or duplicates. With --server it
 ships to a central kubetrail serve instead of the local folder: run one per
-control-plane node.`,
+control-plane node. Secret values, tokens and credentials are replaced by
+keyed markers before anything is stored, unless --no-redact (with --server,
+the server does it).`,
 		Example: `  kubetrail tail /var/log/kubernetes/audit/audit.log
   kubetrail tail /var/log/kubernetes/audit/audit.log --server https://kubetrail.example:8443 --token-file /etc/kubetrail/token --ca ca.crt`,
 		Args: cobra.ExactArgs(1),

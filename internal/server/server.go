@@ -26,6 +26,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/alert"
 	"github.com/kubetrail/kubetrail/internal/detector"
 	"github.com/kubetrail/kubetrail/internal/ingest"
+	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
@@ -45,6 +46,12 @@ type Config struct {
 	Insecure bool
 	// Webhook configures the webhook receiver.
 	Webhook ingest.WebhookConfig
+	// Ingest is where webhook batches go: the store behind the ingest
+	// decorators (redaction). Nil means the store itself.
+	Ingest pipeline.Sink
+	// Redacted, when set, counts the events redaction changed, for
+	// /metrics.
+	Redacted func() int64
 	// AuthHealth, when set, requires authentication for /healthz, /readyz
 	// and /metrics as well; by default they are open so probes need no token.
 	AuthHealth bool
@@ -92,7 +99,15 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	cfg.Webhook.Observe = m.observe
 	s.cfg = cfg
 	mux := http.NewServeMux()
-	mux.Handle("/ingest/webhook", s.authenticate(ingest.NewWebhook(db, cfg.Webhook)))
+	var sink pipeline.Sink = db
+	if cfg.Ingest != nil {
+		sink = cfg.Ingest
+	}
+	if cfg.Redacted != nil {
+		s.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kubetrail_redacted_events_total",
+			Help: "Events whose secret values were replaced by markers before they were stored."}, func() float64 { return float64(cfg.Redacted()) }))
+	}
+	mux.Handle("/ingest/webhook", s.authenticate(ingest.NewWebhook(sink, cfg.Webhook)))
 	mux.Handle("GET /api/v1/events", s.authenticate(http.HandlerFunc(s.events)))
 	mux.Handle("GET /api/v1/stats", s.authenticate(http.HandlerFunc(s.stats)))
 	mux.Handle("GET /api/v1/investigate", s.authenticate(http.HandlerFunc(s.investigations)))
