@@ -175,7 +175,11 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 			err = srv.Run(ctx, func(addr string) {
 				log.Info("kubetrail serving", "addr", addr, "data", dir, "tls", cfg.TLSCert != "")
 				if !e.logJSON {
-					fmt.Fprint(e.stderr, firstSteps(addr, dir, cfg.TLSCert != ""))
+					n := 0
+					if det != nil {
+						n = det.rules
+					}
+					fmt.Fprint(e.stderr, firstSteps(addr, dir, cfg.TLSCert != "", n))
 				}
 			})
 			// The HTTP server has answered every request in flight; now make
@@ -271,13 +275,19 @@ func parseSize(v string) (int64, error) {
 }
 
 // firstSteps tells a person who just started serve where to point the API
-// server and how to ask questions (written to stderr unless --log-json).
-func firstSteps(addr, dir string, tls bool) string {
+// server, how to ask questions and where alerts go (written to stderr
+// unless --log-json).
+// rules is how many detection rules run (0: detection is off).
+func firstSteps(addr, dir string, tls bool, rules int) string {
 	scheme := "http"
 	if tls {
 		scheme = "https"
 	}
 	base := scheme + "://" + addr
+	detection := fmt.Sprintf("  Detection runs %d rules on every event; see the alerts with\n    kubetrail alerts --data %s   (or --server %s; -f follows)\n", rules, dir, base)
+	if rules == 0 {
+		detection = "  Detection is off (--detect=false); kubetrail detect --data " + dir + " runs the rules over what is stored.\n"
+	}
 	return fmt.Sprintf(`
 kubetrail receives audit events at %[1]s/ingest/webhook and keeps them in %[2]s.
   Point the API server at it (docs/setup.md):
@@ -286,7 +296,7 @@ kubetrail receives audit events at %[1]s/ingest/webhook and keeps them in %[2]s.
   Ask it questions:
     kubetrail query --server %[1]s 'verb=delete resource=secrets'   (add --token-file when it needs a token)
     kubetrail who delete secret/NAME -n NAMESPACE --data %[2]s
-    kubetrail detect --data %[2]s
-
-`, base, dir)
+    kubetrail timeline --since 1h --data %[2]s
+%[3]s
+`, base, dir, detection)
 }

@@ -39,16 +39,25 @@ func TestTyposFail(t *testing.T) {
 // TestFirstSteps: serve's first words say where to point the API server
 // and how to ask questions, with the real address and folder.
 func TestFirstSteps(t *testing.T) {
-	s := firstSteps("10.0.0.5:8443", "/var/lib/kubetrail", true)
+	s := firstSteps("10.0.0.5:8443", "/var/lib/kubetrail", true, 21)
 	for _, want := range []string{
 		"https://10.0.0.5:8443/ingest/webhook",
 		"kubetrail setup webhook-config --url https://10.0.0.5:8443/ingest/webhook",
 		"kubetrail query --server https://10.0.0.5:8443",
 		"--data /var/lib/kubetrail",
+		"Detection runs 21 rules",
+		"kubetrail alerts --data /var/lib/kubetrail",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("first steps lack %q:\n%s", want, s)
 		}
+	}
+}
+
+// TestFirstStepsDetectionOff: with detection off, the first words say so.
+func TestFirstStepsDetectionOff(t *testing.T) {
+	if s := firstSteps("127.0.0.1:8443", "d", false, 0); !strings.Contains(s, "Detection is off") || strings.Contains(s, "kubetrail alerts") {
+		t.Errorf("first steps with detection off:\n%s", s)
 	}
 }
 
