@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -147,7 +146,7 @@ func OpenDispatcher(store *Store, out Output, fs vfs.FS, dir, id string, cfg Dis
 	if err := vfs.MkdirAllSynced(fs, dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create cursor folder %s: %w", dir, err)
 	}
-	b, err := readAll(fs, d.path)
+	b, err := vfs.ReadFile(fs, d.path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		last, _ := store.Last()
@@ -167,15 +166,6 @@ func OpenDispatcher(store *Store, out Output, fs vfs.FS, dir, id string, cfg Dis
 	}
 	d.cursor.Store(d.st.Cursor)
 	return d, nil
-}
-
-func readAll(fs vfs.FS, path string) ([]byte, error) {
-	f, err := fs.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(f)
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

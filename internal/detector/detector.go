@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -153,7 +152,7 @@ func Open(db *local.DB, eng Engine, store *alert.Store, dir string, opts Options
 	}
 	d := &Detector{db: db, eng: eng, alerts: store, opts: opts, fs: opts.FS, dir: dir,
 		path: filepath.Join(dir, CursorFile), counts: map[[3]string]int64{}}
-	b, err := readFile(d.fs, d.path)
+	b, err := vfs.ReadFile(d.fs, d.path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		last, _ := store.Last()
@@ -172,19 +171,6 @@ func Open(db *local.DB, eng Engine, store *alert.Store, dir string, opts Options
 	next := d.cur.Next
 	d.pos.Store(&next)
 	return d, nil
-}
-
-func readFile(fs vfs.FS, path string) ([]byte, error) {
-	f, err := fs.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return b, nil
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
