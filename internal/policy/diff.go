@@ -290,10 +290,6 @@ func newProbeSpace(ps ...*Policy) *probeSpace {
 	return sp
 }
 
-func withoutEmpty(s []string) []string {
-	return slices.DeleteFunc(s, func(v string) bool { return v == "" })
-}
-
 // addGroup adds the resource probes of one API group from the resource
 // patterns that apply to it.
 func (sp *probeSpace) addGroup(g string, pats []string) {
@@ -442,6 +438,128 @@ func (sp *probeSpace) urlOf(path string) int {
 	return sp.urls[other]
 }
 
+// standIns maps each value of one field to the value probed for it: for
+// a given resource, a value that no rule able to match it names behaves
+// like any other value.
+type standIns struct {
+	// reps are the values probed.
+	reps []int
+	// members has, for each probed value, the values it stands for.
+	members map[int]bitset
+}
+
+func newStandIns(n int, rep func(int) int) standIns {
+	s := standIns{members: map[int]bitset{}}
+	for i := 0; i < n; i++ {
+		r := rep(i)
+		m, ok := s.members[r]
+		if !ok {
+			m = newBitset(n)
+			s.members[r] = m
+			s.reps = append(s.reps, r)
+		}
+		m.set(i)
+	}
+	slices.Sort(s.reps)
+	return s
+}
+
+// relevance says, for one resource or URL probe, which namespaces, names
+// and users the rules of a and b that can match it name; the others are
+// tried once, as any other value. A non-resource URL has no namespace or
+// name: probe 0 stands for every one.
+type relevance struct{ ns, names, users standIns }
+
+func (sp *probeSpace) relevance(w int, ps ...*Policy) relevance {
+	wp := &sp.what[w]
+	ns, names, users, groups := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for _, p := range ps {
+		for _, r := range p.Rules {
+			resourceRule := len(r.Namespaces) > 0 || len(r.Resources) > 0
+			if wp.url && resourceRule {
+				continue // a resource rule never matches a non-resource request
+			}
+			if !wp.url && !resourceRule && len(r.NonResourceURLs) > 0 {
+				continue // nor a URL rule a resource request
+			}
+			matches := len(r.Resources) == 0
+			for _, gr := range r.Resources {
+				cg := compileGroup(gr)
+				if !cg.anyGroup && cg.group != wp.res.group {
+					continue
+				}
+				if cg.anyRes {
+					matches = true
+					continue
+				}
+				if slices.ContainsFunc(cg.patterns, func(p resourcePattern) bool { return p.matches(wp.res.resource, wp.res.sub) }) {
+					matches = true
+					for _, n := range gr.ResourceNames {
+						names[n] = true
+					}
+				}
+			}
+			if !matches {
+				continue
+			}
+			for _, n := range r.Namespaces {
+				ns[n] = true
+			}
+			for _, u := range r.Users {
+				users[u] = true
+			}
+			for _, g := range r.UserGroups {
+				groups[g] = true
+			}
+		}
+	}
+	keep := func(list []string, named map[string]bool) func(int) int {
+		last := len(list) - 1
+		return func(i int) int {
+			if wp.url {
+				return 0
+			}
+			if named[list[i]] {
+				return i
+			}
+			return last
+		}
+	}
+	index := map[string]int{}
+	for i, u := range sp.users {
+		if !u.unauth {
+			index[userKey(u.name, u.groups)] = i
+		}
+	}
+	userRep := func(i int) int {
+		u := sp.users[i]
+		if u.unauth {
+			return i
+		}
+		name := u.name
+		if !users[name] {
+			name = other
+		}
+		var in []string
+		for _, g := range u.groups {
+			if groups[g] {
+				in = append(in, g)
+			}
+		}
+		return index[userKey(name, in)]
+	}
+	return relevance{
+		ns:    newStandIns(len(sp.namespaces), keep(sp.namespaces, ns)),
+		names: newStandIns(len(sp.names), keep(sp.names, names)),
+		users: newStandIns(len(sp.users), userRep),
+	}
+}
+
+// userKey tells user probes apart: the group "" is not no group.
+func userKey(name string, groups []string) string {
+	return fmt.Sprintf("%q %q", name, groups)
+}
+
 // changeKey groups differing probes into Differences.
 type changeKey struct {
 	a, b    outcome
@@ -458,8 +576,10 @@ func Diff(a, b *Policy) *DiffReport {
 	ea, eb := NewEvaluator(a), NewEvaluator(b)
 	rep := &DiffReport{space: sp}
 
-	// Evaluate every probe; group the differing ones by change, one user
-	// set per (what, verb, namespace, name).
+	// Evaluate the probes; group the differing ones by change, one user
+	// set per (what, verb, namespace, name). For each resource or URL only
+	// the values that the rules able to match it name are tried; every
+	// other value gets the outcome of the value that stands for it.
 	users := make([]*UserInfo, len(sp.users))
 	for i, u := range sp.users {
 		if !u.unauth {
@@ -469,16 +589,13 @@ func Diff(a, b *Policy) *DiffReport {
 	var recs, scratch []userRec
 	r := &Request{}
 	for w := range sp.what {
-		nss, nms := len(sp.namespaces), len(sp.names)
-		if sp.what[w].url {
-			nss, nms = 1, 1
-		}
+		rel := sp.relevance(w, a, b)
 		for v := range sp.verbs {
-			for n := 0; n < nss; n++ {
-				for m := 0; m < nms; m++ {
+			for _, n := range rel.ns.reps {
+				for _, m := range rel.names.reps {
 					*r = *sp.request(cell{w, v, n, m, 0})
 					scratch = scratch[:0]
-					for u := range sp.users {
+					for _, u := range rel.users.reps {
 						r.User = users[u]
 						oa, ob := effective(ea.Evaluate(r)), effective(eb.Evaluate(r))
 						if oa.same(ob) {
@@ -489,9 +606,10 @@ func Diff(a, b *Policy) *DiffReport {
 						i := slices.IndexFunc(scratch, func(x userRec) bool { return x.key == k })
 						if i < 0 {
 							i = len(scratch)
-							scratch = append(scratch, userRec{key: k, idx: [4]int{w, v, n, m}, users: newBitset(len(sp.users))})
+							scratch = append(scratch, userRec{key: k, idx: [4]int{w, v, n, m}, users: newBitset(len(sp.users)),
+								nsMask: rel.ns.members[n], namesMask: rel.names.members[m]})
 						}
-						scratch[i].users.set(u)
+						scratch[i].users.or(rel.users.members[u])
 					}
 					recs = append(recs, scratch...)
 				}
@@ -522,6 +640,9 @@ type userRec struct {
 	key   changeKey
 	idx   [4]int // what, verb, namespace, name
 	users bitset
+	// nsMask and namesMask are the namespaces and names the probed ones
+	// stand for.
+	nsMask, namesMask bitset
 }
 
 // scopeSet is a Scope as sets of probe indices.
@@ -548,6 +669,7 @@ func compress(sp *probeSpace, recs []userRec) ([]Difference, [][]scopeSet) {
 	}
 	// Names.
 	byNames := map[partial]bitset{}
+	nsMask := map[partial]bitset{}
 	var order1 []partial
 	for _, r := range recs {
 		key, idx, users := r.key, r.idx, r.users
@@ -556,12 +678,9 @@ func compress(sp *probeSpace, recs []userRec) ([]Difference, [][]scopeSet) {
 		if !ok {
 			set = newBitset(len(sp.names))
 			order1 = append(order1, p)
+			nsMask[p] = r.nsMask
 		}
-		if sp.what[idx[0]].url {
-			set.fill()
-		} else {
-			set.set(idx[3])
-		}
+		set.or(r.namesMask)
 		byNames[p] = set
 	}
 	// Namespaces.
@@ -579,11 +698,7 @@ func compress(sp *probeSpace, recs []userRec) ([]Difference, [][]scopeSet) {
 			set = newBitset(len(sp.namespaces))
 			order2 = append(order2, q)
 		}
-		if sp.what[p.what].url {
-			set.fill()
-		} else {
-			set.set(p.ns)
-		}
+		set.or(nsMask[p])
 		byNS[q] = set
 	}
 	// Verbs.

@@ -164,7 +164,7 @@ func TestDiffChangesHoldExactlyTheDifferingProbes(t *testing.T) {
 							}
 							if oa.same(ob) {
 								if in > 0 {
-									t.Fatalf("probe %s is logged alike but in %d changes", dumpRequest(r), in)
+									t.Fatalf("probe %s is logged alike but in %d changes\nA:\n%s\nB:\n%s", dumpRequest(r), in, dump(a), dump(b))
 								}
 								continue
 							}
@@ -302,7 +302,7 @@ func TestDiffSaysRealResourcesAndStages(t *testing.T) {
 // prefixes, "*" groups and subresource patterns.
 // Mutations it catches: a placeholder group or resource in the words
 // (other.example.com, "other"), "any user" for a set without one user,
-// a URL prefix said without its "*".
+// a user in two groups listed pair by pair.
 func TestDiffWords(t *testing.T) {
 	load := func(rules string) *Policy {
 		return mustLoad(t, "p.yaml", []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n"+rules))
@@ -336,6 +336,10 @@ func TestDiffWords(t *testing.T) {
 	f("- level: None\n  users: [system:kube-proxy]\n  verbs: [watch]\n- level: Metadata\n",
 		"- level: Metadata\n  users: [system:kube-proxy]\n  verbs: [watch]\n- level: Metadata\n",
 		"- any request; verbs watch; user system:kube-proxy: None → Metadata (rule 0 → rule 0)")
+	// A user whenever in one of two groups (alone or with the other).
+	f("- level: None\n  users: [alice]\n  userGroups: [dev, ops]\n- level: Metadata\n",
+		"- level: Request\n  users: [alice]\n  userGroups: [dev, ops]\n- level: Metadata\n",
+		"- any resource except [configmaps (core), secrets (core), serviceaccounts/token (core), tokenreviews.authentication.k8s.io], any non-resource URL; any verb; user alice in group dev, user alice in group ops: None → Request (rule 0 → rule 0)")
 	// URL prefixes, "*" groups and subresource patterns.
 	f("- level: None\n  nonResourceURLs: [/healthz*]\n- level: Metadata\n  resources: [{group: '*', resources: ['pods/*', '*/status']}]\n- level: None\n",
 		"- level: Metadata\n  nonResourceURLs: [/healthz*]\n- level: Request\n  resources: [{group: '*', resources: ['pods/*', '*/status']}]\n- level: None\n",

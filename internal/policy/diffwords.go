@@ -214,6 +214,21 @@ func (sp *probeSpace) userPhrases(set bitset, prefix string) []string {
 				covered.or(whole)
 			}
 		}
+		// A user whenever in a group (alone or with another).
+		for _, name := range sp.userNames() {
+			for _, g := range sp.userGroups {
+				whole := newBitset(set.n)
+				for i, u := range sp.users {
+					if !u.unauth && u.name == name && slices.Contains(u.groups, g) {
+						whole.set(i)
+					}
+				}
+				if set.contains(whole) && !covered.contains(whole) {
+					out = append(out, userName(name, prefix)+" in group "+g)
+					covered.or(whole)
+				}
+			}
+		}
 		// The rest, one by one.
 		for i, u := range sp.users {
 			if !set.has(i) || covered.has(i) || u.unauth {
@@ -224,9 +239,9 @@ func (sp *probeSpace) userPhrases(set bitset, prefix string) []string {
 			case 0:
 				p += " in no listed group"
 			case 1:
-				p += " in group " + u.groups[0]
+				p += " in group " + u.groups[0] + " and no other listed group"
 			default:
-				p += " in groups " + u.groups[0] + " and " + u.groups[1]
+				p += " in groups " + u.groups[0] + " and " + u.groups[1] + " and no other listed group"
 			}
 			out = append(out, p)
 		}
