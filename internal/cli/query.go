@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -278,6 +279,10 @@ type printer struct {
 	watch  *jq.Watchdog
 	// ctx stops the printing of rows when cancelled (a signal).
 	ctx context.Context
+	// live are the column widths of a followed table: set by the header
+	// and the first rows, widened by a longer value (later rows then
+	// shift, as kubectl get --watch's do), never narrowed.
+	live []int
 }
 
 var (
@@ -376,18 +381,53 @@ func (p *printer) printLive(rows []row, first bool) error {
 	}
 	bw := bufio.NewWriter(p.w)
 	defer bw.Flush()
-	if first {
-		bw.WriteString(strings.Join(p.heads, "  ") + "\n")
-	}
 	for _, r := range rows {
 		for i, c := range r.cells {
 			if c == "" {
 				r.cells[i] = "-"
 			}
 		}
-		bw.WriteString(strings.Join(r.cells, "  ") + "\n")
+	}
+	if first {
+		p.live = make([]int, len(p.heads))
+		for i, h := range p.heads {
+			p.live[i] = utf8.RuneCountInString(h)
+		}
+		for _, r := range rows {
+			p.widen(r.cells)
+		}
+		p.writeLive(bw, p.heads)
+	}
+	for _, r := range rows {
+		p.widen(r.cells)
+		p.writeLive(bw, r.cells)
 	}
 	return nil
+}
+
+func (p *printer) widen(cells []string) {
+	for i, c := range cells {
+		if i < len(p.live) {
+			p.live[i] = max(p.live[i], utf8.RuneCountInString(c))
+		}
+	}
+}
+
+// writeLive writes one followed row, each cell padded to its column's
+// width but the last.
+func (p *printer) writeLive(w *bufio.Writer, cells []string) {
+	for i, c := range cells {
+		w.WriteString(c)
+		if i == len(cells)-1 {
+			break
+		}
+		pad := 2
+		if i < len(p.live) {
+			pad += p.live[i] - utf8.RuneCountInString(c)
+		}
+		w.WriteString(strings.Repeat(" ", pad))
+	}
+	w.WriteByte('\n')
 }
 
 func (p *printer) print(rows []row) error {
