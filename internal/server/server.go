@@ -26,6 +26,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/alert"
 	"github.com/kubetrail/kubetrail/internal/detector"
 	"github.com/kubetrail/kubetrail/internal/ingest"
+	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
@@ -58,6 +59,9 @@ type Config struct {
 	// Detection, when set, gives the live detector's counters for
 	// /metrics.
 	Detection func() detector.Stats
+	// Syslog configures the syslog listeners (none when Listen is empty);
+	// they store into the same sink as the webhook.
+	Syslog ingest.SyslogConfig
 }
 
 // Server serves HTTP until its context ends.
@@ -71,6 +75,7 @@ type Server struct {
 	// once, saying so, instead of holding the shutdown for its timeout.
 	stopping chan struct{}
 	stopOnce sync.Once
+	syslog   *ingest.Syslog // nil without --syslog-listen
 }
 
 // New builds a server over an open store.
@@ -91,8 +96,14 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	}
 	cfg.Webhook.Observe = m.observe
 	s.cfg = cfg
+	// Every ingest path stores through this one sink.
+	var sink pipeline.Sink = db
+	var err error
+	if s.syslog, err = newSyslog(cfg, sink, s.reg, m.rejected); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/ingest/webhook", s.authenticate(ingest.NewWebhook(db, cfg.Webhook)))
+	mux.Handle("/ingest/webhook", s.authenticate(ingest.NewWebhook(sink, cfg.Webhook)))
 	mux.Handle("GET /api/v1/events", s.authenticate(http.HandlerFunc(s.events)))
 	mux.Handle("GET /api/v1/stats", s.authenticate(http.HandlerFunc(s.stats)))
 	mux.Handle("GET /api/v1/investigate", s.authenticate(http.HandlerFunc(s.investigations)))
@@ -215,6 +226,12 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 		srv.TLSConfig = tc
 		ln = tls.NewListener(ln, tc)
 	}
+	syslogDone, err := s.runSyslog(ctx)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer syslogDone()
 	if ready != nil {
 		ready(ln.Addr().String())
 	}

@@ -23,9 +23,10 @@ const maxCountDigits = 10
 // garbage, a count that is not one, the rest of a frame longer than its
 // count) are skipped up to the next "<PRI>" or "COUNT <PRI>" and
 // reported. A newline-framed message is also ended by '}' followed by
-// "COUNT <PRI>": the end of a JSON message whose sender left out the
-// count, followed by an octet-counted frame, so that one bad frame does
-// not swallow the good ones after it on a stream without newlines.
+// "<PRI>" or "COUNT <PRI>": the end of a JSON message whose sender left
+// out the count or the newline, followed by the next frame, so that one
+// bad frame does not swallow the good ones after it on a stream without
+// newlines.
 //
 // A FrameReader is not safe for concurrent use.
 type FrameReader struct {
@@ -231,7 +232,7 @@ func newlineEnd(b []byte) (end, next int) {
 		case '\n':
 			return i, i + 1
 		case '}':
-			if countedStart(b[i+1:]) {
+			if countedStart(b[i+1:]) || priStart(b[i+1:]) {
 				return i + 1, i + 1
 			}
 		}
@@ -279,8 +280,12 @@ func pendingTail(b []byte) int {
 	return 0
 }
 
-// couldBeCountedStart reports whether b is a prefix of some "COUNT <PRI>".
+// couldBeCountedStart reports whether b is a prefix of some "COUNT <PRI>"
+// or "<PRI>".
 func couldBeCountedStart(b []byte) bool {
+	if len(b) > 0 && b[0] == '<' {
+		return couldBePRI(b)
+	}
 	i := 0
 	for i < len(b) && i < maxCountDigits && b[i] >= '0' && b[i] <= '9' {
 		i++
@@ -294,18 +299,19 @@ func couldBeCountedStart(b []byte) bool {
 	if b[i] != ' ' || i == 0 {
 		return false
 	}
-	rest := b[i+1:]
-	if len(rest) == 0 {
-		return true
-	}
-	if rest[0] != '<' {
+	return len(b) == i+1 || couldBePRI(b[i+1:])
+}
+
+// couldBePRI reports whether b is a prefix of some "<PRI>".
+func couldBePRI(b []byte) bool {
+	if b[0] != '<' {
 		return false
 	}
-	for j := 1; j < len(rest); j++ {
-		if rest[j] == '>' {
+	for j := 1; j < len(b); j++ {
+		if b[j] == '>' {
 			return j > 1
 		}
-		if rest[j] < '0' || rest[j] > '9' || j > 3 {
+		if b[j] < '0' || b[j] > '9' || j > 3 {
 			return false
 		}
 	}
