@@ -57,6 +57,17 @@ Endpoints:
   GET  /healthz, /readyz               liveness and readiness
   GET  /metrics                        Prometheus metrics
 
+Syslog (--syslog-listen tcp://ADDR, tls://ADDR, udp://ADDR; docs/ingest.md):
+RFC 5424 or RFC 3164 messages, octet-counted or newline-framed (told apart
+per frame), each carrying one audit event's JSON (also behind rsyslog's
+@cee: or in a JSON envelope's MESSAGE, message, msg or log string), as
+rsyslog's imfile + omfwd send them. The cluster is --syslog-cluster unless
+the message's structured data names one: [kubetrail@32473 cluster="prod"].
+Over TCP and TLS the events read are stored before more is read from the
+connection; a store that fails is retried and the sender waits. UDP is
+lossy. A bad frame (over --syslog-max-message-bytes, garbage, a wrong
+count) is skipped and logged with the sender's address; the rest is kept.
+
 Storage: events go to a write-ahead log, then into compressed segments.
 --retention and --max-size delete whole segments, oldest first. Segments
 smaller than --compact-below (sealed by --seal-after on a quiet cluster, or
@@ -83,7 +94,8 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 (--token-file and/or --client-ca), or --insecure.`,
 		Example: `  kubetrail serve
   kubetrail serve --listen 0.0.0.0:8443 --tls-cert tls.crt --tls-key tls.key --token-file tokens
-  kubetrail serve --alert-output alertmanager+http://alertmanager:9093 --rules my-rules/ --builtin`,
+  kubetrail serve --alert-output alertmanager+http://alertmanager:9093 --rules my-rules/ --builtin
+  kubetrail serve --syslog-listen tcp://127.0.0.1:6514 --syslog-cluster prod`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := e.logger()
@@ -100,6 +112,7 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 				cfg.Tokens = toks
 			}
 			cfg.Webhook.Limits = audit.Limits{MaxEventBytes: maxEvent}
+			cfg.Syslog.Limits, cfg.Syslog.Logger = cfg.Webhook.Limits, log
 			var ret local.Retention
 			if retention != "" {
 				d, err := timespec.ParseDuration(retention)
@@ -218,6 +231,7 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 	rf.add(cmd)
 	redact.add(cmd)
 	f.StringArrayVar(&outputs, "alert-output", nil, "send alerts to this URL, at least once (repeatable): file:///PATH, webhook+https://..., slack+https://..., alertmanager+http://HOST:9093, syslog+tcp://HOST:514, syslog+tls://...; settings after # (docs/detection.md)")
+	addSyslogFlags(f, &cfg.Syslog)
 	f.StringVar(&compact, "compact-below", "4MiB", "merge adjacent segments smaller than this into segments of up to this size, in the background (0: never)")
 	return cmd
 }

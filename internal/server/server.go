@@ -65,6 +65,9 @@ type Config struct {
 	// Detection, when set, gives the live detector's counters for
 	// /metrics.
 	Detection func() detector.Stats
+	// Syslog configures the syslog listeners (none when Listen is empty);
+	// they store into the same sink as the webhook.
+	Syslog ingest.SyslogConfig
 }
 
 // Server serves HTTP until its context ends.
@@ -78,6 +81,7 @@ type Server struct {
 	// once, saying so, instead of holding the shutdown for its timeout.
 	stopping chan struct{}
 	stopOnce sync.Once
+	syslog   *ingest.Syslog // nil without --syslog-listen
 }
 
 // New builds a server over an open store.
@@ -98,7 +102,8 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	}
 	cfg.Webhook.Observe = m.observe
 	s.cfg = cfg
-	mux := http.NewServeMux()
+	// Every ingest path (webhook, syslog) stores through this one sink:
+	// the store, or the ingest pipeline in front of it (redaction).
 	var sink pipeline.Sink = db
 	if cfg.Ingest != nil {
 		sink = cfg.Ingest
@@ -107,6 +112,11 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 		s.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kubetrail_redacted_events_total",
 			Help: "Events whose secret values were replaced by markers before they were stored."}, func() float64 { return float64(cfg.Redacted()) }))
 	}
+	var err error
+	if s.syslog, err = newSyslog(cfg, sink, s.reg, m.rejected); err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
 	mux.Handle("/ingest/webhook", s.authenticate(ingest.NewWebhook(sink, cfg.Webhook)))
 	mux.Handle("GET /api/v1/events", s.authenticate(http.HandlerFunc(s.events)))
 	mux.Handle("GET /api/v1/stats", s.authenticate(http.HandlerFunc(s.stats)))
@@ -230,6 +240,12 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 		srv.TLSConfig = tc
 		ln = tls.NewListener(ln, tc)
 	}
+	syslogDone, err := s.runSyslog(ctx)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer syslogDone()
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
