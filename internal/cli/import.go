@@ -22,6 +22,9 @@ type sinkFlags struct {
 	remote ingest.RemoteConfig
 	token  string
 	redact redactFlags
+	policy policyFlags
+	// relevel is the ingest policy stage open made; nil without --policy.
+	relevel *pipeline.Releveler
 }
 
 func (s *sinkFlags) add(cmd *cobra.Command) {
@@ -33,10 +36,14 @@ func (s *sinkFlags) add(cmd *cobra.Command) {
 	f.StringVar(&s.remote.ClientCert, "client-cert", "", "with --server: client certificate (PEM)")
 	f.StringVar(&s.remote.ClientKey, "client-key", "", "with --server: client key (PEM)")
 	s.redact.add(cmd)
+	s.policy.add(cmd)
 }
 
 // open returns the sink and a function to close it.
 func (s *sinkFlags) open(e *env) (pipeline.Sink, func() error, error) {
+	if err := s.policy.load(e.logger()); err != nil {
+		return nil, nil, err
+	}
 	if s.remote.URL != "" {
 		if s.remote.ClientKey != "" {
 			if err := checkSecretFile("--client-key", s.remote.ClientKey); err != nil {
@@ -58,6 +65,7 @@ func (s *sinkFlags) open(e *env) (pipeline.Sink, func() error, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		sink, s.relevel = s.policy.wrap(sink)
 		return sink, func() error { return nil }, nil
 	}
 	db, err := local.Open(s.dir, local.Options{Logger: e.logger()})
@@ -69,6 +77,7 @@ func (s *sinkFlags) open(e *env) (pipeline.Sink, func() error, error) {
 		db.Close()
 		return nil, nil, err
 	}
+	sink, s.relevel = s.policy.wrap(sink)
 	return sink, db.Close, nil
 }
 
@@ -91,12 +100,21 @@ Log Analytics rows), EKS (CloudWatch Logs) and GKE (Cloud Audit Logs) exports.
 Secret values, tokens and credentials are replaced by keyed markers before
 anything is stored, unless --no-redact (docs/ingest.md, "Redaction").
 
+--policy applies the team's audit policy to the events first, exactly as
+the API server would have: requests it logs at level None and stages it
+omits are left out, bodies above its level are removed (the level field
+says the level applied), managedFields are removed when it says so. It
+cannot add what was not logged: an event recorded below the policy's level
+is kept as recorded. A summary line says how many events each case had
+(docs/ingest.md, "Policy at ingest").
+
 Importing the same events twice adds nothing. A line that is not a usable
 event is skipped and reported with file:line and why; the lines around it are
 kept. The exit status is 0 when every line was used, 3 when some were skipped.`,
 		Example: `  kubetrail import /var/log/kubernetes/audit/
   kubetrail import 'audit-*.log.gz' audit.log
-  zcat old.log.gz | kubetrail import -`,
+  zcat old.log.gz | kubetrail import -
+  kubetrail import --policy team-policy.yaml eks-audit-export.json`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			files, err := ingest.ExpandPaths(args)
@@ -122,6 +140,9 @@ kept. The exit status is 0 when every line was used, 3 when some were skipped.`,
 				err = stopped(cmd.Context())
 			}
 			printSummary(e.stderr, sum)
+			if sf.relevel != nil {
+				printPolicySummary(e.stderr, sf.policy.file, sf.relevel.Counts())
+			}
 			if err != nil {
 				return err
 			}

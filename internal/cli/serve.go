@@ -15,6 +15,7 @@ import (
 
 	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/ingest"
+	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/server"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 	"github.com/kubetrail/kubetrail/internal/timespec"
@@ -35,6 +36,7 @@ func serveCmd(e *env) *cobra.Command {
 		rf        ruleFlags
 		outputs   []string
 		redact    redactFlags
+		pol       policyFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -79,6 +81,14 @@ account and TokenReview tokens, tokens in query strings and
 authorization-like annotations are replaced by markers keyed with
 DATA/redact.key (or --redact-key-file); --no-redact stores events exactly as
 received (docs/ingest.md, "Redaction").
+
+Policy: --policy FILE applies the team's audit policy to every event before
+redaction, exactly as the API server would have: requests at level None and
+omitted stages are dropped, bodies above the level removed, managedFields
+removed when the policy says so; an event logged below the policy's level is
+kept as it is. A policy that does not load refuses to start.
+/metrics counts kubetrail_policy_events_total{result=...} (docs/ingest.md,
+"Policy at ingest").
 
 Detection: every event is evaluated once it is durable, by the built-in
 pack or the --rules given (a rule file with an error stops serve), from a
@@ -139,6 +149,9 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 				}
 				comp.Below = n
 			}
+			if err := pol.load(log); err != nil {
+				return err
+			}
 			db, err := local.Open(dir, local.Options{Logger: log, SealAfter: sealAfter, WALSegmentBytes: walBytes})
 			if err != nil {
 				return err
@@ -148,9 +161,20 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 				db.Close()
 				return err
 			}
+			ingestSink, rel := pol.wrap(ingestSink)
 			cfg.Ingest = ingestSink
 			if red != nil {
 				cfg.Redacted = red.Redacted
+			}
+			if rel != nil {
+				cfg.PolicyEvents = func() map[string]int64 {
+					c := rel.Counts()
+					m := make(map[string]int64, len(c))
+					for _, res := range pipeline.PolicyResults {
+						m[res.String()] = c[res]
+					}
+					return m
+				}
 			}
 			var det *detection
 			if detect {
@@ -230,6 +254,7 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 	f.BoolVar(&detect, "detect", true, "evaluate the rules (the built-in pack, or --rules) on every event once it is stored, keeping alerts in DATA/alerts; --detect=false only stores events")
 	rf.add(cmd)
 	redact.add(cmd)
+	pol.add(cmd)
 	f.StringArrayVar(&outputs, "alert-output", nil, "send alerts to this URL, at least once (repeatable): file:///PATH, webhook+https://..., slack+https://..., alertmanager+http://HOST:9093, syslog+tcp://HOST:514, syslog+tls://...; settings after # (docs/detection.md)")
 	addSyslogFlags(f, &cfg.Syslog)
 	f.StringVar(&compact, "compact-below", "4MiB", "merge adjacent segments smaller than this into segments of up to this size, in the background (0: never)")

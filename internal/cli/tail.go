@@ -24,7 +24,8 @@ is durable, so a restart resumes without gaps or duplicates. With --server it
 ships to a central kubetrail serve instead of the local folder: run one per
 control-plane node. Secret values, tokens and credentials are replaced by
 keyed markers before anything is stored, unless --no-redact (with --server,
-the server does it).`,
+the server does it). --policy applies the team's audit policy to each event
+first, as the API server would have (docs/ingest.md, "Policy at ingest").`,
 		Example: `  kubetrail tail /var/log/kubernetes/audit/audit.log
   kubetrail tail /var/log/kubernetes/audit/audit.log --server https://kubetrail.example:8443 --token-file /etc/kubetrail/token --ca ca.crt`,
 		Args: cobra.ExactArgs(1),

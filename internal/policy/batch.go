@@ -131,6 +131,12 @@ func describeRequestError(err error) error {
 // requestURI. An event whose user has no name, uid or groups is taken as
 // a request without user information: that is how the API server records
 // a failed authentication.
+//
+// For a create, the name and namespace come from requestURI, not from
+// objectRef: the API server chose the level with the URL's (a create
+// names no object: the name is ""), and only then filled objectRef's
+// empty name and namespace in from the request body. With objectRef's, a
+// rule with resourceNames would match creates, which it never does.
 func RequestFromEvent(ev *audit.Event) *Request {
 	r := &Request{Verb: ev.Verb}
 	u := &ev.User
@@ -150,7 +156,43 @@ func RequestFromEvent(ev *audit.Event) *Request {
 		}
 	}
 	r.Path = path
+	if r.ResourceRequest && r.Verb == "create" {
+		if ns, name, ok := urlNamespaceName(path); ok {
+			r.Namespace, r.Name = ns, name
+		}
+	}
 	return r
+}
+
+// urlNamespaceName parses a resource request's path as the API server's
+// RequestInfoFactory does (k8s.io/apiserver/pkg/endpoints/request) and
+// returns the namespace and name it names; ok is false for a path that is
+// not under /api/VERSION or /apis/GROUP/VERSION.
+func urlNamespaceName(path string) (ns, name string, ok bool) {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	switch {
+	case len(parts) >= 3 && parts[0] == "api":
+		parts = parts[2:]
+	case len(parts) >= 4 && parts[0] == "apis":
+		parts = parts[3:]
+	default:
+		return "", "", false
+	}
+	if parts[0] == "watch" || parts[0] == "proxy" {
+		parts = parts[1:]
+	}
+	if len(parts) > 0 && parts[0] == "namespaces" && len(parts) > 1 {
+		ns = parts[1]
+		// namespaces/NAME/status and /finalize are subresources of the
+		// namespace; anything else after the name is a resource in it.
+		if len(parts) > 2 && parts[2] != "status" && parts[2] != "finalize" {
+			parts = parts[2:]
+		}
+	}
+	if len(parts) >= 2 {
+		name = parts[1]
+	}
+	return ns, name, true
 }
 
 // EvalRequests reads requests as JSON lines (see ParseRequest) from in and

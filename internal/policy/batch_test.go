@@ -151,4 +151,24 @@ func TestRequestFromEvent(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("failed authentication (-want +got):\n%s", diff)
 	}
+
+	// A create's objectRef carries the name (and namespace) of the body,
+	// which the API server filled in after choosing the level with the
+	// URL's: the name is "" then, so a rule with resourceNames does not
+	// match. A subresource create names its object in the URL.
+	f := func(uri string, ref audit.ObjectReference, wantNS, wantName string) {
+		t.Helper()
+		got := RequestFromEvent(&audit.Event{Verb: "create", RequestURI: uri, ObjectRef: &ref})
+		if got.Namespace != wantNS || got.Name != wantName {
+			t.Errorf("create %s: namespace %q name %q, want %q %q", uri, got.Namespace, got.Name, wantNS, wantName)
+		}
+	}
+	f("/api/v1/namespaces/prod/configmaps?fieldManager=kubectl-create", audit.ObjectReference{Resource: "configmaps", Namespace: "prod", Name: "cfg"}, "prod", "")
+	f("/apis/rbac.authorization.k8s.io/v1/clusterroles", audit.ObjectReference{Resource: "clusterroles", Namespace: "bogus", Name: "admin2"}, "", "")
+	f("/api/v1/namespaces", audit.ObjectReference{Resource: "namespaces", Name: "prod"}, "", "")
+	f("/api/v1/namespaces/prod/pods/web/exec?command=sh", audit.ObjectReference{Resource: "pods", Subresource: "exec", Namespace: "prod", Name: "web"}, "prod", "web")
+	f("/api/v1/namespaces/prod/serviceaccounts/build/token", audit.ObjectReference{Resource: "serviceaccounts", Subresource: "token", Namespace: "prod", Name: "build"}, "prod", "build")
+	f("/api/v1/namespaces/prod/finalize", audit.ObjectReference{Resource: "namespaces", Subresource: "finalize", Name: "prod"}, "prod", "prod")
+	// Not an API path: objectRef is all there is.
+	f("/weird", audit.ObjectReference{Resource: "configmaps", Namespace: "prod", Name: "cfg"}, "prod", "cfg")
 }

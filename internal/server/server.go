@@ -52,6 +52,9 @@ type Config struct {
 	// Redacted, when set, counts the events redaction changed, for
 	// /metrics.
 	Redacted func() int64
+	// PolicyEvents, when set, gives the ingest policy's event counts by
+	// result (kept, dropped_level_none, ...), for /metrics.
+	PolicyEvents func() map[string]int64
 	// AuthHealth, when set, requires authentication for /healthz, /readyz
 	// and /metrics as well; by default they are open so probes need no token.
 	AuthHealth bool
@@ -111,6 +114,13 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	if cfg.Redacted != nil {
 		s.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kubetrail_redacted_events_total",
 			Help: "Events whose secret values were replaced by markers before they were stored."}, func() float64 { return float64(cfg.Redacted()) }))
+	}
+	if cfg.PolicyEvents != nil {
+		for res := range cfg.PolicyEvents() {
+			s.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kubetrail_policy_events_total",
+				Help: "Events by what the ingest policy (serve --policy) did with them.", ConstLabels: prometheus.Labels{"result": res}},
+				func() float64 { return float64(cfg.PolicyEvents()[res]) }))
+		}
 	}
 	var err error
 	if s.syslog, err = newSyslog(cfg, sink, s.reg, m.rejected); err != nil {
