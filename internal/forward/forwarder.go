@@ -109,10 +109,10 @@ type Forwarder struct {
 	backlogOK   atomic.Bool
 
 	events, batches, filtered, failures, redelivered, catchUps atomic.Uint64
-	lastRecv                                                 atomic.Int64
-	pos                                                      atomic.Pointer[local.Pos]
-	mu                                                       sync.Mutex
-	lastErr                                                  string
+	lastRecv                                                   atomic.Int64
+	pos                                                        atomic.Pointer[local.Pos]
+	mu                                                         sync.Mutex
+	lastErr                                                    string
 	// damage is the first damaged part of the store a read skipped.
 	damage error
 }
