@@ -115,6 +115,10 @@ type Forwarder struct {
 	lastErr                                                    string
 	// damage is the first damaged part of the store a read skipped.
 	damage error
+	// sub is Run's live subscription; dropped tells that deliver ended
+	// it because the destination failed (Run then subscribes again).
+	sub     *local.Subscription
+	dropped bool
 }
 
 // New prepares a forwarder of the store in dir to dest. Without a cursor
@@ -237,7 +241,8 @@ func (f *Forwarder) Stats() Stats {
 	if c, ok := f.dest.Sender.(Counter); ok {
 		s.Existing, s.Rejected = c.Counts()
 	}
-	if f.stored != nil && f.backlogOK.Load() {
+	// backlogOK is set after stored and start are: load it first.
+	if f.backlogOK.Load() && f.stored != nil {
 		s.Backlog = max(f.old.Load()+f.stored()-f.consumedNew.Load(), 0)
 	}
 	f.mu.Lock()
@@ -261,6 +266,7 @@ func (f *Forwarder) Run(ctx context.Context, db *local.DB) error {
 	defer tick.Stop()
 	for {
 		sub := db.Subscribe(f.opts.Buffer)
+		f.sub, f.dropped = sub, false
 		// Subscribed before reading, so nothing falls between the two:
 		// what the read sees and the subscription repeats is skipped by
 		// position.
@@ -271,8 +277,12 @@ func (f *Forwarder) Run(ctx context.Context, db *local.DB) error {
 		err := f.live(ctx, sub, tick.C)
 		lagged := sub.Lagged()
 		sub.Close()
+		f.sub = nil
 		if err != nil || ctx.Err() != nil {
 			return f.finish(err)
+		}
+		if f.dropped {
+			continue // the destination failed; it is back
 		}
 		if !lagged {
 			// The store closed: what it committed last may not have
@@ -498,6 +508,21 @@ func (f *Forwarder) flush(ctx context.Context, p *pending) error {
 	return nil
 }
 
+// dropSubscription ends the live subscription while the destination
+// fails: the events stored meanwhile wait in the store, not in the
+// subscription's buffer, so an outage costs no memory. Run reads them
+// from the store once the destination is back.
+func (f *Forwarder) dropSubscription() {
+	if f.sub == nil || f.dropped {
+		return
+	}
+	f.dropped = true
+	f.sub.Close()
+	for range f.sub.C {
+		// Release what the buffer held.
+	}
+}
+
 // deliver sends a batch until the destination takes it, ctx is done, or
 // it has failed for Options.RetryFor.
 func (f *Forwarder) deliver(ctx context.Context, evs []Event) error {
@@ -530,6 +555,7 @@ func (f *Forwarder) deliver(ctx context.Context, evs []Event) error {
 		f.mu.Lock()
 		f.lastErr = err.Error()
 		f.mu.Unlock()
+		f.dropSubscription()
 		if f.opts.RetryFor > 0 && now.Sub(failingSince) >= f.opts.RetryFor {
 			return fmt.Errorf("forward to %s: failing for %s: %w", f.dest.Name, f.opts.RetryFor, err)
 		}
