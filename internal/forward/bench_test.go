@@ -52,7 +52,7 @@ func BenchmarkForward(b *testing.B) {
 	syslogAddr := tcpSink(b)
 	for _, c := range []struct {
 		name, url string
-		h        http.HandlerFunc
+		h         http.HandlerFunc
 	}{
 		{"syslog+tcp", "syslog+tcp://" + syslogAddr, nil},
 		{"webhook eventlist", "webhook+%s", ok("")},
