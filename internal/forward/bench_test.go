@@ -20,7 +20,7 @@ import (
 // BenchmarkForward measures forwarding over loopback per destination
 // type: a one-shot forward of the stored events to a receiver that reads
 // and answers as fast as it can (docs/BENCHMARKS.md, "Forwarding").
-// Run with -benchtime=1x; -events sets the store's size.
+// Run with -benchtime=1x.
 func BenchmarkForward(b *testing.B) {
 	const n = 50000
 	db, err := local.Open(b.TempDir(), local.Options{NoSync: true})
