@@ -103,37 +103,68 @@ type Spec struct {
 // list of user, cluster, namespace, source, severity), batch (alerts per
 // Send), and the scheme's own (docs/detection.md).
 func (r *Registry) Open(raw string) (*Spec, error) {
-	u, err := url.Parse(raw)
+	t, err := ParseTarget(raw)
 	if err != nil {
-		return nil, fmt.Errorf("output URL: %w", err)
+		return nil, fmt.Errorf("output %w", err)
 	}
-	f, ok := r.factories[u.Scheme]
+	f, ok := r.factories[t.URL.Scheme]
 	if !ok {
-		return nil, fmt.Errorf("output URL %s: unknown scheme %q; want one of %s", Redact(u), u.Scheme, strings.Join(r.Schemes(), ", "))
+		return nil, fmt.Errorf("output URL %s: unknown scheme %q; want one of %s", t.Name(), t.URL.Scheme, strings.Join(r.Schemes(), ", "))
 	}
-	params, err := url.ParseQuery(u.Fragment)
-	if err != nil {
-		return nil, fmt.Errorf("output URL %s: settings after #: %w", Redact(u), err)
-	}
-	base := *u
-	base.Fragment, base.RawFragment = "", ""
-	t := &Target{URL: &base, params: params}
-	cfg := DefaultDispatchConfig(u.Scheme)
-	cfg.Name = Redact(u)
+	cfg := DefaultDispatchConfig(t.URL.Scheme)
+	cfg.Name = t.Name()
 	if err := cfg.parse(t); err != nil {
-		return nil, fmt.Errorf("output URL %s: %w", Redact(u), err)
+		return nil, fmt.Errorf("output URL %s: %w", t.Name(), err)
 	}
 	out, err := f(t)
 	if err != nil {
-		return nil, fmt.Errorf("output URL %s: %w", Redact(u), err)
+		return nil, fmt.Errorf("output URL %s: %w", t.Name(), err)
 	}
-	for k := range params {
+	if err := t.CheckUsed(); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("output URL %s: %w", t.Name(), err)
+	}
+	return &Spec{Output: out, Name: t.Name(), ID: t.ID(), Dispatch: cfg}, nil
+}
+
+// ParseTarget reads a destination URL the way every kubetrail URL is read:
+// the URL without its fragment, and the settings in the fragment. Alert
+// outputs (Open) and event forwarding (internal/forward) both open their
+// URLs with it, so they share one syntax (docs/adr/0009, 0012).
+func ParseTarget(raw string) (*Target, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("URL: %w", err)
+	}
+	params, err := url.ParseQuery(u.Fragment)
+	if err != nil {
+		return nil, fmt.Errorf("URL %s: settings after #: %w", Redact(u), err)
+	}
+	base := *u
+	base.Fragment, base.RawFragment = "", ""
+	return &Target{URL: &base, params: params}, nil
+}
+
+// Name is the target as it may be printed (Redact): never a token.
+func (t *Target) Name() string { return Redact(t.URL) }
+
+// ID is stable for the URL (fragment excluded) and safe as a file name.
+func (t *Target) ID() string { return outputID(t.URL) }
+
+// CheckUsed returns an error naming a fragment setting that no Param call
+// asked for: a misspelt setting must not be silently ignored.
+func (t *Target) CheckUsed() error {
+	var unknown []string
+	for k := range t.params {
 		if !t.used[k] {
-			out.Close()
-			return nil, fmt.Errorf("output URL %s: unknown setting %q after #", Redact(u), k)
+			unknown = append(unknown, k)
 		}
 	}
-	return &Spec{Output: out, Name: Redact(u), ID: outputID(&base), Dispatch: cfg}, nil
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	return fmt.Errorf("unknown setting %q after #", unknown[0])
 }
 
 // Redact returns scheme://host of u, or scheme://path for a file: what may

@@ -43,6 +43,7 @@ var (
 		"kubetrail stats":                {formats: []string{"table", "json", "csv"}, ns: true, why: "--top N is its limit: the N largest groups, then 'other'"},
 		"kubetrail detect":               {formats: []string{"table", "json", "jsonl", "falco"}, limit: true, ns: true},
 		"kubetrail export":               {why: "a copy of the store: every event as the API server's own JSON line, byte for byte (a contract); query -n, -o jsonl and --limit select and format"},
+		"kubetrail forward":              {why: "sends the stored events to a destination and prints no results (a summary goes to stderr); its FILTER argument selects, ns=... included"},
 		"kubetrail import":               {why: "stores events and prints no results (progress and problems go to stderr)"},
 		"kubetrail tail":                 {why: "stores events and prints no results"},
 		"kubetrail serve":                {why: "a server: prints no results"},
@@ -257,13 +258,15 @@ func TestSinceJunkIsAnErrorEverywhere(t *testing.T) {
 	args := map[string][]string{
 		"kubetrail who": {"delete", "secrets"}, "kubetrail activity": {"alice"},
 		"kubetrail history": {"deploy/web"}, "kubetrail from": {"10.0.0.1"},
+		"kubetrail forward": {"--to", "webhook+http://127.0.0.1:1"},
 	}
 	root := newRoot(&env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard}, nil)
 	dir := t.TempDir()
 	n := 0
 	for _, c := range commands(root) {
 		for _, flag := range []string{"--since", "--until", "--from", "--to"} {
-			if c.Flags().Lookup(flag[2:]) == nil || (flag == "--from" && c.Name() == "from") {
+			// from's --from and forward's --to are not times.
+			if c.Flags().Lookup(flag[2:]) == nil || (flag == "--from" && c.Name() == "from") || (flag == "--to" && c.Name() == "forward") {
 				continue
 			}
 			n++

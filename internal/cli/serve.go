@@ -37,6 +37,8 @@ func serveCmd(e *env) *cobra.Command {
 		outputs   []string
 		redact    redactFlags
 		pol       policyFlags
+		forwards  []string
+		fwdFilter string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -95,6 +97,16 @@ pack or the --rules given (a rule file with an error stops serve), from a
 durable cursor: after a crash each stored event is still evaluated once.
 Alerts are kept in DATA/alerts before any --alert-output sees them, and
 each output gets them at least once (docs/detection.md).
+
+Forwarding: each --forward URL (syslog+tcp://, syslog+tls://,
+webhook+https://, splunk+https://, elasticsearch+https://, otlp+http://)
+gets every stored event that its filter (#filter=... in the URL, else
+--forward-filter) selects, at least once, from a durable cursor in
+DATA/forward: a destination that is down is retried with backoff while the
+backlog stays in the store, and /metrics reports it
+(kubetrail_forward_*{dest}). A new destination starts with the events
+stored from then on; kubetrail forward sends the history
+(docs/forwarding.md).
 
 Memory: a body is at most --max-body-bytes (after decompression) and all
 requests together hold at most --max-inflight-bytes (bodies and decoded
@@ -189,13 +201,20 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 			if det != nil {
 				cfg.Alerts, cfg.Dispatchers, cfg.Detection = det.store, det.disps, det.det.Stats
 			}
-			srv, err := server.New(cfg, db, log)
-			if err != nil {
+			fwd, err := openForwarding(db, forwards, fwdFilter, log)
+			if err == nil {
+				cfg.Forwarders = fwd.fwds
+			}
+			srv, serr := server.New(cfg, db, log)
+			if err != nil || serr != nil {
+				if fwd != nil {
+					fwd.close()
+				}
 				if det != nil {
 					det.closeStore()
 				}
 				db.Close()
-				return err
+				return errors.Join(err, serr)
 			}
 			ctx, failed := context.WithCancel(cmd.Context())
 			defer failed()
@@ -203,6 +222,7 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 				det.start(failed)
 				log.Info("detection on", "rules", det.rules, "outputs", len(det.disps))
 			}
+			fwd.start(db, failed)
 			// Retention and compaction run beside the server; the store
 			// runs them one at a time.
 			maintCtx, stopMaint := context.WithCancel(cmd.Context())
@@ -231,6 +251,9 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 					err = derr
 				}
 			}
+			if ferr := fwd.stop(); err == nil {
+				err = ferr
+			}
 			log.Info("kubetrail stopped", "stored", db.Stats().Stored.Load())
 			return err
 		},
@@ -257,6 +280,8 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 	pol.add(cmd)
 	f.StringArrayVar(&outputs, "alert-output", nil, "send alerts to this URL, at least once (repeatable): file:///PATH, webhook+https://..., slack+https://..., alertmanager+http://HOST:9093, syslog+tcp://HOST:514, syslog+tls://...; settings after # (docs/detection.md)")
 	addSyslogFlags(f, &cfg.Syslog)
+	f.StringArrayVar(&forwards, "forward", nil, "send every stored event to this URL, at least once, from a durable cursor (repeatable): syslog+tcp://HOST:514, syslog+tls://..., webhook+https://..., splunk+https://TOKEN@HOST:8088, elasticsearch+https://HOST:9200/INDEX, otlp+http://HOST:4318; settings after #, #filter=FILTER for one destination (docs/forwarding.md)")
+	f.StringVar(&fwdFilter, "forward-filter", "", "only forward the events this filter selects (the query language), for each --forward without a #filter= of its own")
 	f.StringVar(&compact, "compact-below", "4MiB", "merge adjacent segments smaller than this into segments of up to this size, in the background (0: never)")
 	return cmd
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/kubetrail/kubetrail/internal/alert"
 	"github.com/kubetrail/kubetrail/internal/detector"
+	"github.com/kubetrail/kubetrail/internal/forward"
 	"github.com/kubetrail/kubetrail/internal/ingest"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/store/local"
@@ -71,6 +72,9 @@ type Config struct {
 	// Syslog configures the syslog listeners (none when Listen is empty);
 	// they store into the same sink as the webhook.
 	Syslog ingest.SyslogConfig
+	// Forwarders send events to the --forward destinations; /metrics
+	// reads their counters at each scrape.
+	Forwarders []*forward.Forwarder
 }
 
 // Server serves HTTP until its context ends.
@@ -102,6 +106,9 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	}
 	if cfg.Detection != nil {
 		registerDetection(s.reg, cfg.Detection)
+	}
+	if len(cfg.Forwarders) > 0 {
+		s.reg.MustRegister(newForwardCollector(cfg.Forwarders))
 	}
 	cfg.Webhook.Observe = m.observe
 	s.cfg = cfg

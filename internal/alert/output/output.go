@@ -372,10 +372,11 @@ type syslogOut struct {
 const SDID = "alert@32473"
 
 func newSyslog(t *alert.Target, env Env) (alert.Output, error) {
-	if t.URL.Port() == "" {
-		return nil, fmt.Errorf("no port: want %s://host:514", t.URL.Scheme)
+	client, err := SyslogClient(t, env.TLS)
+	if err != nil {
+		return nil, err
 	}
-	o := &syslogOut{client: &syslog.Client{Addr: t.URL.Host}, facility: 10, host: env.Hostname, app: "kubetrail", pid: strconv.Itoa(os.Getpid())}
+	o := &syslogOut{client: client, facility: 10, host: env.Hostname, app: "kubetrail", pid: strconv.Itoa(os.Getpid())}
 	if f := t.Param("facility"); f != "" {
 		n, ok := syslog.ParseFacility(f)
 		if !ok {
@@ -386,28 +387,52 @@ func newSyslog(t *alert.Target, env Env) (alert.Output, error) {
 	if a := t.Param("app_name"); a != "" {
 		o.app = a
 	}
-	if t.URL.Scheme == "syslog+tls" {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if env.TLS != nil {
-			cfg = env.TLS.Clone()
-		}
-		if ca := t.Param("ca"); ca != "" {
-			pem, err := os.ReadFile(ca)
-			if err != nil {
-				return nil, fmt.Errorf("ca: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("ca %s: no PEM certificate", ca)
-			}
-			cfg.RootCAs = pool
-		}
-		if cfg.ServerName == "" {
-			cfg.ServerName = t.URL.Hostname()
-		}
-		o.client.TLS = cfg
-	}
 	return o, nil
+}
+
+// SyslogClient makes the syslog client of a syslog+tcp or syslog+tls
+// target, taking its ca setting: alert outputs and event forwarding
+// (internal/forward) send through the same client. base is the TLS
+// configuration to start from (its RootCAs); nil means the system's.
+func SyslogClient(t *alert.Target, base *tls.Config) (*syslog.Client, error) {
+	if t.URL.Port() == "" {
+		return nil, fmt.Errorf("no port: want %s://host:514", t.URL.Scheme)
+	}
+	c := &syslog.Client{Addr: t.URL.Host}
+	if t.URL.Scheme != "syslog+tls" {
+		return c, nil
+	}
+	cfg, err := TLSConfig(t, base)
+	if err != nil {
+		return nil, err
+	}
+	c.TLS = cfg
+	return c, nil
+}
+
+// TLSConfig is the client TLS configuration of a target: base (or the
+// system's roots) with the CA bundle of the ca setting, if any, and the
+// URL's host as the server name.
+func TLSConfig(t *alert.Target, base *tls.Config) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if base != nil {
+		cfg = base.Clone()
+	}
+	if ca := t.Param("ca"); ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca %s: no PEM certificate", ca)
+		}
+		cfg.RootCAs = pool
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = t.URL.Hostname()
+	}
+	return cfg, nil
 }
 
 // syslogSeverity maps alert severities onto syslog's.
