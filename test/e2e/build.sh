@@ -79,5 +79,5 @@ for name in "${todo[@]}"; do
 done
 
 echo "$want" >"$stamp"
-"$bin/etcd" --version | head -1
+"$bin/etcd" --version | sed -n 1p # sed reads to the end: head would leave etcd a SIGPIPE (exit 141 under pipefail)
 "$bin/kube-apiserver" --version
