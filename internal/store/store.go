@@ -78,7 +78,7 @@ func OpenReader(ctx context.Context, url, dir string) (Reader, error) {
 
 func openClickHouse(ctx context.Context, url string) (*clickhouse.Store, error) {
 	if !strings.HasPrefix(url, "clickhouse://") {
-		return nil, fmt.Errorf("--store %q: want %s (or no --store for the embedded store in --data)", url, URLForms)
+		return nil, fmt.Errorf("%q: want %s (or no --store for the embedded store in --data)", url, URLForms)
 	}
 	cfg, err := clickhouse.ParseURL(url)
 	if err != nil {
