@@ -14,6 +14,7 @@ func exportCmd(e *env) *cobra.Command {
 		dir     string
 		tf      timeFlags
 		cluster string
+		st      storeFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "export",
@@ -24,7 +25,11 @@ backend writes for it (events that arrived through the webhook get the
 "kind":"Event","apiVersion":... the webhook leaves out). An event in which
 redaction replaced secret values is written as stored: the same bytes with
 only those values (and the kubetrail.io/redacted mark) changed. It can run
-while serve or tail is writing to the same folder.`,
+while serve or tail is writing to the same folder.
+
+--store clickhouse://HOST:8123/DB exports a ClickHouse store (made by
+kubetrail setup clickhouse) instead of --data: the same bytes, in the
+order the events arrived there.`,
 		Example: `  kubetrail export > audit.jsonl
   kubetrail export --since 24h --cluster prod | jq 'select(.verb=="delete")'`,
 		Args: cobra.NoArgs,
@@ -36,13 +41,26 @@ while serve or tail is writing to the same folder.`,
 			}
 			w := bufio.NewWriterSize(e.stdout, 1<<20)
 			ctx := cmd.Context()
-			err = local.Scan(dir, opts, func(s local.Stored) error {
+			write := func(s local.Stored) error {
 				if err := stopped(ctx); err != nil {
 					return err
 				}
 				w.Write(s.Raw)
 				return w.WriteByte('\n')
-			})
+			}
+			if st.url != "" {
+				r, err := st.open(ctx, nil)
+				if err != nil {
+					return err
+				}
+				defer r.Close()
+				err = r.Export(ctx, opts, write)
+				if ferr := w.Flush(); err == nil {
+					err = ferr
+				}
+				return err
+			}
+			err = local.Scan(dir, opts, write)
 			if ferr := w.Flush(); err == nil {
 				err = ferr
 			}
@@ -52,5 +70,6 @@ while serve or tail is writing to the same folder.`,
 	addDataFlag(cmd, &dir)
 	tf.add(cmd)
 	cmd.Flags().StringVar(&cluster, "cluster", "", "only events of this cluster")
+	st.add(cmd)
 	return cmd
 }

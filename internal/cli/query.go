@@ -41,6 +41,7 @@ func queryCmd(e *env) *cobra.Command {
 		jqMaxMemory    string
 		remote         remoteFlags
 		nsf            nsFlags
+		st             storeFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "query [FILTER]",
@@ -79,7 +80,11 @@ A jq program can ask for unbounded time and memory ([range(1e12)],
 def f: 1+f; f). --jq-timeout bounds the time it may take on one event
 (default 10s) and --jq-max-memory the memory the process may hold while
 it runs (default 2GiB); past either the query stops with exit status 5
-and a message naming the flag to raise. 0 turns a limit off.`,
+and a message naming the flag to raise. 0 turns a limit off.
+
+--store clickhouse://HOST:8123/DB reads a ClickHouse store (made by
+kubetrail setup clickhouse) instead of --data, with the same answers;
+--follow does not work with it yet.`,
 		Example: `  kubetrail query 'verb=delete resource=secrets' --since 24h
   kubetrail query 'subresource in (exec,attach,portforward)' -o wide
   kubetrail query 'user=alice' -o jsonl | jq .requestURI
@@ -181,18 +186,34 @@ and a message naming the flag to raise. 0 turns a limit off.`,
 			if prog != nil && !cmd.Flags().Changed("sort") {
 				sortBy = "stored" // the log's order, as jq over the log
 			}
-			if remote.url != "" {
+			if remote.url != "" && st.url == "" {
 				return remoteQuery(cmd.Context(), e, &remote, src, sel.Since, sel.Until, sortBy, limit, follow, count, out)
 			}
-			if follow {
-				return followLocal(cmd.Context(), dir, sel, out)
+			var r eventSource
+			if st.url != "" {
+				if follow {
+					return errors.New("--follow with --store is not supported yet: follow the embedded store in --data, or a server with --server")
+				}
+				sr, err := st.open(cmd.Context(), &remote)
+				if err != nil {
+					return err
+				}
+				defer sr.Close()
+				r = storeSource{ctx: cmd.Context(), r: sr}
+			} else {
+				if follow {
+					return followLocal(cmd.Context(), dir, sel, out)
+				}
+				// err, not a new one: the deferred withDamage must see
+				// the command's result.
+				var lr *local.Reader
+				if lr, err = local.OpenReader(dir); err != nil {
+					return err
+				}
+				defer lr.Close()
+				defer func() { err = withDamage(lr, err) }()
+				r = lr
 			}
-			r, err := local.OpenReader(dir)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			defer func() { err = withDamage(r, err) }()
 			if sortBy == "stored" {
 				// The log's order, streamed: nothing is held but one event.
 				return out.streamJQ(r, sel, limit, count)
@@ -248,6 +269,7 @@ and a message naming the flag to raise. 0 turns a limit off.`,
 	f.StringVar(&jqMaxMemory, "jq-max-memory", "2GiB", "with --jq: the most memory the process may hold while the program runs (0: no limit)")
 	remote.add(cmd)
 	nsf.add(cmd)
+	st.add(cmd)
 	return cmd
 }
 
@@ -611,7 +633,7 @@ type jqBatch struct {
 // stored and prints results as they come: the order jq gives over the log.
 // Reading (decompressing, selecting) and running the program overlap on
 // two goroutines; the order is kept, since one goroutine runs the program.
-func (p *printer) streamJQ(r *local.Reader, sel local.Selection, limit int, count bool) error {
+func (p *printer) streamJQ(r eventSource, sel local.Selection, limit int, count bool) error {
 	bw := bufio.NewWriterSize(p.w, 1<<16)
 	batches := make(chan *jqBatch, 4)
 	free := make(chan *jqBatch, 6)
@@ -753,7 +775,7 @@ func parseLimitSize(v string) (uint64, error) {
 // explainEmpty tells a person, on stderr, what the store holds when an
 // answer is empty, so that a --since window that misses every event (the
 // log ends 11 days ago) is not mistaken for "nothing happened".
-func explainEmpty(e *env, r *local.Reader, sel local.Selection) {
+func explainEmpty(e *env, r eventSource, sel local.Selection) {
 	n, minT, maxT := r.Span()
 	if n == 0 {
 		fmt.Fprintln(e.stderr, "kubetrail: no event matches: the store holds no event yet")

@@ -17,7 +17,7 @@ func setupCmd(e *env) *cobra.Command {
 		Use:   "setup",
 		Short: "Configure the kube-apiserver for auditing",
 	}
-	cmd.AddCommand(webhookConfigCmd(e), setupCheckCmd(e), setupAPIServerCmd(e))
+	cmd.AddCommand(webhookConfigCmd(e), setupCheckCmd(e), setupAPIServerCmd(e), setupClickHouseCmd(e))
 	return cmd
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/server"
+	"github.com/kubetrail/kubetrail/internal/store"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 	"github.com/kubetrail/kubetrail/internal/timespec"
 )
@@ -36,6 +37,7 @@ func statsCmd(e *env) *cobra.Command {
 		output   string
 		remote   remoteFlags
 		nsf      nsFlags
+		st       storeFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "stats [FILTER]",
@@ -60,7 +62,10 @@ the minute, or to the second when the interval is not whole minutes.
 
 Without --by or --interval, stats prints the total and the five largest
 users, verbs, resources and codes. -o json prints exactly the body of
-GET /api/v1/stats for the same question; -o csv the table's rows.`,
+GET /api/v1/stats for the same question; -o csv the table's rows.
+
+--store clickhouse://HOST:8123/DB counts in a ClickHouse store (made by
+kubetrail setup clickhouse) instead of --data, with GROUP BY in ClickHouse.`,
 		Example: `  kubetrail stats --by user --top 10
   kubetrail stats --by user --bytes --top 10
   kubetrail stats --by resource,level --bytes --sort count
@@ -136,7 +141,18 @@ GET /api/v1/stats for the same question; -o csv the table's rows.`,
 				return fmt.Errorf("--sort %q: want count or bytes", sortBy)
 			}
 			o := local.StatsOptions{By: cols, Interval: step.Microseconds(), Bytes: bytes, ByBytes: sortBy == "bytes"}
+			var sr store.Reader
+			if st.url != "" {
+				if sr, err = st.open(cmd.Context(), &remote); err != nil {
+					return err
+				}
+				defer sr.Close()
+			}
 			ask := func(o local.StatsOptions, top int) (statsResult, error) {
+				if sr != nil {
+					groups, total, err := sr.Stats(cmd.Context(), sel, o)
+					return statsResult{groups: groups, total: total, nGroups: len(groups)}, err
+				}
 				if remote.url != "" {
 					return remoteStats(cmd.Context(), &remote, src, sel, o, top)
 				}
@@ -178,6 +194,7 @@ GET /api/v1/stats for the same question; -o csv the table's rows.`,
 	addDataFlag(cmd, &dir)
 	remote.add(cmd)
 	nsf.add(cmd)
+	st.add(cmd)
 	f := cmd.Flags()
 	f.StringVar(&by, "by", "", "comma-separated fields to group by")
 	f.IntVar(&top, "top", 0, "show only the N largest groups (without --interval)")

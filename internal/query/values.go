@@ -21,6 +21,12 @@ import (
 //	-2h, -30m, -7d, -1w, -1d12h   that long before now (s, m, h, d=24h, w=7d)
 const timeSyntax = "expected an RFC 3339 time (2026-01-02T15:04:05Z), a date (2026-01-02) or a duration before now (-2h, -30m, -7d)"
 
+// ParseTime reads a time value of the filter language as a comparison
+// with time or received does, resolving relative times against now. A
+// store that compiles filters to its own language uses it so that times
+// mean the same there.
+func ParseTime(s string, now time.Time) (time.Time, error) { return parseTime(s, now) }
+
 // parseTime reads a time value, resolving relative times against now.
 func parseTime(s string, now time.Time) (time.Time, error) {
 	if rest, ok := strings.CutPrefix(s, "-"); ok {

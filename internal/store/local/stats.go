@@ -608,6 +608,12 @@ func (r *segmentReader) eventSizes(dec *zstd.Decoder, use []blockUse) ([]int32, 
 	return sizes, nil
 }
 
+// SortGroups orders statistics groups as StatsOf returns them; another
+// store's statistics use it so that both stores answer in the same order.
+func SortGroups(out []Group, interval int64, byBytes bool) []Group {
+	return sortGroups(out, interval, byBytes)
+}
+
 func sortGroups(out []Group, interval int64, byBytes bool) []Group {
 	sort.Slice(out, func(i, j int) bool {
 		if interval > 0 && out[i].Bucket != out[j].Bucket {

@@ -1,0 +1,184 @@
+// Package clickhouse is kubetrail's store on ClickHouse, spoken to over
+// ClickHouse's HTTP interface with net/http: inserts and answers in
+// RowBinary, statements as text in which every value is a literal made by
+// quote (docs/adr/0012-clickhouse-store-phase-1.md). It works with Debian's
+// ClickHouse 18.16 and with current releases.
+package clickhouse
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Config says where the store is.
+type Config struct {
+	// Endpoint is the HTTP interface's base URL, http://HOST:PORT.
+	Endpoint string
+	// Database holds kubetrail's tables.
+	Database string
+	// User and Password authenticate; an empty User is ClickHouse's
+	// "default" user without a password.
+	User, Password string
+}
+
+// DefaultPort is ClickHouse's HTTP port.
+const DefaultPort = "8123"
+
+// identRE is what a database name may be: it is written into statements
+// unquoted, so nothing else is accepted.
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+
+// ParseURL reads a store URL, clickhouse://[USER[:PASSWORD]@]HOST[:PORT]/DB.
+// The port defaults to 8123 (the HTTP interface, not the native 9000).
+func ParseURL(s string) (Config, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return Config{}, fmt.Errorf("store URL %q: %w", s, err)
+	}
+	if u.Scheme != "clickhouse" {
+		return Config{}, fmt.Errorf("store URL %q: want clickhouse://HOST:8123/DB", s)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return Config{}, fmt.Errorf("store URL %q: no host; want clickhouse://HOST:8123/DB", s)
+	}
+	if len(u.Query()) > 0 || u.Fragment != "" {
+		return Config{}, fmt.Errorf("store URL %q: options after ? are not supported yet", s)
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	if !identRE.MatchString(db) {
+		return Config{}, fmt.Errorf("store URL %q: database %q: want a name of letters, digits and _ (clickhouse://HOST:8123/kubetrail)", s, db)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), DefaultPort)
+	}
+	c := Config{Endpoint: "http://" + host, Database: db}
+	if u.User != nil {
+		c.User = u.User.Username()
+		c.Password, _ = u.User.Password()
+	}
+	return c, nil
+}
+
+// client runs statements over the HTTP interface. It is safe for
+// concurrent use.
+type client struct {
+	cfg  Config
+	http *http.Client
+}
+
+// ErrUnreachable wraps every failure to reach the server (refused, reset,
+// timed out), as opposed to an error the server answered with.
+var ErrUnreachable = errors.New("ClickHouse is not reachable")
+
+// exec runs a statement that returns nothing worth reading.
+func (c *client) exec(ctx context.Context, sql string) error {
+	return c.do(ctx, sql, nil, func(io.Reader) error { return nil })
+}
+
+// query runs sql and hands its answer to read. The server buffers the
+// whole answer before sending it (wait_end_of_query), so that an error
+// met half-way is an HTTP error and never the tail of a RowBinary stream.
+func (c *client) query(ctx context.Context, sql string, read func(io.Reader) error) error {
+	return c.do(ctx, sql, nil, read)
+}
+
+// insert sends rows in RowBinary for an INSERT ... FORMAT RowBinary
+// statement. ClickHouse answers 200 once the rows are written to a part.
+func (c *client) insert(ctx context.Context, sql string, rows []byte) error {
+	return c.do(ctx, sql, rows, func(io.Reader) error { return nil })
+}
+
+func (c *client) do(ctx context.Context, sql string, data []byte, read func(io.Reader) error) error {
+	var body io.Reader
+	u := c.cfg.Endpoint + "/?wait_end_of_query=1"
+	if data != nil {
+		// The statement goes in the URL and the rows in the body.
+		u += "&query=" + url.QueryEscape(sql)
+		body = bytes.NewReader(data)
+	} else {
+		body = strings.NewReader(sql)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, body)
+	if err != nil {
+		return err
+	}
+	if c.cfg.User != "" {
+		req.SetBasicAuth(c.cfg.User, c.cfg.Password)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w at %s (is clickhouse-server running there?): %v", ErrUnreachable, c.cfg.Endpoint, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return &ServerError{Status: resp.StatusCode, Code: serverCode(msg), Message: cleanMessage(msg)}
+	}
+	if err := read(resp.Body); err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
+}
+
+// ServerError is an error ClickHouse answered with.
+type ServerError struct {
+	Status  int    // HTTP status
+	Code    int    // ClickHouse's error code, 0 when the answer had none
+	Message string // the server's message, trimmed
+}
+
+func (e *ServerError) Error() string { return "clickhouse: " + e.Message }
+
+// Error codes the store tells apart.
+const (
+	codeUnknownTable    = 60
+	codeUnknownDatabase = 81
+)
+
+var codeRE = regexp.MustCompile(`^Code: (\d+)`)
+
+func serverCode(msg []byte) int {
+	m := codeRE.FindSubmatch(msg)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// cleanMessage keeps the part of ClickHouse's answer a person needs: 18.16
+// writes "Code: 60, e.displayText() = DB::Exception: Table x doesn't
+// exist., e.what() = DB::Exception".
+func cleanMessage(msg []byte) string {
+	s := strings.TrimSpace(string(msg))
+	if i := strings.Index(s, "e.displayText() = "); i >= 0 {
+		s = s[i+len("e.displayText() = "):]
+	}
+	if i := strings.Index(s, ", e.what() = "); i >= 0 {
+		s = s[:i]
+	}
+	s = strings.TrimPrefix(s, "DB::Exception: ")
+	return strings.TrimSpace(s)
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
