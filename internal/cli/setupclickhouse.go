@@ -17,7 +17,7 @@ func setupClickHouseCmd(e *env) *cobra.Command {
 		Use:   "clickhouse --store clickhouse://HOST:8123/DB",
 		Short: "Create kubetrail's database and tables in ClickHouse",
 		Long: `clickhouse creates, over ClickHouse's HTTP interface, the database DB and
-the tables kubetrail stores events in (docs/adr/0012-clickhouse-store-phase-1.md):
+the tables kubetrail stores events in (docs/adr/0013-clickhouse-store-phase-1.md):
 events, a ReplacingMergeTree partitioned by day and ordered by cluster,
 resource, namespace, name, verb and time, with a column per filter field
 and the stored line kept so that export gives back the exact bytes; and

@@ -2,7 +2,7 @@
 // investigations and the rules need of a store, with its two
 // implementations: the embedded store (internal/store/local) in a data
 // folder, and ClickHouse (internal/store/clickhouse) for many collectors
-// and clusters. docs/adr/0012-clickhouse-store-phase-1.md records the
+// and clusters. docs/adr/0013-clickhouse-store-phase-1.md records the
 // choice; one conformance suite (store_test.go) runs unchanged against
 // both.
 //

@@ -1,7 +1,7 @@
 // Package clickhouse is kubetrail's store on ClickHouse, spoken to over
 // ClickHouse's HTTP interface with net/http: inserts and answers in
 // RowBinary, statements as text in which every value is a literal made by
-// quote (docs/adr/0012-clickhouse-store-phase-1.md). It works with Debian's
+// quote (docs/adr/0013-clickhouse-store-phase-1.md). It works with Debian's
 // ClickHouse 18.16 and with current releases.
 package clickhouse
 
