@@ -114,7 +114,29 @@ func newKafka(t *alert.Target, env Env) (Sender, error) {
 		kgo.ProducerBatchMaxBytes(maxBytes),
 		kgo.WithHooks(hooks),
 	}
-	tlsOn := u.Scheme == "kafkas"
+	dial, err := kafkaDialer(t, env, timeout)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, dial)
+	mech, err := kafkaSASL(t)
+	if err != nil {
+		return nil, err
+	}
+	if mech != nil {
+		opts = append(opts, kgo.SASL(mech))
+	}
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &kafkaDest{client: client, name: t.Name(), topic: topic, timeout: timeout, hooks: hooks, done: map[local.Pos]bool{}}, nil
+}
+
+// kafkaDialer dials brokers over TCP, or TLS with kafkas:// or tls=true
+// (ca: the roots to check them with).
+func kafkaDialer(t *alert.Target, env Env, timeout time.Duration) (kgo.Opt, error) {
+	tlsOn := t.URL.Scheme == "kafkas"
 	switch v := t.Param("tls"); v {
 	case "":
 	case "true":
@@ -140,22 +162,9 @@ func newKafka(t *alert.Target, env Env) (Sender, error) {
 			// and the ones metadata advertises), not the URL's.
 			cfg.ServerName = ""
 		}
-		opts = append(opts, kgo.Dialer((&tls.Dialer{NetDialer: dialer, Config: cfg}).DialContext))
-	} else {
-		opts = append(opts, kgo.Dialer(dialer.DialContext))
+		return kgo.Dialer((&tls.Dialer{NetDialer: dialer, Config: cfg}).DialContext), nil
 	}
-	mech, err := kafkaSASL(t)
-	if err != nil {
-		return nil, err
-	}
-	if mech != nil {
-		opts = append(opts, kgo.SASL(mech))
-	}
-	client, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, err
-	}
-	return &kafkaDest{client: client, name: t.Name(), topic: topic, timeout: timeout, hooks: hooks, done: map[local.Pos]bool{}}, nil
+	return kgo.Dialer(dialer.DialContext), nil
 }
 
 // kafkaSASL is the SASL mechanism of the URL: the user from its user

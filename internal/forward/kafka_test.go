@@ -365,7 +365,10 @@ func TestKafkaCursorSurvivesRestart(t *testing.T) {
 
 // TestKafkaTLSAndSASL: kafkas:// with a CA file and SCRAM-SHA-512, the
 // user from the URL and the password from password_file; a wrong
-// password fails the Send with the broker's reason.
+// password (over kafka://...#tls=true) fails the Send with the broker's
+// reason.
+// Mutations it catches: the URL's host list as every broker's TLS server
+// name; the password file's newline kept.
 func TestKafkaTLSAndSASL(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kafka"},
@@ -402,7 +405,9 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 		resp.ErrorMessage = &msg
 		return resp, nil, true
 	})
-	d, err := NewRegistry(Env{}).Open(u+bad+"&timeout=1s", "", time.Now())
+	// kafka:// with tls=true is kafkas://.
+	u = strings.Replace(u, "kafkas://", "kafka://", 1)
+	d, err := NewRegistry(Env{}).Open(u+bad+"&tls=true&timeout=1s", "", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
