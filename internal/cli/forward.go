@@ -29,14 +29,15 @@ func forwardCmd(e *env) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "forward --to URL [FILTER]",
-		Short: "Send stored events to a SIEM: syslog, webhook, Splunk HEC, Elasticsearch, OTLP",
+		Short: "Send stored events to a SIEM: syslog, webhook, Splunk HEC, Elasticsearch, OTLP, Kafka",
 		Long: `forward sends the stored events that FILTER (the query language, docs/query.md)
 and --since/--until select, in arrival order, to the destination --to, and
 exits 0 once the destination has acknowledged every one of them: an HTTP 2xx
 (and, where the protocol has one, Elasticsearch's per-item result or Splunk's
-indexer acknowledgement), bytes written for syslog. A failing destination is
-retried with backoff; after --retry-for of failures in a row forward exits 1
-with the destination's last error.
+indexer acknowledgement), every record acknowledged by Kafka with acks=all,
+bytes written for syslog. A failing destination is retried with backoff;
+after --retry-for of failures in a row forward exits 1 with the
+destination's last error.
 
 Destinations (settings after #, docs/forwarding.md):
   syslog+tcp://HOST:514, syslog+tls://HOST:6514   RFC 5424, octet counting, the event JSON as MSG
@@ -44,6 +45,7 @@ Destinations (settings after #, docs/forwarding.md):
   splunk+https://TOKEN@HOST:8088                  HEC event endpoint, sourcetype kube:apiserver:audit, #ack=true
   elasticsearch+https://USER:PASS@HOST:9200/INDEX bulk create, _id from the event key (no duplicates)
   otlp+http://HOST:4318                           OTLP/HTTP logs, JSON encoding
+  kafka://BROKER[,BROKER...]/TOPIC, kafkas://...  a record per event, key the event key, idempotent, acks=all
 
 Without --cursor, every run sends every match again. With --cursor NAME the
 position reached is kept in DATA/forward/NAME.cursor, and the next run with
@@ -124,7 +126,7 @@ ingest. It can run while serve writes to the same folder.`,
 	addDataFlag(cmd, &dir)
 	tf.add(cmd)
 	f := cmd.Flags()
-	f.StringVar(&to, "to", "", "destination URL: syslog+tcp://, syslog+tls://, webhook+https://, splunk+https://, elasticsearch+https://, otlp+http://; settings after # (docs/forwarding.md)")
+	f.StringVar(&to, "to", "", "destination URL: syslog+tcp://, syslog+tls://, webhook+https://, splunk+https://, elasticsearch+https://, otlp+http://, kafka://, kafkas://; settings after # (docs/forwarding.md)")
 	f.StringVar(&cluster, "cluster", "", "only events of this cluster")
 	f.StringVar(&cursor, "cursor", "", "keep the position reached in DATA/forward/NAME.cursor and go on from it at the next run with the same NAME")
 	f.DurationVar(&retryFor, "retry-for", time.Minute, "give up, exit 1, after the destination has failed for this long in a row")

@@ -99,11 +99,11 @@ Alerts are kept in DATA/alerts before any --alert-output sees them, and
 each output gets them at least once (docs/detection.md).
 
 Forwarding: each --forward URL (syslog+tcp://, syslog+tls://,
-webhook+https://, splunk+https://, elasticsearch+https://, otlp+http://)
-gets every stored event that its filter (#filter=... in the URL, else
---forward-filter) selects, at least once, from a durable cursor in
-DATA/forward: a destination that is down is retried with backoff while the
-backlog stays in the store, and /metrics reports it
+webhook+https://, splunk+https://, elasticsearch+https://, otlp+http://,
+kafka://, kafkas://) gets every stored event that its filter (#filter=...
+in the URL, else --forward-filter) selects, at least once, from a durable
+cursor in DATA/forward: a destination that is down is retried with backoff
+while the backlog stays in the store, and /metrics reports it
 (kubetrail_forward_*{dest}). A new destination starts with the events
 stored from then on; kubetrail forward sends the history
 (docs/forwarding.md).
@@ -280,7 +280,7 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 	pol.add(cmd)
 	f.StringArrayVar(&outputs, "alert-output", nil, "send alerts to this URL, at least once (repeatable): file:///PATH, webhook+https://..., slack+https://..., alertmanager+http://HOST:9093, syslog+tcp://HOST:514, syslog+tls://...; settings after # (docs/detection.md)")
 	addSyslogFlags(f, &cfg.Syslog)
-	f.StringArrayVar(&forwards, "forward", nil, "send every stored event to this URL, at least once, from a durable cursor (repeatable): syslog+tcp://HOST:514, syslog+tls://..., webhook+https://..., splunk+https://TOKEN@HOST:8088, elasticsearch+https://HOST:9200/INDEX, otlp+http://HOST:4318; settings after #, #filter=FILTER for one destination (docs/forwarding.md)")
+	f.StringArrayVar(&forwards, "forward", nil, "send every stored event to this URL, at least once, from a durable cursor (repeatable): syslog+tcp://HOST:514, syslog+tls://..., webhook+https://..., splunk+https://TOKEN@HOST:8088, elasticsearch+https://HOST:9200/INDEX, otlp+http://HOST:4318, kafka://BROKER[,BROKER...]/TOPIC; settings after #, #filter=FILTER for one destination (docs/forwarding.md)")
 	f.StringVar(&fwdFilter, "forward-filter", "", "only forward the events this filter selects (the query language), for each --forward without a #filter= of its own")
 	f.StringVar(&compact, "compact-below", "4MiB", "merge adjacent segments smaller than this into segments of up to this size, in the background (0: never)")
 	return cmd

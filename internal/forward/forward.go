@@ -1,9 +1,9 @@
 // Package forward passes stored events on to the systems a security team
-// already runs: syslog servers, webhooks, Splunk HEC, Elasticsearch and
-// OTLP/HTTP collectors (docs/forwarding.md). Each destination is a URL of
-// the same syntax as alert outputs (alert.ParseTarget: transport after
-// '+', kubetrail's settings in the fragment) and uses the same syslog
-// client (internal/syslog).
+// already runs: syslog servers, webhooks, Splunk HEC, Elasticsearch,
+// OTLP/HTTP collectors and Kafka topics (docs/forwarding.md). Each
+// destination is a URL of the same syntax as alert outputs
+// (alert.ParseTarget: transport after '+', kubetrail's settings in the
+// fragment) and uses the same syslog client (internal/syslog).
 //
 // A Forwarder reads events from the store from a durable cursor (a store
 // position, local.Pos, as the detector does: docs/adr/0010), sends them in

@@ -248,7 +248,7 @@ func TestOpenRejects(t *testing.T) {
 			t.Errorf("Open(%q): the error shows a secret: %v", raw, err)
 		}
 	}
-	bad("kafka://b/t", `unknown scheme "kafka"`)
+	bad("amqp://b/t", `unknown scheme "amqp"`)
 	bad("webhook+https://h/SECRET#formt=jsonl", `unknown setting "formt"`)
 	bad("webhook+https://h/x#format=xml", `format="xml"`)
 	bad("splunk+https://h:8088", "no HEC token")

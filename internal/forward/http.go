@@ -58,6 +58,9 @@ func register(r *Registry, env Env) {
 	for _, s := range []string{"otlp+http", "otlp+https"} {
 		r.Register(s, func(t *alert.Target) (Sender, error) { return newOTLP(t, env) })
 	}
+	for _, s := range []string{"kafka", "kafkas"} {
+		r.Register(s, func(t *alert.Target) (Sender, error) { return newKafka(t, env) })
+	}
 }
 
 // httpDest is the HTTP transport every HTTP destination shares: the URL
