@@ -177,6 +177,50 @@ func BenchmarkQueryEvents(b *testing.B) {
 	}
 }
 
+// benchPrinted are selections printed with their events' text, as
+// `query -o jsonl` prints them: few events spread over the store, about a
+// hundred, and a few thousand.
+var benchPrinted = []struct{ name, filter string }{
+	{"who-deleted", "verb=delete resource=secrets ns=production name=important"},
+	{"user-verb", "user=carol verb=delete"},
+	{"exec", "subresource=exec verb in (create,get)"},
+}
+
+// BenchmarkQueryPrint opens a reader and copies the stored bytes of every
+// matching event, as `kubetrail query -o jsonl` does before printing.
+func BenchmarkQueryPrint(b *testing.B) {
+	dir := benchDir(b)
+	for _, q := range benchPrinted {
+		f, err := query.Compile(q.filter)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(q.name, func(b *testing.B) {
+			var n, bytes int
+			for b.Loop() {
+				r, err := OpenReader(dir)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var out [][]byte
+				if err := r.Select(Selection{Filter: f, NeedEvent: true}, func(h *Hit) error {
+					out = append(out, append([]byte(nil), h.Raw...))
+					return nil
+				}); err != nil {
+					b.Fatal(err)
+				}
+				r.Close()
+				n, bytes = len(out), 0
+				for _, o := range out {
+					bytes += len(o)
+				}
+			}
+			b.ReportMetric(float64(n), "events/op")
+			_ = bytes
+		})
+	}
+}
+
 func BenchmarkQueryStats(b *testing.B) {
 	dir := benchDir(b)
 	for _, tc := range []struct {
