@@ -81,7 +81,7 @@ const (
 	blockBytes = 384 << 10
 )
 
-// sortBy are the columns a v3 segment's groups are sorted by.
+// sortBy are the columns a v3 or v4 segment's groups are sorted by.
 var sortBy = []Column{ColUser, ColVerb, ColResource}
 
 type segmentMeta struct {

@@ -295,7 +295,11 @@ func (t *textReader) positions(r *segmentReader, g groupMeta, key [][]uint32, fu
 		order = sortedOrder(g.Count, keys, sizes)
 	}
 	if orderHash(order) != g.Order {
-		return r.fail(part, fmt.Errorf("the order of events %d-%d does not agree with their columns: the segment is damaged", g.First, g.First+g.Count-1))
+		from := "their columns"
+		if r.meta.Version >= 4 {
+			from = "the group's keys"
+		}
+		return r.fail(part, fmt.Errorf("the order of events %d-%d does not agree with %s: the segment is damaged", g.First, g.First+g.Count-1, from))
 	}
 	if r.meta.Version < 4 {
 		if cap(t.pos) < g.Count {
