@@ -227,6 +227,17 @@ func (b *columnBuilder) storageOrder(first, n int) []int32 {
 	return sortedOrder(n, keys, sizes)
 }
 
+// sameKey reports whether events i and j have the same value in every
+// sortBy column: the same sort key.
+func (b *columnBuilder) sameKey(i, j int) bool {
+	for _, c := range sortBy {
+		if b.ids[c][i] != b.ids[c][j] {
+			return false
+		}
+	}
+	return true
+}
+
 // columnKind says how a v3 column is stored.
 type columnKind uint8
 

@@ -132,6 +132,11 @@ func segmentParts(t *testing.T, path string) []segPart {
 	for _, b := range m.Blocks {
 		parts = append(parts, segPart{b.Off, b.Len, "text block"})
 	}
+	for _, g := range m.Groups {
+		if g.KeysLen > 0 {
+			parts = append(parts, segPart{g.KeysOff, g.KeysLen, "group keys"})
+		}
+	}
 	for c, cm := range m.Columns {
 		name := Column(c).String()
 		if cm.Kind == kindPostings {

@@ -7,7 +7,7 @@ import (
 	"hash/crc32"
 )
 
-// A v3 segment's meta is binary (v2's was JSON): every query opens every
+// A v3 or v4 segment's meta is binary (v2's was JSON): every query opens every
 // segment it may need and reads its meta, and decoding ~4 KiB of JSON took
 // about 50 µs a segment, decoding these varints a few µs. All integers are
 // uvarints but times (zigzag varints) and the groups' order hashes (8 bytes
@@ -17,6 +17,7 @@ import (
 //	clusters: n, then n times length + bytes
 //	sortBy:   n, then n column numbers
 //	groups:   n, then n times first count rawBytes minTime maxTime block0 blocks order
+//	          (v4: then keysOff keysLen)
 //	blocks:   n, then n times off len first count rawBytes
 //	columns:  n, then n times kind values off dictLen idsLen rareLen
 //	time, received, lengths: off len each
@@ -54,6 +55,10 @@ func (m *segmentMeta) appendBinary(b []byte) []byte {
 		u(uint64(g.Block0))
 		u(uint64(g.Blocks))
 		b = binary.LittleEndian.AppendUint64(b, g.Order)
+		if m.Version >= 4 {
+			u(uint64(g.KeysOff))
+			u(uint64(g.KeysLen))
+		}
 	}
 	u(uint64(len(m.Blocks)))
 	for _, bl := range m.Blocks {
@@ -175,6 +180,9 @@ func (m *segmentMeta) decodeBinary(b []byte) error {
 		}
 		g.Order = binary.LittleEndian.Uint64(d.b)
 		d.b = d.b[8:]
+		if m.Version >= 4 {
+			g.KeysOff, g.KeysLen = d.int64(), d.int64()
+		}
 	}
 	m.Blocks = make([]blockMeta, d.n(5))
 	for k := range m.Blocks {
@@ -211,13 +219,17 @@ func (m *segmentMeta) decodeBinary(b []byte) error {
 	return m.check()
 }
 
-// check refuses a v3 meta whose groups and blocks do not tile the events:
-// readers index arrays with these numbers.
+// check refuses a v3 or v4 meta whose groups and blocks do not tile the
+// events, or a v4 group without keys: readers index arrays with these
+// numbers.
 func (m *segmentMeta) check() error {
 	next, nextBlock := 0, 0
 	for gi, g := range m.Groups {
 		if g.First != next || g.Count <= 0 || g.Block0 != nextBlock || g.Blocks <= 0 || g.Block0+g.Blocks > len(m.Blocks) {
 			return fmt.Errorf("group %d does not follow the one before it", gi)
+		}
+		if m.Version >= 4 && (g.KeysLen <= 0 || g.KeysOff < 0) {
+			return fmt.Errorf("group %d has no keys", gi)
 		}
 		pos := g.First
 		for _, b := range m.Blocks[g.Block0 : g.Block0+g.Blocks] {

@@ -17,6 +17,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/vfs"
 )
@@ -63,9 +64,9 @@ func writeTestSegment(t *testing.T, dir string, n int) (string, []entry) {
 	return path, in
 }
 
-// TestSegmentV3RoundTrip writes a segment and reads back, in arrival order,
+// TestSegmentRoundTrip writes a segment and reads back, in arrival order,
 // its events and every column: ids, counts, postings and lengths.
-func TestSegmentV3RoundTrip(t *testing.T) {
+func TestSegmentRoundTrip(t *testing.T) {
 	data := t.TempDir()
 	os.MkdirAll(filepath.Join(data, segmentDir), 0o700)
 	path, in := writeTestSegment(t, filepath.Join(data, segmentDir), 3000)
@@ -75,7 +76,7 @@ func TestSegmentV3RoundTrip(t *testing.T) {
 	}
 	defer r.close()
 	m := r.meta
-	if m.Version != 3 || m.Count != len(in) || len(m.Groups) < 5 || len(m.Blocks) < 4*len(m.Groups) {
+	if m.Version != segVersion || m.Count != len(in) || len(m.Groups) < 5 || len(m.Blocks) < 4*len(m.Groups) {
 		t.Fatalf("version %d, %d events in %d groups and %d blocks: the test wants several of each", m.Version, m.Count, len(m.Groups), len(m.Blocks))
 	}
 	if m.Columns[ColName].Kind != kindPostings || m.Columns[ColVerb].Kind != kindIDs {
@@ -302,13 +303,16 @@ func TestSegmentDamage(t *testing.T) {
 	}
 }
 
-// copyV2 copies the v2 fixture (written by kubetrail at aa37925, format
-// v2: JSON meta, arrival-order blocks, Bloom filters on large name
-// dictionaries, a compacted segment with parts) into a new data folder.
-func copyV2(t *testing.T) string {
+// copyFixture copies the segments of an older format kept in
+// testdata/VERSION into a new data folder: v2 (written by kubetrail at
+// aa37925: JSON meta, arrival-order blocks, Bloom filters on large name
+// dictionaries, a compacted segment with parts) or v3 (written at cfc90c1:
+// groups sorted without their keys stored, a compacted segment with
+// parts; see each folder's README.md).
+func copyFixture(t *testing.T, version string) string {
 	t.Helper()
 	dir := t.TempDir()
-	src := filepath.Join("testdata", "v2", segmentDir)
+	src := filepath.Join("testdata", version, segmentDir)
 	ents, err := os.ReadDir(src)
 	if err != nil {
 		t.Fatal(err)
@@ -329,7 +333,7 @@ func copyV2(t *testing.T) string {
 // TestReadV2Segments reads the v2 fixture, alone, beside v3 segments, and
 // after compaction rewrote it as v3: every answer agrees with a full scan.
 func TestReadV2Segments(t *testing.T) {
-	dir := copyV2(t)
+	dir := copyFixture(t, "v2")
 	before := exportAll(t, dir)
 	if len(before) != 2700 {
 		t.Fatalf("the fixture holds %d events, want 2700", len(before))
@@ -387,7 +391,7 @@ func TestReadV2Segments(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if r.segs[0].r.meta.Version != 3 {
+	if r.segs[0].r.meta.Version != segVersion {
 		t.Fatalf("compacted segment has version %d", r.segs[0].r.meta.Version)
 	}
 	checkSelect(t, dir, r, rand.New(rand.NewPCG(45, 46)), 60, extra...)
@@ -395,6 +399,97 @@ func TestReadV2Segments(t *testing.T) {
 	if stored, dups := appendAll(t, db, batches); stored != 0 || dups != 200 {
 		t.Fatalf("re-sent after compaction: %d stored, %d duplicates", stored, dups)
 	}
+}
+
+// TestReadV3Segments reads the v3 fixture, alone, beside v4 segments, and
+// after compaction rewrote it as v4: every answer, the events' text among
+// them (read by putting each group in order from its columns), agrees
+// with a full scan.
+func TestReadV3Segments(t *testing.T) {
+	dir := copyFixture(t, "v3")
+	before := exportAll(t, dir)
+	if len(before) != 1800 {
+		t.Fatalf("the fixture holds %d events, want 1800", len(before))
+	}
+	r, err := OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, parts := 0, 0
+	for _, s := range r.segs {
+		if s.r.meta.Version != 3 {
+			t.Fatalf("%s: version %d", s.r.f.Name(), s.r.meta.Version)
+		}
+		groups += len(s.r.meta.Groups)
+		parts += len(s.r.meta.Parts)
+	}
+	if groups < 10 || parts == 0 {
+		t.Fatalf("%d groups, %d parts: the fixture should have many groups and parts", groups, parts)
+	}
+	extra := []string{"name=pod-7", "name=pod-100", "user=alice", "verb=delete ns=production", "time<2026-11-20T12:00:00Z verb=get"}
+	checkSelect(t, dir, r, rand.New(rand.NewPCG(51, 52)), 100, extra...)
+	checkStats(t, dir, r)
+	for _, s := range r.segs {
+		if d := verifySegmentReader(s.r); len(d) > 0 {
+			t.Fatalf("verify: %v", d)
+		}
+	}
+	r.Close()
+
+	// v4 segments beside them, then one compaction into v4.
+	db, err := Open(dir, Options{NoSync: true, WALSegmentBytes: 1, layout: segLayout{groupBytes: 64 << 10, blockBytes: 8 << 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// Events the fixture does not hold (smallBatches' are in it).
+	rng := rand.New(rand.NewPCG(61, 62))
+	var batches []*pipeline.Batch
+	for b := 0; b < 4; b++ {
+		batch := &pipeline.Batch{Cluster: "default", Received: time.Date(2026, 11, 25, 0, 0, b, 0, time.UTC)}
+		for i := 0; i < 50; i++ {
+			batch.Records = append(batch.Records, genEvent(rng, 10000+b*50+i))
+		}
+		batches = append(batches, batch)
+	}
+	if stored, _ := appendAll(t, db, batches); stored != 200 {
+		t.Fatalf("%d stored, want 200", stored)
+	}
+	waitSettled(t, dir)
+	all := exportAll(t, dir)
+	r, err = db.OpenReader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	versions := map[int]int{}
+	for _, s := range r.segs {
+		versions[s.r.meta.Version]++
+	}
+	if versions[3] != 2 || versions[segVersion] != 4 {
+		t.Fatalf("segments by version: %v, want 2 of v3 and 4 of v%d", versions, segVersion)
+	}
+	checkSelect(t, dir, r, rand.New(rand.NewPCG(53, 54)), 60, extra...)
+	checkStats(t, dir, r)
+	r.Close()
+	res, err := db.Compact(context.Background(), Compaction{Below: 4 << 20, MaxSpan: 30 * 24 * time.Hour})
+	if err != nil || res.Inputs < 3 {
+		t.Fatalf("compaction: %+v %v", res, err)
+	}
+	if got := exportAll(t, dir); !slices.Equal(got, all) {
+		t.Fatalf("compaction changed the events: %d before, %d after", len(all), len(got))
+	}
+	r, err = OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, s := range r.segs {
+		if s.r.meta.Version != segVersion {
+			t.Fatalf("after compaction %s has version %d", s.r.f.Name(), s.r.meta.Version)
+		}
+	}
+	checkSelect(t, dir, r, rand.New(rand.NewPCG(55, 56)), 60, extra...)
+	checkStats(t, dir, r)
 }
 
 // checkStats compares StatsOf, with bytes, with sums from a full scan.

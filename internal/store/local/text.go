@@ -48,6 +48,91 @@ func orderHash(order []int32) uint64 {
 	return h
 }
 
+// appendGroupKeys appends a v4 group's keys frame content: each event's
+// key, in arrival order, is the rank of its sort key among the distinct
+// sort keys of the group. A byte says how many bytes a key takes (1, 2 or
+// 4, as the largest needs), then the keys follow as byte planes (the
+// first byte of every key, then the second, ...), which zstd compresses
+// better than whole keys side by side.
+func appendGroupKeys(dst []byte, keys []uint32) []byte {
+	top := uint32(0)
+	for _, k := range keys {
+		top = max(top, k)
+	}
+	width := 1
+	switch {
+	case top >= 1<<16:
+		width = 4
+	case top >= 1<<8:
+		width = 2
+	}
+	dst = append(dst, byte(width))
+	for s := 0; s < 8*width; s += 8 {
+		for _, k := range keys {
+			dst = append(dst, byte(k>>s))
+		}
+	}
+	return dst
+}
+
+// groupPositions turns a v4 group's keys frame content into each event's
+// position among the group's stored events: the events of a smaller key
+// first, those of one key in arrival order, as the writer stored them. A
+// counting sort's first half: count each key, add the counts up, then give
+// each event the next position of its key. pos is reused when large enough.
+func groupPositions(b []byte, n int, pos []int32) ([]int32, error) {
+	if len(b) == 0 {
+		return nil, errors.New("keys frame is empty")
+	}
+	width := int(b[0])
+	b = b[1:]
+	if (width != 1 && width != 2 && width != 4) || len(b) != width*n {
+		return nil, fmt.Errorf("keys frame holds %d bytes of %d-byte keys for %d events", len(b), width, n)
+	}
+	if cap(pos) < n {
+		pos = make([]int32, n)
+	}
+	pos = pos[:n]
+	if width == 1 {
+		// The common case (at most 256 keys in a group), without
+		// allocating or assembling keys.
+		var at [257]int32
+		for _, k := range b {
+			at[int(k)+1]++
+		}
+		for k := 1; k < len(at); k++ {
+			at[k] += at[k-1]
+		}
+		for i, k := range b {
+			pos[i] = at[k]
+			at[k]++
+		}
+		return pos, nil
+	}
+	keys := make([]uint32, n)
+	for j := 0; j < width; j++ {
+		for i, c := range b[j*n : (j+1)*n] {
+			keys[i] |= uint32(c) << (8 * j)
+		}
+	}
+	// A key is a rank among at most n keys.
+	at := make([]int32, n+1)
+	for _, k := range keys {
+		if int(k) >= n {
+			return nil, fmt.Errorf("key %d of %d events", k, n)
+		}
+		at[k+1]++
+	}
+	for k := 1; k <= n; k++ {
+		at[k] += at[k-1]
+	}
+	for i, k := range keys {
+		pos[i] = at[k]
+		at[k]++
+	}
+	return pos, nil
+}
+
 // idsFunc returns a column's ids for every event of a segment; the slice
 // must stay valid while the segment is being read.
 type idsFunc func(Column) ([]uint32, error)
@@ -57,6 +142,7 @@ type idsFunc func(Column) ([]uint32, error)
 type textReader struct {
 	dec   *zstd.Decoder
 	comp  []byte
+	keys  []byte   // a v4 group's keys frame, decompressed
 	plain [][]byte // a group's blocks, decompressed (v3); one block (v2)
 	lines [][]byte // a group's events' lines, by storage position
 	pos   []int32  // a group's storage position of each event
@@ -127,8 +213,8 @@ func (w *wanted) in(lo, hi int) []int32 {
 // arrival order, decompressing only the blocks that hold them. keep, when
 // not nil, is asked with the time range of each group (v3) or block (v2)
 // and skips it when false. ids gives the sortBy columns' ids (v3 puts each
-// group's events back in arrival order with them). raw is valid only
-// during the call.
+// group's events back in arrival order with them; v4 stores where they
+// are and does not call it). raw is valid only during the call.
 func (t *textReader) events(r *segmentReader, lo, hi int, want []int32, keep func(minT, maxT int64) bool, ids idsFunc, fn func(ord int, raw []byte) error) error {
 	if want != nil {
 		if len(want) == 0 {
@@ -152,7 +238,7 @@ func (t *textReader) events(r *segmentReader, lo, hi int, want []int32, keep fun
 				continue
 			}
 		}
-		if key == nil {
+		if key == nil && r.meta.Version < 4 {
 			for _, c := range r.meta.SortBy {
 				k, err := ids(c)
 				if err != nil {
@@ -168,27 +254,75 @@ func (t *textReader) events(r *segmentReader, lo, hi int, want []int32, keep fun
 	return nil
 }
 
-// group reads the events of v3 group g that are in want, or when want is
-// nil, in [lo, hi).
-func (t *textReader) group(r *segmentReader, g groupMeta, key [][]uint32, lo, hi int, want []int32, fn func(int, []byte) error) error {
-	keys := make([][]uint32, len(key))
-	sizes := make([]int, len(key))
-	for k, c := range r.meta.SortBy {
-		keys[k] = key[k][g.First : g.First+g.Count]
-		sizes[k] = r.meta.Columns[c].Values
+// positions sets t.pos to where each event of group g is stored among
+// the group's events. A v3 group sorts its sortBy columns' ids (key) again
+// and checks the order against the group's hash; a v4 group reads its keys
+// frame, and checks the hash too when full says the whole group is read
+// (then the cost is small beside the blocks').
+func (t *textReader) positions(r *segmentReader, g groupMeta, key [][]uint32, full bool) error {
+	part := fmt.Sprintf("text group at block %d", g.Block0)
+	var order []int32
+	if r.meta.Version >= 4 {
+		kpart := fmt.Sprintf("group keys at %d", g.KeysOff)
+		if cap(t.comp) < int(g.KeysLen) {
+			t.comp = make([]byte, g.KeysLen)
+		}
+		t.comp = t.comp[:g.KeysLen]
+		if err := r.readAt(t.comp, g.KeysOff); err != nil {
+			return r.fail(kpart, err)
+		}
+		var err error
+		if t.keys, err = decodeFrame(t.dec, t.comp, t.keys[:0]); err != nil {
+			return r.fail(kpart, err)
+		}
+		if t.pos, err = groupPositions(t.keys, g.Count, t.pos); err != nil {
+			return r.fail(kpart, err)
+		}
+		if !full {
+			return nil
+		}
+		order = make([]int32, g.Count)
+		for o, p := range t.pos {
+			order[p] = int32(o)
+		}
+	} else {
+		keys := make([][]uint32, len(key))
+		sizes := make([]int, len(key))
+		for k, c := range r.meta.SortBy {
+			keys[k] = key[k][g.First : g.First+g.Count]
+			sizes[k] = r.meta.Columns[c].Values
+		}
+		order = sortedOrder(g.Count, keys, sizes)
 	}
-	order := sortedOrder(g.Count, keys, sizes)
 	if orderHash(order) != g.Order {
-		return r.fail(fmt.Sprintf("text group at block %d", g.Block0), fmt.Errorf("the order of events %d-%d does not agree with their columns: the segment is damaged", g.First, g.First+g.Count-1))
+		from := "their columns"
+		if r.meta.Version >= 4 {
+			from = "the group's keys"
+		}
+		return r.fail(part, fmt.Errorf("the order of events %d-%d does not agree with %s: the segment is damaged", g.First, g.First+g.Count-1, from))
 	}
-	if cap(t.pos) < g.Count {
-		t.pos = make([]int32, g.Count)
+	if r.meta.Version < 4 {
+		if cap(t.pos) < g.Count {
+			t.pos = make([]int32, g.Count)
+		}
+		t.pos = t.pos[:g.Count]
+		for p, o := range order {
+			t.pos[o] = int32(p)
+		}
+	}
+	return nil
+}
+
+// group reads the events of v3 or v4 group g that are in want, or when
+// want is nil, in [lo, hi).
+func (t *textReader) group(r *segmentReader, g groupMeta, key [][]uint32, lo, hi int, want []int32, fn func(int, []byte) error) error {
+	if err := t.positions(r, g, key, want == nil); err != nil {
+		return err
+	}
+	if cap(t.lines) < g.Count {
 		t.lines = make([][]byte, g.Count)
 	}
-	t.pos, t.lines = t.pos[:g.Count], t.lines[:g.Count]
-	for p, o := range order {
-		t.pos[o] = int32(p)
-	}
+	t.lines = t.lines[:g.Count]
 	// each calls f with every wanted ordinal, ascending.
 	each := func(f func(ord int) error) error {
 		if want != nil {

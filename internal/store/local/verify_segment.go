@@ -15,8 +15,9 @@ import (
 // the magic, the trailer and the meta; that the parts tile the file; every
 // zstd frame (each column's dictionary, ids, rare postings and postings
 // chunks, the chunk indexes against their chunks, the time, receive time
-// and length columns, every text block); each group's order hash against
-// its columns; and the stored lengths against the text. It returns one
+// and length columns, every text block, every group's keys); each group's
+// order hash against its columns (v3) or its keys (v4); and the stored
+// lengths against the text. It returns one
 // Damage per damaged part (none when the file is whole). A v2 segment's
 // meta and Bloom filters carry no checksum: their agreement with the rest
 // is checked instead.
@@ -116,6 +117,11 @@ func (r *segmentReader) checkTiling() error {
 	var spans []span
 	for _, b := range r.meta.Blocks {
 		spans = append(spans, span{b.Off, b.Len, blockPart(b)})
+	}
+	for _, g := range r.meta.Groups {
+		if g.KeysLen > 0 {
+			spans = append(spans, span{g.KeysOff, g.KeysLen, fmt.Sprintf("group keys at %d", g.KeysOff)})
+		}
 	}
 	for c, m := range r.meta.Columns {
 		spans = append(spans, span{m.DictOff, m.DictLen + m.IDsLen + m.RareLen + m.BloomLen, "column " + Column(c).String()})

@@ -1,0 +1,71 @@
+package investigate
+
+import (
+	"context"
+	"net/url"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kubetrail/kubetrail/internal/store/local"
+)
+
+// The investigation benchmarks open a reader and run one investigation per
+// iteration, as the CLI does, over the data folder named by
+// KUBETRAIL_BENCH_DATA: a store of bench/gen's corpus, whose incident
+// gives each question an answer:
+//
+//	go run ./bench/gen --events 300000 --seed 1 > /tmp/audit.log
+//	kubetrail import --data /tmp/data /tmp/audit.log
+//	KUBETRAIL_BENCH_DATA=/tmp/data go test ./internal/investigate -run '^$' -bench Investigate
+var benchInvestigations = []struct {
+	name, inv string
+	params    url.Values
+}{
+	{"who-deleted", "who", url.Values{"verb": {"delete"}, "resource": {"secrets/important"}, "namespace": {"production"}}},
+	{"who-secrets", "who", url.Values{"verb": {"delete"}, "resource": {"secrets"}}},
+	{"activity", "activity", url.Values{"user": {"attacker"}}},
+	{"history", "history", url.Values{"resource": {"secrets/important"}, "namespace": {"production"}}},
+	{"secrets", "secrets", nil},
+	{"execs", "execs", nil},
+	{"denied", "denied", nil},
+	{"rbac", "rbac", nil},
+	{"from", "from", url.Values{"addr": {"192.168.1.100"}}},
+	{"timeline", "timeline", url.Values{"user": {"attacker"}}},
+}
+
+func BenchmarkInvestigate(b *testing.B) {
+	dir := os.Getenv("KUBETRAIL_BENCH_DATA")
+	if dir == "" {
+		b.Skip("KUBETRAIL_BENCH_DATA names no data folder (see the comment above)")
+	}
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, q := range benchInvestigations {
+		b.Run(q.name, func(b *testing.B) {
+			cpu := cpuTime()
+			for b.Loop() {
+				r, err := local.OpenReader(dir)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := Run(context.Background(), r, q.inv, q.params, now); err != nil {
+					b.Fatal(err)
+				}
+				r.Close()
+			}
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// cpuTime returns the CPU time the process has used, its own and the
+// runtime's: on a machine shared with other work it varies much less from
+// run to run than the wall time a benchmark reports.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
