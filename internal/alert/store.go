@@ -388,6 +388,11 @@ type Query struct {
 	// (alerts about cluster-scoped objects are left out, as with
 	// kubectl -n).
 	Namespace string
+	// Clusters and Namespaces, when not empty, keep alerts whose cluster
+	// (and namespace) is one of them: the access scope of a viewer, which
+	// the other conditions only narrow. A namespace scope leaves out
+	// alerts without a namespace.
+	Clusters, Namespaces []string
 	// MinSeverity keeps alerts at least this severe.
 	MinSeverity rules.Severity
 	// Limit keeps the newest Limit matches; 0 means DefaultListLimit.
@@ -404,7 +409,9 @@ func (q *Query) Match(a *Alert) bool {
 	return a.Seq > q.After && a.Severity >= q.MinSeverity && (q.Namespace == "" || a.Namespace == q.Namespace) &&
 		(q.Since.IsZero() || !a.Time.Before(q.Since)) && (q.Until.IsZero() || a.Time.Before(q.Until)) &&
 		(len(q.Rules) == 0 || slices.Contains(q.Rules, a.Rule)) &&
-		(len(q.Sources) == 0 || slices.Contains(q.Sources, a.Source))
+		(len(q.Sources) == 0 || slices.Contains(q.Sources, a.Source)) &&
+		(len(q.Clusters) == 0 || slices.Contains(q.Clusters, a.Cluster)) &&
+		(len(q.Namespaces) == 0 || slices.Contains(q.Namespaces, a.Namespace))
 }
 
 func (q *Query) segment(g *segment) bool {

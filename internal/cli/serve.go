@@ -25,7 +25,7 @@ func serveCmd(e *env) *cobra.Command {
 	var (
 		dir       string
 		cfg       server.Config
-		tokenFile string
+		access    accessFlags
 		sealAfter time.Duration
 		maxEvent  int
 		walBytes  int64
@@ -55,11 +55,13 @@ Endpoints:
                                        Retried batches add nothing. A bad item costs
                                        only itself: it is named (the first 20 are
                                        listed, all are counted) and the rest stored.
-  GET  /api/v1/events, /api/v1/stats,  the query API (docs/query.md, docs/investigations.md),
-       /api/v1/investigate/NAME,       behind the same authentication as the webhook
-       /api/v1/alerts                  (the alerts endpoint answers 404 with --detect=false)
+                                       Role ingest or admin.
+  GET  /api/v1/events, /api/v1/stats,  the query API (docs/query.md, docs/investigations.md);
+       /api/v1/investigate/NAME,       role viewer or admin, a scoped viewer seeing only
+       /api/v1/alerts                  its clusters and namespaces (the alerts endpoint
+                                       answers 404 with --detect=false)
   GET  /healthz, /readyz               liveness and readiness
-  GET  /metrics                        Prometheus metrics
+  GET  /metrics                        Prometheus metrics (open unless --auth-health)
 
 Syslog (--syslog-listen tcp://ADDR, tls://ADDR, udp://ADDR; docs/ingest.md):
 RFC 5424 or RFC 3164 messages, octet-counted or newline-framed (told apart
@@ -113,9 +115,23 @@ requests together hold at most --max-inflight-bytes (bodies and decoded
 events; the Go heap stays within about twice this plus the store's needs).
 
 Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
-(--token-file and/or --client-ca), or --insecure.`,
+(--token-file and/or --client-ca), or --insecure.
+
+Roles (docs/security.md): a --token-file line is TOKEN,NAME,role=ROLE with
+optional clusters=A|B and namespaces=X|Y; ROLE is ingest (webhook, syslog),
+viewer (the read API) or admin (everything). A client certificate takes its
+role from --client-role CN=ROLE[,clusters=..][,namespaces=..], else from its
+O=kubetrail:ROLE. A token or certificate without a role may ingest and read,
+as before roles existed; --require-roles refuses it everything. An ingest
+scope bounds the clusters written (?cluster=, syslog's cluster); a viewer
+scope bounds every answer, counts included. Every read of the API, and every
+refused request, is a JSON line in DATA/access.log (who, role, endpoint,
+parameters, status, results, duration; never a token), fsync'd every second
+and at shutdown; reads are refused (503) while it cannot be written.`,
 		Example: `  kubetrail serve
   kubetrail serve --listen 0.0.0.0:8443 --tls-cert tls.crt --tls-key tls.key --token-file tokens
+  kubetrail serve --listen 0.0.0.0:8443 --tls-cert tls.crt --tls-key tls.key --client-ca ca.crt \
+      --client-role kube-apiserver=ingest,clusters=prod --require-roles
   kubetrail serve --alert-output alertmanager+http://alertmanager:9093 --rules my-rules/ --builtin
   kubetrail serve --syslog-listen tcp://127.0.0.1:6514 --syslog-cluster prod`,
 		Args: cobra.NoArgs,
@@ -126,12 +142,8 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 					return err
 				}
 			}
-			if tokenFile != "" {
-				toks, err := readTokens(tokenFile)
-				if err != nil {
-					return err
-				}
-				cfg.Tokens = toks
+			if err := access.load(&cfg, log); err != nil {
+				return err
 			}
 			cfg.Webhook.Limits = audit.Limits{MaxEventBytes: maxEvent}
 			cfg.Syslog.Limits, cfg.Syslog.Logger = cfg.Webhook.Limits, log
@@ -168,6 +180,11 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 			if err != nil {
 				return err
 			}
+			if cfg.AccessLog, err = openAccessLog(dir); err != nil {
+				db.Close()
+				return err
+			}
+			defer cfg.AccessLog.Close() // after Run, which answered (and logged) every request
 			ingestSink, red, err := redact.wrap(db, dir, log)
 			if err != nil {
 				db.Close()
@@ -264,7 +281,7 @@ Listening beyond loopback needs TLS (--tls-cert, --tls-key) and authentication
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serving certificate (PEM); enables HTTPS")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "serving key (PEM); refused unless only its owner may read it (chmod 600)")
 	f.StringVar(&cfg.ClientCA, "client-ca", "", "CA bundle (PEM) for client certificates (mTLS)")
-	f.StringVar(&tokenFile, "token-file", "", "file of accepted bearer tokens, one per line ('#' comments); refused unless only its owner may read it (chmod 600)")
+	access.add(f)
 	f.BoolVar(&cfg.Insecure, "insecure", false, "allow a non-loopback address without TLS and authentication")
 	f.BoolVar(&cfg.AuthHealth, "auth-health", false, "require authentication for /healthz, /readyz and /metrics too")
 	f.Int64Var(&cfg.Webhook.MaxBodyBytes, "max-body-bytes", ingest.DefaultMaxBodyBytes, "largest webhook request body accepted, after gzip decompression (413 beyond)")

@@ -42,6 +42,7 @@ const (
 	SyslogRefused   = "refused"   // an event the store refused for good
 	SyslogUnstored  = "unstored"  // read but not stored: the store failed until shutdown
 	SyslogDropped   = "dropped"   // UDP only: the queue to the store was full
+	SyslogForbidden = "forbidden" // TLS only: the sender's certificate may not write the event's cluster, or may not send at all
 )
 
 // batchMaxEvents bounds one batch of a connection; batches also end when
@@ -78,6 +79,13 @@ type SyslogConfig struct {
 	// Connections, when set, is told of each connection opened (+1) and
 	// closed (-1).
 	Connections func(transport string, delta int)
+	// Authorize, when set, is asked about each tls:// connection once its
+	// handshake is done, with the sender's verified certificate in cs.
+	// An error closes the connection (logged, counted forbidden). Else
+	// the returned function, when not nil, is asked about each event's
+	// cluster; an event whose cluster it refuses is skipped, logged and
+	// counted forbidden. It must be safe for concurrent use.
+	Authorize func(cs tls.ConnectionState) (cluster func(name string) bool, err error)
 }
 
 func (c SyslogConfig) withDefaults() SyslogConfig {
@@ -355,10 +363,13 @@ type reader struct {
 	problems  int
 	batches   []*pipeline.Batch // in order of arrival, a new one when the cluster changes
 	events    int
+	// allow, when set, says whether the sender may write a cluster.
+	allow func(cluster string) bool
 }
 
 func (s *Syslog) serveConn(ctx context.Context, transport string, c *timedConn) {
 	log := s.cfg.Logger.With("transport", transport, "peer", c.RemoteAddr().String())
+	var allow func(string) bool
 	if tc, ok := c.Conn.(*tls.Conn); ok {
 		hctx, cancel := context.WithTimeout(ctx, s.cfg.FrameTimeout)
 		err := tc.HandshakeContext(hctx)
@@ -367,10 +378,17 @@ func (s *Syslog) serveConn(ctx context.Context, transport string, c *timedConn) 
 			log.Warn("syslog: TLS handshake failed; connection closed", "err", err)
 			return
 		}
+		if s.cfg.Authorize != nil {
+			if allow, err = s.cfg.Authorize(tc.ConnectionState()); err != nil {
+				s.cfg.Count(transport, SyslogForbidden, 1)
+				log.Warn("syslog: sender not allowed; connection closed", "err", err)
+				return
+			}
+		}
 	}
 	fr := syslog.NewFrameReader(c, 64<<10, s.cfg.MaxMessageBytes)
 	c.fr = fr
-	r := &reader{s: s, transport: transport, log: log}
+	r := &reader{s: s, transport: transport, log: log, allow: allow}
 	defer r.summary()
 	for {
 		c.frameStart = time.Time{}
@@ -403,6 +421,10 @@ func (r *reader) take(f syslog.Frame) {
 	}
 	r.frame++
 	r.s.decode(f.Msg, func(cluster string, rec audit.Record) {
+		if r.allow != nil && !r.allow(cluster) {
+			r.problem(SyslogForbidden, fmt.Sprintf("cluster %q: the sender's certificate may not write this cluster", cluster))
+			return
+		}
 		// A new batch when the cluster changes keeps the arrival order.
 		var b *pipeline.Batch
 		if n := len(r.batches); n > 0 && r.batches[n-1].Cluster == cluster {

@@ -54,6 +54,12 @@ type Scope struct {
 	// a grouped report (secrets, denied), which are ordered by importance;
 	// 0 keeps all.
 	Limit int
+	// Restrict is conditions the caller imposes and the parameters cannot
+	// lift (the API's access scope of a viewer: its clusters and
+	// namespaces), joined with the others by "and"; nil for none. It is
+	// part of every selection, so counts and groups only ever see what it
+	// allows.
+	Restrict query.Expr
 	// ctx, set by Run, stops the reading when cancelled; nil reads to the
 	// end.
 	ctx context.Context
@@ -385,7 +391,7 @@ func compile(sc Scope, base query.Expr) (*query.Filter, error) {
 			terms = append(terms, e)
 		}
 	}
-	e := and(terms...)
+	e := and(append(terms, sc.Restrict)...)
 	if e == nil {
 		return nil, nil
 	}

@@ -126,6 +126,13 @@ func paramErr(param, format string, args ...any) error {
 // Run stops reading, returning ctx's cause, when ctx is cancelled (a
 // signal to the CLI, a client gone from the API).
 func Run(ctx context.Context, r *local.Reader, name string, p url.Values, now time.Time) (Report, error) {
+	return RunRestricted(ctx, r, name, p, now, nil)
+}
+
+// RunRestricted is Run with restrict (Scope.Restrict) joined to every
+// selection the investigation makes: the API passes a scoped viewer's
+// clusters and namespaces, which no parameter can widen.
+func RunRestricted(ctx context.Context, r *local.Reader, name string, p url.Values, now time.Time, restrict query.Expr) (Report, error) {
 	known := Params(name)
 	if known == nil {
 		return nil, fmt.Errorf("no investigation %q; there are %s", name, strings.Join(Names, ", "))
@@ -142,7 +149,7 @@ func Run(ctx context.Context, r *local.Reader, name string, p url.Values, now ti
 	if err != nil {
 		return nil, err
 	}
-	sc.ctx = ctx
+	sc.ctx, sc.Restrict = ctx, restrict
 	switch name {
 	case "who":
 		t, err := target(p, false)

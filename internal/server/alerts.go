@@ -90,6 +90,8 @@ func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	sc := scopeOf(r)
+	q.Clusters, q.Namespaces = sc.Clusters, sc.Namespaces
 	follow := p.Get("follow") == "1" || p.Get("follow") == "true"
 	// Before listing, so that an alert stored meanwhile is either listed
 	// or read by the follow loop below.
@@ -112,6 +114,7 @@ func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
 		if _, err := w.Write(buf); err != nil {
 			return
 		}
+		addResults(r, 1)
 	}
 	if !follow {
 		return
@@ -162,6 +165,7 @@ func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
 				if _, err := w.Write(buf); err != nil {
 					return
 				}
+				addResults(r, 1)
 			}
 			cursor = batch[len(batch)-1].Seq
 		}

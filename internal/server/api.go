@@ -97,6 +97,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	// The scope joins the filter, which the follow loop below matches too.
+	if err := scopeOf(r).restrict(&sel, now); err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
 	q := r.URL.Query()
 	sortBy := q.Get("sort")
 	if sortBy == "" {
@@ -172,6 +177,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		_, err := w.Write([]byte{'\n'})
+		addResults(r, 1)
 		return err
 	}
 	// Events a follower may see twice (in the snapshot and live) are the
@@ -286,6 +292,10 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	if err := scopeOf(r).restrict(&sel, now); err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
 	q := r.URL.Query()
 	var o local.StatsOptions
 	if by := q.Get("by"); by != "" {
@@ -343,6 +353,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
+	addResults(r, total.Count)
 	ans := NewStatsAnswer(groups, total, len(groups), o, top)
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(&ans)
@@ -389,7 +400,7 @@ func (s *Server) runInvestigation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer rd.Close()
-	rep, err := investigate.Run(r.Context(), rd, name, p, time.Now())
+	rep, err := investigate.RunRestricted(r.Context(), rd, name, p, time.Now(), scopeOf(r).expr())
 	setDamage(w, rd)
 	if err != nil {
 		code := http.StatusInternalServerError
@@ -404,6 +415,7 @@ func (s *Server) runInvestigation(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
+	addResults(r, int64(len(rep.Records())))
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false) // records go out byte for byte as -o json prints them

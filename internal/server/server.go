@@ -5,7 +5,6 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -15,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -40,9 +38,15 @@ type Config struct {
 	// ClientCA is a PEM bundle; with it, clients may authenticate with a
 	// certificate it signed (mTLS).
 	ClientCA string
-	// Tokens are the bearer tokens accepted. Empty with no ClientCA means no
-	// authentication.
+	// Tokens are bearer tokens accepted with no name and no role (see
+	// Access). No token and no ClientCA means no authentication.
 	Tokens []string
+	// Access gives tokens and client certificates their roles and scopes
+	// (auth.go).
+	Access Access
+	// AccessLog, when set, gets a line for every read of the API and
+	// every refused request (accesslog.go); Run syncs it.
+	AccessLog *AccessLog
 	// Insecure allows a non-loopback address without TLS and authentication.
 	Insecure bool
 	// Webhook configures the webhook receiver.
@@ -89,6 +93,8 @@ type Server struct {
 	stopping chan struct{}
 	stopOnce sync.Once
 	syslog   *ingest.Syslog // nil without --syslog-listen
+	tokens   []Token        // Config.Tokens and Config.Access.Tokens
+	routes   []route        // every registered route, which TestRolesTable walks
 }
 
 // New builds a server over an open store.
@@ -99,7 +105,14 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	if err := cfg.Webhook.Check(); err != nil {
 		return nil, err
 	}
+	if err := checkAccess(cfg); err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, db: db, log: log, reg: prometheus.NewRegistry(), stopping: make(chan struct{})}
+	for i, t := range cfg.Tokens {
+		s.tokens = append(s.tokens, Token{Value: t, Name: fmt.Sprintf("token %d", i+1)})
+	}
+	s.tokens = append(s.tokens, cfg.Access.Tokens...)
 	m := newMetrics(s.reg, db)
 	if cfg.Alerts != nil || len(cfg.Dispatchers) > 0 {
 		s.reg.MustRegister(newAlertCollector(cfg.Alerts, cfg.Dispatchers))
@@ -111,6 +124,7 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 		s.reg.MustRegister(newForwardCollector(cfg.Forwarders))
 	}
 	cfg.Webhook.Observe = m.observe
+	cfg.Syslog.Authorize = s.syslogAuthorizer()
 	s.cfg = cfg
 	// Every ingest path (webhook, syslog) stores through this one sink:
 	// the store, or the ingest pipeline in front of it (redaction).
@@ -134,29 +148,23 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/ingest/webhook", s.authenticate(ingest.NewWebhook(sink, cfg.Webhook)))
-	mux.Handle("GET /api/v1/events", s.authenticate(http.HandlerFunc(s.events)))
-	mux.Handle("GET /api/v1/stats", s.authenticate(http.HandlerFunc(s.stats)))
-	mux.Handle("GET /api/v1/investigate", s.authenticate(http.HandlerFunc(s.investigations)))
-	mux.Handle("GET /api/v1/investigate/{name}", s.authenticate(http.HandlerFunc(s.runInvestigation)))
-	mux.Handle("GET /api/v1/alerts", s.authenticate(http.HandlerFunc(s.alerts)))
-	health := func(h http.Handler) http.Handler {
-		if cfg.AuthHealth {
-			return s.authenticate(h)
-		}
-		return h
-	}
-	mux.Handle("GET /healthz", health(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.handle(mux, "/ingest/webhook", permIngest, ingest.NewWebhook(sink, cfg.Webhook))
+	s.handle(mux, "GET /api/v1/events", permRead, http.HandlerFunc(s.events))
+	s.handle(mux, "GET /api/v1/stats", permRead, http.HandlerFunc(s.stats))
+	s.handle(mux, "GET /api/v1/investigate", permRead, http.HandlerFunc(s.investigations))
+	s.handle(mux, "GET /api/v1/investigate/{name}", permRead, http.HandlerFunc(s.runInvestigation))
+	s.handle(mux, "GET /api/v1/alerts", permRead, http.HandlerFunc(s.alerts))
+	s.handle(mux, "GET /healthz", permHealth, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
-	})))
-	mux.Handle("GET /readyz", health(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	}))
+	s.handle(mux, "GET /readyz", permHealth, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := db.Ready(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ok\n"))
-	})))
-	mux.Handle("GET /metrics", health(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	}))
+	s.handle(mux, "GET /metrics", permHealth, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	s.handler = mux
 	return s, nil
 }
@@ -181,7 +189,7 @@ func checkExposure(cfg Config) error {
 	if isLoopback(host) || cfg.Insecure {
 		return nil
 	}
-	authn := len(cfg.Tokens) > 0 || cfg.ClientCA != ""
+	authn := len(cfg.Tokens) > 0 || len(cfg.Access.Tokens) > 0 || cfg.ClientCA != ""
 	if cfg.TLSCert == "" || !authn {
 		return fmt.Errorf("refusing to listen on %s without TLS and authentication: audit events are sensitive and anyone could forge them; "+
 			"give --tls-cert/--tls-key and --token-file or --client-ca, listen on 127.0.0.1, or pass --insecure if a proxy in front does this", cfg.Listen)
@@ -195,30 +203,6 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// authenticate requires a valid bearer token or a verified client
-// certificate when any is configured.
-func (s *Server) authenticate(next http.Handler) http.Handler {
-	if len(s.cfg.Tokens) == 0 && s.cfg.ClientCA == "" {
-		return next
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-			for _, t := range s.cfg.Tokens {
-				if subtle.ConstantTimeCompare([]byte(tok), []byte(t)) == 1 {
-					next.ServeHTTP(w, r)
-					return
-				}
-			}
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="kubetrail"`)
-		http.Error(w, `{"error":"unauthorized: send a valid bearer token or client certificate"}`, http.StatusUnauthorized)
-	})
 }
 
 // Run listens and serves until ctx ends, then stops taking new requests and
@@ -267,6 +251,12 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 		ready(ln.Addr().String())
 	}
 	srv.RegisterOnShutdown(func() { s.stopOnce.Do(func() { close(s.stopping) }) })
+	// The access log is synced on a timer, and once more when every
+	// request has been answered (and logged).
+	alCtx, stopAL := context.WithCancel(context.Background())
+	alDone := make(chan struct{})
+	go func() { s.cfg.AccessLog.Run(alCtx); close(alDone) }()
+	defer func() { stopAL(); <-alDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

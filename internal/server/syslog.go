@@ -34,7 +34,7 @@ func newSyslog(cfg Config, sink pipeline.Sink, reg *prometheus.Registry, rejecte
 	}
 	msgs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kubetrail_syslog_messages_total",
-		Help: "Syslog messages by transport and result: stored, duplicate (events); invalid (not syslog, or no usable audit event); skipped (a frame over --syslog-max-message-bytes, or bytes that are no frame); refused (by the store for good); unstored (read but not stored before shutdown); dropped (UDP queue full).",
+		Help: "Syslog messages by transport and result: stored, duplicate (events); invalid (not syslog, or no usable audit event); skipped (a frame over --syslog-max-message-bytes, or bytes that are no frame); refused (by the store for good); forbidden (TLS: the sender's certificate may not write the cluster, or may not send); unstored (read but not stored before shutdown); dropped (UDP queue full).",
 	}, []string{"transport", "result"})
 	conns := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kubetrail_syslog_connections", Help: "Open syslog connections by transport.",
