@@ -5,13 +5,24 @@ PKGS      := ./...
 E2E_DIR   := test/e2e
 GOFLAGS_TEST ?=
 
-.PHONY: all build test unit e2e e2e-deps lint fuzz bench bench-quick bench-policy clean
+.PHONY: all build static image test unit e2e e2e-deps lint fuzz bench bench-quick bench-policy clean
 
 all: build
 
 COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
 build:
 	$(GO) build -ldflags "-X github.com/kubetrail/kubetrail/internal/cli.Commit=$(COMMIT)" -o $(BIN) ./cmd/kubetrail
+
+## static: a static binary (no cgo, no dynamic loader), the one the image ships.
+static:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/kubetrail/kubetrail/internal/cli.Commit=$(COMMIT)" -o $(BIN) ./cmd/kubetrail
+
+## image: the container image (Dockerfile) with docker, else podman; IMAGE=registry.example/kubetrail:TAG to name it.
+IMAGE     ?= kubetrail:latest
+CONTAINER ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+image:
+	@[ -n "$(CONTAINER)" ] || { echo "make image: neither docker nor podman is installed"; exit 1; }
+	$(CONTAINER) build --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
 
 ## test: everything CI checks: lint, unit tests with the race detector, e2e against the real kube-apiserver.
 test: lint unit e2e

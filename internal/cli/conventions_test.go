@@ -62,6 +62,7 @@ var (
 		"kubetrail setup apiserver":      {why: "prints the manifest's diff, or writes it (--write): the output is the manifest"},
 		"kubetrail setup webhook-config": {why: "its output is a kubeconfig file (--out)"},
 		"kubetrail setup clickhouse":     {why: "creates a store's tables and prints one line: nothing to list"},
+		"kubetrail setup deploy":         {formats: []string{"yaml", "json"}, why: "prints manifests, not a listing; -n is the namespace they go in, so no -A"},
 	}
 	// fileFlags are the flags that name a file and are not the command's
 	// input, which is an argument: why each is a flag.

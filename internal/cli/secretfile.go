@@ -17,14 +17,16 @@ func checkSecretFile(flag, path string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", flag, err)
 	}
-	return checkSecretMode(flag, path, fi.Mode())
+	return checkSecretMode(flag, path, fi)
 }
 
-// checkSecretMode is checkSecretFile on a mode already read, for a file the
-// caller has open (so the mode checked is the file's that is read).
-func checkSecretMode(flag, path string, mode fs.FileMode) error {
+// checkSecretMode is checkSecretFile on a file's information already read,
+// for a file the caller has open (so the mode checked is the file's that is
+// read).
+func checkSecretMode(flag, path string, fi fs.FileInfo) error {
+	mode := fi.Mode()
 	// Windows has no such permission bits; Go makes them up.
-	if runtime.GOOS == "windows" || mode.Perm()&0o077 == 0 {
+	if runtime.GOOS == "windows" || secretModeOK(mode.Perm(), fileOwner(fi), os.Getuid()) {
 		return nil
 	}
 	who := "group and others"
@@ -36,4 +38,20 @@ func checkSecretMode(flag, path string, mode fs.FileMode) error {
 	}
 	return fmt.Errorf("%s %s: mode %#o lets %s at a secret; run: chmod 600 %s (for a Kubernetes Secret volume, set defaultMode: 0400)",
 		flag, path, mode.Perm(), who, path)
+}
+
+// secretModeOK says whether a secret file of mode perm, owned by uid owner,
+// may be used by a process of uid self. Private to its owner is fine. So is,
+// for a process that is not root, a file that root owns and shares with its
+// group to read only, and with no one else: root chose that group, and it is
+// the one way root can hand a secret to a service's user. It is what the
+// kubelet makes of a Secret volume under the pod's fsGroup (0440
+// root:fsGroup, so a non-root container can read it) and what PostgreSQL
+// accepts for a root-owned key (0640). A root process reads such a file as
+// its owner, so the group's access serves nothing there and is refused.
+func secretModeOK(perm fs.FileMode, owner, self int) bool {
+	if perm&0o077 == 0 {
+		return true
+	}
+	return owner == 0 && self != 0 && perm&0o037 == 0
 }

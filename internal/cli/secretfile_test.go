@@ -68,3 +68,37 @@ func TestSecretFilesMustBePrivate(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretModeRootSharedWithGroup: a root-owned secret that only root's
+// chosen group may read (a Kubernetes Secret volume under fsGroup: 0440
+// root:GID) is taken by a process that is not root, and by nothing else;
+// root itself must have the file private. (Mutations tried: dropping the
+// self != 0 condition lets root take 0640 files, which
+// TestSecretFilesMustBePrivate also catches when run as root; testing
+// perm&0o007 instead of perm&0o037 takes a group-writable 0660.)
+func TestSecretModeRootSharedWithGroup(t *testing.T) {
+	const root, user = 0, 65532
+	for _, c := range []struct {
+		perm        os.FileMode
+		owner, self int
+		ok          bool
+	}{
+		{0o600, user, user, true},
+		{0o400, root, root, true},
+		{0o440, root, user, true},  // Secret volume, defaultMode 0400, fsGroup
+		{0o640, root, user, true},  // PostgreSQL's root-owned key
+		{0o440, root, root, false}, // root reads it as owner: the group is a leak
+		{0o640, root, root, false},
+		{0o440, user, user, false}, // not root's choice
+		{0o440, 1000, user, false},
+		{0o660, root, user, false}, // the group may write it
+		{0o444, root, user, false}, // everyone may read it
+		{0o644, root, user, false},
+		{0o450, root, user, false},
+		{0o440, -1, user, false}, // owner unknown
+	} {
+		if got := secretModeOK(c.perm, c.owner, c.self); got != c.ok {
+			t.Errorf("secretModeOK(%#o, owner %d, self %d) = %v, want %v", c.perm, c.owner, c.self, got, c.ok)
+		}
+	}
+}

@@ -313,7 +313,7 @@ func readTokens(path string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--token-file: %w", err)
 	}
-	if err := checkSecretMode("--token-file", path, fi.Mode()); err != nil {
+	if err := checkSecretMode("--token-file", path, fi); err != nil {
 		return nil, err
 	}
 	var toks []string

@@ -50,7 +50,7 @@ func (a *accessFlags) load(cfg *server.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--token-file: %w", err)
 	}
-	if err := checkSecretMode("--token-file", a.tokenFile, fi.Mode()); err != nil {
+	if err := checkSecretMode("--token-file", a.tokenFile, fi); err != nil {
 		return err
 	}
 	toks, err := server.ParseTokenFile(f, "--token-file "+a.tokenFile, a.requireRoles, func(msg string) { log.Warn(msg) })

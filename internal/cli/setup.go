@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,9 +16,9 @@ import (
 func setupCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "setup",
-		Short: "Configure the kube-apiserver for auditing",
+		Short: "Configure the kube-apiserver for auditing, or deploy kubetrail in the cluster",
 	}
-	cmd.AddCommand(webhookConfigCmd(e), setupCheckCmd(e), setupAPIServerCmd(e), setupClickHouseCmd(e))
+	cmd.AddCommand(webhookConfigCmd(e), setupCheckCmd(e), setupAPIServerCmd(e), setupClickHouseCmd(e), setupDeployCmd(e))
 	return cmd
 }
 
@@ -247,5 +248,58 @@ an error in the result (nothing is written then).`,
 	f.BoolVar(&write, "write", false, "write the patched manifest (with a backup)")
 	f.StringVar(&root, "root", "/", "folder the host's paths (the policy file) are looked up under by the check")
 	f.BoolVar(&noHost, "no-host", false, "do not look at the host's files in the check")
+	return cmd
+}
+
+func setupDeployCmd(e *env) *cobra.Command {
+	o := setup.DefaultDeploy()
+	var size, output string
+	cmd := &cobra.Command{
+		Use:   "deploy [--namespace NS] [--image IMG] [--storage-class SC] [--service-monitor] [-o yaml|json]",
+		Short: "Print the manifests of an in-cluster deployment (central serve and a collector per control-plane node)",
+		Long: `deploy prints the Kubernetes objects of an in-cluster kubetrail, all in
+namespace --namespace (which it does not create): a StatefulSet running
+kubetrail serve on a PersistentVolumeClaim, with TLS and bearer tokens from
+Secrets, probes on /healthz and /readyz, resource requests and limits, and a
+non-root, read-only, capability-free security context; its Service; a
+NetworkPolicy that admits only the collectors and --allow-from on the
+server's port; a DaemonSet running kubetrail tail on every control-plane node
+(the audit log folder mounted read-only, the checkpoint in
+/var/lib/kubetrail-tail on the node), shipping to the Service; and with
+--service-monitor a Prometheus Operator ServiceMonitor. No RBAC is needed:
+neither workload uses the Kubernetes API, so no token is mounted.
+
+The collector runs as root, with no capabilities and a read-only root file
+system: the API server writes audit.log as root with mode 0600, and only root
+can read it. The Secrets kubetrail-tls and kubetrail-tokens are created by
+you (docs/deploy.md). The Helm chart deploy/helm/kubetrail renders the same
+objects.`,
+		Example: `  kubectl create namespace kubetrail
+  kubectl label namespace kubetrail pod-security.kubernetes.io/enforce=privileged
+  kubetrail setup deploy --image registry.example/kubetrail:v1 --allow-from 10.0.0.0/24 | kubectl apply -f -
+  kubetrail setup deploy --namespace audit --storage-class fast --storage-size 100Gi --service-monitor -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			n, err := setup.ParseGiB(size)
+			if err != nil {
+				return err
+			}
+			o.StorageGiB = n
+			b, err := setup.RenderDeploy(o, output)
+			if err != nil {
+				return err
+			}
+			_, err = e.stdout.Write(b)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.Namespace, "namespace", "n", o.Namespace, "namespace of every object (create it first)")
+	f.StringVar(&o.Image, "image", o.Image, "kubetrail container image (make image builds it)")
+	f.StringVar(&o.StorageClass, "storage-class", "", "StorageClass of the server's volume (default: the cluster's default class)")
+	f.StringVar(&size, "storage-size", strconv.Itoa(o.StorageGiB)+"Gi", "size of the server's volume, in whole Gi; the store is kept under 80% of it")
+	f.BoolVar(&o.ServiceMonitor, "service-monitor", false, "add a Prometheus Operator ServiceMonitor (needs its CRD)")
+	f.StringArrayVar(&o.AllowFrom, "allow-from", nil, "CIDR allowed to reach the server besides the collectors (repeatable): the control-plane nodes for the audit webhook, Prometheus, the analysts")
+	f.StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
 	return cmd
 }
