@@ -58,6 +58,8 @@ Endpoints:
   GET  /api/v1/events, /api/v1/stats,  the query API (docs/query.md, docs/investigations.md),
        /api/v1/investigate/NAME,       behind the same authentication as the webhook
        /api/v1/alerts                  (the alerts endpoint answers 404 with --detect=false)
+  GET  /, /search, /event/ID,          the web UI (docs/ui.md): pages drawn in the browser
+       /user/NAME, /alerts, /login     from the API above, with a login page for tokens
   GET  /healthz, /readyz               liveness and readiness
   GET  /metrics                        Prometheus metrics
 

@@ -1,5 +1,5 @@
 // Package server is kubetrail's HTTP face: the webhook receiver, health and
-// readiness, Prometheus metrics, and (later) the query API and web UI, with
+// readiness, Prometheus metrics, the query API and the web UI, with
 // TLS, bearer-token and client-certificate authentication.
 package server
 
@@ -157,6 +157,7 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 		w.Write([]byte("ok\n"))
 	})))
 	mux.Handle("GET /metrics", health(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	mountUI(mux) // the web UI (ui.go): static pages; their data comes from the API above
 	s.handler = mux
 	return s, nil
 }
