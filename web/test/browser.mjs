@@ -88,6 +88,14 @@ await step('overview: charts, panels, and the denied requests entry opens the at
   const first = (await denied.locator('tbody tr').first().textContent()) || '';
   expect(first.startsWith('attacker'), `first denied row: ${first}`);
   await shot('overview');
+  if (shots) {
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await open('/');
+    await page.locator('figure.chart canvas').first().waitFor();
+    await shot('overview-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
+    await open('/');
+  }
   await denied.getByRole('link', { name: 'attacker', exact: true }).click();
   await page.waitForURL(/\/search\?/);
   await ready();
