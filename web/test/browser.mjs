@@ -168,6 +168,31 @@ await step('the ClusterRoleBinding event shows its subject', async () => {
   await shot('event');
 });
 
+await step('keyboard only: search, then open a result', async () => {
+  await open('/search');
+  // The empty search page puts the cursor in the filter.
+  await page.keyboard.type('user=attacker verb=delete');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/q=user%3Dattacker/);
+  await ready();
+  // Tab from the download button to the first result's link.
+  await page.getByRole('button', { name: 'Download JSON lines' }).focus();
+  await page.keyboard.press('Tab');
+  expect(await page.evaluate(() => document.activeElement.closest('table.events') !== null), 'focus did not reach the results');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/\/event\//);
+  await ready();
+});
+
+await step('every input and select has a label', async () => {
+  for (const path of ['/', '/search?q=user%3Dattacker', '/alerts']) {
+    await open(path);
+    const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, select')]
+      .filter((el) => el.labels.length === 0 && !el.getAttribute('aria-label')).map((el) => el.name));
+    expect(unlabelled.length === 0, `${path}: unlabelled ${unlabelled}`);
+  }
+});
+
 await step('a filter error is shown at its column', async () => {
   await open('/search?q=' + encodeURIComponent('verb=get usr=x'));
   const err = page.locator('.filter-error');
