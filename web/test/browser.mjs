@@ -226,6 +226,17 @@ await step('alerts: detection\'s alerts, each opening its events', async () => {
   expect((await page.locator('h2').count()) >= 1, 'no event shown');
 });
 
+await step('with detection off, the alerts page and the overview say so', async () => {
+  // The answer serve --detect=false gives (internal/server/alerts.go).
+  await page.route('**/api/v1/alerts?*', (r) => r.fulfill({ status: 404, contentType: 'application/json',
+    body: '{"error":"detection is off on this server (serve --detect=false): it stores no alert"}\n' }));
+  await open('/alerts');
+  await page.getByText('Detection is off on this server (serve --detect=false), so it keeps no alerts.').waitFor();
+  await open('/');
+  await page.getByRole('region', { name: 'Latest alerts' }).getByText('Detection is off on this server: it keeps no alerts.').waitFor();
+  await page.unroute('**/api/v1/alerts?*');
+});
+
 await step('hostile text in an event renders as text', async () => {
   // The Go test stored an event whose user agent and object name are markup.
   await open('/search?q=' + encodeURIComponent('ua~"<script>"'));
