@@ -8,6 +8,7 @@
 //
 // SCREENSHOTS=DIR also saves a picture of each page there.
 import { chromium } from 'playwright-core';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const base = process.env.KUBETRAIL_URL;
@@ -152,6 +153,9 @@ await step('search user=attacker: the attacker\'s events, newest first', async (
   const times = await texts('table.events tbody td:nth-child(1)');
   expect(times.every((t, i) => i === 0 || t <= times[i - 1]), 'not newest first');
   await shot('search');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download JSON lines' }).click()]);
+  const lines = readFileSync(await download.path(), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  expect(lines.length === 33 && lines.every((e) => e.user.username === 'attacker' && e.kind === 'Event'), `download: ${lines.length} events`);
 });
 
 await step('the ClusterRoleBinding event shows its subject', async () => {
@@ -230,11 +234,14 @@ await step('with detection off, the alerts page and the overview say so', async 
   // The answer serve --detect=false gives (internal/server/alerts.go).
   await page.route('**/api/v1/alerts?*', (r) => r.fulfill({ status: 404, contentType: 'application/json',
     body: '{"error":"detection is off on this server (serve --detect=false): it stores no alert"}\n' }));
-  await open('/alerts');
-  await page.getByText('Detection is off on this server (serve --detect=false), so it keeps no alerts.').waitFor();
-  await open('/');
-  await page.getByRole('region', { name: 'Latest alerts' }).getByText('Detection is off on this server: it keeps no alerts.').waitFor();
-  await page.unroute('**/api/v1/alerts?*');
+  try {
+    await open('/alerts');
+    await page.getByText('Detection is off on this server (serve --detect=false), so it keeps no alerts.').waitFor();
+    await open('/');
+    await page.getByRole('region', { name: 'Latest alerts' }).getByText('Detection is off on this server: it keeps no alerts.').waitFor();
+  } finally {
+    await page.unroute('**/api/v1/alerts?*'); // the steps after this one see the real API
+  }
 });
 
 await step('hostile text in an event renders as text', async () => {
