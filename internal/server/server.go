@@ -1,5 +1,5 @@
 // Package server is kubetrail's HTTP face: the webhook receiver, health and
-// readiness, Prometheus metrics, the query API and the web UI, with
+// readiness, Prometheus metrics, and (later) the query API and web UI, with
 // TLS, bearer-token and client-certificate authentication.
 package server
 

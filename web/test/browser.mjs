@@ -142,6 +142,25 @@ await step('overview: clicking a bar of the chart opens its search', async () =>
   expect((await page.locator('table.events tbody tr').count()) > 0, 'no events in the bar');
 });
 
+await step('overview: dragging across a chart zooms to that range', async () => {
+  await open('/');
+  const over = page.locator('figure.chart', { hasText: 'Events by verb' }).locator('.u-over');
+  const box = await over.boundingBox();
+  // From a quarter to three quarters of the plot: about 00:33:01 to 00:33:07.
+  await page.mouse.move(box.x + box.width / 4, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + (3 * box.width) / 4, box.y + box.height / 2, { steps: 5 });
+  await page.mouse.up();
+  await page.waitForURL(/\/\?since=.*&until=/);
+  await ready();
+  const u = new URL(page.url());
+  const since = Date.parse(u.searchParams.get('since')), until = Date.parse(u.searchParams.get('until'));
+  expect(since > Date.parse('2026-12-05T00:33:00Z') && until < Date.parse('2026-12-05T00:33:09Z') && since < until, `range ${u.search}`);
+  const summary = await page.locator('p.summary').textContent();
+  const n = Number(summary.split(' ')[0]);
+  expect(n > 0 && n < 554, `zoomed summary: ${summary}`);
+});
+
 await step('search user=attacker: the attacker\'s events, newest first', async () => {
   await open('/search');
   await page.getByLabel('Filter').fill('user=attacker');
