@@ -5,7 +5,7 @@ PKGS      := ./...
 E2E_DIR   := test/e2e
 GOFLAGS_TEST ?=
 
-.PHONY: all build static image test unit e2e e2e-deps lint fuzz bench bench-quick bench-policy clean
+.PHONY: all build static image test unit e2e e2e-deps lint ui ui-check screenshots fuzz bench bench-quick bench-policy clean
 
 all: build
 
@@ -24,11 +24,28 @@ image:
 	@[ -n "$(CONTAINER)" ] || { echo "make image: neither docker nor podman is installed"; exit 1; }
 	$(CONTAINER) build --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
 
-## test: everything CI checks: lint, unit tests with the race detector, e2e against the real kube-apiserver.
-test: lint unit e2e
+## test: everything CI checks: lint, the UI's build, unit tests with the race detector (the UI's
+## browser test among them), e2e against the real kube-apiserver.
+test: lint ui-check unit e2e
 
 unit:
 	$(GO) test -race -count=1 $(GOFLAGS_TEST) $(PKGS)
+
+## ui: rebuild the web UI (web/) into internal/server/ui/dist, which the server embeds
+## (docs/ui.md). npm ci installs exactly web/package-lock.json; no browser is downloaded.
+ui:
+	cd web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+	cd web && node build.mjs
+
+## ui-check: rebuild the UI and fail when the result differs from what is committed.
+ui-check: ui
+	@if ! git diff --quiet -- internal/server/ui/dist || [ -n "$$(git status --porcelain --untracked-files=all -- internal/server/ui/dist)" ]; then \
+		git status --short -- internal/server/ui/dist; \
+		echo "internal/server/ui/dist differs from a fresh build of web/: run make ui and commit the result"; exit 1; fi
+
+## screenshots: the browser test's pictures of each page, into docs/ui/ (docs/ui.md shows them).
+screenshots: ui
+	SCREENSHOTS=$(CURDIR)/docs/ui $(GO) test -count=1 -run TestBrowser ./test/ui/
 
 ## e2e-deps: build kube-apiserver and etcd from the Go module proxy (cached in test/e2e/bin).
 e2e-deps:

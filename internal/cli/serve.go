@@ -60,6 +60,8 @@ Endpoints:
        /api/v1/investigate/NAME,       role viewer or admin, a scoped viewer seeing only
        /api/v1/alerts                  its clusters and namespaces (the alerts endpoint
                                        answers 404 with --detect=false)
+  GET  /, /search, /event/ID,          the web UI (docs/ui.md): pages drawn in the browser
+       /user/NAME, /alerts, /login     from the API above, with a login page for tokens
   GET  /healthz, /readyz               liveness and readiness
   GET  /metrics                        Prometheus metrics (open unless --auth-health)
 

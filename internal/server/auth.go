@@ -161,10 +161,11 @@ const (
 	permRead                   // read events and alerts (viewer, admin)
 	permAdmin                  // change the server (admin); no route needs it yet
 	permHealth                 // probes and metrics: open unless --auth-health, then any role
+	permPublic                 // the web UI's pages and assets: they hold no data (it comes from the API), open to anyone
 )
 
 func (p perm) String() string {
-	return [...]string{permIngest: "ingest", permRead: "read", permAdmin: "admin", permHealth: "health"}[p]
+	return [...]string{permIngest: "ingest", permRead: "read", permAdmin: "admin", permHealth: "health", permPublic: "public"}[p]
 }
 
 // route is one registered pattern and what it needs.
@@ -345,7 +346,7 @@ func addResults(r *http.Request, n int64) {
 // handler, and writes the access log line.
 func (s *Server) guard(pm perm, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if pm == permHealth && !s.cfg.AuthHealth {
+		if pm == permPublic || (pm == permHealth && !s.cfg.AuthHealth) {
 			next.ServeHTTP(w, r)
 			return
 		}

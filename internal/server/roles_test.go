@@ -260,6 +260,13 @@ var roleSamples = []struct {
 	{"healthz", "GET /healthz", "GET", "/healthz", ""},
 	{"readyz", "GET /readyz", "GET", "/readyz", ""},
 	{"metrics", "GET /metrics", "GET", "/metrics", ""},
+	{"ui overview", "GET /{$}", "GET", "/", ""},
+	{"ui search", "GET /search", "GET", "/search?q=verb%3Dlist", ""},
+	{"ui event", "GET /event/{id...}", "GET", "/event/a1", ""},
+	{"ui user", "GET /user/{name...}", "GET", "/user/alice", ""},
+	{"ui alerts", "GET /alerts", "GET", "/alerts", ""},
+	{"ui login", "GET /login", "GET", "/login", ""},
+	{"ui asset", "GET /ui/{file}", "GET", "/ui/app.js", ""},
 }
 
 // handshake is the expected "status" of a credential the TLS handshake
@@ -279,6 +286,7 @@ func TestRolesTable(t *testing.T) {
 	// credentials that are no role.
 	cols := append(slices.Clone(fixtureRoles), "bad-org", "two-orgs", "none", "wrong", "expired", "other-ca")
 	reader := []int{403, 403, 200, 200, 200, 200, 200, 403, 403, 401, 401, handshake, handshake}
+	public := []int{200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, handshake, handshake}
 	want := map[string][]int{
 		//                 ingest ingest-prod viewer team-a staging admin legacy bad-org two-orgs none wrong expired other-ca
 		"webhook prod":          {200, 200, 403, 403, 403, 200, 200, 403, 403, 401, 401, handshake, handshake},
@@ -292,6 +300,9 @@ func TestRolesTable(t *testing.T) {
 		"healthz":               {200, 200, 200, 200, 200, 200, 200, 403, 403, 401, 401, handshake, handshake},
 		"readyz":                {200, 200, 200, 200, 200, 200, 200, 403, 403, 401, 401, handshake, handshake},
 		"metrics":               {200, 200, 200, 200, 200, 200, 200, 403, 403, 401, 401, handshake, handshake},
+		// The UI's pages hold no data: open to every credential and none.
+		"ui overview": public, "ui search": public, "ui event": public, "ui user": public,
+		"ui alerts": public, "ui login": public, "ui asset": public,
 	}
 	// Every route has a sample, and every sample a route: a new route
 	// cannot go untested.
@@ -334,10 +345,14 @@ func TestRolesTable(t *testing.T) {
 }
 
 // TestRequireRoles: with --require-roles, a token or certificate with no
-// role may do nothing, and a token file line without a role is refused.
+// role may do nothing (but load the UI's pages, which anyone may), and a
+// token file line without a role is refused.
 func TestRequireRoles(t *testing.T) {
 	fx := newRolesFixture(t, true)
 	for _, sm := range roleSamples {
+		if strings.HasPrefix(sm.name, "ui ") {
+			continue // public: TestRolesTable checks them for every credential
+		}
 		for _, cred := range []string{"legacy", "cert-legacy"} {
 			if got, body := fx.do(t, cred, sm.method, sm.path, sm.body); got != 403 || !strings.Contains(body, "no role") {
 				t.Errorf("%s as %s: %d %s, want 403 (no role)", sm.name, cred, got, body)

@@ -165,6 +165,7 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 		w.Write([]byte("ok\n"))
 	}))
 	s.handle(mux, "GET /metrics", permHealth, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	s.mountUI(mux) // the web UI (ui.go): static pages; their data comes from the API above
 	s.handler = mux
 	return s, nil
 }

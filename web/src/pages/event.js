@@ -1,0 +1,67 @@
+// An event (/event/AUDITID): every event stored with that audit ID (audit
+// IDs are not unique: every stage of a request shares one, and a client
+// may choose it), every field, the request and response bodies folded.
+import { getLines, APIError } from '../api.js';
+import { h, quote, status, fmtTime, userLabel } from '../dom.js';
+
+// Fields shown folded: bodies, and managedFields inside them.
+const folded = new Set(['requestObject', 'responseObject']);
+
+// value renders any JSON value as nested lists, every scalar as text.
+function value(v) {
+  if (v === null) return h('span', { class: 'null' }, 'null');
+  if (Array.isArray(v)) {
+    if (v.length === 0) return h('span', { class: 'muted' }, '[]');
+    if (v.every((x) => x === null || typeof x !== 'object')) return h('span', {}, v.map((x) => String(x)).join(', '));
+    return h('ol', { class: 'arr' }, v.map((x) => h('li', {}, value(x))));
+  }
+  if (typeof v === 'object') return Object.keys(v).length ? fields(v) : h('span', { class: 'muted' }, '{}');
+  if (v === '') return h('span', { class: 'muted' }, '""');
+  return h('span', { class: typeof v }, String(v));
+}
+
+function fields(obj) {
+  const dl = h('dl', { class: 'fields' });
+  for (const [k, v] of Object.entries(obj)) {
+    if (folded.has(k)) {
+      const text = JSON.stringify(v, null, 2);
+      dl.append(h('dt', {}, k), h('dd', {}, h('details', { class: 'body' },
+        h('summary', {}, `${k}${v && v.kind ? ` (${v.kind})` : ''}, ${text.length} characters`),
+        h('pre', {}, text))));
+      continue;
+    }
+    dl.append(h('dt', {}, k), h('dd', {}, value(v)));
+  }
+  return dl;
+}
+
+export async function event(main, id) {
+  document.title = `Event ${id} · kubetrail`;
+  main.append(h('h1', {}, 'Event ', h('code', {}, id)));
+  const out = h('div', {}, status('Loading…'));
+  main.append(out);
+  let ans;
+  try {
+    ans = await getLines('/api/v1/events', { filter: `auditid=${quote(id)}`, envelope: 1, sort: 'time' });
+  } catch (e) {
+    out.replaceChildren(status(e instanceof APIError ? `The server answered ${e.status}: ${e.message}` : `Could not ask the server: ${e.message}`, 'error'));
+    return;
+  }
+  if (!ans.items.length) {
+    out.replaceChildren(status(`No event has the audit ID ${id}.`, 'error'));
+    return;
+  }
+  const parts = [h('p', { class: 'summary' }, ans.items.length === 1 ? 'One event has this audit ID.'
+    : `${ans.items.length} events have this audit ID: every stage of a request shares it, and a client may choose it, so they need not be one request.`)];
+  if (ans.damage.length) parts.push(status(`Damaged data left out of this answer: ${ans.damage.join('; ')}`, 'error'));
+  for (const env of ans.items) {
+    const ev = env.event || {};
+    const u = ev.user && ev.user.username;
+    parts.push(h('section', { class: 'event' },
+      h('h2', {}, `${ev.stage || 'event'} · ${fmtTime(ev.stageTimestamp)}`),
+      h('p', { class: 'muted' }, 'User ', u ? h('a', { href: `/user/${encodeURIComponent(u)}` }, u) : userLabel(''),
+        ` · cluster ${env.cluster || '(none)'} · stored ${fmtTime(env.received)}`),
+      fields(ev)));
+  }
+  out.replaceChildren(...parts);
+}
