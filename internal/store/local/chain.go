@@ -17,13 +17,16 @@ type chainer struct {
 	// an older one sealed late cannot be linked without breaking the chain.
 	last  uint64
 	queue []uint64 // queued for sealing, in WAL order
+	// events counts the events of every segment up to last, retired ones
+	// included: a checkpoint's tree size (ChainPoint.Events).
+	events int
 	// broken is set when a sealer failed after the chain moved on: the
 	// segments sealed after it in this run are not linked.
 	broken bool
 }
 
-func newChainer(head hash, last uint64) *chainer {
-	c := &chainer{head: head, last: last}
+func newChainer(head hash, last uint64, events int) *chainer {
+	c := &chainer{head: head, last: last, events: events}
 	c.cond = sync.NewCond(&c.mu)
 	return c
 }
@@ -46,11 +49,13 @@ func (c *chainer) link(seq uint64, count int, root hash) (prev hash, linked bool
 	}
 	c.remove(seq)
 	if c.broken || seq <= c.last {
+		c.events += count
 		return hash{}, false
 	}
 	prev = c.head
 	c.head = chainStep(prev, root, seq, count)
 	c.last = seq
+	c.events += count
 	return prev, true
 }
 
@@ -71,3 +76,20 @@ func (c *chainer) remove(seq uint64) {
 		c.cond.Broadcast()
 	}
 }
+
+// point returns the chain's head now, and false when the chain is broken
+// or has no linked segment: there is nothing a checkpoint could sign.
+func (c *chainer) point() (ChainPoint, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken || c.head == (hash{}) {
+		return ChainPoint{}, false
+	}
+	return ChainPoint{WAL: c.last, Events: c.events, Head: c.head}, true
+}
+
+// ChainHead returns the hash chain's head after the newest sealed WAL
+// segment, for a signed checkpoint; false when there is none to sign (no
+// segment sealed with tamper evidence, or the chain broke in this run).
+// Events still in the WAL are not covered until sealed.
+func (db *DB) ChainHead() (ChainPoint, bool) { return db.chain.point() }

@@ -248,7 +248,16 @@ func (db *DB) recover() error {
 	// The chain goes on from the newest segment's head, sealed or retired.
 	var head hash
 	var headSeq uint64
+	events := 0
+	live := map[string]bool{}
+	for _, s := range segs {
+		live[filepath.Base(s.path)] = true
+	}
 	for _, r := range retired {
+		if live[r.name] {
+			continue // recorded, then a crash before its deletion
+		}
+		events += r.count
 		if r.last > headSeq {
 			headSeq, head = r.last, r.head
 		}
@@ -267,6 +276,7 @@ func (db *DB) recover() error {
 		for q := s.first; q <= s.last; q++ {
 			covered[q] = true
 		}
+		events += r.meta.Count
 		if s.last > headSeq {
 			headSeq, head = s.last, hash{}
 			if t := r.meta.Trust; t != nil && t.Linked {
@@ -276,7 +286,7 @@ func (db *DB) recover() error {
 		db.dd.addSegment(s.path, r.meta.MinTime, r.meta.MaxTime, nil)
 		r.close()
 	}
-	db.chain = newChainer(head, max(headSeq, maxSealed))
+	db.chain = newChainer(head, max(headSeq, maxSealed), events)
 	// A number the ledger lists is never given to a new WAL segment: a
 	// segment deleted behind our back must stay missing, not be replaced
 	// by an empty one of the same name.

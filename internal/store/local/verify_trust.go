@@ -67,6 +67,7 @@ func checkChain(items []chainItem, retiredPath string) (tamper, notes []Damage, 
 					tamper = append(tamper, Damage{Path: retiredPath, Reason: fmt.Sprintf("record of %s does not follow the chain after %s: the record or the segments around it were altered", r.name, prevName)})
 				}
 				head, have = r.head, true
+				points = append(points, ChainPoint{WAL: r.last, Events: events + r.count, Head: head})
 			} else {
 				have, broken = false, true
 			}
