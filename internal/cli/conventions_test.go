@@ -48,6 +48,8 @@ var (
 		"kubetrail tail":                 {why: "stores events and prints no results"},
 		"kubetrail serve":                {why: "a server: prints no results"},
 		"kubetrail verify":               {why: "prints the damaged files for people, one a line (-q: names only); the exit status is the answer"},
+		"kubetrail checkpoint export":    {why: "a copy of DATA/checkpoints for a witness: signed JSON lines whose bytes are the contract; --since only skips older ones"},
+		"kubetrail checkpoint pubkey":    {why: "prints one PEM public key"},
 		"kubetrail version":              {formats: report, why: "one line about the build"},
 		"kubetrail policy check":         {formats: report, why: "a report on one file, not a listing"},
 		"kubetrail policy explain":       {formats: []string{"text", "json", "yaml"}, why: "one decision; its -n is the namespace of the request explained, not a scope"},

@@ -25,6 +25,9 @@ type sinkFlags struct {
 	policy policyFlags
 	// relevel is the ingest policy stage open made; nil without --policy.
 	relevel *pipeline.Releveler
+	// signingKey is --signing-key: a checkpoint is signed at the end of
+	// the run.
+	signingKey string
 }
 
 func (s *sinkFlags) add(cmd *cobra.Command) {
@@ -35,6 +38,7 @@ func (s *sinkFlags) add(cmd *cobra.Command) {
 	f.StringVar(&s.remote.CA, "ca", "", "with --server: CA bundle (PEM) to verify the server")
 	f.StringVar(&s.remote.ClientCert, "client-cert", "", "with --server: client certificate (PEM)")
 	f.StringVar(&s.remote.ClientKey, "client-key", "", "with --server: client key (PEM)")
+	f.StringVar(&s.signingKey, "signing-key", "", signingKeyUsage+"; a checkpoint is signed at the end of the run")
 	s.redact.add(cmd)
 	s.policy.add(cmd)
 }
@@ -72,13 +76,18 @@ func (s *sinkFlags) open(e *env) (pipeline.Sink, func() error, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	signer, err := newSigner(s.dir, s.signingKey, db, e.logger())
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
 	sink, _, err := s.redact.wrap(db, s.dir, e.logger())
 	if err != nil {
 		db.Close()
 		return nil, nil, err
 	}
 	sink, s.relevel = s.policy.wrap(sink)
-	return sink, db.Close, nil
+	return sink, func() error { return closeAndSign(db, signer) }, nil
 }
 
 func importCmd(e *env) *cobra.Command {

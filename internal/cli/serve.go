@@ -27,18 +27,22 @@ func serveCmd(e *env) *cobra.Command {
 		cfg       server.Config
 		access    accessFlags
 		sealAfter time.Duration
-		maxEvent  int
-		walBytes  int64
-		retention string
-		maxSize   string
-		compact   string
-		detect    bool
-		rf        ruleFlags
-		outputs   []string
-		redact    redactFlags
-		pol       policyFlags
-		forwards  []string
-		fwdFilter string
+		// signingKey and checkpointEvery sign checkpoints of the hash
+		// chain (docs/security.md, "Tamper evidence").
+		signingKey      string
+		checkpointEvery time.Duration
+		maxEvent        int
+		walBytes        int64
+		retention       string
+		maxSize         string
+		compact         string
+		detect          bool
+		rf              ruleFlags
+		outputs         []string
+		redact          redactFlags
+		pol             policyFlags
+		forwards        []string
+		fwdFilter       string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -182,6 +186,11 @@ and at shutdown; reads are refused (503) while it cannot be written.`,
 			if err != nil {
 				return err
 			}
+			signer, err := newSigner(dir, signingKey, db, log)
+			if err != nil {
+				db.Close()
+				return err
+			}
 			if cfg.AccessLog, err = openAccessLog(dir); err != nil {
 				db.Close()
 				return err
@@ -248,6 +257,7 @@ and at shutdown; reads are refused (503) while it cannot be written.`,
 			var maint sync.WaitGroup
 			maint.Go(func() { db.RunRetention(maintCtx, ret, 5*time.Minute) })
 			maint.Go(func() { db.RunCompaction(maintCtx, comp, time.Minute) })
+			maint.Go(func() { signer.Run(maintCtx, checkpointEvery) })
 			err = srv.Run(ctx, func(addr string) {
 				log.Info("kubetrail serving", "addr", addr, "data", dir, "tls", cfg.TLSCert != "")
 				if !e.logJSON {
@@ -262,7 +272,8 @@ and at shutdown; reads are refused (503) while it cannot be written.`,
 			// sure everything acknowledged is sealed before exiting.
 			stopMaint()
 			maint.Wait()
-			if cerr := db.Close(); err == nil {
+			// Closing seals every event; the last checkpoint covers them.
+			if cerr := closeAndSign(db, signer); err == nil {
 				err = cerr
 			}
 			if det != nil {
@@ -290,6 +301,8 @@ and at shutdown; reads are refused (503) while it cannot be written.`,
 	f.Int64Var(&cfg.Webhook.MaxInflightBytes, "max-inflight-bytes", 0, "memory all webhook requests may hold at once, bodies and decoded events; beyond it 429 + Retry-After (413 for one batch that alone needs more); at least 4x --max-body-bytes (default: 256 MiB or 8x --max-body-bytes, the larger)")
 	f.IntVar(&maxEvent, "max-event-bytes", audit.DefaultMaxEventBytes, "largest single event accepted")
 	f.DurationVar(&sealAfter, "seal-after", 5*time.Minute, "seal the write-ahead log into a segment at least this often")
+	f.StringVar(&signingKey, "signing-key", "", signingKeyUsage)
+	f.DurationVar(&checkpointEvery, "checkpoint-every", 5*time.Minute, "sign a checkpoint of the hash chain into DATA/checkpoints this often, and on shutdown (0: on shutdown only); events are covered once sealed (--seal-after)")
 	f.Int64Var(&walBytes, "wal-segment-bytes", 64<<20, "seal the write-ahead log into a segment when it reaches this size")
 	f.StringVar(&retention, "retention", "", "delete stored events older than this (90d, 720h); default: keep all")
 	f.StringVar(&maxSize, "max-size", "", "delete the oldest stored events while the store is larger than this (50GiB, 500MB); default: no limit")

@@ -1,40 +1,73 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/store/local"
+	"github.com/kubetrail/kubetrail/internal/trust"
 )
 
 func verifyCmd(e *env) *cobra.Command {
 	var (
-		dir   string
-		quiet bool
+		dir, pubkey, witness string
+		quiet                bool
 	)
 	cmd := &cobra.Command{
 		Use:   "verify",
-		Short: "Check every checksum of every file in a data folder",
+		Short: "Check every checksum, Merkle root and chain link of a data folder",
 		Long: `verify reads every file of a data folder and checks every checksum in it:
 each WAL record, each segment's meta, columns and text blocks, the list of
 segments that must exist, and the quarantine folder. It prints one line per
 file that cannot be trusted, "PATH: reason", and exits 1 when there is any,
 0 when the folder is whole. It can run while serve or tail is writing.
 
+It also checks tamper evidence (docs/security.md, "Tamper evidence"): it
+recomputes the Merkle root of every sealed WAL segment's events from the
+stored bytes and the hash chain across segments, and names any segment
+whose events were modified, inserted, deleted or reordered (even with
+every checksum recomputed), and any segment deleted, inserted or moved.
+Segments deleted by retention are recorded in segments/RETIRED and are not
+reported. Events still in the WAL are covered once sealed.
+
+With --pubkey it also checks the signed checkpoints in DATA/checkpoints
+(and, with --checkpoint, a copy an external witness kept): each must be
+signed by that key, and the store must still extend it (the chain has, at
+the checkpoint's event count, the head it signed). A checkpoint the
+witness holds and the data folder does not means the file was rolled
+back. Only checkpoints held outside the host protect against someone who
+rewrites the files and every chain link after them.
+
 What the lines mean and what to do is in docs/ingest.md ("When a file is
 damaged"). A file in DIR/quarantine holds bytes kubetrail kept aside because
 they were damaged: every answer leaves their events out, and every reader
 reports them, until you have looked at them and removed them.`,
-		Example: `  kubetrail verify --data /var/lib/kubetrail`,
-		Args:    cobra.NoArgs,
+		Example: `  kubetrail verify --data /var/lib/kubetrail
+  kubetrail verify --pubkey kubetrail-checkpoints.pub --checkpoint /mnt/witness/kubetrail-checkpoints`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if witness != "" && pubkey == "" {
+				return errors.New("--checkpoint needs --pubkey: a checkpoint is worth its signature")
+			}
 			rep, err := local.Verify(dir, nil)
 			if err != nil {
 				return err
 			}
+			bad, err := checkCheckpoints(dir, pubkey, witness, rep.Chain)
+			if err != nil {
+				return err
+			}
+			for _, b := range bad {
+				rep.Tamper = append(rep.Tamper, local.Damage{Path: filepath.Join(dir, checkpointsName), Reason: b})
+			}
 			for _, d := range rep.Damage {
+				fmt.Fprintln(e.stdout, escape.Text(d.String()))
+			}
+			for _, d := range rep.Tamper {
 				fmt.Fprintln(e.stdout, escape.Text(d.String()))
 			}
 			if !quiet {
@@ -42,13 +75,16 @@ reports them, until you have looked at them and removed them.`,
 					fmt.Fprintln(e.stderr, "note: "+escape.Text(n.String()))
 				}
 				fmt.Fprintf(e.stderr, "checked %s, %s, %s: ", plural(rep.Files, "file", "files"), humanBytes(rep.Bytes), plural(rep.Events, "event", "events"))
-				if len(rep.Damage) == 0 {
-					fmt.Fprintln(e.stderr, "every checksum holds")
-				} else {
+				switch {
+				case len(rep.Damage) == 0 && len(rep.Tamper) == 0:
+					fmt.Fprintln(e.stderr, "every checksum, Merkle root and chain link holds")
+				case len(rep.Tamper) == 0:
 					fmt.Fprintf(e.stderr, "%d damaged, missing or quarantined\n", len(rep.Damage))
+				default:
+					fmt.Fprintf(e.stderr, "%d damaged, missing or quarantined, %d altered\n", len(rep.Damage), len(rep.Tamper))
 				}
 			}
-			if len(rep.Damage) > 0 {
+			if len(rep.Damage) > 0 || len(rep.Tamper) > 0 {
 				return exitCode(1)
 			}
 			return nil
@@ -56,5 +92,37 @@ reports them, until you have looked at them and removed them.`,
 	}
 	addDataFlag(cmd, &dir)
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the damaged files")
+	cmd.Flags().StringVar(&pubkey, "pubkey", "", "public key (PEM, from kubetrail checkpoint pubkey) to check the signed checkpoints with")
+	cmd.Flags().StringVar(&witness, "checkpoint", "", "checkpoints kept by an external witness (kubetrail checkpoint export), checked too")
 	return cmd
+}
+
+// checkCheckpoints checks the data folder's checkpoints and a witness's
+// against the chain; nothing without a public key.
+func checkCheckpoints(dir, pubkey, witness string, chain []local.ChainPoint) ([]string, error) {
+	if pubkey == "" {
+		return nil, nil
+	}
+	pub, err := trust.LoadPublicKey(pubkey)
+	if err != nil {
+		return nil, err
+	}
+	own, err := trust.Read(filepath.Join(dir, checkpointsName))
+	if err != nil {
+		return nil, err
+	}
+	var wit []trust.Line
+	if witness != "" {
+		if wit, err = trust.Read(witness); err != nil {
+			return nil, err
+		}
+		if len(wit) == 0 {
+			return nil, fmt.Errorf("--checkpoint %s holds no checkpoint", witness)
+		}
+	}
+	points := make([]trust.Point, len(chain))
+	for i, p := range chain {
+		points[i] = trust.Point(p)
+	}
+	return trust.Check(own, wit, pub, points), nil
 }

@@ -38,7 +38,7 @@ func TestDamageSetsExitCode(t *testing.T) {
 	db.Close()
 
 	code, out, errOut := run("verify", "--data", dir)
-	if code != 0 || out != "" || !strings.Contains(errOut, "every checksum holds") {
+	if code != 0 || out != "" || !strings.Contains(errOut, "every checksum, Merkle root and chain link holds") {
 		t.Fatalf("verify of a whole folder: exit %d, %q %q", code, out, errOut)
 	}
 	q := filepath.Join(dir, "quarantine")

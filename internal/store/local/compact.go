@@ -210,6 +210,12 @@ func (db *DB) merge(g []segInfo, enc *zstd.Encoder, dec *zstd.Decoder, bufs *wri
 	for i, s := range g {
 		olds[i] = s.path
 	}
+	trust, err := mergedTrust(db.fs, g, w.roots)
+	if err != nil {
+		w.abort()
+		return 0, fmt.Errorf("compact: %w", err)
+	}
+	w.meta.Trust = trust
 	final, err := w.finish(db.opts.NoSync)
 	if err != nil {
 		if _, serr := db.fs.Stat(w.final); serr == nil && !errors.Is(err, errCrash) {
@@ -296,12 +302,31 @@ func (w *segmentWriter) addSegment(path string, dec *zstd.Decoder) error {
 	}
 	w.cols2.appendColumns(&cols, times, recvs)
 	n := 0
+	parts := r.meta.parts()
+	pi := 0
 	err = r.scan(dec, nil, func(e entry) error {
 		n++
-		return w.add(e, true)
+		if err := w.add(e, true); err != nil {
+			return err
+		}
+		for pi < len(parts) && int(w.tree.n) == parts[pi].Count {
+			w.cutPart()
+			pi++
+		}
+		return nil
 	})
 	if err != nil {
 		return err
+	}
+	if t := r.meta.Trust; t != nil {
+		// A segment whose events no longer give the roots sealed with them
+		// was altered: compaction must not launder it into a new segment.
+		got := w.roots[len(w.roots)-len(parts):]
+		for i := range parts {
+			if got[i] != t.Roots[i] {
+				return fmt.Errorf("the events of WAL segment %d do not give the Merkle root sealed with them: altered since sealed (run kubetrail verify)", parts[i].WAL)
+			}
+		}
 	}
 	if n != r.meta.Count || w.cols2.n != base+n {
 		return fmt.Errorf("BUG: segment says %d events, its blocks hold %d", r.meta.Count, n)
@@ -419,4 +444,43 @@ func (db *DB) RunCompaction(ctx context.Context, c Compaction, interval time.Dur
 		case <-t.C:
 		}
 	}
+}
+
+// cutPart ends the open part's Merkle tree (a compacted segment has one
+// per WAL segment it holds).
+func (w *segmentWriter) cutPart() {
+	w.roots = append(w.roots, w.tree.root())
+	w.tree.reset()
+}
+
+// mergedTrust is the trust section of the concatenation of g, whose parts'
+// roots are roots: the chain goes through a compacted segment exactly as
+// through its inputs, so it is linked, with the first input's link, when
+// every input was linked and each followed the one before it. Events of
+// inputs written before segments had roots get roots now: they are
+// covered from their compaction on.
+func mergedTrust(fs vfs.FS, g []segInfo, roots []hash) (*segTrust, error) {
+	t := &segTrust{Roots: roots, Linked: true}
+	var head hash
+	for i, in := range g {
+		r, err := openSegment(fs, in.path)
+		if err != nil {
+			return nil, err
+		}
+		it := r.meta.Trust
+		parts := r.meta.parts()
+		r.close()
+		if it == nil || !it.Linked || (i > 0 && it.Prev != head) {
+			t.Linked = false
+			continue
+		}
+		if i == 0 {
+			t.Prev = it.Prev
+		}
+		head = it.head(parts)
+	}
+	if !t.Linked {
+		t.Prev = hash{}
+	}
+	return t, nil
 }

@@ -365,6 +365,10 @@ func checkCrashed(fs vfs.FS, db *DB, lg *crashLog) string {
 	if p := unexpectedDamage(rep.Damage, lg.planted); p != "" {
 		return "verify: " + p
 	}
+	// No crash may look like tampering (docs/adr/0016).
+	if len(rep.Tamper) > 0 {
+		return fmt.Sprintf("verify: tamper findings after a crash: %v", rep.Tamper)
+	}
 	return ""
 }
 
@@ -621,6 +625,7 @@ func TestCrashKeepsEveryAcknowledgedEvent(t *testing.T) {
 		"syncdir local.quarantine", "syncdir local.writeManifest",
 		"syncdir wal.(*Log).openSegment", "syncdir wal.Open",
 		"rename local.writeLedger", "sync local.writeLedger", "syncdir local.writeLedger",
+		"rename local.retire", "sync local.retire",
 	}
 	slices.Sort(want)
 	// Sites another test proves: the store lists a new WAL segment in its

@@ -121,6 +121,10 @@ type DB struct {
 
 	dd *dedup
 
+	// chain links sealed segments into the hash chain (chain.go); set by
+	// recover before anything is sealed.
+	chain *chainer
+
 	// pending holds, per WAL segment not yet sealed, the columns of its
 	// events in WAL order, built from the events already decoded at
 	// ingest, so sealing need not decode them again. Guarded by pendingMu;
@@ -237,6 +241,27 @@ func (db *DB) recover() error {
 	}
 	var maxSealed uint64
 	covered := map[uint64]bool{}
+	retired, _, err := readRetired(db.fs, segDir)
+	if err != nil {
+		return err
+	}
+	// The chain goes on from the newest segment's head, sealed or retired.
+	var head hash
+	var headSeq uint64
+	events := 0
+	live := map[string]bool{}
+	for _, s := range segs {
+		live[filepath.Base(s.path)] = true
+	}
+	for _, r := range retired {
+		if live[r.name] {
+			continue // recorded, then a crash before its deletion
+		}
+		events += r.count
+		if r.last > headSeq {
+			headSeq, head = r.last, r.head
+		}
+	}
 	for _, s := range segs {
 		maxSealed = max(maxSealed, s.last)
 		r, err := openSegment(db.fs, s.path)
@@ -251,9 +276,17 @@ func (db *DB) recover() error {
 		for q := s.first; q <= s.last; q++ {
 			covered[q] = true
 		}
+		events += r.meta.Count
+		if s.last > headSeq {
+			headSeq, head = s.last, hash{}
+			if t := r.meta.Trust; t != nil && t.Linked {
+				head = t.head(r.meta.parts())
+			}
+		}
 		db.dd.addSegment(s.path, r.meta.MinTime, r.meta.MaxTime, nil)
 		r.close()
 	}
+	db.chain = newChainer(head, max(headSeq, maxSealed), events)
 	// A number the ledger lists is never given to a new WAL segment: a
 	// segment deleted behind our back must stay missing, not be replaced
 	// by an empty one of the same name.
@@ -309,9 +342,15 @@ func (db *DB) recover() error {
 		if n > 0 {
 			db.log.Info("replayed WAL segment left by the last run", "segment", seq, "events", n)
 		}
-		db.seal <- seq
+		db.queueSeal(seq)
 	}
 	return nil
+}
+
+// queueSeal gives a closed WAL segment to the sealers, in WAL order.
+func (db *DB) queueSeal(seq uint64) {
+	db.chain.queued(seq)
+	db.seal <- seq
 }
 
 // Append stores a batch durably. See pipeline.Sink.
@@ -543,11 +582,11 @@ func (db *DB) rotate() {
 		db.unavailable.Store(&err)
 		db.log.Error("WAL rotation failed; refusing new batches", "err", err)
 		if seq != 0 {
-			db.seal <- seq
+			db.queueSeal(seq)
 		}
 		return
 	}
-	db.seal <- seq
+	db.queueSeal(seq)
 }
 
 func (db *DB) finishWAL(dirty bool) {
@@ -567,6 +606,7 @@ func (db *DB) sealLoop() {
 		if err := db.sealOne(seq, enc, bufs); err != nil {
 			// The WAL segment stays; the next start seals it again.
 			db.log.Error("seal WAL segment failed; it stays in the WAL", "segment", seq, "err", err)
+			db.chain.drop(seq, true)
 			continue
 		}
 		db.stats.Sealed.Add(1)
@@ -615,8 +655,12 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder, bufs *writerBufs) error {
 		}
 		if n == 0 {
 			w.abort()
+			db.chain.drop(seq, false)
 			return db.removeWAL(seq)
 		}
+		root := w.tree.root()
+		prev, linked := db.chain.link(seq, n, root)
+		w.meta.Trust = &segTrust{Linked: linked, Prev: prev, Roots: []hash{root}}
 		final, err := w.finish(db.opts.NoSync)
 		if err != nil {
 			return err

@@ -22,6 +22,8 @@ import (
 //	columns:  n, then n times kind values off dictLen idsLen rareLen
 //	time, received, lengths: off len each
 //	parts:    n, then n times wal first count
+//	trust:    (optional, docs/adr/0016) byte 'T', flags (1: linked),
+//	          prev chain head (32 bytes, when linked), n, n roots (32 bytes)
 //	crc32c    4 bytes little endian
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -87,6 +89,19 @@ func (m *segmentMeta) appendBinary(b []byte) []byte {
 		u(uint64(p.First))
 		u(uint64(p.Count))
 	}
+	if t := m.Trust; t != nil {
+		b = append(b, trustTag)
+		if t.Linked {
+			b = append(b, 1)
+			b = append(b, t.Prev[:]...)
+		} else {
+			b = append(b, 0)
+		}
+		u(uint64(len(t.Roots)))
+		for _, r := range t.Roots {
+			b = append(b, r[:]...)
+		}
+	}
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
@@ -131,6 +146,31 @@ func (d *metaDecoder) n(min int) int {
 		return 0
 	}
 	return int(v)
+}
+
+// trustTag starts the optional trust section of a meta.
+const trustTag = 'T'
+
+// trust reads the trust section, tag included.
+func (d *metaDecoder) trust() (*segTrust, error) {
+	if len(d.b) < 2 || d.b[1] > 1 {
+		return nil, errors.New("meta trust section is damaged")
+	}
+	t := &segTrust{Linked: d.b[1] == 1}
+	d.b = d.b[2:]
+	if t.Linked {
+		if len(d.b) < len(t.Prev) {
+			return nil, errors.New("meta is cut short")
+		}
+		copy(t.Prev[:], d.b)
+		d.b = d.b[len(t.Prev):]
+	}
+	t.Roots = make([]hash, d.n(len(hash{})))
+	for k := range t.Roots {
+		copy(t.Roots[k][:], d.b)
+		d.b = d.b[len(hash{}):]
+	}
+	return t, d.err
 }
 
 func (d *metaDecoder) int() int     { return int(d.u()) }
@@ -210,6 +250,13 @@ func (m *segmentMeta) decodeBinary(b []byte) error {
 	if d.err != nil {
 		return d.err
 	}
+	if len(d.b) > 0 && d.b[0] == trustTag {
+		t, err := d.trust()
+		if err != nil {
+			return err
+		}
+		m.Trust = t
+	}
 	if len(d.b) != 0 {
 		return fmt.Errorf("meta has %d bytes too many", len(d.b))
 	}
@@ -250,6 +297,9 @@ func (m *segmentMeta) check() error {
 		if c >= NumColumns {
 			return fmt.Errorf("sorted by unknown column %d", c)
 		}
+	}
+	if m.Trust != nil && len(m.Trust.Roots) != len(m.parts()) {
+		return fmt.Errorf("trust section has %d roots for %d WAL segments", len(m.Trust.Roots), len(m.parts()))
 	}
 	for _, p := range m.Parts {
 		if p.First < 0 || p.Count < 0 || p.First+p.Count > m.Count {

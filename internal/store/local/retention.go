@@ -72,8 +72,19 @@ func (db *DB) Enforce(r Retention, now time.Time) (int, int64, error) {
 	// Out of the manifest first: a segment deleted but still listed would
 	// be reported missing.
 	gone := make([]string, len(drop))
+	recs := make([]retiredSeg, len(drop))
 	for i, s := range drop {
 		gone[i] = s.path
+		if recs[i], err = retiredOf(db.fs, s.path); err != nil {
+			unlock()
+			return 0, 0, fmt.Errorf("retention: %w", err)
+		}
+	}
+	// Recorded before the segments leave the manifest: a segment gone but
+	// not recorded would be reported as deleted by an attacker.
+	if err := retire(db.fs, segDir, recs, db.opts.NoSync); err != nil {
+		unlock()
+		return 0, 0, err
 	}
 	if err := updateManifest(db.fs, segDir, nil, gone, db.opts.NoSync); err != nil {
 		unlock()

@@ -111,6 +111,9 @@ type segmentMeta struct {
 	SortBy []Column    `json:"-"`
 	// Lengths (v3) is the column of the events' stored lengths.
 	Lengths columnMeta `json:"-"`
+	// Trust (v4, docs/adr/0016) holds each part's Merkle root and the
+	// chain head before the first; nil in segments written before.
+	Trust *segTrust `json:"-"`
 }
 
 // groupMeta is one group of a v3 segment: the events of ordinals [First,
@@ -328,6 +331,10 @@ type segmentWriter struct {
 	layout segLayout
 	// lengths holds every event's stored length, in arrival order.
 	lengths []uint32
+	// tree is the Merkle tree of the open part's events (merkle.go);
+	// roots are those of the parts before it.
+	tree  merkle
+	roots []hash
 	// bufs, when not nil, lent the buffers above and gets them back.
 	bufs *writerBufs
 	// crashAt, set by tests, is asked at each step of finish; true stops
@@ -448,6 +455,7 @@ func (w *segmentWriter) add(e entry, haveCols bool) error {
 	if g.Count == 0 || e.time > g.MaxTime {
 		g.MaxTime = e.time
 	}
+	w.tree.add(e.raw)
 	w.starts = append(w.starts, len(w.group))
 	w.group = append(w.group, e.raw...)
 	w.group = append(w.group, '\n')

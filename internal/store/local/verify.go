@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/kubetrail/kubetrail/internal/vfs"
 	"github.com/kubetrail/kubetrail/internal/wal"
 )
@@ -15,9 +17,20 @@ type VerifyReport struct {
 	// Damage lists every damaged, missing or quarantined file, with the
 	// reason; the folder is whole when it is empty.
 	Damage []Damage
+	// Tamper lists what the Merkle roots and the hash chain find altered
+	// (docs/adr/0016): modified, inserted, deleted or reordered events or
+	// segments whose checksums may all hold.
+	Tamper []Damage
 	// Notes are findings that lose nothing: a torn tail of the newest WAL
-	// segment (a crash's, cut on the next start).
+	// segment (a crash's, cut on the next start), events not covered by
+	// tamper evidence.
 	Notes []Damage
+	// Chain is the hash chain's head after each sealed WAL segment, in WAL
+	// order, to check signed checkpoints against.
+	Chain []ChainPoint
+	// Unsealed counts the events still in the WAL: they are covered once
+	// sealed.
+	Unsealed int
 	// Files, Bytes and Events count what was checked.
 	Files  int
 	Bytes  int64
@@ -39,6 +52,7 @@ func VerifyFS(fs vfs.FS, dir string, progress func(path string)) (*VerifyReport,
 		return nil, fmt.Errorf("data folder: %w", err)
 	}
 	rep := &VerifyReport{}
+	var notes []Damage
 	var dl damageList
 	if err := dl.addQuarantined(fs, dir); err != nil {
 		return nil, err
@@ -67,6 +81,7 @@ func VerifyFS(fs vfs.FS, dir string, progress func(path string)) (*VerifyReport,
 				return nil
 			}
 			rep.Events += n
+			rep.Unsealed += n
 			return nil
 		})
 		if errors.Is(err, os.ErrNotExist) {
@@ -117,17 +132,64 @@ func VerifyFS(fs vfs.FS, dir string, progress func(path string)) (*VerifyReport,
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
+	retired, rdamage, rerr := readRetired(fs, segPath)
+	if rerr != nil {
+		return nil, rerr
+	}
+	for _, d := range rdamage {
+		dl.add(d.Path, d.Reason)
+	}
+	var items []chainItem
+	superseded := map[string]bool{}
+	_, sup := splitSuperseded(segs)
+	for _, s := range sup {
+		superseded[s.path] = true
+	}
+	present := map[string]bool{}
+	for _, r := range open {
+		present[filepath.Base(r.f.Name())] = true
+	}
+	for i := range retired {
+		// Recorded, then a crash before its deletion: still a segment.
+		if !present[retired[i].name] {
+			items = append(items, chainItem{first: retired[i].first, retired: &retired[i]})
+		}
+	}
+	dec, derr := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+	if derr != nil {
+		return nil, derr
+	}
+	defer dec.Close()
 	for _, r := range open {
 		if progress != nil {
 			progress(r.f.Name())
 		}
-		for _, d := range verifySegmentReader(r) {
+		damaged := verifySegmentReader(r)
+		for _, d := range damaged {
 			dl.add(d.Path, d.Reason)
 		}
 		rep.Files++
 		rep.Bytes += r.size
 		rep.Events += r.meta.Count
+		if superseded[r.f.Name()] {
+			// Inputs of a compaction a crash stopped are read by nobody:
+			// the output holds their events and their chain.
+			r.close()
+			continue
+		}
+		it := chainItem{first: r.meta.WALFirst, path: r.f.Name(), meta: &r.meta}
+		if r.meta.Trust != nil && len(damaged) == 0 {
+			if it.roots, err = segmentRoots(r, dec); err != nil {
+				dl.add(r.f.Name(), err.Error())
+			}
+		}
+		items = append(items, it)
 		r.close()
+	}
+	rep.Tamper, notes, rep.Chain = checkChain(items, filepath.Join(segPath, retiredName))
+	rep.Notes = append(rep.Notes, notes...)
+	if rep.Unsealed > 0 {
+		rep.Notes = append(rep.Notes, Damage{Path: walPath, Reason: fmt.Sprintf("%d events not yet sealed: covered by tamper evidence once sealed", rep.Unsealed)})
 	}
 	rep.Damage = dl.all()
 	return rep, nil
