@@ -277,7 +277,7 @@ func (s *suite) webhookDetection(ci int, c corpus, h hookRuns) {
 		"\"last ack\" is webhookload's first batch to last acknowledged batch. With the pack, a run is done when the detector has evaluated every event: "+
 		"after the last ack webhookload sends one more batch holding a marker event that raises an alert, and waits for that alert's line in the file; "+
 		"the detector evaluates events in the order they were stored, so by then it has evaluated every event before the marker "+
-		"(kubetrail's /metrics has no counter of the detector's progress, so the run cannot ask it). "+
+		"(the marker also times the trip to an output, which /metrics' kubetrail_detect_events_total would not). "+
 		"\"caught up\" is from the first batch to that line; \"lag\" is caught up minus last ack, per run, an upper bound of the detector's lag at the last ack "+
 		"(it includes the marker's own fsync'd batch and the alert's way to the file). After each run, the alert file must hold exactly the alerts "+
 		"`kubetrail detect --data` finds over the store serve wrote (rule, audit IDs, time), and serve must exit 0 after SIGTERM.\n\n", alerts, len(h.on))
