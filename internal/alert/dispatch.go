@@ -1,12 +1,10 @@
 package alert
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -16,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kubetrail/kubetrail/internal/cursorfile"
 	"github.com/kubetrail/kubetrail/internal/vfs"
 )
 
@@ -168,15 +167,10 @@ func OpenDispatcher(store *Store, out Output, fs vfs.FS, dir, id string, cfg Dis
 	return d, nil
 }
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// The cursor file is one JSON line and a line with its CRC-32C in hex.
+// load reads the cursor file (cursorfile's framing) and checks what it
+// holds.
 func (d *Dispatcher) load(b []byte) error {
-	body, sum, ok := bytes.Cut(bytes.TrimSuffix(b, []byte("\n")), []byte("\n"))
-	if !ok || fmt.Sprintf("%08x", crc32.Checksum(body, castagnoli)) != string(sum) {
-		return errors.New("checksum does not match")
-	}
-	if err := json.Unmarshal(body, &d.st); err != nil {
+	if err := cursorfile.Decode(b, &d.st); err != nil {
 		return err
 	}
 	for _, g := range d.st.Groups {
@@ -198,7 +192,7 @@ func (d *Dispatcher) load(b []byte) error {
 	return nil
 }
 
-// save writes the cursor file durably (vfs.WriteFileAtomic).
+// save writes the cursor file durably (cursorfile.Save).
 func (d *Dispatcher) save() error {
 	d.st.Groups = d.st.Groups[:0]
 	for _, g := range d.thr.groups {
@@ -213,12 +207,7 @@ func (d *Dispatcher) save() error {
 		d.st.Groups = append(d.st.Groups, dg)
 	}
 	slices.SortFunc(d.st.Groups, func(a, b dgroup) int { return strings.Compare(a.Key, b.Key) })
-	body, err := json.Marshal(&d.st)
-	if err != nil {
-		return err
-	}
-	body = fmt.Appendf(append(body, '\n'), "%08x\n", crc32.Checksum(body, castagnoli))
-	if err := vfs.WriteFileAtomic(d.fs, d.path, body, 0o600); err != nil {
+	if err := cursorfile.Save(d.fs, d.path, &d.st); err != nil {
 		return fmt.Errorf("dispatcher cursor: %w", err)
 	}
 	d.cursor.Store(d.st.Cursor)

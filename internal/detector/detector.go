@@ -17,10 +17,8 @@ package detector
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -32,6 +30,7 @@ import (
 
 	"github.com/kubetrail/kubetrail/internal/alert"
 	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/cursorfile"
 	"github.com/kubetrail/kubetrail/internal/rules"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 	"github.com/kubetrail/kubetrail/internal/vfs"
@@ -173,19 +172,10 @@ func Open(db *local.DB, eng Engine, store *alert.Store, dir string, opts Options
 	return d, nil
 }
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// The file is one line of JSON and one line with its CRC-32C in hex.
+// decodeCursor reads a cursor file (cursorfile's framing).
 func decodeCursor(b []byte) (cursor, error) {
 	var c cursor
-	body, sum, ok := strings.Cut(strings.TrimSuffix(string(b), "\n"), "\n")
-	if !ok {
-		return c, errors.New("no checksum line: the file is cut short or not a cursor")
-	}
-	if fmt.Sprintf("%08x", crc32.Checksum([]byte(body), castagnoli)) != sum {
-		return c, errors.New("checksum mismatch: the file is damaged")
-	}
-	if err := json.Unmarshal([]byte(body), &c); err != nil {
+	if err := cursorfile.Decode(b, &c); err != nil {
 		return c, err
 	}
 	if c.Version != 1 {
@@ -194,14 +184,9 @@ func decodeCursor(b []byte) (cursor, error) {
 	return c, nil
 }
 
-// save writes the cursor durably (vfs.WriteFileAtomic).
+// save writes the cursor durably (cursorfile.Save).
 func (d *Detector) save() error {
-	body, err := json.Marshal(&d.cur)
-	if err != nil {
-		return err
-	}
-	body = fmt.Appendf(append(body, '\n'), "%08x\n", crc32.Checksum(body, castagnoli))
-	if err := vfs.WriteFileAtomic(d.fs, d.path, body, 0o600); err != nil {
+	if err := cursorfile.Save(d.fs, d.path, &d.cur); err != nil {
 		return fmt.Errorf("detection cursor: %w", err)
 	}
 	d.dirty = false

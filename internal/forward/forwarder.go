@@ -2,11 +2,8 @@ package forward
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -16,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/cursorfile"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 	"github.com/kubetrail/kubetrail/internal/vfs"
 )
@@ -144,7 +142,7 @@ func New(dir string, dest *Dest, from local.Pos, opts Options) (*Forwarder, erro
 		if err := vfs.MkdirAllSynced(f.fs, filepath.Dir(opts.Cursor), 0o700); err != nil {
 			return nil, fmt.Errorf("create cursor folder: %w", err)
 		}
-		b, err := readFile(f.fs, opts.Cursor)
+		b, err := vfs.ReadFile(f.fs, opts.Cursor)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			if err := f.save(); err != nil {
@@ -166,35 +164,10 @@ func New(dir string, dest *Dest, from local.Pos, opts Options) (*Forwarder, erro
 	return f, nil
 }
 
-func readFile(fs vfs.FS, path string) ([]byte, error) {
-	fl, err := fs.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fl.Close()
-	b, err := io.ReadAll(io.LimitReader(fl, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return b, nil
-}
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
+// decodeCursor reads a cursor file (cursorfile's framing).
 func decodeCursor(b []byte) (cursor, error) {
 	var c cursor
-	s := string(b)
-	if len(s) == 0 || s[len(s)-1] != '\n' {
-		return c, errors.New("cut short: no final newline")
-	}
-	body, sum, ok := cutLine(s[:len(s)-1])
-	if !ok {
-		return c, errors.New("no checksum line: the file is cut short or not a cursor")
-	}
-	if fmt.Sprintf("%08x", crc32.Checksum([]byte(body), castagnoli)) != sum {
-		return c, errors.New("checksum mismatch: the file is damaged")
-	}
-	if err := json.Unmarshal([]byte(body), &c); err != nil {
+	if err := cursorfile.Decode(b, &c); err != nil {
 		return c, err
 	}
 	if c.Version != 1 {
@@ -203,28 +176,14 @@ func decodeCursor(b []byte) (cursor, error) {
 	return c, nil
 }
 
-func cutLine(s string) (string, string, bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return "", "", false
-}
-
-// save writes the cursor durably (vfs.WriteFileAtomic); without a cursor
+// save writes the cursor durably (cursorfile.Save); without a cursor
 // file it does nothing.
 func (f *Forwarder) save() error {
 	if f.opts.Cursor == "" {
 		f.dirty = false
 		return nil
 	}
-	body, err := json.Marshal(&f.cur)
-	if err != nil {
-		return err
-	}
-	body = fmt.Appendf(append(body, '\n'), "%08x\n", crc32.Checksum(body, castagnoli))
-	if err := vfs.WriteFileAtomic(f.fs, f.opts.Cursor, body, 0o600); err != nil {
+	if err := cursorfile.Save(f.fs, f.opts.Cursor, &f.cur); err != nil {
 		return fmt.Errorf("forward cursor: %w", err)
 	}
 	f.dirty = false

@@ -77,7 +77,8 @@ func (f *Faults) hit(kind string) bool {
 // callSite names the function that made the call being handled: the first
 // caller outside this package's wrappers, so that a site stays the same
 // when lines move; calls made inside this package's helpers
-// (MkdirAllSynced) count for their caller.
+// (MkdirAllSynced, WriteFileAtomic) and in package cursorfile count for
+// their caller.
 func callSite() string {
 	pcs := make([]uintptr, 12)
 	n := runtime.Callers(3, pcs)
@@ -89,7 +90,8 @@ func callSite() string {
 			!strings.Contains(fr.Function, "/internal/vfs.(*Crasher)") &&
 			!strings.Contains(fr.Function, "/internal/vfs.(*crashFile)") &&
 			!strings.Contains(fr.Function, "/internal/vfs.MkdirAllSynced") &&
-			!strings.Contains(fr.Function, "/internal/vfs.WriteFileAtomic") {
+			!strings.Contains(fr.Function, "/internal/vfs.WriteFileAtomic") &&
+			!strings.Contains(fr.Function, "/internal/cursorfile.") {
 			fn := fr.Function
 			if i := strings.LastIndex(fn, "/"); i >= 0 {
 				fn = fn[i+1:]
