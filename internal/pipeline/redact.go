@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync/atomic"
 
@@ -404,51 +403,22 @@ func NewRedact(next Sink, r *Redactor) Sink { return &redactSink{next: next, r: 
 
 // Append redacts and hands on. See Sink.
 func (s *redactSink) Append(ctx context.Context, b *Batch) (Result, error) {
-	var (
-		recs     []audit.Record // nil while every record is handed on unchanged
-		orig     []int          // orig[j] is the index in b.Records of recs[j]
-		refused  []Rejection
-		redacted int64
-	)
-	for i := range b.Records {
-		out, changed, err := s.r.Redact(b.Records[i])
-		if err == nil && !changed && recs == nil {
-			continue
-		}
-		if recs == nil {
-			recs = make([]audit.Record, i, len(b.Records))
-			copy(recs, b.Records[:i])
-			orig = make([]int, i, len(b.Records))
-			for k := range orig {
-				orig[k] = k
-			}
-		}
-		if err != nil {
-			refused = append(refused, Rejection{Index: i, Reason: "cannot redact: " + err.Error()})
-			continue
+	var redacted int64
+	res, err := rewriteBatch(ctx, s.next, b, func(rec audit.Record, out *audit.Record) (bool, bool, string) {
+		var changed bool
+		var err error
+		if *out, changed, err = s.r.Redact(rec); err != nil {
+			return false, false, "cannot redact: " + err.Error()
 		}
 		if changed {
 			redacted++
 		}
-		recs = append(recs, out)
-		orig = append(orig, i)
+		return true, changed, ""
+	})
+	if err == nil {
+		s.r.redacted.Add(redacted)
 	}
-	if recs == nil {
-		return s.next.Append(ctx, b)
-	}
-	nb := *b
-	nb.Records = recs
-	res, err := s.next.Append(ctx, &nb)
-	if err != nil {
-		return res, err
-	}
-	s.r.redacted.Add(redacted)
-	for k := range res.Rejected {
-		res.Rejected[k].Index = orig[res.Rejected[k].Index]
-	}
-	res.Rejected = append(res.Rejected, refused...)
-	sort.Slice(res.Rejected, func(a, b int) bool { return res.Rejected[a].Index < res.Rejected[b].Index })
-	return res, nil
+	return res, err
 }
 
 // LoadRedactKey reads a redaction key file: its content, without

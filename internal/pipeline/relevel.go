@@ -369,60 +369,23 @@ func NewRelevel(next Sink, r *Releveler) Sink { return &relevelSink{next: next, 
 
 // Append applies the policy and hands on. See Sink.
 func (s *relevelSink) Append(ctx context.Context, b *Batch) (Result, error) {
-	var (
-		recs    []audit.Record // nil while every record is handed on unchanged
-		orig    []int          // orig[j] is the index in b.Records of recs[j]
-		refused []Rejection
-		counts  PolicyCounts
-	)
-	for i := range b.Records {
-		out, res, changed, err := s.r.Apply(b.Records[i])
-		if err == nil {
-			counts[res]++
+	var counts PolicyCounts
+	res, err := rewriteBatch(ctx, s.next, b, func(rec audit.Record, out *audit.Record) (bool, bool, string) {
+		var (
+			r       PolicyResult
+			changed bool
+			err     error
+		)
+		if *out, r, changed, err = s.r.Apply(rec); err != nil {
+			return false, false, "cannot apply the ingest policy: " + err.Error()
 		}
-		if err == nil && !changed && !res.Dropped() && recs == nil {
-			continue
-		}
-		if recs == nil {
-			recs = make([]audit.Record, i, len(b.Records))
-			copy(recs, b.Records[:i])
-			orig = make([]int, i, len(b.Records))
-			for k := range orig {
-				orig[k] = k
-			}
-		}
-		switch {
-		case err != nil:
-			refused = append(refused, Rejection{Index: i, Reason: "cannot apply the ingest policy: " + err.Error()})
-		case res.Dropped():
-		default:
-			recs = append(recs, out)
-			orig = append(orig, i)
-		}
+		counts[r]++
+		return !r.Dropped(), changed, ""
+	})
+	if err == nil {
+		s.add(&counts)
 	}
-	if recs == nil {
-		res, err := s.next.Append(ctx, b)
-		if err == nil {
-			s.add(&counts)
-		}
-		return res, err
-	}
-	var res Result
-	if len(recs) > 0 {
-		nb := *b
-		nb.Records = recs
-		var err error
-		if res, err = s.next.Append(ctx, &nb); err != nil {
-			return res, err
-		}
-	}
-	s.add(&counts)
-	for k := range res.Rejected {
-		res.Rejected[k].Index = orig[res.Rejected[k].Index]
-	}
-	res.Rejected = append(res.Rejected, refused...)
-	sort.Slice(res.Rejected, func(a, b int) bool { return res.Rejected[a].Index < res.Rejected[b].Index })
-	return res, nil
+	return res, err
 }
 
 func (s *relevelSink) add(c *PolicyCounts) {
