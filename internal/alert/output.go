@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -56,32 +57,48 @@ func (t *Target) Param(name string) string {
 // like any failure.
 type Factory func(t *Target) (Output, error)
 
-// Registry maps URL schemes to output factories. It is shared by alert
-// outputs and event forwarding: one set of schemes, one syntax.
-type Registry struct {
-	factories map[string]Factory
+// SchemeTable maps URL schemes to factories of some kind: the alert
+// outputs' Registry and event forwarding's (internal/forward) are each one.
+type SchemeTable[F any] struct {
+	what      string
+	factories map[string]F
 }
 
-// NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{factories: map[string]Factory{}} }
+// NewSchemeTable returns an empty table; what names its kind in panics.
+func NewSchemeTable[F any](what string) SchemeTable[F] {
+	return SchemeTable[F]{what: what, factories: map[string]F{}}
+}
 
 // Register adds a scheme ("webhook+https"); registering one twice is a bug.
-func (r *Registry) Register(scheme string, f Factory) {
-	if _, ok := r.factories[scheme]; ok {
-		panic("BUG: alert: output scheme registered twice: " + scheme)
+func (t *SchemeTable[F]) Register(scheme string, f F) {
+	if _, ok := t.factories[scheme]; ok {
+		panic("BUG: " + t.what + " scheme registered twice: " + scheme)
 	}
-	r.factories[scheme] = f
+	t.factories[scheme] = f
+}
+
+// Lookup returns the factory of a scheme.
+func (t *SchemeTable[F]) Lookup(scheme string) (F, bool) {
+	f, ok := t.factories[scheme]
+	return f, ok
 }
 
 // Schemes lists the registered schemes, sorted.
-func (r *Registry) Schemes() []string {
-	var out []string
-	for s := range r.factories {
-		out = append(out, s)
-	}
+func (t *SchemeTable[F]) Schemes() []string {
+	out := slices.Collect(maps.Keys(t.factories))
 	slices.Sort(out)
 	return out
 }
+
+// Registry maps URL schemes to alert output factories. Event forwarding
+// has a registry of its own on the same SchemeTable, URL syntax and
+// transports (internal/forward, ADR 0012).
+type Registry struct {
+	SchemeTable[Factory]
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{NewSchemeTable[Factory]("alert output")} }
 
 // Spec is an opened output with its settings.
 type Spec struct {
@@ -107,7 +124,7 @@ func (r *Registry) Open(raw string) (*Spec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("output %w", err)
 	}
-	f, ok := r.factories[t.URL.Scheme]
+	f, ok := r.Lookup(t.URL.Scheme)
 	if !ok {
 		return nil, fmt.Errorf("output URL %s: unknown scheme %q; want one of %s", t.Name(), t.URL.Scheme, strings.Join(r.Schemes(), ", "))
 	}

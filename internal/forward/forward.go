@@ -15,7 +15,6 @@ package forward
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -88,32 +87,14 @@ type Factory func(t *alert.Target) (Sender, error)
 // Registry maps URL schemes to destination factories. It reads URLs with
 // alert.ParseTarget, so forwarding and alert outputs share one syntax.
 type Registry struct {
-	factories map[string]Factory
+	alert.SchemeTable[Factory]
 }
 
 // NewRegistry returns a registry with every destination of this package.
 func NewRegistry(env Env) *Registry {
-	r := &Registry{factories: map[string]Factory{}}
+	r := &Registry{alert.NewSchemeTable[Factory]("forward destination")}
 	register(r, env.withDefaults())
 	return r
-}
-
-// Register adds a scheme; registering one twice is a bug.
-func (r *Registry) Register(scheme string, f Factory) {
-	if _, ok := r.factories[scheme]; ok {
-		panic("BUG: forward: scheme registered twice: " + scheme)
-	}
-	r.factories[scheme] = f
-}
-
-// Schemes lists the registered schemes, sorted.
-func (r *Registry) Schemes() []string {
-	var out []string
-	for s := range r.factories {
-		out = append(out, s)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // Dest is an opened destination with its settings.
@@ -159,7 +140,7 @@ func (r *Registry) Open(raw, defaultFilter string, now time.Time) (*Dest, error)
 	if err != nil {
 		return nil, fmt.Errorf("forward %w", err)
 	}
-	f, ok := r.factories[t.URL.Scheme]
+	f, ok := r.Lookup(t.URL.Scheme)
 	if !ok {
 		return nil, fmt.Errorf("forward URL %s: unknown scheme %q; want one of %s", t.Name(), t.URL.Scheme, strings.Join(r.Schemes(), ", "))
 	}
