@@ -294,18 +294,13 @@ func (d *Detector) prepare() error {
 		d.replayed.Add(1)
 		return nil
 	})
-	if err != nil && !errors.Is(err, errStop) && !isDamage(err) {
+	if err != nil && !errors.Is(err, errStop) && !local.IsDamage(err) {
 		return fmt.Errorf("rebuild rule state from the store: %w", err)
 	}
 	if n := d.replayed.Load(); n > 0 {
 		d.opts.Log.Info("rebuilt rule state from the store", "events", n, "span", mem)
 	}
 	return nil
-}
-
-func isDamage(err error) bool {
-	var de *local.DamageError
-	return errors.As(err, &de)
 }
 
 // key identifies an alert for recognising one raised again.
@@ -340,8 +335,8 @@ func (d *Detector) catchUp(ctx context.Context) error {
 		}
 		return nil
 	})
-	if err == nil || isDamage(err) {
-		if isDamage(err) {
+	if err == nil || local.IsDamage(err) {
+		if local.IsDamage(err) {
 			d.opts.Log.Error("detection skipped damaged parts of the store", "err", err)
 		}
 		err = flush()
@@ -379,7 +374,7 @@ func (d *Detector) live(ctx context.Context, sub *local.Subscription, tick <-cha
 				if c.Pos.Less(d.cur.Next) {
 					continue // read by the catch-up already
 				}
-				if !follows(d.cur.Next, c.Pos) && len(batch) == 0 {
+				if !local.Follows(d.cur.Next, c.Pos) && len(batch) == 0 {
 					// A gap: events the subscription never carried.
 					// Read them from the store first.
 					if err := d.catchUp(ctx); err != nil {
@@ -396,12 +391,6 @@ func (d *Detector) live(ctx context.Context, sub *local.Subscription, tick <-cha
 			}
 		}
 	}
-}
-
-// follows reports whether p can be the event right after next: the same
-// WAL segment's next ordinal, or the first event of a later segment.
-func follows(next, p local.Pos) bool {
-	return p == next || (p.WAL > next.WAL && p.Ord == 0)
 }
 
 // process evaluates events, stores their alerts (retrying until the store

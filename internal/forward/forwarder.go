@@ -267,7 +267,7 @@ func (f *Forwarder) countOld(ctx context.Context) error {
 		n++
 		return ctx.Err()
 	})
-	if err != nil && !errors.Is(err, errStop) && !isDamage(err) {
+	if err != nil && !errors.Is(err, errStop) && !local.IsDamage(err) {
 		return err
 	}
 	f.old.Store(n)
@@ -301,11 +301,6 @@ func (f *Forwarder) finish(err error) error {
 }
 
 var errStop = errors.New("stop")
-
-func isDamage(err error) bool {
-	var de *local.DamageError
-	return errors.As(err, &de)
-}
 
 // pending is the batch being gathered, and the position after the last
 // event it considered (sent or filtered).
@@ -360,7 +355,7 @@ func (f *Forwarder) catchUp(ctx context.Context, sel local.ScanOptions) error {
 		}
 		return nil
 	})
-	if isDamage(err) {
+	if local.IsDamage(err) {
 		f.opts.Log.Error("forwarding skipped damaged parts of the store", "dest", f.dest.Name, "err", err)
 		if f.damage == nil {
 			f.damage = err
@@ -401,7 +396,7 @@ func (f *Forwarder) live(ctx context.Context, sub *local.Subscription, tick <-ch
 			if c.Pos.Less(p.end) {
 				continue // read by the catch-up already
 			}
-			if !follows(p.end, c.Pos) {
+			if !local.Follows(p.end, c.Pos) {
 				// A gap: events the subscription never carried. Read
 				// them from the store first.
 				if err := f.flush(ctx, &p); err != nil {
@@ -430,12 +425,6 @@ func (f *Forwarder) live(ctx context.Context, sub *local.Subscription, tick <-ch
 			return err
 		}
 	}
-}
-
-// follows reports whether p can be the event right after next: the same
-// WAL segment's next ordinal, or the first event of a later segment.
-func follows(next, p local.Pos) bool {
-	return p == next || (p.WAL > next.WAL && p.Ord == 0)
 }
 
 // flush sends the batch (the outbox: its end is saved before the Send, so

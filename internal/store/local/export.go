@@ -44,6 +44,22 @@ func (p Pos) Less(q Pos) bool { return p.WAL < q.WAL || (p.WAL == q.WAL && p.Ord
 
 func (p Pos) String() string { return fmt.Sprintf("%d:%d", p.WAL, p.Ord) }
 
+// Follows reports whether p can be the event stored right after the one
+// before next (next is the position after it): the same WAL segment's
+// next ordinal, or the first event of a later segment. A reader of live
+// commits that sees a position that does not follow has missed events,
+// and reads them from the store.
+func Follows(next, p Pos) bool {
+	return p == next || (p.WAL > next.WAL && p.Ord == 0)
+}
+
+// IsDamage reports whether err is a *DamageError: a read that left
+// damaged data out, and gave everything else.
+func IsDamage(err error) bool {
+	var de *DamageError
+	return errors.As(err, &de)
+}
+
 // ScanOptions select what Scan reads.
 type ScanOptions struct {
 	// Since and Until bound the event time, unix microseconds; 0 means open.

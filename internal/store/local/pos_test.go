@@ -124,3 +124,21 @@ func cmpPos(a, b Pos) int {
 	}
 	return 0
 }
+
+// TestFollows: the next ordinal of the same WAL segment, or the first
+// event of a later one, follows; a skipped ordinal, an event of an earlier
+// segment or a later segment's second event do not (events were missed).
+func TestFollows(t *testing.T) {
+	next := Pos{WAL: 3, Ord: 7}
+	for _, c := range []struct {
+		p    Pos
+		want bool
+	}{
+		{Pos{3, 7}, true}, {Pos{4, 0}, true}, {Pos{9, 0}, true},
+		{Pos{3, 8}, false}, {Pos{3, 6}, false}, {Pos{2, 0}, false}, {Pos{4, 1}, false},
+	} {
+		if got := Follows(next, c.p); got != c.want {
+			t.Errorf("Follows(%v, %v) = %t, want %t", next, c.p, got, c.want)
+		}
+	}
+}
