@@ -126,6 +126,12 @@ func TestSignalsStopCommands(t *testing.T) {
 			read := make(chan int64)
 			go func() {
 				<-signalled
+				// The signal reaches the command's context through two
+				// goroutines; on a loaded machine they have been seen to
+				// run only after export, unblocked at once, had written
+				// its last megabytes (exit 0 in 18 ms). A pager takes
+				// longer than this to drain after Ctrl-C anyway.
+				time.Sleep(300 * time.Millisecond)
 				n, _ := io.Copy(io.Discard, pr)
 				read <- n
 			}()
