@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -22,7 +21,9 @@ import (
 //
 //	GET /api/v1/events?filter=F&since=S&until=U&sort=time|-time|stored&limit=N&follow=1&envelope=1
 //	    JSON lines: each stored event as stored, or with envelope=1
-//	    {"cluster":C,"received":RFC3339,"event":{...}}. With follow=1 the
+//	    {"cluster":C,"received":RFC3339,"event":{...}}. limit keeps the
+//	    first N of the order (with follow, the last N), and the server
+//	    stops reading once it holds them (readEvents). With follow=1 the
 //	    answer goes on with events as they become durable.
 //	GET /api/v1/stats?filter=F&by=user,verb&interval=1h&since=S&until=U&top=N&bytes=1&sort=count|bytes
 //	    {"total":N,"totalBytes":B,"totalGroups":G,"groups":[{"key":{"user":"alice"},"time":"...","count":N,"bytes":B}]}
@@ -127,41 +128,19 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		defer sub.Close()
 	}
 	sel.NeedEvent = true
-	type hit struct {
-		cluster        string
-		time, received int64
-		raw            []byte
-	}
-	var hits []hit
 	rd, err := s.db.OpenReader()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	err = rd.Select(sel, func(h *local.Hit) error {
-		hits = append(hits, hit{h.Cluster, h.Time, h.Received, append([]byte(nil), h.Raw...)})
-		return nil
-	})
+	// A follower's snapshot is the last limit events (like tail -n), then
+	// live ones.
+	hits, err := readEvents(rd, sel, sortBy, limit, follow)
 	setDamage(w, rd)
 	rd.Close()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
-	}
-	if sortBy != "stored" { // Select gives the stored order
-		sort.SliceStable(hits, func(i, j int) bool {
-			if sortBy == "-time" {
-				return hits[i].time > hits[j].time
-			}
-			return hits[i].time < hits[j].time
-		})
-	}
-	if limit > 0 && len(hits) > limit {
-		if follow {
-			hits = hits[len(hits)-limit:] // like tail -n: the newest, then live
-		} else {
-			hits = hits[:limit]
-		}
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)

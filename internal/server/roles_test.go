@@ -264,6 +264,7 @@ var roleSamples = []struct {
 	{"ui search", "GET /search", "GET", "/search?q=verb%3Dlist", ""},
 	{"ui event", "GET /event/{id...}", "GET", "/event/a1", ""},
 	{"ui user", "GET /user/{name...}", "GET", "/user/alice", ""},
+	{"ui object", "GET /object/{path...}", "GET", "/object/secrets/production/db-creds", ""},
 	{"ui alerts", "GET /alerts", "GET", "/alerts", ""},
 	{"ui login", "GET /login", "GET", "/login", ""},
 	{"ui asset", "GET /ui/{file}", "GET", "/ui/app.js", ""},
@@ -301,7 +302,7 @@ func TestRolesTable(t *testing.T) {
 		"readyz":                {200, 200, 200, 200, 200, 200, 200, 403, 403, 401, 401, handshake, handshake},
 		"metrics":               {200, 200, 200, 200, 200, 200, 200, 403, 403, 401, 401, handshake, handshake},
 		// The UI's pages hold no data: open to every credential and none.
-		"ui overview": public, "ui search": public, "ui event": public, "ui user": public,
+		"ui overview": public, "ui search": public, "ui event": public, "ui user": public, "ui object": public,
 		"ui alerts": public, "ui login": public, "ui asset": public,
 	}
 	// Every route has a sample, and every sample a route: a new route

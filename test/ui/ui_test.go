@@ -1,8 +1,10 @@
 // Package ui_test runs the web UI's browser test (web/test/browser.mjs)
 // against a real `kubetrail serve`: the binary built from this tree, the
 // recorded incident (internal/investigate/testdata/incident) sent to its
-// webhook so that detection raises its alerts, and one event whose user
-// agent and object name are markup (testdata/hostile.jsonl). Debian's
+// webhook so that detection raises its alerts, one event whose user
+// agent and object name are markup (testdata/hostile.jsonl), and the
+// life of a configmap with bodies, for the object page's diff
+// (testdata/object.jsonl). Debian's
 // chromium and Node.js with web/node_modules (make ui) are needed: under
 // CI the test fails without them, by hand it skips and says why.
 package ui_test
@@ -68,6 +70,7 @@ func TestBrowser(t *testing.T) {
 
 	post(t, base, token, filepath.Join(root, "internal/investigate/testdata/incident/incident.log.gz"), "gzip", `{"stored":553,`)
 	post(t, base, token, "testdata/hostile.jsonl", "", `{"stored":1,`)
+	post(t, base, token, "testdata/object.jsonl", "", `{"stored":3,`)
 	// Detection evaluates each event once it is durable; wait for the
 	// alert the alerts step looks for.
 	waitFor(t, base, token, "/api/v1/alerts", "Binding to cluster-admin")

@@ -27,13 +27,13 @@ export class APIError extends Error {
 export class Unauthorized extends Error {}
 
 // request asks the API; t overrides the stored token (the login page
-// tries one before keeping it). A 401 sends the reader to the login page,
-// to come back here.
-export async function request(path, params, t) {
+// tries one before keeping it), signal may abort it. A 401 sends the
+// reader to the login page, to come back here.
+export async function request(path, params, t, signal) {
   const headers = {};
   const tok = t ?? token.get();
   if (tok) headers.Authorization = `Bearer ${tok}`;
-  const res = await fetch(url(path, params), { headers, credentials: 'same-origin' });
+  const res = await fetch(url(path, params), { headers, credentials: 'same-origin', signal });
   if (res.status === 401 && t === undefined) {
     const here = location.pathname + location.search;
     location.assign(url('/login', { next: here, expired: tok ? '1' : '' }));
@@ -73,4 +73,42 @@ export async function getLines(path, params) {
   const items = [];
   for (const line of text.split('\n')) if (line.trim() !== '') items.push(JSON.parse(line));
   return { items, text, damage: damage(res) };
+}
+
+// streamLines asks for a JSON-lines answer and hands the items to onItems
+// as they arrive, a batch per chunk read (with each item's line as it
+// came, for download), so that the first rows show before the last are
+// read and a follow=1 answer goes on showing live events. It returns the
+// damage header when the answer ends; signal stops it.
+export async function streamLines(path, params, onItems, signal) {
+  const res = await request(path, params, undefined, signal);
+  const reader = res.body.getReader();
+  const dec = new TextDecoder();
+  let rest = '';
+  for (;;) {
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch (e) {
+      if (signal && signal.aborted) break;
+      throw e;
+    }
+    if (chunk.done) break;
+    const text = rest + dec.decode(chunk.value, { stream: true });
+    const end = text.lastIndexOf('\n');
+    if (end < 0) {
+      rest = text;
+      continue;
+    }
+    rest = text.slice(end + 1);
+    const items = [], lines = [];
+    for (const line of text.slice(0, end).split('\n')) {
+      if (line.trim() === '') continue;
+      items.push(JSON.parse(line));
+      lines.push(line);
+    }
+    if (items.length) onItems(items, lines);
+  }
+  if (rest.trim() !== '') onItems([JSON.parse(rest)], [rest]);
+  return damage(res);
 }

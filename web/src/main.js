@@ -9,6 +9,7 @@ import { overview } from './pages/overview.js';
 import { search } from './pages/search.js';
 import { event } from './pages/event.js';
 import { user } from './pages/user.js';
+import { object } from './pages/object.js';
 import { alerts } from './pages/alerts.js';
 import { login } from './pages/login.js';
 
@@ -17,6 +18,8 @@ const routes = [
   [/^\/search$/, 'search', (m, p) => search(m, p)],
   [/^\/event\/(.+)$/, '', (m, p, id) => event(m, id)],
   [/^\/user\/(.+)$/, '', (m, p, name) => user(m, name, p)],
+  // An object's path is decoded segment by segment by its page.
+  [/^\/object\/(.+)$/, '', (m, p) => object(m, location.pathname.slice('/object/'.length), p)],
   [/^\/alerts$/, 'alerts', (m, p) => alerts(m, p)],
   [/^\/login$/, '', (m, p) => login(m, p)],
 ];
@@ -45,6 +48,7 @@ async function start() {
       if (!(e instanceof Unauthorized)) main.append(status(`Something went wrong: ${e.message}`, 'error'));
     }
     main.dataset.ready = '1'; // for the browser tests: the page is drawn
+    performance.mark('kubetrail:ready'); // for the bench (bench/run/ui.go)
     return;
   }
   main.append(h('h1', {}, 'Not found'), h('p', {}, 'No page here. ', h('a', { href: '/' }, 'Overview')));

@@ -84,7 +84,7 @@ await step('overview: charts, panels, and the denied requests entry opens the at
   await page.locator('figure.chart canvas').first().waitFor();
   expect((await page.locator('figure.chart').count()) === 2, 'want two charts');
   const summary = await page.locator('p.summary').textContent();
-  expect(/^554 events/.test(summary), `summary: ${summary}`);
+  expect(/^557 events/.test(summary), `summary: ${summary}`);
   const denied = page.getByRole('region', { name: 'Denied requests' });
   const first = (await denied.locator('tbody tr').first().textContent()) || '';
   expect(first.startsWith('attacker'), `first denied row: ${first}`);
@@ -101,8 +101,8 @@ await step('overview: charts, panels, and the denied requests entry opens the at
   await page.waitForURL(/\/search\?/);
   await ready();
   expect((await page.getByLabel('Filter').inputValue()).includes('user="attacker"'), 'filter names attacker');
-  const users = await texts('table.events tbody td:nth-child(2)');
-  const codes = await texts('table.events tbody td:nth-child(7)');
+  const users = await texts('table.events tbody tr.ev td:nth-child(2)');
+  const codes = await texts('table.events tbody tr.ev td:nth-child(7)');
   expect(users.length >= 8, `${users.length} rows`);
   expect(users.every((u) => u === 'attacker'), `users: ${users}`);
   expect(codes.every((c) => c === '403'), `codes: ${codes}`);
@@ -120,7 +120,7 @@ await step('overview: the chart\'s table opens the events of one bar', async () 
   await link.click();
   await page.waitForURL(/\/search\?/);
   await ready();
-  const codes = await texts('table.events tbody td:nth-child(7)');
+  const codes = await texts('table.events tbody tr.ev td:nth-child(7)');
   expect(codes.length === n && codes.every((c) => c === '403'), `bar said ${n}, search shows ${codes}`);
 });
 
@@ -139,7 +139,7 @@ await step('overview: clicking a bar of the chart opens its search', async () =>
   await ready();
   const q = await page.getByLabel('Filter').inputValue();
   expect(/^verb/.test(q), `filter ${q}`);
-  expect((await page.locator('table.events tbody tr').count()) > 0, 'no events in the bar');
+  expect((await page.locator('table.events tbody tr.ev').count()) > 0, 'no events in the bar');
 });
 
 await step('overview: dragging across a chart zooms to that range', async () => {
@@ -158,7 +158,7 @@ await step('overview: dragging across a chart zooms to that range', async () => 
   expect(since > Date.parse('2026-12-05T00:33:00Z') && until < Date.parse('2026-12-05T00:33:09Z') && since < until, `range ${u.search}`);
   const summary = await page.locator('p.summary').textContent();
   const n = Number(summary.split(' ')[0]);
-  expect(n > 0 && n < 554, `zoomed summary: ${summary}`);
+  expect(n > 0 && n < 557, `zoomed summary: ${summary}`);
 });
 
 await step('search user=attacker: the attacker\'s events, newest first', async () => {
@@ -167,9 +167,9 @@ await step('search user=attacker: the attacker\'s events, newest first', async (
   await page.getByLabel('Filter').press('Enter');
   await page.waitForURL(/q=user%3Dattacker/);
   await ready();
-  const users = await texts('table.events tbody td:nth-child(2)');
+  const users = await texts('table.events tbody tr.ev td:nth-child(2)');
   expect(users.length === 33 && users.every((u) => u === 'attacker'), `${users.length} rows: ${users}`);
-  const times = await texts('table.events tbody td:nth-child(1)');
+  const times = await texts('table.events tbody tr.ev td:nth-child(1)');
   expect(times.every((t, i) => i === 0 || t <= times[i - 1]), 'not newest first');
   await shot('search');
   const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download JSON lines' }).click()]);
@@ -179,7 +179,7 @@ await step('search user=attacker: the attacker\'s events, newest first', async (
 
 await step('the ClusterRoleBinding event shows its subject', async () => {
   await open('/search?q=' + encodeURIComponent('resource=clusterrolebindings name=backdoor verb=create'));
-  await page.locator('table.events tbody tr').first().getByRole('link').first().click();
+  await page.locator('table.events tbody tr.ev').first().getByRole('link').first().click();
   await page.waitForURL(/\/event\//);
   await ready();
   const body = page.locator('details.body', { hasText: 'requestObject' });
@@ -191,6 +191,96 @@ await step('the ClusterRoleBinding event shows its subject', async () => {
   await shot('event');
 });
 
+await step('the filter completes field names and stored values', async () => {
+  await open('/search');
+  const input = page.getByLabel('Filter');
+  const options = page.getByRole('listbox', { name: 'Completions' }).getByRole('option');
+  await input.pressSequentially('us');
+  await options.first().waitFor();
+  const names = await options.locator('.label').allTextContents();
+  expect(names.includes('user') && names.includes('user.uid'), `field options: ${names}`);
+  expect(await input.getAttribute('aria-expanded') === 'true', 'combobox not expanded');
+  await input.press('ArrowDown');
+  expect(await input.getAttribute('aria-activedescendant') !== null, 'no active option');
+  await input.press('Enter');
+  expect(await input.inputValue() === 'user', `took ${await input.inputValue()}`);
+  // Values come from the stats API: the users the store holds.
+  await input.pressSequentially('=att');
+  await options.first().waitFor();
+  expect((await options.allTextContents()).join('|') === 'attacker', `value options: ${await options.allTextContents()}`);
+  await shot('search-completion');
+  await input.press('Tab');
+  expect(await input.inputValue() === 'user=attacker', `took ${await input.inputValue()}`);
+  // In a list, and quoted when the value needs it.
+  await input.fill('');
+  await input.pressSequentially('verb=get ns in (kube-');
+  await options.first().waitFor();
+  expect((await options.allTextContents()).includes('kube-system'), `ns options: ${await options.allTextContents()}`);
+  await input.fill('');
+  await input.pressSequentially('ua=kubectl/v1');
+  await options.first().waitFor();
+  await input.press('ArrowDown');
+  await input.press('Enter');
+  expect(await input.inputValue() === 'ua="kubectl/v1.32.4 (linux/amd64) kubernetes/4cb5f07"', `took ${await input.inputValue()}`);
+  await input.press('Escape');
+  expect(await page.getByRole('listbox', { name: 'Completions' }).isHidden(), 'list still open after Escape');
+});
+
+await step('every stored event in one table that draws only the rows in view', async () => {
+  await open('/search?q=&limit=100000');
+  expect((await page.locator('p.summary').textContent()) === '557 events.', await page.locator('p.summary').textContent());
+  const table = page.locator('table.events');
+  expect(await table.getAttribute('aria-rowcount') === '558', `aria-rowcount ${await table.getAttribute('aria-rowcount')}`);
+  const drawn = await page.locator('table.events tbody tr.ev').count();
+  expect(drawn > 10 && drawn < 200, `${drawn} rows in the page for 557 events`);
+  // Scrolled to the end, the last rows are the oldest events.
+  await page.locator('.rows.virtual').evaluate((el) => { el.scrollTop = el.scrollHeight; });
+  await page.waitForFunction(() => [...document.querySelectorAll('table.events tbody tr.ev')].pop()?.getAttribute('aria-rowindex') === '558');
+  const times = await texts('table.events tbody tr.ev td:nth-child(1)');
+  expect(times.every((t, i) => i === 0 || t <= times[i - 1]), 'not newest first at the end');
+  expect(times[times.length - 1] < '2026-12-05T00:33:01', `oldest shown ${times[times.length - 1]}`);
+});
+
+await step('search results download as CSV, formulas defused', async () => {
+  await open('/search?q=' + encodeURIComponent('user=attacker'));
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CSV' }).click()]);
+  const rows = readFileSync(await download.path(), 'utf8').trimEnd().split('\r\n');
+  expect(rows[0] === 'Audit ID,Time (UTC),User,As,Verb,Resource,Namespace/name,Code,Stage,Source IP,User agent', `head: ${rows[0]}`);
+  expect(rows.length === 34 && rows.slice(1).every((r) => r.split(',')[2] === 'attacker'), `${rows.length} rows`);
+  await open('/search?q=' + encodeURIComponent('name=settings verb=get'));
+  const [d2] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CSV' }).click()]);
+  const csv = readFileSync(await d2.path(), 'utf8');
+  expect(csv.includes(`,"'=HYPERLINK(""http://example.com"",""x"")"\r\n`), `the user agent formula was not defused: ${csv}`);
+});
+
+await step('an object\'s history: each request in order, with what it changed', async () => {
+  await open('/object/configmaps/production/settings');
+  const items = page.locator('ol.history > li');
+  expect(await items.count() === 3, `${await items.count()} entries`);
+  const verbs = await texts('ol.history > li .verb');
+  expect(verbs.join(',') === 'create,update,get', `verbs ${verbs}`);
+  const update = items.nth(1);
+  expect((await update.textContent()).includes('mallory'), 'the update is not mallory\'s');
+  expect((await update.locator('pre.diff .del').allTextContents()).map((t) => t.trim()).join('|') === '-    "mode": "safe"', 'removed line');
+  expect((await update.locator('pre.diff .add').allTextContents()).map((t) => t.trim()).join('|') === '+    "mode": "open"', 'added line');
+  expect((await items.nth(0).locator('pre.diff').textContent()).includes('"mode": "safe"'), 'the created object is not shown');
+  await shot('object');
+  await page.getByRole('link', { name: 'Changes only' }).click();
+  await page.waitForURL(/reads=0/);
+  await ready();
+  expect(await page.locator('ol.history > li').count() === 2, 'reads still listed');
+});
+
+await step('an event links to its object\'s history', async () => {
+  await open('/search?q=' + encodeURIComponent('resource=clusterrolebindings name=backdoor verb=create'));
+  await page.locator('table.events tbody tr.ev').first().getByRole('link', { name: 'backdoor' }).click();
+  await page.waitForURL(/\/object\/clusterrolebindings\/backdoor$/);
+  await ready();
+  const verbs = await texts('ol.history > li .verb');
+  expect(verbs[0] === 'create' && verbs.includes('delete'), `verbs ${verbs}`);
+  expect((await page.locator('ol.history > li').first().textContent()).includes('admin'), 'the creator is not admin');
+});
+
 await step('keyboard only: search, then open a result', async () => {
   await open('/search');
   // The empty search page puts the cursor in the filter.
@@ -198,8 +288,8 @@ await step('keyboard only: search, then open a result', async () => {
   await page.keyboard.press('Enter');
   await page.waitForURL(/q=user%3Dattacker/);
   await ready();
-  // Tab from the download button to the first result's link.
-  await page.getByRole('button', { name: 'Download JSON lines' }).focus();
+  // Tab from the last download button to the first result's link.
+  await page.getByRole('button', { name: 'Download CSV' }).focus();
   await page.keyboard.press('Tab');
   expect(await page.evaluate(() => document.activeElement.closest('table.events') !== null), 'focus did not reach the results');
   await page.keyboard.press('Enter');
@@ -208,7 +298,7 @@ await step('keyboard only: search, then open a result', async () => {
 });
 
 await step('every input and select has a label', async () => {
-  for (const path of ['/', '/search?q=user%3Dattacker', '/alerts']) {
+  for (const path of ['/', '/search?q=user%3Dattacker', '/alerts', '/object/configmaps/production/settings']) {
     await open(path);
     const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, select')]
       .filter((el) => el.labels.length === 0 && !el.getAttribute('aria-label')).map((el) => el.name));
@@ -267,16 +357,31 @@ await step('hostile text in an event renders as text', async () => {
   // The Go test stored an event whose user agent and object name are markup.
   await open('/search?q=' + encodeURIComponent('ua~"<script>"'));
   const ua = await texts('table.events tbody td.ua');
-  const name = await texts('table.events tbody td:nth-child(6)');
+  const name = await texts('table.events tbody tr.ev td:nth-child(6)');
   expect(ua.length === 1 && ua[0] === '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">', `ua cell: ${ua}`);
   expect(name[0] === 'default/<img src=x onerror="window.__pwned=3">', `name cell: ${name}`);
   expect(await page.locator('main img, main script').count() === 0, 'markup from the event became elements');
-  await page.locator('table.events tbody tr').first().getByRole('link').first().click();
+  await page.locator('table.events tbody tr.ev').first().getByRole('link').first().click();
   await page.waitForURL(/\/event\//);
   await ready();
   expect((await page.locator('main').textContent()).includes('<script>window.__pwned=1</script>'), 'event page lacks the text');
   expect(await page.locator('main img, main script').count() === 0, 'markup became elements on the event page');
   expect(await page.evaluate(() => window.__pwned) === undefined, 'the hostile markup ran');
+});
+
+await step('follow: a live event appears without reloading', async () => {
+  await open('/search?q=' + encodeURIComponent('user=follower') + '&follow=1');
+  await page.getByText(/Following: new events appear/).waitFor();
+  const ev = { kind: 'Event', apiVersion: 'audit.k8s.io/v1', level: 'Metadata', auditID: 'f0110000-0000-4000-8000-000000000001',
+    stage: 'ResponseComplete', requestURI: '/api/v1/namespaces', verb: 'list', user: { username: 'follower' },
+    sourceIPs: ['127.0.0.1'], responseStatus: { metadata: {}, code: 200 },
+    requestReceivedTimestamp: new Date().toISOString(), stageTimestamp: new Date().toISOString() };
+  const res = await fetch(`${base}/ingest/webhook`, { method: 'POST', headers: { Authorization: `Bearer ${goodToken}`, 'Content-Type': 'application/json' }, body: JSON.stringify(ev) });
+  expect(res.ok, `webhook ${res.status}`);
+  await page.locator('table.events tbody tr.ev', { hasText: 'follower' }).waitFor({ timeout: 10000 });
+  expect(/^1 events; following/.test(await page.locator('p.summary').textContent()), await page.locator('p.summary').textContent());
+  await page.getByRole('button', { name: 'Stop following' }).click();
+  await page.getByText(/following ended/).waitFor();
 });
 
 await step('signing out forgets the token', async () => {

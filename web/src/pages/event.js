@@ -3,6 +3,7 @@
 // may choose it), every field, the request and response bodies folded.
 import { getLines, APIError } from '../api.js';
 import { h, quote, status, fmtTime, userLabel } from '../dom.js';
+import { objectPath } from './object.js';
 
 // Fields shown folded: bodies, and managedFields inside them.
 const folded = new Set(['requestObject', 'responseObject']);
@@ -57,10 +58,12 @@ export async function event(main, id) {
   for (const env of ans.items) {
     const ev = env.event || {};
     const u = ev.user && ev.user.username;
+    const o = ev.objectRef || {};
     parts.push(h('section', { class: 'event' },
       h('h2', {}, `${ev.stage || 'event'} · ${fmtTime(ev.stageTimestamp)}`),
       h('p', { class: 'muted' }, 'User ', u ? h('a', { href: `/user/${encodeURIComponent(u)}` }, u) : userLabel(''),
-        ` · cluster ${env.cluster || '(none)'} · stored ${fmtTime(env.received)}`),
+        ` · cluster ${env.cluster || '(none)'} · stored ${fmtTime(env.received)}`,
+        o.resource && o.name ? [' · ', h('a', { href: objectPath(o.resource, o.namespace, o.name) }, `history of ${o.resource}/${o.name}`)] : null),
       fields(ev)));
   }
   out.replaceChildren(...parts);

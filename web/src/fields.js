@@ -1,0 +1,43 @@
+// The fields of the filter language (docs/query.md), for completion in
+// the search's filter input: each canonical name, what it is, and the
+// stats column (GET /api/v1/stats?by=) that lists its stored values, if
+// any. internal/server's TestUIFieldList holds this list to
+// query.Fields() and the stats columns.
+export const fields = [
+  { name: 'user', doc: 'user.username, the authenticated user', stats: 'user' },
+  { name: 'group', doc: 'any of user.groups', stats: 'groups' },
+  { name: 'user.uid', doc: 'user.uid' },
+  { name: 'user.extra', doc: 'any of user.extra[KEY]', keyed: true },
+  { name: 'as', doc: 'impersonatedUser.username, the user the request impersonated', stats: 'as' },
+  { name: 'as.group', doc: 'any of impersonatedUser.groups' },
+  { name: 'as.uid', doc: 'impersonatedUser.uid' },
+  { name: 'as.extra', doc: 'any of impersonatedUser.extra[KEY]', keyed: true },
+  { name: 'verb', doc: 'the Kubernetes verb or HTTP method', stats: 'verb' },
+  { name: 'resource', doc: 'objectRef.resource', stats: 'resource' },
+  { name: 'subresource', doc: 'objectRef.subresource', stats: 'subresource' },
+  { name: 'ns', doc: 'objectRef.namespace; empty for cluster-scoped objects', stats: 'ns' },
+  { name: 'name', doc: 'objectRef.name', stats: 'name' },
+  { name: 'apigroup', doc: 'objectRef.apiGroup; empty for the core group', stats: 'apigroup' },
+  { name: 'apiversion', doc: 'objectRef.apiVersion', stats: 'apiversion' },
+  { name: 'objectRef.uid', doc: 'objectRef.uid' },
+  { name: 'objectRef.resourceVersion', doc: 'objectRef.resourceVersion' },
+  { name: 'code', doc: 'responseStatus.code, the HTTP status', stats: 'code' },
+  { name: 'status', doc: 'responseStatus.status (Success, Failure)', stats: 'status' },
+  { name: 'reason', doc: 'responseStatus.reason (Forbidden, NotFound, ...)', stats: 'reason' },
+  { name: 'message', doc: 'responseStatus.message' },
+  { name: 'ip', doc: 'any entry of sourceIPs', stats: 'ips' },
+  { name: 'peer', doc: 'the last entry of sourceIPs, the address the API server saw' },
+  { name: 'ua', doc: 'userAgent, as the client reported it', stats: 'ua' },
+  { name: 'level', doc: 'the audit level, ordered for < <= > >=', stats: 'level' },
+  { name: 'stage', doc: 'the stage (RequestReceived, ResponseStarted, ResponseComplete, Panic)', stats: 'stage' },
+  { name: 'uri', doc: 'requestURI, query string included' },
+  { name: 'auditid', doc: 'auditID; not unique, a client may set it' },
+  { name: 'cluster', doc: 'the cluster the event came from', stats: 'cluster' },
+  { name: 'decision', doc: 'the authorization decision (allow, forbid)', stats: 'decision' },
+  { name: 'annotation', doc: 'annotations[KEY]', keyed: true },
+  { name: 'time', doc: 'stageTimestamp (-1h, an RFC 3339 time)' },
+  { name: 'received', doc: 'requestReceivedTimestamp' },
+  { name: 'impersonationConstraint', doc: 'authenticationMetadata.impersonationConstraint' },
+  { name: 'requestObject', doc: 'the request body as raw JSON text' },
+  { name: 'responseObject', doc: 'the response body as raw JSON text' },
+];
