@@ -79,7 +79,7 @@ fuzz:
 bench:
 	./bench/run.sh full
 
-## bench-quick: the same at 200k events only, under 5 minutes; also writes docs/BENCHMARKS.md.
+## bench-quick: the same at 200k events only, about 7 minutes; also writes docs/BENCHMARKS.md.
 bench-quick:
 	./bench/run.sh quick
 

@@ -2,7 +2,7 @@
 # Benchmark suite entry point: installs the tools it compares against (and a
 # C/C++ toolchain for DuckDB's cgo bindings), then runs bench/run, which
 # writes docs/BENCHMARKS.md.
-#   bench/run.sh quick   200k events, under 5 minutes
+#   bench/run.sh quick   200k events, about 7 minutes
 #   bench/run.sh full    200k and 2M events (~2.5 GiB), under 45 minutes
 #   bench/run.sh policy  the policy evaluator beside upstream, printed only
 set -euo pipefail

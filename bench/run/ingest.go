@@ -56,6 +56,11 @@ func (s *suite) ingest(ci int, c corpus) error {
 	}
 	hook, hookWhole := hooks.offRows(s.runs)
 	rows = append(rows, hook, hookWhole)
+	syslogRow, err := s.syslogIngest(kt, c)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, syslogRow)
 
 	// policy simulate replays the file under the recommended policy.
 	pol := filepath.Join(s.work, "recommended.yaml")
@@ -93,10 +98,12 @@ func (s *suite) ingest(ci int, c corpus) error {
 		"from starting `kubetrail serve` to its exit 0 after SIGTERM, which seals the write-ahead log into a segment (start, readiness, ingest, final seal). "+
 		"events/s counts the corpus's events only; each run also sends the %d probe events of the detection runs (in %s, and a marker after the last ack), the same in both. "+
 		"Every run was checked: jq and gojq print every line, the kubetrail store exports the corpus byte for byte, the webhook acknowledged and stored every event and serve exited 0, the DuckDB table holds every line. DuckDB uses both cores.\n\n", hooks.probes, probeBatches(c.events))
+	fmt.Fprint(w, syslogNote)
 	fmt.Fprintf(w, "Targets: webhook >= 100,000 events/s with durable acks and import >= 5x faster than jq parsing (issue 2); policy simulate faster than jq parsing (issue 4).\n\n")
 	s.fig.add("ingest the file: kubetrail import, `jq -c .`, DuckDB load", ci, fig{kt: imp.median, rss: imp.rss, jq: jqParse, duck: duck.median})
 	s.fig.add("webhook ingest --detect=false, durable acks", ci, fig{kt: hook.median, rss: hook.rss})
 	s.fig.add("webhook ingest --detect=false, serve start to exit after the final seal", ci, fig{kt: hookWhole.median, rss: hookWhole.rss})
+	s.fig.add("syslog TCP ingest --detect=false, first frame to last stored", ci, fig{kt: syslogRow.median, rss: syslogRow.rss})
 	s.fig.add("policy simulate", ci, fig{kt: sim.median, rss: sim.rss})
 
 	gz, err := pipeSize(fmt.Sprintf("gzip -6 -c %s", c.path))

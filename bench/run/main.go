@@ -135,6 +135,9 @@ func (s *suite) main(mode, out string) error {
 			return err
 		}
 	}
+	if err := s.section("forwarding", s.forwarding); err != nil {
+		return err
+	}
 	s.growth()
 	s.runTime(time.Since(start))
 	if err := os.WriteFile(out, []byte(s.out.String()), 0o644); err != nil {

@@ -21,7 +21,7 @@ import (
 
 // BenchmarkForward measures forwarding over loopback per destination
 // type: a one-shot forward of the stored events to a receiver that reads
-// and answers as fast as it can (docs/benchmarks-by-hand.md, "Forwarding").
+// and answers as fast as it can (make bench runs it: bench/run/fleet.go).
 // Run with -benchtime=1x.
 func BenchmarkForward(b *testing.B) {
 	const n = 50000
@@ -125,7 +125,7 @@ func tcpSink(b *testing.B) string {
 // whose destination is down, every Send failing ("destination down"), and
 // reports the live Go heap (after a GC, once a second): the backlog stays
 // in the store, so the two must be alike and must not grow with the
-// backlog. -benchtime=60s gives the minute of docs/benchmarks-by-hand.md.
+// backlog. -benchtime=60s gives the minute that make bench reports.
 func BenchmarkBacklogMemory(b *testing.B) {
 	for _, down := range []bool{false, true} {
 		name := "no forwarder"

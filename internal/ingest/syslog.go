@@ -49,6 +49,13 @@ const (
 // no whole frame is buffered.
 const batchMaxEvents = 1000
 
+// readBufferBytes is each connection's read buffer. A batch holds the
+// whole frames already buffered, so the buffer sets how many events share
+// one fsync: 64 KiB held about 50 of the bench corpus's events, and 512
+// KiB (about 400, the API server's webhook batch) stored 200k events
+// 1.4-1.5x faster in alternating runs (bench/run's syslog row).
+const readBufferBytes = 512 << 10
+
 // SyslogConfig configures the syslog listeners.
 type SyslogConfig struct {
 	// Listen are the addresses: tcp://HOST:PORT, tls://HOST:PORT or
@@ -386,7 +393,7 @@ func (s *Syslog) serveConn(ctx context.Context, transport string, c *timedConn) 
 			}
 		}
 	}
-	fr := syslog.NewFrameReader(c, 64<<10, s.cfg.MaxMessageBytes)
+	fr := syslog.NewFrameReader(c, readBufferBytes, s.cfg.MaxMessageBytes)
 	c.fr = fr
 	r := &reader{s: s, transport: transport, log: log, allow: allow}
 	defer r.summary()

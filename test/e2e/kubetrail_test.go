@@ -31,12 +31,13 @@ func startTail(t *testing.T, bin, path, dataDir string) *proc {
 	return startProc(t, "kubetrail-tail", bin, "tail", path, "--data", dataDir)
 }
 
-// exportEvents runs `kubetrail export` on dataDir and parses its output.
-func exportEvents(t *testing.T, bin, dataDir string) []event {
+// exportEvents runs `kubetrail export` on dataDir, with any further
+// arguments (a filter, --cluster NAME), and parses its output.
+func exportEvents(t *testing.T, bin, dataDir string, args ...string) []event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "export", "--data", dataDir)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"export", "--data", dataDir}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
