@@ -30,7 +30,9 @@ It also checks tamper evidence (docs/security.md, "Tamper evidence"): it
 recomputes the Merkle root of every sealed WAL segment's events from the
 stored bytes and the hash chain across segments, and names any segment
 whose events were modified, inserted, deleted or reordered (even with
-every checksum recomputed), and any segment deleted, inserted or moved.
+every checksum recomputed), with the event itself (its position
+WAL:ORDINAL, for kubetrail prove --pos, and its auditID), and any segment
+deleted, inserted or moved.
 Segments deleted by retention are recorded in segments/RETIRED and are not
 reported. Events still in the WAL are covered once sealed.
 

@@ -179,7 +179,7 @@ func VerifyFS(fs vfs.FS, dir string, progress func(path string)) (*VerifyReport,
 		}
 		it := chainItem{first: r.meta.WALFirst, path: r.f.Name(), meta: &r.meta}
 		if r.meta.Trust != nil && len(damaged) == 0 {
-			if it.roots, err = segmentRoots(r, dec); err != nil {
+			if err = segmentRoots(&it, r, dec); err != nil {
 				dl.add(r.f.Name(), err.Error())
 			}
 		}
