@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/kubetrail/kubetrail/internal/store/local"
 	"github.com/kubetrail/kubetrail/internal/trust"
 )
 
@@ -77,5 +80,72 @@ func TestProve(t *testing.T) {
 
 	if code, _, errOut := run("prove", "--data", dir, "no-such-id"); code == 0 || !strings.Contains(errOut, `no stored event has auditID "no-such-id"`) {
 		t.Fatalf("unknown auditID: exit %d %s", code, errOut)
+	}
+}
+
+// TestRetiredRecordsAreSigned deletes the oldest segment by retention, as
+// serve does (each RETIRED record signed with the checkpoint key), and
+// again as an attacker would (the segment deleted, its record written with
+// the right chain heads but no key): verify --pubkey passes the first and
+// names the second, and a record signed with another key.
+// Mutation it catches: verify not checking the records' signatures
+// (checkRetired returning nothing): the forged deletion then passes, as
+// the checkpoint covering it still checks out against the forged heads.
+func TestRetiredRecordsAreSigned(t *testing.T) {
+	legit := t.TempDir()
+	for i, f := range []string{auditLines(t, 0, 600), auditLines(t, 600, 900)} {
+		if code, _, errOut := run("import", "--data", legit, f); code != 0 {
+			t.Fatalf("import %d: exit %d: %s", i, code, errOut)
+		}
+	}
+	forged := t.TempDir()
+	if err := os.CopyFS(forged, os.DirFS(legit)); err != nil {
+		t.Fatal(err)
+	}
+	key, err := trust.LoadOrCreateKey(filepath.Join(legit, signingKeyName), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(t.TempDir(), "key.pub")
+	os.WriteFile(pub, trust.PublicPEM(key), 0o600)
+	retire := func(dir string, sign func(string) string) {
+		t.Helper()
+		segs, _ := filepath.Glob(filepath.Join(dir, "segments", "*.kts"))
+		var total int64
+		for _, s := range segs {
+			st, _ := os.Stat(s)
+			total += st.Size()
+		}
+		db, err := local.Open(dir, local.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if n, _, err := db.Enforce(local.Retention{MaxBytes: total - 1, Sign: sign}, time.Now()); n != 1 || err != nil {
+			t.Fatalf("retention: %d %v", n, err)
+		}
+	}
+	retire(legit, func(rec string) string { return trust.SignRetired(key, rec) })
+	retire(forged, nil)
+	retired := filepath.Join(forged, "segments", "RETIRED")
+
+	if code, out, errOut := run("verify", "--data", legit, "--pubkey", pub); code != 0 || out != "" {
+		t.Fatalf("verify after retention: exit %d: %s %s", code, out, errOut)
+	}
+	code, out, _ := run("verify", "--data", forged, "--pubkey", pub)
+	if code != 1 || !strings.Contains(out, retired+": the record of 0000000000000001-0000000000000001.kts is not signed") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("verify of a forged record: exit %d: %q", code, out)
+	}
+	// Without the key verify cannot tell, and says what it did not check.
+	if code, _, errOut := run("verify", "--data", forged); code != 0 || !strings.Contains(errOut, "1 record of segments deleted by retention: their signatures are checked with --pubkey") {
+		t.Fatalf("verify without --pubkey: exit %d: %s", code, errOut)
+	}
+	_, other, _ := ed25519.GenerateKey(nil)
+	b, _ := os.ReadFile(retired)
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	lines[1] += " " + trust.SignRetired(other, lines[1])
+	os.WriteFile(retired, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+	if code, out, _ := run("verify", "--data", forged, "--pubkey", pub); code != 1 || !strings.Contains(out, "does not verify with the public key") {
+		t.Fatalf("verify of a record signed with another key: exit %d: %q", code, out)
 	}
 }

@@ -66,6 +66,7 @@ reports them, until you have looked at them and removed them.`,
 			for _, b := range bad {
 				rep.Tamper = append(rep.Tamper, local.Damage{Path: filepath.Join(dir, checkpointsName), Reason: b})
 			}
+			rep.Tamper = append(rep.Tamper, checkRetired(rep, pubkey)...)
 			for _, d := range rep.Damage {
 				fmt.Fprintln(e.stdout, escape.Text(d.String()))
 			}
@@ -97,6 +98,31 @@ reports them, until you have looked at them and removed them.`,
 	cmd.Flags().StringVar(&pubkey, "pubkey", "", "public key (PEM, from kubetrail checkpoint pubkey) to check the signed checkpoints with")
 	cmd.Flags().StringVar(&witness, "checkpoint", "", "checkpoints kept by an external witness (kubetrail checkpoint export), checked too")
 	return cmd
+}
+
+// checkRetired checks the signatures of the RETIRED records with the
+// public key; without one, it notes that they were not checked.
+func checkRetired(rep *local.VerifyReport, pubkey string) []local.Damage {
+	if len(rep.Retired) == 0 {
+		return nil
+	}
+	if pubkey == "" {
+		rep.Notes = append(rep.Notes, local.Damage{Path: rep.RetiredPath, Reason: fmt.Sprintf("%s of segments deleted by retention: their signatures are checked with --pubkey", plural(len(rep.Retired), "record", "records"))})
+		return nil
+	}
+	pub, err := trust.LoadPublicKey(pubkey)
+	if err != nil {
+		return nil // checkCheckpoints reported it
+	}
+	recs := make([]trust.Retired, len(rep.Retired))
+	for i, r := range rep.Retired {
+		recs[i] = trust.Retired(r)
+	}
+	var out []local.Damage
+	for _, f := range trust.CheckRetired(recs, pub) {
+		out = append(out, local.Damage{Path: rep.RetiredPath, Reason: f})
+	}
+	return out
 }
 
 // checkCheckpoints checks the data folder's checkpoints and a witness's

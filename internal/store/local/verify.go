@@ -28,6 +28,11 @@ type VerifyReport struct {
 	// Chain is the hash chain's head after each sealed WAL segment, in WAL
 	// order, to check signed checkpoints against.
 	Chain []ChainPoint
+	// Retired lists the records of segments/RETIRED, whose signatures
+	// only the checkpoint key's owner can check.
+	Retired []RetiredRecord
+	// RetiredPath is the RETIRED file's path.
+	RetiredPath string
 	// Unsealed counts the events still in the WAL: they are covered once
 	// sealed.
 	Unsealed int
@@ -148,6 +153,10 @@ func VerifyFS(fs vfs.FS, dir string, progress func(path string)) (*VerifyReport,
 	present := map[string]bool{}
 	for _, r := range open {
 		present[filepath.Base(r.f.Name())] = true
+	}
+	rep.RetiredPath = filepath.Join(segPath, retiredName)
+	for _, r := range retired {
+		rep.Retired = append(rep.Retired, RetiredRecord{Name: r.name, Record: r.record(), Sig: r.sig})
 	}
 	for i := range retired {
 		// Recorded, then a crash before its deletion: still a segment.
