@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -59,12 +60,18 @@ reports them, until you have looked at them and removed them.`,
 			if err != nil {
 				return err
 			}
-			bad, err := checkCheckpoints(dir, pubkey, witness, rep.Chain)
+			bad, notes, err := checkCheckpoints(dir, pubkey, witness, rep.Chain)
 			if err != nil {
 				return err
 			}
+			// Each line starts with the checkpoint's FILE:LINE.
 			for _, b := range bad {
-				rep.Tamper = append(rep.Tamper, local.Damage{Path: filepath.Join(dir, checkpointsName), Reason: b})
+				where, why, _ := strings.Cut(b, ": ")
+				rep.Tamper = append(rep.Tamper, local.Damage{Path: where, Reason: why})
+			}
+			for _, n := range notes {
+				where, why, _ := strings.Cut(n, ": ")
+				rep.Notes = append(rep.Notes, local.Damage{Path: where, Reason: why})
 			}
 			rep.Tamper = append(rep.Tamper, checkRetired(rep, pubkey)...)
 			for _, d := range rep.Damage {
@@ -127,30 +134,31 @@ func checkRetired(rep *local.VerifyReport, pubkey string) []local.Damage {
 
 // checkCheckpoints checks the data folder's checkpoints and a witness's
 // against the chain; nothing without a public key.
-func checkCheckpoints(dir, pubkey, witness string, chain []local.ChainPoint) ([]string, error) {
+func checkCheckpoints(dir, pubkey, witness string, chain []local.ChainPoint) (bad, notes []string, err error) {
 	if pubkey == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	pub, err := trust.LoadPublicKey(pubkey)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	own, err := trust.Read(filepath.Join(dir, checkpointsName))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var wit []trust.Line
 	if witness != "" {
 		if wit, err = trust.Read(witness); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(wit) == 0 {
-			return nil, fmt.Errorf("--checkpoint %s holds no checkpoint", witness)
+			return nil, nil, fmt.Errorf("--checkpoint %s holds no checkpoint", witness)
 		}
 	}
 	points := make([]trust.Point, len(chain))
 	for i, p := range chain {
 		points[i] = trust.Point(p)
 	}
-	return trust.Check(own, wit, pub, points), nil
+	bad, notes = trust.Check(own, wit, pub, points)
+	return bad, notes, nil
 }

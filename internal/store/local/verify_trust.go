@@ -21,6 +21,10 @@ type ChainPoint struct {
 	Events int
 	// Head is the chain head after WAL.
 	Head [32]byte
+	// Retired, when not 0, says the point ends a RETIRED record of that
+	// many events: retention deleted a segment (perhaps compacted from
+	// several WAL segments), and the chain points inside it are gone.
+	Retired int
 }
 
 // chainItem is one sealed or retired segment in WAL order, for the walk.
@@ -144,7 +148,7 @@ func checkChain(items []chainItem, retiredPath string) (tamper, notes []Damage, 
 					tamper = append(tamper, Damage{Path: retiredPath, Reason: fmt.Sprintf("record of %s does not follow the chain after %s: the record or the segments around it were altered", r.name, prevName)})
 				}
 				head, have = r.head, true
-				points = append(points, ChainPoint{WAL: r.last, Events: events + r.count, Head: head})
+				points = append(points, ChainPoint{WAL: r.last, Events: events + r.count, Head: head, Retired: r.count})
 			} else {
 				have, broken = false, true
 			}
