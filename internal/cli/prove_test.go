@@ -149,3 +149,39 @@ func TestRetiredRecordsAreSigned(t *testing.T) {
 		t.Fatalf("verify of a record signed with another key: exit %d: %q", code, out)
 	}
 }
+
+// TestKeyRotation: a checkpoint signed with the old key, the key replaced,
+// one signed with the new key. verify with the new key alone names the old
+// checkpoint; with both keys (--pubkey twice) the folder is whole.
+// Mutation it catches: verify checking only the first --pubkey.
+func TestKeyRotation(t *testing.T) {
+	dir := t.TempDir()
+	keys := t.TempDir()
+	pubOf := func(name string) string {
+		t.Helper()
+		code, pem, _ := run("checkpoint", "pubkey", "--data", dir)
+		p := filepath.Join(keys, name)
+		if code != 0 || os.WriteFile(p, []byte(pem), 0o600) != nil {
+			t.Fatalf("pubkey: exit %d", code)
+		}
+		return p
+	}
+	if code, _, errOut := run("import", "--data", dir, auditLines(t, 0, 300)); code != 0 {
+		t.Fatalf("import: %s", errOut)
+	}
+	old := pubOf("old.pub")
+	// Rotation: the old private key leaves the host; the next run creates
+	// a new one.
+	os.Rename(filepath.Join(dir, signingKeyName), filepath.Join(keys, "old.key"))
+	if code, _, errOut := run("import", "--data", dir, auditLines(t, 300, 200)); code != 0 {
+		t.Fatalf("import: %s", errOut)
+	}
+	cur := pubOf("new.pub")
+	cps := filepath.Join(dir, checkpointsName)
+	if code, out, _ := run("verify", "--data", dir, "--pubkey", cur); code != 1 || !strings.HasPrefix(out, cps+":1: signature does not verify") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("verify with the new key only: exit %d: %q", code, out)
+	}
+	if code, out, errOut := run("verify", "--data", dir, "--pubkey", cur, "--pubkey", old); code != 0 || out != "" {
+		t.Fatalf("verify with both keys: exit %d: %s %s", code, out, errOut)
+	}
+}

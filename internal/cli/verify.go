@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -15,8 +16,9 @@ import (
 
 func verifyCmd(e *env) *cobra.Command {
 	var (
-		dir, pubkey, witness string
-		quiet                bool
+		dir, witness string
+		pubkeys      []string
+		quiet        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "verify",
@@ -37,9 +39,10 @@ deleted, inserted or moved.
 Segments deleted by retention are recorded in segments/RETIRED and are not
 reported. Events still in the WAL are covered once sealed.
 
-With --pubkey it also checks the signed checkpoints in DATA/checkpoints
+With --pubkey (repeatable: after a key rotation, give the old key and the
+new) it also checks the signed checkpoints in DATA/checkpoints
 (and, with --checkpoint, a copy an external witness kept): each must be
-signed by that key, and the store must still extend it (the chain has, at
+signed by one of the keys, and the store must still extend it (the chain has, at
 the checkpoint's event count, the head it signed). A checkpoint the
 witness holds and the data folder does not means the file was rolled
 back. Only checkpoints held outside the host protect against someone who
@@ -53,14 +56,18 @@ reports them, until you have looked at them and removed them.`,
   kubetrail verify --pubkey kubetrail-checkpoints.pub --checkpoint /mnt/witness/kubetrail-checkpoints`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if witness != "" && pubkey == "" {
+			if witness != "" && len(pubkeys) == 0 {
 				return errors.New("--checkpoint needs --pubkey: a checkpoint is worth its signature")
 			}
 			rep, err := local.Verify(dir, nil)
 			if err != nil {
 				return err
 			}
-			bad, notes, err := checkCheckpoints(dir, pubkey, witness, rep.Chain)
+			pubs, err := loadPublicKeys(pubkeys)
+			if err != nil {
+				return err
+			}
+			bad, notes, err := checkCheckpoints(dir, pubs, witness, rep.Chain)
 			if err != nil {
 				return err
 			}
@@ -73,7 +80,7 @@ reports them, until you have looked at them and removed them.`,
 				where, why, _ := strings.Cut(n, ": ")
 				rep.Notes = append(rep.Notes, local.Damage{Path: where, Reason: why})
 			}
-			rep.Tamper = append(rep.Tamper, checkRetired(rep, pubkey)...)
+			rep.Tamper = append(rep.Tamper, checkRetired(rep, pubs)...)
 			for _, d := range rep.Damage {
 				fmt.Fprintln(e.stdout, escape.Text(d.String()))
 			}
@@ -102,31 +109,40 @@ reports them, until you have looked at them and removed them.`,
 	}
 	addDataFlag(cmd, &dir)
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the damaged files")
-	cmd.Flags().StringVar(&pubkey, "pubkey", "", "public key (PEM, from kubetrail checkpoint pubkey) to check the signed checkpoints with")
+	cmd.Flags().StringArrayVar(&pubkeys, "pubkey", nil, "public key (PEM, from kubetrail checkpoint pubkey) to check the signed checkpoints and RETIRED records with; repeatable: after a key rotation, the old key and the new")
 	cmd.Flags().StringVar(&witness, "checkpoint", "", "checkpoints kept by an external witness (kubetrail checkpoint export), checked too")
 	return cmd
 }
 
+// loadPublicKeys reads each --pubkey.
+func loadPublicKeys(paths []string) ([]ed25519.PublicKey, error) {
+	var out []ed25519.PublicKey
+	for _, p := range paths {
+		k, err := trust.LoadPublicKey(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
 // checkRetired checks the signatures of the RETIRED records with the
 // public key; without one, it notes that they were not checked.
-func checkRetired(rep *local.VerifyReport, pubkey string) []local.Damage {
+func checkRetired(rep *local.VerifyReport, pubs []ed25519.PublicKey) []local.Damage {
 	if len(rep.Retired) == 0 {
 		return nil
 	}
-	if pubkey == "" {
+	if len(pubs) == 0 {
 		rep.Notes = append(rep.Notes, local.Damage{Path: rep.RetiredPath, Reason: fmt.Sprintf("%s of segments deleted by retention: their signatures are checked with --pubkey", plural(len(rep.Retired), "record", "records"))})
 		return nil
-	}
-	pub, err := trust.LoadPublicKey(pubkey)
-	if err != nil {
-		return nil // checkCheckpoints reported it
 	}
 	recs := make([]trust.Retired, len(rep.Retired))
 	for i, r := range rep.Retired {
 		recs[i] = trust.Retired(r)
 	}
 	var out []local.Damage
-	for _, f := range trust.CheckRetired(recs, pub) {
+	for _, f := range trust.CheckRetired(recs, pubs) {
 		out = append(out, local.Damage{Path: rep.RetiredPath, Reason: f})
 	}
 	return out
@@ -134,13 +150,9 @@ func checkRetired(rep *local.VerifyReport, pubkey string) []local.Damage {
 
 // checkCheckpoints checks the data folder's checkpoints and a witness's
 // against the chain; nothing without a public key.
-func checkCheckpoints(dir, pubkey, witness string, chain []local.ChainPoint) (bad, notes []string, err error) {
-	if pubkey == "" {
+func checkCheckpoints(dir string, pubs []ed25519.PublicKey, witness string, chain []local.ChainPoint) (bad, notes []string, err error) {
+	if len(pubs) == 0 {
 		return nil, nil, nil
-	}
-	pub, err := trust.LoadPublicKey(pubkey)
-	if err != nil {
-		return nil, nil, err
 	}
 	own, err := trust.Read(filepath.Join(dir, checkpointsName))
 	if err != nil {
@@ -159,6 +171,6 @@ func checkCheckpoints(dir, pubkey, witness string, chain []local.ChainPoint) (ba
 	for i, p := range chain {
 		points[i] = trust.Point(p)
 	}
-	bad, notes = trust.Check(own, wit, pub, points)
+	bad, notes = trust.Check(own, wit, pubs, points)
 	return bad, notes, nil
 }

@@ -64,6 +64,17 @@ func (c Checkpoint) Valid(pub ed25519.PublicKey) bool {
 	return err == nil && ed25519.Verify(pub, c.Message(), sig)
 }
 
+// validAny reports whether c is signed by one of pubs: after a key
+// rotation, the old key's checkpoints and the new key's (docs/security.md).
+func (c Checkpoint) validAny(pubs []ed25519.PublicKey) bool {
+	for _, p := range pubs {
+		if c.Valid(p) {
+			return true
+		}
+	}
+	return false
+}
+
 // LoadOrCreateKey reads the Ed25519 private key at path (PEM, PKCS #8),
 // creating it, mode 0600, when create is true and there is none.
 func LoadOrCreateKey(path string, create bool) (ed25519.PrivateKey, error) {
@@ -210,14 +221,14 @@ type Point struct {
 }
 
 // Check checks checkpoints against the store's chain points: each must be
-// signed by pub and the store must still extend it (the chain, at the
+// signed by one of pubs and the store must still extend it (the chain, at the
 // checkpoint's tree size, has the head it signed). witness, when given,
 // are checkpoints kept outside the folder: each must also be in local
 // (else the local file was rolled back or cut). It returns one line per
 // finding, and notes: a checkpoint whose tree size falls inside a segment
 // retention deleted (one compacted from several WAL segments) can only
 // have its signature checked.
-func Check(local, witness []Line, pub ed25519.PublicKey, points []Point) (out, notes []string) {
+func Check(local, witness []Line, pubs []ed25519.PublicKey, points []Point) (out, notes []string) {
 	at := map[int]Point{}
 	last := 0
 	for _, p := range points {
@@ -233,7 +244,7 @@ func Check(local, witness []Line, pub ed25519.PublicKey, points []Point) (out, n
 		return false
 	}
 	check := func(l Line) {
-		if !l.Valid(pub) {
+		if !l.validAny(pubs) {
 			out = append(out, fmt.Sprintf("%s: signature does not verify with the public key (key %s): re-signed with another key, or altered", l.where(), l.Key))
 			return
 		}

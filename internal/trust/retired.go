@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"fmt"
+	"slices"
 )
 
 // Retention records each segment it deletes in segments/RETIRED, so that
@@ -27,15 +28,15 @@ type Retired struct {
 	Name, Record, Sig string
 }
 
-// CheckRetired returns one finding per record that pub did not sign.
-func CheckRetired(records []Retired, pub ed25519.PublicKey) []string {
+// CheckRetired returns one finding per record that none of pubs signed.
+func CheckRetired(records []Retired, pubs []ed25519.PublicKey) []string {
 	var out []string
 	for _, r := range records {
 		sig, err := hex.DecodeString(r.Sig)
 		switch {
 		case r.Sig == "":
 			out = append(out, fmt.Sprintf("the record of %s is not signed: forged by whoever deleted the segment, or written by a retention that had no key", r.Name))
-		case err != nil || !ed25519.Verify(pub, retiredMessage(r.Record), sig):
+		case err != nil || !slices.ContainsFunc(pubs, func(p ed25519.PublicKey) bool { return ed25519.Verify(p, retiredMessage(r.Record), sig) }):
 			out = append(out, fmt.Sprintf("the record of %s does not verify with the public key: forged, altered, or signed with another key", r.Name))
 		}
 	}

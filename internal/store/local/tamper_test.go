@@ -345,7 +345,7 @@ func TestCheckpointCatchesAConsistentRewrite(t *testing.T) {
 		}
 		return out
 	}
-	if f, _ := trust.Check(nil, []trust.Line{cp}, key.Public().(ed25519.PublicKey), points(rep)); len(f) != 1 || !strings.Contains(f[0], "data folder's checkpoints file does not") {
+	if f, _ := trust.Check(nil, []trust.Line{cp}, []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}, points(rep)); len(f) != 1 || !strings.Contains(f[0], "data folder's checkpoints file does not") {
 		t.Fatalf("untouched store, checkpoint only with the witness: %v", f)
 	}
 	segs := liveSegments(t, dir)
@@ -358,7 +358,7 @@ func TestCheckpointCatchesAConsistentRewrite(t *testing.T) {
 	if len(after.Tamper) != 0 || len(after.Damage) != 0 {
 		t.Fatalf("a consistent rewrite was meant to pass the roots and the chain: %v %v", after.Tamper, after.Damage)
 	}
-	f, _ := trust.Check([]trust.Line{cp}, nil, key.Public().(ed25519.PublicKey), points(after))
+	f, _ := trust.Check([]trust.Line{cp}, nil, []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}, points(after))
 	if len(f) != 1 || !strings.Contains(f[0], "history was rewritten") {
 		t.Fatalf("checkpoint findings %v, want the rewrite", f)
 	}

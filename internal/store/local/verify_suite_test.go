@@ -112,14 +112,14 @@ func (s *suiteStore) findings(t *testing.T, dir string) (lines, notes []string) 
 	for i, p := range rep.Chain {
 		points[i] = trust.Point(p)
 	}
-	bad, cpNotes := trust.Check(own, wit, s.pub, points)
+	bad, cpNotes := trust.Check(own, wit, []ed25519.PublicKey{s.pub}, points)
 	lines = append(lines, bad...)
 	notes = append(notes, cpNotes...)
 	recs := make([]trust.Retired, len(rep.Retired))
 	for i, r := range rep.Retired {
 		recs[i] = trust.Retired(r)
 	}
-	for _, f := range trust.CheckRetired(recs, s.pub) {
+	for _, f := range trust.CheckRetired(recs, []ed25519.PublicKey{s.pub}) {
 		lines = append(lines, rep.RetiredPath+": "+f)
 	}
 	return lines, notes
