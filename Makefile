@@ -5,7 +5,7 @@ PKGS      := ./...
 E2E_DIR   := test/e2e
 GOFLAGS_TEST ?=
 
-.PHONY: all build static image test unit e2e e2e-deps lint ui ui-check screenshots fuzz bench bench-quick bench-policy clean
+.PHONY: all build static image test unit verify-suite e2e e2e-deps lint ui ui-check screenshots fuzz bench bench-quick bench-policy clean
 
 all: build
 
@@ -26,10 +26,15 @@ image:
 
 ## test: everything CI checks: lint, the UI's build, unit tests with the race detector (the UI's
 ## browser test among them), e2e against the real kube-apiserver.
-test: lint ui-check unit e2e
+test: lint ui-check unit verify-suite e2e
 
 unit:
 	$(GO) test -race -count=1 $(GOFLAGS_TEST) $(PKGS)
+
+## verify-suite: issue 14's "verify catches everything" suite on a store of 100k events
+## (make unit runs it at 10k, under the race detector).
+verify-suite:
+	KUBETRAIL_VERIFY_EVENTS=100000 $(GO) test -count=1 -run TestVerifyCatchesEverything ./internal/store/local/
 
 ## ui: rebuild the web UI (web/) into internal/server/ui/dist, which the server embeds
 ## (docs/ui.md). npm ci installs exactly web/package-lock.json; no browser is downloaded.

@@ -134,6 +134,9 @@ func (s *suite) main(mode, out string) error {
 		if err := s.section("detection "+c.name, func() error { return s.detection(i, c) }); err != nil {
 			return err
 		}
+		if err := s.section("verify "+c.name, func() error { return s.verify(i, c) }); err != nil {
+			return err
+		}
 	}
 	if err := s.section("forwarding", s.forwarding); err != nil {
 		return err

@@ -50,6 +50,7 @@ var (
 		"kubetrail verify":               {why: "prints the damaged files for people, one a line (-q: names only); the exit status is the answer"},
 		"kubetrail checkpoint export":    {why: "a copy of DATA/checkpoints for a witness: signed JSON lines whose bytes are the contract; --since only skips older ones"},
 		"kubetrail checkpoint pubkey":    {why: "prints one PEM public key"},
+		"kubetrail prove":                {why: "one proof per event, as JSON lines whose bytes prove --check reads back; --check prints one verdict line per proof"},
 		"kubetrail version":              {formats: report, why: "one line about the build"},
 		"kubetrail policy check":         {formats: report, why: "a report on one file, not a listing"},
 		"kubetrail policy explain":       {formats: []string{"text", "json", "yaml"}, why: "one decision; its -n is the namespace of the request explained, not a scope"},
@@ -85,6 +86,8 @@ var (
 		"output":          "policy init's -o names the file to write (see conventions)",
 		"alert-output":    "a URL, of which file:// is one scheme among several; repeatable",
 		"redact-key-file": "a credential (the redaction key)",
+		"checkpoint":      "a witness's copy of the checkpoints, beside the data folder the command reads",
+		"check":           "prove's argument is an auditID; --check switches it to checking a file of proofs, without the store",
 	}
 	// fileArgs are the commands whose arguments are files, with a
 	// standard input to read for "-" and what the output must then hold.

@@ -19,6 +19,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/server"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 	"github.com/kubetrail/kubetrail/internal/timespec"
+	"github.com/kubetrail/kubetrail/internal/trust"
 )
 
 func serveCmd(e *env) *cobra.Command {
@@ -191,6 +192,7 @@ and at shutdown; reads are refused (503) while it cannot be written.`,
 				db.Close()
 				return err
 			}
+			ret.Sign = func(rec string) string { return trust.SignRetired(signer.Key, rec) }
 			if cfg.AccessLog, err = openAccessLog(dir); err != nil {
 				db.Close()
 				return err

@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -14,8 +16,9 @@ import (
 
 func verifyCmd(e *env) *cobra.Command {
 	var (
-		dir, pubkey, witness string
-		quiet                bool
+		dir, witness string
+		pubkeys      []string
+		quiet        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "verify",
@@ -30,13 +33,16 @@ It also checks tamper evidence (docs/security.md, "Tamper evidence"): it
 recomputes the Merkle root of every sealed WAL segment's events from the
 stored bytes and the hash chain across segments, and names any segment
 whose events were modified, inserted, deleted or reordered (even with
-every checksum recomputed), and any segment deleted, inserted or moved.
+every checksum recomputed), with the event itself (its position
+WAL:ORDINAL, for kubetrail prove --pos, and its auditID), and any segment
+deleted, inserted or moved.
 Segments deleted by retention are recorded in segments/RETIRED and are not
 reported. Events still in the WAL are covered once sealed.
 
-With --pubkey it also checks the signed checkpoints in DATA/checkpoints
+With --pubkey (repeatable: after a key rotation, give the old key and the
+new) it also checks the signed checkpoints in DATA/checkpoints
 (and, with --checkpoint, a copy an external witness kept): each must be
-signed by that key, and the store must still extend it (the chain has, at
+signed by one of the keys, and the store must still extend it (the chain has, at
 the checkpoint's event count, the head it signed). A checkpoint the
 witness holds and the data folder does not means the file was rolled
 back. Only checkpoints held outside the host protect against someone who
@@ -50,20 +56,31 @@ reports them, until you have looked at them and removed them.`,
   kubetrail verify --pubkey kubetrail-checkpoints.pub --checkpoint /mnt/witness/kubetrail-checkpoints`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if witness != "" && pubkey == "" {
+			if witness != "" && len(pubkeys) == 0 {
 				return errors.New("--checkpoint needs --pubkey: a checkpoint is worth its signature")
 			}
 			rep, err := local.Verify(dir, nil)
 			if err != nil {
 				return err
 			}
-			bad, err := checkCheckpoints(dir, pubkey, witness, rep.Chain)
+			pubs, err := loadPublicKeys(pubkeys)
 			if err != nil {
 				return err
 			}
-			for _, b := range bad {
-				rep.Tamper = append(rep.Tamper, local.Damage{Path: filepath.Join(dir, checkpointsName), Reason: b})
+			bad, notes, err := checkCheckpoints(dir, pubs, witness, rep.Chain)
+			if err != nil {
+				return err
 			}
+			// Each line starts with the checkpoint's FILE:LINE.
+			for _, b := range bad {
+				where, why, _ := strings.Cut(b, ": ")
+				rep.Tamper = append(rep.Tamper, local.Damage{Path: where, Reason: why})
+			}
+			for _, n := range notes {
+				where, why, _ := strings.Cut(n, ": ")
+				rep.Notes = append(rep.Notes, local.Damage{Path: where, Reason: why})
+			}
+			rep.Tamper = append(rep.Tamper, checkRetired(rep, pubs)...)
 			for _, d := range rep.Damage {
 				fmt.Fprintln(e.stdout, escape.Text(d.String()))
 			}
@@ -92,37 +109,68 @@ reports them, until you have looked at them and removed them.`,
 	}
 	addDataFlag(cmd, &dir)
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the damaged files")
-	cmd.Flags().StringVar(&pubkey, "pubkey", "", "public key (PEM, from kubetrail checkpoint pubkey) to check the signed checkpoints with")
+	cmd.Flags().StringArrayVar(&pubkeys, "pubkey", nil, "public key (PEM, from kubetrail checkpoint pubkey) to check the signed checkpoints and RETIRED records with; repeatable: after a key rotation, the old key and the new")
 	cmd.Flags().StringVar(&witness, "checkpoint", "", "checkpoints kept by an external witness (kubetrail checkpoint export), checked too")
 	return cmd
 }
 
+// loadPublicKeys reads each --pubkey.
+func loadPublicKeys(paths []string) ([]ed25519.PublicKey, error) {
+	var out []ed25519.PublicKey
+	for _, p := range paths {
+		k, err := trust.LoadPublicKey(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// checkRetired checks the signatures of the RETIRED records with the
+// public key; without one, it notes that they were not checked.
+func checkRetired(rep *local.VerifyReport, pubs []ed25519.PublicKey) []local.Damage {
+	if len(rep.Retired) == 0 {
+		return nil
+	}
+	if len(pubs) == 0 {
+		rep.Notes = append(rep.Notes, local.Damage{Path: rep.RetiredPath, Reason: fmt.Sprintf("%s of segments deleted by retention: their signatures are checked with --pubkey", plural(len(rep.Retired), "record", "records"))})
+		return nil
+	}
+	recs := make([]trust.Retired, len(rep.Retired))
+	for i, r := range rep.Retired {
+		recs[i] = trust.Retired(r)
+	}
+	var out []local.Damage
+	for _, f := range trust.CheckRetired(recs, pubs) {
+		out = append(out, local.Damage{Path: rep.RetiredPath, Reason: f})
+	}
+	return out
+}
+
 // checkCheckpoints checks the data folder's checkpoints and a witness's
 // against the chain; nothing without a public key.
-func checkCheckpoints(dir, pubkey, witness string, chain []local.ChainPoint) ([]string, error) {
-	if pubkey == "" {
-		return nil, nil
-	}
-	pub, err := trust.LoadPublicKey(pubkey)
-	if err != nil {
-		return nil, err
+func checkCheckpoints(dir string, pubs []ed25519.PublicKey, witness string, chain []local.ChainPoint) (bad, notes []string, err error) {
+	if len(pubs) == 0 {
+		return nil, nil, nil
 	}
 	own, err := trust.Read(filepath.Join(dir, checkpointsName))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var wit []trust.Line
 	if witness != "" {
 		if wit, err = trust.Read(witness); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(wit) == 0 {
-			return nil, fmt.Errorf("--checkpoint %s holds no checkpoint", witness)
+			return nil, nil, fmt.Errorf("--checkpoint %s holds no checkpoint", witness)
 		}
 	}
 	points := make([]trust.Point, len(chain))
 	for i, p := range chain {
 		points[i] = trust.Point(p)
 	}
-	return trust.Check(own, wit, pub, points), nil
+	bad, notes = trust.Check(own, wit, pubs, points)
+	return bad, notes, nil
 }

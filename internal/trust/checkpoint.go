@@ -64,6 +64,17 @@ func (c Checkpoint) Valid(pub ed25519.PublicKey) bool {
 	return err == nil && ed25519.Verify(pub, c.Message(), sig)
 }
 
+// validAny reports whether c is signed by one of pubs: after a key
+// rotation, the old key's checkpoints and the new key's (docs/security.md).
+func (c Checkpoint) validAny(pubs []ed25519.PublicKey) bool {
+	for _, p := range pubs {
+		if c.Valid(p) {
+			return true
+		}
+	}
+	return false
+}
+
 // LoadOrCreateKey reads the Ed25519 private key at path (PEM, PKCS #8),
 // creating it, mode 0600, when create is true and there is none.
 func LoadOrCreateKey(path string, create bool) (ed25519.PrivateKey, error) {
@@ -204,24 +215,36 @@ type Point struct {
 	WAL    uint64
 	Events int
 	Head   [32]byte
+	// Retired, when not 0, says the point ends a segment of that many
+	// events that retention deleted: the points inside it are gone.
+	Retired int
 }
 
 // Check checks checkpoints against the store's chain points: each must be
-// signed by pub and the store must still extend it (the chain, at the
+// signed by one of pubs and the store must still extend it (the chain, at the
 // checkpoint's tree size, has the head it signed). witness, when given,
 // are checkpoints kept outside the folder: each must also be in local
 // (else the local file was rolled back or cut). It returns one line per
-// finding.
-func Check(local, witness []Line, pub ed25519.PublicKey, points []Point) []string {
-	var out []string
+// finding, and notes: a checkpoint whose tree size falls inside a segment
+// retention deleted (one compacted from several WAL segments) can only
+// have its signature checked.
+func Check(local, witness []Line, pubs []ed25519.PublicKey, points []Point) (out, notes []string) {
 	at := map[int]Point{}
 	last := 0
 	for _, p := range points {
 		at[p.Events] = p
 		last = max(last, p.Events)
 	}
+	retired := func(events int) bool {
+		for _, p := range points {
+			if p.Retired > 0 && p.Events-p.Retired < events && events < p.Events {
+				return true
+			}
+		}
+		return false
+	}
 	check := func(l Line) {
-		if !l.Valid(pub) {
+		if !l.validAny(pubs) {
 			out = append(out, fmt.Sprintf("%s: signature does not verify with the public key (key %s): re-signed with another key, or altered", l.where(), l.Key))
 			return
 		}
@@ -230,6 +253,8 @@ func Check(local, witness []Line, pub ed25519.PublicKey, points []Point) []strin
 		case ok && hex.EncodeToString(p.Head[:]) == l.Head:
 		case ok:
 			out = append(out, fmt.Sprintf("%s: the store no longer extends this checkpoint (%d events, signed %s): its chain head after WAL segment %d differs: history was rewritten", l.where(), l.Events, l.Time.Format(time.RFC3339), p.WAL))
+		case retired(l.Events):
+			notes = append(notes, fmt.Sprintf("%s: the checkpoint's tree size (%d events) falls inside a segment retention deleted: only its signature is checked", l.where(), l.Events))
 		case l.Events > last:
 			out = append(out, fmt.Sprintf("%s: the checkpoint (signed %s) covers %d events, the store's chain only %d: sealed segments or WAL segments were deleted or cut below a signed checkpoint", l.where(), l.Time.Format(time.RFC3339), l.Events, last))
 		default:
@@ -252,5 +277,5 @@ func Check(local, witness []Line, pub ed25519.PublicKey, points []Point) []strin
 			out = append(out, fmt.Sprintf("%s: the witness holds this checkpoint (signed %s) and the data folder's checkpoints file does not: it was rolled back or cut", l.where(), l.Time.Format(time.RFC3339)))
 		}
 	}
-	return out
+	return out, notes
 }

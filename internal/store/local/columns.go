@@ -835,6 +835,24 @@ func (r *segmentReader) readLengths(dec *zstd.Decoder, dst []uint32, sc *scratch
 	return out, nil
 }
 
+// readPrints returns the events' leaf prints (docs/adr/0018), or nil for
+// a segment written before they were kept.
+func (r *segmentReader) readPrints(dec *zstd.Decoder) ([]byte, error) {
+	t := r.meta.Trust
+	if t == nil || t.PrintsLen == 0 {
+		return nil, nil
+	}
+	var sc *scratch
+	plain, err := sc.frame(r, dec, t.PrintsOff, t.PrintsLen)
+	if err != nil {
+		return nil, r.fail("leaf prints", err)
+	}
+	if len(plain) != r.meta.Count*leafPrintBytes {
+		return nil, r.fail("leaf prints", fmt.Errorf("%d bytes for %d events", len(plain), r.meta.Count))
+	}
+	return plain, nil
+}
+
 // readBloom returns a column's Bloom filter, or nil when it has none.
 func (r *segmentReader) readBloom(c Column) (*bloom, error) {
 	m := r.meta.Columns[c]

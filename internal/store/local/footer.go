@@ -22,8 +22,10 @@ import (
 //	columns:  n, then n times kind values off dictLen idsLen rareLen
 //	time, received, lengths: off len each
 //	parts:    n, then n times wal first count
-//	trust:    (optional, docs/adr/0016) byte 'T', flags (1: linked),
-//	          prev chain head (32 bytes, when linked), n, n roots (32 bytes)
+//	trust:    (optional, docs/adr/0016) byte 'T', flags (1: linked,
+//	          2: prints), prev chain head (32 bytes, when linked), n, n
+//	          roots (32 bytes), then (when prints, docs/adr/0018) the leaf
+//	          prints frame's off and len
 //	crc32c    4 bytes little endian
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -91,15 +93,24 @@ func (m *segmentMeta) appendBinary(b []byte) []byte {
 	}
 	if t := m.Trust; t != nil {
 		b = append(b, trustTag)
+		flags := byte(0)
 		if t.Linked {
-			b = append(b, 1)
+			flags |= trustLinked
+		}
+		if t.PrintsLen > 0 {
+			flags |= trustPrints
+		}
+		b = append(b, flags)
+		if t.Linked {
 			b = append(b, t.Prev[:]...)
-		} else {
-			b = append(b, 0)
 		}
 		u(uint64(len(t.Roots)))
 		for _, r := range t.Roots {
 			b = append(b, r[:]...)
+		}
+		if t.PrintsLen > 0 {
+			u(uint64(t.PrintsOff))
+			u(uint64(t.PrintsLen))
 		}
 	}
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
@@ -148,15 +159,21 @@ func (d *metaDecoder) n(min int) int {
 	return int(v)
 }
 
-// trustTag starts the optional trust section of a meta.
-const trustTag = 'T'
+// trustTag starts the optional trust section of a meta; its flags say
+// what follows.
+const (
+	trustTag    = 'T'
+	trustLinked = 1
+	trustPrints = 2
+)
 
 // trust reads the trust section, tag included.
 func (d *metaDecoder) trust() (*segTrust, error) {
-	if len(d.b) < 2 || d.b[1] > 1 {
+	if len(d.b) < 2 || d.b[1]&^(trustLinked|trustPrints) != 0 {
 		return nil, errors.New("meta trust section is damaged")
 	}
-	t := &segTrust{Linked: d.b[1] == 1}
+	flags := d.b[1]
+	t := &segTrust{Linked: flags&trustLinked != 0}
 	d.b = d.b[2:]
 	if t.Linked {
 		if len(d.b) < len(t.Prev) {
@@ -169,6 +186,12 @@ func (d *metaDecoder) trust() (*segTrust, error) {
 	for k := range t.Roots {
 		copy(t.Roots[k][:], d.b)
 		d.b = d.b[len(hash{}):]
+	}
+	if flags&trustPrints != 0 {
+		t.PrintsOff, t.PrintsLen = d.int64(), d.int64()
+		if d.err == nil && t.PrintsLen == 0 {
+			return nil, errors.New("meta trust section is damaged")
+		}
 	}
 	return t, d.err
 }

@@ -2,7 +2,8 @@ package local
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
+
+	"github.com/kubetrail/kubetrail/internal/trust"
 )
 
 // Tamper evidence (docs/adr/0016-merkle-roots-and-hash-chain.md): every
@@ -14,29 +15,18 @@ import (
 //	head_w = SHA-256(head_prev || root_w || WAL number w || events of w)
 //
 // (the numbers 8 bytes big endian). Leaves are recomputed from the stored
-// bytes, never stored. A WAL segment is the unit because it never changes
+// bytes; each segment keeps only a short print of each (leafPrint), to
+// name the event that changed. A WAL segment is the unit because it never changes
 // once sealed: compaction concatenates units and keeps each unit's root.
 
 // hash is a SHA-256 digest.
-type hash = [sha256.Size]byte
+type hash = trust.Hash
 
-// leafHash is RFC 6962's hash of one leaf: an event's stored bytes.
-func leafHash(raw []byte) hash {
-	h := sha256.New()
-	h.Write([]byte{0})
-	h.Write(raw)
-	var out hash
-	h.Sum(out[:0])
-	return out
-}
-
-// nodeHash is RFC 6962's hash of an inner node.
-func nodeHash(l, r hash) hash {
-	var b [1 + 2*sha256.Size]byte
-	b[0] = 1
-	copy(b[1:], l[:])
-	copy(b[1+sha256.Size:], r[:])
-	return sha256.Sum256(b[:])
+// The hashes are trust's, which checks proofs without the store.
+func leafHash(raw []byte) hash { return trust.LeafHash(raw) }
+func nodeHash(l, r hash) hash  { return trust.NodeHash(l, r) }
+func chainStep(prev, root hash, seq uint64, count int) hash {
+	return trust.ChainStep(prev, root, seq, count)
 }
 
 // merkle computes an RFC 6962 tree head over leaves given one at a time,
@@ -47,8 +37,14 @@ type merkle struct {
 	n     uint64
 }
 
-func (m *merkle) add(raw []byte) {
-	h, size := leafHash(raw), uint64(1)
+// add adds a leaf, an event's stored bytes, and returns its leaf hash.
+func (m *merkle) add(raw []byte) hash {
+	return m.addLeaf(leafHash(raw))
+}
+
+// addLeaf adds a leaf given its hash.
+func (m *merkle) addLeaf(leaf hash) hash {
+	h, size := leaf, uint64(1)
 	for len(m.sizes) > 0 && m.sizes[len(m.sizes)-1] == size {
 		h = nodeHash(m.stack[len(m.stack)-1], h)
 		size *= 2
@@ -56,6 +52,7 @@ func (m *merkle) add(raw []byte) {
 	}
 	m.stack, m.sizes = append(m.stack, h), append(m.sizes, size)
 	m.n++
+	return leaf
 }
 
 // root returns the tree head of the leaves so far: RFC 6962 splits n
@@ -74,17 +71,6 @@ func (m *merkle) root() hash {
 
 func (m *merkle) reset() { m.stack, m.sizes, m.n = m.stack[:0], m.sizes[:0], 0 }
 
-// chainStep links a unit (WAL segment seq, count events, Merkle root) to
-// the chain head before it.
-func chainStep(prev, root hash, seq uint64, count int) hash {
-	var b [2*sha256.Size + 16]byte
-	copy(b[:], prev[:])
-	copy(b[sha256.Size:], root[:])
-	binary.BigEndian.PutUint64(b[2*sha256.Size:], seq)
-	binary.BigEndian.PutUint64(b[2*sha256.Size+8:], uint64(count))
-	return sha256.Sum256(b[:])
-}
-
 // segTrust is what a segment's meta holds for tamper evidence: the root of
 // each of its parts (parts(): one per WAL segment, in order) and, when
 // Linked, the chain head before its first part. A segment sealed while the
@@ -94,6 +80,10 @@ type segTrust struct {
 	Linked bool
 	Prev   hash
 	Roots  []hash
+	// PrintsOff and PrintsLen locate a zstd frame of every event's leaf
+	// print (leafPrintBytes each, in arrival order); 0 in segments
+	// written before prints were kept.
+	PrintsOff, PrintsLen int64
 }
 
 // head returns the chain head after the segment's last part.
@@ -104,3 +94,14 @@ func (t *segTrust) head(parts []walPart) hash {
 	}
 	return h
 }
+
+// leafPrintBytes is how much of each event's leaf hash a segment keeps
+// (docs/adr/0018-trust-event-level-evidence.md): enough to name the event
+// whose bytes changed (a changed event keeps its print by chance once in
+// 65,536), 2 bytes an event where events take 87 stored. The root, not
+// the print, is what proves: an attacker can rewrite prints as easily as
+// events, and the root still tells.
+const leafPrintBytes = 2
+
+// appendLeafPrint appends a leaf hash's print.
+func appendLeafPrint(b []byte, leaf hash) []byte { return append(b, leaf[:leafPrintBytes]...) }

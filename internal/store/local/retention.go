@@ -21,6 +21,11 @@ type Retention struct {
 	// MaxBytes drops the oldest segments while all segments together take
 	// more than this; 0 sets no limit.
 	MaxBytes int64
+	// Sign, when not nil, signs each record retention appends to
+	// segments/RETIRED (trust.SignRetired with the checkpoint key), so
+	// that verify --pubkey tells a deletion by retention from a deletion
+	// with a forged record.
+	Sign func(record string) string
 }
 
 // Enforce deletes the segments the retention rules say to drop and returns
@@ -82,7 +87,7 @@ func (db *DB) Enforce(r Retention, now time.Time) (int, int64, error) {
 	}
 	// Recorded before the segments leave the manifest: a segment gone but
 	// not recorded would be reported as deleted by an attacker.
-	if err := retire(db.fs, segDir, recs, db.opts.NoSync); err != nil {
+	if err := retire(db.fs, segDir, recs, r.Sign, db.opts.NoSync); err != nil {
 		unlock()
 		return 0, 0, err
 	}

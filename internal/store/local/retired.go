@@ -19,11 +19,14 @@ import (
 // then one line per segment:
 //
 //	kubetrail retired segments 1
-//	NAME EVENTS PREV HEAD
+//	NAME EVENTS PREV HEAD [SIG]
 //
 // PREV and HEAD are the chain heads before and after the segment, in hex,
-// or "-" for a segment that was not linked. Lines are only added, before
-// the segment leaves the manifest; the file is replaced atomically.
+// or "-" for a segment that was not linked. SIG is the checkpoint key's
+// Ed25519 signature of the rest of the line (trust.SignRetired), which
+// verify --pubkey checks: without it, whoever deletes a segment could
+// write its record (docs/adr/0018). Lines are only added, before the
+// segment leaves the manifest; the file is replaced atomically.
 const (
 	retiredName   = "RETIRED"
 	retiredHeader = "kubetrail retired segments 1"
@@ -37,9 +40,11 @@ type retiredSeg struct {
 	count       int
 	linked      bool
 	prev, head  hash
+	sig         string // hex; "" when retention had no key
 }
 
-func (r retiredSeg) line() string {
+// record is what the signature covers: the line without it.
+func (r retiredSeg) record() string {
 	p, h := "-", "-"
 	if r.linked {
 		p, h = hex.EncodeToString(r.prev[:]), hex.EncodeToString(r.head[:])
@@ -47,12 +52,22 @@ func (r retiredSeg) line() string {
 	return fmt.Sprintf("%s %d %s %s", r.name, r.count, p, h)
 }
 
+func (r retiredSeg) line() string {
+	if r.sig == "" {
+		return r.record()
+	}
+	return r.record() + " " + r.sig
+}
+
 func parseRetired(line string) (retiredSeg, bool) {
 	f := strings.Fields(line)
-	if len(f) != 4 {
+	if len(f) != 4 && len(f) != 5 {
 		return retiredSeg{}, false
 	}
 	r := retiredSeg{name: f[0]}
+	if len(f) == 5 {
+		r.sig = f[4]
+	}
 	var ok bool
 	if r.first, r.last, ok = segmentRange(f[0]); !ok {
 		return r, false
@@ -96,8 +111,9 @@ func readRetired(fs vfs.FS, dir string) ([]retiredSeg, []Damage, error) {
 }
 
 // retire appends the records of segments about to be deleted by
-// retention. The caller must hold the exclusive segments lock.
-func retire(fs vfs.FS, dir string, segs []retiredSeg, noSync bool) error {
+// retention, each signed by sign when not nil. The caller must hold the
+// exclusive segments lock.
+func retire(fs vfs.FS, dir string, segs []retiredSeg, sign func(record string) string, noSync bool) error {
 	path := filepath.Join(dir, retiredName)
 	b, ok, err := readListFile(fs, path)
 	if err != nil {
@@ -112,6 +128,9 @@ func retire(fs vfs.FS, dir string, segs []retiredSeg, noSync bool) error {
 		// Recorded already when a crash stopped the deletion that
 		// followed: one record a segment.
 		if !bytes.Contains(b, []byte("\n"+s.name+" ")) {
+			if sign != nil {
+				s.sig = sign(s.record())
+			}
 			buf.WriteString(s.line() + "\n")
 		}
 	}
@@ -155,4 +174,12 @@ func retiredOf(fs vfs.FS, path string) (retiredSeg, error) {
 		s.linked, s.prev, s.head = true, t.Prev, t.head(r.meta.parts())
 	}
 	return s, nil
+}
+
+// RetiredRecord is one line of segments/RETIRED, for verify to check its
+// signature (trust.RetiredValid) against the checkpoint key.
+type RetiredRecord struct {
+	// Name is the segment retired; Record the signed text; Sig the
+	// signature in hex, "" when the line has none.
+	Name, Record, Sig string
 }

@@ -335,6 +335,8 @@ type segmentWriter struct {
 	// roots are those of the parts before it.
 	tree  merkle
 	roots []hash
+	// prints holds every event's leaf print, in arrival order.
+	prints []byte
 	// bufs, when not nil, lent the buffers above and gets them back.
 	bufs *writerBufs
 	// crashAt, set by tests, is asked at each step of finish; true stops
@@ -455,7 +457,7 @@ func (w *segmentWriter) add(e entry, haveCols bool) error {
 	if g.Count == 0 || e.time > g.MaxTime {
 		g.MaxTime = e.time
 	}
-	w.tree.add(e.raw)
+	w.prints = appendLeafPrint(w.prints, w.tree.add(e.raw))
 	w.starts = append(w.starts, len(w.group))
 	w.group = append(w.group, e.raw...)
 	w.group = append(w.group, '\n')
@@ -560,6 +562,26 @@ func (w *segmentWriter) writeBlock(bm *blockMeta) error {
 	return nil
 }
 
+// writePrints writes the events' leaf prints, when the segment has a
+// trust section, as one zstd frame after the columns.
+func (w *segmentWriter) writePrints() error {
+	if w.meta.Trust == nil || w.meta.Count == 0 {
+		return nil
+	}
+	if len(w.prints) != w.meta.Count*leafPrintBytes {
+		return fmt.Errorf("BUG: %d events in the segment, %d leaf prints", w.meta.Count, len(w.prints)/leafPrintBytes)
+	}
+	w.comp = w.enc.EncodeAll(w.prints, w.comp[:0])
+	if _, err := w.f.Write(w.comp); err != nil {
+		return fmt.Errorf("write segment leaf prints: %w", err)
+	}
+	t := *w.meta.Trust
+	t.PrintsOff, t.PrintsLen = w.off, int64(len(w.comp))
+	w.meta.Trust = &t
+	w.off += t.PrintsLen
+	return nil
+}
+
 // finish writes the meta, syncs, and renames the file into place.
 func (w *segmentWriter) finish(noSync bool) (string, error) {
 	if err := w.flushGroup(); err != nil {
@@ -581,6 +603,10 @@ func (w *segmentWriter) finish(noSync bool) (string, error) {
 		return "", fmt.Errorf("write segment columns: %w", err)
 	}
 	w.off += int64(len(cols))
+	if err := w.writePrints(); err != nil {
+		w.abort()
+		return "", err
+	}
 	w.meta.Columns = metas
 	w.meta.Time, w.meta.Received, w.meta.Lengths = times[0], times[1], times[2]
 	tail := w.meta.appendBinary(nil)

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -81,16 +82,25 @@ func verifyTrust(t *testing.T, dir string) *VerifyReport {
 }
 
 // rewriteSegment replaces the segment at path by one holding the events
-// change returns, with the same WAL range, parts and trust section, and
-// every checksum right: what an attacker who knows the format does.
+// change returns, with the same WAL range, parts, trust section and (when
+// the count is the same) leaf prints, and every checksum right: what an
+// attacker who knows the format and edits events does.
 func rewriteSegment(t *testing.T, path string, change func([]entry) []entry) {
 	t.Helper()
-	rewrite(t, path, change, false)
+	rewrite(t, path, change, keepPrints)
 }
 
-// rewrite is rewriteSegment; with reroot the segment's (one) Merkle root
-// is recomputed from the changed events too.
-func rewrite(t *testing.T, path string, change func([]entry) []entry, reroot bool) {
+// How rewrite treats what is sealed with the events.
+type rewriteMode int
+
+const (
+	keepPrints rewriteMode = iota // the old prints and roots
+	newPrints                     // prints of the changed events, the old roots
+	reroot                        // prints and the (one) root of the changed events
+)
+
+// rewrite is rewriteSegment with the prints and roots mode says.
+func rewrite(t *testing.T, path string, change func([]entry) []entry, mode rewriteMode) {
 	t.Helper()
 	r, err := openSegment(vfs.OS, path)
 	if err != nil {
@@ -104,6 +114,10 @@ func rewrite(t *testing.T, path string, change func([]entry) []entry, reroot boo
 		evs = append(evs, e)
 		return nil
 	}); err != nil {
+		t.Fatal(err)
+	}
+	prints, err := r.readPrints(dec)
+	if err != nil {
 		t.Fatal(err)
 	}
 	meta := r.meta
@@ -120,7 +134,10 @@ func rewrite(t *testing.T, path string, change func([]entry) []entry, reroot boo
 		}
 	}
 	w.meta.Parts, w.meta.Trust = meta.Parts, meta.Trust
-	if reroot {
+	if mode == keepPrints && len(prints) == len(w.prints) {
+		w.prints = prints
+	}
+	if mode == reroot {
 		forged := *meta.Trust
 		forged.Roots = []hash{w.tree.root()}
 		w.meta.Trust = &forged
@@ -175,21 +192,51 @@ func TestVerifyFindsTampering(t *testing.T) {
 	}
 	t.Run("modified event", func(t *testing.T) {
 		d := copyStore(t)
-		seg := liveSegments(t, d)[20].path
-		rewriteSegment(t, seg, func(evs []entry) []entry {
+		s := liveSegments(t, d)[20]
+		var id string
+		rewriteSegment(t, s.path, func(evs []entry) []entry {
 			evs[7].raw = bytes.Replace(evs[7].raw, []byte(`"pod-`), []byte(`"pox-`), 1)
+			id = auditIDOf(evs[7].raw)
 			return evs
 		})
-		wantTamper(t, verifyTrust(t, d), seg, "events 0-49 (WAL segment")
+		// Named by its position and auditID, not only its range.
+		wantTamper(t, verifyTrust(t, d), s.path, fmt.Sprintf("events 0-49 (WAL segment %d) do not give the Merkle root sealed with them: an event was modified, inserted, deleted or reordered; event %d:7 (auditID %q, segment ordinal 7) was modified or replaced", s.first, s.first, id))
+	})
+	t.Run("modified event and its leaf print", func(t *testing.T) {
+		// The prints rewritten too: the root still tells, the event
+		// cannot be named.
+		d := copyStore(t)
+		seg := liveSegments(t, d)[20].path
+		rewrite(t, seg, func(evs []entry) []entry {
+			evs[7].raw = bytes.Replace(evs[7].raw, []byte(`"pod-`), []byte(`"pox-`), 1)
+			return evs
+		}, newPrints)
+		wantTamper(t, verifyTrust(t, d), seg, "reordered; every event still gives the leaf print sealed with it, so the one changed cannot be named")
 	})
 	t.Run("swapped events", func(t *testing.T) {
 		d := copyStore(t)
-		seg := liveSegments(t, d)[30].path
-		rewriteSegment(t, seg, func(evs []entry) []entry {
+		s := liveSegments(t, d)[30]
+		rewriteSegment(t, s.path, func(evs []entry) []entry {
 			evs[3], evs[4] = evs[4], evs[3]
 			return evs
 		})
-		wantTamper(t, verifyTrust(t, d), seg, "modified, inserted, deleted or reordered")
+		wantTamper(t, verifyTrust(t, d), s.path, fmt.Sprintf("modified, inserted, deleted or reordered; events %d:3 (auditID", s.first))
+		wantTamper(t, verifyTrust(t, d), s.path, ") exchanged places")
+	})
+	t.Run("altered leaf prints", func(t *testing.T) {
+		// Events untouched, prints changed: the root holds, the prints
+		// do not, and that is tampering too.
+		d := copyStore(t)
+		seg := liveSegments(t, d)[25].path
+		rewrite(t, seg, func(evs []entry) []entry {
+			evs[2].raw = bytes.Replace(evs[2].raw, []byte(`"pod-`), []byte(`"pox-`), 1)
+			return evs
+		}, newPrints)
+		rewriteSegment(t, seg, func(evs []entry) []entry {
+			evs[2].raw = bytes.Replace(evs[2].raw, []byte(`"pox-`), []byte(`"pod-`), 1)
+			return evs
+		})
+		wantTamper(t, verifyTrust(t, d), seg, "give the Merkle root sealed with them, but 1 of their leaf prints differ: the prints were altered")
 	})
 	t.Run("deleted event", func(t *testing.T) {
 		d := copyStore(t)
@@ -298,7 +345,7 @@ func TestCheckpointCatchesAConsistentRewrite(t *testing.T) {
 		}
 		return out
 	}
-	if f := trust.Check(nil, []trust.Line{cp}, key.Public().(ed25519.PublicKey), points(rep)); len(f) != 1 || !strings.Contains(f[0], "data folder's checkpoints file does not") {
+	if f, _ := trust.Check(nil, []trust.Line{cp}, []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}, points(rep)); len(f) != 1 || !strings.Contains(f[0], "data folder's checkpoints file does not") {
 		t.Fatalf("untouched store, checkpoint only with the witness: %v", f)
 	}
 	segs := liveSegments(t, dir)
@@ -306,12 +353,12 @@ func TestCheckpointCatchesAConsistentRewrite(t *testing.T) {
 	rewrite(t, path, func(evs []entry) []entry {
 		evs[0].raw = bytes.Replace(evs[0].raw, []byte(`"pod-`), []byte(`"pox-`), 1)
 		return evs
-	}, true)
+	}, reroot)
 	after := verifyTrust(t, dir)
 	if len(after.Tamper) != 0 || len(after.Damage) != 0 {
 		t.Fatalf("a consistent rewrite was meant to pass the roots and the chain: %v %v", after.Tamper, after.Damage)
 	}
-	f := trust.Check([]trust.Line{cp}, nil, key.Public().(ed25519.PublicKey), points(after))
+	f, _ := trust.Check([]trust.Line{cp}, nil, []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}, points(after))
 	if len(f) != 1 || !strings.Contains(f[0], "history was rewritten") {
 		t.Fatalf("checkpoint findings %v, want the rewrite", f)
 	}

@@ -28,6 +28,11 @@ type VerifyReport struct {
 	// Chain is the hash chain's head after each sealed WAL segment, in WAL
 	// order, to check signed checkpoints against.
 	Chain []ChainPoint
+	// Retired lists the records of segments/RETIRED, whose signatures
+	// only the checkpoint key's owner can check.
+	Retired []RetiredRecord
+	// RetiredPath is the RETIRED file's path.
+	RetiredPath string
 	// Unsealed counts the events still in the WAL: they are covered once
 	// sealed.
 	Unsealed int
@@ -149,6 +154,10 @@ func VerifyFS(fs vfs.FS, dir string, progress func(path string)) (*VerifyReport,
 	for _, r := range open {
 		present[filepath.Base(r.f.Name())] = true
 	}
+	rep.RetiredPath = filepath.Join(segPath, retiredName)
+	for _, r := range retired {
+		rep.Retired = append(rep.Retired, RetiredRecord{Name: r.name, Record: r.record(), Sig: r.sig})
+	}
 	for i := range retired {
 		// Recorded, then a crash before its deletion: still a segment.
 		if !present[retired[i].name] {
@@ -179,7 +188,7 @@ func VerifyFS(fs vfs.FS, dir string, progress func(path string)) (*VerifyReport,
 		}
 		it := chainItem{first: r.meta.WALFirst, path: r.f.Name(), meta: &r.meta}
 		if r.meta.Trust != nil && len(damaged) == 0 {
-			if it.roots, err = segmentRoots(r, dec); err != nil {
+			if err = segmentRoots(&it, r, dec); err != nil {
 				dl.add(r.f.Name(), err.Error())
 			}
 		}

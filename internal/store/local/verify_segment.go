@@ -69,6 +69,8 @@ func verifySegmentReader(r *segmentReader) []Damage {
 	if err == nil && times != nil {
 		bad(r.checkTimes(times))
 	}
+	_, err = r.readPrints(dec)
+	bad(err)
 	var lengths []uint32
 	if r.meta.Version >= 3 {
 		lengths, err = r.readLengths(dec, nil, nil)
@@ -130,6 +132,9 @@ func (r *segmentReader) checkTiling() error {
 		if m.IDsLen > 0 {
 			spans = append(spans, span{m.DictOff, m.IDsLen, m.Name + " column"})
 		}
+	}
+	if t := r.meta.Trust; t != nil && t.PrintsLen > 0 {
+		spans = append(spans, span{t.PrintsOff, t.PrintsLen, "leaf prints"})
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].off < spans[j].off })
 	at := int64(len(segMagic))

@@ -2,9 +2,11 @@ package local
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -19,6 +21,10 @@ type ChainPoint struct {
 	Events int
 	// Head is the chain head after WAL.
 	Head [32]byte
+	// Retired, when not 0, says the point ends a RETIRED record of that
+	// many events: retention deleted a segment (perhaps compacted from
+	// several WAL segments), and the chain points inside it are gone.
+	Retired int
 }
 
 // chainItem is one sealed or retired segment in WAL order, for the walk.
@@ -28,25 +34,100 @@ type chainItem struct {
 	retired *retiredSeg
 	meta    *segmentMeta
 	roots   []hash // recomputed from the stored bytes; nil when not covered
+	// diffs lists, per part, the events whose leaf hash differs from the
+	// print sealed with it; prints says the segment has prints.
+	diffs  [][]leafDiff
+	prints bool
 }
 
-// segmentRoots recomputes the Merkle root of each part of r from its
-// stored bytes, in arrival order.
-func segmentRoots(r *segmentReader, dec *zstd.Decoder) ([]hash, error) {
+// leafDiff is an event whose recomputed leaf print is not the one sealed.
+type leafDiff struct {
+	ord       int // ordinal in its part (WAL segment)
+	got, want [leafPrintBytes]byte
+	auditID   string
+}
+
+// maxLeafDiffs bounds the events a part's findings keep: a rewritten
+// segment may differ everywhere.
+const maxLeafDiffs = 1000
+
+// segmentRoots recomputes the Merkle root of each part of it from its
+// stored bytes, in arrival order, and compares each event's leaf hash with
+// the print sealed with it (docs/adr/0018), to name the events changed.
+func segmentRoots(it *chainItem, r *segmentReader, dec *zstd.Decoder) error {
+	prints, err := r.readPrints(dec)
+	if err != nil {
+		return err
+	}
 	parts := r.meta.parts()
-	roots := make([]hash, 0, len(parts))
+	it.roots = make([]hash, 0, len(parts))
+	it.diffs = make([][]leafDiff, len(parts))
+	it.prints = prints != nil
 	var m merkle
 	pi := 0
-	err := r.scan(dec, nil, func(e entry) error {
-		m.add(e.raw)
+	return r.scan(dec, nil, func(e entry) error {
+		leaf := m.add(e.raw)
+		if p := prints[min(len(prints), e.ord*leafPrintBytes):]; len(p) >= leafPrintBytes && [leafPrintBytes]byte(leaf[:]) != [leafPrintBytes]byte(p) && pi < len(parts) && len(it.diffs[pi]) < maxLeafDiffs {
+			it.diffs[pi] = append(it.diffs[pi], leafDiff{ord: int(m.n) - 1, got: [leafPrintBytes]byte(leaf[:]), want: [leafPrintBytes]byte(p), auditID: auditIDOf(e.raw)})
+		}
 		for pi < len(parts) && int(m.n) == parts[pi].Count {
-			roots = append(roots, m.root())
+			it.roots = append(it.roots, m.root())
 			m.reset()
 			pi++
 		}
 		return nil
 	})
-	return roots, err
+}
+
+// auditIDOf finds an event's auditID in its stored bytes, for a message.
+func auditIDOf(raw []byte) string {
+	var ev struct {
+		AuditID string `json:"auditID"`
+	}
+	json.Unmarshal(raw, &ev)
+	return ev.AuditID
+}
+
+// describeDiffs names the events of part p whose leaf prints differ: two
+// that exchanged places, or each one changed.
+func describeDiffs(diffs []leafDiff, p walPart, prints bool) string {
+	if !prints {
+		return ""
+	}
+	if len(diffs) == 0 {
+		return "; every event still gives the leaf print sealed with it, so the one changed cannot be named (the prints were rewritten too, or the change kept its print, once in 65,536)"
+	}
+	var names []string
+	paired := map[int]bool{}
+	for i, a := range diffs {
+		if paired[i] {
+			continue
+		}
+		swapped := false
+		for j := i + 1; j < len(diffs); j++ {
+			if b := diffs[j]; !paired[j] && a.got == b.want && b.got == a.want {
+				names = append(names, fmt.Sprintf("events %s and %s exchanged places", eventName(p, a), eventName(p, b)))
+				paired[j], swapped = true, true
+				break
+			}
+		}
+		if !swapped {
+			names = append(names, fmt.Sprintf("event %s was modified or replaced", eventName(p, a)))
+		}
+	}
+	const show = 5
+	more := ""
+	if len(names) > show {
+		more = fmt.Sprintf(", and %d more", len(names)-show)
+		names = names[:show]
+	}
+	return "; " + strings.Join(names, ", ") + more
+}
+
+// eventName is how a finding names an event: its position (kubetrail
+// prove --pos) and auditID.
+func eventName(p walPart, d leafDiff) string {
+	return fmt.Sprintf("%s (auditID %q, segment ordinal %d)", Pos{WAL: p.WAL, Ord: d.ord}, d.auditID, p.First+d.ord)
 }
 
 // checkChain checks each covered segment's roots against its stored bytes
@@ -67,7 +148,7 @@ func checkChain(items []chainItem, retiredPath string) (tamper, notes []Damage, 
 					tamper = append(tamper, Damage{Path: retiredPath, Reason: fmt.Sprintf("record of %s does not follow the chain after %s: the record or the segments around it were altered", r.name, prevName)})
 				}
 				head, have = r.head, true
-				points = append(points, ChainPoint{WAL: r.last, Events: events + r.count, Head: head})
+				points = append(points, ChainPoint{WAL: r.last, Events: events + r.count, Head: head, Retired: r.count})
 			} else {
 				have, broken = false, true
 			}
@@ -86,8 +167,14 @@ func checkChain(items []chainItem, retiredPath string) (tamper, notes []Damage, 
 		}
 		parts := m.parts()
 		for i, p := range parts {
-			if it.roots != nil && i < len(it.roots) && it.roots[i] != t.Roots[i] {
-				tamper = append(tamper, Damage{Path: it.path, Reason: fmt.Sprintf("events %d-%d (WAL segment %d) do not give the Merkle root sealed with them: an event was modified, inserted, deleted or reordered", p.First, p.First+p.Count-1, p.WAL)})
+			if it.roots == nil || i >= len(it.roots) {
+				continue
+			}
+			switch {
+			case it.roots[i] != t.Roots[i]:
+				tamper = append(tamper, Damage{Path: it.path, Reason: fmt.Sprintf("events %d-%d (WAL segment %d) do not give the Merkle root sealed with them: an event was modified, inserted, deleted or reordered%s", p.First, p.First+p.Count-1, p.WAL, describeDiffs(it.diffs[i], p, it.prints))})
+			case len(it.diffs[i]) > 0:
+				tamper = append(tamper, Damage{Path: it.path, Reason: fmt.Sprintf("events %d-%d (WAL segment %d) give the Merkle root sealed with them, but %d of their leaf prints differ: the prints were altered", p.First, p.First+p.Count-1, p.WAL, len(it.diffs[i]))})
 			}
 		}
 		switch {
