@@ -75,39 +75,38 @@ func (s *Store) nextSeq() uint64 {
 }
 
 // Append inserts a batch and returns once ClickHouse has written it to a
-// part (see docs/adr/0012 on what that guarantees). Copies of an event
-// within the batch are dropped and counted as duplicates; copies of events
-// stored by earlier batches are inserted and removed by the engine
-// (ReplacingMergeTree, read FINAL), and are not counted here.
+// part (docs/adr/0013 says what that guarantees; a Collector adds a WAL in
+// front). Copies of an event within the batch are dropped and counted as
+// duplicates; copies of events stored by earlier batches are inserted and
+// removed by the engine (ReplacingMergeTree, read FINAL), and are not
+// counted here.
 func (s *Store) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Result, error) {
-	var res pipeline.Result
-	seq := s.nextSeq()
-	seen := make(map[local.Key]bool, len(b.Records))
-	rows := make([]byte, 0, 64<<10)
-	ord := uint32(0)
-	for i := range b.Records {
-		r := &b.Records[i]
-		k := local.KeyOf(b.Cluster, r.Raw)
-		if seen[k] {
-			res.Duplicates++
-			continue
-		}
-		seen[k] = true
-		rows = encodeRow(rows, b, r, k, seq, ord)
-		ord++
-		res.Stored++
-	}
+	rows, res := appendRows(make([]byte, 0, 64<<10), b)
 	if res.Stored == 0 {
 		return res, nil
 	}
-	err := s.c.insert(ctx, "INSERT INTO "+s.db+".events ("+columnList()+") FORMAT RowBinary", rows)
-	if errors.Is(err, ErrUnreachable) {
-		return pipeline.Result{}, fmt.Errorf("%w: %v", pipeline.ErrUnavailable, err)
-	}
+	st := stamper{seq: s.nextSeq()}
+	body, err := st.add(make([]byte, 0, len(rows)+len(rows)/8), rows)
 	if err != nil {
-		return pipeline.Result{}, fmt.Errorf("insert into %s.events: %w", s.db, err)
+		return pipeline.Result{}, err
+	}
+	if err := s.insertRows(ctx, body); err != nil {
+		return pipeline.Result{}, err
 	}
 	return res, nil
+}
+
+// insertRows sends an insert's body (rows stamped by a stamper). An
+// unreachable server is pipeline.ErrUnavailable.
+func (s *Store) insertRows(ctx context.Context, body []byte) error {
+	err := s.c.insert(ctx, "INSERT INTO "+s.db+".events ("+insertColumns()+") FORMAT RowBinary", body)
+	if errors.Is(err, ErrUnreachable) {
+		return fmt.Errorf("%w: %v", pipeline.ErrUnavailable, err)
+	}
+	if err != nil {
+		return fmt.Errorf("insert into %s.events: %w", s.db, err)
+	}
+	return nil
 }
 
 // dayOf is the partition of an event time: its UTC day, days before 1970
@@ -120,17 +119,15 @@ func dayOf(us int64) uint16 {
 	return uint16(min(d, math.MaxUint16))
 }
 
-// encodeRow appends one event's row in the order of columns.
-func encodeRow(b []byte, batch *pipeline.Batch, r *audit.Record, k local.Key, seq uint64, ord uint32) []byte {
+// encodeRow appends one event's row without its arrival stamp, in the
+// order of insertColumns.
+func encodeRow(b []byte, batch *pipeline.Batch, r *audit.Record, k local.Key) []byte {
 	ev := &r.Event
 	t, req := ev.Time(), ev.RequestReceivedTimestamp.Time
 	tus := t.UnixMicro()
 	b = putU16(b, dayOf(tus))
 	b = putString(b, batch.Cluster)
 	b = append(b, k[:]...)
-	b = putU64(b, seq)
-	b = putU32(b, ord)
-	b = putU64(b, math.MaxUint64-seq)
 	b = putI64(b, batch.Received.UnixMicro())
 	b = putI64(b, tus)
 	b = putU8(b, flag(!t.IsZero()))
