@@ -54,11 +54,11 @@ type Collector struct {
 	spooled, unsent atomic.Int64
 	// full is set when a batch was refused for want of room, and cleared
 	// when a shipped segment makes room.
-	full            atomic.Bool
-	stats           collectorCounters
-	lastErr         atomic.Pointer[string]
-	closeOnce       sync.Once
-	committerDone   chan struct{}
+	full          atomic.Bool
+	stats         collectorCounters
+	lastErr       atomic.Pointer[string]
+	closeOnce     sync.Once
+	committerDone chan struct{}
 }
 
 // CollectorOptions configure a Collector.
