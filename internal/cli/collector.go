@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/server"
 	"github.com/kubetrail/kubetrail/internal/store"
 	"github.com/kubetrail/kubetrail/internal/store/clickhouse"
+	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // collectorFlags are --store and the spool bound of the commands that
@@ -25,6 +27,9 @@ import (
 type collectorFlags struct {
 	url      string
 	spoolMax string
+	// startDown lets the collector start while ClickHouse is down (serve,
+	// tail); import needs it up, or its end would wait for it.
+	startDown bool
 }
 
 func (f *collectorFlags) add(cmd *cobra.Command) {
@@ -60,7 +65,12 @@ func (f *collectorFlags) open(ctx context.Context, data string, log *slog.Logger
 		return nil, fmt.Errorf("--store: %w", err)
 	}
 	st, err := clickhouse.Open(ctx, cfg)
-	if err != nil {
+	if errors.Is(err, clickhouse.ErrUnreachable) && f.startDown {
+		// A collector takes events while ClickHouse is down; it checks
+		// the schema before its first insert.
+		log.Warn("ClickHouse is not reachable; collecting into the WAL until it is", "err", err)
+		st = clickhouse.Dial(cfg)
+	} else if err != nil {
 		return nil, fmt.Errorf("--store: %w", err)
 	}
 	c, err := clickhouse.NewCollector(st, clickhouse.CollectorOptions{Dir: spoolDir(data), MaxSpoolBytes: max, Logger: log})
@@ -114,13 +124,14 @@ var notForCollectors = []string{"rules", "builtin", "falco-rule-matching", "aler
 
 // serveCollector is serve --store: the webhook and syslog store through
 // the ingest pipeline into a collector; nothing is read back.
-func serveCollector(cmd *cobra.Command, e *env, cfg server.Config, cf *collectorFlags, dir string, redact *redactFlags, pol *policyFlags) error {
+func serveCollector(cmd *cobra.Command, e *env, cfg server.Config, cf *collectorFlags, dir string, redact *redactFlags, pol *policyFlags, retention time.Duration) error {
 	for _, name := range notForCollectors {
 		if fl := cmd.Flags().Lookup(name); fl != nil && fl.Changed {
 			return fmt.Errorf("--%s does not apply with --store: a collector keeps no store, runs no rules and forwards nothing (docs/clickhouse.md)", name)
 		}
 	}
 	log := e.logger()
+	cf.startDown = true
 	col, err := cf.open(cmd.Context(), dir, log)
 	if err != nil {
 		return err
@@ -139,12 +150,28 @@ func serveCollector(cmd *cobra.Command, e *env, cfg server.Config, cf *collector
 		col.close(cmd.Context(), 0)
 		return err
 	}
+	// Retention drops ClickHouse's old days; every collector may run it,
+	// dropping a day twice is harmless.
+	retCtx, stopRet := context.WithCancel(cmd.Context())
+	retDone := make(chan struct{})
+	go func() {
+		defer close(retDone)
+		col.st.RunRetention(retCtx, retention, 5*time.Minute, func(dropped []string, err error) {
+			if err != nil {
+				log.Error("retention on ClickHouse", "err", err, "dropped", dropped)
+				return
+			}
+			log.Info("retention on ClickHouse: days dropped", "days", dropped)
+		})
+	}()
 	err = srv.Run(cmd.Context(), func(addr string) {
 		log.Info("kubetrail collecting", "addr", addr, "store", col.where(), "spool", spoolDir(dir), "tls", cfg.TLSCert != "")
 		if !e.logJSON {
 			fmt.Fprint(e.stderr, collectorFirstSteps(addr, cfg.TLSCert != "", col.where(), spoolDir(dir)))
 		}
 	})
+	stopRet()
+	<-retDone
 	// Every acknowledged batch is in the WAL; ship what is left for a
 	// while, and leave the rest for the next start.
 	if cerr := col.close(context.Background(), 10*time.Second); err == nil {
@@ -213,4 +240,39 @@ func (s *sinkFlags) openCollector(ctx context.Context, e *env) (pipeline.Sink, f
 		closeCtx = context.WithoutCancel(ctx)
 	}
 	return sink, func() error { return col.close(closeCtx, s.drain) }, nil
+}
+
+// followStore is query --follow --store: the selected events, then those
+// inserted later, polled every second until interrupted.
+func followStore(ctx context.Context, r store.Reader, sel local.Selection, out *printer) error {
+	ch, ok := r.(*clickhouse.Store)
+	if !ok {
+		return errors.New("BUG: --follow on a store that cannot follow")
+	}
+	f := ch.Follow(local.Selection{Filter: sel.Filter, Since: sel.Since, Until: sel.Until, NeedEvent: true})
+	for first := true; ; first = false {
+		var rows []row
+		err := f.Poll(ctx, func(h *local.Hit) error {
+			rw, err := out.row(h)
+			rows = append(rows, rw)
+			return err
+		})
+		if ctx.Err() != nil {
+			return nil // --follow runs until stopped
+		}
+		if err != nil {
+			return err
+		}
+		sort.SliceStable(rows, func(i, j int) bool { return rows[i].time < rows[j].time })
+		if len(rows) > 0 || first {
+			if err := out.printLive(rows, first); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
 }

@@ -194,3 +194,120 @@ func TestImportAndTailThroughACollector(t *testing.T) {
 		t.Fatalf("export --store gave %d events, want each of %d once", len(got), len(want))
 	}
 }
+
+// TestQueryFollowStore: query --follow --store prints the events already
+// stored, then those imported later, each once, though the later import
+// sends the first events again.
+func TestQueryFollowStore(t *testing.T) {
+	url := chURL(t, "kt_follow_cli")
+	logFile := filepath.Join(t.TempDir(), "audit.log")
+	writeEvents(t, logFile, 0, 50)
+	data := t.TempDir()
+	if code, _, errOut := run("import", "--store", url, "--data", data, "--progress", "never", logFile); code != 0 {
+		t.Fatalf("import --store: exit %d: %s", code, errOut)
+	}
+	var out syncBuf
+	cmd := kubetrailProc(t, &out, "query", "--follow", "--store", url, "-o", "jsonl", "user=alice")
+	printed := func() []string {
+		var ids []string
+		for _, l := range strings.Split(out.String(), "\n") {
+			if m := auditIDRe.FindStringSubmatch(l); m != nil {
+				ids = append(ids, m[1])
+			}
+		}
+		return ids
+	}
+	waitUntil(t, "the stored events printed", 20*time.Second, func() bool { return len(printed()) >= 50 })
+	writeEvents(t, logFile, 50, 30) // the file now holds 0..79
+	if code, _, errOut := run("import", "--store", url, "--data", data, "--progress", "never", logFile); code != 0 {
+		t.Fatalf("import --store: exit %d: %s", code, errOut)
+	}
+	waitUntil(t, "the new events printed", 20*time.Second, func() bool { return len(printed()) >= 80 })
+	time.Sleep(1500 * time.Millisecond) // another poll: nothing more
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if got, want := printed(), fwIDs(0, 80, 1); !slices.Equal(got, want) {
+		t.Fatalf("query --follow --store printed %d events, want each of %d once, in order:\n%s", len(got), len(want), out.String())
+	}
+}
+
+// TestServeCollectorClickHouseDown: serve --store starts while ClickHouse
+// cannot be reached, acknowledges batches into its WAL up to
+// --spool-max-bytes, then answers 503 with Retry-After and /readyz 503.
+func TestServeCollectorClickHouseDown(t *testing.T) {
+	addr := freeAddr(t)
+	var log syncBuf
+	cmd := kubetrailProc(t, &log, "serve", "--data", t.TempDir(), "--listen", addr, "--store", "clickhouse://127.0.0.1:1/kt", "--spool-max-bytes", "40KB")
+	status := func(path string) int {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitUntil(t, "serve ready", 20*time.Second, func() bool { return status("/readyz") == 200 })
+	codes := map[int]int{}
+	var refusal string
+	for b := range 40 {
+		var items []string
+		for i := b * 10; i < (b+1)*10; i++ {
+			items = append(items, fwdEvent(i, "update"))
+		}
+		body := `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` + strings.Join(items, ",") + `]}`
+		resp, err := http.Post("http://"+addr+"/ingest/webhook", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		codes[resp.StatusCode]++
+		if resp.StatusCode == 503 && refusal == "" {
+			refusal = resp.Header.Get("Retry-After") + " " + string(msg)
+		}
+	}
+	// A batch of 10 events is about 8 KB of rows: 4 fit in 40KB.
+	if codes[200] < 3 || codes[200] > 6 || codes[503] != 40-codes[200] {
+		t.Errorf("answers %v; want about 4 batches acknowledged, then 503", codes)
+	}
+	if !strings.HasPrefix(refusal, "5 ") || !strings.Contains(refusal, "spool-max-bytes") || !strings.Contains(refusal, "not reachable") {
+		t.Errorf("the 503: %s", refusal)
+	}
+	if c := status("/readyz"); c != 503 {
+		t.Errorf("/readyz with a full spool: %d", c)
+	}
+	cmd.Process.Kill() // SIGTERM would ship for 10 s first
+	cmd.Wait()
+}
+
+// TestServeCollectorRetention: serve --store --retention 30d drops the
+// days of ClickHouse whose events are all older than 30 days, and keeps
+// today's.
+func TestServeCollectorRetention(t *testing.T) {
+	url := chURL(t, "kt_serve_retention")
+	logFile := filepath.Join(t.TempDir(), "audit.log")
+	writeEvents(t, logFile, 0, 40) // 2026-05-01
+	now := time.Now().UTC().Format("2006-01-02T15:04:05.000000Z")
+	f, _ := os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0)
+	for i := range 7 {
+		f.WriteString(strings.ReplaceAll(fwdEvent(100+i, "create"), "2026-05-01T12:00:00", now[:19]) + "\n")
+	}
+	f.Close()
+	data := t.TempDir()
+	if code, _, errOut := run("import", "--store", url, "--data", data, "--progress", "never", logFile); code != 0 {
+		t.Fatalf("import --store: exit %d: %s", code, errOut)
+	}
+	count := func() string {
+		_, out, _ := run("query", "--count", "--store", url)
+		return strings.TrimSpace(out)
+	}
+	if n := count(); n != "47" {
+		t.Fatalf("before serve: %s events, want 47", n)
+	}
+	var log syncBuf
+	kubetrailProc(t, &log, "serve", "--data", data, "--listen", freeAddr(t), "--store", url, "--retention", "30d")
+	waitUntil(t, "the old days dropped", 20*time.Second, func() bool { return count() == "7" })
+	if got := exportedIDs(t, url); !slices.Equal(got, fwIDs(100, 107, 1)) {
+		t.Errorf("left %v, want today's events", got)
+	}
+}

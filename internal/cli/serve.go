@@ -121,8 +121,9 @@ is a collector. A batch is answered 200 once it is fsync'd in the
 collector's own WAL (DATA/clickhouse-spool), and shipped to ClickHouse from
 there with retries; copies (a retried batch, another collector) count once.
 While ClickHouse is down the WAL grows up to --spool-max-bytes, then
-batches get 503. A collector keeps no store of its own: no query API, no
-detection, no forwarding.
+batches get 503. --retention drops ClickHouse's days (partitions) once all
+their events are older. A collector keeps no store of its own: no query
+API, no detection, no forwarding.
 
 Memory: a body is at most --max-body-bytes (after decompression) and all
 requests together hold at most --max-inflight-bytes (bodies and decoded
@@ -191,7 +192,7 @@ and at shutdown; reads are refused (503) while it cannot be written.`,
 				return err
 			}
 			if coll.url != "" {
-				return serveCollector(cmd, e, cfg, &coll, dir, &redact, &pol)
+				return serveCollector(cmd, e, cfg, &coll, dir, &redact, &pol, ret.MaxAge)
 			}
 			db, err := local.Open(dir, local.Options{Logger: log, SealAfter: sealAfter, WALSegmentBytes: walBytes})
 			if err != nil {

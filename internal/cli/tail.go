@@ -37,6 +37,7 @@ moves once a batch is durable there.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// After ^C or SIGTERM; the rest ships at the next start.
 			sf.drain, sf.drainAfterStop = 10*time.Second, true
+			sf.store.startDown = true
 			sink, closeSink, err := sf.open(cmd.Context(), e)
 			if err != nil {
 				return err

@@ -52,6 +52,8 @@ type Collector struct {
 	// counts the bytes appended to the open segment, which the shipper
 	// closes before sending it.
 	spooled, unsent atomic.Int64
+	// schemaOK is set once the store's schema was checked (Dial does not).
+	schemaOK atomic.Bool
 	// full is set when a batch was refused for want of room, and cleared
 	// when a shipped segment makes room.
 	full          atomic.Bool
@@ -414,6 +416,12 @@ func (c *Collector) shipOnce(ctx context.Context) (bool, error) {
 		}
 		took = append(took, seq)
 		bytes += fi.Size()
+	}
+	if !c.schemaOK.Load() {
+		if err := c.st.checkSchema(ctx); err != nil {
+			return false, err
+		}
+		c.schemaOK.Store(true)
 	}
 	if st.ord > 0 {
 		if err := c.st.insertRows(ctx, body); err != nil {

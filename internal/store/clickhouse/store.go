@@ -41,18 +41,34 @@ func newClient(cfg Config) *client {
 // cannot be reached, or the database has no kubetrail schema or another
 // version of it.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	c := newClient(cfg)
-	v, err := schemaVersion(ctx, c, cfg.Database)
-	if errors.Is(err, errNoSchema) {
-		return nil, fmt.Errorf("ClickHouse database %s at %s holds no kubetrail store: create it with kubetrail setup clickhouse --store clickhouse://HOST:PORT/%s", cfg.Database, cfg.Endpoint, cfg.Database)
-	}
-	if err != nil {
+	s := Dial(cfg)
+	if err := s.checkSchema(ctx); err != nil {
 		return nil, err
 	}
-	if v != SchemaVersion {
-		return nil, fmt.Errorf("ClickHouse database %s holds kubetrail schema version %d; this kubetrail reads version %d", cfg.Database, v, SchemaVersion)
+	return s, nil
+}
+
+// Dial returns a store without asking the server anything, for a
+// collector that must start while ClickHouse is down; its collector
+// checks the schema before its first insert.
+func Dial(cfg Config) *Store {
+	return &Store{c: newClient(cfg), db: cfg.Database, now: time.Now}
+}
+
+// checkSchema fails unless the database holds this kubetrail's schema.
+func (s *Store) checkSchema(ctx context.Context) error {
+	cfg := s.c.cfg
+	v, err := schemaVersion(ctx, s.c, cfg.Database)
+	if errors.Is(err, errNoSchema) {
+		return fmt.Errorf("ClickHouse database %s at %s holds no kubetrail store: create it with kubetrail setup clickhouse --store clickhouse://HOST:PORT/%s", cfg.Database, cfg.Endpoint, cfg.Database)
 	}
-	return &Store{c: c, db: cfg.Database, now: time.Now}, nil
+	if err != nil {
+		return err
+	}
+	if v != SchemaVersion {
+		return fmt.Errorf("ClickHouse database %s holds kubetrail schema version %d; this kubetrail reads version %d", cfg.Database, v, SchemaVersion)
+	}
+	return nil
 }
 
 // Close releases idle connections.
@@ -262,17 +278,29 @@ func selectionWhere(sel local.Selection) (string, bool, error) {
 // carries its stored bytes and the decoded event, whether or not
 // NeedEvent asked for them. Hit slices are valid only during the callback.
 func (s *Store) Select(ctx context.Context, sel local.Selection, fn func(*local.Hit) error) error {
+	return s.selectAfter(ctx, sel, 0, func(h *local.Hit, _ uint64) error { return fn(h) })
+}
+
+// selectAfter is Select over the rows inserted with a seq above after,
+// giving each hit's seq too.
+func (s *Store) selectAfter(ctx context.Context, sel local.Selection, after uint64, fn func(*local.Hit, uint64) error) error {
 	w, exact, err := selectionWhere(sel)
 	if err != nil {
 		return err
 	}
-	sql := "SELECT cluster, time_us, received_us, raw FROM " + s.db + ".events FINAL WHERE " + w + " ORDER BY seq, ord FORMAT RowBinary"
+	if after > 0 {
+		// After FINAL: the row FINAL keeps for an event (its first
+		// arrival) decides, so a copy inserted later is not new.
+		w += " AND seq > " + strconv.FormatUint(after, 10)
+	}
+	sql := "SELECT cluster, time_us, received_us, raw, seq FROM " + s.db + ".events FINAL WHERE " + w + " ORDER BY seq, ord FORMAT RowBinary"
 	return s.c.query(ctx, sql, func(body io.Reader) error {
 		r := newRowReader(body)
 		var ev audit.Event
 		for r.more() {
 			h := local.Hit{Cluster: r.string(), Time: r.i64(), Received: r.i64()}
 			h.Raw = r.bytes()
+			seq := r.u64()
 			if r.err != nil {
 				break
 			}
@@ -283,7 +311,7 @@ func (s *Store) Select(ctx context.Context, sel local.Selection, fn func(*local.
 				continue
 			}
 			h.Event = &ev
-			if err := fn(&h); err != nil {
+			if err := fn(&h, seq); err != nil {
 				return err
 			}
 		}
