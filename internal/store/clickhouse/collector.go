@@ -1,9 +1,11 @@
 package clickhouse
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -52,6 +54,11 @@ type Collector struct {
 	// counts the bytes appended to the open segment, which the shipper
 	// closes before sending it.
 	spooled, unsent atomic.Int64
+	// lastInsert is when the shipper's last insert ended (Run and Drain
+	// only).
+	lastInsert time.Time
+	// bufs holds *[]byte buffers for Append's rows.
+	bufs sync.Pool
 	// schemaOK is set once the store's schema was checked (Dial does not).
 	schemaOK atomic.Bool
 	// full is set when a batch was refused for want of room, and cleared
@@ -73,11 +80,16 @@ type CollectorOptions struct {
 	// pipeline.ErrUnavailable. Default DefaultMaxSpoolBytes.
 	MaxSpoolBytes int64
 	// SegmentBytes is the size at which the WAL starts a new segment; a
-	// backlog ships a segment or more per insert. Default 8 MiB.
+	// backlog ships a segment or more per insert. Default 16 MiB.
 	SegmentBytes int64
 	// InsertBytes bounds the rows of one insert, in whole segments (one
-	// segment larger than it goes alone). Default 32 MiB.
+	// segment larger than it goes alone). Default 64 MiB.
 	InsertBytes int64
+	// FlushEvery is how long rows may wait in the open segment for more
+	// to join them in one insert, when fewer than SegmentBytes wait:
+	// ClickHouse spends several times the CPU per row on small inserts
+	// (ADR 0018). Default 1s.
+	FlushEvery time.Duration
 	// Backoff is the wait after the first failed insert; it doubles on
 	// each failure up to MaxBackoff. Defaults 100ms and 10s.
 	Backoff, MaxBackoff time.Duration
@@ -96,10 +108,13 @@ func (o *CollectorOptions) defaults() {
 		o.MaxSpoolBytes = DefaultMaxSpoolBytes
 	}
 	if o.SegmentBytes <= 0 {
-		o.SegmentBytes = 8 << 20
+		o.SegmentBytes = 16 << 20
 	}
 	if o.InsertBytes <= 0 {
-		o.InsertBytes = 32 << 20
+		o.InsertBytes = 64 << 20
+	}
+	if o.FlushEvery <= 0 {
+		o.FlushEvery = time.Second
 	}
 	if o.Backoff <= 0 {
 		o.Backoff = 100 * time.Millisecond
@@ -181,11 +196,16 @@ var _ pipeline.Sink = (*Collector)(nil)
 // Copies within b are dropped and counted as duplicates. A full spool is
 // pipeline.ErrUnavailable, naming ClickHouse's last error.
 func (c *Collector) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Result, error) {
-	payload, res := appendRows(append(make([]byte, 0, 64<<10), spoolVersion), b)
+	buf := c.buffer(rowsSize(b))
+	// The committer is done with the payload once Append returns.
+	defer func() { c.bufs.Put(buf) }()
+	payload, res := appendRows(append((*buf)[:0], spoolVersion), b)
+	*buf = payload
 	if res.Stored == 0 {
 		return res, nil
 	}
 	payload = append(payload, spoolEnd)
+	*buf = payload
 	if n := c.spooled.Load(); n+int64(len(payload)) > c.opts.MaxSpoolBytes {
 		c.stats.refused.Add(1)
 		c.full.Store(true)
@@ -214,6 +234,17 @@ func (c *Collector) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Res
 	}
 	c.stats.accepted.Add(int64(res.Stored))
 	return res, nil
+}
+
+// buffer returns a buffer of at least n bytes for a batch's rows; reused,
+// since a batch's rows are megabytes that would otherwise be allocated
+// and cleared for every batch.
+func (c *Collector) buffer(n int) *[]byte {
+	if b, ok := c.bufs.Get().(*[]byte); ok && cap(*b) >= n {
+		return b
+	}
+	b := make([]byte, 0, n)
+	return &b
 }
 
 // commit is the committer: it writes every waiting batch, syncs once and
@@ -298,31 +329,32 @@ func (c *Collector) Ready() error {
 // open segment is closed when nothing else is left to ship. A failed
 // insert is retried with backoff, forever: the WAL keeps the rows.
 func (c *Collector) Run(ctx context.Context) error {
-	wait := time.Duration(0)
-	failing := false
+	backoff := time.Duration(0) // 0 while inserts work
 	for {
-		shipped, err := c.shipOnce(ctx)
+		shipped, err := c.shipOnce(ctx, false)
 		if ctx.Err() != nil {
 			return nil
 		}
+		var wait time.Duration
 		switch {
 		case err != nil:
 			c.stats.failures.Add(1)
 			msg := err.Error()
 			c.lastErr.Store(&msg)
-			wait = min(max(2*wait, c.opts.Backoff), c.opts.MaxBackoff)
-			if !failing {
-				c.opts.Logger.Warn("ClickHouse insert failed; the rows stay in the collector's WAL and are retried", "err", err, "retry_in", wait)
-				failing = true
+			if backoff == 0 {
+				c.opts.Logger.Warn("ClickHouse insert failed; the rows stay in the collector's WAL and are retried", "err", err)
 			}
-		case failing:
+			backoff = min(max(2*backoff, c.opts.Backoff), c.opts.MaxBackoff)
+			wait = backoff
+		case backoff > 0:
 			c.opts.Logger.Info("ClickHouse inserts work again", "spooled_bytes", c.spooled.Load())
-			failing, wait = false, 0
+			backoff = 0
 			continue
 		case shipped:
 			continue
-		default:
-			wait = 0
+		case c.unsent.Load() > 0:
+			// Rows in the open segment wait for FlushEvery to pass.
+			wait = max(time.Until(c.lastInsert.Add(c.opts.FlushEvery)), time.Millisecond)
 		}
 		var timer <-chan time.Time
 		if wait > 0 {
@@ -332,7 +364,7 @@ func (c *Collector) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-c.wake:
-			if wait > 0 {
+			if err != nil {
 				// Keep backing off: a new batch is no sign ClickHouse is back.
 				select {
 				case <-ctx.Done():
@@ -351,7 +383,7 @@ func (c *Collector) Run(ctx context.Context) error {
 func (c *Collector) Drain(ctx context.Context) error {
 	wait := time.Duration(0)
 	for {
-		shipped, err := c.shipOnce(ctx)
+		shipped, err := c.shipOnce(ctx, true)
 		if err == nil && !shipped {
 			return nil
 		}
@@ -369,10 +401,15 @@ func (c *Collector) Drain(ctx context.Context) error {
 }
 
 // shipOnce sends the oldest closed segments in one insert and removes
-// them. It reports whether it sent anything.
-func (c *Collector) shipOnce(ctx context.Context) (bool, error) {
+// them. It reports whether it sent anything. The open segment is closed
+// and sent when nothing else waits, if now or FlushEvery has passed
+// since the last insert. The insert's body is
+// streamed from the segment files as ClickHouse reads it, so the server
+// parses while the collector reads, and no body is held in memory.
+func (c *Collector) shipOnce(ctx context.Context, now bool) (bool, error) {
 	segs := c.closedSegments()
-	if len(segs) == 0 && c.unsent.Load() > 0 {
+	due := now || time.Since(c.lastInsert) >= c.opts.FlushEvery
+	if len(segs) == 0 && c.unsent.Load() > 0 && due {
 		if err := c.rotate(); err != nil {
 			return false, err
 		}
@@ -381,11 +418,14 @@ func (c *Collector) shipOnce(ctx context.Context) (bool, error) {
 	if len(segs) == 0 {
 		return false, nil
 	}
+	if !c.schemaOK.Load() {
+		if err := c.st.checkSchema(ctx); err != nil {
+			return false, err
+		}
+		c.schemaOK.Store(true)
+	}
 	dir := filepath.Join(c.opts.Dir, "wal")
-	st := stamper{seq: c.st.nextSeq()}
-	var body []byte
-	var took []uint64
-	var damaged []string
+	var paths []string
 	var bytes int64
 	for _, seq := range segs {
 		path := wal.SegmentPath(dir, seq)
@@ -393,50 +433,41 @@ func (c *Collector) shipOnce(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("collector WAL: %w", err)
 		}
-		if len(took) > 0 && bytes+fi.Size() > c.opts.InsertBytes {
+		if len(paths) > 0 && bytes+fi.Size() > c.opts.InsertBytes {
 			break
 		}
-		if body == nil {
-			body = make([]byte, 0, min(c.opts.InsertBytes, fi.Size())+fi.Size()/8)
-		}
-		res, err := wal.Scan(path, func(_ int64, p []byte) error {
-			if len(p) < 2 || p[0] != spoolVersion || p[len(p)-1] != spoolEnd {
-				return fmt.Errorf("a record that is not rows of version %d", spoolVersion)
-			}
-			var err error
-			body, err = st.add(body, p[1:len(p)-1])
-			return err
-		})
-		if err != nil {
-			return false, fmt.Errorf("collector WAL %s: %w", path, err)
-		}
-		if d := res.Damaged(); len(d) > 0 {
-			damaged = append(damaged, path)
-			c.opts.Logger.Error("damaged records in the collector's WAL; the intact ones ship, the file is kept as .damaged", "file", path, "damage", fmt.Sprint(d))
-		}
-		took = append(took, seq)
+		paths = append(paths, path)
 		bytes += fi.Size()
 	}
-	if !c.schemaOK.Load() {
-		if err := c.st.checkSchema(ctx); err != nil {
-			return false, err
-		}
-		c.schemaOK.Store(true)
+	st := stamper{seq: c.st.nextSeq()}
+	pr, pw := io.Pipe()
+	var damaged []string
+	written := make(chan error, 1)
+	go func() {
+		var err error
+		damaged, err = c.stream(pw, paths, &st)
+		pw.CloseWithError(err) // nil: the body ends
+		written <- err
+	}()
+	err := c.st.insertStream(ctx, pr)
+	pr.CloseWithError(errors.New("insert ended")) // unblocks the writer if the request stopped reading
+	if werr := <-written; werr != nil && err == nil {
+		// The request read a body cut short; it must not count as sent.
+		err = werr
 	}
-	if st.ord > 0 {
-		if err := c.st.insertRows(ctx, body); err != nil {
-			return false, err
-		}
-		c.stats.inserts.Add(1)
-		c.stats.shipped.Add(int64(st.ord))
+	if err != nil {
+		return false, err
 	}
+	c.lastInsert = time.Now()
+	c.stats.inserts.Add(1)
+	c.stats.shipped.Add(int64(st.ord))
 	for _, path := range damaged {
 		// Kept for a person to look at: Remove below tolerates its absence.
 		if err := os.Rename(path, path+".damaged"); err != nil {
 			return true, fmt.Errorf("collector WAL: keep damaged segment: %w", err)
 		}
 	}
-	for _, seq := range took {
+	for _, seq := range segs[:len(paths)] {
 		if err := c.log.Remove(seq); err != nil {
 			return true, fmt.Errorf("collector WAL: remove shipped segment: %w", err)
 		}
@@ -444,6 +475,31 @@ func (c *Collector) shipOnce(ctx context.Context) (bool, error) {
 	c.spooled.Add(-bytes)
 	c.full.Store(false)
 	return true, nil
+}
+
+// stream writes the rows of the segments at paths to w, stamped by st,
+// and returns the segments in which it met damage.
+func (c *Collector) stream(w io.Writer, paths []string, st *stamper) ([]string, error) {
+	bw := bufio.NewWriterSize(w, 1<<20)
+	var damaged []string
+	for _, path := range paths {
+		res, err := wal.Scan(path, func(_ int64, p []byte) error {
+			if len(p) < 2 || p[0] != spoolVersion || p[len(p)-1] != spoolEnd {
+				return fmt.Errorf("a record that is not rows of version %d", spoolVersion)
+			}
+			return st.write(bw, p[1:len(p)-1])
+		})
+		if err != nil {
+			return damaged, fmt.Errorf("collector WAL %s: %w", path, err)
+		}
+		if d := res.Damaged(); len(d) > 0 {
+			// A closed segment's damage is not a crash's torn tail (those
+			// are cut when the WAL opens): say so, ship what is intact.
+			damaged = append(damaged, path)
+			c.opts.Logger.Error("damaged records in the collector's WAL; the intact ones ship, the file is kept as .damaged", "file", path, "damage", fmt.Sprint(d))
+		}
+	}
+	return damaged, bw.Flush()
 }
 
 // closedSegments returns the WAL's closed segments, oldest first.

@@ -270,3 +270,33 @@ func newOwnServer(t *testing.T) *chtest.Server {
 	})
 	return srv
 }
+
+// TestCollectorBodyCutShortInsertsNothing: when the insert's body cannot
+// be read to its end (here a record that is not rows, after megabytes of
+// rows already sent), ClickHouse keeps none of it and the segment stays.
+func TestCollectorBodyCutShortInsertsNothing(t *testing.T) {
+	_, s := newDB(t, "kt_cut")
+	ctx := context.Background()
+	c := newCollector(t, s, CollectorOptions{SegmentBytes: 64 << 20})
+	for b := range 80 {
+		if _, err := c.Append(ctx, testBatch(t, b, 50)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.write([]*commitReq{{payload: []byte{spoolVersion + 1, 1, 2, spoolEnd}}}); err != nil {
+		t.Fatal(err)
+	}
+	if c.spooled.Load() < 3<<20 {
+		t.Fatalf("only %d bytes spooled; the test needs more than the writer's buffer", c.spooled.Load())
+	}
+	shipped, err := c.shipOnce(ctx, true)
+	if err == nil || shipped || !strings.Contains(err.Error(), "not rows") {
+		t.Fatalf("shipping a bad record: %v, %v", shipped, err)
+	}
+	if n, err := s.Count(ctx, local.Selection{}); err != nil || n != 0 {
+		t.Fatalf("ClickHouse kept %d rows of a body cut short (%v)", n, err)
+	}
+	if segs := c.closedSegments(); len(segs) != 1 {
+		t.Fatalf("closed segments %v, want the one not shipped", segs)
+	}
+}

@@ -112,6 +112,19 @@ func (s *Store) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Result,
 	return res, nil
 }
 
+// insertStream sends an insert's body (rows stamped by a stamper) as it
+// is read from r. An unreachable server is pipeline.ErrUnavailable.
+func (s *Store) insertStream(ctx context.Context, r io.Reader) error {
+	err := s.c.do(ctx, "INSERT INTO "+s.db+".events ("+insertColumns()+") FORMAT RowBinary", r, func(io.Reader) error { return nil })
+	if errors.Is(err, ErrUnreachable) {
+		return fmt.Errorf("%w: %v", pipeline.ErrUnavailable, err)
+	}
+	if err != nil {
+		return fmt.Errorf("insert into %s.events: %w", s.db, err)
+	}
+	return nil
+}
+
 // insertRows sends an insert's body (rows stamped by a stamper). An
 // unreachable server is pipeline.ErrUnavailable.
 func (s *Store) insertRows(ctx context.Context, body []byte) error {
