@@ -48,6 +48,7 @@ type collector struct {
 	stop context.CancelFunc
 	done chan error
 	cfg  clickhouse.Config
+	log  *slog.Logger
 }
 
 // open connects to ClickHouse, opens the collector in data and starts
@@ -79,20 +80,27 @@ func (f *collectorFlags) open(ctx context.Context, data string, log *slog.Logger
 		return nil, err
 	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	col := &collector{st: st, c: c, stop: stop, done: make(chan error, 1), cfg: cfg}
+	col := &collector{st: st, c: c, stop: stop, done: make(chan error, 1), cfg: cfg, log: log}
 	go func() { col.done <- c.Run(runCtx) }()
 	return col, nil
 }
 
 // close stops shipping, ships what is left (until ctx ends or drain
 // passes; the rest ships at the next start) and closes the collector.
-func (col *collector) close(ctx context.Context, drain time.Duration) error {
+// Unless mustShip (import, which is done only once ClickHouse has every
+// event), rows left in the WAL are logged, not an error: they are safe
+// there and ship at the next start.
+func (col *collector) close(ctx context.Context, drain time.Duration, mustShip bool) error {
 	col.stop()
 	err := <-col.done
 	dctx, cancel := context.WithTimeout(ctx, drain)
 	defer cancel()
-	err = errors.Join(err, col.c.Drain(dctx), col.c.Close(), col.st.Close())
-	return err
+	derr := col.c.Drain(dctx)
+	if derr != nil && !mustShip {
+		col.log.Warn("stopping with rows not yet in ClickHouse", "err", derr)
+		derr = nil
+	}
+	return errors.Join(err, derr, col.c.Close(), col.st.Close())
 }
 
 // where names the store without its credentials.
@@ -138,7 +146,7 @@ func serveCollector(cmd *cobra.Command, e *env, cfg server.Config, cf *collector
 	}
 	sink, red, err := redact.wrap(col.c, dir, log)
 	if err != nil {
-		col.close(cmd.Context(), 0)
+		col.close(cmd.Context(), 0, false)
 		return err
 	}
 	sink, rel := pol.wrap(sink)
@@ -147,7 +155,7 @@ func serveCollector(cmd *cobra.Command, e *env, cfg server.Config, cf *collector
 	cfg.Collector = &server.CollectorMode{Ready: col.c.Ready, Metrics: col.metrics()}
 	srv, err := server.New(cfg, nil, log)
 	if err != nil {
-		col.close(cmd.Context(), 0)
+		col.close(cmd.Context(), 0, false)
 		return err
 	}
 	// Retention drops ClickHouse's old days; every collector may run it,
@@ -174,7 +182,7 @@ func serveCollector(cmd *cobra.Command, e *env, cfg server.Config, cf *collector
 	<-retDone
 	// Every acknowledged batch is in the WAL; ship what is left for a
 	// while, and leave the rest for the next start.
-	if cerr := col.close(context.Background(), 10*time.Second); err == nil {
+	if cerr := col.close(context.Background(), 10*time.Second, false); err == nil {
 		err = cerr
 	}
 	log.Info("kubetrail stopped", "accepted", col.c.Stats().Accepted, "shipped", col.c.Stats().Shipped, "spooled_bytes", col.c.Stats().Spooled)
@@ -231,7 +239,7 @@ func (s *sinkFlags) openCollector(ctx context.Context, e *env) (pipeline.Sink, f
 	}
 	sink, _, err := s.redact.wrap(col.c, s.dir, log)
 	if err != nil {
-		col.close(ctx, 0)
+		col.close(ctx, 0, false)
 		return nil, nil, err
 	}
 	sink, s.relevel = s.policy.wrap(sink)
@@ -239,7 +247,7 @@ func (s *sinkFlags) openCollector(ctx context.Context, e *env) (pipeline.Sink, f
 	if s.drainAfterStop {
 		closeCtx = context.WithoutCancel(ctx)
 	}
-	return sink, func() error { return col.close(closeCtx, s.drain) }, nil
+	return sink, func() error { return col.close(closeCtx, s.drain, !s.drainAfterStop) }, nil
 }
 
 // followStore is query --follow --store: the selected events, then those

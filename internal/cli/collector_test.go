@@ -233,11 +233,13 @@ func TestQueryFollowStore(t *testing.T) {
 
 // TestServeCollectorClickHouseDown: serve --store starts while ClickHouse
 // cannot be reached, acknowledges batches into its WAL up to
-// --spool-max-bytes, then answers 503 with Retry-After and /readyz 503.
+// --spool-max-bytes, then answers 503 with Retry-After and /readyz 503;
+// SIGTERM ends it with exit 0, the rows kept for the next start.
 func TestServeCollectorClickHouseDown(t *testing.T) {
 	addr := freeAddr(t)
 	var log syncBuf
-	cmd := kubetrailProc(t, &log, "serve", "--data", t.TempDir(), "--listen", addr, "--store", "clickhouse://127.0.0.1:1/kt", "--spool-max-bytes", "40KB")
+	data := t.TempDir()
+	cmd := kubetrailProc(t, &log, "serve", "--data", data, "--listen", addr, "--store", "clickhouse://127.0.0.1:1/kt", "--spool-max-bytes", "40KB")
 	status := func(path string) int {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
@@ -276,8 +278,15 @@ func TestServeCollectorClickHouseDown(t *testing.T) {
 	if c := status("/readyz"); c != 503 {
 		t.Errorf("/readyz with a full spool: %d", c)
 	}
-	cmd.Process.Kill() // SIGTERM would ship for 10 s first
-	cmd.Wait()
+	// SIGTERM: serve tries to ship for 10 s, then exits 0 leaving the
+	// acknowledged rows in its WAL for the next start.
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil || !strings.Contains(log.String(), "not yet in ClickHouse") {
+		t.Errorf("serve after SIGTERM with ClickHouse down: %v\n%s", err, log.String())
+	}
+	if segs, _ := os.ReadDir(filepath.Join(data, "clickhouse-spool", "wal")); len(segs) < 2 {
+		t.Errorf("the WAL holds %d files after SIGTERM, want the acknowledged rows kept", len(segs))
+	}
 }
 
 // TestServeCollectorRetention: serve --store --retention 30d drops the
