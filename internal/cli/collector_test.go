@@ -118,6 +118,19 @@ func TestServeCollectorSurvivesSIGKILL(t *testing.T) {
 	if resp.StatusCode != 404 || !strings.Contains(string(msg), "query --store") {
 		t.Errorf("the read API of a collector: %d %s", resp.StatusCode, msg)
 	}
+	// The restarted collector's counters: what it took after the restart
+	// (the senders' remaining batches), all shipped once the spool is empty.
+	waitUntil(t, "the spool shipped", 20*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		m, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		accepted := metricValue(string(m), "kubetrail_clickhouse_events_accepted_total")
+		return accepted > 0 && metricValue(string(m), "kubetrail_clickhouse_events_shipped_total") >= accepted &&
+			metricValue(string(m), "kubetrail_clickhouse_inserts_total") > 0 && metricValue(string(m), "kubetrail_clickhouse_batches_refused_total") == 0
+	})
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("serve after SIGTERM: %v\n%s", err, log.String())
