@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -28,6 +29,13 @@ type sinkFlags struct {
 	// signingKey is --signing-key: a checkpoint is signed at the end of
 	// the run.
 	signingKey string
+	// store is --store: ClickHouse through a collector (collector.go).
+	store collectorFlags
+	// drain is how long closing waits for the collector to ship what it
+	// holds; the command's context bounds it too, unless drainAfterStop
+	// (tail, which closes after its context ended).
+	drain          time.Duration
+	drainAfterStop bool
 }
 
 func (s *sinkFlags) add(cmd *cobra.Command) {
@@ -41,12 +49,16 @@ func (s *sinkFlags) add(cmd *cobra.Command) {
 	f.StringVar(&s.signingKey, "signing-key", "", signingKeyUsage+"; a checkpoint is signed at the end of the run")
 	s.redact.add(cmd)
 	s.policy.add(cmd)
+	s.store.add(cmd)
 }
 
 // open returns the sink and a function to close it.
-func (s *sinkFlags) open(e *env) (pipeline.Sink, func() error, error) {
+func (s *sinkFlags) open(ctx context.Context, e *env) (pipeline.Sink, func() error, error) {
 	if err := s.policy.load(e.logger()); err != nil {
 		return nil, nil, err
+	}
+	if s.store.url != "" {
+		return s.openCollector(ctx, e)
 	}
 	if s.remote.URL != "" {
 		if s.remote.ClientKey != "" {
@@ -117,6 +129,11 @@ cannot add what was not logged: an event recorded below the policy's level
 is kept as recorded. A summary line says how many events each case had
 (docs/ingest.md, "Policy at ingest").
 
+With --store clickhouse://HOST:8123/DB the events go to ClickHouse through
+a collector, as serve --store sends them (docs/clickhouse.md): durable in
+DATA/clickhouse-spool first, then shipped; import ends once ClickHouse has
+them all (^C leaves the rest to ship at the next run).
+
 Importing the same events twice adds nothing. A line that is not a usable
 event is skipped and reported with file:line and why; the lines around it are
 kept. The exit status is 0 when every line was used, 3 when some were skipped.`,
@@ -130,7 +147,8 @@ kept. The exit status is 0 when every line was used, 3 when some were skipped.`,
 			if err != nil {
 				return err
 			}
-			sink, closeSink, err := sf.open(e)
+			sf.drain = 24 * time.Hour // until everything ships or ^C
+			sink, closeSink, err := sf.open(cmd.Context(), e)
 			if err != nil {
 				return err
 			}

@@ -84,7 +84,8 @@ and a message naming the flag to raise. 0 turns a limit off.
 
 --store clickhouse://HOST:8123/DB reads a ClickHouse store (made by
 kubetrail setup clickhouse) instead of --data, with the same answers;
---follow does not work with it yet.`,
+--follow asks it for newly inserted events every second, each event once
+(docs/clickhouse.md).`,
 		Example: `  kubetrail query 'verb=delete resource=secrets' --since 24h
   kubetrail query 'subresource in (exec,attach,portforward)' -o wide
   kubetrail query 'user=alice' -o jsonl | jq .requestURI
@@ -191,14 +192,14 @@ kubetrail setup clickhouse) instead of --data, with the same answers;
 			}
 			var r eventSource
 			if st.url != "" {
-				if follow {
-					return errors.New("--follow with --store is not supported yet: follow the embedded store in --data, or a server with --server")
-				}
 				sr, err := st.open(cmd.Context(), &remote)
 				if err != nil {
 					return err
 				}
 				defer sr.Close()
+				if follow {
+					return followStore(cmd.Context(), sr, sel, out)
+				}
 				r = storeSource{ctx: cmd.Context(), r: sr}
 			} else {
 				if follow {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/ingest"
-	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/server"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 	"github.com/kubetrail/kubetrail/internal/timespec"
@@ -44,6 +43,7 @@ func serveCmd(e *env) *cobra.Command {
 		pol             policyFlags
 		forwards        []string
 		fwdFilter       string
+		coll            collectorFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -117,6 +117,15 @@ while the backlog stays in the store, and /metrics reports it
 stored from then on; kubetrail forward sends the history
 (docs/forwarding.md).
 
+ClickHouse (--store clickhouse://HOST:8123/DB, docs/clickhouse.md): serve
+is a collector. A batch is answered 200 once it is fsync'd in the
+collector's own WAL (DATA/clickhouse-spool), and shipped to ClickHouse from
+there with retries; copies (a retried batch, another collector) count once.
+While ClickHouse is down the WAL grows up to --spool-max-bytes, then
+batches get 503. --retention drops ClickHouse's days (partitions) once all
+their events are older. A collector keeps no store of its own: no query
+API, no detection, no forwarding.
+
 Memory: a body is at most --max-body-bytes (after decompression) and all
 requests together hold at most --max-inflight-bytes (bodies and decoded
 events; the Go heap stays within about twice this plus the store's needs).
@@ -183,6 +192,9 @@ and at shutdown; reads are refused (503) while it cannot be written.`,
 			if err := pol.load(log); err != nil {
 				return err
 			}
+			if coll.url != "" {
+				return serveCollector(cmd, e, cfg, &coll, dir, &redact, &pol, ret.MaxAge)
+			}
 			db, err := local.Open(dir, local.Options{Logger: log, SealAfter: sealAfter, WALSegmentBytes: walBytes})
 			if err != nil {
 				return err
@@ -205,19 +217,7 @@ and at shutdown; reads are refused (503) while it cannot be written.`,
 			}
 			ingestSink, rel := pol.wrap(ingestSink)
 			cfg.Ingest = ingestSink
-			if red != nil {
-				cfg.Redacted = red.Redacted
-			}
-			if rel != nil {
-				cfg.PolicyEvents = func() map[string]int64 {
-					c := rel.Counts()
-					m := make(map[string]int64, len(c))
-					for _, res := range pipeline.PolicyResults {
-						m[res.String()] = c[res]
-					}
-					return m
-				}
-			}
+			ingestMetrics(&cfg, red, rel)
 			var det *detection
 			if detect {
 				if det, err = openDetection(e, db, &rf, outputs, log); err != nil {
@@ -317,6 +317,7 @@ and at shutdown; reads are refused (503) while it cannot be written.`,
 	f.StringArrayVar(&forwards, "forward", nil, "send every stored event to this URL, at least once, from a durable cursor (repeatable): syslog+tcp://HOST:514, syslog+tls://..., webhook+https://..., splunk+https://TOKEN@HOST:8088, elasticsearch+https://HOST:9200/INDEX, otlp+http://HOST:4318, kafka://BROKER[,BROKER...]/TOPIC; settings after #, #filter=FILTER for one destination (docs/forwarding.md)")
 	f.StringVar(&fwdFilter, "forward-filter", "", "only forward the events this filter selects (the query language), for each --forward without a #filter= of its own")
 	f.StringVar(&compact, "compact-below", "4MiB", "merge adjacent segments smaller than this into segments of up to this size, in the background (0: never)")
+	coll.add(cmd)
 	return cmd
 }
 

@@ -138,7 +138,8 @@ func TestStoreFlagErrors(t *testing.T) {
 	f("want clickhouse://", "query", "--store", "mysql://db/x")
 	f("database", "export", "--store", "clickhouse://h:8123/a;b")
 	f("give one", "query", "--store", down, "--server", "http://127.0.0.1:1")
-	f("--follow with --store is not supported yet", "query", "--store", down, "--follow")
+	f("ClickHouse is not reachable", "query", "--store", down, "--follow")
+	f("ClickHouse is not reachable", "import", "--store", down, "--data", t.TempDir(), "-")
 	f("--store is required", "setup", "clickhouse")
 	never := strings.Replace(ch.URL(t), "http://", "clickhouse://", 1) + "/kt_never_set_up"
 	f("kubetrail setup clickhouse", "query", "--store", never)

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"time"
+
 	"github.com/spf13/cobra"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
@@ -25,12 +27,18 @@ ships to a central kubetrail serve instead of the local folder: run one per
 control-plane node. Secret values, tokens and credentials are replaced by
 keyed markers before anything is stored, unless --no-redact (with --server,
 the server does it). --policy applies the team's audit policy to each event
-first, as the API server would have (docs/ingest.md, "Policy at ingest").`,
+first, as the API server would have (docs/ingest.md, "Policy at ingest").
+With --store clickhouse://HOST:8123/DB it ships to ClickHouse through a
+collector (DATA/clickhouse-spool, docs/clickhouse.md); the checkpoint
+moves once a batch is durable there.`,
 		Example: `  kubetrail tail /var/log/kubernetes/audit/audit.log
   kubetrail tail /var/log/kubernetes/audit/audit.log --server https://kubetrail.example:8443 --token-file /etc/kubetrail/token --ca ca.crt`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sink, closeSink, err := sf.open(e)
+			// After ^C or SIGTERM; the rest ships at the next start.
+			sf.drain, sf.drainAfterStop = 10*time.Second, true
+			sf.store.startDown = true
+			sink, closeSink, err := sf.open(cmd.Context(), e)
 			if err != nil {
 				return err
 			}

@@ -79,6 +79,10 @@ type Config struct {
 	// Forwarders send events to the --forward destinations; /metrics
 	// reads their counters at each scrape.
 	Forwarders []*forward.Forwarder
+	// Collector is set when New is given no embedded store: events go
+	// to Ingest (a ClickHouse collector) and the read API answers 404
+	// (collector.go).
+	Collector *CollectorMode
 }
 
 // Server serves HTTP until its context ends.
@@ -97,7 +101,8 @@ type Server struct {
 	routes   []route        // every registered route, which TestRolesTable walks
 }
 
-// New builds a server over an open store.
+// New builds a server over an open store, or with a nil db and
+// cfg.Collector over a ClickHouse collector.
 func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	if err := checkExposure(cfg); err != nil {
 		return nil, err
@@ -113,7 +118,13 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 		s.tokens = append(s.tokens, Token{Value: t, Name: fmt.Sprintf("token %d", i+1)})
 	}
 	s.tokens = append(s.tokens, cfg.Access.Tokens...)
+	if db == nil && (cfg.Collector == nil || cfg.Ingest == nil) {
+		return nil, errors.New("BUG: server without a store or a collector")
+	}
 	m := newMetrics(s.reg, db)
+	if cfg.Collector != nil {
+		s.reg.MustRegister(cfg.Collector.Metrics...)
+	}
 	if cfg.Alerts != nil || len(cfg.Dispatchers) > 0 {
 		s.reg.MustRegister(newAlertCollector(cfg.Alerts, cfg.Dispatchers))
 	}
@@ -149,16 +160,16 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	}
 	mux := http.NewServeMux()
 	s.handle(mux, "/ingest/webhook", permIngest, ingest.NewWebhook(sink, cfg.Webhook))
-	s.handle(mux, "GET /api/v1/events", permRead, http.HandlerFunc(s.events))
-	s.handle(mux, "GET /api/v1/stats", permRead, http.HandlerFunc(s.stats))
-	s.handle(mux, "GET /api/v1/investigate", permRead, http.HandlerFunc(s.investigations))
-	s.handle(mux, "GET /api/v1/investigate/{name}", permRead, http.HandlerFunc(s.runInvestigation))
+	s.handle(mux, "GET /api/v1/events", permRead, s.reads(s.events))
+	s.handle(mux, "GET /api/v1/stats", permRead, s.reads(s.stats))
+	s.handle(mux, "GET /api/v1/investigate", permRead, s.reads(s.investigations))
+	s.handle(mux, "GET /api/v1/investigate/{name}", permRead, s.reads(s.runInvestigation))
 	s.handle(mux, "GET /api/v1/alerts", permRead, http.HandlerFunc(s.alerts))
 	s.handle(mux, "GET /healthz", permHealth, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	}))
 	s.handle(mux, "GET /readyz", permHealth, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := db.Ready(); err != nil {
+		if err := s.ready(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -291,6 +302,11 @@ func newMetrics(reg *prometheus.Registry, db *local.DB) *metrics {
 			Name: "kubetrail_ingest_rejected_total", Help: "Events or lines rejected as unusable.",
 		}),
 	}
+	reg.MustRegister(m.requests, m.bytes, m.rejected,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if db == nil {
+		return m
+	}
 	st := db.Stats()
 	counter := func(name, help string, f func() int64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
@@ -300,7 +316,7 @@ func newMetrics(reg *prometheus.Registry, db *local.DB) *metrics {
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 	})
 	db.SetObserveSync(func(d time.Duration) { syncs.Observe(d.Seconds()) })
-	reg.MustRegister(m.requests, m.bytes, m.rejected, syncs,
+	reg.MustRegister(syncs,
 		counter("kubetrail_events_stored_total", "Events stored.", st.Stored.Load),
 		counter("kubetrail_events_duplicate_total", "Events dropped because they were already stored.", st.Duplicates.Load),
 		counter("kubetrail_batches_total", "Batches made durable.", st.Batches.Load),
@@ -311,7 +327,6 @@ func newMetrics(reg *prometheus.Registry, db *local.DB) *metrics {
 		counter("kubetrail_quarantined_total", "Damaged stretches of files this process kept aside in the quarantine folder.", st.Quarantined.Load),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kubetrail_quarantine_files", Help: "Files in the quarantine folder: damaged data left out of every answer until an operator removes them."},
 			func() float64 { return float64(len(db.Quarantined())) }),
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
 }

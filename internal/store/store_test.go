@@ -69,7 +69,42 @@ func backends() []backend {
 			}
 			return open(), open
 		}},
+		// Through collectors: reopening starts a second collector with a
+		// folder of its own, so the second half of the batches, and all of
+		// them again, come from another collector than the first half.
+		{"clickhouse-collectors", func(t *testing.T) (store.Store, func() store.Store) {
+			cfg := NewClickHouseDB(t)
+			open := func() store.Store {
+				s, err := clickhouse.Open(context.Background(), cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := clickhouse.NewCollector(s, clickhouse.CollectorOptions{Dir: t.TempDir()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close(); s.Close() })
+				return collected{s, c}
+			}
+			return open(), open
+		}},
 	}
+}
+
+// collected is a ClickHouse store written through a collector; Append
+// returns once the batch is in ClickHouse, so that a read right after it
+// sees it.
+type collected struct {
+	*clickhouse.Store
+	c *clickhouse.Collector
+}
+
+func (s collected) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Result, error) {
+	res, err := s.c.Append(ctx, b)
+	if err != nil {
+		return res, err
+	}
+	return res, s.c.Drain(ctx)
 }
 
 // NewClickHouseDB creates a fresh kubetrail database on the package's

@@ -25,7 +25,7 @@ var ch chtest.Server
 func TestMain(m *testing.M) { os.Exit(chtest.Run(m, &ch)) }
 
 // newDB creates a fresh kubetrail database on the package's server.
-func newDB(t *testing.T, name string) (Config, *Store) {
+func newDB(t testing.TB, name string) (Config, *Store) {
 	t.Helper()
 	cfg, err := ParseURL(strings.Replace(ch.URL(t), "http://", "clickhouse://", 1) + "/" + name)
 	if err != nil {

@@ -95,16 +95,18 @@ func (c *client) query(ctx context.Context, sql string, read func(io.Reader) err
 // insert sends rows in RowBinary for an INSERT ... FORMAT RowBinary
 // statement. ClickHouse answers 200 once the rows are written to a part.
 func (c *client) insert(ctx context.Context, sql string, rows []byte) error {
-	return c.do(ctx, sql, rows, func(io.Reader) error { return nil })
+	return c.do(ctx, sql, bytes.NewReader(rows), func(io.Reader) error { return nil })
 }
 
-func (c *client) do(ctx context.Context, sql string, data []byte, read func(io.Reader) error) error {
+// do runs sql; with data, sql is an INSERT whose rows data holds (sent
+// as they are read: a data that fails makes the request fail).
+func (c *client) do(ctx context.Context, sql string, data io.Reader, read func(io.Reader) error) error {
 	var body io.Reader
 	u := c.cfg.Endpoint + "/?wait_end_of_query=1"
 	if data != nil {
 		// The statement goes in the URL and the rows in the body.
 		u += "&query=" + url.QueryEscape(sql)
-		body = bytes.NewReader(data)
+		body = data
 	} else {
 		body = strings.NewReader(sql)
 	}

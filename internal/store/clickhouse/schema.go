@@ -13,7 +13,8 @@ import (
 const SchemaVersion = 1
 
 // column is one column of the events table, in the order RowBinary rows
-// are written (see encodeRow).
+// are written (see encodeRow; the arrival stamp, seq, ord and ver, goes
+// first in an insert: insertColumns).
 type column struct{ name, typ, doc string }
 
 // columns are the events table's columns. Plain types only: 18.16 has no
@@ -74,14 +75,6 @@ var columns = []column{
 // ReplacingMergeTree. Every column in it is a function of cluster and raw,
 // so copies always agree on it.
 const orderBy = "cluster, resource, namespace, name, verb, time_us, key"
-
-func columnList() string {
-	names := make([]string, len(columns))
-	for i, c := range columns {
-		names[i] = c.name
-	}
-	return strings.Join(names, ", ")
-}
 
 // ddl returns the statements that create the database and its tables.
 func ddl(db string) []string {

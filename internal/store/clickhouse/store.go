@@ -41,18 +41,34 @@ func newClient(cfg Config) *client {
 // cannot be reached, or the database has no kubetrail schema or another
 // version of it.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	c := newClient(cfg)
-	v, err := schemaVersion(ctx, c, cfg.Database)
-	if errors.Is(err, errNoSchema) {
-		return nil, fmt.Errorf("ClickHouse database %s at %s holds no kubetrail store: create it with kubetrail setup clickhouse --store clickhouse://HOST:PORT/%s", cfg.Database, cfg.Endpoint, cfg.Database)
-	}
-	if err != nil {
+	s := Dial(cfg)
+	if err := s.checkSchema(ctx); err != nil {
 		return nil, err
 	}
-	if v != SchemaVersion {
-		return nil, fmt.Errorf("ClickHouse database %s holds kubetrail schema version %d; this kubetrail reads version %d", cfg.Database, v, SchemaVersion)
+	return s, nil
+}
+
+// Dial returns a store without asking the server anything, for a
+// collector that must start while ClickHouse is down; its collector
+// checks the schema before its first insert.
+func Dial(cfg Config) *Store {
+	return &Store{c: newClient(cfg), db: cfg.Database, now: time.Now}
+}
+
+// checkSchema fails unless the database holds this kubetrail's schema.
+func (s *Store) checkSchema(ctx context.Context) error {
+	cfg := s.c.cfg
+	v, err := schemaVersion(ctx, s.c, cfg.Database)
+	if errors.Is(err, errNoSchema) {
+		return fmt.Errorf("ClickHouse database %s at %s holds no kubetrail store: create it with kubetrail setup clickhouse --store clickhouse://HOST:PORT/%s", cfg.Database, cfg.Endpoint, cfg.Database)
 	}
-	return &Store{c: c, db: cfg.Database, now: time.Now}, nil
+	if err != nil {
+		return err
+	}
+	if v != SchemaVersion {
+		return fmt.Errorf("ClickHouse database %s holds kubetrail schema version %d; this kubetrail reads version %d", cfg.Database, v, SchemaVersion)
+	}
+	return nil
 }
 
 // Close releases idle connections.
@@ -75,39 +91,51 @@ func (s *Store) nextSeq() uint64 {
 }
 
 // Append inserts a batch and returns once ClickHouse has written it to a
-// part (see docs/adr/0012 on what that guarantees). Copies of an event
-// within the batch are dropped and counted as duplicates; copies of events
-// stored by earlier batches are inserted and removed by the engine
-// (ReplacingMergeTree, read FINAL), and are not counted here.
+// part (docs/adr/0013 says what that guarantees; a Collector adds a WAL in
+// front). Copies of an event within the batch are dropped and counted as
+// duplicates; copies of events stored by earlier batches are inserted and
+// removed by the engine (ReplacingMergeTree, read FINAL), and are not
+// counted here.
 func (s *Store) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Result, error) {
-	var res pipeline.Result
-	seq := s.nextSeq()
-	seen := make(map[local.Key]bool, len(b.Records))
-	rows := make([]byte, 0, 64<<10)
-	ord := uint32(0)
-	for i := range b.Records {
-		r := &b.Records[i]
-		k := local.KeyOf(b.Cluster, r.Raw)
-		if seen[k] {
-			res.Duplicates++
-			continue
-		}
-		seen[k] = true
-		rows = encodeRow(rows, b, r, k, seq, ord)
-		ord++
-		res.Stored++
-	}
+	rows, res := appendRows(make([]byte, 0, 64<<10), b)
 	if res.Stored == 0 {
 		return res, nil
 	}
-	err := s.c.insert(ctx, "INSERT INTO "+s.db+".events ("+columnList()+") FORMAT RowBinary", rows)
-	if errors.Is(err, ErrUnreachable) {
-		return pipeline.Result{}, fmt.Errorf("%w: %v", pipeline.ErrUnavailable, err)
-	}
+	st := stamper{seq: s.nextSeq()}
+	body, err := st.add(make([]byte, 0, len(rows)+len(rows)/8), rows)
 	if err != nil {
-		return pipeline.Result{}, fmt.Errorf("insert into %s.events: %w", s.db, err)
+		return pipeline.Result{}, err
+	}
+	if err := s.insertRows(ctx, body); err != nil {
+		return pipeline.Result{}, err
 	}
 	return res, nil
+}
+
+// insertStream sends an insert's body (rows stamped by a stamper) as it
+// is read from r. An unreachable server is pipeline.ErrUnavailable.
+func (s *Store) insertStream(ctx context.Context, r io.Reader) error {
+	err := s.c.do(ctx, "INSERT INTO "+s.db+".events ("+insertColumns()+") FORMAT RowBinary", r, func(io.Reader) error { return nil })
+	if errors.Is(err, ErrUnreachable) {
+		return fmt.Errorf("%w: %v", pipeline.ErrUnavailable, err)
+	}
+	if err != nil {
+		return fmt.Errorf("insert into %s.events: %w", s.db, err)
+	}
+	return nil
+}
+
+// insertRows sends an insert's body (rows stamped by a stamper). An
+// unreachable server is pipeline.ErrUnavailable.
+func (s *Store) insertRows(ctx context.Context, body []byte) error {
+	err := s.c.insert(ctx, "INSERT INTO "+s.db+".events ("+insertColumns()+") FORMAT RowBinary", body)
+	if errors.Is(err, ErrUnreachable) {
+		return fmt.Errorf("%w: %v", pipeline.ErrUnavailable, err)
+	}
+	if err != nil {
+		return fmt.Errorf("insert into %s.events: %w", s.db, err)
+	}
+	return nil
 }
 
 // dayOf is the partition of an event time: its UTC day, days before 1970
@@ -120,17 +148,15 @@ func dayOf(us int64) uint16 {
 	return uint16(min(d, math.MaxUint16))
 }
 
-// encodeRow appends one event's row in the order of columns.
-func encodeRow(b []byte, batch *pipeline.Batch, r *audit.Record, k local.Key, seq uint64, ord uint32) []byte {
+// encodeRow appends one event's row without its arrival stamp, in the
+// order of insertColumns.
+func encodeRow(b []byte, batch *pipeline.Batch, r *audit.Record, k local.Key) []byte {
 	ev := &r.Event
 	t, req := ev.Time(), ev.RequestReceivedTimestamp.Time
 	tus := t.UnixMicro()
 	b = putU16(b, dayOf(tus))
 	b = putString(b, batch.Cluster)
 	b = append(b, k[:]...)
-	b = putU64(b, seq)
-	b = putU32(b, ord)
-	b = putU64(b, math.MaxUint64-seq)
 	b = putI64(b, batch.Received.UnixMicro())
 	b = putI64(b, tus)
 	b = putU8(b, flag(!t.IsZero()))
@@ -265,17 +291,29 @@ func selectionWhere(sel local.Selection) (string, bool, error) {
 // carries its stored bytes and the decoded event, whether or not
 // NeedEvent asked for them. Hit slices are valid only during the callback.
 func (s *Store) Select(ctx context.Context, sel local.Selection, fn func(*local.Hit) error) error {
+	return s.selectAfter(ctx, sel, 0, func(h *local.Hit, _ uint64) error { return fn(h) })
+}
+
+// selectAfter is Select over the rows inserted with a seq above after,
+// giving each hit's seq too.
+func (s *Store) selectAfter(ctx context.Context, sel local.Selection, after uint64, fn func(*local.Hit, uint64) error) error {
 	w, exact, err := selectionWhere(sel)
 	if err != nil {
 		return err
 	}
-	sql := "SELECT cluster, time_us, received_us, raw FROM " + s.db + ".events FINAL WHERE " + w + " ORDER BY seq, ord FORMAT RowBinary"
+	if after > 0 {
+		// After FINAL: the row FINAL keeps for an event (its first
+		// arrival) decides, so a copy inserted later is not new.
+		w += " AND seq > " + strconv.FormatUint(after, 10)
+	}
+	sql := "SELECT cluster, time_us, received_us, raw, seq FROM " + s.db + ".events FINAL WHERE " + w + " ORDER BY seq, ord FORMAT RowBinary"
 	return s.c.query(ctx, sql, func(body io.Reader) error {
 		r := newRowReader(body)
 		var ev audit.Event
 		for r.more() {
 			h := local.Hit{Cluster: r.string(), Time: r.i64(), Received: r.i64()}
 			h.Raw = r.bytes()
+			seq := r.u64()
 			if r.err != nil {
 				break
 			}
@@ -286,7 +324,7 @@ func (s *Store) Select(ctx context.Context, sel local.Selection, fn func(*local.
 				continue
 			}
 			h.Event = &ev
-			if err := fn(&h); err != nil {
+			if err := fn(&h, seq); err != nil {
 				return err
 			}
 		}

@@ -37,6 +37,8 @@ type Server struct {
 	reason string // why there is no server, when there is none
 	cmd    *exec.Cmd
 	dir    string
+	port   int
+	bin    string
 	exited chan struct{}
 }
 
@@ -44,7 +46,7 @@ type Server struct {
 // started it. TestMain must pass its result to os.Exit.
 func Run(m *testing.M, s *Server) int {
 	code := m.Run()
-	if err := s.stop(); err != nil {
+	if err := s.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "chtest: %v\n", err)
 		if code == 0 {
 			code = 1
@@ -88,16 +90,21 @@ func (s *Server) start() error {
 	if err != nil {
 		return err
 	}
-	s.dir = dir
-	port, err := freePort()
-	if err != nil {
+	s.dir, s.bin = dir, bin
+	if s.port, err = freePort(); err != nil {
 		return err
 	}
-	if err := writeConfig(dir, port); err != nil {
+	if err := writeConfig(dir, s.port); err != nil {
 		return err
 	}
-	cmd := exec.Command(bin, "--config-file="+filepath.Join(dir, "config.xml"))
-	cmd.Dir = dir
+	return s.spawn()
+}
+
+// spawn starts the server in s.dir on s.port and waits until it answers.
+func (s *Server) spawn() error {
+	bin := s.bin
+	cmd := exec.Command(bin, "--config-file="+filepath.Join(s.dir, "config.xml"))
+	cmd.Dir = s.dir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// Its own process group, so that a signal to the test binary's group
@@ -108,7 +115,7 @@ func (s *Server) start() error {
 	}
 	s.cmd, s.exited = cmd, make(chan struct{})
 	go func() { cmd.Wait(); close(s.exited) }()
-	url := "http://127.0.0.1:" + strconv.Itoa(port)
+	url := "http://127.0.0.1:" + strconv.Itoa(s.port)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -128,8 +135,30 @@ func (s *Server) start() error {
 	return fmt.Errorf("%s did not answer on %s within 30s: %s", bin, url, s.Log())
 }
 
-// stop ends the server the package started, if any, and removes its folder.
-func (s *Server) stop() error {
+// Kill stops the server with SIGKILL, as a crash would, keeping its data
+// and port for Restart. Tests that stop a server must use a Server of
+// their own, not the package's shared one.
+func (s *Server) Kill(t testing.TB) {
+	t.Helper()
+	if s.cmd == nil {
+		t.Fatal("chtest: Kill before the server started")
+	}
+	s.cmd.Process.Kill()
+	<-s.exited
+}
+
+// Restart starts a killed server again on the same port and data.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if err := s.spawn(); err != nil {
+		t.Fatalf("chtest: restart: %v", err)
+	}
+}
+
+// Stop ends the server, if it started, and removes its folder. Run calls
+// it for the package's server; a test that started one of its own calls it
+// when done.
+func (s *Server) Stop() error {
 	if s.cmd == nil {
 		return nil
 	}
@@ -137,6 +166,7 @@ func (s *Server) stop() error {
 	// graceful shutdown takes 18.16 about ten seconds.
 	s.cmd.Process.Kill()
 	<-s.exited
+	s.cmd = nil
 	return os.RemoveAll(s.dir)
 }
 

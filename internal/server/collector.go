@@ -1,0 +1,39 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// CollectorMode is serve --store clickhouse://: the server takes events
+// into a collector that ships them to ClickHouse, and keeps no embedded
+// store to answer questions from (kubetrail query --store reads
+// ClickHouse).
+type CollectorMode struct {
+	// Ready says whether the collector takes batches, for /readyz.
+	Ready func() error
+	// Metrics are the collector's, registered on /metrics.
+	Metrics []prometheus.Collector
+}
+
+var errCollector = errors.New("this kubetrail serve is a collector: it stores into ClickHouse and answers no questions; ask ClickHouse with kubetrail query --store clickhouse://HOST:8123/DB")
+
+// reads serves h, or 404 on a collector, which has no store to read.
+func (s *Server) reads(h http.HandlerFunc) http.Handler {
+	if s.db == nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusNotFound, errCollector)
+		})
+	}
+	return h
+}
+
+// ready is /readyz's answer: the store's, or the collector's.
+func (s *Server) ready() error {
+	if s.db == nil {
+		return s.cfg.Collector.Ready()
+	}
+	return s.db.Ready()
+}
