@@ -43,6 +43,10 @@ type Reader struct {
 	plist     []int32 // postings being intersected
 	// colErr is the first error Hit.Column met during a Select.
 	colErr error
+	// one reads single events' text, and whole holds the event decoded,
+	// for Hit.Load.
+	one   *oneText
+	whole audit.Event
 	// damage is what the reader skipped (see Damaged).
 	damage damageList
 }
@@ -246,11 +250,18 @@ type Hit struct {
 	// or a filter the columns could not decide).
 	Raw   []byte
 	Event *audit.Event
-	seg   *segView
-	head  *headEvent
-	r     *Reader
-	ord   int
-	vals  *colRow // the event's column values, computed once when asked
+	// Partial (SelectFilters) says Event holds only the fields Fields
+	// names (filter-language names) and Raw is nil, until Load; Known
+	// says per filter what the columns decided: 1 the event matches it,
+	// -1 it does not, 0 only the event can tell.
+	Partial bool
+	Fields  []string
+	Known   []int8
+	seg     *segView
+	head    *headEvent
+	r       *Reader
+	ord     int
+	vals    *colRow // the event's column values, computed once when asked
 }
 
 // Column returns a column value of the hit, from the columns or the event.
@@ -372,11 +383,23 @@ func makePlan(f *query.Filter) (*plan, error) {
 // single-field condition against a dictionary value.
 func eventWith(c Column, v string, ev *audit.Event) (cluster string) {
 	*ev = audit.Event{}
+	return setColumn(c, v, ev)
+}
+
+// setColumn sets the field of ev that column c holds to v, leaving the
+// others as they are; for ColCluster it returns v instead.
+func setColumn(c Column, v string, ev *audit.Event) (cluster string) {
 	split := func() []string {
 		if v == "" {
 			return nil
 		}
 		return strings.Split(v, ListSep)
+	}
+	status := func() *audit.Status {
+		if ev.ResponseStatus == nil {
+			ev.ResponseStatus = &audit.Status{}
+		}
+		return ev.ResponseStatus
 	}
 	ref := func() *audit.ObjectReference {
 		if ev.ObjectRef == nil {
@@ -411,7 +434,7 @@ func eventWith(c Column, v string, ev *audit.Event) (cluster string) {
 		ref().APIVersion = v
 	case ColCode:
 		if n, err := strconv.Atoi(v); err == nil {
-			ev.ResponseStatus = &audit.Status{Code: int32(n)}
+			status().Code = int32(n)
 		}
 	case ColLevel:
 		ev.Level = audit.Level(v)
@@ -426,9 +449,9 @@ func eventWith(c Column, v string, ev *audit.Event) (cluster string) {
 			ev.Annotations = map[string]string{"authorization.k8s.io/decision": v}
 		}
 	case ColReason:
-		ev.ResponseStatus = &audit.Status{Reason: v}
+		status().Reason = v
 	case ColStatus:
-		ev.ResponseStatus = &audit.Status{Status: v}
+		status().Status = v
 	}
 	return ""
 }
