@@ -210,7 +210,7 @@ func detectStore(cmd *cobra.Command, eng *engine.Engine, nsf *nsFlags, dir strin
 	defer r.Close()
 	defer func() { err = withDamage(r, err) }()
 	ctx := cmd.Context()
-	filters, fields, lazy := eng.Lazy()
+	plan, lazy := eng.Lazy()
 	if !lazy {
 		sel.NeedEvent = true
 		return r.Select(sel, func(h *local.Hit) error {
@@ -220,7 +220,8 @@ func detectStore(cmd *cobra.Command, eng *engine.Engine, nsf *nsFlags, dir strin
 			return eval(&rules.Event{Ev: h.Event, Raw: h.Raw, Cluster: h.Cluster})
 		})
 	}
-	return r.SelectFilters(sel, filters, fields, func(h *local.Hit) error {
+	opts := local.LazyOptions{Filters: plan.Filters, Fields: plan.Fields, ReadAhead: plan.WillRead}
+	return r.SelectFilters(sel, opts, func(h *local.Hit) error {
 		if err := stopped(ctx); err != nil {
 			return err
 		}

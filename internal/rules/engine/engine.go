@@ -115,21 +115,31 @@ func (e *Engine) Eval(ev *rules.Event) []rules.Alert {
 	return out
 }
 
-// Lazy returns what a store needs to give events lazily (rules.Lazy):
-// the filters whose answers go in Known, and the fields a partial event
-// should hold. ok is false when the engine reads every event whole
-// anyway (Sigma and Falco rules); an engine without rules gives ok and
-// no filter: no event is needed.
-func (e *Engine) Lazy() (filters []*query.Filter, fields []string, ok bool) {
+// LazyPlan is what a store needs to give an engine's events lazily
+// (rules.Lazy).
+type LazyPlan struct {
+	// Filters are the conditions whose answers go in Known.
+	Filters []*query.Filter
+	// Fields are those a partial event should hold.
+	Fields []string
+	// WillRead tells from Known whether the engine will surely read the
+	// event whole, for a store to read it ahead.
+	WillRead func(known []int8) bool
+}
+
+// Lazy returns the plan of a store giving events lazily, or ok false
+// when the engine reads every event whole anyway (Sigma and Falco rules);
+// an engine without rules gives ok and no filter: no event is needed.
+func (e *Engine) Lazy() (p LazyPlan, ok bool) {
 	switch len(e.evals) {
 	case 0:
-		return nil, nil, true
+		return p, true
 	case 1:
 		if n, isNative := e.evals[0].(*native.Evaluator); isNative {
-			return n.Filters(), n.KeyFields(), true
+			return LazyPlan{Filters: n.Filters(), Fields: n.KeyFields(), WillRead: n.WillRead}, true
 		}
 	}
-	return nil, nil, false
+	return p, false
 }
 
 // Memory returns how far back in event time the loaded rules' state

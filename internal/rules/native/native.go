@@ -156,6 +156,35 @@ func newEvaluator(ruleset []*Rule) *Evaluator {
 // that may match one of them.
 func (ev *Evaluator) Filters() []*query.Filter { return ev.filters }
 
+// WillRead reports whether Eval will surely read a lazy event whole,
+// given what the store decided of Filters (known): some rule's condition
+// or a sequence step is undecided, or a rule's condition or a sequence's
+// first step matches and no except rules it out (an alert, a threshold or
+// a sequence reads the event). A store reads those events ahead; a wrong
+// guess costs time, never an answer.
+func (ev *Evaluator) WillRead(known []int8) bool {
+	excepted := func(xs []int) bool {
+		return slices.ContainsFunc(xs, func(x int) bool { return known[x] > 0 })
+	}
+	for i, r := range ev.rules {
+		if !r.Enabled {
+			continue
+		}
+		ref := &ev.refs[i]
+		first := ref.cond
+		if r.Sequence != nil {
+			first = ref.steps[0]
+			if slices.ContainsFunc(ref.steps, func(j int) bool { return known[j] == 0 }) {
+				return true
+			}
+		}
+		if k := known[first]; k == 0 || (k > 0 && !excepted(ref.excepts)) {
+			return true
+		}
+	}
+	return false
+}
+
 // KeyFields returns the fields (canonical names) the enabled rules group
 // events by, which a lazy event should hold: with them, an event that
 // matches a later step of a sequence nobody has started is passed over

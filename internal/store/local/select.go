@@ -47,6 +47,11 @@ type Reader struct {
 	// for Hit.Load.
 	one   *oneText
 	whole audit.Event
+	// ahead reads ahead the events of the segment at hand that the caller
+	// of SelectFilters will load, with its own decoder and text reader.
+	ahead *ahead
+	dec2  *zstd.Decoder
+	one2  *oneText
 	// damage is what the reader skipped (see Damaged).
 	damage damageList
 }

@@ -1,9 +1,13 @@
 package local
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +16,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/rules"
 	"github.com/kubetrail/kubetrail/internal/rules/builtin"
 	"github.com/kubetrail/kubetrail/internal/rules/native"
+	"github.com/kubetrail/kubetrail/internal/vfs"
 )
 
 // scannedEvent is an event of a full scan, decoded.
@@ -52,11 +57,13 @@ func generatedStore(t *testing.T) (string, *Reader) {
 // exactly the events that match the restriction and one of the filters;
 // what Known says of each filter is what the filter says of the whole
 // event; the partial event holds the asked column fields with the whole
-// event's values; Load gives the event's exact bytes. Over v4 segments
-// and the WAL, and over v3 and v2 segments (the fixtures).
+// event's values; Load gives the event's exact bytes, whether it was read
+// ahead or not. Over v4 segments and the WAL, and over v3 and v2 segments
+// (the fixtures).
 // Mutations it catches: a filter with a residual marked 1 (Known wrong on
 // every requestObject or auditid filter); an event with one filter's bit
-// dropped (missing events); loading the wrong line of a group.
+// dropped (missing events); loading the wrong line of a group; a
+// read-ahead giving the first event it holds instead of the one asked for.
 func TestSelectFiltersMatchesFullScan(t *testing.T) {
 	dir, r := generatedStore(t)
 	checkSelectFilters(t, "v4", dir, r, rand.New(rand.NewPCG(9, 10)), 150)
@@ -106,13 +113,20 @@ func checkSelectFilters(t *testing.T, what, dir string, r *Reader, rng *rand.Ran
 			}
 		}
 		var got []int
-		next := 0 // the full scan's index of the next event that may come
-		err := r.SelectFilters(sel, filters, fields, func(h *Hit) error {
+		next, given := 0, 0 // the full scan's index of the next event that may come
+		opts := LazyOptions{Filters: filters, Fields: fields}
+		if k%3 != 0 {
+			// Read ahead some events: some of them are then not loaded
+			// (k odd), and some events loaded were not read ahead.
+			opts.ReadAhead = func(known []int8) bool { return known[0] >= 0 }
+		}
+		err := r.SelectFilters(sel, opts, func(h *Hit) error {
 			var partial audit.Event
 			wasPartial := h.Partial
 			if wasPartial {
 				partial = *h.Event
-				if k%2 == 0 {
+				// Load every event (k even) or one in three (k odd).
+				if given++; k%2 == 0 || given%3 == 0 {
 					loaded++
 					if err := h.Load(); err != nil {
 						return err
@@ -258,7 +272,7 @@ func TestLazyRulesMatchWholeEvents(t *testing.T) {
 		lazy := load()
 		var got []string
 		given, loads := 0, 0
-		err := r.SelectFilters(Selection{}, lazy.Filters(), lazy.KeyFields(), func(h *Hit) error {
+		err := r.SelectFilters(Selection{}, LazyOptions{Filters: lazy.Filters(), Fields: lazy.KeyFields(), ReadAhead: lazy.WillRead}, func(h *Hit) error {
 			given++
 			e := rules.Event{Ev: h.Event, Raw: h.Raw, Cluster: h.Cluster}
 			if h.Partial {
@@ -294,5 +308,53 @@ func TestLazyRulesMatchWholeEvents(t *testing.T) {
 			t.Errorf("%s: %d events given of %d, %d read: nothing was spared", pack, given, len(all), loads)
 		}
 		t.Logf("%s: %d alerts; %d of %d events given, %d read", pack, len(want), given, len(all), loads)
+	}
+}
+
+// TestSelectFiltersDamagedText: a damaged text block fails SelectFilters
+// with the segment's error when an event of it is loaded, read ahead or
+// not, and the read-ahead's goroutine ends.
+// Mutation it catches: the read-ahead's error dropped (the event comes
+// back empty).
+func TestSelectFiltersDamagedText(t *testing.T) {
+	dir, r := generatedStore(t)
+	r.Close()
+	segs, err := filepath.Glob(filepath.Join(dir, segmentDir, "*.kts"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("segments: %v %v", segs, err)
+	}
+	sr, err := openSegment(vfs.OS, segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := sr.meta.Blocks[len(sr.meta.Blocks)/2]
+	sr.close()
+	data, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[b.Off+b.Len/2] ^= 0x5a
+	if err := os.WriteFile(segs[0], data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	all, err := query.Compile("not verb=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ahead := range []bool{false, true} {
+		r, err := OpenReader(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := LazyOptions{Filters: []*query.Filter{all}}
+		if ahead {
+			opts.ReadAhead = func([]int8) bool { return true }
+		}
+		err = r.SelectFilters(Selection{}, opts, func(h *Hit) error { return h.Load() })
+		r.Close()
+		var se *SegmentError
+		if !errors.As(err, &se) || !strings.Contains(se.Part, "text block") {
+			t.Errorf("read ahead %v: %v, want the damaged text block's error", ahead, err)
+		}
 	}
 }
