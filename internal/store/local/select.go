@@ -262,6 +262,7 @@ type Hit struct {
 	Partial bool
 	Fields  []string
 	Known   []int8
+	ahead   *aheadSlot // what a read-ahead read of the event
 	seg     *segView
 	head    *headEvent
 	r       *Reader

@@ -18,9 +18,11 @@ type LazyOptions struct {
 	Fields []string
 	// ReadAhead, when set, tells from what the columns decided (Known)
 	// whether the caller will surely load the event: those events are
-	// read and decoded ahead, on another goroutine, while the caller
-	// works on the ones before. It must be safe to call from SelectFilters'
-	// goroutine (it is not called concurrently).
+	// read ahead, on another goroutine, while the caller works on the
+	// ones before. There a filter whose body condition needs a literal
+	// the event's text lacks (query.RawRejecter) is decided too, and the
+	// event is decoded only when ReadAhead still says so. It must be safe
+	// for concurrent use.
 	ReadAhead func(known []int8) bool
 }
 
@@ -62,8 +64,16 @@ func (r *Reader) SelectFilters(sel Selection, opts LazyOptions, fn func(*Hit) er
 			cols, names = append(cols, c), append(names, f)
 		}
 	}
+	sc := &lazyScan{plans: plans, restrict: restrict, cols: cols, names: names, readAhead: opts.ReadAhead, fn: fn,
+		rejects: make([]func([]byte) bool, len(plans))}
+	for j, p := range plans {
+		if p.residual {
+			sc.rejects[j] = query.RawRejecter(filters[j])
+		}
+	}
 	r.colErr = nil
-	lo, hi := bounds(sel)
+	sc.lo, sc.hi = bounds(sel)
+	lo, hi := sc.lo, sc.hi
 	if r.one == nil {
 		r.one = newOneText(r.dec)
 	}
@@ -71,7 +81,7 @@ func (r *Reader) SelectFilters(sel Selection, opts LazyOptions, fn func(*Hit) er
 		if s.outside(lo, hi) {
 			continue
 		}
-		if err := r.filterSegment(s, plans, restrict, lo, hi, cols, names, opts.ReadAhead, fn); err != nil {
+		if err := r.filterSegment(s, sc); err != nil {
 			return err
 		}
 		if r.colErr != nil {
@@ -102,8 +112,54 @@ func orOf(filters []*query.Filter, restrict *query.Filter) *query.Filter {
 	return f
 }
 
+// lazyScan is what SelectFilters works with.
+type lazyScan struct {
+	plans    []*plan
+	restrict *plan
+	lo, hi   int64
+	// cols are the columns of the partial events' fields, names the
+	// fields.
+	cols      []Column
+	names     []string
+	readAhead func([]int8) bool
+	// rejects are the filters' tests of stored bytes (query.RawRejecter),
+	// nil where they have none.
+	rejects []func([]byte) bool
+	fn      func(*Hit) error
+}
+
+// segKnown is what the columns decided of one segment's events.
+type segKnown struct {
+	plans []*plan
+	words int
+	// may holds, per event, a bit per filter that the columns did not
+	// rule out; a filter with a residual is then undecided.
+	may []uint64
+}
+
+// decide fills known with what the columns decided of event o, and
+// reports whether some filter may match it.
+func (k *segKnown) decide(o int, known []int8) bool {
+	m := k.may[o*k.words : (o+1)*k.words]
+	if allZero(m) {
+		return false
+	}
+	for j, p := range k.plans {
+		switch {
+		case m[j/64]&(1<<(j%64)) == 0:
+			known[j] = -1
+		case p.residual:
+			known[j] = 0
+		default:
+			known[j] = 1
+		}
+	}
+	return true
+}
+
 // filterSegment is SelectFilters over one segment.
-func (r *Reader) filterSegment(s *segView, plans []*plan, restrict *plan, lo, hi int64, cols []Column, names []string, readAhead func([]int8) bool, fn func(*Hit) error) (err error) {
+func (r *Reader) filterSegment(s *segView, sc *lazyScan) (err error) {
+	plans, restrict, lo, hi := sc.plans, sc.restrict, sc.lo, sc.hi
 	n := s.r.meta.Count
 	// may holds, per event, a bit per filter that the columns did not rule
 	// out; a filter with a residual is then undecided.
@@ -119,6 +175,22 @@ func (r *Reader) filterSegment(s *segView, plans []*plan, restrict *plan, lo, hi
 		}
 		for _, o := range c.list {
 			may[int(o)*words+w] |= bit
+		}
+	}
+	// A small column that several filters test is read once, whole:
+	// otherwise each filter decompresses its ids again.
+	r.use(s)
+	uses := [NumColumns]int{}
+	for _, p := range plans {
+		for _, t := range p.colTerms {
+			uses[t.col]++
+		}
+	}
+	for c, k := range uses {
+		if k > 1 && s.r.meta.Columns[c].Kind != kindPostings {
+			if _, err := r.colIDs(s, Column(c)); err != nil {
+				return err
+			}
 		}
 	}
 	any := false
@@ -163,9 +235,9 @@ func (r *Reader) filterSegment(s *segView, plans []*plan, restrict *plan, lo, hi
 	if err != nil {
 		return err
 	}
-	ids := make([][]uint32, len(cols))
-	dicts := make([]*dictData, len(cols))
-	for k, c := range cols {
+	ids := make([][]uint32, len(sc.cols))
+	dicts := make([]*dictData, len(sc.cols))
+	for k, c := range sc.cols {
 		if ids[k], err = r.colIDs(s, c); err != nil {
 			return err
 		}
@@ -173,33 +245,17 @@ func (r *Reader) filterSegment(s *segView, plans []*plan, restrict *plan, lo, hi
 			return err
 		}
 	}
+	sk := &segKnown{plans: plans, words: words, may: may}
 	known := make([]int8, len(plans))
-	decide := func(o int) bool {
-		m := may[o*words : (o+1)*words]
-		if allZero(m) {
-			return false
-		}
-		for j, p := range plans {
-			switch {
-			case m[j/64]&(1<<(j%64)) == 0:
-				known[j] = -1
-			case p.residual:
-				known[j] = 0
-			default:
-				known[j] = 1
-			}
-		}
-		return true
-	}
-	if readAhead != nil {
+	if sc.readAhead != nil {
 		var list []int32
 		for o := 0; o < n; o++ {
-			if decide(o) && readAhead(known) {
+			if sk.decide(o, known) && sc.readAhead(known) {
 				list = append(list, int32(o))
 			}
 		}
 		if len(list) > 0 {
-			if r.ahead, err = r.readAhead(s, list); err != nil {
+			if r.ahead, err = r.readAhead(s, sk, sc, list); err != nil {
 				return err
 			}
 			defer func() {
@@ -210,16 +266,23 @@ func (r *Reader) filterSegment(s *segView, plans []*plan, restrict *plan, lo, hi
 	}
 	var partial audit.Event
 	for o := 0; o < n; o++ {
-		if !decide(o) {
+		if !sk.decide(o, known) {
 			continue
+		}
+		sl, err := r.ahead.next(o)
+		if err != nil {
+			return err
+		}
+		if sl != nil {
+			copy(known, sl.known) // with what the text told
 		}
 		cluster := cd.values[cl[o]]
 		partial = audit.Event{}
-		for k, c := range cols {
+		for k, c := range sc.cols {
 			setColumn(c, dicts[k].values[ids[k][o]], &partial)
 		}
 		h := Hit{Cluster: cluster, Time: s.times[o], Received: s.recvs[o], Event: &partial, Partial: true,
-			Fields: names, Known: known, seg: s, r: r, ord: o}
+			Fields: sc.names, Known: known, seg: s, r: r, ord: o, ahead: sl}
 		if restrict.residual {
 			if err := h.Load(); err != nil {
 				return err
@@ -228,7 +291,7 @@ func (r *Reader) filterSegment(s *segView, plans []*plan, restrict *plan, lo, hi
 				continue
 			}
 		}
-		if err := fn(&h); err != nil {
+		if err := sc.fn(&h); err != nil {
 			return err
 		}
 	}
@@ -254,14 +317,11 @@ func (h *Hit) Load() error {
 	if h.seg == nil {
 		return errors.New("BUG: a partial hit without a segment")
 	}
-	r := h.r
-	if ev, raw, ok, err := r.ahead.take(h.ord); ok || err != nil {
-		if err != nil {
-			return err
-		}
-		h.Event, h.Raw, h.Partial, h.Fields = ev, raw, false, nil
+	if sl := h.ahead; sl != nil && sl.decoded {
+		h.Event, h.Raw, h.Partial, h.Fields = &sl.ev, sl.raw, false, nil
 		return nil
 	}
+	r := h.r
 	raw, err := r.one.text(h.seg.r, h.ord, r.idsOf(h.seg))
 	if err != nil {
 		return err
@@ -273,15 +333,16 @@ func (h *Hit) Load() error {
 	return nil
 }
 
-// aheadSlots is how many events a read-ahead holds decoded at most.
+// aheadSlots is how many events a read-ahead holds at most.
 const aheadSlots = 256
 
-// ahead reads and decodes, on its own goroutine, the events of one
-// segment that the caller of SelectFilters will load, in order, while the
-// caller works on the ones before.
+// ahead reads, on its own goroutine, the events of one segment that the
+// caller of SelectFilters will load, in order, while the caller works on
+// the ones before: their text, what it tells of the filters, and the
+// event decoded when it is still needed.
 type ahead struct {
 	list  []int32 // the events read ahead, ascending
-	next  int     // list[next] is the next to come from ready
+	at    int     // list[at] is the next to come from ready
 	ready chan *aheadSlot
 	free  chan *aheadSlot
 	quit  chan struct{}
@@ -289,14 +350,16 @@ type ahead struct {
 }
 
 type aheadSlot struct {
-	ord int
-	ev  audit.Event
-	raw []byte
-	err error
+	ord     int
+	known   []int8
+	decoded bool // ev and raw hold the event
+	ev      audit.Event
+	raw     []byte
+	err     error
 }
 
 // readAhead starts reading the events of list (ascending) of s.
-func (r *Reader) readAhead(s *segView, list []int32) (*ahead, error) {
+func (r *Reader) readAhead(s *segView, sk *segKnown, sc *lazyScan, list []int32) (*ahead, error) {
 	if r.dec2 == nil {
 		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
 		if err != nil {
@@ -319,7 +382,7 @@ func (r *Reader) readAhead(s *segView, list []int32) (*ahead, error) {
 	ids := func(c Column) ([]uint32, error) { return sortIDs[c], nil }
 	a := &ahead{list: list, ready: make(chan *aheadSlot, aheadSlots), free: make(chan *aheadSlot, aheadSlots), quit: make(chan struct{})}
 	for range aheadSlots {
-		a.free <- new(aheadSlot)
+		a.free <- &aheadSlot{known: make([]int8, len(sk.plans))}
 	}
 	one := r.one2
 	go func() {
@@ -331,21 +394,15 @@ func (r *Reader) readAhead(s *segView, list []int32) (*ahead, error) {
 			case <-a.quit:
 				return
 			}
-			sl.ord = int(o)
-			raw, err := one.text(s.r, int(o), ids)
-			if err == nil {
-				sl.raw = append(sl.raw[:0], raw...)
-				if err = audit.DecodeStored(sl.raw, &sl.ev); err != nil {
-					err = s.r.fail("event text", err)
-				}
-			}
-			sl.err = err
+			sl.ord, sl.decoded = int(o), false
+			sk.decide(int(o), sl.known)
+			sl.err = a.read(s, sc, one, ids, sl)
 			select {
 			case a.ready <- sl:
 			case <-a.quit:
 				return
 			}
-			if err != nil {
+			if sl.err != nil {
 				return
 			}
 		}
@@ -353,33 +410,57 @@ func (r *Reader) readAhead(s *segView, list []int32) (*ahead, error) {
 	return a, nil
 }
 
-// take returns event ord when it was read ahead (ok), passing over those
-// before it that the caller did not load.
-func (a *ahead) take(ord int) (ev *audit.Event, raw []byte, ok bool, err error) {
+// read reads event sl.ord's text, decides the undecided filters that its
+// text rules out, and decodes the event when it is still needed.
+func (a *ahead) read(s *segView, sc *lazyScan, one *oneText, ids idsFunc, sl *aheadSlot) error {
+	raw, err := one.text(s.r, sl.ord, ids)
+	if err != nil {
+		return err
+	}
+	for j, k := range sl.known {
+		if k == 0 && sc.rejects[j] != nil && sc.rejects[j](raw) {
+			sl.known[j] = -1
+		}
+	}
+	if !sc.readAhead(sl.known) {
+		return nil
+	}
+	sl.raw = append(sl.raw[:0], raw...)
+	if err := audit.DecodeStored(sl.raw, &sl.ev); err != nil {
+		return s.r.fail("event text", err)
+	}
+	sl.decoded = true
+	return nil
+}
+
+// next returns the slot of event ord, or nil when ord was not read ahead
+// (or a is nil). Events must be asked for in ascending order; the slot
+// is valid until the next call.
+func (a *ahead) next(ord int) (*aheadSlot, error) {
 	if a == nil {
-		return nil, nil, false, nil
+		return nil, nil
 	}
 	if a.cur != nil {
 		a.free <- a.cur
 		a.cur = nil
 	}
-	for a.next < len(a.list) && int(a.list[a.next]) <= ord {
+	for a.at < len(a.list) && int(a.list[a.at]) <= ord {
 		sl := <-a.ready
 		if sl == nil {
-			return nil, nil, false, errors.New("BUG: the read-ahead stopped early")
+			return nil, errors.New("BUG: the read-ahead stopped early")
 		}
-		a.next++
+		a.at++
 		if sl.err != nil {
-			return nil, nil, false, sl.err
+			return nil, sl.err
 		}
 		if sl.ord < ord {
 			a.free <- sl
 			continue
 		}
 		a.cur = sl
-		return &sl.ev, sl.raw, true, nil
+		return sl, nil
 	}
-	return nil, nil, false, nil
+	return nil, nil
 }
 
 // stop ends the read-ahead and waits for its goroutine.

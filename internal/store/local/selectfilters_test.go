@@ -93,6 +93,11 @@ func checkSelectFilters(t *testing.T, what, dir string, r *Reader, rng *rand.Ran
 			}
 			filters = append(filters, f)
 		}
+		if k%5 == 0 {
+			// A body condition, which a read-ahead decides from the text.
+			f, _ := query.CompileAt(`requestObject~"\"pass(word)?\":|absent" verb!=watch`, now)
+			filters = append(filters, f)
+		}
 		var sel Selection
 		switch k % 4 {
 		case 1:
