@@ -244,6 +244,10 @@ type Selection struct {
 	// NeedEvent makes every Hit carry the event and its stored bytes; without
 	// it, hits that the columns alone decided carry only column values.
 	NeedEvent bool
+	// NeedRaw makes every Hit carry its stored bytes; the event is decoded
+	// only when NeedEvent or the filter asks for it (printing -o jsonl
+	// needs the bytes alone).
+	NeedRaw bool
 }
 
 // Hit is one selected event. Its slices are valid only during the
@@ -251,8 +255,9 @@ type Selection struct {
 type Hit struct {
 	Cluster        string
 	Time, Received int64
-	// Raw and Event are set when the selection needed the event (NeedEvent,
-	// or a filter the columns could not decide).
+	// Raw is set when the selection needed the event's bytes (NeedEvent,
+	// NeedRaw, or a filter the columns could not decide), Event when it
+	// needed the event (NeedEvent, or such a filter).
 	Raw   []byte
 	Event *audit.Event
 	// Partial (SelectFilters) says Event holds only the fields Fields
@@ -952,7 +957,7 @@ func (r *Reader) selectSegment(s *segView, p *plan, sel Selection, lo, hi int64,
 		return err
 	}
 	needEvent := sel.NeedEvent || p.residual
-	if !needEvent {
+	if !needEvent && !sel.NeedRaw {
 		emit := func(i int) error {
 			h := Hit{Cluster: cd.values[cl[i]], Time: s.times[i], Received: s.recvs[i], seg: s, r: r, ord: i}
 			return fn(&h)
@@ -979,14 +984,17 @@ func (r *Reader) selectSegment(s *segView, p *plan, sel Selection, lo, hi int64,
 		list = nil
 	}
 	return r.text.events(s.r, 0, s.r.meta.Count, list, nil, r.idsOf(s), func(i int, raw []byte) error {
-		if err := audit.DecodeStored(raw, &ev); err != nil {
-			return err
-		}
 		cluster := cd.values[cl[i]]
-		if p.full != nil && !p.full.Match(&ev, cluster) {
-			return nil
+		h := Hit{Cluster: cluster, Time: s.times[i], Received: s.recvs[i], Raw: raw, seg: s, r: r, ord: i}
+		if needEvent {
+			if err := audit.DecodeStored(raw, &ev); err != nil {
+				return err
+			}
+			if p.full != nil && p.residual && !p.full.Match(&ev, cluster) {
+				return nil
+			}
+			h.Event = &ev
 		}
-		h := Hit{Cluster: cluster, Time: s.times[i], Received: s.recvs[i], Raw: raw, Event: &ev, seg: s, r: r, ord: i}
 		return fn(&h)
 	})
 }
