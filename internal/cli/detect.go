@@ -221,16 +221,26 @@ func detectStore(cmd *cobra.Command, eng *engine.Engine, nsf *nsFlags, dir strin
 		})
 	}
 	opts := local.LazyOptions{Filters: plan.Filters, Fields: plan.Fields, ReadAhead: plan.WillRead}
+	// One event, one lazy state and one reader serve every hit: most of
+	// the store's events go by, and each allocation showed.
+	var (
+		ev  rules.Event
+		lz  rules.Lazy
+		hit *local.Hit
+	)
+	read := func() (*audit.Event, []byte, error) {
+		err := hit.Load()
+		return hit.Event, hit.Raw, err
+	}
 	return r.SelectFilters(sel, opts, func(h *local.Hit) error {
 		if err := stopped(ctx); err != nil {
 			return err
 		}
-		ev := rules.Event{Ev: h.Event, Raw: h.Raw, Cluster: h.Cluster}
+		hit = h
+		ev = rules.Event{Ev: h.Event, Raw: h.Raw, Cluster: h.Cluster}
 		if h.Partial {
-			ev.Lazy = &rules.Lazy{Fields: h.Fields, Known: h.Known, Read: func() (*audit.Event, []byte, error) {
-				err := h.Load()
-				return h.Event, h.Raw, err
-			}}
+			lz = rules.Lazy{Fields: h.Fields, Known: h.Known, Read: read}
+			ev.Lazy = &lz
 		}
 		return eval(&ev)
 	})

@@ -259,6 +259,9 @@ func (ev *Evaluator) Eval(e *rules.Event) []rules.Alert {
 			continue
 		}
 		ref := &ev.refs[i]
+		if e.Lazy != nil && ref.ruledOut(e.Lazy.Known) {
+			continue // before sequence takes the lock
+		}
 		if r.Sequence != nil {
 			if ids, ok := ev.sequence(i, r, e); ok && e.Load() {
 				out = append(out, alert(r, e, ids))
@@ -278,6 +281,20 @@ func (ev *Evaluator) Eval(e *rules.Event) []rules.Alert {
 		}
 	}
 	return out
+}
+
+// ruledOut reports whether the store decided that the event matches none
+// of the rule's condition or steps: the rule has nothing to do with it.
+func (f *filterRefs) ruledOut(known []int8) bool {
+	if f.cond >= 0 {
+		return known[f.cond] < 0
+	}
+	for _, j := range f.steps {
+		if known[j] >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // test reports whether e matches filter j, from what the store decided
