@@ -48,10 +48,10 @@ type Reader struct {
 	one   *oneText
 	whole audit.Event
 	// ahead reads ahead the events of the segment at hand that the caller
-	// of SelectFilters will load, with its own decoder and text reader.
-	ahead *ahead
-	dec2  *zstd.Decoder
-	one2  *oneText
+	// of SelectFilters will load; aheadText are its workers' text readers,
+	// each with its own decoder.
+	ahead     *ahead
+	aheadText []*oneText
 	// damage is what the reader skipped (see Damaged).
 	damage damageList
 }
