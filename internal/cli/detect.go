@@ -115,14 +115,12 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 			w := bufio.NewWriter(e.stdout)
 			defer w.Flush()
 			out := newAlertPrinter(w, output)
-			eval := func(ev *audit.Event, raw []byte, cluster string) error {
-				if nsf.ns != "" && (ev.ObjectRef == nil || ev.ObjectRef.Namespace != nsf.ns) {
-					return nil
+			eval := func(ev *rules.Event) error {
+				alerts := eng.Eval(ev)
+				if ev.Lazy != nil && ev.Lazy.Err != nil {
+					return ev.Lazy.Err
 				}
-				if t := ev.Time().UnixMicro(); (lo != 0 && t < lo) || (hi != 0 && t >= hi) {
-					return nil // a file's event outside --since/--until
-				}
-				for _, a := range eng.Eval(&rules.Event{Ev: ev, Raw: raw, Cluster: cluster}) {
+				for _, a := range alerts {
 					if limit > 0 && out.n >= limit {
 						return errEnough // stops the reading
 					}
@@ -133,7 +131,15 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 				return nil
 			}
 			if len(args) > 0 {
-				err = detectFiles(cmd, e, args, eval)
+				err = detectFiles(cmd, e, args, func(ev *audit.Event, raw []byte, cluster string) error {
+					if nsf.ns != "" && (ev.ObjectRef == nil || ev.ObjectRef.Namespace != nsf.ns) {
+						return nil
+					}
+					if t := ev.Time().UnixMicro(); (lo != 0 && t < lo) || (hi != 0 && t >= hi) {
+						return nil // a file's event outside --since/--until
+					}
+					return eval(&rules.Event{Ev: ev, Raw: raw, Cluster: cluster})
+				})
 			} else {
 				err = detectStore(cmd, eng, &nsf, dir, lo, hi, eval)
 			}
@@ -188,15 +194,13 @@ func detectFiles(cmd *cobra.Command, e *env, args []string, eval func(*audit.Eve
 	return nil
 }
 
-func detectStore(cmd *cobra.Command, eng *engine.Engine, nsf *nsFlags, dir string, lo, hi int64, eval func(*audit.Event, []byte, string) error) (err error) {
-	sel := local.Selection{NeedEvent: true, Since: lo, Until: hi}
-	// Only the events some rule could act on are read: the store's
-	// indexes answer most of the rules' conditions.
-	f, any := eng.Candidates()
-	if !any {
-		return nil
-	}
-	if sel.Filter, err = nsf.apply(f, time.Now()); err != nil {
+// detectStore runs the rules over the store. With only kubetrail rules,
+// the store decides their conditions on its columns and reads an event's
+// text only when a rule needs it (rules.Lazy); Sigma and Falco rules get
+// every event whole.
+func detectStore(cmd *cobra.Command, eng *engine.Engine, nsf *nsFlags, dir string, lo, hi int64, eval func(*rules.Event) error) (err error) {
+	sel := local.Selection{Since: lo, Until: hi}
+	if sel.Filter, err = nsf.apply(nil, time.Now()); err != nil {
 		return err
 	}
 	r, err := local.OpenReader(dir)
@@ -206,11 +210,39 @@ func detectStore(cmd *cobra.Command, eng *engine.Engine, nsf *nsFlags, dir strin
 	defer r.Close()
 	defer func() { err = withDamage(r, err) }()
 	ctx := cmd.Context()
-	return r.Select(sel, func(h *local.Hit) error {
+	plan, lazy := eng.Lazy()
+	if !lazy {
+		sel.NeedEvent = true
+		return r.Select(sel, func(h *local.Hit) error {
+			if err := stopped(ctx); err != nil {
+				return err
+			}
+			return eval(&rules.Event{Ev: h.Event, Raw: h.Raw, Cluster: h.Cluster})
+		})
+	}
+	opts := local.LazyOptions{Filters: plan.Filters, Fields: plan.Fields, ReadAhead: plan.WillRead}
+	// One event, one lazy state and one reader serve every hit: most of
+	// the store's events go by, and each allocation showed.
+	var (
+		ev  rules.Event
+		lz  rules.Lazy
+		hit *local.Hit
+	)
+	read := func() (*audit.Event, []byte, error) {
+		err := hit.Load()
+		return hit.Event, hit.Raw, err
+	}
+	return r.SelectFilters(sel, opts, func(h *local.Hit) error {
 		if err := stopped(ctx); err != nil {
 			return err
 		}
-		return eval(h.Event, h.Raw, h.Cluster)
+		hit = h
+		ev = rules.Event{Ev: h.Event, Raw: h.Raw, Cluster: h.Cluster}
+		if h.Partial {
+			lz = rules.Lazy{Fields: h.Fields, Known: h.Known, Read: read}
+			ev.Lazy = &lz
+		}
+		return eval(&ev)
 	})
 }
 

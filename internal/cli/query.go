@@ -180,7 +180,10 @@ kubetrail setup clickhouse) instead of --data, with the same answers;
 				defer w.Stop()
 				out.watch = w
 			}
-			sel.NeedEvent = out.needsEvent()
+			// Printing events needs their bytes only; --jq names an
+			// event's audit ID when the program fails on it.
+			sel.NeedRaw = out.needsEvent()
+			sel.NeedEvent = out.needsEvent() && prog != nil
 			if sortBy != "time" && sortBy != "-time" {
 				return fmt.Errorf("--sort %q: want time or -time", sortBy)
 			}

@@ -10,6 +10,7 @@ package rules
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,66 @@ type Event struct {
 	Ev      *audit.Event
 	Raw     []byte
 	Cluster string
+	// Lazy, when not nil, says the store has not read the event yet: Ev
+	// holds only the fields Lazy.Fields names and Raw is nil until Load.
+	// Only the native evaluator reads a lazy event (through Known, Has and
+	// Load); the engine loads it for the others.
+	Lazy *Lazy
+}
+
+// Lazy is an event a store gives before reading it: it decided some of
+// the evaluator's conditions on its columns and reads the event only when
+// an evaluator asks (`kubetrail detect --data`, where reading every
+// event's text would cost most of the time).
+type Lazy struct {
+	// Fields are the filter-language fields (canonical names, as
+	// query.LookupField gives them) that the partial Ev holds.
+	Fields []string
+	// Known holds, per condition the evaluator gave the store (in the
+	// order of native.Evaluator.Filters), 1 when the event matches it, -1
+	// when it does not, 0 when only the whole event can tell. The store
+	// must set 1 or -1 only where its answer is the condition's own.
+	Known []int8
+	// Read reads the whole event; Load calls it at most once.
+	Read func() (*audit.Event, []byte, error)
+	// Err is why Read failed. The caller of Eval must fail with it: the
+	// alerts of an event that could not be read are not an answer.
+	Err    error
+	loaded bool
+}
+
+// Load makes e whole, reading a lazy event; it reports false when the
+// event cannot be read (e.Lazy.Err says why).
+func (e *Event) Load() bool {
+	l := e.Lazy
+	if l == nil || l.loaded {
+		return true
+	}
+	if l.Err != nil {
+		return false
+	}
+	ev, raw, err := l.Read()
+	if err != nil {
+		l.Err = err
+		return false
+	}
+	e.Ev, e.Raw, l.loaded = ev, raw, true
+	return true
+}
+
+// Known returns what the store decided of the evaluator's condition j: 1
+// matches, -1 does not, 0 unknown (always, for an event given whole).
+func (e *Event) Known(j int) int8 {
+	if e.Lazy == nil {
+		return 0
+	}
+	return e.Lazy.Known[j]
+}
+
+// Has reports whether e.Ev holds field (a canonical filter-language
+// name): always, once the event is whole.
+func (e *Event) Has(field string) bool {
+	return e.Lazy == nil || e.Lazy.loaded || slices.Contains(e.Lazy.Fields, field)
 }
 
 // Severity is an alert's severity. Every format maps its own onto these five

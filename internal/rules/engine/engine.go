@@ -98,13 +98,48 @@ func Load(files []rules.File, opts Options) (*Engine, []rules.Problem) {
 	return e, problems
 }
 
-// Eval returns every alert e raises.
+// Eval returns every alert e raises. A lazy event (ev.Lazy) is read
+// before Sigma or Falco rules see it; when it cannot be read, Eval stops
+// and ev.Lazy.Err says why.
 func (e *Engine) Eval(ev *rules.Event) []rules.Alert {
 	var out []rules.Alert
 	for _, x := range e.evals {
+		if _, isNative := x.(*native.Evaluator); !isNative && !ev.Load() {
+			break
+		}
 		out = append(out, x.Eval(ev)...)
+		if ev.Lazy != nil && ev.Lazy.Err != nil {
+			break
+		}
 	}
 	return out
+}
+
+// LazyPlan is what a store needs to give an engine's events lazily
+// (rules.Lazy).
+type LazyPlan struct {
+	// Filters are the conditions whose answers go in Known.
+	Filters []*query.Filter
+	// Fields are those a partial event should hold.
+	Fields []string
+	// WillRead tells from Known whether the engine will surely read the
+	// event whole, for a store to read it ahead.
+	WillRead func(known []int8) bool
+}
+
+// Lazy returns the plan of a store giving events lazily, or ok false
+// when the engine reads every event whole anyway (Sigma and Falco rules);
+// an engine without rules gives ok and no filter: no event is needed.
+func (e *Engine) Lazy() (p LazyPlan, ok bool) {
+	switch len(e.evals) {
+	case 0:
+		return p, true
+	case 1:
+		if n, isNative := e.evals[0].(*native.Evaluator); isNative {
+			return LazyPlan{Filters: n.Filters(), Fields: n.KeyFields(), WillRead: n.WillRead}, true
+		}
+	}
+	return p, false
 }
 
 // Memory returns how far back in event time the loaded rules' state
@@ -165,22 +200,4 @@ func ReadPaths(paths []string) ([]rules.File, error) {
 		}
 	}
 	return out, nil
-}
-
-// Candidates returns a filter that every event a loaded rule could act on
-// satisfies, for a store to read only those, or nil when the engine
-// cannot narrow (Sigma and Falco rules are evaluated on every event); ok
-// is false when no rule is enabled.
-func (e *Engine) Candidates() (f *query.Filter, ok bool) {
-	if len(e.evals) == 0 {
-		return nil, false
-	}
-	if len(e.evals) > 1 {
-		return nil, true
-	}
-	n, isNative := e.evals[0].(*native.Evaluator)
-	if !isNative {
-		return nil, true
-	}
-	return n.Candidates()
 }

@@ -31,7 +31,7 @@ func Load(base []*Rule, files ...rules.File) (*Evaluator, []rules.Problem) {
 			ruleset = next
 		}
 	}
-	return &Evaluator{rules: ruleset, state: make([]*ruleState, len(ruleset)), seen: make([]*requestSet, len(ruleset))}, problems
+	return newEvaluator(ruleset), problems
 }
 
 func hasError(ps []rules.Problem) bool {

@@ -75,12 +75,19 @@ type Key struct {
 	field query.Field
 }
 
-// values returns the key's values in an event.
-func (k Key) values(e *rules.Event) []string {
+// values returns the key's values in an event, reading a lazy event when
+// it lacks the field; ok is false when it cannot be read.
+func (k Key) values(e *rules.Event) (vals []string, ok bool) {
 	if k.Name == "subject" {
-		return bindingSubjects(e.Raw)
+		if !e.Load() {
+			return nil, false
+		}
+		return bindingSubjects(e.Raw), true
 	}
-	return query.FieldValues(k.field, e.Ev, e.Cluster)
+	if !e.Has(k.field.Name) && !e.Load() {
+		return nil, false
+	}
+	return query.FieldValues(k.field, e.Ev, e.Cluster), true
 }
 
 func parseKey(name string) (Key, error) {
@@ -100,9 +107,109 @@ func parseKey(name string) (Key, error) {
 // they say.
 type Evaluator struct {
 	rules []*Rule
-	mu    sync.Mutex
-	state []*ruleState
-	seen  []*requestSet // per rule with OncePerRequest
+	// filters are the enabled rules' conditions, sequence steps and
+	// excepts, each once (Filters); refs say where each rule's are.
+	filters []*query.Filter
+	refs    []filterRefs
+	mu      sync.Mutex
+	state   []*ruleState
+	seen    []*requestSet // per rule with OncePerRequest
+}
+
+// filterRefs are the indexes of a rule's filters in Evaluator.filters.
+type filterRefs struct {
+	cond    int // -1 for a sequence
+	steps   []int
+	excepts []int
+}
+
+func newEvaluator(ruleset []*Rule) *Evaluator {
+	ev := &Evaluator{rules: ruleset, refs: make([]filterRefs, len(ruleset)),
+		state: make([]*ruleState, len(ruleset)), seen: make([]*requestSet, len(ruleset))}
+	add := func(f *query.Filter) int {
+		ev.filters = append(ev.filters, f)
+		return len(ev.filters) - 1
+	}
+	for i, r := range ruleset {
+		if !r.Enabled {
+			continue
+		}
+		ref := filterRefs{cond: -1}
+		if r.Sequence != nil {
+			for _, st := range r.Sequence.Steps {
+				ref.steps = append(ref.steps, add(st.Condition))
+			}
+		} else {
+			ref.cond = add(r.Condition)
+		}
+		for _, x := range r.Except {
+			ref.excepts = append(ref.excepts, add(x))
+		}
+		ev.refs[i] = ref
+	}
+	return ev
+}
+
+// Filters returns every filter the enabled rules test (conditions,
+// sequence steps, excepts), in the order of a lazy event's Known: a store
+// decides what it can of them on its columns, and gives only the events
+// that may match one of them.
+func (ev *Evaluator) Filters() []*query.Filter { return ev.filters }
+
+// WillRead reports whether Eval will surely read a lazy event whole,
+// given what the store decided of Filters (known): some rule's condition
+// or a sequence step is undecided, or a rule's condition or a sequence's
+// first step matches and no except rules it out (an alert, a threshold or
+// a sequence reads the event). A store reads those events ahead; a wrong
+// guess costs time, never an answer.
+func (ev *Evaluator) WillRead(known []int8) bool {
+	excepted := func(xs []int) bool {
+		return slices.ContainsFunc(xs, func(x int) bool { return known[x] > 0 })
+	}
+	for i, r := range ev.rules {
+		if !r.Enabled {
+			continue
+		}
+		ref := &ev.refs[i]
+		first := ref.cond
+		if r.Sequence != nil {
+			first = ref.steps[0]
+			if slices.ContainsFunc(ref.steps, func(j int) bool { return known[j] == 0 }) {
+				return true
+			}
+		}
+		if k := known[first]; k == 0 || (k > 0 && !excepted(ref.excepts)) {
+			return true
+		}
+	}
+	return false
+}
+
+// KeyFields returns the fields (canonical names) the enabled rules group
+// events by, which a lazy event should hold: with them, an event that
+// matches a later step of a sequence nobody has started is passed over
+// unread.
+func (ev *Evaluator) KeyFields() []string {
+	var out []string
+	add := func(k Key) {
+		if k.Name != "subject" && !slices.Contains(out, k.field.Name) {
+			out = append(out, k.field.Name)
+		}
+	}
+	for _, r := range ev.rules {
+		switch {
+		case !r.Enabled:
+		case r.Threshold != nil:
+			for _, k := range r.Threshold.By {
+				add(k)
+			}
+		case r.Sequence != nil:
+			for _, st := range r.Sequence.Steps {
+				add(st.By)
+			}
+		}
+	}
+	return out
 }
 
 var _ rules.Evaluator = (*Evaluator)(nil)
@@ -141,42 +248,71 @@ func (ev *Evaluator) Memory() time.Duration {
 // Compiled returns the compiled rules, in order.
 func (ev *Evaluator) Compiled() []*Rule { return ev.rules }
 
-// Eval returns the alerts e raises.
+// Eval returns the alerts e raises. A lazy event (e.Lazy) is read only
+// when a rule needs more than the store decided: a condition it could
+// not, a threshold's or a sequence's state, an alert. When it cannot be
+// read, Eval stops and e.Lazy.Err says why.
 func (ev *Evaluator) Eval(e *rules.Event) []rules.Alert {
 	var out []rules.Alert
 	for i, r := range ev.rules {
 		if !r.Enabled {
 			continue
 		}
+		ref := &ev.refs[i]
+		if e.Lazy != nil && ref.ruledOut(e.Lazy.Known) {
+			continue // before sequence takes the lock
+		}
 		if r.Sequence != nil {
-			if ids, ok := ev.sequence(i, r, e); ok {
+			if ids, ok := ev.sequence(i, r, e); ok && e.Load() {
 				out = append(out, alert(r, e, ids))
 			}
-			continue
-		}
-		if !r.matches(r.Condition, e) {
-			continue
-		}
-		if r.Threshold == nil {
-			if r.OncePerRequest && !ev.firstTime(i, e) {
-				continue
+		} else if ev.matches(ref.cond, ref.excepts, e) && e.Load() {
+			switch {
+			case r.Threshold != nil:
+				if ids, ok := ev.threshold(i, r, e); ok {
+					out = append(out, alert(r, e, ids))
+				}
+			case !r.OncePerRequest || ev.firstTime(i, e):
+				out = append(out, alert(r, e, []string{e.Ev.AuditID}))
 			}
-			out = append(out, alert(r, e, []string{e.Ev.AuditID}))
-			continue
 		}
-		if ids, ok := ev.threshold(i, r, e); ok {
-			out = append(out, alert(r, e, ids))
+		if e.Lazy != nil && e.Lazy.Err != nil {
+			return out
 		}
 	}
 	return out
 }
 
-func (r *Rule) matches(f *query.Filter, e *rules.Event) bool {
-	if !f.Match(e.Ev, e.Cluster) {
+// ruledOut reports whether the store decided that the event matches none
+// of the rule's condition or steps: the rule has nothing to do with it.
+func (f *filterRefs) ruledOut(known []int8) bool {
+	if f.cond >= 0 {
+		return known[f.cond] < 0
+	}
+	for _, j := range f.steps {
+		if known[j] >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// test reports whether e matches filter j, from what the store decided
+// when it can, else from the event, read for it.
+func (ev *Evaluator) test(j int, e *rules.Event) bool {
+	if k := e.Known(j); k != 0 {
+		return k > 0
+	}
+	return e.Load() && ev.filters[j].Match(e.Ev, e.Cluster)
+}
+
+// matches reports whether e matches filter cond and none of excepts.
+func (ev *Evaluator) matches(cond int, excepts []int, e *rules.Event) bool {
+	if !ev.test(cond, e) {
 		return false
 	}
-	for _, x := range r.Except {
-		if x.Match(e.Ev, e.Cluster) {
+	for _, x := range excepts {
+		if ev.test(x, e) {
 			return false
 		}
 	}
@@ -317,7 +453,7 @@ func (ev *Evaluator) groupOf(i int, key string, now time.Time) *group {
 func (ev *Evaluator) threshold(i int, r *Rule, e *rules.Event) ([]string, bool) {
 	t := r.Threshold
 	key, ok := joinKeys(t.By, e)
-	if !ok {
+	if !ok || !e.Load() {
 		return nil, false
 	}
 	now := e.Ev.StageTimestamp.Time
@@ -340,9 +476,14 @@ func (ev *Evaluator) threshold(i int, r *Rule, e *rules.Event) ([]string, bool) 
 	return ids, true
 }
 
+// sequence moves rule i's groups on with e. A group exists only while
+// its sequence is under way: the first step starts it, and it is
+// forgotten when it completes or its time runs out. So an event that
+// matches a later step of a key with no group is passed over without its
+// time, and a lazy event is then not read.
 func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
 	s := r.Sequence
-	now := e.Ev.StageTimestamp.Time
+	ref := &ev.refs[i]
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	// An event may move several groups on (one per value of the step's
@@ -350,15 +491,33 @@ func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
 	var fired []string
 	for step := len(s.Steps) - 1; step >= 0; step-- {
 		st := s.Steps[step]
-		if !r.matches(st.Condition, e) {
+		if !ev.matches(ref.steps[step], ref.excepts, e) {
 			continue
 		}
-		for _, k := range st.By.values(e) {
-			g := ev.groupOf(i, k, now)
+		keys, ok := st.By.values(e)
+		if !ok {
+			return nil, false
+		}
+		for _, k := range keys {
+			g := ev.group(i, k)
+			if g == nil && step > 0 {
+				continue
+			}
+			if !e.Load() {
+				return nil, false
+			}
+			now := e.Ev.StageTimestamp.Time
+			if g == nil {
+				g = ev.groupOf(i, k, now)
+			}
+			g.last = now
 			if g.step > 0 && now.Sub(g.times[0]) > s.Within {
 				g.step, g.times, g.ids = 0, nil, nil
 			}
 			if g.step != step {
+				if g.step == 0 {
+					ev.forget(i, k)
+				}
 				continue
 			}
 			g.step++
@@ -368,11 +527,26 @@ func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
 				if fired == nil {
 					fired = g.ids
 				}
-				g.step, g.times, g.ids = 0, nil, nil
+				ev.forget(i, k)
 			}
 		}
 	}
 	return fired, fired != nil
+}
+
+// group returns rule i's group of key, or nil.
+func (ev *Evaluator) group(i int, key string) *group {
+	if st := ev.state[i]; st != nil {
+		return st.groups[key]
+	}
+	return nil
+}
+
+// forget drops rule i's group of key.
+func (ev *Evaluator) forget(i int, key string) {
+	if st := ev.state[i]; st != nil {
+		delete(st.groups, key)
+	}
 }
 
 // joinKeys returns the group key of e for fields by; ok is false when e
@@ -383,8 +557,8 @@ func joinKeys(by []Key, e *rules.Event) (string, bool) {
 	}
 	var b strings.Builder
 	for i, k := range by {
-		vals := k.values(e)
-		if len(vals) == 0 {
+		vals, ok := k.values(e)
+		if !ok || len(vals) == 0 {
 			return "", false
 		}
 		if i > 0 {
@@ -440,44 +614,4 @@ func LooksLikeNative(data []byte) bool {
 		}
 	}
 	return true
-}
-
-// Candidates returns a filter that every event an enabled rule could act
-// on satisfies: the disjunction of their conditions and sequence steps. A
-// store narrows what it reads with it (its indexes answer most of it);
-// each rule still decides on every candidate. ok is false when no rule is
-// enabled: no event is needed.
-func (ev *Evaluator) Candidates() (f *query.Filter, ok bool) {
-	var terms []query.Expr
-	add := func(c *query.Filter) {
-		if or, isOr := c.Expr().(*query.Or); isOr {
-			terms = append(terms, or.Terms...)
-			return
-		}
-		terms = append(terms, c.Expr())
-	}
-	for _, r := range ev.rules {
-		if !r.Enabled {
-			continue
-		}
-		if r.Sequence != nil {
-			for _, s := range r.Sequence.Steps {
-				add(s.Condition)
-			}
-			continue
-		}
-		add(r.Condition)
-	}
-	switch len(terms) {
-	case 0:
-		return nil, false
-	case 1:
-		f, err := query.CompileExpr(terms[0], time.Now())
-		return f, err == nil
-	}
-	f, err := query.CompileExpr(&query.Or{Terms: terms}, time.Now())
-	if err != nil {
-		panic("BUG: the disjunction of compiled conditions does not compile: " + err.Error())
-	}
-	return f, true
 }

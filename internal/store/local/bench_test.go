@@ -185,10 +185,12 @@ var benchPrinted = []struct{ name, filter string }{
 	{"who-deleted", "verb=delete resource=secrets ns=production name=important"},
 	{"user-verb", "user=carol verb=delete"},
 	{"exec", "subresource=exec verb in (create,get)"},
+	{"secrets", "resource=secrets"},
 }
 
 // BenchmarkQueryPrint opens a reader and copies the stored bytes of every
-// matching event, as `kubetrail query -o jsonl` does before printing.
+// matching event, as `kubetrail query -o jsonl` does before printing
+// (NeedRaw: the events are not decoded).
 func BenchmarkQueryPrint(b *testing.B) {
 	dir := benchDir(b)
 	for _, q := range benchPrinted {
@@ -205,7 +207,7 @@ func BenchmarkQueryPrint(b *testing.B) {
 					b.Fatal(err)
 				}
 				var out [][]byte
-				if err := r.Select(Selection{Filter: f, NeedEvent: true}, func(h *Hit) error {
+				if err := r.Select(Selection{Filter: f, NeedRaw: true}, func(h *Hit) error {
 					out = append(out, append([]byte(nil), h.Raw...))
 					return nil
 				}); err != nil {

@@ -43,6 +43,15 @@ type Reader struct {
 	plist     []int32 // postings being intersected
 	// colErr is the first error Hit.Column met during a Select.
 	colErr error
+	// one reads single events' text, and whole holds the event decoded,
+	// for Hit.Load.
+	one   *oneText
+	whole audit.Event
+	// ahead reads ahead the events of the segment at hand that the caller
+	// of SelectFilters will load; aheadText are its workers' text readers,
+	// each with its own decoder.
+	ahead     *ahead
+	aheadText []*oneText
 	// damage is what the reader skipped (see Damaged).
 	damage damageList
 }
@@ -235,6 +244,10 @@ type Selection struct {
 	// NeedEvent makes every Hit carry the event and its stored bytes; without
 	// it, hits that the columns alone decided carry only column values.
 	NeedEvent bool
+	// NeedRaw makes every Hit carry its stored bytes; the event is decoded
+	// only when NeedEvent or the filter asks for it (printing -o jsonl
+	// needs the bytes alone).
+	NeedRaw bool
 }
 
 // Hit is one selected event. Its slices are valid only during the
@@ -242,15 +255,24 @@ type Selection struct {
 type Hit struct {
 	Cluster        string
 	Time, Received int64
-	// Raw and Event are set when the selection needed the event (NeedEvent,
-	// or a filter the columns could not decide).
+	// Raw is set when the selection needed the event's bytes (NeedEvent,
+	// NeedRaw, or a filter the columns could not decide), Event when it
+	// needed the event (NeedEvent, or such a filter).
 	Raw   []byte
 	Event *audit.Event
-	seg   *segView
-	head  *headEvent
-	r     *Reader
-	ord   int
-	vals  *colRow // the event's column values, computed once when asked
+	// Partial (SelectFilters) says Event holds only the fields Fields
+	// names (filter-language names) and Raw is nil, until Load; Known
+	// says per filter what the columns decided: 1 the event matches it,
+	// -1 it does not, 0 only the event can tell.
+	Partial bool
+	Fields  []string
+	Known   []int8
+	ahead   *aheadSlot // what a read-ahead read of the event
+	seg     *segView
+	head    *headEvent
+	r       *Reader
+	ord     int
+	vals    *colRow // the event's column values, computed once when asked
 }
 
 // Column returns a column value of the hit, from the columns or the event.
@@ -372,11 +394,23 @@ func makePlan(f *query.Filter) (*plan, error) {
 // single-field condition against a dictionary value.
 func eventWith(c Column, v string, ev *audit.Event) (cluster string) {
 	*ev = audit.Event{}
+	return setColumn(c, v, ev)
+}
+
+// setColumn sets the field of ev that column c holds to v, leaving the
+// others as they are; for ColCluster it returns v instead.
+func setColumn(c Column, v string, ev *audit.Event) (cluster string) {
 	split := func() []string {
 		if v == "" {
 			return nil
 		}
 		return strings.Split(v, ListSep)
+	}
+	status := func() *audit.Status {
+		if ev.ResponseStatus == nil {
+			ev.ResponseStatus = &audit.Status{}
+		}
+		return ev.ResponseStatus
 	}
 	ref := func() *audit.ObjectReference {
 		if ev.ObjectRef == nil {
@@ -411,7 +445,7 @@ func eventWith(c Column, v string, ev *audit.Event) (cluster string) {
 		ref().APIVersion = v
 	case ColCode:
 		if n, err := strconv.Atoi(v); err == nil {
-			ev.ResponseStatus = &audit.Status{Code: int32(n)}
+			status().Code = int32(n)
 		}
 	case ColLevel:
 		ev.Level = audit.Level(v)
@@ -426,9 +460,9 @@ func eventWith(c Column, v string, ev *audit.Event) (cluster string) {
 			ev.Annotations = map[string]string{"authorization.k8s.io/decision": v}
 		}
 	case ColReason:
-		ev.ResponseStatus = &audit.Status{Reason: v}
+		status().Reason = v
 	case ColStatus:
-		ev.ResponseStatus = &audit.Status{Status: v}
+		status().Status = v
 	}
 	return ""
 }
@@ -923,7 +957,7 @@ func (r *Reader) selectSegment(s *segView, p *plan, sel Selection, lo, hi int64,
 		return err
 	}
 	needEvent := sel.NeedEvent || p.residual
-	if !needEvent {
+	if !needEvent && !sel.NeedRaw {
 		emit := func(i int) error {
 			h := Hit{Cluster: cd.values[cl[i]], Time: s.times[i], Received: s.recvs[i], seg: s, r: r, ord: i}
 			return fn(&h)
@@ -950,14 +984,17 @@ func (r *Reader) selectSegment(s *segView, p *plan, sel Selection, lo, hi int64,
 		list = nil
 	}
 	return r.text.events(s.r, 0, s.r.meta.Count, list, nil, r.idsOf(s), func(i int, raw []byte) error {
-		if err := audit.DecodeStored(raw, &ev); err != nil {
-			return err
-		}
 		cluster := cd.values[cl[i]]
-		if p.full != nil && !p.full.Match(&ev, cluster) {
-			return nil
+		h := Hit{Cluster: cluster, Time: s.times[i], Received: s.recvs[i], Raw: raw, seg: s, r: r, ord: i}
+		if needEvent {
+			if err := audit.DecodeStored(raw, &ev); err != nil {
+				return err
+			}
+			if p.full != nil && p.residual && !p.full.Match(&ev, cluster) {
+				return nil
+			}
+			h.Event = &ev
 		}
-		h := Hit{Cluster: cluster, Time: s.times[i], Received: s.recvs[i], Raw: raw, Event: &ev, seg: s, r: r, ord: i}
 		return fn(&h)
 	})
 }

@@ -202,9 +202,16 @@ func TestSelectMatchesFullScan(t *testing.T) {
 				want = append(want, s.raw)
 			}
 		}
-		for _, needEvent := range []bool{false, true} {
+		for mode, sel := range []Selection{{Filter: f}, {Filter: f, NeedEvent: true}, {Filter: f, NeedRaw: true}} {
+			needEvent := sel.NeedEvent
 			var got []string
-			err := r.Select(Selection{Filter: f, NeedEvent: needEvent}, func(h *Hit) error {
+			err := r.Select(sel, func(h *Hit) error {
+				if (sel.NeedEvent || sel.NeedRaw) && h.Raw == nil {
+					return fmt.Errorf("mode %d: a hit without its bytes", mode)
+				}
+				if sel.NeedEvent && h.Event == nil {
+					return fmt.Errorf("mode %d: a hit without its event", mode)
+				}
 				if h.Raw != nil {
 					got = append(got, string(h.Raw))
 				} else {

@@ -448,3 +448,123 @@ func (r *segmentReader) scanRange(dec *zstd.Decoder, lo, hi int, keep func(minT,
 		return fn(entry{cluster: cl.Values[cl.IDs[i]], received: recvs[i], time: times[i], raw: raw, ord: i})
 	})
 }
+
+// oneText reads single events' text from one segment at a time, for
+// lazy hits (Reader.SelectFilters): events are asked for in ascending
+// ordinals, and it keeps the decompressed blocks of the group (v3, v4) or
+// the block (v2) at hand, so that each block is decompressed at most once
+// and only when one of its events is asked for.
+type oneText struct {
+	t     *textReader
+	seg   *segmentReader
+	group int    // index of the group (v3, v4) or block (v2) at hand; -1 none
+	have  []bool // per block of the group: its lines are in t.lines
+}
+
+func newOneText(dec *zstd.Decoder) *oneText { return &oneText{t: newTextReader(dec), group: -1} }
+
+// text returns event ord's text, valid until the next call. ids gives
+// the sortBy columns' ids of a v3 segment.
+func (o *oneText) text(r *segmentReader, ord int, ids idsFunc) ([]byte, error) {
+	if o.seg != r {
+		o.seg, o.group = r, -1
+	}
+	if r.meta.Version < 3 {
+		return o.textV2(r, ord)
+	}
+	groups := r.meta.Groups
+	gi := sort.Search(len(groups), func(i int) bool { return groups[i].First+groups[i].Count > ord })
+	if gi == len(groups) || groups[gi].First > ord {
+		return nil, r.fail("text groups", fmt.Errorf("no group holds event %d", ord))
+	}
+	g := groups[gi]
+	t := o.t
+	if gi != o.group {
+		var key [][]uint32
+		if r.meta.Version < 4 {
+			for _, c := range r.meta.SortBy {
+				k, err := ids(c)
+				if err != nil {
+					return nil, err
+				}
+				key = append(key, k)
+			}
+		}
+		o.group = -1
+		if err := t.positions(r, g, key, false); err != nil {
+			return nil, err
+		}
+		if cap(t.lines) < g.Count {
+			t.lines = make([][]byte, g.Count)
+		}
+		t.lines = t.lines[:g.Count]
+		if cap(o.have) < g.Blocks {
+			o.have = make([]bool, g.Blocks)
+		}
+		o.have = o.have[:g.Blocks]
+		clear(o.have)
+		o.group = gi
+	}
+	p := int(t.pos[ord-g.First])
+	blocks := r.meta.Blocks[g.Block0 : g.Block0+g.Blocks]
+	bi := sort.Search(len(blocks), func(i int) bool { return blocks[i].First+blocks[i].Count > g.First+p })
+	if bi == len(blocks) {
+		return nil, r.fail(fmt.Sprintf("text group at block %d", g.Block0), fmt.Errorf("no block holds event %d", ord))
+	}
+	if !o.have[bi] {
+		b := blocks[bi]
+		text, err := t.readBlock(r, b, bi)
+		if err != nil {
+			return nil, err
+		}
+		if err := splitLines(r, b, text, t.lines[b.First-g.First:b.First-g.First+b.Count]); err != nil {
+			return nil, err
+		}
+		o.have[bi] = true
+	}
+	return t.lines[p], nil
+}
+
+// textV2 is text for a v2 segment, whose blocks hold events in arrival
+// order.
+func (o *oneText) textV2(r *segmentReader, ord int) ([]byte, error) {
+	blocks := r.meta.Blocks
+	bi := sort.Search(len(blocks), func(i int) bool { return blocks[i].First+blocks[i].Count > ord })
+	if bi == len(blocks) || blocks[bi].First > ord || ord >= r.meta.Count {
+		return nil, r.fail("text blocks", fmt.Errorf("no block holds event %d", ord))
+	}
+	b := blocks[bi]
+	t := o.t
+	if bi != o.group {
+		o.group = -1
+		text, err := t.readBlock(r, b, 0)
+		if err != nil {
+			return nil, err
+		}
+		if cap(t.lines) < b.Count {
+			t.lines = make([][]byte, b.Count)
+		}
+		t.lines = t.lines[:b.Count]
+		if err := splitLines(r, b, text, t.lines); err != nil {
+			return nil, err
+		}
+		o.group = bi
+	}
+	return t.lines[ord-b.First], nil
+}
+
+// splitLines cuts block b's decompressed text into its events' lines.
+func splitLines(r *segmentReader, b blockMeta, p []byte, lines [][]byte) error {
+	for i := range lines {
+		nl := bytes.IndexByte(p, '\n')
+		if nl < 0 {
+			return r.fail(blockPart(b), errors.New("it is cut short"))
+		}
+		lines[i] = p[:nl]
+		p = p[nl+1:]
+	}
+	if len(p) != 0 {
+		return r.fail(blockPart(b), fmt.Errorf("%d trailing bytes", len(p)))
+	}
+	return nil
+}

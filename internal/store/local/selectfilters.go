@@ -1,0 +1,506 @@
+package local
+
+import (
+	"errors"
+	"sort"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/query"
+)
+
+// LazyOptions say what SelectFilters decides and reads ahead.
+type LazyOptions struct {
+	// Filters are decided on the columns, each as Select decides one.
+	Filters []*query.Filter
+	// Fields are the filter-language fields a partial event should hold;
+	// those no column holds are left out (Hit.Fields says which are in).
+	Fields []string
+	// ReadAhead, when set, tells from what the columns decided (Known)
+	// whether the caller will surely load the event: those events are
+	// read ahead, on other goroutines, while the caller works on the
+	// ones before. There a filter whose body condition needs a literal
+	// the event's text lacks (query.RawRejecter) is decided too, and the
+	// event is decoded only when ReadAhead still says so. It must be safe
+	// for concurrent use.
+	ReadAhead func(known []int8) bool
+}
+
+// SelectFilters calls fn, in arrival order, for every selected event
+// (sel) that may match at least one of opts.Filters, without reading its
+// text: each filter is decided on the columns as Select decides one, and
+// the hit says per filter what they decided (Hit.Known). The hit's Event
+// is partial (Hit.Partial): it holds only the fields of opts.Fields that
+// columns hold (Hit.Fields), and Hit.Load reads the whole event when the
+// caller needs more, decompressing only the blocks of the events loaded.
+// Rules (`kubetrail detect`) use it: most of their conditions are decided
+// by columns, and most events they see need no more.
+//
+// Events still in the WAL are given whole (Partial false, Known nil).
+// sel.NeedEvent is ignored.
+func (r *Reader) SelectFilters(sel Selection, opts LazyOptions, fn func(*Hit) error) error {
+	filters, fields := opts.Filters, opts.Fields
+	if len(filters) == 0 {
+		return nil
+	}
+	plans := make([]*plan, len(filters))
+	for j, f := range filters {
+		p, err := makePlan(f)
+		if err != nil {
+			return err
+		}
+		plans[j] = p
+	}
+	restrict, err := makePlan(sel.Filter)
+	if err != nil {
+		return err
+	}
+	// Lists (groups, source IPs) are left out: a column joins them, and
+	// an empty entry does not come back.
+	var cols []Column
+	var names []string
+	for _, f := range fields {
+		if c, ok := columnOf[f]; ok && c != ColGroups && c != ColSourceIPs {
+			cols, names = append(cols, c), append(names, f)
+		}
+	}
+	sc := &lazyScan{plans: plans, restrict: restrict, cols: cols, names: names, readAhead: opts.ReadAhead, fn: fn,
+		rejects: make([]func([]byte) bool, len(plans))}
+	for j, p := range plans {
+		if p.residual {
+			sc.rejects[j] = query.RawRejecter(filters[j])
+		}
+	}
+	r.colErr = nil
+	sc.lo, sc.hi = bounds(sel)
+	lo, hi := sc.lo, sc.hi
+	if r.one == nil {
+		r.one = newOneText(r.dec)
+	}
+	for _, s := range r.segs {
+		if s.outside(lo, hi) {
+			continue
+		}
+		if err := r.filterSegment(s, sc); err != nil {
+			return err
+		}
+		if r.colErr != nil {
+			return r.colErr
+		}
+	}
+	// The WAL's events: those some filter may match, whole.
+	sel.Filter = orOf(filters, sel.Filter)
+	sel.NeedEvent = true
+	return r.selectHead(&plan{full: sel.Filter, residual: true}, sel, lo, hi, fn)
+}
+
+// orOf returns the filter of the events that match restrict (when not
+// nil) and one of filters.
+func orOf(filters []*query.Filter, restrict *query.Filter) *query.Filter {
+	var terms []query.Expr
+	for _, f := range filters {
+		terms = append(terms, f.Expr())
+	}
+	var e query.Expr = &query.Or{Terms: terms}
+	if restrict != nil {
+		e = &query.And{Terms: []query.Expr{restrict.Expr(), e}}
+	}
+	f, err := query.CompileExpr(e, filters[0].Now())
+	if err != nil {
+		panic("BUG: a disjunction of compiled filters does not compile: " + err.Error())
+	}
+	return f
+}
+
+// lazyScan is what SelectFilters works with.
+type lazyScan struct {
+	plans    []*plan
+	restrict *plan
+	lo, hi   int64
+	// cols are the columns of the partial events' fields, names the
+	// fields.
+	cols      []Column
+	names     []string
+	readAhead func([]int8) bool
+	// rejects are the filters' tests of stored bytes (query.RawRejecter),
+	// nil where they have none.
+	rejects []func([]byte) bool
+	fn      func(*Hit) error
+}
+
+// segKnown is what the columns decided of one segment's events.
+type segKnown struct {
+	plans []*plan
+	words int
+	// may holds, per event, a bit per filter that the columns did not
+	// rule out; a filter with a residual is then undecided.
+	may []uint64
+}
+
+// decide fills known with what the columns decided of event o, and
+// reports whether some filter may match it.
+func (k *segKnown) decide(o int, known []int8) bool {
+	m := k.may[o*k.words : (o+1)*k.words]
+	if allZero(m) {
+		return false
+	}
+	for j, p := range k.plans {
+		switch {
+		case m[j/64]&(1<<(j%64)) == 0:
+			known[j] = -1
+		case p.residual:
+			known[j] = 0
+		default:
+			known[j] = 1
+		}
+	}
+	return true
+}
+
+// filterSegment is SelectFilters over one segment.
+func (r *Reader) filterSegment(s *segView, sc *lazyScan) (err error) {
+	plans, restrict, lo, hi := sc.plans, sc.restrict, sc.lo, sc.hi
+	n := s.r.meta.Count
+	// may holds, per event, a bit per filter that the columns did not rule
+	// out; a filter with a residual is then undecided.
+	words := (len(plans) + 63) / 64
+	may := make([]uint64, n*words)
+	mark := func(c cands, j int) {
+		w, bit := j/64, uint64(1)<<(j%64)
+		if c.all {
+			for o := 0; o < n; o++ {
+				may[o*words+w] |= bit
+			}
+			return
+		}
+		for _, o := range c.list {
+			may[int(o)*words+w] |= bit
+		}
+	}
+	// A small column that several filters test is read once, whole:
+	// otherwise each filter decompresses its ids again.
+	r.use(s)
+	uses := [NumColumns]int{}
+	for _, p := range plans {
+		for _, t := range p.colTerms {
+			uses[t.col]++
+		}
+	}
+	for c, k := range uses {
+		if k > 1 && s.r.meta.Columns[c].Kind != kindPostings {
+			if _, err := r.colIDs(s, Column(c)); err != nil {
+				return err
+			}
+		}
+	}
+	any := false
+	for j, p := range plans {
+		c, skip, err := r.candidates(s, p, lo, hi, false)
+		if err != nil {
+			return err
+		}
+		if !skip {
+			mark(c, j)
+			any = true
+		}
+	}
+	if !any {
+		return nil
+	}
+	if restrict.full != nil {
+		c, skip, err := r.candidates(s, restrict, lo, hi, false)
+		if err != nil || skip {
+			return err
+		}
+		if !c.all {
+			keep := make([]bool, n)
+			for _, o := range c.list {
+				keep[o] = true
+			}
+			for o := 0; o < n; o++ {
+				if !keep[o] {
+					clear(may[o*words : (o+1)*words])
+				}
+			}
+		}
+	}
+	if err := r.timeCols(s); err != nil {
+		return err
+	}
+	cl, err := r.colIDs(s, ColCluster)
+	if err != nil {
+		return err
+	}
+	cd, err := r.dict(s, ColCluster)
+	if err != nil {
+		return err
+	}
+	ids := make([][]uint32, len(sc.cols))
+	dicts := make([]*dictData, len(sc.cols))
+	for k, c := range sc.cols {
+		if ids[k], err = r.colIDs(s, c); err != nil {
+			return err
+		}
+		if dicts[k], err = r.dict(s, c); err != nil {
+			return err
+		}
+	}
+	sk := &segKnown{plans: plans, words: words, may: may}
+	known := make([]int8, len(plans))
+	if sc.readAhead != nil {
+		var list []int32
+		for o := 0; o < n; o++ {
+			if sk.decide(o, known) && sc.readAhead(known) {
+				list = append(list, int32(o))
+			}
+		}
+		if len(list) > 0 {
+			if r.ahead, err = r.readAhead(s, sk, sc, list); err != nil {
+				return err
+			}
+			defer func() {
+				r.ahead.stop()
+				r.ahead = nil
+			}()
+		}
+	}
+	var partial audit.Event
+	for o := 0; o < n; o++ {
+		if !sk.decide(o, known) {
+			continue
+		}
+		sl, err := r.ahead.next(o)
+		if err != nil {
+			return err
+		}
+		if sl != nil {
+			copy(known, sl.known) // with what the text told
+		}
+		cluster := cd.values[cl[o]]
+		partial = audit.Event{}
+		for k, c := range sc.cols {
+			setColumn(c, dicts[k].values[ids[k][o]], &partial)
+		}
+		h := Hit{Cluster: cluster, Time: s.times[o], Received: s.recvs[o], Event: &partial, Partial: true,
+			Fields: sc.names, Known: known, seg: s, r: r, ord: o, ahead: sl}
+		if restrict.residual {
+			if err := h.Load(); err != nil {
+				return err
+			}
+			if !restrict.full.Match(h.Event, cluster) {
+				continue
+			}
+		}
+		if err := sc.fn(&h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func allZero(m []uint64) bool {
+	for _, w := range m {
+		if w != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Load makes a partial hit (SelectFilters) whole: it reads and decodes the
+// event's text into Event and Raw, valid during the callback. A whole hit
+// is left as it is.
+func (h *Hit) Load() error {
+	if !h.Partial {
+		return nil
+	}
+	if h.seg == nil {
+		return errors.New("BUG: a partial hit without a segment")
+	}
+	if sl := h.ahead; sl != nil && sl.decoded {
+		h.Event, h.Raw, h.Partial, h.Fields = &sl.ev, sl.raw, false, nil
+		return nil
+	}
+	r := h.r
+	raw, err := r.one.text(h.seg.r, h.ord, r.idsOf(h.seg))
+	if err != nil {
+		return err
+	}
+	if err := audit.DecodeStored(raw, &r.whole); err != nil {
+		return h.seg.r.fail("event text", err)
+	}
+	h.Event, h.Raw, h.Partial, h.Fields = &r.whole, raw, false, nil
+	return nil
+}
+
+// aheadSlots is how many events a read-ahead worker holds at most.
+const aheadSlots = 256
+
+// aheadWorkers is how many goroutines read ahead. With the caller's, three
+// share the machine's two cores: reading and decoding the events a rule
+// needs took about twice the time of deciding the rules.
+const aheadWorkers = 2
+
+// ahead reads, on its own goroutines, the events of one segment that the
+// caller of SelectFilters will load, while the caller works on the ones
+// before: their text, what it tells of the filters, and the event decoded
+// when it is still needed. Each worker takes every other text group (v3,
+// v4) or block (v2), so that no block is decompressed twice, and gives its
+// events in order.
+type ahead struct {
+	workers []*aheadWorker
+	unit    func(ord int) int // the group or block of an event
+	quit    chan struct{}
+	cur     *aheadSlot // the slot of the hit at hand
+	curW    *aheadWorker
+}
+
+type aheadWorker struct {
+	list  []int32 // the events it reads, ascending
+	at    int     // list[at] is the next to come from ready
+	ready chan *aheadSlot
+	free  chan *aheadSlot
+}
+
+type aheadSlot struct {
+	ord     int
+	known   []int8
+	decoded bool // ev and raw hold the event
+	ev      audit.Event
+	raw     []byte
+	err     error
+}
+
+// readAhead starts reading the events of list (ascending) of s.
+func (r *Reader) readAhead(s *segView, sk *segKnown, sc *lazyScan, list []int32) (*ahead, error) {
+	for len(r.aheadText) < aheadWorkers {
+		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		r.aheadText = append(r.aheadText, newOneText(dec))
+	}
+	// A v3 segment's order comes from its sortBy columns: read here, on
+	// the reader's goroutine.
+	var sortIDs [NumColumns][]uint32
+	if s.r.meta.Version == 3 {
+		for _, c := range s.r.meta.SortBy {
+			ids, err := r.colIDs(s, c)
+			if err != nil {
+				return nil, err
+			}
+			sortIDs[c] = ids
+		}
+	}
+	ids := func(c Column) ([]uint32, error) { return sortIDs[c], nil }
+	m := &s.r.meta
+	a := &ahead{quit: make(chan struct{}), unit: func(ord int) int {
+		if m.Version < 3 {
+			return sort.Search(len(m.Blocks), func(i int) bool { return m.Blocks[i].First+m.Blocks[i].Count > ord })
+		}
+		return sort.Search(len(m.Groups), func(i int) bool { return m.Groups[i].First+m.Groups[i].Count > ord })
+	}}
+	for range aheadWorkers {
+		w := &aheadWorker{ready: make(chan *aheadSlot, aheadSlots), free: make(chan *aheadSlot, aheadSlots)}
+		for range aheadSlots {
+			w.free <- &aheadSlot{known: make([]int8, len(sk.plans))}
+		}
+		a.workers = append(a.workers, w)
+	}
+	for _, o := range list {
+		w := a.workers[a.unit(int(o))%aheadWorkers]
+		w.list = append(w.list, o)
+	}
+	for k, w := range a.workers {
+		go a.run(w, s, sk, sc, r.aheadText[k], ids)
+	}
+	return a, nil
+}
+
+// run is a worker's goroutine.
+func (a *ahead) run(w *aheadWorker, s *segView, sk *segKnown, sc *lazyScan, one *oneText, ids idsFunc) {
+	defer close(w.ready)
+	for _, o := range w.list {
+		var sl *aheadSlot
+		select {
+		case sl = <-w.free:
+		case <-a.quit:
+			return
+		}
+		sl.ord, sl.decoded = int(o), false
+		sk.decide(int(o), sl.known)
+		sl.err = a.read(s, sc, one, ids, sl)
+		select {
+		case w.ready <- sl:
+		case <-a.quit:
+			return
+		}
+		if sl.err != nil {
+			return
+		}
+	}
+}
+
+// read reads event sl.ord's text, decides the undecided filters that its
+// text rules out, and decodes the event when it is still needed.
+func (a *ahead) read(s *segView, sc *lazyScan, one *oneText, ids idsFunc, sl *aheadSlot) error {
+	raw, err := one.text(s.r, sl.ord, ids)
+	if err != nil {
+		return err
+	}
+	for j, k := range sl.known {
+		if k == 0 && sc.rejects[j] != nil && sc.rejects[j](raw) {
+			sl.known[j] = -1
+		}
+	}
+	if !sc.readAhead(sl.known) {
+		return nil
+	}
+	sl.raw = append(sl.raw[:0], raw...)
+	if err := audit.DecodeStored(sl.raw, &sl.ev); err != nil {
+		return s.r.fail("event text", err)
+	}
+	sl.decoded = true
+	return nil
+}
+
+// next returns the slot of event ord, or nil when ord was not read ahead
+// (or a is nil). Events must be asked for in ascending order; the slot
+// is valid until the next call.
+func (a *ahead) next(ord int) (*aheadSlot, error) {
+	if a == nil {
+		return nil, nil
+	}
+	if a.cur != nil {
+		a.curW.free <- a.cur
+		a.cur, a.curW = nil, nil
+	}
+	w := a.workers[a.unit(ord)%aheadWorkers]
+	for w.at < len(w.list) && int(w.list[w.at]) <= ord {
+		sl := <-w.ready
+		if sl == nil {
+			return nil, errors.New("BUG: the read-ahead stopped early")
+		}
+		w.at++
+		if sl.err != nil {
+			return nil, sl.err
+		}
+		if sl.ord < ord {
+			w.free <- sl
+			continue
+		}
+		a.cur, a.curW = sl, w
+		return sl, nil
+	}
+	return nil, nil
+}
+
+// stop ends the read-ahead and waits for its goroutines.
+func (a *ahead) stop() {
+	close(a.quit)
+	for _, w := range a.workers {
+		for range w.ready {
+		}
+	}
+}
