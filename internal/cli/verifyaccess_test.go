@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -43,11 +44,13 @@ func TestVerifyAccessLog(t *testing.T) {
 			resp.Body.Close()
 			return resp.StatusCode == 200
 		})
+		if i == 5 || i == 11 {
+			waitUntil(t, "a checkpoint signing the access log while serve runs", 10*time.Second, func() bool {
+				l, _ := trust.Read(cps)
+				return len(l) > 0 && l[len(l)-1].V == 2 && l[len(l)-1].AccessLines >= int64(i+1)
+			})
+		}
 	}
-	waitUntil(t, "a checkpoint signing the access log while serve runs", 10*time.Second, func() bool {
-		l, _ := trust.Read(cps)
-		return len(l) > 0 && l[len(l)-1].V == 2 && l[len(l)-1].AccessLines >= 12
-	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("serve: %v", err)
@@ -84,4 +87,33 @@ func TestVerifyAccessLog(t *testing.T) {
 	verify(t, strings.Join(lines[:4], "")+strings.Join(lines[5:], ""), logPath+":5: 1 lines deleted before it", "")
 	verify(t, strings.Join(lines[:len(lines)-3], ""), "access log lines, the log holds", "")
 	verify(t, string(orig)+`{"time":"2026-`, "", "torn last line")
+
+	// The attacker cuts the log and the checkpoints file to match: only
+	// the witness's copy tells.
+	witness := filepath.Join(t.TempDir(), "witness")
+	if code, exported, _ := run("checkpoint", "export", "--data", dir); code != 0 || os.WriteFile(witness, []byte(exported), 0o600) != nil {
+		t.Fatalf("export: exit %d", code)
+	}
+	own, _ := trust.Read(cps)
+	var kept strings.Builder
+	cut := own[0].AccessLines
+	for _, l := range own {
+		if l.AccessLines == cut {
+			b, _ := json.Marshal(l.Checkpoint)
+			kept.Write(append(b, '\n'))
+		}
+	}
+	origCps, _ := os.ReadFile(cps)
+	os.WriteFile(cps, []byte(kept.String()), 0o600)
+	os.WriteFile(logPath, []byte(strings.Join(lines[:cut], "")), 0o600)
+	code, out, _ := run("verify", "--data", dir, "--pubkey", pub)
+	if code != 0 {
+		t.Fatalf("cut consistently, verify without the witness: exit %d %q; want 0 (nothing on the host tells)", code, out)
+	}
+	code, out, _ = run("verify", "--data", dir, "--pubkey", pub, "--checkpoint", witness)
+	if code != 1 || !strings.Contains(out, witness+":") || !strings.Contains(out, fmt.Sprintf("access log lines, the log holds %d", cut)) {
+		t.Fatalf("cut consistently, verify with the witness: exit %d %q", code, out)
+	}
+	os.WriteFile(cps, origCps, 0o600)
+	os.WriteFile(logPath, orig, 0o600)
 }
