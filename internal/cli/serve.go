@@ -142,7 +142,7 @@ as before roles existed; --require-roles refuses it everything. An ingest
 scope bounds the clusters written (?cluster=, syslog's cluster); a viewer
 scope bounds every answer, counts included. Every read of the API, and every
 refused request, is a JSON line in DATA/access.log (who, role, endpoint,
-parameters, status, results, duration; never a token), fsync'd every second
+parameters, status, results, duration, a hash chain link; never a token), fsync'd every second
 and at shutdown; reads are refused (503) while it cannot be written.`,
 		Example: `  kubetrail serve
   kubetrail serve --listen 0.0.0.0:8443 --tls-cert tls.crt --tls-key tls.key --token-file tokens
@@ -205,7 +205,7 @@ and at shutdown; reads are refused (503) while it cannot be written.`,
 				return err
 			}
 			ret.Sign = func(rec string) string { return trust.SignRetired(signer.Key, rec) }
-			if cfg.AccessLog, err = openAccessLog(dir); err != nil {
+			if cfg.AccessLog, err = openAccessLog(dir, signer, log); err != nil {
 				db.Close()
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kubetrail/kubetrail/internal/server"
+	"github.com/kubetrail/kubetrail/internal/trust"
 )
 
 // accessFlags are serve's flags for roles (docs/security.md).
@@ -61,7 +62,16 @@ func (a *accessFlags) load(cfg *server.Config, log *slog.Logger) error {
 	return nil
 }
 
-// openAccessLog opens DATA/access.log for the server.
-func openAccessLog(dir string) (*server.AccessLog, error) {
-	return server.OpenAccessLog(filepath.Join(dir, server.AccessLogFile))
+// openAccessLog opens DATA/access.log for the server, and has signer's
+// checkpoints sign its head (docs/security.md, "Access log").
+func openAccessLog(dir string, signer *trust.Signer, log *slog.Logger) (*server.AccessLog, error) {
+	l, err := server.OpenAccessLog(filepath.Join(dir, server.AccessLogFile))
+	if err != nil {
+		return nil, err
+	}
+	if l.TornBytes > 0 {
+		log.Warn("access log: cut a torn last line, which a crash left", "path", filepath.Join(dir, server.AccessLogFile), "bytes", l.TornBytes)
+	}
+	signer.Access = l.Head
+	return l, nil
 }

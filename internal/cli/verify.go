@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubetrail/kubetrail/internal/escape"
+	"github.com/kubetrail/kubetrail/internal/server"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 	"github.com/kubetrail/kubetrail/internal/trust"
 )
@@ -39,11 +40,17 @@ deleted, inserted or moved.
 Segments deleted by retention are recorded in segments/RETIRED and are not
 reported. Events still in the WAL are covered once sealed.
 
+It checks the hash chain of DATA/access.log (every line links to the one
+before) and names, as FILE:LINE, a line edited, deleted, inserted or
+reordered; a torn last line, which a crash leaves, is a note. Alerts in
+DATA/alerts are not checked (docs/adr/0018).
+
 With --pubkey (repeatable: after a key rotation, give the old key and the
 new) it also checks the signed checkpoints in DATA/checkpoints
 (and, with --checkpoint, a copy an external witness kept): each must be
 signed by one of the keys, and the store must still extend it (the chain has, at
-the checkpoint's event count, the head it signed). A checkpoint the
+the checkpoint's event count, the head it signed), as must the access log
+(serve's checkpoints sign its line count and last line). A checkpoint the
 witness holds and the data folder does not means the file was rolled
 back. Only checkpoints held outside the host protect against someone who
 rewrites the files and every chain link after them.
@@ -67,7 +74,7 @@ reports them, until you have looked at them and removed them.`,
 			if err != nil {
 				return err
 			}
-			bad, notes, err := checkCheckpoints(dir, pubs, witness, rep.Chain)
+			bad, notes, err := checkCheckpoints(dir, pubs, witness, rep)
 			if err != nil {
 				return err
 			}
@@ -148,29 +155,44 @@ func checkRetired(rep *local.VerifyReport, pubs []ed25519.PublicKey) []local.Dam
 	return out
 }
 
-// checkCheckpoints checks the data folder's checkpoints and a witness's
-// against the chain; nothing without a public key.
-func checkCheckpoints(dir string, pubs []ed25519.PublicKey, witness string, chain []local.ChainPoint) (bad, notes []string, err error) {
-	if len(pubs) == 0 {
-		return nil, nil, nil
+// checkCheckpoints checks the access log's chain, and the data folder's
+// checkpoints and a witness's against the event chain and the access
+// log's; the checkpoints only with a public key. Each line it returns
+// starts with FILE:LINE.
+func checkCheckpoints(dir string, pubs []ed25519.PublicKey, witness string, rep *local.VerifyReport) (bad, notes []string, err error) {
+	var own, wit []trust.Line
+	if len(pubs) > 0 {
+		if own, err = trust.Read(filepath.Join(dir, checkpointsName)); err != nil {
+			return nil, nil, err
+		}
+		if witness != "" {
+			if wit, err = trust.Read(witness); err != nil {
+				return nil, nil, err
+			}
+			if len(wit) == 0 {
+				return nil, nil, fmt.Errorf("--checkpoint %s holds no checkpoint", witness)
+			}
+		}
 	}
-	own, err := trust.Read(filepath.Join(dir, checkpointsName))
+	acc, err := trust.CheckAccessLog(filepath.Join(dir, server.AccessLogFile), trust.AccessCounts(own, wit))
 	if err != nil {
 		return nil, nil, err
 	}
-	var wit []trust.Line
-	if witness != "" {
-		if wit, err = trust.Read(witness); err != nil {
-			return nil, nil, err
-		}
-		if len(wit) == 0 {
-			return nil, nil, fmt.Errorf("--checkpoint %s holds no checkpoint", witness)
-		}
+	if acc.Count > 0 {
+		rep.Files++
+		rep.Bytes += acc.Bytes
 	}
-	points := make([]trust.Point, len(chain))
-	for i, p := range chain {
+	bad, notes = acc.Findings, acc.Notes
+	if len(pubs) == 0 {
+		if acc.Lines > 0 {
+			notes = append(notes, filepath.Join(dir, server.AccessLogFile)+": its chain was checked line by line; whether it was cut or rewritten as a whole is checked against the signed checkpoints with --pubkey")
+		}
+		return bad, notes, nil
+	}
+	points := make([]trust.Point, len(rep.Chain))
+	for i, p := range rep.Chain {
 		points[i] = trust.Point(p)
 	}
-	bad, notes = trust.Check(own, wit, pubs, points)
-	return bad, notes, nil
+	cb, cn := trust.CheckAccess(own, wit, pubs, points, acc)
+	return append(bad, cb...), append(notes, cn...), nil
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kubetrail/kubetrail/internal/trust"
 )
 
 // AccessLogFile is the access log's name in the data folder.
@@ -25,23 +28,52 @@ const AccessLogSyncInterval = time.Second
 // refused with 401 or 403 on any route, written when the answer ends.
 // Token values are never in it. Its methods are safe for concurrent use,
 // and a nil *AccessLog logs nothing.
+//
+// Lines form a hash chain (trust.AccessLink: each ends with its seq and the
+// hash of the line before it), whose head signed checkpoints carry
+// (trust.Signer.Access), so that kubetrail verify finds a line edited,
+// deleted, inserted or reordered, and the log cut or rewritten.
 type AccessLog struct {
 	path string
+	// TornBytes were cut from the end when it was opened: a line a crash
+	// left without its newline.
+	TornBytes int64
 
 	mu    sync.Mutex
 	f     *os.File
+	head  trust.AccessHead // the chain after the last line written
+	size  int64            // the file's size after the last line written
 	dirty bool
 	err   error // the last write's or sync's error; cleared by a good write
 }
 
 // OpenAccessLog opens (creating, mode 0600) the access log at path for
-// appending.
+// appending. It continues the chain from the last complete line, and cuts
+// what follows it: a line a crash tore (written with its newline in one
+// write, a line without one was never whole), which would otherwise glue
+// onto the next line and leave a line jq cannot read.
 func OpenAccessLog(path string) (*AccessLog, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("access log: %w", err)
 	}
-	return &AccessLog{path: path, f: f}, nil
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("access log: %w", err)
+	}
+	head, torn, err := trust.AccessTail(f, st.Size())
+	if err == nil && torn > 0 {
+		err = f.Truncate(st.Size() - torn)
+		if err == nil {
+			err = f.Sync()
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("access log %s: %w", path, err)
+	}
+	return &AccessLog{path: path, TornBytes: torn, f: f, head: head, size: st.Size() - torn}, nil
 }
 
 // accessEntry is one line of the access log (docs/security.md, "Access
@@ -64,6 +96,10 @@ type accessEntry struct {
 	Results    int64               `json:"results"`
 	DurationMs float64             `json:"durationMs"`
 	Error      string              `json:"error,omitempty"`
+	// Seq and Prev link the line into the chain (trust.AccessLink); they
+	// are last, so the documented fields come first.
+	Seq  int64  `json:"seq"`
+	Prev string `json:"prev"`
 }
 
 // credentialParam reports whether a query parameter's name looks like it
@@ -108,27 +144,47 @@ func (s *Server) logAccess(r *http.Request, ra *requestAccess, code int, reason 
 	}
 }
 
-// write appends one line in a single write.
+// write appends one line, linked to the one before, in a single write.
 func (l *AccessLog) write(e accessEntry) {
 	if l == nil {
 		return
 	}
-	b, err := json.Marshal(&e)
-	if err != nil {
-		panic("BUG: access log entry: " + err.Error())
-	}
-	b = append(b, '\n')
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f == nil {
 		l.err = fmt.Errorf("%s: closed", l.path)
 		return
 	}
-	if _, err := l.f.Write(b); err != nil {
+	e.Seq, e.Prev = l.head.Lines+1, hex.EncodeToString(l.head.Hash[:])
+	b, err := json.Marshal(&e)
+	if err != nil {
+		panic("BUG: access log entry: " + err.Error())
+	}
+	if _, err := l.f.Write(append(b, '\n')); err != nil {
+		// A part of the line may be in the file: cut it, or the next
+		// line would glue onto it. If that fails too, the next start
+		// cuts it (it has no newline) or verify names it.
+		l.f.Truncate(l.size)
 		l.err = fmt.Errorf("%s: %w", l.path, err)
 		return
 	}
+	l.head = trust.AccessHead{Lines: e.Seq, Hash: trust.AccessLineHash(b)}
+	l.size += int64(len(b)) + 1
 	l.dirty, l.err = true, nil
+}
+
+// Head makes the lines written so far durable and returns the chain's
+// head after them, for a signed checkpoint (trust.Signer.Access): a
+// checkpoint must not sign a line that a machine crash can take back.
+// The sync holds the lock (new lines wait for it), so that no line
+// slips in between the sync and the head.
+func (l *AccessLog) Head() (trust.AccessHead, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.syncLocked(); err != nil {
+		return trust.AccessHead{}, err
+	}
+	return l.head, nil
 }
 
 // Err returns why the last line could not be written, or nil.
@@ -148,6 +204,10 @@ func (l *AccessLog) Sync() error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.syncLocked()
+}
+
+func (l *AccessLog) syncLocked() error {
 	if l.f == nil || !l.dirty {
 		return nil
 	}

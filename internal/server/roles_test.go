@@ -29,6 +29,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/rules"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 	"github.com/kubetrail/kubetrail/internal/syslog"
+	"github.com/kubetrail/kubetrail/internal/trust"
 )
 
 // roleEvent is an audit event of alice listing pods in ns (nodes, which
@@ -594,6 +595,10 @@ func TestAccessLogFailureRefusesReads(t *testing.T) {
 	get("GET", "/api/v1/events") // refused, but its line is written
 	if c := get("GET", "/api/v1/events"); c != 200 {
 		t.Errorf("a read once the access log works again: %d, want 200", c)
+	}
+	// The lines that failed are not in the chain: it holds no gap.
+	if rep, err := trust.CheckAccessLog(path, nil); err != nil || len(rep.Findings) != 0 || rep.Lines != 3 {
+		t.Errorf("the chain after failed writes: %v %q, %d lines, want 3", err, rep.Findings, rep.Lines)
 	}
 }
 

@@ -23,6 +23,10 @@ import (
 
 // Checkpoint is one signed line of DATA/checkpoints.
 type Checkpoint struct {
+	// V is the format: 0 (absent) is 1, events only; 2 also signs the
+	// access log's head (AccessLines, AccessHead). Removing it, or the
+	// access fields, changes the signed text, so the signature fails.
+	V int `json:"v,omitempty"`
 	// Events is the tree size: the events of every sealed segment up to
 	// and including WAL segment WAL, retired ones included.
 	Events int `json:"events"`
@@ -30,6 +34,10 @@ type Checkpoint struct {
 	WAL uint64 `json:"wal"`
 	// Head is the chain head after WAL, in hex.
 	Head string `json:"head"`
+	// AccessLines and AccessHead are the access log's chain head (v2):
+	// its number of lines and the hash of the last, in hex.
+	AccessLines int64  `json:"accessLines,omitempty"`
+	AccessHead  string `json:"accessHead,omitempty"`
 	// Time is when it was signed, UTC.
 	Time time.Time `json:"time"`
 	// Key is the first 8 bytes of SHA-256 of the public key, in hex, to
@@ -41,7 +49,11 @@ type Checkpoint struct {
 
 // Message is what a checkpoint's signature covers.
 func (c Checkpoint) Message() []byte {
-	return fmt.Appendf(nil, "kubetrail checkpoint 1\nevents %d\nwal %d\nhead %s\ntime %s\n", c.Events, c.WAL, c.Head, c.Time.UTC().Format(time.RFC3339Nano))
+	t := c.Time.UTC().Format(time.RFC3339Nano)
+	if c.V == 0 {
+		return fmt.Appendf(nil, "kubetrail checkpoint 1\nevents %d\nwal %d\nhead %s\ntime %s\n", c.Events, c.WAL, c.Head, t)
+	}
+	return fmt.Appendf(nil, "kubetrail checkpoint %d\nevents %d\nwal %d\nhead %s\naccess %d %s\ntime %s\n", c.V, c.Events, c.WAL, c.Head, c.AccessLines, c.AccessHead, t)
 }
 
 // KeyID is the short name of a public key that a checkpoint carries.
@@ -50,9 +62,19 @@ func KeyID(pub ed25519.PublicKey) string {
 	return hex.EncodeToString(s[:8])
 }
 
-// Sign signs a checkpoint of the chain at (events, wal, head).
+// Sign signs a checkpoint (format 1) of the chain at (events, wal, head).
 func Sign(key ed25519.PrivateKey, events int, wal uint64, head [32]byte, now time.Time) Checkpoint {
-	c := Checkpoint{Events: events, WAL: wal, Head: hex.EncodeToString(head[:]), Time: now.UTC()}
+	return sign(key, Checkpoint{Events: events, WAL: wal, Head: hex.EncodeToString(head[:]), Time: now.UTC()})
+}
+
+// SignAccess signs a checkpoint (format 2) of the event chain at p and of
+// the access log at acc. p may be the zero Point: no event is sealed yet.
+func SignAccess(key ed25519.PrivateKey, p Point, acc AccessHead, now time.Time) Checkpoint {
+	return sign(key, Checkpoint{V: 2, Events: p.Events, WAL: p.WAL, Head: hex.EncodeToString(p.Head[:]),
+		AccessLines: acc.Lines, AccessHead: hex.EncodeToString(acc.Hash[:]), Time: now.UTC()})
+}
+
+func sign(key ed25519.PrivateKey, c Checkpoint) Checkpoint {
 	c.Key = KeyID(key.Public().(ed25519.PublicKey))
 	c.Sig = hex.EncodeToString(ed25519.Sign(key, c.Message()))
 	return c
@@ -229,6 +251,28 @@ type Point struct {
 // retention deleted (one compacted from several WAL segments) can only
 // have its signature checked.
 func Check(local, witness []Line, pubs []ed25519.PublicKey, points []Point) (out, notes []string) {
+	return CheckAccess(local, witness, pubs, points, nil)
+}
+
+// AccessCounts returns the access log line counts that format 2
+// checkpoints signed, for CheckAccessLog.
+func AccessCounts(lines ...[]Line) map[int64]bool {
+	want := map[int64]bool{}
+	for _, ls := range lines {
+		for _, l := range ls {
+			if l.AccessLines > 0 {
+				want[l.AccessLines] = true
+			}
+		}
+	}
+	return want
+}
+
+// CheckAccess is Check that also checks the access log's head in format
+// 2 checkpoints against acc (CheckAccessLog, given AccessCounts): the log
+// must still hold, at the signed count, a line with the signed hash.
+// acc nil checks no access log.
+func CheckAccess(local, witness []Line, pubs []ed25519.PublicKey, points []Point, acc *AccessReport) (out, notes []string) {
 	at := map[int]Point{}
 	last := 0
 	for _, p := range points {
@@ -244,12 +288,24 @@ func Check(local, witness []Line, pubs []ed25519.PublicKey, points []Point) (out
 		return false
 	}
 	check := func(l Line) {
+		if l.V != 0 && l.V != 2 {
+			out = append(out, fmt.Sprintf("%s: checkpoint format %d is unknown to this kubetrail", l.where(), l.V))
+			return
+		}
 		if !l.validAny(pubs) {
 			out = append(out, fmt.Sprintf("%s: signature does not verify with the public key (key %s): re-signed with another key, or altered", l.where(), l.Key))
 			return
 		}
+		if acc != nil && l.V == 2 {
+			if f := checkAccessHead(l, acc); f != "" {
+				out = append(out, f)
+			}
+		}
 		p, ok := at[l.Events]
 		switch {
+		case l.Events == 0 && l.V == 2:
+			// Signed before any event was sealed: it holds the access
+			// log's head only.
 		case ok && hex.EncodeToString(p.Head[:]) == l.Head:
 		case ok:
 			out = append(out, fmt.Sprintf("%s: the store no longer extends this checkpoint (%d events, signed %s): its chain head after WAL segment %d differs: history was rewritten", l.where(), l.Events, l.Time.Format(time.RFC3339), p.WAL))
@@ -263,13 +319,21 @@ func Check(local, witness []Line, pubs []ed25519.PublicKey, points []Point) (out
 	}
 	seen := map[string]bool{}
 	prev := -1
+	var prevAccess int64
 	for _, l := range local {
 		check(l)
 		seen[l.Sig] = true
-		if l.Events < prev {
+		noEvents := l.Events == 0 && l.V == 2 // signed when the event chain had no head
+		if l.Events < prev && !noEvents {
 			out = append(out, fmt.Sprintf("%s: covers fewer events (%d) than the checkpoint before it (%d): the file was altered", l.where(), l.Events, prev))
 		}
-		prev = l.Events
+		if !noEvents {
+			prev = l.Events
+		}
+		if l.V == 2 && l.AccessLines < prevAccess {
+			out = append(out, fmt.Sprintf("%s: covers fewer access log lines (%d) than a checkpoint before it (%d): the file was altered", l.where(), l.AccessLines, prevAccess))
+		}
+		prevAccess = max(prevAccess, l.AccessLines)
 	}
 	for _, l := range witness {
 		if !seen[l.Sig] {
@@ -278,4 +342,23 @@ func Check(local, witness []Line, pubs []ed25519.PublicKey, points []Point) (out
 		}
 	}
 	return out, notes
+}
+
+// checkAccessHead checks one format 2 checkpoint's access log head; ""
+// when the log still extends it.
+func checkAccessHead(l Line, acc *AccessReport) string {
+	if l.AccessLines == 0 {
+		return ""
+	}
+	p, ok := acc.Heads[l.AccessLines]
+	switch {
+	case ok && hex.EncodeToString(p.Hash[:]) == l.AccessHead:
+		return ""
+	case ok:
+		return fmt.Sprintf("%s: the access log no longer extends this checkpoint (%d lines, signed %s): %s, its line %d, is not the line it signed: the log was rewritten up to there", l.where(), l.AccessLines, l.Time.Format(time.RFC3339), p.Where, l.AccessLines)
+	case l.AccessLines > acc.Lines:
+		return fmt.Sprintf("%s: the checkpoint (signed %s) covers %d access log lines, the log holds %d: lines were deleted or the log cut below a signed checkpoint", l.where(), l.Time.Format(time.RFC3339), l.AccessLines, acc.Lines)
+	default:
+		return fmt.Sprintf("%s: the access log has no line %d in its chain, the checkpoint's count: lines were deleted or inserted before it", l.where(), l.AccessLines)
+	}
 }
