@@ -29,7 +29,7 @@ image:
 test: lint ui-check unit verify-suite e2e
 
 unit:
-	$(GO) test -race -count=1 $(GOFLAGS_TEST) $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(GOFLAGS_TEST) $(PKGS)
 
 ## verify-suite: issue 14's "verify catches everything" suite on a store of 100k events
 ## (make unit runs it at 10k, under the race detector).

@@ -102,23 +102,26 @@ export function attachCompletion(input, range) {
     if (ctx.kind === 'field') update(); // the operator comes next: nothing to offer yet
   }
   async function update() {
+    // Every call supersedes the ones before it, including those still
+    // waiting for values: they must not show a list for an old context.
+    const n = ++asked;
     const pos = input.selectionStart;
     if (pos !== input.selectionEnd) return close();
-    ctx = context(input.value.slice(0, pos));
-    if (!ctx) return close();
-    const n = ++asked;
-    const p = ctx.prefix.toLowerCase();
-    if (ctx.kind === 'field') {
+    const c = context(input.value.slice(0, pos));
+    ctx = c;
+    if (!c) return close();
+    const p = c.prefix.toLowerCase();
+    if (c.kind === 'field') {
       if (p === '') return close();
       show(fields.filter((f) => f.name.toLowerCase().startsWith(p) && f.name.toLowerCase() !== p)
         .map((f) => ({ label: f.name, doc: f.doc, insert: f.keyed ? `${f.name}[` : f.name })));
       return;
     }
-    const col = statsColumn(ctx.field);
+    const col = statsColumn(c.field);
     if (!col) return close();
     const vals = await values(col);
     if (n !== asked) return; // typed on meanwhile
-    show(vals.filter((v) => v.toLowerCase().startsWith(p) && v !== ctx.prefix).map((v) => ({ label: v, insert: written(v) })));
+    show(vals.filter((v) => v.toLowerCase().startsWith(p) && v !== c.prefix).map((v) => ({ label: v, insert: written(v) })));
   }
   input.addEventListener('input', update);
   input.addEventListener('blur', () => setTimeout(close, 100));

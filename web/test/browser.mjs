@@ -206,7 +206,8 @@ await step('the filter completes field names and stored values', async () => {
   expect(await input.inputValue() === 'user', `took ${await input.inputValue()}`);
   // Values come from the stats API: the users the store holds.
   await input.pressSequentially('=att');
-  await options.first().waitFor();
+  // The field list (user.uid, ...) may still show until the values come.
+  await options.filter({ hasText: 'attacker' }).first().waitFor();
   expect((await options.allTextContents()).join('|') === 'attacker', `value options: ${await options.allTextContents()}`);
   await shot('search-completion');
   await input.press('Tab');
@@ -214,11 +215,11 @@ await step('the filter completes field names and stored values', async () => {
   // In a list, and quoted when the value needs it.
   await input.fill('');
   await input.pressSequentially('verb=get ns in (kube-');
-  await options.first().waitFor();
+  await options.filter({ hasText: 'kube-system' }).first().waitFor();
   expect((await options.allTextContents()).includes('kube-system'), `ns options: ${await options.allTextContents()}`);
   await input.fill('');
   await input.pressSequentially('ua=kubectl/v1');
-  await options.first().waitFor();
+  await options.filter({ hasText: 'kubectl/v1' }).first().waitFor();
   await input.press('ArrowDown');
   await input.press('Enter');
   expect(await input.inputValue() === 'ua="kubectl/v1.32.4 (linux/amd64) kubernetes/4cb5f07"', `took ${await input.inputValue()}`);
