@@ -32,7 +32,13 @@ import (
 // needs it and stopped by TestMain.
 var ch chtest.Server
 
-func TestMain(m *testing.M) { os.Exit(chtest.Run(m, &ch)) }
+func TestMain(m *testing.M) {
+	code := chtest.Run(m, &ch)
+	if err := cluster.stop(); err != nil && code == 0 {
+		code = 1
+	}
+	os.Exit(code)
+}
 
 // backend opens an empty store of one kind. reopen closes it and opens it
 // again on the same data (for the embedded store, this seals its WAL into
@@ -69,6 +75,7 @@ func backends() []backend {
 			}
 			return open(), open
 		}},
+		clusterBackend(),
 	}
 }
 
