@@ -39,7 +39,8 @@ every copy of an event lands on one shard and counts once. ON CLUSTER
 needs ZooKeeper on 18.16, so each server is set up directly. Shards with
 replicas are refused (no replicated tables yet); docs/clickhouse.md.
 
-query, stats and export then read the store with --store URL.`,
+query, stats, export and the investigations then read the store with
+--store URL.`,
 		Example: `  kubetrail setup clickhouse --store clickhouse://127.0.0.1:8123/kubetrail
   kubetrail query 'verb=delete' --store clickhouse://127.0.0.1:8123/kubetrail
   kubetrail setup clickhouse --store 'clickhouses://kubetrail@ch-1:8443/audit?cluster=logs&password_file=/etc/kubetrail/ch-password&ca=/etc/kubetrail/ch-ca.pem'`,
