@@ -134,9 +134,6 @@ func openMigration(ctx context.Context, e *env, from, to, cursor string) (*migra
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Cluster != "" {
-		return nil, fmt.Errorf("%q: ?cluster= is for kubetrail setup clickhouse; name any server of the cluster without it", clickhouse.Redact(url))
-	}
 	ch, err := clickhouse.Open(ctx, cfg)
 	if err != nil {
 		return nil, err

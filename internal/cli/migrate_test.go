@@ -48,8 +48,9 @@ func migrateKilled(t *testing.T, cursor string, min int64, args ...string) {
 // folder to ClickHouse and from there to a new data folder, each time
 // SIGKILLing kubetrail migrate part-way and running it again: every
 // store then exports the same bytes in the same order (every event once,
-// in the source's arrival order), counts the same, keeps the received
-// times, and a third run moves nothing.
+// in the source's arrival order), counts and groups the same, and a third
+// run moves nothing. (internal/migrate's tests check the clusters and
+// received times kept.)
 func TestMigrateSurvivesSIGKILL(t *testing.T) {
 	batches := conformanceBatches(t)
 	total := 0

@@ -8,7 +8,7 @@ import (
 // TestStoreURLPasswordNeverPrinted: whatever is wrong with a --store URL
 // holding a password (a server that cannot be reached, a URL that does
 // not parse, another scheme, a bad option), every command that takes
-// --store fails without printing the password.
+// --store, and migrate, fails without printing the password.
 func TestStoreURLPasswordNeverPrinted(t *testing.T) {
 	const pw = "S3cret-pw"
 	for _, u := range []string{
@@ -20,13 +20,18 @@ func TestStoreURLPasswordNeverPrinted(t *testing.T) {
 		"clickhouse://kt:" + pw + "@127.0.0.1:1/kt?nope=1",
 		"clickhouse://kt:" + pw + "@127.0.0.1:1/k;t",
 	} {
-		for _, args := range [][]string{{"query"}, {"stats"}, {"export"}, {"setup", "clickhouse"}} {
-			code, out, errOut := run(append(args, "--store", u)...)
+		dir := t.TempDir()
+		for _, args := range [][]string{
+			{"query", "--store", u}, {"stats", "--store", u}, {"export", "--store", u}, {"setup", "clickhouse", "--store", u},
+			{"timeline", "--store", u}, {"who", "get", "secrets", "--store", u},
+			{"migrate", "--from", dir, "--to", u}, {"migrate", "--from", u, "--to", dir}, {"migrate", "--from", u, "--to", u},
+		} {
+			code, out, errOut := run(args...)
 			if code == 0 || errOut == "" {
-				t.Errorf("%v --store %s: exit %d, %q; want a failure", args, u, code, errOut)
+				t.Errorf("%v: exit %d, %q; want a failure", args, code, errOut)
 			}
 			if strings.Contains(out+errOut, pw) {
-				t.Errorf("%v --store: the password is printed: %s", args, errOut)
+				t.Errorf("%v: the password is printed: %s", args, errOut)
 			}
 		}
 	}
