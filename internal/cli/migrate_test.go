@@ -79,16 +79,19 @@ func TestMigrateSurvivesSIGKILL(t *testing.T) {
 		{data, url, []string{"--store", url}},
 		{url, back, []string{"--data", back}},
 	} {
-		args := []string{"--from", leg.from, "--to", leg.to, "--batch", "40"}
+		args := []string{"--from", leg.from, "--to", leg.to, "--batch", "100"}
 		cursor := predictCursor(t, leg.from, leg.to)
-		migrateKilled(t, cursor, 400, args...)
+		migrateKilled(t, cursor, 300, args...)
 		code, out, errOut := run(append([]string{"migrate", "--progress", "always"}, args...)...)
 		if code != 0 || out != "" || !strings.Contains(errOut, "resumed at the cursor") {
 			t.Fatalf("migrate %v after SIGKILL: exit %d, %q %s", args, code, out, errOut)
 		}
-		var cur struct{ Moved int64 }
-		if err := cursorfile.Load(vfs.OS, cursor, &cur); err != nil || cur.Moved < int64(total) || cur.Moved > int64(total)+40 {
-			t.Errorf("cursor says %d moved, %v; want %d, plus at most the one batch sent again", cur.Moved, err, total)
+		// The embedded store counts a batch sent again as duplicates;
+		// ClickHouse cannot tell, and counts it as moved.
+		var cur struct{ Moved, Duplicates int64 }
+		err := cursorfile.Load(vfs.OS, cursor, &cur)
+		if sent := cur.Moved + cur.Duplicates; err != nil || cur.Moved > int64(total)+100 || sent < int64(total) || sent > int64(total)+100 {
+			t.Errorf("cursor says %d moved and %d duplicates, %v; want %d in all, plus at most the one batch sent again", cur.Moved, cur.Duplicates, err, total)
 		}
 		for _, q := range [][]string{
 			{"export"},

@@ -43,18 +43,24 @@ func batches() []*pipeline.Batch {
 	return out
 }
 
-// crashAfter stores the n-th batch and then fails, as a process killed
-// between the destination's answer and the cursor's save would.
-type crashAfter struct {
+// crashAt fails the n-th batch after storing it, as a process killed
+// between the destination's answer and the cursor's save would; with
+// before, without storing it, as one killed before the destination
+// stored it.
+type crashAt struct {
 	pipeline.Sink
 	n, calls int
+	before   bool
 }
 
-var errCrash = errors.New("crash after the append")
+var errCrash = errors.New("crash")
 
-func (c *crashAfter) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Result, error) {
-	res, err := c.Sink.Append(ctx, b)
+func (c *crashAt) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Result, error) {
 	c.calls++
+	if c.calls == c.n && c.before {
+		return pipeline.Result{}, errCrash
+	}
+	res, err := c.Sink.Append(ctx, b)
 	if err == nil && c.calls == c.n {
 		return res, errCrash
 	}
@@ -95,9 +101,10 @@ func export(t *testing.T, r store.Reader) []byte {
 
 // TestResumeAfterCrashBetweenAppendAndCursor: a migration that stops
 // after the destination stored a batch but before the cursor moved past
-// it sends that batch again when run again, and the destination, either
-// store, holds every event once, in the source's arrival order, with its
-// cluster and received time.
+// it sends that batch again when run again, one that stops before the
+// batch was stored sends it then, and the destination, either store,
+// holds every event once, in the source's arrival order, with its cluster
+// and received time.
 func TestResumeAfterCrashBetweenAppendAndCursor(t *testing.T) {
 	src := source(t)
 	srcReader, err := store.OpenReader(context.Background(), "", src)
@@ -108,49 +115,56 @@ func TestResumeAfterCrashBetweenAppendAndCursor(t *testing.T) {
 	if strings.Count(string(want), "\n") != 600 {
 		t.Fatalf("the source exports %d events, want 600", strings.Count(string(want), "\n"))
 	}
-	for _, crashAt := range []int{1, 7, 30} {
-		for _, kind := range []string{"clickhouse", "embedded"} {
-			t.Run(fmt.Sprintf("%s/crash after batch %d", kind, crashAt), func(t *testing.T) {
-				var dst store.Store
-				if kind == "clickhouse" {
-					cfg, err := clickhouse.ParseURL(strings.Replace(ch.URL(t), "http://", "clickhouse://", 1) + fmt.Sprintf("/kt_resume_%d", crashAt))
-					if err != nil {
-						t.Fatal(err)
-					}
-					if err := clickhouse.Setup(context.Background(), cfg); err != nil {
-						t.Fatal(err)
-					}
-					s, err := clickhouse.Open(context.Background(), cfg)
-					if err != nil {
-						t.Fatal(err)
-					}
-					dst = s
-				} else {
-					s, err := store.OpenLocal(t.TempDir(), local.Options{})
-					if err != nil {
-						t.Fatal(err)
-					}
-					dst = s
+	for _, tc := range []struct {
+		kind   string
+		at     int
+		before bool
+	}{
+		{"clickhouse", 1, false}, {"clickhouse", 7, false}, {"clickhouse", 30, false},
+		{"embedded", 1, false}, {"embedded", 7, false}, {"embedded", 30, false},
+		{"embedded", 7, true}, {"embedded", 30, true},
+	} {
+		kind, at := tc.kind, tc.at
+		t.Run(fmt.Sprintf("%s/crash at batch %d, before storing it %v", kind, at, tc.before), func(t *testing.T) {
+			var dst store.Store
+			if kind == "clickhouse" {
+				cfg, err := clickhouse.ParseURL(strings.Replace(ch.URL(t), "http://", "clickhouse://", 1) + fmt.Sprintf("/kt_resume_%d", at))
+				if err != nil {
+					t.Fatal(err)
 				}
-				defer dst.Close()
-				o := Options{Cursor: filepath.Join(t.TempDir(), "c"), To: kind, BatchSize: 1000}
-				_, err := Run(context.Background(), Local{Dir: src}, &crashAfter{Sink: dst, n: crashAt}, o)
-				if !errors.Is(err, errCrash) {
-					t.Fatalf("first run: %v; want the crash", err)
+				if err := clickhouse.Setup(context.Background(), cfg); err != nil {
+					t.Fatal(err)
 				}
-				p, err := Run(context.Background(), Local{Dir: src}, dst, o)
-				// Before the first batch there was no cursor to resume at.
-				if err != nil || p.Resumed != (crashAt > 1) || p.ThisRun != int64(600-20*(crashAt-1)) {
-					t.Fatalf("second run: %+v, %v; want it to begin at batch %d", p, err, crashAt)
+				s, err := clickhouse.Open(context.Background(), cfg)
+				if err != nil {
+					t.Fatal(err)
 				}
-				if kind == "embedded" && p.Duplicates != 20 {
-					t.Errorf("the embedded store saw %d duplicates; want the 20 of the batch sent again", p.Duplicates)
+				dst = s
+			} else {
+				s, err := store.OpenLocal(t.TempDir(), local.Options{})
+				if err != nil {
+					t.Fatal(err)
 				}
-				if got := export(t, dst); !bytes.Equal(got, want) {
-					t.Errorf("the destination exports %d events (%d bytes), want the source's %d bytes", strings.Count(string(got), "\n"), len(got), len(want))
-				}
-			})
-		}
+				dst = s
+			}
+			defer dst.Close()
+			o := Options{Cursor: filepath.Join(t.TempDir(), "c"), To: kind, BatchSize: 1000}
+			_, err := Run(context.Background(), Local{Dir: src}, &crashAt{Sink: dst, n: at, before: tc.before}, o)
+			if !errors.Is(err, errCrash) {
+				t.Fatalf("first run: %v; want the crash", err)
+			}
+			p, err := Run(context.Background(), Local{Dir: src}, dst, o)
+			// Before the first batch there was no cursor to resume at.
+			if err != nil || p.Resumed != (at > 1) || p.ThisRun != int64(600-20*(at-1)) {
+				t.Fatalf("second run: %+v, %v; want it to begin at batch %d", p, err, at)
+			}
+			if kind == "embedded" && !tc.before && p.Duplicates != 20 {
+				t.Errorf("the embedded store saw %d duplicates; want the 20 of the batch sent again", p.Duplicates)
+			}
+			if got := export(t, dst); !bytes.Equal(got, want) {
+				t.Errorf("the destination exports %d events (%d bytes), want the source's %d bytes", strings.Count(string(got), "\n"), len(got), len(want))
+			}
+		})
 	}
 }
 
