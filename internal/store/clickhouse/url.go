@@ -4,12 +4,15 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/kubetrail/kubetrail/internal/secretfile"
 )
 
 // Config says where the store is.
@@ -55,7 +58,8 @@ var options = []string{"cluster", "password_file", "ca"}
 //	cluster=NAME        a cluster of the servers' remote_servers (Setup
 //	                    makes a Distributed table over it)
 //	password_file=FILE  the password, read from FILE (one trailing newline
-//	                    dropped), so that it appears in no command line
+//	                    dropped), so that it appears in no command line;
+//	                    FILE must be private to its owner (secretfile)
 //	ca=FILE             PEM certificates of the CAs an https server's
 //	                    certificate may chain to, instead of the system's
 //
@@ -126,9 +130,9 @@ func (c *Config) applyOptions(q url.Values) error {
 		if c.Password != "" {
 			return fmt.Errorf("a password in the URL and password_file: give one")
 		}
-		b, err := os.ReadFile(f)
+		b, err := readSecret(f)
 		if err != nil {
-			return fmt.Errorf("password_file: %w", err)
+			return err
 		}
 		pw := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
 		if pw == "" {
@@ -174,4 +178,27 @@ func Redact(s string) string {
 	}
 	user, _, _ := strings.Cut(authority[:k], ":")
 	return scheme + user + ":xxxxx@" + rest[k+1:]
+}
+
+// readSecret reads a password file, refused when anyone but its owner may
+// read or change it (secretfile.CheckMode, on the file opened, so the
+// mode checked is that of the file read).
+func readSecret(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("password_file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("password_file: %w", err)
+	}
+	if err := secretfile.CheckMode("password_file", path, fi); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("password_file %s: %w", path, err)
+	}
+	return b, nil
 }

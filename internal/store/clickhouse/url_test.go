@@ -54,6 +54,11 @@ func TestParseURLOptions(t *testing.T) {
 	f("clickhouse://ch/k?cluster=a&cluster=b", nil, "option cluster: want one value")
 	f("clickhouse://bob:x@ch/k?password_file="+pw, nil, "give one")
 	f("clickhouse://ch/k?password_file="+empty, nil, "is empty")
+	shared := write("shared", "s3cret")
+	if err := os.Chmod(shared, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f("clickhouse://ch/k?password_file="+shared, nil, "chmod 600")
 	f("clickhouse://ch/k?password_file="+filepath.Join(dir, "none"), nil, "password_file: open")
 	f("clickhouse://ch/k?ca="+ca, nil, "use clickhouses://")
 	f("clickhouses://ch/k?ca="+notPEM, nil, "no PEM certificate")
