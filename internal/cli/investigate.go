@@ -29,6 +29,7 @@ type invFlags struct {
 	tf                 timeFlags
 	includeSystem      bool
 	remote             remoteFlags
+	store              storeFlag
 	// nsf is -n/-A, for the investigations that do not take a namespace
 	// of their own (who and history name the object's).
 	nsf nsFlags
@@ -39,6 +40,7 @@ type invFlags struct {
 func (f *invFlags) register(cmd *cobra.Command, timeline bool) {
 	addDataFlag(cmd, &f.dir)
 	f.remote.add(cmd)
+	f.store.add(cmd)
 	fl := cmd.Flags()
 	f.tf.add(cmd)
 	fl.StringVar(&f.where, "where", "", `more conditions in the filter language, e.g. 'user!~"^system:"' (docs/query.md)`)
@@ -128,6 +130,15 @@ func (f *invFlags) run(ctx context.Context, e *env, name string, p url.Values) (
 			return fmt.Errorf("server sent an answer that is not an investigation's JSON: %w", err)
 		}
 		rep = ans.Report()
+	} else if f.store.url != "" {
+		r, err := f.store.open(ctx, &f.remote)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		if rep, err = investigate.Run(ctx, storeSource{ctx, r}, name, p, now); err != nil {
+			return err
+		}
 	} else {
 		r, oerr := local.OpenReader(f.dir)
 		if oerr != nil {
@@ -150,8 +161,10 @@ event's stageTimestamp, which --since and --until compare with; FIRST and
 LAST are the first and last RECEIVED of a group.
 Every investigation takes --since/--until, --where FILTER (more conditions
 in the filter language, docs/query.md) and -o table|wide|json|jsonl. It
-reads the --data folder, or asks a running kubetrail serve with --server URL
-(--token-file, --ca), which prints the same.
+reads the --data folder, a ClickHouse store with --store URL (the filter
+runs in ClickHouse as SQL; docs/clickhouse.md), or asks a running
+kubetrail serve with --server URL (--token-file, --ca); each prints the
+same.
 Source IPs print with the last one marked (peer): only that address was
 seen by the API server; the others come from headers any client can set.
 Every investigation but who hides the control plane's own requests

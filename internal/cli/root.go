@@ -88,7 +88,7 @@ Start here:
 	root.PersistentFlags().StringVar(&e.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().BoolVar(&e.logJSON, "log-json", false, "write logs as JSON lines")
 	root.AddCommand(serveCmd(e), importCmd(e), tailCmd(e), exportCmd(e), queryCmd(e), statsCmd(e), setupCmd(e), timelineCmd(e), whoCmd(e), activityCmd(e), historyCmd(e), secretsCmd(e), execsCmd(e), deniedCmd(e), rbacCmd(e), fromCmd(e))
-	root.AddCommand(policyCmd(e), verifyCmd(e), checkpointCmd(e), proveCmd(e), detectCmd(e), rulesCmd(e), alertsCmd(e), forwardCmd(e), versionCmd(e))
+	root.AddCommand(policyCmd(e), verifyCmd(e), checkpointCmd(e), proveCmd(e), detectCmd(e), rulesCmd(e), alertsCmd(e), forwardCmd(e), migrateCmd(e), versionCmd(e))
 	// --version prints the same line as the version command.
 	root.SetVersionTemplate("{{.Version}}\n")
 	strictCommands(root)

@@ -3,7 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -27,16 +26,31 @@ kubetrail_meta, which records the schema version. It runs on ClickHouse
 It is idempotent: run again, it changes nothing. A database whose tables
 another kubetrail schema version made is refused, not changed.
 
-query, stats and export then read the store with --store URL.`,
+clickhouses:// speaks HTTPS (port 8443 by default); ca=FILE names the CAs
+to trust instead of the system's. password_file=FILE reads the password
+from a file, so that it is in no command line; errors print the URL with
+any password as xxxxx.
+
+With ?cluster=NAME (a cluster of the servers' remote_servers) it creates,
+on the server of the URL and on every server system.clusters lists for
+NAME (reached at the URL's port), a local table events_local and a
+Distributed table events over them, sharded by the event key so that
+every copy of an event lands on one shard and counts once. ON CLUSTER
+needs ZooKeeper on 18.16, so each server is set up directly. Shards with
+replicas are refused (no replicated tables yet); docs/clickhouse.md.
+
+query, stats, export and the investigations then read the store with
+--store URL.`,
 		Example: `  kubetrail setup clickhouse --store clickhouse://127.0.0.1:8123/kubetrail
-  kubetrail query 'verb=delete' --store clickhouse://127.0.0.1:8123/kubetrail`,
+  kubetrail query 'verb=delete' --store clickhouse://127.0.0.1:8123/kubetrail
+  kubetrail setup clickhouse --store 'clickhouses://kubetrail@ch-1:8443/audit?cluster=logs&password_file=/etc/kubetrail/ch-password&ca=/etc/kubetrail/ch-ca.pem'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if url == "" {
 				return errors.New("--store is required: " + store.URLForms)
 			}
-			if !strings.HasPrefix(url, "clickhouse://") {
-				return fmt.Errorf("--store %q: want %s", url, store.URLForms)
+			if !store.IsClickHouse(url) {
+				return fmt.Errorf("--store %q: want %s", clickhouse.Redact(url), store.URLForms)
 			}
 			cfg, err := clickhouse.ParseURL(url)
 			if err != nil {
@@ -45,7 +59,11 @@ query, stats and export then read the store with --store URL.`,
 			if err := clickhouse.Setup(cmd.Context(), cfg); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "kubetrail store ready in ClickHouse database %s at %s (schema version %d)\n", cfg.Database, cfg.Endpoint, clickhouse.SchemaVersion)
+			where := cfg.Endpoint
+			if cfg.Cluster != "" {
+				where = "every server of cluster " + cfg.Cluster + " (through " + cfg.Endpoint + ")"
+			}
+			fmt.Fprintf(e.stdout, "kubetrail store ready in ClickHouse database %s at %s (schema version %d)\n", cfg.Database, where, clickhouse.SchemaVersion)
 			return nil
 		},
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 // storeFlag is --store: the store a command reads instead of the embedded
-// one in --data. Only query, stats and export take it so far.
+// one in --data. query, stats, export and the investigations take it.
 type storeFlag struct{ url string }
 
 func (s *storeFlag) add(cmd *cobra.Command) {

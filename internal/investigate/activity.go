@@ -7,8 +7,6 @@ import (
 	"strings"
 
 	"github.com/kubetrail/kubetrail/internal/query"
-
-	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // ActivityQuery asks for a user's timeline: every request made by the
@@ -35,7 +33,7 @@ type ActivityReport struct {
 }
 
 // Activity finds what a user did: user=USER or as=USER.
-func Activity(r *local.Reader, q ActivityQuery) (*ActivityReport, error) {
+func Activity(r Source, q ActivityQuery) (*ActivityReport, error) {
 	if q.User == "" {
 		return nil, fmt.Errorf("activity needs a user name")
 	}

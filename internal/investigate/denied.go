@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // DeniedQuery asks who was refused: 401 (authentication failed), 403
@@ -55,7 +53,7 @@ type DeniedReport struct {
 }
 
 // Denied groups refused requests by user.
-func Denied(r *local.Reader, q DeniedQuery) (*DeniedReport, error) {
+func Denied(r Source, q DeniedQuery) (*DeniedReport, error) {
 	base := or(in("code", "401", "403"), eq("decision", "forbid"))
 	reqs, hidden, err := collect(r, q.Scope, base, false, false)
 	if err != nil {

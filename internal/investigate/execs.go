@@ -3,8 +3,6 @@ package investigate
 import (
 	"fmt"
 	"strings"
-
-	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // ExecsQuery asks who exec'd into, attached to or port-forwarded to pods.
@@ -47,7 +45,7 @@ type ExecsReport struct {
 // Execs finds exec, attach and portforward requests on pods, whatever
 // their verb: since kubectl 1.30 they are WebSocket gets, before (and as a
 // fallback) SPDY creates.
-func Execs(r *local.Reader, q ExecsQuery) (*ExecsReport, error) {
+func Execs(r Source, q ExecsQuery) (*ExecsReport, error) {
 	base := and(eq("resource", "pods"), eq("apigroup", ""), in("subresource", "exec", "attach", "portforward"))
 	reqs, hidden, err := collect(r, q.Scope, base, q.AllStages, false)
 	if err != nil {

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-
-	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // FromQuery asks what came from an address or a network.
@@ -40,7 +38,7 @@ type FromReport struct {
 }
 
 // From finds the requests that name an address or network in sourceIPs.
-func From(r *local.Reader, q FromQuery) (*FromReport, error) {
+func From(r Source, q FromQuery) (*FromReport, error) {
 	match, err := addrMatcher(q.Addr)
 	if err != nil {
 		return nil, err

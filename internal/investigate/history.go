@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/kubetrail/kubetrail/internal/query"
-	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // HistoryQuery asks for an object's life: its creation, updates and
@@ -67,7 +66,7 @@ type HistoryReport struct {
 }
 
 // History follows an object through its changes.
-func History(r *local.Reader, q HistoryQuery) (*HistoryReport, error) {
+func History(r Source, q HistoryQuery) (*HistoryReport, error) {
 	conds, err := q.Target.conds(q.Namespace, true)
 	if err != nil {
 		return nil, err

@@ -3,11 +3,13 @@
 // this object, who read secrets, who exec'd into pods, who was denied, who
 // changed RBAC, what came from this address — over a store's events.
 //
-// Each investigation is one function that takes a *local.Reader and a
-// query, and returns a Report that the CLI prints as a table or JSON and
-// the HTTP API can serve as JSON. The functions only read: they select with
-// the filter language (so the store answers from its columns and reads
-// only the events that can match) and then group, de-duplicate and sort.
+// Each investigation is one function that takes a Source (the embedded
+// store's *local.Reader, or any store of internal/store bound to a
+// context) and a query, and returns a Report that the CLI prints as a
+// table or JSON and the HTTP API can serve as JSON. The functions only
+// read: they select with the filter language (so the store answers from
+// its columns, or ClickHouse from a WHERE, and reads only the events that
+// can match) and then group, de-duplicate and sort.
 //
 // Two facts of the audit log shape every answer. One request gives one
 // event per stage (ResponseStarted and ResponseComplete for a watch or an
@@ -32,6 +34,16 @@ import (
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
+
+// Source is what an investigation reads: Select calls fn for every event
+// the selection selects, in arrival order, with the decoded event
+// (sel.NeedEvent is always set), as local.Reader.Select does. Hits are
+// valid only during the callback.
+type Source interface {
+	Select(sel local.Selection, fn func(*local.Hit) error) error
+}
+
+var _ Source = (*local.Reader)(nil)
 
 // Scope narrows any investigation to a time window and to more conditions.
 type Scope struct {
@@ -206,7 +218,7 @@ type reqKey struct {
 // cannot be answered from the store's columns as a whole, so collect
 // selects each term on its own, excluding the terms before it, which
 // keeps the parts disjoint: A, then B and not A, then C and not (A or B).
-func collect(r *local.Reader, sc Scope, base query.Expr, allStages, bodies bool) ([]*Request, int, error) {
+func collect(r Source, sc Scope, base query.Expr, allStages, bodies bool) ([]*Request, int, error) {
 	if sc.Now.IsZero() {
 		sc.Now = time.Now() // once, so that every part means the same times
 	}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/kubetrail/kubetrail/internal/query"
-	"github.com/kubetrail/kubetrail/internal/store/local"
 	"github.com/kubetrail/kubetrail/internal/timespec"
 )
 
@@ -125,14 +124,14 @@ func paramErr(param, format string, args ...any) error {
 //
 // Run stops reading, returning ctx's cause, when ctx is cancelled (a
 // signal to the CLI, a client gone from the API).
-func Run(ctx context.Context, r *local.Reader, name string, p url.Values, now time.Time) (Report, error) {
+func Run(ctx context.Context, r Source, name string, p url.Values, now time.Time) (Report, error) {
 	return RunRestricted(ctx, r, name, p, now, nil)
 }
 
 // RunRestricted is Run with restrict (Scope.Restrict) joined to every
 // selection the investigation makes: the API passes a scoped viewer's
 // clusters and namespaces, which no parameter can widen.
-func RunRestricted(ctx context.Context, r *local.Reader, name string, p url.Values, now time.Time, restrict query.Expr) (Report, error) {
+func RunRestricted(ctx context.Context, r Source, name string, p url.Values, now time.Time, restrict query.Expr) (Report, error) {
 	known := Params(name)
 	if known == nil {
 		return nil, fmt.Errorf("no investigation %q; there are %s", name, strings.Join(Names, ", "))

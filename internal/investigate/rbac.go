@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // RBACQuery asks who created, changed or deleted roles, role bindings,
@@ -57,7 +55,7 @@ var rbacKinds = map[string]string{
 }
 
 // RBAC finds the writes to RBAC objects.
-func RBAC(r *local.Reader, q RBACQuery) (*RBACReport, error) {
+func RBAC(r Source, q RBACQuery) (*RBACReport, error) {
 	base := and(eq("apigroup", "rbac.authorization.k8s.io"),
 		in("resource", "roles", "rolebindings", "clusterroles", "clusterrolebindings"),
 		in("verb", writeVerbs...))

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // SecretsQuery asks who read, listed, watched and changed which secrets.
@@ -55,7 +53,7 @@ type SecretsReport struct {
 }
 
 // Secrets groups the requests on secrets by user and verb.
-func Secrets(r *local.Reader, q SecretsQuery) (*SecretsReport, error) {
+func Secrets(r Source, q SecretsQuery) (*SecretsReport, error) {
 	reqs, hidden, err := collect(r, q.Scope, and(eq("resource", "secrets"), eq("apigroup", "")), false, false)
 	if err != nil {
 		return nil, err

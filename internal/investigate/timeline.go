@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/kubetrail/kubetrail/internal/query"
-	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // DefaultGap is how far apart two similar requests may be and still fold
@@ -105,7 +104,7 @@ type TimelineReport struct {
 }
 
 // Timeline tells what happened, in time order.
-func Timeline(r *local.Reader, q TimelineQuery) (*TimelineReport, error) {
+func Timeline(r Source, q TimelineQuery) (*TimelineReport, error) {
 	if q.Gap < 0 {
 		return nil, fmt.Errorf("gap %s: want 0 or more", q.Gap)
 	}

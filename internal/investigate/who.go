@@ -3,8 +3,6 @@ package investigate
 import (
 	"fmt"
 	"strings"
-
-	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // WhoQuery asks who did something to an object, or to any object of a
@@ -30,7 +28,7 @@ type WhoReport struct {
 }
 
 // Who finds the requests that did Verbs to Target.
-func Who(r *local.Reader, q WhoQuery) (*WhoReport, error) {
+func Who(r Source, q WhoQuery) (*WhoReport, error) {
 	conds, err := q.Target.conds(q.Namespace, false)
 	if err != nil {
 		return nil, err

@@ -61,7 +61,7 @@ var (
 )
 
 // URLForms is what --store accepts, for help texts and errors.
-const URLForms = "clickhouse://[USER[:PASSWORD]@]HOST[:8123]/DB"
+const URLForms = clickhouse.URLForms
 
 // IsRemote reports whether a --store value names a store other than the
 // embedded one in --data.
@@ -77,12 +77,18 @@ func OpenReader(ctx context.Context, url, dir string) (Reader, error) {
 }
 
 func openClickHouse(ctx context.Context, url string) (*clickhouse.Store, error) {
-	if !strings.HasPrefix(url, "clickhouse://") {
-		return nil, fmt.Errorf("%q: want %s (or no --store for the embedded store in --data)", url, URLForms)
+	if !IsClickHouse(url) {
+		return nil, fmt.Errorf("%q: want %s (or no --store for the embedded store in --data)", clickhouse.Redact(url), URLForms)
 	}
 	cfg, err := clickhouse.ParseURL(url)
 	if err != nil {
 		return nil, err
 	}
 	return clickhouse.Open(ctx, cfg)
+}
+
+// IsClickHouse reports whether a --store value names a ClickHouse store
+// (clickhouse:// or, over TLS, clickhouses://).
+func IsClickHouse(url string) bool {
+	return strings.HasPrefix(url, "clickhouse://") || strings.HasPrefix(url, "clickhouses://")
 }

@@ -252,7 +252,7 @@ func TestParseURL(t *testing.T) {
 	f("clickhouse://ch:8123/a.b", Config{}, "database")
 	f("http://ch:8123/k", Config{}, "want clickhouse://")
 	f("clickhouse:///k", Config{}, "no host")
-	f("clickhouse://ch/k?cluster=x", Config{}, "not supported yet")
+	f("clickhouse://ch/k?shards=2", Config{}, `unknown option "shards"`)
 }
 
 // TestTimeComparisons pins the µs column against times with and without

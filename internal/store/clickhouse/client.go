@@ -11,63 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 )
-
-// Config says where the store is.
-type Config struct {
-	// Endpoint is the HTTP interface's base URL, http://HOST:PORT.
-	Endpoint string
-	// Database holds kubetrail's tables.
-	Database string
-	// User and Password authenticate; an empty User is ClickHouse's
-	// "default" user without a password.
-	User, Password string
-}
-
-// DefaultPort is ClickHouse's HTTP port.
-const DefaultPort = "8123"
-
-// identRE is what a database name may be: it is written into statements
-// unquoted, so nothing else is accepted.
-var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
-
-// ParseURL reads a store URL, clickhouse://[USER[:PASSWORD]@]HOST[:PORT]/DB.
-// The port defaults to 8123 (the HTTP interface, not the native 9000).
-func ParseURL(s string) (Config, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return Config{}, fmt.Errorf("store URL %q: %w", s, err)
-	}
-	if u.Scheme != "clickhouse" {
-		return Config{}, fmt.Errorf("store URL %q: want clickhouse://HOST:8123/DB", s)
-	}
-	if u.Host == "" || u.Hostname() == "" {
-		return Config{}, fmt.Errorf("store URL %q: no host; want clickhouse://HOST:8123/DB", s)
-	}
-	if len(u.Query()) > 0 || u.Fragment != "" {
-		return Config{}, fmt.Errorf("store URL %q: options after ? are not supported yet", s)
-	}
-	db := strings.TrimPrefix(u.Path, "/")
-	if !identRE.MatchString(db) {
-		return Config{}, fmt.Errorf("store URL %q: database %q: want a name of letters, digits and _ (clickhouse://HOST:8123/kubetrail)", s, db)
-	}
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), DefaultPort)
-	}
-	c := Config{Endpoint: "http://" + host, Database: db}
-	if u.User != nil {
-		c.User = u.User.Username()
-		c.Password, _ = u.User.Password()
-	}
-	return c, nil
-}
 
 // client runs statements over the HTTP interface. It is safe for
 // concurrent use.
@@ -109,6 +58,12 @@ func (c *client) do(ctx context.Context, sql string, data io.Reader, read func(i
 		body = data
 	} else {
 		body = strings.NewReader(sql)
+	}
+	if data != nil {
+		// Into a Distributed table (a cluster), the insert otherwise
+		// returns once the rows are queued on this server for the shards;
+		// into any other table the setting changes nothing.
+		u += "&insert_distributed_sync=1"
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, body)
 	if err != nil {

@@ -95,21 +95,31 @@ func ddl(db string) []string {
 // Setup creates the store's database and tables if they are missing and
 // records the schema version. It is idempotent; a database whose tables
 // another schema version made is refused, not changed.
+//
+// With cfg.Cluster it does so on every server of the cluster (cluster.go).
 func Setup(ctx context.Context, cfg Config) error {
-	c := newClient(cfg)
-	for _, s := range ddl(cfg.Database) {
+	if cfg.Cluster != "" {
+		return setupCluster(ctx, cfg)
+	}
+	return setupServer(ctx, newClient(cfg), cfg.Database, ddl(cfg.Database))
+}
+
+// setupServer runs the statements that create a store on one server and
+// records the schema version there.
+func setupServer(ctx context.Context, c *client, db string, stmts []string) error {
+	for _, s := range stmts {
 		if err := c.exec(ctx, s); err != nil {
-			return fmt.Errorf("create the ClickHouse schema in %s: %w", cfg.Database, err)
+			return fmt.Errorf("create the ClickHouse schema in %s at %s: %w", db, c.cfg.Endpoint, err)
 		}
 	}
-	v, err := schemaVersion(ctx, c, cfg.Database)
+	v, err := schemaVersion(ctx, c, db)
 	switch {
 	case errors.Is(err, errNoSchema):
-		return c.exec(ctx, fmt.Sprintf("INSERT INTO %s.kubetrail_meta VALUES ('schema_version', %s)", cfg.Database, quote(fmt.Sprint(SchemaVersion))))
+		return c.exec(ctx, fmt.Sprintf("INSERT INTO %s.kubetrail_meta VALUES ('schema_version', %s)", db, quote(fmt.Sprint(SchemaVersion))))
 	case err != nil:
 		return err
 	case v != SchemaVersion:
-		return fmt.Errorf("ClickHouse database %s holds kubetrail schema version %d; this kubetrail uses version %d", cfg.Database, v, SchemaVersion)
+		return fmt.Errorf("ClickHouse database %s at %s holds kubetrail schema version %d; this kubetrail uses version %d", db, c.cfg.Endpoint, v, SchemaVersion)
 	}
 	return nil
 }

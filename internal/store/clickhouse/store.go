@@ -34,6 +34,7 @@ func newClient(cfg Config) *client {
 	return &client{cfg: cfg, http: &http.Client{Transport: &http.Transport{
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     90 * time.Second,
+		TLSClientConfig:     cfg.TLS,
 	}}}
 }
 
