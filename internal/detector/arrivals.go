@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync/atomic"
 	"time"
 
@@ -23,11 +22,11 @@ import (
 // alert store's folder (beside CursorFile, which is the embedded store's).
 const ArrivalsCursorFile = "detect-arrivals.cursor"
 
-// Arrivals is the store a shared-store detector reads: every event with
-// an arrival stamp above after, in arrival order, each event once
-// (*clickhouse.Store). It may block on the network; ctx ends it.
+// Arrivals is the store a shared-store detector reads: every selected
+// event with an arrival stamp above after, in arrival order, each event
+// once (*clickhouse.Store). It may block on the network; ctx ends it.
 type Arrivals interface {
-	Arrivals(ctx context.Context, after uint64, fn func(h *local.Hit, seq uint64) error) error
+	Arrivals(ctx context.Context, sel local.Selection, after uint64, fn func(h *local.Hit, seq uint64) error) error
 }
 
 // ArrivalsOptions configure an ArrivalsDetector.
@@ -54,6 +53,9 @@ type arrivalsCursor struct {
 	Version int `json:"version"`
 	// Seq is the highest arrival stamp evaluated.
 	Seq uint64 `json:"seq"`
+	// Time is the newest event time evaluated (unix microseconds): the
+	// replay on start covers the rules' memory before it.
+	Time int64 `json:"time"`
 	// Keys are the events evaluated with a seq within the margin below
 	// Seq (hex event key -> seq).
 	Keys map[string]uint64 `json:"keys"`
@@ -76,12 +78,15 @@ type ArrivalsDetector struct {
 
 	cur    arrivalsCursor
 	stored map[string]int
+	// replayed is set once rule state was rebuilt (the first Poll).
+	replayed bool
 
 	// Evaluated counts events evaluated since Open; Suppressed counts
 	// alerts raised again for events evaluated before a crash and found
 	// stored; Failures counts alert appends that failed (and were
-	// retried).
-	Evaluated, Suppressed, Failures atomic.Int64
+	// retried); Replayed counts events read again on start to rebuild
+	// rule state.
+	Evaluated, Suppressed, Failures, Replayed atomic.Int64
 }
 
 // OpenArrivals prepares a detector over src storing alerts in store, whose
@@ -187,6 +192,12 @@ func (e *cursorError) Unwrap() error { return e.err }
 // Poll reads the events that arrived since the cursor, evaluates them,
 // stores their alerts, then saves the cursor past them.
 func (d *ArrivalsDetector) Poll(ctx context.Context) error {
+	if !d.replayed {
+		if err := d.replay(ctx); err != nil {
+			return err
+		}
+		d.replayed = true
+	}
 	margin := uint64(d.opts.Margin.Nanoseconds())
 	from := uint64(0)
 	if d.cur.Seq > margin {
@@ -201,7 +212,7 @@ func (d *ArrivalsDetector) Poll(ctx context.Context) error {
 		news []got
 		ids  []string
 	)
-	err := d.src.Arrivals(ctx, from, func(h *local.Hit, seq uint64) error {
+	err := d.src.Arrivals(ctx, local.Selection{NeedEvent: true}, from, func(h *local.Hit, seq uint64) error {
 		k := local.KeyOf(h.Cluster, h.Raw)
 		hk := hex.EncodeToString(k[:])
 		if _, done := d.cur.Keys[hk]; done {
@@ -218,6 +229,7 @@ func (d *ArrivalsDetector) Poll(ctx context.Context) error {
 			out = append(out, a)
 		}
 		news = append(news, got{hk, seq})
+		d.cur.Time = max(d.cur.Time, h.Event.StageTimestamp.Time.UnixMicro())
 		ids = append(ids, h.Event.AuditID)
 		return nil
 	})
@@ -265,13 +277,31 @@ func (d *ArrivalsDetector) Poll(ctx context.Context) error {
 	return err
 }
 
-// CursorKeys returns the event keys the saved cursor holds, sorted (for
-// tests and diagnostics).
-func (d *ArrivalsDetector) CursorKeys() []string {
-	ks := make([]string, 0, len(d.cur.Keys))
-	for k := range d.cur.Keys {
-		ks = append(ks, k)
+// replay rebuilds threshold, sequence and once-per-request state, as the
+// embedded store's detector does (ADR 0010): the events the cursor covers
+// whose time is within the rules' memory before the cursor's newest event
+// time are evaluated again, in arrival order, their alerts discarded.
+func (d *ArrivalsDetector) replay(ctx context.Context) error {
+	mem := d.eng.Memory()
+	if mem == 0 || d.cur.Time == 0 {
+		return nil
 	}
-	sort.Strings(ks)
-	return ks
+	margin := uint64(d.opts.Margin.Nanoseconds())
+	sel := local.Selection{Since: d.cur.Time - mem.Microseconds(), NeedEvent: true}
+	err := d.src.Arrivals(ctx, sel, 0, func(h *local.Hit, seq uint64) error {
+		k := local.KeyOf(h.Cluster, h.Raw)
+		if _, done := d.cur.Keys[hex.EncodeToString(k[:])]; !done && seq+margin > d.cur.Seq {
+			return nil // not evaluated yet: the first poll evaluates it
+		}
+		d.eng.Eval(&rules.Event{Ev: h.Event, Raw: h.Raw, Cluster: h.Cluster})
+		d.Replayed.Add(1)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rebuild rule state from the store: %w", err)
+	}
+	if n := d.Replayed.Load(); n > 0 {
+		d.opts.Log.Info("rebuilt rule state from the store", "events", n, "span", mem)
+	}
+	return nil
 }
