@@ -219,7 +219,8 @@ kubetrail collects audit events at %[1]s/ingest/webhook into %[2]s
     kubetrail setup webhook-config --url %[1]s/ingest/webhook --out /etc/kubernetes/audit-webhook.yaml
   Ask ClickHouse:
     kubetrail query --store %[2]s 'verb=delete resource=secrets'
-  Detection does not run in a collector.
+  Detection does not run in a collector: run one reader per store,
+    kubetrail detect --follow --store %[2]s --data DIR
 `, base, url, spool)
 }
 

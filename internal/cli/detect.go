@@ -69,6 +69,7 @@ func detectCmd(e *env) *cobra.Command {
 		tf          timeFlags
 		rf          ruleFlags
 		nsf         nsFlags
+		ff          followFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "detect [FILE...]",
@@ -93,11 +94,28 @@ medium, high, critical), source (kubetrail, sigma, falco), auditIDs, user,
 impersonatedUser when set, message, time (RFC 3339 UTC of the last event)
 and, for Falco rules, priority. -o falco prints Falco's own JSON alerts
 (output, priority, rule, time, output_fields, tags) for Falcosidekick and
-other Falco consumers. The exit status is 0 whether or not alerts fire.`,
+other Falco consumers. The exit status is 0 whether or not alerts fire.
+
+--follow --store clickhouse://HOST:8123/DB is detection for a store that
+several collectors (serve --store) fill: it evaluates every event they
+store, once, in the store's arrival order, from a durable cursor in
+DATA/alerts, keeps the alerts in DATA/alerts (kubetrail alerts --data) and
+sends them at least once to each --alert-output, as serve does for its
+own store, until stopped. Run one such reader per store: rules then run
+once per event whatever the number of collectors (the folder is locked,
+so a second reader on it is refused). Its first start evaluates what the
+store holds already (docs/clickhouse.md).`,
 		Example: `  kubetrail detect --since 24h
+  kubetrail detect --follow --store clickhouse://ch:8123/kubetrail --data /var/lib/kubetrail-detect --alert-output file:///var/log/kubetrail/alerts.jsonl
   kubetrail detect /var/log/kubernetes/audit/audit.log -o jsonl
   kubetrail detect --rules falco/k8s_audit_rules.yaml --rules sigma/ --builtin`,
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			if err := ff.check(cmd, args); err != nil {
+				return err
+			}
+			if ff.follow {
+				return detectFollow(cmd.Context(), e, &rf, &ff, dir)
+			}
 			if !slices.Contains([]string{"table", "json", "jsonl", "falco"}, output) {
 				return fmt.Errorf("-o %q: want table, json, jsonl or falco", output)
 			}
@@ -155,6 +173,7 @@ other Falco consumers. The exit status is 0 whether or not alerts fire.`,
 	addDataFlag(cmd, &dir)
 	rf.add(cmd)
 	nsf.add(cmd)
+	ff.add(cmd)
 	f := cmd.Flags()
 	tf.add(cmd)
 	f.StringVarP(&output, "output", "o", "table", "table, json, jsonl or falco")
