@@ -282,7 +282,8 @@ the write-ahead spool on its own volume (--spool-max-bytes 80% of
 --storage-size) and shipping to ClickHouse; copies count once. A USER's
 password is read from Secret kubetrail-clickhouse, key "password", mounted as
 a file: a password in the URL is refused, as it would be in the pod's
-arguments. The Service, the NetworkPolicy (ingress only: egress to ClickHouse
+arguments. The collectors share one redaction key, Secret kubetrail-redact,
+key "redact.key" (--redact-key-file), so a copy gets the same markers. The Service, the NetworkPolicy (ingress only: egress to ClickHouse
 is not restricted) and the collector DaemonSet stay as they are.`,
 		Example: `  kubectl create namespace kubetrail
   kubectl label namespace kubetrail pod-security.kubernetes.io/enforce=privileged

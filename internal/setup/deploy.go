@@ -73,6 +73,8 @@ const (
 	caMountPath    = "/etc/kubetrail/ca"
 	chSecret       = "kubetrail-clickhouse" // password: the ClickHouse user's password
 	chMountPath    = "/etc/kubetrail/clickhouse"
+	redactSecret   = "kubetrail-redact" // redact.key: the redaction markers' key, one for every collector
+	redactMount    = "/etc/kubetrail/redact"
 )
 
 // obj is one Kubernetes object or part of one. Maps marshal with their keys
@@ -224,6 +226,9 @@ func RenderDeploy(o DeployOptions, format string) ([]byte, error) {
 		}
 	case "yaml", "":
 		fmt.Fprintf(&b, deployHeader, o.Namespace)
+		if o.ClickHouse != "" {
+			fmt.Fprintf(&b, "# With --clickhouse: Secret %s, key \"redact.key\" (the\n# redaction key all collectors of the store share), in namespace %s.\n", redactSecret, o.Namespace)
+		}
 		if strings.Contains(serverStore(o), "password_file=") {
 			fmt.Fprintf(&b, "# With --clickhouse: Secret %s, key \"password\" (the password of\n# the URL's user), also in namespace %s.\n", chSecret, o.Namespace)
 		}
@@ -341,11 +346,15 @@ func probe(path string, period, failures int) obj {
 // storeArgs are serve's store flags, bounded at 80% of the volume: the
 // embedded store deletes its oldest segments before the disk fills and
 // ingest would have to refuse batches; a collector answers 503 (the API
-// server keeps its batch) before its spool fills the disk.
+// server keeps its batch) before its spool fills the disk. Collectors
+// share one redaction key from a Secret: with a key each (DATA/redact.key
+// on each volume) a redacted event retried on another collector would get
+// other markers, so other bytes, and count twice.
 func storeArgs(o DeployOptions) []any {
 	bound := o.StorageGiB * 4 / 5
 	if o.ClickHouse != "" {
-		return []any{"--store=" + serverStore(o), fmt.Sprintf("--spool-max-bytes=%dGiB", bound)}
+		return []any{"--store=" + serverStore(o), fmt.Sprintf("--spool-max-bytes=%dGiB", bound),
+			"--redact-key-file=" + redactMount + "/redact.key"}
 	}
 	return []any{fmt.Sprintf("--max-size=%dGiB", bound)}
 }
@@ -421,6 +430,14 @@ func statefulSet(o DeployOptions) obj {
 				obj{"key": "tokens", "path": "tokens"},
 			}}},
 		},
+	}
+	if o.ClickHouse != "" {
+		container["volumeMounts"] = append(container["volumeMounts"].([]any),
+			obj{"name": "redact", "mountPath": redactMount, "readOnly": true})
+		pod["volumes"] = append(pod["volumes"].([]any),
+			obj{"name": "redact", "secret": obj{"secretName": redactSecret, "defaultMode": 0o400, "items": []any{
+				obj{"key": "redact.key", "path": "redact.key"},
+			}}})
 	}
 	if strings.Contains(serverStore(o), "password_file=") {
 		// The password as a file only serve's group can read: not in the

@@ -368,11 +368,13 @@ func TestDeployRefusesBadSettings(t *testing.T) {
 
 // TestDeployClickHouse: with --clickhouse the servers are collectors
 // storing into the URL, with the spool on their volume bounded at 80% of
-// it, the user's password read from the Secret's file (never in the
+// it, one redaction key for all from a Secret, the user's password read
+// from the Secret's file (never in the
 // arguments or the environment), as many as asked; the Service, the
 // NetworkPolicy (ingress only, so egress to ClickHouse is open) and the
 // DaemonSet shipping to the Service are those of the embedded store.
-// (Mutations tried: the password passed as an env secretKeyRef, the
+// (Mutations tried: the redaction key left to each volume, the password
+// passed as an env secretKeyRef, the
 // Secret mounted whole, --max-size kept beside --store, the spool bound
 // taken as the whole volume, password_file added for a URL without a
 // user, Egress added to policyTypes: each fails here.)
@@ -402,6 +404,7 @@ func TestDeployClickHouse(t *testing.T) {
 	want := []string{
 		"--store=clickhouses://kubetrail@ch.example:8443/audit?cluster=shards&password_file=/etc/kubetrail/clickhouse/password",
 		"--spool-max-bytes=80GiB", // 80% of 100Gi
+		"--redact-key-file=/etc/kubetrail/redact/redact.key",
 		"--data=/var/lib/kubetrail/data",
 	}
 	for _, w := range want {
@@ -433,14 +436,21 @@ func TestDeployClickHouse(t *testing.T) {
 		len(items) != 1 || dig(items[0], "key") != "password" || dig(items[0], "path") != "password" {
 		t.Errorf("clickhouse volume %v: want key password of Secret kubetrail-clickhouse, mode 0400", vol)
 	}
-	var mounted bool
-	for _, m := range dig(c, "volumeMounts").([]any) {
-		if dig(m, "name") == "clickhouse" {
-			mounted = dig(m, "mountPath") == "/etc/kubetrail/clickhouse" && dig(m, "readOnly") == true
-		}
+	// One redaction key for every collector: with one each, a redacted
+	// event retried on another collector gets other markers and counts
+	// twice.
+	vol = volumes(pod)["redact"]
+	items, _ = dig(vol, "secret", "items").([]any)
+	if dig(vol, "secret", "secretName") != "kubetrail-redact" || dig(vol, "secret", "defaultMode") != float64(0o400) ||
+		len(items) != 1 || dig(items[0], "key") != "redact.key" {
+		t.Errorf("redact volume %v: want key redact.key of Secret kubetrail-redact, mode 0400", vol)
 	}
-	if !mounted {
-		t.Errorf("server mounts %v: want the clickhouse volume read-only at /etc/kubetrail/clickhouse", dig(c, "volumeMounts"))
+	mounted := map[string]bool{}
+	for _, m := range dig(c, "volumeMounts").([]any) {
+		mounted[dig(m, "name").(string)+" "+dig(m, "mountPath").(string)] = dig(m, "readOnly") == true
+	}
+	if !mounted["clickhouse /etc/kubetrail/clickhouse"] || !mounted["redact /etc/kubetrail/redact"] {
+		t.Errorf("server mounts %v: want the clickhouse and redact volumes read-only", dig(c, "volumeMounts"))
 	}
 	for _, k := range []string{"Service", "NetworkPolicy", "DaemonSet"} {
 		if d := cmp.Diff(embedded[k], objs[k]); d != "" {

@@ -152,7 +152,7 @@ func checkClickHouseServer(t *testing.T, objs []any) {
 	ss := byKindName(objs)["StatefulSet/kubetrail"]
 	c := dig(ss, "spec", "template", "spec", "containers", 0)
 	args := fmt.Sprint(dig(c, "args"))
-	for _, w := range []string{"--store=" + chDeployURL + "&password_file=/etc/kubetrail/clickhouse/password", "--spool-max-bytes=40GiB"} {
+	for _, w := range []string{"--store=" + chDeployURL + "&password_file=/etc/kubetrail/clickhouse/password", "--spool-max-bytes=40GiB", "--redact-key-file=/etc/kubetrail/redact/redact.key"} {
 		if !strings.Contains(args, w) {
 			t.Errorf("clickhouse: server args %s lack %s", args, w)
 		}

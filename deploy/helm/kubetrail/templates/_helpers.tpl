@@ -24,7 +24,8 @@ capabilities:
 
 {{/* kubetrail.store returns serve's store flags, as setup deploy does: with
 clickhouse.url (validated as --clickhouse is) --store and --spool-max-bytes,
-else --max-size; each bound is 80% of the volume. A URL with a user gets
+else --max-size; each bound is 80% of the volume. Collectors share the
+redaction key of Secret kubetrail-redact, so a copy gets the same markers. A URL with a user gets
 password_file, the file of Secret kubetrail-clickhouse. */}}
 {{- define "kubetrail.store" -}}
 {{- $bound := div (mul (int .Values.storage.sizeGi) 4) 5 -}}
@@ -55,6 +56,7 @@ password_file, the file of Secret kubetrail-clickhouse. */}}
 {{- end -}}
 - --store={{ $s }}{{ if $u.userinfo }}{{ if contains "?" $s }}&{{ else }}?{{ end }}password_file=/etc/kubetrail/clickhouse/password{{ end }}
 - --spool-max-bytes={{ $bound }}GiB
+- --redact-key-file=/etc/kubetrail/redact/redact.key
 {{- end -}}
 {{- end }}
 
