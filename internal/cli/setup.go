@@ -255,7 +255,7 @@ func setupDeployCmd(e *env) *cobra.Command {
 	o := setup.DefaultDeploy()
 	var size, output string
 	cmd := &cobra.Command{
-		Use:   "deploy [--namespace NS] [--image IMG] [--storage-class SC] [--service-monitor] [-o yaml|json]",
+		Use:   "deploy [--namespace NS] [--image IMG] [--storage-class SC] [--clickhouse URL [--replicas N]] [--service-monitor] [-o yaml|json]",
 		Short: "Print the manifests of an in-cluster deployment (central serve and a collector per control-plane node)",
 		Long: `deploy prints the Kubernetes objects of an in-cluster kubetrail, all in
 namespace --namespace (which it does not create): a StatefulSet running
@@ -273,11 +273,23 @@ The collector runs as root, with no capabilities and a read-only root file
 system: the API server writes audit.log as root with mode 0600, and only root
 can read it. The Secrets kubetrail-tls and kubetrail-tokens are created by
 you (docs/deploy.md). The Helm chart deploy/helm/kubetrail renders the same
-objects.`,
+objects.
+
+With --clickhouse URL (clickhouse://[USER@]HOST[:PORT]/DB[?cluster=NAME], or
+clickhouses:// for HTTPS) the servers are ClickHouse collectors (serve
+--store URL, docs/clickhouse.md): --replicas of them, each acknowledging into
+the write-ahead spool on its own volume (--spool-max-bytes 80% of
+--storage-size) and shipping to ClickHouse; copies count once. A USER's
+password is read from Secret kubetrail-clickhouse, key "password", mounted as
+a file: a password in the URL is refused, as it would be in the pod's
+arguments. The collectors share one redaction key, Secret kubetrail-redact,
+key "redact.key" (--redact-key-file), so a copy gets the same markers. The Service, the NetworkPolicy (ingress only: egress to ClickHouse
+is not restricted) and the collector DaemonSet stay as they are.`,
 		Example: `  kubectl create namespace kubetrail
   kubectl label namespace kubetrail pod-security.kubernetes.io/enforce=privileged
   kubetrail setup deploy --image registry.example/kubetrail:v1 --allow-from 10.0.0.0/24 | kubectl apply -f -
-  kubetrail setup deploy --namespace audit --storage-class fast --storage-size 100Gi --service-monitor -o json`,
+  kubetrail setup deploy --namespace audit --storage-class fast --storage-size 100Gi --service-monitor -o json
+  kubetrail setup deploy --clickhouse clickhouses://kubetrail@ch.example:8443/kubetrail --replicas 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n, err := setup.ParseGiB(size)
@@ -300,6 +312,8 @@ objects.`,
 	f.StringVar(&size, "storage-size", strconv.Itoa(o.StorageGiB)+"Gi", "size of the server's volume, in whole Gi; the store is kept under 80% of it")
 	f.BoolVar(&o.ServiceMonitor, "service-monitor", false, "add a Prometheus Operator ServiceMonitor (needs its CRD)")
 	f.StringArrayVar(&o.AllowFrom, "allow-from", nil, "CIDR allowed to reach the server besides the collectors (repeatable): the control-plane nodes for the audit webhook, Prometheus, the analysts")
+	f.StringVar(&o.ClickHouse, "clickhouse", "", "make the servers ClickHouse collectors storing into this URL: clickhouse://[USER@]HOST[:PORT]/DB (clickhouses:// for HTTPS); USER's password from Secret kubetrail-clickhouse")
+	f.IntVar(&o.Replicas, "replicas", o.Replicas, "number of servers; more than 1 only with --clickhouse")
 	f.StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
 	return cmd
 }

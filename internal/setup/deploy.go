@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -35,12 +36,22 @@ type DeployOptions struct {
 	// NetworkPolicy lets reach the server: the control-plane nodes' (the
 	// API server's audit webhook), Prometheus's and the analysts'.
 	AllowFrom []string
+	// ClickHouse, when set, makes the server a ClickHouse collector (serve
+	// --store URL): its volume holds only the write-ahead spool of what
+	// ClickHouse has not taken yet, bounded like --max-size is otherwise.
+	// A user in the URL gets the password from Secret kubetrail-clickhouse
+	// as a file, never from the pod's arguments or environment.
+	ClickHouse string
+	// Replicas is the number of servers; more than one only with
+	// ClickHouse (copies count once there), as the embedded store has one
+	// writer. Each replica has its own volume, so its own spool.
+	Replicas int
 }
 
 // DefaultDeploy returns the settings `setup deploy` uses without flags,
 // which are also the Helm chart's default values.
 func DefaultDeploy() DeployOptions {
-	return DeployOptions{Namespace: "kubetrail", Image: "kubetrail:latest", StorageGiB: 20}
+	return DeployOptions{Namespace: "kubetrail", Image: "kubetrail:latest", StorageGiB: 20, Replicas: 1}
 }
 
 // The fixed names, paths and ports of the deployment. docs/deploy.md tells
@@ -60,6 +71,10 @@ const (
 	tlsMountPath   = "/etc/kubetrail/tls"
 	tokenMountPath = "/etc/kubetrail/tokens"
 	caMountPath    = "/etc/kubetrail/ca"
+	chSecret       = "kubetrail-clickhouse" // password: the ClickHouse user's password
+	chMountPath    = "/etc/kubetrail/clickhouse"
+	redactSecret   = "kubetrail-redact" // redact.key: the redaction markers' key, one for every collector
+	redactMount    = "/etc/kubetrail/redact"
 )
 
 // obj is one Kubernetes object or part of one. Maps marshal with their keys
@@ -89,7 +104,66 @@ func (o DeployOptions) validate() error {
 			return fmt.Errorf("--allow-from %q: want a CIDR such as 10.0.0.0/24: %w", c, err)
 		}
 	}
+	if o.Replicas < 1 || (o.Replicas > 1 && o.ClickHouse == "") {
+		return fmt.Errorf("--replicas %d: want 1, or more with --clickhouse (the embedded store has one writer)", o.Replicas)
+	}
+	if o.ClickHouse != "" {
+		return validateClickHouse(o.ClickHouse)
+	}
 	return nil
+}
+
+// chForm is what --clickhouse may be.
+const chForm = "clickhouse://[USER@]HOST[:PORT]/DB[?cluster=NAME] or clickhouses://..."
+
+// chDatabase is a database name the store accepts (it is written into
+// statements unquoted).
+var chDatabase = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+
+// validateClickHouse checks what the manifests depend on: the scheme, a
+// host and a database, and no credential in the URL, which would be in
+// the pod's arguments for anyone who can read the StatefulSet. serve's
+// own parser checks the rest (the options) when the pod starts.
+func validateClickHouse(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("--clickhouse: does not parse as a URL; want %s", chForm)
+	}
+	shown := u.Redacted()
+	switch {
+	case u.Scheme != "clickhouse" && u.Scheme != "clickhouses":
+		return fmt.Errorf("--clickhouse %q: want %s", shown, chForm)
+	case u.Hostname() == "":
+		return fmt.Errorf("--clickhouse %q: no host; want %s", shown, chForm)
+	case !chDatabase.MatchString(strings.TrimPrefix(u.Path, "/")):
+		return fmt.Errorf("--clickhouse %q: database %q: want a name of letters, digits and _ (%s)", shown, strings.TrimPrefix(u.Path, "/"), chForm)
+	case u.Fragment != "":
+		return fmt.Errorf("--clickhouse %q: a #fragment means nothing here", shown)
+	}
+	if _, ok := u.User.Password(); ok {
+		return fmt.Errorf("--clickhouse %q: a password in the URL would be in the pod's arguments; put it in Secret %s, key password (docs/deploy.md)", shown, chSecret)
+	}
+	for _, k := range []string{"password_file", "ca"} {
+		if u.Query().Has(k) {
+			return fmt.Errorf("--clickhouse %q: option %s names a file in the pod, which setup deploy does not mount; the password comes from Secret %s (docs/deploy.md)", shown, k, chSecret)
+		}
+	}
+	return nil
+}
+
+// serverStore is the server's --store: the URL, and where a user's
+// password is read from (the Secret's file). ClickHouse's "default" user
+// (no user in the URL) has no password.
+func serverStore(o DeployOptions) string {
+	u, _ := url.Parse(o.ClickHouse) // validated
+	if o.ClickHouse == "" || u.User == nil {
+		return o.ClickHouse
+	}
+	sep := "?"
+	if strings.Contains(o.ClickHouse, "?") {
+		sep = "&"
+	}
+	return o.ClickHouse + sep + "password_file=" + chMountPath + "/password"
 }
 
 func dnsSubdomain(s string) bool {
@@ -152,6 +226,12 @@ func RenderDeploy(o DeployOptions, format string) ([]byte, error) {
 		}
 	case "yaml", "":
 		fmt.Fprintf(&b, deployHeader, o.Namespace)
+		if o.ClickHouse != "" {
+			fmt.Fprintf(&b, "# With --clickhouse: Secret %s, key \"redact.key\" (the\n# redaction key all collectors of the store share), in namespace %s.\n", redactSecret, o.Namespace)
+		}
+		if strings.Contains(serverStore(o), "password_file=") {
+			fmt.Fprintf(&b, "# With --clickhouse: Secret %s, key \"password\" (the password of\n# the URL's user), also in namespace %s.\n", chSecret, o.Namespace)
+		}
 		for _, x := range objs {
 			b.WriteString("---\n")
 			enc := yaml.NewEncoder(&b)
@@ -263,8 +343,25 @@ func probe(path string, period, failures int) obj {
 	}
 }
 
-// statefulSet is the central kubetrail serve: one replica (the embedded
-// store has one writer) on a PersistentVolumeClaim.
+// storeArgs are serve's store flags, bounded at 80% of the volume: the
+// embedded store deletes its oldest segments before the disk fills and
+// ingest would have to refuse batches; a collector answers 503 (the API
+// server keeps its batch) before its spool fills the disk. Collectors
+// share one redaction key from a Secret: with a key each (DATA/redact.key
+// on each volume) a redacted event retried on another collector would get
+// other markers, so other bytes, and count twice.
+func storeArgs(o DeployOptions) []any {
+	bound := o.StorageGiB * 4 / 5
+	if o.ClickHouse != "" {
+		return []any{"--store=" + serverStore(o), fmt.Sprintf("--spool-max-bytes=%dGiB", bound),
+			"--redact-key-file=" + redactMount + "/redact.key"}
+	}
+	return []any{fmt.Sprintf("--max-size=%dGiB", bound)}
+}
+
+// statefulSet is the central kubetrail serve on a PersistentVolumeClaim:
+// one replica with the embedded store (it has one writer), or
+// o.Replicas ClickHouse collectors, each with its own spool.
 func statefulSet(o DeployOptions) obj {
 	pvcSpec := obj{
 		"accessModes": []any{"ReadWriteOnce"},
@@ -273,29 +370,27 @@ func statefulSet(o DeployOptions) obj {
 	if o.StorageClass != "" {
 		pvcSpec["storageClassName"] = o.StorageClass
 	}
+	args := []any{
+		"serve",
+		// Not the volume's root: serve makes its data folder 0700,
+		// and a root without the group's rwx and setgid would make the
+		// kubelet (fsGroupChangePolicy OnRootMismatch) chmod g+rw every
+		// file at each start, the redaction key included, which serve
+		// then refuses as readable by its group.
+		"--data=" + dataDir,
+		"--listen=:" + strconv.Itoa(deployPort),
+		"--tls-cert=" + tlsMountPath + "/tls.crt",
+		"--tls-key=" + tlsMountPath + "/tls.key",
+		"--token-file=" + tokenMountPath + "/tokens",
+	}
+	args = append(append(args, storeArgs(o)...), "--log-json")
 	container := obj{
 		"name":            "serve",
 		"image":           o.Image,
 		"imagePullPolicy": "IfNotPresent",
-		"args": []any{
-			"serve",
-			// Not the volume's root: serve makes its data folder 0700,
-			// and a root without the group's rwx and setgid would make the
-			// kubelet (fsGroupChangePolicy OnRootMismatch) chmod g+rw every
-			// file at each start, the redaction key included, which serve
-			// then refuses as readable by its group.
-			"--data=" + dataDir,
-			"--listen=:" + strconv.Itoa(deployPort),
-			"--tls-cert=" + tlsMountPath + "/tls.crt",
-			"--tls-key=" + tlsMountPath + "/tls.key",
-			"--token-file=" + tokenMountPath + "/tokens",
-			// 80% of the volume: the oldest segments are deleted before
-			// the disk fills and ingest would have to refuse batches.
-			fmt.Sprintf("--max-size=%dGiB", o.StorageGiB*4/5),
-			"--log-json",
-		},
-		"env":   goMemLimit(),
-		"ports": []any{obj{"name": "https", "containerPort": deployPort, "protocol": "TCP"}},
+		"args":            args,
+		"env":             goMemLimit(),
+		"ports":           []any{obj{"name": "https", "containerPort": deployPort, "protocol": "TCP"}},
 		// Opening the store replays the write-ahead log, which may take
 		// minutes after a crash: the startup probe gives it 10 before the
 		// liveness probe may restart the pod.
@@ -336,12 +431,30 @@ func statefulSet(o DeployOptions) obj {
 			}}},
 		},
 	}
+	if o.ClickHouse != "" {
+		container["volumeMounts"] = append(container["volumeMounts"].([]any),
+			obj{"name": "redact", "mountPath": redactMount, "readOnly": true})
+		pod["volumes"] = append(pod["volumes"].([]any),
+			obj{"name": "redact", "secret": obj{"secretName": redactSecret, "defaultMode": 0o400, "items": []any{
+				obj{"key": "redact.key", "path": "redact.key"},
+			}}})
+	}
+	if strings.Contains(serverStore(o), "password_file=") {
+		// The password as a file only serve's group can read: not in the
+		// arguments (ps, the StatefulSet) nor the environment (/proc).
+		container["volumeMounts"] = append(container["volumeMounts"].([]any),
+			obj{"name": "clickhouse", "mountPath": chMountPath, "readOnly": true})
+		pod["volumes"] = append(pod["volumes"].([]any),
+			obj{"name": "clickhouse", "secret": obj{"secretName": chSecret, "defaultMode": 0o400, "items": []any{
+				obj{"key": "password", "path": "password"},
+			}}})
+	}
 	return obj{
 		"apiVersion": "apps/v1",
 		"kind":       "StatefulSet",
 		"metadata":   metadata(o, deployName, "server"),
 		"spec": obj{
-			"replicas":    1,
+			"replicas":    o.Replicas,
 			"serviceName": deployName,
 			"selector":    obj{"matchLabels": labels("server")},
 			"template":    obj{"metadata": obj{"labels": labels("server")}, "spec": pod},

@@ -25,6 +25,15 @@ func allSettings() DeployOptions {
 	return o
 }
 
+// clickHouseSettings makes the servers three ClickHouse collectors whose
+// user has a password.
+func clickHouseSettings() DeployOptions {
+	o := allSettings()
+	o.ClickHouse = "clickhouses://kubetrail@ch.example:8443/audit?cluster=shards"
+	o.Replicas = 3
+	return o
+}
+
 // TestDeployGolden compares the output of setup deploy with testdata, in
 // both formats; -update rewrites the files. TestDeploySecurity holds what
 // the files must say, so a careless -update cannot bless a wrong answer.
@@ -36,6 +45,7 @@ func TestDeployGolden(t *testing.T) {
 		{"deploy-default.golden", "yaml", DefaultDeploy()},
 		{"deploy-all.golden", "yaml", allSettings()},
 		{"deploy-all.json.golden", "json", allSettings()},
+		{"deploy-clickhouse.golden", "yaml", clickHouseSettings()},
 	} {
 		t.Run(c.golden, func(t *testing.T) {
 			got, err := RenderDeploy(c.o, c.format)
@@ -139,7 +149,7 @@ func dig(v any, path ...any) any {
 // false on the server, the toleration's effect NoExecute, the collector
 // mounting the whole TLS Secret: each fails here.)
 func TestDeploySecurity(t *testing.T) {
-	for _, o := range []DeployOptions{DefaultDeploy(), allSettings()} {
+	for _, o := range []DeployOptions{DefaultDeploy(), allSettings(), clickHouseSettings()} {
 		b, err := RenderDeploy(o, "yaml")
 		if err != nil {
 			t.Fatal(err)
@@ -199,8 +209,8 @@ func checkPod(t *testing.T, what string, pod any) {
 func checkServer(t *testing.T, o DeployOptions, spec any) {
 	pod := dig(spec, "template", "spec")
 	checkPod(t, "server", pod)
-	if dig(spec, "replicas") != float64(1) {
-		t.Errorf("server replicas %v: the embedded store has one writer", dig(spec, "replicas"))
+	if r := dig(spec, "replicas"); (o.ClickHouse == "" && r != float64(1)) || r != float64(o.Replicas) {
+		t.Errorf("server replicas %v, want %d (the embedded store has one writer)", r, o.Replicas)
 	}
 	sc := dig(pod, "securityContext")
 	if dig(sc, "runAsNonRoot") != true || dig(sc, "runAsUser") != float64(65532) || dig(sc, "fsGroup") != float64(65532) {
@@ -208,7 +218,7 @@ func checkServer(t *testing.T, o DeployOptions, spec any) {
 	}
 	c := dig(pod, "containers", 0)
 	args := strings.Join(toStrings(dig(c, "args")), " ")
-	for _, w := range []string{"serve ", "--data=/var/lib/kubetrail/data ", "--tls-cert=/etc/kubetrail/tls/tls.crt", "--tls-key=/etc/kubetrail/tls/tls.key", "--token-file=/etc/kubetrail/tokens/tokens"} {
+	for _, w := range []string{"serve ", "--data=/var/lib/kubetrail/data ", "--listen=:8443 ", "--tls-cert=/etc/kubetrail/tls/tls.crt", "--tls-key=/etc/kubetrail/tls/tls.key", "--token-file=/etc/kubetrail/tokens/tokens"} {
 		if !strings.Contains(args, w) {
 			t.Errorf("server args %q lack %q", args, w)
 		}
@@ -315,6 +325,32 @@ func TestDeployRefusesBadSettings(t *testing.T) {
 	f(func(o *DeployOptions) { o.StorageClass = "fast_ssd" }, `--storage-class "fast_ssd"`)
 	f(func(o *DeployOptions) { o.StorageGiB = 0 }, `--storage-size`)
 	f(func(o *DeployOptions) { o.AllowFrom = []string{"10.0.0.1"} }, `--allow-from "10.0.0.1"`)
+	f(func(o *DeployOptions) { o.Replicas = 2 }, `--replicas 2: want 1, or more with --clickhouse`)
+	f(func(o *DeployOptions) { o.Replicas = 0; o.ClickHouse = "clickhouse://ch/k" }, `--replicas 0`)
+	ch := func(url, want string) {
+		t.Helper()
+		f(func(o *DeployOptions) { o.ClickHouse = url }, want)
+	}
+	ch("http://ch:8123/k", `--clickhouse "http://ch:8123/k": want clickhouse://`)
+	ch("ch:8123/k", `--clickhouse "ch:8123/k": want clickhouse://`)
+	ch("clickhouse:///k", `--clickhouse "clickhouse:///k": no host`)
+	ch("clickhouse://ch:8123", `database "": want a name`)
+	ch("clickhouse://ch/k-t", `database "k-t": want a name`)
+	ch("clickhouse://ch/k/t", `database "k/t": want a name`)
+	ch("clickhouse://ch/k#x", `#fragment`)
+	ch("clickhouse://ch/k?password_file=/p", `option password_file names a file in the pod`)
+	ch("clickhouses://ch/k?cluster=c&ca=/ca.pem", `option ca names a file in the pod`)
+	ch("clickhouse://%zz/k", `--clickhouse: does not parse as a URL`)
+	// A password would be in the pod's arguments: refused, and the error
+	// does not print it either.
+	for _, url := range []string{"clickhouse://bob:s3cret@ch/k", "clickhouse://bob:@ch/k"} {
+		o := DefaultDeploy()
+		o.ClickHouse = url
+		_, err := RenderDeploy(o, "yaml")
+		if err == nil || !strings.Contains(err.Error(), "Secret kubetrail-clickhouse") || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("--clickhouse %s: %v, want a refusal pointing at the Secret, without the password", url, err)
+		}
+	}
 	if _, err := RenderDeploy(DefaultDeploy(), "xml"); err == nil || !strings.Contains(err.Error(), `-o "xml"`) {
 		t.Errorf("-o xml: %v", err)
 	}
@@ -327,5 +363,113 @@ func TestDeployRefusesBadSettings(t *testing.T) {
 		if _, err := ParseGiB(in); err == nil {
 			t.Errorf("ParseGiB(%q) took it", in)
 		}
+	}
+}
+
+// TestDeployClickHouse: with --clickhouse the servers are collectors
+// storing into the URL, with the spool on their volume bounded at 80% of
+// it, one redaction key for all from a Secret, the user's password read
+// from the Secret's file (never in the
+// arguments or the environment), as many as asked; the Service, the
+// NetworkPolicy (ingress only, so egress to ClickHouse is open) and the
+// DaemonSet shipping to the Service are those of the embedded store.
+// (Mutations tried: the redaction key left to each volume, the password
+// passed as an env secretKeyRef, the
+// Secret mounted whole, --max-size kept beside --store, the spool bound
+// taken as the whole volume, password_file added for a URL without a
+// user, Egress added to policyTypes: each fails here.)
+func TestDeployClickHouse(t *testing.T) {
+	server := func(o DeployOptions) (objs map[string]any, c, pod any) {
+		t.Helper()
+		b, err := RenderDeploy(o, "json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list struct{ Items []any }
+		if err := json.Unmarshal(b, &list); err != nil {
+			t.Fatal(err)
+		}
+		objs = map[string]any{}
+		for _, x := range list.Items {
+			objs[dig(x, "kind").(string)] = x
+		}
+		pod = dig(objs["StatefulSet"], "spec", "template", "spec")
+		return objs, dig(pod, "containers", 0), pod
+	}
+	embedded, _, _ := server(allSettings())
+	o := clickHouseSettings()
+	objs, c, pod := server(o)
+
+	args := toStrings(dig(c, "args"))
+	want := []string{
+		"--store=clickhouses://kubetrail@ch.example:8443/audit?cluster=shards&password_file=/etc/kubetrail/clickhouse/password",
+		"--spool-max-bytes=80GiB", // 80% of 100Gi
+		"--redact-key-file=/etc/kubetrail/redact/redact.key",
+		"--data=/var/lib/kubetrail/data",
+	}
+	for _, w := range want {
+		if !slices.Contains(args, w) {
+			t.Errorf("server args %q lack %q", args, w)
+		}
+	}
+	for _, a := range args {
+		if strings.HasPrefix(a, "--max-size") {
+			t.Errorf("server args %q: --max-size is the embedded store's, refused with --store", args)
+		}
+	}
+	if d := dig(objs["StatefulSet"], "spec", "replicas"); d != float64(3) {
+		t.Errorf("replicas %v, want 3", d)
+	}
+	// The password: a file of Secret kubetrail-clickhouse, key password,
+	// only serve's group may read, and nothing else of the Secret.
+	for _, e := range dig(c, "env").([]any) {
+		if dig(e, "name") != "GOMEMLIMIT" || dig(e, "valueFrom", "secretKeyRef") != nil {
+			t.Errorf("server env %v: the password must come as a file, not the environment", e)
+		}
+	}
+	if dig(c, "envFrom") != nil {
+		t.Errorf("server envFrom %v", dig(c, "envFrom"))
+	}
+	vol := volumes(pod)["clickhouse"]
+	items, _ := dig(vol, "secret", "items").([]any)
+	if dig(vol, "secret", "secretName") != "kubetrail-clickhouse" || dig(vol, "secret", "defaultMode") != float64(0o400) ||
+		len(items) != 1 || dig(items[0], "key") != "password" || dig(items[0], "path") != "password" {
+		t.Errorf("clickhouse volume %v: want key password of Secret kubetrail-clickhouse, mode 0400", vol)
+	}
+	// One redaction key for every collector: with one each, a redacted
+	// event retried on another collector gets other markers and counts
+	// twice.
+	vol = volumes(pod)["redact"]
+	items, _ = dig(vol, "secret", "items").([]any)
+	if dig(vol, "secret", "secretName") != "kubetrail-redact" || dig(vol, "secret", "defaultMode") != float64(0o400) ||
+		len(items) != 1 || dig(items[0], "key") != "redact.key" {
+		t.Errorf("redact volume %v: want key redact.key of Secret kubetrail-redact, mode 0400", vol)
+	}
+	mounted := map[string]bool{}
+	for _, m := range dig(c, "volumeMounts").([]any) {
+		mounted[dig(m, "name").(string)+" "+dig(m, "mountPath").(string)] = dig(m, "readOnly") == true
+	}
+	if !mounted["clickhouse /etc/kubetrail/clickhouse"] || !mounted["redact /etc/kubetrail/redact"] {
+		t.Errorf("server mounts %v: want the clickhouse and redact volumes read-only", dig(c, "volumeMounts"))
+	}
+	for _, k := range []string{"Service", "NetworkPolicy", "DaemonSet"} {
+		if d := cmp.Diff(embedded[k], objs[k]); d != "" {
+			t.Errorf("%s differs from the embedded store's (-embedded +clickhouse):\n%s", k, d)
+		}
+	}
+	if pt := dig(objs["NetworkPolicy"], "spec", "policyTypes"); !slices.Equal(pt.([]any), []any{"Ingress"}) {
+		t.Errorf("NetworkPolicy policyTypes %v: egress to ClickHouse must stay open", pt)
+	}
+
+	// ClickHouse's default user (no user in the URL) has no password: no
+	// Secret to create, no password_file; the spool bound follows the size.
+	o.ClickHouse, o.StorageGiB, o.Replicas = "clickhouse://ch:8123/kubetrail", 10, 1
+	_, c, pod = server(o)
+	args = toStrings(dig(c, "args"))
+	if !slices.Contains(args, "--store=clickhouse://ch:8123/kubetrail") || !slices.Contains(args, "--spool-max-bytes=8GiB") {
+		t.Errorf("server args %q: want the URL as given and an 8GiB spool", args)
+	}
+	if v, ok := volumes(pod)["clickhouse"]; ok {
+		t.Errorf("a URL without a user mounts %v", v)
 	}
 }

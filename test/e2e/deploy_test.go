@@ -24,7 +24,8 @@ const deployNamespace = "kubetrail"
 // TestDeployManifestsOnRealAPIServer: the objects `kubetrail setup deploy`
 // prints and those the Helm chart renders (with Helm's own engine, see
 // helmrender/) are the same, with the defaults and with every setting
-// changed; both are accepted by the real API server with `kubectl apply
+// changed, and as ClickHouse collectors (whose settings both validate the
+// same way); both are accepted by the real API server with `kubectl apply
 // --dry-run=server` (schema, strict field validation and admission) into a
 // namespace created first; the server's pod meets the "restricted" Pod
 // Security level and only the collector, for its hostPath volumes and its
@@ -57,6 +58,13 @@ func TestDeployManifestsOnRealAPIServer(t *testing.T) {
 			values: `{"image": "registry.example/kubetrail:v1.2.3", "storage": {"className": "fast-ssd", "sizeGi": 100},
 				"serviceMonitor": {"enabled": true}, "allowFrom": ["10.0.0.0/24", "fd00::/64"]}`,
 		},
+		{
+			// ClickHouse collectors: three, a user's password from the
+			// Secret's file, the spool bound from the volume's size.
+			name:   "clickhouse collectors",
+			flags:  []string{"--clickhouse", chDeployURL, "--replicas", "3", "--storage-size", "50Gi"},
+			values: `{"clickhouse": {"url": "` + chDeployURL + `"}, "replicas": 3, "storage": {"sizeGi": 50}}`,
+		},
 	}
 	for i, cfg := range configs {
 		args := append([]string{"setup", "deploy", "--namespace", deployNamespace}, cfg.flags...)
@@ -76,6 +84,10 @@ func TestDeployManifestsOnRealAPIServer(t *testing.T) {
 		}
 		checkDeployObjects(t, cfg.name, deployObjs)
 		checkDeployObjects(t, cfg.name+" (helm)", helmObjs)
+		if cfg.name == "clickhouse collectors" {
+			checkClickHouseServer(t, deployObjs)
+			checkClickHouseServer(t, helmObjs)
+		}
 
 		if i == 1 {
 			installServiceMonitorCRD(t, c)
@@ -83,6 +95,27 @@ func TestDeployManifestsOnRealAPIServer(t *testing.T) {
 		for _, m := range []struct{ what, yaml string }{{"setup deploy", deployYAML}, {"helm", helmYAML}} {
 			out := c.kubectlIn(t, userAdmin, m.yaml, "apply", "--dry-run=server", "-f", "-")
 			checkDryRun(t, cfg.name+", "+m.what, out, deployObjs)
+		}
+	}
+
+	// Settings both refuse, each naming its flag or value: a password in
+	// the ClickHouse URL (it would be in the pod's arguments), a scheme,
+	// several servers on the embedded store.
+	for _, bad := range []struct{ flags, values, flagErr, valueErr string }{
+		{`--clickhouse=clickhouse://bob:s3cret@ch/k`, `{"clickhouse": {"url": "clickhouse://bob:s3cret@ch/k"}}`,
+			`--clickhouse "clickhouse://bob:xxxxx@ch/k": a password in the URL`, `clickhouse.url: a password in the URL`},
+		{`--clickhouse=http://ch/k`, `{"clickhouse": {"url": "http://ch/k"}}`, `--clickhouse "http://ch/k": want clickhouse://`, `clickhouse.url "http://ch/k": want clickhouse://`},
+		{`--replicas=2`, `{"replicas": 2}`, `--replicas 2: want 1, or more with --clickhouse`, `replicas 2: want 1, or more with clickhouse.url`},
+	} {
+		out, err := exec.Command(bin, "setup", "deploy", bad.flags).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), bad.flagErr) || strings.Contains(string(out), "s3cret") {
+			t.Errorf("setup deploy %s: %v, %s; want an error with %q", bad.flags, err, out, bad.flagErr)
+		}
+		v := filepath.Join(t.TempDir(), "values.json")
+		writeFile(t, v, bad.values)
+		out, err = exec.Command(render, chartDir, deployNamespace, v).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), bad.valueErr) || strings.Contains(string(out), "s3cret") {
+			t.Errorf("helm %s: %v, %s; want an error with %q", bad.values, err, out, bad.valueErr)
 		}
 	}
 
@@ -105,6 +138,30 @@ func TestDeployManifestsOnRealAPIServer(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "broken.json")
 		writeFile(t, path, string(b))
 		c.kubectlFails(t, userAdmin, bad.wantErr, "apply", "--dry-run=server", "-f", path)
+	}
+}
+
+// chDeployURL is the e2e's --clickhouse: a user, so a password file.
+const chDeployURL = "clickhouses://kubetrail@ch.example:8443/audit?cluster=shards"
+
+// checkClickHouseServer: three collectors storing into the URL with the
+// password read from the Secret's file, the spool at 80% of 50Gi, and no
+// secret in the environment.
+func checkClickHouseServer(t *testing.T, objs []any) {
+	t.Helper()
+	ss := byKindName(objs)["StatefulSet/kubetrail"]
+	c := dig(ss, "spec", "template", "spec", "containers", 0)
+	args := fmt.Sprint(dig(c, "args"))
+	for _, w := range []string{"--store=" + chDeployURL + "&password_file=/etc/kubetrail/clickhouse/password", "--spool-max-bytes=40GiB", "--redact-key-file=/etc/kubetrail/redact/redact.key"} {
+		if !strings.Contains(args, w) {
+			t.Errorf("clickhouse: server args %s lack %s", args, w)
+		}
+	}
+	if dig(ss, "spec", "replicas") != float64(3) || strings.Contains(args, "--max-size") {
+		t.Errorf("clickhouse: replicas %v, args %s: want 3 collectors without --max-size", dig(ss, "spec", "replicas"), args)
+	}
+	if env := fmt.Sprint(dig(c, "env")); strings.Contains(env, "secretKeyRef") {
+		t.Errorf("clickhouse: server env %s: the password must be a file", env)
 	}
 }
 
