@@ -234,17 +234,11 @@ omitManagedFields and misses (rule, line, criterion, reason).`,
 			if !slices.Contains([]string{"text", "json", "yaml"}, output) {
 				return fmt.Errorf("-o %q: want text, json or yaml", output)
 			}
-			if (resource == "") == (url == "") {
-				return errors.New("give exactly one of --resource and --url")
-			}
-			if (user == "") == !unauth {
-				return errors.New("give exactly one of --user and --unauthenticated")
-			}
-			if unauth && len(groups) > 0 {
-				return errors.New("--group needs --user")
-			}
-			if url != "" && (namespace != "" || name != "" || apiGroup != "") {
-				return errors.New("-n, --name and --api-group apply to --resource, not --url")
+			spec := policy.RequestSpec{User: user, Groups: groups, Unauthenticated: unauth, Verb: verb,
+				Resource: resource, APIGroup: apiGroup, Namespace: namespace, Name: name, URL: url}
+			r, err := spec.Request("--")
+			if err != nil {
+				return err
 			}
 			src, err := readFileArg(policyFile, e.stdin)
 			if err != nil {
@@ -258,24 +252,6 @@ omitManagedFields and misses (rule, line, criterion, reason).`,
 					return exitCode(1)
 				}
 				return err
-			}
-			r := &policy.Request{Verb: verb, Namespace: namespace, Name: name, Path: url}
-			if !unauth {
-				r.User = &policy.UserInfo{Name: user, Groups: groups}
-			}
-			if resource != "" {
-				r.ResourceRequest = true
-				res, sub, _ := strings.Cut(resource, "/")
-				if before, group, ok := strings.Cut(res, "."); ok {
-					if apiGroup != "" && apiGroup != group {
-						return fmt.Errorf("--resource %s names group %s, --api-group %s", resource, group, apiGroup)
-					}
-					res, apiGroup = before, group
-				}
-				r.Resource, r.Subresource, r.APIGroup = res, sub, apiGroup
-				if r.Resource == "" {
-					return fmt.Errorf("--resource %q: no resource", resource)
-				}
 			}
 			x := policy.Explain(p, src, r)
 			if output != "text" {
@@ -304,74 +280,20 @@ omitManagedFields and misses (rule, line, criterion, reason).`,
 // outputFormats are the values -o takes as a format in some command.
 var outputFormats = []string{"table", "wide", "json", "jsonl", "yaml", "csv", "text", "falco"}
 
-// explanation is what policy explain -o json|yaml prints.
-type explanation struct {
-	Request           explainedRequest `json:"request" yaml:"request"`
-	Rule              int              `json:"rule" yaml:"rule"`
-	RuleLine          int              `json:"ruleLine,omitempty" yaml:"ruleLine,omitempty"`
-	RuleText          []string         `json:"ruleText,omitempty" yaml:"ruleText,omitempty"`
-	Level             string           `json:"level" yaml:"level"`
-	OmitStages        []string         `json:"omitStages" yaml:"omitStages"`
-	OmitManagedFields bool             `json:"omitManagedFields" yaml:"omitManagedFields"`
-	Misses            []explainedMiss  `json:"misses" yaml:"misses"`
-}
-
-type explainedRequest struct {
-	User            string   `json:"user,omitempty" yaml:"user,omitempty"`
-	Groups          []string `json:"groups,omitempty" yaml:"groups,omitempty"`
-	Unauthenticated bool     `json:"unauthenticated,omitempty" yaml:"unauthenticated,omitempty"`
-	Verb            string   `json:"verb" yaml:"verb"`
-	APIGroup        string   `json:"apiGroup,omitempty" yaml:"apiGroup,omitempty"`
-	Resource        string   `json:"resource,omitempty" yaml:"resource,omitempty"`
-	Subresource     string   `json:"subresource,omitempty" yaml:"subresource,omitempty"`
-	Namespace       string   `json:"namespace,omitempty" yaml:"namespace,omitempty"`
-	Name            string   `json:"name,omitempty" yaml:"name,omitempty"`
-	URL             string   `json:"url,omitempty" yaml:"url,omitempty"`
-}
-
-type explainedMiss struct {
-	Rule      int    `json:"rule" yaml:"rule"`
-	Line      int    `json:"line,omitempty" yaml:"line,omitempty"`
-	Criterion string `json:"criterion" yaml:"criterion"`
-	Reason    string `json:"reason" yaml:"reason"`
-}
-
 // writeExplanation writes x as JSON or YAML (format).
 func writeExplanation(w io.Writer, format string, r *policy.Request, x *policy.Explanation) error {
-	d := x.Decision
-	out := explanation{Rule: d.Rule, Level: string(d.Level), OmitStages: []string{}, OmitManagedFields: d.OmitManagedFields, Misses: []explainedMiss{}}
-	out.Request = explainedRequest{Verb: r.Verb, Namespace: r.Namespace, Name: r.Name, Unauthenticated: r.User == nil}
-	if r.User != nil {
-		out.Request.User, out.Request.Groups = r.User.Name, r.User.Groups
-	}
-	if r.ResourceRequest {
-		out.Request.APIGroup, out.Request.Resource, out.Request.Subresource = r.APIGroup, r.Resource, r.Subresource
-	} else {
-		out.Request.URL = r.Path
-	}
-	for _, st := range d.OmitStages {
-		out.OmitStages = append(out.OmitStages, string(st))
-	}
-	for i, l := range x.Lines {
-		if i == 0 {
-			out.RuleLine = l.Line
-		}
-		out.RuleText = append(out.RuleText, l.Text)
-	}
-	for _, m := range x.Misses {
-		out.Misses = append(out.Misses, explainedMiss{Rule: m.Rule, Line: m.Pos.Line, Criterion: m.Criterion, Reason: m.Reason})
-	}
+	out := policy.NewReport(r, x)
 	if format == "yaml" {
 		enc := yaml.NewEncoder(w)
 		enc.SetIndent(2)
-		if err := enc.Encode(&out); err != nil {
+		if err := enc.Encode(out); err != nil {
 			return err
 		}
 		return enc.Close()
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(&out)
+	return enc.Encode(out)
 }
 
 // printExplanation writes x for people.

@@ -258,6 +258,9 @@ var roleSamples = []struct {
 	{"activity", "GET /api/v1/investigate/{name}", "GET", "/api/v1/investigate/activity?user=alice", ""},
 	{"no such investigation", "GET /api/v1/investigate/{name}", "GET", "/api/v1/investigate/nope", ""},
 	{"alerts", "GET /api/v1/alerts", "GET", "/api/v1/alerts", ""},
+	{"policy check", "POST /api/v1/policy/check", "POST", "/api/v1/policy/check", "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n"},
+	{"policy explain", "POST /api/v1/policy/explain", "POST", "/api/v1/policy/explain?user=alice&resource=pods", "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n"},
+	{"policy simulate", "POST /api/v1/policy/simulate", "POST", "/api/v1/policy/simulate?since=2026-11-23T00:00:00Z", "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n"},
 	{"healthz", "GET /healthz", "GET", "/healthz", ""},
 	{"readyz", "GET /readyz", "GET", "/readyz", ""},
 	{"metrics", "GET /metrics", "GET", "/metrics", ""},
@@ -267,6 +270,7 @@ var roleSamples = []struct {
 	{"ui user", "GET /user/{name...}", "GET", "/user/alice", ""},
 	{"ui object", "GET /object/{path...}", "GET", "/object/secrets/production/db-creds", ""},
 	{"ui alerts", "GET /alerts", "GET", "/alerts", ""},
+	{"ui policy", "GET /policy", "GET", "/policy", ""},
 	{"ui login", "GET /login", "GET", "/login", ""},
 	{"ui asset", "GET /ui/{file}", "GET", "/ui/app.js", ""},
 }
@@ -299,12 +303,15 @@ func TestRolesTable(t *testing.T) {
 		"activity":              reader,
 		"no such investigation": {403, 403, 404, 404, 404, 404, 404, 403, 403, 401, 401, handshake, handshake},
 		"alerts":                reader,
+		"policy check":          reader,
+		"policy explain":        reader,
+		"policy simulate":       reader,
 		"healthz":               {200, 200, 200, 200, 200, 200, 200, 403, 403, 401, 401, handshake, handshake},
 		"readyz":                {200, 200, 200, 200, 200, 200, 200, 403, 403, 401, 401, handshake, handshake},
 		"metrics":               {200, 200, 200, 200, 200, 200, 200, 403, 403, 401, 401, handshake, handshake},
 		// The UI's pages hold no data: open to every credential and none.
 		"ui overview": public, "ui search": public, "ui event": public, "ui user": public, "ui object": public,
-		"ui alerts": public, "ui login": public, "ui asset": public,
+		"ui alerts": public, "ui policy": public, "ui login": public, "ui asset": public,
 	}
 	// Every route has a sample, and every sample a route: a new route
 	// cannot go untested.

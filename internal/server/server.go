@@ -165,6 +165,9 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	s.handle(mux, "GET /api/v1/investigate", permRead, s.reads(s.investigations))
 	s.handle(mux, "GET /api/v1/investigate/{name}", permRead, s.reads(s.runInvestigation))
 	s.handle(mux, "GET /api/v1/alerts", permRead, http.HandlerFunc(s.alerts))
+	s.handle(mux, "POST /api/v1/policy/check", permRead, http.HandlerFunc(s.policyCheck))
+	s.handle(mux, "POST /api/v1/policy/explain", permRead, http.HandlerFunc(s.policyExplain))
+	s.handle(mux, "POST /api/v1/policy/simulate", permRead, s.reads(s.policySimulate))
 	s.handle(mux, "GET /healthz", permHealth, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	}))

@@ -23,7 +23,7 @@ var uiDist embed.FS
 // uiPages are the UI's pages (mux patterns), each answered with the
 // shell: a URL that can be bookmarked and shared.
 func uiPages() []string {
-	return []string{"/{$}", "/search", "/event/{id...}", "/user/{name...}", "/object/{path...}", "/alerts", "/login"}
+	return []string{"/{$}", "/search", "/event/{id...}", "/user/{name...}", "/object/{path...}", "/alerts", "/policy", "/login"}
 }
 
 // uiCSP keeps the pages to their own script and style: no inline script

@@ -65,7 +65,7 @@ func TestUIPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"/", "/search", "/search?q=user%3Dattacker&since=1h", "/event/abc-123", "/event/a%2Fb",
-		"/user/attacker", "/user/system:serviceaccount:kube-system:default", "/object/secrets/production/db-creds", "/alerts", "/login?next=%2Falerts"} {
+		"/user/attacker", "/user/system:serviceaccount:kube-system:default", "/object/secrets/production/db-creds", "/alerts", "/policy", "/login?next=%2Falerts"} {
 		res, body := get(t, ts.URL+p)
 		if res.StatusCode != 200 || body != string(shell) {
 			t.Errorf("GET %s: %d, %d bytes; want 200 and the shell", p, res.StatusCode, len(body))

@@ -20,6 +20,7 @@ export class APIError extends Error {
     this.status = status;
     this.column = body.column || 0;
     this.parameter = body.parameter || '';
+    this.errors = body.errors || []; // a policy that does not load: its problems
   }
 }
 
@@ -27,13 +28,20 @@ export class APIError extends Error {
 export class Unauthorized extends Error {}
 
 // request asks the API; t overrides the stored token (the login page
-// tries one before keeping it), signal may abort it. A 401 sends the
+// tries one before keeping it), signal may abort it. With body it is a
+// POST of that text (the policy API takes a policy so). A 401 sends the
 // reader to the login page, to come back here.
-export async function request(path, params, t, signal) {
+export async function request(path, params, t, signal, body) {
   const headers = {};
   const tok = t ?? token.get();
   if (tok) headers.Authorization = `Bearer ${tok}`;
-  const res = await fetch(url(path, params), { headers, credentials: 'same-origin', signal });
+  const init = { headers, credentials: 'same-origin', signal };
+  if (body !== undefined) {
+    init.method = 'POST';
+    init.body = body;
+    headers['Content-Type'] = 'application/yaml';
+  }
+  const res = await fetch(url(path, params), init);
   if (res.status === 401 && t === undefined) {
     const here = location.pathname + location.search;
     location.assign(url('/login', { next: here, expired: tok ? '1' : '' }));
@@ -62,6 +70,12 @@ export function damage(res) {
 // getJSON asks for a JSON answer.
 export async function getJSON(path, params) {
   const res = await request(path, params);
+  return { body: await res.json(), damage: damage(res) };
+}
+
+// postJSON sends body (a policy) and reads a JSON answer.
+export async function postJSON(path, params, body) {
+  const res = await request(path, params, undefined, undefined, body);
   return { body: await res.json(), damage: damage(res) };
 }
 

@@ -11,6 +11,7 @@ import { event } from './pages/event.js';
 import { user } from './pages/user.js';
 import { object } from './pages/object.js';
 import { alerts } from './pages/alerts.js';
+import { policy } from './pages/policy.js';
 import { login } from './pages/login.js';
 
 const routes = [
@@ -21,6 +22,7 @@ const routes = [
   // An object's path is decoded segment by segment by its page.
   [/^\/object\/(.+)$/, '', (m, p) => object(m, location.pathname.slice('/object/'.length), p)],
   [/^\/alerts$/, 'alerts', (m, p) => alerts(m, p)],
+  [/^\/policy$/, 'policy', (m) => policy(m)],
   [/^\/login$/, '', (m, p) => login(m, p)],
 ];
 

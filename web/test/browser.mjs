@@ -52,8 +52,8 @@ async function open(path) {
   await page.goto(base + path);
   await ready();
 }
-async function shot(name) {
-  if (shots) await page.screenshot({ path: join(shots, `${name}.png`) });
+async function shot(name, fullPage) {
+  if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage: !!fullPage });
 }
 const texts = (sel) => page.locator(sel).allTextContents();
 
@@ -299,7 +299,7 @@ await step('keyboard only: search, then open a result', async () => {
 });
 
 await step('every input and select has a label', async () => {
-  for (const path of ['/', '/search?q=user%3Dattacker', '/alerts', '/object/configmaps/production/settings']) {
+  for (const path of ['/', '/search?q=user%3Dattacker', '/alerts', '/object/configmaps/production/settings', '/policy']) {
     await open(path);
     const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, select')]
       .filter((el) => el.labels.length === 0 && !el.getAttribute('aria-label')).map((el) => el.name));
@@ -383,6 +383,47 @@ await step('follow: a live event appears without reloading', async () => {
   expect(/^1 events; following/.test(await page.locator('p.summary').textContent()), await page.locator('p.summary').textContent());
   await page.getByRole('button', { name: 'Stop following' }).click();
   await page.getByText(/following ended/).waitFor();
+});
+
+await step('policy: a pasted policy\'s finding at its line, a request explained, the stored events simulated', async () => {
+  // Secrets at RequestResponse: policy check's secrets-above-metadata, at rule 1 (line 6).
+  const pol = ['apiVersion: audit.k8s.io/v1', 'kind: Policy', 'rules:', '  - level: None', '    users: ["system:kube-proxy"]',
+    '  - level: RequestResponse', '    resources:', '      - group: ""', '        resources: ["secrets"]', '  - level: Metadata', ''].join('\n');
+  await open('/policy');
+  await page.getByLabel('Audit policy').fill(pol);
+  await page.getByRole('button', { name: 'Check' }).click();
+  const finding = page.locator('ul.findings li', { hasText: 'secrets-above-metadata' });
+  await finding.waitFor();
+  const where = await finding.locator('.where').textContent();
+  expect(where === '6:5', `the finding is at ${where}, want 6:5`);
+  await finding.locator('.where').click();
+  const at = await page.evaluate(() => {
+    const t = document.getElementById('policy-text');
+    const before = t.value.slice(0, t.selectionStart).split('\n');
+    return { focused: document.activeElement === t, line: before.length, column: before[before.length - 1].length + 1 };
+  });
+  expect(at.focused && at.line === 6 && at.column === 5, `caret at ${JSON.stringify(at)}, want 6:5 in the policy`);
+
+  await page.getByLabel('User').fill('attacker');
+  await page.getByLabel('Resource').fill('secrets');
+  await page.getByLabel('Namespace').fill('production');
+  await page.getByRole('button', { name: 'Explain' }).click();
+  const decision = page.locator('.policy-explain .decision');
+  await decision.waitFor();
+  const said = await decision.textContent();
+  expect(said.startsWith('Rule 1 (line 6) decides: level RequestResponse.'), said);
+  expect((await texts('.policy-explain ul.misses li')).some((m) => m.startsWith('rule 0 (line 4): users')), 'rule 0 not said to miss on users');
+
+  await page.getByLabel('Since').fill('2000-01-01T00:00:00Z');
+  await page.getByRole('button', { name: 'Simulate' }).click();
+  await page.locator('table.by-rule').waitFor();
+  const rules = await texts('table.by-rule tbody th');
+  const counts = (await texts('table.by-rule tbody td:nth-child(2)')).map(Number);
+  expect(rules.includes('rule 1 (line 6)') && rules.includes('rule 2 (line 10)'), `rules: ${rules}`);
+  expect(counts.every((n) => n > 0) && counts.reduce((a, b) => a + b, 0) > 500, `volume per rule: ${counts}`);
+  expect((await texts('table.by-level tbody th')).includes('RequestResponse'), 'no RequestResponse level');
+  expect((await page.locator('.policy-simulate').textContent()).includes('would be logged with their contents'), 'the secrets warning is missing');
+  await shot('policy', true);
 });
 
 await step('signing out forgets the token', async () => {
