@@ -1,0 +1,254 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/pipeline"
+	"github.com/kubetrail/kubetrail/internal/query"
+)
+
+// TestStoredAuditIDAgreesWithDecoding: the audit ID read from the text
+// must be the one decoding gives, or the table hides the event.
+func TestStoredAuditIDAgreesWithDecoding(t *testing.T) {
+	f := func(raw string) {
+		t.Helper()
+		var ev, scratch audit.Event
+		if err := audit.DecodeStored([]byte(raw), &ev); err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		got, err := storedAuditID([]byte(raw), &scratch)
+		if err != nil || got != ev.AuditID {
+			t.Errorf("%s: %q, %v; decoding gives %q", raw, got, err, ev.AuditID)
+		}
+	}
+	f(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a1","verb":"get"}`)
+	// A body's key before the event's own.
+	f(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","requestObject":{"auditID":"fake"},"auditID":"a2","verb":"get"}`)
+	// Escapes in the value.
+	f(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a\u0033","verb":"get"}`)
+	f(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a\"4","verb":"get"}`)
+	// No audit ID, or only in a body.
+	f(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","verb":"get"}`)
+	f(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","requestObject":{"auditID":"fake"},"verb":"get"}`)
+	// Another case, which encoding/json accepts.
+	f(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","AuditID":"a5","requestObject":{"auditID":"fake"},"verb":"get"}`)
+	// A key that ends in the name, escaped quote and all.
+	f(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","x\"auditID":"evil","verb":"get"}`)
+	// Spaces around the colon.
+	f(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID" : "a6","verb":"get"}`)
+}
+
+// TestAuditIDLookupMatchesFullScan looks audit IDs up through the
+// segments' tables and compares with a full scan: the same events, and
+// the tables must narrow the segment to those events (plus a rare
+// fingerprint collision), not leave it whole.
+func TestAuditIDLookupMatchesFullScan(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{WALSegmentBytes: 128 << 10, layout: segLayout{groupBytes: 32 << 10, blockBytes: 4 << 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Events whose text is not plain: the writer must decode them.
+	odd := []string{
+		`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","requestObject":{"auditID":"id-7"},"auditID":"odd-1","stage":"ResponseComplete","requestURI":"/","verb":"get","user":{},"stageTimestamp":"2026-11-20T00:00:00.000000Z"}`,
+		`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"odd\u002d2","stage":"ResponseComplete","requestURI":"/","verb":"get","user":{},"stageTimestamp":"2026-11-20T00:00:00.000000Z"}`,
+	}
+	for _, raw := range odd {
+		var rec audit.Record
+		audit.NewDecoder(audit.Limits{}).DecodeBody("odd", []byte(raw), func(r audit.Record) { rec = r }, func(p audit.Problem) { t.Fatal(p.String()) })
+		if _, err := db.Append(context.Background(), &pipeline.Batch{Cluster: "c", Received: time.Now(), Records: []audit.Record{rec}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every tenth audit ID twice: a client may reuse one.
+	rng := rand.New(rand.NewPCG(5, 6))
+	for b := 0; b < 12; b++ {
+		batch := &pipeline.Batch{Cluster: "c", Received: time.Now()}
+		for i := 0; i < 150; i++ {
+			n := b*150 + i
+			if n%10 == 9 {
+				n -= 5
+			}
+			batch.Records = append(batch.Records, genEvent(rng, n))
+		}
+		if _, err := db.Append(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { db.Close() })
+	r, err := OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if len(r.segs) < 3 || len(r.head) == 0 {
+		t.Fatalf("%d segments, %d events in the WAL: the test wants both", len(r.segs), len(r.head))
+	}
+	var all []audit.Event
+	if err := Scan(dir, ScanOptions{}, func(s Stored) error {
+		var ev audit.Event
+		all = append(all, ev)
+		return audit.DecodeStored(s.Raw, &all[len(all)-1])
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"odd-1", "odd-2", "id-7", "id-4", "id-1799", "id-0", "id-999999", `id-3" or "id-5`}
+	for k := 0; k < 20; k++ {
+		ids = append(ids, fmt.Sprintf("id-%d", rng.IntN(1900)))
+	}
+	for _, id := range ids {
+		for _, src := range []string{fmt.Sprintf("auditid=%q", id), fmt.Sprintf("auditid in (%q, \"id-12\") verb!=watch", id)} {
+			f, err := query.Compile(src)
+			if err != nil {
+				t.Fatalf("%s: %v", src, err)
+			}
+			want := 0
+			for i := range all {
+				if f.Match(&all[i], "c") {
+					want++
+				}
+			}
+			got := 0
+			read := map[*segView][]int32{}
+			if err := r.Select(Selection{Filter: f}, func(h *Hit) error {
+				got++
+				if h.seg != nil {
+					read[h.seg] = append(read[h.seg], int32(h.ord))
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Fatalf("%s: %d events, a full scan finds %d", src, got, want)
+			}
+			p, err := makePlan(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range r.segs {
+				c, skip, err := r.candidates(s, p, 0, 0, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if skip {
+					c = cands{}
+				}
+				if c.all || len(c.list) > len(read[s])+2 {
+					t.Fatalf("%s: the segment's table leaves %d of %d events to read (all: %v) for %d matching", src, len(c.list), s.r.meta.Count, c.all, len(read[s]))
+				}
+			}
+		}
+	}
+}
+
+// TestDisjunctionCandidatesMatchFullScan: a disjunction of column
+// conditions ((code in (401,403) or decision=forbid), the overview's
+// denied requests) is answered from the columns: each segment's
+// candidates are exactly the matching events, and Stats counts what a
+// full scan counts.
+func TestDisjunctionCandidatesMatchFullScan(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{WALSegmentBytes: 128 << 10, layout: segLayout{groupBytes: 32 << 10, blockBytes: 4 << 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := readGenerated(t, dir, db, rand.New(rand.NewPCG(7, 8)), 12, func(b int) int { return 120 + b }, 200)
+	if len(r.segs) < 3 {
+		t.Fatalf("%d segments: the test wants several", len(r.segs))
+	}
+	for _, src := range []string{
+		"(code in (401,403) or decision=forbid)",
+		"(code in (401,403) or decision=forbid) verb=get",
+		"(user=alice or resource=secrets or ns=production)",
+		"(user=alice or (verb=delete and code>=400))",
+		"(user=bob or auditid=id-5)",
+		"(user=bob or level>=Request)",
+		`(user=bob or "password")`, // a term no column answers: every event
+	} {
+		f, err := query.Compile(src)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		p, err := makePlan(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exact := map[*segView][]int32{}
+		byUser := map[string]int64{}
+		var total int64
+		if err := r.Select(Selection{NeedEvent: true}, func(h *Hit) error {
+			if !f.Match(h.Event, h.Cluster) {
+				return nil
+			}
+			total++
+			byUser[h.Event.User.Username]++
+			if h.seg != nil {
+				exact[h.seg] = append(exact[h.seg], int32(h.ord))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		narrowed := 0
+		for _, s := range r.segs {
+			c, skip, err := r.candidates(s, p, 0, 0, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case skip:
+				c = cands{}
+			case c.all:
+				if len(exact[s]) != s.r.meta.Count && p.anyOf != nil {
+					t.Fatalf("%s: every event of a segment is a candidate, %d match", src, len(exact[s]))
+				}
+				continue
+			}
+			narrowed++
+			got := slices.Clone(c.list)
+			if p.auditIDs == nil && !slices.Equal(got, exact[s]) && len(p.anyOf) > 0 && !hasOtherTerms(p) {
+				t.Fatalf("%s: candidates %v, a full scan matches %v", src, got, exact[s])
+			}
+			for _, o := range exact[s] {
+				if _, ok := slices.BinarySearch(got, o); !ok {
+					t.Fatalf("%s: event %d matches but is no candidate", src, o)
+				}
+			}
+		}
+		if p.anyOf != nil && narrowed == 0 {
+			t.Fatalf("%s: no segment narrowed", src)
+		}
+		got, n, err := r.Stats(Selection{Filter: f}, []Column{ColUser}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != total || len(got) != len(byUser) {
+			t.Fatalf("%s: stats count %d in %d groups, a full scan %d in %d", src, n, len(got), total, len(byUser))
+		}
+		for _, g := range got {
+			if byUser[g.Key[0]] != g.Count {
+				t.Fatalf("%s: user %q counts %d, a full scan %d", src, g.Key[0], g.Count, byUser[g.Key[0]])
+			}
+		}
+	}
+}
+
+// hasOtherTerms says whether a plan's disjunctions hold a term whose
+// candidates may be more than its matches.
+func hasOtherTerms(p *plan) bool {
+	for _, terms := range p.anyOf {
+		for _, tp := range terms {
+			if tp.residual || len(tp.timeTerm) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
