@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/query"
+	"github.com/kubetrail/kubetrail/internal/vfs"
 )
 
 // TestStoredAuditIDAgreesWithDecoding: the audit ID read from the text
@@ -251,4 +255,40 @@ func hasOtherTerms(p *plan) bool {
 		}
 	}
 	return false
+}
+
+// TestVerifyChecksAuditTable: a table whose checksum holds but that gives
+// an event another audit ID's print would hide the event from lookups;
+// verify must name it.
+func TestVerifyChecksAuditTable(t *testing.T) {
+	write := func(dir string, wrong bool) string {
+		enc, _ := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+		defer enc.Close()
+		w, err := newSegmentWriter(vfs.OS, dir, 1, 1, enc, segLayout{groupBytes: 40 << 10, blockBytes: 5 << 10}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(9, 10))
+		for i := 0; i < 300; i++ {
+			rec := genEvent(rng, i)
+			if err := w.add(entry{cluster: "c", received: 1, time: rec.Event.StageTimestamp.UnixMicro(), raw: rec.Raw}, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if wrong {
+			w.auditPrints[123] = auditPrint("id-124")
+		}
+		path, err := w.finish(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	if d := verifySegment(vfs.OS, write(t.TempDir(), false)); d != nil {
+		t.Fatalf("an intact segment: %v", d)
+	}
+	d := verifySegment(vfs.OS, write(t.TempDir(), true))
+	if len(d) != 1 || !strings.Contains(d[0].Reason, `event 123 has audit ID "id-123"`) {
+		t.Fatalf("a wrong print: %v", d)
+	}
 }
