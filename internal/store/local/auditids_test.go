@@ -86,13 +86,30 @@ func TestAuditIDLookupMatchesFullScan(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { db.Close() })
+	// Compacted segments hold several WAL segments' events (parts): Scan
+	// must give each candidate its own part's position.
+	if _, err := db.Compact(context.Background(), Compaction{Below: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	// And a batch left in the WAL, one of its audit IDs also sealed.
+	tail := &pipeline.Batch{Cluster: "c", Received: time.Now()}
+	for i := 0; i < 20; i++ {
+		tail.Records = append(tail.Records, genEvent(rng, 1800+i*7%30))
+	}
+	if _, err := db.Append(context.Background(), tail); err != nil {
+		t.Fatal(err)
+	}
 	r, err := OpenReader(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if len(r.segs) < 3 || len(r.head) == 0 {
-		t.Fatalf("%d segments, %d events in the WAL: the test wants both", len(r.segs), len(r.head))
+	parts := 0
+	for _, s := range r.segs {
+		parts = max(parts, len(s.r.meta.parts()))
+	}
+	if len(r.segs) == 0 || len(r.head) == 0 || parts < 3 {
+		t.Fatalf("%d segments (at most %d parts), %d events in the WAL: the test wants several segments, compacted ones, and the WAL", len(r.segs), parts, len(r.head))
 	}
 	var all []audit.Event
 	if err := Scan(dir, ScanOptions{}, func(s Stored) error {
@@ -105,6 +122,39 @@ func TestAuditIDLookupMatchesFullScan(t *testing.T) {
 	ids := []string{"odd-1", "odd-2", "id-7", "id-4", "id-1799", "id-0", "id-999999", `id-3" or "id-5`}
 	for k := 0; k < 20; k++ {
 		ids = append(ids, fmt.Sprintf("id-%d", rng.IntN(1900)))
+	}
+	// Scan with AuditIDs (`kubetrail prove AUDITID`): the same positions
+	// as a full scan, having given few others.
+	for _, id := range ids {
+		var want, got []Pos
+		if err := Scan(dir, ScanOptions{}, func(s Stored) error {
+			var ev audit.Event
+			if err := audit.DecodeStored(s.Raw, &ev); err != nil || ev.AuditID != id {
+				return err
+			}
+			want = append(want, s.Pos)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		given := 0
+		if err := Scan(dir, ScanOptions{AuditIDs: []string{id}}, func(s Stored) error {
+			given++
+			var ev audit.Event
+			if err := audit.DecodeStored(s.Raw, &ev); err != nil || ev.AuditID != id {
+				return err
+			}
+			got = append(got, s.Pos)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("Scan for %q: %v, a full scan %v", id, got, want)
+		}
+		if given > len(want)+len(r.head)+2 {
+			t.Fatalf("Scan for %q gave %d events for %d matching: the tables left them in", id, given, len(want))
+		}
 	}
 	for _, id := range ids {
 		for _, src := range []string{fmt.Sprintf("auditid=%q", id), fmt.Sprintf("auditid in (%q, \"id-12\") verb!=watch", id)} {
