@@ -10,7 +10,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/audit"
 )
 
-// The audit ID table of a segment (docs/adr/0021-auditid-lookup.md) finds
+// The audit ID table of a segment (docs/adr/0022-auditid-lookup.md) finds
 // the events of an audit ID (the event page, `kubetrail prove AUDITID`)
 // without reading every event: audit IDs are unique per request, so a
 // column of them would be a dictionary as large as the segment. The table

@@ -74,7 +74,7 @@ type ScanOptions struct {
 	// real one.
 	FS vfs.FS
 	// AuditIDs, when set, let Scan leave out the events of a segment
-	// whose audit ID its audit ID table (docs/adr/0021) says is none of
+	// whose audit ID its audit ID table (docs/adr/0022) says is none of
 	// these: what is left may still hold others, which the caller must
 	// check (`kubetrail prove AUDITID` does).
 	AuditIDs []string

@@ -26,7 +26,7 @@ import (
 //	          2: prints), prev chain head (32 bytes, when linked), n, n
 //	          roots (32 bytes), then (when prints, docs/adr/0018) the leaf
 //	          prints frame's off and len
-//	audit:    (optional, docs/adr/0021) byte 'A', then the audit ID
+//	audit:    (optional, docs/adr/0022) byte 'A', then the audit ID
 //	          table's off and len
 //	crc32c    4 bytes little endian
 

@@ -46,7 +46,7 @@ import (
 //	        and each event's stored length, each a zstd frame of byte
 //	        planes (see appendPlanes)
 //	prints  (docs/adr/0018) the events' leaf prints, a zstd frame
-//	auditid (docs/adr/0021) the audit ID table, a zstd frame (auditids.go)
+//	auditid (docs/adr/0022) the audit ID table, a zstd frame (auditids.go)
 //	meta    binary segmentMeta (footer.go)
 //	trailer meta length uint32 little endian, magic "KTSEGEND"
 //
@@ -117,7 +117,7 @@ type segmentMeta struct {
 	// chain head before the first; nil in segments written before.
 	Trust *segTrust `json:"-"`
 	// AuditOff and AuditLen locate the audit ID table (auditids.go,
-	// docs/adr/0021); zero in segments written before.
+	// docs/adr/0022); zero in segments written before.
 	AuditOff, AuditLen int64 `json:"-"`
 }
 
