@@ -152,6 +152,9 @@ func segmentParts(t *testing.T, path string) []segPart {
 	for _, cm := range []columnMeta{m.Time, m.Received, m.Lengths} {
 		parts = append(parts, segPart{cm.DictOff, cm.IDsLen, cm.Name + " column"})
 	}
+	if m.AuditLen > 0 {
+		parts = append(parts, segPart{m.AuditOff, m.AuditLen, "audit id table"})
+	}
 	parts = append(parts, segPart{r.metaOff, r.size - 12 - r.metaOff, "meta"}, segPart{r.size - 12, 4, "trailer"}, segPart{r.size - 8, 8, "trailer"})
 	sort.Slice(parts, func(i, j int) bool { return parts[i].off < parts[j].off })
 	at := int64(0)

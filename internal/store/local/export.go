@@ -73,6 +73,11 @@ type ScanOptions struct {
 	// FS is the file system the folder is read through; nil means the
 	// real one.
 	FS vfs.FS
+	// AuditIDs, when set, let Scan leave out the events of a segment
+	// whose audit ID its audit ID table (docs/adr/0022) says is none of
+	// these: what is left may still hold others, which the caller must
+	// check (`kubetrail prove AUDITID` does).
+	AuditIDs []string
 }
 
 func (o ScanOptions) keepTime(minT, maxT int64) bool {
@@ -146,17 +151,38 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 		if !opts.keepTime(r.meta.MinTime, r.meta.MaxTime) {
 			return nil
 		}
+		var cands []int32
+		if opts.AuditIDs != nil {
+			t, err := r.readAuditTable(dec)
+			if err != nil {
+				return err
+			}
+			if t != nil {
+				cands = t.lookup(opts.AuditIDs, []int32{})
+			}
+		}
 		for _, part := range r.meta.parts() {
 			first, end := max(lo, part.First), min(hi, part.First+part.Count)
 			if first >= end || part.WAL < opts.From.WAL {
 				continue
 			}
-			err := r.scanRange(dec, first, end, opts.keepTime, func(e entry) error {
+			at := func(e entry) error {
 				pos = Pos{WAL: part.WAL, Ord: e.ord - part.First}
 				return emit(e)
-			})
-			if err != nil {
-				return err
+			}
+			if cands == nil {
+				if err := r.scanRange(dec, first, end, opts.keepTime, at); err != nil {
+					return err
+				}
+				continue
+			}
+			for _, o := range cands {
+				if int(o) < first || int(o) >= end {
+					continue
+				}
+				if err := r.scanRange(dec, int(o), int(o)+1, opts.keepTime, at); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

@@ -26,6 +26,8 @@ import (
 //	          2: prints), prev chain head (32 bytes, when linked), n, n
 //	          roots (32 bytes), then (when prints, docs/adr/0018) the leaf
 //	          prints frame's off and len
+//	audit:    (optional, docs/adr/0022) byte 'A', then the audit ID
+//	          table's off and len
 //	crc32c    4 bytes little endian
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -113,6 +115,11 @@ func (m *segmentMeta) appendBinary(b []byte) []byte {
 			u(uint64(t.PrintsLen))
 		}
 	}
+	if m.AuditLen > 0 {
+		b = append(b, auditTag)
+		u(uint64(m.AuditOff))
+		u(uint64(m.AuditLen))
+	}
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
@@ -166,6 +173,9 @@ const (
 	trustLinked = 1
 	trustPrints = 2
 )
+
+// auditTag starts the optional audit ID table section of a meta.
+const auditTag = 'A'
 
 // trust reads the trust section, tag included.
 func (d *metaDecoder) trust() (*segTrust, error) {
@@ -279,6 +289,16 @@ func (m *segmentMeta) decodeBinary(b []byte) error {
 			return err
 		}
 		m.Trust = t
+	}
+	if len(d.b) > 0 && d.b[0] == auditTag {
+		d.b = d.b[1:]
+		m.AuditOff, m.AuditLen = d.int64(), d.int64()
+		if d.err != nil {
+			return d.err
+		}
+		if m.AuditLen == 0 {
+			return errors.New("meta audit section is damaged")
+		}
 	}
 	if len(d.b) != 0 {
 		return fmt.Errorf("meta has %d bytes too many", len(d.b))

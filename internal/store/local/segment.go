@@ -45,6 +45,8 @@ import (
 //	        then the event time and receive time columns (zigzag deltas)
 //	        and each event's stored length, each a zstd frame of byte
 //	        planes (see appendPlanes)
+//	prints  (docs/adr/0018) the events' leaf prints, a zstd frame
+//	auditid (docs/adr/0022) the audit ID table, a zstd frame (auditids.go)
 //	meta    binary segmentMeta (footer.go)
 //	trailer meta length uint32 little endian, magic "KTSEGEND"
 //
@@ -114,6 +116,9 @@ type segmentMeta struct {
 	// Trust (v4, docs/adr/0016) holds each part's Merkle root and the
 	// chain head before the first; nil in segments written before.
 	Trust *segTrust `json:"-"`
+	// AuditOff and AuditLen locate the audit ID table (auditids.go,
+	// docs/adr/0022); zero in segments written before.
+	AuditOff, AuditLen int64 `json:"-"`
 }
 
 // groupMeta is one group of a v3 segment: the events of ordinals [First,
@@ -337,6 +342,9 @@ type segmentWriter struct {
 	roots []hash
 	// prints holds every event's leaf print, in arrival order.
 	prints []byte
+	// auditPrints holds every event's audit ID print, in arrival order.
+	auditPrints []uint32
+	aev         audit.Event
 	// bufs, when not nil, lent the buffers above and gets them back.
 	bufs *writerBufs
 	// crashAt, set by tests, is asked at each step of finish; true stops
@@ -458,6 +466,14 @@ func (w *segmentWriter) add(e entry, haveCols bool) error {
 		g.MaxTime = e.time
 	}
 	w.prints = appendLeafPrint(w.prints, w.tree.add(e.raw))
+	aid := w.ev.AuditID
+	if haveCols {
+		var err error
+		if aid, err = storedAuditID(e.raw, &w.aev); err != nil {
+			return fmt.Errorf("BUG: %w", err)
+		}
+	}
+	w.auditPrints = append(w.auditPrints, auditPrint(aid))
 	w.starts = append(w.starts, len(w.group))
 	w.group = append(w.group, e.raw...)
 	w.group = append(w.group, '\n')
@@ -582,6 +598,24 @@ func (w *segmentWriter) writePrints() error {
 	return nil
 }
 
+// writeAuditTable writes the audit ID table (auditids.go) as one zstd
+// frame after the leaf prints.
+func (w *segmentWriter) writeAuditTable() error {
+	if w.meta.Count == 0 {
+		return nil
+	}
+	if len(w.auditPrints) != w.meta.Count {
+		return fmt.Errorf("BUG: %d events in the segment, %d audit id prints", w.meta.Count, len(w.auditPrints))
+	}
+	w.comp = w.enc.EncodeAll(appendAuditTable(nil, w.auditPrints), w.comp[:0])
+	if _, err := w.f.Write(w.comp); err != nil {
+		return fmt.Errorf("write segment audit id table: %w", err)
+	}
+	w.meta.AuditOff, w.meta.AuditLen = w.off, int64(len(w.comp))
+	w.off += w.meta.AuditLen
+	return nil
+}
+
 // finish writes the meta, syncs, and renames the file into place.
 func (w *segmentWriter) finish(noSync bool) (string, error) {
 	if err := w.flushGroup(); err != nil {
@@ -604,6 +638,10 @@ func (w *segmentWriter) finish(noSync bool) (string, error) {
 	}
 	w.off += int64(len(cols))
 	if err := w.writePrints(); err != nil {
+		w.abort()
+		return "", err
+	}
+	if err := w.writeAuditTable(); err != nil {
 		w.abort()
 		return "", err
 	}

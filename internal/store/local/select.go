@@ -322,6 +322,17 @@ type plan struct {
 	colTerms []colTerm
 	timeTerm []*query.Filter // conjuncts on time only
 	residual bool            // some conjunct needs the whole event
+	// auditIDs, when set, are the only audit IDs an event may hold to
+	// match (a conjunct auditid="..."): the segments' audit ID tables
+	// name the events to read (auditids.go). The conjunct stays a residual.
+	auditIDs []string
+	// anyOf are conjuncts that are disjunctions, each term a plan whose
+	// candidates (colTerms, auditIDs) the segment answers: the union of
+	// their candidates narrows the events to read, as
+	// (code in (401,403) or decision=forbid) does. When no term has a
+	// residual the union is exact and the conjunct is no residual;
+	// otherwise it is checked on each event read.
+	anyOf [][]*plan
 }
 
 type colTerm struct {
@@ -381,13 +392,98 @@ func makePlan(f *query.Filter) (*plan, error) {
 					p.timeTerm = append(p.timeTerm, sub)
 					continue
 				}
+				if vals, ok := query.RequiredValues(conj, query.Field{Name: "auditid"}); ok && name == "auditid" && p.auditIDs == nil {
+					p.auditIDs = vals
+				}
 				p.residual = true
 			}
 			continue
 		}
+		if or, ok := conj.(*query.Or); ok && !text {
+			terms, err := orPlans(or, f)
+			if err != nil {
+				return nil, err
+			}
+			if terms != nil {
+				p.anyOf = append(p.anyOf, terms)
+				// The union of exact candidates is exact: the
+				// columns decide the conjunct.
+				if !slices.ContainsFunc(terms, func(tp *plan) bool { return tp.residual }) {
+					continue
+				}
+			}
+		}
 		p.residual = true
 	}
 	return p, nil
+}
+
+// orPlans returns the plans of a disjunction's terms, or nil when one of
+// them narrows nothing (its candidates would be every event).
+func orPlans(or *query.Or, f *query.Filter) ([]*plan, error) {
+	var terms []*plan
+	for _, e := range or.Terms {
+		sub, err := query.CompileExpr(e, f.Now())
+		if err != nil {
+			return nil, err
+		}
+		tp, err := makePlan(sub)
+		if err != nil {
+			return nil, err
+		}
+		if len(tp.colTerms) == 0 && tp.auditIDs == nil && tp.anyOf == nil {
+			return nil, nil
+		}
+		terms = append(terms, tp)
+	}
+	return terms, nil
+}
+
+// narrow returns the events of segment s that the plan's audit IDs and
+// disjunctions leave, ascending, in a new slice; all when they leave every
+// event (or the plan has neither).
+func (r *Reader) narrow(s *segView, p *plan) (list []int32, all bool, err error) {
+	all = true
+	and := func(l []int32) {
+		if all {
+			list, all = l, false
+			return
+		}
+		list = intersect(list, l)
+	}
+	if p.auditIDs != nil {
+		t, err := s.r.readAuditTable(r.dec)
+		if err != nil {
+			return nil, false, err
+		}
+		if t != nil {
+			and(t.lookup(p.auditIDs, nil))
+		}
+	}
+	for _, terms := range p.anyOf {
+		var union []int32
+		every := false
+		for _, tp := range terms {
+			c, skip, err := r.candidates(s, tp, 0, 0, false)
+			if err != nil {
+				return nil, false, err
+			}
+			if skip {
+				continue
+			}
+			if c.all {
+				every = true
+				break
+			}
+			union = append(union, c.list...)
+		}
+		if every {
+			continue
+		}
+		slices.Sort(union)
+		and(slices.Compact(union))
+	}
+	return list, all, nil
 }
 
 // eventWith builds an event holding only one column's value, to test a
@@ -560,6 +656,8 @@ type headMatcher struct {
 	// id: 0 not tested yet, 1 matches, -1 does not.
 	oks   map[*memCols][][]int8
 	probe audit.Event
+	// anyOf are matchers of the plan's disjunctions' terms.
+	anyOf [][]*headMatcher
 }
 
 func (m *headMatcher) match(h *headEvent) bool {
@@ -586,6 +684,20 @@ func (m *headMatcher) match(h *headEvent) bool {
 			oks[ti][id] = ok
 		}
 		if ok < 0 {
+			return false
+		}
+	}
+	if m.anyOf == nil && m.p.anyOf != nil {
+		for _, terms := range m.p.anyOf {
+			subs := make([]*headMatcher, len(terms))
+			for k, tp := range terms {
+				subs[k] = &headMatcher{p: tp}
+			}
+			m.anyOf = append(m.anyOf, subs)
+		}
+	}
+	for _, subs := range m.anyOf {
+		if !slices.ContainsFunc(subs, func(sub *headMatcher) bool { return sub.match(h) }) {
 			return false
 		}
 	}
@@ -815,6 +927,13 @@ func (r *Reader) candidates(s *segView, p *plan, lo, hi int64, countOnly bool) (
 		}
 		return cm.DictLen
 	}
+	narrowed, all, err := r.narrow(s, p)
+	if err != nil {
+		return c, false, err
+	}
+	if !all && len(narrowed) == 0 {
+		return c, true, nil
+	}
 	terms := append([]colTerm(nil), p.colTerms...)
 	sort.SliceStable(terms, func(i, j int) bool { return cost(terms[i]) < cost(terms[j]) })
 	var probe audit.Event
@@ -832,9 +951,9 @@ func (r *Reader) candidates(s *segView, p *plan, lo, hi int64, countOnly bool) (
 		}
 	}
 	switch {
-	case len(evals) == 0 && inTime:
+	case len(evals) == 0 && inTime && all:
 		return cands{all: true}, false, nil
-	case len(evals) == 1 && inTime && countOnly && evals[0].count >= 0:
+	case len(evals) == 1 && inTime && countOnly && evals[0].count >= 0 && all:
 		return cands{counted: true, count: evals[0].count}, false, nil
 	}
 	// The rarest first: by count, or by share of the dictionary. After the
@@ -864,6 +983,9 @@ func (r *Reader) candidates(s *segView, p *plan, lo, hi int64, countOnly bool) (
 	}
 	list := r.list[:0]
 	started := false
+	if !all {
+		list, started = append(list, narrowed...), true
+	}
 	for i := range evals {
 		e := &evals[i]
 		if byPostings(*e) {

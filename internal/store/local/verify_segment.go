@@ -7,6 +7,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/vfs"
 )
 
@@ -71,6 +72,15 @@ func verifySegmentReader(r *segmentReader) []Damage {
 	}
 	_, err = r.readPrints(dec)
 	bad(err)
+	// The audit ID table must give each event its own audit ID's print:
+	// a wrong one hides the event from lookups.
+	at, err := r.readAuditTable(dec)
+	bad(err)
+	byOrd, err := at.byOrdinal()
+	if err != nil {
+		bad(r.fail("audit id table", err))
+	}
+	var aev audit.Event
 	var lengths []uint32
 	if r.meta.Version >= 3 {
 		lengths, err = r.readLengths(dec, nil, nil)
@@ -93,6 +103,15 @@ func verifySegmentReader(r *segmentReader) []Damage {
 	err = t.events(r, 0, r.meta.Count, nil, nil, ids, func(i int, raw []byte) error {
 		if lengths != nil && int(lengths[i]) != len(raw) {
 			return r.fail("lengths column", fmt.Errorf("event %d is %d bytes long, the column says %d", i, len(raw), lengths[i]))
+		}
+		if byOrd != nil {
+			id, err := storedAuditID(raw, &aev)
+			if err != nil {
+				return r.fail("text", err)
+			}
+			if auditPrint(id) != byOrd[i] {
+				return r.fail("audit id table", fmt.Errorf("event %d has audit ID %q, the table another", i, id))
+			}
 		}
 		return nil
 	})
@@ -135,6 +154,9 @@ func (r *segmentReader) checkTiling() error {
 	}
 	if t := r.meta.Trust; t != nil && t.PrintsLen > 0 {
 		spans = append(spans, span{t.PrintsOff, t.PrintsLen, "leaf prints"})
+	}
+	if r.meta.AuditLen > 0 {
+		spans = append(spans, span{r.meta.AuditOff, r.meta.AuditLen, "audit id table"})
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].off < spans[j].off })
 	at := int64(len(segMagic))

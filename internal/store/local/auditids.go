@@ -1,0 +1,174 @@
+package local
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
+)
+
+// The audit ID table of a segment (docs/adr/0022-auditid-lookup.md) finds
+// the events of an audit ID (the event page, `kubetrail prove AUDITID`)
+// without reading every event: audit IDs are unique per request, so a
+// column of them would be a dictionary as large as the segment. The table
+// is a zstd frame after the leaf prints holding, sorted, a 32-bit
+// fingerprint of every event's audit ID and the event's ordinal, as two
+// byte planes (appendPlanes): the fingerprints' deltas, then the
+// ordinals. A lookup reads the frame, finds the fingerprint by binary
+// search and names a superset of the events holding the audit ID: the
+// caller checks each event (two IDs may share a fingerprint). Segments
+// written before have no table and are read whole.
+
+// auditPrint returns the fingerprint of an audit ID: FNV-1a 64 (the Bloom
+// filters' hash, stable across processes) folded to 32 bits.
+func auditPrint(id string) uint32 {
+	h, _ := bloomHashes(id)
+	return uint32(h) ^ uint32(h>>32)
+}
+
+// storedAuditID returns the audit ID of an event's stored bytes, looking for
+// its one key in the text and decoding the event only when the text is
+// not plain: the key is missing, not plainly at the top level (after a
+// '{' or '[' that may open a body, or not right after a ',' or the
+// opening '{'), occurs twice (a request body may hold one) or in another
+// case (encoding/json matches keys regardless of case), or the value
+// holds an escape. What it returns must be what decoding gives: a wrong
+// print hides the event from lookups.
+func storedAuditID(raw []byte, ev *audit.Event) (string, error) {
+	const key = `"auditID":"`
+	i := bytes.Index(raw, []byte(key))
+	if i > 0 && (raw[i-1] == ',' || raw[i-1] == '{') && bytes.IndexAny(raw[1:i], "{[") < 0 && countFold(raw, "auditid") == 1 {
+		v := raw[i+len(key):]
+		if j := bytes.IndexByte(v, '"'); j >= 0 && bytes.IndexByte(v[:j], '\\') < 0 {
+			return string(v[:j]), nil
+		}
+	}
+	if err := audit.DecodeStored(raw, ev); err != nil {
+		return "", err
+	}
+	return ev.AuditID, nil
+}
+
+// countFold counts the occurrences of lower (ASCII lower case) in b in any
+// case.
+func countFold(b []byte, lower string) int {
+	n := 0
+	for i := 0; i+len(lower) <= len(b); i++ {
+		if b[i]|0x20 != lower[0] {
+			continue
+		}
+		k := 1
+		for k < len(lower) && b[i+k]|0x20 == lower[k] {
+			k++
+		}
+		if k == len(lower) {
+			n++
+		}
+	}
+	return n
+}
+
+// appendAuditTable appends the table of prints, given per event in
+// arrival order.
+func appendAuditTable(dst []byte, prints []uint32) []byte {
+	ords := make([]uint32, len(prints))
+	for i := range ords {
+		ords[i] = uint32(i)
+	}
+	slices.SortFunc(ords, func(a, b uint32) int {
+		if prints[a] != prints[b] {
+			return int(int64(prints[a]) - int64(prints[b]))
+		}
+		return int(int64(a) - int64(b))
+	})
+	vals := make([]uint64, len(ords))
+	prev := uint32(0)
+	for i, o := range ords {
+		vals[i] = uint64(prints[o] - prev)
+		prev = prints[o]
+	}
+	dst = appendPlanes(dst, vals)
+	for i, o := range ords {
+		vals[i] = uint64(o)
+	}
+	return appendPlanes(dst, vals)
+}
+
+// auditTable is a segment's table, decoded: prints ascending, ords the
+// ordinal of each.
+type auditTable struct {
+	prints, ords []uint32
+}
+
+// readAuditTable returns the segment's audit ID table, or nil for a
+// segment written without one.
+func (r *segmentReader) readAuditTable(dec *zstd.Decoder) (*auditTable, error) {
+	m := &r.meta
+	if m.AuditLen == 0 {
+		return nil, nil
+	}
+	var sc *scratch
+	plain, err := sc.frame(r, dec, m.AuditOff, m.AuditLen)
+	if err != nil {
+		return nil, r.fail("audit id table", err)
+	}
+	n := m.Count
+	t := &auditTable{}
+	if len(plain) == 0 {
+		return nil, r.fail("audit id table", fmt.Errorf("empty for %d events", n))
+	}
+	cut := 1 + int(plain[0])*n
+	if cut > len(plain) {
+		return nil, r.fail("audit id table", fmt.Errorf("cut short: %d bytes for %d events", len(plain), n))
+	}
+	if t.prints, err = unplane(plain[:cut], n, 4, t.prints); err != nil {
+		return nil, r.fail("audit id table", err)
+	}
+	if t.ords, err = unplane(plain[cut:], n, 4, t.ords); err != nil {
+		return nil, r.fail("audit id table", err)
+	}
+	for i := 1; i < n; i++ {
+		t.prints[i] += t.prints[i-1]
+	}
+	for _, o := range t.ords {
+		if int(o) >= n {
+			return nil, r.fail("audit id table", fmt.Errorf("ordinal %d of %d events", o, n))
+		}
+	}
+	return t, nil
+}
+
+// lookup appends to dst the ordinals of the events whose audit ID may be
+// one of ids, ascending.
+func (t *auditTable) lookup(ids []string, dst []int32) []int32 {
+	for _, id := range ids {
+		p := auditPrint(id)
+		i, _ := slices.BinarySearch(t.prints, p)
+		for ; i < len(t.prints) && t.prints[i] == p; i++ {
+			dst = append(dst, int32(t.ords[i]))
+		}
+	}
+	slices.Sort(dst)
+	return slices.Compact(dst)
+}
+
+// byOrdinal returns the prints by event ordinal, checking that the table
+// names each event once; nil for no table.
+func (t *auditTable) byOrdinal() ([]uint32, error) {
+	if t == nil {
+		return nil, nil
+	}
+	out := make([]uint32, len(t.ords))
+	seen := make([]bool, len(t.ords))
+	for i, o := range t.ords {
+		if seen[o] {
+			return nil, fmt.Errorf("event %d listed twice", o)
+		}
+		seen[o] = true
+		out[o] = t.prints[i]
+	}
+	return out, nil
+}
