@@ -9,6 +9,20 @@ import { h } from './dom.js';
 // vanish on a dark background).
 export const palette = ['#0072B2', '#56B4E9', '#009E73', '#E69F00', '#F0E442', '#D55E00', '#CC79A7', '#999999'];
 
+// Bucket widths the charts choose from: the smallest that gives at most
+// maxBuckets bars.
+const steps = [1, 5, 10, 30, 60, 300, 600, 1800, 3600, 10800, 21600, 43200, 86400, 7 * 86400, 30 * 86400].map((s) => s * 1000);
+const maxBuckets = 120;
+
+// timeBuckets cuts [from, to) (ms) into bars: their width (ms) and start
+// times, the first aligned to a multiple of the width.
+export function timeBuckets(from, to) {
+  const interval = steps.find((s) => (to - from) / s <= maxBuckets) || steps[steps.length - 1];
+  const buckets = [];
+  for (let b = Math.floor(from / interval) * interval; b < to; b += interval) buckets.push(b);
+  return { interval, buckets };
+}
+
 function cssVar(name) {
   return getComputedStyle(document.body).getPropertyValue(name).trim() || '#888';
 }

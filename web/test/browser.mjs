@@ -282,6 +282,47 @@ await step('an event links to its object\'s history', async () => {
   expect((await page.locator('ol.history > li').first().textContent()).includes('admin'), 'the creator is not admin');
 });
 
+await step('an update\'s event shows the diff against the object\'s previous recorded version', async () => {
+  // mallory's update of configmap settings (testdata/object.jsonl), after admin's create.
+  await open('/event/0b1ec7a1-0000-4000-8000-000000000002');
+  const sec = page.getByRole('region', { name: 'What this change did' });
+  await sec.locator('pre.diff').waitFor();
+  expect((await sec.textContent()).includes('The diff against the previous recorded version'), await sec.textContent());
+  const del = (await sec.locator('pre.diff .del').allTextContents()).map((t) => t.trim());
+  const add = (await sec.locator('pre.diff .add').allTextContents()).map((t) => t.trim());
+  expect(del.join('|') === '-    "mode": "safe"' && add.join('|') === '+    "mode": "open"', `removed ${del}, added ${add}`);
+  await shot('event-diff');
+  await sec.getByRole('link', { name: 'The history of configmaps/settings' }).click();
+  await page.waitForURL(/\/object\/configmaps\/production\/settings$/);
+  await ready();
+  // A create has no such section; a patch logged without its response shows the patch.
+  await page.locator('ol.history > li').first().getByRole('link', { name: 'event' }).click();
+  await page.waitForURL(/\/event\//);
+  await ready();
+  expect((await page.locator('h2').first().textContent()).length > 0, 'the create\'s event is not shown');
+  expect(await page.getByRole('region', { name: 'What this change did' }).count() === 0, 'a create shows a change section');
+  await open('/event/e9879070-7013-4431-bb91-600cd605a6a3');
+  const patch = page.getByRole('region', { name: 'What this change did' });
+  await patch.getByText('the patch it sent').waitFor();
+  expect(await patch.locator('pre.diff').count() === 0, 'a diff for a patch whose response was not logged');
+});
+
+await step('an update with no earlier body recorded says so', async () => {
+  // The history the server gives when the object's earlier versions were
+  // logged without their bodies: the update's object, whole, as first seen.
+  await page.route('**/api/v1/investigate/history?*', (r) => r.fulfill({ status: 200, contentType: 'application/json',
+    body: JSON.stringify({ records: [{ time: '2026-12-05T00:33:06.000Z', auditID: '0b1ec7a1-0000-4000-8000-000000000002', verb: 'update',
+      body: 'responseObject', diff: '@@ -0,0 +1,3 @@\n+{\n+  "kind": "ConfigMap"\n+}' }] }) }));
+  try {
+    await open('/event/0b1ec7a1-0000-4000-8000-000000000002');
+    const sec = page.getByRole('region', { name: 'What this change did' });
+    await sec.getByText('No previous body of this object was recorded').waitFor();
+    expect(!(await sec.textContent()).includes('The diff against the previous'), 'calls the whole object a diff');
+  } finally {
+    await page.unroute('**/api/v1/investigate/history?*');
+  }
+});
+
 await step('keyboard only: search, then open a result', async () => {
   await open('/search');
   // The empty search page puts the cursor in the filter.
@@ -331,13 +372,48 @@ await step('/user/attacker: the timeline, in order', async () => {
 
 await step('alerts: detection\'s alerts, each opening its events', async () => {
   await open('/alerts');
-  const rules = await texts('table tbody td:nth-child(3)');
+  const rules = await texts('table.alerts tbody td:nth-child(3)');
   expect(rules.includes('Binding to cluster-admin'), `rules: ${rules}`);
-  await shot('alerts');
-  await page.locator('tr', { hasText: 'Binding to cluster-admin' }).getByRole('link', { name: 'event' }).click();
+  await shot('alerts', true);
+  await page.locator('table.alerts tr', { hasText: 'Binding to cluster-admin' }).getByRole('link', { name: 'event' }).click();
   await page.waitForURL(/\/event\//);
   await ready();
   expect((await page.locator('h2').count()) >= 1, 'no event shown');
+});
+
+await step('alerts: the chart by severity counts the list, and a bar opens its events', async () => {
+  await open('/alerts');
+  const fig = page.locator('figure.chart', { hasText: 'Alerts by severity' });
+  await fig.locator('canvas').waitFor();
+  const table = fig.locator('details.as-table');
+  await table.locator('summary').click();
+  const heads = await table.locator('thead th').allTextContents();
+  const listed = await texts('table.alerts tbody td:nth-child(2)');
+  for (const sev of ['critical', 'high', 'medium', 'low', 'info']) {
+    const col = heads.indexOf(sev);
+    expect(col > 0, `no ${sev} column: ${heads}`);
+    const sum = (await table.locator(`tbody tr td:nth-child(${col + 1})`).allTextContents()).reduce((a, t) => a + Number(t || 0), 0);
+    const want = listed.filter((s) => s === sev).length;
+    expect(sum === want, `${sev}: the chart counts ${sum}, the list ${want}`);
+  }
+  const link = table.locator('tbody a').first();
+  await link.click();
+  await page.waitForURL(/\/(search|event)\b/);
+  await ready();
+  expect((await page.locator('table.events tbody tr.ev, section.event').count()) > 0, 'the bar opened no event');
+});
+
+await step('alerts: the count of a rule opens the list of its alerts', async () => {
+  await open('/alerts');
+  const row = page.locator('table.by-rule tbody tr', { hasText: 'Binding to cluster-admin' });
+  const n = Number(await row.locator('td').textContent());
+  const total = (await texts('table.alerts tbody tr')).length;
+  expect(n > 0 && n < total, `${n} of ${total} alerts`);
+  await row.getByRole('link').click();
+  await page.waitForURL(/rule=Binding/);
+  await ready();
+  const rules = await texts('table.alerts tbody td:nth-child(3)');
+  expect(rules.length === n && rules.every((r) => r === 'Binding to cluster-admin'), `listed ${rules}`);
 });
 
 await step('with detection off, the alerts page and the overview say so', async () => {

@@ -1,8 +1,10 @@
 // An event (/event/AUDITID): every event stored with that audit ID (audit
 // IDs are not unique: every stage of a request shares one, and a client
-// may choose it), every field, the request and response bodies folded.
-import { getLines, APIError } from '../api.js';
+// may choose it), every field, the request and response bodies folded;
+// for an update or patch, the diff against the object's previous version.
+import { getJSON, getLines, APIError } from '../api.js';
 import { h, quote, status, fmtTime, userLabel } from '../dom.js';
+import { diffView, firstSeen } from '../diff.js';
 import { objectPath } from './object.js';
 
 // Fields shown folded: bodies, and managedFields inside them.
@@ -55,6 +57,8 @@ export async function event(main, id) {
   const parts = [h('p', { class: 'summary' }, ans.items.length === 1 ? 'One event has this audit ID.'
     : `${ans.items.length} events have this audit ID: every stage of a request shares it, and a client may choose it, so they need not be one request.`)];
   if (ans.damage.length) parts.push(status(`Damaged data left out of this answer: ${ans.damage.join('; ')}`, 'error'));
+  const change = ans.items.map((env) => env.event || {}).find((ev) => ['update', 'patch'].includes(ev.verb) && ev.objectRef && ev.objectRef.resource && ev.objectRef.name);
+  if (change) parts.push(await changeSection(id, change));
   for (const env of ans.items) {
     const ev = env.event || {};
     const u = ev.user && ev.user.username;
@@ -67,4 +71,32 @@ export async function event(main, id) {
       fields(ev)));
   }
   out.replaceChildren(...parts);
+}
+
+// changeSection shows what an update or patch did to its object: the diff
+// against the object's previous recorded version, as the object's history
+// (the same investigation as the object page) computes it. The history is
+// asked with the control plane's requests, so that this change is in it
+// whoever made it, and up to this change, so that later ones do not push
+// it out of a limited answer.
+async function changeSection(id, ev) {
+  const o = ev.objectRef;
+  const sec = h('section', { class: 'event diff-of-change', 'aria-label': 'What this change did' }, h('h2', {}, 'What this change did'),
+    h('p', {}, h('a', { href: objectPath(o.resource, o.namespace, o.name) }, `The history of ${o.resource}/${o.name}`)));
+  let recs;
+  try {
+    const { body } = await getJSON('/api/v1/investigate/history', { resource: o.resource, name: o.name, namespace: o.namespace || '', until: ev.stageTimestamp || '', 'include-system': 'true' });
+    recs = body.records || [];
+  } catch (e) {
+    sec.append(status(e instanceof APIError ? `The history of the object could not be read: the server answered ${e.status}: ${e.message}` : `Could not ask the server: ${e.message}`, 'error'));
+    return sec;
+  }
+  const r = recs.find((x) => x.auditID === id);
+  if (!r) sec.append(h('p', { class: 'empty' }, 'This request is not in the object\'s history (it did not reach the object), so there is no diff.'));
+  else if (r.diff && !firstSeen(r.diff)) sec.append(h('p', {}, `The diff against the previous recorded version of the object (this one read from ${r.body}):`), diffView(r.diff, `diff of the ${r.verb} at ${fmtTime(r.time)}`));
+  else if (r.diff) sec.append(h('p', { class: 'note' }, `No previous body of this object was recorded, so there is nothing to compare with: the object as this ${r.verb} left it (${r.body}).`), diffView(r.diff, `the object after the ${r.verb} at ${fmtTime(r.time)}`));
+  else if (r.unchanged) sec.append(h('p', {}, 'It left the object as its previous recorded version was.'));
+  else if (r.patch) sec.append(h('p', { class: 'note' }, 'The response did not show the object, so there is no diff: the patch it sent.'), h('pre', {}, JSON.stringify(r.patch, null, 2)));
+  else sec.append(h('p', { class: 'note' }, 'No body of the object was recorded for this request (logged at Metadata level, a failed request, or a Status reply), so what it changed is not in the log.'));
+  return sec;
 }

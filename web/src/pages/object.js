@@ -8,6 +8,7 @@
 // control plane's requests.
 import { getJSON, APIError } from '../api.js';
 import { h, quote, searchLink, status, url, fmtTime } from '../dom.js';
+import { diffView, firstSeen } from '../diff.js';
 
 // objectPath is the page of an object.
 export function objectPath(resource, namespace, name) {
@@ -15,21 +16,12 @@ export function objectPath(resource, namespace, name) {
   return `/object/${seg.join('/')}`;
 }
 
-// diffView shows a unified diff, a line each, removed and added lines
-// marked by class (and by their - and + for those who cannot see colour).
-function diffView(text, label) {
-  const lines = text.split('\n');
-  return h('pre', { class: 'diff', 'aria-label': label }, lines.map((l) => h('span', {
-    class: l.startsWith('@@') ? 'hunk' : l.startsWith('+') ? 'add' : l.startsWith('-') ? 'del' : '',
-  }, l, '\n')));
-}
-
 function change(r) {
   const denied = r.code === 401 || r.code === 403;
   const verb = [r.verb, r.subresource].filter(Boolean).join(' ');
   const what = [];
   if (r.diff) {
-    const created = /^@@ -0,0 /.test(r.diff);
+    const created = firstSeen(r.diff);
     what.push(h('details', { class: 'change', open: true },
       h('summary', {}, created ? `The object as ${r.verb === 'create' ? 'created' : 'first seen'} (${r.body})` : `What changed (${r.body})`),
       diffView(r.diff, `diff of the ${r.verb} at ${fmtTime(r.time)}`)));

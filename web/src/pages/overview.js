@@ -4,7 +4,7 @@
 // search of the events behind it.
 import { getJSON, getLines, APIError } from '../api.js';
 import { h, quote, searchLink, status, url, userLabel, fmtTime } from '../dom.js';
-import { stackedChart, palette } from '../chart.js';
+import { stackedChart, palette, timeBuckets } from '../chart.js';
 
 // Filters of the panels, in the filter language (docs/query.md).
 export const filters = {
@@ -28,11 +28,6 @@ const codeSeries = [
   { label: 'no code', filter: 'not code>0', has: (c) => !(c > 0) },
 ];
 const codeColors = ['#009E73', '#56B4E9', '#E69F00', '#D55E00', '#F0E442', '#CC79A7', '#999999'];
-
-// Bucket widths the charts choose from: the smallest that gives at most
-// maxBuckets bars.
-const steps = [1, 5, 10, 30, 60, 300, 600, 1800, 3600, 10800, 21600, 43200, 86400, 7 * 86400, 30 * 86400].map((s) => s * 1000);
-const maxBuckets = 120;
 
 // endOf is the inclusive end of [from, to) for the API's until (inclusive,
 // in microseconds): the last microsecond before to.
@@ -149,10 +144,8 @@ export async function overview(main, params) {
   if (!ext) {
     charts.append(h('p', { class: 'empty' }, 'No events in this range.'));
   } else {
-    const interval = steps.find((s) => (ext[1] - ext[0]) / s <= maxBuckets) || steps[steps.length - 1];
-    const first = Math.floor(ext[0] / interval) * interval;
-    const buckets = [];
-    for (let b = first; b < ext[1]; b += interval) buckets.push(b);
+    const { interval, buckets } = timeBuckets(ext[0], ext[1]);
+    const first = buckets[0];
     const q = { interval: `${interval / 1000}s`, since: since || new Date(first).toISOString(), until };
     const [byVerb, byCode] = await Promise.all([
       getJSON('/api/v1/stats', { ...q, by: 'verb' }),
