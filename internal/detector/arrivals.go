@@ -241,20 +241,8 @@ func (d *ArrivalsDetector) Poll(ctx context.Context) error {
 	// Alerts first, then the cursor (ADR 0010): retried until the alert
 	// store takes them. If ctx ends first, nothing is cursored and a
 	// restart evaluates these events again.
-	wait := d.opts.Retry
-	for {
-		_, aerr := d.alerts.Append(out)
-		if aerr == nil {
-			break
-		}
-		d.Failures.Add(1)
-		d.opts.Log.Error("alerts not stored; retrying (the cursor does not move)", "alerts", len(out), "err", aerr)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, time.Minute)
+	if err := storeAlerts(ctx, d.alerts, out, d.opts.Retry, &d.Failures, d.opts.Log); err != nil {
+		return err
 	}
 	d.Evaluated.Add(int64(len(news)))
 	d.opts.Log.Debug("evaluated", "events", len(news), "auditIDs", ids)

@@ -413,20 +413,8 @@ func (d *Detector) process(ctx context.Context, batch []pending) error {
 			out = append(out, a)
 		}
 	}
-	wait := d.opts.Retry
-	for {
-		_, err := d.alerts.Append(out)
-		if err == nil {
-			break
-		}
-		d.failures.Add(1)
-		d.opts.Log.Error("alerts not stored; retrying (the cursor does not move)", "alerts", len(out), "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, time.Minute)
+	if err := storeAlerts(ctx, d.alerts, out, d.opts.Retry, &d.failures, d.opts.Log); err != nil {
+		return err
 	}
 	if len(out) > 0 {
 		d.mu.Lock()
@@ -447,4 +435,27 @@ func (d *Detector) process(ctx context.Context, batch []pending) error {
 	d.events.Add(int64(len(batch)))
 	d.lastRecv.Store(last.received)
 	return nil
+}
+
+// storeAlerts appends out to the alert store, retrying with backoff (from
+// retry, doubling up to a minute) until the store takes them or ctx ends.
+// Both detectors call it before their cursor moves (ADR 0010): a cursor
+// past events whose alerts are not stored would lose those alerts. Each
+// failed append is counted in failures and logged.
+func storeAlerts(ctx context.Context, st *alert.Store, out []rules.Alert, retry time.Duration, failures *atomic.Int64, log *slog.Logger) error {
+	wait := retry
+	for {
+		_, err := st.Append(out)
+		if err == nil {
+			return nil
+		}
+		failures.Add(1)
+		log.Error("alerts not stored; retrying (the cursor does not move)", "alerts", len(out), "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Minute)
+	}
 }
