@@ -77,7 +77,7 @@ func TestClickHouseClusterFromRealAPIServer(t *testing.T) {
 	runScenario(t, c)
 
 	// Phase 1: collector A killed mid-stream, then a shard.
-	traffic := startTraffic(c, "phase1")
+	traffic := startTraffic(t, c, "phase1")
 	proxy.waitAck(t, 10*time.Second)
 	a.kill()
 	t.Logf("collector A SIGKILLed right after acknowledging a batch (%d events acknowledged so far)", proxy.ackedCount())
@@ -119,7 +119,7 @@ func TestClickHouseClusterFromRealAPIServer(t *testing.T) {
 	dataB := filepath.Join(t.ArtifactDir(), "collector-b")
 	tail := startProc(t, "collector-b", bin, "tail", logPath, "--data", dataB, "--store", ch.storeURL(1),
 		"--redact-key-file", redactKey)
-	traffic = startTraffic(c, "phase2")
+	traffic = startTraffic(t, c, "phase2")
 	time.Sleep(2 * time.Second)
 	traffic.stop(t)
 	c.stop(t)
@@ -463,8 +463,10 @@ type traffic struct {
 	err    error
 }
 
-func startTraffic(c *cluster, prefix string) *traffic {
+func startTraffic(t *testing.T, c *cluster, prefix string) *traffic {
 	ctx, cancel := context.WithCancel(context.Background())
+	// A test that fails before stop ends the traffic too.
+	t.Cleanup(cancel)
 	tr := &traffic{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(tr.done)
