@@ -32,7 +32,8 @@ import (
 //
 // Phase 1, A alone, while kubectl traffic runs: A is SIGKILLed right after
 // it acknowledged a batch and restarted on the same --data (its WAL), then
-// shard 2 is SIGKILLed and restarted on its data. Every event A
+// shard 2 is SIGKILLed, A is SIGKILLed and restarted again while the
+// shard is down, and the shard is restarted on its data. Every event A
 // acknowledged must then be in the store exactly once (B is not running
 // yet, so nothing else could have put it there).
 //
@@ -88,13 +89,19 @@ func TestClickHouseClusterFromRealAPIServer(t *testing.T) {
 	t.Logf("shard 2 SIGKILLed")
 	time.Sleep(2 * time.Second)
 	proxy.waitAck(t, 10*time.Second) // acknowledged while the shard is down
+	if f := metricValue(getMetrics(t, http.DefaultClient, "http://"+addrA), "kubetrail_clickhouse_insert_failures_total"); f <= 0 {
+		t.Errorf("collector A counted no failed insert while shard 2 was down: the outage was not exercised")
+	}
+	// Killed again while its WAL holds what the shard's outage kept back,
+	// and started while the shard is still down.
+	a.kill()
+	t.Logf("collector A SIGKILLed again while shard 2 is down (%d events acknowledged so far)", proxy.ackedCount())
+	a = startCollector(t, bin, "collector-a-restarted-2", addrA, argsA)
+	proxy.waitAck(t, 10*time.Second)
 	ch.nodes[1] = ch.restart(t, 1)
 	t.Logf("shard 2 restarted on its data")
 	time.Sleep(time.Second)
 	traffic.stop(t)
-	if f := metricValue(getMetrics(t, http.DefaultClient, "http://"+addrA), "kubetrail_clickhouse_insert_failures_total"); f <= 0 {
-		t.Errorf("collector A counted no failed insert while shard 2 was down: the outage was not exercised")
-	}
 
 	acked := proxy.acked()
 	deadline := time.Now().Add(30 * time.Second)
