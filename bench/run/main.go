@@ -128,6 +128,12 @@ func (s *suite) main(mode, out string) error {
 		if err := s.section("questions and statistics "+c.name, func() error { return s.queries(i, c) }); err != nil {
 			return err
 		}
+		if err := s.section("investigations "+c.name, func() error { return s.investigate(i, c) }); err != nil {
+			return err
+		}
+		if err := s.section("random selective filters "+c.name, func() error { return s.randomFilters(i, c) }); err != nil {
+			return err
+		}
 		if err := s.section("web UI "+c.name, func() error { return s.webUI(i, c) }); err != nil {
 			return err
 		}
