@@ -88,10 +88,9 @@ func embeddedAPI(t *testing.T, batches []*pipeline.Batch) http.Handler {
 	return s.Handler()
 }
 
-// clickhouseAPI serves batches from a fresh database on the package's
-// ClickHouse server, as serve --store does: a collector's server whose
-// reads go to the store.
-func clickhouseAPI(t *testing.T, batches []*pipeline.Batch) http.Handler {
+// clickhouseStore is a fresh database on the package's ClickHouse
+// server, holding batches.
+func clickhouseStore(t *testing.T, batches []*pipeline.Batch) *clickhouse.Store {
 	t.Helper()
 	var b [6]byte
 	rand.Read(b[:])
@@ -113,14 +112,27 @@ func clickhouseAPI(t *testing.T, batches []*pipeline.Batch) http.Handler {
 			t.Fatal(err)
 		}
 	}
+	return st
+}
+
+// clickhouseServer serves st as serve --store does: a collector's server
+// whose reads go to the store, and whose alerts are read in alertsDir.
+func clickhouseServer(t *testing.T, st *clickhouse.Store, alertsDir string) http.Handler {
+	t.Helper()
 	c := apiConfig()
 	c.Collector = &CollectorMode{Ready: func() error { return nil }}
-	c.Ingest, c.Store, c.AlertsDir = st, st, t.TempDir()
+	c.Ingest, c.Store, c.AlertsDir = st, st, alertsDir
 	s, err := New(c, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s.Handler()
+}
+
+// clickhouseAPI serves batches from ClickHouse.
+func clickhouseAPI(t *testing.T, batches []*pipeline.Batch) http.Handler {
+	t.Helper()
+	return clickhouseServer(t, clickhouseStore(t, batches), t.TempDir())
 }
 
 // apiAnswer is what a client sees of an answer.
