@@ -25,7 +25,8 @@ import (
 //	    {"cluster":C,"received":RFC3339,"event":{...}}. limit keeps the
 //	    first N of the order (with follow, the last N), and the server
 //	    stops reading once it holds them (readEvents). With follow=1 the
-//	    answer goes on with events as they become durable.
+//	    answer goes on with events as they become durable (on ClickHouse,
+//	    as a poll every second finds them: pollStore).
 //	GET /api/v1/stats?filter=F&by=user,verb&interval=1h&since=S&until=U&top=N&bytes=1&sort=count|bytes
 //	    {"total":N,"totalBytes":B,"totalGroups":G,"groups":[{"key":{"user":"alice"},"time":"...","count":N,"bytes":B}]}
 //	    bytes=1 adds each group's stored event bytes (from the segments'
