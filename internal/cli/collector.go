@@ -226,10 +226,13 @@ kubetrail collects audit events at %[1]s/ingest/webhook into %[2]s
 (acknowledged once in its WAL in %[3]s, shipped from there).
   Point the API server at it (docs/setup.md):
     kubetrail setup webhook-config --url %[1]s/ingest/webhook --out /etc/kubernetes/audit-webhook.yaml
-  Ask ClickHouse:
+  Ask it (it answers from ClickHouse, every collector's events), or ClickHouse:
+    kubetrail query --server %[1]s 'verb=delete resource=secrets'   (add --token-file when it needs a token)
     kubetrail query --store %[2]s 'verb=delete resource=secrets'
+    the web UI: %[1]s/
   Detection does not run in a collector: run one reader per store,
     kubetrail detect --follow --store %[2]s --data DIR
+    (serve with --data DIR lists its alerts at /api/v1/alerts)
 `, base, url, spool)
 }
 
