@@ -56,6 +56,13 @@ func TestServeStoreShowsDetectAlerts(t *testing.T) {
 		code, b := get("/api/v1/events")
 		return code == 200 && lines(b) == 5
 	})
+	// The CLI asks the serve as it asks one on the embedded store.
+	if code, out, errOut := run("query", "--server", "http://"+addr, "--count", "verb=update"); code != 0 || strings.TrimSpace(out) != "5" {
+		t.Errorf("query --server --count: exit %d, %q %s; want 5", code, out, errOut)
+	}
+	if code, out, errOut := run("query", "--server", "http://"+addr, "-o", "jsonl", "auditid=fw-00003"); code != 0 || lines(out) != 1 || !strings.Contains(out, `"auditID":"fw-00003"`) {
+		t.Errorf("query --server auditid=fw-00003: exit %d, %q %s; want that event", code, out, errOut)
+	}
 	waitUntil(t, "five alerts in the alerts API", 30*time.Second, func() bool {
 		code, b := get("/api/v1/alerts")
 		return code == 200 && lines(b) == 5 && strings.Count(b, `"rule":"Update"`) == 5
