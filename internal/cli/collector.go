@@ -59,7 +59,7 @@ func (f *collectorFlags) open(ctx context.Context, data string, log *slog.Logger
 		return nil, fmt.Errorf("--spool-max-bytes: %w", err)
 	}
 	if !strings.HasPrefix(f.url, "clickhouse://") {
-		return nil, fmt.Errorf("--store %q: want %s", f.url, store.URLForms)
+		return nil, fmt.Errorf("--store %q: want %s", clickhouse.Redact(f.url), store.URLForms)
 	}
 	cfg, err := clickhouse.ParseURL(f.url)
 	if err != nil {
@@ -131,7 +131,10 @@ var notForCollectors = []string{"rules", "builtin", "falco-rule-matching", "aler
 	"max-size", "compact-below", "seal-after", "wal-segment-bytes", "signing-key", "checkpoint-every"}
 
 // serveCollector is serve --store: the webhook and syslog store through
-// the ingest pipeline into a collector; nothing is read back.
+// the ingest pipeline into a collector, and the read API and the UI
+// answer from ClickHouse itself (so they see every collector's events),
+// the alerts API from the alert store in DATA, which detect --follow
+// --store URL --data DATA keeps.
 func serveCollector(cmd *cobra.Command, e *env, cfg server.Config, cf *collectorFlags, dir string, redact *redactFlags, pol *policyFlags, retention time.Duration) error {
 	for _, name := range notForCollectors {
 		if fl := cmd.Flags().Lookup(name); fl != nil && fl.Changed {
@@ -153,6 +156,12 @@ func serveCollector(cmd *cobra.Command, e *env, cfg server.Config, cf *collector
 	cfg.Ingest = sink
 	ingestMetrics(&cfg, red, rel)
 	cfg.Collector = &server.CollectorMode{Ready: col.c.Ready, Metrics: col.metrics()}
+	cfg.Store, cfg.AlertsDir = col.st, dir
+	if cfg.AccessLog, err = openAccessLog(dir, nil, log); err != nil {
+		col.close(cmd.Context(), 0, false)
+		return err
+	}
+	defer cfg.AccessLog.Close() // after Run, which answered (and logged) every request
 	srv, err := server.New(cfg, nil, log)
 	if err != nil {
 		col.close(cmd.Context(), 0, false)
@@ -217,10 +226,13 @@ kubetrail collects audit events at %[1]s/ingest/webhook into %[2]s
 (acknowledged once in its WAL in %[3]s, shipped from there).
   Point the API server at it (docs/setup.md):
     kubetrail setup webhook-config --url %[1]s/ingest/webhook --out /etc/kubernetes/audit-webhook.yaml
-  Ask ClickHouse:
+  Ask it (it answers from ClickHouse, every collector's events), or ClickHouse:
+    kubetrail query --server %[1]s 'verb=delete resource=secrets'   (add --token-file when it needs a token)
     kubetrail query --store %[2]s 'verb=delete resource=secrets'
+    the web UI: %[1]s/
   Detection does not run in a collector: run one reader per store,
     kubetrail detect --follow --store %[2]s --data DIR
+    (serve with --data DIR lists its alerts at /api/v1/alerts)
 `, base, url, spool)
 }
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -47,7 +48,7 @@ func exportedIDs(t *testing.T, url string) []string {
 // a 200, as the API server does, and is SIGKILLed while it ships, then
 // started again: query --store counts every event once, and export
 // --store gives each once. /readyz and /metrics speak of the collector;
-// the read API says where to ask instead.
+// the read API answers from ClickHouse, the same count.
 func TestServeCollectorSurvivesSIGKILL(t *testing.T) {
 	url := chURL(t, "kt_serve_kill")
 	data := t.TempDir()
@@ -109,15 +110,6 @@ func TestServeCollectorSurvivesSIGKILL(t *testing.T) {
 	cmd = start()
 	acked.Wait()
 
-	resp, err := http.Get("http://" + addr + "/api/v1/events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 404 || !strings.Contains(string(msg), "query --store") {
-		t.Errorf("the read API of a collector: %d %s", resp.StatusCode, msg)
-	}
 	// The restarted collector's counters: what it took after the restart
 	// (the senders' remaining batches), all shipped once the spool is empty.
 	waitUntil(t, "the spool shipped", 20*time.Second, func() bool {
@@ -131,6 +123,23 @@ func TestServeCollectorSurvivesSIGKILL(t *testing.T) {
 		return accepted > 0 && metricValue(string(m), "kubetrail_clickhouse_events_shipped_total") >= accepted &&
 			metricValue(string(m), "kubetrail_clickhouse_inserts_total") > 0 && metricValue(string(m), "kubetrail_clickhouse_batches_refused_total") == 0
 	})
+	// The read API answers from ClickHouse: every event once, counted
+	// there, and alerts are where detect --follow keeps them.
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(msg)
+	}
+	if code, msg := get("/api/v1/stats"); code != 200 || !strings.Contains(msg, fmt.Sprintf(`"total":%d,`, batches*per)) {
+		t.Errorf("the stats API of a collector: %d %s; want a total of %d", code, msg, batches*per)
+	}
+	if code, msg := get("/api/v1/alerts"); code != 404 || !strings.Contains(msg, "detect --follow --store") {
+		t.Errorf("the alerts API of a collector without an alert store: %d %s", code, msg)
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("serve after SIGTERM: %v\n%s", err, log.String())

@@ -64,7 +64,8 @@ Endpoints:
   GET  /api/v1/events, /api/v1/stats,  the query API (docs/query.md, docs/investigations.md);
        /api/v1/investigate/NAME,       role viewer or admin, a scoped viewer seeing only
        /api/v1/alerts                  its clusters and namespaces (the alerts endpoint
-                                       answers 404 with --detect=false)
+                                       answers 404 with --detect=false; with
+                                       --store, see ClickHouse below)
   GET  /, /search, /event/ID,          the web UI (docs/ui.md): pages drawn in the browser
        /user/NAME, /alerts, /login     from the API above, with a login page for tokens
   GET  /healthz, /readyz               liveness and readiness
@@ -123,8 +124,11 @@ collector's own WAL (DATA/clickhouse-spool), and shipped to ClickHouse from
 there with retries; copies (a retried batch, another collector) count once.
 While ClickHouse is down the WAL grows up to --spool-max-bytes, then
 batches get 503. --retention drops ClickHouse's days (partitions) once all
-their events are older. A collector keeps no store of its own: no query
-API, no detection, no forwarding.
+their events are older. The query API and the web UI answer from ClickHouse
+(every collector's events, as over --data; follow=1 polls every second).
+No detection and no forwarding: rules run in one kubetrail detect --follow
+--store URL --data DIR, and /api/v1/alerts lists its alerts when serve has
+the same --data DIR (404 saying so otherwise).
 
 Memory: a body is at most --max-body-bytes (after decompression) and all
 requests together hold at most --max-inflight-bytes (bodies and decoded
@@ -149,7 +153,8 @@ and at shutdown; reads are refused (503) while it cannot be written.`,
   kubetrail serve --listen 0.0.0.0:8443 --tls-cert tls.crt --tls-key tls.key --client-ca ca.crt \
       --client-role kube-apiserver=ingest,clusters=prod --require-roles
   kubetrail serve --alert-output alertmanager+http://alertmanager:9093 --rules my-rules/ --builtin
-  kubetrail serve --syslog-listen tcp://127.0.0.1:6514 --syslog-cluster prod`,
+  kubetrail serve --syslog-listen tcp://127.0.0.1:6514 --syslog-cluster prod
+  kubetrail serve --store clickhouse://ch:8123/kubetrail --data /var/lib/kubetrail`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := e.logger()

@@ -72,6 +72,8 @@ func openAccessLog(dir string, signer *trust.Signer, log *slog.Logger) (*server.
 	if l.TornBytes > 0 {
 		log.Warn("access log: cut a torn last line, which a crash left", "path", filepath.Join(dir, server.AccessLogFile), "bytes", l.TornBytes)
 	}
-	signer.Access = l.Head
+	if signer != nil { // a collector (serve --store) signs no checkpoints
+		signer.Access = l.Head
+	}
 	return l, nil
 }

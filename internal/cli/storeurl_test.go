@@ -25,6 +25,11 @@ func TestStoreURLPasswordNeverPrinted(t *testing.T) {
 			{"query", "--store", u}, {"stats", "--store", u}, {"export", "--store", u}, {"setup", "clickhouse", "--store", u},
 			{"timeline", "--store", u}, {"who", "get", "secrets", "--store", u},
 			{"migrate", "--from", dir, "--to", u}, {"migrate", "--from", u, "--to", dir}, {"migrate", "--from", u, "--to", u},
+			// serve starts while ClickHouse is down, logging why; a port
+			// it cannot listen on ends it.
+			{"serve", "--data", dir, "--listen", "127.0.0.1:99999", "--store", u},
+			{"import", "--data", dir, "--store", u, "../investigate/testdata/incident/incident.log.gz"},
+			{"detect", "--follow", "--data", dir, "--store", u},
 		} {
 			code, out, errOut := run(args...)
 			if code == 0 || errOut == "" {

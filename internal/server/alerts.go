@@ -80,6 +80,10 @@ func ParseAlertQuery(v url.Values, now time.Time) (alert.Query, error) {
 
 func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
 	store := s.cfg.Alerts
+	if store == nil && s.db == nil {
+		s.alertsFromDir(w, r, s.cfg.AlertsDir)
+		return
+	}
 	if store == nil {
 		writeError(w, http.StatusNotFound, errDetectionOff)
 		return

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubetrail/kubetrail/internal/investigate"
 	"github.com/kubetrail/kubetrail/internal/query"
+	"github.com/kubetrail/kubetrail/internal/store/clickhouse"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 	"github.com/kubetrail/kubetrail/internal/timespec"
 )
@@ -24,7 +25,8 @@ import (
 //	    {"cluster":C,"received":RFC3339,"event":{...}}. limit keeps the
 //	    first N of the order (with follow, the last N), and the server
 //	    stops reading once it holds them (readEvents). With follow=1 the
-//	    answer goes on with events as they become durable.
+//	    answer goes on with events as they become durable (on ClickHouse,
+//	    as a poll every second finds them: pollStore).
 //	GET /api/v1/stats?filter=F&by=user,verb&interval=1h&since=S&until=U&top=N&bytes=1&sort=count|bytes
 //	    {"total":N,"totalBytes":B,"totalGroups":G,"groups":[{"key":{"user":"alice"},"time":"...","count":N,"bytes":B}]}
 //	    bytes=1 adds each group's stored event bytes (from the segments'
@@ -122,15 +124,21 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
 	env := q.Get("envelope") == "1" || q.Get("envelope") == "true"
 	var sub *local.Subscription
+	var tail *clickhouse.Follow
 	if follow {
 		// Subscribe before reading, so nothing falls between the two.
-		sub = s.db.Subscribe(256)
-		defer sub.Close()
+		if s.db != nil {
+			sub = s.db.Subscribe(256)
+			defer sub.Close()
+		} else if tail, err = s.followStore(r.Context(), sel); err != nil {
+			writeError(w, followErrorCode(err), err)
+			return
+		}
 	}
 	// The answer is the stored bytes: decoding each event (NeedEvent)
 	// cost the 100,000-event listing most of its time.
 	sel.NeedRaw = true
-	rd, err := s.db.OpenReader()
+	rd, err := s.openReader(r.Context())
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
@@ -162,17 +170,23 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return err
 	}
 	// Events a follower may see twice (in the snapshot and live) are the
-	// newest ones; remember their keys.
+	// newest ones; remember their keys. On ClickHouse, any of them: the
+	// tail starts FollowMargin before the snapshot by insert time, which
+	// says nothing of the received time.
 	seen := map[local.Key]bool{}
 	for _, h := range hits {
 		if err := write(h.cluster, h.received, h.raw); err != nil {
 			return
 		}
-		if follow && h.received >= now.Add(-time.Minute).UnixMicro() {
+		if follow && (tail != nil || h.received >= now.Add(-time.Minute).UnixMicro()) {
 			seen[local.KeyOf(h.cluster, h.raw)] = true
 		}
 	}
 	if !follow {
+		return
+	}
+	if tail != nil {
+		s.pollStore(w, r, tail, seen, write)
 		return
 	}
 	flusher, _ := w.(http.Flusher)
@@ -322,7 +336,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("sort %q: want count or bytes", v))
 		return
 	}
-	rd, err := s.db.OpenReader()
+	rd, err := s.openReader(r.Context())
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
@@ -375,7 +389,7 @@ func (s *Server) runInvestigation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.Del("table")
-	rd, err := s.db.OpenReader()
+	rd, err := s.openReader(r.Context())
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
@@ -408,7 +422,7 @@ func (s *Server) runInvestigation(w http.ResponseWriter, r *http.Request) {
 // present such an answer as whole (the CLI exits 3).
 const DamageHeader = "Kubetrail-Damage"
 
-func setDamage(w http.ResponseWriter, rd *local.Reader) {
+func setDamage(w http.ResponseWriter, rd reader) {
 	for _, d := range rd.Damaged() {
 		w.Header().Add(DamageHeader, url.QueryEscape(d.String()))
 	}

@@ -9,8 +9,7 @@ import (
 
 // CollectorMode is serve --store clickhouse://: the server takes events
 // into a collector that ships them to ClickHouse, and keeps no embedded
-// store to answer questions from (kubetrail query --store reads
-// ClickHouse).
+// store; the read API answers from Config.Store (ClickHouse itself).
 type CollectorMode struct {
 	// Ready says whether the collector takes batches, for /readyz.
 	Ready func() error
@@ -18,11 +17,11 @@ type CollectorMode struct {
 	Metrics []prometheus.Collector
 }
 
-var errCollector = errors.New("this kubetrail serve is a collector: it stores into ClickHouse and answers no questions; ask ClickHouse with kubetrail query --store clickhouse://HOST:8123/DB")
+var errCollector = errors.New("this kubetrail serve is a collector without a store to read: it stores into ClickHouse and answers no questions; ask ClickHouse with kubetrail query --store clickhouse://HOST:8123/DB")
 
-// reads serves h, or 404 on a collector, which has no store to read.
+// reads serves h, or 404 on a collector given no store to read.
 func (s *Server) reads(h http.HandlerFunc) http.Handler {
-	if s.db == nil {
+	if s.db == nil && s.cfg.Store == nil {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotFound, errCollector)
 		})

@@ -245,12 +245,12 @@ func (s *Server) policySimulate(w http.ResponseWriter, r *http.Request) {
 	}
 	sel.NeedEvent = true
 	sim := policy.NewSimulator(p)
-	rd, err := s.db.OpenReader()
+	ctx := r.Context()
+	rd, err := s.openReader(ctx)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	ctx := r.Context()
 	err = rd.Select(sel, func(h *local.Hit) error {
 		sim.Add(h.Event, len(h.Raw)+1) // +1: the newline, as policy simulate --data counts
 		return ctx.Err()

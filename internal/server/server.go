@@ -26,6 +26,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/forward"
 	"github.com/kubetrail/kubetrail/internal/ingest"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
+	"github.com/kubetrail/kubetrail/internal/store"
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
@@ -67,6 +68,10 @@ type Config struct {
 	// GET /api/v1/alerts lists and /metrics counts; nil when detection is
 	// off (the endpoint answers 404 saying so).
 	Alerts *alert.Store
+	// AlertsDir is the data folder whose alert store GET /api/v1/alerts
+	// reads when the server has no embedded store (ClickHouse: detect
+	// --follow --store URL --data DIR keeps alerts there; alertsdir.go).
+	AlertsDir string
 	// Dispatchers deliver Alerts to the outputs; /metrics reads their
 	// counters at each scrape.
 	Dispatchers []*alert.Dispatcher
@@ -80,9 +85,13 @@ type Config struct {
 	// reads their counters at each scrape.
 	Forwarders []*forward.Forwarder
 	// Collector is set when New is given no embedded store: events go
-	// to Ingest (a ClickHouse collector) and the read API answers 404
-	// (collector.go).
+	// to Ingest (a ClickHouse collector) and the read API answers from
+	// Store, or 404 without it (collector.go).
 	Collector *CollectorMode
+	// Store is what the read API (events, stats, investigations, policy
+	// simulation) and the UI's data answer from when New is given no
+	// embedded store: ClickHouse. Its owner closes it after Run.
+	Store store.Reader
 }
 
 // Server serves HTTP until its context ends.

@@ -416,17 +416,21 @@ await step('alerts: the count of a rule opens the list of its alerts', async () 
   expect(rules.length === n && rules.every((r) => r === 'Binding to cluster-admin'), `listed ${rules}`);
 });
 
-await step('with detection off, the alerts page and the overview say so', async () => {
-  // The answer serve --detect=false gives (internal/server/alerts.go).
-  await page.route('**/api/v1/alerts?*', (r) => r.fulfill({ status: 404, contentType: 'application/json',
-    body: '{"error":"detection is off on this server (serve --detect=false): it stores no alert"}\n' }));
-  try {
-    await open('/alerts');
-    await page.getByText('Detection is off on this server (serve --detect=false), so it keeps no alerts.').waitFor();
-    await open('/');
-    await page.getByRole('region', { name: 'Latest alerts' }).getByText('Detection is off on this server: it keeps no alerts.').waitFor();
-  } finally {
-    await page.unroute('**/api/v1/alerts?*'); // the steps after this one see the real API
+await step('with no alerts on the server, the alerts page and the overview say why', async () => {
+  // The answers of serve --detect=false (internal/server/alerts.go) and
+  // of serve --store clickhouse:// without an alert store in its --data
+  // (alertsdir.go): the page shows the server's reason.
+  for (const why of ['detection is off on this server (serve --detect=false): it stores no alert',
+    'no alert store in /d/alerts: with ClickHouse, rules run in kubetrail detect --follow --store URL --data DIR, which keeps its alerts in DIR/alerts; give serve the same --data to list them here']) {
+    await page.route('**/api/v1/alerts?*', (r) => r.fulfill({ status: 404, contentType: 'application/json', body: JSON.stringify({ error: why }) + '\n' }));
+    try {
+      await open('/alerts');
+      await page.getByText(`No alerts here: ${why}.`).waitFor();
+      await open('/');
+      await page.getByRole('region', { name: 'Latest alerts' }).getByText(`No alerts here: ${why}.`).waitFor();
+    } finally {
+      await page.unroute('**/api/v1/alerts?*'); // the steps after this one see the real API
+    }
   }
 });
 

@@ -76,7 +76,7 @@ export async function alerts(main, params) {
   try {
     ans = await getLines('/api/v1/alerts', { since, severity, rule, limit: 1000 });
   } catch (e) {
-    if (e instanceof APIError && e.status === 404) out.replaceChildren(h('p', { class: 'empty', role: 'status' }, 'Detection is off on this server (serve --detect=false), so it keeps no alerts.'));
+    if (e instanceof APIError && e.status === 404) out.replaceChildren(h('p', { class: 'empty', role: 'status' }, `No alerts here: ${e.message}.`));
     else out.replaceChildren(status(e instanceof APIError ? `The server answered ${e.status}${e.parameter ? ` about ${e.parameter}` : ''}: ${e.message}` : `Could not ask the server: ${e.message}`, 'error'));
     return;
   }

@@ -106,7 +106,9 @@ async function alertsPanel() {
       h('span', { class: 'muted' }, `${userLabel(a.user)} · ${fmtTime(a.time)}`)))));
     sec.append(h('p', {}, h('a', { href: '/alerts' }, 'All alerts')));
   } catch (e) {
-    if (e instanceof APIError && e.status === 404) sec.append(h('p', { class: 'empty' }, 'Detection is off on this server: it keeps no alerts.'));
+    // 404: this server keeps no alerts; its message says why (detection
+    // off, or on ClickHouse, where detect --follow keeps them elsewhere).
+    if (e instanceof APIError && e.status === 404) sec.append(h('p', { class: 'empty' }, `No alerts here: ${e.message}.`));
     else sec.append(errorText(e));
   }
   return sec;
