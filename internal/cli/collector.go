@@ -58,7 +58,7 @@ func (f *collectorFlags) open(ctx context.Context, data string, log *slog.Logger
 	if err != nil {
 		return nil, fmt.Errorf("--spool-max-bytes: %w", err)
 	}
-	if !strings.HasPrefix(f.url, "clickhouse://") {
+	if !store.IsClickHouse(f.url) {
 		return nil, fmt.Errorf("--store %q: want %s", clickhouse.Redact(f.url), store.URLForms)
 	}
 	cfg, err := clickhouse.ParseURL(f.url)
@@ -105,6 +105,9 @@ func (col *collector) close(ctx context.Context, drain time.Duration, mustShip b
 
 // where names the store without its credentials.
 func (col *collector) where() string {
+	if rest, ok := strings.CutPrefix(col.cfg.Endpoint, "https://"); ok {
+		return "clickhouses://" + rest + "/" + col.cfg.Database
+	}
 	return "clickhouse://" + strings.TrimPrefix(col.cfg.Endpoint, "http://") + "/" + col.cfg.Database
 }
 

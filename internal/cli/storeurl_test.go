@@ -41,3 +41,15 @@ func TestStoreURLPasswordNeverPrinted(t *testing.T) {
 		}
 	}
 }
+
+// TestCollectorsTakeTLSStores: the collectors (import, serve, tail) take
+// a clickhouses:// store as the readers do; with no server there, they
+// fail to reach it rather than refusing the URL's form.
+func TestCollectorsTakeTLSStores(t *testing.T) {
+	u := "clickhouses://127.0.0.1:1/kt"
+	dir := t.TempDir()
+	code, _, errOut := run("import", "--data", dir, "--store", u, "../investigate/testdata/incident/incident.log.gz")
+	if code == 0 || strings.Contains(errOut, "want clickhouse://") || !strings.Contains(errOut, "not reachable at https://127.0.0.1:1") {
+		t.Errorf("import --store %s: exit %d, %q; want a failure to reach it over HTTPS", u, code, errOut)
+	}
+}
