@@ -244,6 +244,15 @@ func TestReplicas(t *testing.T) {
 	if rows := localCount(t, nodes[1], db, false); rows <= r2 {
 		t.Fatalf("replica 2 holds %d rows for %d events: the copies were not inserted, so this shows nothing of de-duplication", rows, r2)
 	}
+	// FINAL keeps each event's largest ver, its first arrival, as the
+	// plain table does: the engine's version column is ver.
+	for _, n := range nodes[:2] {
+		kept := sqlOn(t, n, "SELECT sum(ver) FROM "+db+".events_local FINAL")
+		first := sqlOn(t, n, "SELECT sum(v) FROM (SELECT max(ver) AS v FROM "+db+".events_local GROUP BY key)")
+		if kept != first {
+			t.Fatalf("%s: FINAL keeps copies whose ver sums to %s, the first arrivals' to %s", n.URL(), kept, first)
+		}
+	}
 	checkIDs(t, "read through replica 1 after copies", a, 0, 4, per)
 	checkIDs(t, "read through replica 2 after copies", b, 0, 4, per)
 
