@@ -36,8 +36,11 @@ on the server of the URL and on every server system.clusters lists for
 NAME (reached at the URL's port), a local table events_local and a
 Distributed table events over them, sharded by the event key so that
 every copy of an event lands on one shard and counts once. ON CLUSTER
-needs ZooKeeper on 18.16, so each server is set up directly. Shards with
-replicas are refused (no replicated tables yet); docs/clickhouse.md.
+needs ZooKeeper on 18.16, so each server is set up directly. When shards
+have replicas, events_local is a ReplicatedReplacingMergeTree at
+/clickhouse/tables/{shard}/DB/events_local on every server: each needs
+<zookeeper> and the macros {shard} and {replica}, which setup checks
+against the cluster before it creates anything; docs/clickhouse.md.
 
 query, stats, export and the investigations then read the store with
 --store URL.`,

@@ -29,8 +29,8 @@ import (
 // real cluster's servers share theirs) and native ports of their own
 // (a server takes a remote_servers entry with its own address and native
 // port for itself). Both know the clusters "kt2" (the two shards) and
-// "kt_replicas" (one shard of two replicas, which setup must refuse); the
-// user "kt" has a password. Started by the first test that needs it,
+// "kt_replicas" (one shard of two replicas, which setup refuses: the
+// servers have no ZooKeeper); the user "kt" has a password. Started by the first test that needs it,
 // stopped by TestMain.
 type twoShards struct {
 	once  sync.Once
@@ -232,7 +232,7 @@ func TestClusterShardsAndDeduplicates(t *testing.T) {
 }
 
 // TestClusterSetupRefuses: a cluster the servers do not know, a cluster
-// with replicas, and a database already holding a store made without
+// with replicas on servers without ZooKeeper, and a database already holding a store made without
 // ?cluster= are each refused with a message saying why.
 func TestClusterSetupRefuses(t *testing.T) {
 	u := newClusterURL(t)
@@ -247,7 +247,7 @@ func TestClusterSetupRefuses(t *testing.T) {
 		}
 	}
 	f(strings.Replace(u, "cluster=kt2", "cluster=nowhere", 1), `no cluster "nowhere"`)
-	f(strings.Replace(u, "cluster=kt2", "cluster=kt_replicas", 1), "replicas")
+	f(strings.Replace(u, "cluster=kt2", "cluster=kt_replicas", 1), "has no ZooKeeper: replicated tables need <zookeeper>")
 	plain, _, _ := strings.Cut(u, "?")
 	cfg, _ := clickhouse.ParseURL(plain)
 	if err := clickhouse.Setup(context.Background(), cfg); err != nil {

@@ -22,7 +22,14 @@ import (
 
 var ch chtest.Server
 
-func TestMain(m *testing.M) { os.Exit(chtest.Run(m, &ch)) }
+func TestMain(m *testing.M) {
+	code := chtest.Run(m, &ch)
+	if err := replicas.stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "replicas: %v\n", err)
+		code = max(code, 1)
+	}
+	os.Exit(code)
+}
 
 // newDB creates a fresh kubetrail database on the package's server.
 func newDB(t testing.TB, name string) (Config, *Store) {

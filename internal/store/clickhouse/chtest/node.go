@@ -35,6 +35,15 @@ type Options struct {
 	// RemoteServers is the XML inside <remote_servers>: the clusters that
 	// Distributed tables and system.clusters know.
 	RemoteServers string
+	// ZooKeeper is the address (host:port) of the ZooKeeper that
+	// replicated tables use; none when empty.
+	ZooKeeper string
+	// Macros are the <macros> substitutions ({shard}, {replica}) that
+	// replicated tables' paths name.
+	Macros map[string]string
+	// InterserverPort is the port replicas fetch parts from each other
+	// on (interserver_http_port, at Host); off when 0.
+	InterserverPort int
 }
 
 // Node is a clickhouse-server started by StartNode.
@@ -43,6 +52,7 @@ type Node struct {
 	Host                         string
 	HTTPPort, TCPPort, HTTPSPort int
 	dir                          string
+	bin                          string
 	cmd                          *exec.Cmd
 	exited                       chan struct{}
 }
@@ -87,13 +97,22 @@ func StartNode(o Options) (*Node, error) {
 	if err := n.writeConfig(o); err != nil {
 		return nil, errors.Join(err, os.RemoveAll(n.dir))
 	}
-	cmd := exec.Command(bin, "--config-file="+filepath.Join(n.dir, "config.xml"))
+	n.bin = bin
+	if err := n.spawn(); err != nil {
+		return nil, errors.Join(err, n.Stop())
+	}
+	return n, nil
+}
+
+// spawn starts the server on n's config and waits until it answers.
+func (n *Node) spawn() error {
+	cmd := exec.Command(n.bin, "--config-file="+filepath.Join(n.dir, "config.xml"))
 	cmd.Dir = n.dir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, errors.Join(fmt.Errorf("start %s: %w", bin, err), os.RemoveAll(n.dir))
+		return fmt.Errorf("start %s: %w", n.bin, err)
 	}
 	n.cmd, n.exited = cmd, make(chan struct{})
 	go func() { cmd.Wait(); close(n.exited) }()
@@ -101,32 +120,50 @@ func StartNode(o Options) (*Node, error) {
 	for time.Now().Before(deadline) {
 		select {
 		case <-n.exited:
-			err := fmt.Errorf("%s exited at start: %s%s", bin, out.String(), n.Log())
-			return nil, errors.Join(err, os.RemoveAll(n.dir))
+			n.cmd = nil
+			return fmt.Errorf("%s exited at start: %s%s", n.bin, out.String(), n.Log())
 		default:
 		}
 		if resp, err := http.Get(n.URL() + "/ping"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return n, nil
+				return nil
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	err = fmt.Errorf("%s did not answer on %s within 30s: %s", bin, n.URL(), n.Log())
-	return nil, errors.Join(err, n.Stop())
+	return fmt.Errorf("%s did not answer on %s within 30s: %s", n.bin, n.URL(), n.Log())
+}
+
+// Kill stops the node with SIGKILL, as a crash would, keeping its data
+// and ports for Restart.
+func (n *Node) Kill() {
+	if n.cmd == nil {
+		return
+	}
+	n.cmd.Process.Kill()
+	<-n.exited
+	n.cmd = nil
+}
+
+// Restart starts a killed node again on the same ports and data.
+func (n *Node) Restart() error {
+	if n.cmd != nil {
+		return fmt.Errorf("chtest: restart of %s, which runs", n.URL())
+	}
+	return n.spawn()
 }
 
 // Stop kills the node (its data is thrown away next) and removes its
 // folder. A nil node is stopped already.
 func (n *Node) Stop() error {
-	if n == nil || n.cmd == nil {
+	if n == nil || n.dir == "" {
 		return nil
 	}
-	n.cmd.Process.Kill()
-	<-n.exited
-	n.cmd = nil
-	return os.RemoveAll(n.dir)
+	n.Kill()
+	dir := n.dir
+	n.dir = ""
+	return os.RemoveAll(dir)
 }
 
 // StartNodes starts one node per options, stopping those it started when
@@ -192,6 +229,25 @@ func (n *Node) writeConfig(o Options) error {
 	}
 	if o.RemoteServers != "" {
 		fmt.Fprintf(&extra, "    <remote_servers>%s</remote_servers>\n", o.RemoteServers)
+	}
+	if o.ZooKeeper != "" {
+		host, port, err := net.SplitHostPort(o.ZooKeeper)
+		if err != nil {
+			return fmt.Errorf("chtest: ZooKeeper %q: %w", o.ZooKeeper, err)
+		}
+		// A short session: a killed replica's session must end before
+		// its restart can mark it active again, and 18.16's default is 30 s.
+		fmt.Fprintf(&extra, "    <zookeeper><node><host>%s</host><port>%s</port></node><session_timeout_ms>3000</session_timeout_ms></zookeeper>\n", host, port)
+	}
+	if len(o.Macros) > 0 {
+		extra.WriteString("    <macros>")
+		for k, v := range o.Macros {
+			fmt.Fprintf(&extra, "<%s>%s</%s>", k, html.EscapeString(v), k)
+		}
+		extra.WriteString("</macros>\n")
+	}
+	if o.InterserverPort != 0 {
+		fmt.Fprintf(&extra, "    <interserver_http_port>%d</interserver_http_port><interserver_http_host>%s</interserver_http_host>\n", o.InterserverPort, n.Host)
 	}
 	config := `<?xml version="1.0"?>
 <yandex>
