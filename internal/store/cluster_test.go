@@ -15,7 +15,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/store"
 	"github.com/kubetrail/kubetrail/internal/store/clickhouse"
@@ -324,4 +326,71 @@ func TestTLSAndPasswordFile(t *testing.T) {
 	fails("clickhouse://kt:inURL-S3cret@127.0.0.1:bad/kt_tls", "does not parse")
 	fails("clickhouse://kt:inURL-S3cret%zz@127.0.0.1/kt_tls", "does not parse")
 	fails("mysql://kt:inURL-S3cret@127.0.0.1/kt_tls", "want clickhouse://")
+}
+
+// TestClusterRetentionDropsEveryShardsDays: retention on a cluster drops
+// the old days from every shard's events_local (the Distributed table has
+// no parts of its own), so no shard keeps a day past its age; a store URL
+// without ?cluster= over the Distributed table is refused, not a silent
+// no-op.
+func TestClusterRetentionDropsEveryShardsDays(t *testing.T) {
+	u := newClusterURL(t)
+	cfg, err := clickhouse.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := clickhouse.Setup(ctx, cfg); err != nil {
+		t.Fatalf("setup: %v\n%s", err, cluster.nodes[0].Log())
+	}
+	s, err := clickhouse.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	days := []string{"2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"}
+	for _, d := range days {
+		appendAll(t, s, []*pipeline.Batch{dayEvents(t, d, 40)})
+	}
+	if rows, _ := shardCounts(t, cfg.Database); rows[0] == 0 || rows[1] == 0 {
+		t.Fatalf("shards hold %v rows: both must hold some for this test to show anything", rows)
+	}
+	now := time.Date(2026, 11, 5, 12, 0, 0, 0, time.UTC)
+
+	bare := cfg
+	bare.Cluster = ""
+	b, err := clickhouse.Open(ctx, bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if dropped, err := b.Enforce(ctx, 48*time.Hour, now); err == nil || !strings.Contains(err.Error(), "?cluster=") {
+		t.Errorf("retention without ?cluster= on a Distributed table: dropped %v, %v; want a refusal naming ?cluster=", dropped, err)
+	}
+
+	dropped, err := s.Enforce(ctx, 48*time.Hour, now)
+	if err != nil || !slices.Equal(dropped, days[:2]) {
+		t.Fatalf("dropped %v, %v; want %v", dropped, err, days[:2])
+	}
+	n, err := s.Count(ctx, local.Selection{})
+	if err != nil || n != 80 {
+		t.Errorf("after retention: %d events, %v; want the 80 of the last two days", n, err)
+	}
+	if rows, _ := shardCounts(t, cfg.Database); rows[0]+rows[1] != 80 {
+		t.Errorf("after retention the shards hold %v rows, want 80 in all", rows)
+	}
+}
+
+// dayEvents is n events at 12:00 UTC on day, each its own audit ID.
+func dayEvents(t *testing.T, day string, n int) *pipeline.Batch {
+	t.Helper()
+	var lines []byte
+	for i := range n {
+		ts := fmt.Sprintf("%sT12:00:00.%06dZ", day, i)
+		lines = append(lines, fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"%s-%d","stage":"ResponseComplete","requestURI":"/api","verb":"get","user":{"username":"u"},"requestReceivedTimestamp":%q,"stageTimestamp":%q}`+"\n", day, i, ts, ts)...)
+	}
+	var recs []audit.Record
+	audit.NewDecoder(audit.Limits{}).DecodeLines("day", lines, func(r audit.Record) { recs = append(recs, r) },
+		func(p audit.Problem) { t.Fatalf("%v", p) })
+	return &pipeline.Batch{Cluster: "c", Received: time.Now(), Records: recs}
 }

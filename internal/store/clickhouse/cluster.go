@@ -95,6 +95,40 @@ func clusterReplicas(ctx context.Context, c *client, cluster string) ([]replica,
 	return out, nil
 }
 
+// clusterEndpoints reads the servers of cfg.Cluster from the server of
+// cfg, each with the endpoint kubetrail reaches it at.
+func clusterEndpoints(ctx context.Context, cfg Config) ([]replica, error) {
+	reps, err := clusterReplicas(ctx, newClient(cfg), cfg.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(cfg.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("BUG: endpoint %q: %w", cfg.Endpoint, err)
+	}
+	for i := range reps {
+		reps[i].endpoint = u.Scheme + "://" + net.JoinHostPort(reps[i].host, u.Port())
+	}
+	return reps, nil
+}
+
+// tableEngine returns the engine of db.table on the server c speaks to.
+func tableEngine(ctx context.Context, c *client, db, table string) (string, error) {
+	var engine string
+	sql := "SELECT engine FROM system.tables WHERE database = " + quote(db) + " AND name = " + quote(table) + " FORMAT RowBinary"
+	err := c.query(ctx, sql, func(body io.Reader) error {
+		r := newRowReader(body)
+		for r.more() {
+			engine = r.string()
+		}
+		return r.err
+	})
+	if err != nil {
+		return "", fmt.Errorf("read the engine of %s.%s at %s: %w", db, table, c.cfg.Endpoint, err)
+	}
+	return engine, nil
+}
+
 // hasReplicas reports whether a shard of reps has more than one server.
 func hasReplicas(reps []replica) bool {
 	return slices.ContainsFunc(reps, func(r replica) bool { return r.replica > 1 })
@@ -104,17 +138,9 @@ func hasReplicas(reps []replica) bool {
 // server of cfg.Cluster. When a shard has replicas, events_local is
 // replicated on every server (replicated.go says what is checked first).
 func setupCluster(ctx context.Context, cfg Config) error {
-	entry := newClient(cfg)
-	reps, err := clusterReplicas(ctx, entry, cfg.Cluster)
+	reps, err := clusterEndpoints(ctx, cfg)
 	if err != nil {
 		return err
-	}
-	u, err := url.Parse(cfg.Endpoint)
-	if err != nil {
-		return fmt.Errorf("BUG: endpoint %q: %w", cfg.Endpoint, err)
-	}
-	for i := range reps {
-		reps[i].endpoint = u.Scheme + "://" + net.JoinHostPort(reps[i].host, u.Port())
 	}
 	client := func(endpoint string) *client {
 		sc := cfg
