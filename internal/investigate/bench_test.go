@@ -33,6 +33,14 @@ var benchInvestigations = []struct {
 	{"rbac", "rbac", nil},
 	{"from", "from", url.Values{"addr": {"192.168.1.100"}}},
 	{"timeline", "timeline", url.Values{"user": {"attacker"}}},
+	// The questions of bench/run/investigations.go, which `make bench`
+	// times as a new process: -n production is where=ns=production.
+	{"prod-activity", "activity", url.Values{"user": {"attacker"}, "where": {"ns=production"}}},
+	{"prod-secrets", "secrets", url.Values{"where": {"ns=production"}}},
+	{"prod-execs", "execs", url.Values{"where": {"ns=production"}}},
+	{"prod-denied", "denied", url.Values{"where": {"ns=production"}}},
+	{"prod-from", "from", url.Values{"addr": {"192.168.1.100"}, "where": {"ns=production"}}},
+	{"prod-timeline", "timeline", url.Values{"user": {"attacker"}, "where": {"ns=production"}}},
 }
 
 func BenchmarkInvestigate(b *testing.B) {
