@@ -460,21 +460,32 @@ func (c *Collector) shipOnce(ctx context.Context, now bool) (bool, error) {
 	}
 	c.lastInsert = time.Now()
 	c.stats.inserts.Add(1)
+	err = c.dropShipped(damaged, segs[:len(paths)])
+	if err == nil {
+		c.spooled.Add(-bytes)
+		c.full.Store(false)
+	}
+	// Counted once the spool has let go of the rows: whoever sees them
+	// shipped in Stats finds their room free for the next batch.
 	c.stats.shipped.Add(int64(st.ord))
+	return true, err
+}
+
+// dropShipped removes the WAL segments an insert shipped, keeping the
+// damaged ones beside them for a person to look at.
+func (c *Collector) dropShipped(damaged []string, segs []uint64) error {
 	for _, path := range damaged {
-		// Kept for a person to look at: Remove below tolerates its absence.
+		// Remove below tolerates its absence.
 		if err := os.Rename(path, path+".damaged"); err != nil {
-			return true, fmt.Errorf("collector WAL: keep damaged segment: %w", err)
+			return fmt.Errorf("collector WAL: keep damaged segment: %w", err)
 		}
 	}
-	for _, seq := range segs[:len(paths)] {
+	for _, seq := range segs {
 		if err := c.log.Remove(seq); err != nil {
-			return true, fmt.Errorf("collector WAL: remove shipped segment: %w", err)
+			return fmt.Errorf("collector WAL: remove shipped segment: %w", err)
 		}
 	}
-	c.spooled.Add(-bytes)
-	c.full.Store(false)
-	return true, nil
+	return nil
 }
 
 // stream writes the rows of the segments at paths to w, stamped by st,
