@@ -1,0 +1,378 @@
+package textcodec
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Reader gives back the lines of a group. It keeps its buffers from call
+// to call and is not safe for concurrent use.
+type Reader struct {
+	dict     bool
+	oneFrame bool
+	n, per   int
+	paths    []string
+	tmpls    []template
+	blocks   [][]byte
+	ref      [nRef]int
+	uriCol   int
+	dec      *zstd.Decoder
+
+	plain [][]byte // the block's frames, decompressed
+	tids  reader
+	curs  []cursor
+	last  int64
+	vals  []byte  // the values of the event being written
+	at    [][2]int // where each of its values is in vals
+	line  []byte
+	kinds []byte
+}
+
+// cursor walks one column's streams in a block.
+type cursor struct {
+	kinds, str, dict, fix, num reader
+	words                      [][]byte // the dictionary so far
+}
+
+// Open reads a group's header and meta. b must not change while the
+// Reader is used; dec is used for every frame.
+func Open(b []byte, dec *zstd.Decoder) (*Reader, error) {
+	if len(b) < len(magic)+1 || string(b[:len(magic)]) != magic {
+		return nil, errors.New("text group: no KTC1 header")
+	}
+	r := &Reader{dec: dec, dict: b[4]&flagDict != 0, oneFrame: b[4]&flagOneFrame != 0, uriCol: -1}
+	rd := reader{b: b[len(magic)+1:]}
+	r.n, r.per = int(rd.uvarint()), int(rd.uvarint())
+	metaZ := rd.chunk()
+	nb := rd.uvarint()
+	if rd.bad || r.per <= 0 || nb > uint64(len(rd.b)) || nb != uint64((r.n+r.per-1)/r.per) && r.n > 0 {
+		return nil, errors.New("text group: header is damaged")
+	}
+	lens := make([]uint64, nb)
+	for i := range lens {
+		lens[i] = rd.uvarint()
+	}
+	for _, l := range lens {
+		r.blocks = append(r.blocks, rd.bytes(l))
+	}
+	if rd.bad || len(rd.b) != 0 {
+		return nil, errors.New("text group: block table does not match the blocks")
+	}
+	meta, err := dec.DecodeAll(metaZ, nil)
+	if err != nil {
+		return nil, fmt.Errorf("text group meta: %w", err)
+	}
+	if err := r.readMeta(meta); err != nil {
+		return nil, fmt.Errorf("text group meta: %w", err)
+	}
+	return r, nil
+}
+
+func (r *Reader) readMeta(meta []byte) error {
+	rd := reader{b: meta}
+	np := rd.uvarint()
+	if np == 0 || np > uint64(len(meta)) {
+		return errors.New("no columns")
+	}
+	for k := range r.ref {
+		r.ref[k] = -1
+	}
+	for i := range np {
+		p := string(rd.chunk())
+		r.paths = append(r.paths, p)
+		if p == uriPath {
+			r.uriCol = int(i)
+		}
+		for k, rp := range refPaths {
+			if p == rp {
+				r.ref[k] = int(i)
+			}
+		}
+	}
+	nt := rd.uvarint()
+	if nt > uint64(len(meta)) {
+		return errors.New("template count exceeds the meta")
+	}
+	for range nt {
+		nc := rd.uvarint()
+		if nc > uint64(len(rd.b)) {
+			return errors.New("template is damaged")
+		}
+		t := template{lits: make([][]byte, nc+1), cols: make([]int, nc)}
+		for k := range t.lits {
+			t.lits[k] = rd.chunk()
+		}
+		for k := range t.cols {
+			c := rd.uvarint()
+			if c >= np {
+				return fmt.Errorf("template names column %d of %d", c, np)
+			}
+			t.cols[k] = int(c)
+		}
+		r.tmpls = append(r.tmpls, t)
+	}
+	if rd.bad || len(rd.b) != 0 {
+		return errors.New("meta is damaged")
+	}
+	return nil
+}
+
+// Len returns the number of events in the group.
+func (r *Reader) Len() int { return r.n }
+
+// Events calls fn with the line of each event of ords, which must be
+// ascending, in that order. line is valid only during the call.
+func (r *Reader) Events(ords []int, fn func(ord int, line []byte) error) error {
+	for i := 0; i < len(ords); {
+		if ords[i] < 0 || ords[i] >= r.n || i > 0 && ords[i] <= ords[i-1] {
+			return fmt.Errorf("event %d of %d, after %d: ordinals must ascend within the group", ords[i], r.n, ords[max(i-1, 0)])
+		}
+		b := ords[i] / r.per
+		j := i + 1
+		for j < len(ords) && ords[j]/r.per == b && ords[j] > ords[j-1] {
+			j++
+		}
+		if err := r.block(b, ords[i:j], fn); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+// All calls fn with every line, in order.
+func (r *Reader) All(fn func(ord int, line []byte) error) error {
+	for b := range r.blocks {
+		lo := b * r.per
+		hi := min(lo+r.per, r.n)
+		ords := make([]int, hi-lo)
+		for i := range ords {
+			ords[i] = lo + i
+		}
+		if err := r.block(b, ords, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// open decompresses block b and sets the cursors at its start.
+func (r *Reader) open(b int) error {
+	blk := r.blocks[b]
+	var contents [][]byte
+	if r.oneFrame {
+		if len(r.plain) == 0 {
+			r.plain = append(r.plain, nil)
+		}
+		p, err := r.dec.DecodeAll(blk, r.plain[0][:0])
+		if err != nil {
+			return err
+		}
+		r.plain[0] = p
+		rd := reader{b: p}
+		k := rd.uvarint()
+		if k > uint64(len(p)) {
+			return errors.New("frame table is damaged")
+		}
+		lens := make([]uint64, k)
+		for i := range lens {
+			lens[i] = rd.uvarint()
+		}
+		for _, l := range lens {
+			contents = append(contents, rd.bytes(l))
+		}
+		if rd.bad {
+			return errors.New("frame table does not match the frames")
+		}
+	} else {
+		rd := reader{b: blk}
+		k := rd.uvarint()
+		if k > uint64(len(blk)) {
+			return errors.New("frame table is damaged")
+		}
+		lens := make([]uint64, k)
+		for i := range lens {
+			lens[i] = rd.uvarint()
+		}
+		for len(r.plain) < int(k) {
+			r.plain = append(r.plain, nil)
+		}
+		for i, l := range lens {
+			f := rd.bytes(l)
+			if rd.bad {
+				return errors.New("frame table does not match the frames")
+			}
+			if l == 0 {
+				contents = append(contents, nil)
+				continue
+			}
+			p, err := r.dec.DecodeAll(f, r.plain[i][:0])
+			if err != nil {
+				return fmt.Errorf("frame %d: %w", i, err)
+			}
+			r.plain[i] = p
+			contents = append(contents, p)
+		}
+	}
+	if len(contents) == 0 || len(contents) > len(r.paths)+1 {
+		return fmt.Errorf("%d frames for %d columns", len(contents), len(r.paths))
+	}
+	r.tids = reader{b: contents[0]}
+	for len(r.curs) < len(r.paths) {
+		r.curs = append(r.curs, cursor{})
+	}
+	for c := range r.curs {
+		cu := &r.curs[c]
+		*cu = cursor{words: cu.words[:0]}
+		if c+1 >= len(contents) || len(contents[c+1]) == 0 {
+			continue
+		}
+		rd := reader{b: contents[c+1]}
+		cu.kinds.b, cu.str.b, cu.dict.b, cu.fix.b = rd.chunk(), rd.chunk(), rd.chunk(), rd.chunk()
+		cu.num.b = rd.b
+		if rd.bad {
+			return fmt.Errorf("column %q: streams are damaged", r.paths[c])
+		}
+	}
+	r.last = 0
+	return nil
+}
+
+// block writes the events of want, all in block b.
+func (r *Reader) block(b int, want []int, fn func(int, []byte) error) error {
+	if err := r.open(b); err != nil {
+		return fmt.Errorf("text block %d: %w", b, err)
+	}
+	w := 0
+	for ord := b * r.per; w < len(want); ord++ {
+		tid := r.tids.uvarint()
+		if r.tids.bad || tid >= uint64(len(r.tmpls)) {
+			return fmt.Errorf("text block %d: event %d: no such template", b, ord)
+		}
+		t := &r.tmpls[tid]
+		if ord != want[w] {
+			if err := r.skip(t); err != nil {
+				return fmt.Errorf("text block %d: event %d: %w", b, ord, err)
+			}
+			continue
+		}
+		w++
+		line, err := r.event(t)
+		if err != nil {
+			return fmt.Errorf("text block %d: event %d: %w", b, ord, err)
+		}
+		if err := fn(ord, line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var errDamaged = errors.New("column streams are damaged")
+
+// word reads a string value.
+func (r *Reader) word(c *cursor) []byte {
+	if !r.dict {
+		return c.str.chunk()
+	}
+	id := c.str.uvarint()
+	switch {
+	case id < uint64(len(c.words)):
+		return c.words[id]
+	case id == uint64(len(c.words)):
+		w := c.dict.chunk()
+		c.words = append(c.words, w)
+		return w
+	}
+	c.str.bad = true
+	return nil
+}
+
+// skip passes over an event's values.
+func (r *Reader) skip(t *template) error {
+	for _, col := range t.cols {
+		c := &r.curs[col]
+		kind := c.kinds.bytes(1)
+		if c.kinds.bad {
+			return errDamaged
+		}
+		switch k := kind[0]; {
+		case k == kindString || k >= kindURI && k <= kindLast:
+			r.word(c)
+		case k == kindUUID:
+			c.fix.bytes(16)
+		case k == kindTime:
+			r.last += unzigzag(c.num.uvarint())
+		case k == kindInt:
+			c.num.uvarint()
+		case k == kindTailID:
+			r.word(c)
+			c.fix.bytes(16)
+		default:
+			return fmt.Errorf("column %q: value kind %d", r.paths[col], k)
+		}
+		if c.str.bad || c.fix.bad || c.num.bad || c.dict.bad {
+			return errDamaged
+		}
+	}
+	return nil
+}
+
+// event writes an event's line: its values first, then the guessed
+// URIs, which need the objectRef values that may come after them.
+func (r *Reader) event(t *template) ([]byte, error) {
+	r.vals, r.at = r.vals[:0], r.at[:0]
+	kinds := r.kinds[:0]
+	for _, col := range t.cols {
+		c := &r.curs[col]
+		kind := c.kinds.bytes(1)
+		if c.kinds.bad {
+			return nil, errDamaged
+		}
+		start := len(r.vals)
+		switch k := kind[0]; {
+		case k == kindString || k >= kindURI && k <= kindLast:
+			r.vals = append(r.vals, r.word(c)...)
+		case k == kindUUID:
+			r.vals = appendUUID(r.vals, c.fix.bytes(16))
+		case k == kindTime:
+			r.last += unzigzag(c.num.uvarint())
+			r.vals = appendMicro(r.vals, r.last)
+		case k == kindInt:
+			r.vals = strconv.AppendInt(r.vals, unzigzag(c.num.uvarint()), 10)
+		case k == kindTailID:
+			r.vals = append(r.vals, r.word(c)...)
+			r.vals = appendUUID(r.vals, c.fix.bytes(16))
+		default:
+			return nil, fmt.Errorf("column %q: value kind %d", r.paths[col], k)
+		}
+		if c.str.bad || c.fix.bad || c.num.bad || c.dict.bad {
+			return nil, errDamaged
+		}
+		kinds = append(kinds, kind[0])
+		r.at = append(r.at, [2]int{start, len(r.vals)})
+	}
+	r.kinds = kinds
+	var ref [nRef][]byte
+	for i, col := range t.cols {
+		setRef(&ref, &r.ref, col, r.vals[r.at[i][0]:r.at[i][1]])
+	}
+	line := r.line[:0]
+	for i, col := range t.cols {
+		line = append(line, t.lits[i]...)
+		if k := kinds[i]; k >= kindURI && k <= kindLast {
+			var ok bool
+			line, ok = guessURI(line, &ref, int(k-kindURI))
+			if !ok || col != r.uriCol {
+				return nil, fmt.Errorf("column %q: guessed URI without objectRef", r.paths[col])
+			}
+		}
+		line = append(line, r.vals[r.at[i][0]:r.at[i][1]]...)
+	}
+	line = append(line, t.lits[len(t.cols)]...)
+	r.line = line
+	return line, nil
+}
