@@ -25,7 +25,7 @@ type Reader struct {
 	tids  reader
 	curs  []cursor
 	last  int64
-	vals  []byte  // the values of the event being written
+	vals  []byte   // the values of the event being written
 	at    [][2]int // where each of its values is in vals
 	line  []byte
 	kinds []byte

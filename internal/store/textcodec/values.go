@@ -11,12 +11,12 @@ import (
 // that merely looks like a UUID (upper case) or a time (another
 // precision) stays a string.
 const (
-	kindString  byte = iota // the bytes, in the string stream
-	kindUUID                // 16 bytes in the fixed stream
-	kindTime                // microseconds since the block's previous time, zigzag, in the number stream
-	kindInt                 // a canonical decimal integer, zigzag, in the number stream
-	kindTailID              // a string ending in a UUID: the head as a string, the UUID in the fixed stream
-	kindURI                 // requestURI: the URI guessed from objectRef (guess 0), then the rest as a string
+	kindString byte = iota // the bytes, in the string stream
+	kindUUID               // 16 bytes in the fixed stream
+	kindTime               // microseconds since the block's previous time, zigzag, in the number stream
+	kindInt                // a canonical decimal integer, zigzag, in the number stream
+	kindTailID             // a string ending in a UUID: the head as a string, the UUID in the fixed stream
+	kindURI                // requestURI: the URI guessed from objectRef (guess 0), then the rest as a string
 	// kindURI+1 and kindURI+2 are guesses 1 and 2; see guessURI.
 	kindLast = kindURI + 2
 )
