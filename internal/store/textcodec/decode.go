@@ -21,20 +21,23 @@ type Reader struct {
 	uriCol   int
 	dec      *zstd.Decoder
 
-	plain [][]byte // the block's frames, decompressed
-	tids  reader
-	curs  []cursor
-	last  int64
-	vals  []byte   // the values of the event being written
-	at    [][2]int // where each of its values is in vals
-	line  []byte
-	kinds []byte
+	plain   [][]byte // the block's frames, decompressed
+	tids    reader
+	curs    []cursor
+	evTime  int64 // the event's previous time, when evTimed
+	evTimed bool
+	vals    []byte   // the values of the event being written
+	at      [][2]int // where each of its values is in vals
+	line    []byte
+	kinds   []byte
 }
 
 // cursor walks one column's streams in a block.
 type cursor struct {
 	kinds, str, dict, fix, num reader
 	words                      [][]byte // the dictionary so far
+	ids                        [][]byte // the UUIDs so far
+	last                       int64    // the column's previous time
 }
 
 // Open reads a group's header and meta. b must not change while the
@@ -226,7 +229,7 @@ func (r *Reader) open(b int) error {
 	}
 	for c := range r.curs {
 		cu := &r.curs[c]
-		*cu = cursor{words: cu.words[:0]}
+		*cu = cursor{words: cu.words[:0], ids: cu.ids[:0]}
 		if c+1 >= len(contents) || len(contents[c+1]) == 0 {
 			continue
 		}
@@ -237,7 +240,6 @@ func (r *Reader) open(b int) error {
 			return fmt.Errorf("column %q: streams are damaged", r.paths[c])
 		}
 	}
-	r.last = 0
 	return nil
 }
 
@@ -278,44 +280,92 @@ func (r *Reader) word(c *cursor) []byte {
 	if !r.dict {
 		return c.str.chunk()
 	}
-	id := c.str.uvarint()
-	switch {
-	case id < uint64(len(c.words)):
-		return c.words[id]
-	case id == uint64(len(c.words)):
+	switch id := c.str.uvarint(); {
+	case id == 0:
 		w := c.dict.chunk()
 		c.words = append(c.words, w)
 		return w
+	case id <= uint64(len(c.words)):
+		return c.words[id-1]
 	}
 	c.str.bad = true
 	return nil
 }
 
+// uuid reads a UUID's 16 bytes.
+func (r *Reader) uuid(c *cursor) []byte {
+	if !r.dict {
+		return c.fix.bytes(16)
+	}
+	switch id := c.str.uvarint(); {
+	case id == 0:
+		u := c.fix.bytes(16)
+		c.ids = append(c.ids, u)
+		return u
+	case id <= uint64(len(c.ids)):
+		return c.ids[id-1]
+	}
+	c.str.bad = true
+	return nil
+}
+
+// next reads column col's next value, appending it to dst when write is
+// set (skipping an event only moves the cursors on). A guessed URI's
+// value is what follows the guess.
+func (r *Reader) next(col int, dst []byte, write bool) ([]byte, byte, error) {
+	c := &r.curs[col]
+	kind := c.kinds.bytes(1)
+	if c.kinds.bad {
+		return dst, 0, errDamaged
+	}
+	switch k := kind[0]; {
+	case k == kindString || k >= kindURI && k <= kindLast:
+		w := r.word(c)
+		if write {
+			dst = append(dst, w...)
+		}
+	case k == kindUUID:
+		u := r.uuid(c)
+		if write && u != nil {
+			dst = appendUUID(dst, u)
+		}
+	case k == kindTime:
+		t := unzigzag(c.num.uvarint())
+		if r.evTimed {
+			t += r.evTime
+		} else {
+			t += c.last
+		}
+		c.last, r.evTime, r.evTimed = t, t, true
+		if write {
+			dst = appendMicro(dst, t)
+		}
+	case k == kindInt:
+		n := unzigzag(c.num.uvarint())
+		if write {
+			dst = strconv.AppendInt(dst, n, 10)
+		}
+	case k == kindTailID:
+		w := r.word(c)
+		u := r.uuid(c)
+		if write && u != nil {
+			dst = appendUUID(append(dst, w...), u)
+		}
+	default:
+		return dst, 0, fmt.Errorf("column %q: value kind %d", r.paths[col], k)
+	}
+	if c.str.bad || c.fix.bad || c.num.bad || c.dict.bad {
+		return dst, 0, errDamaged
+	}
+	return dst, kind[0], nil
+}
+
 // skip passes over an event's values.
 func (r *Reader) skip(t *template) error {
+	r.evTimed = false
 	for _, col := range t.cols {
-		c := &r.curs[col]
-		kind := c.kinds.bytes(1)
-		if c.kinds.bad {
-			return errDamaged
-		}
-		switch k := kind[0]; {
-		case k == kindString || k >= kindURI && k <= kindLast:
-			r.word(c)
-		case k == kindUUID:
-			c.fix.bytes(16)
-		case k == kindTime:
-			r.last += unzigzag(c.num.uvarint())
-		case k == kindInt:
-			c.num.uvarint()
-		case k == kindTailID:
-			r.word(c)
-			c.fix.bytes(16)
-		default:
-			return fmt.Errorf("column %q: value kind %d", r.paths[col], k)
-		}
-		if c.str.bad || c.fix.bad || c.num.bad || c.dict.bad {
-			return errDamaged
+		if _, _, err := r.next(col, nil, false); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -324,35 +374,18 @@ func (r *Reader) skip(t *template) error {
 // event writes an event's line: its values first, then the guessed
 // URIs, which need the objectRef values that may come after them.
 func (r *Reader) event(t *template) ([]byte, error) {
+	r.evTimed = false
 	r.vals, r.at = r.vals[:0], r.at[:0]
 	kinds := r.kinds[:0]
 	for _, col := range t.cols {
-		c := &r.curs[col]
-		kind := c.kinds.bytes(1)
-		if c.kinds.bad {
-			return nil, errDamaged
-		}
 		start := len(r.vals)
-		switch k := kind[0]; {
-		case k == kindString || k >= kindURI && k <= kindLast:
-			r.vals = append(r.vals, r.word(c)...)
-		case k == kindUUID:
-			r.vals = appendUUID(r.vals, c.fix.bytes(16))
-		case k == kindTime:
-			r.last += unzigzag(c.num.uvarint())
-			r.vals = appendMicro(r.vals, r.last)
-		case k == kindInt:
-			r.vals = strconv.AppendInt(r.vals, unzigzag(c.num.uvarint()), 10)
-		case k == kindTailID:
-			r.vals = append(r.vals, r.word(c)...)
-			r.vals = appendUUID(r.vals, c.fix.bytes(16))
-		default:
-			return nil, fmt.Errorf("column %q: value kind %d", r.paths[col], k)
+		var k byte
+		var err error
+		r.vals, k, err = r.next(col, r.vals, true)
+		if err != nil {
+			return nil, err
 		}
-		if c.str.bad || c.fix.bad || c.num.bad || c.dict.bad {
-			return nil, errDamaged
-		}
-		kinds = append(kinds, kind[0])
+		kinds = append(kinds, k)
 		r.at = append(r.at, [2]int{start, len(r.vals)})
 	}
 	r.kinds = kinds
@@ -375,4 +408,31 @@ func (r *Reader) event(t *template) ([]byte, error) {
 	line = append(line, t.lits[len(t.cols)]...)
 	r.line = line
 	return line, nil
+}
+
+// ColumnBytes returns the stored bytes of each column over the group's
+// blocks, by key path ("templates" for the events' template numbers),
+// for a group written with a frame per column; ADR 0023 reads it to see
+// where the bytes go.
+func (r *Reader) ColumnBytes() (map[string]int, error) {
+	if r.oneFrame {
+		return nil, errors.New("one frame per block: no column sizes")
+	}
+	sizes := map[string]int{}
+	for b, blk := range r.blocks {
+		rd := reader{b: blk}
+		k := rd.uvarint()
+		for i := range k {
+			l := int(rd.uvarint())
+			name := "templates"
+			if i > 0 && int(i) <= len(r.paths) {
+				name = r.paths[i-1]
+			}
+			sizes[name] += l
+		}
+		if rd.bad {
+			return nil, fmt.Errorf("text block %d: frame table is damaged", b)
+		}
+	}
+	return sizes, nil
 }

@@ -74,6 +74,8 @@ type template struct {
 type column struct {
 	kinds, str, dict, fix, num []byte
 	seen                       map[string]uint64
+	seenIDs                    map[[16]byte]uint64
+	last                       int64 // the column's previous time
 }
 
 // encoder builds a group. It is not safe for concurrent use.
@@ -91,9 +93,10 @@ type encoder struct {
 	guess   []byte
 
 	// The block being built.
-	tids []byte
-	cols []column
-	last int64
+	tids    []byte
+	cols    []column
+	evTime  int64 // the event's previous time, when evTimed
+	evTimed bool
 
 	blocks [][]byte
 }
@@ -176,6 +179,7 @@ func (e *encoder) add(line []byte) {
 		e.sp.leaves = leaves
 	}
 	e.tids = binary.AppendUvarint(e.tids, uint64(tid))
+	e.evTimed = false
 	var ref [nRef][]byte
 	for _, l := range leaves {
 		setRef(&ref, &e.ref, l.col, line[l.start:l.end])
@@ -231,13 +235,13 @@ func (e *encoder) put(col int, v []byte, ref *[nRef][]byte) {
 	if e.opt.Types {
 		if u, ok := parseUUID(v); ok {
 			c.kinds = append(c.kinds, kindUUID)
-			c.fix = append(c.fix, u[:]...)
+			e.putUUID(c, u)
 			return
 		}
 		if t, ok := parseMicro(v, e.guess[:0]); ok {
 			c.kinds = append(c.kinds, kindTime)
-			c.num = binary.AppendUvarint(c.num, zigzag(t-e.last))
-			e.last = t
+			c.num = binary.AppendUvarint(c.num, zigzag(t-e.timeBase(c)))
+			c.last, e.evTime, e.evTimed = t, t, true
 			return
 		}
 		if n, ok := parseInt(v); ok {
@@ -249,7 +253,7 @@ func (e *encoder) put(col int, v []byte, ref *[nRef][]byte) {
 			if u, ok := parseUUID(v[len(v)-36:]); ok {
 				c.kinds = append(c.kinds, kindTailID)
 				e.putString(c, v[:len(v)-36])
-				c.fix = append(c.fix, u[:]...)
+				e.putUUID(c, u)
 				return
 			}
 		}
@@ -258,6 +262,22 @@ func (e *encoder) put(col int, v []byte, ref *[nRef][]byte) {
 	e.putString(c, v)
 }
 
+// timeBase is what a time is written as a difference from: the event's
+// previous time (a stageTimestamp follows its requestReceivedTimestamp by
+// the request's latency), else the column's previous time (events of one
+// user, verb and resource are stored in arrival order).
+func (e *encoder) timeBase(c *column) int64 {
+	if e.evTimed {
+		return e.evTime
+	}
+	return c.last
+}
+
+// putString writes a string, with Dict as a reference into the column's
+// strings in the block: 0 for a new one, which follows in the dictionary
+// stream, else 1 + the number of an earlier one. A column of values that
+// never repeat (audit IDs) costs a zero per value, which zstd all but
+// removes.
 func (e *encoder) putString(c *column, v []byte) {
 	if !e.opt.Dict {
 		c.str = appendChunk(c.str, v)
@@ -266,13 +286,33 @@ func (e *encoder) putString(c *column, v []byte) {
 	if c.seen == nil {
 		c.seen = map[string]uint64{}
 	}
-	id, ok := c.seen[string(v)]
-	if !ok {
-		id = uint64(len(c.seen))
-		c.seen[string(v)] = id
-		c.dict = appendChunk(c.dict, v)
+	if id, ok := c.seen[string(v)]; ok {
+		c.str = binary.AppendUvarint(c.str, id+1)
+		return
 	}
-	c.str = binary.AppendUvarint(c.str, id)
+	c.seen[string(v)] = uint64(len(c.seen))
+	c.dict = appendChunk(c.dict, v)
+	c.str = append(c.str, 0)
+}
+
+// putUUID writes a UUID's 16 bytes, with Dict as a reference into the
+// column's UUIDs in the block, like putString: an object's or a user's
+// UID repeats.
+func (e *encoder) putUUID(c *column, u [16]byte) {
+	if !e.opt.Dict {
+		c.fix = append(c.fix, u[:]...)
+		return
+	}
+	if c.seenIDs == nil {
+		c.seenIDs = map[[16]byte]uint64{}
+	}
+	if id, ok := c.seenIDs[u]; ok {
+		c.str = binary.AppendUvarint(c.str, id+1)
+		return
+	}
+	c.seenIDs[u] = uint64(len(c.seenIDs))
+	c.fix = append(c.fix, u[:]...)
+	c.str = append(c.str, 0)
 }
 
 // flush ends the block being built.
@@ -291,8 +331,10 @@ func (e *encoder) flush() {
 		contents = append(contents, b)
 		c.kinds, c.str, c.dict, c.fix, c.num = c.kinds[:0], c.str[:0], c.dict[:0], c.fix[:0], c.num[:0]
 		clear(c.seen)
+		clear(c.seenIDs)
+		c.last = 0
 	}
-	e.tids, e.last = e.tids[:0], 0
+	e.tids = e.tids[:0]
 	var block []byte
 	if e.opt.OneFrame {
 		var raw []byte
