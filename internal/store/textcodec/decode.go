@@ -46,7 +46,7 @@ func Open(b []byte, dec *zstd.Decoder) (*Reader, error) {
 	if len(b) < len(magic)+1 || string(b[:len(magic)]) != magic {
 		return nil, errors.New("text group: no KTC1 header")
 	}
-	r := &Reader{dec: dec, dict: b[4]&flagDict != 0, oneFrame: b[4]&flagOneFrame != 0, uriCol: -1}
+	r := &Reader{vals: make([]byte, 0, 4096), dec: dec, dict: b[4]&flagDict != 0, oneFrame: b[4]&flagOneFrame != 0, uriCol: -1}
 	rd := reader{b: b[len(magic)+1:]}
 	r.n, r.per = int(rd.uvarint()), int(rd.uvarint())
 	metaZ := rd.chunk()
@@ -391,7 +391,7 @@ func (r *Reader) event(t *template) ([]byte, error) {
 	r.kinds = kinds
 	var ref [nRef][]byte
 	for i, col := range t.cols {
-		setRef(&ref, &r.ref, col, r.vals[r.at[i][0]:r.at[i][1]])
+		setRef(&ref, &r.ref, col, r.vals[r.at[i][0]:r.at[i][1]:r.at[i][1]])
 	}
 	line := r.line[:0]
 	for i, col := range t.cols {

@@ -182,7 +182,8 @@ func (e *encoder) add(line []byte) {
 	e.evTimed = false
 	var ref [nRef][]byte
 	for _, l := range leaves {
-		setRef(&ref, &e.ref, l.col, line[l.start:l.end])
+		setRef(&ref, &e.ref, l.col, line[l.start:l.end:l.end]) // not nil: the line was split, so not empty
+
 	}
 	for _, l := range leaves {
 		e.put(l.col, line[l.start:l.end], &ref)

@@ -106,6 +106,7 @@ func TestRoundTripOddLines(t *testing.T) {
 		[]byte(`{"a":1}{"b":2}`),
 		[]byte(`not json at all`),
 		[]byte(``),
+		nil,
 		[]byte("{\"a\":\"line\nbreak\"}\n"),
 		[]byte(`"just a string"`),
 		[]byte(`12`),
@@ -274,4 +275,46 @@ func FuzzRoundTrip(f *testing.F) {
 			roundTrip(t, dec, [][]byte{line, []byte(apiLine), line}, opt)
 		}
 	})
+}
+
+// benchGroup encodes the first 50,000 lines of the corpus (the recorded
+// incident when the corpus is absent) with every option, 1024 events a
+// block.
+func benchGroup(b *testing.B) (*Reader, int) {
+	b.Helper()
+	lines := readLines(b, "/tmp/kubetrail-bench/audit-200000.log", 50000)
+	g, err := Encode(lines, Options{BlockEvents: 1024, Types: true, URI: true, Dict: true, Opaque: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := Open(g, newDecoder(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	for _, l := range lines {
+		n += len(l) + 1
+	}
+	return r, n
+}
+
+func BenchmarkAll(b *testing.B) {
+	r, n := benchGroup(b)
+	b.SetBytes(int64(n))
+	for b.Loop() {
+		if err := r.All(func(int, []byte) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOneEvent reads the last event of a block: the worst case of
+// one event.
+func BenchmarkOneEvent(b *testing.B) {
+	r, _ := benchGroup(b)
+	for b.Loop() {
+		if err := r.Events([]int{1023}, func(int, []byte) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
