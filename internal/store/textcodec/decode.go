@@ -13,6 +13,7 @@ import (
 type Reader struct {
 	dict     bool
 	oneFrame bool
+	rows     bool
 	n, per   int
 	paths    []string
 	tmpls    []template
@@ -26,6 +27,12 @@ type Reader struct {
 	curs    []cursor
 	evTime  int64 // the event's previous time, when evTimed
 	evTimed bool
+	// With rows: the block's rows, where each starts, its first time,
+	// and the cursor of the row being read.
+	rowData []byte
+	rowAt   []int
+	base    int64
+	row     cursor
 	vals    []byte   // the values of the event being written
 	at      [][2]int // where each of its values is in vals
 	line    []byte
@@ -46,7 +53,7 @@ func Open(b []byte, dec *zstd.Decoder) (*Reader, error) {
 	if len(b) < len(magic)+1 || string(b[:len(magic)]) != magic {
 		return nil, errors.New("text group: no KTC1 header")
 	}
-	r := &Reader{vals: make([]byte, 0, 4096), dec: dec, dict: b[4]&flagDict != 0, oneFrame: b[4]&flagOneFrame != 0, uriCol: -1}
+	r := &Reader{vals: make([]byte, 0, 4096), dec: dec, dict: b[4]&flagDict != 0, oneFrame: b[4]&flagOneFrame != 0, rows: b[4]&flagRows != 0, uriCol: -1}
 	rd := reader{b: b[len(magic)+1:]}
 	r.n, r.per = int(rd.uvarint()), int(rd.uvarint())
 	metaZ := rd.chunk()
@@ -162,6 +169,63 @@ func (r *Reader) All(fn func(ord int, line []byte) error) error {
 	return nil
 }
 
+// openRows decompresses block b of a group written as rows and finds
+// where each row starts.
+func (r *Reader) openRows(b int) error {
+	if len(r.plain) == 0 {
+		r.plain = append(r.plain, nil)
+	}
+	p, err := r.dec.DecodeAll(r.blocks[b], r.plain[0][:0])
+	if err != nil {
+		return err
+	}
+	r.plain[0] = p
+	rd := reader{b: p}
+	r.base = unzigzag(rd.uvarint())
+	n := rd.uvarint()
+	if rd.bad || n != uint64(min(r.per, r.n-b*r.per)) {
+		return errors.New("row table is damaged")
+	}
+	r.rowAt = append(r.rowAt[:0], 0)
+	total := 0
+	for range n {
+		total += int(rd.uvarint())
+		r.rowAt = append(r.rowAt, total)
+	}
+	if rd.bad || total != len(rd.b) {
+		return errors.New("row lengths do not match the rows")
+	}
+	r.rowData = rd.b
+	return nil
+}
+
+// blockRows writes the events of want, all in block b of a group written
+// as rows.
+func (r *Reader) blockRows(b int, want []int, fn func(int, []byte) error) error {
+	if err := r.openRows(b); err != nil {
+		return fmt.Errorf("text block %d: %w", b, err)
+	}
+	for _, ord := range want {
+		i := ord - b*r.per
+		rd := reader{b: r.rowData[r.rowAt[i]:r.rowAt[i+1]]}
+		tid := rd.uvarint()
+		r.row = cursor{}
+		r.row.kinds.b, r.row.str.b, r.row.fix.b = rd.chunk(), rd.chunk(), rd.chunk()
+		r.row.num.b = rd.b
+		if rd.bad || tid >= uint64(len(r.tmpls)) {
+			return fmt.Errorf("text block %d: event %d: row is damaged", b, ord)
+		}
+		line, err := r.event(&r.tmpls[tid])
+		if err != nil {
+			return fmt.Errorf("text block %d: event %d: %w", b, ord, err)
+		}
+		if err := fn(ord, line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // open decompresses block b and sets the cursors at its start.
 func (r *Reader) open(b int) error {
 	blk := r.blocks[b]
@@ -245,6 +309,9 @@ func (r *Reader) open(b int) error {
 
 // block writes the events of want, all in block b.
 func (r *Reader) block(b int, want []int, fn func(int, []byte) error) error {
+	if r.rows {
+		return r.blockRows(b, want, fn)
+	}
 	if err := r.open(b); err != nil {
 		return fmt.Errorf("text block %d: %w", b, err)
 	}
@@ -313,7 +380,10 @@ func (r *Reader) uuid(c *cursor) []byte {
 // set (skipping an event only moves the cursors on). A guessed URI's
 // value is what follows the guess.
 func (r *Reader) next(col int, dst []byte, write bool) ([]byte, byte, error) {
-	c := &r.curs[col]
+	c := &r.row
+	if !r.rows {
+		c = &r.curs[col]
+	}
 	kind := c.kinds.bytes(1)
 	if c.kinds.bad {
 		return dst, 0, errDamaged
@@ -331,9 +401,12 @@ func (r *Reader) next(col int, dst []byte, write bool) ([]byte, byte, error) {
 		}
 	case k == kindTime:
 		t := unzigzag(c.num.uvarint())
-		if r.evTimed {
+		switch {
+		case r.evTimed:
 			t += r.evTime
-		} else {
+		case r.rows:
+			t += r.base
+		default:
 			t += c.last
 		}
 		c.last, r.evTime, r.evTimed = t, t, true
@@ -415,7 +488,7 @@ func (r *Reader) event(t *template) ([]byte, error) {
 // for a group written with a frame per column; ADR 0023 reads it to see
 // where the bytes go.
 func (r *Reader) ColumnBytes() (map[string]int, error) {
-	if r.oneFrame {
+	if r.oneFrame || r.rows {
 		return nil, errors.New("one frame per block: no column sizes")
 	}
 	sizes := map[string]int{}

@@ -39,6 +39,7 @@ const magic = "KTC1"
 const (
 	flagDict byte = 1 << iota
 	flagOneFrame
+	flagRows
 )
 
 // Options chooses a layout; ADR 0023 measures them against each other.
@@ -61,6 +62,13 @@ type Options struct {
 	OneFrame bool
 	// Opaque keeps request and response bodies as one value each.
 	Opaque bool
+	// Rows writes a block as rows rather than columns: each event's
+	// template number and values one after the other, and the rows'
+	// lengths first, so that reading an event jumps to its row where
+	// columns must be walked from the block's start. Dict is ignored
+	// (zstd finds the repeats), and an event's first time is written as
+	// a difference from the block's first time.
+	Rows bool
 }
 
 // template is the part of a line that is not its values: lits[k] comes
@@ -97,6 +105,14 @@ type encoder struct {
 	cols    []column
 	evTime  int64 // the event's previous time, when evTimed
 	evTimed bool
+	// With Rows: the event's streams, the block's rows and their
+	// lengths, and the block's first time.
+	row     column
+	rows    []byte
+	rowLens []byte
+	nRows   int
+	base    int64
+	based   bool
 
 	blocks [][]byte
 }
@@ -108,6 +124,9 @@ var rawTemplate = template{lits: [][]byte{nil, nil}, cols: []int{0}}
 func newEncoder(opt Options) (*encoder, error) {
 	if opt.Level == 0 {
 		opt.Level = zstd.SpeedDefault
+	}
+	if opt.Rows {
+		opt.Dict, opt.OneFrame = false, false
 	}
 	zenc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(opt.Level), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
 	if err != nil {
@@ -188,6 +207,19 @@ func (e *encoder) add(line []byte) {
 	for _, l := range leaves {
 		e.put(l.col, line[l.start:l.end], &ref)
 	}
+	if e.opt.Rows {
+		r := &e.row
+		row := binary.AppendUvarint(e.key[:0], uint64(tid))
+		row = appendChunk(row, r.kinds)
+		row = appendChunk(row, r.str)
+		row = appendChunk(row, r.fix)
+		row = append(row, r.num...)
+		e.key = row
+		e.rows = append(e.rows, row...)
+		e.rowLens = binary.AppendUvarint(e.rowLens, uint64(len(row)))
+		e.nRows++
+		r.kinds, r.str, r.fix, r.num = r.kinds[:0], r.str[:0], r.fix[:0], r.num[:0]
+	}
 }
 
 // template returns the number of a split line's template, making it if
@@ -222,6 +254,9 @@ func (e *encoder) template(line []byte, leaves []span) int {
 // put writes value v of column col as the kind that says it shortest.
 func (e *encoder) put(col int, v []byte, ref *[nRef][]byte) {
 	c := &e.cols[col]
+	if e.opt.Rows {
+		c = &e.row
+	}
 	if e.opt.URI && col == e.uriCol {
 		for g := range 3 {
 			p, ok := guessURI(e.guess[:0], ref, g)
@@ -241,7 +276,7 @@ func (e *encoder) put(col int, v []byte, ref *[nRef][]byte) {
 		}
 		if t, ok := parseMicro(v, e.guess[:0]); ok {
 			c.kinds = append(c.kinds, kindTime)
-			c.num = binary.AppendUvarint(c.num, zigzag(t-e.timeBase(c)))
+			c.num = binary.AppendUvarint(c.num, zigzag(t-e.timeBase(c, t)))
 			c.last, e.evTime, e.evTimed = t, t, true
 			return
 		}
@@ -267,11 +302,19 @@ func (e *encoder) put(col int, v []byte, ref *[nRef][]byte) {
 // previous time (a stageTimestamp follows its requestReceivedTimestamp by
 // the request's latency), else the column's previous time (events of one
 // user, verb and resource are stored in arrival order).
-func (e *encoder) timeBase(c *column) int64 {
-	if e.evTimed {
+//
+// With Rows an event's first time is a difference from the block's first
+// time, so that no row depends on the one before.
+func (e *encoder) timeBase(c *column, t int64) int64 {
+	switch {
+	case e.evTimed:
 		return e.evTime
+	case !e.opt.Rows:
+		return c.last
+	case !e.based:
+		e.base, e.based = t, true
 	}
-	return c.last
+	return e.base
 }
 
 // putString writes a string, with Dict as a reference into the column's
@@ -318,6 +361,14 @@ func (e *encoder) putUUID(c *column, u [16]byte) {
 
 // flush ends the block being built.
 func (e *encoder) flush() {
+	if e.opt.Rows {
+		raw := binary.AppendUvarint(nil, zigzag(e.base))
+		raw = binary.AppendUvarint(raw, uint64(e.nRows))
+		raw = append(append(raw, e.rowLens...), e.rows...)
+		e.blocks = append(e.blocks, e.zenc.EncodeAll(raw, nil))
+		e.rows, e.rowLens, e.nRows, e.base, e.based = e.rows[:0], e.rowLens[:0], 0, 0, false
+		return
+	}
 	contents := [][]byte{e.tids}
 	for i := range e.cols {
 		c := &e.cols[i]
@@ -373,6 +424,9 @@ func (e *encoder) group(n, per int) []byte {
 	}
 	if e.opt.OneFrame {
 		flags |= flagOneFrame
+	}
+	if e.opt.Rows {
+		flags |= flagRows
 	}
 	var meta []byte
 	meta = binary.AppendUvarint(meta, uint64(len(e.paths)))

@@ -18,6 +18,8 @@ var layouts = []Options{
 	{BlockEvents: 3, Types: true, URI: true, Dict: true, Opaque: true},
 	{BlockEvents: 7, Types: true, URI: true, OneFrame: true},
 	{BlockEvents: 1, Types: true, Dict: true, OneFrame: true, Opaque: true},
+	{BlockEvents: 5, Types: true, URI: true, Rows: true, Opaque: true},
+	{Types: true, URI: true, Rows: true},
 }
 
 func newDecoder(t testing.TB) *zstd.Decoder {
@@ -192,6 +194,7 @@ func TestRoundTripCorpus(t *testing.T) {
 	for _, opt := range []Options{
 		{BlockEvents: 1024, Types: true, URI: true, Dict: true, Opaque: true},
 		{BlockEvents: 4096, Types: true, URI: true, OneFrame: true, Opaque: true},
+		{BlockEvents: 256, Types: true, URI: true, Rows: true, Opaque: true},
 	} {
 		roundTrip(t, dec, lines, opt)
 	}
@@ -203,35 +206,41 @@ func TestRoundTripCorpus(t *testing.T) {
 func TestEventsRandomSubsets(t *testing.T) {
 	lines := readLines(t, "../../investigate/testdata/incident/incident.log.gz", 1<<30)
 	dec := newDecoder(t)
-	g, err := Encode(lines, Options{BlockEvents: 64, Types: true, URI: true, Dict: true, Opaque: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := Open(g, dec)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	for range 50 {
-		var ords []int
-		for i := range lines {
-			if rng.IntN(20) == 0 {
-				ords = append(ords, i)
-			}
-		}
-		n := 0
-		err := r.Events(ords, func(ord int, line []byte) error {
-			n++
-			if !bytes.Equal(line, lines[ord]) {
-				return fmt.Errorf("event %d:\n got %q\nwant %q", ord, line, lines[ord])
-			}
-			return nil
-		})
+	var r *Reader
+	for _, opt := range []Options{
+		{BlockEvents: 64, Types: true, URI: true, Dict: true, Opaque: true},
+		{BlockEvents: 64, Types: true, URI: true, Rows: true, Opaque: true},
+	} {
+		g, err := Encode(lines, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n != len(ords) {
-			t.Fatalf("%d events of %d", n, len(ords))
+		r, err = Open(g, dec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 50 {
+			var ords []int
+			for i := range lines {
+				if rng.IntN(20) == 0 {
+					ords = append(ords, i)
+				}
+			}
+			n := 0
+			err := r.Events(ords, func(ord int, line []byte) error {
+				n++
+				if !bytes.Equal(line, lines[ord]) {
+					return fmt.Errorf("event %d:\n got %q\nwant %q", ord, line, lines[ord])
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("%+v: %v", opt, err)
+			}
+			if n != len(ords) {
+				t.Fatalf("%+v: %d events of %d", opt, n, len(ords))
+			}
 		}
 	}
 	if err := r.Events([]int{5, 3}, func(int, []byte) error { return nil }); err == nil {
