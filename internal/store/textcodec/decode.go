@@ -14,6 +14,7 @@ type Reader struct {
 	dict     bool
 	oneFrame bool
 	rows     bool
+	apart    bool
 	n, per   int
 	paths    []string
 	tmpls    []template
@@ -33,10 +34,15 @@ type Reader struct {
 	rowAt   []int
 	base    int64
 	row     cursor
-	vals    []byte   // the values of the event being written
-	at      [][2]int // where each of its values is in vals
-	line    []byte
-	kinds   []byte
+	// With bodies apart: the block's body frame, decompressed the first
+	// time an event of the block has a body.
+	bodyZ    []byte
+	bodies   []byte
+	bodiesOK bool
+	vals     []byte   // the values of the event being written
+	at       [][2]int // where each of its values is in vals
+	line     []byte
+	kinds    []byte
 }
 
 // cursor walks one column's streams in a block.
@@ -53,7 +59,7 @@ func Open(b []byte, dec *zstd.Decoder) (*Reader, error) {
 	if len(b) < len(magic)+1 || string(b[:len(magic)]) != magic {
 		return nil, errors.New("text group: no KTC1 header")
 	}
-	r := &Reader{vals: make([]byte, 0, 4096), dec: dec, dict: b[4]&flagDict != 0, oneFrame: b[4]&flagOneFrame != 0, rows: b[4]&flagRows != 0, uriCol: -1}
+	r := &Reader{vals: make([]byte, 0, 4096), dec: dec, dict: b[4]&flagDict != 0, oneFrame: b[4]&flagOneFrame != 0, rows: b[4]&flagRows != 0, apart: b[4]&flagBodiesApart != 0, uriCol: -1}
 	rd := reader{b: b[len(magic)+1:]}
 	r.n, r.per = int(rd.uvarint()), int(rd.uvarint())
 	metaZ := rd.chunk()
@@ -175,7 +181,17 @@ func (r *Reader) openRows(b int) error {
 	if len(r.plain) == 0 {
 		r.plain = append(r.plain, nil)
 	}
-	p, err := r.dec.DecodeAll(r.blocks[b], r.plain[0][:0])
+	blk := r.blocks[b]
+	r.bodyZ, r.bodiesOK = nil, false
+	if r.apart {
+		rd := reader{b: blk}
+		blk = rd.chunk()
+		if rd.bad {
+			return errors.New("rows frame is cut short")
+		}
+		r.bodyZ = rd.b
+	}
+	p, err := r.dec.DecodeAll(blk, r.plain[0][:0])
 	if err != nil {
 		return err
 	}
@@ -423,6 +439,21 @@ func (r *Reader) next(col int, dst []byte, write bool) ([]byte, byte, error) {
 		u := r.uuid(c)
 		if write && u != nil {
 			dst = appendUUID(append(dst, w...), u)
+		}
+	case k == kindBody && r.apart:
+		off, n := c.num.uvarint(), c.num.uvarint()
+		if !r.bodiesOK && write {
+			b, err := r.dec.DecodeAll(r.bodyZ, r.bodies[:0])
+			if err != nil {
+				return dst, 0, fmt.Errorf("body frame: %w", err)
+			}
+			r.bodies, r.bodiesOK = b, true
+		}
+		if write {
+			if off > uint64(len(r.bodies)) || n > uint64(len(r.bodies))-off {
+				return dst, 0, errDamaged
+			}
+			dst = append(dst, r.bodies[off:off+n]...)
 		}
 	default:
 		return dst, 0, fmt.Errorf("column %q: value kind %d", r.paths[col], k)

@@ -40,6 +40,7 @@ const (
 	flagDict byte = 1 << iota
 	flagOneFrame
 	flagRows
+	flagBodiesApart
 )
 
 // Options chooses a layout; ADR 0023 measures them against each other.
@@ -69,6 +70,10 @@ type Options struct {
 	// (zstd finds the repeats), and an event's first time is written as
 	// a difference from the block's first time.
 	Rows bool
+	// BodiesApart, with Rows and Opaque, keeps request and response
+	// bodies in a frame of their own per block, so that reading an event
+	// without a body never decompresses its neighbours' bodies.
+	BodiesApart bool
 }
 
 // template is the part of a line that is not its values: lits[k] comes
@@ -113,6 +118,7 @@ type encoder struct {
 	nRows   int
 	base    int64
 	based   bool
+	bodies  []byte // with BodiesApart, the block's bodies
 
 	blocks [][]byte
 }
@@ -127,6 +133,9 @@ func newEncoder(opt Options) (*encoder, error) {
 	}
 	if opt.Rows {
 		opt.Dict, opt.OneFrame = false, false
+	}
+	if !opt.Rows || !opt.Opaque {
+		opt.BodiesApart = false
 	}
 	zenc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(opt.Level), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
 	if err != nil {
@@ -257,6 +266,13 @@ func (e *encoder) put(col int, v []byte, ref *[nRef][]byte) {
 	if e.opt.Rows {
 		c = &e.row
 	}
+	if e.opt.BodiesApart && (e.paths[col] == "$.requestObject" || e.paths[col] == "$.responseObject") {
+		c.kinds = append(c.kinds, kindBody)
+		c.num = binary.AppendUvarint(c.num, uint64(len(e.bodies)))
+		c.num = binary.AppendUvarint(c.num, uint64(len(v)))
+		e.bodies = append(e.bodies, v...)
+		return
+	}
 	if e.opt.URI && col == e.uriCol {
 		for g := range 3 {
 			p, ok := guessURI(e.guess[:0], ref, g)
@@ -365,8 +381,17 @@ func (e *encoder) flush() {
 		raw := binary.AppendUvarint(nil, zigzag(e.base))
 		raw = binary.AppendUvarint(raw, uint64(e.nRows))
 		raw = append(append(raw, e.rowLens...), e.rows...)
-		e.blocks = append(e.blocks, e.zenc.EncodeAll(raw, nil))
+		block := e.zenc.EncodeAll(raw, nil)
+		if e.opt.BodiesApart {
+			// The rows' frame, then the bodies' frame, if any.
+			block = appendChunk(nil, block)
+			if len(e.bodies) > 0 {
+				block = e.zenc.EncodeAll(e.bodies, block)
+			}
+		}
+		e.blocks = append(e.blocks, block)
 		e.rows, e.rowLens, e.nRows, e.base, e.based = e.rows[:0], e.rowLens[:0], 0, 0, false
+		e.bodies = e.bodies[:0]
 		return
 	}
 	contents := [][]byte{e.tids}
@@ -427,6 +452,9 @@ func (e *encoder) group(n, per int) []byte {
 	}
 	if e.opt.Rows {
 		flags |= flagRows
+	}
+	if e.opt.BodiesApart {
+		flags |= flagBodiesApart
 	}
 	var meta []byte
 	meta = binary.AppendUvarint(meta, uint64(len(e.paths)))

@@ -19,6 +19,7 @@ var layouts = []Options{
 	{BlockEvents: 7, Types: true, URI: true, OneFrame: true},
 	{BlockEvents: 1, Types: true, Dict: true, OneFrame: true, Opaque: true},
 	{BlockEvents: 5, Types: true, URI: true, Rows: true, Opaque: true},
+	{BlockEvents: 4, Types: true, URI: true, Rows: true, Opaque: true, BodiesApart: true},
 	{Types: true, URI: true, Rows: true},
 }
 
@@ -195,6 +196,7 @@ func TestRoundTripCorpus(t *testing.T) {
 		{BlockEvents: 1024, Types: true, URI: true, Dict: true, Opaque: true},
 		{BlockEvents: 4096, Types: true, URI: true, OneFrame: true, Opaque: true},
 		{BlockEvents: 256, Types: true, URI: true, Rows: true, Opaque: true},
+		{BlockEvents: 256, Types: true, URI: true, Rows: true, Opaque: true, BodiesApart: true},
 	} {
 		roundTrip(t, dec, lines, opt)
 	}
@@ -211,6 +213,7 @@ func TestEventsRandomSubsets(t *testing.T) {
 	for _, opt := range []Options{
 		{BlockEvents: 64, Types: true, URI: true, Dict: true, Opaque: true},
 		{BlockEvents: 64, Types: true, URI: true, Rows: true, Opaque: true},
+		{BlockEvents: 64, Types: true, URI: true, Rows: true, Opaque: true, BodiesApart: true},
 	} {
 		g, err := Encode(lines, opt)
 		if err != nil {

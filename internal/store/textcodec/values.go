@@ -19,6 +19,10 @@ const (
 	kindURI                // requestURI: the URI guessed from objectRef (guess 0), then the rest as a string
 	// kindURI+1 and kindURI+2 are guesses 1 and 2; see guessURI.
 	kindLast = kindURI + 2
+	// kindBody is a request or response body kept apart (Rows with
+	// BodiesApart): its offset and length in the block's body frame, in
+	// the number stream.
+	kindBody = kindLast + 1
 )
 
 const hexDigits = "0123456789abcdef"

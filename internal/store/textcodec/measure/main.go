@@ -173,6 +173,8 @@ func allLayouts() []layout {
 		{name: "all, 1024/block, zstd better", opt: with(func(o *textcodec.Options) { o.BlockEvents = 1024; o.Level = zstd.SpeedBetterCompression })},
 		{name: "rows, 1024/block", opt: with(func(o *textcodec.Options) { o.BlockEvents = 1024; o.Rows = true })},
 		{name: "rows, 256/block", opt: with(func(o *textcodec.Options) { o.BlockEvents = 256; o.Rows = true })},
+		{name: "rows, bodies apart, 1024/block", opt: with(func(o *textcodec.Options) { o.BlockEvents = 1024; o.Rows = true; o.BodiesApart = true })},
+		{name: "rows, bodies apart, 256/block", opt: with(func(o *textcodec.Options) { o.BlockEvents = 256; o.Rows = true; o.BodiesApart = true })},
 		{name: "rows, 4096/block", opt: with(func(o *textcodec.Options) { o.BlockEvents = 4096; o.Rows = true })},
 		{name: "rows, 1024/block, zstd better", opt: with(func(o *textcodec.Options) { o.BlockEvents = 1024; o.Rows = true; o.Level = zstd.SpeedBetterCompression })},
 		{name: "all, 1024/block, bodies split", opt: with(func(o *textcodec.Options) { o.BlockEvents = 1024; o.Opaque = false })},
