@@ -102,8 +102,8 @@ type encoder struct {
 	tmpls   []template
 	ref     [nRef]int // the column of each objectRef field, or -1
 	uriCol  int
-	key     []byte
-	guess   []byte
+	key     []byte // a template's key, reused
+	guess   []byte // a guessed URI or a written time, reused
 
 	// The block being built.
 	tids    []byte
@@ -218,12 +218,12 @@ func (e *encoder) add(line []byte) {
 	}
 	if e.opt.Rows {
 		r := &e.row
-		row := binary.AppendUvarint(e.key[:0], uint64(tid))
+		row := binary.AppendUvarint(e.row.dict[:0], uint64(tid)) // the row's dict stream is unused: Rows has no Dict
 		row = appendChunk(row, r.kinds)
 		row = appendChunk(row, r.str)
 		row = appendChunk(row, r.fix)
 		row = append(row, r.num...)
-		e.key = row
+		e.row.dict = row
 		e.rows = append(e.rows, row...)
 		e.rowLens = binary.AppendUvarint(e.rowLens, uint64(len(row)))
 		e.nRows++
