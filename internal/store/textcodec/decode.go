@@ -1,0 +1,542 @@
+package textcodec
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Reader gives back the lines of a group. It keeps its buffers from call
+// to call and is not safe for concurrent use.
+type Reader struct {
+	dict     bool
+	oneFrame bool
+	rows     bool
+	apart    bool
+	n, per   int
+	paths    []string
+	tmpls    []template
+	blocks   [][]byte
+	ref      [nRef]int
+	uriCol   int
+	dec      *zstd.Decoder
+
+	plain   [][]byte // the block's frames, decompressed
+	tids    reader
+	curs    []cursor
+	evTime  int64 // the event's previous time, when evTimed
+	evTimed bool
+	// With rows: the block's rows, where each starts, its first time,
+	// and the cursor of the row being read.
+	rowData []byte
+	rowAt   []int
+	base    int64
+	row     cursor
+	// With bodies apart: the block's body frame, decompressed the first
+	// time an event of the block has a body.
+	bodyZ    []byte
+	bodies   []byte
+	bodiesOK bool
+	vals     []byte   // the values of the event being written
+	at       [][2]int // where each of its values is in vals
+	line     []byte
+	kinds    []byte
+}
+
+// cursor walks one column's streams in a block.
+type cursor struct {
+	kinds, str, dict, fix, num reader
+	words                      [][]byte // the dictionary so far
+	ids                        [][]byte // the UUIDs so far
+	last                       int64    // the column's previous time
+}
+
+// Open reads a group's header and meta. b must not change while the
+// Reader is used; dec is used for every frame.
+func Open(b []byte, dec *zstd.Decoder) (*Reader, error) {
+	if len(b) < len(magic)+1 || string(b[:len(magic)]) != magic {
+		return nil, errors.New("text group: no KTC1 header")
+	}
+	r := &Reader{vals: make([]byte, 0, 4096), dec: dec, dict: b[4]&flagDict != 0, oneFrame: b[4]&flagOneFrame != 0, rows: b[4]&flagRows != 0, apart: b[4]&flagBodiesApart != 0, uriCol: -1}
+	rd := reader{b: b[len(magic)+1:]}
+	r.n, r.per = int(rd.uvarint()), int(rd.uvarint())
+	metaZ := rd.chunk()
+	nb := rd.uvarint()
+	if rd.bad || r.per <= 0 || nb > uint64(len(rd.b)) || nb != uint64((r.n+r.per-1)/r.per) && r.n > 0 {
+		return nil, errors.New("text group: header is damaged")
+	}
+	lens := make([]uint64, nb)
+	for i := range lens {
+		lens[i] = rd.uvarint()
+	}
+	for _, l := range lens {
+		r.blocks = append(r.blocks, rd.bytes(l))
+	}
+	if rd.bad || len(rd.b) != 0 {
+		return nil, errors.New("text group: block table does not match the blocks")
+	}
+	meta, err := dec.DecodeAll(metaZ, nil)
+	if err != nil {
+		return nil, fmt.Errorf("text group meta: %w", err)
+	}
+	if err := r.readMeta(meta); err != nil {
+		return nil, fmt.Errorf("text group meta: %w", err)
+	}
+	return r, nil
+}
+
+func (r *Reader) readMeta(meta []byte) error {
+	rd := reader{b: meta}
+	np := rd.uvarint()
+	if np == 0 || np > uint64(len(meta)) {
+		return errors.New("no columns")
+	}
+	for k := range r.ref {
+		r.ref[k] = -1
+	}
+	for i := range np {
+		p := string(rd.chunk())
+		r.paths = append(r.paths, p)
+		if p == uriPath {
+			r.uriCol = int(i)
+		}
+		for k, rp := range refPaths {
+			if p == rp {
+				r.ref[k] = int(i)
+			}
+		}
+	}
+	nt := rd.uvarint()
+	if nt > uint64(len(meta)) {
+		return errors.New("template count exceeds the meta")
+	}
+	for range nt {
+		nc := rd.uvarint()
+		if nc > uint64(len(rd.b)) {
+			return errors.New("template is damaged")
+		}
+		t := template{lits: make([][]byte, nc+1), cols: make([]int, nc)}
+		for k := range t.lits {
+			t.lits[k] = rd.chunk()
+		}
+		for k := range t.cols {
+			c := rd.uvarint()
+			if c >= np {
+				return fmt.Errorf("template names column %d of %d", c, np)
+			}
+			t.cols[k] = int(c)
+		}
+		r.tmpls = append(r.tmpls, t)
+	}
+	if rd.bad || len(rd.b) != 0 {
+		return errors.New("meta is damaged")
+	}
+	return nil
+}
+
+// Len returns the number of events in the group.
+func (r *Reader) Len() int { return r.n }
+
+// Events calls fn with the line of each event of ords, which must be
+// ascending, in that order. line is valid only during the call.
+func (r *Reader) Events(ords []int, fn func(ord int, line []byte) error) error {
+	for i := 0; i < len(ords); {
+		if ords[i] < 0 || ords[i] >= r.n || i > 0 && ords[i] <= ords[i-1] {
+			return fmt.Errorf("event %d of %d, after %d: ordinals must ascend within the group", ords[i], r.n, ords[max(i-1, 0)])
+		}
+		b := ords[i] / r.per
+		j := i + 1
+		for j < len(ords) && ords[j]/r.per == b && ords[j] > ords[j-1] {
+			j++
+		}
+		if err := r.block(b, ords[i:j], fn); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+// All calls fn with every line, in order.
+func (r *Reader) All(fn func(ord int, line []byte) error) error {
+	for b := range r.blocks {
+		lo := b * r.per
+		hi := min(lo+r.per, r.n)
+		ords := make([]int, hi-lo)
+		for i := range ords {
+			ords[i] = lo + i
+		}
+		if err := r.block(b, ords, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openRows decompresses block b of a group written as rows and finds
+// where each row starts.
+func (r *Reader) openRows(b int) error {
+	if len(r.plain) == 0 {
+		r.plain = append(r.plain, nil)
+	}
+	blk := r.blocks[b]
+	r.bodyZ, r.bodiesOK = nil, false
+	if r.apart {
+		rd := reader{b: blk}
+		blk = rd.chunk()
+		if rd.bad {
+			return errors.New("rows frame is cut short")
+		}
+		r.bodyZ = rd.b
+	}
+	p, err := r.dec.DecodeAll(blk, r.plain[0][:0])
+	if err != nil {
+		return err
+	}
+	r.plain[0] = p
+	rd := reader{b: p}
+	r.base = unzigzag(rd.uvarint())
+	n := rd.uvarint()
+	if rd.bad || n != uint64(min(r.per, r.n-b*r.per)) {
+		return errors.New("row table is damaged")
+	}
+	r.rowAt = append(r.rowAt[:0], 0)
+	total := 0
+	for range n {
+		total += int(rd.uvarint())
+		r.rowAt = append(r.rowAt, total)
+	}
+	if rd.bad || total != len(rd.b) {
+		return errors.New("row lengths do not match the rows")
+	}
+	r.rowData = rd.b
+	return nil
+}
+
+// blockRows writes the events of want, all in block b of a group written
+// as rows.
+func (r *Reader) blockRows(b int, want []int, fn func(int, []byte) error) error {
+	if err := r.openRows(b); err != nil {
+		return fmt.Errorf("text block %d: %w", b, err)
+	}
+	for _, ord := range want {
+		i := ord - b*r.per
+		rd := reader{b: r.rowData[r.rowAt[i]:r.rowAt[i+1]]}
+		tid := rd.uvarint()
+		r.row = cursor{}
+		r.row.kinds.b, r.row.str.b, r.row.fix.b = rd.chunk(), rd.chunk(), rd.chunk()
+		r.row.num.b = rd.b
+		if rd.bad || tid >= uint64(len(r.tmpls)) {
+			return fmt.Errorf("text block %d: event %d: row is damaged", b, ord)
+		}
+		line, err := r.event(&r.tmpls[tid])
+		if err != nil {
+			return fmt.Errorf("text block %d: event %d: %w", b, ord, err)
+		}
+		if err := fn(ord, line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// open decompresses block b and sets the cursors at its start.
+func (r *Reader) open(b int) error {
+	blk := r.blocks[b]
+	var contents [][]byte
+	if r.oneFrame {
+		if len(r.plain) == 0 {
+			r.plain = append(r.plain, nil)
+		}
+		p, err := r.dec.DecodeAll(blk, r.plain[0][:0])
+		if err != nil {
+			return err
+		}
+		r.plain[0] = p
+		rd := reader{b: p}
+		k := rd.uvarint()
+		if k > uint64(len(p)) {
+			return errors.New("frame table is damaged")
+		}
+		lens := make([]uint64, k)
+		for i := range lens {
+			lens[i] = rd.uvarint()
+		}
+		for _, l := range lens {
+			contents = append(contents, rd.bytes(l))
+		}
+		if rd.bad {
+			return errors.New("frame table does not match the frames")
+		}
+	} else {
+		rd := reader{b: blk}
+		k := rd.uvarint()
+		if k > uint64(len(blk)) {
+			return errors.New("frame table is damaged")
+		}
+		lens := make([]uint64, k)
+		for i := range lens {
+			lens[i] = rd.uvarint()
+		}
+		for len(r.plain) < int(k) {
+			r.plain = append(r.plain, nil)
+		}
+		for i, l := range lens {
+			f := rd.bytes(l)
+			if rd.bad {
+				return errors.New("frame table does not match the frames")
+			}
+			if l == 0 {
+				contents = append(contents, nil)
+				continue
+			}
+			p, err := r.dec.DecodeAll(f, r.plain[i][:0])
+			if err != nil {
+				return fmt.Errorf("frame %d: %w", i, err)
+			}
+			r.plain[i] = p
+			contents = append(contents, p)
+		}
+	}
+	if len(contents) == 0 || len(contents) > len(r.paths)+1 {
+		return fmt.Errorf("%d frames for %d columns", len(contents), len(r.paths))
+	}
+	r.tids = reader{b: contents[0]}
+	for len(r.curs) < len(r.paths) {
+		r.curs = append(r.curs, cursor{})
+	}
+	for c := range r.curs {
+		cu := &r.curs[c]
+		*cu = cursor{words: cu.words[:0], ids: cu.ids[:0]}
+		if c+1 >= len(contents) || len(contents[c+1]) == 0 {
+			continue
+		}
+		rd := reader{b: contents[c+1]}
+		cu.kinds.b, cu.str.b, cu.dict.b, cu.fix.b = rd.chunk(), rd.chunk(), rd.chunk(), rd.chunk()
+		cu.num.b = rd.b
+		if rd.bad {
+			return fmt.Errorf("column %q: streams are damaged", r.paths[c])
+		}
+	}
+	return nil
+}
+
+// block writes the events of want, all in block b.
+func (r *Reader) block(b int, want []int, fn func(int, []byte) error) error {
+	if r.rows {
+		return r.blockRows(b, want, fn)
+	}
+	if err := r.open(b); err != nil {
+		return fmt.Errorf("text block %d: %w", b, err)
+	}
+	w := 0
+	for ord := b * r.per; w < len(want); ord++ {
+		tid := r.tids.uvarint()
+		if r.tids.bad || tid >= uint64(len(r.tmpls)) {
+			return fmt.Errorf("text block %d: event %d: no such template", b, ord)
+		}
+		t := &r.tmpls[tid]
+		if ord != want[w] {
+			if err := r.skip(t); err != nil {
+				return fmt.Errorf("text block %d: event %d: %w", b, ord, err)
+			}
+			continue
+		}
+		w++
+		line, err := r.event(t)
+		if err != nil {
+			return fmt.Errorf("text block %d: event %d: %w", b, ord, err)
+		}
+		if err := fn(ord, line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var errDamaged = errors.New("column streams are damaged")
+
+// word reads a string value.
+func (r *Reader) word(c *cursor) []byte {
+	if !r.dict {
+		return c.str.chunk()
+	}
+	switch id := c.str.uvarint(); {
+	case id == 0:
+		w := c.dict.chunk()
+		c.words = append(c.words, w)
+		return w
+	case id <= uint64(len(c.words)):
+		return c.words[id-1]
+	}
+	c.str.bad = true
+	return nil
+}
+
+// uuid reads a UUID's 16 bytes.
+func (r *Reader) uuid(c *cursor) []byte {
+	if !r.dict {
+		return c.fix.bytes(16)
+	}
+	switch id := c.str.uvarint(); {
+	case id == 0:
+		u := c.fix.bytes(16)
+		c.ids = append(c.ids, u)
+		return u
+	case id <= uint64(len(c.ids)):
+		return c.ids[id-1]
+	}
+	c.str.bad = true
+	return nil
+}
+
+// next reads column col's next value, appending it to dst when write is
+// set (skipping an event only moves the cursors on). A guessed URI's
+// value is what follows the guess.
+func (r *Reader) next(col int, dst []byte, write bool) ([]byte, byte, error) {
+	c := &r.row
+	if !r.rows {
+		c = &r.curs[col]
+	}
+	kind := c.kinds.bytes(1)
+	if c.kinds.bad {
+		return dst, 0, errDamaged
+	}
+	switch k := kind[0]; {
+	case k == kindString || k >= kindURI && k <= kindLast:
+		w := r.word(c)
+		if write {
+			dst = append(dst, w...)
+		}
+	case k == kindUUID:
+		u := r.uuid(c)
+		if write && u != nil {
+			dst = appendUUID(dst, u)
+		}
+	case k == kindTime:
+		t := unzigzag(c.num.uvarint())
+		switch {
+		case r.evTimed:
+			t += r.evTime
+		case r.rows:
+			t += r.base
+		default:
+			t += c.last
+		}
+		c.last, r.evTime, r.evTimed = t, t, true
+		if write {
+			dst = appendMicro(dst, t)
+		}
+	case k == kindInt:
+		n := unzigzag(c.num.uvarint())
+		if write {
+			dst = strconv.AppendInt(dst, n, 10)
+		}
+	case k == kindTailID:
+		w := r.word(c)
+		u := r.uuid(c)
+		if write && u != nil {
+			dst = appendUUID(append(dst, w...), u)
+		}
+	case k == kindBody && r.apart:
+		off, n := c.num.uvarint(), c.num.uvarint()
+		if !r.bodiesOK && write {
+			b, err := r.dec.DecodeAll(r.bodyZ, r.bodies[:0])
+			if err != nil {
+				return dst, 0, fmt.Errorf("body frame: %w", err)
+			}
+			r.bodies, r.bodiesOK = b, true
+		}
+		if write {
+			if off > uint64(len(r.bodies)) || n > uint64(len(r.bodies))-off {
+				return dst, 0, errDamaged
+			}
+			dst = append(dst, r.bodies[off:off+n]...)
+		}
+	default:
+		return dst, 0, fmt.Errorf("column %q: value kind %d", r.paths[col], k)
+	}
+	if c.str.bad || c.fix.bad || c.num.bad || c.dict.bad {
+		return dst, 0, errDamaged
+	}
+	return dst, kind[0], nil
+}
+
+// skip passes over an event's values.
+func (r *Reader) skip(t *template) error {
+	r.evTimed = false
+	for _, col := range t.cols {
+		if _, _, err := r.next(col, nil, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// event writes an event's line: its values first, then the guessed
+// URIs, which need the objectRef values that may come after them.
+func (r *Reader) event(t *template) ([]byte, error) {
+	r.evTimed = false
+	r.vals, r.at = r.vals[:0], r.at[:0]
+	kinds := r.kinds[:0]
+	for _, col := range t.cols {
+		start := len(r.vals)
+		var k byte
+		var err error
+		r.vals, k, err = r.next(col, r.vals, true)
+		if err != nil {
+			return nil, err
+		}
+		kinds = append(kinds, k)
+		r.at = append(r.at, [2]int{start, len(r.vals)})
+	}
+	r.kinds = kinds
+	var ref [nRef][]byte
+	for i, col := range t.cols {
+		setRef(&ref, &r.ref, col, r.vals[r.at[i][0]:r.at[i][1]:r.at[i][1]])
+	}
+	line := r.line[:0]
+	for i, col := range t.cols {
+		line = append(line, t.lits[i]...)
+		if k := kinds[i]; k >= kindURI && k <= kindLast {
+			var ok bool
+			line, ok = guessURI(line, &ref, int(k-kindURI))
+			if !ok || col != r.uriCol {
+				return nil, fmt.Errorf("column %q: guessed URI without objectRef", r.paths[col])
+			}
+		}
+		line = append(line, r.vals[r.at[i][0]:r.at[i][1]]...)
+	}
+	line = append(line, t.lits[len(t.cols)]...)
+	r.line = line
+	return line, nil
+}
+
+// ColumnBytes returns the stored bytes of each column over the group's
+// blocks, by key path ("templates" for the events' template numbers),
+// for a group written with a frame per column; ADR 0023 reads it to see
+// where the bytes go.
+func (r *Reader) ColumnBytes() (map[string]int, error) {
+	if r.oneFrame || r.rows {
+		return nil, errors.New("one frame per block: no column sizes")
+	}
+	sizes := map[string]int{}
+	for b, blk := range r.blocks {
+		rd := reader{b: blk}
+		k := rd.uvarint()
+		for i := range k {
+			l := int(rd.uvarint())
+			name := "templates"
+			if i > 0 && int(i) <= len(r.paths) {
+				name = r.paths[i-1]
+			}
+			sizes[name] += l
+		}
+		if rd.bad {
+			return nil, fmt.Errorf("text block %d: frame table is damaged", b)
+		}
+	}
+	return sizes, nil
+}

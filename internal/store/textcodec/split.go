@@ -1,0 +1,240 @@
+package textcodec
+
+// A line is split into a template and leaves. The template is every byte
+// of the line that is not a leaf value: braces, brackets, separators,
+// whitespace, keys, the quotes around strings, and the literals true,
+// false and null. A leaf is a string's content (between its quotes, as
+// written, escapes and all) or a number's text. Splitting only finds
+// where values start and end, it never unescapes or reformats, so a line
+// is always its template's literals and its leaves put back in turn: the
+// exactness of the codec does not depend on the JSON being valid. A line
+// the splitter cannot follow (unbalanced, truncated, nested too deep) is
+// stored whole as the one leaf of the raw template.
+
+// maxDepth bounds the nesting the splitter follows; deeper lines are raw.
+const maxDepth = 64
+
+// span is a leaf: its column and where its value is in the line.
+type span struct {
+	col        int
+	start, end int
+}
+
+// splitter finds a line's leaves and their columns. Columns are named by
+// the path of keys that leads to the value, arrays as "[]", so every
+// "user.groups[]" of a group shares one column whatever the array's
+// length. It is not safe for concurrent use.
+type splitter struct {
+	b      []byte
+	i      int
+	path   []byte
+	leaves []span
+	// opaque, when set, keeps the value of a top-level requestObject or
+	// responseObject as one leaf: request bodies have shapes of their
+	// own that would each make a template and a dozen columns.
+	opaque bool
+	column func(path []byte) int
+}
+
+// split fills s.leaves with line's leaves; false means the line is raw.
+func (s *splitter) split(line []byte) bool {
+	s.b, s.i, s.path, s.leaves = line, 0, append(s.path[:0], '$'), s.leaves[:0]
+	s.ws()
+	if !s.value(0) {
+		return false
+	}
+	s.ws()
+	return s.i == len(s.b)
+}
+
+func (s *splitter) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// str returns the end of the string whose content starts at i: the index
+// of its closing quote.
+func str(b []byte, i int) (int, bool) {
+	for i < len(b) {
+		switch b[i] {
+		case '\\':
+			i += 2
+		case '"':
+			return i, true
+		default:
+			i++
+		}
+	}
+	return 0, false
+}
+
+// scalar returns the end of the number or literal that starts at i.
+func scalar(b []byte, i int) int {
+	for i < len(b) {
+		c := b[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '+' || c == '.') {
+			break
+		}
+		i++
+	}
+	return i
+}
+
+func (s *splitter) leaf(start, end int) {
+	s.leaves = append(s.leaves, span{col: s.column(s.path), start: start, end: end})
+}
+
+func (s *splitter) value(depth int) bool {
+	if s.i >= len(s.b) || depth > maxDepth {
+		return false
+	}
+	switch s.b[s.i] {
+	case '{':
+		return s.object(depth)
+	case '[':
+		return s.array(depth)
+	case '"':
+		end, ok := str(s.b, s.i+1)
+		if !ok {
+			return false
+		}
+		s.leaf(s.i+1, end)
+		s.i = end + 1
+		return true
+	}
+	start := s.i
+	s.i = scalar(s.b, s.i)
+	switch string(s.b[start:s.i]) {
+	case "":
+		return false
+	case "true", "false", "null":
+		// Part of the template: no column needs to say it.
+		return true
+	}
+	s.leaf(start, s.i)
+	return true
+}
+
+func (s *splitter) object(depth int) bool {
+	s.i++
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == '}' {
+		s.i++
+		return true
+	}
+	for {
+		if s.i >= len(s.b) || s.b[s.i] != '"' {
+			return false
+		}
+		end, ok := str(s.b, s.i+1)
+		if !ok {
+			return false
+		}
+		key := s.b[s.i+1 : end]
+		s.i = end + 1
+		s.ws()
+		if s.i >= len(s.b) || s.b[s.i] != ':' {
+			return false
+		}
+		s.i++
+		s.ws()
+		n := len(s.path)
+		s.path = append(append(s.path, '.'), key...)
+		if depth == 0 && s.opaque && (string(key) == "requestObject" || string(key) == "responseObject") {
+			start := s.i
+			if !s.skip() {
+				return false
+			}
+			s.leaf(start, s.i)
+		} else if !s.value(depth + 1) {
+			return false
+		}
+		s.path = s.path[:n]
+		s.ws()
+		if s.i >= len(s.b) {
+			return false
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+			s.ws()
+		case '}':
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+func (s *splitter) array(depth int) bool {
+	s.i++
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == ']' {
+		s.i++
+		return true
+	}
+	n := len(s.path)
+	s.path = append(s.path, "[]"...)
+	defer func() { s.path = s.path[:n] }()
+	for {
+		if !s.value(depth + 1) {
+			return false
+		}
+		s.ws()
+		if s.i >= len(s.b) {
+			return false
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+			s.ws()
+		case ']':
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// skip passes over one value without looking inside: brackets are
+// counted, strings jumped over.
+func (s *splitter) skip() bool {
+	depth := 0
+	for s.i < len(s.b) {
+		switch c := s.b[s.i]; {
+		case c == '"':
+			end, ok := str(s.b, s.i+1)
+			if !ok {
+				return false
+			}
+			s.i = end + 1
+		case c == '{' || c == '[':
+			depth++
+			s.i++
+		case c == '}' || c == ']':
+			if depth == 0 {
+				return false
+			}
+			depth--
+			s.i++
+		case depth == 0:
+			start := s.i
+			s.i = scalar(s.b, s.i)
+			return s.i > start
+		default:
+			s.i++
+		}
+		if depth == 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,332 @@
+package textcodec
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// layouts are the option sets the tests run every round trip with.
+var layouts = []Options{
+	{},
+	{BlockEvents: 3, Types: true, URI: true, Dict: true, Opaque: true},
+	{BlockEvents: 7, Types: true, URI: true, OneFrame: true},
+	{BlockEvents: 1, Types: true, Dict: true, OneFrame: true, Opaque: true},
+	{BlockEvents: 5, Types: true, URI: true, Rows: true, Opaque: true},
+	{BlockEvents: 4, Types: true, URI: true, Rows: true, Opaque: true, BodiesApart: true},
+	{Types: true, URI: true, Rows: true},
+}
+
+func newDecoder(t testing.TB) *zstd.Decoder {
+	t.Helper()
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dec.Close)
+	return dec
+}
+
+// roundTrip encodes lines with opt and checks that reading every event,
+// and every third event, gives the lines back byte for byte.
+func roundTrip(t testing.TB, dec *zstd.Decoder, lines [][]byte, opt Options) []byte {
+	t.Helper()
+	g, err := Encode(lines, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(g, dec)
+	if err != nil {
+		t.Fatalf("%+v: %v", opt, err)
+	}
+	if r.Len() != len(lines) {
+		t.Fatalf("%+v: Len %d, want %d", opt, r.Len(), len(lines))
+	}
+	next := 0
+	err = r.All(func(ord int, line []byte) error {
+		if ord != next {
+			return fmt.Errorf("event %d came where %d was due", ord, next)
+		}
+		next++
+		if !bytes.Equal(line, lines[ord]) {
+			return fmt.Errorf("event %d:\n got %q\nwant %q", ord, line, lines[ord])
+		}
+		return nil
+	})
+	if err == nil && next != len(lines) {
+		err = fmt.Errorf("All gave %d events of %d", next, len(lines))
+	}
+	if err != nil {
+		t.Fatalf("%+v: All: %v", opt, err)
+	}
+	var ords []int
+	for i := 2; i < len(lines); i += 3 {
+		ords = append(ords, i)
+	}
+	got := 0
+	err = r.Events(ords, func(ord int, line []byte) error {
+		if ord != ords[got] {
+			return fmt.Errorf("event %d came where %d was due", ord, ords[got])
+		}
+		got++
+		if !bytes.Equal(line, lines[ord]) {
+			return fmt.Errorf("event %d:\n got %q\nwant %q", ord, line, lines[ord])
+		}
+		return nil
+	})
+	if err == nil && got != len(ords) {
+		err = fmt.Errorf("Events gave %d events of %d", got, len(ords))
+	}
+	if err != nil {
+		t.Fatalf("%+v: Events: %v", opt, err)
+	}
+	return g
+}
+
+const apiLine = `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a8b83341-a8b6-40d4-9435-aaa7e00d238c","stage":"ResponseComplete","requestURI":"/apis/discovery.k8s.io/v1/namespaces/tenant-030/endpointslices/app-33-ncvx9?timeout=10s","verb":"update","user":{"username":"system:serviceaccount:kube-system:endpointslice-controller","uid":"605dda5b-5e74-4a28-bb1a-a179631597f2","groups":["system:serviceaccounts","system:authenticated"],"extra":{"authentication.kubernetes.io/credential-id":["JTI=20613075-1f67-46ef-8f2e-686626aa5f98"]}},"sourceIPs":["10.0.1.11"],"objectRef":{"resource":"endpointslices","namespace":"tenant-030","name":"app-33-ncvx9","uid":"8e2725ef-0e64-47f4-bfbc-7da4bb7365e0","apiGroup":"discovery.k8s.io","apiVersion":"v1","resourceVersion":"4822160"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2026-11-01T00:00:00.874346Z","stageTimestamp":"2026-11-01T00:00:00.881305Z"}`
+
+// TestRoundTripOddLines: lines the API server would not write come back
+// exactly too, whether the splitter follows them or keeps them raw.
+func TestRoundTripOddLines(t *testing.T) {
+	lines := [][]byte{
+		[]byte(apiLine),
+		[]byte(`{"requestURI":"/api/v1/namespaces/a/pods","verb":"create","objectRef":{"resource":"pods","namespace":"a","name":"p","apiVersion":"v1"}}`),
+		[]byte(`{"requestURI":"/api/v1/namespaces/kube-system","objectRef":{"resource":"namespaces","namespace":"kube-system","name":"kube-system","apiVersion":"v1"}}`),
+		[]byte(`{"requestURI":"/api/v1/namespaces/a/pods/p/exec?command=cat\u0026x=1","objectRef":{"resource":"pods","namespace":"a","name":"p","apiVersion":"v1","subresource":"exec"}}`),
+		[]byte(`{"requestURI":"/api/v1/pods/x","objectRef":{"resource":"","apiVersion":"v1","name":""}}`),
+		[]byte(`{"objectRef":{"resource":"pods","apiVersion":"v1"},"requestURI":"/api/v1/pods","requestURI":"/api/v1/podsX"}`),
+		[]byte(` { "auditID" : "A8B83341-A8B6-40D4-9435-AAA7E00D238C" ,"t":"2026-11-01T00:00:00.87434Z", "n":[1, -0, 007, 1e3, -12, 123456789012345678901234] } `),
+		[]byte(`{"stageTimestamp":"2026-11-01T00:00:00.874346+01:00","x":"2026-13-01T00:00:00.874346Z","y":"0001-01-01T00:00:00.000000Z"}`),
+		[]byte(`{"a":"tab\there \"quoted\" \\ \u00e9 é","b":true,"c":null,"d":false,"e":{},"f":[],"g":[[1,[2]],{"h":"x"}]}`),
+		[]byte(`{"requestObject":{"kind":"Secret","data":{"k":"dmFsdWU="},"l":[1,2,{"m":"]}"}]},"responseObject":"odd"}`),
+		[]byte(`{"unterminated":"abc`),
+		[]byte(`{"a":1}{"b":2}`),
+		[]byte(`not json at all`),
+		[]byte(``),
+		nil,
+		[]byte("{\"a\":\"line\nbreak\"}\n"),
+		[]byte(`"just a string"`),
+		[]byte(`12`),
+		[]byte(`{"x":"JTI=20613075-1f67-46ef-8f2e-686626aa5f98","y":"20613075-1f67-46ef-8f2e-686626aa5f98-"}`),
+		[]byte(`{"a":"` + string(bytes.Repeat([]byte("big body "), 100000)) + `"}`),
+		[]byte(`{"deep":` + string(bytes.Repeat([]byte("["), 100)) + string(bytes.Repeat([]byte("]"), 100)) + `}`),
+		[]byte{0xff, 0xfe, '{', '"', 0},
+	}
+	dec := newDecoder(t)
+	for _, opt := range layouts {
+		roundTrip(t, dec, lines, opt)
+	}
+}
+
+// readLines reads a JSON-lines file, gzip'ed when its name says so, up to
+// max lines.
+func readLines(t testing.TB, path string, max int) [][]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Skipf("no corpus: %v", err)
+	}
+	defer f.Close()
+	var in interface{ Read([]byte) (int, error) } = f
+	if bytes.HasSuffix([]byte(path), []byte(".gz")) {
+		z, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in = z
+	}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(nil, 64<<20)
+	var lines [][]byte
+	for sc.Scan() && len(lines) < max {
+		lines = append(lines, bytes.Clone(sc.Bytes()))
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return lines
+}
+
+// TestRoundTripRealAPIServer: the log a real kube-apiserver wrote (see
+// internal/investigate/testdata/incident) comes back byte for byte, and
+// the splitter follows every line of it (none is kept raw).
+func TestRoundTripRealAPIServer(t *testing.T) {
+	lines := readLines(t, "../../investigate/testdata/incident/incident.log.gz", 1<<30)
+	if len(lines) < 500 {
+		t.Fatalf("%d lines in the recorded incident, want its 553", len(lines))
+	}
+	dec := newDecoder(t)
+	for _, opt := range layouts {
+		roundTrip(t, dec, lines, opt)
+	}
+	e, err := newEncoder(Options{Types: true, URI: true, Opaque: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	guessed := 0
+	for _, l := range lines {
+		if !e.sp.split(l) {
+			t.Fatalf("the splitter gave up on an API server line: %s", l)
+		}
+		e.add(l)
+	}
+	for _, k := range e.cols[e.uriCol].kinds {
+		if k >= kindURI && k <= kindLast {
+			guessed++
+		}
+	}
+	// Most requests of the incident name an object; /version, /openapi
+	// and discovery requests do not.
+	if guessed < len(lines)/2 {
+		t.Errorf("requestURI guessed from objectRef for %d of %d events, want at least half", guessed, len(lines))
+	}
+}
+
+// TestRoundTripCorpus: the generated corpus of make bench, when present.
+func TestRoundTripCorpus(t *testing.T) {
+	lines := readLines(t, "/tmp/kubetrail-bench/audit-200000.log", 20000)
+	dec := newDecoder(t)
+	for _, opt := range []Options{
+		{BlockEvents: 1024, Types: true, URI: true, Dict: true, Opaque: true},
+		{BlockEvents: 4096, Types: true, URI: true, OneFrame: true, Opaque: true},
+		{BlockEvents: 256, Types: true, URI: true, Rows: true, Opaque: true},
+		{BlockEvents: 256, Types: true, URI: true, Rows: true, Opaque: true, BodiesApart: true},
+	} {
+		roundTrip(t, dec, lines, opt)
+	}
+}
+
+// TestEventsRandomSubsets reads random subsets of a group, checking each
+// event against its line: blocks are entered at any event and left after
+// any event.
+func TestEventsRandomSubsets(t *testing.T) {
+	lines := readLines(t, "../../investigate/testdata/incident/incident.log.gz", 1<<30)
+	dec := newDecoder(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var r *Reader
+	for _, opt := range []Options{
+		{BlockEvents: 64, Types: true, URI: true, Dict: true, Opaque: true},
+		{BlockEvents: 64, Types: true, URI: true, Rows: true, Opaque: true},
+		{BlockEvents: 64, Types: true, URI: true, Rows: true, Opaque: true, BodiesApart: true},
+	} {
+		g, err := Encode(lines, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err = Open(g, dec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 50 {
+			var ords []int
+			for i := range lines {
+				if rng.IntN(20) == 0 {
+					ords = append(ords, i)
+				}
+			}
+			n := 0
+			err := r.Events(ords, func(ord int, line []byte) error {
+				n++
+				if !bytes.Equal(line, lines[ord]) {
+					return fmt.Errorf("event %d:\n got %q\nwant %q", ord, line, lines[ord])
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("%+v: %v", opt, err)
+			}
+			if n != len(ords) {
+				t.Fatalf("%+v: %d events of %d", opt, n, len(ords))
+			}
+		}
+	}
+	if err := r.Events([]int{5, 3}, func(int, []byte) error { return nil }); err == nil {
+		t.Error("descending ordinals were read")
+	}
+	if err := r.Events([]int{len(lines)}, func(int, []byte) error { return nil }); err == nil {
+		t.Error("an ordinal past the group was read")
+	}
+}
+
+// TestDamagedGroup: a cut or flipped group is an error, never a panic or
+// a wrong line passed off as right.
+func TestDamagedGroup(t *testing.T) {
+	lines := readLines(t, "../../investigate/testdata/incident/incident.log.gz", 200)
+	dec := newDecoder(t)
+	g, err := Encode(lines, Options{BlockEvents: 50, Types: true, URI: true, Dict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cut := range []int{0, 3, 5, 40, len(g) / 2, len(g) - 1} {
+		r, err := Open(g[:cut], dec)
+		if err == nil {
+			err = r.All(func(int, []byte) error { return nil })
+		}
+		if err == nil {
+			t.Errorf("a group cut at %d of %d bytes was read", cut, len(g))
+		}
+	}
+}
+
+// FuzzRoundTrip: any line, alone or beside an API server line, comes
+// back byte for byte in every layout.
+func FuzzRoundTrip(f *testing.F) {
+	f.Add([]byte(apiLine))
+	f.Add([]byte(`{"a":[1,"b",{"c":null}],"requestObject":{"x":"]"}}`))
+	f.Add([]byte(`{"requestURI":"/api/v1/namespaces/a","objectRef":{"resource":"namespaces","name":"a","apiVersion":"v1"}}`))
+	f.Add([]byte(`{"t":"2026-11-01T00:00:00.874346Z","u":"JTI=20613075-1f67-46ef-8f2e-686626aa5f98","n":-0}`))
+	dec := newDecoder(f)
+	f.Fuzz(func(t *testing.T, line []byte) {
+		for _, opt := range layouts {
+			roundTrip(t, dec, [][]byte{line, []byte(apiLine), line}, opt)
+		}
+	})
+}
+
+// benchGroup encodes the first 50,000 lines of the corpus (the recorded
+// incident when the corpus is absent) with every option, 1024 events a
+// block.
+func benchGroup(b *testing.B) (*Reader, int) {
+	b.Helper()
+	lines := readLines(b, "/tmp/kubetrail-bench/audit-200000.log", 50000)
+	g, err := Encode(lines, Options{BlockEvents: 1024, Types: true, URI: true, Dict: true, Opaque: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := Open(g, newDecoder(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	for _, l := range lines {
+		n += len(l) + 1
+	}
+	return r, n
+}
+
+func BenchmarkAll(b *testing.B) {
+	r, n := benchGroup(b)
+	b.SetBytes(int64(n))
+	for b.Loop() {
+		if err := r.All(func(int, []byte) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOneEvent reads the last event of a block: the worst case of
+// one event.
+func BenchmarkOneEvent(b *testing.B) {
+	r, _ := benchGroup(b)
+	for b.Loop() {
+		if err := r.Events([]int{1023}, func(int, []byte) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

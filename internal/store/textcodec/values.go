@@ -1,0 +1,257 @@
+package textcodec
+
+import (
+	"bytes"
+	"encoding/binary"
+	"time"
+)
+
+// A leaf's value is written as one of these kinds. The encoder picks a
+// kind only when decoding it gives the very same bytes back, so a value
+// that merely looks like a UUID (upper case) or a time (another
+// precision) stays a string.
+const (
+	kindString byte = iota // the bytes, in the string stream
+	kindUUID               // 16 bytes in the fixed stream
+	kindTime               // microseconds since the block's previous time, zigzag, in the number stream
+	kindInt                // a canonical decimal integer, zigzag, in the number stream
+	kindTailID             // a string ending in a UUID: the head as a string, the UUID in the fixed stream
+	kindURI                // requestURI: the URI guessed from objectRef (guess 0), then the rest as a string
+	// kindURI+1 and kindURI+2 are guesses 1 and 2; see guessURI.
+	kindLast = kindURI + 2
+	// kindBody is a request or response body kept apart (Rows with
+	// BodiesApart): its offset and length in the block's body frame, in
+	// the number stream.
+	kindBody = kindLast + 1
+)
+
+const hexDigits = "0123456789abcdef"
+
+// parseUUID reads a canonical lower-case UUID.
+func parseUUID(v []byte) (u [16]byte, ok bool) {
+	if len(v) != 36 || v[8] != '-' || v[13] != '-' || v[18] != '-' || v[23] != '-' {
+		return u, false
+	}
+	k := 0
+	for i := 0; i < 36; {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			i++
+			continue
+		}
+		hi, lo := unhex(v[i]), unhex(v[i+1])
+		if hi > 15 || lo > 15 {
+			return u, false
+		}
+		u[k] = hi<<4 | lo
+		k++
+		i += 2
+	}
+	return u, true
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	}
+	return 255
+}
+
+func appendUUID(dst []byte, u []byte) []byte {
+	for k, c := range u {
+		if k == 4 || k == 6 || k == 8 || k == 10 {
+			dst = append(dst, '-')
+		}
+		dst = append(dst, hexDigits[c>>4], hexDigits[c&15])
+	}
+	return dst
+}
+
+// microLayout is how the API server writes requestReceivedTimestamp and
+// stageTimestamp (metav1.MicroTime, always UTC).
+const microLayout = "2006-01-02T15:04:05.000000Z"
+
+// parseMicro reads a time written as microLayout; ok only when writing it
+// back gives v.
+func parseMicro(v []byte, scratch []byte) (int64, bool) {
+	if len(v) != len(microLayout) || v[10] != 'T' || v[26] != 'Z' {
+		return 0, false
+	}
+	t, err := time.Parse(microLayout, string(v))
+	if err != nil {
+		return 0, false
+	}
+	if !bytes.Equal(t.AppendFormat(scratch[:0], microLayout), v) {
+		return 0, false
+	}
+	return t.UnixMicro(), true
+}
+
+// appendMicro writes a time as microLayout, digit by digit: time's
+// AppendFormat was an eighth of the decoding time.
+func appendMicro(dst []byte, us int64) []byte {
+	t := time.UnixMicro(us).UTC()
+	if y := t.Year(); y < 0 || y > 9999 {
+		return t.AppendFormat(dst, microLayout)
+	}
+	y, mo, d := t.Date()
+	h, mi, s := t.Clock()
+	dst = appendDigits(dst, y, 4)
+	dst = appendDigits(append(dst, '-'), int(mo), 2)
+	dst = appendDigits(append(dst, '-'), d, 2)
+	dst = appendDigits(append(dst, 'T'), h, 2)
+	dst = appendDigits(append(dst, ':'), mi, 2)
+	dst = appendDigits(append(dst, ':'), s, 2)
+	dst = appendDigits(append(dst, '.'), t.Nanosecond()/1000, 6)
+	return append(dst, 'Z')
+}
+
+// appendDigits writes v's last n decimal digits, zero-padded.
+func appendDigits(dst []byte, v, n int) []byte {
+	for i := n - 1; i >= 0; i-- {
+		dst = append(dst, 0)
+	}
+	for i := len(dst) - 1; i >= len(dst)-n; i-- {
+		dst[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return dst
+}
+
+// parseInt reads a decimal integer written without a plus sign or
+// leading zeros, small enough that no overflow can occur.
+func parseInt(v []byte) (int64, bool) {
+	neg := len(v) > 0 && v[0] == '-'
+	d := v
+	if neg {
+		d = v[1:]
+	}
+	if len(d) == 0 || len(d) > 18 || (d[0] == '0' && len(d) > 1) || (neg && d[0] == '0') {
+		return 0, false
+	}
+	var n int64
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
+func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
+
+// The objectRef fields a requestURI is guessed from, by column path.
+const (
+	refResource = iota
+	refNamespace
+	refName
+	refGroup
+	refVersion
+	refSubresource
+	nRef
+)
+
+var refPaths = [nRef]string{
+	"$.objectRef.resource", "$.objectRef.namespace", "$.objectRef.name",
+	"$.objectRef.apiGroup", "$.objectRef.apiVersion", "$.objectRef.subresource",
+}
+
+const uriPath = "$.requestURI"
+
+// setRef keeps v as the objectRef field of column col, if it is one and
+// the event has not already given it: the first of duplicate keys counts,
+// for the encoder and the decoder alike. v must not be nil, even when
+// empty: nil means the field is missing.
+func setRef(ref *[nRef][]byte, cols *[nRef]int, col int, v []byte) {
+	for k, c := range cols {
+		if col == c && ref[k] == nil {
+			if v == nil {
+				panic("BUG: textcodec: nil objectRef value")
+			}
+			ref[k] = v
+		}
+	}
+}
+
+// guessURI appends the path the API server's request info parser would
+// have read objectRef from (k8s.io/apiserver/pkg/endpoints/request):
+// guess 0 is the whole object path (get, update, delete, subresources),
+// guess 1 stops at the resource (create and list, whose objectRef may
+// still name the created object), guess 2 is a namespace's own path
+// (objectRef.namespace is the namespace's name). ref[k] is nil when the
+// event has no such field. ok is false when no guess can be made.
+func guessURI(dst []byte, ref *[nRef][]byte, guess int) ([]byte, bool) {
+	if ref[refResource] == nil || ref[refVersion] == nil {
+		return dst, false
+	}
+	if len(ref[refGroup]) == 0 {
+		dst = append(append(dst, "/api/"...), ref[refVersion]...)
+	} else {
+		dst = append(append(append(dst, "/apis/"...), ref[refGroup]...), '/')
+		dst = append(dst, ref[refVersion]...)
+	}
+	if guess == 2 {
+		if string(ref[refResource]) != "namespaces" || len(ref[refName]) == 0 {
+			return dst, false
+		}
+		dst = append(append(dst, "/namespaces/"...), ref[refName]...)
+	} else {
+		if len(ref[refNamespace]) > 0 {
+			dst = append(append(dst, "/namespaces/"...), ref[refNamespace]...)
+		}
+		dst = append(append(dst, '/'), ref[refResource]...)
+		if guess == 1 {
+			return dst, true
+		}
+		if len(ref[refName]) > 0 {
+			dst = append(append(dst, '/'), ref[refName]...)
+		}
+	}
+	if len(ref[refSubresource]) > 0 {
+		dst = append(append(dst, '/'), ref[refSubresource]...)
+	}
+	return dst, true
+}
+
+// reader reads varints and byte runs from a stream, remembering the
+// first shortfall so callers check once.
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.bad = true
+		r.b = nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) bytes(n uint64) []byte {
+	if n > uint64(len(r.b)) {
+		r.bad = true
+		r.b = nil
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+// chunk reads a length-prefixed byte run.
+func (r *reader) chunk() []byte { return r.bytes(r.uvarint()) }
+
+func appendChunk(dst, v []byte) []byte {
+	return append(binary.AppendUvarint(dst, uint64(len(v))), v...)
+}
