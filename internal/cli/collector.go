@@ -144,6 +144,9 @@ func serveCollector(cmd *cobra.Command, e *env, cfg server.Config, cf *collector
 			return fmt.Errorf("--%s does not apply with --store: a collector keeps no store, runs no rules and forwards nothing (docs/clickhouse.md)", name)
 		}
 	}
+	if fl := cmd.Flags().Lookup("detect"); fl != nil && fl.Changed && fl.Value.String() == "true" {
+		return errors.New("--detect does not apply with --store: a collector runs no rules; run one detector per store: kubetrail detect --follow --store URL --data DIR (docs/clickhouse.md)")
+	}
 	log := e.logger()
 	cf.startDown = true
 	col, err := cf.open(cmd.Context(), dir, log)

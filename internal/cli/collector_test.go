@@ -342,3 +342,22 @@ func TestServeCollectorRetention(t *testing.T) {
 		t.Errorf("left %v, want today's events", got)
 	}
 }
+
+// TestServeCollectorRefusesStoreFlags: serve --store is a collector,
+// which keeps no store of its own, runs no rules and forwards nothing:
+// each flag that would ask for one is refused by name before anything
+// starts, rather than ignored.
+func TestServeCollectorRefusesStoreFlags(t *testing.T) {
+	u := "clickhouse://127.0.0.1:1/kt"
+	for _, extra := range [][]string{
+		{"--detect"}, {"--detect=true"}, {"--rules", "rules.yaml"}, {"--builtin=false"}, {"--alert-output", "file:///dev/null"},
+		{"--forward", "syslog+tcp://127.0.0.1:1"}, {"--max-size", "1GiB"}, {"--signing-key", "k"}, {"--seal-after", "1m"},
+	} {
+		args := append([]string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--store", u}, extra...)
+		code, _, errOut := run(args...)
+		name := strings.SplitN(strings.TrimPrefix(extra[0], "--"), "=", 2)[0]
+		if code == 0 || !strings.Contains(errOut, "--"+name+" does not apply with --store") {
+			t.Errorf("%v: exit %d, %q; want --%s refused", extra, code, errOut, name)
+		}
+	}
+}
