@@ -52,8 +52,7 @@ type Reader struct {
 	one   *oneText
 	whole audit.Event
 	// aheadText are the text readers of SelectFilters' read-ahead
-	// workers, each with its own decoder: aheadWorkers for each of the
-	// two segments under way.
+	// workers, each with its own decoder.
 	aheadText []*oneText
 	// damage is what the reader skipped (see Damaged).
 	damage damageList

@@ -170,7 +170,7 @@ func (r *Reader) lazyTexts() error {
 		}
 		r.one = newOneText(dec)
 	}
-	for len(r.aheadText) < 2*aheadWorkers {
+	for len(r.aheadText) < aheadWorkers {
 		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
 		if err != nil {
 			return err
@@ -214,20 +214,23 @@ func (r *Reader) filterSegments(segs []*segView, sc *lazyScan) error {
 	r.lag = true
 	go func() {
 		defer close(ready)
-		// The segments under way, the caller's and the next, use
-		// alternate halves of r.aheadText.
-		half := 0
+		// The read-ahead of a segment starts once that of the segment
+		// before is over: they share the text readers, each of which
+		// holds up to a group's text (16 MiB).
+		var after []chan struct{}
 		for _, s := range segs {
-			rs, err := r.prepare(s, sc, r.aheadText[half*aheadWorkers:][:aheadWorkers])
+			rs, err := r.prepare(s, sc, after)
 			if err != nil {
 				rs = &readySeg{err: err}
 			}
 			if rs == nil {
 				continue // no event of s may match
 			}
+			if rs.ahead != nil {
+				after = rs.ahead.done
+			}
 			select {
 			case ready <- rs:
-				half = 1 - half
 			case <-quit:
 				rs.ahead.stop()
 				return
@@ -260,8 +263,9 @@ func (r *Reader) filterSegments(segs []*segView, sc *lazyScan) error {
 }
 
 // prepare makes segment s ready, or returns nil when none of its events
-// may match. texts are the text readers its read-ahead may use.
-func (r *Reader) prepare(s *segView, sc *lazyScan, texts []*oneText) (*readySeg, error) {
+// may match. Its read-ahead workers start reading once those of after
+// (when not nil) are over.
+func (r *Reader) prepare(s *segView, sc *lazyScan, after []chan struct{}) (*readySeg, error) {
 	plans, restrict, lo, hi := sc.plans, sc.restrict, sc.lo, sc.hi
 	n := s.r.meta.Count
 	// may holds, per event, a bit per filter that the columns did not rule
@@ -364,7 +368,7 @@ func (r *Reader) prepare(s *segView, sc *lazyScan, texts []*oneText) (*readySeg,
 			}
 		}
 		if len(list) > 0 {
-			rs.ahead = newAhead(rs, sc, list, texts)
+			rs.ahead = newAhead(rs, sc, list, r.aheadText, after)
 		}
 	}
 	return rs, nil
@@ -460,10 +464,12 @@ const aheadWorkers = 2
 // events in order.
 type ahead struct {
 	workers []*aheadWorker
-	unit    func(ord int) int // the group or block of an event
-	quit    chan struct{}
-	cur     *aheadSlot // the slot of the hit at hand
-	curW    *aheadWorker
+	// done are closed as the workers' goroutines end, in order.
+	done []chan struct{}
+	unit func(ord int) int // the group or block of an event
+	quit chan struct{}
+	cur  *aheadSlot // the slot of the hit at hand
+	curW *aheadWorker
 }
 
 type aheadWorker struct {
@@ -483,8 +489,9 @@ type aheadSlot struct {
 }
 
 // newAhead starts reading the events of list (ascending) of rs, each
-// worker with one of texts.
-func newAhead(rs *readySeg, sc *lazyScan, list []int32, texts []*oneText) *ahead {
+// worker with one of texts once the one before it (after[k], when not
+// nil) is over.
+func newAhead(rs *readySeg, sc *lazyScan, list []int32, texts []*oneText, after []chan struct{}) *ahead {
 	m := &rs.s.r.meta
 	a := &ahead{quit: make(chan struct{}), unit: func(ord int) int {
 		if m.Version < 3 {
@@ -498,20 +505,34 @@ func newAhead(rs *readySeg, sc *lazyScan, list []int32, texts []*oneText) *ahead
 			w.free <- &aheadSlot{known: make([]int8, len(sc.plans))}
 		}
 		a.workers = append(a.workers, w)
+		a.done = append(a.done, make(chan struct{}))
 	}
 	for _, o := range list {
 		w := a.workers[a.unit(int(o))%aheadWorkers]
 		w.list = append(w.list, o)
 	}
 	for k, w := range a.workers {
-		go a.run(w, rs.s, rs.sk, sc, texts[k], rs.textIDs)
+		var prev chan struct{}
+		if after != nil {
+			prev = after[k]
+		}
+		go a.run(w, prev, a.done[k], rs.s, rs.sk, sc, texts[k], rs.textIDs)
 	}
 	return a
 }
 
-// run is a worker's goroutine.
-func (a *ahead) run(w *aheadWorker, s *segView, sk *segKnown, sc *lazyScan, one *oneText, ids idsFunc) {
+// run is a worker's goroutine. It starts once after (when not nil) is
+// closed, and closes done as it ends.
+func (a *ahead) run(w *aheadWorker, after, done chan struct{}, s *segView, sk *segKnown, sc *lazyScan, one *oneText, ids idsFunc) {
+	defer close(done)
 	defer close(w.ready)
+	if after != nil {
+		select {
+		case <-after:
+		case <-a.quit:
+			return
+		}
+	}
 	for _, o := range w.list {
 		var sl *aheadSlot
 		select {

@@ -375,8 +375,9 @@ func TestSelectFiltersDamagedText(t *testing.T) {
 // then answers the same again.
 // Mutations it catches: a read-ahead given the previous segment (hands
 // that segment's event at the ordinal); the caller's segment's columns
-// released when the next one is read (no lag); both segments' read-aheads
-// on the same text readers (caught under -race).
+// released when the next one is read (no lag); the next segment's
+// read-ahead not waiting for this one's to end before it uses the same
+// text readers (an event's text is cut short).
 func TestSelectFiltersAcrossSegments(t *testing.T) {
 	dir, r := generatedStore(t)
 	all := scanAll(t, dir)
