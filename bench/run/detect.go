@@ -63,7 +63,10 @@ func (s *suite) detection(ci int, c corpus) error {
 	var packFile, packStore, falcoFile, falcoStore row
 	fmt.Fprintf(w, "## Detection, %s events\n\n", c.name)
 	fmt.Fprintf(w, "`kubetrail detect -o jsonl` as a new process (median of %d; peak RSS the largest): over the store `kubetrail import` wrote "+
-		"(`--data`: with only kubetrail rules, the events no rule could act on are skipped through the indexes; with Sigma or Falco rules every event is read), "+
+		"(`--data`: with only kubetrail rules, each rule's condition is decided on the store's columns, and an event's text is read only when a rule needs it "+
+		"(a body or URI condition the columns cannot decide, a threshold, a sequence, an alert); those reads run ahead of the rules on two goroutines, "+
+		"and a segment's columns are read while the rules work through the one before; "+
+		"with Sigma or Falco rules every event is read whole), "+
 		"and over the log file without a store. Before a row is written, the alerts of the two are compared as sorted lines: they agree on every row. "+
 		"events/s is the corpus's events over the time.\n\n", s.runs)
 	fmt.Fprintf(w, "| rules | alerts | detect --data | events/s | peak RSS | detect FILE | events/s | peak RSS |\n|---|---|---|---|---|---|---|---|\n")

@@ -26,34 +26,46 @@ type segView struct {
 }
 
 // use makes s the segment whose decoded columns the reader holds,
-// releasing those of the previous one. A Hit's columns must therefore be
-// read during the callback that got it.
+// releasing those of the previous one (with r.lag, those of the one
+// before it). A Hit's columns must therefore be read during the callback
+// that got it.
 func (r *Reader) use(s *segView) {
 	if r.cur == s {
 		return
 	}
-	if c := r.cur; c != nil {
-		for i, ids := range c.ids {
-			if ids != nil {
-				r.freeIDs = append(r.freeIDs, ids[:0])
-				c.ids[i] = nil
-			}
-			if d := c.dicts[i]; d != nil && d.chunks != nil {
-				c.dicts[i] = nil // a large dictionary
-			}
-		}
-		for _, t := range [][]int64{c.times, c.recvs} {
-			if t != nil {
-				r.freeTimes = append(r.freeTimes, t[:0])
-			}
-		}
-		if c.lengths != nil {
-			r.freeLens = c.lengths[:0]
-		}
-		c.times, c.recvs, c.lengths, c.chunks = nil, nil, nil, nil
-		c.rare = [NumColumns]*rareData{}
+	old := r.cur
+	if r.lag {
+		old, r.prev = r.prev, old
 	}
+	r.release(old)
 	r.cur = s
+}
+
+// release drops the decoded columns of c (when not nil), keeping their
+// buffers for the next segment.
+func (r *Reader) release(c *segView) {
+	if c == nil {
+		return
+	}
+	for i, ids := range c.ids {
+		if ids != nil {
+			r.freeIDs = append(r.freeIDs, ids[:0])
+			c.ids[i] = nil
+		}
+		if d := c.dicts[i]; d != nil && d.chunks != nil {
+			c.dicts[i] = nil // a large dictionary
+		}
+	}
+	for _, t := range [][]int64{c.times, c.recvs} {
+		if t != nil {
+			r.freeTimes = append(r.freeTimes, t[:0])
+		}
+	}
+	if c.lengths != nil {
+		r.freeLens = c.lengths[:0]
+	}
+	c.times, c.recvs, c.lengths, c.chunks = nil, nil, nil, nil
+	c.rare = [NumColumns]*rareData{}
 }
 
 // dict returns column c's whole dictionary.

@@ -32,8 +32,11 @@ type Reader struct {
 	dec  *zstd.Decoder
 	text *textReader
 	// cur is the segment whose decoded columns are held (see use); the
-	// free lists keep the buffers of those released.
-	cur       *segView
+	// free lists keep the buffers of those released. With lag
+	// (SelectFilters), prev's are held too: its caller still reads them
+	// while the next segment is made ready.
+	cur, prev *segView
+	lag       bool
 	freeIDs   [][]uint32
 	freeTimes [][]int64
 	freeLens  []uint32
@@ -44,13 +47,12 @@ type Reader struct {
 	// colErr is the first error Hit.Column met during a Select.
 	colErr error
 	// one reads single events' text, and whole holds the event decoded,
-	// for Hit.Load.
+	// for Hit.Load; one has its own decoder, as Load runs while
+	// SelectFilters reads the next segment's columns with dec.
 	one   *oneText
 	whole audit.Event
-	// ahead reads ahead the events of the segment at hand that the caller
-	// of SelectFilters will load; aheadText are its workers' text readers,
-	// each with its own decoder.
-	ahead     *ahead
+	// aheadText are the text readers of SelectFilters' read-ahead
+	// workers, each with its own decoder.
 	aheadText []*oneText
 	// damage is what the reader skipped (see Damaged).
 	damage damageList
@@ -268,6 +270,7 @@ type Hit struct {
 	Fields  []string
 	Known   []int8
 	ahead   *aheadSlot // what a read-ahead read of the event
+	ready   *readySeg  // SelectFilters' segment of the event
 	seg     *segView
 	head    *headEvent
 	r       *Reader
@@ -289,6 +292,9 @@ func (h *Hit) Column(c Column) string {
 
 // ColumnErr returns a column value of the hit, or why it cannot be read.
 func (h *Hit) ColumnErr(c Column) (string, error) {
+	if h.ready != nil {
+		return "", errors.New("BUG: Column called on a hit of SelectFilters")
+	}
 	if h.seg != nil {
 		return h.r.value(h.seg, c, h.ord)
 	}

@@ -38,7 +38,8 @@ type LazyOptions struct {
 // by columns, and most events they see need no more.
 //
 // Events still in the WAL are given whole (Partial false, Known nil).
-// sel.NeedEvent is ignored.
+// sel.NeedEvent is ignored. Hit.Column must not be called on the partial
+// hits: the reader is then reading the next segment's columns.
 func (r *Reader) SelectFilters(sel Selection, opts LazyOptions, fn func(*Hit) error) error {
 	filters, fields := opts.Filters, opts.Fields
 	if len(filters) == 0 {
@@ -72,22 +73,23 @@ func (r *Reader) SelectFilters(sel Selection, opts LazyOptions, fn func(*Hit) er
 			sc.rejects[j] = query.RawRejecter(filters[j])
 		}
 	}
-	r.colErr = nil
 	sc.lo, sc.hi = bounds(sel)
 	lo, hi := sc.lo, sc.hi
-	if r.one == nil {
-		r.one = newOneText(r.dec)
+	if err := r.lazyTexts(); err != nil {
+		return err
 	}
+	var segs []*segView
 	for _, s := range r.segs {
-		if s.outside(lo, hi) {
-			continue
+		if !s.outside(lo, hi) {
+			segs = append(segs, s)
 		}
-		if err := r.filterSegment(s, sc); err != nil {
-			return err
-		}
-		if r.colErr != nil {
-			return r.colErr
-		}
+	}
+	r.colErr = nil
+	if err := r.filterSegments(segs, sc); err != nil {
+		return err
+	}
+	if r.colErr != nil {
+		return r.colErr
 	}
 	// The WAL's events: those some filter may match, whole.
 	sel.Filter = orOf(filters, sel.Filter)
@@ -158,8 +160,112 @@ func (k *segKnown) decide(o int, known []int8) bool {
 	return true
 }
 
-// filterSegment is SelectFilters over one segment.
-func (r *Reader) filterSegment(s *segView, sc *lazyScan) (err error) {
+// lazyTexts makes the text readers of lazy hits and of the read-ahead
+// workers, each with its own decoder.
+func (r *Reader) lazyTexts() error {
+	if r.one == nil {
+		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return err
+		}
+		r.one = newOneText(dec)
+	}
+	for len(r.aheadText) < aheadWorkers {
+		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return err
+		}
+		r.aheadText = append(r.aheadText, newOneText(dec))
+	}
+	return nil
+}
+
+// readySeg is a segment made ready for SelectFilters' caller: what its
+// columns decided, the column values partial events take, and the
+// read-ahead of the events the caller will load (nil when none).
+type readySeg struct {
+	s            *segView
+	sk           *segKnown
+	times, recvs []int64
+	cl           []uint32
+	cd           *dictData
+	ids          [][]uint32
+	dicts        []*dictData
+	// sortIDs are a v3 segment's sortBy columns, by which its text is
+	// found.
+	sortIDs [NumColumns][]uint32
+	ahead   *ahead
+	err     error
+}
+
+// textIDs gives a v3 segment's sortBy columns to its text readers.
+func (rs *readySeg) textIDs(c Column) ([]uint32, error) { return rs.sortIDs[c], nil }
+
+// filterSegments is SelectFilters over segs, in two stages: a goroutine
+// reads segment N+1's columns, decides the filters on them and starts its
+// read-ahead while the caller is given segment N's events. Without it, the
+// read-ahead workers waited, at the start of each segment, for its columns.
+// The stage ahead uses the reader's decoder, buffers and column caches;
+// the caller's stage only what readySeg holds, r.one and r.whole; r.lag
+// keeps the caller's segment's columns until the next but one is read.
+func (r *Reader) filterSegments(segs []*segView, sc *lazyScan) error {
+	ready := make(chan *readySeg)
+	quit := make(chan struct{})
+	r.lag = true
+	go func() {
+		defer close(ready)
+		// The read-ahead of a segment starts once that of the segment
+		// before is over: they share the text readers, each of which
+		// holds up to a group's text (16 MiB).
+		var after []chan struct{}
+		for _, s := range segs {
+			rs, err := r.prepare(s, sc, after)
+			if err != nil {
+				rs = &readySeg{err: err}
+			}
+			if rs == nil {
+				continue // no event of s may match
+			}
+			if rs.ahead != nil {
+				after = rs.ahead.done
+			}
+			select {
+			case ready <- rs:
+			case <-quit:
+				rs.ahead.stop()
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(quit)
+		for rs := range ready {
+			rs.ahead.stop()
+		}
+		r.lag = false
+		r.release(r.prev)
+		r.prev = nil
+	}()
+	for rs := range ready {
+		if rs.err != nil {
+			return rs.err
+		}
+		err := r.give(rs, sc)
+		rs.ahead.stop()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prepare makes segment s ready, or returns nil when none of its events
+// may match. Its read-ahead workers start reading once those of after
+// (when not nil) are over.
+func (r *Reader) prepare(s *segView, sc *lazyScan, after []chan struct{}) (*readySeg, error) {
 	plans, restrict, lo, hi := sc.plans, sc.restrict, sc.lo, sc.hi
 	n := s.r.meta.Count
 	// may holds, per event, a bit per filter that the columns did not rule
@@ -190,7 +296,7 @@ func (r *Reader) filterSegment(s *segView, sc *lazyScan) (err error) {
 	for c, k := range uses {
 		if k > 1 && s.r.meta.Columns[c].Kind != kindPostings {
 			if _, err := r.colIDs(s, Column(c)); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
@@ -198,7 +304,7 @@ func (r *Reader) filterSegment(s *segView, sc *lazyScan) (err error) {
 	for j, p := range plans {
 		c, skip, err := r.candidates(s, p, lo, hi, false)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !skip {
 			mark(c, j)
@@ -206,12 +312,12 @@ func (r *Reader) filterSegment(s *segView, sc *lazyScan) (err error) {
 		}
 	}
 	if !any {
-		return nil
+		return nil, nil
 	}
 	if restrict.full != nil {
 		c, skip, err := r.candidates(s, restrict, lo, hi, false)
 		if err != nil || skip {
-			return err
+			return nil, err
 		}
 		if !c.all {
 			keep := make([]bool, n)
@@ -226,64 +332,71 @@ func (r *Reader) filterSegment(s *segView, sc *lazyScan) (err error) {
 		}
 	}
 	if err := r.timeCols(s); err != nil {
-		return err
+		return nil, err
 	}
-	cl, err := r.colIDs(s, ColCluster)
-	if err != nil {
-		return err
+	rs := &readySeg{s: s, sk: &segKnown{plans: plans, words: words, may: may}, times: s.times, recvs: s.recvs,
+		ids: make([][]uint32, len(sc.cols)), dicts: make([]*dictData, len(sc.cols))}
+	var err error
+	if rs.cl, err = r.colIDs(s, ColCluster); err != nil {
+		return nil, err
 	}
-	cd, err := r.dict(s, ColCluster)
-	if err != nil {
-		return err
+	if rs.cd, err = r.dict(s, ColCluster); err != nil {
+		return nil, err
 	}
-	ids := make([][]uint32, len(sc.cols))
-	dicts := make([]*dictData, len(sc.cols))
 	for k, c := range sc.cols {
-		if ids[k], err = r.colIDs(s, c); err != nil {
-			return err
+		if rs.ids[k], err = r.colIDs(s, c); err != nil {
+			return nil, err
 		}
-		if dicts[k], err = r.dict(s, c); err != nil {
-			return err
+		if rs.dicts[k], err = r.dict(s, c); err != nil {
+			return nil, err
 		}
 	}
-	sk := &segKnown{plans: plans, words: words, may: may}
-	known := make([]int8, len(plans))
+	// A v3 segment's order comes from its sortBy columns.
+	if s.r.meta.Version == 3 {
+		for _, c := range s.r.meta.SortBy {
+			if rs.sortIDs[c], err = r.colIDs(s, c); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if sc.readAhead != nil {
+		known := make([]int8, len(plans))
 		var list []int32
 		for o := 0; o < n; o++ {
-			if sk.decide(o, known) && sc.readAhead(known) {
+			if rs.sk.decide(o, known) && sc.readAhead(known) {
 				list = append(list, int32(o))
 			}
 		}
 		if len(list) > 0 {
-			if r.ahead, err = r.readAhead(s, sk, sc, list); err != nil {
-				return err
-			}
-			defer func() {
-				r.ahead.stop()
-				r.ahead = nil
-			}()
+			rs.ahead = newAhead(rs, sc, list, r.aheadText, after)
 		}
 	}
+	return rs, nil
+}
+
+// give calls sc.fn with the events of rs that may match.
+func (r *Reader) give(rs *readySeg, sc *lazyScan) error {
+	s, restrict := rs.s, sc.restrict
+	known := make([]int8, len(sc.plans))
 	var partial audit.Event
-	for o := 0; o < n; o++ {
-		if !sk.decide(o, known) {
+	for o := 0; o < s.r.meta.Count; o++ {
+		if !rs.sk.decide(o, known) {
 			continue
 		}
-		sl, err := r.ahead.next(o)
+		sl, err := rs.ahead.next(o)
 		if err != nil {
 			return err
 		}
 		if sl != nil {
 			copy(known, sl.known) // with what the text told
 		}
-		cluster := cd.values[cl[o]]
+		cluster := rs.cd.values[rs.cl[o]]
 		partial = audit.Event{}
 		for k, c := range sc.cols {
-			setColumn(c, dicts[k].values[ids[k][o]], &partial)
+			setColumn(c, rs.dicts[k].values[rs.ids[k][o]], &partial)
 		}
-		h := Hit{Cluster: cluster, Time: s.times[o], Received: s.recvs[o], Event: &partial, Partial: true,
-			Fields: sc.names, Known: known, seg: s, r: r, ord: o, ahead: sl}
+		h := Hit{Cluster: cluster, Time: rs.times[o], Received: rs.recvs[o], Event: &partial, Partial: true,
+			Fields: sc.names, Known: known, seg: s, ready: rs, r: r, ord: o, ahead: sl}
 		if restrict.residual {
 			if err := h.Load(); err != nil {
 				return err
@@ -323,7 +436,7 @@ func (h *Hit) Load() error {
 		return nil
 	}
 	r := h.r
-	raw, err := r.one.text(h.seg.r, h.ord, r.idsOf(h.seg))
+	raw, err := r.one.text(h.seg.r, h.ord, h.ready.textIDs)
 	if err != nil {
 		return err
 	}
@@ -337,9 +450,10 @@ func (h *Hit) Load() error {
 // aheadSlots is how many events a read-ahead worker holds at most.
 const aheadSlots = 256
 
-// aheadWorkers is how many goroutines read ahead. With the caller's, three
-// share the machine's two cores: reading and decoding the events a rule
-// needs took about twice the time of deciding the rules.
+// aheadWorkers is how many goroutines read ahead a segment. With the
+// caller's, and those of the next segment once it is under way, they share
+// the machine's two cores: reading and decoding the events a rule needs
+// took about twice the time of deciding the rules.
 const aheadWorkers = 2
 
 // ahead reads, on its own goroutines, the events of one segment that the
@@ -350,10 +464,12 @@ const aheadWorkers = 2
 // events in order.
 type ahead struct {
 	workers []*aheadWorker
-	unit    func(ord int) int // the group or block of an event
-	quit    chan struct{}
-	cur     *aheadSlot // the slot of the hit at hand
-	curW    *aheadWorker
+	// done are closed as the workers' goroutines end, in order.
+	done []chan struct{}
+	unit func(ord int) int // the group or block of an event
+	quit chan struct{}
+	cur  *aheadSlot // the slot of the hit at hand
+	curW *aheadWorker
 }
 
 type aheadWorker struct {
@@ -372,29 +488,11 @@ type aheadSlot struct {
 	err     error
 }
 
-// readAhead starts reading the events of list (ascending) of s.
-func (r *Reader) readAhead(s *segView, sk *segKnown, sc *lazyScan, list []int32) (*ahead, error) {
-	for len(r.aheadText) < aheadWorkers {
-		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, err
-		}
-		r.aheadText = append(r.aheadText, newOneText(dec))
-	}
-	// A v3 segment's order comes from its sortBy columns: read here, on
-	// the reader's goroutine.
-	var sortIDs [NumColumns][]uint32
-	if s.r.meta.Version == 3 {
-		for _, c := range s.r.meta.SortBy {
-			ids, err := r.colIDs(s, c)
-			if err != nil {
-				return nil, err
-			}
-			sortIDs[c] = ids
-		}
-	}
-	ids := func(c Column) ([]uint32, error) { return sortIDs[c], nil }
-	m := &s.r.meta
+// newAhead starts reading the events of list (ascending) of rs, each
+// worker with one of texts once the one before it (after[k], when not
+// nil) is over.
+func newAhead(rs *readySeg, sc *lazyScan, list []int32, texts []*oneText, after []chan struct{}) *ahead {
+	m := &rs.s.r.meta
 	a := &ahead{quit: make(chan struct{}), unit: func(ord int) int {
 		if m.Version < 3 {
 			return sort.Search(len(m.Blocks), func(i int) bool { return m.Blocks[i].First+m.Blocks[i].Count > ord })
@@ -404,23 +502,37 @@ func (r *Reader) readAhead(s *segView, sk *segKnown, sc *lazyScan, list []int32)
 	for range aheadWorkers {
 		w := &aheadWorker{ready: make(chan *aheadSlot, aheadSlots), free: make(chan *aheadSlot, aheadSlots)}
 		for range aheadSlots {
-			w.free <- &aheadSlot{known: make([]int8, len(sk.plans))}
+			w.free <- &aheadSlot{known: make([]int8, len(sc.plans))}
 		}
 		a.workers = append(a.workers, w)
+		a.done = append(a.done, make(chan struct{}))
 	}
 	for _, o := range list {
 		w := a.workers[a.unit(int(o))%aheadWorkers]
 		w.list = append(w.list, o)
 	}
 	for k, w := range a.workers {
-		go a.run(w, s, sk, sc, r.aheadText[k], ids)
+		var prev chan struct{}
+		if after != nil {
+			prev = after[k]
+		}
+		go a.run(w, prev, a.done[k], rs.s, rs.sk, sc, texts[k], rs.textIDs)
 	}
-	return a, nil
+	return a
 }
 
-// run is a worker's goroutine.
-func (a *ahead) run(w *aheadWorker, s *segView, sk *segKnown, sc *lazyScan, one *oneText, ids idsFunc) {
+// run is a worker's goroutine. It starts once after (when not nil) is
+// closed, and closes done as it ends.
+func (a *ahead) run(w *aheadWorker, after, done chan struct{}, s *segView, sk *segKnown, sc *lazyScan, one *oneText, ids idsFunc) {
+	defer close(done)
 	defer close(w.ready)
+	if after != nil {
+		select {
+		case <-after:
+		case <-a.quit:
+			return
+		}
+	}
 	for _, o := range w.list {
 		var sl *aheadSlot
 		select {
@@ -496,8 +608,11 @@ func (a *ahead) next(ord int) (*aheadSlot, error) {
 	return nil, nil
 }
 
-// stop ends the read-ahead and waits for its goroutines.
+// stop ends the read-ahead (when not nil) and waits for its goroutines.
 func (a *ahead) stop() {
+	if a == nil {
+		return
+	}
 	close(a.quit)
 	for _, w := range a.workers {
 		for range w.ready {

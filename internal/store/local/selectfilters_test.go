@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -360,6 +361,82 @@ func TestSelectFiltersDamagedText(t *testing.T) {
 		var se *SegmentError
 		if !errors.As(err, &se) || !strings.Contains(se.Part, "text block") {
 			t.Errorf("read ahead %v: %v, want the damaged text block's error", ahead, err)
+		}
+	}
+}
+
+// TestSelectFiltersAcrossSegments: while the caller is given one segment's
+// events, the next segment's columns are read and its read-ahead started;
+// every hit still holds its own event: its time, cluster and partial
+// fields, and what Load gives (read ahead, or not), are the full scan's
+// event at its place, also at the first and last events of each segment,
+// where the caller dawdles so that the next segment is surely under way.
+// A caller that stops midway leaves no goroutine behind, and the reader
+// then answers the same again.
+// Mutations it catches: a read-ahead given the previous segment (hands
+// that segment's event at the ordinal); the caller's segment's columns
+// released when the next one is read (no lag); the next segment's
+// read-ahead not waiting for this one's to end before it uses the same
+// text readers (an event's text is cut short).
+func TestSelectFiltersAcrossSegments(t *testing.T) {
+	dir, r := generatedStore(t)
+	all := scanAll(t, dir)
+	every, err := query.Compile("not verb=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The full scan's index of each segment's first event.
+	var firsts []int
+	n := 0
+	for _, s := range r.segs {
+		firsts = append(firsts, n)
+		n += s.r.meta.Count
+	}
+	errStop := errors.New("stop")
+	for _, ahead := range []bool{true, false} {
+		for _, stopAt := range []int{-1, firsts[1] + 3} {
+			before := runtime.NumGoroutine()
+			opts := LazyOptions{Filters: []*query.Filter{every}, Fields: []string{"user", "verb"}}
+			if ahead {
+				opts.ReadAhead = func([]int8) bool { return true }
+			}
+			i := 0
+			err := r.SelectFilters(Selection{}, opts, func(h *Hit) error {
+				if i == stopAt {
+					return errStop
+				}
+				s := &all[i]
+				if h.Partial {
+					if h.Event.User.Username != s.ev.User.Username || h.Event.Verb != s.ev.Verb {
+						return fmt.Errorf("event %d: partial event of %s %s, the event's are %s %s", i, h.Event.User.Username, h.Event.Verb, s.ev.User.Username, s.ev.Verb)
+					}
+					if slices.Contains(firsts, i) || slices.Contains(firsts, i+1) {
+						time.Sleep(20 * time.Millisecond)
+					}
+					if err := h.Load(); err != nil {
+						return err
+					}
+				}
+				if h.Cluster != s.cluster || h.Time != s.ev.Time().UnixMicro() || string(h.Raw) != s.raw {
+					return fmt.Errorf("event %d (ahead %v): hit of %s at %d holds %s, want %s", i, ahead, h.Cluster, h.Time, h.Raw, s.raw)
+				}
+				i++
+				return nil
+			})
+			switch {
+			case stopAt < 0 && err != nil:
+				t.Fatal(err)
+			case stopAt < 0 && i != len(all):
+				t.Fatalf("ahead %v: %d events given, the store holds %d", ahead, i, len(all))
+			case stopAt >= 0 && !errors.Is(err, errStop):
+				t.Fatalf("ahead %v: stopped at %d: %v", ahead, stopAt, err)
+			}
+			for k := 0; runtime.NumGoroutine() > before; k++ {
+				if k == 100 {
+					t.Fatalf("ahead %v, stopped at %d: %d goroutines before, %d after", ahead, stopAt, before, runtime.NumGoroutine())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 		}
 	}
 }
