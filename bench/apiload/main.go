@@ -248,7 +248,14 @@ func ingest(ctx context.Context, url, file string, rate int, sent *atomic.Int64)
 				}
 			}
 			next = next.Add(every)
-			resp, err := hc.Post(url, "application/json", bytes.NewReader(body.Bytes()))
+			// With ctx: a batch still unanswered when the reads end is
+			// abandoned, not waited for.
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body.Bytes()))
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := hc.Do(req)
 			if err != nil {
 				return err
 			}
