@@ -137,6 +137,12 @@ func (s *suite) main(mode, out string) error {
 		if err := s.section("web UI "+c.name, func() error { return s.webUI(i, c) }); err != nil {
 			return err
 		}
+		if err := s.section("process start "+c.name, func() error { return s.processStart(i, c) }); err != nil {
+			return err
+		}
+		if err := s.section("warm API "+c.name, func() error { return s.apiWarm(i, c) }); err != nil {
+			return err
+		}
 		if err := s.section("detection "+c.name, func() error { return s.detection(i, c) }); err != nil {
 			return err
 		}

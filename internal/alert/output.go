@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -197,7 +198,7 @@ func Redact(u *url.URL) string {
 	return s
 }
 
-var idUnsafe = regexp.MustCompile(`[^A-Za-z0-9.-]+`)
+var idUnsafe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[^A-Za-z0-9.-]+`) })
 
 func outputID(u *url.URL) string {
 	sum := sha256.Sum256([]byte(u.String()))
@@ -205,7 +206,7 @@ func outputID(u *url.URL) string {
 	if u.Host == "" {
 		name = u.Scheme + "-" + u.Path
 	}
-	name = strings.Trim(idUnsafe.ReplaceAllString(name, "_"), "_")
+	name = strings.Trim(idUnsafe().ReplaceAllString(name, "_"), "_")
 	if len(name) > 60 {
 		name = name[:60]
 	}

@@ -314,7 +314,7 @@ func (d *Decoder) decodeOwned(at loc, raw []byte, apiVersion string, emit Emit, 
 	body := buf[maxHeader-1:]
 	copy(body, raw)
 	var ev Event
-	dec := fastDec{b: body, alias: true}
+	dec := fastDec{b: body, alias: true, common: common()}
 	if !dec.event(&ev) {
 		return false
 	}

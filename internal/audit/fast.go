@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"strconv"
+	"sync"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -24,7 +25,7 @@ import (
 //
 // depth is the deepest nesting seen.
 func fastDecodeEvent(raw []byte, ev *Event) (depth int, ok bool) {
-	d := fastDec{b: raw}
+	d := fastDec{b: raw, common: common()}
 	ok = d.event(ev)
 	if ok {
 		d.ws()
@@ -47,6 +48,9 @@ type fastDec struct {
 	i        int
 	depth    int
 	maxDepth int
+	// common is the table of recurring values (see common), looked up
+	// once per decoder.
+	common map[string]string
 }
 
 func (d *fastDec) ws() {
@@ -194,7 +198,7 @@ func (d *fastDec) str(dst *string) bool {
 		case d.alias:
 			*dst = unsafe.String(&raw[0], len(raw))
 		default:
-			if v, ok := common[string(raw)]; ok {
+			if v, ok := d.common[string(raw)]; ok {
 				*dst = v
 			} else {
 				*dst = string(raw)
@@ -489,7 +493,7 @@ func (d *fastDec) userInfo(u *UserInfo) bool {
 				u.Extra = map[string][]string{}
 			}
 			return d.object(func(k []byte) bool {
-				key, ok := keyString(k)
+				key, ok := d.keyString(k)
 				if !ok {
 					return false
 				}
@@ -520,9 +524,9 @@ func (d *fastDec) unknown(k []byte, fields ...string) bool {
 	return ok
 }
 
-func keyString(k []byte) (string, bool) {
+func (d *fastDec) keyString(k []byte) (string, bool) {
 	if bytes.IndexByte(k, '\\') < 0 {
-		if v, ok := common[string(k)]; ok {
+		if v, ok := d.common[string(k)]; ok {
 			return v, true
 		}
 		return string(k), true
@@ -650,7 +654,7 @@ func (d *fastDec) event(ev *Event) bool {
 				ev.Annotations = map[string]string{}
 			}
 			return d.object(func(k []byte) bool {
-				key, ok := keyString(k)
+				key, ok := d.keyString(k)
 				if !ok {
 					return false
 				}
@@ -668,8 +672,9 @@ func (d *fastDec) event(ev *Event) bool {
 }
 
 // common holds values that recur in nearly every event, so decoding them
-// costs no allocation. It is never written after init.
-var common = func() map[string]string {
+// costs no allocation. It is built on first use, not at process start, and
+// never written after.
+var common = sync.OnceValue(func() map[string]string {
 	m := map[string]string{}
 	for _, v := range []string{
 		"", "Event", APIVersionV1, APIVersionV1beta1,
@@ -695,4 +700,4 @@ var common = func() map[string]string {
 		m[v] = v
 	}
 	return m
-}()
+})

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,7 +17,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
-var cursorName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
+var cursorName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`) })
 
 func forwardCmd(e *env) *cobra.Command {
 	var (
@@ -83,7 +84,7 @@ ingest. It can run while serve writes to the same folder.`,
 			}
 			opts := forward.Options{Log: e.logger(), RetryFor: retryFor}
 			if cursor != "" {
-				if !cursorName.MatchString(cursor) {
+				if !cursorName().MatchString(cursor) {
 					return fmt.Errorf("--cursor %q: want a name of letters, digits, '.', '_' and '-'", cursor)
 				}
 				opts.Cursor = filepath.Join(dir, forward.Dir, cursor+".cursor")

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
@@ -96,7 +97,9 @@ func ExpandPaths(args []string) ([]string, error) {
 }
 
 // lumberjack (used by the API server) names backups NAME-2006-01-02T15-04-05.000.EXT.
-var backupName = regexp.MustCompile(`^(.*)-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d{3})?)(\.[^.]*)?(\.gz)?$`)
+var backupName = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(.*)-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d{3})?)(\.[^.]*)?(\.gz)?$`)
+})
 
 // SortRotated orders files so that each log's rotated backups come oldest
 // first and the live file after them.
@@ -105,7 +108,7 @@ func SortRotated(files []string) []string {
 	keys := make([]key, len(files))
 	for i, f := range files {
 		dir, name := filepath.Split(f)
-		if m := backupName.FindStringSubmatch(name); m != nil {
+		if m := backupName().FindStringSubmatch(name); m != nil {
 			keys[i] = key{dir + m[1] + m[3], m[2], f}
 		} else {
 			base := strings.TrimSuffix(name, ".gz")

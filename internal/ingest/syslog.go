@@ -181,7 +181,7 @@ func NewSyslog(sink pipeline.Sink, cfg SyslogConfig) (*Syslog, error) {
 			return nil, fmt.Errorf("--syslog-listen %s needs --tls-cert and --tls-key", l)
 		}
 	}
-	if !ClusterNamePattern.MatchString(cfg.DefaultCluster) {
+	if !ClusterNamePattern().MatchString(cfg.DefaultCluster) {
 		return nil, fmt.Errorf("--syslog-cluster %q is not a valid name (letters, digits, '.', '_', '-'; at most 63)", cfg.DefaultCluster)
 	}
 	return &Syslog{sink: sink, cfg: cfg, dec: audit.NewDecoder(cfg.Limits),
@@ -537,7 +537,7 @@ func (s *Syslog) decode(msg []byte, emit func(cluster string, rec audit.Record),
 	}
 	cluster := s.cfg.DefaultCluster
 	if v, ok := m.Param(SyslogSDID, "cluster"); ok {
-		if !ClusterNamePattern.MatchString(v) {
+		if !ClusterNamePattern().MatchString(v) {
 			bad(fmt.Sprintf("[%s cluster=%q] is not a valid cluster name (letters, digits, '.', '_', '-'; at most 63)", SyslogSDID, v))
 			return
 		}

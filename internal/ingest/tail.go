@@ -329,7 +329,7 @@ func (t *tailer) rotatedSiblings() []string {
 	ents, _ := os.ReadDir(dir)
 	var out []string
 	for _, e := range ents {
-		m := backupName.FindStringSubmatch(e.Name())
+		m := backupName().FindStringSubmatch(e.Name())
 		if m == nil || m[1] != base || m[3] != ext || m[4] != "" {
 			continue
 		}

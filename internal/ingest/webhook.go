@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
@@ -128,7 +129,7 @@ type Rejection struct {
 }
 
 // ClusterNamePattern is what a cluster name may look like.
-var ClusterNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+var ClusterNamePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`) })
 
 func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var resp WebhookResponse
@@ -155,7 +156,7 @@ func (h *Webhook) serve(w http.ResponseWriter, r *http.Request, resp *WebhookRes
 	cluster := r.URL.Query().Get("cluster")
 	if cluster == "" {
 		cluster = h.cfg.DefaultCluster
-	} else if !ClusterNamePattern.MatchString(cluster) {
+	} else if !ClusterNamePattern().MatchString(cluster) {
 		resp.Error = fmt.Sprintf("cluster %q is not a valid name (letters, digits, '.', '_', '-'; at most 63)", cluster)
 		return http.StatusBadRequest, 0
 	}

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -110,7 +111,7 @@ func LoadAsAPIServer(name string, data []byte) (p *Policy, ignored ErrorList, er
 
 // yamlLineErr matches go-yaml's syntax errors, "yaml: line 3: did not find
 // expected key".
-var yamlLineErr = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+var yamlLineErr = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: line (\d+): (.*)$`) })
 
 // parseDocument parses exactly one YAML (or JSON) document.
 func parseDocument(name string, data []byte) (*yaml.Node, *Error) {
@@ -179,7 +180,7 @@ func posAt(data []byte, off int) Pos {
 func syntaxError(name string, err error) *Error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	e := &Error{File: name, Msg: "invalid YAML: " + msg}
-	if m := yamlLineErr.FindStringSubmatch(err.Error()); m != nil {
+	if m := yamlLineErr().FindStringSubmatch(err.Error()); m != nil {
 		e.Pos.Line, _ = strconv.Atoi(m[1])
 		e.Msg = "invalid YAML: " + m[2]
 	}

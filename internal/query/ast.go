@@ -236,7 +236,7 @@ func writeExpr(b *strings.Builder, e Expr, ctx int) {
 
 func writeField(b *strings.Builder, f Field) {
 	b.WriteString(f.Name)
-	if spec, _, dotted := fields.resolve(f.Name); spec != nil && spec.keyed && !dotted {
+	if spec, _, dotted := fields().resolve(f.Name); spec != nil && spec.keyed && !dotted {
 		b.WriteByte('[')
 		writeValue(b, Value{Text: f.Key})
 		b.WriteByte(']')

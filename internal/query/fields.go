@@ -3,6 +3,7 @@ package query
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -185,8 +186,9 @@ type fieldTable struct {
 	keyed  []string // lower-case dotted prefixes of keyed fields, e.g. "user.extra."
 }
 
-// fields is built once at package initialization and never modified.
-var fields = newFieldTable()
+// fields is built on first use (not at start: a command that parses no
+// filter must not pay for it) and never modified.
+var fields = sync.OnceValue(newFieldTable)
 
 func newFieldTable() *fieldTable {
 	t := &fieldTable{specs: buildSpecs(), byName: map[string]*fieldSpec{}}
@@ -264,8 +266,8 @@ type FieldInfo struct {
 
 // Fields lists the fields of the filter language in documentation order.
 func Fields() []FieldInfo {
-	out := make([]FieldInfo, 0, len(fields.specs))
-	for _, s := range fields.specs {
+	out := make([]FieldInfo, 0, len(fields().specs))
+	for _, s := range fields().specs {
 		out = append(out, FieldInfo{
 			Name: s.name, Aliases: append([]string(nil), s.aliases...),
 			Keyed: s.keyed, Multi: s.multi(), Doc: s.doc,
@@ -279,7 +281,7 @@ func Fields() []FieldInfo {
 // LookupField("annotations.example.com/x") is {Name: "annotation", Key:
 // "example.com/x"}. A keyed field named without its key gets Key "".
 func LookupField(name string) (Field, bool) {
-	s, key, _ := fields.resolve(name)
+	s, key, _ := fields().resolve(name)
 	if s == nil {
 		return Field{}, false
 	}
@@ -303,7 +305,7 @@ func FreeTextFields() []string {
 // (threshold by user, sequence by user). It panics on a field LookupField
 // did not return.
 func FieldValues(f Field, ev *audit.Event, cluster string) []string {
-	s := fields.byName[strings.ToLower(f.Name)]
+	s := fields().byName[strings.ToLower(f.Name)]
 	if s == nil {
 		panic("BUG: query.FieldValues of unknown field " + f.Name)
 	}

@@ -483,9 +483,9 @@ func (b *builder) buildAll(terms []Expr) ([]matcher, int, error) {
 }
 
 func (b *builder) cmp(c *Cmp) (matcher, error) {
-	spec, _, _ := fields.resolve(c.Field.Name)
+	spec, _, _ := fields().resolve(c.Field.Name)
 	if spec == nil {
-		return nil, b.errAt(c.Pos, "unknown field %s; fields: %s", quoteForMsg(c.Field.Name), fields.list())
+		return nil, b.errAt(c.Pos, "unknown field %s; fields: %s", quoteForMsg(c.Field.Name), fields().list())
 	}
 	switch {
 	case c.Op < OpEq || c.Op > OpNotIn:

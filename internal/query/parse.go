@@ -302,7 +302,7 @@ func (p *parser) parseCmp() (Expr, error) {
 		p.next()
 		p.next()
 	default:
-		if spec, _, _ := fields.resolve(ft.text); spec == nil && key == nil {
+		if spec, _, _ := fields().resolve(ft.text); spec == nil && key == nil {
 			return nil, p.errAt(ft, "expected a field name followed by an operator, got %s; to search free text, quote it: %s", ft.describe(), Canonical(&Text{Text: ft.text}))
 		}
 		return nil, p.errAt(opTok, "expected an operator after %s (=, !=, ~, !~, <, <=, >, >=, in, not in), got %s", ft.describe(), opTok.describe())
@@ -331,13 +331,13 @@ func (p *parser) parseCmp() (Expr, error) {
 
 // field resolves the field name token ft, with its [key] if one was written.
 func (p *parser) field(ft token, key *token) (Field, error) {
-	spec, dottedKey, hasKey := fields.resolve(ft.text)
+	spec, dottedKey, hasKey := fields().resolve(ft.text)
 	if spec == nil {
 		msg := "unknown field " + quoteForMsg(ft.text)
-		if s := suggest(ft.text, fields.names()); s != "" {
+		if s := suggest(ft.text, fields().names()); s != "" {
 			msg += " (did you mean " + quoteForMsg(s) + "?)"
 		}
-		return Field{}, p.errAt(ft, "%s; fields: %s", msg, fields.list())
+		return Field{}, p.errAt(ft, "%s; fields: %s", msg, fields().list())
 	}
 	f := Field{Name: spec.name}
 	switch {

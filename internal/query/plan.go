@@ -34,7 +34,7 @@ func (f *Filter) RequiredValues(field Field) (vals []string, ok bool) {
 // RequiredValues is (*Filter).RequiredValues for a parsed or hand-built
 // tree, such as one conjunct of a filter.
 func RequiredValues(e Expr, field Field) (vals []string, ok bool) {
-	spec, key, hasKey := fields.resolve(field.Name)
+	spec, key, hasKey := fields().resolve(field.Name)
 	if spec == nil || e == nil {
 		return nil, false
 	}
@@ -92,7 +92,7 @@ func required(e Expr, want Field, spec *fieldSpec) ([]string, bool) {
 }
 
 func cmpValues(c *Cmp, want Field, spec *fieldSpec) ([]string, bool) {
-	cs, key, hasKey := fields.resolve(c.Field.Name)
+	cs, key, hasKey := fields().resolve(c.Field.Name)
 	if cs != spec {
 		return nil, false
 	}
@@ -156,7 +156,7 @@ func (f *Filter) TimeRange() (from, to time.Time) {
 func TimeRange(e Expr, now time.Time) (from, to time.Time) {
 	switch e := e.(type) {
 	case *Cmp:
-		if spec, _, _ := fields.resolve(e.Field.Name); spec == nil || spec.name != "time" || len(e.Values) != 1 {
+		if spec, _, _ := fields().resolve(e.Field.Name); spec == nil || spec.name != "time" || len(e.Values) != 1 {
 			return
 		}
 		t, err := parseTime(e.Values[0].Text, now)

@@ -22,7 +22,7 @@ func RawRejecter(f *Filter) func(raw []byte) bool {
 		if !ok || cmp.Op != OpMatch || len(cmp.Values) != 1 {
 			continue
 		}
-		if s := fields.byName[strings.ToLower(cmp.Field.Name)]; s == nil || s.kind != kBody {
+		if s := fields().byName[strings.ToLower(cmp.Field.Name)]; s == nil || s.kind != kBody {
 			continue
 		}
 		re, err := syntax.Parse(cmp.Values[0].Text, syntax.Perl)

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kubetrail/kubetrail/internal/ingest"
@@ -498,7 +499,7 @@ func (g Grant) check() error {
 }
 
 // namespacePattern is a Kubernetes namespace name (a DNS-1123 label).
-var namespacePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+var namespacePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`) })
 
 // setAttr reads one key=value attribute of a token line or --client-role
 // into g; false when the field is no attribute (no '=').
@@ -528,7 +529,7 @@ func setAttr(g *Grant, field string) (bool, error) {
 		}
 		vals, err := list()
 		for _, v := range vals {
-			if !ingest.ClusterNamePattern.MatchString(v) {
+			if !ingest.ClusterNamePattern().MatchString(v) {
 				return true, fmt.Errorf("clusters=: %q is not a cluster name (letters, digits, '.', '_', '-'; at most 63)", v)
 			}
 		}
@@ -540,7 +541,7 @@ func setAttr(g *Grant, field string) (bool, error) {
 		}
 		vals, err := list()
 		for _, v := range vals {
-			if !namespacePattern.MatchString(v) {
+			if !namespacePattern().MatchString(v) {
 				return true, fmt.Errorf("namespaces=: %q is not a namespace name (lowercase letters, digits, '-'; at most 63)", v)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -82,12 +83,12 @@ const (
 // output is deterministic without a struct per Kubernetes type.
 type obj = map[string]any
 
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+var dnsLabel = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`) })
 
 // validate reports the first setting the API server would refuse, or that
 // would render a broken manifest, naming the flag.
 func (o DeployOptions) validate() error {
-	if len(o.Namespace) > 63 || !dnsLabel.MatchString(o.Namespace) {
+	if len(o.Namespace) > 63 || !dnsLabel().MatchString(o.Namespace) {
 		return fmt.Errorf("--namespace %q: want a DNS label (lowercase letters, digits and '-', at most 63)", o.Namespace)
 	}
 	if o.Image == "" || strings.ContainsAny(o.Image, " \t\n") {
@@ -118,7 +119,7 @@ const chForm = "clickhouse://[USER@]HOST[:PORT]/DB[?cluster=NAME] or clickhouses
 
 // chDatabase is a database name the store accepts (it is written into
 // statements unquoted).
-var chDatabase = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+var chDatabase = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`) })
 
 // validateClickHouse checks what the manifests depend on: the scheme, a
 // host and a database, and no credential in the URL, which would be in
@@ -135,7 +136,7 @@ func validateClickHouse(s string) error {
 		return fmt.Errorf("--clickhouse %q: want %s", shown, chForm)
 	case u.Hostname() == "":
 		return fmt.Errorf("--clickhouse %q: no host; want %s", shown, chForm)
-	case !chDatabase.MatchString(strings.TrimPrefix(u.Path, "/")):
+	case !chDatabase().MatchString(strings.TrimPrefix(u.Path, "/")):
 		return fmt.Errorf("--clickhouse %q: database %q: want a name of letters, digits and _ (%s)", shown, strings.TrimPrefix(u.Path, "/"), chForm)
 	case u.Fragment != "":
 		return fmt.Errorf("--clickhouse %q: a #fragment means nothing here", shown)
@@ -171,7 +172,7 @@ func dnsSubdomain(s string) bool {
 		return false
 	}
 	for l := range strings.SplitSeq(s, ".") {
-		if !dnsLabel.MatchString(l) {
+		if !dnsLabel().MatchString(l) {
 			return false
 		}
 	}

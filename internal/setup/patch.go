@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -124,9 +125,9 @@ func PatchManifest(data []byte, opt PatchOptions) (out []byte, notes []string, e
 }
 
 var (
-	keyLine = regexp.MustCompile(`^( *)[^ #-][^:]*:\s*(#.*)?$`)
-	seqLine = regexp.MustCompile(`^( *)- `)
-	indLine = regexp.MustCompile(`^( +)[^ -#]`)
+	keyLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^( *)[^ #-][^:]*:\s*(#.*)?$`) })
+	seqLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^( *)- `) })
+	indLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^( +)[^ -#]`) })
 )
 
 // indentStyle tells whether the manifest writes a block sequence at its
@@ -136,15 +137,15 @@ func indentStyle(data []byte) (compact bool, indent int) {
 	lines := strings.Split(string(data), "\n")
 	compactSeen, indentedSeen := false, false
 	for i := 0; i+1 < len(lines); i++ {
-		if m := keyLine.FindStringSubmatch(lines[i]); m != nil {
-			if s := seqLine.FindStringSubmatch(lines[i+1]); s != nil {
+		if m := keyLine().FindStringSubmatch(lines[i]); m != nil {
+			if s := seqLine().FindStringSubmatch(lines[i+1]); s != nil {
 				if len(s[1]) == len(m[1]) {
 					compactSeen = true
 				} else {
 					indentedSeen = true
 				}
 			} else if indent == 0 && len(m[1]) == 0 {
-				if n := indLine.FindStringSubmatch(lines[i+1]); n != nil {
+				if n := indLine().FindStringSubmatch(lines[i+1]); n != nil {
 					indent = len(n[1])
 				}
 			}

@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 
@@ -235,7 +236,7 @@ func sortedKeys(m map[string]int) []string {
 }
 
 // yamlLine finds the line a YAML syntax error names.
-var yamlLine = regexp.MustCompile(`\bline (\d+)`)
+var yamlLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\bline (\d+)`) })
 
 // parser reads a fixture's YAML, keeping the first error with its line.
 type parser struct {
@@ -254,7 +255,7 @@ func parse(name string, data []byte) (*fixture, error) {
 	p := &parser{name: name, dir: filepath.Dir(name)}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		if m := yamlLine().FindStringSubmatch(err.Error()); m != nil {
 			return nil, fmt.Errorf("%s:%s: error: %s", name, m[1], strings.TrimPrefix(err.Error(), "yaml: "))
 		}
 		return nil, fmt.Errorf("%s: error: %w", name, err)

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 
@@ -40,7 +41,7 @@ func (c *compiler) add(n *yaml.Node, warning bool, msg string) {
 
 // yamlLineErr matches go-yaml's syntax errors, "yaml: line 3: did not find
 // expected key".
-var yamlLineErr = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+var yamlLineErr = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: line (\d+): (.*)$`) })
 
 // documents reads every YAML document of a file.
 func (c *compiler) documents(data []byte) []*yaml.Node {
@@ -54,7 +55,7 @@ func (c *compiler) documents(data []byte) []*yaml.Node {
 		}
 		if err != nil {
 			p := rules.Problem{File: c.file, Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
-			if m := yamlLineErr.FindStringSubmatch(err.Error()); m != nil {
+			if m := yamlLineErr().FindStringSubmatch(err.Error()); m != nil {
 				p.Line, _ = strconv.Atoi(m[1])
 				p.Msg = "invalid YAML: " + m[2]
 			}

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // client runs statements over the HTTP interface. It is safe for
@@ -106,10 +107,10 @@ const (
 	codeUnknownDatabase = 81
 )
 
-var codeRE = regexp.MustCompile(`^Code: (\d+)`)
+var codeRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^Code: (\d+)`) })
 
 func serverCode(msg []byte) int {
-	m := codeRE.FindSubmatch(msg)
+	m := codeRE().FindSubmatch(msg)
 	if m == nil {
 		return 0
 	}

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/kubetrail/kubetrail/internal/secretfile"
 )
@@ -46,7 +47,7 @@ const URLForms = "clickhouse://[USER[:PASSWORD]@]HOST[:PORT]/DB[?cluster=NAME&pa
 
 // identRE is what a database or cluster name may be: it is written into
 // statements unquoted, so nothing else is accepted.
-var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+var identRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`) })
 
 // options are the URL's query options ParseURL knows.
 var options = []string{"cluster", "password_file", "ca"}
@@ -88,7 +89,7 @@ func ParseURL(s string) (Config, error) {
 		return Config{}, fmt.Errorf("store URL %q: a #fragment means nothing here", shown)
 	}
 	c.Database = strings.TrimPrefix(u.Path, "/")
-	if !identRE.MatchString(c.Database) {
+	if !identRE().MatchString(c.Database) {
 		return Config{}, fmt.Errorf("store URL %q: database %q: want a name of letters, digits and _ (clickhouse://HOST:8123/kubetrail)", shown, c.Database)
 	}
 	host := u.Host
@@ -121,7 +122,7 @@ func (c *Config) applyOptions(q url.Values) error {
 		}
 	}
 	if name := q.Get("cluster"); name != "" {
-		if !identRE.MatchString(name) {
+		if !identRE().MatchString(name) {
 			return fmt.Errorf("cluster %q: want a name of letters, digits and _, as in the servers' remote_servers", name)
 		}
 		c.Cluster = name

@@ -328,3 +328,32 @@ func BenchmarkDetect(b *testing.B) {
 	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(alerts), "alerts/op")
 }
+
+// BenchmarkWarmCount answers the seed questions as serve's API does: one
+// DB open for the whole run (the serving process), a reader per request.
+func BenchmarkWarmCount(b *testing.B) {
+	dir := benchDir(b)
+	db, err := Open(dir, Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range benchQuestions {
+		f, err := query.Compile(q.filter)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(q.name, func(b *testing.B) {
+			for b.Loop() {
+				r, err := db.OpenReader()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := r.CountMatching(Selection{Filter: f}); err != nil {
+					b.Fatal(err)
+				}
+				r.Close()
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -533,7 +534,9 @@ func (r *segmentReader) readColumn(dec *zstd.Decoder, c Column) (*ColumnData, er
 	if err != nil {
 		return nil, err
 	}
-	return &ColumnData{Values: d.values, IDs: ids}, nil
+	// A shared segment's dictionary is every reader's: the copy is the
+	// caller's.
+	return &ColumnData{Values: slices.Clone(d.values), IDs: ids}, nil
 }
 
 // readDict decodes a column's whole dictionary.
@@ -544,6 +547,9 @@ func (r *segmentReader) readDict(dec *zstd.Decoder, c Column, sc *scratch) (*dic
 	m := r.meta.Columns[c]
 	if m.Kind == kindPostings {
 		return r.readAllChunks(dec, c)
+	}
+	if d := r.decoded.dict(c); d != nil {
+		return d, nil
 	}
 	part := "column " + c.String() + " dictionary"
 	dict, err := sc.frame(r, dec, m.DictOff, m.DictLen)
@@ -561,6 +567,7 @@ func (r *segmentReader) readDict(dec *zstd.Decoder, c Column, sc *scratch) (*dic
 	if err := checkCounts(d.counts, r.meta.Count); err != nil {
 		return nil, r.fail(part, err)
 	}
+	r.decoded.keepDict(c, d)
 	return d, nil
 }
 
@@ -952,8 +959,20 @@ type chunkRef struct {
 	first    string // its first value
 }
 
-// readChunkIndex reads a postings column's chunk index.
+// readChunkIndex reads a postings column's chunk index. The slice it
+// returns must not be modified: a shared segment gives it to every reader.
 func (r *segmentReader) readChunkIndex(c Column) ([]chunkRef, error) {
+	if refs := r.decoded.index(c); refs != nil {
+		return refs, nil
+	}
+	refs, err := r.readChunkIndexFile(c)
+	if err == nil {
+		r.decoded.keepIndex(c, refs)
+	}
+	return refs, err
+}
+
+func (r *segmentReader) readChunkIndexFile(c Column) ([]chunkRef, error) {
 	m := r.meta.Columns[c]
 	part := "column " + c.String() + " chunk index"
 	buf := make([]byte, m.DictLen)
@@ -993,8 +1012,20 @@ type chunkData struct {
 	starts []int
 }
 
-// readChunk reads and decodes one chunk; *buf is reused to read it.
+// readChunk reads and decodes one chunk; *buf is reused to read it. The
+// chunk must not be modified: a shared segment gives it to every reader.
 func (r *segmentReader) readChunk(dec *zstd.Decoder, c Column, ref chunkRef, buf *[]byte) (*chunkData, error) {
+	if ch := r.decoded.chunk(c, ref.off); ch != nil {
+		return ch, nil
+	}
+	ch, err := r.readChunkFile(dec, c, ref, buf)
+	if err == nil && r.decoded != nil && ch.computeStarts() == nil {
+		r.decoded.keepChunk(c, ref.off, ch)
+	}
+	return ch, err
+}
+
+func (r *segmentReader) readChunkFile(dec *zstd.Decoder, c Column, ref chunkRef, buf *[]byte) (*chunkData, error) {
 	if int64(cap(*buf)) < ref.len {
 		*buf = make([]byte, ref.len)
 	}
@@ -1035,6 +1066,25 @@ func decodeChunk(dec *zstd.Decoder, ref chunkRef, comp []byte) (*chunkData, erro
 	return ch, nil
 }
 
+// computeStarts finds where each value's postings begin (ch.starts).
+func (ch *chunkData) computeStarts() error {
+	starts := make([]int, len(ch.values)+1)
+	p := 0
+	for v, n := range ch.counts {
+		starts[v] = p
+		for range n {
+			_, w := binary.Uvarint(ch.post[p:])
+			if w <= 0 {
+				return errors.New("corrupt postings")
+			}
+			p += w
+		}
+	}
+	starts[len(ch.values)] = p
+	ch.starts = starts
+	return nil
+}
+
 // readAllChunks reads a postings column whole.
 func (r *segmentReader) readAllChunks(dec *zstd.Decoder, c Column) (*dictData, error) {
 	refs, err := r.readChunkIndex(c)
@@ -1066,19 +1116,9 @@ func (r *segmentReader) readAllChunks(dec *zstd.Decoder, c Column) (*dictData, e
 // postings returns the ordinals of value k of the chunk, ascending.
 func (ch *chunkData) postings(k int, dst []int32) ([]int32, error) {
 	if ch.starts == nil {
-		ch.starts = make([]int, len(ch.values)+1)
-		p := 0
-		for v, n := range ch.counts {
-			ch.starts[v] = p
-			for range n {
-				_, w := binary.Uvarint(ch.post[p:])
-				if w <= 0 {
-					return nil, errors.New("corrupt postings")
-				}
-				p += w
-			}
+		if err := ch.computeStarts(); err != nil {
+			return nil, err
 		}
-		ch.starts[len(ch.values)] = p
 	}
 	p := ch.post[ch.starts[k]:ch.starts[k+1]]
 	prev := int64(-1)

@@ -101,8 +101,11 @@ type Stats struct {
 
 // DB is an open data folder. Append is safe for concurrent use.
 type DB struct {
-	dir    string
-	fs     vfs.FS
+	dir string
+	fs  vfs.FS
+	// segs shares the sealed segments between the readers OpenReader
+	// opens.
+	segs   *segCache
 	opts   Options
 	log    *slog.Logger
 	lock   folderLock
@@ -197,7 +200,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	db := &DB{
-		dir: dir, fs: fs, opts: opts, log: opts.Logger, lock: lock,
+		dir: dir, fs: fs, opts: opts, log: opts.Logger, lock: lock, segs: newSegCache(),
 		reqs:    make(chan *request, opts.MaxQueue),
 		seal:    make(chan uint64, 1<<16),
 		done:    make(chan struct{}),
@@ -688,7 +691,9 @@ func (db *DB) removeWAL(seq uint64) error {
 // from what the committer built at ingest instead of decoding them again:
 // a query the columns decide reads no JSON, and opening costs one read of
 // the WAL files.
-func (db *DB) OpenReader() (*Reader, error) { return openReader(db.fs, db.dir, db.walColumns) }
+func (db *DB) OpenReader() (*Reader, error) {
+	return openReader(db.fs, db.dir, db.walColumns, db.segs)
+}
 
 // walColumns returns the durable columns of WAL segment seq, or nil when
 // it has none in memory (recovered after a crash, or sealed meanwhile).
@@ -756,6 +761,7 @@ func (db *DB) Close() error {
 	db.maintMu.Lock()
 	db.maintMu.Unlock()
 	err := db.wal.Close()
+	db.segs.close()
 	if err2 := db.lock.Close(); err == nil {
 		err = err2
 	}

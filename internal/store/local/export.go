@@ -120,7 +120,7 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	segs, missing, err := openSnapshot(fs, segPath)
+	segs, missing, err := openSnapshot(fs, segPath, nil)
 	if err != nil {
 		return err
 	}

@@ -28,7 +28,7 @@ func Prove(dir string, pos Pos, signed func(wal uint64, head [32]byte) bool) (*t
 
 // ProveFS is Prove on a folder in fs.
 func ProveFS(fs vfs.FS, dir string, pos Pos, signed func(wal uint64, head [32]byte) bool) (*trust.Proof, error) {
-	segs, _, err := openSnapshot(fs, filepath.Join(dir, segmentDir))
+	segs, _, err := openSnapshot(fs, filepath.Join(dir, segmentDir), nil)
 	if err != nil {
 		return nil, err
 	}

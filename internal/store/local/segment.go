@@ -279,8 +279,9 @@ func lockSegments(fs vfs.FS, dir string, mode vfs.LockMode) (unlock func()) {
 // the folder meanwhile, and compares the listing with the manifest: the
 // segments it lists that are missing come back as Damage. Live segments
 // whose WAL ranges overlap, and segments that cannot be opened, fail it.
-// The caller must close each segment's r.
-func openSnapshot(fs vfs.FS, dir string) ([]segmentFile, []Damage, error) {
+// The caller must close each segment's r. With a cache, the segments come
+// from it (see segCache).
+func openSnapshot(fs vfs.FS, dir string, cache *segCache) ([]segmentFile, []Damage, error) {
 	unlock := lockSegments(fs, dir, vfs.LockShared)
 	defer unlock()
 	all, err := listSegmentFiles(fs, dir)
@@ -296,12 +297,20 @@ func openSnapshot(fs vfs.FS, dir string) ([]segmentFile, []Damage, error) {
 		return nil, nil, &SegmentError{Path: o[0].Path, Part: "name", Err: errors.New(o[0].Reason)}
 	}
 	for i := range segs {
-		r, err := openSegment(fs, segs[i].path)
+		var r *segmentReader
+		if cache != nil {
+			r, err = cache.open(fs, segs[i].path)
+		} else {
+			r, err = openSegment(fs, segs[i].path)
+		}
 		if err != nil {
 			closeSnapshot(segs[:i])
 			return nil, nil, err
 		}
 		segs[i].r = r
+	}
+	if cache != nil {
+		cache.keep(segs)
 	}
 	return segs, damage, nil
 }
@@ -700,6 +709,10 @@ type segmentReader struct {
 	// metaOff is where the meta starts: the parts before it tile the
 	// file from the magic on.
 	metaOff int64
+	// release, for a segment shared through a segCache, replaces closing
+	// the file; decoded keeps what its readers decoded (nil otherwise).
+	release func() error
+	decoded *decodedChunks
 }
 
 func openSegment(fs vfs.FS, path string) (*segmentReader, error) {
@@ -802,4 +815,9 @@ func (r *segmentReader) decodeMeta(buf []byte, magic string) error {
 	return nil
 }
 
-func (r *segmentReader) close() error { return r.f.Close() }
+func (r *segmentReader) close() error {
+	if r.release != nil {
+		return r.release()
+	}
+	return r.f.Close()
+}

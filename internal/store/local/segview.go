@@ -17,12 +17,15 @@ type segView struct {
 	index [NumColumns][]chunkRef
 	// chunks holds the postings chunks looked up, by column and chunk;
 	// rare the rare values' postings of ids columns.
-	chunks  map[[2]int]*chunkData
-	rare    [NumColumns]*rareData
-	ids     [NumColumns][]uint32
-	times   []int64
-	recvs   []int64
-	lengths []uint32
+	chunks map[[2]int]*chunkData
+	rare   [NumColumns]*rareData
+	ids    [NumColumns][]uint32
+	// sharedIDs marks the ids the segment's decodedChunks holds: every
+	// reader's, never recycled into freeIDs.
+	sharedIDs [NumColumns]bool
+	times     []int64
+	recvs     []int64
+	lengths   []uint32
 }
 
 // use makes s the segment whose decoded columns the reader holds,
@@ -48,10 +51,10 @@ func (r *Reader) release(c *segView) {
 		return
 	}
 	for i, ids := range c.ids {
-		if ids != nil {
+		if ids != nil && !c.sharedIDs[i] {
 			r.freeIDs = append(r.freeIDs, ids[:0])
-			c.ids[i] = nil
 		}
+		c.ids[i], c.sharedIDs[i] = nil, false
 		if d := c.dicts[i]; d != nil && d.chunks != nil {
 			c.dicts[i] = nil // a large dictionary
 		}
@@ -83,6 +86,10 @@ func (r *Reader) dict(s *segView, c Column) (*dictData, error) {
 // colIDs returns column c's ids.
 func (r *Reader) colIDs(s *segView, c Column) ([]uint32, error) {
 	if s.ids[c] == nil {
+		if ids := s.r.decoded.ids(c); ids != nil {
+			s.ids[c], s.sharedIDs[c] = ids, true
+			return ids, nil
+		}
 		var d *dictData
 		if s.r.meta.Columns[c].Kind == kindPostings {
 			var err error
@@ -91,7 +98,7 @@ func (r *Reader) colIDs(s *segView, c Column) ([]uint32, error) {
 			}
 		}
 		var buf []uint32
-		if n := len(r.freeIDs); n > 0 {
+		if n := len(r.freeIDs); n > 0 && s.r.decoded == nil {
 			buf, r.freeIDs = r.freeIDs[n-1], r.freeIDs[:n-1]
 		}
 		ids, err := s.r.readIDs(r.dec, c, d, buf, &r.sc)
@@ -99,6 +106,9 @@ func (r *Reader) colIDs(s *segView, c Column) ([]uint32, error) {
 			return nil, err
 		}
 		s.ids[c] = ids
+		// In new memory (buf is nil for a shared segment), kept for the
+		// other readers if the budget allows.
+		s.sharedIDs[c] = s.r.decoded.keepIDs(c, ids)
 	}
 	return s.ids[c], nil
 }

@@ -56,6 +56,9 @@ type Reader struct {
 	aheadText []*oneText
 	// damage is what the reader skipped (see Damaged).
 	damage damageList
+	// segCache, for a reader of a DB, shares its segments with the DB's
+	// other readers.
+	segCache *segCache
 }
 
 // headEvent is an event still in the WAL. It is decoded only when a query
@@ -86,17 +89,18 @@ func (h *headEvent) event() (*audit.Event, error) {
 // are read but not decoded: a query decodes those it needs. In the process
 // that holds the folder open, DB.OpenReader is cheaper still.
 func OpenReader(dir string) (*Reader, error) {
-	return openReader(vfs.OS, dir, nil)
+	return openReader(vfs.OS, dir, nil, nil)
 }
 
 // OpenReaderFS is OpenReader on a folder in fs.
 func OpenReaderFS(fs vfs.FS, dir string) (*Reader, error) {
-	return openReader(fs, dir, nil)
+	return openReader(fs, dir, nil, nil)
 }
 
 // openReader opens a reader; walCols, when not nil, gives the column
-// values built at ingest of a WAL segment's first events.
-func openReader(fs vfs.FS, dir string, walCols func(seq uint64) *memCols) (*Reader, error) {
+// values built at ingest of a WAL segment's first events, and cache, when
+// not nil, the segments the DB's readers share.
+func openReader(fs vfs.FS, dir string, walCols func(seq uint64) *memCols, cache *segCache) (*Reader, error) {
 	if _, err := fs.Stat(dir); err != nil {
 		return nil, fmt.Errorf("data folder: %w", err)
 	}
@@ -104,7 +108,7 @@ func openReader(fs vfs.FS, dir string, walCols func(seq uint64) *memCols) (*Read
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{dec: dec, text: newTextReader(dec)}
+	r := &Reader{dec: dec, text: newTextReader(dec), segCache: cache}
 	if err := r.load(fs, dir, walCols); err != nil {
 		r.Close()
 		dec.Close()
@@ -136,7 +140,7 @@ func (r *Reader) load(fs vfs.FS, dir string, walCols func(seq uint64) *memCols) 
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	segs, damage, err := openSnapshot(fs, segPath)
+	segs, damage, err := openSnapshot(fs, segPath, r.segCache)
 	if err != nil {
 		return err
 	}
@@ -862,7 +866,7 @@ func (r *Reader) filterIDs(s *segView, c Column, ok []bool, list []int32, starte
 		}
 		return out, nil
 	}
-	raw, err := r.sc.frame(s.r, r.dec, m.DictOff+m.DictLen, m.IDsLen)
+	raw, err := r.idBytes(s, c)
 	if err != nil {
 		return nil, s.r.fail("column "+c.String()+" ids", err)
 	}
@@ -889,6 +893,25 @@ func (r *Reader) filterIDs(s *segView, c Column, ok []bool, list []int32, starte
 		}
 	}
 	return out, nil
+}
+
+// idBytes returns the ids frame of column c, one byte per id: from the
+// shared segment's decodedChunks, or decoded into the reader's scratch.
+func (r *Reader) idBytes(s *segView, c Column) ([]byte, error) {
+	m := s.r.meta.Columns[c]
+	d := s.r.decoded
+	if d == nil {
+		return r.sc.frame(s.r, r.dec, m.DictOff+m.DictLen, m.IDsLen)
+	}
+	if raw := d.idBytes(c); raw != nil {
+		return raw, nil
+	}
+	var sc *scratch // new memory, to keep
+	raw, err := sc.frame(s.r, r.dec, m.DictOff+m.DictLen, m.IDsLen)
+	if err == nil && len(raw) == s.r.meta.Count {
+		d.keepIDBytes(c, raw)
+	}
+	return raw, err
 }
 
 // fewPostings is how many values' postings a term merges; beyond, the

@@ -159,6 +159,20 @@ func (r *Reader) StatsOf(sel Selection, o StatsOptions) ([]Group, Totals, error)
 		}
 		return done()
 	}
+	if len(by) == 0 && interval == 0 && !o.Bytes {
+		// A plain count (the API's total): CountMatching answers it from
+		// the dictionaries' counts and the postings, where the loop below
+		// lists every candidate (2.8 ms of a warm count of 100k events out
+		// of 2M, issue 12).
+		n, err := r.CountMatching(sel)
+		if err != nil {
+			return nil, Totals{}, err
+		}
+		if n > 0 {
+			add(0, n, 0)
+		}
+		return done()
+	}
 	lo, hi := bounds(sel)
 	// v2 segments keep no event lengths: with Bytes, the blocks holding
 	// selected events are decompressed first, segments in parallel.
