@@ -128,6 +128,9 @@ func (s *suite) main(mode, out string) error {
 		if err := s.section("questions and statistics "+c.name, func() error { return s.queries(i, c) }); err != nil {
 			return err
 		}
+		if err := s.section("ClickHouse "+c.name, func() error { return s.clickhouse(i, c) }); err != nil {
+			return err
+		}
 		if err := s.section("web UI "+c.name, func() error { return s.webUI(i, c) }); err != nil {
 			return err
 		}
