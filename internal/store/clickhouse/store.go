@@ -195,14 +195,15 @@ func encodeRow(b []byte, batch *pipeline.Batch, r *audit.Record, k local.Key) []
 	b = putStrings(b, ev.SourceIPs)
 	b = putStringsLen(b, len(ev.SourceIPs))
 	for _, ip := range ev.SourceIPs {
-		b = putString(b, ipKey(ip))
+		b = putIPKey(b, ip)
 	}
 	b = putString(b, ev.UserAgent)
 	b = putString(b, string(ev.Level))
 	b = putString(b, string(ev.Stage))
 	b = putString(b, ev.RequestURI)
 	b = putString(b, ev.AuditID)
-	keys := sortedKeys(ev.Annotations)
+	var keyArr [8]string
+	keys := appendSortedKeys(keyArr[:0], ev.Annotations)
 	b = putStrings(b, keys)
 	b = putStringsLen(b, len(keys))
 	for _, k := range keys {
@@ -226,7 +227,8 @@ func flag(v bool) uint8 {
 // putExtra writes a map of lists as two parallel arrays, one element per
 // value, keys in sorted order.
 func putExtra(b []byte, m map[string][]string) []byte {
-	keys := sortedKeysOf(m)
+	var keyArr [8]string
+	keys := appendSortedKeys(keyArr[:0], m)
 	n := 0
 	for _, k := range keys {
 		n += len(m[k])
