@@ -206,6 +206,12 @@ func (c *Collector) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Res
 	}
 	payload = append(payload, spoolEnd)
 	*buf = payload
+	if int64(len(payload)) > c.opts.MaxSpoolBytes {
+		// Never unavailable: no amount of shipping makes room for it, and
+		// a sender told to wait (tail, import) would wait for ever.
+		return pipeline.Result{}, fmt.Errorf("a batch of %d events is %d bytes of rows, more than the collector's whole spool (%d bytes, --spool-max-bytes): raise it",
+			res.Stored, len(payload), c.opts.MaxSpoolBytes)
+	}
 	if n := c.spooled.Load(); n+int64(len(payload)) > c.opts.MaxSpoolBytes {
 		c.stats.refused.Add(1)
 		c.full.Store(true)
