@@ -346,8 +346,13 @@ func (s *Store) Count(ctx context.Context, sel local.Selection) (int64, error) {
 		err := s.Select(ctx, sel, func(*local.Hit) error { n++; return nil })
 		return n, err
 	}
+	// The distinct keys of the matching rows, without FINAL: copies of
+	// an event share its key and every column a filter names (all are
+	// functions of cluster and raw), so this counts what FINAL would.
+	// FINAL merges the sorting key's columns of every part on 18.16,
+	// 5-60x slower for a count (measured on 200k events, docs/clickhouse.md).
 	var n int64
-	err = s.c.query(ctx, "SELECT count() FROM "+s.db+".events FINAL WHERE "+w+" FORMAT RowBinary", func(body io.Reader) error {
+	err = s.c.query(ctx, "SELECT toInt64(uniqExact(key)) FROM "+s.db+".events WHERE "+w+" FORMAT RowBinary", func(body io.Reader) error {
 		r := newRowReader(body)
 		n = r.i64()
 		return r.err
