@@ -304,21 +304,36 @@ func (s *Store) selectAfter(ctx context.Context, sel local.Selection, after uint
 	if err != nil {
 		return err
 	}
+	// Without a cursor, the table is read without FINAL and copies are
+	// dropped here: in arrival order, an event's first row is its first
+	// arrival, the row FINAL keeps. FINAL on 18.16 reads every selected
+	// column (the raw line too) of every row the sorting key does not
+	// exclude, 8x slower for user=admin over 200k events
+	// (docs/clickhouse.md).
+	final, seen := "", map[local.Key]struct{}{}
 	if after > 0 {
 		// After FINAL: the row FINAL keeps for an event (its first
 		// arrival) decides, so a copy inserted later is not new.
+		final, seen = " FINAL", nil
 		w += " AND seq > " + strconv.FormatUint(after, 10)
 	}
-	sql := "SELECT cluster, time_us, received_us, raw, seq FROM " + s.db + ".events FINAL WHERE " + w + " ORDER BY seq, ord FORMAT RowBinary"
+	sql := "SELECT cluster, time_us, received_us, key, raw, seq FROM " + s.db + ".events" + final + " WHERE " + w + " ORDER BY seq, ord FORMAT RowBinary"
 	return s.c.query(ctx, sql, func(body io.Reader) error {
 		r := newRowReader(body)
 		var ev audit.Event
 		for r.more() {
 			h := local.Hit{Cluster: r.string(), Time: r.i64(), Received: r.i64()}
+			k := r.key()
 			h.Raw = r.bytes()
 			seq := r.u64()
 			if r.err != nil {
 				break
+			}
+			if seen != nil {
+				if _, dup := seen[k]; dup {
+					continue
+				}
+				seen[k] = struct{}{}
 			}
 			if err := audit.DecodeStored(h.Raw, &ev); err != nil {
 				return fmt.Errorf("event stored in %s.events: %w", s.db, err)
