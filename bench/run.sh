@@ -11,6 +11,9 @@ need=()
 for t in jq zstd gzip; do command -v "$t" >/dev/null || need+=("$t"); done
 # bench/duckdb links DuckDB's static library with -lstdc++: gcc and g++.
 for t in gcc g++; do command -v "$t" >/dev/null || need+=("$t"); done
+# The ClickHouse section starts Debian's clickhouse-server (18.16) on
+# loopback, as the store's tests do (.ci/run installs it for them).
+command -v clickhouse-server >/dev/null || [ -x /usr/sbin/clickhouse-server ] || need+=(clickhouse-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bench: installing ${need[*]}" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" libc6-dev >/dev/null

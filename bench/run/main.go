@@ -134,6 +134,9 @@ func (s *suite) main(mode, out string) error {
 		if err := s.section("random selective filters "+c.name, func() error { return s.randomFilters(i, c) }); err != nil {
 			return err
 		}
+		if err := s.section("ClickHouse "+c.name, func() error { return s.clickhouse(i, c) }); err != nil {
+			return err
+		}
 		if err := s.section("web UI "+c.name, func() error { return s.webUI(i, c) }); err != nil {
 			return err
 		}

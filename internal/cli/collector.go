@@ -35,7 +35,7 @@ type collectorFlags struct {
 func (f *collectorFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.url, "store", "", "store into ClickHouse at this URL instead of --data: "+store.URLForms+
 		" (after kubetrail setup clickhouse); events are acknowledged once in the collector's WAL in DATA/clickhouse-spool and shipped from there")
-	cmd.Flags().StringVar(&f.spoolMax, "spool-max-bytes", "1GiB", "with --store: events the WAL may hold that ClickHouse has not taken yet; beyond it serve answers 503, tail waits and import stops")
+	cmd.Flags().StringVar(&f.spoolMax, "spool-max-bytes", "1GiB", "with --store: events the WAL may hold that ClickHouse has not taken yet; beyond it serve answers 503, and tail and import wait")
 }
 
 // spoolDir is the collector's folder inside the data folder.

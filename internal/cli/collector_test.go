@@ -361,3 +361,34 @@ func TestServeCollectorRefusesStoreFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestImportWaitsForTheSpool: import --store with a spool smaller than
+// the file's rows waits while the spool is full (the shipper empties it
+// a segment at a time) instead of failing, says so, and stores every
+// event once; a spool smaller than one batch is an error at once, not
+// a wait for ever.
+func TestImportWaitsForTheSpool(t *testing.T) {
+	url := chURL(t, "kt_import_wait")
+	logFile := filepath.Join(t.TempDir(), "audit.log")
+	// Three batches of up to 4096 events, each about 2 MiB of rows: the
+	// 5 MiB spool holds two.
+	const n = 12000
+	writeEvents(t, logFile, 0, n)
+	code, _, errOut := run("import", "--store", url, "--data", t.TempDir(), "--spool-max-bytes", "5MiB", "--progress", "never", logFile)
+	if code != 0 {
+		t.Fatalf("import --store with a small spool: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(errOut, "waiting for ClickHouse to take the collector's spool") {
+		t.Errorf("import never said it waited for the spool:\n%s", errOut)
+	}
+	got := exportedIDs(t, url)
+	slices.Sort(got)
+	if want := fwIDs(0, n, 1); !slices.Equal(got, want) {
+		t.Fatalf("export --store gave %d events, want each of %d once", len(got), len(want))
+	}
+
+	code, _, errOut = run("import", "--store", url, "--data", t.TempDir(), "--spool-max-bytes", "64KiB", "--progress", "never", logFile)
+	if code == 0 || !strings.Contains(errOut, "more than the collector's whole spool") {
+		t.Errorf("import with a spool smaller than a batch: exit %d, %s; want an error naming --spool-max-bytes", code, errOut)
+	}
+}

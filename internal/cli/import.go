@@ -157,6 +157,17 @@ kept. The exit status is 0 when every line was used, 3 when some were skipped.`,
 			if showBar {
 				cfg.Progress = func(p ingest.Progress) { drawProgress(e.stderr, p) }
 			}
+			if sf.store.url != "" {
+				// A full spool empties as ClickHouse takes it: wait, as
+				// tail does, saying so every few seconds.
+				var said time.Time
+				cfg.Waiting = func(err error, retryIn time.Duration) {
+					if time.Since(said) >= 5*time.Second {
+						said = time.Now()
+						fmt.Fprintf(e.stderr, "\nimport: waiting for ClickHouse to take the collector's spool before sending more (retrying every %s; ^C stops, keeping what was stored): %v\n", retryIn, err)
+					}
+				}
+			}
 			sum, err := ingest.Import(cmd.Context(), sink, files, e.stdin, cfg)
 			if cerr := closeSink(); err == nil {
 				err = cerr

@@ -86,7 +86,7 @@ moves what was stored when each part was read.`,
 	f.StringVar(&from, "from", "", "the store to read: a data folder, or "+store.URLForms)
 	f.StringVar(&to, "to", "", "the store to write: a ClickHouse URL when --from is a data folder, a data folder when --from is ClickHouse")
 	f.StringVar(&cursor, "cursor", "", "the cursor's path (default: in the data folder, DATA/migrate/, named after the ClickHouse store)")
-	f.IntVar(&batch, "batch", 5000, "events per insert at most (a batch also ends where the received time or cluster changes)")
+	f.IntVar(&batch, "batch", 5000, "events per batch at most (a batch also ends where the received time or cluster changes); into ClickHouse, batches are gathered into inserts of up to 32 MiB, and the cursor moves after each insert")
 	f.StringVar(&progress, "progress", "auto", "progress lines on stderr: auto (on a terminal), always, never")
 	return cmd
 }
@@ -161,7 +161,7 @@ func openMigration(ctx context.Context, e *env, from, to, cursor string) (*migra
 		}
 		r.Close()
 		m.src = migrate.Local{Dir: dir}
-		m.dst, m.toName = ch, "ClickHouse "+chName
+		m.dst, m.toName = ch.Bulk(), "ClickHouse "+chName
 		m.closer = ch.Close
 		if m.cursor == "" {
 			m.cursor = filepath.Join(dir, "migrate", "to-clickhouse-"+hex.EncodeToString(sum[:8])+".cursor")

@@ -107,6 +107,22 @@ type Options struct {
 	BatchSize int
 	// Progress, when set, is called after every batch and at the end.
 	Progress func(Progress)
+	// FlushBytes is how many bytes a Buffered destination gathers before
+	// they are flushed and the cursor moves; 0 means 32 MiB.
+	FlushBytes int
+}
+
+// Buffered is a destination whose Append only gathers a batch's rows
+// for one large write, which Flush makes: the rows are stored once Flush
+// returns, so the cursor moves only after it. clickhouse.Bulk is one:
+// ClickHouse spends far more per insert than per row, and a migration's
+// batches end wherever the received time changes, every few hundred
+// events when the source was fed by a webhook.
+type Buffered interface {
+	pipeline.Sink
+	// Pending is the bytes gathered and not yet flushed.
+	Pending() int
+	Flush(ctx context.Context) error
 }
 
 // Progress says how far a migration got.
@@ -146,6 +162,9 @@ func Run(ctx context.Context, src Source, dst pipeline.Sink, o Options) (Progres
 	if o.BatchSize <= 0 {
 		o.BatchSize = 5000
 	}
+	if o.FlushBytes <= 0 {
+		o.FlushBytes = 32 << 20
+	}
 	cur := cursor{Version: 1, From: src.Name(), To: o.To}
 	err := cursorfile.Load(vfs.OS, o.Cursor, &cur)
 	switch {
@@ -155,12 +174,16 @@ func Run(ctx context.Context, src Source, dst pipeline.Sink, o Options) (Progres
 	case cur.From != src.Name() || cur.To != o.To:
 		return Progress{}, fmt.Errorf("migration cursor %s is for %s to %s, not %s to %s: give another --cursor", o.Cursor, cur.From, cur.To, src.Name(), o.To)
 	}
-	m := &mover{ctx: ctx, dst: dst, o: o, cur: cur, start: time.Now()}
+	m := &mover{ctx: ctx, dst: dst, o: o, cur: cur, pend: cur, start: time.Now()}
 	m.prog.Resumed = cur.Next != nil
 	err = src.Scan(ctx, cur.Next, m.add)
 	if err == nil || local.IsDamage(err) {
 		// What was read before damage is stored, and the cursor says so.
-		err = errors.Join(err, m.flush())
+		ferr := m.flush()
+		if ferr == nil {
+			ferr = m.commit()
+		}
+		err = errors.Join(err, ferr)
 	}
 	if err == nil {
 		m.report(true)
@@ -170,10 +193,13 @@ func Run(ctx context.Context, src Source, dst pipeline.Sink, o Options) (Progres
 
 // mover collects a batch and appends it.
 type mover struct {
-	ctx   context.Context
-	dst   pipeline.Sink
-	o     Options
-	cur   cursor
+	ctx context.Context
+	dst pipeline.Sink
+	o   Options
+	cur cursor
+	// pend is the cursor past every batch appended; cur moves to it
+	// once they are stored (at once, unless dst is Buffered).
+	pend  cursor
 	start time.Time
 	prog  Progress
 
@@ -201,9 +227,9 @@ func (m *mover) add(s local.Stored, next json.RawMessage) error {
 	return nil
 }
 
-// flush appends the batch and then moves the cursor past it. Cancelled
-// or failed, the cursor stays before the batch, and the next run sends it
-// again.
+// flush appends the batch and then, unless dst is Buffered and has room
+// for more, commits. Cancelled or failed, the cursor stays before the
+// batches not yet stored, and the next run sends them again.
 func (m *mover) flush() error {
 	if len(m.batch.Records) == 0 {
 		return nil
@@ -212,13 +238,32 @@ func (m *mover) flush() error {
 	if err != nil {
 		return fmt.Errorf("store %d events in %s: %w", len(m.batch.Records), m.o.To, err)
 	}
-	m.cur.Next = m.next
-	m.cur.Moved += int64(res.Stored)
-	m.cur.Dups += int64(res.Duplicates)
+	m.pend.Next = m.next
+	m.pend.Moved += int64(res.Stored)
+	m.pend.Dups += int64(res.Duplicates)
+	m.batch.Records = m.batch.Records[:0:0]
+	if b, ok := m.dst.(Buffered); ok && b.Pending() < m.o.FlushBytes {
+		m.report(false)
+		return nil
+	}
+	return m.commit()
+}
+
+// commit flushes a Buffered destination and moves the cursor past every
+// batch appended.
+func (m *mover) commit() error {
+	if b, ok := m.dst.(Buffered); ok {
+		if err := b.Flush(m.ctx); err != nil {
+			return fmt.Errorf("store %d events in %s: %w", m.pend.Moved-m.cur.Moved, m.o.To, err)
+		}
+	}
+	if string(m.pend.Next) == string(m.cur.Next) {
+		return nil
+	}
+	m.cur = m.pend
 	if err := cursorfile.Save(vfs.OS, m.o.Cursor, m.cur); err != nil {
 		return fmt.Errorf("save migration cursor %s: %w", m.o.Cursor, err)
 	}
-	m.batch.Records = m.batch.Records[:0:0]
 	m.report(false)
 	return nil
 }

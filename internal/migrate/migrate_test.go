@@ -186,3 +186,79 @@ func TestCursorForAnotherMigration(t *testing.T) {
 		t.Errorf("a cursor of another migration: %v; want a refusal", err)
 	}
 }
+
+// failFlush is a Buffered destination whose first Flush fails without
+// storing anything, as a ClickHouse that went away would; it counts the
+// flushes.
+type failFlush struct {
+	*clickhouse.Bulk
+	flushes int
+}
+
+func (f *failFlush) Flush(ctx context.Context) error {
+	f.flushes++
+	if f.flushes == 1 {
+		return errCrash
+	}
+	return f.Bulk.Flush(ctx)
+}
+
+// TestBufferedMovesCursorAfterFlush: into a Buffered destination
+// (ClickHouse through a Bulk), the 30 batches go in one insert, not one
+// each, and the cursor moves only once that insert is stored: a failed
+// flush leaves it at the start, and the next run sends every event again,
+// each stored once. With a small FlushBytes, an insert is made whenever
+// that many bytes wait, and the cursor follows each.
+func TestBufferedMovesCursorAfterFlush(t *testing.T) {
+	src := source(t)
+	srcReader, err := store.OpenReader(context.Background(), "", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := export(t, srcReader)
+	for _, tc := range []struct {
+		name        string
+		flushBytes  int
+		wantFlushes int
+	}{{"one insert", 0, 1}, {"inserts of 40 KiB", 40 << 10, 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := clickhouse.ParseURL(strings.Replace(ch.URL(t), "http://", "clickhouse://", 1) + fmt.Sprintf("/kt_bulk_%d", tc.flushBytes))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := clickhouse.Setup(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			s, err := clickhouse.Open(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			o := Options{Cursor: filepath.Join(t.TempDir(), "c"), To: "clickhouse", BatchSize: 1000, FlushBytes: tc.flushBytes}
+			dst := &failFlush{Bulk: s.Bulk()}
+			if _, err := Run(context.Background(), Local{Dir: src}, dst, o); !errors.Is(err, errCrash) {
+				t.Fatalf("first run: %v; want the failed flush", err)
+			}
+			p, err := Run(context.Background(), Local{Dir: src}, s.Bulk(), o)
+			if err != nil || p.Resumed || p.ThisRun != 600 || p.Moved != 600 {
+				t.Fatalf("second run: %+v, %v; want all 600 events sent again from the start", p, err)
+			}
+			if got := export(t, s); !bytes.Equal(got, want) {
+				t.Fatalf("ClickHouse exports %d events (%d bytes), want the source's %d bytes", strings.Count(string(got), "\n"), len(got), len(want))
+			}
+			// Again from the start (another cursor), every flush working:
+			// the inserts it takes.
+			o2 := o
+			o2.Cursor = filepath.Join(t.TempDir(), "c2")
+			dst = &failFlush{Bulk: s.Bulk(), flushes: 1}
+			p, err = Run(context.Background(), Local{Dir: src}, dst, o2)
+			inserts := dst.flushes - 1
+			if err != nil || p.Moved != 600 {
+				t.Fatalf("run with every flush working: %+v, %v", p, err)
+			}
+			if tc.wantFlushes > 0 && inserts != tc.wantFlushes || tc.wantFlushes == 0 && inserts < 4 {
+				t.Errorf("30 batches took %d inserts with FlushBytes %d; want %d (0: several)", inserts, tc.flushBytes, tc.wantFlushes)
+			}
+		})
+	}
+}

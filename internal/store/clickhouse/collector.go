@@ -206,6 +206,12 @@ func (c *Collector) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Res
 	}
 	payload = append(payload, spoolEnd)
 	*buf = payload
+	if int64(len(payload)) > c.opts.MaxSpoolBytes {
+		// Never unavailable: no amount of shipping makes room for it, and
+		// a sender told to wait (tail, import) would wait for ever.
+		return pipeline.Result{}, fmt.Errorf("a batch of %d events is %d bytes of rows, more than the collector's whole spool (%d bytes, --spool-max-bytes): raise it",
+			res.Stored, len(payload), c.opts.MaxSpoolBytes)
+	}
 	if n := c.spooled.Load(); n+int64(len(payload)) > c.opts.MaxSpoolBytes {
 		c.stats.refused.Add(1)
 		c.full.Store(true)
@@ -449,7 +455,7 @@ func (c *Collector) shipOnce(ctx context.Context, now bool) (bool, error) {
 		pw.CloseWithError(err) // nil: the body ends
 		written <- err
 	}()
-	err := c.st.insertStream(ctx, pr)
+	err := c.st.insertStream(ctx, bigChunks{pr})
 	pr.CloseWithError(errors.New("insert ended")) // unblocks the writer if the request stopped reading
 	if werr := <-written; werr != nil && err == nil {
 		// The request read a body cut short; it must not count as sent.
@@ -511,6 +517,37 @@ func (c *Collector) stream(w io.Writer, paths []string, st *stamper) ([]string, 
 		}
 	}
 	return damaged, bw.Flush()
+}
+
+// bigChunks is an insert's body read from the pipe in 1 MiB pieces.
+// net/http sends a body of unknown length in chunks, one per Read of its
+// 32 KiB copy buffer, each flushed in its own system call, unless the
+// body is an io.WriterTo: then each Write is a chunk. Read in 1 MiB
+// pieces, 200k events leave in 400 writes instead of 13,000, and
+// ClickHouse reads fewer, larger chunks.
+type bigChunks struct{ r io.Reader }
+
+func (b bigChunks) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+func (b bigChunks) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, 1<<20)
+	var total int64
+	for {
+		n, err := io.ReadFull(b.r, buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // closedSegments returns the WAL's closed segments, oldest first.

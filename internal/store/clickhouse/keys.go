@@ -1,21 +1,14 @@
 package clickhouse
 
-import "sort"
+import "slices"
 
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
+// appendSortedKeys appends m's keys to dst, sorted. encodeRow passes a
+// small array's slice, so that a row's few annotation or extra keys are
+// sorted without an allocation.
+func appendSortedKeys[V any](dst []string, m map[string]V) []string {
 	for k := range m {
-		keys = append(keys, k)
+		dst = append(dst, k)
 	}
-	sort.Strings(keys)
-	return keys
-}
-
-func sortedKeysOf(m map[string][]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	slices.Sort(dst)
+	return dst
 }

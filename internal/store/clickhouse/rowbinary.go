@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // RowBinary is ClickHouse's binary row format: little-endian fixed-width
@@ -113,6 +115,18 @@ func (r *rowReader) u64() uint64 {
 }
 
 func (r *rowReader) i64() int64 { return int64(r.u64()) }
+
+// key reads a FixedString(16) event key.
+func (r *rowReader) key() local.Key {
+	var k local.Key
+	if r.err != nil {
+		return k
+	}
+	if _, err := io.ReadFull(r.r, k[:]); err != nil {
+		r.fail(err)
+	}
+	return k
+}
 
 // putStringsLen writes the length of an array whose elements follow.
 func putStringsLen(b []byte, n int) []byte { return binary.AppendUvarint(b, uint64(n)) }

@@ -394,6 +394,24 @@ func ipKey(s string) string {
 	return addrKey(a.Unmap().WithZone(""))
 }
 
+// putIPKey writes ipKey(s) as a RowBinary string, without building the
+// string: a row's encoding allocates nothing per source IP.
+func putIPKey(b []byte, s string) []byte {
+	if s == "" || len(s) > 64 {
+		return putString(b, "")
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return putString(b, "")
+	}
+	if a = a.Unmap(); a.Is4() {
+		v := a.As4()
+		return hex.AppendEncode(append(b, byte(1+2*len(v)), '4'), v[:])
+	}
+	v := a.As16()
+	return hex.AppendEncode(append(b, byte(1+2*len(v)), '6'), v[:])
+}
+
 func addrKey(a netip.Addr) string {
 	if a.Is4() {
 		b := a.As4()

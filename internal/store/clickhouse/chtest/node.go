@@ -62,6 +62,10 @@ func (n *Node) URL() string {
 	return "http://" + net.JoinHostPort(n.Host, strconv.Itoa(n.HTTPPort))
 }
 
+// PID is the server's process id, for a benchmark that reads its CPU
+// time from /proc.
+func (n *Node) PID() int { return n.cmd.Process.Pid }
+
 // Log returns the node's error log, for a failing test's message.
 func (n *Node) Log() string {
 	b, _ := os.ReadFile(filepath.Join(n.dir, "log", "err.log"))
