@@ -200,21 +200,37 @@ func (d *decodedChunks) keepChunk(c Column, off int64, ch *chunkData) {
 	for _, v := range ch.values {
 		size += int64(len(v))
 	}
+	d.admit(size, func() bool {
+		if d.chunks == nil {
+			d.chunks = map[chunkKey]*chunkData{}
+		}
+		if d.chunks[chunkKey{c, off}] != nil {
+			return false
+		}
+		d.chunks[chunkKey{c, off}] = ch
+		return true
+	})
+}
+
+// admit charges size to the cache's budget and, under d.mu, has put keep
+// the value unless another reader kept it first (put says false); it
+// says whether the value was kept. Past the budget nothing is kept.
+func (d *decodedChunks) admit(size int64, put func() bool) bool {
+	if d == nil {
+		return false
+	}
 	if d.left.Add(-size) < 0 {
 		d.left.Add(size)
-		return
+		return false
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.chunks == nil {
-		d.chunks = map[chunkKey]*chunkData{}
+	if !put() {
+		d.left.Add(size)
+		return false
 	}
-	if d.chunks[chunkKey{c, off}] != nil {
-		d.left.Add(size) // another reader kept it first
-		return
-	}
-	d.chunks[chunkKey{c, off}] = ch
 	d.held += size
+	return true
 }
 
 func (d *decodedChunks) index(c Column) []chunkRef {
@@ -252,18 +268,13 @@ func (d *decodedChunks) keepDict(c Column, dd *dictData) {
 	for _, v := range dd.values {
 		size += int64(len(v))
 	}
-	if d.left.Add(-size) < 0 {
-		d.left.Add(size)
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.dicts[c] != nil {
-		d.left.Add(size)
-		return
-	}
-	d.dicts[c] = dd
-	d.held += size
+	d.admit(size, func() bool {
+		if d.dicts[c] != nil {
+			return false
+		}
+		d.dicts[c] = dd
+		return true
+	})
 }
 
 func (d *decodedChunks) ids(c Column) []uint32 {
@@ -281,20 +292,13 @@ func (d *decodedChunks) keepIDs(c Column, ids []uint32) bool {
 	if d == nil {
 		return false
 	}
-	size := int64(4 * cap(ids))
-	if d.left.Add(-size) < 0 {
-		d.left.Add(size)
-		return false
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.idCols[c] != nil {
-		d.left.Add(size)
-		return false
-	}
-	d.idCols[c] = ids
-	d.held += size
-	return true
+	return d.admit(int64(4*cap(ids)), func() bool {
+		if d.idCols[c] != nil {
+			return false
+		}
+		d.idCols[c] = ids
+		return true
+	})
 }
 
 func (d *decodedChunks) idBytes(c Column) []byte {
@@ -304,17 +308,11 @@ func (d *decodedChunks) idBytes(c Column) []byte {
 }
 
 func (d *decodedChunks) keepIDBytes(c Column, raw []byte) {
-	size := int64(cap(raw))
-	if d.left.Add(-size) < 0 {
-		d.left.Add(size)
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.idFrames[c] != nil {
-		d.left.Add(size)
-		return
-	}
-	d.idFrames[c] = raw
-	d.held += size
+	d.admit(int64(cap(raw)), func() bool {
+		if d.idFrames[c] != nil {
+			return false
+		}
+		d.idFrames[c] = raw
+		return true
+	})
 }
