@@ -1,9 +1,7 @@
 package cli
 
 import (
-	"compress/gzip"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/investigate/investigatetest"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/store/clickhouse"
 	"github.com/kubetrail/kubetrail/internal/store/clickhouse/chtest"
@@ -96,20 +95,7 @@ func head(s string) string {
 
 func recordedIncident(t *testing.T) []byte {
 	t.Helper()
-	f, err := os.Open("../investigate/testdata/incident/incident.log.gz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return investigatetest.RecordedLines(t)
 }
 
 // TestStoreFlagErrors: a store that cannot be reached, or one that was

@@ -1,11 +1,8 @@
 package investigate
 
 import (
-	"compress/gzip"
 	"context"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -89,19 +86,7 @@ func render(t *testing.T, rep Report, format string) string {
 // (investigatetest.RecordedLog) and opens a reader on it.
 func openRecorded(t *testing.T) *local.Reader {
 	t.Helper()
-	f, err := os.Open(investigatetest.RecordedLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := investigatetest.RecordedLines(t)
 	var recs []audit.Record
 	audit.NewDecoder(audit.Limits{}).DecodeLines("incident.log", data,
 		func(r audit.Record) { recs = append(recs, r) },

@@ -1,11 +1,9 @@
 package server
 
 import (
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -33,19 +31,7 @@ func TestMain(m *testing.M) { os.Exit(chtest.Run(m, &ch)) }
 // execs, port-forwards and RBAC bodies the recording lacks.
 func apiBatches(t *testing.T) []*pipeline.Batch {
 	t.Helper()
-	f, err := os.Open("../investigate/testdata/incident/incident.log.gz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := investigatetest.RecordedLines(t)
 	var recs []audit.Record
 	audit.NewDecoder(audit.Limits{}).DecodeLines("incident.log", data, func(r audit.Record) { recs = append(recs, r) },
 		func(p audit.Problem) { t.Fatalf("incident.log: %v", p) })

@@ -2,11 +2,9 @@ package store_test
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/investigate/investigatetest"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/store"
@@ -150,19 +149,7 @@ func decodeLines(t *testing.T, name string, data []byte) []audit.Record {
 // and a bench/gen corpus of three days (cluster staging, batches of 500).
 func loadCorpus(t *testing.T) *corpus {
 	t.Helper()
-	f, err := os.Open("../investigate/testdata/incident/incident.log.gz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	incident, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	incident := investigatetest.RecordedLines(t)
 	gen := genCorpus(t)
 	c := &corpus{}
 	recv := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)

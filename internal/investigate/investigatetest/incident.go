@@ -4,12 +4,16 @@
 package investigatetest
 
 import (
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
@@ -183,4 +187,24 @@ func RecordedLog() string {
 		panic("BUG: runtime.Caller gives no file")
 	}
 	return filepath.Join(filepath.Dir(file), "..", "testdata", "incident", "incident.log.gz")
+}
+
+// RecordedLines returns the lines of RecordedLog, uncompressed, failing t
+// when they cannot be read.
+func RecordedLines(t testing.TB) []byte {
+	t.Helper()
+	f, err := os.Open(RecordedLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", RecordedLog(), err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("%s: %v", RecordedLog(), err)
+	}
+	return b
 }
