@@ -76,13 +76,17 @@ type walRecord struct {
 	events   int
 }
 
-// read returns the events of WAL file path: prefix, shared with the DB's
-// other readers and not to be modified, then tail, read now past what was
-// kept, each event's ord its index in the file. limit is the offset up to
-// which the file is durable: the durable part of tail is kept for the
-// next reader. newest, dl and skipped are as scanWAL's; cols gives the
-// columns built at ingest, checked against the events before they are
-// kept (colsOK).
+// read returns the events of WAL file path before limit, the offset up to
+// which it is durable: prefix, shared with the DB's other readers and not
+// to be modified, then tail, read now past what was kept (when another
+// reader kept more meanwhile), each event's ord its index in the file.
+// Every acknowledged event is before limit; those past it are in batches
+// not answered yet (their sync is running), which may still fail and be
+// cut back: they are left out, and they have no columns yet (decoding
+// them was most of a request's time under ingest). What was read before
+// limit is kept for the next reader. newest, dl and skipped are as
+// scanWAL's, damage past limit included; cols gives the columns built at
+// ingest, checked against the events before they are kept (colsOK).
 func (c *walHeads) read(fsys vfs.FS, path string, newest bool, limit int64, dl *damageList, cols func() *memCols) (prefix, tail []headEvent, skipped, colsOK bool, err error) {
 	st, err := fsys.Stat(path)
 	if err != nil {
@@ -105,7 +109,8 @@ func (c *walHeads) read(fsys vfs.FS, path string, newest bool, limit int64, dl *
 	var damage []walDamageAt
 	add := func(en entry) error {
 		if len(arena)+len(en.raw) > cap(arena) {
-			arena = make([]byte, 0, max(4<<20, len(en.raw)))
+			// At most what was appended: most reads find a batch or two.
+			arena = make([]byte, 0, max(min(4<<20, st.Size()-e.end), int64(len(en.raw))))
 		}
 		start := len(arena)
 		arena = append(arena, en.raw...)
@@ -147,6 +152,7 @@ func (c *walHeads) read(fsys vfs.FS, path string, newest bool, limit int64, dl *
 		}
 		keep, keepEnd = r.events, end
 	}
+	tail = tail[:keep]
 	skipped = e.skipped
 	var keptDamage []string
 	for _, d := range damage {
