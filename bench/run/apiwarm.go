@@ -164,7 +164,7 @@ func (s *suite) apiWarm(ci int, c corpus) error {
 		"`GET /api/v1/stats?filter=FILTER` (its `total`; each total was checked against `kubetrail query --count` before the load). "+
 		"`bench/apiload` sends each question from 1, 8 and 64 concurrent clients for %s each over keep-alive loopback connections, every client waiting for the whole answer before its next request, "+
 		"after 20 untimed requests; p50/p99: latency of one request, from sending it to its last byte. "+
-		"Meanwhile it sends the corpus to the webhook at %s events/s (EventList batches of 400, audit IDs made new so every event is stored): it reached %s events/s. "+
+		"Meanwhile it sends the corpus to the webhook at %s events/s from 4 concurrent senders, each waiting for its fsynced answer (EventList batches of 400, audit IDs made new so every event is stored): it reached %s events/s. "+
 		"DuckDB warm: the same `count(*)` in one DuckDB session that had the file open (median of %d). "+
 		"The load generator, the server and the ingest share the machine's %d cores (load average at the end: %s); serve %s. Target (issue 12): under 1 ms median at 2M, beating DuckDB warm.\n\n",
 		apiDuration, commas(apiIngestRate), commas(res.IngestEventsPerSecond), max(5, s.runs), runtime.NumCPU(), loadAvg(), stopped)

@@ -92,6 +92,30 @@ func ScanFS(fs vfs.FS, path string, fn func(off int64, payload []byte) error) (S
 	return res, s.run()
 }
 
+// ScanFromFS is ScanFS from offset start of a segment of format version,
+// where an earlier scan of the same file ended (its End): the bytes
+// before start are not read again. A reader that keeps what it decoded of
+// a segment being appended to reads only what was appended since.
+func ScanFromFS(fs vfs.FS, path string, start int64, version int, fn func(off int64, payload []byte) error) (ScanResult, error) {
+	var res ScanResult
+	f, err := fs.Open(path)
+	if err != nil {
+		return res, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return res, err
+	}
+	if st.Size() < start {
+		return res, fmt.Errorf("scan %s from byte %d: %w", path, start, io.ErrUnexpectedEOF)
+	}
+	s := &scanner{r: f, size: st.Size(), fn: fn, res: &res}
+	res.Size, res.Version, res.End = s.size, version, start
+	s.budget = v1SearchBudget
+	return res, s.records(start)
+}
+
 // scanner reads a segment through a window of the file, so that records are
 // read in order with few system calls and the search after damage can look
 // at any offset.
@@ -168,11 +192,16 @@ func (s *scanner) run() error {
 		}
 	}
 	s.budget = v1SearchBudget
+	return s.records(headerLen)
+}
+
+// records reads the records from off, where one starts, to the end.
+func (s *scanner) records(off int64) error {
+	res := s.res
 	hl := int64(recHdrV2)
 	if res.Version == 1 {
 		hl = recHdrV1
 	}
-	off := int64(headerLen)
 	for off < s.size {
 		n, ok, err := s.validAt(off, res.Version)
 		if err != nil {

@@ -105,20 +105,25 @@ type DB struct {
 	fs  vfs.FS
 	// segs shares the sealed segments between the readers OpenReader
 	// opens.
-	segs   *segCache
-	opts   Options
-	log    *slog.Logger
-	lock   folderLock
-	wal    *wal.Log
-	stats  Stats
-	reqs   chan *request
-	seal   chan uint64
-	done   chan struct{}
-	wg     sync.WaitGroup // the committer
-	sealWG sync.WaitGroup // the sealers
-	closed atomic.Bool
-	closeM sync.Mutex
-	sendMu sync.RWMutex // held for reading while sending on reqs, for writing to close it
+	segs *segCache
+	// heads shares the WAL files' decoded durable prefixes between the
+	// readers OpenReader opens, and walDurable says how far the WAL is
+	// durable (set after each sync).
+	heads      *walHeads
+	walDurable atomic.Pointer[walPos]
+	opts       Options
+	log        *slog.Logger
+	lock       folderLock
+	wal        *wal.Log
+	stats      Stats
+	reqs       chan *request
+	seal       chan uint64
+	done       chan struct{}
+	wg         sync.WaitGroup // the committer
+	sealWG     sync.WaitGroup // the sealers
+	closed     atomic.Bool
+	closeM     sync.Mutex
+	sendMu     sync.RWMutex // held for reading while sending on reqs, for writing to close it
 
 	inflight atomic.Int64
 
@@ -200,7 +205,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	db := &DB{
-		dir: dir, fs: fs, opts: opts, log: opts.Logger, lock: lock, segs: newSegCache(),
+		dir: dir, fs: fs, opts: opts, log: opts.Logger, lock: lock, segs: newSegCache(), heads: newWALHeads(),
 		reqs:    make(chan *request, opts.MaxQueue),
 		seal:    make(chan uint64, 1<<16),
 		done:    make(chan struct{}),
@@ -303,6 +308,7 @@ func (db *DB) recover() error {
 		return err
 	}
 	db.wal = l
+	db.walDurable.Store(&walPos{seq: l.Current(), off: l.Size()})
 	db.start = Pos{WAL: l.Current()}
 	if err := db.reconcileLedger(covered); err != nil {
 		return fmt.Errorf("WAL ledger: %w", err)
@@ -545,7 +551,10 @@ func (db *DB) commitLoop() {
 			continue
 		}
 		if len(added) > 0 {
+			// The columns before the position: a reader reads the
+			// position first and expects columns for what is before it.
 			cb.publish()
+			db.walDurable.Store(&walPos{seq: seq, off: db.wal.Size()})
 		}
 		if len(added) > 0 && !dirty {
 			dirty, started = true, time.Now()
@@ -683,7 +692,9 @@ func (db *DB) removeWAL(seq uint64) error {
 	if err := db.ledgerChange(0, seq); err != nil {
 		return err
 	}
-	return db.wal.Remove(seq)
+	err := db.wal.Remove(seq)
+	db.heads.drop(wal.SegmentPath(filepath.Join(db.dir, walDir), seq))
+	return err
 }
 
 // OpenReader opens a reader on the DB's folder, like the package's
@@ -692,7 +703,7 @@ func (db *DB) removeWAL(seq uint64) error {
 // a query the columns decide reads no JSON, and opening costs one read of
 // the WAL files.
 func (db *DB) OpenReader() (*Reader, error) {
-	return openReader(db.fs, db.dir, db.walColumns, db.segs)
+	return openReader(db.fs, db.dir, db, db.segs)
 }
 
 // walColumns returns the durable columns of WAL segment seq, or nil when

@@ -28,9 +28,13 @@ import (
 // safe for concurrent use.
 type Reader struct {
 	segs []*segView
-	head []headEvent
-	dec  *zstd.Decoder
-	text *textReader
+	// head is the events still in the WAL, in runs that share columns;
+	// a DB's readers share the runs (walHeads): they are read only.
+	head []headChunk
+	// decoded holds the head events the reader decoded.
+	decoded map[*headEvent]*audit.Event
+	dec     *zstd.Decoder
+	text    *textReader
 	// cur is the segment whose decoded columns are held (see use); the
 	// free lists keep the buffers of those released. With lag
 	// (SelectFilters), prev's are held too: its caller still reads them
@@ -68,21 +72,40 @@ type headEvent struct {
 	cluster        string
 	time, received int64
 	raw            []byte
-	ev             *audit.Event // nil until decoded
-	mem            *memCols     // nil when the columns were not at hand
-	ord            int          // the event's index in mem
+	ord            int // the event's index in its WAL segment, and in its columns
 }
 
-// event returns the event decoded, decoding it on first use.
-func (h *headEvent) event() (*audit.Event, error) {
-	if h.ev == nil {
-		ev := new(audit.Event)
-		if err := audit.DecodeStored(h.raw, ev); err != nil {
-			return nil, fmt.Errorf("event in the WAL: %w", err)
-		}
-		h.ev = ev
+// headChunk is a run of events of one WAL segment.
+type headChunk struct {
+	events []headEvent
+	// mem holds the column values of the events whose ord is below
+	// mem.n; nil when the columns were not at hand.
+	mem *memCols
+}
+
+// cols returns the column values of h, an event of the chunk, or nil.
+func (c *headChunk) cols(h *headEvent) *memCols {
+	if c.mem != nil && h.ord < c.mem.n {
+		return c.mem
 	}
-	return h.ev, nil
+	return nil
+}
+
+// headEvent returns h decoded, decoding it on first use. The event is
+// kept by the reader, not in h, which a DB's readers share.
+func (r *Reader) headEvent(h *headEvent) (*audit.Event, error) {
+	if ev := r.decoded[h]; ev != nil {
+		return ev, nil
+	}
+	ev := new(audit.Event)
+	if err := audit.DecodeStored(h.raw, ev); err != nil {
+		return nil, fmt.Errorf("event in the WAL: %w", err)
+	}
+	if r.decoded == nil {
+		r.decoded = map[*headEvent]*audit.Event{}
+	}
+	r.decoded[h] = ev
+	return ev, nil
 }
 
 // OpenReader opens a data folder for reading. The events still in the WAL
@@ -97,10 +120,10 @@ func OpenReaderFS(fs vfs.FS, dir string) (*Reader, error) {
 	return openReader(fs, dir, nil, nil)
 }
 
-// openReader opens a reader; walCols, when not nil, gives the column
-// values built at ingest of a WAL segment's first events, and cache, when
-// not nil, the segments the DB's readers share.
-func openReader(fs vfs.FS, dir string, walCols func(seq uint64) *memCols, cache *segCache) (*Reader, error) {
+// openReader opens a reader; db, when not nil, gives the WAL files'
+// decoded prefixes and the column values built at ingest of their events,
+// and cache, when not nil, the segments the DB's readers share.
+func openReader(fs vfs.FS, dir string, db *DB, cache *segCache) (*Reader, error) {
 	if _, err := fs.Stat(dir); err != nil {
 		return nil, fmt.Errorf("data folder: %w", err)
 	}
@@ -109,7 +132,7 @@ func openReader(fs vfs.FS, dir string, walCols func(seq uint64) *memCols, cache 
 		return nil, err
 	}
 	r := &Reader{dec: dec, text: newTextReader(dec), segCache: cache}
-	if err := r.load(fs, dir, walCols); err != nil {
+	if err := r.load(fs, dir, db); err != nil {
 		r.Close()
 		dec.Close()
 		return nil, err
@@ -125,7 +148,7 @@ func openReader(fs vfs.FS, dir string, walCols func(seq uint64) *memCols, cache 
 // with a *SegmentError naming the file and the part.
 func (r *Reader) Damaged() []Damage { return r.damage.all() }
 
-func (r *Reader) load(fs vfs.FS, dir string, walCols func(seq uint64) *memCols) error {
+func (r *Reader) load(fs vfs.FS, dir string, db *DB) error {
 	walPath := filepath.Join(dir, walDir)
 	segPath := filepath.Join(dir, segmentDir)
 	// The WAL first: a WAL segment sealed after this listing is read from
@@ -159,13 +182,14 @@ func (r *Reader) load(fs vfs.FS, dir string, walCols func(seq uint64) *memCols) 
 	}
 	// The events' bytes go into large shared buffers, not one each.
 	var arena []byte
+	var run []headEvent
 	add := func(e entry) error {
 		if len(arena)+len(e.raw) > cap(arena) {
 			arena = make([]byte, 0, max(4<<20, len(e.raw)))
 		}
 		start := len(arena)
 		arena = append(arena, e.raw...)
-		r.head = append(r.head, headEvent{cluster: e.cluster, time: e.time, received: e.received, raw: arena[start:len(arena):len(arena)]})
+		run = append(run, headEvent{cluster: e.cluster, time: e.time, received: e.received, raw: arena[start:len(arena):len(arena)], ord: len(run)})
 		return nil
 	}
 	if err := r.damage.addQuarantined(fs, dir); err != nil {
@@ -179,47 +203,81 @@ func (r *Reader) load(fs vfs.FS, dir string, walCols func(seq uint64) *memCols) 
 		if src.seg != nil {
 			continue
 		}
-		first := len(r.head)
 		path := wal.SegmentPath(walPath, src.wal)
 		if st, err := fs.Stat(path); err == nil && st.Size() <= int64(len(wal.Magic)) {
 			// No record yet (the open segment of an idle store): skip the
 			// scan and its 1 MiB read buffer, a tenth of a query's time.
 			continue
 		}
-		skipped, err := scanWAL(fs, path, src.wal == newest, &r.damage, add)
+		var err error
+		run = nil
+		if db != nil {
+			err = r.loadShared(fs, db, path, src.wal, src.wal == newest)
+		} else {
+			_, err = scanWAL(fs, path, src.wal == newest, &r.damage, add)
+		}
 		if errors.Is(err, os.ErrNotExist) {
+			db.dropHead(path)
+			run = nil
 			err = readSealed(fs, segPath, src.wal, func(sr *segmentReader, lo, hi int) error {
 				return sr.scanRange(r.dec, lo, hi, nil, add)
 			})
-		} else if err == nil && walCols != nil && !skipped {
-			// (After damage the columns built at ingest no longer line
-			// up with the records read: those events are decoded.)
-			// Taken after the WAL was read, so it covers every event
-			// read that was durable; those past it are decoded if needed.
-			if m := walCols(src.wal); m != nil {
-				r.attach(r.head[first:], m)
-			}
 		}
 		if err != nil {
 			return err
+		}
+		if len(run) > 0 {
+			r.head = append(r.head, headChunk{events: run})
 		}
 	}
 	return nil
 }
 
-// attach gives a WAL segment's events, in WAL order, the column values
-// built at ingest. The event times must agree: they cannot unless the WAL
-// was cut back after a failed write, and then nothing is attached.
-func (r *Reader) attach(head []headEvent, m *memCols) {
-	n := min(len(head), m.n)
-	for i := 0; i < n; i++ {
-		if m.times[i] != head[i].time {
-			return
+// loadShared reads WAL segment seq at path through the DB's decoded
+// prefixes, with the columns built at ingest. The events' times must agree
+// with the columns': they cannot unless the WAL was cut back after a failed
+// write, and then the events are decoded when needed. (After damage the
+// columns no longer line up with the records read: likewise.)
+func (r *Reader) loadShared(fs vfs.FS, db *DB, path string, seq uint64, newest bool) error {
+	// The durable end before the read, the columns after: the columns
+	// cover every event kept.
+	limit := db.durableEnd(seq)
+	var m *memCols
+	cols := func() *memCols {
+		m = db.walColumns(seq)
+		return m
+	}
+	prefix, tail, _, colsOK, err := db.heads.read(fs, path, newest, limit, &r.damage, cols)
+	if err != nil {
+		return err
+	}
+	if !colsOK {
+		m = nil
+	}
+	for _, run := range [][]headEvent{prefix, tail} {
+		if len(run) > 0 {
+			r.head = append(r.head, headChunk{events: run, mem: m})
 		}
 	}
-	for i := 0; i < n; i++ {
-		head[i].mem, head[i].ord = m, i
+	return nil
+}
+
+// headOnly returns a reader of the events still in the WAL alone, that
+// keeps what it decodes in r.
+func (r *Reader) headOnly() *Reader {
+	if r.decoded == nil {
+		r.decoded = map[*headEvent]*audit.Event{}
 	}
+	return &Reader{head: r.head, dec: r.dec, decoded: r.decoded}
+}
+
+// headLen returns the number of events still in the WAL.
+func (r *Reader) headLen() int {
+	n := 0
+	for _, c := range r.head {
+		n += len(c.events)
+	}
+	return n
 }
 
 // Close releases the reader's files.
@@ -233,7 +291,7 @@ func (r *Reader) Close() error {
 
 // Count returns the number of events in the view.
 func (r *Reader) Count() int {
-	n := len(r.head)
+	n := r.headLen()
 	for _, s := range r.segs {
 		n += s.r.meta.Count
 	}
@@ -277,6 +335,7 @@ type Hit struct {
 	ready   *readySeg  // SelectFilters' segment of the event
 	seg     *segView
 	head    *headEvent
+	hmem    *memCols // head's columns, or nil
 	r       *Reader
 	ord     int
 	vals    *colRow // the event's column values, computed once when asked
@@ -304,13 +363,13 @@ func (h *Hit) ColumnErr(c Column) (string, error) {
 	}
 	ev := h.Event
 	if h.head != nil {
-		if h.head.mem != nil {
-			return h.head.mem.value(c, h.head.ord), nil
+		if h.hmem != nil {
+			return h.hmem.value(c, h.head.ord), nil
 		}
 		if ev == nil {
 			// A WAL event the selection did not need decoded.
 			var err error
-			if ev, err = h.head.event(); err != nil {
+			if ev, err = h.r.headEvent(h.head); err != nil {
 				return "", err
 			}
 		}
@@ -625,37 +684,46 @@ func (r *Reader) Select(sel Selection, fn func(*Hit) error) error {
 // the others are decoded.
 func (r *Reader) selectHead(p *plan, sel Selection, lo, hi int64, fn func(*Hit) error) error {
 	m := headMatcher{p: p}
-	for i := range r.head {
-		h := &r.head[i]
-		if (lo != 0 && h.time < lo) || (hi != 0 && h.time >= hi) {
-			continue
-		}
-		if p.full != nil {
-			if h.mem != nil && !p.residual {
-				if !m.match(h) {
-					continue
-				}
-			} else {
-				ev, err := h.event()
-				if err != nil {
-					return err
-				}
-				if !p.full.Match(ev, h.cluster) {
-					continue
-				}
-			}
-		}
-		if (sel.NeedEvent || p.residual) && h.ev == nil {
-			if _, err := h.event(); err != nil {
+	for ci := range r.head {
+		c := &r.head[ci]
+		for i := range c.events {
+			if err := r.selectHeadEvent(c, &c.events[i], &m, p, sel, lo, hi, fn); err != nil {
 				return err
 			}
 		}
-		hit := Hit{Cluster: h.cluster, Time: h.time, Received: h.received, Raw: h.raw, Event: h.ev, head: h, r: r}
-		if err := fn(&hit); err != nil {
+	}
+	return nil
+}
+
+func (r *Reader) selectHeadEvent(c *headChunk, h *headEvent, m *headMatcher, p *plan, sel Selection, lo, hi int64, fn func(*Hit) error) error {
+	if (lo != 0 && h.time < lo) || (hi != 0 && h.time >= hi) {
+		return nil
+	}
+	mem := c.cols(h)
+	var ev *audit.Event
+	if p.full != nil {
+		if mem != nil && !p.residual {
+			if !m.match(h, mem) {
+				return nil
+			}
+		} else {
+			var err error
+			if ev, err = r.headEvent(h); err != nil {
+				return err
+			}
+			if !p.full.Match(ev, h.cluster) {
+				return nil
+			}
+		}
+	}
+	if (sel.NeedEvent || p.residual) && ev == nil {
+		var err error
+		if ev, err = r.headEvent(h); err != nil {
 			return err
 		}
 	}
-	return nil
+	hit := Hit{Cluster: h.cluster, Time: h.time, Received: h.received, Raw: h.raw, Event: ev, head: h, hmem: mem, r: r}
+	return fn(&hit)
 }
 
 // headMatcher decides a plan without a residual on WAL events that have
@@ -670,23 +738,23 @@ type headMatcher struct {
 	anyOf [][]*headMatcher
 }
 
-func (m *headMatcher) match(h *headEvent) bool {
-	oks := m.oks[h.mem]
+func (m *headMatcher) match(h *headEvent, mem *memCols) bool {
+	oks := m.oks[mem]
 	if oks == nil {
 		oks = make([][]int8, len(m.p.colTerms))
 		for ti, t := range m.p.colTerms {
-			oks[ti] = make([]int8, len(h.mem.vals[t.col]))
+			oks[ti] = make([]int8, len(mem.vals[t.col]))
 		}
 		if m.oks == nil {
 			m.oks = map[*memCols][][]int8{}
 		}
-		m.oks[h.mem] = oks
+		m.oks[mem] = oks
 	}
 	for ti, t := range m.p.colTerms {
-		id := h.mem.ids[t.col][h.ord]
+		id := mem.ids[t.col][h.ord]
 		ok := oks[ti][id]
 		if ok == 0 {
-			cluster := eventWith(t.col, h.mem.vals[t.col][id], &m.probe)
+			cluster := eventWith(t.col, mem.vals[t.col][id], &m.probe)
 			ok = -1
 			if t.f.Match(&m.probe, cluster) {
 				ok = 1
@@ -707,7 +775,7 @@ func (m *headMatcher) match(h *headEvent) bool {
 		}
 	}
 	for _, subs := range m.anyOf {
-		if !slices.ContainsFunc(subs, func(sub *headMatcher) bool { return sub.match(h) }) {
+		if !slices.ContainsFunc(subs, func(sub *headMatcher) bool { return sub.match(h, mem) }) {
 			return false
 		}
 	}
@@ -1180,7 +1248,7 @@ func (r *Reader) CountMatching(sel Selection) (int64, error) {
 			n += c.size(s.r.meta.Count)
 		}
 	}
-	head := &Reader{head: r.head, dec: r.dec}
+	head := r.headOnly()
 	err = head.Select(sel, func(*Hit) error { n++; return nil })
 	return n, err
 }
@@ -1203,9 +1271,11 @@ func (r *Reader) Span() (count int, minT, maxT int64) {
 			count += m.Count
 		}
 	}
-	for i := range r.head {
-		add(r.head[i].time, r.head[i].time)
-		count++
+	for _, c := range r.head {
+		for i := range c.events {
+			add(c.events[i].time, c.events[i].time)
+			count++
+		}
 	}
 	return count, minT, maxT
 }

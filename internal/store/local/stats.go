@@ -204,7 +204,7 @@ func (r *Reader) StatsOf(sel Selection, o StatsOptions) ([]Group, Totals, error)
 		}
 	}
 	// The WAL's events, one by one.
-	head := &Reader{head: r.head, dec: r.dec}
+	head := r.headOnly()
 	if err := head.Select(sel, addHit); err != nil {
 		return nil, Totals{}, err
 	}

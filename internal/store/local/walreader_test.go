@@ -41,16 +41,18 @@ func TestDBReaderUsesIngestColumns(t *testing.T) {
 	}
 	defer mem.Close()
 	withCols := 0
-	for _, h := range mem.head {
-		if h.ev != nil {
-			t.Fatal("DB.OpenReader decoded a WAL event while opening")
-		}
-		if h.mem != nil {
-			withCols++
+	if len(mem.decoded) != 0 {
+		t.Fatal("DB.OpenReader decoded a WAL event while opening")
+	}
+	for _, c := range mem.head {
+		for i := range c.events {
+			if c.cols(&c.events[i]) != nil {
+				withCols++
+			}
 		}
 	}
-	if withCols == 0 || len(mem.head) == 0 || len(mem.segs) == 0 {
-		t.Fatalf("%d segments, %d WAL events, %d with columns: the test wants all", len(mem.segs), len(mem.head), withCols)
+	if withCols == 0 || mem.headLen() == 0 || len(mem.segs) == 0 {
+		t.Fatalf("%d segments, %d WAL events, %d with columns: the test wants all", len(mem.segs), mem.headLen(), withCols)
 	}
 	checkSelect(t, dir, mem, rng, 50, "received>=2026-11-20T06:00:00Z", "time<2026-11-20T06:00:00Z cluster=prod")
 	dec, err := OpenReader(dir)
@@ -99,9 +101,11 @@ func TestDBReaderUsesIngestColumns(t *testing.T) {
 		}
 	}
 	decoded := 0
-	for _, h := range fresh.head {
-		if h.ev != nil && h.mem != nil {
-			decoded++
+	for _, c := range fresh.head {
+		for i := range c.events {
+			if fresh.decoded[&c.events[i]] != nil && c.cols(&c.events[i]) != nil {
+				decoded++
+			}
 		}
 	}
 	if decoded > 0 {
