@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -371,10 +374,15 @@ func TestImportWaitsForTheSpool(t *testing.T) {
 	url := chURL(t, "kt_import_wait")
 	logFile := filepath.Join(t.TempDir(), "audit.log")
 	// Three batches of up to 4096 events, each about 2 MiB of rows: the
-	// 5 MiB spool holds two.
+	// 5 MiB spool holds two. ClickHouse is reached through a proxy that
+	// holds the first insert 3 s, so the third batch surely finds the
+	// spool full (on a quiet machine ClickHouse otherwise took each batch
+	// before the next was decoded, and import never waited).
 	const n = 12000
 	writeEvents(t, logFile, 0, n)
-	code, _, errOut := run("import", "--store", url, "--data", t.TempDir(), "--spool-max-bytes", "5MiB", "--progress", "never", logFile)
+	slow := slowFirstInsert(t, ch.URL(t), 3*time.Second)
+	code, _, errOut := run("import", "--store", strings.Replace(url, strings.TrimPrefix(ch.URL(t), "http://"), strings.TrimPrefix(slow, "http://"), 1),
+		"--data", t.TempDir(), "--spool-max-bytes", "5MiB", "--progress", "never", logFile)
 	if code != 0 {
 		t.Fatalf("import --store with a small spool: exit %d: %s", code, errOut)
 	}
@@ -391,4 +399,24 @@ func TestImportWaitsForTheSpool(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "more than the collector's whole spool") {
 		t.Errorf("import with a spool smaller than a batch: exit %d, %s; want an error naming --spool-max-bytes", code, errOut)
 	}
+}
+
+// slowFirstInsert is a proxy to the ClickHouse server at target that holds
+// the first INSERT it forwards for hold; it returns the proxy's URL.
+func slowFirstInsert(t *testing.T, target string, hold time.Duration) string {
+	t.Helper()
+	u, err := neturl.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Query().Get("query"), "INSERT") {
+			once.Do(func() { time.Sleep(hold) })
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
