@@ -78,6 +78,19 @@ func ParseAlertQuery(v url.Values, now time.Time) (alert.Query, error) {
 	return q, nil
 }
 
+// alertRequest is an alerts request's query, narrowed to the caller's
+// scope, and whether it asks to follow.
+func alertRequest(r *http.Request) (alert.Query, bool, error) {
+	p := r.URL.Query()
+	q, err := ParseAlertQuery(p, time.Now())
+	if err != nil {
+		return q, false, err
+	}
+	sc := scopeOf(r)
+	q.Clusters, q.Namespaces = sc.Clusters, sc.Namespaces
+	return q, p.Get("follow") == "1" || p.Get("follow") == "true", nil
+}
+
 func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
 	store := s.cfg.Alerts
 	if store == nil && s.db == nil {
@@ -88,15 +101,11 @@ func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errDetectionOff)
 		return
 	}
-	p := r.URL.Query()
-	q, err := ParseAlertQuery(p, time.Now())
+	q, follow, err := alertRequest(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	sc := scopeOf(r)
-	q.Clusters, q.Namespaces = sc.Clusters, sc.Namespaces
-	follow := p.Get("follow") == "1" || p.Get("follow") == "true"
 	// Before listing, so that an alert stored meanwhile is either listed
 	// or read by the follow loop below.
 	last, changed := store.Last()

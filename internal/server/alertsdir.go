@@ -41,15 +41,11 @@ func (s *Server) alertsFromDir(w http.ResponseWriter, r *http.Request, dir strin
 		writeError(w, http.StatusNotFound, errNoAlertDir{path: path})
 		return
 	}
-	p := r.URL.Query()
-	q, err := ParseAlertQuery(p, time.Now())
+	q, follow, err := alertRequest(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	sc := scopeOf(r)
-	q.Clusters, q.Namespaces = sc.Clusters, sc.Namespaces
-	follow := p.Get("follow") == "1" || p.Get("follow") == "true"
 	// The newest alert before listing: the follow loop goes on after it,
 	// skipping what the list already sent.
 	var last uint64
