@@ -91,8 +91,17 @@ func TestTailGoesOnPastARefusedEvent(t *testing.T) {
 	go func() {
 		done <- Tail(ctx, remote, TailConfig{Path: path, StateDir: t.TempDir(), Poll: 10 * time.Millisecond, BatchEvents: 100, Logger: logger})
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(storedIDs(t, dir)) < len(want) && time.Now().Before(deadline) {
+	// Until every good event is stored and the refusal is logged: tail
+	// logs it once the batch's Append returns, which can be after the
+	// last sub-request stored its events (cancelling before that makes
+	// the Append fail, and the batch is sent again on the next start).
+	reported := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(logs.String(), "refused an event for good")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for (len(storedIDs(t, dir)) < len(want) || !reported()) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
