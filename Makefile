@@ -10,8 +10,11 @@ GOFLAGS_TEST ?=
 all: build
 
 COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+## build: CGO_ENABLED=0 too: kubetrail has no cgo of its own (only net's libc resolver would use
+## it), and a dynamically linked binary pays the loader and libc at every start, 1.1 ms of a
+## `kubetrail --version` (docs/adr/0026-process-start.md).
 build:
-	$(GO) build -ldflags "-X github.com/kubetrail/kubetrail/internal/cli.Commit=$(COMMIT)" -o $(BIN) ./cmd/kubetrail
+	CGO_ENABLED=0 $(GO) build -ldflags "-X github.com/kubetrail/kubetrail/internal/cli.Commit=$(COMMIT)" -o $(BIN) ./cmd/kubetrail
 
 ## static: a static binary (no cgo, no dynamic loader), the one the image ships.
 static:

@@ -181,7 +181,8 @@ func (s *suite) section(name string, fn func() error) error {
 // cgo).
 func (s *suite) build(duck bool) error {
 	for _, p := range []string{"cmd/kubetrail", "bench/gen", "bench/webhookload", "bench/peakrss"} {
-		if err := run("", nil, "go", "build", "-o", filepath.Join(s.bin, filepath.Base(p)), "./"+p); err != nil {
+		// CGO_ENABLED=0, as make build: a static binary (ADR 0026).
+		if err := run("", []string{"CGO_ENABLED=0"}, "go", "build", "-o", filepath.Join(s.bin, filepath.Base(p)), "./"+p); err != nil {
 			return fmt.Errorf("go build ./%s: %w", p, err)
 		}
 	}

@@ -38,8 +38,8 @@ func (s *suite) processStart(ci int, c corpus) error {
 	static := filepath.Join(s.bin, "kubetrail-static")
 	hello := filepath.Join(s.bin, "hello")
 	if ci == 0 {
-		if err := run("", []string{"CGO_ENABLED=0"}, "go", "build", "-o", static, "./cmd/kubetrail"); err != nil {
-			return fmt.Errorf("go build CGO_ENABLED=0 ./cmd/kubetrail: %w", err)
+		if err := run("", []string{"CGO_ENABLED=0"}, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", static, "./cmd/kubetrail"); err != nil {
+			return fmt.Errorf("go build CGO_ENABLED=0 -trimpath -ldflags='-s -w' ./cmd/kubetrail: %w", err)
 		}
 		src := filepath.Join(s.work, "hello")
 		if err := os.MkdirAll(src, 0o755); err != nil {
@@ -69,9 +69,9 @@ func (s *suite) processStart(ci int, c corpus) error {
 	rows := []startRow{
 		{"Go hello world (the floor)", "a CGO_ENABLED=0 Go binary that writes one line: the runtime's own start on this machine",
 			func() *exec.Cmd { return exec.Command(hello) }, "hello"},
-		{"kubetrail --version", "the binary `bench/run` built (`go build`, cgo on: dynamically linked, as `make build`) printing its version",
+		{"kubetrail --version", "the binary `bench/run` built (`go build`, CGO_ENABLED=0: statically linked, as `make build`) printing its version",
 			func() *exec.Cmd { return exec.Command(kt, "--version") }, version},
-		{"kubetrail --version, static", "the same source built CGO_ENABLED=0, as `make static` and the container image",
+		{"kubetrail --version, stripped", "the same source built as `make static` and the container image (also -trimpath and -ldflags '-s -w': no symbol table, no DWARF)",
 			func() *exec.Cmd { return exec.Command(static, "--version") }, version},
 		{"kubetrail query --count, empty store", "count of an empty data folder: start, open the folder, find no segment, print 0",
 			func() *exec.Cmd { return exec.Command(kt, "query", "--data", empty, "--count") }, "0"},

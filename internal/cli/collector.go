@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/kubetrail/kubetrail/internal/metrics"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/server"
 	"github.com/kubetrail/kubetrail/internal/store"
@@ -112,13 +112,13 @@ func (col *collector) where() string {
 }
 
 // metrics are the collector's counters for /metrics.
-func (col *collector) metrics() []prometheus.Collector {
+func (col *collector) metrics() []metrics.Collector {
 	c := col.c
-	counter := func(name, help string, f func(clickhouse.CollectorStats) int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(c.Stats())) })
+	counter := func(name, help string, f func(clickhouse.CollectorStats) int64) metrics.Collector {
+		return metrics.NewCounterFunc(name, help, func() float64 { return float64(f(c.Stats())) })
 	}
-	return []prometheus.Collector{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kubetrail_clickhouse_spool_bytes", Help: "Bytes in the collector's WAL that ClickHouse has not taken yet."},
+	return []metrics.Collector{
+		metrics.NewGaugeFunc("kubetrail_clickhouse_spool_bytes", "Bytes in the collector's WAL that ClickHouse has not taken yet.",
 			func() float64 { return float64(c.Stats().Spooled) }),
 		counter("kubetrail_clickhouse_events_accepted_total", "Events made durable in the collector's WAL.", func(s clickhouse.CollectorStats) int64 { return s.Accepted }),
 		counter("kubetrail_clickhouse_events_shipped_total", "Events inserted into ClickHouse (a retried insert counts again).", func(s clickhouse.CollectorStats) int64 { return s.Shipped }),

@@ -49,7 +49,10 @@ func TestOneCommandBuildsOne(t *testing.T) {
 }
 
 // TestLeanStartAnswersAsBefore runs what a lean tree answers: the version
-// flag, a command's help, and the full tree's typo suggestion.
+// flag, a command's help, and the full tree's typo suggestion; Main's own
+// --version answer is cobra's; the completion command is left out of lean
+// trees only. (Mutations tried: Main printing the version without its
+// newline; DisableDefaultCmd always true, then always false: each fails.)
 func TestLeanStartAnswersAsBefore(t *testing.T) {
 	run := func(args ...string) (string, int) {
 		var out bytes.Buffer
@@ -67,5 +70,26 @@ func TestLeanStartAnswersAsBefore(t *testing.T) {
 	}
 	if out, code := run("quer"); code == 0 || !strings.Contains(out, "query") {
 		t.Errorf("quer: exit %d, no suggestion:\n%s", code, out)
+	}
+	// Main answers --version without cobra: it must print what cobra's
+	// --version flag prints.
+	for _, flag := range []string{"--version", "-v"} {
+		var viaCobra bytes.Buffer
+		e := &env{stdin: strings.NewReader(""), stdout: &viaCobra, stderr: &viaCobra}
+		if code := execute(e, newRoot(e, []string{flag})); code != 0 {
+			t.Fatalf("cobra's %s: exit %d", flag, code)
+		}
+		if got, _ := run(flag); got != viaCobra.String() {
+			t.Errorf("Main(%s) prints %q, cobra's flag %q", flag, got, viaCobra.String())
+		}
+	}
+	// A lean tree has no completion command; the full one still does.
+	if out, code := run("completion", "bash"); code != 0 || !strings.Contains(out, "bash completion") {
+		t.Errorf("completion bash: exit %d:\n%.200s", code, out)
+	}
+	e := &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard}
+	lean := newRoot(e, []string{"query", "--count"})
+	if !lean.CompletionOptions.DisableDefaultCmd {
+		t.Errorf("query's lean tree builds cobra's completion command")
 	}
 }

@@ -9,9 +9,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/kubetrail/kubetrail/internal/alert"
+	"github.com/kubetrail/kubetrail/internal/metrics"
 	"github.com/kubetrail/kubetrail/internal/rules"
 	"github.com/kubetrail/kubetrail/internal/timespec"
 )
@@ -202,30 +201,10 @@ type alertCollector struct {
 	store *alert.Store // nil: no per-rule counters
 	disps []*alert.Dispatcher
 	names []string // label values, one per dispatcher, unique
-
-	stored, lastSeq                                                      *prometheus.Desc
-	notes, delivered, throttled, failures, redelivered, replayed, cursor *prometheus.Desc
-	failing                                                              *prometheus.Desc
 }
 
 func newAlertCollector(store *alert.Store, disps []*alert.Dispatcher) *alertCollector {
-	out := []string{"output"}
-	d := func(name, help string, labels []string) *prometheus.Desc {
-		return prometheus.NewDesc(name, help, labels, nil)
-	}
-	c := &alertCollector{store: store, disps: disps, names: outputNames(disps),
-		stored:      d("kubetrail_alerts_stored_total", "Alerts this process stored, by rule, severity and source.", []string{"rule", "severity", "source"}),
-		lastSeq:     d("kubetrail_alerts_last_seq", "The number (seq) of the newest stored alert; an output's backlog is this minus its cursor.", nil),
-		notes:       d("kubetrail_alert_output_notifications_total", "Notifications the output acknowledged.", out),
-		delivered:   d("kubetrail_alert_output_alerts_total", "Stored alerts the output's acknowledged notifications stand for (a grouped burst counts each alert).", out),
-		throttled:   d("kubetrail_alert_output_throttled_total", "Alerts folded into a grouped notification instead of being sent one by one.", out),
-		failures:    d("kubetrail_alert_output_send_failures_total", "Failed sends to the output (each is retried).", out),
-		redelivered: d("kubetrail_alert_output_redelivered_total", "Notifications sent again after a restart because they were in flight: the only duplicates a crash makes.", out),
-		replayed:    d("kubetrail_alert_output_replayed_total", "Alerts sent again from the oldest kept because the output's cursor file was damaged.", out),
-		cursor:      d("kubetrail_alert_output_cursor", "The seq of the last stored alert handed to the output.", out),
-		failing:     d("kubetrail_alert_output_failing", "1 while the output's last send failed (the error is in the log), else 0.", out),
-	}
-	return c
+	return &alertCollector{store: store, disps: disps, names: outputNames(disps)}
 }
 
 // outputNames are the dispatchers' printable names; two outputs of one
@@ -244,42 +223,56 @@ func outputNames(disps []*alert.Dispatcher) []string {
 	return names
 }
 
-func (c *alertCollector) Describe(ch chan<- *prometheus.Desc) {
+// Collect gives the store's families (with a store) and the outputs'
+// (with outputs), a series per rule or per output.
+func (c *alertCollector) Collect() []metrics.Family {
+	var fams []metrics.Family
 	if c.store != nil {
-		ch <- c.stored
-		ch <- c.lastSeq
-	}
-	if len(c.disps) > 0 {
-		for _, d := range []*prometheus.Desc{c.notes, c.delivered, c.throttled, c.failures, c.redelivered, c.replayed, c.cursor, c.failing} {
-			ch <- d
-		}
-	}
-}
-
-func (c *alertCollector) Collect(ch chan<- prometheus.Metric) {
-	if c.store != nil {
+		stored := metrics.Family{Name: "kubetrail_alerts_stored_total", Help: "Alerts this process stored, by rule, severity and source.", Type: metrics.CounterType}
 		for _, n := range c.store.Counts() {
-			ch <- prometheus.MustNewConstMetric(c.stored, prometheus.CounterValue, float64(n.Count), n.Rule, n.Severity.String(), n.Source)
+			stored.Metrics = append(stored.Metrics, metrics.Metric{Value: float64(n.Count),
+				Labels: []metrics.Label{{Name: "rule", Value: n.Rule}, {Name: "severity", Value: n.Severity.String()}, {Name: "source", Value: n.Source}}})
 		}
 		last, _ := c.store.Last()
-		ch <- prometheus.MustNewConstMetric(c.lastSeq, prometheus.GaugeValue, float64(last))
+		fams = append(fams, stored, metrics.Family{Name: "kubetrail_alerts_last_seq",
+			Help: "The number (seq) of the newest stored alert; an output's backlog is this minus its cursor.", Type: metrics.GaugeType,
+			Metrics: []metrics.Metric{{Value: float64(last)}}})
 	}
+	if len(c.disps) == 0 {
+		return fams
+	}
+	out := func(name, help string, typ metrics.Type) metrics.Family {
+		return metrics.Family{Name: name, Help: help, Type: typ}
+	}
+	notes := out("kubetrail_alert_output_notifications_total", "Notifications the output acknowledged.", metrics.CounterType)
+	delivered := out("kubetrail_alert_output_alerts_total", "Stored alerts the output's acknowledged notifications stand for (a grouped burst counts each alert).", metrics.CounterType)
+	throttled := out("kubetrail_alert_output_throttled_total", "Alerts folded into a grouped notification instead of being sent one by one.", metrics.CounterType)
+	failures := out("kubetrail_alert_output_send_failures_total", "Failed sends to the output (each is retried).", metrics.CounterType)
+	redelivered := out("kubetrail_alert_output_redelivered_total", "Notifications sent again after a restart because they were in flight: the only duplicates a crash makes.", metrics.CounterType)
+	replayed := out("kubetrail_alert_output_replayed_total", "Alerts sent again from the oldest kept because the output's cursor file was damaged.", metrics.CounterType)
+	cursor := out("kubetrail_alert_output_cursor", "The seq of the last stored alert handed to the output.", metrics.GaugeType)
+	failing := out("kubetrail_alert_output_failing", "1 while the output's last send failed (the error is in the log), else 0.", metrics.GaugeType)
 	for i, d := range c.disps {
 		st, name := d.Stats(), c.names[i]
-		counter := func(desc *prometheus.Desc, v uint64) {
-			ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), name)
+		add := func(f *metrics.Family, v float64) {
+			f.Metrics = append(f.Metrics, metrics.Metric{Labels: []metrics.Label{{Name: "output", Value: name}}, Value: v})
 		}
-		counter(c.notes, st.Notifications)
-		counter(c.delivered, st.Alerts)
-		counter(c.throttled, st.Throttled)
-		counter(c.failures, st.Failures)
-		counter(c.redelivered, st.Redelivered)
-		counter(c.replayed, st.Replayed)
-		ch <- prometheus.MustNewConstMetric(c.cursor, prometheus.GaugeValue, float64(st.Cursor), name)
-		failing := 0.0
-		if st.LastError != "" {
-			failing = 1
-		}
-		ch <- prometheus.MustNewConstMetric(c.failing, prometheus.GaugeValue, failing, name)
+		add(&notes, float64(st.Notifications))
+		add(&delivered, float64(st.Alerts))
+		add(&throttled, float64(st.Throttled))
+		add(&failures, float64(st.Failures))
+		add(&redelivered, float64(st.Redelivered))
+		add(&replayed, float64(st.Replayed))
+		add(&cursor, float64(st.Cursor))
+		add(&failing, boolValue(st.LastError != ""))
 	}
+	return append(fams, notes, delivered, throttled, failures, redelivered, replayed, cursor, failing)
+}
+
+// boolValue is a 0/1 gauge's value.
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/kubetrail/kubetrail/internal/metrics"
 )
 
 // CollectorMode is serve --store clickhouse://: the server takes events
@@ -14,7 +14,7 @@ type CollectorMode struct {
 	// Ready says whether the collector takes batches, for /readyz.
 	Ready func() error
 	// Metrics are the collector's, registered on /metrics.
-	Metrics []prometheus.Collector
+	Metrics []metrics.Collector
 }
 
 var errCollector = errors.New("this kubetrail serve is a collector without a store to read: it stores into ClickHouse and answers no questions; ask ClickHouse with kubetrail query --store clickhouse://HOST:8123/DB")

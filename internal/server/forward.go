@@ -3,9 +3,8 @@ package server
 import (
 	"strconv"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/kubetrail/kubetrail/internal/forward"
+	"github.com/kubetrail/kubetrail/internal/metrics"
 )
 
 // forwardCollector reads the forwarders' counters at scrape time. The
@@ -14,27 +13,10 @@ import (
 type forwardCollector struct {
 	fwds  []*forward.Forwarder
 	names []string
-
-	events, batches, filtered, failures, redelivered, existing, rejected, catchUps *prometheus.Desc
-	backlog, failing, lastRecv                                                     *prometheus.Desc
 }
 
 func newForwardCollector(fwds []*forward.Forwarder) *forwardCollector {
-	dest := []string{"dest"}
-	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, dest, nil) }
-	c := &forwardCollector{fwds: fwds,
-		events:      d("kubetrail_forward_events_total", "Events the destination acknowledged."),
-		batches:     d("kubetrail_forward_batches_total", "Sends the destination acknowledged."),
-		filtered:    d("kubetrail_forward_filtered_total", "Events the destination's filter kept out."),
-		failures:    d("kubetrail_forward_send_failures_total", "Failed sends (each is retried with backoff)."),
-		redelivered: d("kubetrail_forward_redelivered_total", "Events sent again after a restart because their batch was in flight: the only duplicates a crash makes."),
-		existing:    d("kubetrail_forward_existing_total", "Events the destination said it had already (Elasticsearch: 409 on create), counted as delivered."),
-		rejected:    d("kubetrail_forward_rejected_total", "Events the destination accepted but dropped (OTLP partial success); not sent again, as OTLP requires."),
-		catchUps:    d("kubetrail_forward_catchups_total", "Reads of the store from the cursor: at start, and after the live stream fell behind."),
-		backlog:     d("kubetrail_forward_backlog_events", "Stored events not yet forwarded (or filtered out); they wait in the store, not in memory."),
-		failing:     d("kubetrail_forward_failing", "1 while the destination's last send failed (the error is in the log), else 0."),
-		lastRecv:    d("kubetrail_forward_last_received_timestamp_seconds", "When the newest forwarded event was received by kubetrail (unix seconds)."),
-	}
+	c := &forwardCollector{fwds: fwds}
 	seen := map[string]int{}
 	for _, f := range fwds {
 		n := f.Name()
@@ -47,36 +29,43 @@ func newForwardCollector(fwds []*forward.Forwarder) *forwardCollector {
 	return c
 }
 
-func (c *forwardCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.events, c.batches, c.filtered, c.failures, c.redelivered, c.existing, c.rejected, c.catchUps, c.backlog, c.failing, c.lastRecv} {
-		ch <- d
+// Collect gives a series per destination in each family; the backlog
+// only while it is known, the last received time once there is one.
+func (c *forwardCollector) Collect() []metrics.Family {
+	fam := func(name, help string, typ metrics.Type) metrics.Family {
+		return metrics.Family{Name: name, Help: help, Type: typ}
 	}
-}
-
-func (c *forwardCollector) Collect(ch chan<- prometheus.Metric) {
+	events := fam("kubetrail_forward_events_total", "Events the destination acknowledged.", metrics.CounterType)
+	batches := fam("kubetrail_forward_batches_total", "Sends the destination acknowledged.", metrics.CounterType)
+	filtered := fam("kubetrail_forward_filtered_total", "Events the destination's filter kept out.", metrics.CounterType)
+	failures := fam("kubetrail_forward_send_failures_total", "Failed sends (each is retried with backoff).", metrics.CounterType)
+	redelivered := fam("kubetrail_forward_redelivered_total", "Events sent again after a restart because their batch was in flight: the only duplicates a crash makes.", metrics.CounterType)
+	existing := fam("kubetrail_forward_existing_total", "Events the destination said it had already (Elasticsearch: 409 on create), counted as delivered.", metrics.CounterType)
+	rejected := fam("kubetrail_forward_rejected_total", "Events the destination accepted but dropped (OTLP partial success); not sent again, as OTLP requires.", metrics.CounterType)
+	catchUps := fam("kubetrail_forward_catchups_total", "Reads of the store from the cursor: at start, and after the live stream fell behind.", metrics.CounterType)
+	backlog := fam("kubetrail_forward_backlog_events", "Stored events not yet forwarded (or filtered out); they wait in the store, not in memory.", metrics.GaugeType)
+	failing := fam("kubetrail_forward_failing", "1 while the destination's last send failed (the error is in the log), else 0.", metrics.GaugeType)
+	lastRecv := fam("kubetrail_forward_last_received_timestamp_seconds", "When the newest forwarded event was received by kubetrail (unix seconds).", metrics.GaugeType)
 	for i, f := range c.fwds {
 		st, name := f.Stats(), c.names[i]
-		counter := func(d *prometheus.Desc, v uint64) {
-			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), name)
+		add := func(f *metrics.Family, v float64) {
+			f.Metrics = append(f.Metrics, metrics.Metric{Labels: []metrics.Label{{Name: "dest", Value: name}}, Value: v})
 		}
-		counter(c.events, st.Events)
-		counter(c.batches, st.Batches)
-		counter(c.filtered, st.Filtered)
-		counter(c.failures, st.Failures)
-		counter(c.redelivered, st.Redelivered)
-		counter(c.existing, st.Existing)
-		counter(c.rejected, st.Rejected)
-		counter(c.catchUps, st.CatchUps)
+		add(&events, float64(st.Events))
+		add(&batches, float64(st.Batches))
+		add(&filtered, float64(st.Filtered))
+		add(&failures, float64(st.Failures))
+		add(&redelivered, float64(st.Redelivered))
+		add(&existing, float64(st.Existing))
+		add(&rejected, float64(st.Rejected))
+		add(&catchUps, float64(st.CatchUps))
 		if st.Backlog >= 0 {
-			ch <- prometheus.MustNewConstMetric(c.backlog, prometheus.GaugeValue, float64(st.Backlog), name)
+			add(&backlog, float64(st.Backlog))
 		}
-		failing := 0.0
-		if st.LastError != "" {
-			failing = 1
-		}
-		ch <- prometheus.MustNewConstMetric(c.failing, prometheus.GaugeValue, failing, name)
+		add(&failing, boolValue(st.LastError != ""))
 		if st.LastReceived > 0 {
-			ch <- prometheus.MustNewConstMetric(c.lastRecv, prometheus.GaugeValue, float64(st.LastReceived)/1e6, name)
+			add(&lastRecv, float64(st.LastReceived)/1e6)
 		}
 	}
+	return []metrics.Family{events, batches, filtered, failures, redelivered, existing, rejected, catchUps, backlog, failing, lastRecv}
 }

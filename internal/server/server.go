@@ -17,14 +17,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/kubetrail/kubetrail/internal/alert"
 	"github.com/kubetrail/kubetrail/internal/detector"
 	"github.com/kubetrail/kubetrail/internal/forward"
 	"github.com/kubetrail/kubetrail/internal/ingest"
+	"github.com/kubetrail/kubetrail/internal/metrics"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/store"
 	"github.com/kubetrail/kubetrail/internal/store/local"
@@ -100,7 +97,7 @@ type Server struct {
 	db      *local.DB
 	log     *slog.Logger
 	handler http.Handler
-	reg     *prometheus.Registry
+	reg     *metrics.Registry
 	// stopping is closed when shutdown begins: follow streams end at
 	// once, saying so, instead of holding the shutdown for its timeout.
 	stopping chan struct{}
@@ -122,7 +119,7 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	if err := checkAccess(cfg); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, db: db, log: log, reg: prometheus.NewRegistry(), stopping: make(chan struct{})}
+	s := &Server{cfg: cfg, db: db, log: log, reg: metrics.NewRegistry(), stopping: make(chan struct{})}
 	for i, t := range cfg.Tokens {
 		s.tokens = append(s.tokens, Token{Value: t, Name: fmt.Sprintf("token %d", i+1)})
 	}
@@ -130,18 +127,18 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 	if db == nil && (cfg.Collector == nil || cfg.Ingest == nil) {
 		return nil, errors.New("BUG: server without a store or a collector")
 	}
-	m := newMetrics(s.reg, db)
+	m := newServeMetrics(s.reg, db)
 	if cfg.Collector != nil {
-		s.reg.MustRegister(cfg.Collector.Metrics...)
+		s.reg.Register(cfg.Collector.Metrics...)
 	}
 	if cfg.Alerts != nil || len(cfg.Dispatchers) > 0 {
-		s.reg.MustRegister(newAlertCollector(cfg.Alerts, cfg.Dispatchers))
+		s.reg.Register(newAlertCollector(cfg.Alerts, cfg.Dispatchers))
 	}
 	if cfg.Detection != nil {
 		registerDetection(s.reg, cfg.Detection)
 	}
 	if len(cfg.Forwarders) > 0 {
-		s.reg.MustRegister(newForwardCollector(cfg.Forwarders))
+		s.reg.Register(newForwardCollector(cfg.Forwarders))
 	}
 	cfg.Webhook.Observe = m.observe
 	cfg.Syslog.Authorize = s.syslogAuthorizer()
@@ -153,14 +150,14 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 		sink = cfg.Ingest
 	}
 	if cfg.Redacted != nil {
-		s.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kubetrail_redacted_events_total",
-			Help: "Events whose secret values were replaced by markers before they were stored."}, func() float64 { return float64(cfg.Redacted()) }))
+		s.reg.Register(metrics.NewCounterFunc("kubetrail_redacted_events_total",
+			"Events whose secret values were replaced by markers before they were stored.", func() float64 { return float64(cfg.Redacted()) }))
 	}
 	if cfg.PolicyEvents != nil {
 		for res := range cfg.PolicyEvents() {
-			s.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kubetrail_policy_events_total",
-				Help: "Events by what the ingest policy (serve --policy) did with them.", ConstLabels: prometheus.Labels{"result": res}},
-				func() float64 { return float64(cfg.PolicyEvents()[res]) }))
+			s.reg.Register(metrics.NewCounterFunc("kubetrail_policy_events_total",
+				"Events by what the ingest policy (serve --policy) did with them.",
+				func() float64 { return float64(cfg.PolicyEvents()[res]) }, metrics.Label{Name: "result", Value: res}))
 		}
 	}
 	var err error
@@ -187,7 +184,7 @@ func New(cfg Config, db *local.DB, log *slog.Logger) (*Server, error) {
 		}
 		w.Write([]byte("ok\n"))
 	}))
-	s.handle(mux, "GET /metrics", permHealth, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	s.handle(mux, "GET /metrics", permHealth, metrics.Handler(s.reg))
 	s.mountUI(mux) // the web UI (ui.go): static pages; their data comes from the API above
 	s.handler = mux
 	return s, nil
@@ -296,39 +293,29 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 	return nil
 }
 
-type metrics struct {
-	requests *prometheus.CounterVec
-	bytes    prometheus.Counter
-	rejected prometheus.Counter
+type serveMetrics struct {
+	requests *metrics.Vec
+	bytes    *metrics.Counter
+	rejected *metrics.Counter
 }
 
-func newMetrics(reg *prometheus.Registry, db *local.DB) *metrics {
-	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kubetrail_webhook_requests_total", Help: "Webhook requests by HTTP status code.",
-		}, []string{"code"}),
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kubetrail_webhook_received_bytes_total", Help: "Bytes of webhook request bodies received.",
-		}),
-		rejected: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kubetrail_ingest_rejected_total", Help: "Events or lines rejected as unusable.",
-		}),
+func newServeMetrics(reg *metrics.Registry, db *local.DB) *serveMetrics {
+	m := &serveMetrics{
+		requests: metrics.NewCounterVec("kubetrail_webhook_requests_total", "Webhook requests by HTTP status code.", "code"),
+		bytes:    metrics.NewCounter("kubetrail_webhook_received_bytes_total", "Bytes of webhook request bodies received."),
+		rejected: metrics.NewCounter("kubetrail_ingest_rejected_total", "Events or lines rejected as unusable."),
 	}
-	reg.MustRegister(m.requests, m.bytes, m.rejected,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.Register(m.requests, m.bytes, m.rejected, metrics.GoCollector(), metrics.ProcessCollector())
 	if db == nil {
 		return m
 	}
 	st := db.Stats()
-	counter := func(name, help string, f func() int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	counter := func(name, help string, f func() int64) metrics.Collector {
+		return metrics.NewCounterFunc(name, help, func() float64 { return float64(f()) })
 	}
-	syncs := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "kubetrail_wal_fsync_seconds", Help: "Duration of WAL group-commit syncs.",
-		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
-	})
+	syncs := metrics.NewHistogram("kubetrail_wal_fsync_seconds", "Duration of WAL group-commit syncs.", metrics.ExponentialBuckets(0.0001, 2, 16))
 	db.SetObserveSync(func(d time.Duration) { syncs.Observe(d.Seconds()) })
-	reg.MustRegister(syncs,
+	reg.Register(syncs,
 		counter("kubetrail_events_stored_total", "Events stored.", st.Stored.Load),
 		counter("kubetrail_events_duplicate_total", "Events dropped because they were already stored.", st.Duplicates.Load),
 		counter("kubetrail_batches_total", "Batches made durable.", st.Batches.Load),
@@ -337,14 +324,14 @@ func newMetrics(reg *prometheus.Registry, db *local.DB) *metrics {
 		counter("kubetrail_wal_syncs_total", "WAL group commits.", st.Syncs.Load),
 		counter("kubetrail_wal_segments_sealed_total", "WAL segments sealed into segments.", st.Sealed.Load),
 		counter("kubetrail_quarantined_total", "Damaged stretches of files this process kept aside in the quarantine folder.", st.Quarantined.Load),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kubetrail_quarantine_files", Help: "Files in the quarantine folder: damaged data left out of every answer until an operator removes them."},
+		metrics.NewGaugeFunc("kubetrail_quarantine_files", "Files in the quarantine folder: damaged data left out of every answer until an operator removes them.",
 			func() float64 { return float64(len(db.Quarantined())) }),
 	)
 	return m
 }
 
-func (m *metrics) observe(o ingest.WebhookOutcome) {
-	m.requests.WithLabelValues(strconv.Itoa(o.Code)).Inc()
+func (m *serveMetrics) observe(o ingest.WebhookOutcome) {
+	m.requests.Add(1, strconv.Itoa(o.Code))
 	m.bytes.Add(float64(o.Bytes))
 	m.rejected.Add(float64(o.Rejected))
 }
@@ -352,11 +339,11 @@ func (m *metrics) observe(o ingest.WebhookOutcome) {
 // registerDetection exports the live detector's counters, read at each
 // scrape. Alerts per rule are counted from the alert store
 // (kubetrail_alerts_stored_total).
-func registerDetection(reg *prometheus.Registry, stats func() detector.Stats) {
-	counter := func(name, help string, f func(detector.Stats) int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(stats())) })
+func registerDetection(reg *metrics.Registry, stats func() detector.Stats) {
+	counter := func(name, help string, f func(detector.Stats) int64) metrics.Collector {
+		return metrics.NewCounterFunc(name, help, func() float64 { return float64(f(stats())) })
 	}
-	reg.MustRegister(
+	reg.Register(
 		counter("kubetrail_detect_events_total", "Stored events the rules evaluated (compare with kubetrail_events_stored_total for the backlog).",
 			func(s detector.Stats) int64 { return s.Events }),
 		counter("kubetrail_detect_replayed_events_total", "Events evaluated again at start, without alerting, to rebuild threshold and sequence windows.",
@@ -367,8 +354,8 @@ func registerDetection(reg *prometheus.Registry, stats func() detector.Stats) {
 			func(s detector.Stats) int64 { return s.CatchUps }),
 		counter("kubetrail_detect_append_failures_total", "Alert store appends that failed and were retried (the cursor waits).",
 			func(s detector.Stats) int64 { return s.Failures }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kubetrail_detect_last_received_timestamp_seconds",
-			Help: "When the newest evaluated event was received (unix seconds); 0 before any."},
+		metrics.NewGaugeFunc("kubetrail_detect_last_received_timestamp_seconds",
+			"When the newest evaluated event was received (unix seconds); 0 before any.",
 			func() float64 { return float64(stats().LastReceived) / 1e6 }),
 	)
 }

@@ -9,15 +9,14 @@ import (
 	"net"
 	"os"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/kubetrail/kubetrail/internal/ingest"
+	"github.com/kubetrail/kubetrail/internal/metrics"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 )
 
 // newSyslog builds the syslog listeners of cfg.Syslog, storing into sink
 // (the webhook's), and registers their metrics; nil when there are none.
-func newSyslog(cfg Config, sink pipeline.Sink, reg *prometheus.Registry, rejected prometheus.Counter) (*ingest.Syslog, error) {
+func newSyslog(cfg Config, sink pipeline.Sink, reg *metrics.Registry, rejected *metrics.Counter) (*ingest.Syslog, error) {
 	sc := cfg.Syslog
 	if len(sc.Listen) == 0 {
 		return nil, nil
@@ -32,24 +31,21 @@ func newSyslog(cfg Config, sink pipeline.Sink, reg *prometheus.Registry, rejecte
 		}
 		sc.TLS = tc
 	}
-	msgs := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "kubetrail_syslog_messages_total",
-		Help: "Syslog messages by transport and result: stored, duplicate (events); invalid (not syslog, or no usable audit event); skipped (a frame over --syslog-max-message-bytes, or bytes that are no frame); refused (by the store for good); forbidden (TLS: the sender's certificate may not write the cluster, or may not send); unstored (read but not stored before shutdown); dropped (UDP queue full).",
-	}, []string{"transport", "result"})
-	conns := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "kubetrail_syslog_connections", Help: "Open syslog connections by transport.",
-	}, []string{"transport"})
-	reg.MustRegister(msgs, conns)
+	msgs := metrics.NewCounterVec("kubetrail_syslog_messages_total",
+		"Syslog messages by transport and result: stored, duplicate (events); invalid (not syslog, or no usable audit event); skipped (a frame over --syslog-max-message-bytes, or bytes that are no frame); refused (by the store for good); forbidden (TLS: the sender's certificate may not write the cluster, or may not send); unstored (read but not stored before shutdown); dropped (UDP queue full).",
+		"transport", "result")
+	conns := metrics.NewGaugeVec("kubetrail_syslog_connections", "Open syslog connections by transport.", "transport")
+	reg.Register(msgs, conns)
 	sc.Count = func(transport, result string, n int) {
 		if n == 0 {
 			return
 		}
-		msgs.WithLabelValues(transport, result).Add(float64(n))
+		msgs.Add(float64(n), transport, result)
 		if result == ingest.SyslogInvalid {
 			rejected.Add(float64(n))
 		}
 	}
-	sc.Connections = func(transport string, d int) { conns.WithLabelValues(transport).Add(float64(d)) }
+	sc.Connections = func(transport string, d int) { conns.Add(float64(d), transport) }
 	return ingest.NewSyslog(sink, sc)
 }
 
