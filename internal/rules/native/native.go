@@ -416,13 +416,24 @@ type ruleState struct {
 }
 
 // group is what a rule remembers of one key: the times and audit IDs of
-// the events in the window (threshold), or the steps matched so far
-// (sequence: step is the next step's index).
+// the events in the window (threshold), or the runs of a sequence under
+// way (runs[k]: the run that has matched steps 0 to k).
 type group struct {
 	times []time.Time
 	ids   []string
-	step  int
+	runs  []*run
 	last  time.Time
+}
+
+// run is a sequence under way: when its first step matched, and the audit
+// IDs of the events its steps matched. Of the runs that reached a step, a
+// group keeps only the one that started latest: it has the most time left
+// to complete, so it completes whenever any of them would (a user denied
+// again and again starts a new run each time, and the one that fits the
+// window is found).
+type run struct {
+	start time.Time
+	ids   []string
 }
 
 func (ev *Evaluator) groupOf(i int, key string, now time.Time) *group {
@@ -478,7 +489,7 @@ func (ev *Evaluator) threshold(i int, r *Rule, e *rules.Event) ([]string, bool) 
 
 // sequence moves rule i's groups on with e. A group exists only while
 // its sequence is under way: the first step starts it, and it is
-// forgotten when it completes or its time runs out. So an event that
+// forgotten when it completes or its runs' time runs out. So an event that
 // matches a later step of a key with no group is passed over without its
 // time, and a lazy event is then not read.
 func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
@@ -487,9 +498,11 @@ func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	// An event may move several groups on (one per value of the step's
-	// key), and may both start a group and move another.
+	// key), and may both start a run and move another on. Steps are tried
+	// from the last so that one event never matches two steps of one run.
 	var fired []string
-	for step := len(s.Steps) - 1; step >= 0; step-- {
+	last := len(s.Steps) - 1
+	for step := last; step >= 0; step-- {
 		st := s.Steps[step]
 		if !ev.matches(ref.steps[step], ref.excepts, e) {
 			continue
@@ -509,25 +522,36 @@ func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
 			now := e.Ev.StageTimestamp.Time
 			if g == nil {
 				g = ev.groupOf(i, k, now)
+				g.runs = make([]*run, last)
 			}
 			g.last = now
-			if g.step > 0 && now.Sub(g.times[0]) > s.Within {
-				g.step, g.times, g.ids = 0, nil, nil
-			}
-			if g.step != step {
-				if g.step == 0 {
-					ev.forget(i, k)
+			live := false
+			for j, ru := range g.runs {
+				if ru != nil && now.Sub(ru.start) > s.Within {
+					g.runs[j] = nil
 				}
-				continue
+				live = live || g.runs[j] != nil
 			}
-			g.step++
-			g.times = append(g.times, now)
-			g.ids = append(g.ids, e.Ev.AuditID)
-			if g.step == len(s.Steps) {
+			next := &run{start: now, ids: []string{e.Ev.AuditID}}
+			if step > 0 {
+				prev := g.runs[step-1]
+				if prev == nil {
+					if !live {
+						ev.forget(i, k)
+					}
+					continue
+				}
+				next = &run{start: prev.start, ids: append(slices.Clip(prev.ids), e.Ev.AuditID)}
+			}
+			if step == last {
 				if fired == nil {
-					fired = g.ids
+					fired = next.ids
 				}
 				ev.forget(i, k)
+				continue
+			}
+			if cur := g.runs[step]; cur == nil || !next.start.Before(cur.start) {
+				g.runs[step] = next
 			}
 		}
 	}

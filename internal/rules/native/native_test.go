@@ -317,3 +317,60 @@ func TestFiltersCoverEveryAlert(t *testing.T) {
 		t.Error("a disabled rule's events match a filter")
 	}
 }
+
+// TestSequenceLaterStartCompletes: the steps match in order within the
+// window even when an earlier, now expired, first step started the group:
+// alice is denied at 0 and again at 25 minutes, bound at 35, reads at 40.
+// Denied at 25 -> bound at 35 -> read at 40 is 15 minutes, so the rule
+// fires, naming the denial that started the run in time. Likewise a run
+// that restarts after reaching a middle step (denied, bound, denied
+// again, bound again, read) completes from the second denial.
+// Mutation it catches: a group that keeps its first start time and
+// ignores later first steps (the sequence was then missed whenever the
+// user had been denied more than `within` before the grant).
+func TestSequenceLaterStartCompletes(t *testing.T) {
+	rule := `
+- name: Denied, granted, then secrets
+  sequence:
+    within: 30m
+    by: user
+    steps:
+    - code=403
+    - condition: resource in (clusterrolebindings,rolebindings) verb=create
+      by: subject
+    - resource=secrets verb in (get,list) code<400
+`
+	binding := `{"kind":"ClusterRoleBinding","subjects":[{"kind":"User","name":"alice"}],"roleRef":{"kind":"ClusterRole","name":"cluster-admin"}}`
+	e := load(t, rule)
+	got := fired(e,
+		ev(t, "d1", "alice", "list", "secrets", "prod/", 403, 0, ""),
+		ev(t, "d2", "alice", "list", "secrets", "prod/", 403, 25*60, ""),
+		ev(t, "g1", "admin", "create", "clusterrolebindings", "/alice-admin", 201, 35*60, binding),
+		ev(t, "r1", "alice", "get", "secrets", "prod/db", 200, 40*60, ""),
+	)
+	if !slices.Equal(got, []string{"Denied, granted, then secrets:d2,g1,r1"}) {
+		t.Fatalf("a run started by a later denial: fired %q, want d2,g1,r1", got)
+	}
+	e = load(t, rule)
+	got = fired(e,
+		ev(t, "d1", "alice", "list", "secrets", "prod/", 403, 0, ""),
+		ev(t, "g1", "admin", "create", "clusterrolebindings", "/alice-admin", 201, 5*60, binding),
+		ev(t, "d2", "alice", "list", "secrets", "prod/", 403, 20*60, ""),
+		ev(t, "g2", "admin", "create", "clusterrolebindings", "/alice-admin", 201, 25*60, binding),
+		ev(t, "r1", "alice", "get", "secrets", "prod/db", 200, 35*60, ""),
+	)
+	if !slices.Equal(got, []string{"Denied, granted, then secrets:d2,g2,r1"}) {
+		t.Fatalf("a run restarted after a middle step: fired %q, want d2,g2,r1", got)
+	}
+	// Still no alert when no run fits the window.
+	e = load(t, rule)
+	got = fired(e,
+		ev(t, "d1", "alice", "list", "secrets", "prod/", 403, 0, ""),
+		ev(t, "d2", "alice", "list", "secrets", "prod/", 403, 25*60, ""),
+		ev(t, "g1", "admin", "create", "clusterrolebindings", "/alice-admin", 201, 26*60, binding),
+		ev(t, "r1", "alice", "get", "secrets", "prod/db", 200, 57*60, ""),
+	)
+	if len(got) != 0 {
+		t.Fatalf("a run longer than within fired %q", got)
+	}
+}
