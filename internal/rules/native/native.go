@@ -471,10 +471,19 @@ func (ev *Evaluator) threshold(i int, r *Rule, e *rules.Event) ([]string, bool) 
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	g := ev.groupOf(i, key, now)
-	g.times = append(g.times, now)
-	g.ids = append(g.ids, e.Ev.AuditID)
+	// Events may be read out of time order (two API servers' logs, a late
+	// batch): keep the window's events in time order and measure it back
+	// from the newest, so that only events within Window of each other
+	// count together.
+	at := len(g.times)
+	for at > 0 && g.times[at-1].After(now) {
+		at--
+	}
+	g.times = slices.Insert(g.times, at, now)
+	g.ids = slices.Insert(g.ids, at, e.Ev.AuditID)
+	newest := g.times[len(g.times)-1]
 	drop := 0
-	for drop < len(g.times) && now.Sub(g.times[drop]) > t.Window {
+	for drop < len(g.times) && newest.Sub(g.times[drop]) > t.Window {
 		drop++
 	}
 	g.times, g.ids = g.times[drop:], g.ids[drop:]

@@ -374,3 +374,43 @@ func TestSequenceLaterStartCompletes(t *testing.T) {
 		t.Fatalf("a run longer than within fired %q", got)
 	}
 }
+
+// TestThresholdEventsOutOfOrder: events read out of time order (two API
+// servers' logs, a late batch) count only when they fall within the
+// window of each other: a denial at 0:05 then one read later but stamped
+// 0:00:30 are 4.5 minutes apart, not two in a minute. An event exactly a
+// window after another is within it (the window is inclusive), and the
+// alert names the events in time order.
+// Mutation it catches: measuring the window back from the event just
+// read instead of the newest one (the late event kept the old one in).
+func TestThresholdEventsOutOfOrder(t *testing.T) {
+	rule := `
+- name: Denied burst
+  condition: code in (401,403)
+  threshold: {count: 2, window: 1m, by: [user]}
+`
+	e := load(t, rule)
+	got := fired(e,
+		ev(t, "a1", "alice", "get", "secrets", "prod/x", 403, 300, ""),
+		ev(t, "a2", "alice", "get", "secrets", "prod/x", 403, 30, ""),
+	)
+	if len(got) != 0 {
+		t.Fatalf("two denials 4.5 minutes apart fired %q", got)
+	}
+	e = load(t, rule)
+	got = fired(e,
+		ev(t, "a1", "alice", "get", "secrets", "prod/x", 403, 60, ""),
+		ev(t, "a2", "alice", "get", "secrets", "prod/x", 403, 30, ""),
+	)
+	if !slices.Equal(got, []string{"Denied burst:a2,a1"}) {
+		t.Fatalf("two denials 30 s apart, read out of order: fired %q, want a2,a1", got)
+	}
+	e = load(t, rule)
+	got = fired(e,
+		ev(t, "a1", "alice", "get", "secrets", "prod/x", 403, 0, ""),
+		ev(t, "a2", "alice", "get", "secrets", "prod/x", 403, 60, ""),
+	)
+	if !slices.Equal(got, []string{"Denied burst:a1,a2"}) {
+		t.Fatalf("two denials exactly a window apart: fired %q, want a1,a2", got)
+	}
+}
