@@ -408,20 +408,23 @@ unit tests (docs/detection.md).`,
 		},
 	}
 	lf.add(list)
+	var checkBuiltin bool
 	check := &cobra.Command{
 		Use:   "check PATH...",
 		Short: "Load rule files and report every problem with FILE:LINE:COL",
-		Long: `check loads rule files (or folders of them) as detect would and prints every
-problem as FILE:LINE:COL: error|warning: message. It exits 1 when there is
-an error (the file would not load), 0 otherwise: warnings, such as a Sigma
-field that audit events do not have, never stop a rule from loading.`,
+		Long: `check loads rule files (or folders of them) as detect --rules would and
+prints every problem as FILE:LINE:COL: error|warning: message. It exits 1
+when there is an error (the file would not load), 0 otherwise: warnings,
+such as a Sigma field that audit events do not have, never stop a rule from
+loading. A file that changes built-in rules by name is checked with
+--builtin, as detect --builtin loads it.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			files, err := engine.ReadPaths(args)
 			if err != nil {
 				return err
 			}
-			eng, probs := engine.Load(files, engine.Options{})
+			eng, probs := engine.Load(files, engine.Options{Builtin: checkBuiltin})
 			errs, warns := 0, 0
 			for _, p := range probs {
 				fmt.Fprintln(e.stdout, escape.Text(p.String()))
@@ -438,6 +441,7 @@ field that audit events do not have, never stop a rule from loading.`,
 			return nil
 		},
 	}
+	check.Flags().BoolVar(&checkBuiltin, "builtin", false, "load the built-in pack first, as detect --builtin does, so that a file may change its rules by name")
 	cmd.AddCommand(list, check, rulesTestCmd(e))
 	return cmd
 }

@@ -142,3 +142,22 @@ func TestDetectInputs(t *testing.T) {
 		t.Errorf("rules check of a bad file: exit %d, %q", code, out)
 	}
 }
+
+// TestRulesCheckBuiltin: a file that tunes a built-in rule by name loads
+// with detect --builtin, so rules check --builtin passes it; without the
+// pack the rule it names is not there, and check says so (exit 1), as
+// detect --rules FILE does.
+// Mutation it catches: rules check loading without the pack whatever its
+// flags (it then failed every tuning file, which detect runs).
+func TestRulesCheckBuiltin(t *testing.T) {
+	tune := filepath.Join(t.TempDir(), "tune.yaml")
+	os.WriteFile(tune, []byte("- name: Secret read by a person\n  except: user in (ci-deployer)\n"), 0o600)
+	code, out, errOut := run("rules", "check", "--builtin", tune)
+	if code != 0 || strings.Contains(out, "error") || !strings.Contains(errOut, "0 errors") {
+		t.Errorf("rules check --builtin of a tuning file: exit %d, %q, %q", code, out, errOut)
+	}
+	code, out, _ = run("rules", "check", tune)
+	if code != 1 || !strings.Contains(out, `tune.yaml:1:9: error: no rule named "Secret read by a person"`) {
+		t.Errorf("rules check of a tuning file without the pack: exit %d, %q", code, out)
+	}
+}
