@@ -233,6 +233,11 @@ func TestLoadErrors(t *testing.T) {
 	f("- name: x\n  enabled: false\n", `no rule named "x" to change`)
 	f("- name: x\n  condition: verb=get\n- name: x\n  condition: verb=list\n", `bad.yaml:3:9: error: a rule named "x" is already loaded`)
 	f("name: x\n", `a kubetrail rule file is a list of rules`)
+	// A change may set only enabled, severity, except and tags: once on a
+	// change entry was accepted and did nothing.
+	f("- name: x\n  condition: verb=get\n- name: x\n  once: request\n", `bad.yaml:4:9: error: a change to rule "x" cannot set once`)
+	// A key written twice: the first was used and the second ignored.
+	f("- name: x\n  condition: verb=get\n  condition: verb=list\n", `bad.yaml:3:3: error: key "condition" appears twice in a rule`)
 	f("- name: x\n  condition: [\n", `bad.yaml:2: error: not YAML: yaml: line 2`)
 }
 
