@@ -378,6 +378,11 @@ func (l *loader) keys(n *yaml.Node, what string, allowed []string) {
 		if !contains(allowed, k.Value) {
 			l.errorf(k, "unknown key %q in %s%s; want %s", k.Value, what, suggestKey(k.Value, allowed), strings.Join(allowed, ", "))
 		}
+		for j := 0; j < i; j += 2 {
+			if n.Content[j].Value == k.Value {
+				l.errorf(k, "key %q appears twice in %s", k.Value, what)
+			}
+		}
 	}
 }
 

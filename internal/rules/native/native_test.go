@@ -238,6 +238,7 @@ func TestLoadErrors(t *testing.T) {
 	f("- name: x\n  condition: verb=get\n- name: x\n  once: request\n", `bad.yaml:4:9: error: a change to rule "x" cannot set once`)
 	// A key written twice: the first was used and the second ignored.
 	f("- name: x\n  condition: verb=get\n  condition: verb=list\n", `bad.yaml:3:3: error: key "condition" appears twice in a rule`)
+	f("- name: x\n  condition: verb=get\n  threshold: {count: 2, window: 1m, count: 5}\n", `bad.yaml:3:37: error: key "count" appears twice in threshold`)
 	f("- name: x\n  condition: [\n", `bad.yaml:2: error: not YAML: yaml: line 2`)
 }
 
