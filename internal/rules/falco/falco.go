@@ -208,6 +208,14 @@ func (c *compiler) compileException(r *ruleDef, e *exceptionDef) (matcher, *comp
 	if len(comps) != len(e.fields) {
 		return nil, bad("%d fields but %d comps", len(e.fields), len(comps))
 	}
+	// Falco builds "field comps (v1, v2, ...)" from a single field, so
+	// only the operators that take a list of values are allowed there.
+	if e.single && e.compsList {
+		return nil, bad("with a single field, comps must be a single string too")
+	}
+	if e.single && !listOperator(comps[0]) {
+		return nil, bad("with a single field, comps must be one of in, pmatch, intersects, not %s", comps[0])
+	}
 	if len(e.values) == 0 {
 		return nil, nil
 	}
@@ -232,6 +240,9 @@ func (c *compiler) compileException(r *ruleDef, e *exceptionDef) (matcher, *comp
 		}
 		var all andM
 		for i, en := range tuple {
+			if en.isList && !listOperator(comps[i]) {
+				return nil, bad("%s: a list of values needs comps in, intersects or pmatch, not %s", e.fields[i], comps[i])
+			}
 			ce := &checkExpr{field: fieldRef{name: e.fields[i]}, op: comps[i], vals: entryValues(en)}
 			if _, ok := opNames[comps[i]]; !ok && comps[i] != "==" {
 				return nil, bad("unknown comparison %q", comps[i])
@@ -251,6 +262,11 @@ func (c *compiler) compileException(r *ruleDef, e *exceptionDef) (matcher, *comp
 		alts = append(alts, all)
 	}
 	return alts, nil
+}
+
+// listOperator reports whether op compares with a list of values.
+func listOperator(op string) bool {
+	return op == "in" || op == "intersects" || op == "pmatch"
 }
 
 // entryValues is an exception entry as condition values: a list entry's

@@ -118,6 +118,44 @@ func TestBadFiles(t *testing.T) {
 	f("rule: r\n", "bad.yaml:2:1: error: invalid YAML: did not find expected key")
 	f("- rule: r\n  desc: d\n  condition: ka.verb=get\n  output: o\n  priority: INFO\n  source: k8s_audit\n  exceptions:\n  - name: e\n    fields: [ka.user.name, ka.nope]\n    values: [[a, b]]\n",
 		`bad.yaml:8:5: error: rule "r": unknown field "ka.nope"`)
+	// As Falco: with a single field, comps is in, pmatch or intersects
+	// (kubetrail compared only the first value with startswith and
+	// dropped the others), and a single string.
+	exc := "- rule: r\n  desc: d\n  condition: ka.verb=get\n  output: o\n  priority: INFO\n  source: k8s_audit\n  exceptions:\n  - name: e\n"
+	f(exc+"    fields: ka.user.name\n    comps: startswith\n    values: [ci-, deploy-]\n",
+		`bad.yaml:8:5: error: rule "r": exception "e": with a single field, comps must be one of in, pmatch, intersects`)
+	f(exc+"    fields: ka.user.name\n    comps: [in]\n    values: [ci, deploy]\n",
+		`bad.yaml:8:5: error: rule "r": exception "e": with a single field, comps must be a single string too`)
+	// A list entry of a tuple compares with in, intersects or pmatch; with
+	// = only its first item was compared.
+	f(exc+"    fields: [ka.user.name, ka.verb]\n    values: [[[alice, bob], get]]\n",
+		`bad.yaml:8:5: error: rule "r": exception "e": ka.user.name: a list of values needs comps in, intersects or pmatch, not =`)
+}
+
+// TestExceptionSingleFieldPmatch: a single-field exception with comps
+// pmatch or intersects checks every value, as Falco builds
+// "field comps (v1, v2)".
+// Mutation it catches: comparing only the first value.
+func TestExceptionSingleFieldPmatch(t *testing.T) {
+	ev := loadOK(t, Options{}, ruleFile("r.yaml", `
+- rule: r
+  desc: d
+  condition: ka.verb=get
+  output: o
+  priority: INFO
+  source: k8s_audit
+  exceptions:
+  - name: healthz
+    fields: ka.uri
+    comps: pmatch
+    values: [/healthz, /livez]
+`))
+	for uri, want := range map[string]int{"/healthz/etcd": 0, "/livez": 0, "/api/v1/pods": 1} {
+		e := event(t, `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a","stage":"ResponseComplete","requestURI":"`+uri+`","verb":"get","user":{"username":"u"},"stageTimestamp":"2026-12-01T10:00:00Z"}`)
+		if got := len(ev.Eval(e)); got != want {
+			t.Errorf("%s: %d alerts, want %d", uri, got, want)
+		}
+	}
 }
 
 // TestNotAList: a rule file must be a YAML list.
