@@ -166,9 +166,9 @@ type exceptionDef struct {
 	// compsList: comps was written as a list (Falco refuses it with a
 	// single field).
 	compsList bool
-	values [][]excEntry
-	file   string
-	node   *yaml.Node
+	values    [][]excEntry
+	file      string
+	node      *yaml.Node
 }
 
 // excEntry is one entry of an exception value: a string, or a list of
