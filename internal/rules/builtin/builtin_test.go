@@ -51,6 +51,9 @@ func e(t *testing.T, user, verb, res, nsName, stage string, code int, opts ...st
 	if v, ok := o["as"]; ok {
 		m["impersonatedUser"] = map[string]any{"username": v}
 	}
+	if v, ok := o["groups"]; ok {
+		m["user"] = map[string]any{"username": user, "groups": strings.Split(v, ",")}
+	}
 	if v, ok := o["body"]; ok {
 		m["requestObject"] = json.RawMessage(v)
 	}
@@ -242,6 +245,15 @@ func TestChangesAfterGrant(t *testing.T) {
 	view := e(t, "admin", "create", "clusterrolebindings", "/v", "ResponseComplete", 201, "body", grant("view"), "sec", "60")
 	if n := count(view, write("80")); n != 0 {
 		t.Errorf("a grant of view: %d alerts", n)
+	}
+	// A binding naming a group: the first change by a member of it (the
+	// rule's "group member"), not by a user outside it.
+	groupGrant := e(t, "admin", "create", "clusterrolebindings", "/devs-admin", "ResponseComplete", 201,
+		"body", `{"kind":"ClusterRoleBinding","subjects":[{"kind":"Group","name":"devs"}],"roleRef":{"kind":"ClusterRole","name":"cluster-admin"}}`, "sec", "60")
+	member := e(t, "alice", "create", "configmaps", "prod/x", "ResponseComplete", 201, "groups", "devs,system:authenticated", "sec", "80")
+	outsider := e(t, "bob", "create", "configmaps", "prod/y", "ResponseComplete", 201, "groups", "ops,system:authenticated", "sec", "85")
+	if n := count(groupGrant, outsider, member); n != 1 {
+		t.Errorf("a grant to group devs, then changes by bob (ops) and alice (devs): %d alerts, want 1 (alice's)", n)
 	}
 }
 

@@ -67,9 +67,12 @@ type Step struct {
 	By        Key
 }
 
-// Key is what events are grouped by: a field of the filter language, or
-// "subject", the users a (Cluster)RoleBinding's request body names (a
-// ServiceAccount as system:serviceaccount:NS:NAME).
+// Key is what events are grouped by: a field of the filter language,
+// "subject", the users and groups a (Cluster)RoleBinding's request body
+// names (a ServiceAccount as system:serviceaccount:NS:NAME), or "member",
+// the user and each group the user is in: a step keyed by member meets a
+// step keyed by subject when the binding named the user or one of their
+// groups.
 type Key struct {
 	Name  string
 	field query.Field
@@ -78,11 +81,20 @@ type Key struct {
 // values returns the key's values in an event, reading a lazy event when
 // it lacks the field; ok is false when it cannot be read.
 func (k Key) values(e *rules.Event) (vals []string, ok bool) {
-	if k.Name == "subject" {
+	switch k.Name {
+	case "subject":
 		if !e.Load() {
 			return nil, false
 		}
 		return bindingSubjects(e.Raw), true
+	case "member":
+		if !(e.Has("user") && e.Has("group")) && !e.Load() {
+			return nil, false
+		}
+		if u := e.Ev.User.Username; u != "" {
+			vals = append(vals, u)
+		}
+		return append(vals, e.Ev.User.Groups...), true
 	}
 	if !e.Has(k.field.Name) && !e.Load() {
 		return nil, false
@@ -91,12 +103,12 @@ func (k Key) values(e *rules.Event) (vals []string, ok bool) {
 }
 
 func parseKey(name string) (Key, error) {
-	if name == "subject" {
+	if name == "subject" || name == "member" {
 		return Key{Name: name}, nil
 	}
 	f, ok := query.LookupField(name)
 	if !ok {
-		return Key{}, fmt.Errorf("unknown field %q to group by (a field of the filter language, or subject)", name)
+		return Key{}, fmt.Errorf("unknown field %q to group by (a field of the filter language, subject or member)", name)
 	}
 	return Key{Name: name, field: f}, nil
 }
@@ -191,9 +203,19 @@ func (ev *Evaluator) WillRead(known []int8) bool {
 // unread.
 func (ev *Evaluator) KeyFields() []string {
 	var out []string
+	addField := func(name string) {
+		if !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
 	add := func(k Key) {
-		if k.Name != "subject" && !slices.Contains(out, k.field.Name) {
-			out = append(out, k.field.Name)
+		switch k.Name {
+		case "subject":
+		case "member":
+			addField("user")
+			addField("group")
+		default:
+			addField(k.field.Name)
 		}
 	}
 	for _, r := range ev.rules {
@@ -513,6 +535,9 @@ func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
 	last := len(s.Steps) - 1
 	for step := last; step >= 0; step-- {
 		st := s.Steps[step]
+		if step > 0 && ev.idle(i) {
+			continue // nothing under way: no key to read (a lazy event stays unread)
+		}
 		if !ev.matches(ref.steps[step], ref.excepts, e) {
 			continue
 		}
@@ -565,6 +590,12 @@ func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
 		}
 	}
 	return fired, fired != nil
+}
+
+// idle reports whether rule i has no sequence under way.
+func (ev *Evaluator) idle(i int) bool {
+	st := ev.state[i]
+	return st == nil || len(st.groups) == 0
 }
 
 // group returns rule i's group of key, or nil.
