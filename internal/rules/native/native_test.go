@@ -420,3 +420,32 @@ func TestThresholdEventsOutOfOrder(t *testing.T) {
 		t.Fatalf("two denials exactly a window apart: fired %q, want a1,a2", got)
 	}
 }
+
+// TestSequenceWindowEdge: a last step exactly `within` after the first
+// completes the sequence (the window is inclusive, as a threshold's);
+// a microsecond later it does not.
+// Mutation it catches: expiring a run at `within` (>= for >).
+func TestSequenceWindowEdge(t *testing.T) {
+	rule := `
+- name: Denied then read
+  sequence:
+    within: 10m
+    by: user
+    steps:
+    - code=403
+    - resource=secrets code<400
+`
+	for _, c := range []struct {
+		sec  float64
+		want int
+	}{{600, 1}, {600.000001, 0}} {
+		e := load(t, rule)
+		got := fired(e,
+			ev(t, "d1", "alice", "list", "secrets", "prod/", 403, 0, ""),
+			ev(t, "r1", "alice", "get", "secrets", "prod/db", 200, c.sec, ""),
+		)
+		if len(got) != c.want {
+			t.Errorf("last step %v s after the first: fired %q, want %d alert(s)", c.sec, got, c.want)
+		}
+	}
+}
