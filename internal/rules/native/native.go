@@ -569,6 +569,12 @@ func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
 			next := &run{start: now, ids: []string{e.Ev.AuditID}}
 			if step > 0 {
 				prev := g.runs[step-1]
+				if prev != nil && prev.start.Sub(now) > s.Within {
+					// Read after the run started, but stamped more than
+					// within before it (a late batch, an older file):
+					// it did not happen in the run's window.
+					prev = nil
+				}
 				if prev == nil {
 					if !live {
 						ev.forget(i, k)

@@ -449,3 +449,40 @@ func TestSequenceWindowEdge(t *testing.T) {
 		}
 	}
 }
+
+// TestSequenceStepReadLateButStampedEarly: an event read after a run
+// started but stamped more than `within` before its start (a late batch,
+// an older log file read after a newer one) does not move the run on: a
+// binding made two hours before alice was denied is not "denied, then
+// granted". One stamped a little earlier (API servers' clocks, batches
+// interleaved) still does.
+// Mutation it catches: measuring only how long after the start a step
+// comes (a step before the start always joined).
+func TestSequenceStepReadLateButStampedEarly(t *testing.T) {
+	rule := `
+- name: Denied, granted, then secrets
+  sequence:
+    within: 30m
+    by: user
+    steps:
+    - code=403
+    - condition: resource in (clusterrolebindings,rolebindings) verb=create
+      by: subject
+    - resource=secrets verb in (get,list) code<400
+`
+	binding := `{"kind":"ClusterRoleBinding","subjects":[{"kind":"User","name":"alice"}],"roleRef":{"kind":"ClusterRole","name":"cluster-admin"}}`
+	for _, c := range []struct {
+		grantSec float64
+		want     int
+	}{{0, 0}, {2*3600 - 2, 1}} {
+		e := load(t, rule)
+		got := fired(e,
+			ev(t, "d1", "alice", "list", "secrets", "prod/", 403, 2*3600, ""),
+			ev(t, "g1", "admin", "create", "clusterrolebindings", "/alice-admin", 201, c.grantSec, binding),
+			ev(t, "r1", "alice", "get", "secrets", "prod/db", 200, 2*3600+300, ""),
+		)
+		if len(got) != c.want {
+			t.Errorf("a grant stamped %v s before the denial, read after it: fired %q, want %d alert(s)", 2*3600-c.grantSec, got, c.want)
+		}
+	}
+}
