@@ -50,6 +50,9 @@ func e(t *testing.T, user, verb, res, nsName, stage string, code int, opts ...st
 	}
 	if v, ok := o["as"]; ok {
 		m["impersonatedUser"] = map[string]any{"username": v}
+		if g, ok := o["asgroups"]; ok {
+			m["impersonatedUser"] = map[string]any{"username": v, "groups": strings.Split(g, ",")}
+		}
 	}
 	if v, ok := o["groups"]; ok {
 		m["user"] = map[string]any{"username": user, "groups": strings.Split(v, ",")}
@@ -160,6 +163,10 @@ func TestPackCatches(t *testing.T) {
 			e(t, "system:kube-controller-manager", "delete", "events", "prod/e", "ResponseComplete", 200)},
 		{"System identity impersonated", e(t, "mallory", "get", "secrets", "prod/x", "ResponseComplete", 200, "as", "system:kube-controller-manager"),
 			e(t, "mallory", "get", "secrets", "prod/x", "ResponseComplete", 200, "as", "bob")},
+		// kubectl --as=anyone --as-group=system:masters: the admins' group,
+		// whatever the user name.
+		{"System identity impersonated", e(t, "mallory", "get", "secrets", "prod/x", "ResponseComplete", 200, "as", "bob", "asgroups", "system:masters"),
+			e(t, "mallory", "get", "secrets", "prod/x", "ResponseComplete", 200, "as", "bob", "asgroups", "dev")},
 		{"CronJob created or changed", e(t, "alice", "create", "cronjobs", "prod/backup", "ResponseComplete", 201),
 			e(t, "alice", "update", "cronjobs/status", "prod/backup", "ResponseComplete", 200)},
 		{"CronJob created or changed", e(t, "system:serviceaccount:ci:deployer", "patch", "cronjobs", "prod/backup", "ResponseComplete", 200),
