@@ -60,6 +60,12 @@ func e(t *testing.T, user, verb, res, nsName, stage string, code int, opts ...st
 	if v, ok := o["body"]; ok {
 		m["requestObject"] = json.RawMessage(v)
 	}
+	if v, ok := o["ip"]; ok {
+		m["sourceIPs"] = []string{v}
+	}
+	if user == "" {
+		m["user"] = map[string]any{} // as the API server logs a failed authentication
+	}
 	if v, ok := o["uri"]; ok {
 		m["requestURI"] = v
 	}
@@ -320,6 +326,33 @@ func TestBurstOfDenials(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("burst fired %d times over 19 denials, want 1", n)
+	}
+}
+
+// TestBurstOfFailedAuthentication: a 401 has no user (authentication
+// failed), so ten 401s from one client address within a minute are the
+// burst the rule's description names ("401 or 403 answers"); ten from ten
+// addresses are not one client's.
+// Mutation it catches: an event without a user belonging to no group (no
+// 401 was ever counted).
+func TestBurstOfFailedAuthentication(t *testing.T) {
+	count := func(ip func(i int) string) int {
+		ev, _ := native.Load(Rules())
+		n := 0
+		for i := range 12 {
+			for _, a := range alerts(ev, e(t, "", "get", "secrets", "prod/x", "ResponseComplete", 401, "sec", strconv.Itoa(i), "ip", ip(i))) {
+				if a == "Burst of denied requests" {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	if n := count(func(int) string { return "203.0.113.7" }); n != 1 {
+		t.Errorf("12 failed authentications from one address: %d alerts, want 1", n)
+	}
+	if n := count(func(i int) string { return "203.0.113." + strconv.Itoa(i) }); n != 0 {
+		t.Errorf("12 failed authentications from 12 addresses: %d alerts, want 0", n)
 	}
 }
 

@@ -620,7 +620,9 @@ func (ev *Evaluator) forget(i int, key string) {
 }
 
 // joinKeys returns the group key of e for fields by; ok is false when e
-// lacks one of them (it then belongs to no group).
+// cannot be read. A field e does not have counts as the empty value:
+// events without it have equal values (a 401 has no user, and the
+// failed authentications of one client address are one burst).
 func joinKeys(by []Key, e *rules.Event) (string, bool) {
 	if len(by) == 0 {
 		return "", true
@@ -628,7 +630,7 @@ func joinKeys(by []Key, e *rules.Event) (string, bool) {
 	var b strings.Builder
 	for i, k := range by {
 		vals, ok := k.values(e)
-		if !ok || len(vals) == 0 {
+		if !ok {
 			return "", false
 		}
 		if i > 0 {
