@@ -270,16 +270,23 @@ func listOperator(op string) bool {
 }
 
 // entryValues is an exception entry as condition values: a list entry's
-// items, or the one string (bare, so a list name expands as in Falco).
+// items, or the one string (bare, so a list name expands as in Falco;
+// one written with quotes is a quoted string, as in Falco).
 func entryValues(en excEntry) []litValue {
+	one := func(s string) litValue {
+		if v := itemValue(s); v != s {
+			return litValue{s: v, quoted: true}
+		}
+		return litValue{s: s}
+	}
 	if en.isList {
 		out := make([]litValue, len(en.list))
 		for i, s := range en.list {
-			out[i] = litValue{s: s}
+			out[i] = one(s)
 		}
 		return out
 	}
-	return []litValue{{s: en.s}}
+	return []litValue{one(en.s)}
 }
 
 // splitFieldArg splits "jevt.value[/x]" into name and argument.

@@ -1,6 +1,7 @@
 package falco
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -343,5 +344,34 @@ func TestParseMatching(t *testing.T) {
 	}
 	if _, err := ParseMatching("some"); err == nil {
 		t.Error("some accepted")
+	}
+}
+
+// TestQuotedListItems: Falco puts a list's items into the condition as
+// written, so an item written with quotes inside the YAML string
+// ('"a b"', common in Falco's own lists) is a quoted value, a b; the
+// same holds for exception values. kubetrail compared the quotes too,
+// and such items never matched.
+// Mutation it catches: using list items and exception values verbatim.
+func TestQuotedListItems(t *testing.T) {
+	ev := loadOK(t, Options{}, ruleFile("r.yaml", `
+- list: people
+  items: ['"alice smith"', '"bob"', carol]
+- rule: r
+  desc: d
+  condition: ka.user.name in (people)
+  output: o
+  priority: INFO
+  source: k8s_audit
+  exceptions:
+  - name: ci
+    fields: ka.user.name
+    values: ['"carol"']
+`))
+	for user, want := range map[string]int{"alice smith": 1, "bob": 1, `"bob"`: 0, "carol": 0} {
+		e := event(t, `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a","stage":"ResponseComplete","requestURI":"/api","verb":"get","user":{"username":`+strconv.Quote(user)+`},"stageTimestamp":"2026-12-01T10:00:00Z"}`)
+		if got := len(ev.Eval(e)); got != want {
+			t.Errorf("user %s: %d alerts, want %d", user, got, want)
+		}
 	}
 }
