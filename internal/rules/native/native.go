@@ -345,7 +345,7 @@ func (ev *Evaluator) matches(cond int, excepts []int, e *rules.Event) bool {
 func alert(r *Rule, e *rules.Event, ids []string) rules.Alert {
 	a := rules.Alert{
 		Rule: r.Name, Severity: r.Severity, Source: rules.SourceKubetrail, AuditIDs: ids,
-		User: e.Ev.User.Username, Time: e.Ev.StageTimestamp.Time.UTC(), Tags: r.Tags, Cluster: e.Cluster,
+		User: e.Ev.User.Username, Time: e.Ev.Time().UTC(), Tags: r.Tags, Cluster: e.Cluster,
 	}
 	if e.Ev.ImpersonatedUser != nil {
 		a.ImpersonatedUser = e.Ev.ImpersonatedUser.Username
@@ -489,7 +489,7 @@ func (ev *Evaluator) threshold(i int, r *Rule, e *rules.Event) ([]string, bool) 
 	if !ok || !e.Load() {
 		return nil, false
 	}
-	now := e.Ev.StageTimestamp.Time
+	now := e.Ev.Time()
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	g := ev.groupOf(i, key, now)
@@ -553,7 +553,7 @@ func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
 			if !e.Load() {
 				return nil, false
 			}
-			now := e.Ev.StageTimestamp.Time
+			now := e.Ev.Time()
 			if g == nil {
 				g = ev.groupOf(i, k, now)
 				g.runs = make([]*run, last)

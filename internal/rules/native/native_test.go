@@ -486,3 +486,31 @@ func TestSequenceStepReadLateButStampedEarly(t *testing.T) {
 		}
 	}
 }
+
+// TestEventWithoutStageTimestamp: an event the decoder accepts with only
+// requestReceivedTimestamp has that time, as Sigma's and Falco's alerts
+// give it (audit.Event.Time): the alert's time is not year 1, and a
+// threshold measures its window with it.
+// Mutation it catches: reading stageTimestamp alone (the alert said
+// 0001-01-01 and such events all fell in one window).
+func TestEventWithoutStageTimestamp(t *testing.T) {
+	e := load(t, `
+- name: Denied
+  condition: code=403
+- name: Denied burst
+  condition: code=403
+  threshold: {count: 2, window: 1m, by: [user]}
+`)
+	noStage := func(id string, sec float64) *rules.Event {
+		x := ev(t, id, "alice", "get", "secrets", "prod/x", 403, sec, "")
+		x.Ev.StageTimestamp = audit.MicroTime{}
+		return x
+	}
+	a := e.Eval(noStage("a1", 0))
+	if len(a) != 1 || !a[0].Time.Equal(t0) {
+		t.Fatalf("alerts %+v, want one at %s", a, t0)
+	}
+	if got := fired(e, noStage("a2", 3600)); !slices.Equal(got, []string{"Denied:a2"}) {
+		t.Errorf("two events an hour apart, without stageTimestamp: fired %q, want no burst", got)
+	}
+}
