@@ -224,9 +224,10 @@ func (c *compiler) compileException(r *ruleDef, e *exceptionDef) (matcher, *comp
 		// fields: f, comps: in, values: [a, b]: one check over every value.
 		var vals []litValue
 		for _, tuple := range e.values {
-			for _, en := range tuple {
-				vals = append(vals, entryValues(en)...)
+			if len(tuple) != 1 || tuple[0].isList {
+				return nil, bad("with a single field, values must be strings, not lists (Falco refuses them)")
 			}
+			vals = append(vals, entryValues(tuple[0])...)
 		}
 		m, err := c.check(&checkExpr{field: fieldRef{name: e.fields[0], at: 0}, op: comps[0], vals: vals}, src)
 		if err != nil {

@@ -129,6 +129,8 @@ func TestBadFiles(t *testing.T) {
 		`bad.yaml:8:5: error: rule "r": exception "e": with a single field, comps must be a single string too`)
 	// A list entry of a tuple compares with in, intersects or pmatch; with
 	// = only its first item was compared.
+	f(exc+"    fields: ka.user.name\n    values: [[alice, bob]]\n",
+		`bad.yaml:8:5: error: rule "r": exception "e": with a single field, values must be strings`)
 	f(exc+"    fields: [ka.user.name, ka.verb]\n    values: [[[alice, bob], get]]\n",
 		`bad.yaml:8:5: error: rule "r": exception "e": ka.user.name: a list of values needs comps in, intersects or pmatch, not =`)
 }
