@@ -80,7 +80,7 @@ func packJQ() []jqRule {
   and (.verb | among(["create","update","patch","delete","deletecollection"])) and done and ok and (ctl | not)`},
 		{"Kubernetes events deleted", `res == "events" and (.verb | among(["delete","deletecollection"])) and done and ok
   and u != "system:kube-controller-manager" and u != "system:apiserver"`},
-		{"System identity impersonated", `(imp | startswith("system:")) and person and done`},
+		{"System identity impersonated", `((imp | startswith("system:")) or (.impersonatedUser.groups // [] | any(. == "system:masters"))) and person and done`},
 		{"CronJob created or changed", `res == "cronjobs" and sub == "" and cup and done and ok and (ctl | not) and (kssa | not)`},
 		{"Service opened on the nodes' ports", `res == "services" and sub == "" and cup and done and ok
   and (body | test("\"type\":\"NodePort\"")) and (ctl | not) and (kssa | not)`},

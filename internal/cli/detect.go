@@ -86,7 +86,9 @@ warnings (a Sigma field that audit events lack) are printed and the rule
 still loads.
 
 Threshold and sequence rules count events in the order they are read:
-stored order (the order they arrived), or file order.
+stored order (the order they arrived), or file order. An event the FILEs
+give twice (the same bytes, among the newest 262,144 read) is evaluated
+once, as import stores it once.
 
 -o table heads the alert's time TIME: the stageTimestamp of the event that
 fired it, as in query. -o jsonl is a contract: one alert per line with rule, severity (info, low,
@@ -187,11 +189,12 @@ func detectFiles(cmd *cobra.Command, e *env, args []string, eval func(*audit.Eve
 		return err
 	}
 	var evalErr error
+	seen := newSeenEvents(seenMax)
 	for _, name := range files {
 		n := 0
 		skipped, err := ingest.EachRecord(cmd.Context(), []string{name}, e.stdin, audit.Limits{}, func(r *audit.Record) {
 			n++
-			if evalErr == nil {
+			if evalErr == nil && seen.add(local.KeyOf("default", r.Raw)) {
 				evalErr = eval(&r.Event, r.Raw, "default")
 			}
 		}, func(p audit.Problem) {
@@ -211,6 +214,39 @@ func detectFiles(cmd *cobra.Command, e *env, args []string, eval func(*audit.Eve
 		}
 	}
 	return nil
+}
+
+// seenMax is how many of the newest events detect FILE remembers to
+// evaluate a copy of one once (a few MiB of keys).
+const seenMax = 1 << 18
+
+// seenEvents remembers the keys (local.KeyOf) of the newest events read,
+// at most max: an event given twice (a file named twice, rotated logs that
+// overlap) is evaluated once, as import stores it once.
+type seenEvents struct {
+	set  map[local.Key]struct{}
+	ring []local.Key
+	next int
+}
+
+func newSeenEvents(max int) *seenEvents {
+	return &seenEvents{set: map[local.Key]struct{}{}, ring: make([]local.Key, 0, max)}
+}
+
+// add reports whether k is new, and remembers it.
+func (s *seenEvents) add(k local.Key) bool {
+	if _, ok := s.set[k]; ok {
+		return false
+	}
+	if len(s.ring) < cap(s.ring) {
+		s.ring = append(s.ring, k)
+	} else {
+		delete(s.set, s.ring[s.next])
+		s.ring[s.next] = k
+		s.next = (s.next + 1) % len(s.ring)
+	}
+	s.set[k] = struct{}{}
+	return true
 }
 
 // detectStore runs the rules over the store. With only kubetrail rules,
@@ -408,20 +444,23 @@ unit tests (docs/detection.md).`,
 		},
 	}
 	lf.add(list)
+	var checkBuiltin bool
 	check := &cobra.Command{
 		Use:   "check PATH...",
 		Short: "Load rule files and report every problem with FILE:LINE:COL",
-		Long: `check loads rule files (or folders of them) as detect would and prints every
-problem as FILE:LINE:COL: error|warning: message. It exits 1 when there is
-an error (the file would not load), 0 otherwise: warnings, such as a Sigma
-field that audit events do not have, never stop a rule from loading.`,
+		Long: `check loads rule files (or folders of them) as detect --rules would and
+prints every problem as FILE:LINE:COL: error|warning: message. It exits 1
+when there is an error (the file would not load), 0 otherwise: warnings,
+such as a Sigma field that audit events do not have, never stop a rule from
+loading. A file that changes built-in rules by name is checked with
+--builtin, as detect --builtin loads it.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			files, err := engine.ReadPaths(args)
 			if err != nil {
 				return err
 			}
-			eng, probs := engine.Load(files, engine.Options{})
+			eng, probs := engine.Load(files, engine.Options{Builtin: checkBuiltin})
 			errs, warns := 0, 0
 			for _, p := range probs {
 				fmt.Fprintln(e.stdout, escape.Text(p.String()))
@@ -438,6 +477,7 @@ field that audit events do not have, never stop a rule from loading.`,
 			return nil
 		},
 	}
+	check.Flags().BoolVar(&checkBuiltin, "builtin", false, "load the built-in pack first, as detect --builtin does, so that a file may change its rules by name")
 	cmd.AddCommand(list, check, rulesTestCmd(e))
 	return cmd
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kubetrail/kubetrail/internal/investigate/investigatetest"
+	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // incidentLog writes the recorded incident as an audit log file.
@@ -140,5 +141,62 @@ func TestDetectInputs(t *testing.T) {
 	code, out, _ := run("rules", "check", bad)
 	if code != 1 || !strings.Contains(out, "mine.yaml:2:23: error") {
 		t.Errorf("rules check of a bad file: exit %d, %q", code, out)
+	}
+}
+
+// TestRulesCheckBuiltin: a file that tunes a built-in rule by name loads
+// with detect --builtin, so rules check --builtin passes it; without the
+// pack the rule it names is not there, and check says so (exit 1), as
+// detect --rules FILE does.
+// Mutation it catches: rules check loading without the pack whatever its
+// flags (it then failed every tuning file, which detect runs).
+func TestRulesCheckBuiltin(t *testing.T) {
+	tune := filepath.Join(t.TempDir(), "tune.yaml")
+	os.WriteFile(tune, []byte("- name: Secret read by a person\n  except: user in (ci-deployer)\n"), 0o600)
+	code, out, errOut := run("rules", "check", "--builtin", tune)
+	if code != 0 || strings.Contains(out, "error") || !strings.Contains(errOut, "0 errors") {
+		t.Errorf("rules check --builtin of a tuning file: exit %d, %q, %q", code, out, errOut)
+	}
+	code, out, _ = run("rules", "check", tune)
+	if code != 1 || !strings.Contains(out, `tune.yaml:1:9: error: no rule named "Secret read by a person"`) {
+		t.Errorf("rules check of a tuning file without the pack: exit %d, %q", code, out)
+	}
+}
+
+// TestDetectFileDuplicates: an event given twice (a log file named twice,
+// rotated files that overlap) is evaluated once, as import stores it once,
+// so detect FILE and detect --data after import give the same alerts.
+// Before, the copy raised Binding to cluster-admin again and, as a second
+// "change" by the user the binding names, Changes by a user just granted
+// a powerful role with the auditIDs [b1 b1].
+// Mutation it catches: evaluating every record read.
+func TestDetectFileDuplicates(t *testing.T) {
+	line := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Request","auditID":"b1","stage":"ResponseComplete","requestURI":"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings","verb":"create","user":{"username":"mallory"},"sourceIPs":["10.0.0.9"],"objectRef":{"resource":"clusterrolebindings","name":"pwn","apiGroup":"rbac.authorization.k8s.io","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":201},"requestObject":{"kind":"ClusterRoleBinding","subjects":[{"kind":"User","name":"mallory"}],"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"}},"requestReceivedTimestamp":"2026-12-01T10:00:00.000000Z","stageTimestamp":"2026-12-01T10:00:00.100000Z"}` + "\n"
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "audit-1.log"), filepath.Join(dir, "audit.log")
+	os.WriteFile(a, []byte(line), 0o600)
+	os.WriteFile(b, []byte(line+line), 0o600)
+	code, out, errOut := run("detect", a, b, "-o", "jsonl")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if got := alertLines(t, out); !slices.Equal(got, []string{"Binding to cluster-admin mallory b1"}) {
+		t.Errorf("one event given three times raised:\n%s", strings.Join(got, "\n"))
+	}
+}
+
+// TestSeenEventsForgetsTheOldest: the memory of events read is bounded;
+// past it the oldest key is forgotten first.
+func TestSeenEventsForgetsTheOldest(t *testing.T) {
+	s := newSeenEvents(2)
+	k := func(b byte) local.Key { return local.Key{b} }
+	if !s.add(k(1)) || !s.add(k(2)) || s.add(k(1)) || s.add(k(2)) {
+		t.Fatal("a key within the bound was not remembered")
+	}
+	if !s.add(k(3)) || !s.add(k(1)) || s.add(k(3)) {
+		t.Fatal("past the bound, the oldest key was not the one forgotten")
+	}
+	if len(s.set) != 2 {
+		t.Fatalf("%d keys held, bound 2", len(s.set))
 	}
 }

@@ -426,7 +426,7 @@ func (d *Detector) process(ctx context.Context, batch []pending) error {
 	last := batch[len(batch)-1]
 	d.cur.Next = local.Pos{WAL: last.pos.WAL, Ord: last.pos.Ord + 1}
 	for i := range batch {
-		d.cur.Time = max(d.cur.Time, batch[i].ev.Ev.StageTimestamp.Time.UnixMicro())
+		d.cur.Time = max(d.cur.Time, batch[i].ev.Ev.Time().UnixMicro())
 	}
 	d.cur.AlertSeq, _ = d.alerts.Last()
 	d.dirty = true

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -260,14 +259,21 @@ func TestCrashBeforeCursorSaveStoresNothingTwice(t *testing.T) {
 	}
 }
 
-// slowEngine holds each evaluation, so the live stream outruns it.
+// slowEngine holds every evaluation until gate is closed, saying on
+// entered that one is held, so that events stored meanwhile surely outrun
+// the detector (a fixed sleep per event did not: on a loaded machine every
+// event could be stored before the detector subscribed).
 type slowEngine struct {
 	*engine.Engine
-	mu sync.Mutex
+	entered, gate chan struct{}
 }
 
 func (s *slowEngine) Eval(ev *rules.Event) []rules.Alert {
-	time.Sleep(2 * time.Millisecond)
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	<-s.gate
 	return s.Engine.Eval(ev)
 }
 
@@ -276,7 +282,8 @@ func (s *slowEngine) Eval(ev *rules.Event) []rules.Alert {
 // its cursor and evaluates every event once.
 func TestFallingBehindLosesNothing(t *testing.T) {
 	e := newEnv(t, t.TempDir())
-	d, err := Open(e.db, &slowEngine{Engine: loadEngine(t)}, e.alerts, filepath.Join(e.dir, "alerts"), Options{Buffer: 1})
+	slow := &slowEngine{Engine: loadEngine(t), entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	d, err := Open(e.db, slow, e.alerts, filepath.Join(e.dir, "alerts"), Options{Buffer: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +294,11 @@ func TestFallingBehindLosesNothing(t *testing.T) {
 	for i := 0; i < 40; i++ {
 		e.add("create", "get")
 		want = append(want, fmt.Sprintf("Create id-%d", 2*i))
+		if i == 0 {
+			<-slow.entered // subscribed, and held on the first event
+		}
 	}
+	close(slow.gate)
 	e.waitEvaluated(d, 80)
 	cancel()
 	if err := <-done; err != nil {

@@ -82,6 +82,11 @@ type file struct {
 	mu   sync.Mutex
 	f    vfs.File
 	buf  []byte
+	// failedAt is where the last failed Send began writing (-1: none).
+	// The dispatcher sends that batch again, so what the failure left of
+	// it (whole lines before a short write, the whole batch when the
+	// fsync failed) is cut first, and each alert is written once.
+	failedAt int64
 }
 
 func newFile(t *alert.Target, env Env) (alert.Output, error) {
@@ -91,7 +96,7 @@ func newFile(t *alert.Target, env Env) (alert.Output, error) {
 	if !filepath.IsAbs(t.URL.Path) || strings.HasSuffix(t.URL.Path, "/") {
 		return nil, fmt.Errorf("file URL path %q: want an absolute file path, such as file:///var/log/kubetrail/alerts.jsonl", t.URL.Path)
 	}
-	return &file{fs: env.FS, path: filepath.Clean(t.URL.Path)}, nil
+	return &file{fs: env.FS, path: filepath.Clean(t.URL.Path), failedAt: -1}, nil
 }
 
 func (o *file) Send(_ context.Context, alerts []alert.Alert) error {
@@ -118,6 +123,20 @@ func (o *file) Send(_ context.Context, alerts []alert.Alert) error {
 		}
 		o.f = f
 	}
+	st, err := o.f.Stat()
+	if err != nil {
+		o.closeLocked()
+		return fmt.Errorf("stat %s: %w", o.path, err)
+	}
+	start := st.Size()
+	if o.failedAt >= 0 && o.failedAt < start {
+		if err := truncateSynced(o.f, o.failedAt); err != nil {
+			o.closeLocked()
+			return fmt.Errorf("cut what a failed write left in %s: %w", o.path, err)
+		}
+		start = o.failedAt
+	}
+	o.failedAt = -1
 	o.buf = o.buf[:0]
 	for i := range alerts {
 		var err error
@@ -126,10 +145,12 @@ func (o *file) Send(_ context.Context, alerts []alert.Alert) error {
 		}
 	}
 	if _, err := o.f.Write(o.buf); err != nil {
+		o.failedAt = start
 		o.closeLocked()
 		return fmt.Errorf("write %s: %w", o.path, err)
 	}
 	if err := o.f.Sync(); err != nil {
+		o.failedAt = start
 		o.closeLocked()
 		return fmt.Errorf("sync %s: %w", o.path, err)
 	}

@@ -3,6 +3,7 @@ package output
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -400,6 +401,97 @@ func TestFileOutputCutsTornLine(t *testing.T) {
 			if string(got) != tc.after {
 				tail := func(s string) string { return s[max(0, len(s)-300):] }
 				t.Errorf("file holds %d bytes, ending\n%q\nwant %d bytes, ending\n%q", len(got), tail(string(got)), len(tc.after), tail(tc.after))
+			}
+		})
+	}
+}
+
+// failingFS makes the next file Write store only its first `short` bytes
+// and fail (a full disk), or the next file Sync fail, once each.
+type failingFS struct {
+	vfs.FS
+	short     int // -1: no write fault
+	failSync  bool
+	writeErrs int
+	syncErrs  int
+}
+
+func (f *failingFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
+	file, err := f.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &failingFile{File: file, fs: f}, nil
+}
+
+type failingFile struct {
+	vfs.File
+	fs *failingFS
+}
+
+func (f *failingFile) Write(b []byte) (int, error) {
+	if f.fs.short >= 0 && f.fs.short < len(b) {
+		n, _ := f.File.Write(b[:f.fs.short])
+		f.fs.short = -1
+		f.fs.writeErrs++
+		return n, errors.New("no space left on device")
+	}
+	return f.File.Write(b)
+}
+
+func (f *failingFile) Sync() error {
+	if f.fs.failSync {
+		f.fs.failSync = false
+		f.fs.syncErrs++
+		return errors.New("input/output error")
+	}
+	return f.File.Sync()
+}
+
+// TestFileOutputRetryWritesBatchOnce: a Send that fails (a write cut
+// short by a full disk after two whole lines, or a failed fsync after
+// the whole batch was written) leaves nothing of its batch behind, so the
+// dispatcher's retry of the same batch puts each alert in the file once.
+// Planted bug: not truncating to the batch's start on failure (the lines
+// written before the failure were then in the file twice, uncounted).
+func TestFileOutputRetryWritesBatchOnce(t *testing.T) {
+	var batch []alert.Alert
+	var want []byte
+	for i := range 3 {
+		a := alert.Alert{Alert: mkAlert(i, "alice"), Seq: uint64(i + 1)}
+		batch = append(batch, a)
+		want, _ = alert.AppendJSONLine(want, &a)
+	}
+	first, _ := alert.AppendJSONLine(nil, &batch[0])
+	for name, fs := range map[string]*failingFS{
+		"a write cut short": {short: 2*len(first) + 10},
+		"a failed fsync":    {short: -1, failSync: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			mem := vfs.NewStrictMem()
+			mem.MkdirAll("/var/log/kt", 0o755)
+			fs.FS = mem
+			spec, err := NewRegistry(Env{FS: fs}).Open("file:///var/log/kt/alerts.jsonl")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer spec.Output.Close()
+			if err := spec.Output.Send(context.Background(), batch); err == nil {
+				t.Fatal("the faulty send succeeded")
+			}
+			if fs.writeErrs+fs.syncErrs != 1 {
+				t.Fatalf("%d write and %d sync faults, want one", fs.writeErrs, fs.syncErrs)
+			}
+			if err := spec.Output.Send(context.Background(), batch); err != nil {
+				t.Fatalf("the retry: %v", err)
+			}
+			r, err := mem.Open("/var/log/kt/alerts.jsonl")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(r)
+			if string(got) != string(want) {
+				t.Errorf("after a failed send and its retry the file holds\n%s\nwant each alert once:\n%s", got, want)
 			}
 		})
 	}

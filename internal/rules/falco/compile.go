@@ -435,7 +435,7 @@ func (c *compiler) values(e *checkExpr, src texts) ([]litValue, *compileError) {
 				return nil, &compileError{src: src, at: v.at, msg: err.Error()}
 			}
 			for _, it := range items {
-				out = append(out, litValue{s: it, quoted: true, at: v.at})
+				out = append(out, litValue{s: itemValue(it), quoted: true, at: v.at})
 			}
 			continue
 		}
@@ -445,6 +445,20 @@ func (c *compiler) values(e *checkExpr, src texts) ([]litValue, *compileError) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// itemValue is a list item or an exception value as Falco reads it:
+// Falco writes them into the condition's text as they are, so one written
+// with quotes ('"a b"' in YAML) is a quoted string, without its quotes
+// and escapes.
+func itemValue(s string) string {
+	if len(s) >= 2 && (s[0] == '"' || s[0] == '\'') && s[len(s)-1] == s[0] {
+		p := &parser{in: s}
+		if v, err := p.quoted(); err == nil && p.i == len(s) {
+			return v
+		}
+	}
+	return s
 }
 
 // checkGlob reports an unterminated character class, the one way a

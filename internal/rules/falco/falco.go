@@ -208,6 +208,14 @@ func (c *compiler) compileException(r *ruleDef, e *exceptionDef) (matcher, *comp
 	if len(comps) != len(e.fields) {
 		return nil, bad("%d fields but %d comps", len(e.fields), len(comps))
 	}
+	// Falco builds "field comps (v1, v2, ...)" from a single field, so
+	// only the operators that take a list of values are allowed there.
+	if e.single && e.compsList {
+		return nil, bad("with a single field, comps must be a single string too")
+	}
+	if e.single && !listOperator(comps[0]) {
+		return nil, bad("with a single field, comps must be one of in, pmatch, intersects, not %s", comps[0])
+	}
 	if len(e.values) == 0 {
 		return nil, nil
 	}
@@ -216,9 +224,10 @@ func (c *compiler) compileException(r *ruleDef, e *exceptionDef) (matcher, *comp
 		// fields: f, comps: in, values: [a, b]: one check over every value.
 		var vals []litValue
 		for _, tuple := range e.values {
-			for _, en := range tuple {
-				vals = append(vals, entryValues(en)...)
+			if len(tuple) != 1 || tuple[0].isList {
+				return nil, bad("with a single field, values must be strings, not lists (Falco refuses them)")
 			}
+			vals = append(vals, entryValues(tuple[0])...)
 		}
 		m, err := c.check(&checkExpr{field: fieldRef{name: e.fields[0], at: 0}, op: comps[0], vals: vals}, src)
 		if err != nil {
@@ -232,6 +241,9 @@ func (c *compiler) compileException(r *ruleDef, e *exceptionDef) (matcher, *comp
 		}
 		var all andM
 		for i, en := range tuple {
+			if en.isList && !listOperator(comps[i]) {
+				return nil, bad("%s: a list of values needs comps in, intersects or pmatch, not %s", e.fields[i], comps[i])
+			}
 			ce := &checkExpr{field: fieldRef{name: e.fields[i]}, op: comps[i], vals: entryValues(en)}
 			if _, ok := opNames[comps[i]]; !ok && comps[i] != "==" {
 				return nil, bad("unknown comparison %q", comps[i])
@@ -253,17 +265,29 @@ func (c *compiler) compileException(r *ruleDef, e *exceptionDef) (matcher, *comp
 	return alts, nil
 }
 
+// listOperator reports whether op compares with a list of values.
+func listOperator(op string) bool {
+	return op == "in" || op == "intersects" || op == "pmatch"
+}
+
 // entryValues is an exception entry as condition values: a list entry's
-// items, or the one string (bare, so a list name expands as in Falco).
+// items, or the one string (bare, so a list name expands as in Falco;
+// one written with quotes is a quoted string, as in Falco).
 func entryValues(en excEntry) []litValue {
+	one := func(s string) litValue {
+		if v := itemValue(s); v != s {
+			return litValue{s: v, quoted: true}
+		}
+		return litValue{s: s}
+	}
 	if en.isList {
 		out := make([]litValue, len(en.list))
 		for i, s := range en.list {
-			out[i] = litValue{s: s}
+			out[i] = one(s)
 		}
 		return out
 	}
-	return []litValue{{s: en.s}}
+	return []litValue{one(en.s)}
 }
 
 // splitFieldArg splits "jevt.value[/x]" into name and argument.

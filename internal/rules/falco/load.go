@@ -163,9 +163,12 @@ type exceptionDef struct {
 	fields []string
 	single bool
 	comps  []string
-	values [][]excEntry
-	file   string
-	node   *yaml.Node
+	// compsList: comps was written as a list (Falco refuses it with a
+	// single field).
+	compsList bool
+	values    [][]excEntry
+	file      string
+	node      *yaml.Node
 }
 
 // excEntry is one entry of an exception value: a string, or a list of
@@ -726,6 +729,8 @@ func (l *fileLoader) exceptions(n *yaml.Node) ([]*exceptionDef, bool) {
 				e.comps = []string{c.Value}
 			} else if e.comps, ok = l.strList(c, "comps"); !ok {
 				return nil, false
+			} else {
+				e.compsList = true
 			}
 		}
 		if vals := v["values"]; vals != nil {

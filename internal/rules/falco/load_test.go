@@ -1,6 +1,7 @@
 package falco
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -118,6 +119,46 @@ func TestBadFiles(t *testing.T) {
 	f("rule: r\n", "bad.yaml:2:1: error: invalid YAML: did not find expected key")
 	f("- rule: r\n  desc: d\n  condition: ka.verb=get\n  output: o\n  priority: INFO\n  source: k8s_audit\n  exceptions:\n  - name: e\n    fields: [ka.user.name, ka.nope]\n    values: [[a, b]]\n",
 		`bad.yaml:8:5: error: rule "r": unknown field "ka.nope"`)
+	// As Falco: with a single field, comps is in, pmatch or intersects
+	// (kubetrail compared only the first value with startswith and
+	// dropped the others), and a single string.
+	exc := "- rule: r\n  desc: d\n  condition: ka.verb=get\n  output: o\n  priority: INFO\n  source: k8s_audit\n  exceptions:\n  - name: e\n"
+	f(exc+"    fields: ka.user.name\n    comps: startswith\n    values: [ci-, deploy-]\n",
+		`bad.yaml:8:5: error: rule "r": exception "e": with a single field, comps must be one of in, pmatch, intersects`)
+	f(exc+"    fields: ka.user.name\n    comps: [in]\n    values: [ci, deploy]\n",
+		`bad.yaml:8:5: error: rule "r": exception "e": with a single field, comps must be a single string too`)
+	// A list entry of a tuple compares with in, intersects or pmatch; with
+	// = only its first item was compared.
+	f(exc+"    fields: ka.user.name\n    values: [[alice, bob]]\n",
+		`bad.yaml:8:5: error: rule "r": exception "e": with a single field, values must be strings`)
+	f(exc+"    fields: [ka.user.name, ka.verb]\n    values: [[[alice, bob], get]]\n",
+		`bad.yaml:8:5: error: rule "r": exception "e": ka.user.name: a list of values needs comps in, intersects or pmatch, not =`)
+}
+
+// TestExceptionSingleFieldPmatch: a single-field exception with comps
+// pmatch or intersects checks every value, as Falco builds
+// "field comps (v1, v2)".
+// Mutation it catches: comparing only the first value.
+func TestExceptionSingleFieldPmatch(t *testing.T) {
+	ev := loadOK(t, Options{}, ruleFile("r.yaml", `
+- rule: r
+  desc: d
+  condition: ka.verb=get
+  output: o
+  priority: INFO
+  source: k8s_audit
+  exceptions:
+  - name: healthz
+    fields: ka.uri
+    comps: pmatch
+    values: [/healthz, /livez]
+`))
+	for uri, want := range map[string]int{"/healthz/etcd": 0, "/livez": 0, "/api/v1/pods": 1} {
+		e := event(t, `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a","stage":"ResponseComplete","requestURI":"`+uri+`","verb":"get","user":{"username":"u"},"stageTimestamp":"2026-12-01T10:00:00Z"}`)
+		if got := len(ev.Eval(e)); got != want {
+			t.Errorf("%s: %d alerts, want %d", uri, got, want)
+		}
+	}
 }
 
 // TestNotAList: a rule file must be a YAML list.
@@ -305,5 +346,34 @@ func TestParseMatching(t *testing.T) {
 	}
 	if _, err := ParseMatching("some"); err == nil {
 		t.Error("some accepted")
+	}
+}
+
+// TestQuotedListItems: Falco puts a list's items into the condition as
+// written, so an item written with quotes inside the YAML string
+// ('"a b"', common in Falco's own lists) is a quoted value, a b; the
+// same holds for exception values. kubetrail compared the quotes too,
+// and such items never matched.
+// Mutation it catches: using list items and exception values verbatim.
+func TestQuotedListItems(t *testing.T) {
+	ev := loadOK(t, Options{}, ruleFile("r.yaml", `
+- list: people
+  items: ['"alice smith"', '"bob"', carol]
+- rule: r
+  desc: d
+  condition: ka.user.name in (people)
+  output: o
+  priority: INFO
+  source: k8s_audit
+  exceptions:
+  - name: ci
+    fields: ka.user.name
+    values: ['"carol"']
+`))
+	for user, want := range map[string]int{"alice smith": 1, "bob": 1, `"bob"`: 0, "carol": 0} {
+		e := event(t, `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a","stage":"ResponseComplete","requestURI":"/api","verb":"get","user":{"username":`+strconv.Quote(user)+`},"stageTimestamp":"2026-12-01T10:00:00Z"}`)
+		if got := len(ev.Eval(e)); got != want {
+			t.Errorf("user %s: %d alerts, want %d", user, got, want)
+		}
 	}
 }

@@ -106,6 +106,13 @@ func loadFile(ruleset []*Rule, f rules.File) ([]*Rule, []rules.Problem) {
 			if !contains(ruleKeys, k.Value) {
 				l.errorf(k, "unknown key %q in a rule%s; a rule has %s", k.Value, suggestKey(k.Value, ruleKeys), strings.Join(ruleKeys, ", "))
 			}
+			// YAML decoding into a node keeps both; mapValue would
+			// read the first and the second would do nothing.
+			for j := 0; j < i; j += 2 {
+				if item.Content[j].Value == k.Value {
+					l.errorf(k, "key %q appears twice in a rule", k.Value)
+				}
+			}
 		}
 		nameNode := mapValue(item, "name")
 		if nameNode == nil || strings.TrimSpace(nameNode.Value) == "" {
@@ -182,6 +189,9 @@ func (l *loader) rule(item *yaml.Node, name string) *Rule {
 func (l *loader) change(r *Rule, item *yaml.Node) {
 	if n := mapValue(item, "description"); n != nil {
 		l.errorf(n, "a change to rule %q cannot set its description", r.Name)
+	}
+	if n := mapValue(item, "once"); n != nil {
+		l.errorf(n, "a change to rule %q cannot set once (it may set enabled, severity, except and tags)", r.Name)
 	}
 	l.common(r, item)
 }
@@ -367,6 +377,11 @@ func (l *loader) keys(n *yaml.Node, what string, allowed []string) {
 		k := n.Content[i]
 		if !contains(allowed, k.Value) {
 			l.errorf(k, "unknown key %q in %s%s; want %s", k.Value, what, suggestKey(k.Value, allowed), strings.Join(allowed, ", "))
+		}
+		for j := 0; j < i; j += 2 {
+			if n.Content[j].Value == k.Value {
+				l.errorf(k, "key %q appears twice in %s", k.Value, what)
+			}
 		}
 	}
 }

@@ -67,9 +67,12 @@ type Step struct {
 	By        Key
 }
 
-// Key is what events are grouped by: a field of the filter language, or
-// "subject", the users a (Cluster)RoleBinding's request body names (a
-// ServiceAccount as system:serviceaccount:NS:NAME).
+// Key is what events are grouped by: a field of the filter language,
+// "subject", the users and groups a (Cluster)RoleBinding's request body
+// names (a ServiceAccount as system:serviceaccount:NS:NAME), or "member",
+// the user and each group the user is in: a step keyed by member meets a
+// step keyed by subject when the binding named the user or one of their
+// groups.
 type Key struct {
 	Name  string
 	field query.Field
@@ -78,11 +81,20 @@ type Key struct {
 // values returns the key's values in an event, reading a lazy event when
 // it lacks the field; ok is false when it cannot be read.
 func (k Key) values(e *rules.Event) (vals []string, ok bool) {
-	if k.Name == "subject" {
+	switch k.Name {
+	case "subject":
 		if !e.Load() {
 			return nil, false
 		}
 		return bindingSubjects(e.Raw), true
+	case "member":
+		if !(e.Has("user") && e.Has("group")) && !e.Load() {
+			return nil, false
+		}
+		if u := e.Ev.User.Username; u != "" {
+			vals = append(vals, u)
+		}
+		return append(vals, e.Ev.User.Groups...), true
 	}
 	if !e.Has(k.field.Name) && !e.Load() {
 		return nil, false
@@ -91,12 +103,12 @@ func (k Key) values(e *rules.Event) (vals []string, ok bool) {
 }
 
 func parseKey(name string) (Key, error) {
-	if name == "subject" {
+	if name == "subject" || name == "member" {
 		return Key{Name: name}, nil
 	}
 	f, ok := query.LookupField(name)
 	if !ok {
-		return Key{}, fmt.Errorf("unknown field %q to group by (a field of the filter language, or subject)", name)
+		return Key{}, fmt.Errorf("unknown field %q to group by (a field of the filter language, subject or member)", name)
 	}
 	return Key{Name: name, field: f}, nil
 }
@@ -191,9 +203,19 @@ func (ev *Evaluator) WillRead(known []int8) bool {
 // unread.
 func (ev *Evaluator) KeyFields() []string {
 	var out []string
+	addField := func(name string) {
+		if !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
 	add := func(k Key) {
-		if k.Name != "subject" && !slices.Contains(out, k.field.Name) {
-			out = append(out, k.field.Name)
+		switch k.Name {
+		case "subject":
+		case "member":
+			addField("user")
+			addField("group")
+		default:
+			addField(k.field.Name)
 		}
 	}
 	for _, r := range ev.rules {
@@ -323,7 +345,7 @@ func (ev *Evaluator) matches(cond int, excepts []int, e *rules.Event) bool {
 func alert(r *Rule, e *rules.Event, ids []string) rules.Alert {
 	a := rules.Alert{
 		Rule: r.Name, Severity: r.Severity, Source: rules.SourceKubetrail, AuditIDs: ids,
-		User: e.Ev.User.Username, Time: e.Ev.StageTimestamp.Time.UTC(), Tags: r.Tags, Cluster: e.Cluster,
+		User: e.Ev.User.Username, Time: e.Ev.Time().UTC(), Tags: r.Tags, Cluster: e.Cluster,
 	}
 	if e.Ev.ImpersonatedUser != nil {
 		a.ImpersonatedUser = e.Ev.ImpersonatedUser.Username
@@ -416,13 +438,24 @@ type ruleState struct {
 }
 
 // group is what a rule remembers of one key: the times and audit IDs of
-// the events in the window (threshold), or the steps matched so far
-// (sequence: step is the next step's index).
+// the events in the window (threshold), or the runs of a sequence under
+// way (runs[k]: the run that has matched steps 0 to k).
 type group struct {
 	times []time.Time
 	ids   []string
-	step  int
+	runs  []*run
 	last  time.Time
+}
+
+// run is a sequence under way: when its first step matched, and the audit
+// IDs of the events its steps matched. Of the runs that reached a step, a
+// group keeps only the one that started latest: it has the most time left
+// to complete, so it completes whenever any of them would (a user denied
+// again and again starts a new run each time, and the one that fits the
+// window is found).
+type run struct {
+	start time.Time
+	ids   []string
 }
 
 func (ev *Evaluator) groupOf(i int, key string, now time.Time) *group {
@@ -456,14 +489,23 @@ func (ev *Evaluator) threshold(i int, r *Rule, e *rules.Event) ([]string, bool) 
 	if !ok || !e.Load() {
 		return nil, false
 	}
-	now := e.Ev.StageTimestamp.Time
+	now := e.Ev.Time()
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	g := ev.groupOf(i, key, now)
-	g.times = append(g.times, now)
-	g.ids = append(g.ids, e.Ev.AuditID)
+	// Events may be read out of time order (two API servers' logs, a late
+	// batch): keep the window's events in time order and measure it back
+	// from the newest, so that only events within Window of each other
+	// count together.
+	at := len(g.times)
+	for at > 0 && g.times[at-1].After(now) {
+		at--
+	}
+	g.times = slices.Insert(g.times, at, now)
+	g.ids = slices.Insert(g.ids, at, e.Ev.AuditID)
+	newest := g.times[len(g.times)-1]
 	drop := 0
-	for drop < len(g.times) && now.Sub(g.times[drop]) > t.Window {
+	for drop < len(g.times) && newest.Sub(g.times[drop]) > t.Window {
 		drop++
 	}
 	g.times, g.ids = g.times[drop:], g.ids[drop:]
@@ -478,7 +520,7 @@ func (ev *Evaluator) threshold(i int, r *Rule, e *rules.Event) ([]string, bool) 
 
 // sequence moves rule i's groups on with e. A group exists only while
 // its sequence is under way: the first step starts it, and it is
-// forgotten when it completes or its time runs out. So an event that
+// forgotten when it completes or its runs' time runs out. So an event that
 // matches a later step of a key with no group is passed over without its
 // time, and a lazy event is then not read.
 func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
@@ -487,10 +529,15 @@ func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	// An event may move several groups on (one per value of the step's
-	// key), and may both start a group and move another.
+	// key), and may both start a run and move another on. Steps are tried
+	// from the last so that one event never matches two steps of one run.
 	var fired []string
-	for step := len(s.Steps) - 1; step >= 0; step-- {
+	last := len(s.Steps) - 1
+	for step := last; step >= 0; step-- {
 		st := s.Steps[step]
+		if step > 0 && ev.idle(i) {
+			continue // nothing under way: no key to read (a lazy event stays unread)
+		}
 		if !ev.matches(ref.steps[step], ref.excepts, e) {
 			continue
 		}
@@ -506,32 +553,55 @@ func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
 			if !e.Load() {
 				return nil, false
 			}
-			now := e.Ev.StageTimestamp.Time
+			now := e.Ev.Time()
 			if g == nil {
 				g = ev.groupOf(i, k, now)
+				g.runs = make([]*run, last)
 			}
 			g.last = now
-			if g.step > 0 && now.Sub(g.times[0]) > s.Within {
-				g.step, g.times, g.ids = 0, nil, nil
-			}
-			if g.step != step {
-				if g.step == 0 {
-					ev.forget(i, k)
+			live := false
+			for j, ru := range g.runs {
+				if ru != nil && now.Sub(ru.start) > s.Within {
+					g.runs[j] = nil
 				}
-				continue
+				live = live || g.runs[j] != nil
 			}
-			g.step++
-			g.times = append(g.times, now)
-			g.ids = append(g.ids, e.Ev.AuditID)
-			if g.step == len(s.Steps) {
+			next := &run{start: now, ids: []string{e.Ev.AuditID}}
+			if step > 0 {
+				prev := g.runs[step-1]
+				if prev != nil && prev.start.Sub(now) > s.Within {
+					// Read after the run started, but stamped more than
+					// within before it (a late batch, an older file):
+					// it did not happen in the run's window.
+					prev = nil
+				}
+				if prev == nil {
+					if !live {
+						ev.forget(i, k)
+					}
+					continue
+				}
+				next = &run{start: prev.start, ids: append(slices.Clip(prev.ids), e.Ev.AuditID)}
+			}
+			if step == last {
 				if fired == nil {
-					fired = g.ids
+					fired = next.ids
 				}
 				ev.forget(i, k)
+				continue
+			}
+			if cur := g.runs[step]; cur == nil || !next.start.Before(cur.start) {
+				g.runs[step] = next
 			}
 		}
 	}
 	return fired, fired != nil
+}
+
+// idle reports whether rule i has no sequence under way.
+func (ev *Evaluator) idle(i int) bool {
+	st := ev.state[i]
+	return st == nil || len(st.groups) == 0
 }
 
 // group returns rule i's group of key, or nil.
@@ -550,7 +620,9 @@ func (ev *Evaluator) forget(i int, key string) {
 }
 
 // joinKeys returns the group key of e for fields by; ok is false when e
-// lacks one of them (it then belongs to no group).
+// cannot be read. A field e does not have counts as the empty value:
+// events without it have equal values (a 401 has no user, and the
+// failed authentications of one client address are one burst).
 func joinKeys(by []Key, e *rules.Event) (string, bool) {
 	if len(by) == 0 {
 		return "", true
@@ -558,7 +630,7 @@ func joinKeys(by []Key, e *rules.Event) (string, bool) {
 	var b strings.Builder
 	for i, k := range by {
 		vals, ok := k.values(e)
-		if !ok || len(vals) == 0 {
+		if !ok {
 			return "", false
 		}
 		if i > 0 {

@@ -233,6 +233,12 @@ func TestLoadErrors(t *testing.T) {
 	f("- name: x\n  enabled: false\n", `no rule named "x" to change`)
 	f("- name: x\n  condition: verb=get\n- name: x\n  condition: verb=list\n", `bad.yaml:3:9: error: a rule named "x" is already loaded`)
 	f("name: x\n", `a kubetrail rule file is a list of rules`)
+	// A change may set only enabled, severity, except and tags: once on a
+	// change entry was accepted and did nothing.
+	f("- name: x\n  condition: verb=get\n- name: x\n  once: request\n", `bad.yaml:4:9: error: a change to rule "x" cannot set once`)
+	// A key written twice: the first was used and the second ignored.
+	f("- name: x\n  condition: verb=get\n  condition: verb=list\n", `bad.yaml:3:3: error: key "condition" appears twice in a rule`)
+	f("- name: x\n  condition: verb=get\n  threshold: {count: 2, window: 1m, count: 5}\n", `bad.yaml:3:37: error: key "count" appears twice in threshold`)
 	f("- name: x\n  condition: [\n", `bad.yaml:2: error: not YAML: yaml: line 2`)
 }
 
@@ -315,5 +321,196 @@ func TestFiltersCoverEveryAlert(t *testing.T) {
 	}
 	if anyOf(ev(t, "w", "alice", "watch", "pods", "prod/", 200, 5, "").Ev) {
 		t.Error("a disabled rule's events match a filter")
+	}
+}
+
+// TestSequenceLaterStartCompletes: the steps match in order within the
+// window even when an earlier, now expired, first step started the group:
+// alice is denied at 0 and again at 25 minutes, bound at 35, reads at 40.
+// Denied at 25 -> bound at 35 -> read at 40 is 15 minutes, so the rule
+// fires, naming the denial that started the run in time. Likewise a run
+// that restarts after reaching a middle step (denied, bound, denied
+// again, bound again, read) completes from the second denial.
+// Mutation it catches: a group that keeps its first start time and
+// ignores later first steps (the sequence was then missed whenever the
+// user had been denied more than `within` before the grant).
+func TestSequenceLaterStartCompletes(t *testing.T) {
+	rule := `
+- name: Denied, granted, then secrets
+  sequence:
+    within: 30m
+    by: user
+    steps:
+    - code=403
+    - condition: resource in (clusterrolebindings,rolebindings) verb=create
+      by: subject
+    - resource=secrets verb in (get,list) code<400
+`
+	binding := `{"kind":"ClusterRoleBinding","subjects":[{"kind":"User","name":"alice"}],"roleRef":{"kind":"ClusterRole","name":"cluster-admin"}}`
+	e := load(t, rule)
+	got := fired(e,
+		ev(t, "d1", "alice", "list", "secrets", "prod/", 403, 0, ""),
+		ev(t, "d2", "alice", "list", "secrets", "prod/", 403, 25*60, ""),
+		ev(t, "g1", "admin", "create", "clusterrolebindings", "/alice-admin", 201, 35*60, binding),
+		ev(t, "r1", "alice", "get", "secrets", "prod/db", 200, 40*60, ""),
+	)
+	if !slices.Equal(got, []string{"Denied, granted, then secrets:d2,g1,r1"}) {
+		t.Fatalf("a run started by a later denial: fired %q, want d2,g1,r1", got)
+	}
+	e = load(t, rule)
+	got = fired(e,
+		ev(t, "d1", "alice", "list", "secrets", "prod/", 403, 0, ""),
+		ev(t, "g1", "admin", "create", "clusterrolebindings", "/alice-admin", 201, 5*60, binding),
+		ev(t, "d2", "alice", "list", "secrets", "prod/", 403, 20*60, ""),
+		ev(t, "g2", "admin", "create", "clusterrolebindings", "/alice-admin", 201, 25*60, binding),
+		ev(t, "r1", "alice", "get", "secrets", "prod/db", 200, 35*60, ""),
+	)
+	if !slices.Equal(got, []string{"Denied, granted, then secrets:d2,g2,r1"}) {
+		t.Fatalf("a run restarted after a middle step: fired %q, want d2,g2,r1", got)
+	}
+	// Still no alert when no run fits the window.
+	e = load(t, rule)
+	got = fired(e,
+		ev(t, "d1", "alice", "list", "secrets", "prod/", 403, 0, ""),
+		ev(t, "d2", "alice", "list", "secrets", "prod/", 403, 25*60, ""),
+		ev(t, "g1", "admin", "create", "clusterrolebindings", "/alice-admin", 201, 26*60, binding),
+		ev(t, "r1", "alice", "get", "secrets", "prod/db", 200, 57*60, ""),
+	)
+	if len(got) != 0 {
+		t.Fatalf("a run longer than within fired %q", got)
+	}
+}
+
+// TestThresholdEventsOutOfOrder: events read out of time order (two API
+// servers' logs, a late batch) count only when they fall within the
+// window of each other: a denial at 0:05 then one read later but stamped
+// 0:00:30 are 4.5 minutes apart, not two in a minute. An event exactly a
+// window after another is within it (the window is inclusive), and the
+// alert names the events in time order.
+// Mutation it catches: measuring the window back from the event just
+// read instead of the newest one (the late event kept the old one in).
+func TestThresholdEventsOutOfOrder(t *testing.T) {
+	rule := `
+- name: Denied burst
+  condition: code in (401,403)
+  threshold: {count: 2, window: 1m, by: [user]}
+`
+	e := load(t, rule)
+	got := fired(e,
+		ev(t, "a1", "alice", "get", "secrets", "prod/x", 403, 300, ""),
+		ev(t, "a2", "alice", "get", "secrets", "prod/x", 403, 30, ""),
+	)
+	if len(got) != 0 {
+		t.Fatalf("two denials 4.5 minutes apart fired %q", got)
+	}
+	e = load(t, rule)
+	got = fired(e,
+		ev(t, "a1", "alice", "get", "secrets", "prod/x", 403, 60, ""),
+		ev(t, "a2", "alice", "get", "secrets", "prod/x", 403, 30, ""),
+	)
+	if !slices.Equal(got, []string{"Denied burst:a2,a1"}) {
+		t.Fatalf("two denials 30 s apart, read out of order: fired %q, want a2,a1", got)
+	}
+	e = load(t, rule)
+	got = fired(e,
+		ev(t, "a1", "alice", "get", "secrets", "prod/x", 403, 0, ""),
+		ev(t, "a2", "alice", "get", "secrets", "prod/x", 403, 60, ""),
+	)
+	if !slices.Equal(got, []string{"Denied burst:a1,a2"}) {
+		t.Fatalf("two denials exactly a window apart: fired %q, want a1,a2", got)
+	}
+}
+
+// TestSequenceWindowEdge: a last step exactly `within` after the first
+// completes the sequence (the window is inclusive, as a threshold's);
+// a microsecond later it does not.
+// Mutation it catches: expiring a run at `within` (>= for >).
+func TestSequenceWindowEdge(t *testing.T) {
+	rule := `
+- name: Denied then read
+  sequence:
+    within: 10m
+    by: user
+    steps:
+    - code=403
+    - resource=secrets code<400
+`
+	for _, c := range []struct {
+		sec  float64
+		want int
+	}{{600, 1}, {600.000001, 0}} {
+		e := load(t, rule)
+		got := fired(e,
+			ev(t, "d1", "alice", "list", "secrets", "prod/", 403, 0, ""),
+			ev(t, "r1", "alice", "get", "secrets", "prod/db", 200, c.sec, ""),
+		)
+		if len(got) != c.want {
+			t.Errorf("last step %v s after the first: fired %q, want %d alert(s)", c.sec, got, c.want)
+		}
+	}
+}
+
+// TestSequenceStepReadLateButStampedEarly: an event read after a run
+// started but stamped more than `within` before its start (a late batch,
+// an older log file read after a newer one) does not move the run on: a
+// binding made two hours before alice was denied is not "denied, then
+// granted". One stamped a little earlier (API servers' clocks, batches
+// interleaved) still does.
+// Mutation it catches: measuring only how long after the start a step
+// comes (a step before the start always joined).
+func TestSequenceStepReadLateButStampedEarly(t *testing.T) {
+	rule := `
+- name: Denied, granted, then secrets
+  sequence:
+    within: 30m
+    by: user
+    steps:
+    - code=403
+    - condition: resource in (clusterrolebindings,rolebindings) verb=create
+      by: subject
+    - resource=secrets verb in (get,list) code<400
+`
+	binding := `{"kind":"ClusterRoleBinding","subjects":[{"kind":"User","name":"alice"}],"roleRef":{"kind":"ClusterRole","name":"cluster-admin"}}`
+	for _, c := range []struct {
+		grantSec float64
+		want     int
+	}{{0, 0}, {2*3600 - 2, 1}} {
+		e := load(t, rule)
+		got := fired(e,
+			ev(t, "d1", "alice", "list", "secrets", "prod/", 403, 2*3600, ""),
+			ev(t, "g1", "admin", "create", "clusterrolebindings", "/alice-admin", 201, c.grantSec, binding),
+			ev(t, "r1", "alice", "get", "secrets", "prod/db", 200, 2*3600+300, ""),
+		)
+		if len(got) != c.want {
+			t.Errorf("a grant stamped %v s before the denial, read after it: fired %q, want %d alert(s)", 2*3600-c.grantSec, got, c.want)
+		}
+	}
+}
+
+// TestEventWithoutStageTimestamp: an event the decoder accepts with only
+// requestReceivedTimestamp has that time, as Sigma's and Falco's alerts
+// give it (audit.Event.Time): the alert's time is not year 1, and a
+// threshold measures its window with it.
+// Mutation it catches: reading stageTimestamp alone (the alert said
+// 0001-01-01 and such events all fell in one window).
+func TestEventWithoutStageTimestamp(t *testing.T) {
+	e := load(t, `
+- name: Denied
+  condition: code=403
+- name: Denied burst
+  condition: code=403
+  threshold: {count: 2, window: 1m, by: [user]}
+`)
+	noStage := func(id string, sec float64) *rules.Event {
+		x := ev(t, id, "alice", "get", "secrets", "prod/x", 403, sec, "")
+		x.Ev.StageTimestamp = audit.MicroTime{}
+		return x
+	}
+	a := e.Eval(noStage("a1", 0))
+	if len(a) != 1 || !a[0].Time.Equal(t0) {
+		t.Fatalf("alerts %+v, want one at %s", a, t0)
+	}
+	if got := fired(e, noStage("a2", 3600)); !slices.Equal(got, []string{"Denied:a2"}) {
+		t.Errorf("two events an hour apart, without stageTimestamp: fired %q, want no burst", got)
 	}
 }

@@ -262,6 +262,18 @@ func (c *compiler) compileRule(m *yaml.Node) *rule {
 			}
 		}
 	}
+	// Sigma 2's other kinds of document: refused by name, rather than as
+	// a rule without logsource or detection.
+	if k, _ := lookup(m, "correlation"); k != nil {
+		c.errorf(k, "correlation rules are not supported; write a kubetrail threshold or sequence rule (docs/detection.md)")
+		return nil
+	}
+	if k, _ := lookup(m, "filter"); k != nil {
+		if dk, _ := lookup(m, "detection"); dk == nil {
+			c.errorf(k, "Sigma filters (filter:) are not supported; add the condition to the rule, or tune a kubetrail rule with except")
+			return nil
+		}
+	}
 	r := &rule{}
 	title, tn := c.str(m, "title")
 	if tn == nil || strings.TrimSpace(title) == "" {

@@ -58,6 +58,10 @@ func TestLoadErrors(t *testing.T) {
 	f(head+"detection:\n  s:\n    verb: {a: b}\n  condition: s\n", "bad.yml:7:11: error: field verb: want a value or a list of values")
 	f(head+"detection:\n  s:\n    - verb: get\n    - list\n  condition: s\n", "bad.yml:8:7: error: search s mixes maps and plain values")
 	f(head+"detection:\n  s:\n    verb: get\n    verb: list\n  condition: s\n", "bad.yml:8:5: error: field verb appears twice")
+	// Sigma 2's correlation rules and meta filters are refused by name
+	// (they were refused as a rule without logsource or detection).
+	f("title: C\ncorrelation:\n  type: event_count\n  rules: [x]\n  timespan: 1m\n  condition: {gte: 10}\n", "bad.yml:2:1: error: correlation rules are not supported")
+	f(head+"filter:\n  rules: [x]\n  s: {verb: get}\n  condition: not s\n", "bad.yml:5:1: error: Sigma filters (filter:) are not supported")
 	// An error in the second rule of a file drops the first too.
 	f(ruleYAML("s:\n  verb: get\ncondition: s")+"---\n"+head+"detection: {s: {verb|nope: x}, condition: s}\n", "bad.yml:15:17: error: unknown modifier |nope")
 }
@@ -174,6 +178,10 @@ func TestLooksLikeSigma(t *testing.T) {
 	}
 	f(ruleYAML("s: {verb: get}\ncondition: s"), true)
 	f("action: global\nlogsource: {product: kubernetes}\n", true)
+	// A correlation rule or a filter is Sigma, so that loading it says
+	// it is not supported rather than "not a rule file".
+	f("title: C\ncorrelation: {type: event_count, rules: [x], timespan: 1m}\n", true)
+	f("title: F\nfilter: {rules: [x], s: {verb: get}, condition: not s}\n", true)
 	f("- rule: Falco rule\n  condition: ka.verb=get\n", false)
 	f("name: native\ncondition: verb == \"get\"\n", false)
 	f("{{{", false)

@@ -73,7 +73,8 @@ func Load(files ...rules.File) (*Ruleset, []rules.Problem) {
 }
 
 // LooksLikeSigma reports whether a rule file is written in Sigma: its
-// first YAML document is a map with a detection, or a collection's action.
+// first YAML document is a map with a detection (or a Sigma 2 correlation
+// or filter, which Load refuses by name), or a collection's action.
 // It is how the engine tells Sigma files from Falco's lists of rules and
 // kubetrail's own rules.
 func LooksLikeSigma(data []byte) bool {
@@ -82,8 +83,10 @@ func LooksLikeSigma(data []byte) bool {
 	if len(docs) == 0 || docs[0].Kind != yaml.MappingNode {
 		return false
 	}
-	if k, _ := lookup(docs[0], "detection"); k != nil {
-		return true
+	for _, key := range []string{"detection", "correlation", "filter"} {
+		if k, _ := lookup(docs[0], key); k != nil {
+			return true
+		}
 	}
 	_, v := lookup(docs[0], "action")
 	return v != nil && (v.Value == "global" || v.Value == "reset" || v.Value == "repeat")
