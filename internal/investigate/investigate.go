@@ -142,6 +142,10 @@ type Request struct {
 	// investigations that read them.
 	requestObject, responseObject []byte
 	stageRank                     int
+	// received is requestReceivedTimestamp in unix microseconds, 0 when
+	// the event has none: then Time is the stage time, which differs
+	// between the stages of one request and so cannot identify it.
+	received int64
 }
 
 // stageRank orders the stages of one request.
@@ -177,6 +181,8 @@ func newRequest(h *local.Hit, bodies bool) *Request {
 	}
 	if q.Time.IsZero() {
 		q.Time = ev.Time()
+	} else {
+		q.received = q.Time.UnixMicro()
 	}
 	if q.StageTime.IsZero() {
 		q.StageTime = ev.Time()
@@ -253,9 +259,11 @@ func collect(r Source, sc Scope, base query.Expr, allStages, bodies bool) ([]*Re
 			return nil
 		}
 		stages := append(prev.Stages, q.Stage)
+		first := minTime(prev.Time, q.Time) // the received time, or without one the first stage's
 		if q.stageRank >= prev.stageRank {
 			*prev = *q
 		}
+		prev.Time = first
 		prev.Stages = stages
 		return nil
 	}
@@ -294,7 +302,14 @@ func collect(r Source, sc Scope, base query.Expr, allStages, bodies bool) ([]*Re
 
 // key identifies the request q belongs to.
 func (q *Request) key() reqKey {
-	return reqKey{q.Cluster, q.AuditID, q.URI, q.Verb, q.User, q.Time.UnixMicro()}
+	return reqKey{q.Cluster, q.AuditID, q.URI, q.Verb, q.User, q.received}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // denied reports whether the request was refused: authentication failed

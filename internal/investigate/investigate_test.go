@@ -676,3 +676,34 @@ func TestTimeColumns(t *testing.T) {
 		}
 	}
 }
+
+// TestStagesWithoutReceivedTime: an event without requestReceivedTimestamp
+// falls back to its stage time for display, but the stages of one request
+// have different stage times, so they must still make one row.
+func TestStagesWithoutReceivedTime(t *testing.T) {
+	uri := "/api/v1/namespaces/production/pods/web/exec?command=sh"
+	noReceived := func(b *evb, stage time.Duration) *evb {
+		b.Ev.StageTimestamp = audit.MicroTime{Time: b.Ev.RequestReceivedTimestamp.Add(stage)}
+		b.Ev.RequestReceivedTimestamp = audit.MicroTime{}
+		return b
+	}
+	r := openFixture(t, []*evb{
+		noReceived(req(10, "alice", "create", uri).Obj("pods/exec", "production", "web").Stage(audit.StageResponseStarted).Code(101, "allow").ID("x1"), 0),
+		noReceived(req(10, "alice", "create", uri).Obj("pods/exec", "production", "web").Code(101, "allow").ID("x1"), 5*time.Second),
+	})
+	rep, err := Execs(r, ExecsQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Execs) != 1 {
+		t.Fatalf("%d rows for one request of two stages, want 1: %s", len(rep.Execs), render(t, rep, "wide"))
+	}
+	e := rep.Execs[0]
+	if e.Stage != "ResponseComplete" || !slices.Equal(e.Stages, []string{"ResponseStarted", "ResponseComplete"}) {
+		t.Errorf("stage %s, stages %v; want ResponseComplete of ResponseStarted, ResponseComplete", e.Stage, e.Stages)
+	}
+	// With no received time the row shows the first stage's time.
+	if want := t0.Add(10 * time.Second); !e.Time.Equal(want) {
+		t.Errorf("time %s, want %s (the first stage's)", e.Time, want)
+	}
+}
