@@ -40,8 +40,11 @@ type Event struct {
 	Received int64
 }
 
-// Time is the event's stageTimestamp, the time destinations index it by.
-func (e *Event) Time() time.Time { return e.Ev.StageTimestamp.Time }
+// Time is the event's stageTimestamp, the time destinations index it by,
+// or its requestReceivedTimestamp when it has none (as the store, query
+// and the detectors take it): the zero time would file the event in year
+// 1, where a Kafka topic's retention deletes it at once.
+func (e *Event) Time() time.Time { return e.Ev.Time() }
 
 // Key is the store's de-duplication key of the event (local.KeyOf) in
 // hex: the same for every delivery of the same event, so a destination

@@ -1,0 +1,71 @@
+package forward
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
+)
+
+// TestEventWithoutStageTimestamp: an event without stageTimestamp goes out
+// with its requestReceivedTimestamp as its time, as the store, query and
+// the detectors take it, in every destination's time field; with the zero
+// time a Kafka record is older than any retention.ms (and deleted at
+// once), Splunk files it in 1 BC and OTLP sends an overflowed number.
+// Mutation it catches: Event.Time returning StageTimestamp alone.
+func TestEventWithoutStageTimestamp(t *testing.T) {
+	received := t0.Add(90*time.Second + 123456*time.Microsecond)
+	raw := fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"no-stage-time","stage":"RequestReceived","requestURI":"/api/v1/pods","verb":"list","user":{"username":"alice"},"requestReceivedTimestamp":%q}`,
+		received.Format(time.RFC3339Nano))
+	var recs []audit.Record
+	audit.NewDecoder(audit.Limits{}).DecodeBody("test", []byte(raw), func(r audit.Record) { recs = append(recs, r) },
+		func(p audit.Problem) { t.Fatal(p.String()) })
+	if len(recs) != 1 {
+		t.Fatalf("%d records", len(recs))
+	}
+	evs := []Event{{Raw: recs[0].Raw, Ev: &recs[0].Event, Cluster: "prod"}}
+	if got := evs[0].Time(); !got.Equal(received) {
+		t.Errorf("Event.Time %s, want the received time %s", got, received)
+	}
+	if got := Message(&evs[0], 10, "h", "kubetrail").Time; !got.Equal(received) {
+		t.Errorf("syslog TIMESTAMP %s, want %s", got, received)
+	}
+
+	answers := map[string]string{
+		"splunk":        `{"text":"Success","code":0}`,
+		"elasticsearch": `{"errors":false,"items":[{"create":{"_id":"x","status":201}}]}`,
+		"otlp":          `{}`,
+	}
+	wants := map[string]string{
+		"splunk":        fmt.Sprintf(`"time":%d.123456,`, received.Unix()),
+		"elasticsearch": `"@timestamp":"` + received.Format("2006-01-02T15:04:05.000000Z") + `"`,
+		"otlp":          fmt.Sprintf(`"timeUnixNano":"%d"`, received.UnixNano()),
+	}
+	for scheme, answer := range answers {
+		var body string
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			body = string(b)
+			io.WriteString(w, answer)
+		}))
+		u := scheme + "+" + strings.Replace(srv.URL, "://", "://token@", 1)
+		d, err := NewRegistry(Env{}).Open(u, "", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Sender.Send(context.Background(), evs); err != nil {
+			t.Errorf("%s: %v", scheme, err)
+		}
+		d.Sender.Close()
+		srv.Close()
+		if !strings.Contains(body, wants[scheme]) {
+			t.Errorf("%s: the body does not hold %s:\n%s", scheme, wants[scheme], body)
+		}
+	}
+}
