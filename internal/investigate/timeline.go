@@ -286,6 +286,11 @@ func (row *TimelineRow) sentence() string {
 		s = who + " was denied " + row.verbBase() + " " + what
 	case row.code >= 400:
 		s = who + " failed to " + row.verbBase() + " " + what
+	case row.code == 0:
+		// No response stage was found (only RequestReceived: the log
+		// ends there, or the window does): the request may have been
+		// refused, so it is not told as done.
+		s = who + " asked to " + row.verbBase() + " " + what
 	default:
 		s = who + " " + row.pastTense() + " " + what
 	}
@@ -300,6 +305,9 @@ func (row *TimelineRow) sentence() string {
 	}
 	if row.code >= 400 && row.code != 401 && row.code != 403 && row.msg != "" {
 		s += fmt.Sprintf(" (%d: %s)", row.code, row.msg)
+	}
+	if row.code == 0 && !strings.HasSuffix(row.Result, "forbid") {
+		s += "; no response is in the log"
 	}
 	return s
 }

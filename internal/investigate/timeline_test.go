@@ -181,3 +181,27 @@ func TestTimelineFolding(t *testing.T) {
 		t.Error("a negative gap is accepted")
 	}
 }
+
+// TestTimelineNoResponse: a request whose only event is RequestReceived
+// (the log ends, or --until falls between its stages) has no result, so
+// the timeline must not tell it as done: the request may have been denied.
+// Mutation it catches: code 0 told as a success ("bob deleted secret x").
+func TestTimelineNoResponse(t *testing.T) {
+	r := openFixture(t, []*evb{
+		req(10, "bob", "delete", "/api/v1/namespaces/production/secrets/x").Obj("secrets", "production", "x").Stage(audit.StageRequestReceived),
+		req(20, "bob", "get", "/api/v1/namespaces/production/pods/web/exec?command=sh").Obj("pods/exec", "production", "web").Stage(audit.StageRequestReceived),
+		req(30, "bob", "delete", "/api/v1/namespaces/production/secrets/y").Obj("secrets", "production", "y").Code(200, "allow"),
+	})
+	rep, err := Timeline(r, TimelineQuery{Gap: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"bob asked to delete secret x in production; no response is in the log",
+		"bob asked to exec into pod web in production over WebSocket: sh; no response is in the log",
+		"bob deleted secret y in production",
+	}
+	if diff := cmp.Diff(want, sentences(rep)); diff != "" {
+		t.Errorf("sentences (-want +got):\n%s", diff)
+	}
+}
