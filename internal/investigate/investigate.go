@@ -319,12 +319,15 @@ func (q *Request) denied() bool {
 }
 
 // dropControlPlane leaves out the requests of the control plane that were
-// not denied, and returns how many rows it left out. A request is kept or
-// dropped whole: a denial in any of its stages keeps every stage.
+// not denied and impersonated no one, and returns how many rows it left
+// out. The control plane's components act as themselves: a request of
+// theirs made as another user is a stolen token at work, not bootstrap
+// noise. A request is kept or dropped whole: a denial in any of its
+// stages keeps every stage.
 func dropControlPlane(reqs []*Request) ([]*Request, int) {
 	keep := map[reqKey]bool{}
 	for _, q := range reqs {
-		if !controlPlane(q.User) || q.denied() {
+		if !controlPlane(q.User) || q.denied() || q.As != "" {
 			keep[q.key()] = true
 		}
 	}

@@ -205,3 +205,31 @@ func TestTimelineNoResponse(t *testing.T) {
 		t.Errorf("sentences (-want +got):\n%s", diff)
 	}
 }
+
+// TestImpersonationByControlPlaneShown: the timeline always shows an
+// impersonated request (docs/investigations.md), also when the sender is
+// a control-plane identity, whose own requests are hidden: a stolen
+// kube-system token used to act as someone else is the story.
+// Mutation it catches: dropControlPlane ignoring impersonation.
+func TestImpersonationByControlPlaneShown(t *testing.T) {
+	sa := "system:serviceaccount:kube-system:generic-garbage-collector"
+	r := openFixture(t, []*evb{
+		req(10, sa, "delete", "/api/v1/namespaces/production/configmaps/a").Obj("configmaps", "production", "a").Code(200, "allow"),
+		req(20, sa, "delete", "/api/v1/namespaces/production/secrets/b").Obj("secrets", "production", "b").As("system:admin").Code(200, "allow"),
+	})
+	rep, err := Timeline(r, TimelineQuery{Gap: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{sa + " as system:admin deleted secret b in production"}
+	if diff := cmp.Diff(want, sentences(rep)); diff != "" || rep.Hidden != 1 {
+		t.Errorf("hidden %d, want 1; sentences (-want +got):\n%s", rep.Hidden, diff)
+	}
+	act, err := Activity(r, ActivityQuery{User: "system:admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(act.Requests) != 1 {
+		t.Errorf("activity system:admin: %d requests, want the one made as system:admin", len(act.Requests))
+	}
+}
