@@ -99,7 +99,8 @@ func (a *ActivityReport) Table(wide bool) *Table {
 // bindingNaming selects writes of RoleBindings and ClusterRoleBindings
 // whose request body names user as a subject: "name":"USER" (a
 // ServiceAccount, system:serviceaccount:NS:NAME, by its name and
-// namespace). Bodies are logged at level Request and above; below it the
+// namespace, or as a User subject by its full name, which RBAC takes
+// too). Bodies are logged at level Request and above; below it the
 // binding cannot be seen. nil for a pattern with '*'.
 func bindingNaming(user string) query.Expr {
 	if strings.Contains(user, "*") {
@@ -118,7 +119,8 @@ func bindingNaming(user string) query.Expr {
 	}
 	body := cmpExpr("requestObject", query.OpMatch, `"name":`+quoted(name))
 	if ns != "" {
-		body = and(body, cmpExpr("requestObject", query.OpMatch, `"namespace":`+quoted(ns)))
+		byFullName := cmpExpr("requestObject", query.OpMatch, `"name":`+quoted(user))
+		body = or(and(body, cmpExpr("requestObject", query.OpMatch, `"namespace":`+quoted(ns))), byFullName)
 	}
 	return and(in("resource", "clusterrolebindings", "rolebindings"), in("verb", "create", "update", "patch"), body)
 }

@@ -707,3 +707,33 @@ func TestStagesWithoutReceivedTime(t *testing.T) {
 		t.Errorf("time %s, want %s (the first stage's)", e.Time, want)
 	}
 }
+
+// TestActivityBindingNamesServiceAccountAsUser: RBAC takes a service
+// account as a User subject by its full name
+// (system:serviceaccount:NS:NAME) as well as a ServiceAccount subject; a
+// binding of either form names it.
+// Mutation it catches: bindingNaming looking only for "name":NAME.
+func TestActivityBindingNamesServiceAccountAsUser(t *testing.T) {
+	sa := "system:serviceaccount:ci:builder"
+	bind := func(sec float64, name, subject string) *evb {
+		return req(sec, "mallory", "create", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings").Obj("clusterrolebindings", "", name).
+			Group("rbac.authorization.k8s.io").Level(audit.LevelRequest).Code(201, "allow").
+			ReqBody(`{"kind":"ClusterRoleBinding","metadata":{"name":"` + name + `"},"roleRef":{"kind":"ClusterRole","name":"cluster-admin"},"subjects":[` + subject + `]}`)
+	}
+	r := openFixture(t, []*evb{
+		bind(10, "as-user", `{"kind":"User","name":"`+sa+`"}`),
+		bind(20, "as-sa", `{"kind":"ServiceAccount","name":"builder","namespace":"ci"}`),
+		bind(30, "other", `{"kind":"User","name":"system:serviceaccount:ci:builder2"}`),
+	})
+	rep, err := Activity(r, ActivityQuery{User: sa})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, q := range rep.Requests {
+		names = append(names, q.Name)
+	}
+	if want := []string{"as-user", "as-sa"}; !slices.Equal(names, want) {
+		t.Errorf("the bindings in %s's activity: %v, want %v", sa, names, want)
+	}
+}
