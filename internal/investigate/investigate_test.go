@@ -737,3 +737,43 @@ func TestActivityBindingNamesServiceAccountAsUser(t *testing.T) {
 		t.Errorf("the bindings in %s's activity: %v, want %v", sa, names, want)
 	}
 }
+
+// TestRBACAggregation: a ClusterRole labelled
+// rbac.authorization.k8s.io/aggregate-to-NAME has its rules added to
+// ClusterRole NAME by the aggregation controller (the built-in admin,
+// edit and view, which many users hold), so it is flagged; and an
+// aggregated ClusterRole, whose body holds an aggregationRule and no
+// rules, is still read from its body.
+// Mutations it catches: a body without roleRef, subjects or rules taken
+// for no body; the label not read.
+func TestRBACAggregation(t *testing.T) {
+	r := openFixture(t, []*evb{
+		req(10, "carol", "create", "/apis/rbac.authorization.k8s.io/v1/clusterroles").Obj("clusterroles", "", "secrets-reader").Group("rbac.authorization.k8s.io").
+			Level(audit.LevelRequest).Code(201, "allow").
+			ReqBody(`{"kind":"ClusterRole","metadata":{"name":"secrets-reader","labels":{"rbac.authorization.k8s.io/aggregate-to-edit":"true","rbac.authorization.k8s.io/aggregate-to-view":"false"}},"rules":[{"apiGroups":[""],"resources":["secrets"],"verbs":["get","list"]}]}`),
+		req(20, "carol", "create", "/apis/rbac.authorization.k8s.io/v1/clusterroles").Obj("clusterroles", "", "monitoring").Group("rbac.authorization.k8s.io").
+			Level(audit.LevelRequestResponse).Code(201, "allow").
+			ReqBody(`{"kind":"ClusterRole","metadata":{"name":"monitoring"},"aggregationRule":{"clusterRoleSelectors":[{"matchLabels":{"example.com/aggregate-to-monitoring":"true"}}]}}`).
+			RespBody(`{"kind":"ClusterRole","metadata":{"name":"monitoring","uid":"m-1"},"aggregationRule":{"clusterRoleSelectors":[{"matchLabels":{"example.com/aggregate-to-monitoring":"true"}}]},"rules":null}`),
+	})
+	rep, err := RBAC(r, RBACQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct{ Name, Flags, Body string }
+	var got []row
+	for _, c := range rep.Changes {
+		got = append(got, row{c.Name, strings.Join(c.Flags, ","), c.Body})
+	}
+	want := []row{{"secrets-reader", "aggregate-to-edit", "requestObject"}, {"monitoring", "", "responseObject"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("rbac (-want +got):\n%s", diff)
+	}
+	tl, err := Timeline(r, TimelineQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"carol created clusterrole secrets-reader with 1 rule (! aggregate-to-edit)", "carol created clusterrole monitoring aggregating other roles"}; !slices.Equal(sentences(tl), want) {
+		t.Errorf("timeline %q, want %q", sentences(tl), want)
+	}
+}

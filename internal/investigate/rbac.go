@@ -28,10 +28,16 @@ type RBACChange struct {
 	Subjects []string `json:"subjects,omitempty"`
 	// Rules counts a role's rules.
 	Rules int `json:"rules,omitempty"`
+	// Aggregated is set for a ClusterRole with an aggregationRule: its
+	// rules are those of the roles it selects, filled in by the
+	// aggregation controller, not written in the body.
+	Aggregated bool `json:"aggregated,omitempty"`
 	// Flags name what deserves a look: "cluster-admin" (a binding to the
 	// cluster-admin ClusterRole), "wildcard" (a rule with "*" verbs or
 	// resources), "grants escalate|bind|impersonate" (verbs that let a
-	// holder gain more rights).
+	// holder gain more rights), "aggregate-to-NAME" (a ClusterRole whose
+	// rules the aggregation controller adds to ClusterRole NAME, such as
+	// the built-in admin, edit and view that many users hold).
 	Flags []string `json:"flags,omitempty"`
 	// Body says which body of the event these came from: responseObject,
 	// requestObject, or empty when the event carried none.
@@ -78,7 +84,13 @@ func RBAC(r Source, q RBACQuery) (*RBACReport, error) {
 // rbacBody holds the parts of a Role, ClusterRole, RoleBinding or
 // ClusterRoleBinding (or a merge patch of one) that the report shows.
 type rbacBody struct {
-	Kind    string `json:"kind"`
+	Kind     string `json:"kind"`
+	Metadata struct {
+		Labels map[string]string `json:"labels"`
+	} `json:"metadata"`
+	AggregationRule *struct {
+		ClusterRoleSelectors []json.RawMessage `json:"clusterRoleSelectors"`
+	} `json:"aggregationRule"`
 	RoleRef *struct {
 		Kind string `json:"kind"`
 		Name string `json:"name"`
@@ -107,9 +119,10 @@ func (c *RBACChange) read() {
 		if len(src.raw) == 0 || json.Unmarshal(src.raw, &b) != nil {
 			continue
 		}
-		if b.Kind == "Status" || strings.HasSuffix(b.Kind, "Options") || (b.RoleRef == nil && b.Subjects == nil && b.Rules == nil) {
+		if b.Kind == "Status" || strings.HasSuffix(b.Kind, "Options") || (b.RoleRef == nil && b.Subjects == nil && b.Rules == nil && b.AggregationRule == nil) {
 			continue
 		}
+		c.Aggregated = b.AggregationRule != nil
 		c.Body = src.name
 		if b.RoleRef != nil {
 			c.RoleRef = b.RoleRef.Kind + "/" + b.RoleRef.Name
@@ -141,8 +154,24 @@ func (c *RBACChange) read() {
 		if len(grants) > 0 {
 			c.Flags = append(c.Flags, "grants "+strings.Join(grants, "|"))
 		}
+		c.Flags = append(c.Flags, aggregateTo(b.Metadata.Labels)...)
 		return
 	}
+}
+
+// aggregateTo names, as "aggregate-to-NAME" in order, the ClusterRoles
+// that the labels rbac.authorization.k8s.io/aggregate-to-NAME: "true"
+// add a role's rules to: the built-in admin, edit and view select their
+// parts by these labels.
+func aggregateTo(labels map[string]string) []string {
+	var out []string
+	for k, v := range labels {
+		if name, ok := strings.CutPrefix(k, "rbac.authorization.k8s.io/aggregate-to-"); ok && name != "" && v == "true" {
+			out = append(out, "aggregate-to-"+name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Records returns the changes.

@@ -446,6 +446,8 @@ func grantText(c *RBACChange) string {
 		if len(subs) > 0 {
 			s += " to " + strings.Join(subs, ", ")
 		}
+	case c.Aggregated:
+		s = "aggregating other roles"
 	case c.Kind == "Role" || c.Kind == "ClusterRole":
 		s = "with " + nRows(c.Rules, "rule", false)
 	}
