@@ -603,25 +603,16 @@ func isAnonymous(u string) bool { return u == "system:anonymous" || u == "" }
 // a system: identity that is not anonymous.
 func isComponent(u string) bool { return isSystemUser(u) && !isAnonymous(u) }
 
-// uriQuery returns the parsed query string of a request URI.
+// uriQuery returns the parsed query string of a request URI, read as the
+// API server reads it (Go's url.ParseQuery): a pair holding a ';' or a bad
+// %-escape is dropped and the others kept, so that an exec's command is
+// the one that ran.
 func uriQuery(uri string) url.Values {
 	i := strings.IndexByte(uri, '?')
 	if i < 0 {
 		return url.Values{}
 	}
-	v, err := url.ParseQuery(uri[i+1:])
-	if err != nil {
-		// Keep what parsed; a malformed pair must not hide the others.
-		v = url.Values{}
-		for _, kv := range strings.Split(uri[i+1:], "&") {
-			k, val, _ := strings.Cut(kv, "=")
-			k, err1 := url.QueryUnescape(k)
-			val, err2 := url.QueryUnescape(val)
-			if err1 == nil && err2 == nil {
-				v.Add(k, val)
-			}
-		}
-	}
+	v, _ := url.ParseQuery(uri[i+1:]) // the pairs that parsed, as url.URL.Query
 	return v
 }
 

@@ -777,3 +777,24 @@ func TestRBACAggregation(t *testing.T) {
 		t.Errorf("timeline %q, want %q", sentences(tl), want)
 	}
 }
+
+// TestExecCommandAsTheAPIServerReadsIt: the command shown is the one the
+// API server ran, which reads the query string with Go's url.Query: a
+// pair holding a raw ';' or a bad %-escape is dropped, and the others
+// kept. Mutation it catches: a parse of its own that keeps "echo hi;id".
+func TestExecCommandAsTheAPIServerReadsIt(t *testing.T) {
+	for uri, want := range map[string][]string{
+		"/api/v1/namespaces/p/pods/w/exec?command=sh&command=-c&command=echo+hi;id&command=true": {"sh", "-c", "true"},
+		"/api/v1/namespaces/p/pods/w/exec?command=sh&command=%zz&command=ls":                     {"sh", "ls"},
+		"/api/v1/namespaces/p/pods/w/exec?command=cat&command=%2Fetc%2Fshadow":                   {"cat", "/etc/shadow"},
+	} {
+		e := newExec(&Request{URI: uri, Subresource: "exec", Verb: "get"})
+		if !slices.Equal(e.Command, want) {
+			t.Errorf("%s: command %q, want %q", uri, e.Command, want)
+		}
+		u, _ := url.Parse(uri)
+		if got := u.Query()["command"]; !slices.Equal(got, want) {
+			t.Errorf("%s: BUG in the test: url.Query gives %q", uri, got)
+		}
+	}
+}
