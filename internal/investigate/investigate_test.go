@@ -798,3 +798,40 @@ func TestExecCommandAsTheAPIServerReadsIt(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONEscapesTerminalControls: -o json and -o jsonl write DEL, C1 and
+// bidirectional controls as \u escapes, as query -o json does
+// (docs/query.md, "Output: what reaches the terminal"): the same value,
+// but a U+202E in a user name cannot reorder what the terminal shows, nor
+// U+009B start a control sequence. The API's records are the same bytes.
+// Mutation it catches: Write or NewAnswer without escape.JSON.
+func TestJSONEscapesTerminalControls(t *testing.T) {
+	user := "eve\u202egpj.exe\u009b2J\x7f"
+	r := openFixture(t, []*evb{
+		req(10, user, "get", "/api/v1/namespaces/p/secrets/s").Obj("secrets", "p", "s").Code(200, "allow"),
+	})
+	rep, err := Secrets(r, SecretsQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans, err := NewAnswer("secrets", rep, NoTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonl := render(t, rep, "jsonl")
+	for name, out := range map[string]string{"json": render(t, rep, "json"), "jsonl": jsonl, "API": string(ans.Records[0])} {
+		if strings.ContainsAny(out, "\u202e\u009b\x7f") {
+			t.Errorf("%s: a control character raw: %q", name, out)
+		}
+		if !strings.Contains(out, `eve\u202egpj.exe\u009b2J\u007f`) {
+			t.Errorf("%s: the user not escaped as wanted: %q", name, out)
+		}
+	}
+	if got := string(ans.Records[0]) + "\n"; got != jsonl {
+		t.Errorf("API record %q, -o jsonl %q: not the same bytes", got, jsonl)
+	}
+	var back []SecretAccess
+	if err := json.Unmarshal([]byte(render(t, rep, "json")), &back); err != nil || len(back) != 1 || back[0].User != user {
+		t.Errorf("-o json decodes to %+v (%v), want the user %q", back, err, user)
+	}
+}

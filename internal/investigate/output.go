@@ -2,6 +2,7 @@ package investigate
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -43,9 +44,15 @@ type Row struct {
 var Formats = []string{"table", "wide", "json", "jsonl"}
 
 // Write prints a report in a format: table, wide, json (an indented
-// array) or jsonl (one compact record per line).
+// array) or jsonl (one compact record per line). The JSON formats write
+// DEL, C1 and bidirectional controls as \u escapes (escape.JSON), as
+// query -o json does: the values are the same, and nothing in them acts
+// on a terminal.
 func Write(w io.Writer, rep Report, format string) error {
 	bw := bufio.NewWriterSize(w, 1<<16)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
 	switch format {
 	case "table", "wide":
 		writeTable(bw, rep.Table(format == "wide"))
@@ -54,19 +61,18 @@ func Write(w io.Writer, rep Report, format string) error {
 		if recs == nil {
 			recs = []any{}
 		}
-		enc := json.NewEncoder(bw)
-		enc.SetEscapeHTML(false)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(recs); err != nil {
 			return err
 		}
+		bw.Write(escape.JSON(buf.Bytes()))
 	case "jsonl":
-		enc := json.NewEncoder(bw)
-		enc.SetEscapeHTML(false)
 		for _, r := range rep.Records() {
+			buf.Reset()
 			if err := enc.Encode(r); err != nil {
 				return err
 			}
+			bw.Write(escape.JSON(buf.Bytes()))
 		}
 	default:
 		return fmt.Errorf("-o %q: want %s", format, strings.Join(Formats, ", "))

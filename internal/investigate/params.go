@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/timespec"
 )
@@ -344,7 +345,8 @@ func NewAnswer(name string, rep Report, tw TableWidth) (*Answer, error) {
 		if err := enc.Encode(r); err != nil {
 			return nil, err
 		}
-		a.Records = append(a.Records, json.RawMessage(bytes.Clone(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))))
+		rec := escape.JSON(bytes.TrimSuffix(buf.Bytes(), []byte("\n"))) // as Write escapes it
+		a.Records = append(a.Records, json.RawMessage(bytes.Clone(rec)))
 	}
 	if tw != NoTable {
 		a.Table = rep.Table(tw == WideTable)
