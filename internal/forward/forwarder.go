@@ -476,9 +476,25 @@ func (f *Forwarder) dropSubscription() {
 func (f *Forwarder) deliver(ctx context.Context, evs []Event) error {
 	wait := f.dest.Config.MinBackoff
 	var failingSince time.Time
+	counter, _ := f.dest.Sender.(Counter)
 	for {
+		var rejectedBefore uint64
+		if counter != nil {
+			_, rejectedBefore = counter.Counts()
+		}
 		err := f.dest.Sender.Send(ctx, evs)
 		if err == nil {
+			if counter != nil {
+				// Taken and then dropped for good (an OTLP partial
+				// success, which must not be sent again): counted in
+				// Stats, and said here with the batch it was in, as the
+				// destination does not say which events it dropped.
+				if _, r := counter.Counts(); r > rejectedBefore {
+					f.opts.Log.Warn("the destination accepted a batch but dropped some of its events", "dest", f.dest.Name,
+						"rejected", r-rejectedBefore, "events", len(evs), "first", evs[0].Ev.AuditID, "last", evs[len(evs)-1].Ev.AuditID,
+						"from", evs[0].Pos, "to", evs[len(evs)-1].Pos)
+				}
+			}
 			f.events.Add(uint64(len(evs)))
 			f.batches.Add(1)
 			for i := range evs {
