@@ -67,7 +67,7 @@ type HistoryReport struct {
 
 // History follows an object through its changes.
 func History(r Source, q HistoryQuery) (*HistoryReport, error) {
-	conds, err := q.Target.conds(q.Namespace, true)
+	conds, err := q.Target.conds(q.Namespace, true, true)
 	if err != nil {
 		return nil, err
 	}

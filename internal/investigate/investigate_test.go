@@ -835,3 +835,47 @@ func TestJSONEscapesTerminalControls(t *testing.T) {
 		t.Errorf("-o json decodes to %+v (%v), want the user %q", back, err, user)
 	}
 }
+
+// TestWhoDeletedByCollection: a deletecollection names no object (the
+// namespace controller empties a namespace that way, resource by
+// resource), so "who deleted secret important" must also list the
+// deletecollections of secrets in its namespace, which may have deleted
+// it; history shows them too. A read of the collection is not a change.
+// Mutation it catches: the name condition applied to every verb.
+func TestWhoDeletedByCollection(t *testing.T) {
+	nc := "system:serviceaccount:kube-system:namespace-controller"
+	r := openFixture(t, []*evb{
+		req(10, "alice", "create", "/api/v1/namespaces/production/secrets").Obj("secrets", "production", "important").Code(201, "allow"),
+		req(20, "alice", "list", "/api/v1/namespaces/production/secrets").Obj("secrets", "production", "").Code(200, "allow"),
+		req(30, nc, "deletecollection", "/api/v1/namespaces/staging/secrets").Obj("secrets", "staging", "").Code(200, "allow"),
+		req(40, nc, "deletecollection", "/api/v1/namespaces/production/secrets").Obj("secrets", "production", "").Code(200, "allow"),
+	})
+	tg, err := ParseTarget("secret/important")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Who(r, WhoQuery{Verbs: Verbs("deleted"), Target: tg, Namespace: "production"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"40 " + nc + " deletecollection secrets -n production ResponseComplete 200 allow"}
+	if diff := cmp.Diff(want, summaries(rep.Requests)); diff != "" {
+		t.Errorf("who deleted (-want +got):\n%s", diff)
+	}
+	rep, err = Who(r, WhoQuery{Verbs: Verbs("delete"), Target: tg, Namespace: "production"})
+	if err != nil || len(rep.Requests) != 0 {
+		t.Errorf("who delete (the verb alone): %v, %v; want nothing", summaries(rep.Requests), err)
+	}
+	h, err := History(r, HistoryQuery{Target: tg, Namespace: "production", Scope: Scope{IncludeSystem: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range h.Changes {
+		got = append(got, summary(c.Request))
+	}
+	want = []string{"10 alice create secrets/important -n production ResponseComplete 201 allow", want[0]}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("history (-want +got):\n%s", diff)
+	}
+}

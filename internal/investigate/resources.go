@@ -173,7 +173,10 @@ var clusterScoped = map[string]bool{
 // conds returns the conditions that select the target's events in
 // namespace ns ("" for any). Without a subresource in the target, anySub
 // says whether the object's subresources (status, exec...) count too.
-func (t Target) conds(ns string, anySub bool) ([]query.Expr, error) {
+// collections says whether a named object also takes the deletecollections
+// of its resource: they name no object (the namespace controller empties a
+// namespace that way), yet may have deleted it.
+func (t Target) conds(ns string, anySub, collections bool) ([]query.Expr, error) {
 	conds := []query.Expr{in("resource", t.Resources...)}
 	if t.HasGroup {
 		conds = append(conds, eq("apigroup", t.APIGroup))
@@ -182,6 +185,9 @@ func (t Target) conds(ns string, anySub bool) ([]query.Expr, error) {
 		c, err := globEq("name", t.Name)
 		if err != nil {
 			return nil, err
+		}
+		if collections && t.Subresource == "" {
+			c = or(c, and(eq("verb", "deletecollection"), eq("name", "")))
 		}
 		conds = append(conds, c)
 	}

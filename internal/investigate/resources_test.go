@@ -65,17 +65,19 @@ func TestParseTarget(t *testing.T) {
 	for _, s := range []string{"secret/important", "deploy.apps/web", "pods/web/exec", "ns/production", "secrets/web-*", "widget"} {
 		tg, _ := ParseTarget(s)
 		for _, ns := range []string{"", "production", "prod-*"} {
-			conds, err := tg.conds(ns, false)
-			if err != nil {
-				t.Fatalf("%s -n %q: %v", s, ns, err)
-			}
-			if _, err := query.CompileExpr(and(conds...), t0); err != nil {
-				t.Errorf("%s -n %q: %v", s, ns, err)
+			for _, collections := range []bool{false, true} {
+				conds, err := tg.conds(ns, false, collections)
+				if err != nil {
+					t.Fatalf("%s -n %q: %v", s, ns, err)
+				}
+				if _, err := query.CompileExpr(and(conds...), t0); err != nil {
+					t.Errorf("%s -n %q: %v", s, ns, err)
+				}
 			}
 		}
 	}
 	tg, _ := ParseTarget(`secrets/a"b*`)
-	if _, err := tg.conds("", false); err == nil {
+	if _, err := tg.conds("", false, false); err == nil {
 		t.Error(`a glob with a quote: no error`)
 	}
 }

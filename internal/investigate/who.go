@@ -2,6 +2,7 @@ package investigate
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -29,7 +30,9 @@ type WhoReport struct {
 
 // Who finds the requests that did Verbs to Target.
 func Who(r Source, q WhoQuery) (*WhoReport, error) {
-	conds, err := q.Target.conds(q.Namespace, false)
+	// A deletecollection may have deleted the object, when that is asked.
+	collections := len(q.Verbs) == 0 || slices.Contains(q.Verbs, "deletecollection")
+	conds, err := q.Target.conds(q.Namespace, false, collections)
 	if err != nil {
 		return nil, err
 	}
