@@ -13,14 +13,17 @@ var knownValues = map[string][]string{
 	// Resource verbs, then the lower-cased HTTP methods of non-resource
 	// requests.
 	"verb": {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "proxy", "post", "put", "head", "options"},
+	// The authorizer's decision annotation (the decision field, or the
+	// annotation by its key).
+	"decision": {"allow", "forbid"},
 }
 
 // Warnings says which of the filter's comparisons can never hold because
-// they ask for a verb the API server never writes (level and stage are
-// checked when the filter compiles) for a value the API
-// server never writes, with the nearest known value: `verb=lst` matches
-// nothing, and a person should hear why. Custom verbs of extension API
-// servers exist, so this is a warning, not an error.
+// they ask for a verb or an authorizer's decision the API server never
+// writes (level and stage are checked when the filter compiles), with the
+// nearest known value: `verb=lst` and `decision=Forbid` match nothing,
+// and a person should hear why. Custom verbs of extension API servers
+// exist, so this is a warning, not an error.
 func (f *Filter) Warnings() []string {
 	if f == nil {
 		return nil
@@ -34,7 +37,18 @@ func (f *Filter) Warnings() []string {
 		if !ok || (c.Op != OpEq && c.Op != OpIn) {
 			return true
 		}
-		known := knownValues[c.Field.Name]
+		spec, key, _ := fields().resolve(c.Field.Name)
+		if spec == nil {
+			return true
+		}
+		if c.Field.Key != "" {
+			key = c.Field.Key
+		}
+		field := spec.name
+		if field == "annotation" && key == decisionAnnotation {
+			field = "decision"
+		}
+		known := knownValues[field]
 		if known == nil {
 			return true
 		}
@@ -42,7 +56,10 @@ func (f *Filter) Warnings() []string {
 			if v.Glob || slices.Contains(known, v.Text) { // verbs compare case-sensitively
 				continue
 			}
-			w := fmt.Sprintf("%s=%s: %q is not a %s the API server writes, so it matches nothing", c.Field.Name, v.Text, v.Text, c.Field.Name)
+			if field == "decision" && v.Text == "" {
+				continue // no decision: authentication failed
+			}
+			w := fmt.Sprintf("%s=%s: %q is not a %s the API server writes, so it matches nothing", c.Field.Name, v.Text, v.Text, field)
 			if s := suggest(v.Text, known); s != "" {
 				w += fmt.Sprintf(" (did you mean %s?)", s)
 			}

@@ -28,4 +28,12 @@ func TestWarnings(t *testing.T) {
 	f("verb=GET", "(did you mean get?)")
 	f("verb=dele*")
 	f("not verb=lst") // a negation is not an empty answer
+	// Field names are case-insensitive: the warning must not depend on
+	// how the field was written.
+	f("Verb=lst", `"lst" is not a verb the API server writes`)
+	f("VERB in (get, lst)", `"lst" is not a verb`)
+	// The authorizer's decision is allow or forbid, lower-case.
+	f("decision=Forbid", `decision=Forbid: "Forbid" is not a decision the API server writes, so it matches nothing (did you mean forbid?)`)
+	f("annotation[authorization.k8s.io/decision]=deny", `"deny" is not a decision`)
+	f(`decision in (allow, forbid) decision=""`)
 }
