@@ -50,7 +50,7 @@ func (f *invFlags) register(cmd *cobra.Command, timeline bool) {
 		fl.BoolVarP(&f.nsf.all, "all-namespaces", "A", false, "objects in every namespace: the default without -n, accepted for kubectl habits")
 	}
 	if cmd.Name() != "who" {
-		fl.BoolVar(&f.includeSystem, "include-system", false, "also show the control plane's own requests (system:apiserver, system:kube-controller-manager, system:kube-scheduler, system:node:*, system:serviceaccount:kube-system:*), hidden by default unless denied")
+		fl.BoolVar(&f.includeSystem, "include-system", false, "also show the control plane's own requests (system:apiserver, system:kube-controller-manager, system:kube-scheduler, system:node:*, system:serviceaccount:kube-system:*), hidden by default unless denied or impersonating someone")
 	}
 	out := "table, wide, json or jsonl"
 	if timeline {
@@ -169,8 +169,9 @@ Source IPs print with the last one marked (peer): only that address was
 seen by the API server; the others come from headers any client can set.
 Every investigation but who hides the control plane's own requests
 (system:apiserver, system:kube-controller-manager, system:kube-scheduler,
-system:node:*, system:serviceaccount:kube-system:*) unless they were denied,
-and says how many it hid; --include-system shows them.`
+system:node:*, system:serviceaccount:kube-system:*) unless they were denied
+or impersonated someone, and says how many it hid; --include-system shows
+them.`
 
 func whoCmd(e *env) *cobra.Command {
 	var f invFlags
@@ -192,7 +193,10 @@ changed or write (create,update,patch,delete,deletecollection).
 RESOURCE takes kubectl's short and singular names (secret, cm, deploy, po,
 sa, crb, rb, ...; see docs/investigations.md), an API group after a dot
 (deploy.apps), and a subresource after the name (pods/web/exec). NAME and -n
-take '*' globs. Without -n every namespace is searched.` + invCommon,
+take '*' globs. Without -n every namespace is searched. With a NAME, a VERB
+that takes in deletecollection (deleted, write, *) also lists the
+deletecollections of the resource in the namespace: they name no object,
+yet may have deleted it.` + invCommon,
 		Example: `  kubetrail who delete secrets/important -n production
   kubetrail who deleted secret important -n production
   kubetrail who changed cm -n kube-system --since 24h
