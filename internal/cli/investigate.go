@@ -261,7 +261,9 @@ followed by what it changed: a diff of the object before and after, taken
 from the events' responseObject (or requestObject) where the audit policy
 recorded bodies (level Request or RequestResponse). metadata.managedFields
 and metadata.resourceVersion are left out of the diffs. A creation shows the
-whole object. Failed writes are listed without a diff.
+whole object. Failed writes are listed without a diff. The deletecollections
+of the resource in the object's namespace are listed too: they name no
+object, yet may have deleted it.
 
 RESOURCE takes the same names as for who (secret, cm, deploy, ...).` + invCommon,
 		Example: `  kubetrail history deploy/web -n production
