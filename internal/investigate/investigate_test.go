@@ -755,6 +755,11 @@ func TestRBACAggregation(t *testing.T) {
 			Level(audit.LevelRequestResponse).Code(201, "allow").
 			ReqBody(`{"kind":"ClusterRole","metadata":{"name":"monitoring"},"aggregationRule":{"clusterRoleSelectors":[{"matchLabels":{"example.com/aggregate-to-monitoring":"true"}}]}}`).
 			RespBody(`{"kind":"ClusterRole","metadata":{"name":"monitoring","uid":"m-1"},"aggregationRule":{"clusterRoleSelectors":[{"matchLabels":{"example.com/aggregate-to-monitoring":"true"}}]},"rules":null}`),
+		// A merge patch that only labels an existing role: its rules join
+		// admin's, and the body says nothing of them.
+		req(30, "carol", "patch", "/apis/rbac.authorization.k8s.io/v1/clusterroles/powerful").Obj("clusterroles", "", "powerful").Group("rbac.authorization.k8s.io").
+			Level(audit.LevelRequest).Code(200, "allow").
+			ReqBody(`{"metadata":{"labels":{"rbac.authorization.k8s.io/aggregate-to-admin":"true"}}}`),
 	})
 	rep, err := RBAC(r, RBACQuery{})
 	if err != nil {
@@ -765,7 +770,7 @@ func TestRBACAggregation(t *testing.T) {
 	for _, c := range rep.Changes {
 		got = append(got, row{c.Name, strings.Join(c.Flags, ","), c.Body})
 	}
-	want := []row{{"secrets-reader", "aggregate-to-edit", "requestObject"}, {"monitoring", "", "responseObject"}}
+	want := []row{{"secrets-reader", "aggregate-to-edit", "requestObject"}, {"monitoring", "", "responseObject"}, {"powerful", "aggregate-to-admin", "requestObject"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("rbac (-want +got):\n%s", diff)
 	}
@@ -773,7 +778,8 @@ func TestRBACAggregation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"carol created clusterrole secrets-reader with 1 rule (! aggregate-to-edit)", "carol created clusterrole monitoring aggregating other roles"}; !slices.Equal(sentences(tl), want) {
+	if want := []string{"carol created clusterrole secrets-reader with 1 rule (! aggregate-to-edit)", "carol created clusterrole monitoring aggregating other roles",
+		"carol patched clusterrole powerful (! aggregate-to-admin)"}; !slices.Equal(sentences(tl), want) {
 		t.Errorf("timeline %q, want %q", sentences(tl), want)
 	}
 }

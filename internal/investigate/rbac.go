@@ -42,6 +42,10 @@ type RBACChange struct {
 	// Body says which body of the event these came from: responseObject,
 	// requestObject, or empty when the event carried none.
 	Body string `json:"body,omitempty"`
+
+	// rulesKnown says whether Rules counts the role's rules: false for a
+	// merge patch that sets none (a label, say).
+	rulesKnown bool
 }
 
 // RBACReport answers an RBACQuery in time order.
@@ -119,9 +123,12 @@ func (c *RBACChange) read() {
 		if len(src.raw) == 0 || json.Unmarshal(src.raw, &b) != nil {
 			continue
 		}
-		if b.Kind == "Status" || strings.HasSuffix(b.Kind, "Options") || (b.RoleRef == nil && b.Subjects == nil && b.Rules == nil && b.AggregationRule == nil) {
+		aggregates := aggregateTo(b.Metadata.Labels)
+		if b.Kind == "Status" || strings.HasSuffix(b.Kind, "Options") ||
+			(b.RoleRef == nil && b.Subjects == nil && b.Rules == nil && b.AggregationRule == nil && aggregates == nil) {
 			continue
 		}
+		c.rulesKnown = b.Rules != nil || b.Kind != ""
 		c.Aggregated = b.AggregationRule != nil
 		c.Body = src.name
 		if b.RoleRef != nil {
@@ -154,7 +161,7 @@ func (c *RBACChange) read() {
 		if len(grants) > 0 {
 			c.Flags = append(c.Flags, "grants "+strings.Join(grants, "|"))
 		}
-		c.Flags = append(c.Flags, aggregateTo(b.Metadata.Labels)...)
+		c.Flags = append(c.Flags, aggregates...)
 		return
 	}
 }
@@ -201,7 +208,7 @@ func (x *RBACReport) Table(wide bool) *Table {
 		cells := []string{fmtTime(c.Time), userOrNone(c.User), c.As, c.Verb, c.Kind, c.Namespace, c.Name, c.RoleRef, subjects, c.result(), flags}
 		if wide {
 			rules := ""
-			if c.Kind == "Role" || c.Kind == "ClusterRole" {
+			if (c.Kind == "Role" || c.Kind == "ClusterRole") && c.rulesKnown {
 				rules = strconv.Itoa(c.Rules)
 			}
 			cells = append(cells, rules, fmtIPs(c.SourceIPs), c.UserAgent, c.Stage, c.AuditID)

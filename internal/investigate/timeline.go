@@ -448,7 +448,7 @@ func grantText(c *RBACChange) string {
 		}
 	case c.Aggregated:
 		s = "aggregating other roles"
-	case c.Kind == "Role" || c.Kind == "ClusterRole":
+	case (c.Kind == "Role" || c.Kind == "ClusterRole") && c.rulesKnown:
 		s = "with " + nRows(c.Rules, "rule", false)
 	}
 	var flags []string
@@ -460,7 +460,7 @@ func grantText(c *RBACChange) string {
 	if len(flags) > 0 {
 		s += " (! " + strings.Join(flags, ", ") + ")"
 	}
-	return s
+	return strings.TrimSpace(s)
 }
 
 // sessionText says how an exec, attach or portforward went and what it
