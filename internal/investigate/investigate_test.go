@@ -885,3 +885,48 @@ func TestWhoDeletedByCollection(t *testing.T) {
 		t.Errorf("history (-want +got):\n%s", diff)
 	}
 }
+
+// TestRBACJSONPatch: a JSON patch (kubectl patch --type=json) is an array
+// of operations, not the object; logged at Request level it is all the
+// log holds of the change. Adding oneself to an existing binding this way
+// must show the subject added, and a rule or aggregate label added must
+// be flagged as in an object.
+// Mutation it catches: a body that is not an object skipped as no body.
+func TestRBACJSONPatch(t *testing.T) {
+	patch := func(sec float64, res, name, body string) *evb {
+		return req(sec, "mallory", "patch", "/apis/rbac.authorization.k8s.io/v1/"+res+"/"+name).Obj(res, "", name).
+			Group("rbac.authorization.k8s.io").Level(audit.LevelRequest).Code(200, "allow").ReqBody(body)
+	}
+	r := openFixture(t, []*evb{
+		patch(10, "clusterrolebindings", "cluster-admin", `[{"op":"add","path":"/subjects/-","value":{"kind":"User","name":"eve"}}]`),
+		patch(20, "clusterrolebindings", "view", `[{"op":"replace","path":"/roleRef","value":{"kind":"ClusterRole","name":"cluster-admin"}},{"op":"replace","path":"/subjects","value":[{"kind":"Group","name":"devs"}]}]`),
+		patch(30, "clusterroles", "reader", `[{"op":"add","path":"/rules/-","value":{"apiGroups":[""],"resources":["*"],"verbs":["impersonate"]}},{"op":"add","path":"/metadata/labels/rbac.authorization.k8s.io~1aggregate-to-edit","value":"true"}]`),
+		patch(40, "clusterroles", "other", `[{"op":"remove","path":"/rules/0"}]`),
+	})
+	rep, err := RBAC(r, RBACQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct{ Name, RoleRef, Subjects, Flags, Body string }
+	var got []row
+	for _, c := range rep.Changes {
+		got = append(got, row{c.Name, c.RoleRef, strings.Join(c.Subjects, ","), strings.Join(c.Flags, ","), c.Body})
+	}
+	want := []row{
+		{"cluster-admin", "", "User/eve", "", "requestObject"},
+		{"view", "ClusterRole/cluster-admin", "Group/devs", "cluster-admin", "requestObject"},
+		{"reader", "", "", "wildcard,grants impersonate,aggregate-to-edit", "requestObject"},
+		{"other", "", "", "", "requestObject"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("rbac (-want +got):\n%s", diff)
+	}
+	tl, err := Timeline(r, TimelineQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"mallory patched clusterrolebinding cluster-admin adding eve", "mallory patched clusterrolebinding view granting cluster-admin to group devs",
+		"mallory patched clusterrole reader (! wildcard, grants impersonate, aggregate-to-edit)", "mallory patched clusterrole other"}; !slices.Equal(sentences(tl), want) {
+		t.Errorf("timeline %q,\nwant %q", sentences(tl), want)
+	}
+}

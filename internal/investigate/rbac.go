@@ -95,40 +95,109 @@ type rbacBody struct {
 	AggregationRule *struct {
 		ClusterRoleSelectors []json.RawMessage `json:"clusterRoleSelectors"`
 	} `json:"aggregationRule"`
-	RoleRef *struct {
-		Kind string `json:"kind"`
-		Name string `json:"name"`
-	} `json:"roleRef"`
-	Subjects []struct {
-		Kind      string `json:"kind"`
-		Name      string `json:"name"`
-		Namespace string `json:"namespace"`
-	} `json:"subjects"`
-	Rules []struct {
-		Verbs     []string `json:"verbs"`
-		Resources []string `json:"resources"`
-		APIGroups []string `json:"apiGroups"`
-	} `json:"rules"`
+	RoleRef  *rbacRoleRef  `json:"roleRef"`
+	Subjects []rbacSubject `json:"subjects"`
+	Rules    []rbacRule    `json:"rules"`
+}
+
+type rbacRoleRef struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+}
+
+type rbacSubject struct {
+	Kind      string `json:"kind"`
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+}
+
+type rbacRule struct {
+	Verbs     []string `json:"verbs"`
+	Resources []string `json:"resources"`
+	APIGroups []string `json:"apiGroups"`
+}
+
+// jsonPatchBody reads a JSON patch (RFC 6902, kubectl patch --type=json):
+// what its add and replace operations put in roleRef, subjects, rules and
+// the metadata labels, as a body holding only those. ok is false when raw
+// is not a JSON patch.
+func jsonPatchBody(raw []byte) (b rbacBody, ok bool) {
+	var ops []struct {
+		Op    string          `json:"op"`
+		Path  string          `json:"path"`
+		Value json.RawMessage `json:"value"`
+	}
+	if json.Unmarshal(raw, &ops) != nil {
+		return b, false
+	}
+	for _, op := range ops {
+		if op.Op != "add" && op.Op != "replace" {
+			continue
+		}
+		// A path's segments escape '/' as ~1 and '~' as ~0.
+		path := strings.NewReplacer("~1", "/", "~0", "~").Replace(op.Path)
+		switch {
+		case path == "/roleRef":
+			json.Unmarshal(op.Value, &b.RoleRef)
+		case path == "/subjects":
+			var all []rbacSubject
+			json.Unmarshal(op.Value, &all)
+			b.Subjects = append(b.Subjects, all...)
+		case strings.HasPrefix(path, "/subjects/"):
+			var one rbacSubject
+			if json.Unmarshal(op.Value, &one) == nil {
+				b.Subjects = append(b.Subjects, one)
+			}
+		case path == "/rules":
+			var all []rbacRule
+			json.Unmarshal(op.Value, &all)
+			b.Rules = append(b.Rules, all...)
+		case strings.HasPrefix(path, "/rules/"):
+			var one rbacRule
+			if json.Unmarshal(op.Value, &one) == nil {
+				b.Rules = append(b.Rules, one)
+			}
+		case path == "/metadata/labels":
+			json.Unmarshal(op.Value, &b.Metadata.Labels)
+		case strings.HasPrefix(path, "/metadata/labels/"):
+			var v string
+			if json.Unmarshal(op.Value, &v) == nil {
+				if b.Metadata.Labels == nil {
+					b.Metadata.Labels = map[string]string{}
+				}
+				b.Metadata.Labels[strings.TrimPrefix(path, "/metadata/labels/")] = v
+			}
+		}
+	}
+	return b, true
 }
 
 // read fills the change from the first body that is the object: the
 // response (the object as stored), else the request (the object sent, or
-// the merge patch).
+// the merge patch, or what a JSON patch adds).
 func (c *RBACChange) read() {
 	for _, src := range []struct {
 		name string
 		raw  []byte
 	}{{"responseObject", c.responseObject}, {"requestObject", c.requestObject}} {
-		var b rbacBody
-		if len(src.raw) == 0 || json.Unmarshal(src.raw, &b) != nil {
+		if len(src.raw) == 0 {
 			continue
+		}
+		var b rbacBody
+		patch := false
+		if json.Unmarshal(src.raw, &b) != nil {
+			// Not an object: a JSON patch is all the log holds of a
+			// change made with one at level Request.
+			if b, patch = jsonPatchBody(src.raw); !patch {
+				continue
+			}
 		}
 		aggregates := aggregateTo(b.Metadata.Labels)
-		if b.Kind == "Status" || strings.HasSuffix(b.Kind, "Options") ||
-			(b.RoleRef == nil && b.Subjects == nil && b.Rules == nil && b.AggregationRule == nil && aggregates == nil) {
+		if !patch && (b.Kind == "Status" || strings.HasSuffix(b.Kind, "Options") ||
+			(b.RoleRef == nil && b.Subjects == nil && b.Rules == nil && b.AggregationRule == nil && aggregates == nil)) {
 			continue
 		}
-		c.rulesKnown = b.Rules != nil || b.Kind != ""
+		c.rulesKnown = !patch && (b.Rules != nil || b.Kind != "")
 		c.Aggregated = b.AggregationRule != nil
 		c.Body = src.name
 		if b.RoleRef != nil {
@@ -144,7 +213,9 @@ func (c *RBACChange) read() {
 			}
 			c.Subjects = append(c.Subjects, s.Kind+"/"+name)
 		}
-		c.Rules = len(b.Rules)
+		if c.rulesKnown {
+			c.Rules = len(b.Rules)
+		}
 		wildcard := false
 		var grants []string
 		for _, r := range b.Rules {

@@ -432,20 +432,14 @@ func grantText(c *RBACChange) string {
 		} else if name, ok := strings.CutPrefix(role, "Role/"); ok {
 			role = "role " + name
 		}
-		var subs []string
-		for _, sub := range c.Subjects {
-			if name, ok := strings.CutPrefix(sub, "User/"); ok {
-				sub = name
-			} else {
-				kind, name, _ := strings.Cut(sub, "/")
-				sub = strings.ToLower(kind) + " " + name
-			}
-			subs = append(subs, sub)
-		}
+		subs := subjectWords(c.Subjects)
 		s = "granting " + role
 		if len(subs) > 0 {
 			s += " to " + strings.Join(subs, ", ")
 		}
+	case len(c.Subjects) > 0:
+		// A patch that adds subjects to a binding it does not show.
+		s = "adding " + strings.Join(subjectWords(c.Subjects), ", ")
 	case c.Aggregated:
 		s = "aggregating other roles"
 	case (c.Kind == "Role" || c.Kind == "ClusterRole") && c.rulesKnown:
@@ -461,6 +455,22 @@ func grantText(c *RBACChange) string {
 		s += " (! " + strings.Join(flags, ", ") + ")"
 	}
 	return strings.TrimSpace(s)
+}
+
+// subjectWords names RBAC subjects as a sentence does: a user by name,
+// others by kind and name ("group devs", "serviceaccount ci/builder").
+func subjectWords(subjects []string) []string {
+	var out []string
+	for _, sub := range subjects {
+		if name, ok := strings.CutPrefix(sub, "User/"); ok {
+			sub = name
+		} else {
+			kind, name, _ := strings.Cut(sub, "/")
+			sub = strings.ToLower(kind) + " " + name
+		}
+		out = append(out, sub)
+	}
+	return out
 }
 
 // sessionText says how an exec, attach or portforward went and what it
