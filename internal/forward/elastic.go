@@ -59,6 +59,7 @@ func (e *elastic) Counts() (existing, rejected uint64) { return e.existing.Load(
 
 func (e *elastic) Send(ctx context.Context, evs []Event) error {
 	ids := make([]string, 0, len(evs))
+	auditIDs := make([]string, 0, len(evs)) // of ids' events, to name a failed item
 	b := e.buf[:0]
 	sent := map[string]bool{}
 	for i := range evs {
@@ -68,6 +69,7 @@ func (e *elastic) Send(ctx context.Context, evs []Event) error {
 		}
 		sent[id] = true
 		ids = append(ids, id)
+		auditIDs = append(auditIDs, evs[i].Ev.AuditID)
 		b = fmt.Appendf(b, `{"create":{"_index":%q,"_id":%q}}`+"\n", e.index, id)
 		doc, err := elasticDoc(b, &evs[i])
 		if err != nil {
@@ -117,7 +119,7 @@ func (e *elastic) Send(ctx context.Context, evs []Event) error {
 		default:
 			failed++
 			if first == "" {
-				first = fmt.Sprintf("status %d", r.Status)
+				first = fmt.Sprintf("auditID %s: status %d", auditIDs[i], r.Status)
 				if r.Error != nil {
 					first += ": " + r.Error.Type + ": " + r.Error.Reason
 				}

@@ -69,3 +69,30 @@ func TestEventWithoutStageTimestamp(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedItemNamesItsEvent: an event a destination refuses alone (an
+// Elasticsearch item with a mapping error, a Kafka record too large)
+// blocks the destination until someone acts, so the error, which the
+// forwarder logs on every retry, names the event by its audit ID.
+// Mutation it catches: the error naming only the status.
+func TestFailedItemNamesItsEvent(t *testing.T) {
+	evs := []Event{}
+	for i := 1; i <= 3; i++ {
+		r := ev(i, "get")
+		evs = append(evs, Event{Raw: r.Raw, Ev: &r.Event, Cluster: "prod"})
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, `{"errors":true,"items":[{"create":{"status":201}},{"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse"}}},{"create":{"status":201}}]}`)
+	}))
+	defer srv.Close()
+	d, err := NewRegistry(Env{}).Open("elasticsearch+"+srv.URL, "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Sender.Close()
+	err = d.Sender.Send(context.Background(), evs)
+	if err == nil || !strings.Contains(err.Error(), "auditID id-2") || !strings.Contains(err.Error(), "mapper_parsing_exception") {
+		t.Errorf("Send: %v; want the failed item's auditID id-2 and its reason", err)
+	}
+}

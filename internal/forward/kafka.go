@@ -262,10 +262,11 @@ func (k *kafkaDest) Send(ctx context.Context, evs []Event) error {
 		}
 	}
 	var first error
+	var firstID string
 	for i, r := range k.ptrs {
 		if err, ok := failed[r]; ok {
 			if first == nil {
-				first = err
+				first, firstID = err, evs[k.idx[i]].Ev.AuditID
 			}
 			continue
 		}
@@ -279,7 +280,7 @@ func (k *kafkaDest) Send(ctx context.Context, evs []Event) error {
 	if errors.Is(first, context.DeadlineExceeded) && ctx.Err() != nil {
 		first = fmt.Errorf("not acknowledged within %s (timeout)%s", k.timeout, k.hooks.last())
 	}
-	return &recordsError{name: k.name, failed: len(failed), of: len(k.ptrs), first: first}
+	return &recordsError{name: k.name, failed: len(failed), of: len(k.ptrs), first: first, firstAuditID: firstID}
 }
 
 // recordsError is a Send whose records failed in part: the batch is sent
@@ -288,10 +289,14 @@ type recordsError struct {
 	name       string
 	failed, of int
 	first      error
+	// firstAuditID names the first failed record's event: a record
+	// refused for good (too large) blocks the destination until someone
+	// finds it.
+	firstAuditID string
 }
 
 func (e *recordsError) Error() string {
-	return fmt.Sprintf("produce to %s: %d of %d records failed (they are sent again), the first: %v", e.name, e.failed, e.of, e.first)
+	return fmt.Sprintf("produce to %s: %d of %d records failed (they are sent again), the first (auditID %s): %v", e.name, e.failed, e.of, e.firstAuditID, e.first)
 }
 
 func (e *recordsError) Unwrap() error { return e.first }

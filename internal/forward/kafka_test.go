@@ -506,8 +506,8 @@ func TestKafkaMaxMessageBytes(t *testing.T) {
 		evs[0].Raw = []byte(`{"pad":"` + strings.Repeat("x", 1500) + `"}`)
 		return d.Sender.Send(context.Background(), evs)
 	}
-	if err := send("1024"); err == nil || !strings.Contains(err.Error(), "MESSAGE_TOO_LARGE") {
-		t.Errorf("an event of 1510 bytes with max_message_bytes=1024: %v; want MESSAGE_TOO_LARGE", err)
+	if err := send("1024"); err == nil || !strings.Contains(err.Error(), "MESSAGE_TOO_LARGE") || !strings.Contains(err.Error(), "auditID id-1") {
+		t.Errorf("an event of 1510 bytes with max_message_bytes=1024: %v; want MESSAGE_TOO_LARGE and the event's auditID id-1", err)
 	}
 	if err := send("2048"); err != nil {
 		t.Errorf("with max_message_bytes=2048: %v", err)
