@@ -47,7 +47,8 @@ type Options struct {
 	// durable when Close returns nil. A crash loses the events not yet in
 	// a segment, never leaves part of one, and never makes importing the
 	// same events again store any twice. Subscribers are not told of
-	// events stored so.
+	// events stored so. The events' bytes (Record.Raw) are kept until
+	// they are written: the caller must not reuse them.
 	Bulk bool
 	// NoSync turns fsync off. Only for tests and benchmarks of other parts:
 	// nothing is durable with it.
