@@ -225,10 +225,16 @@ func (d *Decoder) decodeValue(at loc, raw []byte, apiVersion string, emit Emit, 
 		return
 	}
 	if raw[0] == '[' {
-		// Find every boundary first (no allocation), then decode: a body
-		// whose boundaries cannot all be found is refused whole, by the
-		// strict decoder below, and emits nothing.
-		if arrayItems(raw, nil) {
+		// Find every boundary first, then decode: a body whose
+		// boundaries cannot all be found is refused whole, by the strict
+		// decoder below, and emits nothing. The boundaries are kept
+		// (scanning a webhook body twice cost a tenth of its decoding).
+		var found itemList
+		if arrayItems(raw, found.add) {
+			if !found.many {
+				d.decodeItems(at, found.items, apiVersion, emit, bad)
+				return
+			}
 			i := 0
 			arrayItems(raw, func(it []byte) {
 				d.decodeItem(at.in(i), it, apiVersion, emit, bad)
@@ -247,9 +253,14 @@ func (d *Decoder) decodeValue(at loc, raw []byte, apiVersion string, emit Emit, 
 		return
 	}
 	if raw[0] == '{' {
-		if v, ok := eventListItems(raw, nil); ok {
+		var found itemList
+		if v, ok := eventListItems(raw, found.add); ok {
 			if v == "" {
 				v = apiVersion
+			}
+			if !found.many {
+				d.decodeItems(at, found.items, v, emit, bad)
+				return
 			}
 			i := 0
 			eventListItems(raw, func(it []byte) {
@@ -414,6 +425,31 @@ func (d *Decoder) decodeItem(at loc, raw json.RawMessage, apiVersion string, emi
 		return
 	}
 	d.decodeValue(at, raw, apiVersion, emit, bad)
+}
+
+// itemList keeps the items a list's first scan finds, up to
+// maxKeptItems: a list of more (a hostile body of a million empty items)
+// is scanned a second time instead, which costs time, not memory.
+type itemList struct {
+	items [][]byte
+	many  bool
+}
+
+const maxKeptItems = 4096
+
+func (l *itemList) add(it []byte) {
+	if len(l.items) < maxKeptItems {
+		l.items = append(l.items, it)
+	} else {
+		l.many = true
+	}
+}
+
+// decodeItems decodes the items of one list.
+func (d *Decoder) decodeItems(at loc, items [][]byte, apiVersion string, emit Emit, bad Bad) {
+	for i, it := range items {
+		d.decodeItem(at.in(i), it, apiVersion, emit, bad)
+	}
 }
 
 // decodeEmbedded decodes an event carried as a JSON string inside a cloud

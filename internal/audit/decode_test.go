@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -274,5 +275,32 @@ func TestDecodeOwnedLine(t *testing.T) {
 	dec.DecodeOwnedLine("in", 1, b, func(r Record) { rec = r }, func(p Problem) { t.Fatal(p) })
 	if len(rec.Raw) != len(b) || &rec.Raw[0] != &b[0] {
 		t.Error("an owned log line was copied: its record does not keep the line's bytes")
+	}
+}
+
+// TestDecodeLongList: a list longer than the boundaries a first scan
+// keeps (maxKeptItems) is decoded whole, in order, by a second scan; a
+// shorter one from the boundaries kept. Mutation caught: decoding only
+// the kept boundaries of a long list.
+func TestDecodeLongList(t *testing.T) {
+	for _, n := range []int{3, maxKeptItems, maxKeptItems + 3} {
+		items := make([]string, n)
+		for i := range items {
+			items[i] = itemOf(strings.Replace(lineV1, "000000000001", fmt.Sprintf("%012d", i), 1))
+		}
+		for _, body := range []string{
+			`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` + strings.Join(items, ",") + `]}`,
+			`[` + strings.Join(items, ",") + `]`,
+		} {
+			recs, probs := decodeAll(t, body)
+			if len(probs) > 0 || len(recs) != n {
+				t.Fatalf("%d items: %d records, problems %v", n, len(recs), probs)
+			}
+			for i, r := range recs {
+				if want := fmt.Sprintf("9b1a2c3d-0000-4000-8000-%012d", i); r.Event.AuditID != want {
+					t.Fatalf("%d items: record %d is %s, want %s", n, i, r.Event.AuditID, want)
+				}
+			}
+		}
 	}
 }
