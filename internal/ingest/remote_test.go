@@ -91,8 +91,15 @@ func TestTailGoesOnPastARefusedEvent(t *testing.T) {
 	go func() {
 		done <- Tail(ctx, remote, TailConfig{Path: path, StateDir: t.TempDir(), Poll: 10 * time.Millisecond, BatchEvents: 100, Logger: logger})
 	}()
+	// The refusal is logged once the sink answers the whole batch, which
+	// may be after the good events are stored: wait for both.
+	reported := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(logs.String(), "auditID=huge")
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for len(storedIDs(t, dir)) < len(want) && time.Now().Before(deadline) {
+	for (len(storedIDs(t, dir)) < len(want) || !reported()) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
