@@ -145,11 +145,22 @@ func (d *Decoder) DecodeLines(source string, data []byte, emit Emit, bad Bad) {
 // DecodeLine decodes one line of a JSON-lines input. Blank lines are
 // skipped. A line may hold an Event, an EventList or any cloud envelope.
 func (d *Decoder) DecodeLine(source string, lineNo int, line []byte, emit Emit, bad Bad) {
+	d.decodeLine(loc{source: source, line: lineNo, item: -1}, line, emit, bad)
+}
+
+// DecodeOwnedLine is DecodeLine for a line whose bytes the caller gives
+// away: a Record may keep them as its stored form, uncopied (an import
+// copied every event once more than it needed), so the caller must never
+// modify them afterwards.
+func (d *Decoder) DecodeOwnedLine(source string, lineNo int, line []byte, emit Emit, bad Bad) {
+	d.decodeLine(loc{source: source, line: lineNo, item: -1, owned: true}, line, emit, bad)
+}
+
+func (d *Decoder) decodeLine(at loc, line []byte, emit Emit, bad Bad) {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
 		return
 	}
-	at := loc{source: source, line: lineNo, item: -1}
 	if line[0] != '{' && line[0] != '[' {
 		// CloudWatch Logs exports write "TIMESTAMP MESSAGE" per line.
 		if sp := bytes.IndexByte(line, ' '); sp > 0 && sp < 40 && bytes.HasPrefix(bytes.TrimSpace(line[sp:]), []byte("{")) && looksLikeTimestamp(line[:sp]) {
@@ -168,11 +179,14 @@ type loc struct {
 	item   int
 	// nest counts the lists this value is inside, to bound recursion.
 	nest int
+	// owned says that the bytes decoded belong to the Records made from
+	// them (DecodeOwnedLine), which may keep them in place.
+	owned bool
 }
 
 // in returns the location of item i of the list at l.
 func (l loc) in(i int) loc {
-	return loc{source: l.source, line: l.line, item: i, nest: l.nest + 1}
+	return loc{source: l.source, line: l.line, item: i, nest: l.nest + 1, owned: l.owned}
 }
 
 func (l loc) problem(reason string) Problem {
@@ -211,10 +225,16 @@ func (d *Decoder) decodeValue(at loc, raw []byte, apiVersion string, emit Emit, 
 		return
 	}
 	if raw[0] == '[' {
-		// Find every boundary first (no allocation), then decode: a body
-		// whose boundaries cannot all be found is refused whole, by the
-		// strict decoder below, and emits nothing.
-		if arrayItems(raw, nil) {
+		// Find every boundary first, then decode: a body whose
+		// boundaries cannot all be found is refused whole, by the strict
+		// decoder below, and emits nothing. The boundaries are kept
+		// (scanning a webhook body twice cost a tenth of its decoding).
+		var found itemList
+		if arrayItems(raw, found.add) {
+			if !found.many {
+				d.decodeItems(at, found.items, apiVersion, emit, bad)
+				return
+			}
 			i := 0
 			arrayItems(raw, func(it []byte) {
 				d.decodeItem(at.in(i), it, apiVersion, emit, bad)
@@ -233,9 +253,14 @@ func (d *Decoder) decodeValue(at loc, raw []byte, apiVersion string, emit Emit, 
 		return
 	}
 	if raw[0] == '{' {
-		if v, ok := eventListItems(raw, nil); ok {
+		var found itemList
+		if v, ok := eventListItems(raw, found.add); ok {
 			if v == "" {
 				v = apiVersion
+			}
+			if !found.many {
+				d.decodeItems(at, found.items, v, emit, bad)
+				return
 			}
 			i := 0
 			eventListItems(raw, func(it []byte) {
@@ -304,15 +329,22 @@ var maxHeader = len(eventPrefix) + len(APIVersionV1beta1) + 2
 // once into a buffer with room in front for the kind/apiVersion header,
 // decodes from that copy with strings and bodies pointing into it (no
 // further allocation for them), and builds the stored form in place. The
-// Record owns the buffer; nothing may modify it afterwards. It reports false
-// when the fast decoder cannot take the input.
+// Record owns the buffer; nothing may modify it afterwards. Bytes the
+// caller gave away (at.owned) are decoded and kept where they are, unless
+// the event needs the header. It reports false when the fast decoder
+// cannot take the input.
 func (d *Decoder) decodeOwned(at loc, raw []byte, apiVersion string, emit Emit, bad Bad) bool {
 	if bytes.IndexByte(raw, '\n') >= 0 || bytes.IndexByte(raw, '\r') >= 0 {
 		return false // compaction would move bytes under the strings
 	}
-	buf := make([]byte, maxHeader-1+len(raw))
-	body := buf[maxHeader-1:]
-	copy(body, raw)
+	var buf, body []byte
+	if at.owned {
+		body = raw // buf stays nil: no room for a header in front
+	} else {
+		buf = make([]byte, maxHeader-1+len(raw))
+		body = buf[maxHeader-1:]
+		copy(body, raw)
+	}
 	var ev Event
 	dec := fastDec{b: body, alias: true, common: common()}
 	if !dec.event(&ev) {
@@ -336,6 +368,11 @@ func (d *Decoder) decodeOwned(at loc, raw []byte, apiVersion string, emit Emit, 
 	}
 	stored := body
 	if ev.Kind == "" && ev.APIVersion == "" {
+		if buf == nil {
+			// The header needs room in front: decode a copy that has it.
+			at.owned = false
+			return d.decodeOwned(at, raw, apiVersion, emit, bad)
+		}
 		v := apiVersion
 		if v == "" {
 			v = APIVersionV1
@@ -388,6 +425,31 @@ func (d *Decoder) decodeItem(at loc, raw json.RawMessage, apiVersion string, emi
 		return
 	}
 	d.decodeValue(at, raw, apiVersion, emit, bad)
+}
+
+// itemList keeps the items a list's first scan finds, up to
+// maxKeptItems: a list of more (a hostile body of a million empty items)
+// is scanned a second time instead, which costs time, not memory.
+type itemList struct {
+	items [][]byte
+	many  bool
+}
+
+const maxKeptItems = 4096
+
+func (l *itemList) add(it []byte) {
+	if len(l.items) < maxKeptItems {
+		l.items = append(l.items, it)
+	} else {
+		l.many = true
+	}
+}
+
+// decodeItems decodes the items of one list.
+func (d *Decoder) decodeItems(at loc, items [][]byte, apiVersion string, emit Emit, bad Bad) {
+	for i, it := range items {
+		d.decodeItem(at.in(i), it, apiVersion, emit, bad)
+	}
 }
 
 // decodeEmbedded decodes an event carried as a JSON string inside a cloud

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -212,5 +213,94 @@ func TestMicroTime(t *testing.T) {
 	b, _ := json.Marshal(mt)
 	if string(b) != `"2026-11-23T10:00:00.123456Z"` {
 		t.Errorf("got %s", b)
+	}
+}
+
+// TestDecodeOwnedLine: a line given away (DecodeOwnedLine) decodes to the
+// same records as DecodeLine, in every format, and a plain event keeps
+// the line's own bytes as its stored form instead of a copy. Mutations
+// caught: copying the owned bytes anyway (the aliasing check), and
+// keeping in place an item that needs the kind/apiVersion header (the
+// stored form of the webhook item and the list lacks it).
+func TestDecodeOwnedLine(t *testing.T) {
+	item := itemOf(lineV1)
+	jsonString := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	lines := []string{
+		lineV1,
+		item,
+		`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` + item + `,` + lineV1 + `]}`,
+		`[` + lineV1 + `, ` + item + `]`,
+		`{"timestamp":1700000000000,"message":` + jsonString(lineV1) + `}`,
+		"2026-11-23T10:00:00.125Z " + lineV1,
+		strings.Replace(lineV1, `"audit.k8s.io/v1"`, `"audit.k8s.io/v1beta1"`, 1),
+		`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"x"}`,
+		`{"kind":"Event",`,
+		"not json",
+		lineV1[:len(lineV1)-1] + `,"bad":"` + "\xff" + `"}`,
+	}
+	dec := NewDecoder(Limits{})
+	decode := func(owned bool, line string) (recs []Record, probs []Problem) {
+		b := []byte(line)
+		fn := dec.DecodeLine
+		if owned {
+			fn = dec.DecodeOwnedLine
+		}
+		fn("in", 7, b, func(r Record) { recs = append(recs, r) }, func(p Problem) { probs = append(probs, p) })
+		return recs, probs
+	}
+	for _, line := range lines {
+		want, wantProbs := decode(false, line)
+		got, gotProbs := decode(true, line)
+		if len(got) != len(want) || len(gotProbs) != len(wantProbs) {
+			t.Fatalf("%.60s: owned gives %d records %v, copied %d %v", line, len(got), gotProbs, len(want), wantProbs)
+		}
+		for i := range want {
+			if string(got[i].Raw) != string(want[i].Raw) || got[i].Format != want[i].Format {
+				t.Errorf("%.60s: record %d stored as\n%s\nwant\n%s", line, i, got[i].Raw, want[i].Raw)
+			}
+			gj, _ := json.Marshal(got[i].Event)
+			wj, _ := json.Marshal(want[i].Event)
+			if string(gj) != string(wj) {
+				t.Errorf("%.60s: record %d decoded as\n%s\nwant\n%s", line, i, gj, wj)
+			}
+		}
+		for i := range wantProbs {
+			if gotProbs[i] != wantProbs[i] {
+				t.Errorf("%.60s: problem %v, want %v", line, gotProbs[i], wantProbs[i])
+			}
+		}
+	}
+	b := []byte(lineV1)
+	var rec Record
+	dec.DecodeOwnedLine("in", 1, b, func(r Record) { rec = r }, func(p Problem) { t.Fatal(p) })
+	if len(rec.Raw) != len(b) || &rec.Raw[0] != &b[0] {
+		t.Error("an owned log line was copied: its record does not keep the line's bytes")
+	}
+}
+
+// TestDecodeLongList: a list longer than the boundaries a first scan
+// keeps (maxKeptItems) is decoded whole, in order, by a second scan; a
+// shorter one from the boundaries kept. Mutation caught: decoding only
+// the kept boundaries of a long list.
+func TestDecodeLongList(t *testing.T) {
+	for _, n := range []int{3, maxKeptItems, maxKeptItems + 3} {
+		items := make([]string, n)
+		for i := range items {
+			items[i] = itemOf(strings.Replace(lineV1, "000000000001", fmt.Sprintf("%012d", i), 1))
+		}
+		for _, body := range []string{
+			`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` + strings.Join(items, ",") + `]}`,
+			`[` + strings.Join(items, ",") + `]`,
+		} {
+			recs, probs := decodeAll(t, body)
+			if len(probs) > 0 || len(recs) != n {
+				t.Fatalf("%d items: %d records, problems %v", n, len(recs), probs)
+			}
+			for i, r := range recs {
+				if want := fmt.Sprintf("9b1a2c3d-0000-4000-8000-%012d", i); r.Event.AuditID != want {
+					t.Fatalf("%d items: record %d is %s, want %s", n, i, r.Event.AuditID, want)
+				}
+			}
+		}
 	}
 }

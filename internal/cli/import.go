@@ -36,6 +36,9 @@ type sinkFlags struct {
 	// (tail, which closes after its context ended).
 	drain          time.Duration
 	drainAfterStop bool
+	// bulk opens the local store for a bulk load (local.Options.Bulk):
+	// import's events go straight into segments, durable at its end.
+	bulk bool
 }
 
 func (s *sinkFlags) add(cmd *cobra.Command) {
@@ -84,7 +87,7 @@ func (s *sinkFlags) open(ctx context.Context, e *env) (pipeline.Sink, func() err
 		sink, s.relevel = s.policy.wrap(sink)
 		return sink, func() error { return nil }, nil
 	}
-	db, err := local.Open(s.dir, local.Options{Logger: e.logger()})
+	db, err := local.Open(s.dir, local.Options{Logger: e.logger(), Bulk: s.bulk})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -134,6 +137,11 @@ a collector, as serve --store sends them (docs/clickhouse.md): durable in
 DATA/clickhouse-spool first, then shipped; import ends once ClickHouse has
 them all (^C leaves the rest to ship at the next run).
 
+Into the local store (--data), the events go straight into sealed
+segments, without the write-ahead log, and are durable when import ends
+with status 0; killed before, it keeps the segments it finished, and
+running it again stores only what is missing.
+
 Importing the same events twice adds nothing. A line that is not a usable
 event is skipped and reported with file:line and why; the lines around it are
 kept. The exit status is 0 when every line was used, 3 when some were skipped.`,
@@ -148,6 +156,7 @@ kept. The exit status is 0 when every line was used, 3 when some were skipped.`,
 				return err
 			}
 			sf.drain = 24 * time.Hour // until everything ships or ^C
+			sf.bulk = true
 			sink, closeSink, err := sf.open(cmd.Context(), e)
 			if err != nil {
 				return err

@@ -190,6 +190,9 @@ func Import(ctx context.Context, sink pipeline.Sink, files []string, stdin io.Re
 			imp.problem(p)
 		}
 		imp.sum.ProblemCount += int64(c.moreProbs)
+		if imp.batch == nil {
+			imp.batch = make([]audit.Record, 0, imp.cfg.BatchEvents+len(c.recs))
+		}
 		imp.batch = append(imp.batch, c.recs...)
 		if len(imp.batch) >= imp.cfg.BatchEvents {
 			if err = imp.flush(); err != nil {
@@ -323,9 +326,15 @@ func (imp *importer) decode(c *chunk) {
 	c.probs = c.pre
 	line := c.firstLine
 	data := c.data
+	// A Record is 392 bytes: growing the slice copied each several times.
+	// An event takes a few hundred bytes at least; a chunk of millions of
+	// short bad lines must not get room for a Record each.
+	c.recs = make([]audit.Record, 0, min(c.lines, len(c.data)/256+16))
 	for len(data) > 0 {
 		i := bytes.IndexByte(data, '\n')
-		imp.dec.DecodeLine(c.name, line, data[:i], func(r audit.Record) { c.recs = append(c.recs, r) }, func(p audit.Problem) {
+		// The chunk's bytes are never written again: the records keep
+		// them as they are.
+		imp.dec.DecodeOwnedLine(c.name, line, data[:i], func(r audit.Record) { c.recs = append(c.recs, r) }, func(p audit.Problem) {
 			// A chunk of short bad lines, or one line holding a list of
 			// millions of bad items, must not hold a Problem for each:
 			// the summary keeps only the first MaxProblems anyway.
@@ -384,7 +393,7 @@ func (imp *importer) flush() error {
 		imp.prog.Events += int64(len(imp.batch))
 		break
 	}
-	imp.batch = imp.batch[:0:0]
+	imp.batch = nil
 	return nil
 }
 

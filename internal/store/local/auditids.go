@@ -52,20 +52,26 @@ func storedAuditID(raw []byte, ev *audit.Event) (string, error) {
 	return ev.AuditID, nil
 }
 
-// countFold counts the occurrences of lower (ASCII lower case) in b in any
-// case.
+// countFold counts the occurrences of lower (ASCII lower-case letters) in
+// b in any case. Each starts with lower[0] in one case or the other, which
+// IndexByte finds (vectorised): testing every byte of every event cost an
+// import 7% of its CPU.
 func countFold(b []byte, lower string) int {
 	n := 0
-	for i := 0; i+len(lower) <= len(b); i++ {
-		if b[i]|0x20 != lower[0] {
-			continue
-		}
-		k := 1
-		for k < len(lower) && b[i+k]|0x20 == lower[k] {
-			k++
-		}
-		if k == len(lower) {
-			n++
+	for _, c := range [2]byte{lower[0], lower[0] - 0x20} {
+		for i := 0; ; i++ {
+			j := bytes.IndexByte(b[i:], c)
+			if j < 0 || len(b)-(i+j) < len(lower) {
+				break
+			}
+			i += j
+			k := 1
+			for k < len(lower) && b[i+k]|0x20 == lower[k] {
+				k++
+			}
+			if k == len(lower) {
+				n++
+			}
 		}
 	}
 	return n

@@ -40,6 +40,16 @@ type Options struct {
 	// memory for de-duplication; the least recently needed are dropped and
 	// computed again when needed.
 	DedupCacheKeys int
+	// Bulk makes Append write the events it keeps straight into segments,
+	// without the WAL (bulk.go): for an import, whose file is still there
+	// to import again. Append then returns once its events are
+	// de-duplicated and in memory, not once they are durable: they are
+	// durable when Close returns nil. A crash loses the events not yet in
+	// a segment, never leaves part of one, and never makes importing the
+	// same events again store any twice. Subscribers are not told of
+	// events stored so. The events' bytes (Record.Raw) are kept until
+	// they are written: the caller must not reuse them.
+	Bulk bool
 	// NoSync turns fsync off. Only for tests and benchmarks of other parts:
 	// nothing is durable with it.
 	NoSync bool
@@ -160,6 +170,9 @@ type DB struct {
 	infos   map[string]segInfo
 	// crashAt, set by tests, stops a compaction at a step as a crash would.
 	crashAt func(step string) bool
+
+	// bulk is set with Options.Bulk.
+	bulk *bulkLoad
 }
 
 var _ pipeline.Sink = (*DB)(nil)
@@ -225,6 +238,9 @@ func Open(dir string, opts Options) (*DB, error) {
 	sealers := max(1, runtime.GOMAXPROCS(0))
 	if opts.sealers > 0 {
 		sealers = opts.sealers
+	}
+	if opts.Bulk {
+		db.bulk = newBulkLoad(sealers)
 	}
 	db.wg.Add(1)
 	go db.commitLoop()
@@ -468,13 +484,7 @@ func (db *DB) commitLoop() {
 		var added []Key
 		var err error
 		seq := db.wal.Current()
-		db.pendingMu.Lock()
-		cb := db.pending[seq]
-		if cb == nil {
-			cb = newColumnBuilder()
-			db.pending[seq] = cb
-		}
-		db.pendingMu.Unlock()
+		cb := db.columnsFor(seq)
 		rowsBefore := cb.n
 		db.dd.mu.Lock()
 		for gi, req := range group {
@@ -517,11 +527,15 @@ func (db *DB) commitLoop() {
 			if len(raws) == 0 || err != nil {
 				continue
 			}
+			if db.bulk != nil {
+				db.bulk.add(req.batch.Cluster, recv, kept, times, raws)
+				continue
+			}
 			buf = appendBatch(buf[:0], req.batch.Cluster, recv, kept, times, raws)
 			err = db.wal.Append(buf)
 		}
 		db.dd.mu.Unlock()
-		if err == nil && len(added) > 0 {
+		if err == nil && len(added) > 0 && db.bulk == nil {
 			t0 := time.Now()
 			err = db.wal.Sync()
 			if f := db.observeSync.Load(); f != nil {
@@ -550,7 +564,7 @@ func (db *DB) commitLoop() {
 			}
 			continue
 		}
-		if len(added) > 0 {
+		if len(added) > 0 && db.bulk == nil {
 			// The columns before the position: a reader reads the
 			// position first and expects columns for what is before it.
 			cb.publish()
@@ -559,7 +573,7 @@ func (db *DB) commitLoop() {
 		if len(added) > 0 && !dirty {
 			dirty, started = true, time.Now()
 		}
-		if len(added) > 0 {
+		if len(added) > 0 && db.bulk == nil {
 			db.publish(group, keptIdx, seq, firstOrd)
 		}
 		for gi, req := range group {
@@ -576,15 +590,40 @@ func (db *DB) commitLoop() {
 			db.stats.Duplicates.Add(int64(results[gi].Duplicates))
 			req.done <- reply{res: results[gi]}
 		}
-		if db.wal.NeedsRotate() {
+		if db.wal.NeedsRotate() || db.bulk != nil && db.bulk.full(db.opts.WALSegmentBytes) {
 			db.rotate()
 			dirty = false
 		}
 	}
 }
 
+// columnsFor returns the column builder the committer adds WAL segment
+// seq's events to: the open bulk job's, or the one readers of the WAL
+// share.
+func (db *DB) columnsFor(seq uint64) *columnBuilder {
+	if db.bulk != nil {
+		return db.bulk.open().cb
+	}
+	db.pendingMu.Lock()
+	defer db.pendingMu.Unlock()
+	cb := db.pending[seq]
+	if cb == nil {
+		cb = newColumnBuilder()
+		db.pending[seq] = cb
+	}
+	return cb
+}
+
 func (db *DB) rotate() {
 	seq, err := db.wal.Rotate()
+	if db.bulk != nil {
+		// The open job becomes the closed WAL segment's, which is empty.
+		if seq != 0 {
+			db.bulk.handOff(seq)
+		} else {
+			db.bulk.lose(err)
+		}
+	}
 	if err == nil {
 		// Listed before anything in it is acknowledged: the committer
 		// writes the next batch only after this returns.
@@ -615,6 +654,19 @@ func (db *DB) sealLoop() {
 	defer enc.Close()
 	bufs := &writerBufs{}
 	for seq := range db.seal {
+		if job := db.bulkJob(seq); job != nil {
+			if err := db.sealBulk(seq, job, enc, bufs); err != nil {
+				// Its events are in no file: the load must fail.
+				err = fmt.Errorf("write bulk segment %d (%d events lost): %w", seq, len(job.entries), err)
+				db.bulk.fail(err)
+				db.unavailable.CompareAndSwap(nil, &err)
+				db.log.Error("bulk segment not written", "segment", seq, "err", err)
+				db.chain.drop(seq, true)
+				continue
+			}
+			db.stats.Sealed.Add(1)
+			continue
+		}
 		if err := db.sealOne(seq, enc, bufs); err != nil {
 			// The WAL segment stays; the next start seals it again.
 			db.log.Error("seal WAL segment failed; it stays in the WAL", "segment", seq, "err", err)
@@ -670,20 +722,34 @@ func (db *DB) sealOne(seq uint64, enc *zstd.Encoder, bufs *writerBufs) error {
 			db.chain.drop(seq, false)
 			return db.removeWAL(seq)
 		}
-		root := w.tree.root()
-		prev, linked := db.chain.link(seq, n, root)
-		w.meta.Trust = &segTrust{Linked: linked, Prev: prev, Roots: []hash{root}}
-		final, err := w.finish(db.opts.NoSync)
-		if err != nil {
-			return err
-		}
-		db.listInManifest(final)
-		db.dd.addSegment(final, w.meta.MinTime, w.meta.MaxTime, keys)
-		db.pendingMu.Lock()
-		delete(db.pending, seq)
-		db.pendingMu.Unlock()
-		return db.removeWAL(seq)
+		return db.finishSeal(seq, w, n, keys)
 	}
+}
+
+// bulkJob returns the bulk job handed off as WAL segment seq, or nil.
+func (db *DB) bulkJob(seq uint64) *bulkJob {
+	if db.bulk == nil {
+		return nil
+	}
+	return db.bulk.take(seq)
+}
+
+// finishSeal links the n events w holds, WAL segment seq's, into the hash
+// chain, puts the segment in place and removes the WAL segment.
+func (db *DB) finishSeal(seq uint64, w *segmentWriter, n int, keys map[Key]struct{}) error {
+	root := w.tree.root()
+	prev, linked := db.chain.link(seq, n, root)
+	w.meta.Trust = &segTrust{Linked: linked, Prev: prev, Roots: []hash{root}}
+	final, err := w.finish(db.opts.NoSync)
+	if err != nil {
+		return err
+	}
+	db.listInManifest(final)
+	db.dd.addSegment(final, w.meta.MinTime, w.meta.MaxTime, keys)
+	db.pendingMu.Lock()
+	delete(db.pending, seq)
+	db.pendingMu.Unlock()
+	return db.removeWAL(seq)
 }
 
 // removeWAL removes a finished WAL segment: out of the ledger first, so
@@ -772,6 +838,9 @@ func (db *DB) Close() error {
 	db.maintMu.Lock()
 	db.maintMu.Unlock()
 	err := db.wal.Close()
+	if db.bulk != nil {
+		err = errors.Join(db.bulk.failed(), err)
+	}
 	db.segs.close()
 	if err2 := db.lock.Close(); err == nil {
 		err = err2
