@@ -411,3 +411,22 @@ func BenchmarkWarmCountIngest(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWarmOpen is what each API request pays before it asks
+// anything: DB.OpenReader and Close on a serving DB, nothing changing the
+// folder.
+func BenchmarkWarmOpen(b *testing.B) {
+	db, err := Open(benchDir(b), Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := db.OpenReader()
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.Close()
+	}
+}

@@ -151,28 +151,18 @@ func (r *Reader) Damaged() []Damage { return r.damage.all() }
 func (r *Reader) load(fs vfs.FS, dir string, db *DB) error {
 	walPath := filepath.Join(dir, walDir)
 	segPath := filepath.Join(dir, segmentDir)
-	// The WAL first: a WAL segment sealed after this listing is read from
-	// the WAL, or, once its file is gone, from the segment that holds it,
-	// which is not among those listed next.
-	// The ledger before the listings, and again after (missingWAL).
-	ledger, _, ldamage, err := readLedger(fs, walPath)
+	var v *folderView
+	var err error
+	if db != nil {
+		v, err = db.takeView()
+	} else {
+		v, err = readFolder(fs, dir, nil)
+	}
 	if err != nil {
 		return err
 	}
-	walSegs, err := wal.ListSegmentsFS(fs, walPath)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	segs, damage, err := openSnapshot(fs, segPath, r.segCache)
-	if err != nil {
-		return err
-	}
-	missing, err := missingWAL(fs, walPath, ledger, walSegs, segs)
-	if err != nil {
-		closeSnapshot(segs)
-		return err
-	}
-	for _, d := range append(append(damage, ldamage...), missing...) {
+	segs, walSegs := v.segs, v.walSegs
+	for _, d := range v.damage {
 		r.damage.add(d.Path, d.Reason)
 	}
 	// Every segment goes in r.segs at once, so Close closes them all
@@ -191,9 +181,6 @@ func (r *Reader) load(fs vfs.FS, dir string, db *DB) error {
 		arena = append(arena, e.raw...)
 		run = append(run, headEvent{cluster: e.cluster, time: e.time, received: e.received, raw: arena[start:len(arena):len(arena)], ord: len(run)})
 		return nil
-	}
-	if err := r.damage.addQuarantined(fs, dir); err != nil {
-		return err
 	}
 	newest := uint64(0)
 	if len(walSegs) > 0 {
