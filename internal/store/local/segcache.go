@@ -156,6 +156,7 @@ func (e *sharedSeg) closeLocked() error {
 	e.r.decoded.mu.Lock()
 	e.r.decoded.left.Add(e.r.decoded.held)
 	e.r.decoded.chunks, e.r.decoded.dicts, e.r.decoded.idCols, e.r.decoded.idFrames, e.r.decoded.held = nil, [NumColumns]*dictData{}, [NumColumns][]uint32{}, [NumColumns][]byte{}, 0
+	e.r.decoded.rares = [NumColumns]*rareData{}
 	e.r.decoded.mu.Unlock()
 	return e.r.f.Close()
 }
@@ -198,6 +199,10 @@ type decodedChunks struct {
 	idCols [NumColumns][]uint32
 	// idFrames are the ids frames of one-byte ids columns, as stored.
 	idFrames [NumColumns][]byte
+	// rares are the rare values' postings of ids columns: read from the
+	// file and decompressed on every request, they were half of a warm
+	// count of a selective question (who deleted secret important) at 2M.
+	rares [NumColumns]*rareData
 	// held is the size of chunks; left is the cache's remaining budget,
 	// shared by its segments.
 	held int64
@@ -336,6 +341,33 @@ func (d *decodedChunks) keepIDBytes(c Column, raw []byte) {
 			return false
 		}
 		d.idFrames[c] = raw
+		return true
+	})
+}
+
+func (d *decodedChunks) rare(c Column) *rareData {
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.rares[c]
+}
+
+// keepRare keeps rd, which is never modified, when the budget allows.
+func (d *decodedChunks) keepRare(c Column, rd *rareData) {
+	if d == nil {
+		return
+	}
+	size := int64(8*len(rd.at) + 4*len(rd.count) + 24*len(rd.lists))
+	for _, l := range rd.lists {
+		size += int64(len(l))
+	}
+	d.admit(size, func() bool {
+		if d.rares[c] != nil {
+			return false
+		}
+		d.rares[c] = rd
 		return true
 	})
 }
