@@ -739,7 +739,8 @@ type headMatcher struct {
 	anyOf [][]*headMatcher
 }
 
-func (m *headMatcher) match(h *headEvent, mem *memCols) bool {
+// oksOf returns the verdicts on mem's values, made now if need be.
+func (m *headMatcher) oksOf(mem *memCols) [][]int8 {
 	oks := m.lastOks
 	if mem != m.last {
 		oks = m.oks[mem]
@@ -755,16 +756,16 @@ func (m *headMatcher) match(h *headEvent, mem *memCols) bool {
 		m.oks[mem] = oks
 	}
 	m.last, m.lastOks = mem, oks
+	return oks
+}
+
+func (m *headMatcher) match(h *headEvent, mem *memCols) bool {
+	oks := m.oksOf(mem)
 	for ti, t := range m.p.colTerms {
 		id := mem.ids[t.col][h.ord]
 		ok := oks[ti][id]
 		if ok == 0 {
-			cluster := eventWith(t.col, mem.vals[t.col][id], &m.probe)
-			ok = -1
-			if t.f.Match(&m.probe, cluster) {
-				ok = 1
-			}
-			oks[ti][id] = ok
+			ok = m.verdict(ti, id, mem)
 		}
 		if ok < 0 {
 			return false
@@ -791,6 +792,58 @@ func (m *headMatcher) match(h *headEvent, mem *memCols) bool {
 		}
 	}
 	return true
+}
+
+// countRun counts the events at the start of c that have column values,
+// as match decides them one by one, and returns how many it decided. It
+// is match's loop turned inside out, column ids read in order: counting a
+// WAL head of 100,000 events under ingest went through match for each, a
+// quarter of serve's CPU. m's plan must have column terms only.
+func (m *headMatcher) countRun(c *headChunk) (n int64, decided int) {
+	if c.mem == nil || len(c.events) == 0 {
+		return 0, 0
+	}
+	first := c.events[0].ord
+	k := min(len(c.events), c.mem.n-first)
+	if k <= 0 || c.events[k-1].ord != first+k-1 {
+		return 0, 0 // not a run of ordinals: match decides each
+	}
+	oks, terms := m.oksOf(c.mem), m.p.colTerms
+	ids := make([][]uint32, len(terms))
+	for ti, t := range terms {
+		ids[ti] = c.mem.ids[t.col][first : first+k]
+	}
+	for i := 0; i < k; i++ {
+		ok := true
+		for ti := range terms {
+			id := ids[ti][i]
+			v := oks[ti][id]
+			if v == 0 {
+				v = m.verdict(ti, id, c.mem)
+			}
+			if v < 0 {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, k
+}
+
+// verdict tests value id of term ti on mem's column once, and keeps the
+// answer in m.oks.
+func (m *headMatcher) verdict(ti int, id uint32, mem *memCols) int8 {
+	t := m.p.colTerms[ti]
+	cluster := eventWith(t.col, mem.vals[t.col][id], &m.probe)
+	ok := int8(-1)
+	if t.f.Match(&m.probe, cluster) {
+		ok = 1
+	}
+	m.oks[mem][ti][id] = ok
+	return ok
 }
 
 // cands are a segment's events that may match a plan.
@@ -1272,7 +1325,13 @@ func (r *Reader) countHead(p *plan, lo, hi int64) (int64, error) {
 	var n int64
 	for ci := range head.head {
 		c := &head.head[ci]
-		for i := range c.events {
+		from := 0
+		if lo == 0 && hi == 0 && p.full != nil && len(p.anyOf) == 0 && len(p.timeTerm) == 0 {
+			var k int64
+			k, from = m.countRun(c)
+			n += k
+		}
+		for i := from; i < len(c.events); i++ {
 			h := &c.events[i]
 			if (lo != 0 && h.time < lo) || (hi != 0 && h.time >= hi) {
 				continue
