@@ -129,8 +129,11 @@ func OpenReaderFS(fs vfs.FS, dir string) (*Reader, error) {
 // decoded prefixes and the column values built at ingest of their events,
 // and cache, when not nil, the segments the DB's readers share.
 func openReader(fs vfs.FS, dir string, db *DB, cache *segCache) (*Reader, error) {
-	if _, err := fs.Stat(dir); err != nil {
-		return nil, fmt.Errorf("data folder: %w", err)
+	if db == nil {
+		// A DB holds its folder, which exists.
+		if _, err := fs.Stat(dir); err != nil {
+			return nil, fmt.Errorf("data folder: %w", err)
+		}
 	}
 	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
 	if err != nil {
@@ -200,7 +203,13 @@ func (r *Reader) load(fs vfs.FS, dir string, db *DB) error {
 			continue
 		}
 		path := wal.SegmentPath(walPath, src.wal)
-		if st, err := fs.Stat(path); err == nil && st.Size() <= int64(len(wal.Magic)) {
+		if db != nil {
+			if db.durableEnd(src.wal) <= int64(len(wal.Magic)) {
+				// No durable record yet (the open segment of an idle
+				// store): nothing a DB's reader may read, and no stat.
+				continue
+			}
+		} else if st, err := fs.Stat(path); err == nil && st.Size() <= int64(len(wal.Magic)) {
 			// No record yet (the open segment of an idle store): skip the
 			// scan and its 1 MiB read buffer, a tenth of a query's time.
 			continue
