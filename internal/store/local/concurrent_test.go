@@ -81,15 +81,20 @@ func ingest(ctx context.Context, t *testing.T, db *DB, acked *atomic.Int64, wg *
 // the number of events acknowledged before it opened and checks its own
 // answer with check, which also gets the count of events read and the
 // number of times each id was read.
-func readers(ctx context.Context, t *testing.T, dir string, acked *atomic.Int64, check func(kind string, before int, s *seen), rounds *atomic.Int64, wg *sync.WaitGroup) {
+func readers(ctx context.Context, t *testing.T, db *DB, dir string, acked *atomic.Int64, check func(kind string, before int, s *seen), rounds *atomic.Int64, wg *sync.WaitGroup) {
 	defer wg.Done()
 	for k := 0; ctx.Err() == nil; k++ {
 		before := int(acked.Load())
 		s := newSeen()
-		kind := []string{"Select", "Scan", "count"}[k%3]
+		kind := []string{"Select", "Scan", "count", "DB"}[k%4]
 		switch kind {
-		case "Select":
-			r, err := OpenReader(dir)
+		case "Select", "DB":
+			// "DB" is a reader of the serving DB, sharing its folder view.
+			open := func() (*Reader, error) { return OpenReader(dir) }
+			if kind == "DB" {
+				open = db.OpenReader
+			}
+			r, err := open()
 			if err != nil {
 				t.Errorf("OpenReader: %v", err)
 				return
@@ -177,7 +182,7 @@ func TestQueryDuringCompactionReturnsEachEventOnce(t *testing.T) {
 	go ingest(ctx, t, db, &acked, &wg)
 	go compactLoop(ctx, t, db, Compaction{Below: 32 << 10}, &wg)
 	for range 2 {
-		go readers(ctx, t, dir, &acked, check, &rounds, &wg)
+		go readers(ctx, t, db, dir, &acked, check, &rounds, &wg)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) && (rounds.Load() < 30 || acked.Load() < 2500) && !t.Failed() {
@@ -234,7 +239,7 @@ func TestQueryDuringRetentionMissesNothingNewer(t *testing.T) {
 	go compactLoop(ctx, t, db, Compaction{Below: 1 << 20, MaxSpan: 50 * time.Millisecond}, &wg)
 	go retain(ctx, &wg)
 	for range 2 {
-		go readers(ctx, t, dir, &acked, check, &rounds, &wg)
+		go readers(ctx, t, db, dir, &acked, check, &rounds, &wg)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) && (rounds.Load() < 30 || acked.Load() < 2500) && !t.Failed() {

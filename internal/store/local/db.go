@@ -116,6 +116,9 @@ type DB struct {
 	// segs shares the sealed segments between the readers OpenReader
 	// opens.
 	segs *segCache
+	// views shares the folder's listing between the readers OpenReader
+	// opens, until the DB changes the folder (folderview.go).
+	views views
 	// heads shares the WAL files' decoded durable prefixes between the
 	// readers OpenReader opens, and walDurable says how far the WAL is
 	// durable (set after each sync).
@@ -225,6 +228,9 @@ func Open(dir string, opts Options) (*DB, error) {
 		dd:      newDedup(fs, opts.DedupCacheKeys),
 		pending: map[uint64]*columnBuilder{},
 	}
+	// Every change the DB makes to its folder is counted: its readers
+	// share one listing of the folder until the next change.
+	db.fs = vfs.CountChanges(fs, &db.views.changes)
 	if err := db.recover(); err != nil {
 		lock.Close()
 		return nil, err
@@ -841,6 +847,7 @@ func (db *DB) Close() error {
 	if db.bulk != nil {
 		err = errors.Join(db.bulk.failed(), err)
 	}
+	db.closeView()
 	db.segs.close()
 	if err2 := db.lock.Close(); err == nil {
 		err = err2

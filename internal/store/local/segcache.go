@@ -25,6 +25,8 @@ import (
 type segCache struct {
 	mu   sync.Mutex
 	segs map[string]*sharedSeg
+	// held finds the entry of each open segment, cached or not, for hold.
+	held map[*segmentReader]*sharedSeg
 	// left is what decodedBudget has left for the segments' decoded chunks.
 	left atomic.Int64
 }
@@ -53,7 +55,7 @@ func fileIDOf(st fs.FileInfo) fileID {
 }
 
 func newSegCache() *segCache {
-	c := &segCache{segs: map[string]*sharedSeg{}}
+	c := &segCache{segs: map[string]*sharedSeg{}, held: map[*segmentReader]*sharedSeg{}}
 	c.left.Store(decodedBudget)
 	return c
 }
@@ -97,7 +99,23 @@ func (c *segCache) open(fsys vfs.FS, path string) (*segmentReader, error) {
 	r.release = func() error { return c.release(e) }
 	r.decoded = &decodedChunks{left: &c.left}
 	c.segs[path] = e
+	c.held[r] = e
 	return r, nil
+}
+
+// hold takes one more reference on each of segs, opened by the cache and
+// kept open meanwhile by their holder (a DB's folder view). The caller
+// must close each once more.
+func (c *segCache) hold(segs []segmentFile) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range segs {
+		e := c.held[s.r]
+		if e == nil {
+			panic("BUG: a folder view holds a segment its cache closed: " + s.path)
+		}
+		e.refs++
+	}
 }
 
 // keep drops the entries whose paths are not in live, the segment
@@ -119,9 +137,17 @@ func (c *segCache) keep(live []segmentFile) {
 // dropLocked removes e, cached at path, from the cache; c.mu is held.
 func (c *segCache) dropLocked(path string, e *sharedSeg) {
 	delete(c.segs, path)
+	c.unrefLocked(e)
+}
+
+// unrefLocked drops one reference on e, closing it after the last; c.mu
+// is held.
+func (c *segCache) unrefLocked(e *sharedSeg) error {
 	if e.refs--; e.refs == 0 {
-		e.closeLocked()
+		delete(c.held, e.r)
+		return e.closeLocked()
 	}
+	return nil
 }
 
 // closeLocked closes e's file and gives its decoded chunks' bytes back to
@@ -130,6 +156,7 @@ func (e *sharedSeg) closeLocked() error {
 	e.r.decoded.mu.Lock()
 	e.r.decoded.left.Add(e.r.decoded.held)
 	e.r.decoded.chunks, e.r.decoded.dicts, e.r.decoded.idCols, e.r.decoded.idFrames, e.r.decoded.held = nil, [NumColumns]*dictData{}, [NumColumns][]uint32{}, [NumColumns][]byte{}, 0
+	e.r.decoded.rares = [NumColumns]*rareData{}
 	e.r.decoded.mu.Unlock()
 	return e.r.f.Close()
 }
@@ -138,10 +165,7 @@ func (e *sharedSeg) closeLocked() error {
 func (c *segCache) release(e *sharedSeg) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e.refs--; e.refs == 0 {
-		return e.closeLocked()
-	}
-	return nil
+	return c.unrefLocked(e)
 }
 
 // close closes every segment no reader holds and forgets the rest, which
@@ -175,6 +199,10 @@ type decodedChunks struct {
 	idCols [NumColumns][]uint32
 	// idFrames are the ids frames of one-byte ids columns, as stored.
 	idFrames [NumColumns][]byte
+	// rares are the rare values' postings of ids columns: read from the
+	// file and decompressed on every request, they were half of a warm
+	// count of a selective question (who deleted secret important) at 2M.
+	rares [NumColumns]*rareData
 	// held is the size of chunks; left is the cache's remaining budget,
 	// shared by its segments.
 	held int64
@@ -313,6 +341,33 @@ func (d *decodedChunks) keepIDBytes(c Column, raw []byte) {
 			return false
 		}
 		d.idFrames[c] = raw
+		return true
+	})
+}
+
+func (d *decodedChunks) rare(c Column) *rareData {
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.rares[c]
+}
+
+// keepRare keeps rd, which is never modified, when the budget allows.
+func (d *decodedChunks) keepRare(c Column, rd *rareData) {
+	if d == nil {
+		return
+	}
+	size := int64(8*len(rd.at) + 4*len(rd.count) + 24*len(rd.lists))
+	for _, l := range rd.lists {
+		size += int64(len(l))
+	}
+	d.admit(size, func() bool {
+		if d.rares[c] != nil {
+			return false
+		}
+		d.rares[c] = rd
 		return true
 	})
 }

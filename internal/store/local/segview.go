@@ -258,6 +258,9 @@ func hasPostings(m *segmentMeta, c Column, count int64) bool {
 func (r *Reader) postings(s *segView, c Column, id int, dst []int32) ([]int32, error) {
 	if s.r.meta.Columns[c].Kind != kindPostings {
 		if s.rare[c] == nil {
+			s.rare[c] = s.r.decoded.rare(c)
+		}
+		if s.rare[c] == nil {
 			d, err := r.dict(s, c)
 			if err != nil {
 				return nil, err
@@ -270,6 +273,7 @@ func (r *Reader) postings(s *segView, c Column, id int, dst []int32) ([]int32, e
 				return nil, fmt.Errorf("BUG: %s: column %s keeps no postings", s.r.f.Name(), c)
 			}
 			s.rare[c] = rd
+			s.r.decoded.keepRare(c, rd)
 		}
 		out, err := s.rare[c].postings(id, dst)
 		if err != nil {

@@ -55,6 +55,31 @@ func TestDBReaderUsesIngestColumns(t *testing.T) {
 		t.Fatalf("%d segments, %d WAL events, %d with columns: the test wants all", len(mem.segs), mem.headLen(), withCols)
 	}
 	checkSelect(t, dir, mem, rng, 50, "received>=2026-11-20T06:00:00Z", "time<2026-11-20T06:00:00Z cluster=prod")
+	// CountMatching decides the WAL's events apart from Select
+	// (countHead): in a time window too, it counts what Select selects.
+	// (Mutation tried: countHead ignoring the window fails here.)
+	var times []int64
+	for _, c := range mem.head {
+		for _, h := range c.events {
+			times = append(times, h.time)
+		}
+	}
+	slices.Sort(times)
+	for _, src := range []string{"", "verb in (get,list)", "user=system:* code>=400 cluster=prod"} {
+		var f *query.Filter
+		if src != "" {
+			f, _ = query.Compile(src)
+		}
+		sel := Selection{Filter: f, Since: times[len(times)/4], Until: times[3*len(times)/4]}
+		var want int64
+		if err := mem.Select(sel, func(*Hit) error { want++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		got, err := mem.CountMatching(sel)
+		if err != nil || got != want || want == 0 {
+			t.Fatalf("%q in a window: CountMatching %d (%v), Select %d", src, got, err, want)
+		}
+	}
 	dec, err := OpenReader(dir)
 	if err != nil {
 		t.Fatal(err)
