@@ -26,9 +26,8 @@ import (
 // waiting for ClickHouse; Run ships the log's closed segments to
 // ClickHouse, several per insert, retrying with backoff, and removes a
 // segment only once ClickHouse took it. A crash between the insert and the
-// removal sends the segment again; the table's key removes the copies
-// (ReplacingMergeTree, read FINAL), as it does an event two collectors
-// sent. While ClickHouse is down the log grows up to MaxSpoolBytes; past
+// removal sends the segment again; every answer counts the copies once
+// by their key (dedupe.go), as it does an event two collectors sent. While ClickHouse is down the log grows up to MaxSpoolBytes; past
 // it Append answers pipeline.ErrUnavailable (HTTP 503), so the API server
 // keeps its batches.
 type Collector struct {
