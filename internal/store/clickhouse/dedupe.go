@@ -48,7 +48,7 @@ func (s *Store) laterCopies(ctx context.Context, after uint64, rows []cursorRow)
 			lo, hi = min(lo, r.h.Time), max(hi, r.h.Time)
 			keys[i] = quote(strings.ToUpper(hex.EncodeToString(r.k[:])))
 		}
-		sql := "SELECT DISTINCT key FROM " + s.db + ".events WHERE " + timeWhere(lo, hi+1) +
+		sql := "SELECT DISTINCT key FROM " + s.db + ".events PREWHERE " + timeWhere(lo, hi+1) +
 			" AND seq <= " + strconv.FormatUint(after, 10) + " AND hex(key) IN (" + strings.Join(keys, ",") + ") FORMAT RowBinary"
 		err := s.c.query(ctx, sql, func(body io.Reader) error {
 			r := newRowReader(body)

@@ -281,7 +281,12 @@ func timeWhere(lo, hi int64) string {
 	return strings.Join(parts, " AND ")
 }
 
-// selectionWhere compiles a selection into the events table's WHERE.
+// selectionWhere compiles a selection into the events table's condition.
+// Reads give it as PREWHERE: ClickHouse then reads the other columns (the
+// raw line above all) only of the rows it selects. 18.16 moves a simple
+// condition to PREWHERE by itself, but not every one: kubetrail denied's
+// second statement (decision=forbid, not 401/403, one namespace) read
+// every raw line, 1.0-1.4 s over 500k events, 0.03 s as PREWHERE.
 func selectionWhere(sel local.Selection) (string, bool, error) {
 	w, err := compileFilter(sel.Filter)
 	if err != nil {
@@ -341,7 +346,7 @@ func (s *Store) selectAfter(ctx context.Context, sel local.Selection, after uint
 		pending = pending[:0]
 		return nil
 	}
-	sql := "SELECT cluster, time_us, received_us, key, raw, seq FROM " + s.db + ".events WHERE " + w + " ORDER BY seq, ord FORMAT RowBinary"
+	sql := "SELECT cluster, time_us, received_us, key, raw, seq FROM " + s.db + ".events PREWHERE " + w + " ORDER BY seq, ord FORMAT RowBinary"
 	err = s.c.query(ctx, sql, func(body io.Reader) error {
 		r := newRowReader(body)
 		for r.more() {
@@ -395,7 +400,7 @@ func (s *Store) Count(ctx context.Context, sel local.Selection) (int64, error) {
 	// FINAL merges the sorting key's columns of every part on 18.16,
 	// 5-60x slower for a count (measured on 200k events, docs/clickhouse.md).
 	var n int64
-	err = s.c.query(ctx, "SELECT toInt64(uniqExact(key)) FROM "+s.db+".events WHERE "+w+" FORMAT RowBinary", func(body io.Reader) error {
+	err = s.c.query(ctx, "SELECT toInt64(uniqExact(key)) FROM "+s.db+".events PREWHERE "+w+" FORMAT RowBinary", func(body io.Reader) error {
 		r := newRowReader(body)
 		n = r.i64()
 		return r.err
@@ -496,7 +501,7 @@ func (s *Store) Stats(ctx context.Context, sel local.Selection, o local.StatsOpt
 // groupUniqArray((key, size)) about 2.5x uniqExact.
 func statsSQL(db, w string, keys []string, bytes bool) string {
 	if !bytes {
-		sql := "SELECT " + strings.Join(append(keys, "toUInt64(uniqExact(key))", "toUInt64(0)"), ", ") + " FROM " + db + ".events WHERE " + w
+		sql := "SELECT " + strings.Join(append(keys, "toUInt64(uniqExact(key))", "toUInt64(0)"), ", ") + " FROM " + db + ".events PREWHERE " + w
 		if len(keys) > 0 {
 			sql += " GROUP BY " + strings.Join(keys, ", ")
 		}
@@ -508,7 +513,7 @@ func statsSQL(db, w string, keys []string, bytes bool) string {
 		inner[i] = k + " AS " + outer[i]
 	}
 	sql := "SELECT " + strings.Join(append(outer, "count()", "sum(size)"), ", ") +
-		" FROM (SELECT " + strings.Join(append(inner, "key", "size"), ", ") + " FROM " + db + ".events WHERE " + w + " LIMIT 1 BY key)"
+		" FROM (SELECT " + strings.Join(append(inner, "key", "size"), ", ") + " FROM " + db + ".events PREWHERE " + w + " LIMIT 1 BY key)"
 	if len(keys) > 0 {
 		sql += " GROUP BY " + strings.Join(outer, ", ")
 	}
@@ -572,7 +577,7 @@ func (s *Store) Export(ctx context.Context, o local.ScanOptions, fn func(local.S
 	}
 	// The first row of each key in arrival order, as Select keeps it
 	// (dedupe.go).
-	sql := "SELECT cluster, received_us, time_us, key, raw FROM " + s.db + ".events WHERE " + w + " ORDER BY seq, ord FORMAT RowBinary"
+	sql := "SELECT cluster, received_us, time_us, key, raw FROM " + s.db + ".events PREWHERE " + w + " ORDER BY seq, ord FORMAT RowBinary"
 	seen := map[local.Key]struct{}{}
 	return s.c.query(ctx, sql, func(body io.Reader) error {
 		r := newRowReader(body)
