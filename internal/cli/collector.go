@@ -125,6 +125,15 @@ func (col *collector) metrics() []prometheus.Collector {
 		counter("kubetrail_clickhouse_inserts_total", "Inserts ClickHouse took.", func(s clickhouse.CollectorStats) int64 { return s.Inserts }),
 		counter("kubetrail_clickhouse_insert_failures_total", "Inserts that failed and are retried.", func(s clickhouse.CollectorStats) int64 { return s.Failures }),
 		counter("kubetrail_clickhouse_batches_refused_total", "Batches refused (503) because the spool was full.", func(s clickhouse.CollectorStats) int64 { return s.Refused }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kubetrail_clickhouse_spool_damaged_segments",
+			Help: "Segments of the collector's WAL kept as .damaged: records in them could not be read and never reached ClickHouse; look at them, then remove them. -1 when the folder cannot be read."},
+			func() float64 {
+				n, err := c.DamagedSegments()
+				if err != nil {
+					return -1
+				}
+				return float64(n)
+			}),
 	}
 }
 

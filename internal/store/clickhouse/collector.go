@@ -476,12 +476,27 @@ func (c *Collector) shipOnce(ctx context.Context, now bool) (bool, error) {
 	return true, err
 }
 
+// DamagedSuffix ends the name of a WAL segment in which shipping met
+// damage: its intact records shipped, the damaged ones never reached
+// ClickHouse, and the file is kept for a person to look at and remove.
+const DamagedSuffix = ".damaged"
+
+// DamagedSegments counts the segments kept as damaged in the collector's
+// WAL folder, this run's and earlier runs', until a person removes them.
+func (c *Collector) DamagedSegments() (int, error) {
+	m, err := filepath.Glob(filepath.Join(c.opts.Dir, "wal", "*"+DamagedSuffix))
+	if err != nil {
+		return 0, fmt.Errorf("collector WAL: %w", err)
+	}
+	return len(m), nil
+}
+
 // dropShipped removes the WAL segments an insert shipped, keeping the
 // damaged ones beside them for a person to look at.
 func (c *Collector) dropShipped(damaged []string, segs []uint64) error {
 	for _, path := range damaged {
 		// Remove below tolerates its absence.
-		if err := os.Rename(path, path+".damaged"); err != nil {
+		if err := os.Rename(path, path+DamagedSuffix); err != nil {
 			return fmt.Errorf("collector WAL: keep damaged segment: %w", err)
 		}
 	}
