@@ -128,11 +128,11 @@ func (col *collector) metrics() []prometheus.Collector {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kubetrail_clickhouse_spool_damaged_segments",
 			Help: "Segments of the collector's WAL kept as .damaged: records in them could not be read and never reached ClickHouse; look at them, then remove them. -1 when the folder cannot be read."},
 			func() float64 {
-				n, err := c.DamagedSegments()
+				paths, err := c.DamagedSegments()
 				if err != nil {
 					return -1
 				}
-				return float64(n)
+				return float64(len(paths))
 			}),
 	}
 }
@@ -170,7 +170,7 @@ func serveCollector(cmd *cobra.Command, e *env, cfg server.Config, cf *collector
 	sink, rel := pol.wrap(sink)
 	cfg.Ingest = sink
 	ingestMetrics(&cfg, red, rel)
-	cfg.Collector = &server.CollectorMode{Ready: col.c.Ready, Metrics: col.metrics()}
+	cfg.Collector = &server.CollectorMode{Ready: col.c.Ready, Metrics: col.metrics(), Damage: col.c.Damage}
 	cfg.Store, cfg.AlertsDir = col.st, dir
 	if cfg.AccessLog, err = openAccessLog(dir, nil, log); err != nil {
 		col.close(cmd.Context(), 0, false)

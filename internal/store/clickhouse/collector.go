@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kubetrail/kubetrail/internal/pipeline"
+	"github.com/kubetrail/kubetrail/internal/store/local"
 	"github.com/kubetrail/kubetrail/internal/vfs"
 	"github.com/kubetrail/kubetrail/internal/wal"
 )
@@ -481,14 +482,31 @@ func (c *Collector) shipOnce(ctx context.Context, now bool) (bool, error) {
 // ClickHouse, and the file is kept for a person to look at and remove.
 const DamagedSuffix = ".damaged"
 
-// DamagedSegments counts the segments kept as damaged in the collector's
-// WAL folder, this run's and earlier runs', until a person removes them.
-func (c *Collector) DamagedSegments() (int, error) {
+// DamagedSegments returns the paths of the segments kept as damaged in
+// the collector's WAL folder, this run's and earlier runs', until a
+// person removes them.
+func (c *Collector) DamagedSegments() ([]string, error) {
 	m, err := filepath.Glob(filepath.Join(c.opts.Dir, "wal", "*"+DamagedSuffix))
 	if err != nil {
-		return 0, fmt.Errorf("collector WAL: %w", err)
+		return nil, fmt.Errorf("collector WAL: %w", err)
 	}
-	return len(m), nil
+	return m, nil
+}
+
+// Damage lists the damaged segments as what every answer from the store
+// leaves out: events this collector acknowledged that never reached
+// ClickHouse (serve --store names them in Kubetrail-Damage headers). A
+// folder that cannot be read is itself listed.
+func (c *Collector) Damage() []local.Damage {
+	paths, err := c.DamagedSegments()
+	if err != nil {
+		return []local.Damage{{Path: filepath.Join(c.opts.Dir, "wal"), Reason: err.Error()}}
+	}
+	out := make([]local.Damage, len(paths))
+	for i, p := range paths {
+		out[i] = local.Damage{Path: p, Reason: "records of this collector's WAL could not be read back; their events, acknowledged, never reached ClickHouse"}
+	}
+	return out
 }
 
 // dropShipped removes the WAL segments an insert shipped, keeping the

@@ -304,7 +304,8 @@ func TestCollectorBodyCutShortInsertsNothing(t *testing.T) {
 
 // TestCollectorKeepsDamagedSegments: a closed WAL segment damaged on disk
 // (a flipped byte in its first record) ships its intact records, is kept
-// as .damaged, and DamagedSegments counts it, in this run and the next.
+// as .damaged, and DamagedSegments and Damage (serve --store's
+// Kubetrail-Damage) list it, in this run and the next.
 // Planted: DamagedSegments counting the WAL's segments instead (3 before
 // shipping) fails it, as does removing the damaged segment instead of
 // keeping it (0 after shipping and in the next run).
@@ -341,8 +342,8 @@ func TestCollectorKeepsDamagedSegments(t *testing.T) {
 	}
 
 	c = newCollector(t, s, CollectorOptions{Dir: dir})
-	if n, err := c.DamagedSegments(); err != nil || n != 0 {
-		t.Fatalf("before shipping: %d damaged segments, %v; want 0", n, err)
+	if d, err := c.DamagedSegments(); err != nil || len(d) != 0 {
+		t.Fatalf("before shipping: damaged segments %v, %v; want none", d, err)
 	}
 	if err := c.Drain(ctx); err != nil {
 		t.Fatal(err)
@@ -353,12 +354,12 @@ func TestCollectorKeepsDamagedSegments(t *testing.T) {
 	if _, err := os.Stat(first + DamagedSuffix); err != nil {
 		t.Errorf("the damaged segment is not kept: %v", err)
 	}
-	if n, err := c.DamagedSegments(); err != nil || n != 1 {
-		t.Errorf("after shipping: %d damaged segments, %v; want 1", n, err)
+	if d, err := c.DamagedSegments(); err != nil || !slices.Equal(d, []string{first + DamagedSuffix}) {
+		t.Errorf("after shipping: damaged segments %v, %v; want %s", d, err, first+DamagedSuffix)
 	}
 	c.Close()
 	c = newCollector(t, s, CollectorOptions{Dir: dir})
-	if n, err := c.DamagedSegments(); err != nil || n != 1 {
-		t.Errorf("the next run: %d damaged segments, %v; want 1", n, err)
+	if d := c.Damage(); len(d) != 1 || d[0].Path != first+DamagedSuffix || !strings.Contains(d[0].Reason, "never reached ClickHouse") {
+		t.Errorf("the next run: damage %v; want %s, its events never in ClickHouse", d, first+DamagedSuffix)
 	}
 }
