@@ -24,9 +24,11 @@ const ArrivalsCursorFile = "detect-arrivals.cursor"
 
 // Arrivals is the store a shared-store detector reads: every selected
 // event with an arrival stamp above after, in arrival order, each event
-// once (*clickhouse.Store). It may block on the network; ctx ends it.
+// once, but those whose key known holds (nil: none), whose stored bytes
+// it need not read (*clickhouse.Store). It may block on the network; ctx
+// ends it.
 type Arrivals interface {
-	Arrivals(ctx context.Context, sel local.Selection, after uint64, fn func(h *local.Hit, seq uint64) error) error
+	Arrivals(ctx context.Context, sel local.Selection, after uint64, known func(local.Key) bool, fn func(h *local.Hit, seq uint64) error) error
 }
 
 // ArrivalsOptions configure an ArrivalsDetector.
@@ -212,7 +214,9 @@ func (d *ArrivalsDetector) Poll(ctx context.Context) error {
 		news []got
 		ids  []string
 	)
-	err := d.src.Arrivals(ctx, local.Selection{NeedEvent: true}, from, func(h *local.Hit, seq uint64) error {
+	// The keys evaluated within the margin are not read again.
+	known := func(k local.Key) bool { _, done := d.cur.Keys[hex.EncodeToString(k[:])]; return done }
+	err := d.src.Arrivals(ctx, local.Selection{NeedEvent: true}, from, known, func(h *local.Hit, seq uint64) error {
 		k := local.KeyOf(h.Cluster, h.Raw)
 		hk := hex.EncodeToString(k[:])
 		if _, done := d.cur.Keys[hk]; done {
@@ -276,7 +280,7 @@ func (d *ArrivalsDetector) replay(ctx context.Context) error {
 	}
 	margin := uint64(d.opts.Margin.Nanoseconds())
 	sel := local.Selection{Since: d.cur.Time - mem.Microseconds(), NeedEvent: true}
-	err := d.src.Arrivals(ctx, sel, 0, func(h *local.Hit, seq uint64) error {
+	err := d.src.Arrivals(ctx, sel, 0, nil, func(h *local.Hit, seq uint64) error {
 		k := local.KeyOf(h.Cluster, h.Raw)
 		if _, done := d.cur.Keys[hex.EncodeToString(k[:])]; !done && seq+margin > d.cur.Seq {
 			return nil // not evaluated yet: the first poll evaluates it

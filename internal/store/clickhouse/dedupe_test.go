@@ -121,7 +121,7 @@ func TestCopiesCountOnceBeforeAnyMerge(t *testing.T) {
 	// After a cursor: b is new; the copies of a are not, their first
 	// arrival being at the cursor.
 	var arrived []string
-	err = s.Arrivals(ctx, local.Selection{}, first, func(h *local.Hit, _ uint64) error {
+	err = s.Arrivals(ctx, local.Selection{}, first, nil, func(h *local.Hit, _ uint64) error {
 		arrived = append(arrived, h.Event.AuditID)
 		return nil
 	})
