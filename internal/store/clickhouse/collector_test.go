@@ -363,3 +363,29 @@ func TestCollectorKeepsDamagedSegments(t *testing.T) {
 		t.Errorf("the next run: damage %v; want %s, its events never in ClickHouse", d, first+DamagedSuffix)
 	}
 }
+
+// TestCollectorClusterURLOnOneServer: a collector given ?cluster= for a
+// store set up on one server (no events_local) inserts into its events
+// table, as before it routed rows to shards. Planted: routing whenever
+// the URL names a cluster fails every insert (no such table).
+func TestCollectorClusterURLOnOneServer(t *testing.T) {
+	cfg, _ := newDB(t, "kt_cluster_one")
+	cfg.Cluster = "kt_nowhere"
+	s, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := newCollector(t, s, CollectorOptions{})
+	if _, err := c.Append(context.Background(), testBatch(t, 0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := auditIDs(t, s), wantIDs(0, 1, 10); !slices.Equal(got, want) {
+		t.Errorf("stored %v, want %v", got, want)
+	}
+}
