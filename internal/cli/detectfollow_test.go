@@ -168,6 +168,18 @@ func TestDetectFollowSIGKILL(t *testing.T) {
 		}
 	}
 	all := append(slices.Clone(cursored), second.evaluated...)
+	// The kill may land after a save and before its "cursor saved" line
+	// (the save's directory fsync is in between): that poll's events are
+	// then covered by the cursor without the log saying so, and the
+	// second run rightly skips them. They were evaluated once, by the
+	// first run (their alerts are checked below); TestArrivalsKeyLog
+	// shows that keys a poll appended without saving its cursor are not
+	// taken as covered.
+	for _, id := range first.evaluated[first.cursored:] {
+		if !slices.Contains(second.evaluated, id) {
+			all = append(all, id)
+		}
+	}
 	slices.Sort(all)
 	if want := fwIDs(0, batches*per, 1); !slices.Equal(all, want) {
 		var missing []string
