@@ -386,7 +386,7 @@ func (s *suite) chQuestions(ci int, c corpus, layouts []*chLayout, dbs map[*chLa
 	fmt.Fprintf(w, "The questions of the tables above, as a new process each time: `kubetrail query --count --store URL FILTER` (median of %d) and `kubetrail query -o jsonl --store URL FILTER > out` (median of %d), "+
 		"beside the embedded store's and DuckDB's figures from the same run (the questions table above). Before a time is written, the events each store printed are compared as sorted "+
 		"(auditID, stage, stageTimestamp) lists and the counts must agree. "+
-		"Every answer on ClickHouse reads the table `FINAL` (copies of an event count once, ADR 0019). "+
+		"No answer on ClickHouse reads the table `FINAL`: copies of an event count once by their key (docs/clickhouse.md, Speed). "+
 		"The floor: one HTTP request `SELECT 1` to the server from a warm Go client takes %s (median of 50), and a `kubetrail query --count --store` of a question that matches nothing takes the time in the last row.\n\n",
 		qruns, jqRuns, dur(floor))
 	fmt.Fprintf(w, "| question | events | embedded --count | %s --count | DuckDB count | embedded -o jsonl | %s -o jsonl |\n|---|---|---|%s---|---|%s\n",

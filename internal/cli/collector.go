@@ -125,6 +125,15 @@ func (col *collector) metrics() []metrics.Collector {
 		counter("kubetrail_clickhouse_inserts_total", "Inserts ClickHouse took.", func(s clickhouse.CollectorStats) int64 { return s.Inserts }),
 		counter("kubetrail_clickhouse_insert_failures_total", "Inserts that failed and are retried.", func(s clickhouse.CollectorStats) int64 { return s.Failures }),
 		counter("kubetrail_clickhouse_batches_refused_total", "Batches refused (503) because the spool was full.", func(s clickhouse.CollectorStats) int64 { return s.Refused }),
+		metrics.NewGaugeFunc("kubetrail_clickhouse_spool_damaged_segments",
+			"Segments of the collector's WAL kept as .damaged: records in them could not be read and never reached ClickHouse; look at them, then remove them. -1 when the folder cannot be read.",
+			func() float64 {
+				paths, err := c.DamagedSegments()
+				if err != nil {
+					return -1
+				}
+				return float64(len(paths))
+			}),
 	}
 }
 
@@ -161,7 +170,7 @@ func serveCollector(cmd *cobra.Command, e *env, cfg server.Config, cf *collector
 	sink, rel := pol.wrap(sink)
 	cfg.Ingest = sink
 	ingestMetrics(&cfg, red, rel)
-	cfg.Collector = &server.CollectorMode{Ready: col.c.Ready, Metrics: col.metrics()}
+	cfg.Collector = &server.CollectorMode{Ready: col.c.Ready, Metrics: col.metrics(), Damage: col.c.Damage}
 	cfg.Store, cfg.AlertsDir = col.st, dir
 	if cfg.AccessLog, err = openAccessLog(dir, nil, log); err != nil {
 		col.close(cmd.Context(), 0, false)

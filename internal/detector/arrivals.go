@@ -24,9 +24,11 @@ const ArrivalsCursorFile = "detect-arrivals.cursor"
 
 // Arrivals is the store a shared-store detector reads: every selected
 // event with an arrival stamp above after, in arrival order, each event
-// once (*clickhouse.Store). It may block on the network; ctx ends it.
+// once, but those whose key known holds (nil: none), whose stored bytes
+// it need not read (*clickhouse.Store). It may block on the network; ctx
+// ends it.
 type Arrivals interface {
-	Arrivals(ctx context.Context, sel local.Selection, after uint64, fn func(h *local.Hit, seq uint64) error) error
+	Arrivals(ctx context.Context, sel local.Selection, after uint64, known func(local.Key) bool, fn func(h *local.Hit, seq uint64) error) error
 }
 
 // ArrivalsOptions configure an ArrivalsDetector.
@@ -48,7 +50,8 @@ type ArrivalsOptions struct {
 
 // arrivalsCursor is the saved state: every event with seq <= Seq-Margin,
 // and every event whose key is in Keys, was evaluated and its alerts
-// stored.
+// stored. Version 2 keeps Keys in a key log (arrivalskeys.go) that the
+// cursor names; version 1, read still, kept them in its JSON.
 type arrivalsCursor struct {
 	Version int `json:"version"`
 	// Seq is the highest arrival stamp evaluated.
@@ -57,8 +60,13 @@ type arrivalsCursor struct {
 	// replay on start covers the rules' memory before it.
 	Time int64 `json:"time"`
 	// Keys are the events evaluated with a seq within the margin below
-	// Seq (hex event key -> seq).
-	Keys map[string]uint64 `json:"keys"`
+	// Seq (hex event key -> seq): in the key log from version 2 on.
+	Keys map[string]uint64 `json:"keys,omitempty"`
+	// KeysGen, KeysLen and KeysCRC name the key log's generation, its
+	// length and the CRC-32C of those bytes (version 2).
+	KeysGen int    `json:"keysGen,omitempty"`
+	KeysLen int64  `json:"keysLen,omitempty"`
+	KeysCRC uint32 `json:"keysCRC,omitempty"`
 	// AlertSeq is the alert store's newest number at the save.
 	AlertSeq uint64 `json:"alertSeq"`
 }
@@ -75,6 +83,7 @@ type ArrivalsDetector struct {
 	alerts *alert.Store
 	opts   ArrivalsOptions
 	path   string
+	keys   *keyLog
 
 	cur    arrivalsCursor
 	stored map[string]int
@@ -112,20 +121,24 @@ func OpenArrivals(src Arrivals, eng Engine, store *alert.Store, dir string, opts
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		last, _ := store.Last()
-		d.cur = arrivalsCursor{Version: 1, Keys: map[string]uint64{}, AlertSeq: last}
+		d.cur = arrivalsCursor{Version: 2, Keys: map[string]uint64{}, AlertSeq: last}
 	case err != nil:
 		return nil, fmt.Errorf("detection cursor: %w", err)
 	default:
 		if err := cursorfile.Decode(b, &d.cur); err != nil {
 			return nil, fmt.Errorf("detection cursor %s: %w (remove it to evaluate the store again from its first event)", d.path, err)
 		}
-		if d.cur.Version != 1 {
-			return nil, fmt.Errorf("detection cursor %s: version %d: this kubetrail reads version 1", d.path, d.cur.Version)
+		if d.cur.Version != 1 && d.cur.Version != 2 {
+			return nil, fmt.Errorf("detection cursor %s: version %d: this kubetrail reads versions 1 and 2", d.path, d.cur.Version)
 		}
 		if d.cur.Keys == nil {
 			d.cur.Keys = map[string]uint64{}
 		}
 	}
+	if d.keys, err = openKeyLog(dir, d.cur.KeysGen, d.cur.KeysLen, d.cur.KeysCRC, d.cur.Keys); err != nil {
+		return nil, err
+	}
+	d.cur.Version = 2
 	if err := d.readStored(); err != nil {
 		return nil, err
 	}
@@ -203,16 +216,14 @@ func (d *ArrivalsDetector) Poll(ctx context.Context) error {
 	if d.cur.Seq > margin {
 		from = d.cur.Seq - margin
 	}
-	type got struct {
-		key string
-		seq uint64
-	}
 	var (
 		out  []rules.Alert
-		news []got
+		news []keySeq
 		ids  []string
 	)
-	err := d.src.Arrivals(ctx, local.Selection{NeedEvent: true}, from, func(h *local.Hit, seq uint64) error {
+	// The keys evaluated within the margin are not read again.
+	known := func(k local.Key) bool { _, done := d.cur.Keys[hex.EncodeToString(k[:])]; return done }
+	err := d.src.Arrivals(ctx, local.Selection{NeedEvent: true}, from, known, func(h *local.Hit, seq uint64) error {
 		k := local.KeyOf(h.Cluster, h.Raw)
 		hk := hex.EncodeToString(k[:])
 		if _, done := d.cur.Keys[hk]; done {
@@ -228,7 +239,7 @@ func (d *ArrivalsDetector) Poll(ctx context.Context) error {
 			}
 			out = append(out, a)
 		}
-		news = append(news, got{hk, seq})
+		news = append(news, keySeq{hk, seq})
 		d.cur.Time = max(d.cur.Time, h.Event.StageTimestamp.Time.UnixMicro())
 		ids = append(ids, h.Event.AuditID)
 		return nil
@@ -257,9 +268,20 @@ func (d *ArrivalsDetector) Poll(ctx context.Context) error {
 			}
 		}
 	}
+	// The keys first (appended: 24 bytes an event), then the cursor that
+	// names them, without them.
+	if kerr := d.keys.add(news, d.cur.Keys); kerr != nil {
+		return &cursorError{kerr}
+	}
 	d.cur.AlertSeq, _ = d.alerts.Last()
-	if serr := cursorfile.Save(vfs.OS, d.path, &d.cur); serr != nil {
+	d.cur.KeysGen, d.cur.KeysLen, d.cur.KeysCRC = d.keys.gen, d.keys.size, d.keys.crc
+	disk := d.cur
+	disk.Keys = nil
+	if serr := cursorfile.Save(vfs.OS, d.path, &disk); serr != nil {
 		return &cursorError{serr}
+	}
+	if kerr := d.keys.saved(); kerr != nil {
+		return &cursorError{kerr}
 	}
 	d.opts.Log.Debug("cursor saved", "seq", d.cur.Seq, "keys", len(d.cur.Keys))
 	return err
@@ -276,7 +298,7 @@ func (d *ArrivalsDetector) replay(ctx context.Context) error {
 	}
 	margin := uint64(d.opts.Margin.Nanoseconds())
 	sel := local.Selection{Since: d.cur.Time - mem.Microseconds(), NeedEvent: true}
-	err := d.src.Arrivals(ctx, sel, 0, func(h *local.Hit, seq uint64) error {
+	err := d.src.Arrivals(ctx, sel, 0, nil, func(h *local.Hit, seq uint64) error {
 		k := local.KeyOf(h.Cluster, h.Raw)
 		if _, done := d.cur.Keys[hex.EncodeToString(k[:])]; !done && seq+margin > d.cur.Seq {
 			return nil // not evaluated yet: the first poll evaluates it

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/kubetrail/kubetrail/internal/metrics"
+	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // CollectorMode is serve --store clickhouse://: the server takes events
@@ -15,6 +16,10 @@ type CollectorMode struct {
 	Ready func() error
 	// Metrics are the collector's, registered on /metrics.
 	Metrics []metrics.Collector
+	// Damage, when set, lists data the collector lost before it reached
+	// Config.Store (its damaged WAL segments): every read answer names
+	// it in DamageHeader, as the embedded store names its quarantine.
+	Damage func() []local.Damage
 }
 
 var errCollector = errors.New("this kubetrail serve is a collector without a store to read: it stores into ClickHouse and answers no questions; ask ClickHouse with kubetrail query --store clickhouse://HOST:8123/DB")

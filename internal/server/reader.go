@@ -25,7 +25,7 @@ type reader interface {
 	Span() (count int, minT, maxT int64)
 	StatsOf(sel local.Selection, o local.StatsOptions) ([]local.Group, local.Totals, error)
 	// Damaged lists what the answers so far left out; nil when nothing
-	// was (always, on ClickHouse, whose own replicas answer for that).
+	// was. On ClickHouse: the serve's collector's damaged WAL segments.
 	Damaged() []local.Damage
 	Close() error
 }
@@ -45,7 +45,11 @@ func (s *Server) openReader(ctx context.Context) (reader, error) {
 		}
 		return rd, nil
 	}
-	return storeReader{ctx: ctx, r: s.cfg.Store}, nil
+	rd := storeReader{ctx: ctx, r: s.cfg.Store}
+	if s.cfg.Collector != nil {
+		rd.damage = s.cfg.Collector.Damage
+	}
+	return rd, nil
 }
 
 // storeReader gives a store.Reader (ClickHouse) the shape of a reader,
@@ -54,6 +58,8 @@ func (s *Server) openReader(ctx context.Context) (reader, error) {
 type storeReader struct {
 	ctx context.Context
 	r   store.Reader
+	// damage lists what the serve's collector lost (CollectorMode.Damage).
+	damage func() []local.Damage
 }
 
 func (s storeReader) Select(sel local.Selection, fn func(*local.Hit) error) error {
@@ -75,7 +81,14 @@ func (s storeReader) Span() (int, int64, int64) {
 	return n, lo, hi
 }
 
-func (storeReader) Damaged() []local.Damage { return nil }
+// Damaged is what the serve's own collector lost before ClickHouse had
+// it; ClickHouse's own damage is its to report (docs/clickhouse.md).
+func (s storeReader) Damaged() []local.Damage {
+	if s.damage == nil {
+		return nil
+	}
+	return s.damage()
+}
 
 // Close leaves the store open: it is the server's, closed by its owner.
 func (storeReader) Close() error { return nil }

@@ -394,3 +394,81 @@ func dayEvents(t *testing.T, day string, n int) *pipeline.Batch {
 		func(p audit.Problem) { t.Fatalf("%v", p) })
 	return &pipeline.Batch{Cluster: "c", Received: time.Now(), Records: recs}
 }
+
+// TestCollectorInsertsIntoShards: a collector whose store URL names the
+// cluster inserts each row into its shard's events_local itself (the
+// Distributed table is dropped on the server it talks to while it ships,
+// so a Distributed insert would fail), into the shard the Distributed
+// table picks: the same events inserted again through the Distributed
+// table of the other server land beside them, so each shard holds both
+// copies of its events (merges stopped) and every answer counts each
+// once. Planted: routing by keyHash+1 (the wrong shard for half the
+// keys) puts copies on both shards (distinct events over the shards
+// above the corpus's); a collector inserting through the Distributed
+// table fails to ship.
+func TestCollectorInsertsIntoShards(t *testing.T) {
+	u := newClusterURL(t)
+	cfg, err := clickhouse.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := clickhouse.Setup(ctx, cfg); err != nil {
+		t.Fatalf("setup: %v\n%s", err, cluster.nodes[0].Log())
+	}
+	sql := func(n *chtest.Node, q string) {
+		t.Helper()
+		resp, err := http.Post(n.URL()+"/", "text/plain", strings.NewReader(q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s on %s: %s", q, n.URL(), b)
+		}
+	}
+	for _, n := range cluster.nodes {
+		sql(n, "SYSTEM STOP MERGES "+cfg.Database+".events_local")
+	}
+	s, err := clickhouse.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sql(cluster.nodes[0], "DROP TABLE "+cfg.Database+".events")
+	col, err := clickhouse.NewCollector(s, clickhouse.CollectorOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer col.Close()
+	c := loadCorpus(t)
+	for _, b := range c.batches {
+		if _, err := col.Append(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := col.Drain(dctx); err != nil {
+		t.Fatalf("shipping without the Distributed table: %v", err)
+	}
+	if err := clickhouse.Setup(ctx, cfg); err != nil { // the Distributed table again
+		t.Fatal(err)
+	}
+	other := cfg
+	other.Cluster, other.Endpoint = "", cluster.nodes[1].URL()
+	s2, err := clickhouse.Open(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	appendAll(t, s2, c.batches)
+	rows, events := shardCounts(t, cfg.Database)
+	if events[0] == 0 || events[1] == 0 || events[0]+events[1] != len(c.records) || rows[0]+rows[1] != 2*len(c.records) {
+		t.Errorf("shards hold %v distinct events in %v rows; want both some, %d in all, each twice", events, rows, len(c.records))
+	}
+	if n, err := s.Count(ctx, local.Selection{}); err != nil || n != int64(len(c.records)) {
+		t.Errorf("count: %d, %v; want %d", n, err, len(c.records))
+	}
+}

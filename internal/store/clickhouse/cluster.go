@@ -17,7 +17,7 @@ import (
 // package does not know it is on a cluster; and kubetrail_meta, so that
 // Open works against any server. Rows go to the shard cityHash64(key)
 // picks: every copy of an event has one key, so copies meet on one shard,
-// where ReplacingMergeTree and FINAL count them once.
+// where ReplacingMergeTree merges them (answers count keys meanwhile).
 //
 // 18.16 runs ON CLUSTER DDL only through ZooKeeper, so Setup connects to
 // each server itself, at the host system.clusters names and the port of

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kubetrail/kubetrail/internal/pipeline"
+	"github.com/kubetrail/kubetrail/internal/store/local"
 	"github.com/kubetrail/kubetrail/internal/vfs"
 	"github.com/kubetrail/kubetrail/internal/wal"
 )
@@ -26,9 +27,8 @@ import (
 // waiting for ClickHouse; Run ships the log's closed segments to
 // ClickHouse, several per insert, retrying with backoff, and removes a
 // segment only once ClickHouse took it. A crash between the insert and the
-// removal sends the segment again; the table's key removes the copies
-// (ReplacingMergeTree, read FINAL), as it does an event two collectors
-// sent. While ClickHouse is down the log grows up to MaxSpoolBytes; past
+// removal sends the segment again; every answer counts the copies once
+// by their key (dedupe.go), as it does an event two collectors sent. While ClickHouse is down the log grows up to MaxSpoolBytes; past
 // it Append answers pipeline.ErrUnavailable (HTTP 503), so the API server
 // keeps its batches.
 type Collector struct {
@@ -57,6 +57,11 @@ type Collector struct {
 	// lastInsert is when the shipper's last insert ended (Run and Drain
 	// only).
 	lastInsert time.Time
+	// router sends rows to their shards when the store URL names its
+	// cluster (shards.go); made by the shipper at its first insert
+	// (routed), nil when the store has no events_local.
+	router *shardRouter
+	routed bool
 	// bufs holds *[]byte buffers for Append's rows.
 	bufs sync.Pool
 	// schemaOK is set once the store's schema was checked (Dial does not).
@@ -446,20 +451,18 @@ func (c *Collector) shipOnce(ctx context.Context, now bool) (bool, error) {
 		bytes += fi.Size()
 	}
 	st := stamper{seq: c.st.nextSeq()}
-	pr, pw := io.Pipe()
 	var damaged []string
-	written := make(chan error, 1)
-	go func() {
-		var err error
-		damaged, err = c.stream(pw, paths, &st)
-		pw.CloseWithError(err) // nil: the body ends
-		written <- err
-	}()
-	err := c.st.insertStream(ctx, bigChunks{pr})
-	pr.CloseWithError(errors.New("insert ended")) // unblocks the writer if the request stopped reading
-	if werr := <-written; werr != nil && err == nil {
-		// The request read a body cut short; it must not count as sent.
-		err = werr
+	var err error
+	if c.st.c.cfg.Cluster != "" && !c.routed {
+		if c.router, err = newShardRouter(ctx, c.st.c.cfg); err != nil {
+			return false, err
+		}
+		c.routed = true
+	}
+	if c.router != nil {
+		damaged, err = c.insertSharded(ctx, c.router, paths, &st)
+	} else {
+		damaged, err = c.insert(ctx, paths, &st)
 	}
 	if err != nil {
 		return false, err
@@ -477,12 +480,66 @@ func (c *Collector) shipOnce(ctx context.Context, now bool) (bool, error) {
 	return true, err
 }
 
+// DamagedSuffix ends the name of a WAL segment in which shipping met
+// damage: its intact records shipped, the damaged ones never reached
+// ClickHouse, and the file is kept for a person to look at and remove.
+const DamagedSuffix = ".damaged"
+
+// DamagedSegments returns the paths of the segments kept as damaged in
+// the collector's WAL folder, this run's and earlier runs', until a
+// person removes them.
+func (c *Collector) DamagedSegments() ([]string, error) {
+	m, err := filepath.Glob(filepath.Join(c.opts.Dir, "wal", "*"+DamagedSuffix))
+	if err != nil {
+		return nil, fmt.Errorf("collector WAL: %w", err)
+	}
+	return m, nil
+}
+
+// Damage lists the damaged segments as what every answer from the store
+// leaves out: events this collector acknowledged that never reached
+// ClickHouse (serve --store names them in Kubetrail-Damage headers). A
+// folder that cannot be read is itself listed.
+func (c *Collector) Damage() []local.Damage {
+	paths, err := c.DamagedSegments()
+	if err != nil {
+		return []local.Damage{{Path: filepath.Join(c.opts.Dir, "wal"), Reason: err.Error()}}
+	}
+	out := make([]local.Damage, len(paths))
+	for i, p := range paths {
+		out[i] = local.Damage{Path: p, Reason: "records of this collector's WAL could not be read back; their events, acknowledged, never reached ClickHouse"}
+	}
+	return out
+}
+
+// insert sends the rows of the segments at paths, stamped by st, in one
+// insert into the events table, and returns the segments in which it met
+// damage.
+func (c *Collector) insert(ctx context.Context, paths []string, st *stamper) ([]string, error) {
+	pr, pw := io.Pipe()
+	var damaged []string
+	written := make(chan error, 1)
+	go func() {
+		var err error
+		damaged, err = c.stream(pw, paths, st)
+		pw.CloseWithError(err) // nil: the body ends
+		written <- err
+	}()
+	err := c.st.insertStream(ctx, bigChunks{pr})
+	pr.CloseWithError(errors.New("insert ended")) // unblocks the writer if the request stopped reading
+	if werr := <-written; werr != nil && err == nil {
+		// The request read a body cut short; it must not count as sent.
+		err = werr
+	}
+	return damaged, err
+}
+
 // dropShipped removes the WAL segments an insert shipped, keeping the
 // damaged ones beside them for a person to look at.
 func (c *Collector) dropShipped(damaged []string, segs []uint64) error {
 	for _, path := range damaged {
 		// Remove below tolerates its absence.
-		if err := os.Rename(path, path+".damaged"); err != nil {
+		if err := os.Rename(path, path+DamagedSuffix); err != nil {
 			return fmt.Errorf("collector WAL: keep damaged segment: %w", err)
 		}
 	}
@@ -498,13 +555,23 @@ func (c *Collector) dropShipped(damaged []string, segs []uint64) error {
 // and returns the segments in which it met damage.
 func (c *Collector) stream(w io.Writer, paths []string, st *stamper) ([]string, error) {
 	bw := bufio.NewWriterSize(w, 1<<20)
+	damaged, err := c.scanSegments(paths, func(rows []byte) error { return st.write(bw, rows) })
+	if err != nil {
+		return damaged, err
+	}
+	return damaged, bw.Flush()
+}
+
+// scanSegments calls fn with the rows of each record of the segments at
+// paths, and returns the segments in which it met damage.
+func (c *Collector) scanSegments(paths []string, fn func(rows []byte) error) ([]string, error) {
 	var damaged []string
 	for _, path := range paths {
 		res, err := wal.Scan(path, func(_ int64, p []byte) error {
 			if len(p) < 2 || p[0] != spoolVersion || p[len(p)-1] != spoolEnd {
 				return fmt.Errorf("a record that is not rows of version %d", spoolVersion)
 			}
-			return st.write(bw, p[1:len(p)-1])
+			return fn(p[1 : len(p)-1])
 		})
 		if err != nil {
 			return damaged, fmt.Errorf("collector WAL %s: %w", path, err)
@@ -516,7 +583,7 @@ func (c *Collector) stream(w io.Writer, paths []string, st *stamper) ([]string, 
 			c.opts.Logger.Error("damaged records in the collector's WAL; the intact ones ship, the file is kept as .damaged", "file", path, "damage", fmt.Sprint(d))
 		}
 	}
-	return damaged, bw.Flush()
+	return damaged, nil
 }
 
 // bigChunks is an insert's body read from the pipe in 1 MiB pieces.

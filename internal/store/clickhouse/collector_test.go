@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -298,5 +299,93 @@ func TestCollectorBodyCutShortInsertsNothing(t *testing.T) {
 	}
 	if segs := c.closedSegments(); len(segs) != 1 {
 		t.Fatalf("closed segments %v, want the one not shipped", segs)
+	}
+}
+
+// TestCollectorKeepsDamagedSegments: a closed WAL segment damaged on disk
+// (a flipped byte in its first record) ships its intact records, is kept
+// as .damaged, and DamagedSegments and Damage (serve --store's
+// Kubetrail-Damage) list it, in this run and the next.
+// Planted: DamagedSegments counting the WAL's segments instead (3 before
+// shipping) fails it, as does removing the damaged segment instead of
+// keeping it (0 after shipping and in the next run).
+func TestCollectorKeepsDamagedSegments(t *testing.T) {
+	_, s := newDB(t, "kt_damaged")
+	ctx := context.Background()
+	dir := t.TempDir()
+	c, err := NewCollector(s, CollectorOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b := range 3 {
+		if _, err := c.Append(ctx, testBatch(t, b, 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.rotate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Append(ctx, testBatch(t, 3, 10)); err != nil {
+		t.Fatal(err)
+	}
+	first := wal.SegmentPath(filepath.Join(dir, "wal"), c.log.Segments()[0])
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/6] ^= 0xff // inside the first of three records of one size
+	if err := os.WriteFile(first, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	c = newCollector(t, s, CollectorOptions{Dir: dir})
+	if d, err := c.DamagedSegments(); err != nil || len(d) != 0 {
+		t.Fatalf("before shipping: damaged segments %v, %v; want none", d, err)
+	}
+	if err := c.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := auditIDs(t, s), wantIDs(1, 4, 10); !slices.Equal(got, want) {
+		t.Errorf("shipped %v, want the intact records' %v", got, want)
+	}
+	if _, err := os.Stat(first + DamagedSuffix); err != nil {
+		t.Errorf("the damaged segment is not kept: %v", err)
+	}
+	if d, err := c.DamagedSegments(); err != nil || !slices.Equal(d, []string{first + DamagedSuffix}) {
+		t.Errorf("after shipping: damaged segments %v, %v; want %s", d, err, first+DamagedSuffix)
+	}
+	c.Close()
+	c = newCollector(t, s, CollectorOptions{Dir: dir})
+	if d := c.Damage(); len(d) != 1 || d[0].Path != first+DamagedSuffix || !strings.Contains(d[0].Reason, "never reached ClickHouse") {
+		t.Errorf("the next run: damage %v; want %s, its events never in ClickHouse", d, first+DamagedSuffix)
+	}
+}
+
+// TestCollectorClusterURLOnOneServer: a collector given ?cluster= for a
+// store set up on one server (no events_local) inserts into its events
+// table, as before it routed rows to shards. Planted: routing whenever
+// the URL names a cluster fails every insert (no such table).
+func TestCollectorClusterURLOnOneServer(t *testing.T) {
+	cfg, _ := newDB(t, "kt_cluster_one")
+	cfg.Cluster = "kt_nowhere"
+	s, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := newCollector(t, s, CollectorOptions{})
+	if _, err := c.Append(context.Background(), testBatch(t, 0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := auditIDs(t, s), wantIDs(0, 1, 10); !slices.Equal(got, want) {
+		t.Errorf("stored %v, want %v", got, want)
 	}
 }

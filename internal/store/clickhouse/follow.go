@@ -39,7 +39,8 @@ func (f *Follow) Poll(ctx context.Context, fn func(*local.Hit) error) error {
 	if f.last > margin {
 		from = f.last - margin
 	}
-	err := f.s.selectAfter(ctx, f.sel, from, func(h *local.Hit, seq uint64) error {
+	known := func(k local.Key) bool { _, ok := f.seen[k]; return ok }
+	err := f.s.Arrivals(ctx, f.sel, from, known, func(h *local.Hit, seq uint64) error {
 		k := local.KeyOf(h.Cluster, h.Raw)
 		if _, dup := f.seen[k]; dup {
 			return nil
