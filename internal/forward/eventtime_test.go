@@ -148,3 +148,27 @@ func TestSplunkInvalidEventNamed(t *testing.T) {
 		t.Errorf("requests carried %v; want %v (id-1 indexed by the first)", got, want)
 	}
 }
+
+// TestElasticAnnotationKeysCollide: annotation keys that are one once '.'
+// becomes '_' (a.b beside a_b, and x.y_z beside x_y.z) keep every value:
+// a key with no '.' keeps its name, the rewritten ones take _2, _3.
+// Mutation it catches: writing every rewritten key to its underscored
+// name (one value overwrites the other, which one by map order).
+func TestElasticAnnotationKeysCollide(t *testing.T) {
+	ann := map[string]string{"a.b": "dotted", "a_b": "plain", "x.y_z": "1", "x_y.z": "2", "k8s.io/x": "v"}
+	raw, _ := json.Marshal(map[string]any{"auditID": "id-1", "annotations": ann})
+	want := map[string]string{"a_b": "plain", "a_b_2": "dotted", "x_y_z": "1", "x_y_z_2": "2", "k8s_io/x": "v"}
+	for range 20 { // map order varies: a lost value shows within a few runs
+		out, err := underscoreAnnotations(raw, ann)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct{ Annotations map[string]string }
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got.Annotations) != fmt.Sprint(want) {
+			t.Fatalf("annotations %v; want %v", got.Annotations, want)
+		}
+	}
+}
