@@ -233,3 +233,33 @@ func TestImpersonationByControlPlaneShown(t *testing.T) {
 		t.Errorf("activity system:admin: %d requests, want the one made as system:admin", len(act.Requests))
 	}
 }
+
+// TestSecretsNoResponse: a read of secrets whose only event is
+// RequestReceived is an attempt with no response known, not a read
+// (as timeline says "asked to ...; no response is in the log").
+// Mutation it catches: code 0 counted as a success ("non-system read").
+func TestSecretsNoResponse(t *testing.T) {
+	r := openFixture(t, []*evb{
+		req(10, "bob", "get", "/api/v1/namespaces/production/secrets/x").Obj("secrets", "production", "x").Stage(audit.StageRequestReceived),
+		req(20, "carol", "get", "/api/v1/namespaces/production/secrets/x").Obj("secrets", "production", "x").Stage(audit.StageRequestReceived),
+		req(21, "carol", "get", "/api/v1/namespaces/production/secrets/y").Obj("secrets", "production", "y").Code(403, "forbid"),
+		req(30, "dave", "get", "/api/v1/namespaces/production/secrets/x").Obj("secrets", "production", "x").Stage(audit.StageRequestReceived),
+		req(31, "dave", "get", "/api/v1/namespaces/production/secrets/y").Obj("secrets", "production", "y").Code(200, "allow"),
+	})
+	rep, err := Secrets(r, SecretsQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range rep.Accesses {
+		got = append(got, a.User+": "+a.Flag)
+	}
+	want := []string{
+		"bob: non-system read attempt; no response is in the log",
+		"carol: non-system read attempt; 1 with no response in the log",
+		"dave: non-system read",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("flags (-want +got):\n%s", diff)
+	}
+}
