@@ -263,7 +263,9 @@ recorded bodies (level Request or RequestResponse). metadata.managedFields
 and metadata.resourceVersion are left out of the diffs. A creation shows the
 whole object. Failed writes are listed without a diff. The deletecollections
 of the resource in the object's namespace are listed too: they name no
-object, yet may have deleted it.
+object, yet may have deleted it. The creation of an object named by the API
+server (generateName) is found by the name in its responseObject (level
+RequestResponse): its event's objectRef has no name.
 
 RESOURCE takes the same names as for who (secret, cm, deploy, ...).` + invCommon,
 		Example: `  kubetrail history deploy/web -n production
