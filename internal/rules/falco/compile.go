@@ -357,6 +357,11 @@ func (c *compiler) field(f fieldRef, src texts) (*fieldInst, *compileError) {
 		fi.index = n
 	}
 	if strings.HasSuffix(f.name, ".value") && (strings.HasPrefix(f.name, "json.") || strings.HasPrefix(f.name, "jevt.")) {
+		if f.arg == "" {
+			// The json plugin refuses it ("value argument is required");
+			// it is not the key "", which is json.value[/].
+			return nil, &compileError{src: src, at: f.at, msg: fmt.Sprintf("field %s needs a JSON pointer, as in %s[/user/username] (json.obj is the whole event)", f.name, f.name)}
+		}
 		fi.toks = splitPointer(f.arg)
 	}
 	return fi, nil

@@ -98,6 +98,12 @@ func TestBadFiles(t *testing.T) {
 	f(rule(`ka.user.name glob "a[b"`), `bad.yaml:3:32: error: rule "r": invalid glob "a[b"`)
 	f(rule("ka.req.pod.containers.image = nginx"), `bad.yaml:3:42: error: rule "r": ka.req.pod.containers.image is a list field`)
 	f(rule("ka.uri.param = x"), `bad.yaml:3:14: error: rule "r": field ka.uri.param needs an argument`)
+	// The json plugin refuses an empty pointer ("value argument is
+	// required"): it is not the key "" (that is json.value[/]). The
+	// condition parser refuses json.value[]; these reached the key "".
+	f(rule(`json.value[""] exists`), `bad.yaml:3:14: error: rule "r": field json.value needs a JSON pointer`)
+	f("- rule: r\n  desc: d\n  condition: ka.verb=get\n  output: v=%jevt.value[]\n  priority: INFO\n  source: k8s_audit\n",
+		`bad.yaml:4:13: error: rule "r": output: field jevt.value needs a JSON pointer`)
 	f(rule("ka.verb[0] = x"), `bad.yaml:3:14: error: rule "r": field ka.verb takes no argument`)
 	f(rule("ka.response.code > abc"), "bad.yaml:3:33: error: rule \"r\": expected a number")
 	f("- macro: loop\n  condition: loop\n"+rule("loop"), `macro "loop" refers to itself`)
