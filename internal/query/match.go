@@ -526,9 +526,6 @@ func (b *builder) positive(spec *fieldSpec, key string, op Op, c *Cmp) (matcher,
 		if err != nil {
 			return nil, b.errAt(v0.Pos, "invalid time %s: %v", quoteForMsg(v0.Text), err)
 		}
-		if op == OpEq {
-			t = t.Truncate(time.Microsecond) // audit timestamps hold microseconds (see eqTime)
-		}
 		return &timeM{get: spec.time, op: op, t: t}, nil
 	case kLevel:
 		if op.ordered() {

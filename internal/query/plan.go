@@ -165,10 +165,6 @@ func TimeRange(e Expr, now time.Time) (from, to time.Time) {
 		}
 		switch e.Op {
 		case OpEq:
-			// = compares to the microsecond, the precision of audit
-			// timestamps (MicroTime): nanoseconds in the value are
-			// dropped, as the matcher drops them.
-			t = t.Truncate(time.Microsecond)
 			return t, t
 		case OpGt, OpGe:
 			return t, time.Time{}
