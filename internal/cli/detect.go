@@ -32,7 +32,7 @@ type ruleFlags struct {
 }
 
 func (f *ruleFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringArrayVar(&f.paths, "rules", nil, "a rule file, or a folder of .yaml/.yml rule files (kubetrail, Sigma or Falco, told apart by their contents); repeatable. Replaces the built-in pack unless --builtin")
+	cmd.Flags().StringArrayVar(&f.paths, "rules", nil, "a rule file, or a folder of .yaml/.yml rule files (kubetrail, Sigma or Falco, told apart by their contents; its subfolders are not read, and each is named in a warning); repeatable. Replaces the built-in pack unless --builtin")
 	cmd.Flags().BoolVar(&f.builtin, "builtin", false, "with --rules: keep the built-in pack too (files may change its rules by name)")
 	cmd.Flags().StringVar(&f.matching, "falco-rule-matching", "first", "Falco rules: first (Falco's default: one alert per event, the first matching rule) or all")
 }
@@ -40,7 +40,7 @@ func (f *ruleFlags) add(cmd *cobra.Command) {
 // load loads the rules, printing every problem on stderr. Errors fail the
 // command: running without a rule the user asked for would hide attacks.
 func (f *ruleFlags) load(e *env) (*engine.Engine, error) {
-	files, err := engine.ReadPaths(f.paths)
+	files, warns, err := engine.ReadPaths(f.paths)
 	if err != nil {
 		return nil, err
 	}
@@ -49,6 +49,7 @@ func (f *ruleFlags) load(e *env) (*engine.Engine, error) {
 		return nil, fmt.Errorf("--falco-rule-matching: %w", err)
 	}
 	eng, probs := engine.Load(files, engine.Options{Builtin: len(f.paths) == 0 || f.builtin, Falco: falco.Options{Matching: m}})
+	probs = append(warns, probs...)
 	errs := 0
 	for _, p := range probs {
 		fmt.Fprintln(e.stderr, escape.Text(p.String()))
@@ -456,11 +457,12 @@ loading. A file that changes built-in rules by name is checked with
 --builtin, as detect --builtin loads it.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			files, err := engine.ReadPaths(args)
+			files, readWarns, err := engine.ReadPaths(args)
 			if err != nil {
 				return err
 			}
 			eng, probs := engine.Load(files, engine.Options{Builtin: checkBuiltin})
+			probs = append(readWarns, probs...)
 			errs, warns := 0, 0
 			for _, p := range probs {
 				fmt.Fprintln(e.stdout, escape.Text(p.String()))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/investigate"
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/store/local"
@@ -87,12 +88,17 @@ func (f *invFlags) run(ctx context.Context, e *env, name string, p url.Values) (
 		}
 	}
 	if strings.TrimSpace(f.where) != "" {
-		if _, err := query.CompileAt(f.where, now); err != nil {
+		flt, err := query.CompileAt(f.where, now)
+		if err != nil {
 			if qe, ok := investigate.IsQueryError(err); ok {
 				fmt.Fprintln(e.stderr, "--where: "+qe.Format(f.where))
 				return exitCode(2)
 			}
 			return err
+		}
+		// As query says them: verb=lst answers empty, and should say why.
+		for _, w := range flt.Warnings() {
+			fmt.Fprintf(e.stderr, "kubetrail: warning: --where: %s\n", escape.Text(w))
 		}
 		p.Set("where", f.where)
 	}
@@ -160,7 +166,8 @@ Times: RECEIVED is when the API server received the request
 event's stageTimestamp, which --since and --until compare with; FIRST and
 LAST are the first and last RECEIVED of a group.
 Every investigation takes --since/--until, --where FILTER (more conditions
-in the filter language, docs/query.md) and -o table|wide|json|jsonl. It
+in the filter language, docs/query.md; warnings such as a verb the API
+server never writes are printed on stderr) and -o table|wide|json|jsonl. It
 reads the --data folder, a ClickHouse store with --store URL (the filter
 runs in ClickHouse as SQL; docs/clickhouse.md), or asks a running
 kubetrail serve with --server URL (--token-file, --ca); each prints the
@@ -263,7 +270,9 @@ recorded bodies (level Request or RequestResponse). metadata.managedFields
 and metadata.resourceVersion are left out of the diffs. A creation shows the
 whole object. Failed writes are listed without a diff. The deletecollections
 of the resource in the object's namespace are listed too: they name no
-object, yet may have deleted it.
+object, yet may have deleted it. The creation of an object named by the API
+server (generateName) is found by the name in its responseObject (level
+RequestResponse): its event's objectRef has no name.
 
 RESOURCE takes the same names as for who (secret, cm, deploy, ...).` + invCommon,
 		Example: `  kubetrail history deploy/web -n production

@@ -133,3 +133,17 @@ func TestServerErrors(t *testing.T) {
 	f(1, "--server \"localhost:1\": want http(s)://HOST:PORT", "execs", "--server", "localhost:1")
 	f(1, "--sort \"size\": want count or bytes", "stats", "--sort", "size", "--data", dir)
 }
+
+// TestWhereWarnings: an investigation's --where says what query says of
+// a filter that can only answer empty (a verb the API server never
+// writes), from a data folder and through a server, and still runs.
+// Mutation it catches: compiling --where without printing its warnings.
+func TestWhereWarnings(t *testing.T) {
+	dir, url, tokenFile := serveIncident(t)
+	for _, where := range [][]string{{"--data", dir}, {"--server", url, "--token-file", tokenFile}} {
+		code, _, errOut := run(append([]string{"denied", "--where", "verb=lst"}, where...)...)
+		if code != 0 || !strings.Contains(errOut, `kubetrail: warning: --where: verb=lst: "lst" is not a verb the API server writes, so it matches nothing (did you mean list?)`) {
+			t.Errorf("denied --where verb=lst %s: exit %d, stderr %q; want 0 and the warning", where[0], code, errOut)
+		}
+	}
+}

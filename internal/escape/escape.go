@@ -12,15 +12,19 @@ package escape
 import (
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
 // Line returns s for one cell or one line of output: every C0 control
 // character (newline and tab included), DEL, every C1 control character,
 // the bidirectional controls (U+061C, U+200E, U+200F, U+202A..U+202E,
-// U+2066..U+2069) and every byte that is not UTF-8 are written as visible
-// escapes: \n, \r, \t, \x1b, \x7f, \u009b, \u202e, and \xff for a bad
-// byte. Everything else, backslashes included, is left alone, so the
+// U+2066..U+2069), the other invisible format characters (Unicode
+// category Cf: U+200B zero width space, U+00AD soft hyphen, U+2060 word
+// joiner, U+FEFF, the tag characters U+E0000..U+E007F; "admin\u200b" must
+// not pass for "admin") and every byte that is not UTF-8 are written as
+// visible escapes: \n, \r, \t, \x1b, \x7f, \u009b, \u202e, \U000e0041
+// past U+FFFF, and \xff for a bad byte. Everything else, backslashes included, is left alone, so the
 // common case costs one scan and no allocation.
 func Line(s string) string { return escape(s, false) }
 
@@ -62,6 +66,8 @@ func escape(s string, keepLines bool) string {
 			b.WriteString(`\t`)
 		case r < 0x80:
 			fmt.Fprintf(&b, `\x%02x`, r)
+		case r > 0xffff:
+			fmt.Fprintf(&b, `\U%08x`, r)
 		default:
 			fmt.Fprintf(&b, `\u%04x`, r)
 		}
@@ -84,7 +90,7 @@ func bad(r rune, size int, keepLines bool) bool {
 	case r <= 0x9f:
 		return true // C1
 	}
-	return isBidi(r)
+	return isBidi(r) || unicode.Is(unicode.Cf, r)
 }
 
 // isBidi says whether r is a bidirectional formatting character: the

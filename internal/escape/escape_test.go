@@ -3,6 +3,7 @@ package escape
 import (
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -27,6 +28,10 @@ func TestLine(t *testing.T) {
 	f("evil\u202etxt.exe\u2066\u2069\u200f\u061c", `evil\u202etxt.exe\u2066\u2069\u200f\u061c`, `evil\u202etxt.exe\u2066\u2069\u200f\u061c`)
 	f("bad\xff\x9bbyte", `bad\xff\x9bbyte`, `bad\xff\x9bbyte`)
 	f("\u2028", "\u2028", "\u2028") // a line separator is not a control for terminals
+	// Invisible format characters (Unicode category Cf): "admin\u200b" must
+	// not look like "admin"; a tag character is past U+FFFF.
+	f("admin\u200b", `admin\u200b`, `admin\u200b`)
+	f("a\u00adb\u2060c\ufeffd\U000e0041", `a\u00adb\u2060c\ufeffd\U000e0041`, `a\u00adb\u2060c\ufeffd\U000e0041`)
 }
 
 // TestLineLeavesNoControl runs Line over every rune and every byte: what
@@ -37,6 +42,9 @@ func TestLineLeavesNoControl(t *testing.T) {
 	for r := rune(0); r < 0x3000; r++ {
 		b.WriteRune(r)
 	}
+	for _, r := range []rune{0xfeff, 0xfff9, 0x110bd, 0x1d173, 0xe0001, 0xe007f} {
+		b.WriteRune(r)
+	}
 	for c := 0x80; c < 0x100; c++ {
 		b.WriteByte(byte(c))
 	}
@@ -45,7 +53,7 @@ func TestLineLeavesNoControl(t *testing.T) {
 		t.Fatal("Line left bytes that are not UTF-8")
 	}
 	for _, r := range out {
-		if r < 0x20 || (r >= 0x7f && r <= 0x9f) || isBidi(r) {
+		if r < 0x20 || (r >= 0x7f && r <= 0x9f) || isBidi(r) || unicode.Is(unicode.Cf, r) {
 			t.Fatalf("Line left %U", r)
 		}
 	}

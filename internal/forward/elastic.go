@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -183,11 +184,7 @@ func underscoreAnnotations(raw []byte, ann map[string]string) ([]byte, error) {
 	if _, ok := top["annotations"]; !ok {
 		return raw, nil
 	}
-	m := make(map[string]string, len(ann))
-	for k, v := range ann {
-		m[strings.ReplaceAll(k, ".", "_")] = v
-	}
-	b, err := json.Marshal(m)
+	b, err := json.Marshal(underscoreKeys(ann))
 	if err != nil {
 		return nil, err
 	}
@@ -197,4 +194,32 @@ func underscoreAnnotations(raw []byte, ann map[string]string) ([]byte, error) {
 		return nil, errors.Join(errors.New("re-encode"), err)
 	}
 	return out, nil
+}
+
+// underscoreKeys returns ann with '.' in keys turned into '_'. Two keys
+// may then be one (a.b and a_b): a key with no '.' keeps its name, and a
+// rewritten key whose name is taken gets _2, _3... (in the order of the
+// keys, so the same event is always the same document); no value is lost.
+func underscoreKeys(ann map[string]string) map[string]string {
+	m := make(map[string]string, len(ann))
+	var dotted []string
+	for k, v := range ann {
+		if strings.Contains(k, ".") {
+			dotted = append(dotted, k)
+		} else {
+			m[k] = v
+		}
+	}
+	slices.Sort(dotted)
+	for _, k := range dotted {
+		name := strings.ReplaceAll(k, ".", "_")
+		for n := 2; ; n++ {
+			if _, taken := m[name]; !taken {
+				break
+			}
+			name = fmt.Sprintf("%s_%d", strings.ReplaceAll(k, ".", "_"), n)
+		}
+		m[name] = ann[k]
+	}
+	return m
 }

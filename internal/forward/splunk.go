@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kubetrail/kubetrail/internal/alert"
+	"github.com/kubetrail/kubetrail/internal/store/local"
 )
 
 // splunk sends to Splunk's HTTP Event Collector (HEC) event endpoint:
@@ -30,6 +31,12 @@ type splunk struct {
 	ack        bool
 	ackTimeout time.Duration
 	buf        []byte
+	// indexed is what HEC took of a batch it refused for an invalid
+	// event: the store positions from the batch's first event up to the
+	// invalid one (excluded). HEC indexes the events before the one it
+	// names in invalid-event-number; the Forwarder sends the batch again
+	// and those must not be indexed twice at every retry.
+	indexed struct{ from, to local.Pos }
 }
 
 func newSplunk(t *alert.Target, env Env) (Sender, error) {
@@ -95,6 +102,12 @@ type hecEvent struct {
 }
 
 func (s *splunk) Send(ctx context.Context, evs []Event) error {
+	for len(evs) > 0 && !evs[0].Pos.Less(s.indexed.from) && evs[0].Pos.Less(s.indexed.to) {
+		evs = evs[1:] // indexed when HEC refused this batch the last time
+	}
+	if len(evs) == 0 {
+		return nil
+	}
 	b := s.buf[:0]
 	for i := range evs {
 		e := &evs[i]
@@ -115,7 +128,7 @@ func (s *splunk) Send(ctx context.Context, evs []Event) error {
 	s.buf = b
 	resp, err := s.post(ctx, s.endpoint("/services/collector/event"), "application/json", s.header, b)
 	if err != nil {
-		return err
+		return s.invalidEvent(evs, err)
 	}
 	var ans struct {
 		Code  int    `json:"code"`
@@ -135,6 +148,30 @@ func (s *splunk) Send(ctx context.Context, evs []Event) error {
 		return fmt.Errorf("POST %s: ack=true but HEC answered no ackId: turn indexer acknowledgement on for the token", s.name)
 	}
 	return s.waitAck(ctx, *ans.AckID)
+}
+
+// invalidEvent names the event of a refused batch that HEC's answer
+// calls invalid ({"text":"Invalid data format","code":6,
+// "invalid-event-number":N}, N counted from 0) by its audit ID, and
+// remembers that the events before it were indexed. Any other error is
+// returned as it is.
+func (s *splunk) invalidEvent(evs []Event, err error) error {
+	var se *statusError
+	if !errors.As(err, &se) || se.code != http.StatusBadRequest {
+		return err
+	}
+	var ans struct {
+		Invalid *int `json:"invalid-event-number"`
+	}
+	if json.Unmarshal([]byte(se.msg), &ans) != nil || ans.Invalid == nil || *ans.Invalid < 0 || *ans.Invalid >= len(evs) {
+		return err
+	}
+	n := *ans.Invalid
+	if n > 0 {
+		s.indexed.from, s.indexed.to = evs[0].Pos, evs[n].Pos
+	}
+	return fmt.Errorf("%w (event %d of the batch, auditID %s, store position %s; the %d before it were indexed and are not sent again)",
+		err, n, evs[n].Ev.AuditID, evs[n].Pos, n)
 }
 
 // hecTime is epoch seconds with microseconds, as HEC's time field takes.

@@ -50,6 +50,8 @@ type DeniedReport struct {
 	// Hidden counts the rows of the control plane left out (see
 	// Scope.IncludeSystem).
 	Hidden int
+
+	codes counter // of every user, those cut by Limit too, as Requests
 }
 
 // Denied groups refused requests by user.
@@ -97,6 +99,12 @@ func Denied(r Source, q DeniedQuery) (*DeniedReport, error) {
 	slices.SortStableFunc(rep.Users, func(a, b *DeniedUser) int {
 		return cmp.Or(cmp.Compare(b.Requests, a.Requests), cmp.Compare(a.User, b.User), cmp.Compare(a.As, b.As))
 	})
+	rep.codes = counter{}
+	for _, u := range rep.Users {
+		for c, k := range u.codes {
+			rep.codes[c] += k
+		}
+	}
 	rep.Users, rep.Cut = firstN(rep.Users, q.Limit)
 	return rep, nil
 }
@@ -125,13 +133,7 @@ func (d *DeniedReport) Table(wide bool) *Table {
 	}
 	if len(d.Users) > 0 {
 		var codes []string
-		all := counter{}
-		for _, u := range d.Users {
-			for c, k := range u.codes {
-				all[c] += k
-			}
-		}
-		for _, c := range all.top(0) {
+		for _, c := range d.codes.top(0) {
 			codes = append(codes, fmt.Sprintf("%d x %s", c.Count, c.Value))
 		}
 		t.Notes = append(t.Notes, fmt.Sprintf("%s denied to %s (%s). 401: authentication failed (no user); 403 or forbid: the authorizer said no.",

@@ -86,6 +86,16 @@ func History(r Source, q HistoryQuery) (*HistoryReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	if q.Target.Name != "" && q.Target.Subresource == "" {
+		gen, err := generatedCreations(r, sc, q)
+		if err != nil {
+			return nil, err
+		}
+		if len(gen) > 0 {
+			reqs = append(reqs, gen...)
+			sortRequests(reqs)
+		}
+	}
 	rep := &HistoryReport{Target: q.Target.String(), allStages: q.AllStages}
 	type state struct {
 		lines []string
@@ -150,6 +160,67 @@ func History(r Source, q HistoryQuery) (*HistoryReport, error) {
 		rep.Changes = rep.Changes[len(rep.Changes)-q.Limit:]
 	}
 	return rep, nil
+}
+
+// generatedCreations finds the creations of the target whose name the API
+// server chose (metadata.generateName): the create event's objectRef has
+// no name (the audit log takes it from the request body, which has only
+// the prefix), so the name condition misses it. The name is in the
+// responseObject, at level RequestResponse: the creates with no name whose
+// responseObject holds the target's name are read, and kept when their
+// metadata.name matches it; each is given that name.
+func generatedCreations(r Source, sc Scope, q HistoryQuery) ([]*Request, error) {
+	t := q.Target
+	t.Name = ""
+	conds, err := t.conds(q.Namespace, false, false)
+	if err != nil {
+		return nil, err
+	}
+	body, err := globEq("responseObject", "*"+strings.Trim(q.Target.Name, "*")+"*")
+	if err != nil {
+		return nil, err
+	}
+	conds = append(conds, eq("verb", "create"), eq("name", ""), body)
+	reqs, _, err := collect(r, sc, and(conds...), q.AllStages, true)
+	if err != nil {
+		return nil, err
+	}
+	out := reqs[:0]
+	for _, rq := range reqs {
+		var obj struct {
+			Metadata struct{ Name string } `json:"metadata"`
+		}
+		if json.Unmarshal(rq.responseObject, &obj) != nil || !globMatch(q.Target.Name, obj.Metadata.Name) {
+			continue
+		}
+		rq.Name = obj.Metadata.Name
+		if !q.Diffs {
+			rq.requestObject, rq.responseObject = nil, nil
+		}
+		out = append(out, rq)
+	}
+	return out, nil
+}
+
+// globMatch reports whether s matches pattern, where '*' matches any run
+// of characters (as globEq's patterns do).
+func globMatch(pattern, s string) bool {
+	parts := strings.Split(pattern, "*")
+	if len(parts) == 1 {
+		return s == pattern
+	}
+	if !strings.HasPrefix(s, parts[0]) {
+		return false
+	}
+	s = s[len(parts[0]):]
+	for _, p := range parts[1 : len(parts)-1] {
+		i := strings.Index(s, p)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(p):]
+	}
+	return strings.HasSuffix(s, parts[len(parts)-1])
 }
 
 // dropControlPlaneChanges leaves out the control plane's changes as

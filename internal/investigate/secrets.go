@@ -34,11 +34,15 @@ type SecretAccess struct {
 	Codes []Count `json:"codes"`
 	// Flag is set when a user outside system: (a person, not a component
 	// or service account) read secrets: "non-system read", or "non-system
-	// read attempt" when every such read was refused; "anonymous read"
-	// (attempt) for requests without credentials.
+	// read attempt" when no such read is known to have succeeded (every
+	// one refused, or with no response in the log: "non-system read
+	// attempt; no response is in the log" when none has one, "; N with no
+	// response in the log" when some); "anonymous read" (attempt) for
+	// requests without credentials.
 	Flag string `json:"flag,omitempty"`
 
 	secrets, codes counter
+	unanswered     int // requests with no response in the log (code 0)
 }
 
 // SecretsReport answers a SecretsQuery, people before system users.
@@ -73,6 +77,9 @@ func Secrets(r Source, q SecretsQuery) (*SecretsReport, error) {
 		if rq.Code >= 400 {
 			a.Failed++
 		}
+		if rq.Code == 0 {
+			a.unanswered++ // only RequestReceived: asked, answer unknown
+		}
 		a.Last = rq.Time
 		obj := rq.Name
 		if obj == "" {
@@ -95,7 +102,13 @@ func Secrets(r Source, q SecretsQuery) (*SecretsReport, error) {
 			if isAnonymous(a.User) {
 				a.Flag = "anonymous read"
 			}
-			if a.Failed == a.Requests {
+			switch {
+			case a.Failed+a.unanswered < a.Requests:
+			case a.unanswered == a.Requests:
+				a.Flag += " attempt; no response is in the log"
+			case a.unanswered > 0:
+				a.Flag += fmt.Sprintf(" attempt; %d with no response in the log", a.unanswered)
+			default:
 				a.Flag += " attempt"
 			}
 		}

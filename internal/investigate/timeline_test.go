@@ -233,3 +233,75 @@ func TestImpersonationByControlPlaneShown(t *testing.T) {
 		t.Errorf("activity system:admin: %d requests, want the one made as system:admin", len(act.Requests))
 	}
 }
+
+// TestSecretsNoResponse: a read of secrets whose only event is
+// RequestReceived is an attempt with no response known, not a read
+// (as timeline says "asked to ...; no response is in the log").
+// Mutation it catches: code 0 counted as a success ("non-system read").
+func TestSecretsNoResponse(t *testing.T) {
+	r := openFixture(t, []*evb{
+		req(10, "bob", "get", "/api/v1/namespaces/production/secrets/x").Obj("secrets", "production", "x").Stage(audit.StageRequestReceived),
+		req(20, "carol", "get", "/api/v1/namespaces/production/secrets/x").Obj("secrets", "production", "x").Stage(audit.StageRequestReceived),
+		req(21, "carol", "get", "/api/v1/namespaces/production/secrets/y").Obj("secrets", "production", "y").Code(403, "forbid"),
+		req(30, "dave", "get", "/api/v1/namespaces/production/secrets/x").Obj("secrets", "production", "x").Stage(audit.StageRequestReceived),
+		req(31, "dave", "get", "/api/v1/namespaces/production/secrets/y").Obj("secrets", "production", "y").Code(200, "allow"),
+	})
+	rep, err := Secrets(r, SecretsQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range rep.Accesses {
+		got = append(got, a.User+": "+a.Flag)
+	}
+	want := []string{
+		"bob: non-system read attempt; no response is in the log",
+		"carol: non-system read attempt; 1 with no response in the log",
+		"dave: non-system read",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("flags (-want +got):\n%s", diff)
+	}
+}
+
+// TestHistoryGeneratedName: an object created with metadata.generateName
+// has no name in its create event's objectRef (the audit log takes it
+// from the request body, which holds only the prefix); its history still
+// starts with that creation, found by the name in the responseObject. The
+// creation of a sibling (web-zzzzz), whose body holds the name elsewhere,
+// is not in it.
+// Mutation it catches: the name condition alone (the history begins at
+// the patch, and the creation is lost).
+func TestHistoryGeneratedName(t *testing.T) {
+	pod := func(name string) string {
+		return `{"kind":"Pod","apiVersion":"v1","metadata":{"name":"` + name + `","generateName":"web-","namespace":"d"},"spec":{}}`
+	}
+	evs := []*evb{
+		req(1, "a", "create", "/api/v1/namespaces/d/pods").Obj("pods", "d", "").Level(audit.LevelRequestResponse).Code(201, "allow").
+			ReqBody(`{"kind":"Pod","apiVersion":"v1","metadata":{"generateName":"web-"}}`).RespBody(pod("web-x7k2p")),
+		req(2, "a", "create", "/api/v1/namespaces/d/pods").Obj("pods", "d", "").Level(audit.LevelRequestResponse).Code(201, "allow").
+			RespBody(strings.Replace(pod("web-zzzzz"), `"spec":{}`, `"spec":{"hostname":"web-x7k2p"}`, 1)),
+		req(3, "b", "patch", "/api/v1/namespaces/d/pods/web-x7k2p").Obj("pods", "d", "web-x7k2p").Level(audit.LevelMetadata).Code(200, "allow"),
+	}
+	r := openFixture(t, evs)
+	for _, diffs := range []bool{false, true} {
+		rep, err := History(r, HistoryQuery{Target: Target{Resources: Resources("pod"), Name: "web-x7k2p"}, Namespace: "d", Diffs: diffs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, c := range rep.Changes {
+			got = append(got, summary(c.Request))
+		}
+		want := []string{
+			"1 a create pods/web-x7k2p -n d ResponseComplete 201 allow",
+			"3 b patch pods/web-x7k2p -n d ResponseComplete 200 allow",
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("diffs=%v (-want +got):\n%s", diffs, diff)
+		}
+		if diffs && (len(rep.Changes) == 0 || rep.Changes[0].Body != "responseObject") {
+			t.Errorf("the creation's body is not the object it created")
+		}
+	}
+}

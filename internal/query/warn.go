@@ -3,6 +3,7 @@ package query
 import (
 	"fmt"
 	"slices"
+	"time"
 )
 
 // knownValues are the values the API server writes for fields whose
@@ -41,6 +42,10 @@ func (f *Filter) Warnings() []string {
 		if spec == nil {
 			return true
 		}
+		if spec.kind == kTime {
+			out = append(out, finerThanMicros(c, f.now)...)
+			return true
+		}
 		if c.Field.Key != "" {
 			key = c.Field.Key
 		}
@@ -67,5 +72,21 @@ func (f *Filter) Warnings() []string {
 		}
 		return true
 	})
+	return out
+}
+
+// finerThanMicros warns of a time compared with = that has more than six
+// fraction digits: audit timestamps hold microseconds (MicroTime), so no
+// event is at that instant, and the filter matches nothing.
+func finerThanMicros(c *Cmp, now time.Time) []string {
+	var out []string
+	for _, v := range c.Values {
+		t, err := parseTime(v.Text, now)
+		if err != nil || v.Glob || t.Nanosecond()%1000 == 0 {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s=%s: audit timestamps hold microseconds, so a time with more than 6 fraction digits matches nothing (write %s, or a range)",
+			c.Field.Name, v.Text, t.Truncate(time.Microsecond).Format("2006-01-02T15:04:05.000000Z07:00")))
+	}
 	return out
 }

@@ -36,4 +36,9 @@ func TestWarnings(t *testing.T) {
 	f("decision=Forbid", `decision=Forbid: "Forbid" is not a decision the API server writes, so it matches nothing (did you mean forbid?)`)
 	f("annotation[authorization.k8s.io/decision]=deny", `"deny" is not a decision`)
 	f(`decision in (allow, forbid) decision=""`)
+	// Audit timestamps hold microseconds: an instant finer than that is
+	// no event's (mutation caught: no warning, an empty answer unsaid).
+	f("time=2026-01-02T15:04:05.123456789Z", `time=2026-01-02T15:04:05.123456789Z: audit timestamps hold microseconds, so a time with more than 6 fraction digits matches nothing (write 2026-01-02T15:04:05.123456Z, or a range)`)
+	f("received=2026-01-02T15:04:05.1234567+02:00", "received=2026-01-02T15:04:05.1234567+02:00: audit timestamps hold microseconds", "write 2026-01-02T15:04:05.123456+02:00")
+	f("time=2026-01-02T15:04:05.123456Z time>=2026-01-02T15:04:05.123456789Z")
 }

@@ -166,38 +166,48 @@ func (e *Engine) Rules() []rules.RuleInfo {
 }
 
 // ReadPaths reads rule files: each path is a file, or a folder whose
-// .yaml and .yml files are read in name order.
-func ReadPaths(paths []string) ([]rules.File, error) {
+// .yaml and .yml files are read in name order. A folder's subfolders are
+// not read (a rule repository's other folders hold rules for other logs);
+// each is named in a warning, so that rules left in one are not missed
+// without a word. Folders whose name starts with '.' (.git) are passed
+// over silently.
+func ReadPaths(paths []string) ([]rules.File, []rules.Problem, error) {
 	var out []rules.File
+	var warns []rules.Problem
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
-			return nil, fmt.Errorf("rules: %w", err)
+			return nil, nil, fmt.Errorf("rules: %w", err)
 		}
 		names := []string{p}
 		if st.IsDir() {
 			names = nil
 			ents, err := os.ReadDir(p)
 			if err != nil {
-				return nil, fmt.Errorf("rules: %w", err)
+				return nil, nil, fmt.Errorf("rules: %w", err)
 			}
 			for _, en := range ents {
-				if n := en.Name(); !en.IsDir() && (strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
+				n := en.Name()
+				switch {
+				case en.IsDir() && !strings.HasPrefix(n, "."):
+					warns = append(warns, rules.Problem{File: filepath.Join(p, n), Warning: true,
+						Msg: "a subfolder is not read: only the .yaml and .yml files of " + p + " are; give it to --rules too to load its rules"})
+				case !en.IsDir() && (strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")):
 					names = append(names, filepath.Join(p, n))
 				}
 			}
 			sort.Strings(names)
 			if len(names) == 0 {
-				return nil, fmt.Errorf("rules: %s holds no .yaml or .yml file", p)
+				return nil, nil, fmt.Errorf("rules: %s holds no .yaml or .yml file", p)
 			}
 		}
 		for _, n := range names {
 			data, err := os.ReadFile(n)
 			if err != nil {
-				return nil, fmt.Errorf("rules: %w", err)
+				return nil, nil, fmt.Errorf("rules: %w", err)
 			}
 			out = append(out, rules.File{Name: n, Data: data})
 		}
 	}
-	return out, nil
+	return out, warns, nil
 }

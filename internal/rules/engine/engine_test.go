@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,12 +18,12 @@ import (
 // pack while SigmaHQ's exec rule (create only) stays silent.
 func TestRealRulesetsLoadTogether(t *testing.T) {
 	shared := testenv.SharedDir(t)
-	files, err := ReadPaths([]string{filepath.Join(shared, "rulesets", "falco", "k8s_audit_rules.yaml"), filepath.Join(shared, "rulesets", "sigma")})
+	files, warns, err := ReadPaths([]string{filepath.Join(shared, "rulesets", "falco", "k8s_audit_rules.yaml"), filepath.Join(shared, "rulesets", "sigma")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 17 {
-		t.Fatalf("%d files", len(files))
+	if len(files) != 17 || len(warns) != 0 {
+		t.Fatalf("%d files, warnings %v", len(files), warns)
 	}
 	for _, f := range files {
 		want := FormatSigma
@@ -65,5 +66,33 @@ func TestNotARuleFile(t *testing.T) {
 	_, probs := Load([]rules.File{{Name: "x.yaml", Data: []byte("apiVersion: v1\nkind: ConfigMap\n")}}, Options{})
 	if len(probs) != 1 || probs[0].Warning || !strings.Contains(probs[0].String(), "x.yaml: error: not a rule file") {
 		t.Fatalf("problems %v", probs)
+	}
+}
+
+// TestReadPathsNamesSubfolders: a folder's own .yaml and .yml files are
+// read, its subfolders are not, and each is named in a warning (a rule
+// left in one must not be missed without a word); a folder starting with
+// '.' (.git) is passed over silently.
+// Mutation it catches: skipping subfolders without the warning.
+func TestReadPathsNamesSubfolders(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"a.yaml", "notes.txt", "sub/b.yaml", ".git/c.yaml"} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("- name: r\n  condition: verb=get\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, warns, err := ReadPaths([]string{dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 || files[0].Name != filepath.Join(dir, "a.yaml") {
+		t.Errorf("files %v; want a.yaml alone", files)
+	}
+	if len(warns) != 1 || !warns[0].Warning || warns[0].File != filepath.Join(dir, "sub") || !strings.Contains(warns[0].Msg, "not read") {
+		t.Errorf("warnings %v; want one naming %s", warns, filepath.Join(dir, "sub"))
 	}
 }

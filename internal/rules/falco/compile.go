@@ -213,6 +213,9 @@ type compiler struct {
 	macros map[string]matcher
 	stack  []string
 	lists  map[string][]string
+	// warns are problems that do not stop a rule (a list item naming a
+	// list defined after it).
+	warns []*loadError
 }
 
 func newCompiler(rs *ruleset, fields map[string]*fieldSpec) *compiler {
@@ -233,7 +236,10 @@ func (c *compiler) listItems(name string, seen []string) ([]string, error) {
 	def := c.rs.lists[name]
 	var out []string
 	for _, it := range def.items {
-		if _, isList := c.rs.lists[it]; isList {
+		if sub, isList := c.rs.lists[it]; isList && sub.index >= def.visibility {
+			// Falco reads it as a string: the list is defined after.
+			c.warns = append(c.warns, errAt(def.file, def.node, "list %q: item %q names a list defined after it, so it is the string %q, as Falco reads it; define list %q first to use its items", name, it, it, it))
+		} else if isList {
 			sub, err := c.listItems(it, append(seen, name))
 			if err != nil {
 				return nil, err
@@ -294,10 +300,20 @@ func (c *compiler) compileExpr(e expr, src texts) (matcher, *compileError) {
 }
 
 func (c *compiler) macro(ref *macroRef, src texts) (matcher, *compileError) {
-	if m, ok := c.macros[ref.name]; ok {
-		return m, nil
+	for _, s := range c.stack {
+		if s == ref.name {
+			return nil, &compileError{src: src, at: ref.at,
+				msg: fmt.Sprintf("macro %q refers to itself through %s", ref.name, strings.Join(append(c.stack, ref.name), " -> "))}
+		}
 	}
 	def, ok := c.rs.macros[ref.name]
+	if ok && len(c.stack) > 0 {
+		// In a macro's condition: Falco sees only the macros before it.
+		if user := c.rs.macros[c.stack[len(c.stack)-1]]; def.index >= user.visibility {
+			return nil, &compileError{src: src, at: ref.at, msg: fmt.Sprintf(
+				"macro %q uses macro %q, which is defined after it: Falco refuses it (undefined macro); define %q first", user.name, ref.name, ref.name)}
+		}
+	}
 	if !ok {
 		msg := fmt.Sprintf("undefined macro %q", ref.name)
 		if _, isList := c.rs.lists[ref.name]; isList {
@@ -305,11 +321,8 @@ func (c *compiler) macro(ref *macroRef, src texts) (matcher, *compileError) {
 		}
 		return nil, &compileError{src: src, at: ref.at, msg: msg}
 	}
-	for _, s := range c.stack {
-		if s == ref.name {
-			return nil, &compileError{src: src, at: ref.at,
-				msg: fmt.Sprintf("macro %q refers to itself through %s", ref.name, strings.Join(append(c.stack, ref.name), " -> "))}
-		}
+	if m, ok := c.macros[ref.name]; ok {
+		return m, nil
 	}
 	c.stack = append(c.stack, ref.name)
 	defer func() { c.stack = c.stack[:len(c.stack)-1] }()
@@ -344,6 +357,11 @@ func (c *compiler) field(f fieldRef, src texts) (*fieldInst, *compileError) {
 		fi.index = n
 	}
 	if strings.HasSuffix(f.name, ".value") && (strings.HasPrefix(f.name, "json.") || strings.HasPrefix(f.name, "jevt.")) {
+		if f.arg == "" {
+			// The json plugin refuses it ("value argument is required");
+			// it is not the key "", which is json.value[/].
+			return nil, &compileError{src: src, at: f.at, msg: fmt.Sprintf("field %s needs a JSON pointer, as in %s[/user/username] (json.obj is the whole event)", f.name, f.name)}
+		}
 		fi.toks = splitPointer(f.arg)
 	}
 	return fi, nil

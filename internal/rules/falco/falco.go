@@ -153,7 +153,7 @@ func compileAll(rs *ruleset, fields map[string]*fieldSpec) (*Evaluator, []*loadE
 			ev.rules = append(ev.rules, cr)
 		}
 	}
-	return ev, errs, warns
+	return ev, errs, append(warns, c.warns...)
 }
 
 func (c *compiler) compileRule(r *ruleDef) (*compiledRule, *compileError) {

@@ -131,6 +131,7 @@ type listDef struct {
 	items []string
 	file  string
 	node  *yaml.Node
+	order
 }
 
 type macroDef struct {
@@ -138,6 +139,18 @@ type macroDef struct {
 	cond texts
 	file string
 	node *yaml.Node
+	order
+}
+
+// order is where a list or macro stands among the lists and macros loaded
+// (all files, in order), as Falco's loader counts them: index is where
+// it was first defined, visibility where it was last defined, appended
+// to or overridden. A list's items and a macro's condition see only the
+// lists (macros) whose index is below their visibility: Falco reads a
+// list item naming a list defined after it as a plain string, and refuses
+// a macro that uses a macro defined after it.
+type order struct {
+	index, visibility int
 }
 
 type ruleDef struct {
@@ -186,6 +199,8 @@ type ruleset struct {
 	macros map[string]*macroDef
 	rules  map[string]*ruleDef
 	order  []string
+	// next is the order of the next list or macro item (see order).
+	next int
 }
 
 func newRuleset() *ruleset {
@@ -220,7 +235,34 @@ func (r *ruleset) clone() *ruleset {
 		c.rules[k] = &cp
 	}
 	c.order = slices.Clone(r.order)
+	c.next = r.next
 	return c
+}
+
+// define returns the order of a list or macro item being loaded now: a
+// new visibility, and the index of prev (its earlier definition), or a new
+// one without it.
+func (r *ruleset) define(prev *order) order {
+	o := order{index: r.next, visibility: r.next}
+	if prev != nil {
+		o.index = prev.index
+	}
+	r.next++
+	return o
+}
+
+func (d *listDef) orderOf() *order {
+	if d == nil {
+		return nil
+	}
+	return &d.order
+}
+
+func (d *macroDef) orderOf() *order {
+	if d == nil {
+		return nil
+	}
+	return &d.order
 }
 
 // fileLoader merges one file's items into a rule set.
@@ -455,13 +497,14 @@ func (l *fileLoader) list(n *yaml.Node) {
 	}
 	old := l.rs.lists[name]
 	if m.define() {
-		l.rs.lists[name] = &listDef{name: name, items: items, file: l.file, node: v["list"]}
+		l.rs.lists[name] = &listDef{name: name, items: items, file: l.file, node: v["list"], order: l.rs.define(old.orderOf())}
 		return
 	}
 	if old == nil {
 		l.errorf(v["list"], "list %q is appended to or overridden but was not defined before", name)
 		return
 	}
+	old.order = l.rs.define(&old.order)
 	if m.appendAll || m.override["items"] == "append" {
 		old.items = append(old.items, items...)
 	} else {
@@ -494,11 +537,11 @@ func (l *fileLoader) macro(n *yaml.Node) {
 	t := srcText{s: cs, file: l.file, node: cn, data: l.data}
 	old := l.rs.macros[name]
 	if m.define() {
-		l.rs.macros[name] = &macroDef{name: name, cond: texts{t}, file: l.file, node: v["macro"]}
+		l.rs.macros[name] = &macroDef{name: name, cond: texts{t}, file: l.file, node: v["macro"], order: l.rs.define(old.orderOf())}
 	} else if old == nil {
 		l.errorf(v["macro"], "macro %q is appended to or overridden but was not defined before", name)
 		return
-	} else if m.appendAll || m.override["condition"] == "append" {
+	} else if old.order = l.rs.define(&old.order); m.appendAll || m.override["condition"] == "append" {
 		old.cond = append(old.cond, t)
 	} else {
 		old.cond = texts{t}

@@ -98,6 +98,12 @@ func TestBadFiles(t *testing.T) {
 	f(rule(`ka.user.name glob "a[b"`), `bad.yaml:3:32: error: rule "r": invalid glob "a[b"`)
 	f(rule("ka.req.pod.containers.image = nginx"), `bad.yaml:3:42: error: rule "r": ka.req.pod.containers.image is a list field`)
 	f(rule("ka.uri.param = x"), `bad.yaml:3:14: error: rule "r": field ka.uri.param needs an argument`)
+	// The json plugin refuses an empty pointer ("value argument is
+	// required"): it is not the key "" (that is json.value[/]). The
+	// condition parser refuses json.value[]; these reached the key "".
+	f(rule(`json.value[""] exists`), `bad.yaml:3:14: error: rule "r": field json.value needs a JSON pointer`)
+	f("- rule: r\n  desc: d\n  condition: ka.verb=get\n  output: v=%jevt.value[]\n  priority: INFO\n  source: k8s_audit\n",
+		`bad.yaml:4:13: error: rule "r": output: field jevt.value needs a JSON pointer`)
 	f(rule("ka.verb[0] = x"), `bad.yaml:3:14: error: rule "r": field ka.verb takes no argument`)
 	f(rule("ka.response.code > abc"), "bad.yaml:3:33: error: rule \"r\": expected a number")
 	f("- macro: loop\n  condition: loop\n"+rule("loop"), `macro "loop" refers to itself`)
@@ -374,6 +380,43 @@ func TestQuotedListItems(t *testing.T) {
 		e := event(t, `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a","stage":"ResponseComplete","requestURI":"/api","verb":"get","user":{"username":`+strconv.Quote(user)+`},"stageTimestamp":"2026-12-01T10:00:00Z"}`)
 		if got := len(ev.Eval(e)); got != want {
 			t.Errorf("user %s: %d alerts, want %d", user, got, want)
+		}
+	}
+}
+
+// TestDefinitionOrder: Falco resolves a macro's macros and a list's lists
+// in load order. A macro using a macro defined after it is an error
+// (Falco: undefined macro) at the use; a rule may use any macro; a list
+// item naming a list defined after it is that string (with a warning),
+// not the later list's items.
+// Mutation it catches: resolving every name whatever its order (the
+// macro loads, the list takes alice).
+func TestDefinitionOrder(t *testing.T) {
+	rule := "- rule: r\n  desc: d\n  condition: %s\n  output: o\n  priority: INFO\n  source: k8s_audit\n"
+	_, problems := Load([]rules.File{ruleFile("order.yaml", "- macro: early\n  condition: ka.verb=get and late\n- macro: late\n  condition: ka.user.name=alice\n"+
+		strings.Replace(rule, "%s", "early", 1))}, Options{})
+	if len(problems) != 1 || problems[0].Warning ||
+		!strings.Contains(problems[0].String(), `order.yaml:2:30: error: rule "r": macro "early" uses macro "late", which is defined after it`) {
+		t.Errorf("problems %q; want the macro defined after its use refused at order.yaml:2:30", problems)
+	}
+
+	// An append is a new definition: it sees the macros before it.
+	loadOK(t, Options{}, ruleFile("append.yaml", "- macro: early\n  condition: ka.verb=get\n- macro: late\n  condition: ka.user.name=alice\n"+
+		"- macro: early\n  append: true\n  condition: and late\n"+strings.Replace(rule, "%s", "early", 1)))
+
+	// A rule sees every macro, before or after it.
+	loadOK(t, Options{}, ruleFile("rule.yaml", strings.Replace(rule, "%s", "m", 1)+"- macro: m\n  condition: ka.verb=get\n"))
+
+	ev, problems := Load([]rules.File{ruleFile("lists.yaml", "- list: outer\n  items: [inner, bob]\n- list: inner\n  items: [alice]\n"+
+		strings.Replace(rule, "%s", "ka.user.name in (outer)", 1))}, Options{})
+	if len(problems) != 1 || !problems[0].Warning || !strings.Contains(problems[0].String(), `lists.yaml:1:9`) ||
+		!strings.Contains(problems[0].String(), `list "outer": item "inner" names a list defined after it`) {
+		t.Errorf("problems %q; want one warning at lists.yaml:1:9 naming the list and the item", problems)
+	}
+	for user, want := range map[string]bool{"alice": false, "inner": true, "bob": true} {
+		e := event(t, `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a","stage":"ResponseComplete","requestURI":"/api","verb":"get","user":{"username":"`+user+`"},"requestReceivedTimestamp":"2026-12-01T10:00:00Z","stageTimestamp":"2026-12-01T10:00:00Z"}`)
+		if got := len(ev.Eval(e)) > 0; got != want {
+			t.Errorf("user %s: fired %v, want %v", user, got, want)
 		}
 	}
 }

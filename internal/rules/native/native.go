@@ -285,8 +285,10 @@ func (ev *Evaluator) Eval(e *rules.Event) []rules.Alert {
 			continue // before sequence takes the lock
 		}
 		if r.Sequence != nil {
-			if ids, ok := ev.sequence(i, r, e); ok && e.Load() {
-				out = append(out, alert(r, e, ids))
+			if runs := ev.sequence(i, r, e); len(runs) > 0 && e.Load() {
+				for _, ids := range runs {
+					out = append(out, alert(r, e, ids))
+				}
 			}
 		} else if ev.matches(ref.cond, ref.excepts, e) && e.Load() {
 			switch {
@@ -522,8 +524,12 @@ func (ev *Evaluator) threshold(i int, r *Rule, e *rules.Event) ([]string, bool) 
 // its sequence is under way: the first step starts it, and it is
 // forgotten when it completes or its runs' time runs out. So an event that
 // matches a later step of a key with no group is passed over without its
-// time, and a lazy event is then not read.
-func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
+// time, and a lazy event is then not read. It returns the audit IDs of
+// every run e completed: one per key (a binding naming two users each
+// denied before completes two runs, and each is an alert), but a run
+// completed under two keys with the same events (a user and their group,
+// keyed by member) only once.
+func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) [][]string {
 	s := r.Sequence
 	ref := &ev.refs[i]
 	ev.mu.Lock()
@@ -531,7 +537,7 @@ func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
 	// An event may move several groups on (one per value of the step's
 	// key), and may both start a run and move another on. Steps are tried
 	// from the last so that one event never matches two steps of one run.
-	var fired []string
+	var fired [][]string
 	last := len(s.Steps) - 1
 	for step := last; step >= 0; step-- {
 		st := s.Steps[step]
@@ -543,7 +549,7 @@ func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
 		}
 		keys, ok := st.By.values(e)
 		if !ok {
-			return nil, false
+			return nil
 		}
 		for _, k := range keys {
 			g := ev.group(i, k)
@@ -551,7 +557,7 @@ func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
 				continue
 			}
 			if !e.Load() {
-				return nil, false
+				return nil
 			}
 			now := e.Ev.Time()
 			if g == nil {
@@ -584,8 +590,8 @@ func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
 				next = &run{start: prev.start, ids: append(slices.Clip(prev.ids), e.Ev.AuditID)}
 			}
 			if step == last {
-				if fired == nil {
-					fired = next.ids
+				if !slices.ContainsFunc(fired, func(ids []string) bool { return slices.Equal(ids, next.ids) }) {
+					fired = append(fired, next.ids)
 				}
 				ev.forget(i, k)
 				continue
@@ -595,7 +601,7 @@ func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) ([]string, bool) {
 			}
 		}
 	}
-	return fired, fired != nil
+	return fired
 }
 
 // idle reports whether rule i has no sequence under way.

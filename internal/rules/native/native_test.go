@@ -514,3 +514,51 @@ func TestEventWithoutStageTimestamp(t *testing.T) {
 		t.Errorf("two events an hour apart, without stageTimestamp: fired %q, want no burst", got)
 	}
 }
+
+// TestSequenceCompletesSeveralKeys: one binding naming alice and bob,
+// both denied before, completes both their runs: each is an alert. A run
+// completed under two keys with the same events (alice and her group,
+// keyed by member) is one alert.
+// Mutation it catches: keeping only the first completed run (one alert
+// for the binding, bob's run lost).
+func TestSequenceCompletesSeveralKeys(t *testing.T) {
+	rule := `
+- name: Denied then granted
+  sequence:
+    within: 30m
+    by: user
+    steps:
+    - code=403
+    - condition: resource=clusterrolebindings verb=create
+      by: subject
+`
+	binding := `{"kind":"ClusterRoleBinding","subjects":[{"kind":"User","name":"alice"},{"kind":"User","name":"bob"}],"roleRef":{"kind":"ClusterRole","name":"cluster-admin"}}`
+	e := load(t, rule)
+	got := fired(e,
+		ev(t, "d1", "alice", "list", "secrets", "prod/", 403, 0, ""),
+		ev(t, "d2", "bob", "list", "secrets", "prod/", 403, 10, ""),
+		ev(t, "g1", "admin", "create", "clusterrolebindings", "/both-admin", 201, 20, binding),
+	)
+	slices.Sort(got)
+	if want := []string{"Denied then granted:d1,g1", "Denied then granted:d2,g1"}; !slices.Equal(got, want) {
+		t.Fatalf("fired %q, want %q", got, want)
+	}
+
+	member := `
+- name: Denied then changed
+  sequence:
+    within: 30m
+    by: member
+    steps:
+    - code=403
+    - verb=delete
+`
+	e = load(t, member)
+	deny := ev(t, "d1", "alice", "list", "secrets", "prod/", 403, 0, "")
+	deny.Ev.User.Groups = []string{"devs"}
+	del := ev(t, "x1", "alice", "delete", "pods", "prod/web", 200, 10, "")
+	del.Ev.User.Groups = []string{"devs"}
+	if got := fired(e, deny, del); !slices.Equal(got, []string{"Denied then changed:d1,x1"}) {
+		t.Fatalf("one run under two keys fired %q, want it once", got)
+	}
+}

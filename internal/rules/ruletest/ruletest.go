@@ -79,7 +79,7 @@ func Run(name string, data []byte) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	files, err := engine.ReadPaths(fx.ruleFiles)
+	files, _, err := engine.ReadPaths(fx.ruleFiles) // warnings, like the files' own, do not stop a test
 	if err != nil {
 		return nil, fmt.Errorf("%s:%d: error: %w", name, fx.rulesLine, err)
 	}
@@ -286,7 +286,9 @@ func parse(name string, data []byte) (*fixture, error) {
 	return fx, nil
 }
 
-// fields calls each key's handler, reporting unknown keys.
+// fields calls each key's handler, reporting unknown keys and keys
+// written twice (YAML forbids it, and the parser of a yaml.Node keeps
+// both: one of them would be lost or merged without a word).
 func (p *parser) fields(m *yaml.Node, handlers map[string]func(*yaml.Node)) {
 	if m.Kind != yaml.MappingNode {
 		p.errorf(m, "want a mapping")
@@ -297,8 +299,14 @@ func (p *parser) fields(m *yaml.Node, handlers map[string]func(*yaml.Node)) {
 		known = append(known, k)
 	}
 	slices.Sort(known)
+	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := m.Content[i], m.Content[i+1]
+		if first, dup := seen[k.Value]; dup {
+			p.errorf(k, "key %q written twice (first at line %d)", k.Value, first.Line)
+			continue
+		}
+		seen[k.Value] = k
 		h, ok := handlers[k.Value]
 		if !ok {
 			p.errorf(k, "unknown key %q (want one of %s)", k.Value, strings.Join(known, ", "))

@@ -63,6 +63,12 @@ func TestBadFixtures(t *testing.T) {
 	f("rules: [events.jsonl]\ntests:\n- events: |\n    "+ev+"\n  alerts: []\n", `testdata/events.jsonl: error: not a rule file: neither kubetrail rules (a list of - name: ... condition: ...), a Sigma rule (title, logsource, detection) nor a Falco rules file (- rule:, - macro:, - list:)`)
 	f("rules: []\ntests: []\n", `testdata/bad.yaml:1:8: error: rules: want a list of rule files or folders (or builtin, the built-in pack)`)
 	f("tests:\n- name: x\n  events: [\n", `testdata/bad.yaml:3: error: line 3: did not find expected node content`)
+	// A key written twice is an error, not the last one kept.
+	f("tests:\n- name: x\n  events: |\n    "+ev+"\n  alerts: []\n  alerts:\n  - rule: Permission enumeration\n",
+		`testdata/bad.yaml:6:3: error: key "alerts" written twice (first at line 5)`)
+	f("tests:\n- name: x\n  events: |\n    "+ev+"\n  alerts:\n  - rule: Permission enumeration\n    count: 1\n    count: 2\n",
+		`testdata/bad.yaml:8:5: error: key "count" written twice (first at line 7)`)
+	f("tests:\n- name: x\n  events: |\n    "+ev+"\n  alerts: []\ntests: []\n", `testdata/bad.yaml:6:1: error: key "tests" written twice (first at line 1)`)
 	f("- a\n", `testdata/bad.yaml: error: a rule test file is a mapping with rules and tests (docs/detection.md, "Testing your rules")`)
 }
 
