@@ -2,9 +2,9 @@ package local
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,15 +34,19 @@ func (h *holdSeal) Rename(oldname, newname string) error {
 }
 
 // TestReadersKeepStoredOrderWhileAnOlderSegmentSeals holds the sealing of
-// WAL segment 1 while the second sealer seals segment 2: the folder then
-// holds segment 2 sealed and segment 1 still in the WAL. Every reader must
-// still give the events in the order they were stored (Scan's, the
-// positions' order), as `query --jq`, sort=stored, `detect`'s sequence
-// rules and investigations print or count them; and Scan, which the
+// WAL segment 2 while the second sealer seals segments 3 and 4: the folder
+// then holds segments 1, 3 and 4 sealed and WAL segment 2 still in the WAL.
+// Every reader must still give the events in the order they were stored
+// (the positions' order), as `query --jq`, sort=stored, `detect`'s
+// sequence rules and investigations print or count them; Scan, which the
 // detector, forwarding and migrate read from a position, must give each
-// event once, positions increasing, from any position. (Mutation tried:
-// Select and SelectFilters giving every segment before the WAL's events,
-// as they did, fail here: segment 2's events came before segment 1's.)
+// event once, positions increasing, from any position; and compaction
+// must not merge segments 1 and 3 across the WAL segment between them.
+// (Mutations tried: Select and SelectFilters giving every segment before
+// the WAL's events, as they did, fail at "held" with id-80 before id-40;
+// compaction merging segments past the oldest WAL segment fails at
+// "compacted": segment 1-4 hides WAL segment 2, whose 40 events Scan no
+// longer gives, and its segment, once in place, is superseded.)
 func TestReadersKeepStoredOrderWhileAnOlderSegmentSeals(t *testing.T) {
 	dir := t.TempDir()
 	fs := &holdSeal{FS: vfs.OS, held: make(chan struct{}), release: make(chan struct{})}
@@ -59,82 +63,78 @@ func TestReadersKeepStoredOrderWhileAnOlderSegmentSeals(t *testing.T) {
 		}
 	}
 	defer func() { release(); db.Close() }()
-	walSegs, err := wal.ListSegmentsFS(vfs.OS, filepath.Join(dir, walDir))
-	if err != nil || len(walSegs) != 1 {
-		t.Fatalf("a new store's WAL: %v, %v", walSegs, err)
+	seqs := walSeqs(t, dir)
+	if len(seqs) != 1 {
+		t.Fatalf("a new store's WAL segments: %v", seqs)
 	}
-	first := walSegs[0]
-	fs.hold.Store(first)
-	// Each batch fills a WAL segment: the first is held at its rename,
-	// the second sealed beside it, the third stays in the open segment.
-	for b := 0; b < 3; b++ {
-		if _, err := db.Append(context.Background(), batch(b*40, b*40+40)); err != nil {
+	first := seqs[0]
+	fs.hold.Store(first + 1)
+	// Each batch fills a WAL segment: the second is held at its rename,
+	// the others are sealed beside it.
+	const batches, per = 4, 40
+	for b := 0; b < batches; b++ {
+		if _, err := db.Append(context.Background(), batch(b*per, b*per+per)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	select {
 	case <-fs.held:
 	case <-time.After(10 * time.Second):
-		t.Fatal("WAL segment 1 did not reach its rename in 10 s")
+		t.Fatal("WAL segment 2 did not reach its rename in 10 s")
 	}
-	for start := time.Now(); db.Stats().Sealed.Load() < 1; time.Sleep(time.Millisecond) {
+	for start := time.Now(); db.Stats().Sealed.Load() < batches-1; time.Sleep(time.Millisecond) {
 		if time.Since(start) > 10*time.Second {
-			t.Fatal("the second WAL segment was not sealed in 10 s")
+			t.Fatalf("%d WAL segments sealed in 10 s, want %d", db.Stats().Sealed.Load(), batches-1)
 		}
 	}
-
-	// Scan: every event once, in position order, from any position.
 	var want []string
-	var pos []Pos
-	if err := Scan(dir, ScanOptions{}, func(s Stored) error {
-		want, pos = append(want, string(s.Raw)), append(pos, s.Pos)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	for i := 0; i < batches*per; i++ {
+		want = append(want, fmt.Sprintf("id-%d", i))
 	}
-	if len(want) != 120 {
-		t.Fatalf("Scan gives %d events, want 120", len(want))
-	}
-	if !slices.IsSortedFunc(pos, func(a, b Pos) int { return map[bool]int{true: -1, false: 1}[a.Less(b)] }) || pos[0].WAL != first {
-		t.Fatalf("Scan's positions are not in order from WAL segment %d: %v", first, pos)
-	}
-	for _, i := range []int{1, 39, 40, 41, 80} {
+
+	check := func(step string, r *Reader) {
+		t.Helper()
+		// Scan: every event once, in position order, from any position.
 		var got []string
-		if err := Scan(dir, ScanOptions{From: pos[i]}, func(s Stored) error { got = append(got, string(s.Raw)); return nil }); err != nil {
+		var pos []Pos
+		if err := Scan(dir, ScanOptions{}, func(s Stored) error {
+			got, pos = append(got, auditIDOf(s.Raw)), append(pos, s.Pos)
+			return nil
+		}); err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(got, want[i:]) {
-			t.Fatalf("Scan from %v gives %d events, want the %d after it in order", pos[i], len(got), len(want)-i)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: Scan does not give the events stored, in order: %s", step, firstDiff(got, want))
 		}
-	}
-
-	mem, err := db.OpenReader()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mem.Close()
-	other, err := OpenReader(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	for name, r := range map[string]*Reader{"DB.OpenReader": mem, "OpenReader": other} {
-		if len(r.segs) == 0 || r.segs[0].r.meta.WALFirst <= first || len(r.head) == 0 {
-			t.Fatalf("%s: the test wants a segment after WAL segment %d sealed, and it in the WAL: %d segments, %d WAL runs", name, first, len(r.segs), len(r.head))
+		for i := 1; i < len(pos); i++ {
+			if !pos[i-1].Less(pos[i]) {
+				t.Fatalf("%s: Scan gives %v after %v", step, pos[i], pos[i-1])
+			}
 		}
+		for _, i := range []int{1, per - 1, per, per + 1, 2 * per, 3*per + 5} {
+			got = got[:0]
+			if err := Scan(dir, ScanOptions{From: pos[i]}, func(s Stored) error { got = append(got, auditIDOf(s.Raw)); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, want[i:]) {
+				t.Fatalf("%s: Scan from %v does not give the events stored from %s: %s", step, pos[i], want[i], firstDiff(got, want[i:]))
+			}
+		}
+		// The readers: Select and SelectFilters, on columns alone, on
+		// the text, and on the WAL's columns built at ingest.
+		all, _ := query.Compile("verb=get")
 		for _, src := range []string{"", "user=u verb=get", "uri=/api"} {
 			var f *query.Filter
 			if src != "" {
 				f, _ = query.Compile(src)
 			}
-			var got, lazy []string
+			var sel, lazy []string
 			if err := r.Select(Selection{Filter: f, NeedRaw: true}, func(h *Hit) error {
-				got = append(got, string(h.Raw))
+				sel = append(sel, auditIDOf(h.Raw))
 				return nil
 			}); err != nil {
 				t.Fatal(err)
 			}
-			all, _ := query.Compile("verb=get")
 			if f == nil {
 				f = all
 			}
@@ -142,52 +142,72 @@ func TestReadersKeepStoredOrderWhileAnOlderSegmentSeals(t *testing.T) {
 				if err := h.Load(); err != nil {
 					return err
 				}
-				lazy = append(lazy, string(h.Raw))
+				lazy = append(lazy, auditIDOf(h.Raw))
 				return nil
 			}); err != nil {
 				t.Fatal(err)
 			}
-			matching := want // every event matches
-			if !slices.Equal(got, matching) {
-				t.Errorf("%s %q: Select gives %d events not in stored order (first %s, want %s)", name, src, len(got), first1(got), first1(matching))
+			if !slices.Equal(sel, want) {
+				t.Errorf("%s %q: Select does not give the stored order: %s", step, src, firstDiff(sel, want))
 			}
-			if !slices.Equal(lazy, matching) {
-				t.Errorf("%s %q: SelectFilters gives %d events not in stored order (first %s, want %s)", name, src, len(lazy), first1(lazy), first1(matching))
+			if !slices.Equal(lazy, want) {
+				t.Errorf("%s %q: SelectFilters does not give the stored order: %s", step, src, firstDiff(lazy, want))
 			}
 		}
 	}
+	readers := func(step string) {
+		t.Helper()
+		mem, err := db.OpenReader()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mem.Close()
+		other, err := OpenReader(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		check(step+" DB.OpenReader", mem)
+		check(step+" OpenReader", other)
+	}
 
-	// Once the held segment is in place, the same.
+	mem, err := db.OpenReader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	if len(mem.segs) != batches-1 || len(mem.head) == 0 || mem.head[0].wal != first+1 {
+		t.Fatalf("the test wants WAL segment %d in the WAL and the others sealed: %d segments, %d WAL runs", first+1, len(mem.segs), len(mem.head))
+	}
+	readers("held")
+	if _, err := db.Compact(context.Background(), Compaction{Below: 1 << 30}); err != nil {
+		t.Fatal(err)
+	}
+	readers("compacted")
 	release()
-	for start := time.Now(); slices.Contains(walSeqs(t, dir), first); time.Sleep(time.Millisecond) {
+	for start := time.Now(); slices.Contains(walSeqs(t, dir), first+1); time.Sleep(time.Millisecond) {
 		if time.Since(start) > 10*time.Second {
 			t.Fatal("the held WAL segment was not sealed in 10 s")
 		}
 	}
-	after, err := db.OpenReader()
-	if err != nil {
+	readers("sealed")
+	if _, err := db.Compact(context.Background(), Compaction{Below: 1 << 30}); err != nil {
 		t.Fatal(err)
 	}
-	defer after.Close()
-	var got []string
-	if err := after.Select(Selection{NeedRaw: true}, func(h *Hit) error { got = append(got, string(h.Raw)); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("after the seal: Select gives %d events not in stored order", len(got))
-	}
+	readers("sealed and compacted")
 }
 
-// first1 names the first event of s by its audit ID.
-func first1(s []string) string {
-	if len(s) == 0 {
-		return "none"
+// firstDiff says where got first differs from want.
+func firstDiff(got, want []string) string {
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			return fmt.Sprintf("%s at place %d, where %s was stored", got[i], i, want[i])
+		}
 	}
-	_, id, _ := strings.Cut(s[0], `"auditID":"`)
-	id, _, _ = strings.Cut(id, `"`)
-	return id
+	return fmt.Sprintf("%d events for %d", len(got), len(want))
 }
 
+// walSeqs lists the WAL segments of the store in dir.
 func walSeqs(t *testing.T, dir string) []uint64 {
 	t.Helper()
 	segs, err := wal.ListSegmentsFS(vfs.OS, filepath.Join(dir, walDir))
