@@ -83,6 +83,9 @@ type headEvent struct {
 
 // headChunk is a run of events of one WAL segment.
 type headChunk struct {
+	// wal is the WAL segment's sequence number: where the run goes among
+	// the segments in the stored order (inStoredOrder).
+	wal    uint64
 	events []headEvent
 	// mem holds the column values of the events whose ord is below
 	// mem.n; nil when the columns were not at hand.
@@ -233,7 +236,7 @@ func (r *Reader) load(fs vfs.FS, dir string, db *DB) error {
 			return err
 		}
 		if len(run) > 0 {
-			r.head = append(r.head, headChunk{events: run})
+			r.head = append(r.head, headChunk{wal: src.wal, events: run})
 		}
 	}
 	return nil
@@ -262,7 +265,7 @@ func (r *Reader) loadShared(fs vfs.FS, db *DB, path string, seq uint64, newest b
 	}
 	for _, run := range [][]headEvent{prefix, tail} {
 		if len(run) > 0 {
-			r.head = append(r.head, headChunk{events: run, mem: m})
+			r.head = append(r.head, headChunk{wal: seq, events: run, mem: m})
 		}
 	}
 	return nil
@@ -657,9 +660,40 @@ func (s *segView) outside(lo, hi int64) bool {
 	return (lo != 0 && s.r.meta.MaxTime < lo) || (hi != 0 && s.r.meta.MinTime >= hi)
 }
 
-// Select calls fn for every selected event: sealed segments in arrival
-// order, then the WAL's. It decides what it can from the columns, reading
-// an event's text only when the filter or the caller needs it.
+// inStoredOrder calls segs and head with the reader's segments and WAL
+// events cut into runs, in the order the events were stored (by WAL
+// sequence, Scan's and the positions' order): usually every segment, then
+// the WAL's events. Sealers work concurrently, and a sealing that failed
+// leaves its WAL segment until the next start, so a newer WAL segment can
+// be sealed while an older one is still in the WAL; its segment then
+// comes after the older one's events, not before.
+func (r *Reader) inStoredOrder(segs func([]*segView) error, head func([]headChunk) error) error {
+	i, j := 0, 0
+	for i < len(r.segs) || j < len(r.head) {
+		i0, j0 := i, j
+		for i < len(r.segs) && (j == len(r.head) || r.segs[i].r.meta.WALFirst < r.head[j].wal) {
+			i++
+		}
+		if i > i0 {
+			if err := segs(r.segs[i0:i]); err != nil {
+				return err
+			}
+		}
+		for j < len(r.head) && (i == len(r.segs) || r.head[j].wal <= r.segs[i].r.meta.WALFirst) {
+			j++
+		}
+		if j > j0 {
+			if err := head(r.head[j0:j]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Select calls fn for every selected event in the order they were stored
+// (Scan's). It decides what it can from the columns, reading an event's
+// text only when the filter or the caller needs it.
 func (r *Reader) Select(sel Selection, fn func(*Hit) error) error {
 	p, err := makePlan(sel.Filter)
 	if err != nil {
@@ -674,24 +708,28 @@ func (r *Reader) Select(sel Selection, fn func(*Hit) error) error {
 		return r.colErr
 	}
 	lo, hi := bounds(sel)
-	for _, s := range r.segs {
-		if s.outside(lo, hi) {
-			continue
+	return r.inStoredOrder(func(segs []*segView) error {
+		for _, s := range segs {
+			if s.outside(lo, hi) {
+				continue
+			}
+			if err := r.selectSegment(s, p, sel, lo, hi, fn); err != nil {
+				return err
+			}
 		}
-		if err := r.selectSegment(s, p, sel, lo, hi, fn); err != nil {
-			return err
-		}
-	}
-	return r.selectHead(p, sel, lo, hi, fn)
+		return nil
+	}, func(head []headChunk) error {
+		return r.selectHead(head, p, sel, lo, hi, fn)
+	})
 }
 
-// selectHead selects among the events still in the WAL. Those with column
-// values from ingest are decided like a segment's, testing each value once;
-// the others are decoded.
-func (r *Reader) selectHead(p *plan, sel Selection, lo, hi int64, fn func(*Hit) error) error {
+// selectHead selects among head, events still in the WAL. Those with
+// column values from ingest are decided like a segment's, testing each
+// value once; the others are decoded.
+func (r *Reader) selectHead(head []headChunk, p *plan, sel Selection, lo, hi int64, fn func(*Hit) error) error {
 	m := headMatcher{p: p}
-	for ci := range r.head {
-		c := &r.head[ci]
+	for ci := range head {
+		c := &head[ci]
 		for i := range c.events {
 			if err := r.selectHeadEvent(c, &c.events[i], &m, p, sel, lo, hi, fn); err != nil {
 				return err

@@ -78,23 +78,26 @@ func (r *Reader) SelectFilters(sel Selection, opts LazyOptions, fn func(*Hit) er
 	if err := r.lazyTexts(); err != nil {
 		return err
 	}
-	var segs []*segView
-	for _, s := range r.segs {
-		if !s.outside(lo, hi) {
-			segs = append(segs, s)
-		}
-	}
-	r.colErr = nil
-	if err := r.filterSegments(segs, sc); err != nil {
-		return err
-	}
-	if r.colErr != nil {
-		return r.colErr
-	}
 	// The WAL's events: those some filter may match, whole.
-	sel.Filter = orOf(filters, sel.Filter)
-	sel.NeedEvent = true
-	return r.selectHead(&plan{full: sel.Filter, residual: true}, sel, lo, hi, fn)
+	head := sel
+	head.Filter = orOf(filters, sel.Filter)
+	head.NeedEvent = true
+	headPlan := &plan{full: head.Filter, residual: true}
+	return r.inStoredOrder(func(all []*segView) error {
+		var segs []*segView
+		for _, s := range all {
+			if !s.outside(lo, hi) {
+				segs = append(segs, s)
+			}
+		}
+		r.colErr = nil
+		if err := r.filterSegments(segs, sc); err != nil {
+			return err
+		}
+		return r.colErr
+	}, func(chunks []headChunk) error {
+		return r.selectHead(chunks, headPlan, head, lo, hi, fn)
+	})
 }
 
 // orOf returns the filter of the events that match restrict (when not
