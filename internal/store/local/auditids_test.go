@@ -54,7 +54,7 @@ func TestStoredAuditIDAgreesWithDecoding(t *testing.T) {
 // fingerprint collision), not leave it whole.
 func TestAuditIDLookupMatchesFullScan(t *testing.T) {
 	dir := t.TempDir()
-	db, err := Open(dir, Options{WALSegmentBytes: 128 << 10, layout: segLayout{groupBytes: 32 << 10, blockBytes: 4 << 10}})
+	db, err := Open(dir, Options{WALSegmentBytes: 128 << 10, layout: segLayout{groupBytes: 32 << 10, blockBytes: 4 << 10, blockEvents: 4}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func TestAuditIDLookupMatchesFullScan(t *testing.T) {
 // full scan counts.
 func TestDisjunctionCandidatesMatchFullScan(t *testing.T) {
 	dir := t.TempDir()
-	db, err := Open(dir, Options{WALSegmentBytes: 128 << 10, layout: segLayout{groupBytes: 32 << 10, blockBytes: 4 << 10}})
+	db, err := Open(dir, Options{WALSegmentBytes: 128 << 10, layout: segLayout{groupBytes: 32 << 10, blockBytes: 4 << 10, blockEvents: 4}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +314,7 @@ func TestVerifyChecksAuditTable(t *testing.T) {
 	write := func(dir string, wrong bool) string {
 		enc, _ := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
 		defer enc.Close()
-		w, err := newSegmentWriter(vfs.OS, dir, 1, 1, enc, segLayout{groupBytes: 40 << 10, blockBytes: 5 << 10}, nil)
+		w, err := newSegmentWriter(vfs.OS, dir, 1, 1, enc, segLayout{groupBytes: 40 << 10, blockBytes: 5 << 10, blockEvents: 5}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

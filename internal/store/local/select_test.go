@@ -134,7 +134,7 @@ func genFilter(rng *rand.Rand, depth int) string {
 func TestSelectMatchesFullScan(t *testing.T) {
 	dir := t.TempDir()
 	// Small groups and blocks: a segment holds several of each.
-	db, err := Open(dir, Options{WALSegmentBytes: 256 << 10, layout: segLayout{groupBytes: 48 << 10, blockBytes: 6 << 10}})
+	db, err := Open(dir, Options{WALSegmentBytes: 256 << 10, layout: segLayout{groupBytes: 48 << 10, blockBytes: 6 << 10, blockEvents: 6}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +256,7 @@ func TestSelectMatchesFullScan(t *testing.T) {
 // segments) and by hand from a full scan.
 func TestStatsMatchesNaiveCount(t *testing.T) {
 	dir := t.TempDir()
-	db, err := Open(dir, Options{WALSegmentBytes: 128 << 10, layout: segLayout{groupBytes: 32 << 10, blockBytes: 4 << 10}})
+	db, err := Open(dir, Options{WALSegmentBytes: 128 << 10, layout: segLayout{groupBytes: 32 << 10, blockBytes: 4 << 10, blockEvents: 4}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,3 +449,4 @@ func readGenerated(t *testing.T, dir string, db *DB, rng *rand.Rand, batches int
 	t.Cleanup(func() { r.Close() })
 	return r, rng
 }
+
