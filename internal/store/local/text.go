@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/klauspost/compress/zstd"
@@ -461,8 +462,16 @@ func (t *textReader) groupV5(r *segmentReader, g groupMeta, lo, hi int, want []i
 		t.span = make([][2]int32, g.Count)
 	}
 	t.span = t.span[:g.Count]
-	text := t.text[:0]
 	per := h.PerBlock()
+	// Room for the touched blocks' lines up front: growing a group's 16
+	// MiB by doubling copied more than the codec wrote.
+	var room int64
+	for i, p := range ps {
+		if i == 0 || p/per != ps[i-1]/per {
+			room += r.meta.Blocks[g.Block0+p/per].RawBytes
+		}
+	}
+	text := slices.Grow(t.text[:0], int(room))
 	for i := 0; i < len(ps); {
 		bi := ps[i] / per
 		j := i + 1
