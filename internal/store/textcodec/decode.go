@@ -260,28 +260,56 @@ func (r *Reader) readMeta(meta []byte) error {
 	if nt > uint64(len(meta)) {
 		return errors.New("template count exceeds the meta")
 	}
+	// The templates' literals and columns are cut from two slabs rather
+	// than allocated one by one: opening a group's head is paid by every
+	// read that touches the group. The slabs are sized by a first pass;
+	// on damage one may grow, which leaves the templates before it on
+	// its old array, as they were.
+	nLits, nCols := templateSizes(rd, nt)
+	r.tmpls = make([]template, 0, nt)
+	lits := make([][]byte, 0, nLits)
+	cols := make([]int, 0, nCols)
 	for range nt {
 		nc := rd.uvarint()
 		if nc > uint64(len(rd.b)) {
 			return errors.New("template is damaged")
 		}
-		t := template{lits: make([][]byte, nc+1), cols: make([]int, nc)}
-		for k := range t.lits {
-			t.lits[k] = rd.chunk()
+		l0, c0 := len(lits), len(cols)
+		for range nc + 1 {
+			lits = append(lits, rd.chunk())
 		}
-		for k := range t.cols {
+		for range nc {
 			c := rd.uvarint()
 			if c >= np {
 				return fmt.Errorf("template names column %d of %d", c, np)
 			}
-			t.cols[k] = int(c)
+			cols = append(cols, int(c))
 		}
-		r.tmpls = append(r.tmpls, t)
+		r.tmpls = append(r.tmpls, template{lits: lits[l0:len(lits):len(lits)], cols: cols[c0:len(cols):len(cols)]})
 	}
 	if rd.bad || len(rd.b) != 0 {
 		return errors.New("meta is damaged")
 	}
 	return nil
+}
+
+// templateSizes returns how many literals and columns the nt templates
+// at rd hold, at most the bytes they take (a damaged count stops early).
+func templateSizes(rd reader, nt uint64) (lits, cols int) {
+	for range nt {
+		nc := rd.uvarint()
+		if rd.bad || nc > uint64(len(rd.b)) {
+			break
+		}
+		for range nc + 1 {
+			rd.chunk()
+		}
+		for range nc {
+			rd.uvarint()
+		}
+		lits, cols = lits+int(nc)+1, cols+int(nc)
+	}
+	return lits, cols
 }
 
 // Len returns the number of events in the group.

@@ -632,3 +632,21 @@ func TestNoBodies(t *testing.T) {
 		t.Fatalf("%d bodies in the incident: the test reads too few", bodies)
 	}
 }
+
+// BenchmarkOpenHead opens the head of a group of 50,000 events: what a
+// store pays once per group a read touches.
+func BenchmarkOpenHead(b *testing.B) {
+	lines, _ := benchLines(b)
+	x, err := NewEncoder(storeLayout)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer x.Close()
+	g := x.Encode(lines)
+	dec := newDecoder(b)
+	for b.Loop() {
+		if _, err := OpenHead(g.Head, dec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
