@@ -99,7 +99,7 @@ func Open(b []byte, dec *zstd.Decoder) (*Reader, error) {
 		return nil, err
 	}
 	nb := rd.uvarint()
-	if rd.bad || nb != uint64(r.numBlocks()) {
+	if rd.bad || nb != uint64(r.numBlocks()) || nb > uint64(len(rd.b)) {
 		return nil, errors.New("text group: block table is damaged")
 	}
 	lens := make([]uint64, nb)
@@ -155,6 +155,9 @@ func OpenAt(ra io.ReaderAt, off, size int64, dec *zstd.Decoder) (*Reader, error)
 	}
 	at += int64(hl)
 	nb := r.numBlocks()
+	if int64(nb) > size {
+		return nil, errors.New("text group: head is damaged")
+	}
 	table, err := read(int64(nb+1) * binary.MaxVarintLen64)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -648,5 +649,35 @@ func BenchmarkOpenHead(b *testing.B) {
 		if _, err := OpenHead(g.Head, dec); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestHugeCounts: a head whose CRC holds but whose event count is far
+// beyond the group's bytes is an error for Open and OpenAt, not an
+// allocation of its block table (without the bound, 8 TB of it).
+func TestHugeCounts(t *testing.T) {
+	meta := appendChunk(binary.AppendUvarint(nil, 1), nil) // one column, ""
+	meta = binary.AppendUvarint(meta, 0)                   // no templates
+	dec := newDecoder(t)
+	x, err := NewEncoder(storeLayout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	head := []byte{flagRows}
+	head = binary.AppendUvarint(head, 1<<40)
+	head = binary.AppendUvarint(head, 1)
+	head = appendChunk(head, x.zenc.EncodeAll(meta, nil))
+	head = appendCRC(head, 0)
+	if _, err := OpenHead(head, dec); err != nil {
+		t.Fatalf("the head itself is well formed: %v", err)
+	}
+	g := Group{Head: head}.Bytes()
+	g = append(g[:len(g)-1], binary.AppendUvarint(nil, 1<<40)...)
+	if _, err := Open(g, dec); err == nil {
+		t.Error("Open read a group of 2^40 blocks in a few bytes")
+	}
+	if _, err := OpenAt(bytes.NewReader(g), 0, int64(len(g)), dec); err == nil {
+		t.Error("OpenAt read a group of 2^40 blocks in a few bytes")
 	}
 }
