@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/vfs"
+	"github.com/kubetrail/kubetrail/internal/wal"
 )
 
 // TestStoredAuditIDAgreesWithDecoding: the audit ID read from the text
@@ -87,7 +89,15 @@ func TestAuditIDLookupMatchesFullScan(t *testing.T) {
 	}
 	t.Cleanup(func() { db.Close() })
 	// Compacted segments hold several WAL segments' events (parts): Scan
-	// must give each candidate its own part's position.
+	// must give each candidate its own part's position. Compaction takes
+	// sealed segments only: wait until every WAL segment but the open one
+	// is sealed (under -race sealing lagged behind, and nothing merged).
+	for k := 0; k < 2000; k++ {
+		if ws, _ := wal.ListSegments(filepath.Join(dir, walDir)); len(ws) <= 1 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if _, err := db.Compact(context.Background(), Compaction{Below: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
