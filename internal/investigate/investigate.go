@@ -279,8 +279,9 @@ func collect(r Source, sc Scope, base query.Expr, allStages, bodies bool) ([]*Re
 		// event's text: a row's time is requestReceivedTimestamp, and a
 		// request is its stages grouped by audit ID and request URI
 		// (reqKey). No column holds these three, so the columns only
-		// choose which events are read.
-		sel := local.Selection{Filter: f, Since: sc.Since, Until: sc.Until, NeedEvent: true}
+		// choose which events are read. Without bodies the store leaves
+		// the bodies' frames compressed (docs/adr/0025-segment-v5.md).
+		sel := local.Selection{Filter: f, Since: sc.Since, Until: sc.Until, NeedEvent: true, NoBodies: !bodies}
 		if err := r.Select(sel, add); err != nil {
 			return nil, 0, err
 		}

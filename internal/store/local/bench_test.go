@@ -437,3 +437,23 @@ func BenchmarkWarmOpen(b *testing.B) {
 	}
 	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 }
+
+// BenchmarkScanAll reads every stored event's bytes, as export does.
+func BenchmarkScanAll(b *testing.B) {
+	dir := benchDir(b)
+	var n, bytes int64
+	cpu := cpuTime()
+	for b.Loop() {
+		n, bytes = 0, 0
+		if err := Scan(dir, ScanOptions{}, func(s Stored) error {
+			n++
+			bytes += int64(len(s.Raw))
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(n), "events/op")
+	b.SetBytes(bytes)
+}

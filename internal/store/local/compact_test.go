@@ -121,7 +121,7 @@ func smallBatches(batches, per int) []*pipeline.Batch {
 // segment, as a slow cluster or frequent restarts do.
 func openSmall(t *testing.T, dir string) *DB {
 	t.Helper()
-	db, err := Open(dir, Options{WALSegmentBytes: 1, NoSync: true, layout: segLayout{groupBytes: 64 << 10, blockBytes: 8 << 10}})
+	db, err := Open(dir, Options{WALSegmentBytes: 1, NoSync: true, layout: segLayout{groupBytes: 64 << 10, blockBytes: 8 << 10, blockEvents: 8}})
 	if err != nil {
 		t.Fatal(err)
 	}

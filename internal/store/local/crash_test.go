@@ -71,7 +71,7 @@ func crashOptions(fs vfs.FS) Options {
 		WALSegmentBytes: 1, // every group commit is sealed into its own segment
 		SealAfter:       time.Hour,
 		sealers:         1,
-		layout:          segLayout{groupBytes: 2 << 10, blockBytes: 512},
+		layout:          segLayout{groupBytes: 2 << 10, blockBytes: 512, blockEvents: 2},
 	}
 }
 

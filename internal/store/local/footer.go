@@ -17,7 +17,7 @@ import (
 //	clusters: n, then n times length + bytes
 //	sortBy:   n, then n column numbers
 //	groups:   n, then n times first count rawBytes minTime maxTime block0 blocks order
-//	          (v4: then keysOff keysLen)
+//	          (v4: then keysOff keysLen; v5: then headOff headLen)
 //	blocks:   n, then n times off len first count rawBytes
 //	columns:  n, then n times kind values off dictLen idsLen rareLen
 //	time, received, lengths: off len each
@@ -64,6 +64,10 @@ func (m *segmentMeta) appendBinary(b []byte) []byte {
 		if m.Version >= 4 {
 			u(uint64(g.KeysOff))
 			u(uint64(g.KeysLen))
+		}
+		if m.Version >= 5 {
+			u(uint64(g.HeadOff))
+			u(uint64(g.HeadLen))
 		}
 	}
 	u(uint64(len(m.Blocks)))
@@ -256,6 +260,9 @@ func (m *segmentMeta) decodeBinary(b []byte) error {
 		if m.Version >= 4 {
 			g.KeysOff, g.KeysLen = d.int64(), d.int64()
 		}
+		if m.Version >= 5 {
+			g.HeadOff, g.HeadLen = d.int64(), d.int64()
+		}
 	}
 	m.Blocks = make([]blockMeta, d.n(5))
 	for k := range m.Blocks {
@@ -320,6 +327,9 @@ func (m *segmentMeta) check() error {
 		}
 		if m.Version >= 4 && (g.KeysLen <= 0 || g.KeysOff < 0) {
 			return fmt.Errorf("group %d has no keys", gi)
+		}
+		if m.Version >= 5 && (g.HeadLen <= 0 || g.HeadOff < 0) {
+			return fmt.Errorf("group %d has no text head", gi)
 		}
 		pos := g.First
 		for _, b := range m.Blocks[g.Block0 : g.Block0+g.Blocks] {

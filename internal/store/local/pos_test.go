@@ -15,7 +15,7 @@ import (
 func TestPositionsAreStable(t *testing.T) {
 	dir := t.TempDir()
 	open := func() *DB {
-		db, err := Open(dir, Options{WALSegmentBytes: 32 << 10, NoSync: true, layout: segLayout{groupBytes: 64 << 10, blockBytes: 8 << 10}})
+		db, err := Open(dir, Options{WALSegmentBytes: 32 << 10, NoSync: true, layout: segLayout{groupBytes: 64 << 10, blockBytes: 8 << 10, blockEvents: 8}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -321,6 +321,12 @@ type Selection struct {
 	// only when NeedEvent or the filter asks for it (printing -o jsonl
 	// needs the bytes alone).
 	NeedRaw bool
+	// NoBodies says the caller reads no request or response body (an
+	// investigation's metadata): events of v5 segments may then come
+	// without them (nil in Event, null in Raw), their bodies never
+	// decompressed. A filter the columns cannot decide (one on the
+	// bodies, say) still sees the whole event.
+	NoBodies bool
 }
 
 // Hit is one selected event. Its slices are valid only during the
@@ -1315,12 +1321,17 @@ func (r *Reader) selectSegment(s *segView, p *plan, sel Selection, lo, hi int64,
 	if c.all {
 		list = nil
 	}
+	r.text.noBodies = sel.NoBodies && !p.residual
+	defer func() { r.text.noBodies = false }()
 	return r.text.events(s.r, 0, s.r.meta.Count, list, nil, r.idsOf(s), func(i int, raw []byte) error {
 		cluster := cd.values[cl[i]]
 		h := Hit{Cluster: cluster, Time: s.times[i], Received: s.recvs[i], Raw: raw, seg: s, r: r, ord: i}
 		if needEvent {
 			if err := audit.DecodeStored(raw, &ev); err != nil {
 				return err
+			}
+			if r.text.noBodies {
+				ev.RequestObject, ev.ResponseObject = nil, nil
 			}
 			if p.full != nil && p.residual && !p.full.Match(&ev, cluster) {
 				return nil

@@ -43,7 +43,7 @@ func scanAll(t *testing.T, dir string) []scannedEvent {
 func generatedStore(t *testing.T) (string, *Reader) {
 	t.Helper()
 	dir := t.TempDir()
-	db, err := Open(dir, Options{WALSegmentBytes: 256 << 10, layout: segLayout{groupBytes: 48 << 10, blockBytes: 6 << 10}})
+	db, err := Open(dir, Options{WALSegmentBytes: 256 << 10, layout: segLayout{groupBytes: 48 << 10, blockBytes: 6 << 10, blockEvents: 6}})
 	if err != nil {
 		t.Fatal(err)
 	}

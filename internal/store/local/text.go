@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/kubetrail/kubetrail/internal/store/textcodec"
 )
 
 // sortedOrder returns 0..n-1 sorted by keys[0], then keys[1], ..., then by
@@ -140,13 +143,24 @@ type idsFunc func(Column) ([]uint32, error)
 // textReader reads events' text from segments, keeping its buffers from
 // call to call. It is not safe for concurrent use.
 type textReader struct {
-	dec   *zstd.Decoder
-	comp  []byte
-	keys  []byte   // a v4 group's keys frame, decompressed
-	plain [][]byte // a group's blocks, decompressed (v3); one block (v2)
-	lines [][]byte // a group's events' lines, by storage position
-	pos   []int32  // a group's storage position of each event
-	need  []bool
+	dec *zstd.Decoder
+	// noBodies writes v5 events' request and response bodies as null
+	// and never decompresses them: for readers of metadata only.
+	noBodies bool
+	comp     []byte
+	keys     []byte   // a v4 group's keys frame, decompressed
+	plain    [][]byte // a group's blocks, decompressed (v3); one block (v2)
+	lines    [][]byte // a group's events' lines, by storage position
+	pos      []int32  // a group's storage position of each event
+	need     []bool
+	// A v5 group's text: the head read last, its lines read, where each
+	// storage position's line is in text, and the positions wanted.
+	head    *textcodec.Reader
+	headOff int64
+	headSeg *segmentReader
+	text    []byte
+	span    [][2]int32
+	ps      []int
 }
 
 func newTextReader(dec *zstd.Decoder) *textReader { return &textReader{dec: dec} }
@@ -319,6 +333,9 @@ func (t *textReader) group(r *segmentReader, g groupMeta, key [][]uint32, lo, hi
 	if err := t.positions(r, g, key, want == nil); err != nil {
 		return err
 	}
+	if r.meta.Version >= 5 {
+		return t.groupV5(r, g, lo, hi, want, fn)
+	}
 	if cap(t.lines) < g.Count {
 		t.lines = make([][]byte, g.Count)
 	}
@@ -372,6 +389,134 @@ func (t *textReader) group(r *segmentReader, g groupMeta, key [][]uint32, lo, hi
 		}
 	}
 	return each(func(o int) error { return fn(o, t.lines[t.pos[o-g.First]]) })
+}
+
+// headPart and textBlockPart name a v5 group's head and a block in errors.
+func headPart(g groupMeta) string { return fmt.Sprintf("text group head at %d", g.HeadOff) }
+
+// openHead makes t.head the reader of v5 group g's head, unless it is
+// already.
+func (t *textReader) openHead(r *segmentReader, g groupMeta) (*textcodec.Reader, error) {
+	if t.head != nil && t.headSeg == r && t.headOff == g.HeadOff {
+		return t.head, nil
+	}
+	t.head = nil
+	head := make([]byte, g.HeadLen)
+	if err := r.readAt(head, g.HeadOff); err != nil {
+		return nil, r.fail(headPart(g), err)
+	}
+	h, err := textcodec.OpenHead(head, t.dec)
+	if err != nil {
+		return nil, r.fail(headPart(g), err)
+	}
+	if h.Len() != g.Count {
+		return nil, r.fail(headPart(g), fmt.Errorf("it holds %d events, the meta says %d", h.Len(), g.Count))
+	}
+	per := h.PerBlock()
+	for bi, b := range r.meta.Blocks[g.Block0 : g.Block0+g.Blocks] {
+		if b.First != g.First+bi*per || b.Count != min(per, g.Count-bi*per) {
+			return nil, r.fail(blockPart(b), fmt.Errorf("it holds events %d-%d, the group's head says blocks of %d", b.First, b.First+b.Count-1, per))
+		}
+	}
+	t.head, t.headSeg, t.headOff = h, r, g.HeadOff
+	return h, nil
+}
+
+// loadBlock returns a function that reads block b's stored bytes into
+// t.comp, for textcodec.Reader.ReadBlock.
+func (t *textReader) loadBlock(r *segmentReader, b blockMeta) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		if int64(cap(t.comp)) < b.Len {
+			t.comp = make([]byte, b.Len)
+		}
+		t.comp = t.comp[:b.Len]
+		if err := r.readAt(t.comp, b.Off); err != nil {
+			return nil, r.fail(blockPart(b), err)
+		}
+		return t.comp, nil
+	}
+}
+
+// groupV5 is group for a v5 group: it reads the wanted events' lines
+// block by block in storage order, keeps them, then calls fn in arrival
+// order. A block read whole is checked against its meta's byte count.
+func (t *textReader) groupV5(r *segmentReader, g groupMeta, lo, hi int, want []int32, fn func(int, []byte) error) error {
+	h, err := t.openHead(r, g)
+	if err != nil {
+		return err
+	}
+	h.NoBodies = t.noBodies
+	ps := t.ps[:0]
+	if want != nil {
+		for _, o := range want {
+			ps = append(ps, int(t.pos[int(o)-g.First]))
+		}
+	} else {
+		for o := lo; o < hi; o++ {
+			ps = append(ps, int(t.pos[o-g.First]))
+		}
+	}
+	sort.Ints(ps)
+	t.ps = ps
+	if cap(t.span) < g.Count {
+		t.span = make([][2]int32, g.Count)
+	}
+	t.span = t.span[:g.Count]
+	per := h.PerBlock()
+	// Room for the touched blocks' lines up front: growing a group's 16
+	// MiB by doubling copied more than the codec wrote.
+	var room int64
+	for i, p := range ps {
+		if i == 0 || p/per != ps[i-1]/per {
+			room += r.meta.Blocks[g.Block0+p/per].RawBytes
+		}
+	}
+	text := slices.Grow(t.text[:0], int(room))
+	for i := 0; i < len(ps); {
+		bi := ps[i] / per
+		j := i + 1
+		for j < len(ps) && ps[j]/per == bi {
+			j++
+		}
+		b := r.meta.Blocks[g.Block0+bi]
+		var raw int64
+		err := h.ReadBlock(bi, t.loadBlock(r, b), ps[i:j], func(p int, line []byte) error {
+			t.span[p] = [2]int32{int32(len(text)), int32(len(text) + len(line))}
+			text = append(text, line...)
+			raw += int64(len(line))
+			return nil
+		})
+		if err != nil {
+			var se *SegmentError
+			if errors.As(err, &se) {
+				return err
+			}
+			return r.fail(blockPart(b), err)
+		}
+		if j-i == b.Count && raw != b.RawBytes && !t.noBodies {
+			return r.fail(blockPart(b), fmt.Errorf("%d bytes, the meta says %d", raw, b.RawBytes))
+		}
+		i = j
+	}
+	t.text = text
+	call := func(o int) error {
+		sp := t.span[t.pos[o-g.First]]
+		return fn(o, text[sp[0]:sp[1]:sp[1]])
+	}
+	if want != nil {
+		for _, o := range want {
+			if err := call(int(o)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for o := lo; o < hi; o++ {
+		if err := call(o); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // eventsV2 is events for a v2 segment: its blocks hold events in arrival
@@ -459,6 +604,7 @@ type oneText struct {
 	seg   *segmentReader
 	group int    // index of the group (v3, v4) or block (v2) at hand; -1 none
 	have  []bool // per block of the group: its lines are in t.lines
+	line  []byte // a v5 event's line
 }
 
 func newOneText(dec *zstd.Decoder) *oneText { return &oneText{t: newTextReader(dec), group: -1} }
@@ -494,6 +640,11 @@ func (o *oneText) text(r *segmentReader, ord int, ids idsFunc) ([]byte, error) {
 		if err := t.positions(r, g, key, false); err != nil {
 			return nil, err
 		}
+		if r.meta.Version >= 5 {
+			if _, err := t.openHead(r, g); err != nil {
+				return nil, err
+			}
+		}
 		if cap(t.lines) < g.Count {
 			t.lines = make([][]byte, g.Count)
 		}
@@ -506,6 +657,9 @@ func (o *oneText) text(r *segmentReader, ord int, ids idsFunc) ([]byte, error) {
 		o.group = gi
 	}
 	p := int(t.pos[ord-g.First])
+	if r.meta.Version >= 5 {
+		return o.textV5(r, g, p)
+	}
 	blocks := r.meta.Blocks[g.Block0 : g.Block0+g.Blocks]
 	bi := sort.Search(len(blocks), func(i int) bool { return blocks[i].First+blocks[i].Count > g.First+p })
 	if bi == len(blocks) {
@@ -523,6 +677,28 @@ func (o *oneText) text(r *segmentReader, ord int, ids idsFunc) ([]byte, error) {
 		o.have[bi] = true
 	}
 	return t.lines[p], nil
+}
+
+// textV5 is text for the event at storage position p of v5 group g,
+// whose head is open: the codec keeps the block read last decompressed.
+func (o *oneText) textV5(r *segmentReader, g groupMeta, p int) ([]byte, error) {
+	t := o.t
+	h := t.head
+	h.NoBodies = t.noBodies
+	bi := p / h.PerBlock()
+	b := r.meta.Blocks[g.Block0+bi]
+	err := h.ReadBlock(bi, t.loadBlock(r, b), []int{p}, func(_ int, line []byte) error {
+		o.line = append(o.line[:0], line...)
+		return nil
+	})
+	if err != nil {
+		var se *SegmentError
+		if errors.As(err, &se) {
+			return nil, err
+		}
+		return nil, r.fail(blockPart(b), err)
+	}
+	return o.line, nil
 }
 
 // textV2 is text for a v2 segment, whose blocks hold events in arrival

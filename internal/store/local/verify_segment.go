@@ -16,9 +16,11 @@ import (
 // the magic, the trailer and the meta; that the parts tile the file; every
 // zstd frame (each column's dictionary, ids, rare postings and postings
 // chunks, the chunk indexes against their chunks, the time, receive time
-// and length columns, every text block, every group's keys); each group's
-// order hash against its columns (v3) or its keys (v4); and the stored
-// lengths against the text. It returns one
+// and length columns, every text block, every group's keys and, in v5,
+// every group's text head); each group's order hash against its columns
+// (v3) or its keys (v4, v5); and the stored lengths against the text (a
+// v5 group's text is decoded whole: every CRC-32C, and each block's
+// events and bytes against the meta's). It returns one
 // Damage per damaged part (none when the file is whole). A v2 segment's
 // meta and Bloom filters carry no checksum: their agreement with the rest
 // is checked instead.
@@ -142,6 +144,9 @@ func (r *segmentReader) checkTiling() error {
 	for _, g := range r.meta.Groups {
 		if g.KeysLen > 0 {
 			spans = append(spans, span{g.KeysOff, g.KeysLen, fmt.Sprintf("group keys at %d", g.KeysOff)})
+		}
+		if g.HeadLen > 0 {
+			spans = append(spans, span{g.HeadOff, g.HeadLen, headPart(g)})
 		}
 	}
 	for c, m := range r.meta.Columns {

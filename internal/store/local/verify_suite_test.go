@@ -374,7 +374,7 @@ func TestVerifyCatchesEverything(t *testing.T) {
 
 	t.Run("no false alarm after compaction and retention", func(t *testing.T) {
 		d := s.copyOf(t)
-		db, err := Open(d, Options{NoSync: true, layout: segLayout{groupBytes: 64 << 10, blockBytes: 8 << 10}})
+		db, err := Open(d, Options{NoSync: true, layout: segLayout{groupBytes: 64 << 10, blockBytes: 8 << 10, blockEvents: 8}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,8 +1,11 @@
 package textcodec
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"strconv"
 
 	"github.com/klauspost/compress/zstd"
@@ -11,6 +14,12 @@ import (
 // Reader gives back the lines of a group. It keeps its buffers from call
 // to call and is not safe for concurrent use.
 type Reader struct {
+	// NoBodies, with a group written with BodiesApart, writes every
+	// request and response body as null and never decompresses a body
+	// frame: for readers that need an event's metadata only. The line is
+	// then not the stored one.
+	NoBodies bool
+
 	dict     bool
 	oneFrame bool
 	rows     bool
@@ -19,6 +28,11 @@ type Reader struct {
 	paths    []string
 	tmpls    []template
 	blocks   [][]byte
+	ra       io.ReaderAt // with OpenAt: where the blocks are read from
+	blockAt  []int64     // with OpenAt: where each block starts, and the end
+	comp     []byte      // with OpenAt: the block read
+	cur      int         // the block whose frames are decompressed, or -1
+	bodyCol  []bool      // per column: it holds request or response bodies
 	ref      [nRef]int
 	uriCol   int
 	dec      *zstd.Decoder
@@ -53,19 +67,40 @@ type cursor struct {
 	last                       int64    // the column's previous time
 }
 
-// Open reads a group's header and meta. b must not change while the
-// Reader is used; dec is used for every frame.
+var errChecksum = errors.New("checksum mismatch: the bytes are damaged")
+
+// checked returns b without its trailing CRC-32C, or an error when the
+// CRC does not match.
+func checked(b []byte) ([]byte, error) {
+	if len(b) < 4 {
+		return nil, errors.New("cut short")
+	}
+	n := len(b) - 4
+	if crc32.Checksum(b[:n], castagnoli) != binary.LittleEndian.Uint32(b[n:]) {
+		return nil, errChecksum
+	}
+	return b[:n:n], nil
+}
+
+// Open reads a group written as one byte string (Encode, Group.Bytes).
+// b must not change while the Reader is used; dec is used for every
+// frame.
 func Open(b []byte, dec *zstd.Decoder) (*Reader, error) {
 	if len(b) < len(magic)+1 || string(b[:len(magic)]) != magic {
-		return nil, errors.New("text group: no KTC1 header")
+		return nil, errors.New("text group: no " + magic + " header")
 	}
-	r := &Reader{vals: make([]byte, 0, 4096), dec: dec, dict: b[4]&flagDict != 0, oneFrame: b[4]&flagOneFrame != 0, rows: b[4]&flagRows != 0, apart: b[4]&flagBodiesApart != 0, uriCol: -1}
-	rd := reader{b: b[len(magic)+1:]}
-	r.n, r.per = int(rd.uvarint()), int(rd.uvarint())
-	metaZ := rd.chunk()
+	rd := reader{b: b[len(magic):]}
+	head := rd.chunk()
+	if rd.bad {
+		return nil, errors.New("text group: head is cut short")
+	}
+	r, err := OpenHead(head, dec)
+	if err != nil {
+		return nil, err
+	}
 	nb := rd.uvarint()
-	if rd.bad || r.per <= 0 || nb > uint64(len(rd.b)) || nb != uint64((r.n+r.per-1)/r.per) && r.n > 0 {
-		return nil, errors.New("text group: header is damaged")
+	if rd.bad || nb != uint64(r.numBlocks()) || nb > uint64(len(rd.b)) {
+		return nil, errors.New("text group: block table is damaged")
 	}
 	lens := make([]uint64, nb)
 	for i := range lens {
@@ -77,6 +112,99 @@ func Open(b []byte, dec *zstd.Decoder) (*Reader, error) {
 	if rd.bad || len(rd.b) != 0 {
 		return nil, errors.New("text group: block table does not match the blocks")
 	}
+	return r, nil
+}
+
+// OpenAt reads the head and block table of a group written as one byte
+// string (Group.Bytes) of size bytes at off in ra; each read then reads
+// only the blocks it needs, so the group is never in memory whole.
+func OpenAt(ra io.ReaderAt, off, size int64, dec *zstd.Decoder) (*Reader, error) {
+	at := off
+	end := off + size
+	// read returns up to n bytes at at, fewer at the group's end.
+	read := func(n int64) ([]byte, error) {
+		n = min(n, end-at)
+		if n < 0 {
+			return nil, errors.New("text group: cut short")
+		}
+		b := make([]byte, n)
+		if _, err := ra.ReadAt(b, at); err != nil && !(errors.Is(err, io.EOF) && at+n == end) {
+			return nil, fmt.Errorf("text group: %w", err)
+		}
+		return b, nil
+	}
+	pre, err := read(int64(len(magic)) + binary.MaxVarintLen64)
+	if err != nil {
+		return nil, err
+	}
+	if len(pre) < len(magic)+1 || string(pre[:len(magic)]) != magic {
+		return nil, errors.New("text group: no " + magic + " header")
+	}
+	hl, k := binary.Uvarint(pre[len(magic):])
+	if k <= 0 || hl > uint64(size) {
+		return nil, errors.New("text group: head is damaged")
+	}
+	at += int64(len(magic) + k)
+	head, err := read(int64(hl))
+	if err != nil {
+		return nil, err
+	}
+	r, err := OpenHead(head, dec)
+	if err != nil {
+		return nil, err
+	}
+	at += int64(hl)
+	nb := r.numBlocks()
+	if int64(nb) > size {
+		return nil, errors.New("text group: head is damaged")
+	}
+	table, err := read(int64(nb+1) * binary.MaxVarintLen64)
+	if err != nil {
+		return nil, err
+	}
+	rd := reader{b: table}
+	if rd.uvarint() != uint64(nb) || rd.bad {
+		return nil, errors.New("text group: block table is damaged")
+	}
+	lens := make([]uint64, nb)
+	for i := range lens {
+		lens[i] = rd.uvarint()
+	}
+	if rd.bad {
+		return nil, errors.New("text group: block table is damaged")
+	}
+	at += int64(len(table) - len(rd.b))
+	r.ra, r.blockAt = ra, append(r.blockAt, at)
+	for _, l := range lens {
+		at += int64(l)
+		if at > end || l > uint64(size) {
+			return nil, errors.New("text group: block table does not match the blocks")
+		}
+		r.blockAt = append(r.blockAt, at)
+	}
+	if at != end {
+		return nil, errors.New("text group: block table does not match the blocks")
+	}
+	return r, nil
+}
+
+// OpenHead reads a group's head (Group.Head): a Reader of it reads
+// blocks handed to ReadBlock. dec is used for every frame.
+func OpenHead(head []byte, dec *zstd.Decoder) (*Reader, error) {
+	h, err := checked(head)
+	if err != nil {
+		return nil, fmt.Errorf("text group head: %w", err)
+	}
+	if len(h) < 1 {
+		return nil, errors.New("text group head: cut short")
+	}
+	r := &Reader{vals: make([]byte, 0, 4096), dec: dec, dict: h[0]&flagDict != 0, oneFrame: h[0]&flagOneFrame != 0, rows: h[0]&flagRows != 0, apart: h[0]&flagBodiesApart != 0, uriCol: -1, cur: -1}
+	rd := reader{b: h[1:]}
+	r.n, r.per = int(rd.uvarint()), int(rd.uvarint())
+	metaZ := rd.chunk()
+	if rd.bad || len(rd.b) != 0 || r.per <= 0 || r.n < 0 || uint64(r.n) > 1<<40 {
+		return nil, errors.New("text group head: damaged")
+	}
 	meta, err := dec.DecodeAll(metaZ, nil)
 	if err != nil {
 		return nil, fmt.Errorf("text group meta: %w", err)
@@ -85,6 +213,28 @@ func Open(b []byte, dec *zstd.Decoder) (*Reader, error) {
 		return nil, fmt.Errorf("text group meta: %w", err)
 	}
 	return r, nil
+}
+
+// numBlocks returns how many blocks the group has.
+func (r *Reader) numBlocks() int { return (r.n + r.per - 1) / r.per }
+
+// PerBlock returns the number of events in each block but the last.
+func (r *Reader) PerBlock() int { return r.per }
+
+// blockBytes returns block b's stored bytes.
+func (r *Reader) blockBytes(b int) ([]byte, error) {
+	if r.ra == nil {
+		return r.blocks[b], nil
+	}
+	n := r.blockAt[b+1] - r.blockAt[b]
+	if int64(cap(r.comp)) < n {
+		r.comp = make([]byte, n)
+	}
+	r.comp = r.comp[:n]
+	if _, err := r.ra.ReadAt(r.comp, r.blockAt[b]); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("text block %d: %w", b, err)
+	}
+	return r.comp, nil
 }
 
 func (r *Reader) readMeta(meta []byte) error {
@@ -99,6 +249,7 @@ func (r *Reader) readMeta(meta []byte) error {
 	for i := range np {
 		p := string(rd.chunk())
 		r.paths = append(r.paths, p)
+		r.bodyCol = append(r.bodyCol, p == "$.requestObject" || p == "$.responseObject")
 		if p == uriPath {
 			r.uriCol = int(i)
 		}
@@ -112,28 +263,56 @@ func (r *Reader) readMeta(meta []byte) error {
 	if nt > uint64(len(meta)) {
 		return errors.New("template count exceeds the meta")
 	}
+	// The templates' literals and columns are cut from two slabs rather
+	// than allocated one by one: opening a group's head is paid by every
+	// read that touches the group. The slabs are sized by a first pass;
+	// on damage one may grow, which leaves the templates before it on
+	// its old array, as they were.
+	nLits, nCols := templateSizes(rd, nt)
+	r.tmpls = make([]template, 0, nt)
+	lits := make([][]byte, 0, nLits)
+	cols := make([]int, 0, nCols)
 	for range nt {
 		nc := rd.uvarint()
 		if nc > uint64(len(rd.b)) {
 			return errors.New("template is damaged")
 		}
-		t := template{lits: make([][]byte, nc+1), cols: make([]int, nc)}
-		for k := range t.lits {
-			t.lits[k] = rd.chunk()
+		l0, c0 := len(lits), len(cols)
+		for range nc + 1 {
+			lits = append(lits, rd.chunk())
 		}
-		for k := range t.cols {
+		for range nc {
 			c := rd.uvarint()
 			if c >= np {
 				return fmt.Errorf("template names column %d of %d", c, np)
 			}
-			t.cols[k] = int(c)
+			cols = append(cols, int(c))
 		}
-		r.tmpls = append(r.tmpls, t)
+		r.tmpls = append(r.tmpls, template{lits: lits[l0:len(lits):len(lits)], cols: cols[c0:len(cols):len(cols)]})
 	}
 	if rd.bad || len(rd.b) != 0 {
 		return errors.New("meta is damaged")
 	}
 	return nil
+}
+
+// templateSizes returns how many literals and columns the nt templates
+// at rd hold, at most the bytes they take (a damaged count stops early).
+func templateSizes(rd reader, nt uint64) (lits, cols int) {
+	for range nt {
+		nc := rd.uvarint()
+		if rd.bad || nc > uint64(len(rd.b)) {
+			break
+		}
+		for range nc + 1 {
+			rd.chunk()
+		}
+		for range nc {
+			rd.uvarint()
+		}
+		lits, cols = lits+int(nc)+1, cols+int(nc)
+	}
+	return lits, cols
 }
 
 // Len returns the number of events in the group.
@@ -142,6 +321,9 @@ func (r *Reader) Len() int { return r.n }
 // Events calls fn with the line of each event of ords, which must be
 // ascending, in that order. line is valid only during the call.
 func (r *Reader) Events(ords []int, fn func(ord int, line []byte) error) error {
+	if r.blocks == nil && r.ra == nil {
+		return errors.New("text group: opened by its head: read it with ReadBlock")
+	}
 	for i := 0; i < len(ords); {
 		if ords[i] < 0 || ords[i] >= r.n || i > 0 && ords[i] <= ords[i-1] {
 			return fmt.Errorf("event %d of %d, after %d: ordinals must ascend within the group", ords[i], r.n, ords[max(i-1, 0)])
@@ -151,7 +333,7 @@ func (r *Reader) Events(ords []int, fn func(ord int, line []byte) error) error {
 		for j < len(ords) && ords[j]/r.per == b && ords[j] > ords[j-1] {
 			j++
 		}
-		if err := r.block(b, ords[i:j], fn); err != nil {
+		if err := r.block(b, func() ([]byte, error) { return r.blockBytes(b) }, ords[i:j], fn); err != nil {
 			return err
 		}
 		i = j
@@ -161,37 +343,67 @@ func (r *Reader) Events(ords []int, fn func(ord int, line []byte) error) error {
 
 // All calls fn with every line, in order.
 func (r *Reader) All(fn func(ord int, line []byte) error) error {
-	for b := range r.blocks {
+	if r.blocks == nil && r.ra == nil {
+		return errors.New("text group: opened by its head: read it with ReadBlock")
+	}
+	var ords []int
+	for b := range r.numBlocks() {
 		lo := b * r.per
 		hi := min(lo+r.per, r.n)
-		ords := make([]int, hi-lo)
-		for i := range ords {
-			ords[i] = lo + i
+		ords = ords[:0]
+		for o := lo; o < hi; o++ {
+			ords = append(ords, o)
 		}
-		if err := r.block(b, ords, fn); err != nil {
+		if err := r.block(b, func() ([]byte, error) { return r.blockBytes(b) }, ords, fn); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// openRows decompresses block b of a group written as rows and finds
-// where each row starts.
-func (r *Reader) openRows(b int) error {
+// ReadBlock calls fn with the line of each event of ords, which must be
+// ascending and all in block b (the group's ordinals [b*PerBlock,
+// (b+1)*PerBlock)). load gives the block's stored bytes; with rows it is
+// called only when b is not the block the Reader read last, whose
+// decompressed rows it keeps. line is valid only during the call.
+func (r *Reader) ReadBlock(b int, load func() ([]byte, error), ords []int, fn func(ord int, line []byte) error) error {
+	lo, hi := b*r.per, min((b+1)*r.per, r.n)
+	for i, o := range ords {
+		if o < lo || o >= hi || i > 0 && o <= ords[i-1] {
+			return fmt.Errorf("text block %d: event %d: ordinals must ascend within the block", b, o)
+		}
+	}
+	return r.block(b, load, ords, fn)
+}
+
+// openRows decompresses block b of a group written as rows, given its
+// stored bytes, and finds where each row starts. It checks every frame's
+// CRC, the bodies' too, and keeps a copy of the bodies' frame.
+func (r *Reader) openRows(b int, blk []byte) error {
+	r.cur = -1
 	if len(r.plain) == 0 {
 		r.plain = append(r.plain, nil)
 	}
-	blk := r.blocks[b]
-	r.bodyZ, r.bodiesOK = nil, false
+	r.bodyZ, r.bodiesOK = r.bodyZ[:0], false
 	if r.apart {
 		rd := reader{b: blk}
 		blk = rd.chunk()
 		if rd.bad {
 			return errors.New("rows frame is cut short")
 		}
-		r.bodyZ = rd.b
+		if len(rd.b) > 0 {
+			bz, err := checked(rd.b)
+			if err != nil {
+				return fmt.Errorf("body frame: %w", err)
+			}
+			r.bodyZ = append(r.bodyZ, bz...)
+		}
 	}
-	p, err := r.dec.DecodeAll(blk, r.plain[0][:0])
+	frame, err := checked(blk)
+	if err != nil {
+		return fmt.Errorf("rows frame: %w", err)
+	}
+	p, err := r.dec.DecodeAll(frame, r.plain[0][:0])
 	if err != nil {
 		return err
 	}
@@ -212,14 +424,21 @@ func (r *Reader) openRows(b int) error {
 		return errors.New("row lengths do not match the rows")
 	}
 	r.rowData = rd.b
+	r.cur = b
 	return nil
 }
 
 // blockRows writes the events of want, all in block b of a group written
 // as rows.
-func (r *Reader) blockRows(b int, want []int, fn func(int, []byte) error) error {
-	if err := r.openRows(b); err != nil {
-		return fmt.Errorf("text block %d: %w", b, err)
+func (r *Reader) blockRows(b int, load func() ([]byte, error), want []int, fn func(int, []byte) error) error {
+	if r.cur != b {
+		blk, err := load()
+		if err != nil {
+			return err
+		}
+		if err := r.openRows(b, blk); err != nil {
+			return fmt.Errorf("text block %d: %w", b, err)
+		}
 	}
 	for _, ord := range want {
 		i := ord - b*r.per
@@ -243,8 +462,11 @@ func (r *Reader) blockRows(b int, want []int, fn func(int, []byte) error) error 
 }
 
 // open decompresses block b and sets the cursors at its start.
-func (r *Reader) open(b int) error {
-	blk := r.blocks[b]
+func (r *Reader) open(b int, blk []byte) error {
+	blk, err := checked(blk)
+	if err != nil {
+		return err
+	}
 	var contents [][]byte
 	if r.oneFrame {
 		if len(r.plain) == 0 {
@@ -323,12 +545,17 @@ func (r *Reader) open(b int) error {
 	return nil
 }
 
-// block writes the events of want, all in block b.
-func (r *Reader) block(b int, want []int, fn func(int, []byte) error) error {
+// block writes the events of want, all in block b, whose stored bytes
+// load gives.
+func (r *Reader) block(b int, load func() ([]byte, error), want []int, fn func(int, []byte) error) error {
 	if r.rows {
-		return r.blockRows(b, want, fn)
+		return r.blockRows(b, load, want, fn)
 	}
-	if err := r.open(b); err != nil {
+	blk, err := load()
+	if err != nil {
+		return err
+	}
+	if err := r.open(b, blk); err != nil {
 		return fmt.Errorf("text block %d: %w", b, err)
 	}
 	w := 0
@@ -485,7 +712,15 @@ func (r *Reader) event(t *template) ([]byte, error) {
 		start := len(r.vals)
 		var k byte
 		var err error
-		r.vals, k, err = r.next(col, r.vals, true)
+		if r.NoBodies && r.bodyCol[col] {
+			// Past the value without writing it (a body frame is never
+			// decompressed), and null in its place.
+			_, k, err = r.next(col, nil, false)
+			k = kindString
+			r.vals = append(r.vals, "null"...)
+		} else {
+			r.vals, k, err = r.next(col, r.vals, true)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -524,7 +759,7 @@ func (r *Reader) ColumnBytes() (map[string]int, error) {
 	}
 	sizes := map[string]int{}
 	for b, blk := range r.blocks {
-		rd := reader{b: blk}
+		rd := reader{b: blk[:max(len(blk)-4, 0)]}
 		k := rd.uvarint()
 		for i := range k {
 			l := int(rd.uvarint())

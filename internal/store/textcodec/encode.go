@@ -12,29 +12,46 @@
 // are cut into blocks; each column of a block is compressed with zstd,
 // and reading an event decompresses its block's columns only.
 //
-// Group layout (varints are unsigned LEB128):
+// Group layout (varints are unsigned LEB128; crc is the CRC-32C of the
+// bytes before it in its part, 4 bytes little endian):
 //
-//	"KTC1" flags:byte events:varint perBlock:varint
-//	meta:chunk (zstd: column paths, then templates)
-//	blocks:varint, each block's length:varint, the blocks
+//	"KTC2" head:chunk blocks:varint, each block's length:varint, the blocks
+//	head: flags:byte events:varint perBlock:varint meta:chunk crc
+//	      (meta is zstd: column paths, then templates)
 //
-// A block is varint k then k frame lengths and the frames (zstd each):
-// frame 0 the events' template numbers, frame 1+c column c's streams
-// (kinds, strings, dictionary, fixed, numbers), empty when the block has
-// no value of column c. With OneFrame the block is one zstd frame of the
-// same table with raw lengths, then the raw contents.
+// A store keeps a group's head and blocks where it likes (Group), and
+// reads one block at a time (OpenHead, ReadBlock). Every part carries a
+// CRC-32C, checked before it is decompressed: a flipped byte anywhere is
+// an error, never another line (TestEveryFlippedByte).
+//
+// A block of columns is varint k then k frame lengths and the frames
+// (zstd each), then crc: frame 0 the events' template numbers, frame 1+c
+// column c's streams (kinds, strings, dictionary, fixed, numbers), empty
+// when the block has no value of column c. With OneFrame the block is one
+// zstd frame of the same table with raw lengths, then the raw contents,
+// then crc. With Rows it is a zstd frame of the rows, then crc; with
+// BodiesApart that is a chunk, followed by the bodies' zstd frame and its
+// crc when the block has bodies.
 package textcodec
 
 import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"slices"
 
 	"github.com/klauspost/compress/zstd"
 )
 
-const magic = "KTC1"
+const magic = "KTC2"
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// appendCRC appends the CRC-32C of b[from:].
+func appendCRC(b []byte, from int) []byte {
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[from:], castagnoli))
+}
 
 const (
 	flagDict byte = 1 << iota
@@ -127,7 +144,8 @@ type encoder struct {
 // as the one value of column 0.
 var rawTemplate = template{lits: [][]byte{nil, nil}, cols: []int{0}}
 
-func newEncoder(opt Options) (*encoder, error) {
+// normalize fills in defaults and drops options the others rule out.
+func (opt Options) normalize() Options {
 	if opt.Level == 0 {
 		opt.Level = zstd.SpeedDefault
 	}
@@ -137,10 +155,70 @@ func newEncoder(opt Options) (*encoder, error) {
 	if !opt.Rows || !opt.Opaque {
 		opt.BodiesApart = false
 	}
-	zenc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(opt.Level), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	return opt
+}
+
+// Encoder encodes groups with one set of options, keeping its zstd
+// encoder from group to group. It is not safe for concurrent use.
+type Encoder struct {
+	opt  Options
+	zenc *zstd.Encoder
+}
+
+// NewEncoder returns an Encoder; Close releases it.
+func NewEncoder(opt Options) (*Encoder, error) {
+	opt = opt.normalize()
+	// No zstd checksum: every part carries a CRC-32C, checked before it
+	// is decompressed.
+	zenc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(opt.Level), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false))
 	if err != nil {
 		return nil, fmt.Errorf("zstd writer: %w", err)
 	}
+	return &Encoder{opt: opt, zenc: zenc}, nil
+}
+
+// Close releases the Encoder's zstd encoder.
+func (x *Encoder) Close() { x.zenc.Close() }
+
+// Group is an encoded group: its head (the layout, the event count and
+// the templates) and its blocks, each BlockEvents events. A store may
+// keep them apart; ReadBlock reads one block given the head.
+type Group struct {
+	Head   []byte
+	Blocks [][]byte
+}
+
+// Bytes returns the group as one byte string, which Open reads.
+func (g Group) Bytes() []byte {
+	out := appendChunk([]byte(magic), g.Head)
+	out = binary.AppendUvarint(out, uint64(len(g.Blocks)))
+	for _, b := range g.Blocks {
+		out = binary.AppendUvarint(out, uint64(len(b)))
+	}
+	for _, b := range g.Blocks {
+		out = append(out, b...)
+	}
+	return slices.Clip(out)
+}
+
+// Encode returns lines as a group. Any bytes are a line: a Reader gives
+// each back exactly. The group's parts do not share memory with lines.
+func (x *Encoder) Encode(lines [][]byte) Group {
+	e := newEncoder(x.opt, x.zenc)
+	per := x.opt.BlockEvents
+	if per <= 0 {
+		per = max(len(lines), 1)
+	}
+	for i, l := range lines {
+		e.add(l)
+		if (i+1)%per == 0 || i == len(lines)-1 {
+			e.flush()
+		}
+	}
+	return Group{Head: e.head(len(lines), per), Blocks: e.blocks}
+}
+
+func newEncoder(opt Options, zenc *zstd.Encoder) *encoder {
 	e := &encoder{
 		opt: opt, zenc: zenc, colIDs: map[string]int{}, tmplIDs: map[string]int{},
 		uriCol: -1, tmpls: []template{rawTemplate},
@@ -151,7 +229,7 @@ func newEncoder(opt Options) (*encoder, error) {
 	e.sp.opaque = opt.Opaque
 	e.sp.column = e.column
 	e.column(nil) // column 0: raw lines
-	return e, nil
+	return e
 }
 
 // column returns the column of a key path, making it if new.
@@ -175,25 +253,15 @@ func (e *encoder) column(path []byte) int {
 	return id
 }
 
-// Encode returns lines as a group. Any bytes are a line: Decode gives
-// each back exactly.
+// Encode returns lines as a group in one byte string (Group.Bytes).
+// Any bytes are a line: Open gives each back exactly.
 func Encode(lines [][]byte, opt Options) ([]byte, error) {
-	e, err := newEncoder(opt)
+	x, err := NewEncoder(opt)
 	if err != nil {
 		return nil, err
 	}
-	defer e.zenc.Close()
-	per := opt.BlockEvents
-	if per <= 0 {
-		per = max(len(lines), 1)
-	}
-	for i, l := range lines {
-		e.add(l)
-		if (i+1)%per == 0 || i == len(lines)-1 {
-			e.flush()
-		}
-	}
-	return e.group(len(lines), per), nil
+	defer x.Close()
+	return x.Encode(lines).Bytes(), nil
 }
 
 func (e *encoder) add(line []byte) {
@@ -381,12 +449,13 @@ func (e *encoder) flush() {
 		raw := binary.AppendUvarint(nil, zigzag(e.base))
 		raw = binary.AppendUvarint(raw, uint64(e.nRows))
 		raw = append(append(raw, e.rowLens...), e.rows...)
-		block := e.zenc.EncodeAll(raw, nil)
+		block := appendCRC(e.zenc.EncodeAll(raw, nil), 0)
 		if e.opt.BodiesApart {
 			// The rows' frame, then the bodies' frame, if any.
 			block = appendChunk(nil, block)
 			if len(e.bodies) > 0 {
-				block = e.zenc.EncodeAll(e.bodies, block)
+				at := len(block)
+				block = appendCRC(e.zenc.EncodeAll(e.bodies, block), at)
 			}
 		}
 		e.blocks = append(e.blocks, block)
@@ -438,11 +507,11 @@ func (e *encoder) flush() {
 			block = append(block, f...)
 		}
 	}
-	e.blocks = append(e.blocks, block)
+	e.blocks = append(e.blocks, appendCRC(block, 0))
 }
 
-// group assembles the header, the meta and the blocks.
-func (e *encoder) group(n, per int) []byte {
+// head returns the group's head: flags, counts, the meta, a CRC.
+func (e *encoder) head(n, per int) []byte {
 	var flags byte
 	if e.opt.Dict {
 		flags |= flagDict
@@ -471,16 +540,9 @@ func (e *encoder) group(n, per int) []byte {
 			meta = binary.AppendUvarint(meta, uint64(c))
 		}
 	}
-	out := append([]byte(magic), flags)
+	out := []byte{flags}
 	out = binary.AppendUvarint(out, uint64(n))
 	out = binary.AppendUvarint(out, uint64(per))
 	out = appendChunk(out, e.zenc.EncodeAll(meta, nil))
-	out = binary.AppendUvarint(out, uint64(len(e.blocks)))
-	for _, b := range e.blocks {
-		out = binary.AppendUvarint(out, uint64(len(b)))
-	}
-	for _, b := range e.blocks {
-		out = append(out, b...)
-	}
-	return slices.Clip(out)
+	return slices.Clip(appendCRC(out, 0))
 }
