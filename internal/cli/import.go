@@ -39,6 +39,8 @@ type sinkFlags struct {
 	// bulk opens the local store for a bulk load (local.Options.Bulk):
 	// import's events go straight into segments, durable at its end.
 	bulk bool
+	// segmentFormat is --segment-format.
+	segmentFormat int
 }
 
 func (s *sinkFlags) add(cmd *cobra.Command) {
@@ -53,6 +55,7 @@ func (s *sinkFlags) add(cmd *cobra.Command) {
 	s.redact.add(cmd)
 	s.policy.add(cmd)
 	s.store.add(cmd)
+	addSegmentFormatFlag(f, &s.segmentFormat)
 }
 
 // open returns the sink and a function to close it.
@@ -87,7 +90,7 @@ func (s *sinkFlags) open(ctx context.Context, e *env) (pipeline.Sink, func() err
 		sink, s.relevel = s.policy.wrap(sink)
 		return sink, func() error { return nil }, nil
 	}
-	db, err := local.Open(s.dir, local.Options{Logger: e.logger(), Bulk: s.bulk})
+	db, err := local.Open(s.dir, local.Options{Logger: e.logger(), Bulk: s.bulk, SegmentFormat: s.segmentFormat})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -22,7 +22,7 @@ import (
 
 func migrateCmd(e *env) *cobra.Command {
 	var from, to, cursor, progress string
-	var batch int
+	var batch, segmentFormat int
 	cmd := &cobra.Command{
 		Use:   "migrate --from DATA --to clickhouse://HOST:8123/DB",
 		Short: "Move stored events between a data folder and ClickHouse, resumably",
@@ -54,7 +54,7 @@ moves what was stored when each part was read.`,
 			if batch < 1 {
 				return fmt.Errorf("--batch %d: want at least 1", batch)
 			}
-			m, err := openMigration(cmd.Context(), e, from, to, cursor)
+			m, err := openMigration(cmd.Context(), e, from, to, cursor, segmentFormat)
 			if err != nil {
 				return err
 			}
@@ -88,6 +88,7 @@ moves what was stored when each part was read.`,
 	f.StringVar(&cursor, "cursor", "", "the cursor's path (default: in the data folder, DATA/migrate/, named after the ClickHouse store)")
 	f.IntVar(&batch, "batch", 5000, "events per batch at most (a batch also ends where the received time or cluster changes); into ClickHouse, batches are gathered into inserts of up to 32 MiB, and the cursor moves after each insert")
 	f.StringVar(&progress, "progress", "auto", "progress lines on stderr: auto (on a terminal), always, never")
+	addSegmentFormatFlag(f, &segmentFormat)
 	return cmd
 }
 
@@ -118,7 +119,7 @@ func (m *migration) close() error {
 
 // openMigration opens the two stores --from and --to name: one a data
 // folder, the other ClickHouse.
-func openMigration(ctx context.Context, e *env, from, to, cursor string) (*migration, error) {
+func openMigration(ctx context.Context, e *env, from, to, cursor string, segmentFormat int) (*migration, error) {
 	if from == "" || to == "" {
 		return nil, errors.New("--from and --to are both required: a data folder and " + store.URLForms)
 	}
@@ -142,7 +143,7 @@ func openMigration(ctx context.Context, e *env, from, to, cursor string) (*migra
 	sum := sha256.Sum256([]byte(chName))
 	m := &migration{cursor: cursor}
 	if fromCH {
-		db, err := store.OpenLocal(dir, local.Options{Logger: e.logger()})
+		db, err := store.OpenLocal(dir, local.Options{Logger: e.logger(), SegmentFormat: segmentFormat})
 		if err != nil {
 			ch.Close()
 			return nil, err

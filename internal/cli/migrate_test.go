@@ -120,7 +120,7 @@ func TestMigrateSurvivesSIGKILL(t *testing.T) {
 // predictCursor is the default cursor path migrate uses.
 func predictCursor(t *testing.T, from, to string) string {
 	t.Helper()
-	m, err := openMigration(t.Context(), &env{logLevel: "error", stderr: os.Stderr}, from, to, "")
+	m, err := openMigration(t.Context(), &env{logLevel: "error", stderr: os.Stderr}, from, to, "", 4)
 	if err != nil {
 		t.Fatal(err)
 	}

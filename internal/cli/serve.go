@@ -33,6 +33,7 @@ func serveCmd(e *env) *cobra.Command {
 		checkpointEvery time.Duration
 		maxEvent        int
 		walBytes        int64
+		segmentFormat   int
 		retention       string
 		maxSize         string
 		compact         string
@@ -200,7 +201,7 @@ and at shutdown; reads are refused (503) while it cannot be written.`,
 			if coll.url != "" {
 				return serveCollector(cmd, e, cfg, &coll, dir, &redact, &pol, ret.MaxAge)
 			}
-			db, err := local.Open(dir, local.Options{Logger: log, SealAfter: sealAfter, WALSegmentBytes: walBytes})
+			db, err := local.Open(dir, local.Options{Logger: log, SealAfter: sealAfter, WALSegmentBytes: walBytes, SegmentFormat: segmentFormat})
 			if err != nil {
 				return err
 			}
@@ -311,6 +312,7 @@ and at shutdown; reads are refused (503) while it cannot be written.`,
 	f.StringVar(&signingKey, "signing-key", "", signingKeyUsage)
 	f.DurationVar(&checkpointEvery, "checkpoint-every", 5*time.Minute, "sign a checkpoint of the hash chain into DATA/checkpoints this often, and on shutdown (0: on shutdown only); events are covered once sealed (--seal-after)")
 	f.Int64Var(&walBytes, "wal-segment-bytes", 64<<20, "seal the write-ahead log into a segment when it reaches this size")
+	addSegmentFormatFlag(f, &segmentFormat)
 	f.StringVar(&retention, "retention", "", "delete stored events older than this (90d, 720h); default: keep all")
 	f.StringVar(&maxSize, "max-size", "", "delete the oldest stored events while the store is larger than this (50GiB, 500MB); default: no limit")
 	f.BoolVar(&detect, "detect", true, "evaluate the rules (the built-in pack, or --rules) on every event once it is stored, keeping alerts in DATA/alerts; --detect=false only stores events")

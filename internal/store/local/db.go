@@ -50,6 +50,10 @@ type Options struct {
 	// events stored so. The events' bytes (Record.Raw) are kept until
 	// they are written: the caller must not reuse them.
 	Bulk bool
+	// SegmentFormat is the format new segments (sealed, compacted, bulk
+	// loaded) are written in: 4, or 5 (docs/adr/0025); 0 means 5. Every
+	// format is read whatever this says, so a folder may hold both.
+	SegmentFormat int
 	// NoSync turns fsync off. Only for tests and benchmarks of other parts:
 	// nothing is durable with it.
 	NoSync bool
@@ -89,6 +93,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.FS == nil {
 		o.FS = vfs.OS
+	}
+	if o.SegmentFormat != 0 && o.layout.version == 0 {
+		o.layout.version = o.SegmentFormat
 	}
 	return o
 }
@@ -208,6 +215,9 @@ const (
 // Open recovers from a crash: it cuts a torn WAL tail, reports it, and seals
 // WAL segments left over from the last run.
 func Open(dir string, opts Options) (*DB, error) {
+	if f := opts.SegmentFormat; f != 0 && f != 4 && f != segVersion {
+		return nil, fmt.Errorf("segment format %d: kubetrail writes format 4 or %d", f, segVersion)
+	}
 	opts = opts.withDefaults()
 	fs := opts.FS
 	// Synced as it is made, or a crash could take the folder, and every
