@@ -264,7 +264,8 @@ func (f countedFile) ReadAt(p []byte, off int64) (int, error) {
 // stored reads no file's contents, whatever the store holds (it re-read
 // every matching event of the store, seconds at 2M events); a look after
 // one new event prints just it.
-// Mutation it catches: poll not comparing the folder's stamp.
+// Mutations it catches: poll not comparing the folder's stamp; a stamp
+// of file names alone (an event appended to the open WAL segment missed).
 func TestFollowLocalIdleReadsNothing(t *testing.T) {
 	dir := t.TempDir()
 	db, err := local.Open(dir, local.Options{NoSync: true, WALSegmentBytes: 4 << 10})
@@ -313,9 +314,20 @@ func TestFollowLocalIdleReadsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	appendFollowed(t, db, t0, 120, 121)
-	if err := fl.poll(ctx, &c, out); err != nil {
-		t.Fatal(err)
+	// Open seals the WAL segment Close left; wait for it, so that no
+	// file comes or goes below.
+	for deadline := time.Now().Add(20 * time.Second); db.Stats().Sealed.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the WAL segment left at Close was not sealed")
+		}
 	}
-	sameIDs(t, buf.ids(t), wantIDs(0, 121))
+	// Each new event is read, the second one appended to the WAL
+	// segment the first look read (no file comes or goes).
+	for i := 120; i < 124; i += 2 {
+		appendFollowed(t, db, t0, i, i+1)
+		if err := fl.poll(ctx, &c, out); err != nil {
+			t.Fatal(err)
+		}
+		sameIDs(t, buf.ids(t), wantIDs(0, i+1))
+	}
 }
