@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/kubetrail/kubetrail/internal/investigate/investigatetest"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
@@ -329,5 +332,61 @@ func TestFollowLocalIdleReadsNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		sameIDs(t, buf.ids(t), wantIDs(0, i+1))
+	}
+}
+
+// TestFollowLocalRowsAsFirstAnswer: an event printed by a look (read with
+// Scan and decoded) gets the very cells it gets in the first answer (read
+// through the store's columns), for every -o wide column.
+func TestFollowLocalRowsAsFirstAnswer(t *testing.T) {
+	recs, err := investigatetest.Records(investigatetest.Incident())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// lines follows a new folder with -o wide's columns printed as CSV
+	// (no padding to differ), storing the incident before the first
+	// answer or after it; it returns the event lines, sorted.
+	lines := func(before bool) []string {
+		dir := t.TempDir()
+		db, err := local.Open(dir, local.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		add := func() {
+			if _, err := db.Append(context.Background(), &pipeline.Batch{Cluster: "prod", Received: time.Now(), Records: recs}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var buf bytes.Buffer
+		out, err := newPrinter("wide", &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.format = "csv"
+		fl := localFollower{fs: vfs.OS, dir: dir}
+		if before {
+			add()
+		}
+		var c followCursor
+		if c.next, err = fl.first(out); err != nil {
+			t.Fatal(err)
+		}
+		if !before {
+			add()
+		}
+		if err := fl.poll(context.Background(), &c, out); err != nil {
+			t.Fatal(err)
+		}
+		l := strings.Split(strings.TrimSpace(buf.String()), "\n")[1:]
+		slices.Sort(l)
+		return l
+	}
+	first, followed := lines(true), lines(false)
+	if len(first) != len(recs) {
+		t.Fatalf("the first answer printed %d events, want %d", len(first), len(recs))
+	}
+	if d := cmp.Diff(first, followed); d != "" {
+		t.Errorf("rows of followed events differ from the first answer's (-first +followed):\n%s", d)
 	}
 }
