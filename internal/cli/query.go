@@ -82,6 +82,13 @@ def f: 1+f; f). --jq-timeout bounds the time it may take on one event
 it runs (default 2GiB); past either the query stops with exit status 5
 and a message naming the flag to raise. 0 turns a limit off.
 
+--follow prints the matching events (sorted by time, as without it), then
+looks every half second and prints each matching event stored since,
+once, in the order they were stored, until interrupted. It follows the
+store's positions, not receive times: a batch stored late with an earlier
+receive time is printed too, and a look at an idle store reads nothing
+(docs/query.md).
+
 --store clickhouse://HOST:8123/DB reads a ClickHouse store (made by
 kubetrail setup clickhouse) instead of --data, with the same answers;
 --follow asks it for newly inserted events every second, each event once
@@ -266,7 +273,7 @@ kubetrail setup clickhouse) instead of --data, with the same answers;
 	f.StringVar(&sortBy, "sort", "time", "time (oldest first) or -time (newest first); with --jq the default is the order events were stored in")
 	f.IntVar(&limit, "limit", 0, "print at most this many events (after sorting); 0 means all")
 	f.BoolVar(&count, "count", false, "print only the number of matching events")
-	f.BoolVarP(&follow, "follow", "f", false, "after the matching events, print new ones as they are stored, until interrupted")
+	f.BoolVarP(&follow, "follow", "f", false, "after the matching events, print each one stored since, once, in stored order, until interrupted")
 	f.StringVar(&jqSrc, "jq", "", "run this jq program on each matching event and print its results as 'jq -c' does (see above)")
 	f.BoolVarP(&rawOutput, "raw-output", "r", false, "with --jq: print strings without quotes, as 'jq -r' does")
 	f.DurationVar(&jqLimits.Timeout, "jq-timeout", jq.DefaultTimeout, "with --jq: the longest the program may run on one event (0: no limit)")

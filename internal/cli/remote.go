@@ -19,6 +19,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/ingest"
 	"github.com/kubetrail/kubetrail/internal/server"
 	"github.com/kubetrail/kubetrail/internal/store/local"
+	"github.com/kubetrail/kubetrail/internal/vfs"
 )
 
 // remoteFlags point a reading command at a running kubetrail serve.
@@ -173,63 +174,120 @@ func remoteQuery(ctx context.Context, e *env, r *remoteFlags, src string, since,
 	return out.print(rows)
 }
 
-// followLocal prints the matching events of a data folder, then new ones as
-// a writer stores them, looking every half second.
+// followLocal prints the matching events of a data folder (the answer
+// query prints without --follow, sorted by event time), then, looking
+// every half second, the matching events stored since, in the order they
+// were stored.
 func followLocal(ctx context.Context, dir string, sel local.Selection, out *printer) error {
-	var last int64               // highest receive time printed
-	seen := map[local.Key]bool{} // events printed with receive time == last
-	first := true
+	return localFollower{fs: vfs.OS, dir: dir, sel: sel, every: 500 * time.Millisecond}.run(ctx, out)
+}
+
+// localFollower follows a data folder by store position (local.Pos), as
+// the detector does (docs/adr/0010): every event stored after the first
+// answer is printed once, whatever its receive time. A cursor of receive
+// time missed a batch stored after another but stamped earlier (two
+// concurrent webhook batches, two sealers), and re-read the whole store
+// at every look.
+type localFollower struct {
+	fs    vfs.FS
+	dir   string
+	sel   local.Selection
+	every time.Duration
+}
+
+func (f localFollower) run(ctx context.Context, out *printer) error {
+	var c followCursor
+	var err error
+	c.next, err = f.first(out)
+	if ctx.Err() != nil {
+		return nil // --follow runs until stopped
+	}
+	if err != nil {
+		return err
+	}
 	for {
-		r, err := local.OpenReader(dir)
-		if err != nil {
-			return err
-		}
-		var rows []row
-		newSeen := map[local.Key]bool{}
-		newLast := last
-		err = r.Select(local.Selection{Filter: sel.Filter, Since: sel.Since, Until: sel.Until, NeedEvent: true}, func(h *local.Hit) error {
-			if h.Received < last {
-				return nil
-			}
-			k := local.KeyOf(h.Cluster, h.Raw)
-			if h.Received == last && seen[k] {
-				return nil
-			}
-			if h.Received > newLast {
-				newLast, newSeen = h.Received, map[local.Key]bool{}
-			}
-			if h.Received == newLast {
-				newSeen[k] = true
-			}
-			rw, err := out.row(h)
-			rows = append(rows, rw)
-			return err
-		})
-		r.Close()
-		if ctx.Err() != nil {
-			return nil // --follow runs until stopped
-		}
-		if err != nil {
-			return err
-		}
-		if newLast == last {
-			for k := range newSeen {
-				seen[k] = true
-			}
-		} else {
-			last, seen = newLast, newSeen
-		}
-		sort.SliceStable(rows, func(i, j int) bool { return rows[i].time < rows[j].time })
-		if len(rows) > 0 || first {
-			if err := out.printLive(rows, first); err != nil {
-				return err
-			}
-			first = false
-		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(f.every):
+		}
+		if err := f.poll(ctx, &c, out); ctx.Err() != nil {
+			return nil
+		} else if err != nil {
+			return err
 		}
 	}
+}
+
+// followCursor is where a follow is: the position of the next event to
+// read, and the folder's stamp (local.Stamp) when it was last read.
+type followCursor struct {
+	next  local.Pos
+	stamp string
+}
+
+// first prints the selected events, sorted by event time, and returns the
+// position after the newest event the answer was taken from.
+func (f localFollower) first(out *printer) (local.Pos, error) {
+	r, err := local.OpenReaderFS(f.fs, f.dir)
+	if err != nil {
+		return local.Pos{}, err
+	}
+	defer r.Close()
+	var rows []row
+	err = r.Select(local.Selection{Filter: f.sel.Filter, Since: f.sel.Since, Until: f.sel.Until, NeedEvent: true}, func(h *local.Hit) error {
+		rw, err := out.row(h)
+		rows = append(rows, rw)
+		return err
+	})
+	if err != nil {
+		return local.Pos{}, err
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].time < rows[j].time })
+	return r.End(), out.printLive(rows, true)
+}
+
+// poll prints the selected events stored at c.next or after, in stored
+// order, and moves c past the last event it read. It reads nothing when
+// the folder's stamp is what it was before the last read (an idle store);
+// otherwise Scan skips the segments and WAL segments before c.next unread,
+// so a look reads the newest WAL segment and the segments' metadata, not
+// the store. Time bounds are checked here rather than by Scan so that the
+// cursor moves past the events outside them too.
+func (f localFollower) poll(ctx context.Context, c *followCursor, out *printer) error {
+	stamp, err := local.Stamp(f.fs, f.dir)
+	if err != nil || stamp == c.stamp {
+		return err
+	}
+	next := c.next
+	var rows []row
+	err = local.Scan(f.dir, local.ScanOptions{From: next, FS: f.fs}, func(s local.Stored) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		next = local.Pos{WAL: s.Pos.WAL, Ord: s.Pos.Ord + 1}
+		if (f.sel.Since != 0 && s.Time < f.sel.Since) || (f.sel.Until != 0 && s.Time >= f.sel.Until) {
+			return nil
+		}
+		var ev audit.Event
+		if err := audit.DecodeStored(s.Raw, &ev); err != nil {
+			return fmt.Errorf("stored event at %s: %w", s.Pos, err)
+		}
+		if f.sel.Filter != nil && !f.sel.Filter.Match(&ev, s.Cluster) {
+			return nil
+		}
+		rw, err := out.row(&local.Hit{Cluster: s.Cluster, Time: s.Time, Received: s.Received, Raw: s.Raw, Event: &ev})
+		rows = append(rows, rw)
+		return err
+	})
+	// Damage the scan read past does not stop a follow, as it did not
+	// when the follow read through a Reader.
+	if err != nil && !local.IsDamage(err) {
+		return err // c is unchanged: nothing of this look was printed
+	}
+	c.next, c.stamp = next, stamp
+	if len(rows) == 0 {
+		return nil
+	}
+	return out.printLive(rows, false)
 }
