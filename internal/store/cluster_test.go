@@ -472,3 +472,73 @@ func TestCollectorInsertsIntoShards(t *testing.T) {
 		t.Errorf("count: %d, %v; want %d", n, err, len(c.records))
 	}
 }
+
+// TestClusterCopiesOnTwoShardsCountOnce: copies of one event on two
+// shards (two collectors whose servers list the shards differently, or
+// a shard added between a batch and its retry) are never merged by
+// ClickHouse; every answer must still count each event once, its bytes
+// included.
+func TestClusterCopiesOnTwoShardsCountOnce(t *testing.T) {
+	u := newClusterURL(t)
+	cfg, err := clickhouse.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := clickhouse.Setup(ctx, cfg); err != nil {
+		t.Fatalf("setup: %v\n%s", err, cluster.nodes[0].Log())
+	}
+	sql := func(n *chtest.Node, q string) {
+		t.Helper()
+		resp, err := http.Post(n.URL()+"/", "text/plain", strings.NewReader(q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s on %s: %s", q, n.URL(), b)
+		}
+	}
+	s, err := clickhouse.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b := dayEvents(t, "2026-03-01", 40)
+	appendAll(t, s, []*pipeline.Batch{b})
+	var bytes int64
+	for _, r := range b.Records {
+		bytes += int64(len(r.Raw))
+	}
+	// Each shard gets a copy of the other's events: every event on both.
+	for i, n := range cluster.nodes {
+		sql(n, "INSERT INTO "+cfg.Database+".events_local SELECT * FROM "+cfg.Database+".events WHERE cityHash64(key) % 2 != "+strconv.Itoa(i))
+	}
+	if rows, _ := shardCounts(t, cfg.Database); rows[0] != 40 || rows[1] != 40 {
+		t.Fatalf("shards hold %v rows, want every event on both", rows)
+	}
+	if n, err := s.Count(ctx, local.Selection{}); err != nil || n != 40 {
+		t.Errorf("count: %d, %v; want 40", n, err)
+	}
+	for _, o := range []local.StatsOptions{{}, {Bytes: true}, {By: []local.Column{local.ColUser}, Bytes: true}, {ByBytes: true, By: []local.Column{local.ColVerb}}} {
+		_, tot, err := s.Stats(ctx, local.Selection{}, o)
+		want := local.Totals{Count: 40}
+		if o.Bytes || o.ByBytes {
+			want.Bytes = bytes
+		}
+		if err != nil || tot != want {
+			t.Errorf("stats %+v: %+v, %v; want %+v", o, tot, err, want)
+		}
+	}
+	if n, _, _, err := s.Span(ctx); err != nil || n != 40 {
+		t.Errorf("span: %d, %v; want 40", n, err)
+	}
+	var sel, exp int
+	if err := s.Select(ctx, local.Selection{}, func(*local.Hit) error { sel++; return nil }); err != nil || sel != 40 {
+		t.Errorf("select: %d, %v; want 40", sel, err)
+	}
+	if err := s.Export(ctx, local.ScanOptions{}, func(local.Stored) error { exp++; return nil }); err != nil || exp != 40 {
+		t.Errorf("export: %d, %v; want 40", exp, err)
+	}
+}
