@@ -305,3 +305,48 @@ func TestTimeComparisons(t *testing.T) {
 		}
 	}
 }
+
+// TestInjectionThroughGlobs asks for hostile values as globs (a prefix,
+// a suffix, a substring and a star inside, which becomes a regular
+// expression) through string and list fields, and compares each answer
+// with the query package's own matcher over the same events.
+func TestInjectionThroughGlobs(t *testing.T) {
+	_, s := newDB(t, "kt_inject_glob")
+	var lines []byte
+	for i, v := range hostile {
+		lines = append(append(lines, hostileEvent(i, v)...), '\n')
+	}
+	var recs []audit.Record
+	audit.NewDecoder(audit.Limits{}).DecodeLines("hostile", lines, func(r audit.Record) { recs = append(recs, r) },
+		func(p audit.Problem) { t.Fatalf("%v", p) })
+	if _, err := s.Append(context.Background(), &pipeline.Batch{Cluster: "c", Received: time.Now(), Records: recs}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, v := range hostile {
+		globs := []string{v + "*", "*" + v, "*" + v + "*", v[:1] + "*" + v[1:], v[:len(v)-1] + "*" + v[len(v)-1:] + "*"}
+		for _, g := range globs {
+			for _, f := range []query.Field{{Name: "user"}, {Name: "group"}, {Name: "ns"}, {Name: "annotation", Key: v}, {Name: "user.extra", Key: v}, {Name: "ip"}} {
+				c := &query.Cmp{Field: f, Op: query.OpEq, Values: []query.Value{{Text: g, Glob: true}}}
+				flt, err := query.CompileExpr(c, now)
+				if err != nil {
+					t.Fatalf("%s: %v", c, err)
+				}
+				var want []string
+				for i := range recs {
+					if flt.Match(&recs[i].Event, "c") {
+						want = append(want, recs[i].Event.AuditID)
+					}
+				}
+				var got []string
+				err = s.Select(context.Background(), local.Selection{Filter: flt}, func(h *local.Hit) error {
+					got = append(got, h.Event.AuditID)
+					return nil
+				})
+				if err != nil || strings.Join(got, "\x00") != strings.Join(want, "\x00") || len(want) == 0 {
+					t.Errorf("%s: %q, %v; the query package finds %q", c, got, err, want)
+				}
+			}
+		}
+	}
+}
