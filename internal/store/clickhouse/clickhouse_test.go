@@ -350,3 +350,61 @@ func TestInjectionThroughGlobs(t *testing.T) {
 		}
 	}
 }
+
+// TestRegexesMatchAsTheQueryPackage: a regular expression, or a glob that
+// becomes one, selects on ClickHouse what the query package's matcher
+// (Go's regexp) selects: '.' and newlines (ClickHouse's match() lets it
+// match one, Go's only after (?s)), NUL bytes in a pattern and in a glob.
+func TestRegexesMatchAsTheQueryPackage(t *testing.T) {
+	_, s := newDB(t, "kt_regex")
+	users := []string{"a\nb", "a-b", "a", "a\x00zzz", "a\x00b", "line one\nline two", "n\x00x"}
+	var lines []byte
+	for i, u := range users {
+		ev := map[string]any{"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": fmt.Sprint(i),
+			"stage": "ResponseComplete", "verb": "get", "user": map[string]any{"username": u},
+			"stageTimestamp": time.Date(2026, 11, 1, 0, 0, i, 0, time.UTC).Format(time.RFC3339Nano)}
+		b, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(append(lines, b...), '\n')
+	}
+	var recs []audit.Record
+	audit.NewDecoder(audit.Limits{}).DecodeLines("regex", lines, func(r audit.Record) { recs = append(recs, r) },
+		func(p audit.Problem) { t.Fatalf("%v", p) })
+	if _, err := s.Append(context.Background(), &pipeline.Batch{Cluster: "c", Received: time.Now(), Records: recs}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, c := range []*query.Cmp{
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "^a.b$"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "one.line"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "(?s)one.line"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "^a\x00b$"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "^a[\x00-\x01]z"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpNotMatch, Values: []query.Value{{Text: "^a\x00b$"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpEq, Values: []query.Value{{Text: "a\x00*b", Glob: true}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpEq, Values: []query.Value{{Text: "n*\x00x", Glob: true}}},
+	} {
+		flt, err := query.CompileExpr(c, now)
+		if err != nil {
+			t.Fatalf("%s: %v", c, err)
+		}
+		var want, got []string
+		for i := range recs {
+			if flt.Match(&recs[i].Event, "c") {
+				want = append(want, recs[i].Event.AuditID)
+			}
+		}
+		err = s.Select(context.Background(), local.Selection{Filter: flt}, func(h *local.Hit) error {
+			got = append(got, h.Event.AuditID)
+			return nil
+		})
+		if err != nil || strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("%q: events %v, %v; the query package selects %v", c.String(), got, err, want)
+		}
+		if n, err := s.Count(context.Background(), local.Selection{Filter: flt}); err != nil || n != int64(len(want)) {
+			t.Errorf("%q: count %d, %v; want %d", c.String(), n, err, len(want))
+		}
+	}
+}

@@ -221,7 +221,11 @@ func strTest(op query.Op, vals []query.Value, x string) (string, error) {
 		if _, err := regexp.Compile(vals[0].Text); err != nil {
 			return "", err
 		}
-		return "match(" + x + ", " + quote(vals[0].Text) + ")", nil
+		// ClickHouse compiles match()'s pattern with RE2's dot_nl: '.'
+		// matches a newline, as Go's regexp's does only after (?s). The
+		// flag cleared first, the pattern reads as the query package's;
+		// a (?s) of its own still sets it.
+		return "match(" + x + ", " + quote("(?-s)"+vals[0].Text) + ")", nil
 	case query.OpEq, query.OpIn:
 		var lits, parts []string
 		for _, v := range vals {
