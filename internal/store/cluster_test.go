@@ -521,7 +521,7 @@ func TestClusterCopiesOnTwoShardsCountOnce(t *testing.T) {
 	if n, err := s.Count(ctx, local.Selection{}); err != nil || n != 40 {
 		t.Errorf("count: %d, %v; want 40", n, err)
 	}
-	for _, o := range []local.StatsOptions{{}, {Bytes: true}, {By: []local.Column{local.ColUser}, Bytes: true}, {ByBytes: true, By: []local.Column{local.ColVerb}}} {
+	for _, o := range []local.StatsOptions{{}, {Bytes: true}, {By: []local.Column{local.ColUser}, Bytes: true}, {ByBytes: true, By: []local.Column{local.ColVerb}}, {Interval: time.Hour.Microseconds(), Bytes: true, By: []local.Column{local.ColCode}}} {
 		_, tot, err := s.Stats(ctx, local.Selection{}, o)
 		want := local.Totals{Count: 40}
 		if o.Bytes || o.ByBytes {
@@ -540,5 +540,12 @@ func TestClusterCopiesOnTwoShardsCountOnce(t *testing.T) {
 	}
 	if err := s.Export(ctx, local.ScanOptions{}, func(local.Stored) error { exp++; return nil }); err != nil || exp != 40 {
 		t.Errorf("export: %d, %v; want 40", exp, err)
+	}
+	// After a cursor, as detect --follow reads (the copies carry their
+	// original's stamp).
+	arr := 0
+	none := func(local.Key) bool { return false }
+	if err := s.Arrivals(ctx, local.Selection{}, 1, none, func(*local.Hit, uint64) error { arr++; return nil }); err != nil || arr != 40 {
+		t.Errorf("arrivals after a cursor: %d, %v; want 40", arr, err)
 	}
 }
