@@ -31,6 +31,7 @@ import (
 // real cluster's servers share theirs) and native ports of their own
 // (a server takes a remote_servers entry with its own address and native
 // port for itself). Both know the clusters "kt2" (the two shards) and
+// "kt_weighted" (the two shards, weighing 1 and 3) and
 // "kt_replicas" (one shard of two replicas, which setup refuses: the
 // servers have no ZooKeeper); the user "kt" has a password. Started by the first test that needs it,
 // stopped by TestMain.
@@ -82,7 +83,8 @@ func (c *twoShards) startNodes() error {
 		return fmt.Sprintf("<replica><host>%s</host><port>%d</port></replica>", hosts[i], tcp[i])
 	}
 	remote := "<kt2><shard>" + replica(0) + "</shard><shard>" + replica(1) + "</shard></kt2>" +
-		"<kt_replicas><shard>" + replica(0) + replica(1) + "</shard></kt_replicas>"
+		"<kt_replicas><shard>" + replica(0) + replica(1) + "</shard></kt_replicas>" +
+		"<kt_weighted><shard><weight>1</weight>" + replica(0) + "</shard><shard><weight>3</weight>" + replica(1) + "</shard></kt_weighted>"
 	var opts []chtest.Options
 	for i, h := range hosts {
 		opts = append(opts, chtest.Options{Host: h, HTTPPort: httpPort, TCPPort: tcp[i], HTTPSPort: httpsPort,
@@ -547,5 +549,62 @@ func TestClusterCopiesOnTwoShardsCountOnce(t *testing.T) {
 	none := func(local.Key) bool { return false }
 	if err := s.Arrivals(ctx, local.Selection{}, 1, none, func(*local.Hit, uint64) error { arr++; return nil }); err != nil || arr != 40 {
 		t.Errorf("arrivals after a cursor: %d, %v; want 40", arr, err)
+	}
+}
+
+// TestCollectorRoutesByWeight: on a cluster whose shards weigh 1 and 3, a
+// collector routing rows itself puts each event on the shard the
+// Distributed table puts it on: the same events inserted again through
+// the Distributed table land beside their first copies (merges
+// stopped), every shard holding each of its events twice.
+func TestCollectorRoutesByWeight(t *testing.T) {
+	u := strings.Replace(newClusterURL(t), "cluster=kt2", "cluster=kt_weighted", 1)
+	cfg, err := clickhouse.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := clickhouse.Setup(ctx, cfg); err != nil {
+		t.Fatalf("setup: %v\n%s", err, cluster.nodes[0].Log())
+	}
+	for _, n := range cluster.nodes {
+		resp, err := http.Post(n.URL()+"/", "text/plain", strings.NewReader("SYSTEM STOP MERGES "+cfg.Database+".events_local"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	s, err := clickhouse.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	col, err := clickhouse.NewCollector(s, clickhouse.CollectorOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer col.Close()
+	c := loadCorpus(t)
+	for _, b := range c.batches {
+		if _, err := col.Append(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := col.Drain(dctx); err != nil {
+		t.Fatal(err)
+	}
+	other := cfg
+	other.Cluster, other.Endpoint = "", cluster.nodes[1].URL()
+	s2, err := clickhouse.Open(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	appendAll(t, s2, c.batches)
+	rows, events := shardCounts(t, cfg.Database)
+	if events[0]+events[1] != len(c.records) || rows[0] != 2*events[0] || rows[1] != 2*events[1] || events[1] < 2*events[0] {
+		t.Errorf("shards hold %v distinct events in %v rows; want %d in all, each twice on its shard, the second shard about 3 times the first's", events, rows, len(c.records))
 	}
 }
