@@ -354,10 +354,12 @@ func TestInjectionThroughGlobs(t *testing.T) {
 // TestRegexesMatchAsTheQueryPackage: a regular expression, or a glob that
 // becomes one, selects on ClickHouse what the query package's matcher
 // (Go's regexp) selects: '.' and newlines (ClickHouse's match() lets it
-// match one, Go's only after (?s)), NUL bytes in a pattern and in a glob.
+// match one, Go's only after (?s)), NUL bytes in a pattern and in a glob,
+// (?i) (18.16 looks for a pattern's literal text case-sensitively first),
+// \x00 escapes and an open \Q.
 func TestRegexesMatchAsTheQueryPackage(t *testing.T) {
 	_, s := newDB(t, "kt_regex")
-	users := []string{"a\nb", "a-b", "a", "a\x00zzz", "a\x00b", "line one\nline two", "n\x00x"}
+	users := []string{"a\nb", "a-b", "a", "a\x00zzz", "a\x00b", "line one\nline two", "n\x00x", "Admin", "a.b", "x\\Q"}
 	var lines []byte
 	for i, u := range users {
 		ev := map[string]any{"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": fmt.Sprint(i),
@@ -385,6 +387,19 @@ func TestRegexesMatchAsTheQueryPackage(t *testing.T) {
 		{Field: query.Field{Name: "user"}, Op: query.OpNotMatch, Values: []query.Value{{Text: "^a\x00b$"}}},
 		{Field: query.Field{Name: "user"}, Op: query.OpEq, Values: []query.Value{{Text: "a\x00*b", Glob: true}}},
 		{Field: query.Field{Name: "user"}, Op: query.OpEq, Values: []query.Value{{Text: "n*\x00x", Glob: true}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "a\x00zzz"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "\x00b"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpEq, Values: []query.Value{{Text: "*\x00z*", Glob: true}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpEq, Values: []query.Value{{Text: "a\x00*", Glob: true}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpEq, Values: []query.Value{{Text: "*\x00b", Glob: true}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpIn, Values: []query.Value{{Text: "a\x00b"}, {Text: "n\x00x"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "(?i)admin"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "(?i)^ADMIN$"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "A(?i)DMIN"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "(?-s)a\\x00b"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "^\\Qa.b"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "^x\\\\Q$"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "\\Q\\E|^a\\Q.\\E"}}},
 	} {
 		flt, err := query.CompileExpr(c, now)
 		if err != nil {
