@@ -31,6 +31,7 @@ import (
 // real cluster's servers share theirs) and native ports of their own
 // (a server takes a remote_servers entry with its own address and native
 // port for itself). Both know the clusters "kt2" (the two shards) and
+// "kt_weighted" (the two shards, weighing 1 and 3) and
 // "kt_replicas" (one shard of two replicas, which setup refuses: the
 // servers have no ZooKeeper); the user "kt" has a password. Started by the first test that needs it,
 // stopped by TestMain.
@@ -82,7 +83,8 @@ func (c *twoShards) startNodes() error {
 		return fmt.Sprintf("<replica><host>%s</host><port>%d</port></replica>", hosts[i], tcp[i])
 	}
 	remote := "<kt2><shard>" + replica(0) + "</shard><shard>" + replica(1) + "</shard></kt2>" +
-		"<kt_replicas><shard>" + replica(0) + replica(1) + "</shard></kt_replicas>"
+		"<kt_replicas><shard>" + replica(0) + replica(1) + "</shard></kt_replicas>" +
+		"<kt_weighted><shard><weight>1</weight>" + replica(0) + "</shard><shard><weight>3</weight>" + replica(1) + "</shard></kt_weighted>"
 	var opts []chtest.Options
 	for i, h := range hosts {
 		opts = append(opts, chtest.Options{Host: h, HTTPPort: httpPort, TCPPort: tcp[i], HTTPSPort: httpsPort,
@@ -470,5 +472,139 @@ func TestCollectorInsertsIntoShards(t *testing.T) {
 	}
 	if n, err := s.Count(ctx, local.Selection{}); err != nil || n != int64(len(c.records)) {
 		t.Errorf("count: %d, %v; want %d", n, err, len(c.records))
+	}
+}
+
+// TestClusterCopiesOnTwoShardsCountOnce: copies of one event on two
+// shards (two collectors whose servers list the shards differently, or
+// a shard added between a batch and its retry) are never merged by
+// ClickHouse; every answer must still count each event once, its bytes
+// included.
+func TestClusterCopiesOnTwoShardsCountOnce(t *testing.T) {
+	u := newClusterURL(t)
+	cfg, err := clickhouse.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := clickhouse.Setup(ctx, cfg); err != nil {
+		t.Fatalf("setup: %v\n%s", err, cluster.nodes[0].Log())
+	}
+	sql := func(n *chtest.Node, q string) {
+		t.Helper()
+		resp, err := http.Post(n.URL()+"/", "text/plain", strings.NewReader(q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s on %s: %s", q, n.URL(), b)
+		}
+	}
+	s, err := clickhouse.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b := dayEvents(t, "2026-03-01", 40)
+	appendAll(t, s, []*pipeline.Batch{b})
+	var bytes int64
+	for _, r := range b.Records {
+		bytes += int64(len(r.Raw))
+	}
+	// Each shard gets a copy of the other's events: every event on both.
+	for i, n := range cluster.nodes {
+		sql(n, "INSERT INTO "+cfg.Database+".events_local SELECT * FROM "+cfg.Database+".events WHERE cityHash64(key) % 2 != "+strconv.Itoa(i))
+	}
+	if rows, _ := shardCounts(t, cfg.Database); rows[0] != 40 || rows[1] != 40 {
+		t.Fatalf("shards hold %v rows, want every event on both", rows)
+	}
+	if n, err := s.Count(ctx, local.Selection{}); err != nil || n != 40 {
+		t.Errorf("count: %d, %v; want 40", n, err)
+	}
+	for _, o := range []local.StatsOptions{{}, {Bytes: true}, {By: []local.Column{local.ColUser}, Bytes: true}, {ByBytes: true, By: []local.Column{local.ColVerb}}, {Interval: time.Hour.Microseconds(), Bytes: true, By: []local.Column{local.ColCode}}} {
+		_, tot, err := s.Stats(ctx, local.Selection{}, o)
+		want := local.Totals{Count: 40}
+		if o.Bytes || o.ByBytes {
+			want.Bytes = bytes
+		}
+		if err != nil || tot != want {
+			t.Errorf("stats %+v: %+v, %v; want %+v", o, tot, err, want)
+		}
+	}
+	if n, _, _, err := s.Span(ctx); err != nil || n != 40 {
+		t.Errorf("span: %d, %v; want 40", n, err)
+	}
+	var sel, exp int
+	if err := s.Select(ctx, local.Selection{}, func(*local.Hit) error { sel++; return nil }); err != nil || sel != 40 {
+		t.Errorf("select: %d, %v; want 40", sel, err)
+	}
+	if err := s.Export(ctx, local.ScanOptions{}, func(local.Stored) error { exp++; return nil }); err != nil || exp != 40 {
+		t.Errorf("export: %d, %v; want 40", exp, err)
+	}
+	// After a cursor, as detect --follow reads (the copies carry their
+	// original's stamp).
+	arr := 0
+	none := func(local.Key) bool { return false }
+	if err := s.Arrivals(ctx, local.Selection{}, 1, none, func(*local.Hit, uint64) error { arr++; return nil }); err != nil || arr != 40 {
+		t.Errorf("arrivals after a cursor: %d, %v; want 40", arr, err)
+	}
+}
+
+// TestCollectorRoutesByWeight: on a cluster whose shards weigh 1 and 3, a
+// collector routing rows itself puts each event on the shard the
+// Distributed table puts it on: the same events inserted again through
+// the Distributed table land beside their first copies (merges
+// stopped), every shard holding each of its events twice.
+func TestCollectorRoutesByWeight(t *testing.T) {
+	u := strings.Replace(newClusterURL(t), "cluster=kt2", "cluster=kt_weighted", 1)
+	cfg, err := clickhouse.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := clickhouse.Setup(ctx, cfg); err != nil {
+		t.Fatalf("setup: %v\n%s", err, cluster.nodes[0].Log())
+	}
+	for _, n := range cluster.nodes {
+		resp, err := http.Post(n.URL()+"/", "text/plain", strings.NewReader("SYSTEM STOP MERGES "+cfg.Database+".events_local"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	s, err := clickhouse.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	col, err := clickhouse.NewCollector(s, clickhouse.CollectorOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer col.Close()
+	c := loadCorpus(t)
+	for _, b := range c.batches {
+		if _, err := col.Append(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := col.Drain(dctx); err != nil {
+		t.Fatal(err)
+	}
+	other := cfg
+	other.Cluster, other.Endpoint = "", cluster.nodes[1].URL()
+	s2, err := clickhouse.Open(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	appendAll(t, s2, c.batches)
+	rows, events := shardCounts(t, cfg.Database)
+	if events[0]+events[1] != len(c.records) || rows[0] != 2*events[0] || rows[1] != 2*events[1] || events[1] < 2*events[0] {
+		t.Errorf("shards hold %v distinct events in %v rows; want %d in all, each twice on its shard, the second shard about 3 times the first's", events, rows, len(c.records))
 	}
 }

@@ -487,3 +487,57 @@ func checkExportBounds(t *testing.T, s store.Store, c *corpus, since, until int6
 		t.Errorf("export --cluster staging within bounds: %d bytes, want %d (not empty)", got.Len(), want.Len())
 	}
 }
+
+// TestCopiesKeepTheirFirstArrival: a batch retried an hour later, whole
+// and within another batch, carries another receive time; every backend
+// answers with the first one, in Select and in Export, and counts each
+// event once, as the embedded store does.
+func TestCopiesKeepTheirFirstArrival(t *testing.T) {
+	first := dayEvents(t, "2026-04-02", 12)
+	first.Received = time.Date(2026, 4, 2, 12, 0, 1, 0, time.UTC)
+	later := *first
+	later.Received = first.Received.Add(time.Hour)
+	mixed := later
+	mixed.Records = append(slices.Clone(dayEvents(t, "2026-04-03", 3).Records), first.Records[4:]...)
+	for _, be := range backends() {
+		t.Run(be.name, func(t *testing.T) {
+			s, reopen := be.open(t)
+			appendAll(t, s, []*pipeline.Batch{first})
+			s = reopen()
+			appendAll(t, s, []*pipeline.Batch{&later, &mixed})
+			want := first.Received.UnixMicro()
+			n := 0
+			err := s.Select(context.Background(), local.Selection{Filter: mustFilter(t, "time<2026-04-03T00:00:00Z"), NeedEvent: true}, func(h *local.Hit) error {
+				if n++; h.Received != want {
+					t.Errorf("select: %s received at %d, want %d (its first arrival)", h.Event.AuditID, h.Received, want)
+				}
+				return nil
+			})
+			if err != nil || n != 12 {
+				t.Errorf("select: %d events, %v; want 12", n, err)
+			}
+			n = 0
+			err = s.Export(context.Background(), local.ScanOptions{Until: time.Date(2026, 4, 3, 0, 0, 0, 0, time.UTC).UnixMicro()}, func(st local.Stored) error {
+				if n++; st.Received != want {
+					t.Errorf("export: an event received at %d, want %d (its first arrival)", st.Received, want)
+				}
+				return nil
+			})
+			if err != nil || n != 12 {
+				t.Errorf("export: %d events, %v; want 12", n, err)
+			}
+			if c, err := s.Count(context.Background(), local.Selection{}); err != nil || c != 15 {
+				t.Errorf("count: %d, %v; want 15", c, err)
+			}
+		})
+	}
+}
+
+func mustFilter(t *testing.T, src string) *query.Filter {
+	t.Helper()
+	f, err := query.CompileAt(src, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}

@@ -305,3 +305,121 @@ func TestTimeComparisons(t *testing.T) {
 		}
 	}
 }
+
+// TestInjectionThroughGlobs asks for hostile values as globs (a prefix,
+// a suffix, a substring and a star inside, which becomes a regular
+// expression) through string and list fields, and compares each answer
+// with the query package's own matcher over the same events.
+func TestInjectionThroughGlobs(t *testing.T) {
+	_, s := newDB(t, "kt_inject_glob")
+	var lines []byte
+	for i, v := range hostile {
+		lines = append(append(lines, hostileEvent(i, v)...), '\n')
+	}
+	var recs []audit.Record
+	audit.NewDecoder(audit.Limits{}).DecodeLines("hostile", lines, func(r audit.Record) { recs = append(recs, r) },
+		func(p audit.Problem) { t.Fatalf("%v", p) })
+	if _, err := s.Append(context.Background(), &pipeline.Batch{Cluster: "c", Received: time.Now(), Records: recs}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, v := range hostile {
+		globs := []string{v + "*", "*" + v, "*" + v + "*", v[:1] + "*" + v[1:], v[:len(v)-1] + "*" + v[len(v)-1:] + "*"}
+		for _, g := range globs {
+			for _, f := range []query.Field{{Name: "user"}, {Name: "group"}, {Name: "ns"}, {Name: "annotation", Key: v}, {Name: "user.extra", Key: v}, {Name: "ip"}} {
+				c := &query.Cmp{Field: f, Op: query.OpEq, Values: []query.Value{{Text: g, Glob: true}}}
+				flt, err := query.CompileExpr(c, now)
+				if err != nil {
+					t.Fatalf("%s: %v", c, err)
+				}
+				var want []string
+				for i := range recs {
+					if flt.Match(&recs[i].Event, "c") {
+						want = append(want, recs[i].Event.AuditID)
+					}
+				}
+				var got []string
+				err = s.Select(context.Background(), local.Selection{Filter: flt}, func(h *local.Hit) error {
+					got = append(got, h.Event.AuditID)
+					return nil
+				})
+				if err != nil || strings.Join(got, "\x00") != strings.Join(want, "\x00") || len(want) == 0 {
+					t.Errorf("%s: %q, %v; the query package finds %q", c, got, err, want)
+				}
+			}
+		}
+	}
+}
+
+// TestRegexesMatchAsTheQueryPackage: a regular expression, or a glob that
+// becomes one, selects on ClickHouse what the query package's matcher
+// (Go's regexp) selects: '.' and newlines (ClickHouse's match() lets it
+// match one, Go's only after (?s)), NUL bytes in a pattern and in a glob,
+// (?i) (18.16 looks for a pattern's literal text case-sensitively first),
+// \x00 escapes and an open \Q.
+func TestRegexesMatchAsTheQueryPackage(t *testing.T) {
+	_, s := newDB(t, "kt_regex")
+	users := []string{"a\nb", "a-b", "a", "a\x00zzz", "a\x00b", "line one\nline two", "n\x00x", "Admin", "a.b", "x\\Q"}
+	var lines []byte
+	for i, u := range users {
+		ev := map[string]any{"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": fmt.Sprint(i),
+			"stage": "ResponseComplete", "verb": "get", "user": map[string]any{"username": u},
+			"stageTimestamp": time.Date(2026, 11, 1, 0, 0, i, 0, time.UTC).Format(time.RFC3339Nano)}
+		b, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(append(lines, b...), '\n')
+	}
+	var recs []audit.Record
+	audit.NewDecoder(audit.Limits{}).DecodeLines("regex", lines, func(r audit.Record) { recs = append(recs, r) },
+		func(p audit.Problem) { t.Fatalf("%v", p) })
+	if _, err := s.Append(context.Background(), &pipeline.Batch{Cluster: "c", Received: time.Now(), Records: recs}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, c := range []*query.Cmp{
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "^a.b$"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "one.line"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "(?s)one.line"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "^a\x00b$"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "^a[\x00-\x01]z"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpNotMatch, Values: []query.Value{{Text: "^a\x00b$"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpEq, Values: []query.Value{{Text: "a\x00*b", Glob: true}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpEq, Values: []query.Value{{Text: "n*\x00x", Glob: true}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "a\x00zzz"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "\x00b"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpEq, Values: []query.Value{{Text: "*\x00z*", Glob: true}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpEq, Values: []query.Value{{Text: "a\x00*", Glob: true}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpEq, Values: []query.Value{{Text: "*\x00b", Glob: true}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpIn, Values: []query.Value{{Text: "a\x00b"}, {Text: "n\x00x"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "(?i)admin"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "(?i)^ADMIN$"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "A(?i)DMIN"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "(?-s)a\\x00b"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "^\\Qa.b"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "^x\\\\Q$"}}},
+		{Field: query.Field{Name: "user"}, Op: query.OpMatch, Values: []query.Value{{Text: "\\Q\\E|^a\\Q.\\E"}}},
+	} {
+		flt, err := query.CompileExpr(c, now)
+		if err != nil {
+			t.Fatalf("%s: %v", c, err)
+		}
+		var want, got []string
+		for i := range recs {
+			if flt.Match(&recs[i].Event, "c") {
+				want = append(want, recs[i].Event.AuditID)
+			}
+		}
+		err = s.Select(context.Background(), local.Selection{Filter: flt}, func(h *local.Hit) error {
+			got = append(got, h.Event.AuditID)
+			return nil
+		})
+		if err != nil || strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("%q: events %v, %v; the query package selects %v", c.String(), got, err, want)
+		}
+		if n, err := s.Count(context.Background(), local.Selection{Filter: flt}); err != nil || n != int64(len(want)) {
+			t.Errorf("%q: count %d, %v; want %d", c.String(), n, err, len(want))
+		}
+	}
+}

@@ -68,10 +68,12 @@ func (s *Store) selectNew(ctx context.Context, sel local.Selection, after uint64
 			}
 			// Only the row the first step found first for its key: not
 			// a copy, not a row inserted between the two steps (the next
-			// poll has it).
+			// poll has it), and once: an insert sent again whole (a
+			// Bulk's Flush retried) repeats the stamps with the rows.
 			if w, ok := want[k]; !ok || w != st {
 				continue
 			}
+			delete(want, k)
 			if err := audit.DecodeStored(h.Raw, &ev); err != nil {
 				return fmt.Errorf("event stored in %s.events: %w", s.db, err)
 			}

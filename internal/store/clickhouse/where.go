@@ -221,7 +221,7 @@ func strTest(op query.Op, vals []query.Value, x string) (string, error) {
 		if _, err := regexp.Compile(vals[0].Text); err != nil {
 			return "", err
 		}
-		return "match(" + x + ", " + quote(vals[0].Text) + ")", nil
+		return "match(" + x + ", " + quote(re2Pattern(vals[0].Text)) + ")", nil
 	case query.OpEq, query.OpIn:
 		var lits, parts []string
 		for _, v := range vals {
@@ -241,6 +241,37 @@ func strTest(op query.Op, vals []query.Value, x string) (string, error) {
 		return orOf(parts), nil
 	}
 	return "", fmt.Errorf("operator %s does not apply to strings", op)
+}
+
+// re2Pattern is a pattern of Go's regexp (the query package's, already
+// compiled there) as match() must be given it to select the same strings.
+// ClickHouse compiles it with RE2's dot_nl ('.' matches a newline, as Go's
+// does only after (?s)), and 18.16 first looks for the pattern's literal
+// text outside groups as a plain substring, case-sensitively and up to a
+// NUL byte: (?i)admin missed Admin, a\x00zzz matched every a, and an
+// escape such as \x00 after a flag group missed its string. Inside one
+// group that clears s, the pattern is RE2's alone to match, and a (?s) or
+// (?i) of its own applies to the end of it as before. A \Q left open
+// (Go's quotes to the pattern's end) is closed, so that it does not quote
+// the group's end.
+func re2Pattern(p string) string {
+	quoted := false
+	for i := 0; i < len(p); i++ {
+		switch {
+		case quoted:
+			if strings.HasPrefix(p[i:], `\E`) {
+				quoted = false
+				i++
+			}
+		case p[i] == '\\' && i+1 < len(p):
+			quoted = p[i+1] == 'Q'
+			i++
+		}
+	}
+	if quoted {
+		p += `\E`
+	}
+	return "(?-s:" + p + ")"
 }
 
 func orOf(parts []string) string {
