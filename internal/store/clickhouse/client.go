@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // client runs statements over the HTTP interface. It is safe for
@@ -24,6 +25,9 @@ import (
 type client struct {
 	cfg  Config
 	http *http.Client
+	// insertTimeout bounds each insert attempt (InsertTimeout; tests
+	// shorten it).
+	insertTimeout time.Duration
 }
 
 // ErrUnreachable wraps every failure to reach the server (refused, reset,
@@ -66,7 +70,13 @@ func (c *client) do(ctx context.Context, sql string, data io.Reader, read func(i
 		// into any other table the setting changes nothing.
 		u += "&insert_distributed_sync=1"
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, body)
+	rctx := ctx
+	if data != nil && c.insertTimeout > 0 {
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(ctx, c.insertTimeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, u, body)
 	if err != nil {
 		return err
 	}
@@ -77,6 +87,9 @@ func (c *client) do(ctx context.Context, sql string, data io.Reader, read func(i
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if rctx.Err() != nil {
+			return fmt.Errorf("%w at %s: an insert took longer than %v and was abandoned, to be retried with a new arrival stamp", ErrUnreachable, c.cfg.Endpoint, c.insertTimeout)
 		}
 		return fmt.Errorf("%w at %s (is clickhouse-server running there?): %v", ErrUnreachable, c.cfg.Endpoint, unwrapURLError(err))
 	}
@@ -91,6 +104,14 @@ func (c *client) do(ctx context.Context, sql string, data io.Reader, read func(i
 	_, err = io.Copy(io.Discard, resp.Body)
 	return err
 }
+
+// InsertTimeout bounds each insert attempt, from its arrival stamp to
+// ClickHouse's answer. A reader after a cursor looks FollowMargin back,
+// so rows must become visible within it of their stamp: an insert that
+// takes longer is abandoned and sent again with a new stamp (copies of
+// rows that the abandoned one still wrote count once, dedupe.go). An
+// insert of CollectorOptions.InsertBytes must fit in it.
+const InsertTimeout = 20 * time.Second
 
 // ServerError is an error ClickHouse answered with.
 type ServerError struct {

@@ -32,7 +32,7 @@ type Store struct {
 }
 
 func newClient(cfg Config) *client {
-	return &client{cfg: cfg, http: &http.Client{Transport: &http.Transport{
+	return &client{cfg: cfg, insertTimeout: InsertTimeout, http: &http.Client{Transport: &http.Transport{
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     90 * time.Second,
 		TLSClientConfig:     cfg.TLS,
@@ -614,15 +614,16 @@ func (s *Store) Span(ctx context.Context) (n int, minT, maxT int64, err error) {
 // (migrate.Buffered): ClickHouse spends several times the CPU per row on
 // small inserts (ADR 0019), and a migration's batches end wherever the
 // received time changes, every few hundred events for a store a webhook
-// fed. Append encodes a batch into the insert's body and returns; Flush
-// sends the body, and the rows are stored once it returns. The rows keep
-// their order: one arrival stamp for the insert, ord counting its rows.
+// fed. Append encodes a batch's rows and returns; Flush stamps and sends
+// them, and the rows are stored once it returns. The rows keep their
+// order: one arrival stamp for the insert, ord counting its rows, taken
+// at each attempt, so that a Flush retried after an outage is not
+// stamped older than FollowMargin behind what followers already read.
 // Not safe for concurrent use.
 type Bulk struct {
 	s    *Store
-	rows []byte
+	rows []byte // unstamped, as appendRows writes them
 	body []byte
-	st   stamper
 }
 
 // Bulk returns a Bulk inserting into s.
@@ -631,33 +632,28 @@ func (s *Store) Bulk() *Bulk { return &Bulk{s: s} }
 // Append adds b's rows to the next insert. Copies within b are dropped
 // and counted as duplicates, as Store.Append counts them.
 func (b *Bulk) Append(_ context.Context, batch *pipeline.Batch) (pipeline.Result, error) {
-	rows, res := appendRows(b.rows[:0], batch)
+	rows, res := appendRows(b.rows, batch)
 	b.rows = rows
-	if res.Stored == 0 {
-		return res, nil
-	}
-	if len(b.body) == 0 {
-		b.st = stamper{seq: b.s.nextSeq()}
-	}
-	body, err := b.st.add(b.body, rows)
-	if err != nil {
-		return pipeline.Result{}, err
-	}
-	b.body = body
 	return res, nil
 }
 
-// Pending is the size of the insert's body so far.
-func (b *Bulk) Pending() int { return len(b.body) }
+// Pending is the size of the insert's rows so far.
+func (b *Bulk) Pending() int { return len(b.rows) }
 
 // Flush inserts the rows gathered. Failed, it keeps them for another try.
 func (b *Bulk) Flush(ctx context.Context) error {
-	if len(b.body) == 0 {
+	if len(b.rows) == 0 {
 		return nil
 	}
-	if err := b.s.insertRows(ctx, b.body); err != nil {
+	st := stamper{seq: b.s.nextSeq()}
+	body, err := st.add(b.body[:0], b.rows)
+	if err != nil {
 		return err
 	}
-	b.body = b.body[:0]
+	b.body = body
+	if err := b.s.insertRows(ctx, body); err != nil {
+		return err
+	}
+	b.rows = b.rows[:0]
 	return nil
 }
