@@ -17,7 +17,8 @@ import (
 // copies agree on all of them. Each answer therefore counts keys instead
 // of rows: counts and statistics count distinct keys in SQL; reads in
 // arrival order keep the first row of each key (the row FINAL keeps: the
-// largest ver, the first arrival) and drop the rest in kubetrail; a read
+// largest ver, the first arrival), ClickHouse dropping the rest (ORDER
+// BY seq, ord LIMIT 1 BY key), so kubetrail holds nothing per event; a read
 // after a cursor also drops the rows whose key was stored at or before
 // the cursor (laterCopies). FINAL on 18.16 merges the sorting key's
 // columns of every part and reads every selected column of every row the

@@ -18,8 +18,8 @@ import (
 // bytes), Span, Select, Export, Arrivals after a cursor and Follow each
 // count every event once and give its first arrival. Planted bugs this
 // catches (each tried): Stats counting rows (count()) or summing every
-// row's size; Span counting rows; Select or Export without their map of
-// keys seen; a read after a cursor that does not ask which keys were
+// row's size; Span counting rows; Select or Export without LIMIT 1 BY
+// key; a read after a cursor that does not ask which keys were
 // stored before it (laterCopies returning nothing).
 func TestCopiesCountOnceBeforeAnyMerge(t *testing.T) {
 	_, s := newDB(t, "kt_copies")

@@ -314,10 +314,11 @@ func (s *Store) selectAfter(ctx context.Context, sel local.Selection, after uint
 		w += " AND seq > " + strconv.FormatUint(after, 10)
 	}
 	// In arrival order an event's first row is its first arrival, the
-	// row FINAL would keep; later rows of its key are copies (dedupe.go).
-	// After a cursor, rows wait in chunks until the store has said which
-	// of their keys it held at or before the cursor.
-	seen := map[local.Key]struct{}{}
+	// row FINAL would keep; later rows of its key are copies (dedupe.go),
+	// which ClickHouse leaves out (LIMIT 1 BY key), so that kubetrail
+	// holds nothing per event. After a cursor, rows wait in chunks until
+	// the store has said which of their keys it held at or before the
+	// cursor.
 	var pending []cursorRow
 	var ev audit.Event
 	emit := func(h *local.Hit, seq uint64) error {
@@ -346,7 +347,7 @@ func (s *Store) selectAfter(ctx context.Context, sel local.Selection, after uint
 		pending = pending[:0]
 		return nil
 	}
-	sql := "SELECT cluster, time_us, received_us, key, raw, seq FROM " + s.db + ".events PREWHERE " + w + " ORDER BY seq, ord FORMAT RowBinary"
+	sql := "SELECT cluster, time_us, received_us, key, raw, seq FROM " + s.db + ".events PREWHERE " + w + " ORDER BY seq, ord LIMIT 1 BY key FORMAT RowBinary"
 	err = s.c.query(ctx, sql, func(body io.Reader) error {
 		r := newRowReader(body)
 		for r.more() {
@@ -357,10 +358,6 @@ func (s *Store) selectAfter(ctx context.Context, sel local.Selection, after uint
 			if r.err != nil {
 				break
 			}
-			if _, dup := seen[k]; dup {
-				continue
-			}
-			seen[k] = struct{}{}
 			if after == 0 {
 				if err := emit(&h, seq); err != nil {
 					return err
@@ -577,21 +574,16 @@ func (s *Store) Export(ctx context.Context, o local.ScanOptions, fn func(local.S
 	}
 	// The first row of each key in arrival order, as Select keeps it
 	// (dedupe.go).
-	sql := "SELECT cluster, received_us, time_us, key, raw FROM " + s.db + ".events PREWHERE " + w + " ORDER BY seq, ord FORMAT RowBinary"
-	seen := map[local.Key]struct{}{}
+	sql := "SELECT cluster, received_us, time_us, key, raw FROM " + s.db + ".events PREWHERE " + w + " ORDER BY seq, ord LIMIT 1 BY key FORMAT RowBinary"
 	return s.c.query(ctx, sql, func(body io.Reader) error {
 		r := newRowReader(body)
 		for r.more() {
 			st := local.Stored{Cluster: r.string(), Received: r.i64(), Time: r.i64()}
-			k := r.key()
+			r.key() // selected for LIMIT 1 BY key
 			st.Raw = r.bytes()
 			if r.err != nil {
 				break
 			}
-			if _, dup := seen[k]; dup {
-				continue
-			}
-			seen[k] = struct{}{}
 			if err := fn(st); err != nil {
 				return err
 			}
