@@ -49,8 +49,14 @@ const rowLenBytes = 4
 // length (4 bytes, little-endian). Copies of an event within b are
 // dropped and counted as duplicates.
 func appendRows(dst []byte, b *pipeline.Batch) ([]byte, pipeline.Result) {
+	return appendNewRows(dst, b, make(map[local.Key]struct{}, len(b.Records)))
+}
+
+// appendNewRows is appendRows for rows joining others in one insert: an
+// event whose key seen holds is dropped and counted as a duplicate, and
+// the keys of b's rows are added to seen.
+func appendNewRows(dst []byte, b *pipeline.Batch, seen map[local.Key]struct{}) ([]byte, pipeline.Result) {
 	var res pipeline.Result
-	seen := make(map[local.Key]struct{}, len(b.Records))
 	for i := range b.Records {
 		r := &b.Records[i]
 		k := local.KeyOf(b.Cluster, r.Raw)

@@ -616,15 +616,20 @@ type Bulk struct {
 	s    *Store
 	rows []byte // unstamped, as appendRows writes them
 	body []byte
+	// keys are those of rows: a copy in a later batch of the same insert
+	// counts as a duplicate, as one within a batch does. It holds one
+	// insert's keys (32 MiB of rows for migrate), not the store's.
+	keys map[local.Key]struct{}
 }
 
 // Bulk returns a Bulk inserting into s.
-func (s *Store) Bulk() *Bulk { return &Bulk{s: s} }
+func (s *Store) Bulk() *Bulk { return &Bulk{s: s, keys: map[local.Key]struct{}{}} }
 
-// Append adds b's rows to the next insert. Copies within b are dropped
-// and counted as duplicates, as Store.Append counts them.
+// Append adds b's rows to the next insert. Copies within the insert are
+// dropped and counted as duplicates, as Store.Append counts those within
+// its batch.
 func (b *Bulk) Append(_ context.Context, batch *pipeline.Batch) (pipeline.Result, error) {
-	rows, res := appendRows(b.rows, batch)
+	rows, res := appendNewRows(b.rows, batch, b.keys)
 	b.rows = rows
 	return res, nil
 }
@@ -647,5 +652,6 @@ func (b *Bulk) Flush(ctx context.Context) error {
 		return err
 	}
 	b.rows = b.rows[:0]
+	clear(b.keys)
 	return nil
 }
