@@ -58,10 +58,11 @@ type Collector struct {
 	// only).
 	lastInsert time.Time
 	// router sends rows to their shards when the store URL names its
-	// cluster (shards.go); made by the shipper at its first insert
-	// (routed), nil when the store has no events_local.
-	router *shardRouter
-	routed bool
+	// cluster (shards.go); made by the shipper at its first insert and
+	// again every ShardListEvery (routedAt), nil when the store has no
+	// events_local.
+	router   *shardRouter
+	routedAt time.Time
 	// bufs holds *[]byte buffers for Append's rows.
 	bufs sync.Pool
 	// schemaOK is set once the store's schema was checked (Dial does not).
@@ -102,6 +103,11 @@ type CollectorOptions struct {
 	Logger *slog.Logger
 	// NoSync skips fsync, for benchmarks that measure the rest.
 	NoSync bool
+	// ShardListEvery is how often a collector whose store URL names a
+	// cluster reads its shards again from system.clusters, so that a
+	// shard added or removed takes rows without a restart. Default 1
+	// minute.
+	ShardListEvery time.Duration
 }
 
 // DefaultMaxSpoolBytes is how much a collector holds for a ClickHouse
@@ -129,6 +135,9 @@ func (o *CollectorOptions) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ShardListEvery <= 0 {
+		o.ShardListEvery = time.Minute
 	}
 }
 
@@ -453,11 +462,8 @@ func (c *Collector) shipOnce(ctx context.Context, now bool) (bool, error) {
 	st := stamper{seq: c.st.nextSeq()}
 	var damaged []string
 	var err error
-	if c.st.c.cfg.Cluster != "" && !c.routed {
-		if c.router, err = newShardRouter(ctx, c.st.c.cfg); err != nil {
-			return false, err
-		}
-		c.routed = true
+	if err := c.route(ctx); err != nil {
+		return false, err
 	}
 	if c.router != nil {
 		damaged, err = c.insertSharded(ctx, c.router, paths, &st)
@@ -478,6 +484,34 @@ func (c *Collector) shipOnce(ctx context.Context, now bool) (bool, error) {
 	// shipped in Stats finds their room free for the next batch.
 	c.stats.shipped.Add(int64(st.ord))
 	return true, err
+}
+
+// route reads the shards of the store URL's cluster before the first
+// insert and every ShardListEvery after it. A list that cannot be read
+// again leaves the one read before in use; each shard keeps the replica
+// it had moved on to if it still has it.
+func (c *Collector) route(ctx context.Context) error {
+	if c.st.c.cfg.Cluster == "" || (!c.routedAt.IsZero() && time.Since(c.routedAt) < c.opts.ShardListEvery) {
+		return nil
+	}
+	r, err := newShardRouter(ctx, c.st.c.cfg)
+	if err != nil {
+		if c.routedAt.IsZero() {
+			return err
+		}
+		c.opts.Logger.Warn("reading the ClickHouse cluster's shards again failed; keeping the list read before", "err", err)
+		c.routedAt = time.Now()
+		return nil
+	}
+	if r != nil && c.router != nil {
+		for i := range min(len(r.next), len(c.router.next)) {
+			if c.router.next[i] < len(r.replicas[i]) {
+				r.next[i] = c.router.next[i]
+			}
+		}
+	}
+	c.router, c.routedAt = r, time.Now()
+	return nil
 }
 
 // DamagedSuffix ends the name of a WAL segment in which shipping met
