@@ -108,6 +108,42 @@ func appendMicro(dst []byte, us int64) []byte {
 	return append(dst, 'Z')
 }
 
+// secCache keeps the text of the second a time was last written in
+// ("2006-01-02T15:04:05"): a block's events fall in a few seconds, and
+// writing the date and clock digit by digit was a tenth of rendering a
+// group.
+type secCache struct {
+	sec  int64
+	ok   bool
+	text [19]byte
+}
+
+// appendMicro is appendMicro, writing only the microseconds when the
+// second is the one written last.
+func (c *secCache) appendMicro(dst []byte, us int64) []byte {
+	sec, frac := us/1e6, us%1e6
+	if frac < 0 {
+		sec, frac = sec-1, frac+1e6
+	}
+	if !c.ok || c.sec != sec {
+		var scratch [32]byte
+		full := appendMicro(scratch[:0], sec*1e6)
+		if len(full) != len(microLayout) {
+			c.ok = false
+			return appendMicro(dst, us)
+		}
+		copy(c.text[:], full)
+		c.sec, c.ok = sec, true
+	}
+	var tail [8]byte
+	tail[0], tail[7] = '.', 'Z'
+	for i := 6; i >= 1; i-- {
+		tail[i] = byte('0' + frac%10)
+		frac /= 10
+	}
+	return append(append(dst, c.text[:]...), tail[:]...)
+}
+
 // appendDigits writes v's last n decimal digits, zero-padded.
 func appendDigits(dst []byte, v, n int) []byte {
 	for i := n - 1; i >= 0; i-- {
