@@ -683,18 +683,19 @@ func TestHugeCounts(t *testing.T) {
 }
 
 // TestSecCacheAppendMicro: writing times through the cache of the last
-// second gives what appendMicro gives, across seconds, before 1970 and
-// outside years 0-9999, in any order.
+// day gives what appendMicro gives, across seconds and days, before 1970
+// and outside years 0-9999, in any order.
 func TestSecCacheAppendMicro(t *testing.T) {
 	times := []int64{
 		0, 1, 999_999, 1_000_000, -1, -999_999, -1_000_000, -1_000_001,
 		1_700_000_000_123_456, 1_700_000_000_999_999, 1_700_000_001_000_000,
 		1_700_000_000_000_007, -62_135_596_800_000_001, 253_402_300_800_000_000,
+		1_699_999_999_999_999, 1_700_006_400_000_000, 1_700_006_399_999_999, -86_400_000_000, -86_400_000_001,
 		253_402_300_799_999_999, 1_700_000_000_123_456,
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 2000 {
-		times = append(times, 1_700_000_000_000_000+rng.Int64N(5_000_000))
+		times = append(times, 1_700_000_000_000_000+rng.Int64N(5_000_000), 1_700_000_000_000_000+rng.Int64N(400_000_000_000))
 	}
 	var c secCache
 	for _, us := range times {
