@@ -9,5 +9,5 @@ import (
 // format 5 reads whole stores as fast (docs/adr/0025-segment-v5.md
 // has the measurements); every format is read whatever it says.
 func addSegmentFormatFlag(f *pflag.FlagSet, p *int) {
-	f.IntVar(p, "segment-format", 4, "format of the segments written into the data folder: 4, or 5 (about 14% smaller, prints scattered events faster, reads a whole store about twice as slowly; docs/adr/0025); a folder may hold both")
+	f.IntVar(p, "segment-format", 4, "format of the segments written into the data folder: 4, or 5 (about 14% smaller, prints scattered events faster, reads a whole store about 1.7 times as slowly; docs/adr/0025); a folder may hold both")
 }

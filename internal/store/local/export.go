@@ -147,6 +147,7 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 		}
 		return fn(Stored{Cluster: e.cluster, Received: e.received, Time: e.time, Raw: e.raw, Pos: p})
 	}
+	text := newTextReader(dec)
 	readRange := func(r *segmentReader, lo, hi int) error {
 		if !opts.keepTime(r.meta.MinTime, r.meta.MaxTime) {
 			return nil
@@ -171,7 +172,7 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 				return emit(e)
 			}
 			if cands == nil {
-				if err := r.scanRange(dec, first, end, opts.keepTime, at); err != nil {
+				if err := r.scanText(text, dec, first, end, opts.keepTime, at); err != nil {
 					return err
 				}
 				continue

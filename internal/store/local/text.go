@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 
 	"github.com/klauspost/compress/zstd"
@@ -456,7 +455,14 @@ func (t *textReader) groupV5(r *segmentReader, g groupMeta, lo, hi int, want []i
 			ps = append(ps, int(t.pos[o-g.First]))
 		}
 	}
-	sort.Ints(ps)
+	if len(ps) == g.Count {
+		// The whole group: its positions are 0 to Count-1.
+		for i := range ps {
+			ps[i] = i
+		}
+	} else {
+		sort.Ints(ps)
+	}
 	t.ps = ps
 	if cap(t.span) < g.Count {
 		t.span = make([][2]int32, g.Count)
@@ -471,7 +477,12 @@ func (t *textReader) groupV5(r *segmentReader, g groupMeta, lo, hi int, want []i
 			room += r.meta.Blocks[g.Block0+p/per].RawBytes
 		}
 	}
-	text := slices.Grow(t.text[:0], int(room))
+	text := t.text[:0]
+	if int64(cap(text)) < room {
+		// make, not slices.Grow: memory fresh from the system is not
+		// cleared again.
+		text = make([]byte, 0, room)
+	}
 	for i := 0; i < len(ps); {
 		bi := ps[i] / per
 		j := i + 1
@@ -480,10 +491,9 @@ func (t *textReader) groupV5(r *segmentReader, g groupMeta, lo, hi int, want []i
 		}
 		b := r.meta.Blocks[g.Block0+bi]
 		var raw int64
-		err := h.ReadBlock(bi, t.loadBlock(r, b), ps[i:j], func(p int, line []byte) error {
-			t.span[p] = [2]int32{int32(len(text)), int32(len(text) + len(line))}
-			text = append(text, line...)
-			raw += int64(len(line))
+		text, err = h.AppendBlock(text, bi, t.loadBlock(r, b), ps[i:j], func(p, start, end int) error {
+			t.span[p] = [2]int32{int32(start), int32(end)}
+			raw += int64(end - start)
 			return nil
 		})
 		if err != nil {
@@ -562,6 +572,13 @@ func (r *segmentReader) scan(dec *zstd.Decoder, keep func(minT, maxT int64) bool
 
 // scanRange is scan limited to the events of ordinals [lo, hi).
 func (r *segmentReader) scanRange(dec *zstd.Decoder, lo, hi int, keep func(minT, maxT int64) bool, fn func(entry) error) error {
+	return r.scanText(newTextReader(dec), dec, lo, hi, keep, fn)
+}
+
+// scanText is scanRange reading the text with t, whose buffers a caller
+// that scans many segments keeps from one to the next (a v5 group's lines
+// are rendered into a buffer of the group's size).
+func (r *segmentReader) scanText(t *textReader, dec *zstd.Decoder, lo, hi int, keep func(minT, maxT int64) bool, fn func(entry) error) error {
 	if lo >= hi {
 		return nil
 	}
@@ -588,7 +605,6 @@ func (r *segmentReader) scanRange(dec *zstd.Decoder, lo, hi int, keep func(minT,
 		}
 		return cache[c], nil
 	}
-	t := newTextReader(dec)
 	return t.events(r, lo, hi, nil, keep, ids, func(i int, raw []byte) error {
 		return fn(entry{cluster: cl.Values[cl.IDs[i]], received: recvs[i], time: times[i], raw: raw, ord: i})
 	})

@@ -26,7 +26,9 @@ type Reader struct {
 	apart    bool
 	n, per   int
 	paths    []string
-	tmpls    []template
+	tmpls    []template // parsed when first used (template)
+	tmplMeta []byte     // the templates in the meta
+	tmplAt   []int      // where each starts in tmplMeta
 	blocks   [][]byte
 	ra       io.ReaderAt // with OpenAt: where the blocks are read from
 	blockAt  []int64     // with OpenAt: where each block starts, and the end
@@ -53,10 +55,11 @@ type Reader struct {
 	bodyZ    []byte
 	bodies   []byte
 	bodiesOK bool
-	vals     []byte   // the values of the event being written
-	at       [][2]int // where each of its values is in vals
+	vals     []byte   // the formatted values of the event being written
+	parts    [][]byte // each of its values, in vals or in the block
 	line     []byte
 	kinds    []byte
+	secs     secCache
 }
 
 // cursor walks one column's streams in a block.
@@ -263,56 +266,50 @@ func (r *Reader) readMeta(meta []byte) error {
 	if nt > uint64(len(meta)) {
 		return errors.New("template count exceeds the meta")
 	}
-	// The templates' literals and columns are cut from two slabs rather
-	// than allocated one by one: opening a group's head is paid by every
-	// read that touches the group. The slabs are sized by a first pass;
-	// on damage one may grow, which leaves the templates before it on
-	// its old array, as they were.
-	nLits, nCols := templateSizes(rd, nt)
-	r.tmpls = make([]template, 0, nt)
-	lits := make([][]byte, 0, nLits)
-	cols := make([]int, 0, nCols)
+	// The templates are only checked and found here, and each is parsed
+	// the first time an event uses it (template): opening a group's head
+	// is paid by every read that touches the group, which mostly uses
+	// few of its templates.
+	r.tmplMeta, r.tmplAt = rd.b, make([]int, 0, nt)
 	for range nt {
+		r.tmplAt = append(r.tmplAt, len(r.tmplMeta)-len(rd.b))
 		nc := rd.uvarint()
 		if nc > uint64(len(rd.b)) {
 			return errors.New("template is damaged")
-		}
-		l0, c0 := len(lits), len(cols)
-		for range nc + 1 {
-			lits = append(lits, rd.chunk())
-		}
-		for range nc {
-			c := rd.uvarint()
-			if c >= np {
-				return fmt.Errorf("template names column %d of %d", c, np)
-			}
-			cols = append(cols, int(c))
-		}
-		r.tmpls = append(r.tmpls, template{lits: lits[l0:len(lits):len(lits)], cols: cols[c0:len(cols):len(cols)]})
-	}
-	if rd.bad || len(rd.b) != 0 {
-		return errors.New("meta is damaged")
-	}
-	return nil
-}
-
-// templateSizes returns how many literals and columns the nt templates
-// at rd hold, at most the bytes they take (a damaged count stops early).
-func templateSizes(rd reader, nt uint64) (lits, cols int) {
-	for range nt {
-		nc := rd.uvarint()
-		if rd.bad || nc > uint64(len(rd.b)) {
-			break
 		}
 		for range nc + 1 {
 			rd.chunk()
 		}
 		for range nc {
-			rd.uvarint()
+			if c := rd.uvarint(); c >= np {
+				return fmt.Errorf("template names column %d of %d", c, np)
+			}
 		}
-		lits, cols = lits+int(nc)+1, cols+int(nc)
 	}
-	return lits, cols
+	if rd.bad || len(rd.b) != 0 {
+		return errors.New("meta is damaged")
+	}
+	r.tmpls = make([]template, nt)
+	return nil
+}
+
+// template returns template tid (below len(r.tmpls)), parsed from the
+// meta, which readMeta checked, the first time it is asked for.
+func (r *Reader) template(tid int) *template {
+	t := &r.tmpls[tid]
+	if t.lits != nil {
+		return t
+	}
+	rd := reader{b: r.tmplMeta[r.tmplAt[tid]:]}
+	nc := rd.uvarint()
+	t.lits, t.cols = make([][]byte, nc+1), make([]int, nc)
+	for i := range t.lits {
+		t.lits[i] = rd.chunk()
+	}
+	for i := range t.cols {
+		t.cols[i] = int(rd.uvarint())
+	}
+	return t
 }
 
 // Len returns the number of events in the group.
@@ -333,7 +330,7 @@ func (r *Reader) Events(ords []int, fn func(ord int, line []byte) error) error {
 		for j < len(ords) && ords[j]/r.per == b && ords[j] > ords[j-1] {
 			j++
 		}
-		if err := r.block(b, func() ([]byte, error) { return r.blockBytes(b) }, ords[i:j], fn); err != nil {
+		if err := r.block(b, func() ([]byte, error) { return r.blockBytes(b) }, ords[i:j], &sink{fn: fn}); err != nil {
 			return err
 		}
 		i = j
@@ -354,7 +351,7 @@ func (r *Reader) All(fn func(ord int, line []byte) error) error {
 		for o := lo; o < hi; o++ {
 			ords = append(ords, o)
 		}
-		if err := r.block(b, func() ([]byte, error) { return r.blockBytes(b) }, ords, fn); err != nil {
+		if err := r.block(b, func() ([]byte, error) { return r.blockBytes(b) }, ords, &sink{fn: fn}); err != nil {
 			return err
 		}
 	}
@@ -367,13 +364,34 @@ func (r *Reader) All(fn func(ord int, line []byte) error) error {
 // called only when b is not the block the Reader read last, whose
 // decompressed rows it keeps. line is valid only during the call.
 func (r *Reader) ReadBlock(b int, load func() ([]byte, error), ords []int, fn func(ord int, line []byte) error) error {
+	if err := r.checkOrds(b, ords); err != nil {
+		return err
+	}
+	return r.block(b, load, ords, &sink{fn: fn})
+}
+
+// AppendBlock is ReadBlock writing the lines one after the other at the
+// end of dst, with no copy on the way, and giving at where each lies in
+// the returned buffer (dst[start:end]): for a reader that keeps a group's
+// lines.
+func (r *Reader) AppendBlock(dst []byte, b int, load func() ([]byte, error), ords []int, at func(ord, start, end int) error) ([]byte, error) {
+	if err := r.checkOrds(b, ords); err != nil {
+		return dst, err
+	}
+	s := sink{dst: dst, at: at}
+	err := r.block(b, load, ords, &s)
+	return s.dst, err
+}
+
+// checkOrds says whether ords ascend and are all in block b.
+func (r *Reader) checkOrds(b int, ords []int) error {
 	lo, hi := b*r.per, min((b+1)*r.per, r.n)
 	for i, o := range ords {
 		if o < lo || o >= hi || i > 0 && o <= ords[i-1] {
 			return fmt.Errorf("text block %d: event %d: ordinals must ascend within the block", b, o)
 		}
 	}
-	return r.block(b, load, ords, fn)
+	return nil
 }
 
 // openRows decompresses block b of a group written as rows, given its
@@ -430,7 +448,7 @@ func (r *Reader) openRows(b int, blk []byte) error {
 
 // blockRows writes the events of want, all in block b of a group written
 // as rows.
-func (r *Reader) blockRows(b int, load func() ([]byte, error), want []int, fn func(int, []byte) error) error {
+func (r *Reader) blockRows(b int, load func() ([]byte, error), want []int, s *sink) error {
 	if r.cur != b {
 		blk, err := load()
 		if err != nil {
@@ -450,15 +468,38 @@ func (r *Reader) blockRows(b int, load func() ([]byte, error), want []int, fn fu
 		if rd.bad || tid >= uint64(len(r.tmpls)) {
 			return fmt.Errorf("text block %d: event %d: row is damaged", b, ord)
 		}
-		line, err := r.event(&r.tmpls[tid])
-		if err != nil {
-			return fmt.Errorf("text block %d: event %d: %w", b, ord, err)
-		}
-		if err := fn(ord, line); err != nil {
+		if err := r.put(s, b, ord, r.template(int(tid))); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// sink is where a block's lines go: each to fn, written in the Reader's
+// buffer, or, with at set, appended to dst and where each lies given to at.
+type sink struct {
+	fn  func(ord int, line []byte) error
+	dst []byte
+	at  func(ord, start, end int) error
+}
+
+// put writes event ord of block b, of template t, to s.
+func (r *Reader) put(s *sink, b, ord int, t *template) error {
+	if s.at == nil {
+		line, err := r.event(t, r.line[:0])
+		r.line = line
+		if err != nil {
+			return fmt.Errorf("text block %d: event %d: %w", b, ord, err)
+		}
+		return s.fn(ord, line)
+	}
+	start := len(s.dst)
+	dst, err := r.event(t, s.dst)
+	s.dst = dst
+	if err != nil {
+		return fmt.Errorf("text block %d: event %d: %w", b, ord, err)
+	}
+	return s.at(ord, start, len(dst))
 }
 
 // open decompresses block b and sets the cursors at its start.
@@ -547,9 +588,9 @@ func (r *Reader) open(b int, blk []byte) error {
 
 // block writes the events of want, all in block b, whose stored bytes
 // load gives.
-func (r *Reader) block(b int, load func() ([]byte, error), want []int, fn func(int, []byte) error) error {
+func (r *Reader) block(b int, load func() ([]byte, error), want []int, s *sink) error {
 	if r.rows {
-		return r.blockRows(b, load, want, fn)
+		return r.blockRows(b, load, want, s)
 	}
 	blk, err := load()
 	if err != nil {
@@ -564,7 +605,7 @@ func (r *Reader) block(b int, load func() ([]byte, error), want []int, fn func(i
 		if r.tids.bad || tid >= uint64(len(r.tmpls)) {
 			return fmt.Errorf("text block %d: event %d: no such template", b, ord)
 		}
-		t := &r.tmpls[tid]
+		t := r.template(int(tid))
 		if ord != want[w] {
 			if err := r.skip(t); err != nil {
 				return fmt.Errorf("text block %d: event %d: %w", b, ord, err)
@@ -572,11 +613,7 @@ func (r *Reader) block(b int, load func() ([]byte, error), want []int, fn func(i
 			continue
 		}
 		w++
-		line, err := r.event(t)
-		if err != nil {
-			return fmt.Errorf("text block %d: event %d: %w", b, ord, err)
-		}
-		if err := fn(ord, line); err != nil {
+		if err := r.put(s, b, ord, t); err != nil {
 			return err
 		}
 	}
@@ -619,28 +656,30 @@ func (r *Reader) uuid(c *cursor) []byte {
 	return nil
 }
 
-// next reads column col's next value, appending it to dst when write is
-// set (skipping an event only moves the cursors on). A guessed URI's
-// value is what follows the guess.
-func (r *Reader) next(col int, dst []byte, write bool) ([]byte, byte, error) {
+// next reads column col's next value. When write is set it returns the
+// value's bytes: a string or a body as a slice of the block's bytes
+// (copied nowhere), a formatted value (UUID, time, integer) appended to
+// dst and sliced from it; skipping an event only moves the cursors on.
+// A guessed URI's value is what follows the guess.
+func (r *Reader) next(col int, dst []byte, write bool) ([]byte, []byte, byte, error) {
 	c := &r.row
 	if !r.rows {
 		c = &r.curs[col]
 	}
 	kind := c.kinds.bytes(1)
 	if c.kinds.bad {
-		return dst, 0, errDamaged
+		return dst, nil, 0, errDamaged
 	}
+	start := len(dst)
+	var v []byte
 	switch k := kind[0]; {
 	case k == kindString || k >= kindURI && k <= kindLast:
-		w := r.word(c)
-		if write {
-			dst = append(dst, w...)
-		}
+		v = r.word(c)
 	case k == kindUUID:
 		u := r.uuid(c)
 		if write && u != nil {
 			dst = appendUUID(dst, u)
+			v = dst[start:]
 		}
 	case k == kindTime:
 		t := unzigzag(c.num.uvarint())
@@ -654,99 +693,124 @@ func (r *Reader) next(col int, dst []byte, write bool) ([]byte, byte, error) {
 		}
 		c.last, r.evTime, r.evTimed = t, t, true
 		if write {
-			dst = appendMicro(dst, t)
+			dst = r.secs.appendMicro(dst, t)
+			v = dst[start:]
 		}
 	case k == kindInt:
 		n := unzigzag(c.num.uvarint())
 		if write {
 			dst = strconv.AppendInt(dst, n, 10)
+			v = dst[start:]
 		}
 	case k == kindTailID:
 		w := r.word(c)
 		u := r.uuid(c)
 		if write && u != nil {
 			dst = appendUUID(append(dst, w...), u)
+			v = dst[start:]
 		}
 	case k == kindBody && r.apart:
 		off, n := c.num.uvarint(), c.num.uvarint()
 		if !r.bodiesOK && write {
 			b, err := r.dec.DecodeAll(r.bodyZ, r.bodies[:0])
 			if err != nil {
-				return dst, 0, fmt.Errorf("body frame: %w", err)
+				return dst, nil, 0, fmt.Errorf("body frame: %w", err)
 			}
 			r.bodies, r.bodiesOK = b, true
 		}
 		if write {
 			if off > uint64(len(r.bodies)) || n > uint64(len(r.bodies))-off {
-				return dst, 0, errDamaged
+				return dst, nil, 0, errDamaged
 			}
-			dst = append(dst, r.bodies[off:off+n]...)
+			v = r.bodies[off : off+n]
 		}
 	default:
-		return dst, 0, fmt.Errorf("column %q: value kind %d", r.paths[col], k)
+		return dst, nil, 0, fmt.Errorf("column %q: value kind %d", r.paths[col], k)
 	}
 	if c.str.bad || c.fix.bad || c.num.bad || c.dict.bad {
-		return dst, 0, errDamaged
+		return dst, nil, 0, errDamaged
 	}
-	return dst, kind[0], nil
+	if v == nil {
+		// An empty value is not a missing one (setRef).
+		v = dst[len(dst):]
+	}
+	return dst, v[:len(v):len(v)], kind[0], nil
 }
 
 // skip passes over an event's values.
 func (r *Reader) skip(t *template) error {
 	r.evTimed = false
 	for _, col := range t.cols {
-		if _, _, err := r.next(col, nil, false); err != nil {
+		if _, _, _, err := r.next(col, nil, false); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// event writes an event's line: its values first, then the guessed
-// URIs, which need the objectRef values that may come after them.
-func (r *Reader) event(t *template) ([]byte, error) {
+// event appends an event's line to dst: its values first (formatted ones
+// into r.vals, the others sliced from the block), then the line, with the
+// guessed URIs, which need the objectRef values that may come after them.
+func (r *Reader) event(t *template, dst []byte) ([]byte, error) {
 	r.evTimed = false
-	r.vals, r.at = r.vals[:0], r.at[:0]
-	kinds := r.kinds[:0]
+	vals, parts, kinds := r.vals[:0], r.parts[:0], r.kinds[:0]
+	if vals == nil {
+		vals = make([]byte, 0, 1024)
+	}
+	fast := r.rows && !r.dict
 	for _, col := range t.cols {
-		start := len(r.vals)
+		if c := &r.row; fast && len(c.kinds.b) > 0 && c.kinds.b[0] == kindString {
+			// next's commonest case, inline: a string sliced from the row.
+			n, w := binary.Uvarint(c.str.b)
+			if w <= 0 || n > uint64(len(c.str.b)-w) {
+				return dst, errDamaged
+			}
+			c.kinds.b = c.kinds.b[1:]
+			kinds = append(kinds, kindString)
+			parts = append(parts, c.str.b[w:w+int(n):w+int(n)])
+			c.str.b = c.str.b[w+int(n):]
+			continue
+		}
+		var v []byte
 		var k byte
 		var err error
 		if r.NoBodies && r.bodyCol[col] {
 			// Past the value without writing it (a body frame is never
 			// decompressed), and null in its place.
-			_, k, err = r.next(col, nil, false)
-			k = kindString
-			r.vals = append(r.vals, "null"...)
+			_, _, _, err = r.next(col, nil, false)
+			vals = append(vals, "null"...)
+			k, v = kindString, vals[len(vals)-4:]
 		} else {
-			r.vals, k, err = r.next(col, r.vals, true)
+			vals, v, k, err = r.next(col, vals, true)
 		}
 		if err != nil {
-			return nil, err
+			return dst, err
 		}
 		kinds = append(kinds, k)
-		r.at = append(r.at, [2]int{start, len(r.vals)})
+		parts = append(parts, v)
 	}
-	r.kinds = kinds
+	r.vals, r.parts, r.kinds = vals, parts, kinds
+	if !t.refsSet {
+		t.setRefs(&r.ref)
+	}
 	var ref [nRef][]byte
-	for i, col := range t.cols {
-		setRef(&ref, &r.ref, col, r.vals[r.at[i][0]:r.at[i][1]:r.at[i][1]])
+	for _, a := range t.refs {
+		if ref[a.k] == nil {
+			ref[a.k] = parts[a.i]
+		}
 	}
-	line := r.line[:0]
 	for i, col := range t.cols {
-		line = append(line, t.lits[i]...)
+		dst = append(dst, t.lits[i]...)
 		if k := kinds[i]; k >= kindURI && k <= kindLast {
 			var ok bool
-			line, ok = guessURI(line, &ref, int(k-kindURI))
+			dst, ok = guessURI(dst, &ref, int(k-kindURI))
 			if !ok || col != r.uriCol {
-				return nil, fmt.Errorf("column %q: guessed URI without objectRef", r.paths[col])
+				return dst, fmt.Errorf("column %q: guessed URI without objectRef", r.paths[col])
 			}
 		}
-		line = append(line, r.vals[r.at[i][0]:r.at[i][1]]...)
+		dst = append(dst, parts[i]...)
 	}
-	line = append(line, t.lits[len(t.cols)]...)
-	r.line = line
-	return line, nil
+	return append(dst, t.lits[len(t.cols)]...), nil
 }
 
 // ColumnBytes returns the stored bytes of each column over the group's

@@ -98,6 +98,28 @@ type Options struct {
 type template struct {
 	lits [][]byte
 	cols []int
+	// The decoder's: which of the values are objectRef fields, in
+	// setRef's order, worked out the first time the template is used
+	// rather than for every event.
+	refs    []refAt
+	refsSet bool
+}
+
+// refAt says that value i of a template is objectRef field k.
+type refAt struct{ i, k int }
+
+// setRefs fills t.refs from the columns of the objectRef fields (setRef's
+// cols): setting ref[k] from value i, in this order, where ref[k] is still
+// nil, is what setRef over the values does.
+func (t *template) setRefs(cols *[nRef]int) {
+	for i, col := range t.cols {
+		for k, c := range cols {
+			if col == c {
+				t.refs = append(t.refs, refAt{i, k})
+			}
+		}
+	}
+	t.refsSet = true
 }
 
 // column is one column's streams in the block being built.

@@ -681,3 +681,62 @@ func TestHugeCounts(t *testing.T) {
 		t.Error("OpenAt read a group of 2^40 blocks in a few bytes")
 	}
 }
+
+// TestSecCacheAppendMicro: writing times through the cache of the last
+// day gives what appendMicro gives, across seconds and days, before 1970
+// and outside years 0-9999, in any order.
+func TestSecCacheAppendMicro(t *testing.T) {
+	times := []int64{
+		0, 1, 999_999, 1_000_000, -1, -999_999, -1_000_000, -1_000_001,
+		1_700_000_000_123_456, 1_700_000_000_999_999, 1_700_000_001_000_000,
+		1_700_000_000_000_007, -62_135_596_800_000_001, 253_402_300_800_000_000,
+		1_699_999_999_999_999, 1_700_006_400_000_000, 1_700_006_399_999_999, -86_400_000_000, -86_400_000_001,
+		253_402_300_799_999_999, 1_700_000_000_123_456,
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		times = append(times, 1_700_000_000_000_000+rng.Int64N(5_000_000), 1_700_000_000_000_000+rng.Int64N(400_000_000_000))
+	}
+	var c secCache
+	for _, us := range times {
+		got, want := c.appendMicro([]byte("x"), us), appendMicro([]byte("x"), us)
+		if string(got) != string(want) {
+			t.Fatalf("time %d: %q, want %q", us, got, want)
+		}
+	}
+}
+
+// TestStrEscapes: str, which jumps from quote to quote, finds the end a
+// byte-by-byte walk finds (a backslash escapes the next byte) in random
+// runs of quotes, backslashes and letters, starting anywhere.
+func TestStrEscapes(t *testing.T) {
+	walk := func(b []byte, i int) (int, bool) {
+		for i < len(b) {
+			switch b[i] {
+			case '\\':
+				i += 2
+			case '"':
+				return i, true
+			default:
+				i++
+			}
+		}
+		return 0, false
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 20000 {
+		b := make([]byte, 1+rng.IntN(12))
+		for i := range b {
+			b[i] = `"\a`[rng.IntN(3)]
+		}
+		i := rng.IntN(len(b) + 1)
+		if i > 0 && b[i-1] == '\\' {
+			continue // str starts after an opening quote
+		}
+		gotEnd, gotOK := str(b, i)
+		wantEnd, wantOK := walk(b, i)
+		if gotEnd != wantEnd || gotOK != wantOK {
+			t.Fatalf("str(%q, %d) = %d, %v; want %d, %v", b, i, gotEnd, gotOK, wantEnd, wantOK)
+		}
+	}
+}
