@@ -444,6 +444,14 @@ func readGenerated(t *testing.T, dir string, db *DB, rng *rand.Rand, batches int
 		}
 	}
 	t.Cleanup(func() { db.Close() })
+	// Every full WAL segment sealed, the open one left: callers want
+	// segments and WAL events both, and a reader opened while the
+	// sealers were still at work found too few segments under load.
+	for start := time.Now(); len(walSeqs(t, dir)) > 1; time.Sleep(time.Millisecond) {
+		if time.Since(start) > time.Minute {
+			t.Fatalf("WAL segments %v still unsealed after a minute", walSeqs(t, dir))
+		}
+	}
 	r, err := OpenReader(dir)
 	if err != nil {
 		t.Fatal(err)
