@@ -755,3 +755,39 @@ func TestStrEscapes(t *testing.T) {
 		}
 	}
 }
+
+// TestParseMicroAsTimeParse: parseMicro reads the digits itself, and must
+// take exactly the values time.Parse takes and AppendFormat writes back
+// the same, with the same time: a value taken that the decoder writes
+// otherwise would be another line.
+func TestParseMicroAsTimeParse(t *testing.T) {
+	want := func(v string) (int64, bool) {
+		tm, err := time.Parse(microLayout, v)
+		if err != nil || tm.Format(microLayout) != v {
+			return 0, false
+		}
+		return tm.UnixMicro(), true
+	}
+	vs := []string{
+		"2024-05-01T12:34:56.123456Z", "1970-01-01T00:00:00.000000Z", "0000-01-01T00:00:00.000000Z",
+		"9999-12-31T23:59:59.999999Z", "2024-02-29T10:00:00.000001Z", "2023-02-29T10:00:00.000001Z",
+		"2024-02-30T10:00:00.000000Z", "2024-04-31T10:00:00.000000Z", "2024-13-01T10:00:00.000000Z",
+		"2024-00-01T10:00:00.000000Z", "2024-01-00T10:00:00.000000Z", "2024-01-01T24:00:00.000000Z",
+		"2024-01-01T23:60:00.000000Z", "2024-01-01T23:59:60.000000Z", "2024-01-01T23:59:59.+00000Z",
+		"+024-01-01T23:59:59.000000Z", "2024/01/01T23:59:59.000000Z", "2024-01-01T23-59:59.000000Z",
+		"2024-01-01T23:59:59,000000Z", "2024-01-01T2 :59:59.000000Z", "2024-01-01T23:59:59.00000aZ",
+		"2024-01-01t23:59:59.000000Z", "2024-01-01T23:59:59.000000z", "2024-01-01T23:59:59.0000000",
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 2000 {
+		us := rng.Int64N(400 * 365 * 86400e6)
+		vs = append(vs, time.UnixMicro(us-100*365*86400e6).UTC().Format(microLayout))
+	}
+	for _, v := range vs {
+		got, ok := parseMicro([]byte(v), nil)
+		w, wok := want(v)
+		if got != w || ok != wok {
+			t.Errorf("parseMicro(%q) = %d, %v; time.Parse gives %d, %v", v, got, ok, w, wok)
+		}
+	}
+}

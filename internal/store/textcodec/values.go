@@ -74,19 +74,40 @@ func appendUUID(dst []byte, u []byte) []byte {
 const microLayout = "2006-01-02T15:04:05.000000Z"
 
 // parseMicro reads a time written as microLayout; ok only when writing it
-// back gives v.
+// back (appendMicro, as the decoder does) gives v, so a date time.Date
+// would normalize (a 30 February, a 24th hour) is no time. It reads the
+// digits itself: time.Parse and AppendFormat were a ninth of encoding.
 func parseMicro(v []byte, scratch []byte) (int64, bool) {
 	if len(v) != len(microLayout) || v[10] != 'T' || v[26] != 'Z' {
 		return 0, false
 	}
-	t, err := time.Parse(microLayout, string(v))
-	if err != nil {
+	y, ok1 := digits(v[0:4])
+	mo, ok2 := digits(v[5:7])
+	d, ok3 := digits(v[8:10])
+	h, ok4 := digits(v[11:13])
+	mi, ok5 := digits(v[14:16])
+	s, ok6 := digits(v[17:19])
+	us, ok7 := digits(v[20:26])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) {
 		return 0, false
 	}
-	if !bytes.Equal(t.AppendFormat(scratch[:0], microLayout), v) {
+	t := time.Date(y, time.Month(mo), d, h, mi, s, us*1000, time.UTC).UnixMicro()
+	if !bytes.Equal(appendMicro(scratch[:0], t), v) {
 		return 0, false
 	}
-	return t.UnixMicro(), true
+	return t, true
+}
+
+// digits reads b as a decimal number of ASCII digits only.
+func digits(b []byte) (int, bool) {
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 // appendMicro writes a time as microLayout, digit by digit: time's
