@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -788,6 +789,37 @@ func TestParseMicroAsTimeParse(t *testing.T) {
 		w, wok := want(v)
 		if got != w || ok != wok {
 			t.Errorf("parseMicro(%q) = %d, %v; time.Parse gives %d, %v", v, got, ok, w, wok)
+		}
+	}
+}
+
+// TestSplitNextColumn: the splitter finds a leaf's column as the one that
+// followed the previous leaf's column last time when the paths are the
+// same; lines of shapes that change (a field added, dropped, moved, an
+// array longer) must get the columns a splitter with nothing learnt gives.
+func TestSplitNextColumn(t *testing.T) {
+	lines := []string{
+		`{"a":"1","b":{"c":2,"d":["x","y"]},"e":"3"}`,
+		`{"a":"1","b":{"c":2,"d":["x","y","z"]},"e":"3"}`,
+		`{"a":"1","e":"3","b":{"c":2,"d":[]}}`,
+		`{"b":{"d":["x"],"c":2},"a":"1"}`,
+		`{"a":"1","b":{"c":2,"x":4,"d":["x","y"]},"e":"3"}`,
+		`{"a":"1","b":{"c":{"c":2},"d":[["x"],"y"]},"e":"3"}`,
+		`{"a":"1","b":{"c":2,"d":["x","y"]},"e":"3"}`,
+		`["1",{"a":"2"},["3"]]`,
+		`{"a":"1","b":{"c":2,"d":["x","y"]},"e":"3"}`,
+	}
+	e := newEncoder(Options{}, nil)
+	for range 2 {
+		for _, l := range lines {
+			if !e.sp.split([]byte(l)) {
+				t.Fatalf("split(%s) failed", l)
+			}
+			fresh := splitter{column: e.column}
+			fresh.split([]byte(l))
+			if !slices.Equal(e.sp.leaves, fresh.leaves) {
+				t.Errorf("split(%s) = %v, want %v", l, e.sp.leaves, fresh.leaves)
+			}
 		}
 	}
 }
