@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,10 +24,10 @@ import (
 // ones, still gets every row of a collector's backlog: the collector
 // sends a batch whose insert timed out again in halves until the inserts
 // fit, instead of retrying the whole batch forever (nothing shipped, the
-// spool filling). Each event is in the table once (the proxy drops the
-// inserts it holds, so a copy would be the collector's), and a follower
-// on a clock 100 times the wall's (the 20 ms timeout is 2 s on it, well
-// within FollowMargin) gets each once.
+// spool filling). The store counts and gives each event once, in order
+// (a small insert the server wrote after its client gave up is a copy,
+// counted once), and a follower on a clock 100 times the wall's (the
+// 200 ms timeout is 20 s on it, within FollowMargin) gets each once.
 //
 // Planted: splitAfterTimeout doing nothing (the whole batch retried):
 // Drain gives up at its deadline with nothing shipped.
@@ -60,7 +63,7 @@ func TestCollectorSplitsAnInsertThatTimesOut(t *testing.T) {
 	}
 	var drained atomic.Pointer[error]
 	go func() {
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		err := c.Drain(dctx)
 		drained.Store(&err)
@@ -75,14 +78,11 @@ func TestCollectorSplitsAnInsertThatTimesOut(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	poll()
 
-	var n int64
-	err := s.c.query(ctx, "SELECT count() FROM kt_split.events FORMAT RowBinary", func(body io.Reader) error {
-		r := newRowReader(body)
-		n = r.i64()
-		return r.err
-	})
-	if err != nil || n != batches*per {
-		t.Errorf("the table holds %d rows, %v; want %d, each event once", n, err, batches*per)
+	if n, err := s.Count(ctx, local.Selection{}); err != nil || n != batches*per {
+		t.Errorf("the store counts %d events, %v; want %d", n, err, batches*per)
+	}
+	if got, want := auditIDs(t, s), wantIDs(0, batches, per); !slices.Equal(got, want) {
+		t.Errorf("the store holds %d events, want the %d appended, in order (first difference at %d)", len(got), len(want), firstDiff(got, want))
 	}
 	for _, id := range wantIDs(0, batches, per) {
 		if seen[id] != 1 {
@@ -127,4 +127,56 @@ func slowLargeInsertProxy(t *testing.T, target string, maxBody int64) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// TestCollectorSaysWhichRowTimesOutAlone: a server too slow for even one
+// row gets inserts halved down to that row, which is then retried with
+// backoff and an error line naming its segment, not halved further.
+//
+// Planted: splitAfterTimeout without its single-row case (it halves on
+// to a limit of 0, which sends the whole batch again, and never says
+// so): no such line.
+func TestCollectorSaysWhichRowTimesOutAlone(t *testing.T) {
+	cfg, _ := newDB(t, "kt_split_row")
+	pcfg := cfg
+	pcfg.Endpoint = slowLargeInsertProxy(t, ch.URL(t), 0)
+	w := Dial(pcfg)
+	w.c.insertTimeout = 50 * time.Millisecond
+	t.Cleanup(func() { w.Close() })
+	var logs syncBuffer
+	c := newCollector(t, w, CollectorOptions{Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx := context.Background()
+	if _, err := c.Append(ctx, testBatch(t, 0, 3)); err != nil {
+		t.Fatal(err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := c.Drain(dctx); err == nil {
+		t.Fatal("drain into a server too slow for one row succeeded")
+	}
+	if got := logs.String(); !strings.Contains(got, "level=ERROR msg=\"an insert of a single row took longer") || !strings.Contains(got, "segment=") {
+		t.Errorf("no error line naming the row that times out alone; logs:\n%s", got)
+	}
+	if c.split.limit < 1 {
+		t.Errorf("split limit %d; want the single row's insert kept at 1 or more", c.split.limit)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
