@@ -34,6 +34,10 @@ type client struct {
 // timed out), as opposed to an error the server answered with.
 var ErrUnreachable = errors.New("ClickHouse is not reachable")
 
+// errInsertTimeout marks an insert abandoned after insertTimeout: a
+// collector sends that batch again in smaller inserts.
+var errInsertTimeout = errors.New("insert timed out")
+
 // exec runs a statement that returns nothing worth reading.
 func (c *client) exec(ctx context.Context, sql string) error {
 	return c.do(ctx, sql, nil, func(io.Reader) error { return nil })
@@ -89,7 +93,7 @@ func (c *client) do(ctx context.Context, sql string, data io.Reader, read func(i
 			return ctx.Err()
 		}
 		if rctx.Err() != nil {
-			return fmt.Errorf("%w at %s: an insert took longer than %v and was abandoned, to be retried with a new arrival stamp", ErrUnreachable, c.cfg.Endpoint, c.insertTimeout)
+			return fmt.Errorf("%w at %s: an insert took longer than %v and was abandoned, to be retried with a new arrival stamp: %w", ErrUnreachable, c.cfg.Endpoint, c.insertTimeout, errInsertTimeout)
 		}
 		return fmt.Errorf("%w at %s (is clickhouse-server running there?): %v", ErrUnreachable, c.cfg.Endpoint, unwrapURLError(err))
 	}
@@ -109,8 +113,9 @@ func (c *client) do(ctx context.Context, sql string, data io.Reader, read func(i
 // ClickHouse's answer. A reader after a cursor looks FollowMargin back,
 // so rows must become visible within it of their stamp: an insert that
 // takes longer is abandoned and sent again with a new stamp (copies of
-// rows that the abandoned one still wrote count once, dedupe.go). An
-// insert of CollectorOptions.InsertBytes must fit in it.
+// rows that the abandoned one still wrote count once, dedupe.go). A
+// collector whose insert times out sends the same rows again in inserts
+// of half the size, down to one row (Collector.shipOnce).
 const InsertTimeout = 20 * time.Second
 
 // ServerError is an error ClickHouse answered with.

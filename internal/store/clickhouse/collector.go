@@ -63,6 +63,14 @@ type Collector struct {
 	// events_local.
 	router   *shardRouter
 	routedAt time.Time
+	// split is the shipper's progress through a batch whose insert timed
+	// out (Run and Drain only): sent in inserts of at most limit bytes,
+	// of which the first rows rows from segment seq on are in ClickHouse.
+	// limit 0: no batch is split.
+	split struct {
+		seq         uint64
+		rows, limit int64
+	}
 	// bufs holds *[]byte buffers for Append's rows.
 	bufs sync.Pool
 	// schemaOK is set once the store's schema was checked (Dial does not).
@@ -459,6 +467,10 @@ func (c *Collector) shipOnce(ctx context.Context, now bool) (bool, error) {
 		paths = append(paths, path)
 		bytes += fi.Size()
 	}
+	if c.split.limit > 0 && c.split.seq != segs[0] {
+		c.split.rows, c.split.limit = 0, 0 // the split batch is no longer the oldest
+	}
+	win := window{skip: c.split.rows, limit: c.split.limit}
 	st := stamper{seq: c.st.nextSeq()}
 	var damaged []string
 	var err error
@@ -466,15 +478,25 @@ func (c *Collector) shipOnce(ctx context.Context, now bool) (bool, error) {
 		return false, err
 	}
 	if c.router != nil {
-		damaged, err = c.insertSharded(ctx, c.router, paths, &st)
+		damaged, err = c.insertSharded(ctx, c.router, paths, &win, &st)
 	} else {
-		damaged, err = c.insert(ctx, paths, &st)
+		damaged, err = c.insert(ctx, paths, &win, &st)
+	}
+	if errors.Is(err, errInsertTimeout) {
+		c.splitAfterTimeout(segs[0], paths[0], bytes, win.rows == 1 && win.full)
 	}
 	if err != nil {
 		return false, err
 	}
 	c.lastInsert = time.Now()
 	c.stats.inserts.Add(1)
+	if win.full {
+		// Part of a split batch: its segments stay until all of it is in.
+		c.split.seq, c.split.rows = segs[0], c.split.rows+win.rows
+		c.stats.shipped.Add(int64(st.ord))
+		return true, nil
+	}
+	c.split.rows, c.split.limit = 0, 0
 	err = c.dropShipped(damaged, segs[:len(paths)])
 	if err == nil {
 		c.spooled.Add(-bytes)
@@ -484,6 +506,24 @@ func (c *Collector) shipOnce(ctx context.Context, now bool) (bool, error) {
 	// shipped in Stats finds their room free for the next batch.
 	c.stats.shipped.Add(int64(st.ord))
 	return true, err
+}
+
+// splitAfterTimeout halves the inserts of the batch starting at segment
+// seq (path; bytes of segments) after one timed out: a smaller insert
+// ends sooner, and must end within InsertTimeout for followers to see its
+// rows (ADR 0021). At one row (single) it cannot be split: that row is
+// retried with backoff, and said so.
+func (c *Collector) splitAfterTimeout(seq uint64, path string, bytes int64, single bool) {
+	c.split.seq = seq
+	if c.split.limit == 0 {
+		c.split.limit = bytes
+	}
+	if single || c.split.limit <= 1 {
+		c.opts.Logger.Error("an insert of a single row took longer than the insert timeout; retrying it with backoff", "segment", path, "row", c.split.rows)
+		return
+	}
+	c.split.limit /= 2
+	c.opts.Logger.Warn("a ClickHouse insert took longer than the insert timeout; sending its rows again in smaller inserts", "segment", path, "rows_already_in", c.split.rows, "insert_bytes", c.split.limit)
 }
 
 // route reads the shards of the store URL's cluster before the first
@@ -546,16 +586,16 @@ func (c *Collector) Damage() []local.Damage {
 	return out
 }
 
-// insert sends the rows of the segments at paths, stamped by st, in one
-// insert into the events table, and returns the segments in which it met
-// damage.
-func (c *Collector) insert(ctx context.Context, paths []string, st *stamper) ([]string, error) {
+// insert sends the rows of the segments at paths that win lets through,
+// stamped by st, in one insert into the events table, and returns the
+// segments in which it met damage.
+func (c *Collector) insert(ctx context.Context, paths []string, win *window, st *stamper) ([]string, error) {
 	pr, pw := io.Pipe()
 	var damaged []string
 	written := make(chan error, 1)
 	go func() {
 		var err error
-		damaged, err = c.stream(pw, paths, st)
+		damaged, err = c.stream(pw, paths, win, st)
 		pw.CloseWithError(err) // nil: the body ends
 		written <- err
 	}()
@@ -585,11 +625,12 @@ func (c *Collector) dropShipped(damaged []string, segs []uint64) error {
 	return nil
 }
 
-// stream writes the rows of the segments at paths to w, stamped by st,
-// and returns the segments in which it met damage.
-func (c *Collector) stream(w io.Writer, paths []string, st *stamper) ([]string, error) {
+// stream writes the rows of the segments at paths that win lets
+// through to w, stamped by st, and returns the segments in which it met
+// damage.
+func (c *Collector) stream(w io.Writer, paths []string, win *window, st *stamper) ([]string, error) {
 	bw := bufio.NewWriterSize(w, 1<<20)
-	damaged, err := c.scanSegments(paths, func(rows []byte) error { return st.write(bw, rows) })
+	damaged, err := c.scanSegments(paths, win, func(rows []byte) error { return st.write(bw, rows) })
 	if err != nil {
 		return damaged, err
 	}
@@ -597,15 +638,19 @@ func (c *Collector) stream(w io.Writer, paths []string, st *stamper) ([]string, 
 }
 
 // scanSegments calls fn with the rows of each record of the segments at
-// paths, and returns the segments in which it met damage.
-func (c *Collector) scanSegments(paths []string, fn func(rows []byte) error) ([]string, error) {
+// paths that w lets through, and returns the segments in which it met damage.
+func (c *Collector) scanSegments(paths []string, w *window, fn func(rows []byte) error) ([]string, error) {
 	var damaged []string
 	for _, path := range paths {
 		res, err := wal.Scan(path, func(_ int64, p []byte) error {
 			if len(p) < 2 || p[0] != spoolVersion || p[len(p)-1] != spoolEnd {
 				return fmt.Errorf("a record that is not rows of version %d", spoolVersion)
 			}
-			return fn(p[1 : len(p)-1])
+			rows, err := w.cut(p[1 : len(p)-1])
+			if err != nil || len(rows) == 0 {
+				return err
+			}
+			return fn(rows)
 		})
 		if err != nil {
 			return damaged, fmt.Errorf("collector WAL %s: %w", path, err)

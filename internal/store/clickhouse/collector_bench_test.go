@@ -186,7 +186,7 @@ func BenchmarkCollectorRows(b *testing.B) {
 			paths = append(paths, wal.SegmentPath(filepath.Join(dir, "wal"), seq))
 		}
 		st := stamper{seq: 1}
-		if _, err := c.stream(io.Discard, paths, &st); err != nil {
+		if _, err := c.stream(io.Discard, paths, &window{}, &st); err != nil {
 			b.Fatal(err)
 		}
 		if st.ord != 20000 {

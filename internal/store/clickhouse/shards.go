@@ -106,7 +106,7 @@ func (r *shardRouter) shardOf(row []byte) (int, error) {
 // segments in which it met damage. It fails unless every shard took its
 // part: the segments then stay and are sent again whole, and the shards
 // that took theirs hold copies, which every answer counts once.
-func (c *Collector) insertSharded(ctx context.Context, r *shardRouter, paths []string, st *stamper) ([]string, error) {
+func (c *Collector) insertSharded(ctx context.Context, r *shardRouter, paths []string, win *window, st *stamper) ([]string, error) {
 	n := len(r.replicas)
 	prs, ws := make([]*io.PipeReader, n), make([]*bufio.Writer, n)
 	pws := make([]*io.PipeWriter, n)
@@ -118,7 +118,7 @@ func (c *Collector) insertSharded(ctx context.Context, r *shardRouter, paths []s
 	written := make(chan error, 1)
 	go func() {
 		var err error
-		damaged, err = c.scanSegments(paths, func(rows []byte) error { return st.writeRouted(ws, rows, r.shardOf) })
+		damaged, err = c.scanSegments(paths, win, func(rows []byte) error { return st.writeRouted(ws, rows, r.shardOf) })
 		for i := range n {
 			if err == nil {
 				err = ws[i].Flush()
@@ -139,7 +139,7 @@ func (c *Collector) insertSharded(ctx context.Context, r *shardRouter, paths []s
 			if err != nil {
 				r.next[i] = (r.next[i] + 1) % len(r.replicas[i])
 				if errors.Is(err, ErrUnreachable) {
-					err = fmt.Errorf("%w: %v", pipeline.ErrUnavailable, err)
+					err = fmt.Errorf("%w: %w", pipeline.ErrUnavailable, err)
 				} else {
 					err = fmt.Errorf("insert into %s.events_local at %s: %w", c.st.db, cl.cfg.Endpoint, err)
 				}

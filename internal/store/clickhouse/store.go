@@ -119,7 +119,7 @@ func (s *Store) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Result,
 func (s *Store) insertStream(ctx context.Context, r io.Reader) error {
 	err := s.c.do(ctx, "INSERT INTO "+s.db+".events ("+insertColumns()+") FORMAT RowBinary", r, func(io.Reader) error { return nil })
 	if errors.Is(err, ErrUnreachable) {
-		return fmt.Errorf("%w: %v", pipeline.ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", pipeline.ErrUnavailable, err)
 	}
 	if err != nil {
 		return fmt.Errorf("insert into %s.events: %w", s.db, err)
