@@ -36,25 +36,54 @@ type cursorRow struct {
 // laterCopies returns which of rows' keys the store holds a row of stamped
 // at or before after: events whose first arrival is at or before the
 // cursor, of which rows are later copies. Copies share the event time, so
-// only the days between the rows' earliest and latest time are read.
+// only the days between each chunk's earliest and latest time are read.
 func (s *Store) laterCopies(ctx context.Context, after uint64, rows []cursorRow) (map[local.Key]bool, error) {
 	found := map[local.Key]bool{}
 	for len(rows) > 0 {
-		n := min(len(rows), keysPerStatement)
-		chunk := rows[:n]
-		rows = rows[n:]
+		chunk := rows[:min(len(rows), keysPerStatement)]
+		rows = rows[len(chunk):]
 		lo, hi := chunk[0].h.Time, chunk[0].h.Time
 		keys := make([]string, len(chunk))
 		for i, r := range chunk {
 			lo, hi = min(lo, r.h.Time), max(hi, r.h.Time)
-			keys[i] = quote(strings.ToUpper(hex.EncodeToString(r.k[:])))
+			keys[i] = strings.ToUpper(hex.EncodeToString(r.k[:]))
 		}
-		sql := "SELECT DISTINCT key FROM " + s.db + ".events PREWHERE " + timeWhere(lo, hi+1) +
-			" AND seq <= " + strconv.FormatUint(after, 10) + " AND hex(key) IN (" + strings.Join(keys, ",") + ") FORMAT RowBinary"
+		held, err := s.keysStoredBy(ctx, after, keys, timeWhere(lo, hi+1))
+		if err != nil {
+			return nil, err
+		}
+		for i, k := range keys {
+			if held[k] {
+				found[chunk[i].k] = true
+			}
+		}
+	}
+	return found, nil
+}
+
+// keysStoredBy returns which of keys (as ClickHouse's hex(key) spells
+// them) the store holds a row of stamped at or before maxSeq, asking
+// keysPerStatement keys a statement; narrow, when not empty, is one more
+// condition on the rows read (a time range).
+func (s *Store) keysStoredBy(ctx context.Context, maxSeq uint64, keys []string, narrow string) (map[string]bool, error) {
+	found := map[string]bool{}
+	cond := "seq <= " + strconv.FormatUint(maxSeq, 10)
+	if narrow != "" {
+		cond = narrow + " AND " + cond
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), keysPerStatement)
+		quoted := make([]string, n)
+		for i, k := range keys[:n] {
+			quoted[i] = quote(k)
+		}
+		keys = keys[n:]
+		sql := "SELECT DISTINCT hex(key) FROM " + s.db + ".events PREWHERE " + cond +
+			" AND hex(key) IN (" + strings.Join(quoted, ",") + ") FORMAT RowBinary"
 		err := s.c.query(ctx, sql, func(body io.Reader) error {
 			r := newRowReader(body)
 			for r.more() {
-				k := r.key()
+				k := r.string()
 				if r.err != nil {
 					break
 				}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"strconv"
-	"strings"
 
 	"github.com/kubetrail/kubetrail/internal/store/local"
 )
@@ -144,33 +143,12 @@ func (s *Store) readPage(ctx context.Context, lo, hi uint64, more bool) ([]scanR
 // storedBefore returns which keys of rows the store holds a row of
 // stamped before lo: events whose first arrival is before the page.
 func (s *Store) storedBefore(ctx context.Context, lo uint64, rows []scanRow) (map[string]bool, error) {
-	found := map[string]bool{}
 	if lo == 0 || len(rows) == 0 {
-		return found, nil
+		return map[string]bool{}, nil
 	}
-	keys := make([]string, 0, len(rows))
-	for _, r := range rows {
-		keys = append(keys, quote(r.pos.Key))
+	keys := make([]string, len(rows))
+	for i, r := range rows {
+		keys[i] = r.pos.Key
 	}
-	for len(keys) > 0 {
-		n := min(len(keys), keysPerStatement)
-		sql := "SELECT DISTINCT hex(key) FROM " + s.db + ".events WHERE seq < " + strconv.FormatUint(lo, 10) +
-			" AND hex(key) IN (" + strings.Join(keys[:n], ",") + ") FORMAT RowBinary"
-		err := s.c.query(ctx, sql, func(body io.Reader) error {
-			r := newRowReader(body)
-			for r.more() {
-				k := r.string()
-				if r.err != nil {
-					break
-				}
-				found[k] = true
-			}
-			return r.err
-		})
-		if err != nil {
-			return nil, err
-		}
-		keys = keys[n:]
-	}
-	return found, nil
+	return s.keysStoredBy(ctx, lo-1, keys, "")
 }
