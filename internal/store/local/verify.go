@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -164,36 +165,27 @@ func VerifyFS(fs vfs.FS, dir string, progress func(path string)) (*VerifyReport,
 			items = append(items, chainItem{first: retired[i].first, retired: &retired[i]})
 		}
 	}
-	dec, derr := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
-	if derr != nil {
-		return nil, derr
+	checks, err := checkSegments(open, superseded, progress)
+	if err != nil {
+		return nil, err
 	}
-	defer dec.Close()
-	for _, r := range open {
-		if progress != nil {
-			progress(r.f.Name())
-		}
-		damaged := verifySegmentReader(r)
-		for _, d := range damaged {
+	for _, c := range checks {
+		for _, d := range c.damaged {
 			dl.add(d.Path, d.Reason)
 		}
 		rep.Files++
-		rep.Bytes += r.size
-		rep.Events += r.meta.Count
-		if superseded[r.f.Name()] {
+		rep.Bytes += c.size
+		rep.Events += c.meta.Count
+		if superseded[c.path] {
 			// Inputs of a compaction a crash stopped are read by nobody:
 			// the output holds their events and their chain.
-			r.close()
 			continue
 		}
-		it := chainItem{first: r.meta.WALFirst, path: r.f.Name(), meta: &r.meta}
-		if r.meta.Trust != nil && len(damaged) == 0 {
-			if err = segmentRoots(&it, r, dec); err != nil {
-				dl.add(r.f.Name(), err.Error())
-			}
+		it := chainItem{first: c.meta.WALFirst, path: c.path, meta: c.meta}
+		if c.roots != nil && len(c.damaged) == 0 {
+			c.roots.fill(&it)
 		}
 		items = append(items, it)
-		r.close()
 	}
 	rep.Tamper, notes, rep.Chain = checkChain(items, filepath.Join(segPath, retiredName))
 	rep.Notes = append(rep.Notes, notes...)
@@ -202,4 +194,76 @@ func VerifyFS(fs vfs.FS, dir string, progress func(path string)) (*VerifyReport,
 	}
 	rep.Damage = dl.all()
 	return rep, nil
+}
+
+// segCheck is what verify found in one segment.
+type segCheck struct {
+	path    string
+	size    int64
+	meta    *segmentMeta
+	damaged []Damage
+	roots   *rootsBuilder // nil when the segment has no trust section
+}
+
+// checkSegments verifies the open segments on up to GOMAXPROCS goroutines,
+// each with its own decoder, and closes them. Every segment's check holds
+// up to a text group (16 MiB) while it runs, so no more than that many are
+// in flight; the results come back in the order of open, and progress is
+// told each segment, in that order, as the caller starts waiting for it.
+func checkSegments(open []*segmentReader, superseded map[string]bool, progress func(string)) ([]segCheck, error) {
+	checks := make([]segCheck, len(open))
+	done := make([]chan struct{}, len(open))
+	for i := range done {
+		done[i] = make(chan struct{})
+	}
+	next := make(chan int, len(open))
+	for i := range open {
+		next <- i
+	}
+	close(next)
+	workers := min(len(open), max(1, runtime.GOMAXPROCS(0)))
+	decs := make([]*zstd.Decoder, workers)
+	for w := range decs {
+		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			for _, d := range decs[:w] {
+				d.Close()
+			}
+			for _, r := range open {
+				r.close()
+			}
+			return nil, err
+		}
+		decs[w] = dec
+	}
+	for _, dec := range decs {
+		go func() {
+			defer dec.Close()
+			for i := range next {
+				checks[i] = checkSegment(open[i], dec, superseded)
+				close(done[i])
+			}
+		}()
+	}
+	for i, r := range open {
+		if progress != nil {
+			progress(r.f.Name())
+		}
+		<-done[i]
+	}
+	return checks, nil
+}
+
+// checkSegment verifies r and, when r is covered by tamper evidence and
+// not an input a compaction superseded, recomputes its Merkle roots in the
+// same pass over the text; it closes r.
+func checkSegment(r *segmentReader, dec *zstd.Decoder, superseded map[string]bool) segCheck {
+	defer r.close()
+	c := segCheck{path: r.f.Name(), size: r.size, meta: &r.meta}
+	if r.meta.Trust != nil && !superseded[c.path] {
+		// A failure to read the prints is damage the check reports.
+		c.roots, _ = newRootsBuilder(r, dec)
+	}
+	c.damaged = verifyWithRoots(r, dec, c.roots)
+	return c
 }

@@ -35,12 +35,19 @@ func verifySegment(fs vfs.FS, path string) []Damage {
 
 // verifySegmentReader is verifySegment on a segment the caller opened.
 func verifySegmentReader(r *segmentReader) []Damage {
-	path := r.f.Name()
 	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
 	if err != nil {
-		return []Damage{{Path: path, Reason: err.Error()}}
+		return []Damage{{Path: r.f.Name(), Reason: err.Error()}}
 	}
 	defer dec.Close()
+	return verifyWithRoots(r, dec, nil)
+}
+
+// verifyWithRoots is verifySegmentReader decoding with dec; when roots is
+// not nil, the pass over the text also gives it each event, in the order
+// segmentRoots' own pass would: Verify reads each segment's text once.
+func verifyWithRoots(r *segmentReader, dec *zstd.Decoder, roots *rootsBuilder) []Damage {
+	path := r.f.Name()
 	var out []Damage
 	bad := func(err error) {
 		if err != nil {
@@ -103,6 +110,9 @@ func verifySegmentReader(r *segmentReader) []Damage {
 		return allIDs[c], nil
 	}
 	err = t.events(r, 0, r.meta.Count, nil, nil, ids, func(i int, raw []byte) error {
+		if roots != nil {
+			roots.add(i, raw)
+		}
 		if lengths != nil && int(lengths[i]) != len(raw) {
 			return r.fail("lengths column", fmt.Errorf("event %d is %d bytes long, the column says %d", i, len(raw), lengths[i]))
 		}

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -422,4 +424,67 @@ func TestVerifyCatchesEverything(t *testing.T) {
 			t.Fatal("after compaction the newest chain point is gone")
 		}
 	})
+}
+
+// TestVerifyInParallelAsInSeries: Verify checks segments on GOMAXPROCS
+// goroutines and reads each one's text once for its checksums and its
+// Merkle roots; with one goroutine or four, over a store with two damaged
+// segments and one whose events were modified, it reports the same
+// findings, chain and totals, and tells progress every file in the same
+// order, each once.
+func TestVerifyInParallelAsInSeries(t *testing.T) {
+	s := buildSuiteStore(t, 8000)
+	d := s.copyOf(t)
+	segs := liveSegments(t, d)
+	if len(segs) < 5 {
+		t.Fatalf("%d segments, want at least 5", len(segs))
+	}
+	// One byte in a text block of each: in the last block, the pass over
+	// the text has read most events before it meets the damage.
+	for i, seg := range []segmentFile{segs[1], segs[3]} {
+		r, err := openSegment(vfs.OS, seg.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := r.meta.Blocks[i*(len(r.meta.Blocks)-1)]
+		r.close()
+		flipByte(t, seg.path, b.Off+b.Len/2)
+	}
+	rewriteSegment(t, segs[len(segs)-1].path, func(evs []entry) []entry {
+		evs[7].raw = bytes.Replace(evs[7].raw, []byte(`"pod-`), []byte(`"pox-`), 1)
+		return evs
+	})
+	run := func(procs int) (*VerifyReport, []string) {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		var seen []string
+		rep, err := Verify(d, func(p string) { seen = append(seen, p) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep, seen
+	}
+	one, seenOne := run(1)
+	four, seenFour := run(4)
+	// Damaged text is damage, not tampering: the roots of a segment
+	// whose text cannot be read are not compared.
+	if len(one.Damage) != 2 || one.Damage[0].Path != segs[1].path || one.Damage[1].Path != segs[3].path {
+		t.Fatalf("damage %v: want segments %s and %s", one.Damage, segs[1].path, segs[3].path)
+	}
+	if len(one.Tamper) != 1 || one.Tamper[0].Path != segs[len(segs)-1].path || !strings.Contains(one.Tamper[0].Reason, "was modified or replaced") {
+		t.Fatalf("tamper %v: want the modified event of %s only", one.Tamper, segs[len(segs)-1].path)
+	}
+	if !reflect.DeepEqual(one, four) {
+		t.Fatalf("four goroutines report\n%+v\none reports\n%+v", four, one)
+	}
+	if !slices.Equal(seenOne, seenFour) {
+		t.Fatalf("progress: four goroutines %v, one %v", seenFour, seenOne)
+	}
+	for i, seg := range segs {
+		if !slices.Contains(seenOne, seg.path) {
+			t.Fatalf("progress never told segment %d, %s: %v", i, seg.path, seenOne)
+		}
+	}
+	if !slices.IsSorted(seenOne[len(seenOne)-len(segs):]) {
+		t.Fatalf("progress told the segments out of order: %v", seenOne)
+	}
 }

@@ -54,29 +54,55 @@ const maxLeafDiffs = 1000
 // segmentRoots recomputes the Merkle root of each part of it from its
 // stored bytes, in arrival order, and compares each event's leaf hash with
 // the print sealed with it (docs/adr/0018), to name the events changed.
+// Verify computes the same in its own pass over the text (rootsBuilder).
 func segmentRoots(it *chainItem, r *segmentReader, dec *zstd.Decoder) error {
-	prints, err := r.readPrints(dec)
+	b, err := newRootsBuilder(r, dec)
 	if err != nil {
 		return err
 	}
+	err = r.scan(dec, nil, func(e entry) error { b.add(e.ord, e.raw); return nil })
+	b.fill(it)
+	return err
+}
+
+// rootsBuilder takes a segment's events in ordinal order and keeps, per
+// part, the Merkle root of their leaves and the events whose leaf hash is
+// not the print sealed with them.
+type rootsBuilder struct {
+	prints []byte
+	parts  []walPart
+	roots  []hash
+	diffs  [][]leafDiff
+	m      merkle
+	pi     int
+}
+
+// newRootsBuilder reads r's leaf prints, which the events are compared with.
+func newRootsBuilder(r *segmentReader, dec *zstd.Decoder) (*rootsBuilder, error) {
+	prints, err := r.readPrints(dec)
+	if err != nil {
+		return nil, err
+	}
 	parts := r.meta.parts()
-	it.roots = make([]hash, 0, len(parts))
-	it.diffs = make([][]leafDiff, len(parts))
-	it.prints = prints != nil
-	var m merkle
-	pi := 0
-	return r.scan(dec, nil, func(e entry) error {
-		leaf := m.add(e.raw)
-		if p := prints[min(len(prints), e.ord*leafPrintBytes):]; len(p) >= leafPrintBytes && [leafPrintBytes]byte(leaf[:]) != [leafPrintBytes]byte(p) && pi < len(parts) && len(it.diffs[pi]) < maxLeafDiffs {
-			it.diffs[pi] = append(it.diffs[pi], leafDiff{ord: int(m.n) - 1, got: [leafPrintBytes]byte(leaf[:]), want: [leafPrintBytes]byte(p), auditID: auditIDOf(e.raw)})
-		}
-		for pi < len(parts) && int(m.n) == parts[pi].Count {
-			it.roots = append(it.roots, m.root())
-			m.reset()
-			pi++
-		}
-		return nil
-	})
+	return &rootsBuilder{prints: prints, parts: parts, roots: make([]hash, 0, len(parts)), diffs: make([][]leafDiff, len(parts))}, nil
+}
+
+// add takes event ord, the next in ordinal order.
+func (b *rootsBuilder) add(ord int, raw []byte) {
+	leaf := b.m.add(raw)
+	if p := b.prints[min(len(b.prints), ord*leafPrintBytes):]; len(p) >= leafPrintBytes && [leafPrintBytes]byte(leaf[:]) != [leafPrintBytes]byte(p) && b.pi < len(b.parts) && len(b.diffs[b.pi]) < maxLeafDiffs {
+		b.diffs[b.pi] = append(b.diffs[b.pi], leafDiff{ord: int(b.m.n) - 1, got: [leafPrintBytes]byte(leaf[:]), want: [leafPrintBytes]byte(p), auditID: auditIDOf(raw)})
+	}
+	for b.pi < len(b.parts) && int(b.m.n) == b.parts[b.pi].Count {
+		b.roots = append(b.roots, b.m.root())
+		b.m.reset()
+		b.pi++
+	}
+}
+
+// fill gives it the roots and findings of the events added.
+func (b *rootsBuilder) fill(it *chainItem) {
+	it.roots, it.diffs, it.prints = b.roots, b.diffs, b.prints != nil
 }
 
 // auditIDOf finds an event's auditID in its stored bytes, for a message.
