@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"testing"
 	"unicode/utf8"
 
@@ -91,4 +92,61 @@ func FuzzFastDecode(f *testing.F) {
 			t.Fatalf("fast decoder disagrees with encoding/json on %q (-json +fast):\n%s", data, diff)
 		}
 	})
+}
+
+// FuzzStoredUser is the differential test of StoredUser: on an input
+// DecodeStored decodes, an ok answer is the decoded event's User; and
+// wherever the fast decoder decodes the whole event, StoredUser answers.
+func FuzzStoredUser(f *testing.F) {
+	addSeeds(f)
+	f.Add([]byte(`{"user":{"username":"a","groups":["g1"]},"user":{"groups":["g2"],"uid":"u"},"verb":"get"}`))
+	f.Add([]byte(`{"User":{"username":"a"},"user":{"username":"b"}}`))
+	f.Add([]byte(`{"verb":"get","user":null}`))
+	f.Add([]byte(`{"requestObject":{"user":{"username":"x"}},"user":{"username":"a\"\u00e9","groups":["system:masters"],"extra":{"k":["v"]}}}`))
+	f.Add([]byte(`{"items":[],"user":{"username":"a"}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !utf8.Valid(data) {
+			return // rejected before either decoder runs
+		}
+		u, ok := StoredUser(data)
+		var fast Event
+		if _, fok := fastDecodeEvent(data, &fast); fok && !ok {
+			t.Fatalf("the fast decoder decodes %q, StoredUser does not", data)
+		}
+		var ev Event
+		if err := DecodeStored(data, &ev); err != nil || !ok {
+			return
+		}
+		if diff := cmp.Diff(ev.User, u); diff != "" {
+			t.Fatalf("StoredUser disagrees with DecodeStored on %q (-whole +user):\n%s", data, diff)
+		}
+	})
+}
+
+// TestStoredUser pins what StoredUser answers and where it gives up.
+func TestStoredUser(t *testing.T) {
+	if eventFields[plainEventFields-1] != "annotations" || eventFields[plainEventFields] != "items" {
+		t.Fatalf("plainEventFields %d does not end the Event's own fields in %v", plainEventFields, eventFields)
+	}
+	for _, c := range []struct {
+		in     string
+		ok     bool
+		user   string
+		groups []string
+	}{
+		{lineV1, true, "alice", []string{"dev", "system:authenticated"}},
+		// A second user object merges into the first, as encoding/json does.
+		{`{"user":{"username":"a","groups":["g1"]},"user":{"groups":["g2"]},"verb":"get"}`, true, "a", []string{"g2"}},
+		{`{"requestObject":{"user":{"username":"x"}},"user":{"username":"b"}}`, true, "b", nil},
+		{`{"User":{"username":"a"}}`, false, "", nil},
+		{`{"user":null}`, false, "", nil},
+		{`{"items":[],"user":{"username":"a"}}`, false, "", nil},
+		{`{"user":{"username":"a"}} x`, false, "", nil},
+		{`{"user":{"username":"a"},"verb":`, false, "", nil},
+	} {
+		u, ok := StoredUser([]byte(c.in))
+		if ok != c.ok || ok && (u.Username != c.user || !slices.Equal(u.Groups, c.groups)) {
+			t.Errorf("StoredUser(%.60q) = %q %q %v, want %q %q %v", c.in, u.Username, u.Groups, ok, c.user, c.groups, c.ok)
+		}
+	}
 }

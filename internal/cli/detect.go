@@ -288,6 +288,11 @@ func detectStore(cmd *cobra.Command, eng *engine.Engine, nsf *nsFlags, dir strin
 		err := hit.Load()
 		return hit.Event, hit.Raw, err
 	}
+	readRaw := func() ([]byte, error) { return hit.LoadRaw() }
+	groups := func() (string, byte, bool) {
+		g, ok := hit.JoinedGroups()
+		return g, local.ListSep[0], ok
+	}
 	return r.SelectFilters(sel, opts, func(h *local.Hit) error {
 		if err := stopped(ctx); err != nil {
 			return err
@@ -295,7 +300,7 @@ func detectStore(cmd *cobra.Command, eng *engine.Engine, nsf *nsFlags, dir strin
 		hit = h
 		ev = rules.Event{Ev: h.Event, Raw: h.Raw, Cluster: h.Cluster}
 		if h.Partial {
-			lz = rules.Lazy{Fields: h.Fields, Known: h.Known, Read: read}
+			lz = rules.Lazy{Fields: h.Fields, Known: h.Known, Read: read, ReadRaw: readRaw, Groups: groups}
 			ev.Lazy = &lz
 		}
 		return eval(&ev)

@@ -3,9 +3,11 @@ package cli
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -199,4 +201,99 @@ func TestSeenEventsForgetsTheOldest(t *testing.T) {
 	if len(s.set) != 2 {
 		t.Fatalf("%d keys held, bound 2", len(s.set))
 	}
+}
+
+// TestDetectMemberKeyOverStore: a sequence keyed by member (a binding's
+// subjects, then a change by that user or a member of that group) alerts
+// the same from the log and from a store, where the change step reads
+// neither the event nor its groups unless its user or one of the groups
+// column's values has a run under way (native.mayBeMember). The groups
+// column joins groups by a control byte, so it splits a group holding one
+// in two and reads [""] as []: carol, in the group "ops\x1fteam" a binding
+// named, and frank, in the group "", must alert; erin, in "ops" and "team",
+// and gina, in none, must not.
+// Mutations it catches: ignoring keys that are empty or hold a control
+// byte (carol is missed over the store); ruling out by the groups column
+// alone (bob) or by the user column alone (alice, alerted by her group).
+func TestDetectMemberKeyOverStore(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(rulesFile, []byte(`
+- name: Granted then changed
+  severity: high
+  sequence:
+    within: 30m
+    by: user
+    steps:
+    - condition: resource=clusterrolebindings verb=create
+      by: subject
+    - condition: verb=delete
+      by: member
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	line := func(user string, groups []string, verb, resource, name string, body string) string {
+		n++
+		g, _ := json.Marshal(groups)
+		u, _ := json.Marshal(user)
+		nm, _ := json.Marshal(name)
+		ts := "2026-11-23T10:00:" + fmt.Sprintf("%02d", n) + ".000000Z"
+		level, req := "Metadata", ""
+		if body != "" {
+			level, req = "Request", `,"requestObject":`+body
+		}
+		return `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"` + level + `","auditID":"id-` + strconv.Itoa(n) +
+			`","stage":"ResponseComplete","requestURI":"/x","verb":"` + verb + `","user":{"username":` + string(u) + `,"groups":` + string(g) +
+			`},"sourceIPs":["10.0.0.1"],"objectRef":{"resource":"` + resource + `","namespace":"prod","name":` + string(nm) +
+			`,"apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"` + ts + `","stageTimestamp":"` + ts + `"` + req + `}`
+	}
+	binding := func(kind, name string) string {
+		nm, _ := json.Marshal(name)
+		return line("admin", []string{"system:masters"}, "create", "clusterrolebindings", "b", `{"kind":"ClusterRoleBinding","subjects":[{"kind":"`+kind+`","name":`+string(nm)+`}],"roleRef":{"kind":"ClusterRole","name":"cluster-admin"}}`)
+	}
+	check := func(name string, lines []string, want []string) {
+		t.Helper()
+		log := filepath.Join(dir, name+".log")
+		if err := os.WriteFile(log, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, out, errOut := run("detect", "--rules", rulesFile, log, "-o", "jsonl")
+		if code != 0 {
+			t.Fatalf("%s: detect FILE: exit %d: %s", name, code, errOut)
+		}
+		got := alertLines(t, out)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: detect FILE alerts %q, want %q", name, got, want)
+		}
+		data := filepath.Join(dir, name)
+		if code, _, errOut := run("import", "--data", data, log); code != 0 {
+			t.Fatalf("%s: import: %s", name, errOut)
+		}
+		code, out, errOut = run("detect", "--rules", rulesFile, "--data", data, "-o", "jsonl")
+		if code != 0 {
+			t.Fatalf("%s: detect --data: exit %d: %s", name, code, errOut)
+		}
+		got = alertLines(t, out)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: detect --data alerts %q, want %q", name, got, want)
+		}
+	}
+	// Keys the column decides: a user, a group among others.
+	check("plain", []string{
+		binding("Group", "devs"), binding("User", "bob"),
+		line("alice", []string{"system:authenticated", "devs"}, "delete", "pods", "a", ""),
+		line("bob", []string{"system:authenticated"}, "delete", "pods", "b", ""),
+		line("dave", []string{"other", "devs-not"}, "delete", "pods", "d", ""),
+	}, []string{"Granted then changed alice id-3", "Granted then changed bob id-4"})
+	// Keys it cannot: a group holding the separator, an empty group.
+	check("odd", []string{
+		binding("Group", "ops\x1fteam"), binding("Group", ""),
+		line("erin", []string{"ops", "team"}, "delete", "pods", "e", ""),
+		line("carol", []string{"ops\x1fteam"}, "delete", "pods", "c", ""),
+		line("gina", nil, "delete", "pods", "g", ""),
+		line("frank", []string{""}, "delete", "pods", "f", ""),
+	}, []string{"Granted then changed carol id-9", "Granted then changed frank id-11"})
 }

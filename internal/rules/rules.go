@@ -46,6 +46,14 @@ type Lazy struct {
 	Known []int8
 	// Read reads the whole event; Load calls it at most once.
 	Read func() (*audit.Event, []byte, error)
+	// ReadRaw, when not nil, reads the event's stored text without
+	// decoding it, for User.
+	ReadRaw func() ([]byte, error)
+	// Groups, when not nil, gives the user's groups as the store's column
+	// holds them, joined by sep (a single control byte): [] and [""] both
+	// read "", and a group holding sep reads as two. Only a test that
+	// rules events out, and allows for those, may use it.
+	Groups func() (joined string, sep byte, ok bool)
 	// Err is why Read failed. The caller of Eval must fail with it: the
 	// alerts of an event that could not be read are not an answer.
 	Err    error
@@ -69,6 +77,28 @@ func (e *Event) Load() bool {
 	}
 	e.Ev, e.Raw, l.loaded = ev, raw, true
 	return true
+}
+
+// User returns the event's user, groups included. A lazy event whose
+// store gives its text alone (Lazy.ReadRaw) has only its user decoded
+// (audit.StoredUser), not the whole event; false when the event cannot
+// be read (e.Lazy.Err says why).
+func (e *Event) User() (audit.UserInfo, bool) {
+	l := e.Lazy
+	if l != nil && !l.loaded && l.ReadRaw != nil && l.Err == nil {
+		raw, err := l.ReadRaw()
+		if err != nil {
+			l.Err = err
+			return audit.UserInfo{}, false
+		}
+		if u, ok := audit.StoredUser(raw); ok {
+			return u, true
+		}
+	}
+	if !e.Load() {
+		return audit.UserInfo{}, false
+	}
+	return e.Ev.User, true
 }
 
 // Known returns what the store decided of the evaluator's condition j: 1

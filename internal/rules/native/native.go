@@ -88,13 +88,16 @@ func (k Key) values(e *rules.Event) (vals []string, ok bool) {
 		}
 		return bindingSubjects(e.Raw), true
 	case "member":
-		if !(e.Has("user") && e.Has("group")) && !e.Load() {
-			return nil, false
+		u := e.Ev.User
+		if !(e.Has("user") && e.Has("group")) {
+			if u, ok = e.User(); !ok {
+				return nil, false
+			}
 		}
-		if u := e.Ev.User.Username; u != "" {
-			vals = append(vals, u)
+		if u.Username != "" {
+			vals = append(vals, u.Username)
 		}
-		return append(vals, e.Ev.User.Groups...), true
+		return append(vals, u.Groups...), true
 	}
 	if !e.Has(k.field.Name) && !e.Load() {
 		return nil, false
@@ -437,6 +440,52 @@ const maxKeys = 1 << 16
 
 type ruleState struct {
 	groups map[string]*group
+	// odd counts the keys of groups that are empty or hold a control
+	// byte, which a store's joined groups column cannot rule out
+	// (mayBeMember).
+	odd int
+}
+
+// drop forgets key's group.
+func (st *ruleState) drop(key string) {
+	if _, ok := st.groups[key]; ok && oddKey(key) {
+		st.odd--
+	}
+	delete(st.groups, key)
+}
+
+// oddKey says whether key is empty or holds a control byte.
+func oddKey(key string) bool {
+	return key == "" || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 })
+}
+
+// mayBeMember reports whether a lazy event's user or one of its groups
+// may have a run of rule i under way, from its user column and the
+// store's joined groups column (rules.Lazy.Groups), without reading the
+// event: false only when none can. A group holding the column's
+// separator is split by it, and [""] reads as []: while a key that is
+// empty or holds a control byte is under way, every event may be one.
+// Reading each change's text for its groups, while any run was under
+// way, took most of detect's time over a store.
+func (ev *Evaluator) mayBeMember(i int, e *rules.Event) bool {
+	l := e.Lazy
+	if l == nil || l.Groups == nil || !e.Has("user") || e.Has("group") {
+		return true
+	}
+	st := ev.state[i]
+	if st == nil || st.odd > 0 || st.groups[e.Ev.User.Username] != nil {
+		return true
+	}
+	joined, sep, ok := l.Groups()
+	if !ok || sep >= 0x20 {
+		return true
+	}
+	for g := range strings.SplitSeq(joined, string(sep)) {
+		if st.groups[g] != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // group is what a rule remembers of one key: the times and audit IDs of
@@ -476,10 +525,13 @@ func (ev *Evaluator) groupOf(i int, key string, now time.Time) *group {
 					oldest, t = k, og.last
 				}
 			}
-			delete(st.groups, oldest)
+			st.drop(oldest)
 		}
 		g = &group{}
 		st.groups[key] = g
+		if oddKey(key) {
+			st.odd++
+		}
 	}
 	g.last = now
 	return g
@@ -546,6 +598,9 @@ func (ev *Evaluator) sequence(i int, r *Rule, e *rules.Event) [][]string {
 		}
 		if !ev.matches(ref.steps[step], ref.excepts, e) {
 			continue
+		}
+		if step > 0 && st.By.Name == "member" && !ev.mayBeMember(i, e) {
+			continue // none of its member values has a run under way
 		}
 		keys, ok := st.By.values(e)
 		if !ok {
@@ -621,7 +676,7 @@ func (ev *Evaluator) group(i int, key string) *group {
 // forget drops rule i's group of key.
 func (ev *Evaluator) forget(i int, key string) {
 	if st := ev.state[i]; st != nil {
-		delete(st.groups, key)
+		st.drop(key)
 	}
 }
 

@@ -354,6 +354,9 @@ type Hit struct {
 	r       *Reader
 	ord     int
 	vals    *colRow // the event's column values, computed once when asked
+	// groups is the groups column's value, when hasGroups (JoinedGroups).
+	groups    string
+	hasGroups bool
 }
 
 // Column returns a column value of the hit, from the columns or the event.

@@ -2,6 +2,7 @@ package local
 
 import (
 	"errors"
+	"slices"
 	"sort"
 
 	"github.com/klauspost/compress/zstd"
@@ -66,7 +67,7 @@ func (r *Reader) SelectFilters(sel Selection, opts LazyOptions, fn func(*Hit) er
 			cols, names = append(cols, c), append(names, f)
 		}
 	}
-	sc := &lazyScan{plans: plans, restrict: restrict, cols: cols, names: names, readAhead: opts.ReadAhead, fn: fn,
+	sc := &lazyScan{plans: plans, restrict: restrict, cols: cols, names: names, groups: slices.Contains(fields, "group"), readAhead: opts.ReadAhead, fn: fn,
 		rejects: make([]func([]byte) bool, len(plans))}
 	for j, p := range plans {
 		if p.residual {
@@ -125,8 +126,11 @@ type lazyScan struct {
 	lo, hi   int64
 	// cols are the columns of the partial events' fields, names the
 	// fields.
-	cols      []Column
-	names     []string
+	cols  []Column
+	names []string
+	// groups says the partial events' user groups column is read too
+	// (Hit.JoinedGroups): a list, it is not one of cols.
+	groups    bool
 	readAhead func([]int8) bool
 	// rejects are the filters' tests of stored bytes (query.RawRejecter),
 	// nil where they have none.
@@ -194,6 +198,9 @@ type readySeg struct {
 	cd           *dictData
 	ids          [][]uint32
 	dicts        []*dictData
+	// gids and gd are the groups column, when lazyScan.groups.
+	gids []uint32
+	gd   *dictData
 	// sortIDs are a v3 segment's sortBy columns, by which its text is
 	// found.
 	sortIDs [NumColumns][]uint32
@@ -354,6 +361,14 @@ func (r *Reader) prepare(s *segView, sc *lazyScan, after []chan struct{}) (*read
 			return nil, err
 		}
 	}
+	if sc.groups {
+		if rs.gids, err = r.colIDs(s, ColGroups); err != nil {
+			return nil, err
+		}
+		if rs.gd, err = r.dict(s, ColGroups); err != nil {
+			return nil, err
+		}
+	}
 	// A v3 segment's order comes from its sortBy columns.
 	if s.r.meta.Version == 3 {
 		for _, c := range s.r.meta.SortBy {
@@ -400,6 +415,9 @@ func (r *Reader) give(rs *readySeg, sc *lazyScan) error {
 		}
 		h := Hit{Cluster: cluster, Time: rs.times[o], Received: rs.recvs[o], Event: &partial, Partial: true,
 			Fields: sc.names, Known: known, seg: s, ready: rs, r: r, ord: o, ahead: sl}
+		if rs.gd != nil {
+			h.groups, h.hasGroups = rs.gd.values[rs.gids[o]], true
+		}
 		if restrict.residual {
 			if err := h.Load(); err != nil {
 				return err
@@ -448,6 +466,28 @@ func (h *Hit) Load() error {
 	}
 	h.Event, h.Raw, h.Partial, h.Fields = &r.whole, raw, false, nil
 	return nil
+}
+
+// JoinedGroups returns a partial hit's user groups as the store's column
+// holds them, joined by ListSep (so [] and [""] are both "", and a group
+// holding ListSep reads as two), when the selection asked for the field
+// group (LazyOptions.Fields); for a test that may only rule events out.
+func (h *Hit) JoinedGroups() (string, bool) { return h.groups, h.hasGroups }
+
+// LoadRaw returns a partial hit's stored text without decoding it (a
+// rule key that needs one field no column holds decodes only that); the
+// text is valid until the next Load or LoadRaw of the Reader's hits.
+func (h *Hit) LoadRaw() ([]byte, error) {
+	if !h.Partial {
+		return h.Raw, nil
+	}
+	if h.seg == nil {
+		return nil, errors.New("BUG: a partial hit without a segment")
+	}
+	if sl := h.ahead; sl != nil && sl.decoded {
+		return sl.raw, nil
+	}
+	return h.r.one.text(h.seg.r, h.ord, h.ready.textIDs)
 }
 
 // aheadSlots is how many events a read-ahead worker holds at most.
