@@ -111,7 +111,7 @@ func verifySegmentReader(r *segmentReader) []Damage {
 			if err != nil {
 				return r.fail("text", err)
 			}
-			if auditPrint(id) != byOrd[i] {
+			if at.print(id) != byOrd[i] {
 				return r.fail("audit id table", fmt.Errorf("event %d has audit ID %q, the table another", i, id))
 			}
 		}
