@@ -54,9 +54,30 @@ func TestStoredAuditIDAgreesWithDecoding(t *testing.T) {
 // segments' tables and compares with a full scan: the same events, and
 // the tables must narrow the segment to those events (plus a rare
 // fingerprint collision), not leave it whole.
+//
+// It runs on each form of the table a segment may hold: by ordinal (v5),
+// sorted (v4, and v5 segments written before 2026-12-05).
 func TestAuditIDLookupMatchesFullScan(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		layout segLayout
+		form   byte // the table's first byte: auditByOrdinal, or a plane width
+	}{
+		{"v5", segLayout{}, auditByOrdinal},
+		{"v5 sorted", segLayout{sortedAuditTable: true}, 4},
+		{"v4", segLayout{version: 4}, 4},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := c.layout
+			l.groupBytes, l.blockBytes, l.blockEvents = 32<<10, 4<<10, 4
+			testAuditIDLookup(t, l, c.form)
+		})
+	}
+}
+
+func testAuditIDLookup(t *testing.T, layout segLayout, form byte) {
 	dir := t.TempDir()
-	db, err := Open(dir, Options{WALSegmentBytes: 128 << 10, layout: segLayout{groupBytes: 32 << 10, blockBytes: 4 << 10, blockEvents: 4}})
+	db, err := Open(dir, Options{WALSegmentBytes: 128 << 10, layout: layout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +141,13 @@ func TestAuditIDLookupMatchesFullScan(t *testing.T) {
 	}
 	if len(r.segs) == 0 || len(r.head) == 0 || parts < 3 {
 		t.Fatalf("%d segments (at most %d parts), %d events in the WAL: the test wants several segments, compacted ones, and the WAL", len(r.segs), parts, len(r.head))
+	}
+	for _, s := range r.segs {
+		m := &s.r.meta
+		plain, err := (*scratch)(nil).frame(s.r, r.dec, m.AuditOff, m.AuditLen)
+		if err != nil || plain[0] != form {
+			t.Fatalf("%s: audit ID table of form %#x (%v), want %#x", s.r.f.Name(), plain[0], err, form)
+		}
 	}
 	var all []audit.Event
 	if err := Scan(dir, ScanOptions{}, func(s Stored) error {
@@ -321,10 +349,17 @@ func hasOtherTerms(p *plan) bool {
 // an event another audit ID's print would hide the event from lookups;
 // verify must name it.
 func TestVerifyChecksAuditTable(t *testing.T) {
+	for _, l := range []segLayout{{}, {sortedAuditTable: true}, {version: 4}} {
+		l.groupBytes, l.blockBytes, l.blockEvents = 40<<10, 5<<10, 5
+		testVerifyChecksAuditTable(t, l)
+	}
+}
+
+func testVerifyChecksAuditTable(t *testing.T, layout segLayout) {
 	write := func(dir string, wrong bool) string {
 		enc, _ := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
 		defer enc.Close()
-		w, err := newSegmentWriter(vfs.OS, dir, 1, 1, enc, segLayout{groupBytes: 40 << 10, blockBytes: 5 << 10, blockEvents: 5}, nil)
+		w, err := newSegmentWriter(vfs.OS, dir, 1, 1, enc, layout, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -51,7 +51,9 @@ import (
 //	        and each event's stored length, each a zstd frame of byte
 //	        planes (see appendPlanes)
 //	prints  (docs/adr/0018) the events' leaf prints, a zstd frame
-//	auditid (docs/adr/0022) the audit ID table, a zstd frame (auditids.go)
+//	auditid (docs/adr/0022) the audit ID table, a zstd frame (auditids.go):
+//	        each event's 24-bit print by ordinal (v4, and v5 before
+//	        2026-12-05: 32-bit prints sorted, with their ordinals)
 //	meta    binary segmentMeta (footer.go)
 //	trailer meta length uint32 little endian, magic "KTSEGEND"
 //
@@ -400,6 +402,9 @@ func (w *segmentWriter) crashed(step string) bool { return w.crashAt != nil && w
 type segLayout struct {
 	groupBytes, blockBytes, blockEvents int
 	version                             int
+	// sortedAuditTable writes a v5 segment's audit ID table sorted, as
+	// v5 segments written before 2026-12-05 hold it (auditids.go).
+	sortedAuditTable bool
 }
 
 // writerBufs are a segment writer's large buffers, which a sealer or a
@@ -715,7 +720,7 @@ func (w *segmentWriter) writePrints() error {
 }
 
 // writeAuditTable writes the audit ID table (auditids.go) as one zstd
-// frame after the leaf prints.
+// frame after the leaf prints: by ordinal in a v5 segment, sorted in v4.
 func (w *segmentWriter) writeAuditTable() error {
 	if w.meta.Count == 0 {
 		return nil
@@ -723,7 +728,11 @@ func (w *segmentWriter) writeAuditTable() error {
 	if len(w.auditPrints) != w.meta.Count {
 		return fmt.Errorf("BUG: %d events in the segment, %d audit id prints", w.meta.Count, len(w.auditPrints))
 	}
-	w.comp = w.enc.EncodeAll(appendAuditTable(nil, w.auditPrints), w.comp[:0])
+	table := appendAuditTable
+	if w.meta.Version >= 5 && !w.layout.sortedAuditTable {
+		table = appendAuditTableByOrdinal
+	}
+	w.comp = w.enc.EncodeAll(table(nil, w.auditPrints), w.comp[:0])
 	if _, err := w.f.Write(w.comp); err != nil {
 		return fmt.Errorf("write segment audit id table: %w", err)
 	}

@@ -121,7 +121,7 @@ func verifyWithRoots(r *segmentReader, dec *zstd.Decoder, roots *rootsBuilder) [
 			if err != nil {
 				return r.fail("text", err)
 			}
-			if auditPrint(id) != byOrd[i] {
+			if at.print(id) != byOrd[i] {
 				return r.fail("audit id table", fmt.Errorf("event %d has audit ID %q, the table another", i, id))
 			}
 		}
