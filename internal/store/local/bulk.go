@@ -20,7 +20,10 @@ import (
 // at Close, is handed to the sealers under the number of the open WAL
 // segment, which holds nothing, and the WAL rotates past it, as it does
 // when a WAL segment is full. A sealer then writes the job as that WAL
-// segment's sealed segment and removes the empty WAL segment, the same
+// segment's sealed segment, put in place only after those of the WAL
+// segments before it (a reader that found it without them would end after
+// events it cannot see, and a follow from its end would skip them), and
+// removes the empty WAL segment, the same
 // steps, in the same order, as sealing one from its file, so a crash at
 // any step leaves what it would leave there: the segment renamed into
 // place (complete: it is synced first) and the empty WAL segment, which
@@ -146,5 +149,8 @@ func (db *DB) sealBulk(seq uint64, job *bulkJob, enc *zstd.Encoder, bufs *writer
 		w.abort()
 		return fmt.Errorf("BUG: bulk job %d holds %d events but its columns %d", seq, len(job.entries), job.cb.n)
 	}
+	// In WAL order: the jobs before it are in no file until their
+	// segments are in place (chainer.unplaced).
+	db.chain.waitPlaced(seq)
 	return db.finishSeal(seq, w, len(job.entries), keys)
 }

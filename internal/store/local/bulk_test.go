@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -291,4 +292,99 @@ func (d *noSegments) OpenFile(name string, flag int, perm os.FileMode) (vfs.File
 		return nil, &os.PathError{Op: "open", Path: name, Err: syscall.ENOSPC}
 	}
 	return d.FS.OpenFile(name, flag, perm)
+}
+
+// holdFirstSegment holds the rename that puts the segment named first in
+// place until another segment is renamed into place (or a while has
+// passed), and calls seen right after that other rename.
+type holdFirstSegment struct {
+	vfs.FS
+	first string
+	other chan struct{}
+	once  sync.Once
+	seen  func()
+}
+
+func (h *holdFirstSegment) Rename(oldname, newname string) error {
+	if filepath.Base(newname) == h.first {
+		select {
+		case <-h.other:
+		case <-time.After(time.Second): // none comes first: in order
+		}
+		return h.FS.Rename(oldname, newname)
+	}
+	err := h.FS.Rename(oldname, newname)
+	if strings.HasSuffix(newname, segSuffix) {
+		h.once.Do(func() { h.seen(); close(h.other) })
+	}
+	return err
+}
+
+// TestBulkSegmentsAppearInWALOrder: a bulk load's events are in no file
+// until their segment is in place, so a reader that finds a segment must
+// find every event stored before it too: query --follow takes a reader's
+// End, and a scan's last position, as the place to go on from, and would
+// skip for good the events of an earlier job whose segment came later.
+// Sealers working in parallel put job 2's segment in place while job 1's
+// was still being written.
+func TestBulkSegmentsAppearInWALOrder(t *testing.T) {
+	dir := t.TempDir()
+	fs := &holdFirstSegment{FS: vfs.OS, other: make(chan struct{})}
+	opts := Options{FS: fs, Bulk: true, WALSegmentBytes: 1, SealAfter: time.Hour, NoSync: true, sealers: 2}
+	// The first job is handed off as the WAL segment Open starts.
+	probe, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := probe.Start().WAL + 1
+	if err := probe.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fs.first = segmentName(first, first)
+	var end Pos
+	held := map[Pos]bool{}
+	fs.seen = func() {
+		r, err := OpenReader(dir)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		end = r.End()
+		r.Close()
+		if err := Scan(dir, ScanOptions{}, func(s Stored) error { held[s.Pos] = true; return nil }); err != nil {
+			t.Error(err)
+		}
+	}
+	db, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.Start().WAL != first {
+		t.Fatalf("Open started WAL segment %d, want %d", db.Start().WAL, first)
+	}
+	for b := range 4 {
+		if _, err := db.Append(context.Background(), batch(b*5, (b+1)*5)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var missed []string
+	n := 0
+	if err := Scan(dir, ScanOptions{}, func(s Stored) error {
+		n++
+		if s.Pos.Less(end) && !held[s.Pos] {
+			missed = append(missed, s.Pos.String())
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != 20 {
+		t.Fatalf("the store holds %d events, want 20", n)
+	}
+	if len(missed) > 0 {
+		t.Fatalf("a reader opened while the load ran ends at %s but lacks the events at %v: a follow from its end skips them", end, missed)
+	}
 }

@@ -760,6 +760,7 @@ func (db *DB) finishSeal(seq uint64, w *segmentWriter, n int, keys map[Key]struc
 	if err != nil {
 		return err
 	}
+	db.chain.placed(seq)
 	db.listInManifest(final)
 	db.dd.addSegment(final, w.meta.MinTime, w.meta.MaxTime, keys)
 	db.pendingMu.Lock()
