@@ -16,6 +16,13 @@ import "bytes"
 // maxDepth bounds the nesting the splitter follows; deeper lines are raw.
 const maxDepth = 64
 
+// maxLeaves bounds the leaves the splitter follows in one line; a line
+// with more is raw. An event's own fields make a few dozen (a body is one
+// leaf with Opaque), but a line of a million numbers made a template of a
+// literal per leaf: a group of such lines took 150 times its bytes to
+// encode and read back, once per sealer.
+const maxLeaves = 1 << 12
+
 // span is a leaf: its column and where its value is in the line.
 type span struct {
 	col        int
@@ -105,8 +112,13 @@ func scalar(b []byte, i int) int {
 	return i
 }
 
-func (s *splitter) leaf(start, end int) {
+// leaf adds a leaf; false means the line has too many to follow.
+func (s *splitter) leaf(start, end int) bool {
+	if len(s.leaves) >= maxLeaves {
+		return false
+	}
 	s.leaves = append(s.leaves, span{col: s.col(len(s.leaves)), start: start, end: end})
+	return true
 }
 
 // col returns the column of s.path, the path of the n-th leaf: the one
@@ -154,7 +166,9 @@ func (s *splitter) value(depth int) bool {
 		if !ok {
 			return false
 		}
-		s.leaf(s.i+1, end)
+		if !s.leaf(s.i+1, end) {
+			return false
+		}
 		s.i = end + 1
 		return true
 	}
@@ -167,8 +181,7 @@ func (s *splitter) value(depth int) bool {
 		// Part of the template: no column needs to say it.
 		return true
 	}
-	s.leaf(start, s.i)
-	return true
+	return s.leaf(start, s.i)
 }
 
 func (s *splitter) object(depth int) bool {
@@ -201,7 +214,9 @@ func (s *splitter) object(depth int) bool {
 			if !s.skip() {
 				return false
 			}
-			s.leaf(start, s.i)
+			if !s.leaf(start, s.i) {
+				return false
+			}
 		} else if !s.value(depth + 1) {
 			return false
 		}
