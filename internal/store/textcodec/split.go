@@ -117,13 +117,17 @@ func (s *splitter) leaf(start, end int) bool {
 	if len(s.leaves) >= maxLeaves {
 		return false
 	}
-	s.leaves = append(s.leaves, span{col: s.col(len(s.leaves)), start: start, end: end})
+	c := s.col(len(s.leaves))
+	if c < 0 {
+		return false // the group has all the columns it may
+	}
+	s.leaves = append(s.leaves, span{col: c, start: start, end: end})
 	return true
 }
 
 // col returns the column of s.path, the path of the n-th leaf: the one
 // that followed the previous leaf's column last time if its path is the
-// same, else column's.
+// same, else column's (-1 when column makes no more).
 func (s *splitter) col(n int) int {
 	prev := 0
 	if n > 0 {
@@ -135,6 +139,9 @@ func (s *splitter) col(n int) int {
 		}
 	}
 	c := s.column(s.path)
+	if c < 0 {
+		return c
+	}
 	s.next = grow(s.next, prev+1)
 	s.next[prev] = c
 	s.paths = grow(s.paths, c+1)
