@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -296,7 +298,7 @@ func TestFollowLocalIdleReadsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var c followCursor
-	if c.next, err = fl.first(out); err != nil {
+	if c.next, err = fl.first(&c, out); err != nil {
 		t.Fatal(err)
 	}
 	sameIDs(t, buf.ids(t), wantIDs(0, 120))
@@ -369,7 +371,7 @@ func TestFollowLocalRowsAsFirstAnswer(t *testing.T) {
 			add()
 		}
 		var c followCursor
-		if c.next, err = fl.first(out); err != nil {
+		if c.next, err = fl.first(&c, out); err != nil {
 			t.Fatal(err)
 		}
 		if !before {
@@ -433,4 +435,65 @@ func TestFollowLocalAcrossRestarts(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // more looks, to print anything twice
 	stop()
 	sameIDs(t, buf.ids(t), wantIDs(0, 150))
+}
+
+// TestFollowLocalReportsDamage: a follow over a folder whose answer
+// leaves damaged data out says so on stderr, once for each, as soon as it
+// meets it, and ends with a *local.DamageError (exit 3), as query without
+// --follow does. It printed the intact events alone and exited 0.
+func TestFollowLocalReportsDamage(t *testing.T) {
+	dir := t.TempDir()
+	db, err := local.Open(dir, local.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendFollowed(t, db, time.Now(), 0, 4)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = local.Open(dir, local.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendFollowed(t, db, time.Now(), 4, 8)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "segments", "*.kts"))
+	if len(segs) != 2 {
+		t.Fatalf("%d segments, want 2", len(segs))
+	}
+	if err := os.Remove(segs[0]); err != nil { // listed in the manifest: missing
+		t.Fatal(err)
+	}
+	f, err := query.CompileAt("verb=get", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf, errBuf lockedBuf
+	out, err := newPrinter("jsonl", &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out.ctx, out.errw = ctx, &errBuf
+	done := make(chan error, 1)
+	go func() {
+		done <- localFollower{fs: vfs.OS, dir: dir, sel: local.Selection{Filter: f}, every: 2 * time.Millisecond}.run(ctx, out)
+	}()
+	waitPrinted(t, &buf, followEvent(6, true).Ev.AuditID)
+	time.Sleep(50 * time.Millisecond) // several looks
+	cancel()
+	err = <-done
+	var de *local.DamageError
+	if !errors.As(err, &de) || len(de.List) != 1 {
+		t.Errorf("the follow ended with %v, want a DamageError naming the missing segment", err)
+	}
+	errBuf.mu.Lock()
+	said := errBuf.b.String()
+	errBuf.mu.Unlock()
+	if strings.Count(said, filepath.Base(segs[0])) != 1 {
+		t.Errorf("stderr should name the missing segment once; it says %q", said)
+	}
+	sameIDs(t, buf.ids(t), wantIDs(4, 8))
 }
