@@ -70,4 +70,9 @@ func TestManyColumnsCostTheirBytes(t *testing.T) {
 	if encoded > int64(20*size) {
 		t.Fatalf("encoding and reading %d bytes of lines allocated %d bytes (%.0f times them)", size, encoded, float64(encoded)/float64(size))
 	}
+	// Lines made raw part way, beside lines split, in every layout.
+	mixed := [][]byte{[]byte(apiLine), lines[0], []byte(apiLine), lines[1][:1000], lines[2], []byte(apiLine)}
+	for _, opt := range layouts {
+		roundTrip(t, dec, mixed, opt)
+	}
 }
