@@ -42,8 +42,9 @@ type bulkLoad struct {
 	mu    sync.Mutex
 	ready map[uint64]*bulkJob // handed to the sealers, by WAL segment number
 	// err is the first job that could not be written: its events are
-	// lost, so Close reports it.
-	err atomic.Pointer[error]
+	// lost, so Close reports it; lost counts the events of every such job.
+	err  atomic.Pointer[error]
+	lost atomic.Int64
 }
 
 // bulkJob is a segment's worth of events kept by the committer.
@@ -102,7 +103,7 @@ func (b *bulkLoad) handOff(seq uint64) {
 // could not give it a number).
 func (b *bulkLoad) lose(why error) {
 	if j := b.job; j != nil && len(j.entries) > 0 {
-		b.fail(fmt.Errorf("%d events of a bulk load not written: %w", len(j.entries), why))
+		b.fail(fmt.Errorf("%d events of a bulk load not written: %w", len(j.entries), why), len(j.entries))
 	}
 	b.job = nil
 }
@@ -116,8 +117,10 @@ func (b *bulkLoad) take(seq uint64) *bulkJob {
 	return j
 }
 
-func (b *bulkLoad) fail(err error) {
+// fail records that n events, told to their senders as stored, are not.
+func (b *bulkLoad) fail(err error, n int) {
 	b.err.CompareAndSwap(nil, &err)
+	b.lost.Add(int64(n))
 }
 
 // failed returns the first failure, or nil.
@@ -126,6 +129,16 @@ func (b *bulkLoad) failed() error {
 		return *p
 	}
 	return nil
+}
+
+// BulkLost returns how many of the events Append told as stored a bulk
+// load could not write (Close's error says why): an import's summary
+// counts them out of the stored.
+func (db *DB) BulkLost() int64 {
+	if db.bulk == nil {
+		return 0
+	}
+	return db.bulk.lost.Load()
 }
 
 // sealBulk writes job as the sealed segment of WAL segment seq, which is

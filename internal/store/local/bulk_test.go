@@ -251,6 +251,9 @@ func TestBulkLoadFailureFailsClose(t *testing.T) {
 	if err == nil || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "5 events lost") {
 		t.Fatalf("Close after a lost bulk segment: %v", err)
 	}
+	if n := db.BulkLost(); n != 5 {
+		t.Errorf("BulkLost says %d events lost, want 5", n)
+	}
 }
 
 // countWrites counts the bytes written to files under dir.
