@@ -41,6 +41,8 @@ type sinkFlags struct {
 	bulk bool
 	// segmentFormat is --segment-format.
 	segmentFormat int
+	// db is the local store open made, if any.
+	db *local.DB
 }
 
 func (s *sinkFlags) add(cmd *cobra.Command) {
@@ -94,6 +96,7 @@ func (s *sinkFlags) open(ctx context.Context, e *env) (pipeline.Sink, func() err
 	if err != nil {
 		return nil, nil, err
 	}
+	s.db = db
 	signer, err := newSigner(s.dir, s.signingKey, db, e.logger())
 	if err != nil {
 		db.Close()
@@ -184,6 +187,12 @@ kept. The exit status is 0 when every line was used, 3 when some were skipped.`,
 			if cerr := closeSink(); err == nil {
 				err = cerr
 			}
+			if sf.db != nil {
+				// Bulk loaded events are durable only once Close wrote
+				// their segments: those it could not are not stored.
+				sum.Lost = sf.db.BulkLost()
+				sum.Stored -= sum.Lost
+			}
 			if err == nil {
 				// Import stops early, keeping what it stored, when the
 				// context is cancelled: the import is not complete.
@@ -239,8 +248,12 @@ func printSummary(w io.Writer, s ingest.Summary) {
 	if s.Elapsed > 0 {
 		rate = float64(s.Stored+s.Duplicates) / s.Elapsed.Seconds()
 	}
-	fmt.Fprintf(w, "imported %d files, %d lines (%s) in %s: %d events stored, %d already stored, %d lines skipped (%.0f events/s)\n",
-		s.Files, s.Lines, humanBytes(s.Bytes), s.Elapsed.Round(time.Millisecond), s.Stored, s.Duplicates, s.ProblemCount, rate)
+	lost := ""
+	if s.Lost > 0 {
+		lost = fmt.Sprintf(", %d lost (not written: see the error)", s.Lost)
+	}
+	fmt.Fprintf(w, "imported %d files, %d lines (%s) in %s: %d events stored, %d already stored%s, %d lines skipped (%.0f events/s)\n",
+		s.Files, s.Lines, humanBytes(s.Bytes), s.Elapsed.Round(time.Millisecond), s.Stored, s.Duplicates, lost, s.ProblemCount, rate)
 	for _, p := range s.Problems {
 		fmt.Fprintf(w, "  skipped %s\n", escape.Line(p.String()))
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/ingest"
 	"github.com/kubetrail/kubetrail/internal/server"
 	"github.com/kubetrail/kubetrail/internal/store/local"
@@ -198,9 +200,9 @@ type localFollower struct {
 func (f localFollower) run(ctx context.Context, out *printer) error {
 	var c followCursor
 	var err error
-	c.next, err = f.first(out)
+	c.next, err = f.first(&c, out)
 	if ctx.Err() != nil {
-		return nil // --follow runs until stopped
+		return c.damaged() // --follow runs until stopped
 	}
 	if err != nil {
 		return err
@@ -208,11 +210,11 @@ func (f localFollower) run(ctx context.Context, out *printer) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return c.damaged()
 		case <-time.After(f.every):
 		}
 		if err := f.poll(ctx, &c, out); ctx.Err() != nil {
-			return nil
+			return c.damaged()
 		} else if err != nil {
 			return err
 		}
@@ -220,20 +222,51 @@ func (f localFollower) run(ctx context.Context, out *printer) error {
 }
 
 // followCursor is where a follow is: the position of the next event to
-// read, and the folder's stamp (local.Stamp) when it was last read.
+// read, and the folder's stamp (local.Stamp) when it was last read; and
+// the damaged data its answers left out, said on stderr as met.
 type followCursor struct {
-	next  local.Pos
-	stamp string
+	next   local.Pos
+	stamp  string
+	damage []local.Damage
+	said   map[string]bool
+}
+
+// tell says on stderr, once each, what the answer leaves out: a follow
+// runs for hours, so it is said when met, and the follow ends with exit
+// status 3 (damaged), as a query without --follow does.
+func (c *followCursor) tell(w io.Writer, list []local.Damage) {
+	for _, d := range list {
+		if k := d.String(); !c.said[k] {
+			if c.said == nil {
+				c.said = map[string]bool{}
+			}
+			c.said[k] = true
+			c.damage = append(c.damage, d)
+			if w != nil {
+				fmt.Fprintf(w, "kubetrail: the followed answer leaves out damaged data: %s\n", escape.Line(k))
+			}
+		}
+	}
+}
+
+// damaged returns a *local.DamageError listing what the follow left out,
+// or nil.
+func (c *followCursor) damaged() error {
+	if len(c.damage) > 0 {
+		return &local.DamageError{List: c.damage}
+	}
+	return nil
 }
 
 // first prints the selected events, sorted by event time, and returns the
 // position after the newest event the answer was taken from.
-func (f localFollower) first(out *printer) (local.Pos, error) {
+func (f localFollower) first(c *followCursor, out *printer) (local.Pos, error) {
 	r, err := local.OpenReaderFS(f.fs, f.dir)
 	if err != nil {
 		return local.Pos{}, err
 	}
 	defer r.Close()
+	c.tell(out.errw, r.Damaged())
 	var rows []row
 	err = r.Select(local.Selection{Filter: f.sel.Filter, Since: f.sel.Since, Until: f.sel.Until, NeedEvent: true}, func(h *local.Hit) error {
 		rw, err := out.row(h)
@@ -281,9 +314,13 @@ func (f localFollower) poll(ctx context.Context, c *followCursor, out *printer) 
 		return err
 	})
 	// Damage the scan read past does not stop a follow, as it did not
-	// when the follow read through a Reader.
+	// when the follow read through a Reader; it is said.
 	if err != nil && !local.IsDamage(err) {
 		return err // c is unchanged: nothing of this look was printed
+	}
+	var de *local.DamageError
+	if errors.As(err, &de) {
+		c.tell(out.errw, de.List)
 	}
 	c.next, c.stamp = next, stamp
 	if len(rows) == 0 {

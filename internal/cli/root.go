@@ -160,7 +160,10 @@ func execute(e *env, root *cobra.Command) int {
 	defer stop()
 	err := root.ExecuteContext(ctx)
 	var sig interrupted
-	if err != nil && errors.As(context.Cause(ctx), &sig) {
+	var de *local.DamageError
+	// A command that runs until stopped (query --follow) ends with the
+	// damage it left out, which the signal does not explain away.
+	if err != nil && !errors.As(err, &de) && errors.As(context.Cause(ctx), &sig) {
 		// Whatever the command was doing when the signal came, what it
 		// says is that it was stopped (a "context canceled" from deep
 		// inside would only confuse).
@@ -172,7 +175,6 @@ func execute(e *env, root *cobra.Command) int {
 		if errors.As(err, &ec) {
 			return int(ec)
 		}
-		var de *local.DamageError
 		if errors.As(err, &de) {
 			for _, d := range de.List {
 				fmt.Fprintln(stderr, escape.Text(d.String()))

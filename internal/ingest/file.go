@@ -59,6 +59,10 @@ type Summary struct {
 	Bytes      int64
 	Stored     int64
 	Duplicates int64
+	// Lost counts events the sink took as stored but could not make
+	// durable (a bulk load's segment that could not be written); the
+	// caller that learns of them moves them out of Stored.
+	Lost int64
 	// Problems holds the first MaxProblems problems; ProblemCount counts all.
 	Problems     []audit.Problem
 	ProblemCount int64

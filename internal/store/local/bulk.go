@@ -20,7 +20,10 @@ import (
 // at Close, is handed to the sealers under the number of the open WAL
 // segment, which holds nothing, and the WAL rotates past it, as it does
 // when a WAL segment is full. A sealer then writes the job as that WAL
-// segment's sealed segment and removes the empty WAL segment, the same
+// segment's sealed segment, put in place only after those of the WAL
+// segments before it (a reader that found it without them would end after
+// events it cannot see, and a follow from its end would skip them), and
+// removes the empty WAL segment, the same
 // steps, in the same order, as sealing one from its file, so a crash at
 // any step leaves what it would leave there: the segment renamed into
 // place (complete: it is synced first) and the empty WAL segment, which
@@ -39,8 +42,9 @@ type bulkLoad struct {
 	mu    sync.Mutex
 	ready map[uint64]*bulkJob // handed to the sealers, by WAL segment number
 	// err is the first job that could not be written: its events are
-	// lost, so Close reports it.
-	err atomic.Pointer[error]
+	// lost, so Close reports it; lost counts the events of every such job.
+	err  atomic.Pointer[error]
+	lost atomic.Int64
 }
 
 // bulkJob is a segment's worth of events kept by the committer.
@@ -99,7 +103,7 @@ func (b *bulkLoad) handOff(seq uint64) {
 // could not give it a number).
 func (b *bulkLoad) lose(why error) {
 	if j := b.job; j != nil && len(j.entries) > 0 {
-		b.fail(fmt.Errorf("%d events of a bulk load not written: %w", len(j.entries), why))
+		b.fail(fmt.Errorf("%d events of a bulk load not written: %w", len(j.entries), why), len(j.entries))
 	}
 	b.job = nil
 }
@@ -113,8 +117,10 @@ func (b *bulkLoad) take(seq uint64) *bulkJob {
 	return j
 }
 
-func (b *bulkLoad) fail(err error) {
+// fail records that n events, told to their senders as stored, are not.
+func (b *bulkLoad) fail(err error, n int) {
 	b.err.CompareAndSwap(nil, &err)
+	b.lost.Add(int64(n))
 }
 
 // failed returns the first failure, or nil.
@@ -123,6 +129,16 @@ func (b *bulkLoad) failed() error {
 		return *p
 	}
 	return nil
+}
+
+// BulkLost returns how many of the events Append told as stored a bulk
+// load could not write (Close's error says why): an import's summary
+// counts them out of the stored.
+func (db *DB) BulkLost() int64 {
+	if db.bulk == nil {
+		return 0
+	}
+	return db.bulk.lost.Load()
 }
 
 // sealBulk writes job as the sealed segment of WAL segment seq, which is
@@ -146,5 +162,8 @@ func (db *DB) sealBulk(seq uint64, job *bulkJob, enc *zstd.Encoder, bufs *writer
 		w.abort()
 		return fmt.Errorf("BUG: bulk job %d holds %d events but its columns %d", seq, len(job.entries), job.cb.n)
 	}
+	// In WAL order: the jobs before it are in no file until their
+	// segments are in place (chainer.unplaced).
+	db.chain.waitPlaced(seq)
 	return db.finishSeal(seq, w, len(job.entries), keys)
 }

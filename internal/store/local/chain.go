@@ -17,6 +17,13 @@ type chainer struct {
 	// an older one sealed late cannot be linked without breaking the chain.
 	last  uint64
 	queue []uint64 // queued for sealing, in WAL order
+	// unplaced holds the WAL segments queued whose segment is not in
+	// place yet (nor dropped), in WAL order. A bulk-loaded job's events
+	// are in no file until its segment is, so its segment must not come
+	// before theirs (waitPlaced): a reader finding it would end after
+	// events it cannot see, and query --follow, going on from there,
+	// would skip them for good.
+	unplaced []uint64
 	// events counts the events of every segment up to last, retired ones
 	// included: a checkpoint's tree size (ChainPoint.Events).
 	events int
@@ -36,7 +43,28 @@ func newChainer(head hash, last uint64, events int) *chainer {
 func (c *chainer) queued(seq uint64) {
 	c.mu.Lock()
 	c.queue = append(c.queue, seq)
+	c.unplaced = append(c.unplaced, seq)
 	c.mu.Unlock()
+}
+
+// waitPlaced waits until the segment of every WAL segment queued before
+// seq is in place, or dropped.
+func (c *chainer) waitPlaced(seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.unplaced) > 0 && c.unplaced[0] != seq && slices.Contains(c.unplaced, seq) {
+		c.cond.Wait()
+	}
+}
+
+// placed records that seq's segment is in place.
+func (c *chainer) placed(seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i := slices.Index(c.unplaced, seq); i >= 0 {
+		c.unplaced = slices.Delete(c.unplaced, i, i+1)
+		c.cond.Broadcast()
+	}
 }
 
 // link waits for seq's turn and links it: it returns the chain head before
@@ -65,6 +93,10 @@ func (c *chainer) drop(seq uint64, failed bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.remove(seq)
+	if i := slices.Index(c.unplaced, seq); i >= 0 {
+		c.unplaced = slices.Delete(c.unplaced, i, i+1)
+		c.cond.Broadcast()
+	}
 	if failed {
 		c.broken = true
 	}

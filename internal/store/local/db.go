@@ -674,7 +674,7 @@ func (db *DB) sealLoop() {
 			if err := db.sealBulk(seq, job, enc, bufs); err != nil {
 				// Its events are in no file: the load must fail.
 				err = fmt.Errorf("write bulk segment %d (%d events lost): %w", seq, len(job.entries), err)
-				db.bulk.fail(err)
+				db.bulk.fail(err, len(job.entries))
 				db.unavailable.CompareAndSwap(nil, &err)
 				db.log.Error("bulk segment not written", "segment", seq, "err", err)
 				db.chain.drop(seq, true)
@@ -760,6 +760,7 @@ func (db *DB) finishSeal(seq uint64, w *segmentWriter, n int, keys map[Key]struc
 	if err != nil {
 		return err
 	}
+	db.chain.placed(seq)
 	db.listInManifest(final)
 	db.dd.addSegment(final, w.meta.MinTime, w.meta.MaxTime, keys)
 	db.pendingMu.Lock()

@@ -139,10 +139,12 @@ type encoder struct {
 	paths   []string
 	tmplIDs map[string]int
 	tmpls   []template
-	ref     [nRef]int // the column of each objectRef field, or -1
-	uriCol  int
-	key     []byte // a template's key, reused
-	guess   []byte // a guessed URI or a written time, reused
+	// tmplLeaves counts the leaves of tmpls (maxTemplateLeaves).
+	tmplLeaves int
+	ref        [nRef]int // the column of each objectRef field, or -1
+	uriCol     int
+	key        []byte // a template's key, reused
+	guess      []byte // a guessed URI or a written time, reused
 
 	// The block being built.
 	tids    []byte
@@ -254,10 +256,21 @@ func newEncoder(opt Options, zenc *zstd.Encoder) *encoder {
 	return e
 }
 
-// column returns the column of a key path, making it if new.
+// maxColumns bounds the columns of a group: a line whose leaves would
+// make more is raw. The API server's events make a few dozen (44 in a
+// group of the bench corpus); lines of thousands of keys each, none
+// twice, made a column of each, and a group of them took 8 times the
+// memory and time of format 4 to encode.
+const maxColumns = 1 << 12
+
+// column returns the column of a key path, making it if new, or -1 when
+// the group has maxColumns already.
 func (e *encoder) column(path []byte) int {
 	if id, ok := e.colIDs[string(path)]; ok {
 		return id
+	}
+	if len(e.paths) >= maxColumns {
+		return -1
 	}
 	id := len(e.paths)
 	p := string(path)
@@ -287,12 +300,14 @@ func Encode(lines [][]byte, opt Options) ([]byte, error) {
 }
 
 func (e *encoder) add(line []byte) {
-	tid := 0
+	tid := -1
 	var leaves []span
 	if e.sp.split(line) {
 		leaves = e.sp.leaves
 		tid = e.template(line, leaves)
-	} else {
+	}
+	if tid < 0 {
+		tid = 0
 		leaves = append(e.sp.leaves[:0], span{col: 0, start: 0, end: len(line)})
 		e.sp.leaves = leaves
 	}
@@ -321,8 +336,16 @@ func (e *encoder) add(line []byte) {
 	}
 }
 
+// maxTemplateLeaves bounds the leaves of a group's templates together: a
+// line whose new template would pass it is raw. A template holds a
+// literal for each leaf, tens of bytes for a leaf of two ("0,"), so lines
+// of thousands of numbers, each of its own shape, took 4 times the
+// memory of format 4 to import. The bench corpus's groups need 3,879 at
+// most.
+const maxTemplateLeaves = 1 << 16
+
 // template returns the number of a split line's template, making it if
-// new.
+// new, or -1 when the group's templates hold maxTemplateLeaves already.
 func (e *encoder) template(line []byte, leaves []span) int {
 	k := e.key[:0]
 	at := 0
@@ -336,6 +359,10 @@ func (e *encoder) template(line []byte, leaves []span) int {
 	if id, ok := e.tmplIDs[string(k)]; ok {
 		return id
 	}
+	if e.tmplLeaves+len(leaves) > maxTemplateLeaves {
+		return -1
+	}
+	e.tmplLeaves += len(leaves)
 	t := template{cols: make([]int, len(leaves))}
 	at = 0
 	for i, l := range leaves {

@@ -16,6 +16,13 @@ import "bytes"
 // maxDepth bounds the nesting the splitter follows; deeper lines are raw.
 const maxDepth = 64
 
+// maxLeaves bounds the leaves the splitter follows in one line; a line
+// with more is raw. An event's own fields make a few dozen (a body is one
+// leaf with Opaque), but a line of a million numbers made a template of a
+// literal per leaf: a group of such lines took 150 times its bytes to
+// encode and read back, once per sealer.
+const maxLeaves = 1 << 12
+
 // span is a leaf: its column and where its value is in the line.
 type span struct {
 	col        int
@@ -105,13 +112,22 @@ func scalar(b []byte, i int) int {
 	return i
 }
 
-func (s *splitter) leaf(start, end int) {
-	s.leaves = append(s.leaves, span{col: s.col(len(s.leaves)), start: start, end: end})
+// leaf adds a leaf; false means the line has too many to follow.
+func (s *splitter) leaf(start, end int) bool {
+	if len(s.leaves) >= maxLeaves {
+		return false
+	}
+	c := s.col(len(s.leaves))
+	if c < 0 {
+		return false // the group has all the columns it may
+	}
+	s.leaves = append(s.leaves, span{col: c, start: start, end: end})
+	return true
 }
 
 // col returns the column of s.path, the path of the n-th leaf: the one
 // that followed the previous leaf's column last time if its path is the
-// same, else column's.
+// same, else column's (-1 when column makes no more).
 func (s *splitter) col(n int) int {
 	prev := 0
 	if n > 0 {
@@ -123,6 +139,9 @@ func (s *splitter) col(n int) int {
 		}
 	}
 	c := s.column(s.path)
+	if c < 0 {
+		return c
+	}
 	s.next = grow(s.next, prev+1)
 	s.next[prev] = c
 	s.paths = grow(s.paths, c+1)
@@ -154,7 +173,9 @@ func (s *splitter) value(depth int) bool {
 		if !ok {
 			return false
 		}
-		s.leaf(s.i+1, end)
+		if !s.leaf(s.i+1, end) {
+			return false
+		}
 		s.i = end + 1
 		return true
 	}
@@ -167,8 +188,7 @@ func (s *splitter) value(depth int) bool {
 		// Part of the template: no column needs to say it.
 		return true
 	}
-	s.leaf(start, s.i)
-	return true
+	return s.leaf(start, s.i)
 }
 
 func (s *splitter) object(depth int) bool {
@@ -201,7 +221,9 @@ func (s *splitter) object(depth int) bool {
 			if !s.skip() {
 				return false
 			}
-			s.leaf(start, s.i)
+			if !s.leaf(start, s.i) {
+				return false
+			}
 		} else if !s.value(depth + 1) {
 			return false
 		}
