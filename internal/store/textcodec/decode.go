@@ -269,24 +269,39 @@ func (r *Reader) readMeta(meta []byte) error {
 	// The templates are only checked and found here, and each is parsed
 	// the first time an event uses it (template): opening a group's head
 	// is paid by every read that touches the group, which mostly uses
-	// few of its templates.
-	r.tmplMeta, r.tmplAt = rd.b, make([]int, 0, nt)
+	// few of its templates. The walk indexes a local slice rather than
+	// moving a reader: each move of a reader is a pointer write, with a
+	// write barrier while the GC runs, and this loop crosses the whole
+	// meta (tens of KB) on every open.
+	tm := rd.b
+	r.tmplMeta, r.tmplAt = tm, make([]int, 0, nt)
+	i := 0
 	for range nt {
-		r.tmplAt = append(r.tmplAt, len(r.tmplMeta)-len(rd.b))
-		nc := rd.uvarint()
-		if nc > uint64(len(rd.b)) {
+		r.tmplAt = append(r.tmplAt, i)
+		nc, k := binary.Uvarint(tm[i:])
+		if k <= 0 || nc > uint64(len(tm)-i-k) {
 			return errors.New("template is damaged")
 		}
+		i += k
 		for range nc + 1 {
-			rd.chunk()
+			l, k := binary.Uvarint(tm[i:])
+			if k <= 0 || l > uint64(len(tm)-i-k) {
+				return errors.New("template is damaged")
+			}
+			i += k + int(l)
 		}
 		for range nc {
-			if c := rd.uvarint(); c >= np {
+			c, k := binary.Uvarint(tm[i:])
+			if k <= 0 {
+				return errors.New("template is damaged")
+			}
+			if c >= np {
 				return fmt.Errorf("template names column %d of %d", c, np)
 			}
+			i += k
 		}
 	}
-	if rd.bad || len(rd.b) != 0 {
+	if rd.bad || i != len(tm) {
 		return errors.New("meta is damaged")
 	}
 	r.tmpls = make([]template, nt)

@@ -823,3 +823,60 @@ func TestSplitNextColumn(t *testing.T) {
 		}
 	}
 }
+
+// TestMetaChecked: a head whose CRC holds but whose meta is malformed
+// (a template naming a column that does not exist, a literal running
+// past the meta, bytes after the last template, a template count beyond
+// the templates) is an error when the head is opened, not a panic or a
+// wrong line when an event later uses the template.
+func TestMetaChecked(t *testing.T) {
+	dec := newDecoder(t)
+	x, err := NewEncoder(storeLayout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	open := func(meta []byte) error {
+		head := []byte{flagRows}
+		head = binary.AppendUvarint(head, 1)
+		head = binary.AppendUvarint(head, 1)
+		head = appendChunk(head, x.zenc.EncodeAll(meta, nil))
+		_, err := OpenHead(appendCRC(head, 0), dec)
+		return err
+	}
+	// paths returns a meta's two columns and its template count.
+	paths := func(nt uint64) []byte {
+		meta := binary.AppendUvarint(nil, 2)
+		meta = appendChunk(meta, []byte("$.a"))
+		meta = appendChunk(meta, []byte("$.b"))
+		return binary.AppendUvarint(meta, nt)
+	}
+	// tmpl appends a template of literals lits around columns cols.
+	tmpl := func(meta []byte, lits []string, cols ...uint64) []byte {
+		meta = binary.AppendUvarint(meta, uint64(len(cols)))
+		for _, l := range lits {
+			meta = appendChunk(meta, []byte(l))
+		}
+		for _, c := range cols {
+			meta = binary.AppendUvarint(meta, c)
+		}
+		return meta
+	}
+	good := tmpl(tmpl(paths(2), []string{`{"a":`, `,"b":`, `}`}, 0, 1), []string{`{"b":`, `}`}, 1)
+	if err := open(good); err != nil {
+		t.Fatalf("a well-formed meta: %v", err)
+	}
+	bad := map[string][]byte{
+		"column 2 of 2":        tmpl(paths(1), []string{`{"a":`, `}`}, 2),
+		"literal past the end": append(binary.AppendUvarint(binary.AppendUvarint(paths(1), 1), 200), '{'),
+		"bytes after the last": append(tmpl(paths(1), []string{`{}`}), 0),
+		"three templates of 2": good[: len(paths(2))-1 : len(paths(2))-1],
+		"cut in a column":      tmpl(paths(1), []string{`{"a":`, `}`}, 1<<20)[:len(paths(1))+1+7+2+1],
+	}
+	bad["three templates of 2"] = append(append(bad["three templates of 2"], 3), good[len(paths(2)):]...)
+	for name, meta := range bad {
+		if err := open(meta); err == nil {
+			t.Errorf("%s: opened without an error", name)
+		}
+	}
+}
