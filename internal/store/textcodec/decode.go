@@ -218,6 +218,23 @@ func OpenHead(head []byte, dec *zstd.Decoder) (*Reader, error) {
 	return r, nil
 }
 
+// Adopt takes from's buffers for reading blocks (the decompressed rows and
+// bodies, the line being written), so that a store keeping many groups'
+// heads open keeps one set of them rather than one per head: neither
+// keeps a block decompressed after the call, and from reads its next
+// block into new buffers.
+func (r *Reader) Adopt(from *Reader) {
+	if from == r {
+		return
+	}
+	r.plain, r.bodies, r.bodyZ, r.comp = from.plain, from.bodies, from.bodyZ, from.comp
+	r.vals, r.parts, r.line, r.kinds = from.vals, from.parts, from.line, from.kinds
+	r.cur, r.bodiesOK, r.rowData = -1, false, nil
+	from.plain, from.bodies, from.bodyZ, from.comp = nil, nil, nil, nil
+	from.vals, from.parts, from.line, from.kinds = nil, nil, nil, nil
+	from.cur, from.bodiesOK, from.rowData = -1, false, nil
+}
+
 // numBlocks returns how many blocks the group has.
 func (r *Reader) numBlocks() int { return (r.n + r.per - 1) / r.per }
 
