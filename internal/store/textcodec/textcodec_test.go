@@ -827,8 +827,9 @@ func TestSplitNextColumn(t *testing.T) {
 // TestMetaChecked: a head whose CRC holds but whose meta is malformed
 // (a template naming a column that does not exist, a literal running
 // past the meta, bytes after the last template, a template count beyond
-// the templates) is an error when the head is opened, not a panic or a
-// wrong line when an event later uses the template.
+// the templates) is an error when the head is opened or when an event
+// uses a template (each is found and checked then, the last one also
+// checking that nothing follows it), never a panic or a wrong line.
 func TestMetaChecked(t *testing.T) {
 	dec := newDecoder(t)
 	x, err := NewEncoder(storeLayout)
@@ -841,8 +842,16 @@ func TestMetaChecked(t *testing.T) {
 		head = binary.AppendUvarint(head, 1)
 		head = binary.AppendUvarint(head, 1)
 		head = appendChunk(head, x.zenc.EncodeAll(meta, nil))
-		_, err := OpenHead(appendCRC(head, 0), dec)
-		return err
+		r, err := OpenHead(appendCRC(head, 0), dec)
+		if err != nil {
+			return err
+		}
+		for tid := range r.tmpls {
+			if _, err := r.template(tid); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	// paths returns a meta's two columns and its template count.
 	paths := func(nt uint64) []byte {
