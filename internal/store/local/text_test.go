@@ -18,6 +18,7 @@ import (
 // read back against a stable sort of the events by key.
 func TestGroupPositions(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
+	var scratch posScratch
 	f := func(n, distinct, wantWidth int) {
 		t.Helper()
 		keys := make([]uint32, n)
@@ -38,11 +39,17 @@ func TestGroupPositions(t *testing.T) {
 		for p, o := range order {
 			want[o] = int32(p)
 		}
-		got, err := groupPositions(b, n, nil)
+		got, err := groupPositions(b, n, nil, nil)
 		if err != nil || !slices.Equal(got, want) {
 			t.Fatalf("%d keys below %d: positions differ from a stable sort (%v)", n, distinct, err)
 		}
-		if _, err := groupPositions(b[:len(b)-1], n, nil); err == nil {
+		// Again with the buffers of the group before, as a textReader
+		// reads one group after another.
+		got, err = groupPositions(b, n, got, &scratch)
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("%d keys below %d, buffers of the group before: positions differ from a stable sort (%v)", n, distinct, err)
+		}
+		if _, err := groupPositions(b[:len(b)-1], n, nil, nil); err == nil {
 			t.Fatalf("%d keys below %d: a frame one byte short was read", n, distinct)
 		}
 	}
@@ -50,9 +57,11 @@ func TestGroupPositions(t *testing.T) {
 	f(5000, 40, 1)
 	f(5000, 256, 1)
 	f(5000, 257, 2)
+	f(4000, 300, 2)
 	f(70000, 1<<16+1, 4)
+	f(66000, 1<<16+1, 4)
 	// A key no event can have (as many keys as events at most).
-	if _, err := groupPositions(appendGroupKeys(nil, []uint32{0, 300}), 2, nil); err == nil {
+	if _, err := groupPositions(appendGroupKeys(nil, []uint32{0, 300}), 2, nil, nil); err == nil {
 		t.Fatal("key 300 of 2 events was read")
 	}
 }
