@@ -28,7 +28,8 @@ type Reader struct {
 	paths    []string
 	tmpls    []template // parsed when first used (template)
 	tmplMeta []byte     // the templates in the meta
-	tmplAt   []int      // where each starts in tmplMeta
+	tmplAt   []int      // where each template found so far starts in tmplMeta
+	tmplEnd  int        // where the last template found ends
 	blocks   [][]byte
 	ra       io.ReaderAt // with OpenAt: where the blocks are read from
 	blockAt  []int64     // with OpenAt: where each block starts, and the end
@@ -218,6 +219,23 @@ func OpenHead(head []byte, dec *zstd.Decoder) (*Reader, error) {
 	return r, nil
 }
 
+// Adopt takes from's buffers for reading blocks (the decompressed rows and
+// bodies, the line being written), so that a store keeping many groups'
+// heads open keeps one set of them rather than one per head: neither
+// keeps a block decompressed after the call, and from reads its next
+// block into new buffers.
+func (r *Reader) Adopt(from *Reader) {
+	if from == r {
+		return
+	}
+	r.plain, r.bodies, r.bodyZ, r.comp = from.plain, from.bodies, from.bodyZ, from.comp
+	r.vals, r.parts, r.line, r.kinds = from.vals, from.parts, from.line, from.kinds
+	r.cur, r.bodiesOK, r.rowData = -1, false, nil
+	from.plain, from.bodies, from.bodyZ, from.comp = nil, nil, nil, nil
+	from.vals, from.parts, from.line, from.kinds = nil, nil, nil, nil
+	from.cur, from.bodiesOK, from.rowData = -1, false, nil
+}
+
 // numBlocks returns how many blocks the group has.
 func (r *Reader) numBlocks() int { return (r.n + r.per - 1) / r.per }
 
@@ -266,39 +284,70 @@ func (r *Reader) readMeta(meta []byte) error {
 	if nt > uint64(len(meta)) {
 		return errors.New("template count exceeds the meta")
 	}
-	// The templates are only checked and found here, and each is parsed
-	// the first time an event uses it (template): opening a group's head
-	// is paid by every read that touches the group, which mostly uses
-	// few of its templates.
-	r.tmplMeta, r.tmplAt = rd.b, make([]int, 0, nt)
-	for range nt {
-		r.tmplAt = append(r.tmplAt, len(r.tmplMeta)-len(rd.b))
-		nc := rd.uvarint()
-		if nc > uint64(len(rd.b)) {
-			return errors.New("template is damaged")
-		}
-		for range nc + 1 {
-			rd.chunk()
-		}
-		for range nc {
-			if c := rd.uvarint(); c >= np {
-				return fmt.Errorf("template names column %d of %d", c, np)
-			}
-		}
+	// The templates are found, checked and parsed only as far as the
+	// events read need them (template): opening a group's head is paid
+	// by every read that touches the group, which mostly uses few of its
+	// templates, and walking them all was a third of the open (62 KB of
+	// meta a group at 2M events).
+	if rd.bad || nt > uint64(len(rd.b)) {
+		return errors.New("meta is damaged")
 	}
-	if rd.bad || len(rd.b) != 0 {
+	r.tmplMeta, r.tmplAt, r.tmplEnd = rd.b, make([]int, 0, nt), 0
+	if nt == 0 && len(rd.b) != 0 {
 		return errors.New("meta is damaged")
 	}
 	r.tmpls = make([]template, nt)
 	return nil
 }
 
-// template returns template tid (below len(r.tmpls)), parsed from the
-// meta, which readMeta checked, the first time it is asked for.
-func (r *Reader) template(tid int) *template {
+// findTemplates finds where the templates up to tid start in the meta,
+// checking each as it goes: its literals within the meta, its columns
+// among the group's, and no bytes after the last. The walk indexes a
+// local slice rather than moving a reader: each move of a reader is a
+// pointer write, with a write barrier while the GC runs.
+func (r *Reader) findTemplates(tid int) error {
+	tm, i, np := r.tmplMeta, r.tmplEnd, uint64(len(r.paths))
+	for len(r.tmplAt) <= tid {
+		at := i
+		nc, k := binary.Uvarint(tm[i:])
+		if k <= 0 || nc > uint64(len(tm)-i-k) {
+			return errors.New("template is damaged")
+		}
+		i += k
+		for range nc + 1 {
+			l, k := binary.Uvarint(tm[i:])
+			if k <= 0 || l > uint64(len(tm)-i-k) {
+				return errors.New("template is damaged")
+			}
+			i += k + int(l)
+		}
+		for range nc {
+			c, k := binary.Uvarint(tm[i:])
+			if k <= 0 {
+				return errors.New("template is damaged")
+			}
+			if c >= np {
+				return fmt.Errorf("template names column %d of %d", c, np)
+			}
+			i += k
+		}
+		r.tmplAt, r.tmplEnd = append(r.tmplAt, at), i
+	}
+	if len(r.tmplAt) == len(r.tmpls) && r.tmplEnd != len(tm) {
+		return errors.New("meta is damaged: bytes after the last template")
+	}
+	return nil
+}
+
+// template returns template tid (below len(r.tmpls)), found, checked
+// and parsed from the meta the first time it is asked for.
+func (r *Reader) template(tid int) (*template, error) {
 	t := &r.tmpls[tid]
 	if t.lits != nil {
-		return t
+		return t, nil
+	}
+	if err := r.findTemplates(tid); err != nil {
+		return nil, fmt.Errorf("text group meta: %w", err)
 	}
 	rd := reader{b: r.tmplMeta[r.tmplAt[tid]:]}
 	nc := rd.uvarint()
@@ -309,7 +358,7 @@ func (r *Reader) template(tid int) *template {
 	for i := range t.cols {
 		t.cols[i] = int(rd.uvarint())
 	}
-	return t
+	return t, nil
 }
 
 // Len returns the number of events in the group.
@@ -468,7 +517,11 @@ func (r *Reader) blockRows(b int, load func() ([]byte, error), want []int, s *si
 		if rd.bad || tid >= uint64(len(r.tmpls)) {
 			return fmt.Errorf("text block %d: event %d: row is damaged", b, ord)
 		}
-		if err := r.put(s, b, ord, r.template(int(tid))); err != nil {
+		t, err := r.template(int(tid))
+		if err != nil {
+			return fmt.Errorf("text block %d: event %d: %w", b, ord, err)
+		}
+		if err := r.put(s, b, ord, t); err != nil {
 			return err
 		}
 	}
@@ -605,7 +658,10 @@ func (r *Reader) block(b int, load func() ([]byte, error), want []int, s *sink) 
 		if r.tids.bad || tid >= uint64(len(r.tmpls)) {
 			return fmt.Errorf("text block %d: event %d: no such template", b, ord)
 		}
-		t := r.template(int(tid))
+		t, err := r.template(int(tid))
+		if err != nil {
+			return fmt.Errorf("text block %d: event %d: %w", b, ord, err)
+		}
 		if ord != want[w] {
 			if err := r.skip(t); err != nil {
 				return fmt.Errorf("text block %d: event %d: %w", b, ord, err)
