@@ -23,6 +23,9 @@ type textJob struct {
 	// the workers must not touch the Reader's columns.
 	ids      idsFunc
 	noBodies bool
+	// decode has the worker decode each event too (Select's NeedEvent
+	// or a residual filter): the caller then only matches and gives.
+	decode bool
 	// seg is what the caller needs to make its hits.
 	seg *segText
 	// err, set before the job is queued, is a failure met while planning
@@ -43,6 +46,8 @@ type textSlot struct {
 	t    *textReader
 	ords []int32
 	raws [][]byte
+	// evs are the events decoded (textJob.decode), reused from job to job.
+	evs []audit.Event
 }
 
 // textAhead decodes the text of the jobs queued on up to workers
@@ -50,7 +55,8 @@ type textSlot struct {
 // Memory is bounded by the slots: a job in flight (sent, decoding, or
 // read but not yet given back) holds one, and there are at most
 // workers+1 of them, each holding up to a group's text (groupBytes, 16
-// MiB) and its stored bytes: about 3 × 20 MiB on two cores. The slots
+// MiB), its stored bytes and, when the caller needs them, its events
+// decoded: about 3 × 25 MiB on two cores. The slots
 // and their decoders are the Reader's, kept from one Select to the next
 // so that their buffers are reused, not allocated and cleared again.
 type textAhead struct {
@@ -160,6 +166,25 @@ func (a *textAhead) read(j *textJob) {
 		sl.raws = append(sl.raws, raw)
 		return nil
 	})
+	if !j.decode {
+		return
+	}
+	if cap(sl.evs) < len(sl.raws) {
+		sl.evs = make([]audit.Event, len(sl.raws))
+	}
+	sl.evs = sl.evs[:len(sl.raws)]
+	for k, raw := range sl.raws {
+		ev := &sl.evs[k]
+		if err := audit.DecodeStored(raw, ev); err != nil {
+			// The serial read fails at this event, after the ones
+			// before it and before the text's own error.
+			sl.ords, sl.raws, j.err = sl.ords[:k], sl.raws[:k], err
+			return
+		}
+		if j.noBodies {
+			ev.RequestObject, ev.ResponseObject = nil, nil
+		}
+	}
 }
 
 // next waits for the first queued job, which must have been sent or have
@@ -263,7 +288,6 @@ func (r *Reader) selectAhead(segs []*segView, p *plan, sel Selection, lo, hi int
 	}()
 	noBodies := sel.NoBodies && !p.residual
 	needEvent := sel.NeedEvent || p.residual
-	var ev audit.Event
 	next := 0         // segs[next] is the next segment to plan
 	var last *segView // the segment planned last: r.cur
 	for {
@@ -276,7 +300,7 @@ func (r *Reader) selectAhead(segs []*segView, p *plan, sel Selection, lo, hi int
 			if s.outside(lo, hi) {
 				continue
 			}
-			jobs, err := r.planText(s, p, lo, hi, noBodies)
+			jobs, err := r.planText(s, p, lo, hi, noBodies, needEvent)
 			last = s
 			if err != nil {
 				a.add(&textJob{err: err})
@@ -302,16 +326,11 @@ func (r *Reader) selectAhead(segs []*segView, p *plan, sel Selection, lo, hi int
 				cluster := st.cd.values[st.cl[i]]
 				h := Hit{Cluster: cluster, Time: s.times[i], Received: s.recvs[i], Raw: sl.raws[k], seg: s, r: r, ord: i}
 				if needEvent {
-					if err := audit.DecodeStored(h.Raw, &ev); err != nil {
-						return err
-					}
-					if noBodies {
-						ev.RequestObject, ev.ResponseObject = nil, nil
-					}
-					if p.full != nil && p.residual && !p.full.Match(&ev, cluster) {
+					ev := &sl.evs[k]
+					if p.full != nil && p.residual && !p.full.Match(ev, cluster) {
 						continue
 					}
-					h.Event = &ev
+					h.Event = ev
 				}
 				if err := fn(&h); err != nil {
 					return err
@@ -328,7 +347,7 @@ func (r *Reader) selectAhead(segs []*segView, p *plan, sel Selection, lo, hi int
 // planText reads what segment s's hits need from its columns, as
 // selectSegment does, and returns the jobs that read its candidates'
 // text (none when no event of s may match).
-func (r *Reader) planText(s *segView, p *plan, lo, hi int64, noBodies bool) ([]*textJob, error) {
+func (r *Reader) planText(s *segView, p *plan, lo, hi int64, noBodies, decode bool) ([]*textJob, error) {
 	c, skip, err := r.candidates(s, p, lo, hi, false)
 	if err != nil || skip {
 		return nil, err
@@ -350,6 +369,9 @@ func (r *Reader) planText(s *segView, p *plan, lo, hi int64, noBodies bool) ([]*
 	}
 	var ids idsFunc
 	jobs := textJobs(s, list, nil, noBodies, st)
+	for _, j := range jobs {
+		j.decode = decode
+	}
 	if len(jobs) > 0 && s.r.meta.Version == 3 {
 		// The workers must not read columns: the sortBy ids are read now.
 		var key [NumColumns][]uint32
