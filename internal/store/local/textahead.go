@@ -2,6 +2,7 @@ package local
 
 import (
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -26,8 +27,10 @@ type textJob struct {
 	// decode has the worker decode each event too (Select's NeedEvent
 	// or a residual filter): the caller then only matches and gives.
 	decode bool
-	// seg is what the caller needs to make its hits.
-	seg *segText
+	// seg is what Select needs to make its hits; part, which of Scan's
+	// ranges the job reads.
+	seg  *segText
+	part int
 	// err, set before the job is queued, is a failure met while planning
 	// it: the caller returns it in its turn, having given the events
 	// before.
@@ -60,7 +63,6 @@ type textSlot struct {
 // and their decoders are the Reader's, kept from one Select to the next
 // so that their buffers are reused, not allocated and cleared again.
 type textAhead struct {
-	r       *Reader
 	workers int
 	started bool
 	jobs    chan *textJob
@@ -70,20 +72,20 @@ type textAhead struct {
 	// the workers or done.
 	queue []*textJob
 	sent  int
+	cur   *textJob // the job whose events the caller is given
 	free  []*textSlot
 	made  int // slots made, the Reader's included
 	reads atomic.Int64
 }
 
-// newTextAhead returns a read-ahead over r's text slots with workers
-// goroutines (GOMAXPROCS when workers is 0).
-func newTextAhead(r *Reader, workers int) *textAhead {
+// newTextAhead returns a read-ahead with workers goroutines (GOMAXPROCS
+// when workers is 0) that reads with slots, made before, and new ones.
+func newTextAhead(slots []*textSlot, workers int) *textAhead {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	a := &textAhead{r: r, workers: workers, quit: make(chan struct{}), free: r.textSlots, made: len(r.textSlots)}
+	a := &textAhead{workers: workers, quit: make(chan struct{}), free: slots, made: len(slots)}
 	a.jobs = make(chan *textJob, a.slots())
-	r.textSlots = nil
 	return a
 }
 
@@ -201,11 +203,15 @@ func (a *textAhead) next() *textJob {
 	}
 	a.queue[0] = nil
 	a.queue = a.queue[1:]
+	a.cur = j
 	return j
 }
 
 // done gives j's slot back.
 func (a *textAhead) done(j *textJob) {
+	if a.cur == j {
+		a.cur = nil
+	}
 	if j.slot != nil {
 		a.free = append(a.free, j.slot)
 		j.slot = nil
@@ -213,18 +219,20 @@ func (a *textAhead) done(j *textJob) {
 }
 
 // stop ends the workers, which finish at most the job each is reading and
-// skip the others, waits for them, and gives every slot back to the
-// Reader.
-func (a *textAhead) stop() {
+// skip the others, waits for them, and returns every slot, to keep for
+// the next read-ahead, and how many jobs were read.
+func (a *textAhead) stop() ([]*textSlot, int64) {
 	close(a.quit)
 	close(a.jobs)
 	a.wg.Wait()
+	if a.cur != nil {
+		a.done(a.cur)
+	}
 	for _, j := range a.queue {
 		a.done(j)
 	}
 	a.queue = nil
-	a.r.textSlots = append(a.r.textSlots, a.free...)
-	a.r.textRead += a.reads.Load()
+	return a.free, a.reads.Load()
 }
 
 // segText is a segment planned for Select's read-ahead: its events'
@@ -236,25 +244,35 @@ type segText struct {
 	cd *dictData
 }
 
-// textJobs returns the jobs that read segment s's events of list
-// (ascending), or all its events when list is nil: one per group (v3 and
-// later) or block (v2) holding some. ids gives a v3 segment's sortBy ids.
-func textJobs(s *segView, list []int32, ids idsFunc, noBodies bool, st *segText) []*textJob {
-	m := &s.r.meta
-	type unit struct{ first, count int }
+// textJobs returns the jobs that read segment r's events of list
+// (ascending), or when list is nil its events of [lo, hi): one per group
+// (v3 and later) or block (v2) holding some that keep (when not nil)
+// does not refuse by its time range, as textReader.events reads them.
+func textJobs(r *segmentReader, lo, hi int, list []int32, keep func(minT, maxT int64) bool, noBodies bool, st *segText) []*textJob {
+	m := &r.meta
+	type unit struct {
+		first, count int
+		minT, maxT   int64
+	}
 	var units []unit
 	if m.Version < 3 {
 		for _, b := range m.Blocks {
-			units = append(units, unit{b.First, b.Count})
+			units = append(units, unit{b.First, b.Count, b.MinTime, b.MaxTime})
 		}
 	} else {
 		for _, g := range m.Groups {
-			units = append(units, unit{g.First, g.Count})
+			units = append(units, unit{g.First, g.Count, g.MinTime, g.MaxTime})
 		}
 	}
 	var jobs []*textJob
 	for _, u := range units {
-		end := u.first + u.count
+		first, end := u.first, u.first+u.count
+		if list == nil {
+			first, end = max(lo, first), min(hi, end)
+		}
+		if first >= end || (keep != nil && !keep(u.minT, u.maxT)) {
+			continue
+		}
 		var in []int32
 		if list != nil {
 			i := sort.Search(len(list), func(i int) bool { return int(list[i]) >= u.first })
@@ -263,7 +281,7 @@ func textJobs(s *segView, list []int32, ids idsFunc, noBodies bool, st *segText)
 				continue
 			}
 		}
-		jobs = append(jobs, &textJob{r: s.r, lo: u.first, hi: end, want: in, ids: ids, noBodies: noBodies, seg: st})
+		jobs = append(jobs, &textJob{r: r, lo: first, hi: end, want: in, noBodies: noBodies, seg: st})
 	}
 	return jobs
 }
@@ -278,10 +296,13 @@ func textJobs(s *segView, list []int32, ids idsFunc, noBodies bool, st *segText)
 // the segment before the one planned last, whose events may still be
 // being given.
 func (r *Reader) selectAhead(segs []*segView, p *plan, sel Selection, lo, hi int64, fn func(*Hit) error) error {
-	a := newTextAhead(r, r.textWorkers)
+	a := newTextAhead(r.textSlots, r.textWorkers)
+	r.textSlots = nil
 	r.lag = true
 	defer func() {
-		a.stop()
+		var n int64
+		r.textSlots, n = a.stop()
+		r.textRead += n
 		r.lag = false
 		r.release(r.prev)
 		r.prev = nil
@@ -368,7 +389,7 @@ func (r *Reader) planText(s *segView, p *plan, lo, hi int64, noBodies, decode bo
 		return nil, err
 	}
 	var ids idsFunc
-	jobs := textJobs(s, list, nil, noBodies, st)
+	jobs := textJobs(s.r, 0, s.r.meta.Count, list, nil, noBodies, st)
 	for _, j := range jobs {
 		j.decode = decode
 	}
@@ -386,4 +407,69 @@ func (r *Reader) planText(s *segView, p *plan, lo, hi int64, noBodies, decode bo
 		}
 	}
 	return jobs, nil
+}
+
+// scanAhead is scanText over ranges of r's ordinals in turn, with the text
+// read ahead on a's workers: fn(k, e) is given range k's events, in
+// arrival order, and the error that stops the serial read after the same
+// events. a's queue is empty when it returns nil.
+func (r *segmentReader) scanAhead(a *textAhead, dec *zstd.Decoder, ranges [][2]int, keep func(minT, maxT int64) bool, fn func(k int, e entry) error) error {
+	if !slices.ContainsFunc(ranges, func(rg [2]int) bool { return rg[0] < rg[1] }) {
+		return nil
+	}
+	// The serial read reads these for each range; once is enough.
+	cl, err := r.readColumn(dec, ColCluster)
+	if err != nil {
+		return err
+	}
+	times, err := r.readTimes(dec, r.meta.Time, nil, nil)
+	if err != nil {
+		return err
+	}
+	recvs, err := r.readTimes(dec, r.meta.Received, nil, nil)
+	if err != nil {
+		return err
+	}
+	var jobs []*textJob
+	for k, rg := range ranges {
+		for _, j := range textJobs(r, rg[0], rg[1], nil, keep, false, nil) {
+			j.part = k
+			jobs = append(jobs, j)
+		}
+	}
+	if len(jobs) > 0 && r.meta.Version == 3 {
+		// The workers must not share dec: the sortBy ids are read now.
+		var key [NumColumns][]uint32
+		for _, c := range r.meta.SortBy {
+			if key[c], err = r.readIDs(dec, c, nil, nil, nil); err != nil {
+				return err
+			}
+		}
+		for _, j := range jobs {
+			j.ids = func(c Column) ([]uint32, error) { return key[c], nil }
+		}
+	}
+	for _, j := range jobs {
+		a.add(j)
+	}
+	for {
+		if err := a.send(); err != nil {
+			return err
+		}
+		if len(a.queue) == 0 {
+			return nil
+		}
+		j := a.next()
+		for k, o := range j.slot.ords {
+			i := int(o)
+			e := entry{cluster: cl.Values[cl.IDs[i]], received: recvs[i], time: times[i], raw: j.slot.raws[k], ord: i}
+			if err := fn(j.part, e); err != nil {
+				return err
+			}
+		}
+		if j.err != nil {
+			return j.err
+		}
+		a.done(j)
+	}
 }

@@ -201,8 +201,8 @@ func TestSelectAheadStopsEarly(t *testing.T) {
 		if stopAt == 0 && r.textRead > 3 {
 			t.Fatalf("stopped at the first event, %d groups were read: want at most 3 (2 workers)", r.textRead)
 		}
-		if len(r.textSlots) > 3 {
-			t.Fatalf("stop at %d: %d text slots, want at most 3", stopAt, len(r.textSlots))
+		if len(r.textSlots) > 3 || (stopAt > 0 && len(r.textSlots) == 0) {
+			t.Fatalf("stop at %d: %d text slots kept, want 1 to 3", stopAt, len(r.textSlots))
 		}
 		r.Close()
 		for k := 0; runtime.NumGoroutine() > before; k++ {
@@ -260,6 +260,77 @@ func TestSelectAheadDamage(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// scanned is what a Scan gave: each event as a line, then its error.
+func scanned(dir string, opts ScanOptions, stopAt int) ([]string, error) {
+	var got []string
+	err := Scan(dir, opts, func(s Stored) error {
+		if len(got) == stopAt {
+			return errStopped
+		}
+		got = append(got, fmt.Sprintf("%v %s %d %d %s", s.Pos, s.Cluster, s.Time, s.Received, s.Raw))
+		return nil
+	})
+	return got, err
+}
+
+// TestScanAhead checks that Scan reading ahead gives the events, and the
+// error of a damaged group after the same events, that the serial read
+// gives, and leaves no goroutine when its caller stops. (Dropping a
+// job's error fails it.)
+func TestScanAhead(t *testing.T) {
+	for _, version := range []int{4, 5} {
+		dir, paths := aheadStore(t, version)
+		all, err := scanned(dir, ScanOptions{workers: 1}, -1)
+		if err != nil || len(all) != 450 {
+			t.Fatalf("v%d: %d events, %v", version, len(all), err)
+		}
+		mid := all[200] // a time in the second segment
+		var midTime int64
+		fmt.Sscanf(mid[strings.Index(mid, " ")+3:], "%d", &midTime)
+		for k, opts := range []ScanOptions{{}, {Cluster: "a"}, {From: Pos{WAL: 2, Ord: 70}}, {Since: midTime, Until: midTime + 3e8}} {
+			opts.workers = 1
+			serial, err := scanned(dir, opts, -1)
+			if err != nil || len(serial) == 0 || (k > 0 && len(serial) >= len(all)) {
+				t.Fatalf("v%d %+v: the serial read gave %d events of %d, %v", version, opts, len(serial), len(all), err)
+			}
+			for _, w := range []int{2, 3} {
+				opts.workers = w
+				got, err := scanned(dir, opts, -1)
+				if err != nil || !slices.Equal(got, serial) {
+					t.Fatalf("v%d %+v: %d events and %v; the serial read gave %d", version, opts, len(got), err, len(serial))
+				}
+			}
+		}
+		before := runtime.NumGoroutine()
+		if got, err := scanned(dir, ScanOptions{workers: 2}, 5); !errors.Is(err, errStopped) || !slices.Equal(got, all[:5]) {
+			t.Fatalf("v%d: stopped after 5: %d events, %v", version, len(got), err)
+		}
+		if runtime.NumGoroutine() > before {
+			t.Fatalf("v%d: %d goroutines before a Scan stopped early, %d after", version, before, runtime.NumGoroutine())
+		}
+		sr, err := openSegment(vfs.OS, paths[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := sr.meta.Groups[len(sr.meta.Groups)/2]
+		b := sr.meta.Blocks[g.Block0+g.Blocks/2]
+		sr.close()
+		raw, err := os.ReadFile(paths[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[b.Off+b.Len/2] ^= 0x5a
+		if err := os.WriteFile(paths[1], raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		serial, serr := scanned(dir, ScanOptions{workers: 1}, -1)
+		got, err := scanned(dir, ScanOptions{workers: 2}, -1)
+		if serr == nil || len(serial) < 150 || fmt.Sprint(err) != fmt.Sprint(serr) || !slices.Equal(got, serial) {
+			t.Fatalf("v%d, damaged group: %d events and %v; the serial read gave %d and %v", version, len(got), err, len(serial), serr)
 		}
 	}
 }
