@@ -58,10 +58,11 @@ type textSlot struct {
 // Memory is bounded by the slots: a job in flight (sent, decoding, or
 // read but not yet given back) holds one, and there are at most
 // workers+1 of them, each holding up to a group's text (groupBytes, 16
-// MiB), its stored bytes and, when the caller needs them, its events
-// decoded: about 3 × 25 MiB on two cores. The slots
-// and their decoders are the Reader's, kept from one Select to the next
-// so that their buffers are reused, not allocated and cleared again.
+// MiB, and an eighth of headroom), its stored bytes and, when the caller
+// needs them, its events decoded: about 3 × 25 MiB on two cores. The
+// slots and their decoders are kept (by a Reader from one Select to the
+// next, by Scan for its whole run) so that their buffers are reused, not
+// allocated and cleared again.
 type textAhead struct {
 	workers int
 	started bool
@@ -74,7 +75,7 @@ type textAhead struct {
 	sent  int
 	cur   *textJob // the job whose events the caller is given
 	free  []*textSlot
-	made  int // slots made, the Reader's included
+	made  int // slots made, those given to newTextAhead included
 	reads atomic.Int64
 }
 
