@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 
 	"github.com/klauspost/compress/zstd"
@@ -78,6 +79,9 @@ type ScanOptions struct {
 	// these: what is left may still hold others, which the caller must
 	// check (`kubetrail prove AUDITID` does).
 	AuditIDs []string
+	// workers is how many goroutines read the segments' text ahead: 0 for
+	// GOMAXPROCS, 1 for none (tests compare the two).
+	workers int
 }
 
 func (o ScanOptions) keepTime(minT, maxT int64) bool {
@@ -148,6 +152,11 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 		return fn(Stored{Cluster: e.cluster, Received: e.received, Time: e.time, Raw: e.raw, Pos: p})
 	}
 	text := newTextReader(dec)
+	var ahead *textAhead
+	if opts.workers != 1 && (opts.workers > 1 || runtime.GOMAXPROCS(0) > 1) {
+		ahead = newTextAhead(nil, opts.workers)
+		defer ahead.stop()
+	}
 	readRange := func(r *segmentReader, lo, hi int) error {
 		if !opts.keepTime(r.meta.MinTime, r.meta.MaxTime) {
 			return nil
@@ -161,6 +170,20 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 			if t != nil {
 				cands = t.lookup(opts.AuditIDs, []int32{})
 			}
+		}
+		if cands == nil && ahead != nil {
+			var parts []walPart
+			var ranges [][2]int
+			for _, part := range r.meta.parts() {
+				if part.WAL >= opts.From.WAL {
+					parts = append(parts, part)
+					ranges = append(ranges, [2]int{max(lo, part.First), min(hi, part.First+part.Count)})
+				}
+			}
+			return r.scanAhead(ahead, dec, ranges, opts.keepTime, func(k int, e entry) error {
+				pos = Pos{WAL: parts[k].WAL, Ord: e.ord - parts[k].First}
+				return emit(e)
+			})
 		}
 		for _, part := range r.meta.parts() {
 			first, end := max(lo, part.First), min(hi, part.First+part.Count)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -64,6 +65,14 @@ type Reader struct {
 	// aheadText are the text readers of SelectFilters' read-ahead
 	// workers, each with its own decoder.
 	aheadText []*oneText
+	// textSlots are Select's read-ahead text readers (textAhead), kept
+	// with their buffers from one Select to the next; textWorkers is how
+	// many goroutines read ahead: 0 for GOMAXPROCS, 1 for none (the
+	// caller reads each group when it comes to it).
+	textSlots   []*textSlot
+	textWorkers int
+	// textRead counts the jobs the read-ahead read, for tests.
+	textRead int64
 	// damage is what the reader skipped (see Damaged).
 	damage damageList
 	// segCache, for a reader of a DB, shares its segments with the DB's
@@ -717,7 +726,11 @@ func (r *Reader) Select(sel Selection, fn func(*Hit) error) error {
 		return r.colErr
 	}
 	lo, hi := bounds(sel)
+	text := sel.NeedEvent || sel.NeedRaw || p.residual
 	return r.inStoredOrder(func(segs []*segView) error {
+		if text && r.textWorkers != 1 && (r.textWorkers > 1 || runtime.GOMAXPROCS(0) > 1) {
+			return r.selectAhead(segs, p, sel, lo, hi, fn)
+		}
 		for _, s := range segs {
 			if s.outside(lo, hi) {
 				continue

@@ -547,8 +547,9 @@ func (t *textReader) groupV5(r *segmentReader, g groupMeta, lo, hi int, want []i
 	text := t.text[:0]
 	if int64(cap(text)) < room {
 		// make, not slices.Grow: memory fresh from the system is not
-		// cleared again.
-		text = make([]byte, 0, room)
+		// cleared again. An eighth more: groups differ by a few events,
+		// and each new largest allocated (and cleared) 16 MiB again.
+		text = make([]byte, 0, room+room/8)
 	}
 	for i := 0; i < len(ps); {
 		bi := ps[i] / per

@@ -1,0 +1,336 @@
+package local
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/query"
+	"github.com/kubetrail/kubetrail/internal/vfs"
+)
+
+// aheadStore writes three segments of the given version, of 150 events
+// each, in small groups and blocks, so that a selection spans many groups
+// of several segments. It returns the folder and the segments' paths.
+func aheadStore(t *testing.T, version int) (string, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	segDir := filepath.Join(dir, segmentDir)
+	if err := os.MkdirAll(segDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+	defer enc.Close()
+	rng := rand.New(rand.NewPCG(7, 8))
+	var paths []string
+	for s := range 3 {
+		w, err := newSegmentWriter(vfs.OS, segDir, uint64(s+1), uint64(s+1), enc, segLayout{groupBytes: 12 << 10, blockBytes: 3 << 10, blockEvents: 3, version: version}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range 150 {
+			i := s*150 + j
+			rec := genEvent(rng, i)
+			e := entry{cluster: []string{"a", "b"}[i%2], received: int64(1000 + i), time: rec.Event.StageTimestamp.UnixMicro(), raw: rec.Raw}
+			if err := w.add(e, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		path, err := w.finish(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, path)
+	}
+	r, err := OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, s := range r.segs {
+		if s.r.meta.Version != version || len(s.r.meta.Groups) < 4 {
+			t.Fatalf("segment of version %d with %d groups: want version %d and several groups", s.r.meta.Version, len(s.r.meta.Groups), version)
+		}
+	}
+	return dir, paths
+}
+
+// selectedAhead is what a Select gave: each hit as a line, then its error.
+func selectedAhead(t *testing.T, dir string, workers int, sel Selection, stopAt int) ([]string, error) {
+	t.Helper()
+	r, err := OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.textWorkers = workers
+	var got []string
+	err = r.Select(sel, func(h *Hit) error {
+		if len(got) == stopAt {
+			return errStopped
+		}
+		line := fmt.Sprintf("%s %d %d %d %s", h.Cluster, h.Time, h.Received, h.ord, h.Raw)
+		if h.Event != nil {
+			line += " event " + h.Event.AuditID + " " + string(h.Event.RequestObject)
+		}
+		got = append(got, line+" user="+h.Column(ColUser))
+		return nil
+	})
+	return got, err
+}
+
+var errStopped = errors.New("stopped")
+
+// aheadSelections are what the read-ahead is asked: every event, a few
+// per group, one with a residual, with the bytes, the event, or neither's
+// bodies.
+func aheadSelections(t *testing.T) []Selection {
+	var sels []Selection
+	for _, q := range []string{"", "resource=secrets", "verb=delete user=alice", `"password"`, "name=nothing-has-this"} {
+		var f *query.Filter
+		if q != "" {
+			var err error
+			if f, err = query.Compile(q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sels = append(sels, Selection{Filter: f, NeedRaw: true}, Selection{Filter: f, NeedEvent: true}, Selection{Filter: f, NeedEvent: true, NoBodies: true})
+	}
+	return sels
+}
+
+// TestSelectAheadOrder checks that reading ahead on several goroutines
+// gives the events the serial read gives, in the stored order (Scan's),
+// across groups and segments. (Delivering the jobs in the order the
+// workers finish them, not the order queued, fails it.)
+func TestSelectAheadOrder(t *testing.T) {
+	for _, version := range []int{4, 5} {
+		dir, _ := aheadStore(t, version)
+		var stored []Stored
+		if err := Scan(dir, ScanOptions{}, func(s Stored) error {
+			s.Raw = slices.Clone(s.Raw)
+			stored = append(stored, s)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, sel := range aheadSelections(t) {
+			serial, err := selectedAhead(t, dir, 1, sel, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The serial read is the oracle: check it against Scan and the
+			// filter first.
+			var want []string
+			for _, st := range stored {
+				var ev audit.Event
+				if err := audit.DecodeStored(st.Raw, &ev); err != nil {
+					t.Fatal(err)
+				}
+				if sel.Filter == nil || sel.Filter.Match(&ev, st.Cluster) {
+					want = append(want, string(st.Raw))
+				}
+			}
+			if len(serial) != len(want) {
+				t.Fatalf("v%d %v: the serial read gave %d events, Scan and the filter %d", version, sel.Filter, len(serial), len(want))
+			}
+			for k, line := range serial {
+				if sel.NoBodies {
+					break // v5 events come without their bodies
+				}
+				if !strings.Contains(line, want[k]) {
+					t.Fatalf("v%d %v: event %d of the serial read is not Scan's", version, sel.Filter, k)
+				}
+			}
+			for _, workers := range []int{2, 3, 8} {
+				got, err := selectedAhead(t, dir, workers, sel, -1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got, serial) {
+					t.Fatalf("v%d %v, %d workers: %d events differ from the serial read's %d", version, sel.Filter, workers, len(got), len(serial))
+				}
+			}
+		}
+	}
+}
+
+// TestSelectAheadStopsEarly checks that a caller that stops is given the
+// same events as from the serial read, that no read-ahead goroutine is
+// left, and that at most a slot per worker and one more groups were read
+// (stop does not wait for the rest). (A stop that lets the workers read
+// every job queued, or that does not wait for them, fails it.)
+func TestSelectAheadStopsEarly(t *testing.T) {
+	dir, _ := aheadStore(t, 5)
+	sel := Selection{NeedRaw: true}
+	all, err := selectedAhead(t, dir, 1, sel, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stopAt := range []int{0, 1, 7, 150, 151, len(all) - 1} {
+		before := runtime.NumGoroutine()
+		r, err := OpenReader(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.textWorkers = 2
+		n := 0
+		err = r.Select(sel, func(h *Hit) error {
+			if n == stopAt {
+				return errStopped
+			}
+			if fmt.Sprintf("%s %d %d %d %s", h.Cluster, h.Time, h.Received, h.ord, h.Raw) != all[n][:len(all[n])-len(" user="+h.Column(ColUser))] {
+				t.Fatalf("stop at %d: event %d differs", stopAt, n)
+			}
+			n++
+			return nil
+		})
+		if !errors.Is(err, errStopped) || n != stopAt {
+			t.Fatalf("stop at %d: %v after %d events", stopAt, err, n)
+		}
+		if stopAt == 0 && r.textRead > 3 {
+			t.Fatalf("stopped at the first event, %d groups were read: want at most 3 (2 workers)", r.textRead)
+		}
+		if len(r.textSlots) > 3 || (stopAt > 0 && len(r.textSlots) == 0) {
+			t.Fatalf("stop at %d: %d text slots kept, want 1 to 3", stopAt, len(r.textSlots))
+		}
+		r.Close()
+		for k := 0; runtime.NumGoroutine() > before; k++ {
+			if k == 100 {
+				t.Fatalf("stop at %d: %d goroutines before, %d after", stopAt, before, runtime.NumGoroutine())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// TestSelectAheadDamage checks that a damaged group, or a damaged column
+// of a segment that comes later, fails the read ahead with the error the
+// serial read gives, after the same events. (Dropping a job's error, or
+// giving a planning error before the events of the segments before it,
+// fails it.)
+func TestSelectAheadDamage(t *testing.T) {
+	for _, version := range []int{4, 5} {
+		for _, what := range []string{"text block", "time column"} {
+			dir, paths := aheadStore(t, version)
+			victim := paths[1]
+			sr, err := openSegment(vfs.OS, victim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := sr.meta
+			sr.close()
+			off := m.Time.DictOff + m.Time.IDsLen/2
+			if what == "text block" {
+				g := m.Groups[len(m.Groups)/2]
+				b := m.Blocks[g.Block0+g.Blocks/2]
+				off = b.Off + b.Len/2
+			}
+			raw, err := os.ReadFile(victim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw[off] ^= 0x5a
+			if err := os.WriteFile(victim, raw, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, sel := range aheadSelections(t) {
+				serial, serr := selectedAhead(t, dir, 1, sel, -1)
+				if sel.Filter == nil && (serr == nil || len(serial) < 150) {
+					t.Fatalf("v%d, damaged %s: the serial read gave %d events and %v: want the first segment's and an error", version, what, len(serial), serr)
+				}
+				for _, workers := range []int{2, 3} {
+					got, err := selectedAhead(t, dir, workers, sel, -1)
+					if fmt.Sprint(err) != fmt.Sprint(serr) || !slices.Equal(got, serial) {
+						t.Fatalf("v%d, damaged %s, %v, %d workers: %d events and %v; the serial read gave %d and %v", version, what, sel.Filter, workers, len(got), err, len(serial), serr)
+					}
+					var se *SegmentError
+					if err != nil && (!errors.As(err, &se) || se.Path != victim) {
+						t.Fatalf("v%d, damaged %s: %v: want a SegmentError naming %s", version, what, err, victim)
+					}
+				}
+			}
+		}
+	}
+}
+
+// scanned is what a Scan gave: each event as a line, then its error.
+func scanned(dir string, opts ScanOptions, stopAt int) ([]string, error) {
+	var got []string
+	err := Scan(dir, opts, func(s Stored) error {
+		if len(got) == stopAt {
+			return errStopped
+		}
+		got = append(got, fmt.Sprintf("%v %s %d %d %s", s.Pos, s.Cluster, s.Time, s.Received, s.Raw))
+		return nil
+	})
+	return got, err
+}
+
+// TestScanAhead checks that Scan reading ahead gives the events, and the
+// error of a damaged group after the same events, that the serial read
+// gives, and leaves no goroutine when its caller stops. (Dropping a
+// job's error fails it.)
+func TestScanAhead(t *testing.T) {
+	for _, version := range []int{4, 5} {
+		dir, paths := aheadStore(t, version)
+		all, err := scanned(dir, ScanOptions{workers: 1}, -1)
+		if err != nil || len(all) != 450 {
+			t.Fatalf("v%d: %d events, %v", version, len(all), err)
+		}
+		mid := all[200] // a time in the second segment
+		var midTime int64
+		fmt.Sscanf(mid[strings.Index(mid, " ")+3:], "%d", &midTime)
+		for k, opts := range []ScanOptions{{}, {Cluster: "a"}, {From: Pos{WAL: 2, Ord: 70}}, {Since: midTime, Until: midTime + 3e8}} {
+			opts.workers = 1
+			serial, err := scanned(dir, opts, -1)
+			if err != nil || len(serial) == 0 || (k > 0 && len(serial) >= len(all)) {
+				t.Fatalf("v%d %+v: the serial read gave %d events of %d, %v", version, opts, len(serial), len(all), err)
+			}
+			for _, w := range []int{2, 3} {
+				opts.workers = w
+				got, err := scanned(dir, opts, -1)
+				if err != nil || !slices.Equal(got, serial) {
+					t.Fatalf("v%d %+v: %d events and %v; the serial read gave %d", version, opts, len(got), err, len(serial))
+				}
+			}
+		}
+		before := runtime.NumGoroutine()
+		if got, err := scanned(dir, ScanOptions{workers: 2}, 5); !errors.Is(err, errStopped) || !slices.Equal(got, all[:5]) {
+			t.Fatalf("v%d: stopped after 5: %d events, %v", version, len(got), err)
+		}
+		if runtime.NumGoroutine() > before {
+			t.Fatalf("v%d: %d goroutines before a Scan stopped early, %d after", version, before, runtime.NumGoroutine())
+		}
+		sr, err := openSegment(vfs.OS, paths[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := sr.meta.Groups[len(sr.meta.Groups)/2]
+		b := sr.meta.Blocks[g.Block0+g.Blocks/2]
+		sr.close()
+		raw, err := os.ReadFile(paths[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[b.Off+b.Len/2] ^= 0x5a
+		if err := os.WriteFile(paths[1], raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		serial, serr := scanned(dir, ScanOptions{workers: 1}, -1)
+		got, err := scanned(dir, ScanOptions{workers: 2}, -1)
+		if serr == nil || len(serial) < 150 || fmt.Sprint(err) != fmt.Sprint(serr) || !slices.Equal(got, serial) {
+			t.Fatalf("v%d, damaged group: %d events and %v; the serial read gave %d and %v", version, len(got), err, len(serial), serr)
+		}
+	}
+}
