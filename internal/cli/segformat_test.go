@@ -8,25 +8,25 @@ import (
 	"testing"
 )
 
-// TestSegmentFormatFlag: import writes format 4 segments unless
-// --segment-format 5 says otherwise, a folder holding both answers and
+// TestSegmentFormatFlag: import writes format 5 segments unless
+// --segment-format 4 says otherwise, a folder holding both answers and
 // exports as one, and a format kubetrail cannot write is refused by name.
-// Planted: the flag not passed on to local.Options (every segment v4)
-// fails it; so does a default of 5.
+// Planted: the flag not passed on to local.Options (every segment v5)
+// fails it; so does a default of 4.
 func TestSegmentFormatFlag(t *testing.T) {
 	dir := t.TempDir()
 	first, second := auditLines(t, 0, 300), auditLines(t, 300, 600)
 	if code, _, errOut := run("import", "--data", dir, first); code != 0 {
 		t.Fatalf("import: exit %d: %s", code, errOut)
 	}
-	if got := segmentMagics(t, dir); got != "KTSEG04" {
-		t.Fatalf("segments written by default: %s, want KTSEG04", got)
+	if got := segmentMagics(t, dir); got != "KTSEG05" {
+		t.Fatalf("segments written by default: %s, want KTSEG05", got)
 	}
-	if code, _, errOut := run("import", "--data", dir, "--segment-format", "5", second); code != 0 {
-		t.Fatalf("import --segment-format 5: exit %d: %s", code, errOut)
+	if code, _, errOut := run("import", "--data", dir, "--segment-format", "4", second); code != 0 {
+		t.Fatalf("import --segment-format 4: exit %d: %s", code, errOut)
 	}
-	if got := segmentMagics(t, dir); got != "KTSEG04 KTSEG05" {
-		t.Fatalf("segments after import --segment-format 5: %s, want KTSEG04 KTSEG05", got)
+	if got := segmentMagics(t, dir); got != "KTSEG05 KTSEG04" {
+		t.Fatalf("segments after import --segment-format 4: %s, want KTSEG05 KTSEG04", got)
 	}
 	code, out, errOut := run("export", "--data", dir)
 	if code != 0 {
