@@ -643,6 +643,21 @@ func (r *segmentReader) scanRange(dec *zstd.Decoder, lo, hi int, keep func(minT,
 	return r.scanText(newTextReader(dec), dec, lo, hi, keep, fn)
 }
 
+// entryColumns reads what an entry holds beside its text: the cluster
+// column and the event and receive times.
+func (r *segmentReader) entryColumns(dec *zstd.Decoder) (cl *ColumnData, times, recvs []int64, err error) {
+	if cl, err = r.readColumn(dec, ColCluster); err != nil {
+		return nil, nil, nil, err
+	}
+	if times, err = r.readTimes(dec, r.meta.Time, nil, nil); err != nil {
+		return nil, nil, nil, err
+	}
+	if recvs, err = r.readTimes(dec, r.meta.Received, nil, nil); err != nil {
+		return nil, nil, nil, err
+	}
+	return cl, times, recvs, nil
+}
+
 // scanText is scanRange reading the text with t, whose buffers a caller
 // that scans many segments keeps from one to the next (a v5 group's lines
 // are rendered into a buffer of the group's size).
@@ -650,15 +665,7 @@ func (r *segmentReader) scanText(t *textReader, dec *zstd.Decoder, lo, hi int, k
 	if lo >= hi {
 		return nil
 	}
-	cl, err := r.readColumn(dec, ColCluster)
-	if err != nil {
-		return err
-	}
-	times, err := r.readTimes(dec, r.meta.Time, nil, nil)
-	if err != nil {
-		return err
-	}
-	recvs, err := r.readTimes(dec, r.meta.Received, nil, nil)
+	cl, times, recvs, err := r.entryColumns(dec)
 	if err != nil {
 		return err
 	}

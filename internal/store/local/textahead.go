@@ -419,15 +419,7 @@ func (r *segmentReader) scanAhead(a *textAhead, dec *zstd.Decoder, ranges [][2]i
 		return nil
 	}
 	// The serial read reads these for each range; once is enough.
-	cl, err := r.readColumn(dec, ColCluster)
-	if err != nil {
-		return err
-	}
-	times, err := r.readTimes(dec, r.meta.Time, nil, nil)
-	if err != nil {
-		return err
-	}
-	recvs, err := r.readTimes(dec, r.meta.Received, nil, nil)
+	cl, times, recvs, err := r.entryColumns(dec)
 	if err != nil {
 		return err
 	}
