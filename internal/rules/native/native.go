@@ -518,11 +518,14 @@ func (ev *Evaluator) groupOf(i int, key string, now time.Time) *group {
 	g := st.groups[key]
 	if g == nil {
 		if len(st.groups) >= maxKeys {
+			// found, not oldest == "": the empty key is a key (events
+			// without the field grouped by, such as a 401's user).
 			var oldest string
 			var t time.Time
+			found := false
 			for k, og := range st.groups {
-				if oldest == "" || og.last.Before(t) {
-					oldest, t = k, og.last
+				if !found || og.last.Before(t) {
+					oldest, t, found = k, og.last, true
 				}
 			}
 			st.drop(oldest)
