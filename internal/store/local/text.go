@@ -194,9 +194,11 @@ type textReader struct {
 	headOff int64
 	headSeg *segmentReader
 	heads   map[headKey]*textcodec.Reader
-	text    []byte
-	span    [][2]int32
-	ps      []int
+	// headBytes is the heads' meta bytes together (MetaBytes).
+	headBytes int
+	text      []byte
+	span      [][2]int32
+	ps        []int
 }
 
 func newTextReader(dec *zstd.Decoder) *textReader { return &textReader{dec: dec} }
@@ -436,10 +438,16 @@ type headKey struct {
 	off int64
 }
 
-// maxHeads bounds the heads a textReader keeps open: a head holds its
-// group's column paths and templates, 62 KB decompressed on average in
-// the 2M-event corpus, so at most about 16 MiB.
-const maxHeads = 256
+// maxHeads and maxHeadBytes bound the heads a textReader keeps open: a
+// head holds its group's column paths and templates, 62 KB decompressed
+// on average in the 2M-event corpus, so 256 of them about 16 MiB; but
+// events of many shapes with long keys make heads of MiBs (as large as
+// their group's text), and 256 of those held GiBs, so the bytes are
+// bounded too (TestKeptHeadsBoundedByBytes).
+const (
+	maxHeads     = 256
+	maxHeadBytes = 16 << 20
+)
 
 // openHead makes t.head the reader of v5 group g's head. A head opened
 // before is taken from t.heads: an investigation asks several questions
@@ -480,10 +488,12 @@ func (t *textReader) openHead(r *segmentReader, g groupMeta) (*textcodec.Reader,
 	if prev != nil {
 		h.Adopt(prev)
 	}
-	if t.heads == nil || len(t.heads) >= maxHeads {
-		t.heads = make(map[headKey]*textcodec.Reader)
+	n := h.MetaBytes()
+	if t.heads == nil || len(t.heads) >= maxHeads || t.headBytes+n > maxHeadBytes {
+		t.heads, t.headBytes = make(map[headKey]*textcodec.Reader), 0
 	}
 	t.heads[key] = h
+	t.headBytes += n
 	t.head, t.headSeg, t.headOff = h, r, g.HeadOff
 	return h, nil
 }

@@ -895,3 +895,13 @@ func (r *Reader) ColumnBytes() (map[string]int, error) {
 	}
 	return sizes, nil
 }
+
+// MetaBytes is about how many bytes the head holds decompressed: its
+// column paths and templates, for a store that keeps heads open.
+func (r *Reader) MetaBytes() int {
+	n := len(r.tmplMeta)
+	for _, p := range r.paths {
+		n += len(p)
+	}
+	return n
+}
