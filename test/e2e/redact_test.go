@@ -145,12 +145,19 @@ func readAll(t *testing.T, files ...string) string {
 // the key names (so that an empty text cannot pass).
 func checkRedactedText(t *testing.T, name, text string, secrets []string) {
 	t.Helper()
+	checkRedactedMarks(t, name, text, secrets, `"kubetrail.io/redacted":"true"`)
+}
+
+// checkRedactedMarks is checkRedactedText with the redaction annotation
+// looked for as mark.
+func checkRedactedMarks(t *testing.T, name, text string, secrets []string, mark string) {
+	t.Helper()
 	for _, s := range secrets {
 		if strings.Contains(text, s) {
 			t.Errorf("%s holds the secret %q", name, s)
 		}
 	}
-	for _, s := range []string{`"password":"<redacted:hmac-sha256:`, `"token":"<redacted:hmac-sha256:`, `"kubetrail.io/redacted":"true"`} {
+	for _, s := range []string{`"password":"<redacted:hmac-sha256:`, `"token":"<redacted:hmac-sha256:`, mark} {
 		if !strings.Contains(text, s) {
 			t.Errorf("%s lacks %s", name, s)
 		}
@@ -195,7 +202,11 @@ func checkRedactedFolder(t *testing.T, name, dir string, secrets []string, zstdB
 	if zstdBin != "" && frames == 0 {
 		t.Errorf("%s: no zstd frame decompressed: the scan would see nothing of the segments", name)
 	}
-	checkRedactedText(t, name, all.String(), secrets)
+	// A format-5 segment keeps an event's keys in its group's templates
+	// and their values in columns (docs/adr/0025-segment-v5.md): the
+	// annotation's key and "true" are not side by side in its bytes.
+	// Bodies are kept whole, so the redacted fields still are.
+	checkRedactedMarks(t, name, all.String(), secrets, `kubetrail.io/redacted`)
 }
 
 // checkRedactedExport checks the exported events: no secret, markers
