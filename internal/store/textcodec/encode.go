@@ -132,11 +132,15 @@ type column struct {
 
 // encoder builds a group. It is not safe for concurrent use.
 type encoder struct {
-	opt     Options
-	zenc    *zstd.Encoder
-	sp      splitter
-	colIDs  map[string]int
-	paths   []string
+	opt    Options
+	zenc   *zstd.Encoder
+	sp     splitter
+	colIDs map[string]int
+	paths  []string
+	// body[c] says that column c is a top-level request or response
+	// body: comparing every leaf's path with theirs was a twentieth of
+	// put.
+	body    []bool
 	tmplIDs map[string]int
 	tmpls   []template
 	// tmplLeaves counts the leaves of tmpls (maxTemplateLeaves).
@@ -160,6 +164,7 @@ type encoder struct {
 	base    int64
 	based   bool
 	bodies  []byte // with BodiesApart, the block's bodies
+	raw     []byte // with Rows, the block before zstd, reused
 
 	blocks [][]byte
 }
@@ -277,6 +282,7 @@ func (e *encoder) column(path []byte) int {
 	e.colIDs[p] = id
 	e.paths = append(e.paths, p)
 	e.cols = append(e.cols, column{})
+	e.body = append(e.body, p == "$.requestObject" || p == "$.responseObject")
 	if p == uriPath {
 		e.uriCol = id
 	}
@@ -322,15 +328,16 @@ func (e *encoder) add(line []byte) {
 		e.put(l.col, line[l.start:l.end], &ref)
 	}
 	if e.opt.Rows {
+		// The row goes straight to the block's rows: building it apart
+		// and copying it was a copy of every event.
 		r := &e.row
-		row := binary.AppendUvarint(e.row.dict[:0], uint64(tid)) // the row's dict stream is unused: Rows has no Dict
-		row = appendChunk(row, r.kinds)
-		row = appendChunk(row, r.str)
-		row = appendChunk(row, r.fix)
-		row = append(row, r.num...)
-		e.row.dict = row
-		e.rows = append(e.rows, row...)
-		e.rowLens = binary.AppendUvarint(e.rowLens, uint64(len(row)))
+		at := len(e.rows)
+		rows := binary.AppendUvarint(e.rows, uint64(tid))
+		rows = appendChunk(rows, r.kinds)
+		rows = appendChunk(rows, r.str)
+		rows = appendChunk(rows, r.fix)
+		e.rows = append(rows, r.num...)
+		e.rowLens = binary.AppendUvarint(e.rowLens, uint64(len(e.rows)-at))
 		e.nRows++
 		r.kinds, r.str, r.fix, r.num = r.kinds[:0], r.str[:0], r.fix[:0], r.num[:0]
 	}
@@ -383,7 +390,7 @@ func (e *encoder) put(col int, v []byte, ref *[nRef][]byte) {
 	if e.opt.Rows {
 		c = &e.row
 	}
-	if e.opt.BodiesApart && (e.paths[col] == "$.requestObject" || e.paths[col] == "$.responseObject") {
+	if e.opt.BodiesApart && e.body[col] {
 		c.kinds = append(c.kinds, kindBody)
 		c.num = binary.AppendUvarint(c.num, uint64(len(e.bodies)))
 		c.num = binary.AppendUvarint(c.num, uint64(len(v)))
@@ -495,9 +502,10 @@ func (e *encoder) putUUID(c *column, u [16]byte) {
 // flush ends the block being built.
 func (e *encoder) flush() {
 	if e.opt.Rows {
-		raw := binary.AppendUvarint(nil, zigzag(e.base))
+		raw := binary.AppendUvarint(e.raw[:0], zigzag(e.base))
 		raw = binary.AppendUvarint(raw, uint64(e.nRows))
 		raw = append(append(raw, e.rowLens...), e.rows...)
+		e.raw = raw
 		block := appendCRC(e.zenc.EncodeAll(raw, nil), 0)
 		if e.opt.BodiesApart {
 			// The rows' frame, then the bodies' frame, if any.
