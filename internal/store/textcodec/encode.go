@@ -192,6 +192,10 @@ func (opt Options) normalize() Options {
 type Encoder struct {
 	opt  Options
 	zenc *zstd.Encoder
+	// e is the previous group's encoder, reset for the next: its
+	// buffers have grown to a block's size already, and growing them
+	// again for every group of a segment was a twentieth of encoding.
+	e *encoder
 }
 
 // NewEncoder returns an Encoder; Close releases it.
@@ -233,7 +237,12 @@ func (g Group) Bytes() []byte {
 // Encode returns lines as a group. Any bytes are a line: a Reader gives
 // each back exactly. The group's parts do not share memory with lines.
 func (x *Encoder) Encode(lines [][]byte) Group {
-	e := newEncoder(x.opt, x.zenc)
+	if x.e == nil {
+		x.e = newEncoder(x.opt, x.zenc)
+	} else {
+		x.e.reset()
+	}
+	e := x.e
 	per := x.opt.BlockEvents
 	if per <= 0 {
 		per = max(len(lines), 1)
@@ -244,7 +253,28 @@ func (x *Encoder) Encode(lines [][]byte) Group {
 			e.flush()
 		}
 	}
-	return Group{Head: e.head(len(lines), per), Blocks: e.blocks}
+	g := Group{Head: e.head(len(lines), per), Blocks: e.blocks}
+	e.blocks = nil // the caller's now
+	return g
+}
+
+// reset makes e as newEncoder made it, keeping its buffers' memory but
+// none of the previous group's columns, templates or values.
+func (e *encoder) reset() {
+	clear(e.colIDs)
+	clear(e.tmplIDs)
+	e.paths, e.body, e.cols = e.paths[:0], e.body[:0], e.cols[:0]
+	clear(e.tmpls) // let the previous group's literals go
+	e.tmpls = append(e.tmpls[:0], rawTemplate)
+	e.tmplLeaves = 0
+	for k := range e.ref {
+		e.ref[k] = -1
+	}
+	e.uriCol = -1
+	e.tids = e.tids[:0]
+	e.evTime, e.evTimed = 0, false
+	e.sp.next, e.sp.paths = e.sp.next[:0], e.sp.paths[:0]
+	e.column(nil) // column 0: raw lines
 }
 
 func newEncoder(opt Options, zenc *zstd.Encoder) *encoder {
