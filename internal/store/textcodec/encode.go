@@ -444,7 +444,7 @@ func (e *encoder) put(col int, v []byte, ref *[nRef][]byte) {
 			e.putUUID(c, u)
 			return
 		}
-		if t, ok := parseMicro(v, e.guess[:0]); ok {
+		if t, ok := parseMicro(v); ok {
 			c.kinds = append(c.kinds, kindTime)
 			c.num = binary.AppendUvarint(c.num, zigzag(t-e.timeBase(c, t)))
 			c.last, e.evTime, e.evTimed = t, t, true
