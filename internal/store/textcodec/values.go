@@ -31,21 +31,15 @@ func parseUUID(v []byte) (u [16]byte, ok bool) {
 	if len(v) != 36 || v[8] != '-' || v[13] != '-' || v[18] != '-' || v[23] != '-' {
 		return u, false
 	}
-	k := 0
-	for i := 0; i < 36; {
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			i++
-			continue
-		}
+	// The digit pairs' offsets, unrolled by group rather than testing
+	// for a dash at every pair: UUIDs were a fifteenth of encoding.
+	bad := byte(0)
+	for k, i := range [16]int{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34} {
 		hi, lo := unhex(v[i]), unhex(v[i+1])
-		if hi > 15 || lo > 15 {
-			return u, false
-		}
+		bad |= hi | lo
 		u[k] = hi<<4 | lo
-		k++
-		i += 2
 	}
-	return u, true
+	return u, bad < 16
 }
 
 func unhex(c byte) byte {
