@@ -145,10 +145,14 @@ type encoder struct {
 	tmpls   []template
 	// tmplLeaves counts the leaves of tmpls (maxTemplateLeaves).
 	tmplLeaves int
-	ref        [nRef]int // the column of each objectRef field, or -1
-	uriCol     int
-	key        []byte // a template's key, reused
-	guess      []byte // a guessed URI or a written time, reused
+	// lastTmpl is the previous split line's template, or 0: events
+	// stored together mostly have one shape, and comparing a line with
+	// it costs less than building its key and hashing it (template).
+	lastTmpl int
+	ref      [nRef]int // the column of each objectRef field, or -1
+	uriCol   int
+	key      []byte // a template's key, reused
+	guess    []byte // a guessed URI or a written time, reused
 
 	// The block being built.
 	tids    []byte
@@ -266,7 +270,7 @@ func (e *encoder) reset() {
 	e.paths, e.body, e.cols = e.paths[:0], e.body[:0], e.cols[:0]
 	clear(e.tmpls) // let the previous group's literals go
 	e.tmpls = append(e.tmpls[:0], rawTemplate)
-	e.tmplLeaves = 0
+	e.tmplLeaves, e.lastTmpl = 0, 0
 	for k := range e.ref {
 		e.ref[k] = -1
 	}
@@ -384,6 +388,35 @@ const maxTemplateLeaves = 1 << 16
 // template returns the number of a split line's template, making it if
 // new, or -1 when the group's templates hold maxTemplateLeaves already.
 func (e *encoder) template(line []byte, leaves []span) int {
+	if e.lastTmpl > 0 && e.tmpls[e.lastTmpl].is(line, leaves) {
+		return e.lastTmpl
+	}
+	id := e.lookTemplate(line, leaves)
+	if id > 0 {
+		e.lastTmpl = id
+	}
+	return id
+}
+
+// is says whether t is the template of a split line: its literals are
+// the line's bytes between the leaves, its columns the leaves'.
+func (t *template) is(line []byte, leaves []span) bool {
+	if len(t.cols) != len(leaves) {
+		return false
+	}
+	at := 0
+	for i, l := range leaves {
+		if t.cols[i] != l.col || !bytes.Equal(t.lits[i], line[at:l.start]) {
+			return false
+		}
+		at = l.end
+	}
+	return bytes.Equal(t.lits[len(leaves)], line[at:])
+}
+
+// lookTemplate is template without the previous line's template at hand:
+// it finds the line's template by its key, or makes it.
+func (e *encoder) lookTemplate(line []byte, leaves []span) int {
 	k := e.key[:0]
 	at := 0
 	for _, l := range leaves {

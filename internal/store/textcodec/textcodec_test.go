@@ -991,3 +991,22 @@ func TestAdopt(t *testing.T) {
 	heads[1].Adopt(heads[1])
 	read(1, 261)
 }
+
+// TestRoundTripShapesOneApart: each line differs from the one before in
+// one literal only (its end, its start, a separator, a key, a value
+// turned literal), so the encoder's guess that a line has the previous
+// line's template must be checked to the last byte.
+func TestRoundTripShapesOneApart(t *testing.T) {
+	var lines [][]byte
+	for _, l := range []string{
+		`{"a":"1","b":2}`, `{"a":"1","b":2} `, `{"a":"1","b":2}`, ` {"a":"1","b":2}`,
+		`{"a":"1", "b":2}`, `{"a":"1","c":2}`, `{"a":"1","b":true}`, `{"a":"1","b":2}`,
+		`{"a":["1"],"b":2}`, `{"a":"1","b":2,"c":3}`, `{"a":"1","b":2}`, `{"a":"1","b":2}` + "\t",
+	} {
+		lines = append(lines, []byte(l))
+	}
+	dec := newDecoder(t)
+	for _, opt := range layouts {
+		roundTrip(t, dec, lines, opt)
+	}
+}
