@@ -132,19 +132,27 @@ type column struct {
 
 // encoder builds a group. It is not safe for concurrent use.
 type encoder struct {
-	opt     Options
-	zenc    *zstd.Encoder
-	sp      splitter
-	colIDs  map[string]int
-	paths   []string
+	opt    Options
+	zenc   *zstd.Encoder
+	sp     splitter
+	colIDs map[string]int
+	paths  []string
+	// body[c] says that column c is a top-level request or response
+	// body: comparing every leaf's path with theirs was a twentieth of
+	// put.
+	body    []bool
 	tmplIDs map[string]int
 	tmpls   []template
 	// tmplLeaves counts the leaves of tmpls (maxTemplateLeaves).
 	tmplLeaves int
-	ref        [nRef]int // the column of each objectRef field, or -1
-	uriCol     int
-	key        []byte // a template's key, reused
-	guess      []byte // a guessed URI or a written time, reused
+	// lastTmpl is the previous split line's template, or 0: events
+	// stored together mostly have one shape, and comparing a line with
+	// it costs less than building its key and hashing it (template).
+	lastTmpl int
+	ref      [nRef]int // the column of each objectRef field, or -1
+	uriCol   int
+	key      []byte // a template's key, reused
+	guess    []byte // a guessed URI or a written time, reused
 
 	// The block being built.
 	tids    []byte
@@ -160,6 +168,7 @@ type encoder struct {
 	base    int64
 	based   bool
 	bodies  []byte // with BodiesApart, the block's bodies
+	raw     []byte // with Rows, the block before zstd, reused
 
 	blocks [][]byte
 }
@@ -187,6 +196,10 @@ func (opt Options) normalize() Options {
 type Encoder struct {
 	opt  Options
 	zenc *zstd.Encoder
+	// e is the previous group's encoder, reset for the next: its
+	// buffers have grown to a block's size already, and growing them
+	// again for every group of a segment was a twentieth of encoding.
+	e *encoder
 }
 
 // NewEncoder returns an Encoder; Close releases it.
@@ -228,7 +241,12 @@ func (g Group) Bytes() []byte {
 // Encode returns lines as a group. Any bytes are a line: a Reader gives
 // each back exactly. The group's parts do not share memory with lines.
 func (x *Encoder) Encode(lines [][]byte) Group {
-	e := newEncoder(x.opt, x.zenc)
+	if x.e == nil {
+		x.e = newEncoder(x.opt, x.zenc)
+	} else {
+		x.e.reset()
+	}
+	e := x.e
 	per := x.opt.BlockEvents
 	if per <= 0 {
 		per = max(len(lines), 1)
@@ -239,7 +257,28 @@ func (x *Encoder) Encode(lines [][]byte) Group {
 			e.flush()
 		}
 	}
-	return Group{Head: e.head(len(lines), per), Blocks: e.blocks}
+	g := Group{Head: e.head(len(lines), per), Blocks: e.blocks}
+	e.blocks = nil // the caller's now
+	return g
+}
+
+// reset makes e as newEncoder made it, keeping its buffers' memory but
+// none of the previous group's columns, templates or values.
+func (e *encoder) reset() {
+	clear(e.colIDs)
+	clear(e.tmplIDs)
+	e.paths, e.body, e.cols = e.paths[:0], e.body[:0], e.cols[:0]
+	clear(e.tmpls) // let the previous group's literals go
+	e.tmpls = append(e.tmpls[:0], rawTemplate)
+	e.tmplLeaves, e.lastTmpl = 0, 0
+	for k := range e.ref {
+		e.ref[k] = -1
+	}
+	e.uriCol = -1
+	e.tids = e.tids[:0]
+	e.evTime, e.evTimed = 0, false
+	e.sp.next, e.sp.paths = e.sp.next[:0], e.sp.paths[:0]
+	e.column(nil) // column 0: raw lines
 }
 
 func newEncoder(opt Options, zenc *zstd.Encoder) *encoder {
@@ -277,6 +316,7 @@ func (e *encoder) column(path []byte) int {
 	e.colIDs[p] = id
 	e.paths = append(e.paths, p)
 	e.cols = append(e.cols, column{})
+	e.body = append(e.body, p == "$.requestObject" || p == "$.responseObject")
 	if p == uriPath {
 		e.uriCol = id
 	}
@@ -322,15 +362,16 @@ func (e *encoder) add(line []byte) {
 		e.put(l.col, line[l.start:l.end], &ref)
 	}
 	if e.opt.Rows {
+		// The row goes straight to the block's rows: building it apart
+		// and copying it was a copy of every event.
 		r := &e.row
-		row := binary.AppendUvarint(e.row.dict[:0], uint64(tid)) // the row's dict stream is unused: Rows has no Dict
-		row = appendChunk(row, r.kinds)
-		row = appendChunk(row, r.str)
-		row = appendChunk(row, r.fix)
-		row = append(row, r.num...)
-		e.row.dict = row
-		e.rows = append(e.rows, row...)
-		e.rowLens = binary.AppendUvarint(e.rowLens, uint64(len(row)))
+		at := len(e.rows)
+		rows := binary.AppendUvarint(e.rows, uint64(tid))
+		rows = appendChunk(rows, r.kinds)
+		rows = appendChunk(rows, r.str)
+		rows = appendChunk(rows, r.fix)
+		e.rows = append(rows, r.num...)
+		e.rowLens = binary.AppendUvarint(e.rowLens, uint64(len(e.rows)-at))
 		e.nRows++
 		r.kinds, r.str, r.fix, r.num = r.kinds[:0], r.str[:0], r.fix[:0], r.num[:0]
 	}
@@ -347,6 +388,35 @@ const maxTemplateLeaves = 1 << 16
 // template returns the number of a split line's template, making it if
 // new, or -1 when the group's templates hold maxTemplateLeaves already.
 func (e *encoder) template(line []byte, leaves []span) int {
+	if e.lastTmpl > 0 && e.tmpls[e.lastTmpl].is(line, leaves) {
+		return e.lastTmpl
+	}
+	id := e.lookTemplate(line, leaves)
+	if id > 0 {
+		e.lastTmpl = id
+	}
+	return id
+}
+
+// is says whether t is the template of a split line: its literals are
+// the line's bytes between the leaves, its columns the leaves'.
+func (t *template) is(line []byte, leaves []span) bool {
+	if len(t.cols) != len(leaves) {
+		return false
+	}
+	at := 0
+	for i, l := range leaves {
+		if t.cols[i] != l.col || !bytes.Equal(t.lits[i], line[at:l.start]) {
+			return false
+		}
+		at = l.end
+	}
+	return bytes.Equal(t.lits[len(leaves)], line[at:])
+}
+
+// lookTemplate is template without the previous line's template at hand:
+// it finds the line's template by its key, or makes it.
+func (e *encoder) lookTemplate(line []byte, leaves []span) int {
 	k := e.key[:0]
 	at := 0
 	for _, l := range leaves {
@@ -383,7 +453,7 @@ func (e *encoder) put(col int, v []byte, ref *[nRef][]byte) {
 	if e.opt.Rows {
 		c = &e.row
 	}
-	if e.opt.BodiesApart && (e.paths[col] == "$.requestObject" || e.paths[col] == "$.responseObject") {
+	if e.opt.BodiesApart && e.body[col] {
 		c.kinds = append(c.kinds, kindBody)
 		c.num = binary.AppendUvarint(c.num, uint64(len(e.bodies)))
 		c.num = binary.AppendUvarint(c.num, uint64(len(v)))
@@ -407,7 +477,7 @@ func (e *encoder) put(col int, v []byte, ref *[nRef][]byte) {
 			e.putUUID(c, u)
 			return
 		}
-		if t, ok := parseMicro(v, e.guess[:0]); ok {
+		if t, ok := parseMicro(v); ok {
 			c.kinds = append(c.kinds, kindTime)
 			c.num = binary.AppendUvarint(c.num, zigzag(t-e.timeBase(c, t)))
 			c.last, e.evTime, e.evTimed = t, t, true
@@ -495,9 +565,10 @@ func (e *encoder) putUUID(c *column, u [16]byte) {
 // flush ends the block being built.
 func (e *encoder) flush() {
 	if e.opt.Rows {
-		raw := binary.AppendUvarint(nil, zigzag(e.base))
+		raw := binary.AppendUvarint(e.raw[:0], zigzag(e.base))
 		raw = binary.AppendUvarint(raw, uint64(e.nRows))
 		raw = append(append(raw, e.rowLens...), e.rows...)
+		e.raw = raw
 		block := appendCRC(e.zenc.EncodeAll(raw, nil), 0)
 		if e.opt.BodiesApart {
 			// The rows' frame, then the bodies' frame, if any.
