@@ -157,6 +157,13 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 		ahead = newTextAhead(nil, opts.workers)
 		defer ahead.stop()
 	}
+	// readAhead reads runs with ahead, across their segments' ends.
+	readAhead := func(runs []scanRun) error {
+		return scanAhead(ahead, dec, runs, opts.From.WAL, opts.keepTime, func(part walPart, e entry) error {
+			pos = Pos{WAL: part.WAL, Ord: e.ord - part.First}
+			return emit(e)
+		})
+	}
 	readRange := func(r *segmentReader, lo, hi int) error {
 		if !opts.keepTime(r.meta.MinTime, r.meta.MaxTime) {
 			return nil
@@ -172,18 +179,7 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 			}
 		}
 		if cands == nil && ahead != nil {
-			var parts []walPart
-			var ranges [][2]int
-			for _, part := range r.meta.parts() {
-				if part.WAL >= opts.From.WAL {
-					parts = append(parts, part)
-					ranges = append(ranges, [2]int{max(lo, part.First), min(hi, part.First+part.Count)})
-				}
-			}
-			return r.scanAhead(ahead, dec, ranges, opts.keepTime, func(k int, e entry) error {
-				pos = Pos{WAL: parts[k].WAL, Ord: e.ord - parts[k].First}
-				return emit(e)
-			})
+			return readAhead([]scanRun{{r, lo, hi}})
 		}
 		for _, part := range r.meta.parts() {
 			first, end := max(lo, part.First), min(hi, part.First+part.Count)
@@ -222,7 +218,22 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 	if len(walSegs) > 0 {
 		newest = walSegs[len(walSegs)-1]
 	}
-	for _, src := range sources(segs, walSegs) {
+	srcs := sources(segs, walSegs)
+	for i := 0; i < len(srcs); i++ {
+		src := srcs[i]
+		if src.seg != nil && ahead != nil && opts.AuditIDs == nil {
+			// The segments up to the next WAL segment, as one run.
+			var runs []scanRun
+			for ; i < len(srcs) && srcs[i].seg != nil; i++ {
+				r := srcs[i].seg.r
+				runs = append(runs, scanRun{r, 0, r.meta.Count})
+			}
+			i--
+			if err := readAhead(runs); err != nil {
+				return err
+			}
+			continue
+		}
 		if src.seg != nil {
 			if err := readRange(src.seg.r, 0, src.seg.r.meta.Count); err != nil {
 				return err

@@ -334,3 +334,39 @@ func TestScanAhead(t *testing.T) {
 		}
 	}
 }
+
+// TestScanAheadColumns checks that Scan reading ahead across segments
+// gives the events in the serial read's order, and that a segment whose
+// columns are damaged (found when Scan plans it, while the segment before
+// is still being given) fails it after every event before it, as the
+// serial read does. (Returning the planning error at once, or giving a
+// segment's groups in the order the workers finish them, fails it.)
+func TestScanAheadColumns(t *testing.T) {
+	for _, version := range []int{4, 5} {
+		dir, paths := aheadStore(t, version)
+		sr, err := openSegment(vfs.OS, paths[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := sr.meta.Time
+		sr.close()
+		raw, err := os.ReadFile(paths[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[c.DictOff+c.DictLen/2] ^= 0x5a
+		if err := os.WriteFile(paths[1], raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		serial, serr := scanned(dir, ScanOptions{workers: 1}, -1)
+		if serr == nil || len(serial) != 150 {
+			t.Fatalf("v%d, damaged times: the serial read gave %d events and %v: want the first segment's 150 and an error", version, len(serial), serr)
+		}
+		for _, w := range []int{2, 3, 8} {
+			got, err := scanned(dir, ScanOptions{workers: w}, -1)
+			if fmt.Sprint(err) != fmt.Sprint(serr) || !slices.Equal(got, serial) {
+				t.Fatalf("v%d, damaged times, %d workers: %d events and %v; the serial read gave %d and %v", version, w, len(got), err, len(serial), serr)
+			}
+		}
+	}
+}
