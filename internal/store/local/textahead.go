@@ -434,8 +434,10 @@ type scanSeg struct {
 // workers do not wait at a segment's end; a run is planned (its columns
 // read, on the caller's goroutine, with dec) only then, and a failure to
 // plan it is returned once the events before it are given. a's queue is
-// empty when it returns nil.
-func scanAhead(a *textAhead, dec *zstd.Decoder, runs []scanRun, fromWAL uint64, keep func(minT, maxT int64) bool, fn func(part walPart, e entry) error) error {
+// empty when it returns nil. given is called after each group's events,
+// before the error that stops the read and before the events' Raws are
+// reused.
+func scanAhead(a *textAhead, dec *zstd.Decoder, runs []scanRun, fromWAL uint64, keep func(minT, maxT int64) bool, fn func(part walPart, e entry) error, given func() error) error {
 	next := 0
 	for {
 		for !a.pending() && next < len(runs) {
@@ -466,6 +468,9 @@ func scanAhead(a *textAhead, dec *zstd.Decoder, runs []scanRun, fromWAL uint64, 
 					return err
 				}
 			}
+		}
+		if err := given(); err != nil {
+			return err
 		}
 		if j.err != nil {
 			return j.err
