@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -59,6 +60,22 @@ order the events arrived there.`,
 					err = ferr
 				}
 				return err
+			}
+			if f, ok := e.stdout.(*os.File); ok {
+				// Straight from the store's buffers: no copy.
+				var raws [][]byte
+				return local.ScanBatches(dir, opts, func(batch []local.Stored) error {
+					if err := stopped(ctx); err != nil {
+						return err
+					}
+					raws = raws[:0]
+					for _, s := range batch {
+						raws = append(raws, s.Raw)
+					}
+					err := writeLines(f, raws)
+					clear(raws)
+					return err
+				})
 			}
 			err = local.Scan(dir, opts, write)
 			if ferr := w.Flush(); err == nil {

@@ -105,6 +105,38 @@ func (o ScanOptions) keep(e *entry) bool {
 // in quarantine) does not stop it: it calls fn for every other event and
 // then returns a *DamageError listing what it left out.
 func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
+	return scan(dir, opts, fn, func() error { return nil })
+}
+
+// ScanBatches is Scan giving the events in batches, in the same order and
+// with the same error after them: a batch's Raws stay valid until fn
+// returns, so that a caller can write them without copying them. A batch
+// holds at most one text group's events (16 MiB of text).
+func ScanBatches(dir string, opts ScanOptions, fn func([]Stored) error) error {
+	var batch []Stored
+	add := func(s Stored) error {
+		batch = append(batch, s)
+		return nil
+	}
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := fn(batch)
+		clear(batch) // no Raw kept past its buffer's reuse
+		batch = batch[:0]
+		return err
+	}
+	if err := scan(dir, opts, add, flush); err != nil {
+		return err
+	}
+	return flush()
+}
+
+// scan is Scan giving each event to give and calling flush once the Raws
+// given since the last flush are about to be reused: after each event
+// read serially, after each text group read ahead.
+func scan(dir string, opts ScanOptions, give func(Stored) error, flush func() error) error {
 	fs := opts.FS
 	if fs == nil {
 		fs = vfs.OS
@@ -149,13 +181,27 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 		if p.Less(opts.From) || !opts.keep(&e) {
 			return nil
 		}
-		return fn(Stored{Cluster: e.cluster, Received: e.received, Time: e.time, Raw: e.raw, Pos: p})
+		return give(Stored{Cluster: e.cluster, Received: e.received, Time: e.time, Raw: e.raw, Pos: p})
+	}
+	// emitNow is emit for a serial read, whose Raw is valid only now.
+	emitNow := func(e entry) error {
+		if err := emit(e); err != nil {
+			return err
+		}
+		return flush()
 	}
 	text := newTextReader(dec)
 	var ahead *textAhead
 	if opts.workers != 1 && (opts.workers > 1 || runtime.GOMAXPROCS(0) > 1) {
 		ahead = newTextAhead(nil, opts.workers)
 		defer ahead.stop()
+	}
+	// readAhead reads runs with ahead, across their segments' ends.
+	readAhead := func(runs []scanRun) error {
+		return scanAhead(ahead, dec, runs, opts.From.WAL, opts.keepTime, func(part walPart, e entry) error {
+			pos = Pos{WAL: part.WAL, Ord: e.ord - part.First}
+			return emit(e)
+		}, flush)
 	}
 	readRange := func(r *segmentReader, lo, hi int) error {
 		if !opts.keepTime(r.meta.MinTime, r.meta.MaxTime) {
@@ -172,18 +218,7 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 			}
 		}
 		if cands == nil && ahead != nil {
-			var parts []walPart
-			var ranges [][2]int
-			for _, part := range r.meta.parts() {
-				if part.WAL >= opts.From.WAL {
-					parts = append(parts, part)
-					ranges = append(ranges, [2]int{max(lo, part.First), min(hi, part.First+part.Count)})
-				}
-			}
-			return r.scanAhead(ahead, dec, ranges, opts.keepTime, func(k int, e entry) error {
-				pos = Pos{WAL: parts[k].WAL, Ord: e.ord - parts[k].First}
-				return emit(e)
-			})
+			return readAhead([]scanRun{{r, lo, hi}})
 		}
 		for _, part := range r.meta.parts() {
 			first, end := max(lo, part.First), min(hi, part.First+part.Count)
@@ -192,7 +227,7 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 			}
 			at := func(e entry) error {
 				pos = Pos{WAL: part.WAL, Ord: e.ord - part.First}
-				return emit(e)
+				return emitNow(e)
 			}
 			if cands == nil {
 				if err := r.scanText(text, dec, first, end, opts.keepTime, at); err != nil {
@@ -222,7 +257,22 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 	if len(walSegs) > 0 {
 		newest = walSegs[len(walSegs)-1]
 	}
-	for _, src := range sources(segs, walSegs) {
+	srcs := sources(segs, walSegs)
+	for i := 0; i < len(srcs); i++ {
+		src := srcs[i]
+		if src.seg != nil && ahead != nil && opts.AuditIDs == nil {
+			// The segments up to the next WAL segment, as one run.
+			var runs []scanRun
+			for ; i < len(srcs) && srcs[i].seg != nil; i++ {
+				r := srcs[i].seg.r
+				runs = append(runs, scanRun{r, 0, r.meta.Count})
+			}
+			i--
+			if err := readAhead(runs); err != nil {
+				return err
+			}
+			continue
+		}
 		if src.seg != nil {
 			if err := readRange(src.seg.r, 0, src.seg.r.meta.Count); err != nil {
 				return err
@@ -235,7 +285,7 @@ func Scan(dir string, opts ScanOptions, fn func(Stored) error) error {
 		}
 		path := wal.SegmentPath(walPath, seq)
 		pos = Pos{WAL: seq}
-		_, err := scanWAL(fs, path, seq == newest, &damage, emit)
+		_, err := scanWAL(fs, path, seq == newest, &damage, emitNow)
 		if errors.Is(err, os.ErrNotExist) {
 			// Sealed since we listed: read its events from the segment
 			// that now holds them, which compaction may have merged.

@@ -2,7 +2,6 @@ package local
 
 import (
 	"runtime"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -27,9 +26,10 @@ type textJob struct {
 	// decode has the worker decode each event too (Select's NeedEvent
 	// or a residual filter): the caller then only matches and gives.
 	decode bool
-	// seg is what Select needs to make its hits; part, which of Scan's
-	// ranges the job reads.
+	// seg is what Select needs to make its hits; scan, what Scan needs
+	// for its entries, and part, which of scan.parts the job reads.
 	seg  *segText
+	scan *scanSeg
 	part int
 	// err, set before the job is queued, is a failure met while planning
 	// it: the caller returns it in its turn, having given the events
@@ -410,42 +410,48 @@ func (r *Reader) planText(s *segView, p *plan, lo, hi int64, noBodies, decode bo
 	return jobs, nil
 }
 
-// scanAhead is scanText over ranges of r's ordinals in turn, with the text
-// read ahead on a's workers: fn(k, e) is given range k's events, in
-// arrival order, and the error that stops the serial read after the same
-// events. a's queue is empty when it returns nil.
-func (r *segmentReader) scanAhead(a *textAhead, dec *zstd.Decoder, ranges [][2]int, keep func(minT, maxT int64) bool, fn func(k int, e entry) error) error {
-	if !slices.ContainsFunc(ranges, func(rg [2]int) bool { return rg[0] < rg[1] }) {
-		return nil
-	}
-	// The serial read reads these for each range; once is enough.
-	cl, times, recvs, err := r.entryColumns(dec)
-	if err != nil {
-		return err
-	}
-	var jobs []*textJob
-	for k, rg := range ranges {
-		for _, j := range textJobs(r, rg[0], rg[1], nil, keep, false, nil) {
-			j.part = k
-			jobs = append(jobs, j)
-		}
-	}
-	if len(jobs) > 0 && r.meta.Version == 3 {
-		// The workers must not share dec: the sortBy ids are read now.
-		var key [NumColumns][]uint32
-		for _, c := range r.meta.SortBy {
-			if key[c], err = r.readIDs(dec, c, nil, nil, nil); err != nil {
-				return err
+// scanRun is a segment's part of a Scan: its ordinals [lo, hi), read in
+// the ranges of its WAL segments that Scan gives.
+type scanRun struct {
+	r      *segmentReader
+	lo, hi int
+}
+
+// scanSeg is a segment planned for scanAhead: the columns its entries
+// need and the WAL segments its ranges belong to. Those of each segment
+// with jobs queued are held, at most a.slots()+1 of them.
+type scanSeg struct {
+	cl           *ColumnData
+	times, recvs []int64
+	parts        []walPart
+}
+
+// scanAhead is scanText over the runs in turn, each over the ranges of its
+// WAL segments (of at least fromWAL), with the text read ahead on a's
+// workers: fn(part, e) is given the events in arrival order, and the error
+// that stops the serial read after the same events. The next run's groups
+// are queued as soon as every group of the run before has a slot, so the
+// workers do not wait at a segment's end; a run is planned (its columns
+// read, on the caller's goroutine, with dec) only then, and a failure to
+// plan it is returned once the events before it are given. a's queue is
+// empty when it returns nil. given is called after each group's events,
+// before the error that stops the read and before the events' Raws are
+// reused.
+func scanAhead(a *textAhead, dec *zstd.Decoder, runs []scanRun, fromWAL uint64, keep func(minT, maxT int64) bool, fn func(part walPart, e entry) error, given func() error) error {
+	next := 0
+	for {
+		for !a.pending() && next < len(runs) {
+			jobs, err := planScan(dec, runs[next], fromWAL, keep)
+			next++
+			if err != nil {
+				a.add(&textJob{err: err})
+				next = len(runs)
+				break
+			}
+			for _, j := range jobs {
+				a.add(j)
 			}
 		}
-		for _, j := range jobs {
-			j.ids = func(c Column) ([]uint32, error) { return key[c], nil }
-		}
-	}
-	for _, j := range jobs {
-		a.add(j)
-	}
-	for {
 		if err := a.send(); err != nil {
 			return err
 		}
@@ -453,16 +459,70 @@ func (r *segmentReader) scanAhead(a *textAhead, dec *zstd.Decoder, ranges [][2]i
 			return nil
 		}
 		j := a.next()
-		for k, o := range j.slot.ords {
-			i := int(o)
-			e := entry{cluster: cl.Values[cl.IDs[i]], received: recvs[i], time: times[i], raw: j.slot.raws[k], ord: i}
-			if err := fn(j.part, e); err != nil {
-				return err
+		if sl := j.slot; sl != nil {
+			s := j.scan
+			for k, o := range sl.ords {
+				i := int(o)
+				e := entry{cluster: s.cl.Values[s.cl.IDs[i]], received: s.recvs[i], time: s.times[i], raw: sl.raws[k], ord: i}
+				if err := fn(s.parts[j.part], e); err != nil {
+					return err
+				}
 			}
+		}
+		if err := given(); err != nil {
+			return err
 		}
 		if j.err != nil {
 			return j.err
 		}
 		a.done(j)
 	}
+}
+
+// planScan returns the jobs that read run's events, as scanText reads
+// them, and reads the columns their entries need unless run has no event
+// to read.
+func planScan(dec *zstd.Decoder, run scanRun, fromWAL uint64, keep func(minT, maxT int64) bool) ([]*textJob, error) {
+	r := run.r
+	if !keep(r.meta.MinTime, r.meta.MaxTime) {
+		return nil, nil
+	}
+	s := &scanSeg{}
+	var jobs []*textJob
+	some := false
+	for _, part := range r.meta.parts() {
+		if part.WAL < fromWAL {
+			continue
+		}
+		lo, hi := max(run.lo, part.First), min(run.hi, part.First+part.Count)
+		some = some || lo < hi
+		for _, j := range textJobs(r, lo, hi, nil, keep, false, nil) {
+			j.part, j.scan = len(s.parts), s
+			jobs = append(jobs, j)
+		}
+		s.parts = append(s.parts, part)
+	}
+	if !some {
+		return nil, nil
+	}
+	// The serial read reads these for each range, even one whose groups
+	// its times refuse (and fails there when they are damaged); once is
+	// enough.
+	var err error
+	if s.cl, s.times, s.recvs, err = r.entryColumns(dec); err != nil {
+		return nil, err
+	}
+	if r.meta.Version == 3 {
+		// The workers must not share dec: the sortBy ids are read now.
+		var key [NumColumns][]uint32
+		for _, c := range r.meta.SortBy {
+			if key[c], err = r.readIDs(dec, c, nil, nil, nil); err != nil {
+				return nil, err
+			}
+		}
+		for _, j := range jobs {
+			j.ids = func(c Column) ([]uint32, error) { return key[c], nil }
+		}
+	}
+	return jobs, nil
 }

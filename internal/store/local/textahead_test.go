@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/vfs"
 )
@@ -331,6 +333,126 @@ func TestScanAhead(t *testing.T) {
 		got, err := scanned(dir, ScanOptions{workers: 2}, -1)
 		if serr == nil || len(serial) < 150 || fmt.Sprint(err) != fmt.Sprint(serr) || !slices.Equal(got, serial) {
 			t.Fatalf("v%d, damaged group: %d events and %v; the serial read gave %d and %v", version, len(got), err, len(serial), serr)
+		}
+	}
+}
+
+// TestScanAheadColumns checks that Scan reading ahead across segments
+// gives the events in the serial read's order, and that a segment whose
+// columns are damaged (found when Scan plans it, while the segment before
+// is still being given) fails it after every event before it, as the
+// serial read does. (Returning the planning error at once, or giving a
+// segment's groups in the order the workers finish them, fails it.)
+func TestScanAheadColumns(t *testing.T) {
+	for _, version := range []int{4, 5} {
+		dir, paths := aheadStore(t, version)
+		sr, err := openSegment(vfs.OS, paths[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := sr.meta.Time
+		sr.close()
+		raw, err := os.ReadFile(paths[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[c.DictOff+c.DictLen/2] ^= 0x5a
+		if err := os.WriteFile(paths[1], raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		serial, serr := scanned(dir, ScanOptions{workers: 1}, -1)
+		if serr == nil || len(serial) != 150 {
+			t.Fatalf("v%d, damaged times: the serial read gave %d events and %v: want the first segment's 150 and an error", version, len(serial), serr)
+		}
+		for _, w := range []int{2, 3, 8} {
+			got, err := scanned(dir, ScanOptions{workers: w}, -1)
+			if fmt.Sprint(err) != fmt.Sprint(serr) || !slices.Equal(got, serial) {
+				t.Fatalf("v%d, damaged times, %d workers: %d events and %v; the serial read gave %d and %v", version, w, len(got), err, len(serial), serr)
+			}
+		}
+	}
+}
+
+// TestScanBatches checks that ScanBatches gives Scan's events in Scan's
+// order, with its error after the same events, reading ahead or not, and
+// that each batch's Raws are still whole when its fn is called. (Batches
+// kept past a text group, whose buffers a worker then reuses, or WAL
+// events batched past their record, fail it.)
+func TestScanBatches(t *testing.T) {
+	batched := func(dir string, opts ScanOptions) ([]string, error) {
+		var got []string
+		err := ScanBatches(dir, opts, func(batch []Stored) error {
+			if len(batch) == 0 {
+				return errors.New("an empty batch")
+			}
+			for _, s := range batch {
+				got = append(got, fmt.Sprintf("%v %s %d %d %s", s.Pos, s.Cluster, s.Time, s.Received, s.Raw))
+			}
+			return nil
+		})
+		return got, err
+	}
+	for _, version := range []int{4, 5} {
+		dir, paths := aheadStore(t, version)
+		// A store whose events are in its WAL (its writer still open):
+		// Scan reads them record by record.
+		wdir := t.TempDir()
+		db, err := Open(wdir, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		rng := rand.New(rand.NewPCG(9, 9))
+		for i := range 4 {
+			var recs []audit.Record
+			for j := range 30 {
+				recs = append(recs, genEvent(rng, i*30+j))
+			}
+			if _, err := db.Append(context.Background(), &pipeline.Batch{Cluster: "c", Received: time.Now(), Records: recs}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, workers := range []int{1, 2, 3} {
+			for _, opts := range []ScanOptions{{}, {Cluster: "b"}, {From: Pos{WAL: 2, Ord: 70}}, {FS: vfs.OS}} {
+				if opts.FS != nil {
+					dir := wdir
+					opts.workers = workers
+					want, werr := scanned(dir, opts, -1)
+					got, err := batched(dir, opts)
+					if werr != nil || err != nil || len(want) != 120 || !slices.Equal(got, want) {
+						t.Fatalf("WAL: ScanBatches gave %d events and %v; Scan %d and %v", len(got), err, len(want), werr)
+					}
+					continue
+				}
+				opts.workers = workers
+				want, werr := scanned(dir, opts, -1)
+				got, err := batched(dir, opts)
+				if werr != nil || err != nil || len(want) < 100 || !slices.Equal(got, want) {
+					t.Fatalf("v%d %+v: ScanBatches gave %d events and %v; Scan %d and %v", version, opts, len(got), err, len(want), werr)
+				}
+			}
+		}
+		sr, err := openSegment(vfs.OS, paths[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := sr.meta.Groups[1]
+		b := sr.meta.Blocks[g.Block0]
+		sr.close()
+		raw, err := os.ReadFile(paths[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[b.Off+b.Len/2] ^= 0x5a
+		if err := os.WriteFile(paths[1], raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, workers := range []int{1, 2} {
+			want, werr := scanned(dir, ScanOptions{workers: workers}, -1)
+			got, err := batched(dir, ScanOptions{workers: workers})
+			if werr == nil || fmt.Sprint(err) != fmt.Sprint(werr) || !slices.Equal(got, want) {
+				t.Fatalf("v%d, damaged group, %d workers: ScanBatches gave %d events and %v; Scan %d and %v", version, workers, len(got), err, len(want), werr)
+			}
 		}
 	}
 }
