@@ -64,15 +64,13 @@ order the events arrived there.`,
 			if f, ok := e.stdout.(*os.File); ok {
 				// Straight from the store's buffers: no copy.
 				var raws [][]byte
+				stop := func() error { return stopped(ctx) }
 				return local.ScanBatches(dir, opts, func(batch []local.Stored) error {
-					if err := stopped(ctx); err != nil {
-						return err
-					}
 					raws = raws[:0]
 					for _, s := range batch {
 						raws = append(raws, s.Raw)
 					}
-					err := writeLines(f, raws)
+					err := writeLines(f, raws, stop)
 					clear(raws)
 					return err
 				})

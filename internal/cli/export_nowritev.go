@@ -7,10 +7,14 @@ import (
 	"os"
 )
 
-// writeLines writes each of raws and a newline after it to f.
-func writeLines(f *os.File, raws [][]byte) error {
+// writeLines writes each of raws and a newline after it to f; stop is
+// asked before each event.
+func writeLines(f *os.File, raws [][]byte, stop func() error) error {
 	w := bufio.NewWriterSize(f, 1<<20)
 	for _, raw := range raws {
+		if err := stop(); err != nil {
+			return err
+		}
 		w.Write(raw)
 		w.WriteByte('\n')
 	}

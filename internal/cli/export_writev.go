@@ -15,8 +15,10 @@ const iovMax = 1024
 
 // writeLines writes each of raws and a newline after it to f with writev,
 // from the raws' own memory: export's events are not copied into a
-// buffer first.
-func writeLines(f *os.File, raws [][]byte) error {
+// buffer first. stop is asked before each writev (up to iovMax/2
+// events): a signal stops an export held by a slow reader at the next
+// one, as it stopped the buffered writer at the next event.
+func writeLines(f *os.File, raws [][]byte, stop func() error) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
@@ -28,6 +30,9 @@ func writeLines(f *os.File, raws [][]byte) error {
 		for len(raws) > 0 && len(iovs)+2 <= iovMax {
 			iovs = append(iovs, raws[0], nl)
 			raws = raws[1:]
+		}
+		if err := stop(); err != nil {
+			return err
 		}
 		if err := writevAll(rc, iovs); err != nil {
 			return &os.PathError{Op: "write", Path: f.Name(), Err: err}

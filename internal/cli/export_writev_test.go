@@ -46,7 +46,7 @@ func TestWriteLines(t *testing.T) {
 			}
 		}
 	}()
-	if err := writeLines(w, raws); err != nil {
+	if err := writeLines(w, raws, func() error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
