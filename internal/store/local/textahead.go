@@ -219,6 +219,43 @@ func (a *textAhead) done(j *textJob) {
 	}
 }
 
+// drive runs the read-ahead: while every queued job has a slot and
+// more says so, it queues plan's jobs (a plan's error is queued as a job
+// of its own, after the jobs before it, and ends the planning); then it
+// gives each job, in order, to give (only when it was read) and returns
+// the job's error after its events. Its queue is empty when it returns
+// nil.
+func (a *textAhead) drive(more func() bool, plan func() ([]*textJob, error), give func(j *textJob) error) error {
+	planning := true
+	for {
+		for planning && !a.pending() && more() {
+			jobs, err := plan()
+			if err != nil {
+				a.add(&textJob{err: err})
+				planning = false
+				break
+			}
+			for _, j := range jobs {
+				a.add(j)
+			}
+		}
+		if err := a.send(); err != nil {
+			return err
+		}
+		if len(a.queue) == 0 {
+			return nil
+		}
+		j := a.next()
+		if err := give(j); err != nil {
+			return err
+		}
+		if j.err != nil {
+			return j.err
+		}
+		a.done(j)
+	}
+}
+
 // stop ends the workers, which finish at most the job each is reading and
 // skip the others, waits for them, and returns every slot, to keep for
 // the next read-ahead, and how many jobs were read.
@@ -312,58 +349,45 @@ func (r *Reader) selectAhead(segs []*segView, p *plan, sel Selection, lo, hi int
 	needEvent := sel.NeedEvent || p.residual
 	next := 0         // segs[next] is the next segment to plan
 	var last *segView // the segment planned last: r.cur
-	for {
-		// Plan while every queued job has a slot, and only the segment
-		// planned last has jobs queued: planning another releases the
-		// columns of the one before it.
-		for !a.pending() && next < len(segs) && (len(a.queue) == 0 || a.queue[0].seg == nil || a.queue[0].seg.s == last) {
-			s := segs[next]
-			next++
-			if s.outside(lo, hi) {
-				continue
-			}
-			jobs, err := r.planText(s, p, lo, hi, noBodies, needEvent)
-			last = s
-			if err != nil {
-				a.add(&textJob{err: err})
-				next = len(segs)
-				break
-			}
-			for _, j := range jobs {
-				a.add(j)
+	// Only the segment planned last may have jobs queued: planning
+	// another releases the columns of the one before it.
+	more := func() bool {
+		return next < len(segs) && (len(a.queue) == 0 || a.queue[0].seg == nil || a.queue[0].seg.s == last)
+	}
+	plan := func() ([]*textJob, error) {
+		for ; next < len(segs); next++ {
+			if s := segs[next]; !s.outside(lo, hi) {
+				next++
+				last = s
+				return r.planText(s, p, lo, hi, noBodies, needEvent)
 			}
 		}
-		if err := a.send(); err != nil {
-			return err
-		}
-		if len(a.queue) == 0 {
+		return nil, nil
+	}
+	return a.drive(more, plan, func(j *textJob) error {
+		sl := j.slot
+		if sl == nil {
 			return nil
 		}
-		j := a.next()
-		if sl := j.slot; sl != nil {
-			st := j.seg
-			s := st.s
-			for k, o := range sl.ords {
-				i := int(o)
-				cluster := st.cd.values[st.cl[i]]
-				h := Hit{Cluster: cluster, Time: s.times[i], Received: s.recvs[i], Raw: sl.raws[k], seg: s, r: r, ord: i}
-				if needEvent {
-					ev := &sl.evs[k]
-					if p.full != nil && p.residual && !p.full.Match(ev, cluster) {
-						continue
-					}
-					h.Event = ev
+		st := j.seg
+		s := st.s
+		for k, o := range sl.ords {
+			i := int(o)
+			cluster := st.cd.values[st.cl[i]]
+			h := Hit{Cluster: cluster, Time: s.times[i], Received: s.recvs[i], Raw: sl.raws[k], seg: s, r: r, ord: i}
+			if needEvent {
+				ev := &sl.evs[k]
+				if p.full != nil && p.residual && !p.full.Match(ev, cluster) {
+					continue
 				}
-				if err := fn(&h); err != nil {
-					return err
-				}
+				h.Event = ev
+			}
+			if err := fn(&h); err != nil {
+				return err
 			}
 		}
-		if j.err != nil {
-			return j.err
-		}
-		a.done(j)
-	}
+		return nil
+	})
 }
 
 // planText reads what segment s's hits need from its columns, as
@@ -439,26 +463,12 @@ type scanSeg struct {
 // reused.
 func scanAhead(a *textAhead, dec *zstd.Decoder, runs []scanRun, fromWAL uint64, keep func(minT, maxT int64) bool, fn func(part walPart, e entry) error, given func() error) error {
 	next := 0
-	for {
-		for !a.pending() && next < len(runs) {
-			jobs, err := planScan(dec, runs[next], fromWAL, keep)
-			next++
-			if err != nil {
-				a.add(&textJob{err: err})
-				next = len(runs)
-				break
-			}
-			for _, j := range jobs {
-				a.add(j)
-			}
-		}
-		if err := a.send(); err != nil {
-			return err
-		}
-		if len(a.queue) == 0 {
-			return nil
-		}
-		j := a.next()
+	more := func() bool { return next < len(runs) }
+	plan := func() ([]*textJob, error) {
+		next++
+		return planScan(dec, runs[next-1], fromWAL, keep)
+	}
+	return a.drive(more, plan, func(j *textJob) error {
 		if sl := j.slot; sl != nil {
 			s := j.scan
 			for k, o := range sl.ords {
@@ -469,14 +479,8 @@ func scanAhead(a *textAhead, dec *zstd.Decoder, runs []scanRun, fromWAL uint64, 
 				}
 			}
 		}
-		if err := given(); err != nil {
-			return err
-		}
-		if j.err != nil {
-			return j.err
-		}
-		a.done(j)
-	}
+		return given()
+	})
 }
 
 // planScan returns the jobs that read run's events, as scanText reads
