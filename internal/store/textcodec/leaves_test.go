@@ -7,6 +7,24 @@ import (
 	"testing"
 )
 
+// zeroLines returns n lines whose field z is an array of zeros, line i
+// of zeros+i of them (so each line is of its own shape), and their bytes.
+func zeroLines(n, zeros int) ([][]byte, int) {
+	var lines [][]byte
+	size := 0
+	for i := range n {
+		var b bytes.Buffer
+		fmt.Fprintf(&b, `{"auditID":"%d","z":[0`, i)
+		for range zeros + i {
+			b.WriteString(",0")
+		}
+		b.WriteString(`],"verb":"get"}`)
+		lines = append(lines, b.Bytes())
+		size += b.Len()
+	}
+	return lines, size
+}
+
 // TestManyLeavesCostTheirBytes: a line of a million numbers (a field the
 // API server never writes, in a file being imported) is still an event
 // to keep exactly, but encoding and reading a group of such lines must
@@ -14,18 +32,7 @@ import (
 // literal per leaf took 1.26 GB of RSS to import 107 MB of them, 20 s to
 // export, and a sealer per CPU multiplies it.
 func TestManyLeavesCostTheirBytes(t *testing.T) {
-	var lines [][]byte
-	size := 0
-	for i := range 4 {
-		var b bytes.Buffer
-		fmt.Fprintf(&b, `{"auditID":"%d","z":[0`, i)
-		for range 500000 + i {
-			b.WriteString(",0")
-		}
-		b.WriteString(`],"verb":"get"}`)
-		lines = append(lines, b.Bytes())
-		size += b.Len()
-	}
+	lines, size := zeroLines(4, 500000)
 	dec := newDecoder(t)
 	opt := Options{BlockEvents: 256, Types: true, URI: true, Opaque: true, Rows: true, BodiesApart: true}
 	var g []byte
@@ -82,18 +89,7 @@ func TestManyColumnsCostTheirBytes(t *testing.T) {
 // each, holding a literal per leaf, took 4 times the memory of format 4
 // through the store (755 MB of RSS to import 107 MB of them).
 func TestManyTemplatesCostTheirBytes(t *testing.T) {
-	var lines [][]byte
-	size := 0
-	for i := range 2000 {
-		var b bytes.Buffer
-		fmt.Fprintf(&b, `{"auditID":"%d","z":[0`, i)
-		for range 2000 + i {
-			b.WriteString(",0")
-		}
-		b.WriteString(`],"verb":"get"}`)
-		lines = append(lines, b.Bytes())
-		size += b.Len()
-	}
+	lines, size := zeroLines(2000, 2000)
 	dec := newDecoder(t)
 	opt := Options{BlockEvents: 256, Types: true, URI: true, Opaque: true, Rows: true, BodiesApart: true}
 	encoded := allocated(func() { roundTrip(t, dec, lines, opt) })
