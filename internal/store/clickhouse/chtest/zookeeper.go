@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -30,7 +31,7 @@ type ZooKeeper struct {
 }
 
 // StartZooKeeper starts a standalone ZooKeeper on a free loopback port with
-// its data in a temporary folder, and waits until it answers ruok. The
+// its data in a temporary folder, and waits until it serves requests. The
 // caller must Stop it. A missing zookeeper or java is an error saying how
 // to install it, for the caller to pass to testenv.Unavailable.
 func StartZooKeeper() (*ZooKeeper, error) {
@@ -49,7 +50,7 @@ func StartZooKeeper() (*ZooKeeper, error) {
 	// tickTime 500 allows sessions down to 1 s, so that a killed
 	// ClickHouse replica's session ends within the test.
 	cfg := "tickTime=500\ndataDir=" + filepath.Join(z.dir, "data") + "\nclientPort=" + strconv.Itoa(port) +
-		"\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=ruok\n"
+		"\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=srvr\n"
 	if err := os.WriteFile(filepath.Join(z.dir, "zoo.cfg"), []byte(cfg), 0o600); err != nil {
 		return nil, errors.Join(err, os.RemoveAll(z.dir))
 	}
@@ -69,27 +70,36 @@ func StartZooKeeper() (*ZooKeeper, error) {
 			return nil, errors.Join(fmt.Errorf("ZooKeeper exited at start: %s", z.out.String()), z.Stop())
 		default:
 		}
-		if z.ruok() {
+		if z.serving() {
 			return z, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return nil, errors.Join(fmt.Errorf("ZooKeeper did not answer ruok on %s within 30s: %s", z.Addr, z.out.String()), z.Stop())
+	return nil, errors.Join(fmt.Errorf("ZooKeeper did not serve requests on %s within 30s: %s", z.Addr, z.out.String()), z.Stop())
 }
 
-// ruok reports whether the server answers the four-letter word ruok.
-func (z *ZooKeeper) ruok() bool {
+// serving reports whether the server serves client sessions: the
+// four-letter word srvr answers with its mode then. ruok's imok came
+// while the server still closed session handshakes, and ClickHouse's
+// first query of system.zookeeper failed ("Bytes read: 0 ... while
+// receiving handshake") in a CI run.
+func (z *ZooKeeper) serving() bool {
+	return strings.Contains(z.fourLetters("srvr"), "Mode: ")
+}
+
+// fourLetters sends a four-letter word and returns the answer.
+func (z *ZooKeeper) fourLetters(word string) string {
 	c, err := net.DialTimeout("tcp", z.Addr, time.Second)
 	if err != nil {
-		return false
+		return ""
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("ruok")); err != nil {
-		return false
+	if _, err := c.Write([]byte(word)); err != nil {
+		return ""
 	}
 	b, _ := io.ReadAll(c)
-	return string(b) == "imok"
+	return string(b)
 }
 
 // Stop kills the server and removes its folder. A nil ZooKeeper is
