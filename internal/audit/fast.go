@@ -545,134 +545,137 @@ var eventFields = []string{"kind", "apiVersion", "level", "auditID", "stage", "r
 	"items", "records", "properties", "log_s", "message", "logEvents", "events", "protoPayload"}
 
 func (d *fastDec) event(ev *Event) bool {
-	return d.object(func(k []byte) bool {
-		switch string(k) {
-		case "kind":
-			return d.str(&ev.Kind)
-		case "apiVersion":
-			return d.str(&ev.APIVersion)
-		case "level":
-			var s string
-			ok := d.str(&s)
-			ev.Level = Level(s)
-			return ok
-		case "auditID":
-			return d.str(&ev.AuditID)
-		case "stage":
-			var s string
-			ok := d.str(&s)
-			ev.Stage = Stage(s)
-			return ok
-		case "requestURI":
-			return d.str(&ev.RequestURI)
-		case "verb":
-			return d.str(&ev.Verb)
-		case "user":
-			return d.userInfo(&ev.User)
-		case "impersonatedUser":
-			if ev.ImpersonatedUser == nil {
-				ev.ImpersonatedUser = &UserInfo{}
-			}
-			return d.userInfo(ev.ImpersonatedUser)
-		case "authenticationMetadata":
-			if ev.AuthenticationMetadata == nil {
-				ev.AuthenticationMetadata = &AuthenticationMetadata{}
-			}
-			return d.object(func(k []byte) bool {
-				if string(k) == "impersonationConstraint" {
-					return d.str(&ev.AuthenticationMetadata.ImpersonationConstraint)
-				}
-				return d.unknown(k, "impersonationConstraint")
-			})
-		case "sourceIPs":
-			return d.strings(&ev.SourceIPs)
-		case "userAgent":
-			return d.str(&ev.UserAgent)
-		case "objectRef":
-			if ev.ObjectRef == nil {
-				ev.ObjectRef = &ObjectReference{}
-			}
-			o := ev.ObjectRef
-			return d.object(func(k []byte) bool {
-				switch string(k) {
-				case "resource":
-					return d.str(&o.Resource)
-				case "namespace":
-					return d.str(&o.Namespace)
-				case "name":
-					return d.str(&o.Name)
-				case "uid":
-					return d.str(&o.UID)
-				case "apiGroup":
-					return d.str(&o.APIGroup)
-				case "apiVersion":
-					return d.str(&o.APIVersion)
-				case "resourceVersion":
-					return d.str(&o.ResourceVersion)
-				case "subresource":
-					return d.str(&o.Subresource)
-				}
-				return d.unknown(k, "resource", "namespace", "name", "uid", "apiGroup", "apiVersion", "resourceVersion", "subresource")
-			})
-		case "responseStatus":
-			if ev.ResponseStatus == nil {
-				ev.ResponseStatus = &Status{}
-			}
-			st := ev.ResponseStatus
-			return d.object(func(k []byte) bool {
-				switch string(k) {
-				case "metadata":
-					return d.rawValue(&st.Metadata)
-				case "status":
-					return d.str(&st.Status)
-				case "message":
-					return d.str(&st.Message)
-				case "reason":
-					return d.str(&st.Reason)
-				case "details":
-					return d.rawValue(&st.Details)
-				case "code":
-					start := d.i
-					if !d.number() {
-						return false
-					}
-					n, err := strconv.ParseInt(string(d.b[start:d.i]), 10, 32)
-					if err != nil {
-						return false
-					}
-					st.Code = int32(n)
-					return true
-				}
-				return d.unknown(k, "metadata", "status", "message", "reason", "details", "code")
-			})
-		case "requestObject":
-			return d.rawValue(&ev.RequestObject)
-		case "responseObject":
-			return d.rawValue(&ev.ResponseObject)
-		case "requestReceivedTimestamp":
-			return d.microTime(&ev.RequestReceivedTimestamp)
-		case "stageTimestamp":
-			return d.microTime(&ev.StageTimestamp)
-		case "annotations":
-			if ev.Annotations == nil {
-				ev.Annotations = map[string]string{}
-			}
-			return d.object(func(k []byte) bool {
-				key, ok := d.keyString(k)
-				if !ok {
-					return false
-				}
-				d.ws()
-				var v string
-				if !d.str(&v) {
-					return false
-				}
-				ev.Annotations[key] = v
-				return true
-			})
+	return d.object(func(k []byte) bool { return d.eventKey(k, ev) })
+}
+
+// eventKey decodes the value of an Event's key k into ev.
+func (d *fastDec) eventKey(k []byte, ev *Event) bool {
+	switch string(k) {
+	case "kind":
+		return d.str(&ev.Kind)
+	case "apiVersion":
+		return d.str(&ev.APIVersion)
+	case "level":
+		var s string
+		ok := d.str(&s)
+		ev.Level = Level(s)
+		return ok
+	case "auditID":
+		return d.str(&ev.AuditID)
+	case "stage":
+		var s string
+		ok := d.str(&s)
+		ev.Stage = Stage(s)
+		return ok
+	case "requestURI":
+		return d.str(&ev.RequestURI)
+	case "verb":
+		return d.str(&ev.Verb)
+	case "user":
+		return d.userInfo(&ev.User)
+	case "impersonatedUser":
+		if ev.ImpersonatedUser == nil {
+			ev.ImpersonatedUser = &UserInfo{}
 		}
-		return d.unknown(k, eventFields...)
-	})
+		return d.userInfo(ev.ImpersonatedUser)
+	case "authenticationMetadata":
+		if ev.AuthenticationMetadata == nil {
+			ev.AuthenticationMetadata = &AuthenticationMetadata{}
+		}
+		return d.object(func(k []byte) bool {
+			if string(k) == "impersonationConstraint" {
+				return d.str(&ev.AuthenticationMetadata.ImpersonationConstraint)
+			}
+			return d.unknown(k, "impersonationConstraint")
+		})
+	case "sourceIPs":
+		return d.strings(&ev.SourceIPs)
+	case "userAgent":
+		return d.str(&ev.UserAgent)
+	case "objectRef":
+		if ev.ObjectRef == nil {
+			ev.ObjectRef = &ObjectReference{}
+		}
+		o := ev.ObjectRef
+		return d.object(func(k []byte) bool {
+			switch string(k) {
+			case "resource":
+				return d.str(&o.Resource)
+			case "namespace":
+				return d.str(&o.Namespace)
+			case "name":
+				return d.str(&o.Name)
+			case "uid":
+				return d.str(&o.UID)
+			case "apiGroup":
+				return d.str(&o.APIGroup)
+			case "apiVersion":
+				return d.str(&o.APIVersion)
+			case "resourceVersion":
+				return d.str(&o.ResourceVersion)
+			case "subresource":
+				return d.str(&o.Subresource)
+			}
+			return d.unknown(k, "resource", "namespace", "name", "uid", "apiGroup", "apiVersion", "resourceVersion", "subresource")
+		})
+	case "responseStatus":
+		if ev.ResponseStatus == nil {
+			ev.ResponseStatus = &Status{}
+		}
+		st := ev.ResponseStatus
+		return d.object(func(k []byte) bool {
+			switch string(k) {
+			case "metadata":
+				return d.rawValue(&st.Metadata)
+			case "status":
+				return d.str(&st.Status)
+			case "message":
+				return d.str(&st.Message)
+			case "reason":
+				return d.str(&st.Reason)
+			case "details":
+				return d.rawValue(&st.Details)
+			case "code":
+				start := d.i
+				if !d.number() {
+					return false
+				}
+				n, err := strconv.ParseInt(string(d.b[start:d.i]), 10, 32)
+				if err != nil {
+					return false
+				}
+				st.Code = int32(n)
+				return true
+			}
+			return d.unknown(k, "metadata", "status", "message", "reason", "details", "code")
+		})
+	case "requestObject":
+		return d.rawValue(&ev.RequestObject)
+	case "responseObject":
+		return d.rawValue(&ev.ResponseObject)
+	case "requestReceivedTimestamp":
+		return d.microTime(&ev.RequestReceivedTimestamp)
+	case "stageTimestamp":
+		return d.microTime(&ev.StageTimestamp)
+	case "annotations":
+		if ev.Annotations == nil {
+			ev.Annotations = map[string]string{}
+		}
+		return d.object(func(k []byte) bool {
+			key, ok := d.keyString(k)
+			if !ok {
+				return false
+			}
+			d.ws()
+			var v string
+			if !d.str(&v) {
+				return false
+			}
+			ev.Annotations[key] = v
+			return true
+		})
+	}
+	return d.unknown(k, eventFields...)
 }
 
 // StoredUser decodes only the user of a stored event's text, skipping
@@ -703,6 +706,39 @@ func StoredUser(raw []byte) (u UserInfo, ok bool) {
 		ok = d.i == len(d.b)
 	}
 	return u, ok
+}
+
+// StoredFields decodes only the values of keys (an Event's own JSON keys,
+// such as "impersonatedUser" or "requestURI") of a stored event's text
+// into ev, skipping every other value where DecodeStored would decode it:
+// a store decides a filter that needs a field no column holds from those
+// keys alone (query.Filter.EventKeys). ok is false where the fast decoder
+// would not decode the event (a key matching a field only ignoring case,
+// an envelope, a wrong type in a key decoded, ...): the caller then
+// decodes it whole. On every event DecodeStored decodes, an ok answer's
+// fields of keys are its (FuzzStoredFields). With alias, strings point
+// into raw, which must then outlive ev's use.
+func StoredFields(raw []byte, keys []string, alias bool, ev *Event) (ok bool) {
+	*ev = Event{}
+	if len(raw) == 0 || raw[0] != '{' {
+		return false
+	}
+	d := fastDec{b: raw, common: common(), alias: alias}
+	ok = d.object(func(k []byte) bool {
+		if slices.Contains(keys, string(k)) {
+			return d.eventKey(k, ev)
+		}
+		if slices.Contains(eventFields[:plainEventFields], string(k)) {
+			_, ok := d.skip()
+			return ok
+		}
+		return d.unknown(k, eventFields...)
+	})
+	if ok {
+		d.ws()
+		ok = d.i == len(d.b)
+	}
+	return ok
 }
 
 // common holds values that recur in nearly every event, so decoding them

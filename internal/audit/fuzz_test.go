@@ -3,7 +3,9 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -147,6 +149,89 @@ func TestStoredUser(t *testing.T) {
 		u, ok := StoredUser([]byte(c.in))
 		if ok != c.ok || ok && (u.Username != c.user || !slices.Equal(u.Groups, c.groups)) {
 			t.Errorf("StoredUser(%.60q) = %q %q %v, want %q %q %v", c.in, u.Username, u.Groups, ok, c.user, c.groups, c.ok)
+		}
+	}
+}
+
+// FuzzStoredFields checks StoredFields against DecodeStored, for every key
+// alone and for all of them: where the fast decoder decodes an event,
+// StoredFields does too, and where both decode it, they agree on the
+// fields of the keys asked for.
+func FuzzStoredFields(f *testing.F) {
+	addSeeds(f)
+	f.Add([]byte(`{"impersonatedUser":{"username":"a"},"impersonatedUser":{"groups":["g"]},"verb":"get"}`))
+	f.Add([]byte(`{"IMPERSONATEDUSER":{"username":"system:admin"},"verb":"get"}`))
+	f.Add([]byte(`{"impersonatedUse\u0072":{"username":"system:admin"}}`))
+	f.Add([]byte(`{"requestURI":"/a","requestURI":null,"annotations":{"k":"v"}}`))
+	f.Add([]byte(`{"requestObject":{"impersonatedUser":{"username":"x"}},"sourceIPs":["1.2.3.4"]}`))
+	sets := [][]string{eventFields[:plainEventFields]}
+	for _, k := range eventFields[:plainEventFields] {
+		sets = append(sets, []string{k})
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !utf8.Valid(data) {
+			return // rejected before either decoder runs
+		}
+		var fast, whole Event
+		_, fok := fastDecodeEvent(data, &fast)
+		err := DecodeStored(data, &whole)
+		for _, keys := range sets {
+			for _, alias := range []bool{false, true} {
+				var part Event
+				ok := StoredFields(data, keys, alias, &part)
+				if fok && !ok {
+					t.Fatalf("the fast decoder decodes %q, StoredFields(%v) does not", data, keys)
+				}
+				if err != nil || !ok {
+					continue
+				}
+				if diff := cmp.Diff(projectKeys(&whole, keys), part); diff != "" {
+					t.Fatalf("StoredFields(%v) disagrees with DecodeStored on %q (-whole +part):\n%s", keys, data, diff)
+				}
+			}
+		}
+	})
+}
+
+// projectKeys returns the fields of ev whose JSON keys are keys.
+func projectKeys(ev *Event, keys []string) Event {
+	var out Event
+	src, dst := reflect.ValueOf(ev).Elem(), reflect.ValueOf(&out).Elem()
+	for i := range src.NumField() {
+		name, _, _ := strings.Cut(src.Type().Field(i).Tag.Get("json"), ",")
+		if slices.Contains(keys, name) {
+			dst.Field(i).Set(src.Field(i))
+		}
+	}
+	return out
+}
+
+// TestStoredFields pins what StoredFields answers and where it gives up:
+// a key decoded must be the event's own, spelled exactly.
+func TestStoredFields(t *testing.T) {
+	as := []string{"impersonatedUser"}
+	for _, c := range []struct {
+		in   string
+		keys []string
+		ok   bool
+		want Event
+	}{
+		{lineV1, []string{"verb", "requestURI"}, true, Event{Verb: "delete", RequestURI: "/api/v1/namespaces/production/secrets/important"}},
+		{`{"verb":"get","impersonatedUser":{"username":"a"},"impersonatedUser":{"groups":["g"]}}`, as, true,
+			Event{ImpersonatedUser: &UserInfo{Username: "a", Groups: []string{"g"}}}},
+		// Inside a body a key is a body's: skipped whole.
+		{`{"requestObject":{"impersonatedUser":{"username":"x"}},"verb":"get"}`, as, true, Event{}},
+		// encoding/json would decode these as impersonatedUser: give up.
+		{`{"IMPERSONATEDUSER":{"username":"system:admin"}}`, as, false, Event{}},
+		{`{"impersonatedUse\u0072":{"username":"system:admin"}}`, as, false, Event{}},
+		{`{"impersonatedUser":null}`, as, false, Event{}},
+		{`{"items":[]}`, as, false, Event{}},
+		{`{"verb":"get"} x`, as, false, Event{}},
+	} {
+		var got Event
+		ok := StoredFields([]byte(c.in), c.keys, false, &got)
+		if ok != c.ok || ok && !reflect.DeepEqual(got, c.want) {
+			t.Errorf("StoredFields(%.60q, %v) = %+v %v, want %+v %v", c.in, c.keys, got, ok, c.want, c.ok)
 		}
 	}
 }

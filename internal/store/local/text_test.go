@@ -115,3 +115,70 @@ func TestHeadsKeptAcrossGroups(t *testing.T) {
 		t.Error("group 1's head was opened again")
 	}
 }
+
+// TestOneTextRendersThePlan: with a plan (expect), a v5 block renders only
+// the planned events' lines, each the event's exact bytes, and an event
+// outside the plan asked for still comes back exact.
+// Mutations it catches: rendering every line of a block despite the plan;
+// an unplanned event given as the empty span it has.
+func TestOneTextRendersThePlan(t *testing.T) {
+	data := t.TempDir()
+	path, in := writeTestSegment(t, data, 3000)
+	r, err := openSegment(vfs.OS, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	g := r.meta.Groups[0]
+	if r.meta.Version < 5 || g.Blocks < 3 {
+		t.Fatalf("version %d with %d blocks in group 0: the test wants v5 and several blocks", r.meta.Version, g.Blocks)
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	o := newOneText(dec)
+	var plan []int32
+	for ord := g.First; ord < g.First+g.Count; ord += 7 {
+		plan = append(plan, int32(ord))
+	}
+	o.expect(r, plan)
+	check := func(ord int) {
+		t.Helper()
+		raw, err := o.text(r, ord, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(raw, in[ord].raw) {
+			t.Fatalf("event %d: got %.80s, want %.80s", ord, raw, in[ord].raw)
+		}
+	}
+	// The plan's events and a few others (the first of a block among
+	// them), ascending.
+	asked := 0
+	for ord := g.First; ord < g.First+g.Count; ord++ {
+		if (ord-g.First)%7 == 0 || ord == g.First+1 || ord == g.First+g.Count-2 {
+			check(ord)
+			asked++
+		}
+	}
+	rendered := 0
+	for _, sp := range o.span {
+		if sp[1] > 0 {
+			rendered++
+		}
+	}
+	if rendered != asked {
+		t.Errorf("%d lines rendered for %d events asked for", rendered, asked)
+	}
+	// An event not asked for yet, of a block already rendered.
+	per := o.t.head.PerBlock()
+	for ord := g.First; ord < g.First+g.Count; ord++ {
+		if p := int(o.t.pos[ord-g.First]); o.have[p/per] && o.span[p][1] == 0 {
+			check(ord)
+			return
+		}
+	}
+	t.Fatal("no event left unrendered in a rendered block")
+}
