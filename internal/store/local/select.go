@@ -429,6 +429,10 @@ type plan struct {
 	// residual the union is exact and the conjunct is no residual;
 	// otherwise it is checked on each event read.
 	anyOf [][]*plan
+	// rest is the conjunction of the conjuncts the columns do not decide
+	// (nil without a residual): an event the columns let through matches
+	// full exactly when it matches rest.
+	rest *query.Filter
 }
 
 type colTerm struct {
@@ -453,6 +457,8 @@ func makePlan(f *query.Filter) (*plan, error) {
 	if f == nil {
 		return p, nil
 	}
+	var rest []query.Expr
+	var err error
 	for _, conj := range f.Conjuncts() {
 		fieldsIn := map[string]bool{}
 		text := false
@@ -492,6 +498,7 @@ func makePlan(f *query.Filter) (*plan, error) {
 					p.auditIDs = vals
 				}
 				p.residual = true
+				rest = append(rest, conj)
 			}
 			continue
 		}
@@ -510,8 +517,16 @@ func makePlan(f *query.Filter) (*plan, error) {
 			}
 		}
 		p.residual = true
+		rest = append(rest, conj)
 	}
-	return p, nil
+	switch len(rest) {
+	case 0:
+	case 1:
+		p.rest, err = query.CompileExpr(rest[0], f.Now())
+	default:
+		p.rest, err = query.CompileExpr(&query.And{Terms: rest}, f.Now())
+	}
+	return p, err
 }
 
 // orPlans returns the plans of a disjunction's terms, or nil when one of

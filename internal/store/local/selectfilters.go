@@ -69,11 +69,11 @@ func (r *Reader) SelectFilters(sel Selection, opts LazyOptions, fn func(*Hit) er
 	}
 	sc := &lazyScan{plans: plans, restrict: restrict, cols: cols, names: names, groups: slices.Contains(fields, "group"), readAhead: opts.ReadAhead, fn: fn,
 		rejects: make([]func([]byte) bool, len(plans))}
-	sc.filters, sc.keys = filters, make([][]string, len(plans))
+	sc.keys = make([][]string, len(plans))
 	for j, p := range plans {
 		if p.residual {
 			sc.rejects[j] = query.RawRejecter(filters[j])
-			if keys, ok := filters[j].EventKeys(); ok {
+			if keys, ok := p.rest.EventKeys(); ok {
 				sc.keys[j] = keys
 			}
 		}
@@ -139,12 +139,12 @@ type lazyScan struct {
 	// rejects are the filters' tests of stored bytes (query.RawRejecter),
 	// nil where they have none.
 	rejects []func([]byte) bool
-	// keys are the event keys each filter reads (query.Filter.EventKeys),
-	// nil where it reads what no key holds: the read-ahead decides a
-	// filter the columns left undecided by decoding only those.
-	filters []*query.Filter
-	keys    [][]string
-	fn      func(*Hit) error
+	// keys are the event keys each filter's residual (plan.rest) reads
+	// (query.Filter.EventKeys), nil where it reads what no key holds: the
+	// read-ahead decides a filter the columns left undecided by decoding
+	// only those.
+	keys [][]string
+	fn   func(*Hit) error
 }
 
 // segKnown is what the columns decided of one segment's events.
@@ -662,7 +662,7 @@ func (sc *lazyScan) decideOnKeys(raw []byte, sl *aheadSlot) {
 	for j, k := range sl.known {
 		if k == 0 && sc.keys[j] != nil {
 			sl.known[j] = -1
-			if sc.filters[j].Match(&sl.ev, "") {
+			if sc.plans[j].rest.Match(&sl.ev, "") {
 				sl.known[j] = 1
 			}
 		}
