@@ -142,4 +142,13 @@ func TestQueryJQRuntimeErrors(t *testing.T) {
 	if !bytes.Contains(lines[0], []byte("not a get")) || !bytes.Contains(lines[11], []byte(fmt.Sprintf("failed on %d events", total-gets))) {
 		t.Fatalf("standard error:\n%s", stderr.Bytes())
 	}
+	// An error names the event it failed on by its audit ID.
+	ids, err := exec.Command(bin, "query", "--data", data, "--jq", `select(.verb != "get") | .auditID`, "-r").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := bytes.Cut(ids, []byte("\n"))
+	if len(first) == 0 || !bytes.Contains(lines[0], []byte("(event "+string(first)+" at ")) {
+		t.Fatalf("the first error does not name audit ID %q: %s", first, lines[0])
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/escape"
 	"github.com/kubetrail/kubetrail/internal/jq"
 	"github.com/kubetrail/kubetrail/internal/query"
@@ -187,10 +188,10 @@ kubetrail setup clickhouse) instead of --data, with the same answers;
 				defer w.Stop()
 				out.watch = w
 			}
-			// Printing events needs their bytes only; --jq names an
-			// event's audit ID when the program fails on it.
+			// Printing events needs their bytes only; so does --jq,
+			// which reads an event's audit ID from them when the
+			// program fails on it.
 			sel.NeedRaw = out.needsEvent()
-			sel.NeedEvent = out.needsEvent() && prog != nil
 			if sortBy != "time" && sortBy != "-time" {
 				return fmt.Errorf("--sort %q: want time or -time", sortBy)
 			}
@@ -563,22 +564,19 @@ const maxJQErrors = 10
 // runJQ runs the printer's program on one event, reporting a runtime error
 // as jq does (on standard error, going on with the next event). The error
 // it returns stops the command: a signal, or a --jq limit passed.
-func (p *printer) runJQ(raw []byte, auditID string, t int64, buf []byte) ([]byte, int, error) {
+func (p *printer) runJQ(raw []byte, t int64, buf []byte) ([]byte, int, error) {
 	p.watch.Begin()
 	out, n, err := p.jq.Run(p.watch.Context(), raw, buf)
 	p.watch.End()
 	if stop := p.watch.Err(); stop != nil {
-		return out, n, p.jqStopped(stop, auditID, t)
+		return out, n, p.jqStopped(stop, raw, t)
 	}
 	if err != nil && err != jq.ErrHalt {
 		p.jqErrs++
 		if p.jqErrs > maxJQErrors {
 			return out, n, nil
 		}
-		id := ""
-		if auditID != "" {
-			id = " " + auditID
-		}
+		id := auditIDOf(raw)
 		fmt.Fprintf(p.errw, "kubetrail: --jq: error (event%s at %s): %s\n", escape.Line(id),
 			time.UnixMicro(t).UTC().Format(time.RFC3339Nano), escape.Line(err.Error()))
 		if p.jqErrs == maxJQErrors {
@@ -592,7 +590,7 @@ func (p *printer) runJQ(raw []byte, auditID string, t int64, buf []byte) ([]byte
 // raises it, and returns the error that ends the command (exit status 5,
 // jq's for a program that failed). Any other cause (a signal) is returned
 // as it is.
-func (p *printer) jqStopped(cause error, auditID string, t int64) error {
+func (p *printer) jqStopped(cause error, raw []byte, t int64) error {
 	var le *jq.LimitError
 	if !errors.As(cause, &le) {
 		return cause
@@ -601,22 +599,29 @@ func (p *printer) jqStopped(cause error, auditID string, t int64) error {
 	if le.Memory {
 		flag, raise = "--jq-max-memory", "a larger --jq-max-memory"
 	}
-	id := ""
-	if auditID != "" {
-		id = " " + auditID
-	}
+	id := auditIDOf(raw)
 	fmt.Fprintf(p.errw, "kubetrail: --jq: stopped: %v (%s; event%s at %s); give it %s (0: no limit) or a cheaper program\n",
 		le, flag, escape.Line(id), time.UnixMicro(t).UTC().Format(time.RFC3339Nano), raise)
 	return exitCode(5)
 }
 
+// auditIDOf returns, for a message, " " and the audit ID of an event's
+// stored text, or "" when it has none: read only when a message needs it,
+// so that --jq decodes no event of its own.
+func auditIDOf(raw []byte) string {
+	var ev audit.Event
+	if !audit.StoredFields(raw, []string{"auditID"}, false, &ev) && audit.DecodeStored(raw, &ev) != nil {
+		return ""
+	}
+	if ev.AuditID == "" {
+		return ""
+	}
+	return " " + ev.AuditID
+}
+
 // runHit is runJQ on a hit.
 func (p *printer) runHit(h *local.Hit, buf []byte) ([]byte, int, error) {
-	id := ""
-	if h.Event != nil {
-		id = h.Event.AuditID
-	}
-	return p.runJQ(h.Raw, id, h.Time, buf)
+	return p.runJQ(h.Raw, h.Time, buf)
 }
 
 // jqDone ends a --jq run: jq exits 5 when the program failed on an input.
@@ -632,11 +637,10 @@ var errEnough = errors.New("enough results")
 
 // jqBatch is a run of selected events handed from the reading goroutine to
 // the one running the program: their text (copied, since a hit's slices
-// last only its callback), and what an error message names.
+// last only its callback), and the time an error message names.
 type jqBatch struct {
 	text  []byte
 	ends  []int // event i is text[ends[i-1]:ends[i]]
-	ids   []string
 	times []int64
 }
 
@@ -666,7 +670,7 @@ func (p *printer) streamJQ(r eventSource, sel local.Selection, limit int, count 
 				}
 				var n int
 				var err error
-				buf, n, err = p.runJQ(b.text[begin:end], b.ids[i], b.times[i], buf[:0])
+				buf, n, err = p.runJQ(b.text[begin:end], b.times[i], buf[:0])
 				if err != nil {
 					fatal = err
 					enough.Store(true)
@@ -693,7 +697,7 @@ func (p *printer) streamJQ(r eventSource, sel local.Selection, limit int, count 
 		batches <- cur
 		select {
 		case cur = <-free:
-			cur.text, cur.ends, cur.ids, cur.times = cur.text[:0], cur.ends[:0], cur.ids[:0], cur.times[:0]
+			cur.text, cur.ends, cur.times = cur.text[:0], cur.ends[:0], cur.times[:0]
 		default:
 			cur = &jqBatch{}
 		}
@@ -707,11 +711,6 @@ func (p *printer) streamJQ(r eventSource, sel local.Selection, limit int, count 
 		}
 		cur.text = append(cur.text, h.Raw...)
 		cur.ends = append(cur.ends, len(cur.text))
-		id := ""
-		if h.Event != nil {
-			id = h.Event.AuditID
-		}
-		cur.ids = append(cur.ids, id)
 		cur.times = append(cur.times, h.Time)
 		if len(cur.ends) >= 256 || len(cur.text) >= 1<<20 {
 			flush()
