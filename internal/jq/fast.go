@@ -2,6 +2,7 @@ package jq
 
 import (
 	"bytes"
+	"encoding/binary"
 	"strconv"
 	"strings"
 
@@ -288,6 +289,37 @@ func (fp *fastProg) condOf(c *gojq.Query) fcond {
 	return nil
 }
 
+// plainRun returns the index of the first byte at or after i that is a
+// quote, a backslash, a control character or not ASCII (DEL included):
+// what jq prints as it is ends there. It tests eight bytes at a time.
+func plainRun(data []byte, i int) int {
+	for ; i+8 <= len(data); i += 8 {
+		if !plainASCII8(binary.LittleEndian.Uint64(data[i:])) {
+			break
+		}
+	}
+	for ; i < len(data); i++ {
+		if b := data[i]; b == '"' || b == '\\' || b < 0x20 || b >= 0x7f {
+			return i
+		}
+	}
+	return i
+}
+
+// plainASCII8 reports whether none of the eight bytes of w is a quote, a
+// backslash, below 0x20 or at or above 0x7f.
+func plainASCII8(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	// The classic tests, each exact about whether some byte qualifies:
+	// a zero byte (of w XOR the byte looked for), a byte below 0x20, and,
+	// with no byte at or above 0x80, a byte 0x7f (adding 1 sets its high
+	// bit, and no byte carries into the next).
+	hasZero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
+	ctl := (w - ones*0x20) & ^w & highs
+	del := (w + ones) & highs
+	return (hasZero(w^(ones*'"')) | hasZero(w^(ones*'\\')) | ctl | del | w&highs) == 0
+}
+
 // frame is one open object or array while scanning.
 type frame struct {
 	array bool
@@ -402,29 +434,34 @@ func (d *decoder) scan(fp *fastProg, buf, data []byte, vals []fval) (_ []byte, o
 		case ':':
 			expectKey = false
 		case '"':
-			j := i + 1
-			plain := true
-			for j < len(data) && data[j] != '"' {
-				if b := data[j]; b == '\\' || b < 0x20 || b >= 0x7f {
-					plain = false
-					break
-				}
-				j++
-			}
+			j := plainRun(data, i+1)
+			plain := j < len(data) && data[j] == '"'
 			if expectKey {
-				if !plain || j >= len(data) {
-					return buf, false // an escaped key might repeat another
+				var k []byte
+				if plain {
+					k = data[i+1 : j]
+					buf = append(buf, data[i:j+1]...)
+					i = j + 1
+				} else {
+					// An escaped key (managedFields' k:{\"name\":...}):
+					// compared and picked by what it spells, printed
+					// as jq prints it.
+					d.data, d.pos = data, i
+					ks, err := d.str()
+					if err != nil {
+						return buf, false
+					}
+					k = []byte(ks)
+					buf = appendString(buf, ks)
+					i = d.pos
 				}
-				k := data[i+1 : j]
 				for _, seen := range keys[frames[len(frames)-1].keys:] {
 					if bytes.Equal(seen, k) {
-						return buf, false
+						return buf, false // a repeated key: gojq keeps the last
 					}
 				}
 				keys = append(keys, k)
 				key = k
-				buf = append(buf, data[i:j+1]...)
-				i = j + 1
 				continue
 			}
 			var s string

@@ -32,6 +32,14 @@ var oddEvents = []string{
 	`{"annotations":{"authorization.k8s.io/decision":"forbid"}}`, `{"annotations":{"authorization.k8s.io/decision":["forbid"]}}`,
 	`{"user":{"username":"admin"},"impersonatedUser":{"username":"admin"}}`,
 	` { "verb" : "delete" , "n" : [ 1.50 , -0 , 1e-7 ] , "s" : "a\/b\u003c" } `,
+	// Escaped keys: managedFields' k:{...}, a key spelling another, one
+	// with a control character, non-ASCII ones, raw and escaped.
+	`{"f":{"k:{\"name\":\"app\"}":{}},"verb":"delete"}`,
+	`{"verb":"get","ve\u0072b":"delete"}`, `{"ve\u0072b":"get","verb":"delete"}`,
+	`{"a\u0000b":1,"verb":"delete"}`, `{"é":1,"\u00e9":2,"verb":"delete"}`, `{"objectRef":{"re\u0073ource":"secrets"},"verb":"delete"}`,
+	// Strings crossing eight-byte words with a quote, a backslash, DEL
+	// and non-ASCII at each place.
+	"{\"verb\":\"delete\",\"s\":[\"abcdefg\\\"h\",\"abcdefgh\\\\\",\"abcdefgh\x7f\",\"abcdefghé\",\"abcdefghijklmnop\",\"\x7fabcdefgh\"]}",
 }
 
 var fastPrograms = []string{

@@ -274,6 +274,13 @@ func TestNumbersAndStringsMatchJQ(t *testing.T) {
 		`"plain"`, `""`, `"a\"b\\c\/d"`, `"\u0000\u0001\u001f\u007f\u0080"`, `"\b\f\n\r\t"`,
 		`"\u003c\u003e\u0026 <>&"`, `"é日本😀"`, `"\ud83d\ude00"`, `"\u2028\u2029"`, "\"\xff\xfeab\"",
 		`{"b":1,"a":2,"b":3}`, `{"":{"":[]}}`, `[]`, `{}`, `[{}, [[]], null, true, false]`,
+		// Escaped keys, alone and repeating another spelled plainly.
+		`{"k:{\"name\":\"app\"}":{}}`, `{"ve\u0072b":1}`, `{"ve\u0072b":1,"verb":2}`, `{"verb":1,"ve\u0072b":2}`,
+		`{"é":1,"\u00e9":2}`, `{"a\u0000b":1,"a\nb":2}`, `{"x":{"\u0061":1,"a":2},"a":3}`,
+		// Strings crossing eight-byte words with a quote, a backslash, DEL
+		// and non-ASCII at each place.
+		"\"abcdefg\\\"h\"", "\"abcdefgh\\\\\"", "\"abcdefgh\x7f\"", "\"abcdefghé\"", "\"abcdefghijklmnop\"", "\"\x7fabcdefgh\"",
+		"\"abcdefghijklmno\x7f\"",
 	}
 	// Each value also inside an object with white space around it, which
 	// takes the path that reformats the event's text.
