@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -34,6 +35,11 @@ type Options struct {
 // Engine evaluates every loaded rule. It is safe for concurrent use.
 type Engine struct {
 	evals []rules.Evaluator
+	// lazy is the plan of Lazy, made once at Load (ok in lazyOK); the
+	// Sigma ruleset's prefilters are its filters [sigmaFrom, sigmaTo).
+	lazy               LazyPlan
+	lazyOK             bool
+	sigmaFrom, sigmaTo int
 }
 
 var _ rules.Evaluator = (*Engine)(nil)
@@ -95,17 +101,66 @@ func Load(files []rules.File, opts Options) (*Engine, []rules.Problem) {
 		problems = append(problems, probs...)
 		e.evals = append(e.evals, ev)
 	}
+	e.planLazy()
 	return e, problems
 }
 
+// planLazy makes the plan Lazy returns: the native rules' conditions,
+// then the Sigma rules' prefilters (sigma.Ruleset.Prefilters). Falco
+// rules, or a Sigma rule with no prefilter, read every event: no plan.
+func (e *Engine) planLazy() {
+	var nat *native.Evaluator
+	var sig *sigma.Ruleset
+	for _, x := range e.evals {
+		switch x := x.(type) {
+		case *native.Evaluator:
+			nat = x
+		case *sigma.Ruleset:
+			sig = x
+		default:
+			return
+		}
+	}
+	var p LazyPlan
+	var natWill func([]int8) bool
+	if nat != nil {
+		p = LazyPlan{Filters: nat.Filters(), Fields: nat.KeyFields()}
+		natWill = nat.WillRead
+	}
+	e.sigmaFrom = len(p.Filters)
+	if sig != nil {
+		pre, ok := sig.Prefilters(time.Now())
+		if !ok {
+			return
+		}
+		p.Filters = append(p.Filters[:len(p.Filters):len(p.Filters)], pre...)
+	}
+	from, to := e.sigmaFrom, len(p.Filters)
+	e.sigmaTo = to
+	p.WillRead = func(known []int8) bool {
+		if natWill != nil && natWill(known) {
+			return true
+		}
+		// A Sigma rule that may match reads the event whole.
+		return slices.ContainsFunc(known[from:to], func(k int8) bool { return k >= 0 })
+	}
+	e.lazy, e.lazyOK = p, true
+}
+
 // Eval returns every alert e raises. A lazy event (ev.Lazy) is read
-// before Sigma or Falco rules see it; when it cannot be read, Eval stops
-// and ev.Lazy.Err says why.
+// before Sigma or Falco rules see it, unless the store ruled out every
+// Sigma rule's prefilter; when it cannot be read, Eval stops and
+// ev.Lazy.Err says why.
 func (e *Engine) Eval(ev *rules.Event) []rules.Alert {
 	var out []rules.Alert
 	for _, x := range e.evals {
-		if _, isNative := x.(*native.Evaluator); !isNative && !ev.Load() {
-			break
+		if _, isNative := x.(*native.Evaluator); !isNative {
+			if _, isSigma := x.(*sigma.Ruleset); isSigma && e.sigmaRuledOut(ev) {
+				continue
+			}
+			if !ev.Load() {
+				break
+			}
 		}
 		out = append(out, x.Eval(ev)...)
 		if ev.Lazy != nil && ev.Lazy.Err != nil {
@@ -113,6 +168,20 @@ func (e *Engine) Eval(ev *rules.Event) []rules.Alert {
 		}
 	}
 	return out
+}
+
+// sigmaRuledOut reports whether the store decided that the lazy event ev
+// matches none of the Sigma rules' prefilters.
+func (e *Engine) sigmaRuledOut(ev *rules.Event) bool {
+	if ev.Lazy == nil || !e.lazyOK {
+		return false
+	}
+	for j := e.sigmaFrom; j < e.sigmaTo; j++ {
+		if ev.Known(j) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // LazyPlan is what a store needs to give an engine's events lazily
@@ -128,18 +197,14 @@ type LazyPlan struct {
 }
 
 // Lazy returns the plan of a store giving events lazily, or ok false
-// when the engine reads every event whole anyway (Sigma and Falco rules);
-// an engine without rules gives ok and no filter: no event is needed.
+// when the engine reads every event whole anyway (Falco rules, a Sigma
+// rule with no prefilter); an engine without rules gives ok and no
+// filter: no event is needed.
 func (e *Engine) Lazy() (p LazyPlan, ok bool) {
-	switch len(e.evals) {
-	case 0:
+	if len(e.evals) == 0 {
 		return p, true
-	case 1:
-		if n, isNative := e.evals[0].(*native.Evaluator); isNative {
-			return LazyPlan{Filters: n.Filters(), Fields: n.KeyFields(), WillRead: n.WillRead}, true
-		}
 	}
-	return p, false
+	return e.lazy, e.lazyOK
 }
 
 // Memory returns how far back in event time the loaded rules' state

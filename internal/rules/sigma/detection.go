@@ -39,7 +39,9 @@ func (s *search) eval(st *state) bool {
 
 // item is one `field|modifiers: values` of a search.
 type item struct {
-	r resolver
+	// field is the Sigma field path ("" for keywords).
+	field string
+	r     resolver
 	// exists is 0, or +1 / -1 for |exists: true / false.
 	exists int8
 	// all: every value must match (|all); otherwise one is enough.
@@ -290,7 +292,7 @@ func (c *compiler) compileItem(key *yaml.Node, field string, modList []string, v
 		c.errorf(v, "%s: want a value or a list of values", describeItem(field))
 		return nil
 	}
-	it := &item{r: info.r, all: m.all}
+	it := &item{field: field, r: info.r, all: m.all}
 	if m.exists {
 		if len(vals) != 1 || vals[0].ShortTag() != "!!bool" {
 			c.errorf(v, "%s|exists: want true or false", field)

@@ -16,7 +16,9 @@ import (
 	"github.com/kubetrail/kubetrail/internal/query"
 	"github.com/kubetrail/kubetrail/internal/rules"
 	"github.com/kubetrail/kubetrail/internal/rules/builtin"
+	"github.com/kubetrail/kubetrail/internal/rules/engine"
 	"github.com/kubetrail/kubetrail/internal/rules/native"
+	"github.com/kubetrail/kubetrail/internal/testenv"
 	"github.com/kubetrail/kubetrail/internal/vfs"
 )
 
@@ -508,6 +510,90 @@ func TestReadAheadDecidesOnKeys(t *testing.T) {
 		}
 		if ruledOut == 0 || matched == 0 {
 			t.Fatalf("v%d: %d ruled out, %d matched: the test proves little", version, ruledOut, matched)
+		}
+	}
+}
+
+// TestLazyEngineMatchesWholeEvents: an engine with Sigma rules (SigmaHQ's,
+// with and without the built-in pack) is given lazy events, its Sigma
+// rules only those their prefilters may match, and raises exactly the
+// alerts, in the same order, that it raises over every stored event read
+// whole; it reads fewer events.
+// Mutations it catches: the Sigma rules skipped on a lazy event whatever
+// the store decided; the prefilters' answers read from the native rules'
+// places in Known.
+func TestLazyEngineMatchesWholeEvents(t *testing.T) {
+	dir, r := generatedStoreOf(t, 5)
+	all := scanAll(t, dir)
+	files, _, err := engine.ReadPaths([]string{filepath.Join(testenv.SharedDir(t), "rulesets", "sigma")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, builtinToo := range []bool{true, false} {
+		load := func() *engine.Engine {
+			eng, probs := engine.Load(files, engine.Options{Builtin: builtinToo})
+			for _, p := range probs {
+				if !p.Warning {
+					t.Fatal(p)
+				}
+			}
+			return eng
+		}
+		whole := load()
+		var want []string
+		for i := range all {
+			s := &all[i]
+			for _, a := range whole.Eval(&rules.Event{Ev: &s.ev, Raw: []byte(s.raw), Cluster: s.cluster}) {
+				want = append(want, fmt.Sprintf("%s %v %s %s", a.Rule, a.AuditIDs, a.User, a.Message))
+			}
+		}
+		lazy := load()
+		plan, ok := lazy.Lazy()
+		if !ok {
+			t.Fatalf("builtin %v: SigmaHQ's rules give no lazy plan", builtinToo)
+		}
+		var got []string
+		given, loads := 0, 0
+		err := r.SelectFilters(Selection{}, LazyOptions{Filters: plan.Filters, Fields: plan.Fields, ReadAhead: plan.WillRead}, func(h *Hit) error {
+			given++
+			e := rules.Event{Ev: h.Event, Raw: h.Raw, Cluster: h.Cluster}
+			if h.Partial {
+				e.Lazy = &rules.Lazy{Fields: h.Fields, Known: h.Known, Read: func() (*audit.Event, []byte, error) {
+					loads++
+					err := h.Load()
+					return h.Event, h.Raw, err
+				}}
+			}
+			for _, a := range lazy.Eval(&e) {
+				got = append(got, fmt.Sprintf("%s %v %s %s", a.Rule, a.AuditIDs, a.User, a.Message))
+			}
+			if e.Lazy != nil {
+				return e.Lazy.Err
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sigmaAlerts := 0
+		for _, w := range want {
+			if strings.HasPrefix(w, "Kubernetes") {
+				sigmaAlerts++
+			}
+		}
+		if sigmaAlerts < 20 {
+			t.Fatalf("builtin %v: %d Sigma alerts: the test proves little", builtinToo, sigmaAlerts)
+		}
+		if !slices.Equal(got, want) {
+			for i := range min(len(got), len(want)) {
+				if got[i] != want[i] {
+					t.Fatalf("builtin %v: alert %d of %d (whole: %d):\n lazy  %s\n whole %s", builtinToo, i, len(got), len(want), got[i], want[i])
+				}
+			}
+			t.Fatalf("builtin %v: %d alerts lazily, %d over whole events", builtinToo, len(got), len(want))
+		}
+		if loads >= given || given >= len(all) {
+			t.Errorf("builtin %v: %d events given of %d, %d read: nothing was spared", builtinToo, given, len(all), loads)
 		}
 	}
 }
