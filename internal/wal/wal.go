@@ -107,12 +107,16 @@ type Log struct {
 	mu   sync.Mutex // guards segs and seq
 	segs []uint64   // sorted segment numbers, last one open for append
 
-	f       vfs.File
-	w       *bufio.Writer
-	seq     uint64 // current segment number; written under mu
-	size    int64  // bytes written to current segment, buffered included
-	synced  int64  // bytes of current segment known durable
-	broken  bool
+	f      vfs.File
+	w      *bufio.Writer
+	seq    uint64 // current segment number; written under mu
+	size   int64  // bytes written to current segment, buffered included
+	synced int64  // bytes of current segment known durable
+	broken bool
+	// cutBack is set when bytes past synced may have reached the current
+	// segment's file before undo cut them: a reader may have seen records
+	// there, so their offsets must not be given to other records.
+	cutBack bool
 	scratch [recHdrV2]byte
 }
 
@@ -189,7 +193,7 @@ func Open(dir string, minSeq uint64, opts Options) (*Log, Recovery, error) {
 	}
 	// Appends always start a fresh segment: recovered segments stay as they
 	// were, ready to be sealed.
-	if err := l.openSegment(next); err != nil {
+	if err := l.startSegment(next); err != nil {
 		return nil, rec, err
 	}
 	return l, rec, nil
@@ -215,16 +219,27 @@ func cut(fs vfs.FS, path string, size int64) error {
 	return f.Sync()
 }
 
-func (l *Log) openSegment(seq uint64) error {
+// startSegment starts segment seq and makes it the one appended to.
+func (l *Log) startSegment(seq uint64) error {
+	f, err := l.openSegment(seq)
+	if err != nil {
+		return err
+	}
+	l.install(f, seq)
+	return nil
+}
+
+// openSegment creates segment seq with its header, its name durable. On
+// failure (a full disk) it removes what it made, so that the same number
+// can be tried again.
+func (l *Log) openSegment(seq uint64) (vfs.File, error) {
 	path := SegmentPath(l.dir, seq)
 	f, err := l.fs.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
-		return fmt.Errorf("create wal segment: %w", err)
+		return nil, fmt.Errorf("create wal segment: %w", err)
 	}
 	if _, err := f.Write([]byte(Magic)); err != nil {
-		f.Close()
-		l.fs.Remove(path)
-		return fmt.Errorf("write wal segment header %s: %w", path, err)
+		return nil, l.unmake(f, fmt.Errorf("write wal segment header %s: %w", path, err))
 	}
 	// The header needs no sync of its own: the first Sync makes it durable
 	// with the first records, and a crash before that leaves an empty or
@@ -232,11 +247,24 @@ func (l *Log) openSegment(seq uint64) error {
 	// must be durable before anything in the file is acknowledged.
 	if !l.opts.NoSync {
 		if err := l.fs.SyncDir(l.dir); err != nil {
-			f.Close()
-			return fmt.Errorf("sync folder %s: %w", l.dir, err)
+			return nil, l.unmake(f, fmt.Errorf("sync folder %s: %w", l.dir, err))
 		}
 	}
-	l.f, l.size, l.synced = f, headerLen, headerLen
+	return f, nil
+}
+
+// unmake closes and removes a segment openSegment could not finish.
+func (l *Log) unmake(f vfs.File, cause error) error {
+	f.Close()
+	if err := l.fs.Remove(f.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w; removing the half-made segment failed too: %v", cause, err)
+	}
+	return cause
+}
+
+// install makes f, segment seq, the one appended to.
+func (l *Log) install(f vfs.File, seq uint64) {
+	l.f, l.size, l.synced, l.cutBack = f, headerLen, headerLen, false
 	if l.w == nil {
 		l.w = bufio.NewWriterSize(f, 1<<20)
 	} else {
@@ -248,7 +276,6 @@ func (l *Log) openSegment(seq uint64) error {
 		l.segs = append(l.segs, seq)
 	}
 	l.mu.Unlock()
-	return nil
 }
 
 // Current returns the number of the segment being appended to.
@@ -265,7 +292,7 @@ func (l *Log) Size() int64 { return l.size }
 // A payload must not end in eight zero bytes: at the end of a file, Scan
 // takes such a record for one that a crash left written only in part. On a
 // write error the segment is cut back to its last synced size, so a later
-// Append can succeed once the cause (a full disk) is gone.
+// Append can succeed once the cause (a full disk) is gone; see CutBack.
 func (l *Log) Append(payload []byte) error {
 	if l.broken {
 		return ErrBroken
@@ -278,17 +305,23 @@ func (l *Log) Append(payload []byte) error {
 	}
 	putHeader(l.scratch[:], payload)
 	if _, err := l.w.Write(l.scratch[:]); err != nil {
-		return l.undo(err)
+		return l.undo(err, true)
 	}
 	if _, err := l.w.Write(payload); err != nil {
-		return l.undo(err)
+		return l.undo(err, true)
 	}
 	l.size += int64(len(payload)) + recHdrV2
 	return nil
 }
 
-// undo drops everything written since the last sync after a write error.
-func (l *Log) undo(cause error) error {
+// undo drops everything written since the last sync after a write error
+// (failed true) or a failed batch. When any of it may have reached the
+// file (a write that failed part way, or a full buffer flushed by an
+// earlier Append), the segment is marked cut back.
+func (l *Log) undo(cause error, failed bool) error {
+	if failed || l.size-l.synced > int64(l.w.Buffered()) {
+		l.cutBack = true
+	}
 	l.w.Reset(l.f)
 	if err := l.f.Truncate(l.synced); err != nil {
 		l.broken = true
@@ -308,7 +341,7 @@ func (l *Log) Sync() error {
 		return ErrBroken
 	}
 	if err := l.w.Flush(); err != nil {
-		return l.undo(err)
+		return l.undo(err, true)
 	}
 	if !l.opts.NoSync {
 		if err := l.f.Sync(); err != nil {
@@ -321,25 +354,40 @@ func (l *Log) Sync() error {
 }
 
 // Discard drops buffered, unsynced records, as after a failed batch.
-func (l *Log) Discard() error { return l.undo(errors.New("discarded")) }
+func (l *Log) Discard() error { return l.undo(errors.New("discarded"), false) }
+
+// CutBack reports whether the current segment was cut back after records
+// past its last sync may have reached the file: a reader in another
+// process may have read them (they were never acknowledged), and records
+// appended now would take their offsets, so a reader whose position is
+// past them would skip acknowledged records. A caller whose readers
+// remember positions must Rotate before it appends again.
+func (l *Log) CutBack() bool { return l.cutBack }
 
 // NeedsRotate reports whether the current segment is past its size.
 func (l *Log) NeedsRotate() bool { return l.size >= l.opts.SegmentBytes }
 
 // Rotate syncs and closes the current segment and starts the next one. It
 // returns the number of the closed segment. A segment with no records is
-// rotated too: its number is still used once.
+// rotated too: its number is still used once. The next segment is made
+// before the current one is closed: when it cannot be (a full disk),
+// Rotate removes what it made and returns 0 and the error, and the current
+// segment stays open and usable, so a later Rotate can succeed once there
+// is room.
 func (l *Log) Rotate() (uint64, error) {
 	if err := l.Sync(); err != nil {
 		return 0, err
 	}
 	closed := l.seq
-	if err := l.f.Close(); err != nil {
-		return 0, fmt.Errorf("close wal segment: %w", err)
-	}
-	if err := l.openSegment(closed + 1); err != nil {
-		l.broken = true
+	f, err := l.openSegment(closed + 1)
+	if err != nil {
 		return 0, err
+	}
+	old := l.f
+	l.install(f, closed+1)
+	if err := old.Close(); err != nil {
+		// Its records were synced; the new segment is in use.
+		return closed, fmt.Errorf("close wal segment %d: %w", closed, err)
 	}
 	return closed, nil
 }

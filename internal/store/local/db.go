@@ -162,6 +162,11 @@ type DB struct {
 
 	unavailable atomic.Pointer[error]
 
+	// unlisted is a WAL segment started but not yet listed in the ledger
+	// (listing it failed, a full disk): the committer lists it before it
+	// writes anything to it. Only the committer uses it.
+	unlisted uint64
+
 	// start is the position of the first event this process stores: the
 	// WAL segment Open started is new.
 	start Pos
@@ -476,8 +481,7 @@ func (db *DB) commitLoop() {
 			group = append(group, req)
 		case <-ticker.C:
 			if dirty && time.Since(started) >= db.opts.SealAfter {
-				db.rotate()
-				dirty = false
+				dirty = db.rotateLeft()
 			}
 			continue
 		}
@@ -492,6 +496,10 @@ func (db *DB) commitLoop() {
 			default:
 				break drain
 			}
+		}
+		if err := db.prepareWAL(); err != nil {
+			db.refuse(group, err)
+			continue
 		}
 		results := make([]pipeline.Result, len(group))
 		refused := make([]error, len(group))
@@ -572,12 +580,7 @@ func (db *DB) commitLoop() {
 			if errors.Is(err, wal.ErrBroken) {
 				db.unavailable.Store(&err)
 			}
-			db.log.Error("batch not stored", "batches", len(group), "err", err)
-			for _, req := range group {
-				db.inflight.Add(-req.bytes)
-				db.stats.Failed.Add(1)
-				req.done <- reply{err: fmt.Errorf("%w: %v", pipeline.ErrUnavailable, err)}
-			}
+			db.refuse(group, err)
 			continue
 		}
 		if len(added) > 0 && db.bulk == nil {
@@ -607,8 +610,7 @@ func (db *DB) commitLoop() {
 			req.done <- reply{res: results[gi]}
 		}
 		if db.wal.NeedsRotate() || db.bulk != nil && db.bulk.full(db.opts.WALSegmentBytes) {
-			db.rotate()
-			dirty = false
+			dirty = db.rotateLeft()
 		}
 	}
 }
@@ -630,7 +632,64 @@ func (db *DB) columnsFor(seq uint64) *columnBuilder {
 	return cb
 }
 
-func (db *DB) rotate() {
+// refuse answers every batch of group with ErrUnavailable, which a sender
+// retries: none of it was stored.
+func (db *DB) refuse(group []*request, err error) {
+	db.log.Error("batch not stored", "batches", len(group), "err", err)
+	for _, req := range group {
+		db.inflight.Add(-req.bytes)
+		db.stats.Failed.Add(1)
+		req.done <- reply{err: fmt.Errorf("%w: %v", pipeline.ErrUnavailable, err)}
+	}
+}
+
+// prepareWAL readies the WAL for the next batch. A segment cut back after
+// a failed write (wal.Log.CutBack) is replaced first: a follower in
+// another process may have read events the cut dropped (never
+// acknowledged) and remembers a position past them, so acknowledged events
+// must never take their positions, and go to a new segment instead. A
+// segment not yet in the ledger is listed. When either fails (a disk still
+// full) the batch is refused and the next one tries again.
+func (db *DB) prepareWAL() error {
+	if db.wal.CutBack() {
+		if err := db.rotate(); err != nil {
+			return err
+		}
+	}
+	return db.listWAL()
+}
+
+// listWAL lists the WAL segment being written in the ledger, unless it is
+// already: nothing in it may be acknowledged before.
+func (db *DB) listWAL() error {
+	if db.unlisted == 0 {
+		return nil
+	}
+	if err := db.ledgerChange(db.unlisted, 0); err != nil {
+		return fmt.Errorf("list WAL segment %d in the ledger: %w", db.unlisted, err)
+	}
+	db.unlisted = 0
+	return nil
+}
+
+// rotateLeft rotates and reports whether the events written since the
+// last rotation are still in the segment being written (a rotation that
+// failed and will be tried again), so the caller keeps it dirty.
+func (db *DB) rotateLeft() bool {
+	seq := db.wal.Current()
+	db.rotate()
+	return db.wal.Current() == seq && db.unavailable.Load() == nil
+}
+
+// rotate closes the WAL segment being written, queues it for sealing, and
+// starts the next, listed in the ledger before anything in it is
+// acknowledged. When the next cannot be started or listed (a full disk)
+// the error is returned, the current segment stays in use (wal.Log.Rotate
+// keeps it), and the committer refuses the batch at hand and tries again
+// with the next (prepareWAL). A failure that leaves the WAL unusable, or
+// any in a bulk load (whose job is lost), makes the store refuse every
+// batch.
+func (db *DB) rotate() error {
 	seq, err := db.wal.Rotate()
 	if db.bulk != nil {
 		// The open job becomes the closed WAL segment's, which is empty.
@@ -640,20 +699,30 @@ func (db *DB) rotate() {
 			db.bulk.lose(err)
 		}
 	}
-	if err == nil {
+	// Rotate returns an error with a closed segment only when closing it
+	// failed, and only ErrBroken leaves the log unusable.
+	permanent := err != nil && (seq != 0 || errors.Is(err, wal.ErrBroken))
+	if seq != 0 {
 		// Listed before anything in it is acknowledged: the committer
-		// writes the next batch only after this returns.
-		err = db.ledgerChange(db.wal.Current(), 0)
+		// writes the next batch only after listWAL succeeds.
+		db.unlisted = db.wal.Current()
 	}
-	if err != nil {
+	if err == nil {
+		err = db.listWAL()
+	}
+	if seq != 0 {
+		db.queueSeal(seq)
+	}
+	if err == nil {
+		return nil
+	}
+	if permanent || db.bulk != nil {
 		db.unavailable.Store(&err)
 		db.log.Error("WAL rotation failed; refusing new batches", "err", err)
-		if seq != 0 {
-			db.queueSeal(seq)
-		}
-		return
+		return err
 	}
-	db.queueSeal(seq)
+	db.log.Error("WAL rotation failed; refusing batches until it succeeds", "err", err)
+	return err
 }
 
 func (db *DB) finishWAL(dirty bool) {
