@@ -235,3 +235,29 @@ func TestStoredFields(t *testing.T) {
 		}
 	}
 }
+
+// FuzzPass: wherever skip passes over a value (it checks the JSON) that
+// ends where a value may end in JSON (the input's end, white space, a
+// comma or a closing bracket), pass ends at the same byte; elsewhere it
+// stays within the input.
+func FuzzPass(f *testing.F) {
+	for _, s := range []string{
+		`"a"`, `"a\\"`, `"a\\\"b"`, `"\\\\"`, `"\""`, `{"a":["}",{"b":"]\\"}"}]}`, `[1,2.5e3,-0,true,false,null]`,
+		`123 `, `{}`, `[]`, `{"k:{\"name\":\"app\"}":{}}`, ` "x" , 1`, lineV1,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a := fastDec{b: data, common: common()}
+		_, ok := a.skip()
+		b := fastDec{b: data, common: common()}
+		pok := b.pass()
+		if b.i > len(data) || b.i < 0 {
+			t.Fatalf("pass(%q) ended at %d of %d", data, b.i, len(data))
+		}
+		ends := a.i == len(data) || bytes.IndexByte([]byte(" \t\n\r,}]"), data[a.i]) >= 0
+		if ok && ends && (!pok || a.i != b.i) {
+			t.Fatalf("pass(%q) = %v at %d, skip ended at %d", data, pok, b.i, a.i)
+		}
+	})
+}
