@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -41,26 +42,52 @@ func auditPrint(id string) uint32 {
 }
 
 // storedAuditID returns the audit ID of an event's stored bytes, looking for
-// its one key in the text and decoding the event only when the text is
-// not plain: the key is missing, not plainly at the top level (after a
-// '{' or '[' that may open a body, or not right after a ',' or the
-// opening '{'), occurs twice (a request body may hold one) or in another
-// case (encoding/json matches keys regardless of case), or the value
-// holds an escape. What it returns must be what decoding gives: a wrong
-// print hides the event from lookups.
+// its one key in the text and decoding only that key (the event whole
+// where that gives up) when the text is not plain: the key is missing,
+// not plainly at the top level (after a '{' or '[' that may open a body,
+// or not right after a ',' or the opening '{'), occurs twice (a request
+// body may hold one) or in another case (encoding/json matches keys
+// regardless of case, Unicode's simple folding, which folds none of these
+// letters to another byte), the value holds an escape, or the text
+// escapes a letter anywhere (a second key "\u0061uditID" is an auditID
+// to encoding/json, and the last one wins). What it returns must be what
+// decoding gives: a wrong print hides the event from lookups.
 func storedAuditID(raw []byte, ev *audit.Event) (string, error) {
 	const key = `"auditID":"`
 	i := bytes.Index(raw, []byte(key))
-	if i > 0 && (raw[i-1] == ',' || raw[i-1] == '{') && bytes.IndexAny(raw[1:i], "{[") < 0 && countFold(raw, "auditid") == 1 {
+	if i > 0 && (raw[i-1] == ',' || raw[i-1] == '{') && bytes.IndexAny(raw[1:i], "{[") < 0 && countFold(raw, "auditid") == 1 && !escapesALetter(raw) {
 		v := raw[i+len(key):]
 		if j := bytes.IndexByte(v, '"'); j >= 0 && bytes.IndexByte(v[:j], '\\') < 0 {
 			return string(v[:j]), nil
 		}
 	}
+	if audit.StoredFields(raw, auditIDKey, false, ev) {
+		return ev.AuditID, nil
+	}
 	if err := audit.DecodeStored(raw, ev); err != nil {
 		return "", err
 	}
 	return ev.AuditID, nil
+}
+
+var auditIDKey = []string{"auditID"}
+
+// escapesALetter reports whether raw holds a \u escape of an ASCII letter
+// (or what looks like one: an escaped backslash before "u0061" counts
+// too, which only costs the slower path).
+func escapesALetter(raw []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(raw[i:], []byte(`\u`))
+		if j < 0 {
+			return false
+		}
+		i += j + 2
+		if i+4 <= len(raw) {
+			if v, err := strconv.ParseUint(string(raw[i:i+4]), 16, 16); err == nil && v|0x20 >= 'a' && v|0x20 <= 'z' {
+				return true
+			}
+		}
+	}
 }
 
 // countFold counts the occurrences of lower (ASCII lower-case letters) in

@@ -48,6 +48,10 @@ func TestStoredAuditIDAgreesWithDecoding(t *testing.T) {
 	f(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","x\"auditID":"evil","verb":"get"}`)
 	// Spaces around the colon.
 	f(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID" : "a6","verb":"get"}`)
+	// A second key spelling auditID with an escape: encoding/json decodes
+	// it, and the last one wins.
+	f(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a7","verb":"get","\u0061uditID":"evil"}`)
+	f(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a8","verb":"get","audit\u0049D":"evil"}`)
 }
 
 // TestAuditIDLookupMatchesFullScan looks audit IDs up through the
