@@ -2,6 +2,7 @@ package sigma
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -263,5 +264,39 @@ detection:
 	e2 := event(t, "user", map[string]any{}, "objectRef", nil, "requestURI", "/version", "responseStatus.code", 401)
 	if got := Summary(e2.Ev); got != "(unauthenticated) get /version (401)" {
 		t.Errorf("summary %q", got)
+	}
+}
+
+// TestPlainValueFoldsAsEqualFold: a plain value compares as
+// strings.EqualFold (Unicode's simple folding, as the reference's (?i)
+// and the prefilter's do) with the value as the rule writes it. Folding
+// the rule's value first with strings.ToLower turned U+0130 (İ) into an
+// ASCII i, outside İ's folding: `userAgent: İstanbul` then never matched
+// the very value it names, and matched ISTANBUL.
+func TestPlainValueFoldsAsEqualFold(t *testing.T) {
+	for _, c := range []struct {
+		value, ua string
+		want      bool
+	}{
+		{"İstanbul", "İstanbul", true},
+		{"İSTANBUL", "İstanbul", true},
+		{"İstanbul", "ISTANBUL", false},
+		{"istanbul", "İstanbul", false},
+		{"\u212Aube", "kube", true},
+		{"kube", "\u212AUBE", true},
+	} {
+		e := event(t, "userAgent", c.ua)
+		d := "s:\n  userAgent: '" + c.value + "'\ncondition: s"
+		if got := matches(t, d, e); got != c.want {
+			t.Errorf("%s over userAgent %q: matched %v, want %v", d, c.ua, got, c.want)
+		}
+		rs := compile(t, d)
+		pre, ok := rs.Prefilters(time.Now())
+		if !ok || len(pre) != 1 {
+			t.Fatalf("%s: prefilters %v %v", d, pre, ok)
+		}
+		if c.want && !pre[0].Match(e.Ev, "") {
+			t.Errorf("%s matches userAgent %q, its prefilter %s does not", d, c.ua, pre[0])
+		}
 	}
 }

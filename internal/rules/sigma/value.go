@@ -3,6 +3,7 @@ package sigma
 import (
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -200,7 +201,13 @@ type stringMatcher struct {
 
 func newStringMatcher(p []patElem, cased bool) *stringMatcher {
 	m := &stringMatcher{cased: cased}
+	// A plain value is compared with strings.EqualFold, which folds both
+	// sides itself: its lit is the value as written. Folded first, U+0130
+	// (İ) became an ASCII i, outside İ's folding, and the value never
+	// matched itself.
+	written := p
 	if !cased {
+		written = slices.Clone(p)
 		for i := range p {
 			if p[i].kind == 0 {
 				p[i].r = foldRune(p[i].r)
@@ -232,11 +239,6 @@ func newStringMatcher(p []patElem, cased bool) *stringMatcher {
 			return m
 		}
 	}
-	var b strings.Builder
-	for _, e := range inner {
-		b.WriteRune(e.r)
-	}
-	m.lit = b.String()
 	switch {
 	case lead && trail:
 		m.form = '~'
@@ -246,7 +248,13 @@ func newStringMatcher(p []patElem, cased bool) *stringMatcher {
 		m.form = '^'
 	default:
 		m.form = '='
+		inner = written
 	}
+	var b strings.Builder
+	for _, e := range inner {
+		b.WriteRune(e.r)
+	}
+	m.lit = b.String()
 	return m
 }
 
