@@ -103,6 +103,11 @@ type template struct {
 	// rather than for every event.
 	refs    []refAt
 	refsSet bool
+	// The encoder's: the kind of each leaf (leafKinds), for match, and
+	// the template of the line that followed a line of this one last
+	// time, or 0 (matchTemplate).
+	kinds []byte
+	after int
 }
 
 // refAt says that value i of a template is objectRef field k.
@@ -145,9 +150,10 @@ type encoder struct {
 	tmpls   []template
 	// tmplLeaves counts the leaves of tmpls (maxTemplateLeaves).
 	tmplLeaves int
-	// lastTmpl is the previous split line's template, or 0: events
-	// stored together mostly have one shape, and comparing a line with
-	// it costs less than building its key and hashing it (template).
+	// lastTmpl is the previous line's template, or 0: events stored
+	// together mostly have one shape, and matching a line with it costs
+	// less than splitting it and hashing its template's key
+	// (matchTemplate).
 	lastTmpl int
 	ref      [nRef]int // the column of each objectRef field, or -1
 	uriCol   int
@@ -342,7 +348,9 @@ func Encode(lines [][]byte, opt Options) ([]byte, error) {
 func (e *encoder) add(line []byte) {
 	tid := -1
 	var leaves []span
-	if e.sp.split(line) {
+	if id := e.matchTemplate(line); id > 0 {
+		tid, leaves = id, e.sp.leaves
+	} else if e.sp.split(line) {
 		leaves = e.sp.leaves
 		tid = e.template(line, leaves)
 	}
@@ -385,33 +393,35 @@ func (e *encoder) add(line []byte) {
 // most.
 const maxTemplateLeaves = 1 << 16
 
+// matchTemplate returns the template of line, with its leaves in
+// e.sp.leaves, when it is the previous line's template or the one that
+// followed that template last time (match), else 0: sorted by user, verb
+// and resource, 19 lines in 20 of the bench corpus have one of the two.
+func (e *encoder) matchTemplate(line []byte) int {
+	if e.lastTmpl == 0 {
+		return 0
+	}
+	if e.sp.match(line, &e.tmpls[e.lastTmpl]) {
+		return e.lastTmpl
+	}
+	if a := e.tmpls[e.lastTmpl].after; a > 0 && e.sp.match(line, &e.tmpls[a]) {
+		e.lastTmpl = a
+		return a
+	}
+	return 0
+}
+
 // template returns the number of a split line's template, making it if
 // new, or -1 when the group's templates hold maxTemplateLeaves already.
 func (e *encoder) template(line []byte, leaves []span) int {
-	if e.lastTmpl > 0 && e.tmpls[e.lastTmpl].is(line, leaves) {
-		return e.lastTmpl
-	}
 	id := e.lookTemplate(line, leaves)
 	if id > 0 {
+		if e.lastTmpl > 0 {
+			e.tmpls[e.lastTmpl].after = id
+		}
 		e.lastTmpl = id
 	}
 	return id
-}
-
-// is says whether t is the template of a split line: its literals are
-// the line's bytes between the leaves, its columns the leaves'.
-func (t *template) is(line []byte, leaves []span) bool {
-	if len(t.cols) != len(leaves) {
-		return false
-	}
-	at := 0
-	for i, l := range leaves {
-		if t.cols[i] != l.col || !bytes.Equal(t.lits[i], line[at:l.start]) {
-			return false
-		}
-		at = l.end
-	}
-	return bytes.Equal(t.lits[len(leaves)], line[at:])
 }
 
 // lookTemplate is template without the previous line's template at hand:
@@ -433,7 +443,7 @@ func (e *encoder) lookTemplate(line []byte, leaves []span) int {
 		return -1
 	}
 	e.tmplLeaves += len(leaves)
-	t := template{cols: make([]int, len(leaves))}
+	t := template{cols: make([]int, len(leaves)), kinds: leafKinds(line, leaves, e.opt.Opaque, e.body)}
 	at = 0
 	for i, l := range leaves {
 		t.lits = append(t.lits, bytes.Clone(line[at:l.start]))
