@@ -55,7 +55,7 @@ func auditPrint(id string) uint32 {
 func storedAuditID(raw []byte, ev *audit.Event) (string, error) {
 	const key = `"auditID":"`
 	i := bytes.Index(raw, []byte(key))
-	if i > 0 && (raw[i-1] == ',' || raw[i-1] == '{') && bytes.IndexAny(raw[1:i], "{[") < 0 && countFold(raw, "auditid") == 1 && !escapesALetter(raw) {
+	if i > 0 && (raw[i-1] == ',' || raw[i-1] == '{') && bytes.IndexAny(raw[1:i], "{[") < 0 && countFold(raw, "auditid", 2) == 1 && !escapesALetter(raw) {
 		v := raw[i+len(key):]
 		if j := bytes.IndexByte(v, '"'); j >= 0 && bytes.IndexByte(v[:j], '\\') < 0 {
 			return string(v[:j]), nil
@@ -91,20 +91,26 @@ func escapesALetter(raw []byte) bool {
 }
 
 // countFold counts the occurrences of lower (ASCII lower-case letters) in
-// b in any case. Each starts with lower[0] in one case or the other, which
-// IndexByte finds (vectorised): testing every byte of every event cost an
-// import 7% of its CPU.
-func countFold(b []byte, lower string) int {
+// b in any case. Each has lower[at] in one case or the other as its
+// byte at, which IndexByte finds (vectorised): testing every byte of
+// every event cost an import 7% of its CPU. A letter rare in b makes
+// fewer calls: storedAuditID looks for the 'd' of "auditid", half as
+// frequent as its 'a' in the bench corpus's events.
+func countFold(b []byte, lower string, at int) int {
 	n := 0
-	for _, c := range [2]byte{lower[0], lower[0] - 0x20} {
-		for i := 0; ; i++ {
+	for _, c := range [2]byte{lower[at], lower[at] - 0x20} {
+		for i := at; i < len(b); i++ {
 			j := bytes.IndexByte(b[i:], c)
-			if j < 0 || len(b)-(i+j) < len(lower) {
+			if j < 0 {
 				break
 			}
 			i += j
-			k := 1
-			for k < len(lower) && b[i+k]|0x20 == lower[k] {
+			from := i - at
+			if len(b)-from < len(lower) {
+				break
+			}
+			k := 0
+			for k < len(lower) && b[from+k]|0x20 == lower[k] {
 				k++
 			}
 			if k == len(lower) {

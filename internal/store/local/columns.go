@@ -151,6 +151,16 @@ func newColumnBuilder() *columnBuilder {
 
 func (b *columnBuilder) add(t, received int64, v *[NumColumns]string) {
 	for c := range v {
+		// The previous event's value first: consecutive events mostly
+		// share a column's value (always the cluster, mostly the level,
+		// the stage, the decision), and comparing two strings costs
+		// less than hashing one; the maps were a twentieth of import.
+		if n := len(b.ids[c]); n > 0 {
+			if id := b.ids[c][n-1]; b.vals[c][id] == v[c] {
+				b.ids[c] = append(b.ids[c], id)
+				continue
+			}
+		}
 		id, ok := b.dicts[c][v[c]]
 		if !ok {
 			// A copy: the value may point into an event's buffer, which

@@ -7,11 +7,13 @@ import (
 	"github.com/kubetrail/kubetrail/internal/audit"
 )
 
-// TestCountFoldAsEveryByte: countFold, which jumps between the first
-// letter's occurrences, counts what testing every byte counts, over
-// random texts made of the key's letters in both cases and a few others
-// (overlaps, a key cut by the end, the first letter last). Mutation
-// caught: looking for one case of the first letter only.
+// TestCountFoldAsEveryByte: countFold, which jumps between the
+// occurrences of one of the key's letters, any one, counts what testing
+// every byte counts, over random texts made of the key's letters in both
+// cases and a few others (overlaps, a key cut by the end, the letter
+// first or last). Mutations caught: looking for one case of the letter
+// only; testing the key from the letter rather than from at bytes before
+// it.
 func TestCountFoldAsEveryByte(t *testing.T) {
 	everyByte := func(b []byte, lower string) int {
 		n := 0
@@ -38,8 +40,10 @@ func TestCountFoldAsEveryByte(t *testing.T) {
 			b = append(b[:at], append([]byte("AuDiTiD"[:r.IntN(8)]), b[at:]...)...)
 		}
 		for _, lower := range []string{"auditid", "a", "aa"} {
-			if got, want := countFold(b, lower), everyByte(b, lower); got != want {
-				t.Fatalf("countFold(%q, %q) = %d, want %d", b, lower, got, want)
+			for at := range lower {
+				if got, want := countFold(b, lower, at), everyByte(b, lower); got != want {
+					t.Fatalf("countFold(%q, %q, %d) = %d, want %d", b, lower, at, got, want)
+				}
 			}
 		}
 	}

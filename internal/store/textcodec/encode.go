@@ -103,6 +103,11 @@ type template struct {
 	// rather than for every event.
 	refs    []refAt
 	refsSet bool
+	// The encoder's: the kind of each leaf (leafKinds), for match, and
+	// the template of the line that followed a line of this one last
+	// time, or 0 (matchTemplate).
+	kinds []byte
+	after int
 }
 
 // refAt says that value i of a template is objectRef field k.
@@ -145,9 +150,10 @@ type encoder struct {
 	tmpls   []template
 	// tmplLeaves counts the leaves of tmpls (maxTemplateLeaves).
 	tmplLeaves int
-	// lastTmpl is the previous split line's template, or 0: events
-	// stored together mostly have one shape, and comparing a line with
-	// it costs less than building its key and hashing it (template).
+	// lastTmpl is the previous line's template, or 0: events stored
+	// together mostly have one shape, and matching a line with it costs
+	// less than splitting it and hashing its template's key
+	// (matchTemplate).
 	lastTmpl int
 	ref      [nRef]int // the column of each objectRef field, or -1
 	uriCol   int
@@ -342,7 +348,9 @@ func Encode(lines [][]byte, opt Options) ([]byte, error) {
 func (e *encoder) add(line []byte) {
 	tid := -1
 	var leaves []span
-	if e.sp.split(line) {
+	if id := e.matchTemplate(line); id > 0 {
+		tid, leaves = id, e.sp.leaves
+	} else if e.sp.split(line) {
 		leaves = e.sp.leaves
 		tid = e.template(line, leaves)
 	}
@@ -385,33 +393,35 @@ func (e *encoder) add(line []byte) {
 // most.
 const maxTemplateLeaves = 1 << 16
 
+// matchTemplate returns the template of line, with its leaves in
+// e.sp.leaves, when it is the previous line's template or the one that
+// followed that template last time (match), else 0: sorted by user, verb
+// and resource, 19 lines in 20 of the bench corpus have one of the two.
+func (e *encoder) matchTemplate(line []byte) int {
+	if e.lastTmpl == 0 {
+		return 0
+	}
+	if e.sp.match(line, &e.tmpls[e.lastTmpl]) {
+		return e.lastTmpl
+	}
+	if a := e.tmpls[e.lastTmpl].after; a > 0 && e.sp.match(line, &e.tmpls[a]) {
+		e.lastTmpl = a
+		return a
+	}
+	return 0
+}
+
 // template returns the number of a split line's template, making it if
 // new, or -1 when the group's templates hold maxTemplateLeaves already.
 func (e *encoder) template(line []byte, leaves []span) int {
-	if e.lastTmpl > 0 && e.tmpls[e.lastTmpl].is(line, leaves) {
-		return e.lastTmpl
-	}
 	id := e.lookTemplate(line, leaves)
 	if id > 0 {
+		if e.lastTmpl > 0 {
+			e.tmpls[e.lastTmpl].after = id
+		}
 		e.lastTmpl = id
 	}
 	return id
-}
-
-// is says whether t is the template of a split line: its literals are
-// the line's bytes between the leaves, its columns the leaves'.
-func (t *template) is(line []byte, leaves []span) bool {
-	if len(t.cols) != len(leaves) {
-		return false
-	}
-	at := 0
-	for i, l := range leaves {
-		if t.cols[i] != l.col || !bytes.Equal(t.lits[i], line[at:l.start]) {
-			return false
-		}
-		at = l.end
-	}
-	return bytes.Equal(t.lits[len(leaves)], line[at:])
 }
 
 // lookTemplate is template without the previous line's template at hand:
@@ -433,7 +443,7 @@ func (e *encoder) lookTemplate(line []byte, leaves []span) int {
 		return -1
 	}
 	e.tmplLeaves += len(leaves)
-	t := template{cols: make([]int, len(leaves))}
+	t := template{cols: make([]int, len(leaves)), kinds: leafKinds(line, leaves, e.opt.Opaque, e.body)}
 	at = 0
 	for i, l := range leaves {
 		t.lits = append(t.lits, bytes.Clone(line[at:l.start]))
@@ -471,34 +481,48 @@ func (e *encoder) put(col int, v []byte, ref *[nRef][]byte) {
 			}
 		}
 	}
-	if e.opt.Types {
+	if e.opt.Types && e.putTyped(c, v) {
+		return
+	}
+	c.kinds = append(c.kinds, kindString)
+	e.putString(c, v)
+}
+
+// putTyped writes v as a UUID, a time, an integer or a string ending in a
+// UUID, the first it can be read as, and says whether it could. Each kind
+// has lengths of its own (36, 27, at most 19, more than 36), so v's
+// length picks the one kind to try: trying them all in turn, for every
+// leaf, was a tenth of encoding.
+func (e *encoder) putTyped(c *column, v []byte) bool {
+	switch n := len(v); {
+	case n == 36:
 		if u, ok := parseUUID(v); ok {
 			c.kinds = append(c.kinds, kindUUID)
 			e.putUUID(c, u)
-			return
+			return true
 		}
+	case n == len(microLayout):
 		if t, ok := parseMicro(v); ok {
 			c.kinds = append(c.kinds, kindTime)
 			c.num = binary.AppendUvarint(c.num, zigzag(t-e.timeBase(c, t)))
 			c.last, e.evTime, e.evTimed = t, t, true
-			return
+			return true
 		}
-		if n, ok := parseInt(v); ok {
+	case n <= maxIntLen:
+		if i, ok := parseInt(v); ok {
 			c.kinds = append(c.kinds, kindInt)
-			c.num = binary.AppendUvarint(c.num, zigzag(n))
-			return
+			c.num = binary.AppendUvarint(c.num, zigzag(i))
+			return true
 		}
-		if len(v) > 36 {
-			if u, ok := parseUUID(v[len(v)-36:]); ok {
-				c.kinds = append(c.kinds, kindTailID)
-				e.putString(c, v[:len(v)-36])
-				e.putUUID(c, u)
-				return
-			}
+	case n > 36:
+		if u, ok := parseUUID(v[n-36:]); ok {
+			c.kinds = append(c.kinds, kindTailID)
+			e.putString(c, v[:n-36])
+			e.putUUID(c, u)
+			return true
 		}
 	}
-	c.kinds = append(c.kinds, kindString)
-	e.putString(c, v)
+	return false
 }
 
 // timeBase is what a time is written as a difference from: the event's

@@ -276,6 +276,81 @@ func (s *splitter) array(depth int) bool {
 	}
 }
 
+// The kinds of a template's leaves, as match reads them: a string's
+// content, a number's text (scalar), or a body kept whole (skip).
+const (
+	leafString byte = iota
+	leafScalar
+	leafBody
+)
+
+// leafKinds returns the kinds of the leaves of a template made from a
+// split line: a string's content follows its opening quote, which never
+// ends the literal before a number or a body (those follow a ':', a ',',
+// a '[' or whitespace); a body is a leaf of a body column (body[c]) when
+// bodies are opaque.
+func leafKinds(line []byte, leaves []span, opaque bool, body []bool) []byte {
+	kinds := make([]byte, len(leaves))
+	for i, l := range leaves {
+		switch {
+		case l.start > 0 && line[l.start-1] == '"':
+			kinds[i] = leafString
+		case opaque && body[l.col]:
+			kinds[i] = leafBody
+		default:
+			kinds[i] = leafScalar
+		}
+	}
+	return kinds
+}
+
+// match fills s.leaves with line's leaves if t is its template, the
+// leaves found as split finds them, and says whether it is. The lines of
+// a group mostly have the previous line's shape: comparing the line with
+// that template's literals (keys, punctuation) and finding only where
+// each value ends costs less than following every key and byte of the
+// line (split was half of encoding). A line that has t's literals where
+// t has them, and values split would end where match ends them, is
+// split by split into those very leaves: split reads a value only to
+// find its end (str, scalar, skip), and what it does next depends on the
+// bytes after it, t's literals. A scalar that is true, false or null
+// belongs to the template (value), so it is no match.
+func (s *splitter) match(line []byte, t *template) bool {
+	s.leaves = s.leaves[:0]
+	at := 0
+	for i, c := range t.cols {
+		lit := t.lits[i]
+		if len(line)-at < len(lit) || string(line[at:at+len(lit)]) != string(lit) {
+			return false
+		}
+		start := at + len(lit)
+		var end int
+		switch t.kinds[i] {
+		case leafString:
+			e, ok := str(line, start)
+			if !ok {
+				return false
+			}
+			end = e
+		case leafScalar:
+			end = scalar(line, start)
+			switch string(line[start:end]) {
+			case "", "true", "false", "null":
+				return false
+			}
+		default:
+			s.b, s.i = line, start
+			if !s.skip() {
+				return false
+			}
+			end = s.i
+		}
+		s.leaves = append(s.leaves, span{col: c, start: start, end: end})
+		at = end
+	}
+	return string(line[at:]) == string(t.lits[len(t.cols)])
+}
+
 // skip passes over one value without looking inside: brackets are
 // counted, strings jumped over.
 func (s *splitter) skip() bool {
