@@ -237,6 +237,13 @@ func (s *Store) Append(in []rules.Alert) ([]Alert, error) {
 		}
 		if err != nil {
 			s.log.Discard()
+			if s.log.CutBack() {
+				// Some of them reached the file before it was cut back:
+				// a reader beside the store (ListDir) may have read them
+				// and asks only for higher numbers now, so theirs are
+				// never given again.
+				s.next += uint64(len(in))
+			}
 			return nil, fmt.Errorf("append alert %q: %w", in[i].Rule, err)
 		}
 		bytes += int64(len(b)) + int64(wal.HeaderLen(2))

@@ -157,3 +157,31 @@ func TestRotateOnFullDisk(t *testing.T) {
 		t.Fatalf("segment %d holds %q, want [three]", first+1, got)
 	}
 }
+
+// TestDiscardAfterAFlushMarksCutBack: records of a batch an Append already
+// flushed to the file (the buffer filled) are there for a reader before
+// the batch fails for another reason and is discarded, so Discard marks
+// the segment cut back too, not only a failed write.
+// Mutation it catches: undo marking the segment only when a write failed
+// (the earlier flush not counted).
+func TestDiscardAfterAFlushMarksCutBack(t *testing.T) {
+	dir := t.TempDir()
+	l, _, err := Open(dir, 0, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	big := make([]byte, 2<<20) // past the 1 MiB buffer: written to the file
+	big[0] = 'x'
+	if err := l.Append(big); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := scanAll(t, SegmentPath(dir, l.Current()))
+	if len(got) != 1 {
+		t.Fatalf("a reader finds %d records before the batch is discarded, want the 1 flushed: the test sets up nothing", len(got))
+	}
+	l.Discard()
+	if !l.CutBack() {
+		t.Fatal("Discard after an Append flushed a record to the file did not mark the segment cut back")
+	}
+}

@@ -35,6 +35,7 @@ type fillingDisk struct {
 	full    bool
 	only    string
 	onWAL   func(path string)
+	refused int // writes failed because the disk is full
 }
 
 func (d *fillingDisk) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
@@ -103,6 +104,9 @@ func (f *fillingFile) Write(p []byte) (int, error) {
 		return m, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
 	}
 	full := d.full && (d.only == "" || filepath.Base(f.Name()) == d.only)
+	if full {
+		d.refused++
+	}
 	d.mu.Unlock()
 	if full {
 		return 0, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
@@ -272,5 +276,50 @@ func TestWALLedgerRetriedAfterFullDisk(t *testing.T) {
 	}
 	if unlisted > 0 {
 		t.Fatalf("%d writes of records to a WAL segment the ledger does not list", unlisted)
+	}
+}
+
+// TestSealAfterRetriedAfterFullDisk: a WAL segment due for sealing by age
+// (SealAfter) whose rotation fails because the next segment cannot be made
+// (a full disk) is rotated again at a later tick once there is room, so
+// its events are sealed without waiting for another batch or a restart.
+// Mutation it catches: rotateLeft not keeping the segment dirty after a
+// failed rotation (never retried: the events stay in the WAL).
+func TestSealAfterRetriedAfterFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	d := &fillingDisk{FS: vfs.OS}
+	db, err := Open(dir, Options{FS: d, SealAfter: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	seq := db.wal.Current()
+	// Only the next WAL segment's header cannot be written.
+	d.fill(filepath.Base(wal.SegmentPath(filepath.Join(dir, walDir), seq+1)))
+	if _, err := db.Append(context.Background(), batch(0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	walPath := filepath.Join(dir, walDir)
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("waited 15s for %s", what)
+			}
+		}
+	}
+	waitFor("a rotation refused by the full disk", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.refused > 0
+	})
+	d.free()
+	waitFor("the WAL segment to be sealed once there is room", func() bool {
+		segs, _ := wal.ListSegments(walPath)
+		return !slices.Contains(segs, seq)
+	})
+	n := 0
+	if err := Scan(dir, ScanOptions{}, func(Stored) error { n++; return nil }); err != nil || n != 10 {
+		t.Fatalf("store holds %d events (%v), want the 10 acknowledged", n, err)
 	}
 }
