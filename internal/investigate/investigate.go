@@ -220,72 +220,63 @@ type reqKey struct {
 // out the requests of the control plane that were not denied, and
 // returns how many rows it left out, for the report to say so.
 //
-// A base that is an "or" of terms on different fields (user=X or as=X)
-// cannot be answered from the store's columns as a whole, so collect
-// selects each term on its own, excluding the terms before it, which
-// keeps the parts disjoint: A, then B and not A, then C and not (A or B).
+// A base that is an "or" of terms (user=X or as=X) is folded as its
+// parts, each term excluding the terms before it (A, then B and not A,
+// then C and not (A or B)), as if each were selected on its own: the
+// requests, their stages and ties in time keep the order they have when
+// the parts are read one after the other. The parts are read in one
+// selection, though, and sorted into parts by matching each event read
+// against the terms: each part read on its own read again the time
+// columns, group heads and keys of every segment, and activity and
+// timeline selected three parts, timeline twice.
 func collect(r Source, sc Scope, base query.Expr, allStages, bodies bool) ([]*Request, int, error) {
 	if sc.Now.IsZero() {
 		sc.Now = time.Now() // once, so that every part means the same times
 	}
-	parts := []query.Expr{base}
-	if o, ok := base.(*query.Or); ok {
-		parts = parts[:0]
-		for i, t := range o.Terms {
-			p := []query.Expr{t}
-			for _, prev := range o.Terms[:i] {
-				p = append(p, &query.Not{X: prev})
-			}
-			parts = append(parts, and(p...))
-		}
+	if err := sc.stopped(); err != nil {
+		return nil, 0, err
 	}
-	var out []*Request
-	byKey := map[reqKey]*Request{}
-	add := func(h *local.Hit) error {
+	f, err := compile(sc, base)
+	if err != nil {
+		return nil, 0, err
+	}
+	terms, err := orTerms(base, sc.Now)
+	if err != nil {
+		return nil, 0, err
+	}
+	c := &collector{allStages: allStages, byKey: map[reqKey]*Request{}}
+	parts := make([][]*Request, max(len(terms), 1))
+	// Every report, its table as much as its records, needs the event's
+	// text: a row's time is requestReceivedTimestamp, and a request is
+	// its stages grouped by audit ID and request URI (reqKey). No column
+	// holds these three, so the columns only choose which events are
+	// read. Without bodies the store leaves the bodies' frames
+	// compressed (docs/adr/0025-segment-v5.md), unless a term needs them
+	// to be matched.
+	sel := local.Selection{Filter: f, Since: sc.Since, Until: sc.Until, NeedEvent: true, NoBodies: !bodies && !readsBodies(base)}
+	err = r.Select(sel, func(h *local.Hit) error {
 		if err := sc.stopped(); err != nil {
 			return err
 		}
-		q := newRequest(h, bodies)
-		if allStages {
-			out = append(out, q)
-			return nil
+		i := 0
+		if len(terms) > 1 {
+			i = slices.IndexFunc(terms, func(t *query.Filter) bool { return t.Match(h.Event, h.Cluster) })
+			if i < 0 {
+				return fmt.Errorf("BUG: an event selected by %q matches none of its terms", query.Canonical(base))
+			}
 		}
-		k := q.key()
-		prev := byKey[k]
-		if prev == nil {
-			q.Stages = []string{q.Stage}
-			byKey[k] = q
-			out = append(out, q)
-			return nil
-		}
-		stages := append(prev.Stages, q.Stage)
-		first := minTime(prev.Time, q.Time) // the received time, or without one the first stage's
-		if q.stageRank >= prev.stageRank {
-			*prev = *q
-		}
-		prev.Time = first
-		prev.Stages = stages
+		parts[i] = append(parts[i], newRequest(h, bodies))
 		return nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
 	for _, p := range parts {
-		if err := sc.stopped(); err != nil {
-			return nil, 0, err
-		}
-		f, err := compile(sc, p)
-		if err != nil {
-			return nil, 0, err
-		}
-		// Every report, its table as much as its records, needs the
-		// event's text: a row's time is requestReceivedTimestamp, and a
-		// request is its stages grouped by audit ID and request URI
-		// (reqKey). No column holds these three, so the columns only
-		// choose which events are read. Without bodies the store leaves
-		// the bodies' frames compressed (docs/adr/0025-segment-v5.md).
-		sel := local.Selection{Filter: f, Since: sc.Since, Until: sc.Until, NeedEvent: true, NoBodies: !bodies}
-		if err := r.Select(sel, add); err != nil {
-			return nil, 0, err
+		for _, q := range p {
+			c.add(q)
 		}
 	}
+	out := c.out
 	hidden := 0
 	if !sc.IncludeSystem {
 		out, hidden = dropControlPlane(out)
@@ -299,6 +290,74 @@ func collect(r Source, sc Scope, base query.Expr, allStages, bodies bool) ([]*Re
 	}
 	sortRequests(out)
 	return out, hidden, nil
+}
+
+// orTerms compiles the terms of a base that is an "or", each alone, to
+// tell which part an event belongs to; nil for any other base.
+func orTerms(base query.Expr, now time.Time) ([]*query.Filter, error) {
+	o, ok := base.(*query.Or)
+	if !ok {
+		return nil, nil
+	}
+	terms := make([]*query.Filter, len(o.Terms))
+	for i, t := range o.Terms {
+		f, err := query.CompileExpr(t, now)
+		if err != nil {
+			return nil, fmt.Errorf("BUG: investigation term %q: %w", query.Canonical(t), err)
+		}
+		terms[i] = f
+	}
+	return terms, nil
+}
+
+// readsBodies reports whether e has a condition on a request or response
+// body, or on the whole text, which only an event read with its bodies
+// can be matched against.
+func readsBodies(e query.Expr) bool {
+	found := false
+	query.Walk(e, func(x query.Expr) bool {
+		switch x := x.(type) {
+		case *query.Text:
+			found = true
+		case *query.Cmp:
+			if x.Field.Name == "requestObject" || x.Field.Name == "responseObject" {
+				found = true
+			}
+		}
+		return !found
+	})
+	return found
+}
+
+// collector folds requests' stages: one row per request, its last stage,
+// or with allStages one per event, in the order they are added.
+type collector struct {
+	allStages bool
+	out       []*Request
+	byKey     map[reqKey]*Request
+}
+
+// add adds one event's request.
+func (c *collector) add(q *Request) {
+	if c.allStages {
+		c.out = append(c.out, q)
+		return
+	}
+	k := q.key()
+	prev := c.byKey[k]
+	if prev == nil {
+		q.Stages = []string{q.Stage}
+		c.byKey[k] = q
+		c.out = append(c.out, q)
+		return
+	}
+	stages := append(prev.Stages, q.Stage)
+	first := minTime(prev.Time, q.Time) // the received time, or without one the first stage's
+	if q.stageRank >= prev.stageRank {
+		*prev = *q
+	}
+	prev.Time = first
+	prev.Stages = stages
 }
 
 // key identifies the request q belongs to.
