@@ -102,9 +102,10 @@ func full(qs []*Request) []string {
 
 // TestCollectAsParts: collect reads an "or" in one selection and gives
 // the requests, stages and order of ties that reading its parts one
-// after the other gives. Mutations it catches: every event put in the
-// first part (arrival order instead of the parts'); the parts folded in
-// reverse.
+// after the other gives, and collectEach gives each question what it
+// gives alone. Mutations it catches: every event put in the first part
+// (arrival order instead of the parts'); the parts folded in reverse; an
+// event given only to the first question it matches.
 func TestCollectAsParts(t *testing.T) {
 	userTermsOf := func(u string) query.Expr {
 		terms, err := userTerms(u)
@@ -139,6 +140,26 @@ func TestCollectAsParts(t *testing.T) {
 					compared += len(got)
 				}
 			}
+		}
+	}
+	// collectEach: several questions, overlapping, in one selection.
+	names := []string{"timeline reads", "timeline grants", "denied", "not an or"}
+	for seed := range uint64(10) {
+		r := openFixture(t, tieEvents(seed, 40))
+		var specs []collectSpec
+		for i, name := range names {
+			specs = append(specs, collectSpec{bases[name], i == 2, name == "timeline grants"})
+		}
+		got, err := collectEach(r, Scope{Now: t0}, specs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range specs {
+			want := collectByParts(r, Scope{Now: t0}, s.base, s.allStages, s.bodies)
+			if diff := gocmp.Diff(full(want), full(got[i].reqs)); diff != "" {
+				t.Fatalf("seed %d, %s read with %v: differs from it read alone (-alone +together):\n%s", seed, names[i], names, diff)
+			}
+			compared += len(want)
 		}
 	}
 	if compared < 1000 {

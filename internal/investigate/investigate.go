@@ -227,25 +227,62 @@ type reqKey struct {
 // the parts are read one after the other. The parts are read in one
 // selection, though, and sorted into parts by matching each event read
 // against the terms: each part read on its own read again the time
-// columns, group heads and keys of every segment, and activity and
-// timeline selected three parts, timeline twice.
+// columns, group heads and keys of every segment (activity selected three
+// parts). collectEach reads several such questions in one selection.
 func collect(r Source, sc Scope, base query.Expr, allStages, bodies bool) ([]*Request, int, error) {
+	got, err := collectEach(r, sc, collectSpec{base, allStages, bodies})
+	if err != nil {
+		return nil, 0, err
+	}
+	return got[0].reqs, got[0].hidden, nil
+}
+
+// collectSpec is one question of collectEach: collect's base, allStages
+// and bodies.
+type collectSpec struct {
+	base              query.Expr
+	allStages, bodies bool
+}
+
+// collected is collect's answer to one collectSpec.
+type collected struct {
+	reqs   []*Request
+	hidden int
+}
+
+// collectEach answers each spec as collect does, reading the events of
+// them all in one selection (the "or" of their bases) and giving each
+// spec the events its base matches: an investigation that asks two
+// questions (timeline's reads and RBAC grants, history's changes and
+// generated creations) reads the time columns, group heads and keys
+// once.
+func collectEach(r Source, sc Scope, specs ...collectSpec) ([]collected, error) {
 	if sc.Now.IsZero() {
 		sc.Now = time.Now() // once, so that every part means the same times
 	}
 	if err := sc.stopped(); err != nil {
-		return nil, 0, err
+		return nil, err
+	}
+	rs := make([]*reading, len(specs))
+	bases := make([]query.Expr, len(specs))
+	bodies, all := false, false
+	for i, s := range specs {
+		d, err := newReading(s, len(specs) > 1, sc.Now)
+		if err != nil {
+			return nil, err
+		}
+		rs[i], bases[i] = d, s.base
+		bodies = bodies || s.bodies || (s.base != nil && readsBodies(s.base))
+		all = all || s.base == nil
+	}
+	base := or(bases...)
+	if all {
+		base = nil
 	}
 	f, err := compile(sc, base)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	terms, err := orTerms(base, sc.Now)
-	if err != nil {
-		return nil, 0, err
-	}
-	c := &collector{allStages: allStages, byKey: map[reqKey]*Request{}}
-	parts := make([][]*Request, max(len(terms), 1))
 	// Every report, its table as much as its records, needs the event's
 	// text: a row's time is requestReceivedTimestamp, and a request is
 	// its stages grouped by audit ID and request URI (reqKey). No column
@@ -253,32 +290,89 @@ func collect(r Source, sc Scope, base query.Expr, allStages, bodies bool) ([]*Re
 	// read. Without bodies the store leaves the bodies' frames
 	// compressed (docs/adr/0025-segment-v5.md), unless a term needs them
 	// to be matched.
-	sel := local.Selection{Filter: f, Since: sc.Since, Until: sc.Until, NeedEvent: true, NoBodies: !bodies && !readsBodies(base)}
+	sel := local.Selection{Filter: f, Since: sc.Since, Until: sc.Until, NeedEvent: true, NoBodies: !bodies}
 	err = r.Select(sel, func(h *local.Hit) error {
 		if err := sc.stopped(); err != nil {
 			return err
 		}
-		i := 0
-		if len(terms) > 1 {
-			i = slices.IndexFunc(terms, func(t *query.Filter) bool { return t.Match(h.Event, h.Cluster) })
-			if i < 0 {
-				return fmt.Errorf("BUG: an event selected by %q matches none of its terms", query.Canonical(base))
+		some := false
+		for _, d := range rs {
+			ok, err := d.take(h)
+			if err != nil {
+				return err
 			}
+			some = some || ok
 		}
-		parts[i] = append(parts[i], newRequest(h, bodies))
+		if !some {
+			return fmt.Errorf("BUG: an event selected by %q matches none of its questions", query.Canonical(base))
+		}
 		return nil
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	for _, p := range parts {
+	out := make([]collected, len(rs))
+	for i, d := range rs {
+		out[i] = d.fold(sc.IncludeSystem)
+	}
+	return out, nil
+}
+
+// reading is one collectSpec's events as collectEach reads them, each in
+// the part of its base it belongs to.
+type reading struct {
+	spec collectSpec
+	// match is the spec's base, to tell its events from the other
+	// specs'; nil when there are none, or its base is nil.
+	match *query.Filter
+	// terms are the terms of a base that is an "or" (orTerms).
+	terms []*query.Filter
+	parts [][]*Request
+}
+
+func newReading(s collectSpec, others bool, now time.Time) (*reading, error) {
+	terms, err := orTerms(s.base, now)
+	if err != nil {
+		return nil, err
+	}
+	d := &reading{spec: s, terms: terms, parts: make([][]*Request, max(len(terms), 1))}
+	if others && s.base != nil {
+		if d.match, err = query.CompileExpr(s.base, now); err != nil {
+			return nil, fmt.Errorf("BUG: investigation filter %q: %w", query.Canonical(s.base), err)
+		}
+	}
+	return d, nil
+}
+
+// take adds h's request to the part of the spec's base it belongs to,
+// and reports whether the base matches it.
+func (d *reading) take(h *local.Hit) (bool, error) {
+	if d.match != nil && !d.match.Match(h.Event, h.Cluster) {
+		return false, nil
+	}
+	i := 0
+	if len(d.terms) > 1 {
+		i = slices.IndexFunc(d.terms, func(t *query.Filter) bool { return t.Match(h.Event, h.Cluster) })
+		if i < 0 {
+			return false, fmt.Errorf("BUG: an event selected by %q matches none of its terms", query.Canonical(d.spec.base))
+		}
+	}
+	d.parts[i] = append(d.parts[i], newRequest(h, d.spec.bodies))
+	return true, nil
+}
+
+// fold folds the parts' events in turn into requests, and leaves out
+// the control plane's unless system.
+func (d *reading) fold(system bool) collected {
+	c := &collector{allStages: d.spec.allStages, byKey: map[reqKey]*Request{}}
+	for _, p := range d.parts {
 		for _, q := range p {
 			c.add(q)
 		}
 	}
 	out := c.out
 	hidden := 0
-	if !sc.IncludeSystem {
+	if !system {
 		out, hidden = dropControlPlane(out)
 	}
 	for _, q := range out {
@@ -289,7 +383,7 @@ func collect(r Source, sc Scope, base query.Expr, allStages, bodies bool) ([]*Re
 		}
 	}
 	sortRequests(out)
-	return out, hidden, nil
+	return collected{out, hidden}
 }
 
 // orTerms compiles the terms of a base that is an "or", each alone, to
