@@ -82,16 +82,21 @@ func History(r Source, q HistoryQuery) (*HistoryReport, error) {
 	// out only afterwards, so that no diff blames a person for them.
 	sc := q.Scope
 	sc.IncludeSystem = true
-	reqs, _, err := collect(r, sc, and(conds...), q.AllStages, q.Diffs)
-	if err != nil {
-		return nil, err
-	}
+	specs := []collectSpec{{and(conds...), q.AllStages, q.Diffs}}
 	if q.Target.Name != "" && q.Target.Subresource == "" {
-		gen, err := generatedCreations(r, sc, q)
+		gen, err := generatedCreations(q)
 		if err != nil {
 			return nil, err
 		}
-		if len(gen) > 0 {
+		specs = append(specs, gen)
+	}
+	got, err := collectEach(r, sc, specs...)
+	if err != nil {
+		return nil, err
+	}
+	reqs := got[0].reqs
+	if len(got) > 1 {
+		if gen := keepGenerated(got[1].reqs, q); len(gen) > 0 {
 			reqs = append(reqs, gen...)
 			sortRequests(reqs)
 		}
@@ -167,24 +172,26 @@ func History(r Source, q HistoryQuery) (*HistoryReport, error) {
 // no name (the audit log takes it from the request body, which has only
 // the prefix), so the name condition misses it. The name is in the
 // responseObject, at level RequestResponse: the creates with no name whose
-// responseObject holds the target's name are read, and kept when their
-// metadata.name matches it; each is given that name.
-func generatedCreations(r Source, sc Scope, q HistoryQuery) ([]*Request, error) {
+// responseObject holds the target's name are read (this spec), and kept
+// when their metadata.name matches it (keepGenerated).
+func generatedCreations(q HistoryQuery) (collectSpec, error) {
 	t := q.Target
 	t.Name = ""
 	conds, err := t.conds(q.Namespace, false, false)
 	if err != nil {
-		return nil, err
+		return collectSpec{}, err
 	}
 	body, err := globEq("responseObject", "*"+strings.Trim(q.Target.Name, "*")+"*")
 	if err != nil {
-		return nil, err
+		return collectSpec{}, err
 	}
 	conds = append(conds, eq("verb", "create"), eq("name", ""), body)
-	reqs, _, err := collect(r, sc, and(conds...), q.AllStages, true)
-	if err != nil {
-		return nil, err
-	}
+	return collectSpec{and(conds...), q.AllStages, true}, nil
+}
+
+// keepGenerated keeps the creations generatedCreations read whose
+// metadata.name matches the target, each given that name.
+func keepGenerated(reqs []*Request, q HistoryQuery) []*Request {
 	out := reqs[:0]
 	for _, rq := range reqs {
 		var obj struct {
@@ -199,7 +206,7 @@ func generatedCreations(r Source, sc Scope, q HistoryQuery) ([]*Request, error) 
 		}
 		out = append(out, rq)
 	}
-	return out, nil
+	return out
 }
 
 // globMatch reports whether s matches pattern, where '*' matches any run

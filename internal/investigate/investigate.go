@@ -220,74 +220,159 @@ type reqKey struct {
 // out the requests of the control plane that were not denied, and
 // returns how many rows it left out, for the report to say so.
 //
-// A base that is an "or" of terms on different fields (user=X or as=X)
-// cannot be answered from the store's columns as a whole, so collect
-// selects each term on its own, excluding the terms before it, which
-// keeps the parts disjoint: A, then B and not A, then C and not (A or B).
+// A base that is an "or" of terms (user=X or as=X) is folded as its
+// parts, each term excluding the terms before it (A, then B and not A,
+// then C and not (A or B)), as if each were selected on its own: the
+// requests, their stages and ties in time keep the order they have when
+// the parts are read one after the other. The parts are read in one
+// selection, though, and sorted into parts by matching each event read
+// against the terms: each part read on its own read again the time
+// columns, group heads and keys of every segment (activity selected three
+// parts). collectEach reads several such questions in one selection.
 func collect(r Source, sc Scope, base query.Expr, allStages, bodies bool) ([]*Request, int, error) {
+	got, err := collectEach(r, sc, collectSpec{base, allStages, bodies})
+	if err != nil {
+		return nil, 0, err
+	}
+	return got[0].reqs, got[0].hidden, nil
+}
+
+// collectSpec is one question of collectEach: collect's base, allStages
+// and bodies.
+type collectSpec struct {
+	base              query.Expr
+	allStages, bodies bool
+}
+
+// collected is collect's answer to one collectSpec.
+type collected struct {
+	reqs   []*Request
+	hidden int
+}
+
+// collectEach answers each spec as collect does, reading the events of
+// them all in one selection (the "or" of their bases) and giving each
+// spec the events its base matches: an investigation that asks two
+// questions (timeline's reads and RBAC grants, history's changes and
+// generated creations) reads the time columns, group heads and keys
+// once.
+func collectEach(r Source, sc Scope, specs ...collectSpec) ([]collected, error) {
 	if sc.Now.IsZero() {
 		sc.Now = time.Now() // once, so that every part means the same times
 	}
-	parts := []query.Expr{base}
-	if o, ok := base.(*query.Or); ok {
-		parts = parts[:0]
-		for i, t := range o.Terms {
-			p := []query.Expr{t}
-			for _, prev := range o.Terms[:i] {
-				p = append(p, &query.Not{X: prev})
-			}
-			parts = append(parts, and(p...))
-		}
+	if err := sc.stopped(); err != nil {
+		return nil, err
 	}
-	var out []*Request
-	byKey := map[reqKey]*Request{}
-	add := func(h *local.Hit) error {
+	rs := make([]*reading, len(specs))
+	bases := make([]query.Expr, len(specs))
+	bodies, all := false, false
+	for i, s := range specs {
+		d, err := newReading(s, len(specs) > 1, sc.Now)
+		if err != nil {
+			return nil, err
+		}
+		rs[i], bases[i] = d, s.base
+		bodies = bodies || s.bodies || (s.base != nil && readsBodies(s.base))
+		all = all || s.base == nil
+	}
+	base := or(bases...)
+	if all {
+		base = nil
+	}
+	f, err := compile(sc, base)
+	if err != nil {
+		return nil, err
+	}
+	// Every report, its table as much as its records, needs the event's
+	// text: a row's time is requestReceivedTimestamp, and a request is
+	// its stages grouped by audit ID and request URI (reqKey). No column
+	// holds these three, so the columns only choose which events are
+	// read. Without bodies the store leaves the bodies' frames
+	// compressed (docs/adr/0025-segment-v5.md), unless a term needs them
+	// to be matched.
+	sel := local.Selection{Filter: f, Since: sc.Since, Until: sc.Until, NeedEvent: true, NoBodies: !bodies}
+	err = r.Select(sel, func(h *local.Hit) error {
 		if err := sc.stopped(); err != nil {
 			return err
 		}
-		q := newRequest(h, bodies)
-		if allStages {
-			out = append(out, q)
-			return nil
+		some := false
+		for _, d := range rs {
+			ok, err := d.take(h)
+			if err != nil {
+				return err
+			}
+			some = some || ok
 		}
-		k := q.key()
-		prev := byKey[k]
-		if prev == nil {
-			q.Stages = []string{q.Stage}
-			byKey[k] = q
-			out = append(out, q)
-			return nil
+		if !some {
+			return fmt.Errorf("BUG: an event selected by %q matches none of its questions", query.Canonical(base))
 		}
-		stages := append(prev.Stages, q.Stage)
-		first := minTime(prev.Time, q.Time) // the received time, or without one the first stage's
-		if q.stageRank >= prev.stageRank {
-			*prev = *q
-		}
-		prev.Time = first
-		prev.Stages = stages
 		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	for _, p := range parts {
-		if err := sc.stopped(); err != nil {
-			return nil, 0, err
-		}
-		f, err := compile(sc, p)
-		if err != nil {
-			return nil, 0, err
-		}
-		// Every report, its table as much as its records, needs the
-		// event's text: a row's time is requestReceivedTimestamp, and a
-		// request is its stages grouped by audit ID and request URI
-		// (reqKey). No column holds these three, so the columns only
-		// choose which events are read. Without bodies the store leaves
-		// the bodies' frames compressed (docs/adr/0025-segment-v5.md).
-		sel := local.Selection{Filter: f, Since: sc.Since, Until: sc.Until, NeedEvent: true, NoBodies: !bodies}
-		if err := r.Select(sel, add); err != nil {
-			return nil, 0, err
+	out := make([]collected, len(rs))
+	for i, d := range rs {
+		out[i] = d.fold(sc.IncludeSystem)
+	}
+	return out, nil
+}
+
+// reading is one collectSpec's events as collectEach reads them, each in
+// the part of its base it belongs to.
+type reading struct {
+	spec collectSpec
+	// match is the spec's base, to tell its events from the other
+	// specs'; nil when there are none, or its base is nil.
+	match *query.Filter
+	// terms are the terms of a base that is an "or" (orTerms).
+	terms []*query.Filter
+	parts [][]*Request
+}
+
+func newReading(s collectSpec, others bool, now time.Time) (*reading, error) {
+	terms, err := orTerms(s.base, now)
+	if err != nil {
+		return nil, err
+	}
+	d := &reading{spec: s, terms: terms, parts: make([][]*Request, max(len(terms), 1))}
+	if others && s.base != nil {
+		if d.match, err = query.CompileExpr(s.base, now); err != nil {
+			return nil, fmt.Errorf("BUG: investigation filter %q: %w", query.Canonical(s.base), err)
 		}
 	}
+	return d, nil
+}
+
+// take adds h's request to the part of the spec's base it belongs to,
+// and reports whether the base matches it.
+func (d *reading) take(h *local.Hit) (bool, error) {
+	if d.match != nil && !d.match.Match(h.Event, h.Cluster) {
+		return false, nil
+	}
+	i := 0
+	if len(d.terms) > 1 {
+		i = slices.IndexFunc(d.terms, func(t *query.Filter) bool { return t.Match(h.Event, h.Cluster) })
+		if i < 0 {
+			return false, fmt.Errorf("BUG: an event selected by %q matches none of its terms", query.Canonical(d.spec.base))
+		}
+	}
+	d.parts[i] = append(d.parts[i], newRequest(h, d.spec.bodies))
+	return true, nil
+}
+
+// fold folds the parts' events in turn into requests, and leaves out
+// the control plane's unless system.
+func (d *reading) fold(system bool) collected {
+	c := &collector{allStages: d.spec.allStages, byKey: map[reqKey]*Request{}}
+	for _, p := range d.parts {
+		for _, q := range p {
+			c.add(q)
+		}
+	}
+	out := c.out
 	hidden := 0
-	if !sc.IncludeSystem {
+	if !system {
 		out, hidden = dropControlPlane(out)
 	}
 	for _, q := range out {
@@ -298,7 +383,75 @@ func collect(r Source, sc Scope, base query.Expr, allStages, bodies bool) ([]*Re
 		}
 	}
 	sortRequests(out)
-	return out, hidden, nil
+	return collected{out, hidden}
+}
+
+// orTerms compiles the terms of a base that is an "or", each alone, to
+// tell which part an event belongs to; nil for any other base.
+func orTerms(base query.Expr, now time.Time) ([]*query.Filter, error) {
+	o, ok := base.(*query.Or)
+	if !ok {
+		return nil, nil
+	}
+	terms := make([]*query.Filter, len(o.Terms))
+	for i, t := range o.Terms {
+		f, err := query.CompileExpr(t, now)
+		if err != nil {
+			return nil, fmt.Errorf("BUG: investigation term %q: %w", query.Canonical(t), err)
+		}
+		terms[i] = f
+	}
+	return terms, nil
+}
+
+// readsBodies reports whether e has a condition on a request or response
+// body, or on the whole text, which only an event read with its bodies
+// can be matched against.
+func readsBodies(e query.Expr) bool {
+	found := false
+	query.Walk(e, func(x query.Expr) bool {
+		switch x := x.(type) {
+		case *query.Text:
+			found = true
+		case *query.Cmp:
+			if x.Field.Name == "requestObject" || x.Field.Name == "responseObject" {
+				found = true
+			}
+		}
+		return !found
+	})
+	return found
+}
+
+// collector folds requests' stages: one row per request, its last stage,
+// or with allStages one per event, in the order they are added.
+type collector struct {
+	allStages bool
+	out       []*Request
+	byKey     map[reqKey]*Request
+}
+
+// add adds one event's request.
+func (c *collector) add(q *Request) {
+	if c.allStages {
+		c.out = append(c.out, q)
+		return
+	}
+	k := q.key()
+	prev := c.byKey[k]
+	if prev == nil {
+		q.Stages = []string{q.Stage}
+		c.byKey[k] = q
+		c.out = append(c.out, q)
+		return
+	}
+	stages := append(prev.Stages, q.Stage)
+	first := minTime(prev.Time, q.Time) // the received time, or without one the first stage's
+	if q.stageRank >= prev.stageRank {
+		*prev = *q
+	}
+	prev.Time = first
+	prev.Stages = stages
 }
 
 // key identifies the request q belongs to.

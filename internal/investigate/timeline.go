@@ -123,15 +123,12 @@ func Timeline(r Source, q TimelineQuery) (*TimelineReport, error) {
 	// RBAC writes are read with their bodies, to say what they grant; the
 	// rest without, as bodies may be large.
 	rbacWrites := and(eq("apigroup", "rbac.authorization.k8s.io"), in("resource", "roles", "rolebindings", "clusterroles", "clusterrolebindings"), in("verb", writeVerbs...))
-	reqs, hidden, err := collect(r, sc, within(base, &query.Not{X: rbacWrites}), false, false)
+	got, err := collectEach(r, sc, collectSpec{base: within(base, &query.Not{X: rbacWrites})}, collectSpec{base: within(base, rbacWrites), bodies: true})
 	if err != nil {
 		return nil, err
 	}
-	grants, hidden2, err := collect(r, sc, within(base, rbacWrites), false, true)
-	if err != nil {
-		return nil, err
-	}
-	rep := &TimelineReport{Hidden: hidden + hidden2, user: q.User}
+	reqs, grants := got[0].reqs, got[1].reqs
+	rep := &TimelineReport{Hidden: got[0].hidden + got[1].hidden, user: q.User}
 	details := map[reqKey]string{}
 	for _, g := range grants {
 		c := &RBACChange{Request: g, Kind: rbacKinds[g.Resource]}

@@ -779,18 +779,42 @@ func unplane[T uint32 | uint64 | int64](p []byte, n, size int, dst []T) ([]T, er
 		dst = make([]T, n)
 	}
 	dst = dst[:n]
-	if w == 0 {
+	// One pass over dst for the widths of times and ids (a pass per
+	// plane read and wrote each value w times: a segment's two time
+	// columns were a sixth of an investigation's CPU at 2M events).
+	plane := func(k int) []byte { return p[1+k*n : 1+(k+1)*n : 1+(k+1)*n] }
+	switch w {
+	case 0:
 		clear(dst)
-		return dst, nil
-	}
-	for i, b := range p[1 : 1+n] {
-		dst[i] = T(b)
-	}
-	for k := 1; k < w; k++ {
-		plane := p[1+k*n : 1+(k+1)*n]
-		shift := 8 * k
-		for i, b := range plane {
-			dst[i] |= T(b) << shift
+	case 1:
+		for i, b := range plane(0) {
+			dst[i] = T(b)
+		}
+	case 2:
+		b0, b1 := plane(0), plane(1)
+		for i := range dst {
+			dst[i] = T(b0[i]) | T(b1[i])<<8
+		}
+	case 3:
+		b0, b1, b2 := plane(0), plane(1), plane(2)
+		for i := range dst {
+			dst[i] = T(b0[i]) | T(b1[i])<<8 | T(b2[i])<<16
+		}
+	case 4:
+		b0, b1, b2, b3 := plane(0), plane(1), plane(2), plane(3)
+		for i := range dst {
+			dst[i] = T(b0[i]) | T(b1[i])<<8 | T(b2[i])<<16 | T(b3[i])<<24
+		}
+	default:
+		b0, b1, b2, b3 := plane(0), plane(1), plane(2), plane(3)
+		for i := range dst {
+			dst[i] = T(b0[i]) | T(b1[i])<<8 | T(b2[i])<<16 | T(b3[i])<<24
+		}
+		for k := 4; k < w; k++ {
+			shift := 8 * k
+			for i, b := range plane(k) {
+				dst[i] |= T(b) << shift
+			}
 		}
 	}
 	return dst, nil
