@@ -71,8 +71,11 @@ type Reader struct {
 	// caller reads each group when it comes to it).
 	textSlots   []*textSlot
 	textWorkers int
-	// textRead counts the jobs the read-ahead read, for tests.
-	textRead int64
+	// textRead counts the jobs the read-ahead read, textPeak is what the
+	// last one held at most, and textLimits replace its limits: for tests.
+	textRead   int64
+	textPeak   aheadPeak
+	textLimits aheadLimits
 	// damage is what the reader skipped (see Damaged).
 	damage damageList
 	// segCache, for a reader of a DB, shares its segments with the DB's

@@ -200,6 +200,22 @@ type textReader struct {
 	text      []byte
 	span      [][2]int32
 	ps        []int
+	// whole, when set, is the whole group's read that the read of a part
+	// of it stands for in its checks (textJob.whole); others holds the
+	// blocks that only the other parts read, each with one of its events.
+	whole  *wholeGroup
+	others [][2]int
+	// part says t reads a part of a group read in parts (textJob.inParts).
+	part bool
+}
+
+// wholeGroup is what a group's read wants, when it is read in parts: its
+// events of want, or when want is nil of [lo, hi). A part reads a block
+// whole only by chance, so the blocks' byte counts are seldom checked
+// then; their checksums always are.
+type wholeGroup struct {
+	lo, hi int
+	want   []int32
 }
 
 func newTextReader(dec *zstd.Decoder) *textReader { return &textReader{dec: dec} }
@@ -489,13 +505,20 @@ func (t *textReader) openHead(r *segmentReader, g groupMeta) (*textcodec.Reader,
 	if prev != nil {
 		h.Adopt(prev)
 	}
+	t.head, t.headSeg, t.headOff = h, r, g.HeadOff
+	if t.part {
+		// A part of a group read in parts: the other parts are read by
+		// other slots, and each slot keeping every group's head (and the
+		// templates its events built, which MetaBytes does not count)
+		// held 55 MiB for detect with Sigma's rules.
+		return h, nil
+	}
 	n := h.MetaBytes()
 	if t.heads == nil || len(t.heads) >= maxHeads || t.headBytes+n > maxHeadBytes {
 		t.heads, t.headBytes = make(map[headKey]*textcodec.Reader), 0
 	}
 	t.heads[key] = h
 	t.headBytes += n
-	t.head, t.headSeg, t.headOff = h, r, g.HeadOff
 	return h, nil
 }
 
@@ -542,6 +565,7 @@ func (t *textReader) groupV5(r *segmentReader, g groupMeta, lo, hi int, want []i
 		sort.Ints(ps)
 	}
 	t.ps = ps
+	others := t.otherBlocks(g, ps, h.PerBlock())
 	if cap(t.span) < g.Count {
 		t.span = make([][2]int32, g.Count)
 	}
@@ -549,11 +573,17 @@ func (t *textReader) groupV5(r *segmentReader, g groupMeta, lo, hi int, want []i
 	per := h.PerBlock()
 	// Room for the touched blocks' lines up front: growing a group's 16
 	// MiB by doubling copied more than the codec wrote.
+	// A block's share of its lines: a part of a group read in parts
+	// (textJob.whole) wants some events of every block.
 	var room int64
-	for i, p := range ps {
-		if i == 0 || p/per != ps[i-1]/per {
-			room += r.meta.Blocks[g.Block0+p/per].RawBytes
+	for i := 0; i < len(ps); {
+		j := i + 1
+		for j < len(ps) && ps[j]/per == ps[i]/per {
+			j++
 		}
+		b := r.meta.Blocks[g.Block0+ps[i]/per]
+		room += b.RawBytes * int64(j-i) / int64(max(b.Count, 1))
+		i = j
 	}
 	text := t.text[:0]
 	if int64(cap(text)) < room {
@@ -567,6 +597,12 @@ func (t *textReader) groupV5(r *segmentReader, g groupMeta, lo, hi int, want []i
 		j := i + 1
 		for j < len(ps) && ps[j]/per == bi {
 			j++
+		}
+		for len(others) > 0 && others[0][0] < bi {
+			if err := t.checkBlock(r, g, h, others[0]); err != nil {
+				return err
+			}
+			others = others[1:]
 		}
 		b := r.meta.Blocks[g.Block0+bi]
 		var raw int64
@@ -587,6 +623,11 @@ func (t *textReader) groupV5(r *segmentReader, g groupMeta, lo, hi int, want []i
 		}
 		i = j
 	}
+	for _, o := range others {
+		if err := t.checkBlock(r, g, h, o); err != nil {
+			return err
+		}
+	}
 	t.text = text
 	call := func(o int) error {
 		sp := t.span[t.pos[o-g.First]]
@@ -606,6 +647,64 @@ func (t *textReader) groupV5(r *segmentReader, g groupMeta, lo, hi int, want []i
 		}
 	}
 	return nil
+}
+
+// otherBlocks returns, when t reads a part of group g standing for the
+// whole group's read (t.whole), the blocks (ascending, with the storage
+// position of one of their events) that the whole read touches and the
+// part, at sorted storage positions ps, does not.
+func (t *textReader) otherBlocks(g groupMeta, ps []int, per int) [][2]int {
+	w := t.whole
+	if w == nil {
+		return nil
+	}
+	mine := make([]bool, g.Blocks)
+	for _, p := range ps {
+		mine[p/per] = true
+	}
+	one := make([]int, g.Blocks)
+	for i := range one {
+		one[i] = -1
+	}
+	mark := func(o int) {
+		p := int(t.pos[o-g.First])
+		if bi := p / per; !mine[bi] && (one[bi] < 0 || p < one[bi]) {
+			one[bi] = p
+		}
+	}
+	if w.want != nil {
+		for _, o := range w.want {
+			mark(int(o))
+		}
+	} else {
+		for o := w.lo; o < w.hi; o++ {
+			mark(o)
+		}
+	}
+	others := t.others[:0]
+	for bi, p := range one {
+		if p >= 0 {
+			others = append(others, [2]int{bi, p})
+		}
+	}
+	t.others = others
+	return others
+}
+
+// checkBlock opens block o[0] of group g, and reads its event at storage
+// position o[1], as groupV5 reads the blocks it renders: a part of a
+// group read in parts fails where the whole group's read fails.
+func (t *textReader) checkBlock(r *segmentReader, g groupMeta, h *textcodec.Reader, o [2]int) error {
+	b := r.meta.Blocks[g.Block0+o[0]]
+	err := h.ReadBlock(o[0], t.loadBlock(r, b), []int{o[1]}, func(int, []byte) error { return nil })
+	if err == nil {
+		return nil
+	}
+	var se *SegmentError
+	if errors.As(err, &se) {
+		return err
+	}
+	return r.fail(blockPart(b), err)
 }
 
 // eventsV2 is events for a v2 segment: its blocks hold events in arrival

@@ -70,12 +70,25 @@ func aheadStore(t *testing.T, version int) (string, []string) {
 // selectedAhead is what a Select gave: each hit as a line, then its error.
 func selectedAhead(t *testing.T, dir string, workers int, sel Selection, stopAt int) ([]string, error) {
 	t.Helper()
+	got, _, err := selectedLimited(t, dir, workers, aheadLimits{}, sel, stopAt)
+	return got, err
+}
+
+// splitLimits read the small groups of aheadStore in parts of about two
+// events, decoded two at a time.
+var splitLimits = aheadLimits{jobBytes: 2 << 10, chunkEvents: 2}
+
+// selectedLimited is selectedAhead with the read-ahead's limits set to
+// lim, and gives what the read-ahead held at most.
+func selectedLimited(t *testing.T, dir string, workers int, lim aheadLimits, sel Selection, stopAt int) ([]string, aheadPeak, error) {
+	t.Helper()
 	r, err := OpenReader(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	r.textWorkers = workers
+	r.textLimits = lim
 	var got []string
 	err = r.Select(sel, func(h *Hit) error {
 		if len(got) == stopAt {
@@ -88,7 +101,7 @@ func selectedAhead(t *testing.T, dir string, workers int, sel Selection, stopAt 
 		got = append(got, line+" user="+h.Column(ColUser))
 		return nil
 	})
-	return got, err
+	return got, r.textPeak, err
 }
 
 var errStopped = errors.New("stopped")
@@ -155,15 +168,121 @@ func TestSelectAheadOrder(t *testing.T) {
 				}
 			}
 			for _, workers := range []int{2, 3, 8} {
-				got, err := selectedAhead(t, dir, workers, sel, -1)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !slices.Equal(got, serial) {
-					t.Fatalf("v%d %v, %d workers: %d events differ from the serial read's %d", version, sel.Filter, workers, len(got), len(serial))
+				for _, lim := range []aheadLimits{{}, splitLimits} {
+					got, _, err := selectedLimited(t, dir, workers, lim, sel, -1)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !slices.Equal(got, serial) {
+						t.Fatalf("v%d %v, %d workers, limits %+v: %d events differ from the serial read's %d", version, sel.Filter, workers, lim, len(got), len(serial))
+					}
 				}
 			}
 		}
+	}
+}
+
+// TestSelectAheadHoldsBytes checks that the read-ahead bounds what it
+// holds by bytes, not by groups: a v5 group whose events are decoded is
+// read in parts of at most the job bytes (and an event), so the jobs in
+// flight hold at most a slot's worth each, and the events decoded are
+// held a few chunks at a time, not a group's at once. (Reading whole
+// groups, as textJobs did before, fails it by the largest job; decoding
+// a job's events in one chunk fails it by the events.)
+func TestSelectAheadHoldsBytes(t *testing.T) {
+	dir, _ := aheadStore(t, 5)
+	r, err := OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var perEvent, group int64
+	for _, s := range r.segs {
+		for _, g := range s.r.meta.Groups {
+			perEvent = max(perEvent, g.RawBytes/int64(g.Count)+1)
+			group = max(group, g.RawBytes)
+		}
+	}
+	r.Close()
+	lim := aheadLimits{jobBytes: 2 << 10, chunkEvents: 2}
+	if group < 3*lim.jobBytes {
+		t.Fatalf("groups of at most %d bytes: the test wants groups several parts long", group)
+	}
+	for _, workers := range []int{2, 3} {
+		got, peak, err := selectedLimited(t, dir, workers, lim, Selection{NeedEvent: true}, -1)
+		if err != nil || len(got) != 450 {
+			t.Fatalf("%d events and %v: want 450", len(got), err)
+		}
+		slots := int64(workers + 1)
+		if peak.job > lim.jobBytes+perEvent || peak.held > slots*(lim.jobBytes+perEvent) {
+			t.Fatalf("%d workers: a job of %d bytes and %d bytes in flight: want at most %d and %d (groups of up to %d)", workers, peak.job, peak.held, lim.jobBytes+perEvent, slots*(lim.jobBytes+perEvent), group)
+		}
+		if most := 2 * workers * lim.chunkEvents; peak.events > most || peak.events == 0 {
+			t.Fatalf("%d workers: %d events decoded at once: want 1 to %d", workers, peak.events, most)
+		}
+	}
+	// Whole groups, decoded a chunk at a time.
+	_, peak, err := selectedLimited(t, dir, 2, aheadLimits{chunkEvents: 2}, Selection{NeedEvent: true}, -1)
+	if err != nil || peak.events > 8 || peak.job < group/2 {
+		t.Fatalf("whole groups: a job of %d bytes, %d events decoded at once, %v: want groups and at most 8 events", peak.job, peak.events, err)
+	}
+}
+
+// TestSelectAheadPartsFailAsWhole checks that a group read in parts
+// fails where the whole group's read fails, before any of its events is
+// given, when the damaged block is one the first part does not read.
+// (Leaving the first part's check of the other parts' blocks out fails
+// it: the first part's events come before the error.)
+func TestSelectAheadPartsFailAsWhole(t *testing.T) {
+	dir, paths := aheadStore(t, 5)
+	victim := paths[1]
+	sr, err := openSegment(vfs.OS, victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := sr.meta
+	gi := len(m.Groups) / 2
+	g := m.Groups[gi]
+	var first *textJob
+	for _, j := range textJobs(sr, 0, m.Count, nil, nil, false, nil, splitLimits.jobBytes) {
+		if j.whole != nil && j.lo == g.First {
+			first = j
+		}
+	}
+	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+	defer dec.Close()
+	tr := newTextReader(dec)
+	if first == nil {
+		t.Fatal("the group is not read in parts")
+	}
+	if err := tr.positions(sr, g, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	sr.close()
+	read := make([]bool, g.Blocks)
+	for o := first.lo; o < first.hi; o++ {
+		read[int(tr.pos[o-g.First])/3] = true
+	}
+	bi := slices.Index(read, false)
+	if bi < 0 {
+		t.Fatal("the first part reads every block of its group")
+	}
+	b := m.Blocks[g.Block0+bi]
+	raw, err := os.ReadFile(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[b.Off+b.Len/2] ^= 0x5a
+	if err := os.WriteFile(victim, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sel := Selection{NeedEvent: true}
+	serial, serr := selectedAhead(t, dir, 1, sel, -1)
+	if serr == nil {
+		t.Fatal("the serial read met no damage")
+	}
+	got, _, err := selectedLimited(t, dir, 3, splitLimits, sel, -1)
+	if fmt.Sprint(err) != fmt.Sprint(serr) || !slices.Equal(got, serial) {
+		t.Fatalf("in parts: %d events and %v; the serial read gave %d and %v", len(got), err, len(serial), serr)
 	}
 }
 
@@ -251,10 +370,14 @@ func TestSelectAheadDamage(t *testing.T) {
 				if sel.Filter == nil && (serr == nil || len(serial) < 150) {
 					t.Fatalf("v%d, damaged %s: the serial read gave %d events and %v: want the first segment's and an error", version, what, len(serial), serr)
 				}
-				for _, workers := range []int{2, 3} {
-					got, err := selectedAhead(t, dir, workers, sel, -1)
+				for _, workers := range []int{2, 3, -3} {
+					lim := aheadLimits{}
+					if workers < 0 {
+						workers, lim = -workers, splitLimits
+					}
+					got, _, err := selectedLimited(t, dir, workers, lim, sel, -1)
 					if fmt.Sprint(err) != fmt.Sprint(serr) || !slices.Equal(got, serial) {
-						t.Fatalf("v%d, damaged %s, %v, %d workers: %d events and %v; the serial read gave %d and %v", version, what, sel.Filter, workers, len(got), err, len(serial), serr)
+						t.Fatalf("v%d, damaged %s, %v, %d workers, limits %+v: %d events and %v; the serial read gave %d and %v", version, what, sel.Filter, workers, lim, len(got), err, len(serial), serr)
 					}
 					var se *SegmentError
 					if err != nil && (!errors.As(err, &se) || se.Path != victim) {
