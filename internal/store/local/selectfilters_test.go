@@ -280,49 +280,13 @@ func TestLazyRulesMatchWholeEvents(t *testing.T) {
 			}
 			return ev
 		}
-		whole := load()
-		var want []string
-		for i := range all {
-			s := &all[i]
-			for _, a := range whole.Eval(&rules.Event{Ev: &s.ev, Raw: []byte(s.raw), Cluster: s.cluster}) {
-				want = append(want, fmt.Sprintf("%s %v %s %s", a.Rule, a.AuditIDs, a.User, a.Message))
-			}
-		}
+		want := wholeAlerts(all, load().Eval)
 		lazy := load()
-		var got []string
-		given, loads := 0, 0
-		err := r.SelectFilters(Selection{}, LazyOptions{Filters: lazy.Filters(), Fields: lazy.KeyFields(), ReadAhead: lazy.WillRead}, func(h *Hit) error {
-			given++
-			e := rules.Event{Ev: h.Event, Raw: h.Raw, Cluster: h.Cluster}
-			if h.Partial {
-				e.Lazy = &rules.Lazy{Fields: h.Fields, Known: h.Known, Read: func() (*audit.Event, []byte, error) {
-					loads++
-					err := h.Load()
-					return h.Event, h.Raw, err
-				}}
-			}
-			for _, a := range lazy.Eval(&e) {
-				got = append(got, fmt.Sprintf("%s %v %s %s", a.Rule, a.AuditIDs, a.User, a.Message))
-			}
-			if e.Lazy != nil {
-				return e.Lazy.Err
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		got, given, loads := lazyAlerts(t, r, LazyOptions{Filters: lazy.Filters(), Fields: lazy.KeyFields(), ReadAhead: lazy.WillRead}, lazy.Eval)
 		if len(want) < 20 {
 			t.Fatalf("%s: %d alerts: the test proves little", pack, len(want))
 		}
-		if !slices.Equal(got, want) {
-			for i := range min(len(got), len(want)) {
-				if got[i] != want[i] {
-					t.Fatalf("%s: alert %d of %d (whole: %d):\n lazy  %s\n whole %s", pack, i, len(got), len(want), got[i], want[i])
-				}
-			}
-			t.Fatalf("%s: %d alerts lazily, %d over whole events", pack, len(got), len(want))
-		}
+		sameAlerts(t, pack, got, want)
 		if loads >= given || given >= len(all) {
 			t.Errorf("%s: %d events given of %d, %d read: nothing was spared", pack, given, len(all), loads)
 		}
@@ -539,42 +503,13 @@ func TestLazyEngineMatchesWholeEvents(t *testing.T) {
 			}
 			return eng
 		}
-		whole := load()
-		var want []string
-		for i := range all {
-			s := &all[i]
-			for _, a := range whole.Eval(&rules.Event{Ev: &s.ev, Raw: []byte(s.raw), Cluster: s.cluster}) {
-				want = append(want, fmt.Sprintf("%s %v %s %s", a.Rule, a.AuditIDs, a.User, a.Message))
-			}
-		}
+		want := wholeAlerts(all, load().Eval)
 		lazy := load()
 		plan, ok := lazy.Lazy()
 		if !ok {
 			t.Fatalf("builtin %v: SigmaHQ's rules give no lazy plan", builtinToo)
 		}
-		var got []string
-		given, loads := 0, 0
-		err := r.SelectFilters(Selection{}, LazyOptions{Filters: plan.Filters, Fields: plan.Fields, ReadAhead: plan.WillRead}, func(h *Hit) error {
-			given++
-			e := rules.Event{Ev: h.Event, Raw: h.Raw, Cluster: h.Cluster}
-			if h.Partial {
-				e.Lazy = &rules.Lazy{Fields: h.Fields, Known: h.Known, Read: func() (*audit.Event, []byte, error) {
-					loads++
-					err := h.Load()
-					return h.Event, h.Raw, err
-				}}
-			}
-			for _, a := range lazy.Eval(&e) {
-				got = append(got, fmt.Sprintf("%s %v %s %s", a.Rule, a.AuditIDs, a.User, a.Message))
-			}
-			if e.Lazy != nil {
-				return e.Lazy.Err
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		got, given, loads := lazyAlerts(t, r, LazyOptions{Filters: plan.Filters, Fields: plan.Fields, ReadAhead: plan.WillRead}, lazy.Eval)
 		sigmaAlerts := 0
 		for _, w := range want {
 			if strings.HasPrefix(w, "Kubernetes") {
@@ -584,16 +519,65 @@ func TestLazyEngineMatchesWholeEvents(t *testing.T) {
 		if sigmaAlerts < 20 {
 			t.Fatalf("builtin %v: %d Sigma alerts: the test proves little", builtinToo, sigmaAlerts)
 		}
-		if !slices.Equal(got, want) {
-			for i := range min(len(got), len(want)) {
-				if got[i] != want[i] {
-					t.Fatalf("builtin %v: alert %d of %d (whole: %d):\n lazy  %s\n whole %s", builtinToo, i, len(got), len(want), got[i], want[i])
-				}
-			}
-			t.Fatalf("builtin %v: %d alerts lazily, %d over whole events", builtinToo, len(got), len(want))
-		}
+		sameAlerts(t, fmt.Sprintf("builtin %v", builtinToo), got, want)
 		if loads >= given || given >= len(all) {
 			t.Errorf("builtin %v: %d events given of %d, %d read: nothing was spared", builtinToo, given, len(all), loads)
 		}
 	}
+}
+
+// wholeAlerts is what eval raises over every event of all, read whole,
+// one line per alert.
+func wholeAlerts(all []scannedEvent, eval func(*rules.Event) []rules.Alert) []string {
+	var out []string
+	for i := range all {
+		s := &all[i]
+		for _, a := range eval(&rules.Event{Ev: &s.ev, Raw: []byte(s.raw), Cluster: s.cluster}) {
+			out = append(out, fmt.Sprintf("%s %v %s %s", a.Rule, a.AuditIDs, a.User, a.Message))
+		}
+	}
+	return out
+}
+
+// lazyAlerts is what eval raises over SelectFilters' lazy events, with
+// how many events were given and how many of them read whole.
+func lazyAlerts(t *testing.T, r *Reader, opts LazyOptions, eval func(*rules.Event) []rules.Alert) (out []string, given, loads int) {
+	t.Helper()
+	err := r.SelectFilters(Selection{}, opts, func(h *Hit) error {
+		given++
+		e := rules.Event{Ev: h.Event, Raw: h.Raw, Cluster: h.Cluster}
+		if h.Partial {
+			e.Lazy = &rules.Lazy{Fields: h.Fields, Known: h.Known, Read: func() (*audit.Event, []byte, error) {
+				loads++
+				err := h.Load()
+				return h.Event, h.Raw, err
+			}}
+		}
+		for _, a := range eval(&e) {
+			out = append(out, fmt.Sprintf("%s %v %s %s", a.Rule, a.AuditIDs, a.User, a.Message))
+		}
+		if e.Lazy != nil {
+			return e.Lazy.Err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, given, loads
+}
+
+// sameAlerts fails t when got and want differ, naming the first alert
+// that does.
+func sameAlerts(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if slices.Equal(got, want) {
+		return
+	}
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			t.Fatalf("%s: alert %d of %d (whole: %d):\n lazy  %s\n whole %s", what, i, len(got), len(want), got[i], want[i])
+		}
+	}
+	t.Fatalf("%s: %d alerts lazily, %d over whole events", what, len(got), len(want))
 }
