@@ -290,7 +290,7 @@ func collectEach(r Source, sc Scope, specs ...collectSpec) ([]collected, error) 
 	// read. Without bodies the store leaves the bodies' frames
 	// compressed (docs/adr/0025-segment-v5.md), unless a term needs them
 	// to be matched.
-	sel := local.Selection{Filter: f, Since: sc.Since, Until: sc.Until, NeedEvent: true, NoBodies: !bodies}
+	sel := local.Selection{Filter: f, Since: sc.Since, Until: sc.Until, NeedEvent: true, NoBodies: !bodies, NoTimes: true}
 	err = r.Select(sel, func(h *local.Hit) error {
 		if err := sc.stopped(); err != nil {
 			return err

@@ -339,6 +339,11 @@ type Selection struct {
 	// decompressed. A filter the columns cannot decide (one on the
 	// bodies, say) still sees the whole event.
 	NoBodies bool
+	// NoTimes says the caller reads neither Hit.Time nor Hit.Received
+	// (an investigation, whose times are the events' own): a segment's
+	// time columns are then not decoded for the hits, which come with
+	// both 0. Bounds (Since, Until) and time terms still apply.
+	NoTimes bool
 }
 
 // Hit is one selected event. Its slices are valid only during the

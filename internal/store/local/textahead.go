@@ -500,6 +500,9 @@ type segText struct {
 	s  *segView
 	cl []uint32
 	cd *dictData
+	// times says s's time columns were read for the hits (not with
+	// Selection.NoTimes).
+	times bool
 }
 
 // textJobs returns the jobs that read segment r's events of list
@@ -615,7 +618,7 @@ func (r *Reader) selectAhead(segs []*segView, p *plan, sel Selection, lo, hi int
 			if s := segs[next]; !s.outside(lo, hi) {
 				next++
 				last = s
-				return r.planText(s, p, lo, hi, noBodies, needEvent, jobBytes)
+				return r.planText(s, p, lo, hi, noBodies, sel.NoTimes, needEvent, jobBytes)
 			}
 		}
 		return nil, nil
@@ -630,7 +633,10 @@ func (r *Reader) selectAhead(segs []*segView, p *plan, sel Selection, lo, hi int
 		give := func(k int, ev *audit.Event) error {
 			i := int(sl.ords[k])
 			cluster := st.cd.values[st.cl[i]]
-			h := Hit{Cluster: cluster, Time: s.times[i], Received: s.recvs[i], Raw: sl.raws[k], seg: s, r: r, ord: i}
+			h := Hit{Cluster: cluster, Raw: sl.raws[k], seg: s, r: r, ord: i}
+			if st.times {
+				h.Time, h.Received = s.times[i], s.recvs[i]
+			}
 			if ev != nil {
 				if p.full != nil && p.residual && !p.full.Match(ev, cluster) {
 					return nil
@@ -654,7 +660,7 @@ func (r *Reader) selectAhead(segs []*segView, p *plan, sel Selection, lo, hi int
 // planText reads what segment s's hits need from its columns, as
 // selectSegment does, and returns the jobs that read its candidates'
 // text (none when no event of s may match).
-func (r *Reader) planText(s *segView, p *plan, lo, hi int64, noBodies, decode bool, jobBytes int64) ([]*textJob, error) {
+func (r *Reader) planText(s *segView, p *plan, lo, hi int64, noBodies, noTimes, decode bool, jobBytes int64) ([]*textJob, error) {
 	c, skip, err := r.candidates(s, p, lo, hi, false)
 	if err != nil || skip {
 		return nil, err
@@ -664,10 +670,12 @@ func (r *Reader) planText(s *segView, p *plan, lo, hi int64, noBodies, decode bo
 	if !c.all {
 		list = append([]int32(nil), c.list...)
 	}
-	if err := r.timeCols(s); err != nil {
-		return nil, err
+	st := &segText{s: s, times: !noTimes}
+	if st.times {
+		if err := r.timeCols(s); err != nil {
+			return nil, err
+		}
 	}
-	st := &segText{s: s}
 	if st.cl, err = r.colIDs(s, ColCluster); err != nil {
 		return nil, err
 	}

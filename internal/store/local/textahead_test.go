@@ -579,3 +579,52 @@ func TestScanBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectNoTimes: with NoTimes, Select gives the same events, with the
+// same bytes and decoded events, without decoding the segments' time
+// columns (their hits carry no times); bounds still apply.
+// Mutation it catches: planText reading the time columns whatever
+// NoTimes says.
+func TestSelectNoTimes(t *testing.T) {
+	for _, version := range []int{4, 5} {
+		dir, _ := generatedStoreOf(t, version)
+		f, err := query.Compile(`verb in (get,list) or "password"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := func(noTimes bool, since int64) (out []string, timed int) {
+			r, err := OpenReader(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			r.textWorkers = 2 // the read-ahead, which honours NoTimes, on any machine
+			sel := Selection{Filter: f, NeedEvent: true, NoTimes: noTimes, Since: since}
+			err = r.Select(sel, func(h *Hit) error {
+				out = append(out, h.Cluster+" "+string(h.Raw)+" "+h.Event.AuditID)
+				if h.seg != nil && (h.Time != 0 || h.Received != 0 || h.seg.recvs != nil) {
+					timed++
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out, timed
+		}
+		since := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC).UnixMicro()
+		for _, s := range []int64{0, since} {
+			want, timed := run(false, s)
+			got, timedNo := run(true, s)
+			if len(want) < 20 || timed == 0 {
+				t.Fatalf("v%d: %d events, %d with times: the test proves little", version, len(want), timed)
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("v%d since %d: %d events with NoTimes, %d without", version, s, len(got), len(want))
+			}
+			if timedNo != 0 {
+				t.Errorf("v%d since %d: %d hits of segments had times read with NoTimes", version, s, timedNo)
+			}
+		}
+	}
+}
