@@ -678,8 +678,8 @@ func (d *fastDec) eventKey(k []byte, ev *Event) bool {
 	return d.unknown(k, eventFields...)
 }
 
-// StoredUser decodes only the user of a stored event's text, skipping
-// every other value where DecodeStored would decode it: detection keys
+// StoredUser decodes only the user of a stored event's text
+// (StoredFields of its one key): detection keys
 // on a user's groups, which no store column holds, and decoding a whole
 // event to learn them was most of detect's time. ok is false where the
 // fast decoder would not decode the event (a key matching a field only
@@ -687,26 +687,12 @@ func (d *fastDec) eventKey(k []byte, ev *Event) bool {
 // caller then decodes it whole. On every event DecodeStored decodes, an
 // ok answer is its User (FuzzStoredUser).
 func StoredUser(raw []byte) (u UserInfo, ok bool) {
-	if len(raw) == 0 || raw[0] != '{' {
-		return u, false
-	}
-	d := fastDec{b: raw, common: common()}
-	ok = d.object(func(k []byte) bool {
-		if string(k) == "user" {
-			return d.userInfo(&u)
-		}
-		if slices.Contains(eventFields[:plainEventFields], string(k)) {
-			_, ok := d.skip()
-			return ok
-		}
-		return d.unknown(k, eventFields...)
-	})
-	if ok {
-		d.ws()
-		ok = d.i == len(d.b)
-	}
-	return u, ok
+	var ev Event
+	ok = StoredFields(raw, userKey, false, &ev)
+	return ev.User, ok
 }
+
+var userKey = []string{"user"}
 
 // StoredFields decodes only the values of keys (an Event's own JSON keys,
 // such as "impersonatedUser" or "requestURI") of a stored event's text
