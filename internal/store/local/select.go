@@ -437,10 +437,19 @@ type plan struct {
 	// residual the union is exact and the conjunct is no residual;
 	// otherwise it is checked on each event read.
 	anyOf [][]*plan
-	// rest is the conjunction of the conjuncts the columns do not decide
-	// (nil without a residual): an event the columns let through matches
-	// full exactly when it matches rest.
-	rest *query.Filter
+	// rest are the conjuncts the columns do not decide (none without a
+	// residual): an event the columns let through matches full exactly
+	// when it matches them all (restFilter).
+	rest []query.Expr
+}
+
+// restFilter is the conjunction of p's rest; only SelectFilters' keys
+// need it compiled, not every plan.
+func (p *plan) restFilter() (*query.Filter, error) {
+	if len(p.rest) == 1 {
+		return query.CompileExpr(p.rest[0], p.full.Now())
+	}
+	return query.CompileExpr(&query.And{Terms: p.rest}, p.full.Now())
 }
 
 type colTerm struct {
@@ -465,8 +474,6 @@ func makePlan(f *query.Filter) (*plan, error) {
 	if f == nil {
 		return p, nil
 	}
-	var rest []query.Expr
-	var err error
 	for _, conj := range f.Conjuncts() {
 		fieldsIn := map[string]bool{}
 		text := false
@@ -506,7 +513,7 @@ func makePlan(f *query.Filter) (*plan, error) {
 					p.auditIDs = vals
 				}
 				p.residual = true
-				rest = append(rest, conj)
+				p.rest = append(p.rest, conj)
 			}
 			continue
 		}
@@ -525,16 +532,9 @@ func makePlan(f *query.Filter) (*plan, error) {
 			}
 		}
 		p.residual = true
-		rest = append(rest, conj)
+		p.rest = append(p.rest, conj)
 	}
-	switch len(rest) {
-	case 0:
-	case 1:
-		p.rest, err = query.CompileExpr(rest[0], f.Now())
-	default:
-		p.rest, err = query.CompileExpr(&query.And{Terms: rest}, f.Now())
-	}
-	return p, err
+	return p, nil
 }
 
 // orPlans returns the plans of a disjunction's terms, or nil when one of

@@ -69,12 +69,16 @@ func (r *Reader) SelectFilters(sel Selection, opts LazyOptions, fn func(*Hit) er
 	}
 	sc := &lazyScan{plans: plans, restrict: restrict, cols: cols, names: names, groups: slices.Contains(fields, "group"), readAhead: opts.ReadAhead, fn: fn,
 		rejects: make([]func([]byte) bool, len(plans))}
-	sc.keys = make([][]string, len(plans))
+	sc.keys, sc.rest = make([][]string, len(plans)), make([]*query.Filter, len(plans))
 	for j, p := range plans {
 		if p.residual {
 			sc.rejects[j] = query.RawRejecter(filters[j])
-			if keys, ok := p.rest.EventKeys(); ok {
-				sc.keys[j] = keys
+			rest, err := p.restFilter()
+			if err != nil {
+				return err
+			}
+			if keys, ok := rest.EventKeys(); ok {
+				sc.keys[j], sc.rest[j] = keys, rest
 			}
 		}
 	}
@@ -139,11 +143,12 @@ type lazyScan struct {
 	// rejects are the filters' tests of stored bytes (query.RawRejecter),
 	// nil where they have none.
 	rejects []func([]byte) bool
-	// keys are the event keys each filter's residual (plan.rest) reads
-	// (query.Filter.EventKeys), nil where it reads what no key holds: the
-	// read-ahead decides a filter the columns left undecided by decoding
-	// only those.
+	// keys are the event keys each filter's residual (rest, plan.rest)
+	// reads (query.Filter.EventKeys), nil where it reads what no key
+	// holds: the read-ahead decides a filter the columns left undecided
+	// by decoding only those.
 	keys [][]string
+	rest []*query.Filter
 	fn   func(*Hit) error
 }
 
@@ -662,7 +667,7 @@ func (sc *lazyScan) decideOnKeys(raw []byte, sl *aheadSlot) {
 	for j, k := range sl.known {
 		if k == 0 && sc.keys[j] != nil {
 			sl.known[j] = -1
-			if sc.plans[j].rest.Match(&sl.ev, "") {
+			if sc.rest[j].Match(&sl.ev, "") {
 				sl.known[j] = 1
 			}
 		}
