@@ -45,25 +45,33 @@ func (f *fullFile) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// TestCutBackThenRotate: a write that fails part way leaves whole records
-// in the file before the segment is cut back, which a reader may have
-// read, so the log says so (CutBack) until Rotate gives it a new segment.
-// Mutations it catches: undo not marking the segment (CutBack false after
-// the failed flush), Rotate not clearing the mark.
-func TestCutBackThenRotate(t *testing.T) {
+// openFullDisk opens a log in a new folder on a fullDisk with room, and
+// appends and syncs first in it.
+func openFullDisk(t *testing.T, first string) (string, *Log, *fullDisk) {
+	t.Helper()
 	dir := t.TempDir()
 	fs := &fullDisk{FS: vfs.OS}
 	l, _, err := Open(dir, 0, Options{FS: fs})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	if err := l.Append([]byte("acked")); err != nil {
+	t.Cleanup(func() { l.Close() })
+	if err := l.Append([]byte(first)); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Sync(); err != nil {
 		t.Fatal(err)
 	}
+	return dir, l, fs
+}
+
+// TestCutBackThenRotate: a write that fails part way leaves whole records
+// in the file before the segment is cut back, which a reader may have
+// read, so the log says so (CutBack) until Rotate gives it a new segment.
+// Mutations it catches: undo not marking the segment (CutBack false after
+// the failed flush), Rotate not clearing the mark.
+func TestCutBackThenRotate(t *testing.T) {
+	dir, l, fs := openFullDisk(t, "acked")
 	// A discarded batch that never left the buffer reached no reader.
 	if err := l.Append([]byte("buffered")); err != nil {
 		t.Fatal(err)
@@ -108,19 +116,7 @@ func TestCutBackThenRotate(t *testing.T) {
 // made (Append fails afterwards), leaving the half-made segment in place
 // (it is listed, and the next Rotate fails on its name).
 func TestRotateOnFullDisk(t *testing.T) {
-	dir := t.TempDir()
-	fs := &fullDisk{FS: vfs.OS}
-	l, _, err := Open(dir, 0, Options{FS: fs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if err := l.Append([]byte("one")); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Sync(); err != nil {
-		t.Fatal(err)
-	}
+	dir, l, fs := openFullDisk(t, "one")
 	first := l.Current()
 	fs.full.Store(true)
 	if closed, err := l.Rotate(); err == nil || closed != 0 || !errors.Is(err, syscall.ENOSPC) {

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -91,11 +92,12 @@ func (f *fillingFile) Write(p []byte) (int, error) {
 		<-wait
 		return f.File.Write(p)
 	}
-	if isWAL && d.armed && len(p) > 12 {
+	if hdr := wal.HeaderLen(2); isWAL && d.armed && len(p) > hdr {
 		d.armed, d.full = false, true
 		during := d.during
 		d.mu.Unlock()
-		n := 12 + int(uint32(p[0])|uint32(p[1])<<8|uint32(p[2])<<16|uint32(p[3])<<24) + 5
+		// The first record (its header leads with its length), then 5 bytes.
+		n := hdr + int(binary.LittleEndian.Uint32(p)) + 5
 		m, err := f.File.Write(p[:min(n, len(p))])
 		during()
 		if err != nil {

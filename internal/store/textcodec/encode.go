@@ -412,7 +412,9 @@ func (e *encoder) matchTemplate(line []byte) int {
 }
 
 // template returns the number of a split line's template, making it if
-// new, or -1 when the group's templates hold maxTemplateLeaves already.
+// new, or -1 when the group's templates hold maxTemplateLeaves already,
+// and notes it as the one that followed the previous line's template
+// (matchTemplate).
 func (e *encoder) template(line []byte, leaves []span) int {
 	id := e.lookTemplate(line, leaves)
 	if id > 0 {
@@ -424,8 +426,8 @@ func (e *encoder) template(line []byte, leaves []span) int {
 	return id
 }
 
-// lookTemplate is template without the previous line's template at hand:
-// it finds the line's template by its key, or makes it.
+// lookTemplate is template without its notes for matchTemplate: it finds
+// the line's template by its key, or makes it.
 func (e *encoder) lookTemplate(line []byte, leaves []span) int {
 	k := e.key[:0]
 	at := 0

@@ -364,6 +364,11 @@ func BenchmarkEncode(b *testing.B) {
 // of 16 MiB of lines (local's groupBytes) from one Encoder.
 func BenchmarkEncodeGroups(b *testing.B) {
 	lines, n := benchLines(b)
+	benchEncodeGroups(b, storeGroups(lines), n)
+}
+
+// storeGroups cuts lines into groups of 16 MiB (local's groupBytes).
+func storeGroups(lines [][]byte) [][][]byte {
 	var groups [][][]byte
 	from, size := 0, 0
 	for i, l := range lines {
@@ -373,6 +378,12 @@ func BenchmarkEncodeGroups(b *testing.B) {
 			from, size = i+1, 0
 		}
 	}
+	return groups
+}
+
+// benchEncodeGroups encodes groups, of n bytes in all, from one Encoder
+// in the store's layout.
+func benchEncodeGroups(b *testing.B, groups [][][]byte, n int) {
 	x, err := NewEncoder(storeLayout)
 	if err != nil {
 		b.Fatal(err)
@@ -412,34 +423,15 @@ func BenchmarkEncodeStoreOrder(b *testing.B) {
 		}
 		keys[&l[0]] = k
 	}
-	var groups [][][]byte
-	from, size := 0, 0
-	for i, l := range lines {
-		size += len(l) + 1
-		if size >= 16<<20 || i == len(lines)-1 {
-			g := slices.Clone(lines[from : i+1])
-			slices.SortStableFunc(g, func(x, y []byte) int {
-				kx, ky := keys[&x[0]], keys[&y[0]]
-				return cmp.Or(cmp.Compare(kx.User.Username, ky.User.Username), cmp.Compare(kx.Verb, ky.Verb),
-					cmp.Compare(kx.ObjectRef.Resource, ky.ObjectRef.Resource))
-			})
-			groups = append(groups, g)
-			from, size = i+1, 0
-		}
+	groups := storeGroups(slices.Clone(lines))
+	for _, g := range groups {
+		slices.SortStableFunc(g, func(x, y []byte) int {
+			kx, ky := keys[&x[0]], keys[&y[0]]
+			return cmp.Or(cmp.Compare(kx.User.Username, ky.User.Username), cmp.Compare(kx.Verb, ky.Verb),
+				cmp.Compare(kx.ObjectRef.Resource, ky.ObjectRef.Resource))
+		})
 	}
-	x, err := NewEncoder(storeLayout)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer x.Close()
-	b.SetBytes(int64(n))
-	cpu := cpuTime()
-	for b.Loop() {
-		for _, g := range groups {
-			x.Encode(g)
-		}
-	}
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+	benchEncodeGroups(b, groups, n)
 }
 
 // cpuTime returns the CPU time the process has used, its own and the
