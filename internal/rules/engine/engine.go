@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kubetrail/kubetrail/internal/query"
@@ -35,8 +36,10 @@ type Options struct {
 // Engine evaluates every loaded rule. It is safe for concurrent use.
 type Engine struct {
 	evals []rules.Evaluator
-	// lazy is the plan of Lazy, made once at Load (ok in lazyOK); the
+	// lazy is the plan of Lazy, made on its first use (planOnce: a detect
+	// over files or serve's detector never needs one), ok in lazyOK; the
 	// Sigma ruleset's prefilters are its filters [sigmaFrom, sigmaTo).
+	planOnce           sync.Once
 	lazy               LazyPlan
 	lazyOK             bool
 	sigmaFrom, sigmaTo int
@@ -101,14 +104,17 @@ func Load(files []rules.File, opts Options) (*Engine, []rules.Problem) {
 		problems = append(problems, probs...)
 		e.evals = append(e.evals, ev)
 	}
-	e.planLazy()
 	return e, problems
 }
 
-// planLazy makes the plan Lazy returns: the native rules' conditions,
+// planLazy makes the plan Lazy returns, once: the native rules' conditions,
 // then the Sigma rules' prefilters (sigma.Ruleset.Prefilters). Falco
 // rules, or a Sigma rule with no prefilter, read every event: no plan.
 func (e *Engine) planLazy() {
+	e.planOnce.Do(e.makePlan)
+}
+
+func (e *Engine) makePlan() {
 	var nat *native.Evaluator
 	var sig *sigma.Ruleset
 	for _, x := range e.evals {
@@ -173,7 +179,10 @@ func (e *Engine) Eval(ev *rules.Event) []rules.Alert {
 // sigmaRuledOut reports whether the store decided that the lazy event ev
 // matches none of the Sigma rules' prefilters.
 func (e *Engine) sigmaRuledOut(ev *rules.Event) bool {
-	if ev.Lazy == nil || !e.lazyOK {
+	if ev.Lazy == nil {
+		return false
+	}
+	if e.planLazy(); !e.lazyOK {
 		return false
 	}
 	for j := e.sigmaFrom; j < e.sigmaTo; j++ {
@@ -204,6 +213,7 @@ func (e *Engine) Lazy() (p LazyPlan, ok bool) {
 	if len(e.evals) == 0 {
 		return p, true
 	}
+	e.planLazy()
 	return e.lazy, e.lazyOK
 }
 
