@@ -735,7 +735,7 @@ func scanAhead(a *textAhead, dec *zstd.Decoder, runs []scanRun, fromWAL uint64, 
 	more := func() bool { return next < len(runs) }
 	plan := func() ([]*textJob, error) {
 		next++
-		return planScan(dec, runs[next-1], fromWAL, keep, 0)
+		return planScan(dec, runs[next-1], fromWAL, keep)
 	}
 	return a.drive(more, plan, func(j *textJob) error {
 		if sl := j.slot; sl != nil {
@@ -753,9 +753,9 @@ func scanAhead(a *textAhead, dec *zstd.Decoder, runs []scanRun, fromWAL uint64, 
 }
 
 // planScan returns the jobs that read run's events, as scanText reads
-// them, and reads the columns their entries need unless run has no event
-// to read.
-func planScan(dec *zstd.Decoder, run scanRun, fromWAL uint64, keep func(minT, maxT int64) bool, jobBytes int64) ([]*textJob, error) {
+// them, each group whole (Scan decodes no event: aheadJobBytes), and
+// reads the columns their entries need unless run has no event to read.
+func planScan(dec *zstd.Decoder, run scanRun, fromWAL uint64, keep func(minT, maxT int64) bool) ([]*textJob, error) {
 	r := run.r
 	if !keep(r.meta.MinTime, r.meta.MaxTime) {
 		return nil, nil
@@ -769,7 +769,7 @@ func planScan(dec *zstd.Decoder, run scanRun, fromWAL uint64, keep func(minT, ma
 		}
 		lo, hi := max(run.lo, part.First), min(run.hi, part.First+part.Count)
 		some = some || lo < hi
-		for _, j := range textJobs(r, lo, hi, nil, keep, false, nil, jobBytes) {
+		for _, j := range textJobs(r, lo, hi, nil, keep, false, nil, 0) {
 			j.part, j.scan = len(s.parts), s
 			jobs = append(jobs, j)
 		}
