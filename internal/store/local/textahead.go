@@ -165,8 +165,7 @@ type aheadPeak struct {
 // limit applies lim to a, whose read-ahead has not started.
 func (a *textAhead) limit(lim aheadLimits) {
 	if lim.jobBytes > 0 {
-		a.jobBytes = lim.jobBytes
-		a.budget = max(aheadBytes, int64(a.slots())*a.jobBytes)
+		a.setJobBytes(lim.jobBytes)
 	}
 	if lim.chunkEvents > 0 {
 		a.chunkEvents = lim.chunkEvents
@@ -179,13 +178,19 @@ func newTextAhead(slots []*textSlot, workers int) *textAhead {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	a := &textAhead{workers: workers, jobBytes: aheadJobBytes, chunkEvents: chunkEvents, quit: make(chan struct{}), free: slots, made: len(slots)}
-	// Older groups are read whole: three at a time, or one a slot when
-	// there are more slots than parts of a v5 group to fill them.
-	a.budget = max(aheadBytes, int64(a.slots())*a.jobBytes)
+	a := &textAhead{workers: workers, chunkEvents: chunkEvents, quit: make(chan struct{}), free: slots, made: len(slots)}
+	a.setJobBytes(aheadJobBytes)
 	a.jobs = make(chan *textJob, a.slots())
 	a.chunks = make(chan *textChunk, a.maxChunks())
 	return a
+}
+
+// setJobBytes sets the most text a job reads to n, and the budget to
+// match: older groups are read whole, three at a time, or one a slot
+// when there are more slots than parts of a v5 group to fill them.
+func (a *textAhead) setJobBytes(n int64) {
+	a.jobBytes = n
+	a.budget = max(aheadBytes, int64(a.slots())*n)
 }
 
 // slots is how many jobs may be in flight.
