@@ -11,10 +11,10 @@ import (
 	"github.com/kubetrail/kubetrail/internal/audit"
 )
 
-// textJob is one text group (v3 and later) or block (v2) of a segment
-// whose events a caller wants, decoded by a textAhead worker. The events
-// are those of want, or all of [lo, hi) when want is nil, as for
-// textReader.events.
+// textJob is one text group (v3 and later), part of a v5 group
+// (textJobs), or block (v2) of a segment whose events a caller wants,
+// read by a textAhead worker. The events are those of want, or all of
+// [lo, hi) when want is nil, as for textReader.events.
 type textJob struct {
 	r      *segmentReader
 	lo, hi int
@@ -23,8 +23,9 @@ type textJob struct {
 	// the workers must not touch the Reader's columns.
 	ids      idsFunc
 	noBodies bool
-	// decode has the worker decode each event too (Select's NeedEvent
-	// or a residual filter): the caller then only matches and gives.
+	// decode has the workers decode each event too, a chunk at a time
+	// (textChunk), for Select's NeedEvent or a residual filter: the
+	// caller then only matches and gives.
 	decode bool
 	// seg is what Select needs to make its hits; scan, what Scan needs
 	// for its entries, and part, which of scan.parts the job reads.
