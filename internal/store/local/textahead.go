@@ -11,10 +11,10 @@ import (
 	"github.com/kubetrail/kubetrail/internal/audit"
 )
 
-// textJob is one text group (v3 and later) or block (v2) of a segment
-// whose events a caller wants, decoded by a textAhead worker. The events
-// are those of want, or all of [lo, hi) when want is nil, as for
-// textReader.events.
+// textJob is one text group (v3 and later), part of a v5 group
+// (textJobs), or block (v2) of a segment whose events a caller wants,
+// read by a textAhead worker. The events are those of want, or all of
+// [lo, hi) when want is nil, as for textReader.events.
 type textJob struct {
 	r      *segmentReader
 	lo, hi int
@@ -23,8 +23,9 @@ type textJob struct {
 	// the workers must not touch the Reader's columns.
 	ids      idsFunc
 	noBodies bool
-	// decode has the worker decode each event too (Select's NeedEvent
-	// or a residual filter): the caller then only matches and gives.
+	// decode has the workers decode each event too, a chunk at a time
+	// (textChunk), for Select's NeedEvent or a residual filter: the
+	// caller then only matches and gives.
 	decode bool
 	// seg is what Select needs to make its hits; scan, what Scan needs
 	// for its entries, and part, which of scan.parts the job reads.
@@ -165,8 +166,7 @@ type aheadPeak struct {
 // limit applies lim to a, whose read-ahead has not started.
 func (a *textAhead) limit(lim aheadLimits) {
 	if lim.jobBytes > 0 {
-		a.jobBytes = lim.jobBytes
-		a.budget = max(aheadBytes, int64(a.slots())*a.jobBytes)
+		a.setJobBytes(lim.jobBytes)
 	}
 	if lim.chunkEvents > 0 {
 		a.chunkEvents = lim.chunkEvents
@@ -179,13 +179,19 @@ func newTextAhead(slots []*textSlot, workers int) *textAhead {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	a := &textAhead{workers: workers, jobBytes: aheadJobBytes, chunkEvents: chunkEvents, quit: make(chan struct{}), free: slots, made: len(slots)}
-	// Older groups are read whole: three at a time, or one a slot when
-	// there are more slots than parts of a v5 group to fill them.
-	a.budget = max(aheadBytes, int64(a.slots())*a.jobBytes)
+	a := &textAhead{workers: workers, chunkEvents: chunkEvents, quit: make(chan struct{}), free: slots, made: len(slots)}
+	a.setJobBytes(aheadJobBytes)
 	a.jobs = make(chan *textJob, a.slots())
 	a.chunks = make(chan *textChunk, a.maxChunks())
 	return a
+}
+
+// setJobBytes sets the most text a job reads to n, and the budget to
+// match: older groups are read whole, three at a time, or one a slot
+// when there are more slots than parts of a v5 group to fill them.
+func (a *textAhead) setJobBytes(n int64) {
+	a.jobBytes = n
+	a.budget = max(aheadBytes, int64(a.slots())*n)
 }
 
 // slots is how many jobs may be in flight.
@@ -735,7 +741,7 @@ func scanAhead(a *textAhead, dec *zstd.Decoder, runs []scanRun, fromWAL uint64, 
 	more := func() bool { return next < len(runs) }
 	plan := func() ([]*textJob, error) {
 		next++
-		return planScan(dec, runs[next-1], fromWAL, keep, 0)
+		return planScan(dec, runs[next-1], fromWAL, keep)
 	}
 	return a.drive(more, plan, func(j *textJob) error {
 		if sl := j.slot; sl != nil {
@@ -753,9 +759,9 @@ func scanAhead(a *textAhead, dec *zstd.Decoder, runs []scanRun, fromWAL uint64, 
 }
 
 // planScan returns the jobs that read run's events, as scanText reads
-// them, and reads the columns their entries need unless run has no event
-// to read.
-func planScan(dec *zstd.Decoder, run scanRun, fromWAL uint64, keep func(minT, maxT int64) bool, jobBytes int64) ([]*textJob, error) {
+// them, each group whole (Scan decodes no event: aheadJobBytes), and
+// reads the columns their entries need unless run has no event to read.
+func planScan(dec *zstd.Decoder, run scanRun, fromWAL uint64, keep func(minT, maxT int64) bool) ([]*textJob, error) {
 	r := run.r
 	if !keep(r.meta.MinTime, r.meta.MaxTime) {
 		return nil, nil
@@ -769,7 +775,7 @@ func planScan(dec *zstd.Decoder, run scanRun, fromWAL uint64, keep func(minT, ma
 		}
 		lo, hi := max(run.lo, part.First), min(run.hi, part.First+part.Count)
 		some = some || lo < hi
-		for _, j := range textJobs(r, lo, hi, nil, keep, false, nil, jobBytes) {
+		for _, j := range textJobs(r, lo, hi, nil, keep, false, nil, 0) {
 			j.part, j.scan = len(s.parts), s
 			jobs = append(jobs, j)
 		}

@@ -203,7 +203,7 @@ func TestSelectAheadHoldsBytes(t *testing.T) {
 		}
 	}
 	r.Close()
-	lim := aheadLimits{jobBytes: 2 << 10, chunkEvents: 2}
+	lim := splitLimits
 	if group < 3*lim.jobBytes {
 		t.Fatalf("groups of at most %d bytes: the test wants groups several parts long", group)
 	}
