@@ -38,11 +38,20 @@ type Engine struct {
 	evals []rules.Evaluator
 	// lazy is the plan of Lazy, made on its first use (planOnce: a detect
 	// over files or serve's detector never needs one), ok in lazyOK; the
-	// Sigma ruleset's prefilters are its filters [sigmaFrom, sigmaTo).
-	planOnce           sync.Once
-	lazy               LazyPlan
-	lazyOK             bool
-	sigmaFrom, sigmaTo int
+	// prefilters of evals[i] (Sigma, Falco) are its filters pre[i].
+	planOnce sync.Once
+	lazy     LazyPlan
+	lazyOK   bool
+	pre      []span
+}
+
+// span is a range [from, to) of a plan's filters.
+type span struct{ from, to int }
+
+// prefiltered is a ruleset that says, per rule, a filter every event the
+// rule matches also matches (sigma.Ruleset, falco.Evaluator).
+type prefiltered interface {
+	Prefilters(now time.Time) ([]*query.Filter, bool)
 }
 
 var _ rules.Evaluator = (*Engine)(nil)
@@ -108,60 +117,62 @@ func Load(files []rules.File, opts Options) (*Engine, []rules.Problem) {
 }
 
 // planLazy makes the plan Lazy returns, once: the native rules' conditions,
-// then the Sigma rules' prefilters (sigma.Ruleset.Prefilters). Falco
-// rules, or a Sigma rule with no prefilter, read every event: no plan.
+// then the Sigma and Falco rules' prefilters (sigma.Ruleset.Prefilters,
+// falco.Evaluator.Prefilters). A rule with no prefilter makes the engine
+// read every event: no plan.
 func (e *Engine) planLazy() {
 	e.planOnce.Do(e.makePlan)
 }
 
 func (e *Engine) makePlan() {
-	var nat *native.Evaluator
-	var sig *sigma.Ruleset
-	for _, x := range e.evals {
+	var p LazyPlan
+	var natWill func([]int8) bool
+	pre := make([]span, len(e.evals))
+	now := time.Now()
+	for i, x := range e.evals {
 		switch x := x.(type) {
 		case *native.Evaluator:
-			nat = x
-		case *sigma.Ruleset:
-			sig = x
+			if i != 0 {
+				return // WillRead reads its answers from the plan's first filters
+			}
+			p.Filters = append(p.Filters, x.Filters()...)
+			p.Fields = x.KeyFields()
+			natWill = x.WillRead
+		case prefiltered:
+			fs, ok := x.Prefilters(now)
+			if !ok {
+				return
+			}
+			pre[i] = span{len(p.Filters), len(p.Filters) + len(fs)}
+			p.Filters = append(p.Filters[:len(p.Filters):len(p.Filters)], fs...)
 		default:
 			return
 		}
 	}
-	var p LazyPlan
-	var natWill func([]int8) bool
-	if nat != nil {
-		p = LazyPlan{Filters: nat.Filters(), Fields: nat.KeyFields()}
-		natWill = nat.WillRead
-	}
-	e.sigmaFrom = len(p.Filters)
-	if sig != nil {
-		pre, ok := sig.Prefilters(time.Now())
-		if !ok {
-			return
-		}
-		p.Filters = append(p.Filters[:len(p.Filters):len(p.Filters)], pre...)
-	}
-	from, to := e.sigmaFrom, len(p.Filters)
-	e.sigmaTo = to
 	p.WillRead = func(known []int8) bool {
 		if natWill != nil && natWill(known) {
 			return true
 		}
-		// A Sigma rule that may match reads the event whole.
-		return slices.ContainsFunc(known[from:to], func(k int8) bool { return k >= 0 })
+		// A Sigma or Falco rule that may match reads the event whole.
+		for _, sp := range pre {
+			if slices.ContainsFunc(known[sp.from:sp.to], func(k int8) bool { return k >= 0 }) {
+				return true
+			}
+		}
+		return false
 	}
-	e.lazy, e.lazyOK = p, true
+	e.lazy, e.lazyOK, e.pre = p, true, pre
 }
 
 // Eval returns every alert e raises. A lazy event (ev.Lazy) is read
 // before Sigma or Falco rules see it, unless the store ruled out every
-// Sigma rule's prefilter; when it cannot be read, Eval stops and
+// prefilter of their rules; when it cannot be read, Eval stops and
 // ev.Lazy.Err says why.
 func (e *Engine) Eval(ev *rules.Event) []rules.Alert {
 	var out []rules.Alert
-	for _, x := range e.evals {
+	for i, x := range e.evals {
 		if _, isNative := x.(*native.Evaluator); !isNative {
-			if _, isSigma := x.(*sigma.Ruleset); isSigma && e.sigmaRuledOut(ev) {
+			if e.ruledOut(i, ev) {
 				continue
 			}
 			if !ev.Load() {
@@ -176,16 +187,16 @@ func (e *Engine) Eval(ev *rules.Event) []rules.Alert {
 	return out
 }
 
-// sigmaRuledOut reports whether the store decided that the lazy event ev
-// matches none of the Sigma rules' prefilters.
-func (e *Engine) sigmaRuledOut(ev *rules.Event) bool {
+// ruledOut reports whether the store decided that the lazy event ev
+// matches none of the prefilters of evals[i].
+func (e *Engine) ruledOut(i int, ev *rules.Event) bool {
 	if ev.Lazy == nil {
 		return false
 	}
 	if e.planLazy(); !e.lazyOK {
 		return false
 	}
-	for j := e.sigmaFrom; j < e.sigmaTo; j++ {
+	for j := e.pre[i].from; j < e.pre[i].to; j++ {
 		if ev.Known(j) >= 0 {
 			return false
 		}
@@ -206,8 +217,8 @@ type LazyPlan struct {
 }
 
 // Lazy returns the plan of a store giving events lazily, or ok false
-// when the engine reads every event whole anyway (Falco rules, a Sigma
-// rule with no prefilter); an engine without rules gives ok and no
+// when the engine reads every event whole anyway (a Sigma or Falco rule
+// with no prefilter); an engine without rules gives ok and no
 // filter: no event is needed.
 func (e *Engine) Lazy() (p LazyPlan, ok bool) {
 	if len(e.evals) == 0 {

@@ -17,6 +17,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/rules"
 	"github.com/kubetrail/kubetrail/internal/rules/builtin"
 	"github.com/kubetrail/kubetrail/internal/rules/engine"
+	"github.com/kubetrail/kubetrail/internal/rules/falco"
 	"github.com/kubetrail/kubetrail/internal/rules/native"
 	"github.com/kubetrail/kubetrail/internal/testenv"
 	"github.com/kubetrail/kubetrail/internal/vfs"
@@ -479,23 +480,40 @@ func TestReadAheadDecidesOnKeys(t *testing.T) {
 }
 
 // TestLazyEngineMatchesWholeEvents: an engine with Sigma rules (SigmaHQ's,
-// with and without the built-in pack) is given lazy events, its Sigma
-// rules only those their prefilters may match, and raises exactly the
-// alerts, in the same order, that it raises over every stored event read
-// whole; it reads fewer events.
+// with and without the built-in pack), Falco's rules (first and all
+// matching, alone and with the others) is given lazy events, its Sigma
+// and Falco rules only those their prefilters may match, and raises
+// exactly the alerts, in the same order, that it raises over every stored
+// event read whole; it reads fewer events.
 // Mutations it catches: the Sigma rules skipped on a lazy event whatever
 // the store decided; the prefilters' answers read from the native rules'
-// places in Known.
+// places in Known; the Falco rules' read from the Sigma rules' places.
 func TestLazyEngineMatchesWholeEvents(t *testing.T) {
 	dir, r := generatedStoreOf(t, 5)
 	all := scanAll(t, dir)
-	files, _, err := engine.ReadPaths([]string{filepath.Join(testenv.SharedDir(t), "rulesets", "sigma")})
+	sigmaFiles, _, err := engine.ReadPaths([]string{filepath.Join(testenv.SharedDir(t), "rulesets", "sigma")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, builtinToo := range []bool{true, false} {
+	falcoFiles, _, err := engine.ReadPaths([]string{filepath.Join(testenv.SharedDir(t), "rulesets", "falco")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name       string
+		files      []rules.File
+		builtinToo bool
+		matching   falco.Matching
+		prefix     string // of the rules whose alerts must be many
+	}{
+		{"sigma and pack", sigmaFiles, true, falco.MatchFirst, "Kubernetes"},
+		{"sigma", sigmaFiles, false, falco.MatchFirst, "Kubernetes"},
+		{"falco", falcoFiles, false, falco.MatchFirst, ""},
+		{"falco, all matching", falcoFiles, false, falco.MatchAll, ""},
+		{"everything", append(slices.Clip(sigmaFiles), falcoFiles...), true, falco.MatchAll, "Disallowed"},
+	} {
 		load := func() *engine.Engine {
-			eng, probs := engine.Load(files, engine.Options{Builtin: builtinToo})
+			eng, probs := engine.Load(c.files, engine.Options{Builtin: c.builtinToo, Falco: falco.Options{Matching: c.matching}})
 			for _, p := range probs {
 				if !p.Warning {
 					t.Fatal(p)
@@ -507,21 +525,21 @@ func TestLazyEngineMatchesWholeEvents(t *testing.T) {
 		lazy := load()
 		plan, ok := lazy.Lazy()
 		if !ok {
-			t.Fatalf("builtin %v: SigmaHQ's rules give no lazy plan", builtinToo)
+			t.Fatalf("%s: no lazy plan", c.name)
 		}
 		got, given, loads := lazyAlerts(t, r, LazyOptions{Filters: plan.Filters, Fields: plan.Fields, ReadAhead: plan.WillRead}, lazy.Eval)
-		sigmaAlerts := 0
+		many := 0
 		for _, w := range want {
-			if strings.HasPrefix(w, "Kubernetes") {
-				sigmaAlerts++
+			if strings.HasPrefix(w, c.prefix) {
+				many++
 			}
 		}
-		if sigmaAlerts < 20 {
-			t.Fatalf("builtin %v: %d Sigma alerts: the test proves little", builtinToo, sigmaAlerts)
+		if many < 20 {
+			t.Fatalf("%s: %d alerts of rules %s*: the test proves little", c.name, many, c.prefix)
 		}
-		sameAlerts(t, fmt.Sprintf("builtin %v", builtinToo), got, want)
+		sameAlerts(t, c.name, got, want)
 		if loads >= given || given >= len(all) {
-			t.Errorf("builtin %v: %d events given of %d, %d read: nothing was spared", builtinToo, given, len(all), loads)
+			t.Errorf("%s: %d events given of %d, %d read: nothing was spared", c.name, given, len(all), loads)
 		}
 	}
 }
