@@ -179,7 +179,16 @@ func allLayouts() []layout {
 		{name: "rows, 1024/block, zstd better", opt: with(func(o *textcodec.Options) { o.BlockEvents = 1024; o.Rows = true; o.Level = zstd.SpeedBetterCompression })},
 		{name: "all, 1024/block, bodies split", opt: with(func(o *textcodec.Options) { o.BlockEvents = 1024; o.Opaque = false })},
 		{name: "all, 1024/block, no dict", opt: with(func(o *textcodec.Options) { o.BlockEvents = 1024; o.Dict = false })},
+		{name: "store v5, 256/block", opt: storeV5(256)},
+		{name: "store v5, 128/block", opt: storeV5(128)},
+		{name: "store v5, 64/block", opt: storeV5(64)},
 	}
+}
+
+// storeV5 is the store's v5 text layout (internal/store/local's
+// textLayout) with perBlock events a block.
+func storeV5(perBlock int) textcodec.Options {
+	return textcodec.Options{BlockEvents: perBlock, Types: true, URI: true, Opaque: true, Rows: true, BodiesApart: true}
 }
 
 // sortGroup sorts lines by user, verb and resource, keeping arrival order
