@@ -3,10 +3,12 @@ package sigma
 import (
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/query"
 )
 
@@ -162,6 +164,9 @@ func (it *item) necessary() (query.Expr, bool) {
 	}
 	field := query.Field{Name: name}
 	var terms []query.Expr
+	if name == "stage" {
+		exact, terms = stageTerms(exact)
+	}
 	if len(exact) > 0 {
 		vals := make([]query.Value, len(exact))
 		for i, s := range exact {
@@ -175,6 +180,33 @@ func (it *item) necessary() (query.Expr, bool) {
 		terms = append(terms, &query.Cmp{Field: field, Op: query.OpMatch, Values: []query.Value{{Text: "(?i)^(?:" + strings.Join(folded, "|") + ")$"}}})
 	}
 	return join(terms, true)
+}
+
+// stageNames are the stages the filter language names.
+var stageNames = []string{string(audit.StageRequestReceived), string(audit.StageResponseStarted),
+	string(audit.StageResponseComplete), string(audit.StagePanic)}
+
+// stageTerms splits cased stage values into the stages the filter
+// language names and, for any other value (an event may hold any string,
+// but `stage=` refuses it), the filter "no stage it names", which every
+// event holding such a value matches.
+func stageTerms(exact []string) (named []string, terms []query.Expr) {
+	other := false
+	for _, v := range exact {
+		if slices.Contains(stageNames, v) {
+			named = append(named, v)
+		} else {
+			other = true
+		}
+	}
+	if other {
+		vals := make([]query.Value, len(stageNames))
+		for i, s := range stageNames {
+			vals[i] = query.Value{Text: s}
+		}
+		terms = append(terms, &query.Not{X: &query.Cmp{Field: query.Field{Name: "stage"}, Op: query.OpIn, Values: vals}})
+	}
+	return named, terms
 }
 
 // codeOf is the HTTP status a value of responseStatus.code equals: a

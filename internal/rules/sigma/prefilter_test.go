@@ -22,6 +22,8 @@ var prefilterRules = []string{
 	"s:\n  verb: delete\n  hostPath: '*'\ncondition: s",
 	"s:\n  verb: delete\nnever:\n  responseStatus.code: ALLOW\ncondition: s or never",
 	"s:\n  verb: delete\n  requestURI|contains: secret\ncondition: s",
+	"s:\n  stage|cased: [Custom, ResponseComplete]\n  verb: get\ncondition: s",
+	"s:\n  stage|cased: responsecomplete\ncondition: s",
 }
 
 // prefilterEvents are events in every case of the values above, and some
@@ -56,6 +58,10 @@ func prefilterEvents(t *testing.T) []*testEvent {
 	for _, as := range []string{"system:admin", "SYSTEM:ADMIN", "system:other"} {
 		out = append(out, &testEvent{"impersonatedUser", map[string]any{"username": as}, "verb", "get"})
 	}
+	// Stages the filter language does not name: an event may hold any.
+	for _, st := range []string{"Custom", "responsecomplete", "ResponseComplete", "RequestReceived"} {
+		out = append(out, &testEvent{"stage", st, "verb", "get"})
+	}
 	// The Kelvin sign folds to k, as (?i) folds it.
 	out = append(out, &testEvent{"userAgent", "\u212Aubectl/v1"})
 	return out
@@ -72,7 +78,8 @@ func title(s string) string { return strings.ToUpper(s[:1]) + s[1:] }
 // makes it refuse.
 // Mutations it catches: values compared with case (no (?i)); a value list
 // or an alternative of a search dropped; |all's values ORed when there is
-// one; a string code skipped.
+// one; a string code skipped; a cased stage the filter language does not
+// name dropped (or refused).
 func TestPrefiltersHoldWhereRulesMatch(t *testing.T) {
 	var all []*rule
 	rs, probs := Load(sigmaHQFiles(t)...)
