@@ -391,3 +391,83 @@ func testVerifyChecksAuditTable(t *testing.T, layout segLayout) {
 		t.Fatalf("a wrong print: %v", d)
 	}
 }
+
+// TestIngestPrintsAgreeWithStoredBytes: the audit ID prints a segment's
+// table holds for events stored through the WAL and by a bulk load
+// (printed at ingest from the decoded event, not found again in the
+// text) are those of the stored bytes, as verify recomputes them, for
+// audit IDs spelt every way decoding reads them, with an event duplicated
+// in its batch (not stored twice, not printed twice).
+// Mutations it catches: the print taken from another field (through the
+// WAL and in a bulk load); the ordinal taken as the open group's first
+// plus its count (the group's first is set when it is flushed).
+func TestIngestPrintsAgreeWithStoredBytes(t *testing.T) {
+	odd := []string{
+		`"requestObject":{"auditID":"fake"},"auditID":"p-1"`,
+		`"auditID":"p\u002d2"`,
+		`"AuditID":"p-3"`,
+		`"auditID":"p-4","\u0061uditID":"p-4b"`,
+		`"auditID" : "p-5"`,
+		`"auditID":"p-6","audit\u0049D":"p-6b"`,
+	}
+	for _, bulk := range []bool{false, true} {
+		dir := t.TempDir()
+		// Small groups: a segment holds several (the writer's ordinals
+		// run across them).
+		db, err := Open(dir, Options{WALSegmentBytes: 64 << 10, Bulk: bulk, layout: segLayout{groupBytes: 8 << 10, blockBytes: 4 << 10, blockEvents: 4}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(7, 8))
+		for i, part := range odd {
+			raw := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata",` + part +
+				`,"stage":"ResponseComplete","requestURI":"/","verb":"get","user":{},"stageTimestamp":"2026-11-20T00:00:0` + fmt.Sprint(i) + `.000000Z"}`
+			var rec audit.Record
+			audit.NewDecoder(audit.Limits{}).DecodeBody("odd", []byte(raw), func(r audit.Record) { rec = r }, func(p audit.Problem) { t.Fatal(p.String()) })
+			batch := &pipeline.Batch{Cluster: "c", Received: time.Now(), Records: []audit.Record{genEvent(rng, 100+i), rec, rec, genEvent(rng, 200+i)}}
+			if _, err := db.Append(context.Background(), batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for b := range 6 {
+			batch := &pipeline.Batch{Cluster: "c", Received: time.Now()}
+			for i := range 150 {
+				batch.Records = append(batch.Records, genEvent(rng, 1000+b*150+i))
+			}
+			if _, err := db.Append(context.Background(), batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := Verify(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Damage) > 0 || len(rep.Tamper) > 0 {
+			t.Fatalf("bulk %v: verify: %v %v", bulk, rep.Damage, rep.Tamper)
+		}
+		r, err := OpenReader(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.segs) == 0 || len(r.head) > 0 {
+			t.Fatalf("bulk %v: %d segments, %d events in the WAL: the test wants every event sealed", bulk, len(r.segs), len(r.head))
+		}
+		for _, id := range []string{"p-1", "p-2", "p-3", "p-4b", "p-5", "p-6b"} {
+			f, err := query.Compile(`auditid="` + id + `"`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			if err := r.Select(Selection{Filter: f}, func(*Hit) error { n++; return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if n != 1 {
+				t.Errorf("bulk %v: auditid=%s finds %d events, want 1", bulk, id, n)
+			}
+		}
+		r.Close()
+	}
+}

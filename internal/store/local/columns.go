@@ -112,6 +112,10 @@ type columnBuilder struct {
 	times []int64
 	recvs []int64
 	n     int
+	// prints are the events' audit ID prints (auditPrint), when the
+	// committer gave every event's: len(prints) == n. Compaction's
+	// builders have none.
+	prints []uint32
 	// durable is the columns of the events made durable so far, for
 	// readers (DB.OpenReader); set by the committer after each sync.
 	durable atomic.Pointer[memCols]
@@ -209,6 +213,9 @@ func (b *columnBuilder) truncate(n int) {
 		b.ids[c] = b.ids[c][:n]
 	}
 	b.times, b.recvs, b.n = b.times[:n], b.recvs[:n], n
+	if len(b.prints) > n {
+		b.prints = b.prints[:n]
+	}
 }
 
 // storageOrder returns the order in which the group of events [first,
