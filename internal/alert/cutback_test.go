@@ -13,16 +13,28 @@ import (
 	"github.com/kubetrail/kubetrail/internal/vfs"
 )
 
-// fillingFS fills up in the middle of a write to a segment once armed: the
-// failing write lands its first room bytes, calls during (a reader beside
-// the store, as `alerts --follow` on the folder, looking then) and fails
-// with ENOSPC.
+// fillingFS fails chosen calls on segment files once armed, calling
+// during (a reader beside the store, as `alerts --follow` on the folder,
+// looking then) when the failure comes: armed makes the next write land
+// its first room bytes and fail with ENOSPC (the disk filled up),
+// syncArmed the next sync fail with EIO and sync nothing (with poison,
+// nor will any later sync of that file). numbersFull
+// makes every write to the numbers file fail with ENOSPC (a file system
+// that allocates anew even to overwrite, as a copy-on-write one does,
+// or a full disk before the file was made).
 type fillingFS struct {
 	vfs.FS
-	mu     sync.Mutex
-	armed  bool
-	room   int
-	during func()
+	mu          sync.Mutex
+	armed       bool
+	syncArmed   bool
+	numbersFull bool
+	room        int
+	during      func()
+	// poison makes the later syncs of a file whose sync failed (poisoned
+	// names them) succeed and make nothing durable, as on Linux, where a
+	// failed fsync marks the pages it could not write clean.
+	poison   bool
+	poisoned map[string]bool
 }
 
 func (d *fillingFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
@@ -33,26 +45,77 @@ func (d *fillingFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File,
 	return &fillingFile{File: f, d: d}, nil
 }
 
+func (d *fillingFS) Rename(oldname, newname string) error {
+	if d.numbersFullNow(newname) {
+		return &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: syscall.ENOSPC}
+	}
+	return d.FS.Rename(oldname, newname)
+}
+
+func (d *fillingFS) numbersFullNow(name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.numbersFull && strings.HasPrefix(filepath.Base(name), NumbersFile)
+}
+
 type fillingFile struct {
 	vfs.File
 	d *fillingFS
 }
 
-func (f *fillingFile) Write(p []byte) (int, error) {
+// take disarms what is armed for a segment file and reports it.
+func (f *fillingFile) take(what *bool) bool {
 	d := f.d
 	d.mu.Lock()
-	armed := d.armed && filepath.Ext(f.Name()) == ".wal"
-	d.armed = false
-	d.mu.Unlock()
-	if !armed {
+	defer d.mu.Unlock()
+	armed := *what && filepath.Ext(f.Name()) == ".wal"
+	if armed {
+		*what = false
+	}
+	return armed
+}
+
+func (f *fillingFile) Write(p []byte) (int, error) {
+	if f.d.numbersFullNow(f.Name()) {
+		return 0, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	}
+	if !f.take(&f.d.armed) {
 		return f.File.Write(p)
 	}
-	n, err := f.File.Write(p[:min(len(p), d.room)])
-	d.during()
+	n, err := f.File.Write(p[:min(len(p), f.d.room)])
+	f.d.during()
 	if err == nil {
 		err = &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
 	}
 	return n, err
+}
+
+func (f *fillingFile) WriteAt(p []byte, off int64) (int, error) {
+	if f.d.numbersFullNow(f.Name()) {
+		return 0, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	}
+	return f.File.WriteAt(p, off)
+}
+
+func (f *fillingFile) Sync() error {
+	d := f.d
+	d.mu.Lock()
+	poisoned := d.poisoned[f.Name()]
+	d.mu.Unlock()
+	if poisoned && d.poison {
+		return nil
+	}
+	if !f.take(&d.syncArmed) {
+		return f.File.Sync()
+	}
+	d.during()
+	d.mu.Lock()
+	if d.poisoned == nil {
+		d.poisoned = map[string]bool{}
+	}
+	d.poisoned[f.Name()] = true
+	d.mu.Unlock()
+	return &os.PathError{Op: "sync", Path: f.Name(), Err: syscall.EIO}
 }
 
 // TestStoreNeverReusesANumberAReaderSaw: an Append big enough that the
@@ -85,9 +148,7 @@ func TestStoreNeverReusesANumberAReaderSaw(t *testing.T) {
 		a.Message = fmt.Sprintf("%d %s", i, strings.Repeat("x", 10<<10))
 		big = append(big, a)
 	}
-	fs.mu.Lock()
-	fs.armed = true
-	fs.mu.Unlock()
+	fs.arm(&fs.armed)
 	if _, err := s.Append(big); err == nil {
 		t.Fatal("Append whose write filled the disk succeeded")
 	}
@@ -104,5 +165,293 @@ func TestStoreNeverReusesANumberAReaderSaw(t *testing.T) {
 	}
 	if len(list) != 3 {
 		t.Fatalf("a reader past %d finds %v, want the 3 acknowledged %v", seen, seqs(list), seqs(out))
+	}
+}
+
+// arm sets one of d's switches.
+func (d *fillingFS) arm(what *bool) {
+	d.mu.Lock()
+	*what = true
+	d.mu.Unlock()
+}
+
+// reader is a reader beside the store (ListDir, as `alerts --follow` on
+// the folder and serve's alerts stream poll): it remembers which alert it
+// found under each number, unsynced ones included, and says when a
+// number comes to stand for another alert, which it would skip.
+type reader struct {
+	fs   vfs.FS
+	dir  string
+	seen map[uint64]string
+	bad  string
+}
+
+func newReader(fs vfs.FS, dir string) *reader {
+	return &reader{fs: fs, dir: dir, seen: map[uint64]string{}}
+}
+
+// look reads the folder; a file system that crashed (the machine is
+// gone) shows nothing.
+func (r *reader) look() {
+	list, _, err := ListDir(r.fs, r.dir, Query{Oldest: true, Limit: 1 << 20})
+	if err != nil {
+		return
+	}
+	for i := range list {
+		r.saw(&list[i], "now reads as")
+	}
+}
+
+func (r *reader) saw(a *Alert, how string) {
+	id := a.Rule + " " + a.AuditIDs[0]
+	if was, ok := r.seen[a.Seq]; ok && was != id && r.bad == "" {
+		r.bad = fmt.Sprintf("number %d, which a reader saw as alert %q, %s alert %q", a.Seq, was, how, id)
+	}
+	r.seen[a.Seq] = id
+}
+
+func (r *reader) max() uint64 {
+	var m uint64
+	for seq := range r.seen {
+		m = max(m, seq)
+	}
+	return m
+}
+
+func bigBatch(from int) []rules.Alert {
+	var big []rules.Alert
+	for i := from; i < from+300; i++ { // 300 alerts of 10 KiB: past the log's 1 MiB buffer
+		a := mkAlert("rule", "user", rules.Severity(1), i)
+		a.Message = fmt.Sprintf("%d %s", i, strings.Repeat("x", 10<<10))
+		big = append(big, a)
+	}
+	return big
+}
+
+// TestStoreNeverReusesANumberAReaderSawAfterARestart: alerts that reached
+// a segment but were never acknowledged (the disk filled in the middle of
+// a large Append and the segment was cut back; the disk filled at the
+// final flush; the fsync failed) may have been read by a reader in
+// another process, which then asks only for later numbers. The process
+// then dies before it writes again: killed (what it wrote stays in the
+// page cache), or by a power loss (what was not synced is gone). After
+// the restart, new alerts must not take those numbers, or the reader
+// skips them: lost alerts for it.
+// Mutation it catches: OpenStore ignoring the numbers file's limit
+// (numbering from the newest alert found, as before ADR 0029).
+func TestStoreNeverReusesANumberAReaderSawAfterARestart(t *testing.T) {
+	const dir = "/data/alerts"
+	f := func(failure string, powerLoss bool) {
+		t.Helper()
+		mem := vfs.NewStrictMem()
+		fs := &fillingFS{FS: mem}
+		s, _, err := OpenStore(dir, StoreOptions{FS: fs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		appendN(t, s, 0, 2)
+		r := newReader(fs, dir)
+		fs.during = r.look
+		in := []rules.Alert{mkAlert("lost", "u", rules.High, 100), mkAlert("lost", "u", rules.High, 101)}
+		switch failure {
+		case "the disk fills in the middle of a large Append":
+			fs.room, in = 256<<10, bigBatch(100)
+			fs.arm(&fs.armed)
+		case "the disk fills at the flush":
+			fs.room = 300 // the first alert whole, the second cut
+			fs.arm(&fs.armed)
+		case "the fsync fails":
+			fs.arm(&fs.syncArmed)
+		}
+		if _, err := s.Append(in); err == nil {
+			t.Fatalf("%s: the Append succeeded", failure)
+		}
+		seen := r.max()
+		if seen <= 2 {
+			t.Fatalf("%s: the reader saw alerts up to %d during the failure: the test sets up nothing", failure, seen)
+		}
+		// The process dies here, before it writes again: s is never used
+		// nor closed.
+		if powerLoss {
+			mem = mem.Crash()
+			fs.FS = mem
+		}
+		s2, _, err := OpenStore(dir, StoreOptions{FS: fs})
+		if err != nil {
+			t.Fatalf("%s: reopen: %v", failure, err)
+		}
+		defer s2.Close()
+		out := appendN(t, s2, 1000, 3)
+		for i := range out {
+			r.saw(&out[i], "is given to")
+		}
+		r.look()
+		if r.bad != "" {
+			t.Fatalf("%s, then a restart (power loss %v): %s", failure, powerLoss, r.bad)
+		}
+		list, _, err := ListDir(fs, dir, Query{After: seen, Oldest: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != 3 {
+			t.Errorf("%s, then a restart (power loss %v): a reader past %d finds %v, want the 3 acknowledged %v", failure, powerLoss, seen, seqs(list), seqs(out))
+		}
+	}
+	for _, failure := range []string{"the disk fills in the middle of a large Append", "the disk fills at the flush", "the fsync fails"} {
+		f(failure, false)
+		f(failure, true)
+	}
+}
+
+// TestStoreNeverReusesANumberAfterAFailedSyncKillAndPowerLoss: after a
+// failed fsync and a kill, the reopened store finds the unsynced alerts
+// still in the page cache and reads them as stored: a reader, or a
+// dispatcher of the new process, may take them and move its cursor past
+// them. But the kernel may have dropped them after the failed fsync, and
+// a power loss then loses them. Their numbers must stay taken.
+// Mutation it catches: OpenStore ignoring the numbers file's limit (the
+// reopened store's sync of the tail does not make them durable: after a
+// failed fsync, Linux's later fsyncs do not write the pages it dropped).
+func TestStoreNeverReusesANumberAfterAFailedSyncKillAndPowerLoss(t *testing.T) {
+	const dir = "/data/alerts"
+	mem := vfs.NewStrictMem()
+	fs := &fillingFS{FS: mem, poison: true}
+	s, _, err := OpenStore(dir, StoreOptions{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, 0, 2)
+	r := newReader(fs, dir)
+	fs.during = r.look
+	fs.arm(&fs.syncArmed)
+	if _, err := s.Append([]rules.Alert{mkAlert("lost", "u", rules.High, 100), mkAlert("lost", "u", rules.High, 101)}); err == nil {
+		t.Fatal("the Append whose fsync failed succeeded")
+	}
+	// Killed; the new process reads the unsynced alerts as stored.
+	s2, rec, err := OpenStore(dir, StoreOptions{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s2.Read(0, 100)
+	for i := range got {
+		r.saw(&got[i], "reads as")
+	}
+	if r.max() != 4 || rec.Next <= 4 {
+		t.Fatalf("after the kill the store holds %v and numbers from %d, want 1..4 and above", seqs(got), rec.Next)
+	}
+	// The power loss, before the new process stored anything: only what
+	// was synced is left.
+	mem = mem.Crash()
+	fs.FS = mem
+	s3 := openT(t, dir, StoreOptions{FS: fs})
+	out := appendN(t, s3, 20, 3)
+	for i := range out {
+		r.saw(&out[i], "is given to")
+	}
+	r.look()
+	if r.bad != "" {
+		t.Fatal(r.bad)
+	}
+}
+
+// TestStoreNumbersSurviveAKillAtEveryStep runs a workload (appends, a
+// clean Close, a reopen, appends again) and stops it after each change it
+// makes to the file system in turn, as a power loss (only what was
+// synced is left) and as a kill (what was written stays), with a reader
+// looking after every change (vfs.Crasher.Watch). After each stop the store
+// reopens, every acknowledged alert is there, and new alerts take no
+// number the reader saw for another alert.
+// Mutations it catches: raising the limit after the segment's sync
+// instead of before the write; OpenStore ignoring the limit.
+func TestStoreNumbersSurviveAKillAtEveryStep(t *testing.T) {
+	const dir = "/data/alerts"
+	workload := func(fs vfs.FS, r *reader, acked map[uint64]string) error {
+		i := 0
+		appendSome := func(s *Store, n int) error {
+			var in []rules.Alert
+			for range n {
+				in = append(in, mkAlert(fmt.Sprintf("r%d", i%3), "u", rules.High, i))
+				i++
+			}
+			out, err := s.Append(in)
+			for k := range out {
+				r.saw(&out[k], "is given to")
+				acked[out[k].Seq] = out[k].Rule + " " + out[k].AuditIDs[0]
+			}
+			return err
+		}
+		s, _, err := OpenStore(dir, StoreOptions{FS: fs, SegmentBytes: 600})
+		if err != nil {
+			return err
+		}
+		for _, n := range []int{2, 1, 3} {
+			if err := appendSome(s, n); err != nil {
+				return err
+			}
+		}
+		if err := s.Close(); err != nil {
+			return err
+		}
+		if s, _, err = OpenStore(dir, StoreOptions{FS: fs, SegmentBytes: 600}); err != nil {
+			return err
+		}
+		for _, n := range []int{1, 2} {
+			if err := appendSome(s, n); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	count := vfs.NewCrasher(vfs.NewStrictMem(), 0, vfs.CrashOptions{})
+	if err := workload(count, newReader(count, dir), map[uint64]string{}); err != nil {
+		t.Fatal(err)
+	}
+	steps := count.Changes()
+	kill := vfs.CrashOptions{Appended: func(_, unsynced int) int { return unsynced }, Names: func(string, string) bool { return true }}
+	for _, how := range []struct {
+		name string
+		keep vfs.CrashOptions
+	}{{"power loss", vfs.CrashOptions{}}, {"kill", kill}} {
+		for k := 1; k <= steps; k++ {
+			c := vfs.NewCrasher(vfs.NewStrictMem(), k, how.keep)
+			r := newReader(c, dir)
+			c.Watch(r.look)
+			acked := map[uint64]string{}
+			workload(c, r, acked)
+			after, what := c.Crashed()
+			if after == nil {
+				t.Fatalf("%s after change %d of %d: no crash", how.name, k, steps)
+			}
+			r.fs = after
+			s, _, err := OpenStore(dir, StoreOptions{FS: after, SegmentBytes: 600})
+			if err != nil {
+				t.Fatalf("%s after %s: reopen: %v", how.name, what, err)
+			}
+			got, err := s.Read(0, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			have := map[uint64]string{}
+			for i := range got {
+				have[got[i].Seq] = got[i].Rule + " " + got[i].AuditIDs[0]
+			}
+			for seq, id := range acked {
+				if have[seq] != id {
+					t.Fatalf("%s after %s: acknowledged alert %d (%s) lost", how.name, what, seq, id)
+				}
+			}
+			out, err := s.Append([]rules.Alert{mkAlert("new", "u", rules.High, 500), mkAlert("new", "u", rules.High, 501)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range out {
+				r.saw(&out[i], "is given to")
+			}
+			r.look()
+			s.Close()
+			if r.bad != "" {
+				t.Fatalf("%s after %s: %s", how.name, what, r.bad)
+			}
+		}
 	}
 }

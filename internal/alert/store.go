@@ -71,8 +71,14 @@ type Recovery struct {
 	// TornBytes were cut from the end of the newest segment: a crash left
 	// them, and no Append that returned wrote them.
 	TornBytes int64
-	// Damage lists the bad stretches found elsewhere.
+	// Damage lists the bad stretches found elsewhere, and a numbers file
+	// (NumbersFile) with no valid slot.
 	Damage []Damage
+	// Next is the number the next alert gets: above every number found,
+	// and, when the store was not closed cleanly (a crash, a kill, a
+	// failed sync), at the limit of the numbers file, above every number
+	// a reader can have seen.
+	Next uint64
 }
 
 // segment is what the store knows of one segment file without reading it.
@@ -109,6 +115,7 @@ type Store struct {
 	counts     map[RuleCount]uint64 // Count is zero in the keys
 	broken     error
 	closed     bool
+	nums       *numbers // the durable limit of the numbers given
 }
 
 // RuleCount counts the alerts of one rule, severity and source that this
@@ -178,11 +185,60 @@ func OpenStore(dir string, opts StoreOptions) (*Store, Recovery, error) {
 		}
 		s.segs = append(s.segs, seg)
 	}
+	if err := s.syncTail(); err != nil {
+		log.Close()
+		return nil, rec, err
+	}
 	rec.Segments = len(s.segs) - 1 // the new open one is not counted
 	rec.Damage = slices.Clone(s.damage)
 	s.next = s.last + 1 + uint64(hidden)
+	// Numbers below the limit may have been written to a segment that a
+	// crash, a kill or a failed sync then lost (cut back, never synced),
+	// after a reader in another process read them.
+	nums, bad, err := readNumbers(s.fs, dir)
+	if err != nil {
+		log.Close()
+		return nil, rec, fmt.Errorf("alert store: %w", err)
+	}
+	if bad != nil {
+		rec.Damage = append(rec.Damage, *bad)
+	}
+	s.nums = nums
+	s.next = max(s.next, nums.limit)
+	rec.Next = s.next
 	s.recentBase = s.last
 	return s, rec, nil
+}
+
+// syncTail syncs the segments found from the newest that holds an alert
+// (or damage) on: a process killed before its sync, or after a failed
+// one, left records there that Open reads as stored and that a reader
+// may have seen, so they must not be lost to a power loss later, when
+// they would be a torn record in a segment that is no longer the newest.
+// Older segments were synced before the next one was started.
+func (s *Store) syncTail() error {
+	found := s.segs[:len(s.segs)-1] // the last one is the new open one
+	from := 0
+	for i := range found {
+		if found[i].first != 0 || found[i].damaged {
+			from = i
+		}
+	}
+	for _, g := range found[from:] {
+		path := wal.SegmentPath(s.dir, g.num)
+		f, err := s.fs.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return fmt.Errorf("alert store: open %s: %w", path, err)
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("alert store: sync %s: %w", path, err)
+		}
+	}
+	return nil
 }
 
 func (g *segment) add(a *Alert) {
@@ -226,6 +282,12 @@ func (s *Store) Append(in []rules.Alert) ([]Alert, error) {
 			return nil, err
 		}
 	}
+	if end := s.next + uint64(len(in)); end > s.nums.limit {
+		// No number reaches a file before the limit above it is durable.
+		if err := s.nums.set(end + numbersStep); err != nil {
+			return nil, fmt.Errorf("alert store: raise the limit of the numbers given: %w", err)
+		}
+	}
 	now := s.opts.Now().UTC()
 	out := make([]Alert, len(in))
 	var bytes int64
@@ -249,6 +311,9 @@ func (s *Store) Append(in []rules.Alert) ([]Alert, error) {
 		bytes += int64(len(b)) + int64(wal.HeaderLen(2))
 	}
 	if err := s.log.Sync(); err != nil {
+		// Their numbers are in the file, or were, and a reader may have
+		// seen them: the store takes no more alerts, and the limit, above
+		// them, makes the next Open number above them.
 		s.broken = fmt.Errorf("alert store: %w", err)
 		return nil, s.broken
 	}
@@ -665,7 +730,11 @@ func (s *Store) Retain() (int, error) {
 	return removed, nil
 }
 
-// Close syncs and closes the store.
+// Close syncs and closes the store. When every sync succeeded, it lowers
+// the limit of the numbers given to the next number, so that the next
+// Open goes on without a gap: every number given is then in a durable
+// segment or below the next number (skipped after a cut-back). A limit
+// that cannot be lowered stays higher, which only skips numbers.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -673,5 +742,16 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	return s.log.Close()
+	err := s.log.Close()
+	// err is nil only if every sync succeeded: after a failed one the
+	// log's Close fails too, and the limit stays where it is.
+	if err == nil && s.nums.found && s.next < s.nums.limit {
+		if lerr := s.nums.set(s.next); lerr != nil {
+			err = fmt.Errorf("alert store: lower the limit of the numbers given: %w", lerr)
+		}
+	}
+	if cerr := s.nums.close(); err == nil && cerr != nil {
+		err = fmt.Errorf("alert store: close %s: %w", s.nums.path, cerr)
+	}
+	return err
 }

@@ -23,6 +23,8 @@ type Crasher struct {
 	what  string
 	// trace, when not nil, gets each change's site (see Trace).
 	trace *[]string
+	// watch, when not nil, is called after each change (see Watch).
+	watch func()
 }
 
 // NewCrasher wraps mem so that it crashes after the at-th change, keeping
@@ -43,6 +45,17 @@ func (c *Crasher) Record() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.trace = new([]string)
+}
+
+// Watch makes c call fn after each change, before the crash that may
+// come right after it: fn is a reader in another process, looking at
+// the file system at that moment (what it sees includes unsynced data,
+// as the page cache serves it). fn must only read, and must not call c's
+// other methods (c is locked while it runs).
+func (c *Crasher) Watch(fn func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.watch = fn
 }
 
 // Trace returns the site of each change made since Record, in order,
@@ -75,6 +88,9 @@ func (c *Crasher) change(kind, what string, do func() error) error {
 	c.n++
 	if c.trace != nil {
 		*c.trace = append(*c.trace, kind+" "+callSite())
+	}
+	if c.watch != nil {
+		c.watch()
 	}
 	if c.n == c.at {
 		c.after = c.mem.CrashWith(c.keep)

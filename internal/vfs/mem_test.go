@@ -251,6 +251,14 @@ func TestCrasherCrashesAfterTheNthChange(t *testing.T) {
 	want := []string{"", "", "", "", "", "", "a=x", "a=x", "b=x"}
 	for k := 1; k <= 8; k++ {
 		c := NewCrasher(NewStrictMem(), k, CrashOptions{})
+		var watched string // what a reader saw at the last moment
+		n := 0             // Watch runs with c locked: c.Changes would wait forever
+		c.Watch(func() {
+			if n++; n == 4 {
+				b, _ := ReadFile(c, "/d/a")
+				watched = string(b)
+			}
+		})
 		work(c)
 		after, what := c.Crashed()
 		if after == nil {
@@ -267,6 +275,12 @@ func TestCrasherCrashesAfterTheNthChange(t *testing.T) {
 		}
 		if strings.Join(got, ",") != want[k] {
 			t.Errorf("crash after change %d (%s) left %q, want %q", k, what, got, want[k])
+		}
+		// Watch runs after the change, before the crash: right after the
+		// write (change 4) a reader sees the unsynced x, which the crash
+		// then drops.
+		if k == 4 && (watched != "x" || want[k] != "") {
+			t.Errorf("the watcher saw %q right after the write, want x (unsynced)", watched)
 		}
 	}
 }
