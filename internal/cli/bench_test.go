@@ -4,9 +4,9 @@ import (
 	"io"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/kubetrail/kubetrail/internal/testenv"
 )
 
 // BenchmarkQueryPrintCommand runs `kubetrail query -o jsonl FILTER` as
@@ -26,24 +26,14 @@ func BenchmarkQueryPrintCommand(b *testing.B) {
 		{"exec", "subresource=exec"},
 	} {
 		b.Run(q.name, func(b *testing.B) {
-			cpu := benchCPU()
+			cpu := testenv.CPUTime()
 			for b.Loop() {
 				var errb strings.Builder
 				if code := Main([]string{"query", "--data", dir, "-o", "jsonl", q.filter}, strings.NewReader(""), io.Discard, &errb); code != 0 {
 					b.Fatalf("exit %d: %s", code, errb.String())
 				}
 			}
-			b.ReportMetric(float64(benchCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(testenv.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
-}
-
-// benchCPU is the CPU time the process has used: on a shared machine it
-// varies much less than wall time.
-func benchCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"net/url"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kubetrail/kubetrail/internal/store/local"
+	"github.com/kubetrail/kubetrail/internal/testenv"
 )
 
 // The investigation benchmarks open a reader and run one investigation per
@@ -51,7 +51,7 @@ func BenchmarkInvestigate(b *testing.B) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, q := range benchInvestigations {
 		b.Run(q.name, func(b *testing.B) {
-			cpu := cpuTime()
+			cpu := testenv.CPUTime()
 			for b.Loop() {
 				r, err := local.OpenReader(dir)
 				if err != nil {
@@ -62,18 +62,7 @@ func BenchmarkInvestigate(b *testing.B) {
 				}
 				r.Close()
 			}
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(testenv.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
-}
-
-// cpuTime returns the CPU time the process has used, its own and the
-// runtime's: on a machine shared with other work it varies much less from
-// run to run than the wall time a benchmark reports.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // JQVersion is what `jq --version` prints for the jq that kubetrail's --jq
@@ -80,4 +82,16 @@ func SharedDir(t testing.TB) string {
 			return filepath.Join(dir, "shared")
 		}
 	}
+}
+
+// CPUTime is the CPU time the process has used so far, its own and the
+// runtime's (user + system): on a machine others share it varies much
+// less from run to run than the wall time a benchmark reports, so
+// benchmarks report it per op beside the time.
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"runtime"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/kubetrail/kubetrail/internal/rules"
 	"github.com/kubetrail/kubetrail/internal/rules/builtin"
 	"github.com/kubetrail/kubetrail/internal/rules/native"
+	"github.com/kubetrail/kubetrail/internal/testenv"
 )
 
 // The query benchmarks open a reader and answer one question per
@@ -204,7 +204,7 @@ func BenchmarkQueryPrint(b *testing.B) {
 		}
 		b.Run(q.name, func(b *testing.B) {
 			var n, bytes int
-			cpu := cpuTime()
+			cpu := testenv.CPUTime()
 			for b.Loop() {
 				r, err := OpenReader(dir)
 				if err != nil {
@@ -223,22 +223,11 @@ func BenchmarkQueryPrint(b *testing.B) {
 					bytes += len(o)
 				}
 			}
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(testenv.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 			b.ReportMetric(float64(n), "events/op")
 			_ = bytes
 		})
 	}
-}
-
-// cpuTime returns the CPU time the process has used, its own and the
-// runtime's: on a machine shared with other work it varies much less from
-// run to run than the wall time a benchmark reports.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func BenchmarkQueryStats(b *testing.B) {
@@ -287,7 +276,7 @@ func TestMain(m *testing.M) {
 func BenchmarkDetect(b *testing.B) {
 	dir := benchDir(b)
 	alerts := 0
-	cpu := cpuTime()
+	cpu := testenv.CPUTime()
 	for b.Loop() {
 		r, err := OpenReader(dir)
 		if err != nil {
@@ -326,7 +315,7 @@ func BenchmarkDetect(b *testing.B) {
 		}
 		r.Close()
 	}
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testenv.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(alerts), "alerts/op")
 }
 
@@ -346,7 +335,7 @@ func BenchmarkWarmCount(b *testing.B) {
 		}
 		b.Run(q.name, func(b *testing.B) {
 			b.ReportAllocs()
-			cpu := cpuTime()
+			cpu := testenv.CPUTime()
 			for b.Loop() {
 				r, err := db.OpenReader()
 				if err != nil {
@@ -359,7 +348,7 @@ func BenchmarkWarmCount(b *testing.B) {
 			}
 			// On a shared machine the CPU time is steadier than the wall
 			// time.
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(testenv.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
@@ -428,7 +417,7 @@ func BenchmarkWarmOpen(b *testing.B) {
 	}
 	defer db.Close()
 	b.ReportAllocs()
-	cpu := cpuTime()
+	cpu := testenv.CPUTime()
 	for b.Loop() {
 		r, err := db.OpenReader()
 		if err != nil {
@@ -436,14 +425,14 @@ func BenchmarkWarmOpen(b *testing.B) {
 		}
 		r.Close()
 	}
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testenv.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkScanAll reads every stored event's bytes, as export does.
 func BenchmarkScanAll(b *testing.B) {
 	dir := benchDir(b)
 	var n, bytes int64
-	cpu := cpuTime()
+	cpu := testenv.CPUTime()
 	for b.Loop() {
 		n, bytes = 0, 0
 		if err := Scan(dir, ScanOptions{}, func(s Stored) error {
@@ -454,7 +443,7 @@ func BenchmarkScanAll(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testenv.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(n), "events/op")
 	b.SetBytes(bytes)
 }
@@ -468,7 +457,7 @@ func BenchmarkScanAll(b *testing.B) {
 //	KUBETRAIL_BENCH_DATA=/tmp/data go test ./internal/store/local -run '^$' -bench SelectEveryEvent -benchtime 3x
 func BenchmarkSelectEveryEvent(b *testing.B) {
 	dir := benchDir(b)
-	cpu := cpuTime()
+	cpu := testenv.CPUTime()
 	var peak uint64
 	var ms runtime.MemStats
 	for b.Loop() {
@@ -488,6 +477,6 @@ func BenchmarkSelectEveryEvent(b *testing.B) {
 		}
 		r.Close()
 	}
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testenv.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 }

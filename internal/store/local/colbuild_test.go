@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kubetrail/kubetrail/internal/audit"
+	"github.com/kubetrail/kubetrail/internal/testenv"
 )
 
 // TestColumnBuilderAddAsMaps: add, which reuses the previous event's id
@@ -67,14 +68,14 @@ func TestColumnBuilderAddAsMaps(t *testing.T) {
 func BenchmarkColumnBuilderAdd(b *testing.B) {
 	rows := benchRows(b, 50000)
 	cb := newColumnBuilder()
-	cpu := cpuTime()
+	cpu := testenv.CPUTime()
 	for b.Loop() {
 		cb.truncate(0)
 		for i := range rows {
 			cb.add(int64(i), 0, &rows[i])
 		}
 	}
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testenv.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 }
 
 // benchRows returns the column values of the first n events of make

@@ -15,11 +15,12 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/kubetrail/kubetrail/internal/testenv"
 )
 
 // layouts are the option sets the tests run every round trip with.
@@ -353,11 +354,11 @@ func BenchmarkEncode(b *testing.B) {
 	}
 	defer x.Close()
 	b.SetBytes(int64(n))
-	cpu := cpuTime()
+	cpu := testenv.CPUTime()
 	for b.Loop() {
 		x.Encode(lines)
 	}
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testenv.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkEncodeGroups encodes 50,000 events as the store does: groups
@@ -390,13 +391,13 @@ func benchEncodeGroups(b *testing.B, groups [][][]byte, n int) {
 	}
 	defer x.Close()
 	b.SetBytes(int64(n))
-	cpu := cpuTime()
+	cpu := testenv.CPUTime()
 	for b.Loop() {
 		for _, g := range groups {
 			x.Encode(g)
 		}
 	}
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testenv.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkEncodeStoreOrder is BenchmarkEncodeGroups with each group's
@@ -432,17 +433,6 @@ func BenchmarkEncodeStoreOrder(b *testing.B) {
 		})
 	}
 	benchEncodeGroups(b, groups, n)
-}
-
-// cpuTime returns the CPU time the process has used, its own and the
-// runtime's: on a machine shared with other work it varies much less from
-// run to run than the wall time a benchmark reports.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkAll reads every event of the group.
