@@ -96,6 +96,11 @@ type Webhook struct {
 	cfg  WebhookConfig
 	dec  *audit.Decoder
 	mem  budget
+	// bodies holds *[]byte: body buffers of answered requests, for the
+	// next to read into (a new buffer is zeroed and grown by copying, a
+	// twentieth of the handler's CPU). A body may be reused once it is
+	// decoded: every Record copies the bytes it keeps.
+	bodies sync.Pool
 }
 
 // NewWebhook returns a receiver that stores into sink.
@@ -192,6 +197,7 @@ func (h *Webhook) serve(w http.ResponseWriter, r *http.Request, resp *WebhookRes
 		}
 		resp.Rejected = append(resp.Rejected, rj)
 	})
+	h.recycle(body)
 	if over == nil {
 		over = h.mem.take(&held, pending)
 	}
