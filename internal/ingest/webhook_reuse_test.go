@@ -36,7 +36,8 @@ func (k *keepSink) Append(_ context.Context, b *pipeline.Batch) (pipeline.Result
 // carry kind as owned (audit's decodeOwned keeps their bytes where they
 // are, in the body): the first batches read as later ones; count only
 // what the body needs of a reused buffer (taken := lim): the budget holds
-// less than the buffer.
+// less than the buffer. The records' slice is made once, of the list's
+// size (planted: the handler ignores DecodeBodySized's count).
 func TestWebhookBodyReuseKeepsRecords(t *testing.T) {
 	sink := &keepSink{}
 	h := NewWebhook(sink, WebhookConfig{})
@@ -61,6 +62,9 @@ func TestWebhookBodyReuseKeepsRecords(t *testing.T) {
 		t.Fatalf("%d batches, want %d", len(sink.batches), rounds)
 	}
 	for r, b := range sink.batches {
+		if cap(b.Records) != per {
+			t.Fatalf("round %d: records in a slice of %d for %d items: not sized from the list's count", r, cap(b.Records), per)
+		}
 		for i, rec := range b.Records {
 			if want := line(id(r, i)); string(rec.Raw) != want || rec.Event.AuditID != id(r, i) {
 				t.Fatalf("round %d item %d: stored %.120s (auditID %q), want %.120s", r, i, rec.Raw, rec.Event.AuditID, want)
