@@ -110,6 +110,16 @@ type (
 // an EventList, a JSON array of events, a cloud export envelope, or JSON lines
 // of any of these. Every good event is emitted even when others are bad.
 func (d *Decoder) DecodeBody(source string, body []byte, emit Emit, bad Bad) {
+	d.DecodeBodySized(source, body, nil, emit, bad)
+}
+
+// DecodeBodySized is DecodeBody that also tells items, when it is not nil,
+// how many items a body that is one list holds (an EventList or a JSON
+// array, whose item boundaries are all found, of up to 4096 items): at
+// most once, before the first emit, so that a caller collecting the
+// records can size its slice once instead of growing it. Some items may
+// still be bad; JSON lines and other bodies are not counted.
+func (d *Decoder) DecodeBodySized(source string, body []byte, items func(n int), emit Emit, bad Bad) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
 		bad(Problem{Source: source, Item: -1, Reason: "empty body: expected an audit Event, an EventList or JSON lines"})
@@ -117,7 +127,7 @@ func (d *Decoder) DecodeBody(source string, body []byte, emit Emit, bad Bad) {
 	}
 	if isSingleValue(trimmed) || isList(trimmed) {
 		if trimmed[0] == '{' || trimmed[0] == '[' {
-			d.decodeValue(loc{source: source, item: -1}, trimmed, "", emit, bad)
+			d.decodeValue(loc{source: source, item: -1, items: items}, trimmed, "", emit, bad)
 		} else {
 			d.DecodeLine(source, 1, trimmed, emit, bad)
 		}
@@ -182,6 +192,16 @@ type loc struct {
 	// owned says that the bytes decoded belong to the Records made from
 	// them (DecodeOwnedLine), which may keep them in place.
 	owned bool
+	// items, when set, is told the item count of the list at this
+	// location (DecodeBodySized); the items' own locations have none.
+	items func(n int)
+}
+
+// count tells l's items callback, if any, that its list holds n items.
+func (l loc) count(n int) {
+	if l.items != nil {
+		l.items(n)
+	}
 }
 
 // in returns the location of item i of the list at l.
@@ -232,6 +252,7 @@ func (d *Decoder) decodeValue(at loc, raw []byte, apiVersion string, emit Emit, 
 		var found itemList
 		if arrayItems(raw, found.add) {
 			if !found.many {
+				at.count(len(found.items))
 				d.decodeItems(at, found.items, apiVersion, emit, bad)
 				return
 			}
@@ -259,6 +280,7 @@ func (d *Decoder) decodeValue(at loc, raw []byte, apiVersion string, emit Emit, 
 				v = apiVersion
 			}
 			if !found.many {
+				at.count(len(found.items))
 				d.decodeItems(at, found.items, v, emit, bad)
 				return
 			}

@@ -304,3 +304,35 @@ func TestDecodeLongList(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeBodySizedCounts: DecodeBodySized tells the item count of a
+// body that is one list (bad items included) once, before the first
+// record, and says nothing for other bodies, nor for a list inside an
+// item. Planted bugs: count after decoding the items (the first record
+// comes before the count), or not at all for an EventList.
+func TestDecodeBodySizedCounts(t *testing.T) {
+	good, other := itemOf(lineV1), itemOf(strings.Replace(lineV1, "9b1a2c3d", "77777777", 1))
+	f := func(name, body string, want []int) {
+		t.Helper()
+		var counts []int
+		emitted := 0
+		NewDecoder(Limits{}).DecodeBodySized("in", []byte(body), func(n int) {
+			if emitted > 0 {
+				t.Errorf("%s: count %d after %d records", name, n, emitted)
+			}
+			counts = append(counts, n)
+		}, func(Record) { emitted++ }, func(Problem) {})
+		if !equalInts(counts, want) {
+			t.Errorf("%s: counts %v, want %v", name, counts, want)
+		}
+	}
+	list := func(items ...string) string {
+		return `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[` + strings.Join(items, ",") + `]}`
+	}
+	f("EventList", list(good, `{"level":"x"}`, other), []int{3})
+	f("array", "["+lineV1+","+lineV1+"]", []int{2})
+	f("empty EventList", list(), []int{0})
+	f("a list in a list", "["+list(good, other)+"]", []int{1})
+	f("one event", lineV1, nil)
+	f("JSON lines", lineV1+"\n"+lineV1+"\n", nil)
+}

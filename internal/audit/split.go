@@ -1,6 +1,9 @@
 package audit
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+)
 
 // A list's items are found by tracking only strings and brackets, without
 // checking anything else, so that a malformed item (a raw control byte, a
@@ -17,15 +20,23 @@ import "encoding/json"
 // scanString returns the index just past the string whose opening quote is
 // at b[i], or ok false when it never closes.
 func scanString(b []byte, i int) (end int, ok bool) {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1, true
+	for j := i + 1; ; {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return 0, false
 		}
+		q := j + k
+		// The quote is escaped when an odd number of backslashes is
+		// before it; the run stops at the opening quote at the latest.
+		n := 0
+		for q-1-n > i && b[q-1-n] == '\\' {
+			n++
+		}
+		if n%2 == 0 {
+			return q + 1, true
+		}
+		j = q + 1
 	}
-	return 0, false
 }
 
 func skipWS(b []byte, i int) int {

@@ -93,3 +93,40 @@ func equalInts(a, b []int) bool {
 	}
 	return true
 }
+
+// TestScanStringEveryOffset holds scanString, which jumps from quote to
+// quote and counts the backslashes before each, to the byte-at-a-time scan
+// it replaced: a quote, an escaped quote, escaped backslashes before a
+// quote, a lone backslash or other bytes, at many offsets and with or
+// without a closing quote, must end the string where the plain scan ends
+// it. Planted bug: take any quote after a backslash as escaped (n == 0 for
+// n%2 == 0): a string ending in an escaped backslash no longer ends.
+func TestScanStringEveryOffset(t *testing.T) {
+	naive := func(b []byte, i int) (int, bool) {
+		for j := i + 1; j < len(b); j++ {
+			switch b[j] {
+			case '\\':
+				j++
+			case '"':
+				return j + 1, true
+			}
+		}
+		return 0, false
+	}
+	// '"'^1 == '#', '\\'^0x80 == 0xdc, '\\'-1 == '['.
+	for _, ins := range []string{`"`, `\"`, `\\`, `\\"`, `\\\"`, `\\\\"`, `#`, "\xdc", `[`, `]`, "\x00", `\`} {
+		for pos := 0; pos < 20; pos++ {
+			for tail := 0; tail < 12; tail++ {
+				b := []byte(`"` + strings.Repeat("a", pos) + ins + strings.Repeat("b", tail))
+				if tail%3 == 0 {
+					b = append(b, '"')
+				}
+				gotEnd, gotOK := scanString(b, 0)
+				wantEnd, wantOK := naive(b, 0)
+				if gotEnd != wantEnd || gotOK != wantOK {
+					t.Errorf("scanString(%q) = %d, %v; want %d, %v", b, gotEnd, gotOK, wantEnd, wantOK)
+				}
+			}
+		}
+	}
+}

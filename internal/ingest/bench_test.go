@@ -74,23 +74,8 @@ func cpuTime() time.Duration {
 // store; an op is 48,000 events, from opening the store to closing it,
 // so that sealing them into segments is counted too.
 func BenchmarkWebhook(b *testing.B) {
-	const clients, per, events = 4, 400, 48000
-	lines := bytes.Split(bytes.TrimSpace(benchLog(events)), []byte("\n"))
-	prefix := []byte(`{"kind":"Event","apiVersion":"audit.k8s.io/v1",`)
-	var bodies [][]byte
-	for i := 0; i < len(lines); i += per {
-		var body bytes.Buffer
-		body.WriteString(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[`)
-		for k, l := range lines[i:min(i+per, len(lines))] {
-			if k > 0 {
-				body.WriteByte(',')
-			}
-			body.WriteByte('{')
-			body.Write(bytes.TrimPrefix(l, prefix))
-		}
-		body.WriteString(`]}`)
-		bodies = append(bodies, body.Bytes())
-	}
+	const clients, events = 4, 48000
+	bodies := webhookBodies(events)
 	red, err := pipeline.NewRedactor(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
 		b.Fatal(err)
@@ -130,4 +115,56 @@ func BenchmarkWebhook(b *testing.B) {
 	}
 	b.ReportMetric(float64(events*b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/op")
+}
+
+// webhookBodies returns the first events of benchLog as EventLists of 400
+// items without kind and apiVersion, as the API server sends them.
+func webhookBodies(events int) [][]byte {
+	const per = 400
+	lines := bytes.Split(bytes.TrimSpace(benchLog(events)), []byte("\n"))
+	prefix := []byte(`{"kind":"Event","apiVersion":"audit.k8s.io/v1",`)
+	var bodies [][]byte
+	for i := 0; i < len(lines); i += per {
+		var body bytes.Buffer
+		body.WriteString(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[`)
+		for k, l := range lines[i:min(i+per, len(lines))] {
+			if k > 0 {
+				body.WriteByte(',')
+			}
+			body.WriteByte('{')
+			body.Write(bytes.TrimPrefix(l, prefix))
+		}
+		body.WriteString(`]}`)
+		bodies = append(bodies, body.Bytes())
+	}
+	return bodies
+}
+
+// countSink stores nothing and says it stored everything.
+type countSink struct{}
+
+func (countSink) Append(_ context.Context, b *pipeline.Batch) (pipeline.Result, error) {
+	return pipeline.Result{Stored: len(b.Records)}, nil
+}
+
+// BenchmarkWebhookHandler is the handler's own work, without a store: it
+// reads each of 30 EventLists of 400 events from an HTTP request, decodes
+// them and hands them to a sink that keeps nothing. An op is the 12,000
+// events.
+func BenchmarkWebhookHandler(b *testing.B) {
+	bodies := webhookBodies(12000)
+	h := NewWebhook(countSink{}, WebhookConfig{})
+	b.SetBytes(int64(len(bytes.Join(bodies, nil))))
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	for b.Loop() {
+		for _, body := range bodies {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/ingest/webhook", bytes.NewReader(body)))
+			if w.Code != http.StatusOK {
+				b.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+		}
+	}
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }

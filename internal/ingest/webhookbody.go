@@ -124,15 +124,20 @@ func (h *Webhook) readAll(src io.Reader, size int64, held *int64, gz bool) ([]by
 		}
 		return c
 	}
-	c := grow(64 << 10)
-	if err := h.mem.take(held, c); err != nil {
+	// lim is how far the body may fill the buffer before it grows as
+	// above; taken is what the budget counts for the buffer, its whole
+	// size when it is a reused one with room past lim.
+	buf, lim := h.buffer(), grow(64<<10)
+	taken := max(lim, int64(cap(buf)))
+	if err := h.mem.take(held, taken); err != nil {
 		return nil, err
 	}
-	buf := make([]byte, 0, c)
+	if int64(cap(buf)) < lim {
+		buf = make([]byte, 0, lim)
+	}
 	for {
-		if len(buf) == cap(buf) {
-			old := int64(cap(buf))
-			if old >= limit {
+		if int64(len(buf)) == lim {
+			if lim >= limit {
 				var probe [1]byte
 				n, err := io.ReadFull(src, probe[:])
 				if n > 0 {
@@ -143,14 +148,18 @@ func (h *Webhook) readAll(src io.Reader, size int64, held *int64, gz bool) ([]by
 				}
 				return nil, h.readError(err, op)
 			}
-			c := grow(2 * old)
-			if err := h.mem.take(held, c); err != nil {
-				return nil, err
+			lim = grow(2 * lim)
+			if int64(cap(buf)) < lim {
+				// A new buffer: the old one is held until it is copied.
+				if err := h.mem.take(held, lim); err != nil {
+					return nil, err
+				}
+				buf = append(make([]byte, 0, lim), buf...)
+				h.mem.give(held, taken)
+				taken = lim
 			}
-			buf = append(make([]byte, 0, c), buf...)
-			h.mem.give(held, old)
 		}
-		n, err := src.Read(buf[len(buf):cap(buf)])
+		n, err := src.Read(buf[len(buf):lim])
 		buf = buf[:len(buf)+n]
 		if errors.Is(err, io.EOF) {
 			return buf, nil
@@ -159,6 +168,29 @@ func (h *Webhook) readAll(src io.Reader, size int64, held *int64, gz bool) ([]by
 			return nil, h.readError(err, op)
 		}
 	}
+}
+
+// maxPooledBody bounds the body buffers kept for reuse: the API server's
+// batches are well under it, and a rare large body's buffer is left to the
+// garbage collector rather than held.
+const maxPooledBody = 4 << 20
+
+// buffer returns an empty body buffer, reused when one is free.
+func (h *Webhook) buffer() []byte {
+	if p, ok := h.bodies.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return nil
+}
+
+// recycle gives a body buffer back for reuse. Nothing may use the body
+// afterwards.
+func (h *Webhook) recycle(body []byte) {
+	if body == nil || cap(body) > maxPooledBody {
+		return
+	}
+	body = body[:0]
+	h.bodies.Put(&body)
 }
 
 func (h *Webhook) tooLarge(what string) error {

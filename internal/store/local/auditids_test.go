@@ -471,3 +471,72 @@ func TestIngestPrintsAgreeWithStoredBytes(t *testing.T) {
 		r.Close()
 	}
 }
+
+// TestSealTakesAuditPrintsFromIngest: a segment sealed from the WAL takes
+// each event's audit ID print from the columns the committer built at
+// ingest (the decoded event's auditID), not from its text. For events
+// whose text is not plain (escapes, a body's auditID first, a second key
+// spelled with an escape, another case) the print must still be the text's:
+// Verify recomputes every print from the text, and a lookup by audit ID
+// must find each event. Planted bugs, both reported by Verify: the print
+// of r.Event.AuditID+"x" in DB.Append, or the previous event's print in
+// segmentWriter.add.
+func TestSealTakesAuditPrintsFromIngest(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rest = `"stage":"ResponseComplete","requestURI":"/","verb":"get","user":{},"stageTimestamp":"2026-11-20T00:00:00.000000Z"`
+	items := []struct{ body, id string }{
+		{`{"level":"Metadata","auditID":"plain-1",` + rest + `}`, "plain-1"},
+		{`{"level":"Metadata","requestObject":{"auditID":"fake"},"auditID":"body-first",` + rest + `}`, "body-first"},
+		{`{"level":"Metadata","auditID":"esc\u002dvalue",` + rest + `}`, "esc-value"},
+		{`{"level":"Metadata","auditID":"q\"uote",` + rest + `}`, `q"uote`},
+		{`{"level":"Metadata","auditID":"first",` + rest + `,"\u0061uditID":"escaped-key"}`, "escaped-key"},
+		{`{"level":"Metadata","AuditID":"other-case",` + rest + `}`, "other-case"},
+	}
+	var bodies []string
+	for _, it := range items {
+		bodies = append(bodies, it.body)
+	}
+	list := `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` + strings.Join(bodies, ",") + `]}`
+	b := &pipeline.Batch{Cluster: "c", Received: time.Now()}
+	audit.NewDecoder(audit.Limits{}).DecodeBody("list", []byte(list), func(r audit.Record) { b.Records = append(b.Records, r) }, func(p audit.Problem) { t.Fatal(p.String()) })
+	if len(b.Records) != len(items) {
+		t.Fatalf("%d records of %d items", len(b.Records), len(items))
+	}
+	for i, r := range b.Records {
+		if r.Event.AuditID != items[i].id {
+			t.Fatalf("item %d decodes to auditID %q, want %q", i, r.Event.AuditID, items[i].id)
+		}
+	}
+	if _, err := db.Append(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil { // seals the WAL segment with the committer's columns
+		t.Fatal(err)
+	}
+	rep, err := Verify(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Damage) > 0 || len(rep.Tamper) > 0 || rep.Unsealed != 0 || rep.Events != len(items) {
+		t.Fatalf("verify: damage %v, tamper %v, %d unsealed, %d events", rep.Damage, rep.Tamper, rep.Unsealed, rep.Events)
+	}
+	for _, it := range items {
+		n := 0
+		if err := Scan(dir, ScanOptions{AuditIDs: []string{it.id}}, func(s Stored) error {
+			var ev audit.Event
+			if err := audit.DecodeStored(s.Raw, &ev); err == nil && ev.AuditID == it.id {
+				n++
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Errorf("lookup of audit ID %q found %d events, want 1", it.id, n)
+		}
+	}
+}

@@ -39,7 +39,7 @@ func TestColumnBuilderAddAsMaps(t *testing.T) {
 				want[c] = want[c][:n]
 			}
 		}
-		b.add(int64(i), 0, &row)
+		b.add(int64(i), 0, &row, 0)
 		for c, v := range row {
 			id, ok := seen[c][v]
 			if !ok {
@@ -72,7 +72,7 @@ func BenchmarkColumnBuilderAdd(b *testing.B) {
 	for b.Loop() {
 		cb.truncate(0)
 		for i := range rows {
-			cb.add(int64(i), 0, &rows[i])
+			cb.add(int64(i), 0, &rows[i], 0)
 		}
 	}
 	b.ReportMetric(float64(testenv.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")

@@ -197,7 +197,7 @@ type request struct {
 	keys       []Key
 	times      []int64
 	cols       []colRow
-	prints     []uint32 // the events' audit ID prints
+	prints     []uint32 // audit ID prints
 	minT, maxT int64
 	bytes      int64
 	done       chan reply
@@ -408,8 +408,7 @@ func (db *DB) Append(ctx context.Context, b *pipeline.Batch) (pipeline.Result, e
 	if p := db.unavailable.Load(); p != nil {
 		return pipeline.Result{}, fmt.Errorf("%w: %v", pipeline.ErrUnavailable, *p)
 	}
-	req := &request{batch: b, keys: make([]Key, len(b.Records)), times: make([]int64, len(b.Records)), cols: make([]colRow, len(b.Records)),
-		prints: make([]uint32, len(b.Records)), done: make(chan reply, 1)}
+	req := &request{batch: b, keys: make([]Key, len(b.Records)), times: make([]int64, len(b.Records)), cols: make([]colRow, len(b.Records)), prints: make([]uint32, len(b.Records)), done: make(chan reply, 1)}
 	var minT, maxT int64
 	for i := range b.Records {
 		r := &b.Records[i]
@@ -535,8 +534,7 @@ func (db *DB) commitLoop() {
 				}
 				db.dd.head[k] = struct{}{}
 				keptIdx[gi] = append(keptIdx[gi], i)
-				cb.add(req.times[i], recv, &req.cols[i])
-				cb.prints = append(cb.prints, req.prints[i])
+				cb.add(req.times[i], recv, &req.cols[i], req.prints[i])
 				kept = append(kept, k)
 				raws = append(raws, req.batch.Records[i].Raw)
 				times = append(times, req.times[i])

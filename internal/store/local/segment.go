@@ -529,7 +529,7 @@ func (w *segmentWriter) add(e entry, haveCols bool) error {
 			return fmt.Errorf("BUG: %w", err)
 		}
 		columnValues(e.cluster, &w.ev, &w.colVals)
-		w.cols2.add(e.time, e.received, &w.colVals)
+		w.cols2.add(e.time, e.received, &w.colVals, auditPrint(w.ev.AuditID))
 	}
 	g := &w.gm
 	if g.Count == 0 || e.time < g.MinTime {
@@ -539,22 +539,17 @@ func (w *segmentWriter) add(e entry, haveCols bool) error {
 		g.MaxTime = e.time
 	}
 	w.prints = appendLeafPrint(w.prints, w.tree.add(e.raw))
-	var print uint32
-	switch ord := w.meta.Count + g.Count; {
-	case !haveCols:
-		print = auditPrint(w.ev.AuditID)
-	case len(w.cols2.prints) == w.cols2.n && ord < w.cols2.n:
-		// Printed at ingest from the decoded event, as its columns were:
-		// finding the key in the text again cost an import 6% of its CPU.
-		print = w.cols2.prints[ord]
-	default:
+	// The print the columns hold, taken at ingest from the decoded
+	// event (or just above); compacted events' from their text.
+	p, ok := w.cols2.print(len(w.auditPrints))
+	if !ok {
 		aid, err := storedAuditID(e.raw, &w.aev)
 		if err != nil {
 			return fmt.Errorf("BUG: %w", err)
 		}
-		print = auditPrint(aid)
+		p = auditPrint(aid)
 	}
-	w.auditPrints = append(w.auditPrints, print)
+	w.auditPrints = append(w.auditPrints, p)
 	w.starts = append(w.starts, len(w.group))
 	w.group = append(w.group, e.raw...)
 	w.group = append(w.group, '\n')
