@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/kubetrail/kubetrail/internal/testenv"
 )
 
 // benchLines are realistic log lines: Metadata-level controller traffic,
@@ -51,23 +51,16 @@ func BenchmarkDecodeEventList(b *testing.B) {
 	n := 0
 	emit := func(Record) { n++ }
 	bad := func(p Problem) { b.Fatal(p.String()) }
-	cpu0 := cpuTime()
+	cpu0 := testenv.CPUTime()
 	for b.Loop() {
 		d.DecodeBody("bench", body, emit, bad)
 	}
 	// CPU time, beside wall time: the machine's other work stretches the
 	// wall time of a run, not the CPU time it costs.
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testenv.CPUTime()-cpu0)/float64(b.N), "cpu-ns/op")
 	if n != 400*b.N {
 		b.Fatalf("%d records", n)
 	}
-}
-
-// cpuTime is the CPU time the process used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkDecodeCorpusEventList is BenchmarkDecodeEventList over real
@@ -105,13 +98,13 @@ func BenchmarkDecodeCorpusEventList(b *testing.B) {
 	n := 0
 	emit := func(Record) { n++ }
 	bad := func(p Problem) { b.Fatal(p.String()) }
-	cpu0 := cpuTime()
+	cpu0 := testenv.CPUTime()
 	for b.Loop() {
 		for _, body := range bodies {
 			d.DecodeBody("bench", body, emit, bad)
 		}
 	}
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testenv.CPUTime()-cpu0)/float64(b.N), "cpu-ns/op")
 	if n != len(items)*b.N {
 		b.Fatalf("%d records", n)
 	}

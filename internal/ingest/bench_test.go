@@ -9,12 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/store/local"
+	"github.com/kubetrail/kubetrail/internal/testenv"
 )
 
 // benchLog is a log of n ~1 KiB Metadata-level events.
@@ -38,7 +37,7 @@ func BenchmarkImport(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "audit.log")
 	os.WriteFile(path, data, 0o600)
 	b.SetBytes(int64(len(data)))
-	cpu0 := cpuTime()
+	cpu0 := testenv.CPUTime()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -57,14 +56,7 @@ func BenchmarkImport(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(50000*b.N)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/op")
-}
-
-// cpuTime is the CPU time the process used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((testenv.CPUTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/op")
 }
 
 // BenchmarkWebhook measures the webhook receiver as serve runs it: four
@@ -81,7 +73,7 @@ func BenchmarkWebhook(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.SetBytes(int64(len(bytes.Join(bodies, nil))))
-	cpu0 := cpuTime()
+	cpu0 := testenv.CPUTime()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -114,7 +106,7 @@ func BenchmarkWebhook(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(events*b.N)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64((testenv.CPUTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/op")
 }
 
 // webhookBodies returns the first events of benchLog as EventLists of 400
@@ -156,7 +148,7 @@ func BenchmarkWebhookHandler(b *testing.B) {
 	h := NewWebhook(countSink{}, WebhookConfig{})
 	b.SetBytes(int64(len(bytes.Join(bodies, nil))))
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := testenv.CPUTime()
 	for b.Loop() {
 		for _, body := range bodies {
 			w := httptest.NewRecorder()
@@ -166,5 +158,5 @@ func BenchmarkWebhookHandler(b *testing.B) {
 			}
 		}
 	}
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testenv.CPUTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }

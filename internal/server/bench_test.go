@@ -8,13 +8,13 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kubetrail/kubetrail/internal/investigate/investigatetest"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/store/local"
+	"github.com/kubetrail/kubetrail/internal/testenv"
 )
 
 // BenchmarkStatsWarm answers a count through the API's handler as serve
@@ -55,7 +55,7 @@ func BenchmarkStatsWarm(b *testing.B) {
 		path := "/api/v1/stats?filter=" + url.QueryEscape(q.filter)
 		b.Run(q.name, func(b *testing.B) {
 			b.ReportAllocs()
-			cpu := cpuTime()
+			cpu := testenv.CPUTime()
 			for b.Loop() {
 				rec := httptest.NewRecorder()
 				h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
@@ -65,18 +65,9 @@ func BenchmarkStatsWarm(b *testing.B) {
 			}
 			// On a shared machine the CPU time is steadier than the wall
 			// time.
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(testenv.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
-}
-
-// cpuTime is the process's CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchFill stores n events with a cluster's cardinalities (few verbs
