@@ -28,7 +28,8 @@ var falcoValues = []string{
 	"x|y", "\\", "\"q\"", " ", "ä", "äx", "é", "get", "create", "delete", "pods", "secrets", "exec", "kube-system", "default",
 	"/api/v1/pods", "/healthz?verbose", "/healthz", "kubectl/v1.30", "curl", "allow", "forbid", "RBAC: allowed",
 	"ResponseComplete", "ResponseStarted", "RequestReceived", "id-1", "$", "^a", "a\nb", "\u00a0", "İ", "ı",
-	"\ufffd", "a\ufffd", "Panic",
+	"\ufffd", "a\ufffd", "Panic", "configmaps", "system:serviceaccount:kube-system:replicaset-controller", "minikube-user",
+	"kubernetes-admin", "system:kube-controller-manager", "pods/exec", "kube-public", "clusterrolebindings", "namespaces",
 }
 
 // craftedLine is one audit event's JSON text, made of falcoValues, with
@@ -234,13 +235,13 @@ func craftedStore(t *testing.T, rng *rand.Rand, n int) (string, *Reader, []audit
 // TestLazyFalcoMatchesWholeEventsRandom: random Falco rule files (checks
 // on the fields Prefilters translates and on some it does not, under and,
 // or, not, in macros, lists and exceptions; first and all matching; with
-// the built-in pack, with SigmaHQ's rules) over crafted events (members
-// absent, null, empty, twice, in another case, with escaped keys and
-// values, lone surrogates; lines with invalid UTF-8 the decoder refuses)
-// raise over the store's lazy events exactly the alerts, in the same
-// order, that they raise over every stored event read whole and over the
-// events as imported (detect FILE). FALCODIFF_SEEDS=N runs N stores of
-// 400 rule files each.
+// the built-in pack, with SigmaHQ's rules), and Falco's own rules, over
+// crafted events (members absent, null, empty, twice, in another case,
+// with escaped keys and values, lone surrogates; lines with invalid UTF-8
+// the decoder refuses) raise over the store's lazy events exactly the
+// alerts, in the same order, that they raise over every stored event read
+// whole and over the events as imported (detect FILE). FALCODIFF_SEEDS=N
+// runs N stores of 400 rule files each.
 // Mutations it catches: annotations taken as empty-is-missing; the
 // != "" conjunct of a check true on "" dropped.
 func TestLazyFalcoMatchesWholeEventsRandom(t *testing.T) {
@@ -250,6 +251,10 @@ func TestLazyFalcoMatchesWholeEventsRandom(t *testing.T) {
 		files = 400
 	}
 	sigmaFiles, _, err := engine.ReadPaths([]string{filepath.Join(testenv.SharedDir(t), "rulesets", "sigma")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	falcoFiles, _, err := engine.ReadPaths([]string{filepath.Join(testenv.SharedDir(t), "rulesets", "falco")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,6 +272,9 @@ func TestLazyFalcoMatchesWholeEventsRandom(t *testing.T) {
 				files := []rules.File{{Name: "r.yaml", Data: []byte(text)}}
 				if k%4 == 1 {
 					files = append(files, sigmaFiles...)
+				}
+				if k%10 == 5 {
+					files = falcoFiles // Falco's own rules
 				}
 				eng, probs := engine.Load(files,
 					engine.Options{Builtin: k%3 == 0, Falco: falco.Options{Matching: []falco.Matching{falco.MatchFirst, falco.MatchAll}[k%2]}})
