@@ -105,6 +105,13 @@ func craftedLine(rng *rand.Rand, seq int) string {
 		member("authorization.k8s.io/reason", str())
 	}))
 	member("responseStatus", obj(func() { member("code", pick([]string{"200", "403", "0"})) }))
+	// A body holding the keys of the fields above, which are not them.
+	member("requestObject", obj(func() {
+		member("requestURI", str())
+		member("auditID", str())
+		member("user", `{"username":`+str()+`}`)
+		member("annotations", `{"authorization.k8s.io/reason":`+str()+`}`)
+	}))
 	member("requestReceivedTimestamp", jsonEsc(pick(times)))
 	member("stageTimestamp", jsonEsc(pick(times)))
 	members = append(members, `"seq":`+strconv.Itoa(seq)) // no two alike: nothing is a duplicate
@@ -194,6 +201,52 @@ func randomFalcoFile(rng *rand.Rand) string {
 	return b.String()
 }
 
+// sigmaFields are the fields random Sigma rules compare: those Prefilters
+// writes filters of, and some it does not.
+var sigmaFields = []string{
+	"verb", "objectRef.resource", "objectRef.subresource", "objectRef.namespace", "objectRef.name", "user.username",
+	"impersonatedUser.username", "userAgent", "stage", "responseStatus.code", "requestURI", "auditID",
+}
+
+// randomSigmaRule is a Sigma rule of random searches over sigmaFields
+// with plain, cased, listed and wildcard values, codes as numbers and
+// strings, and a condition of them under and, or, not, 1 of.
+func randomSigmaRule(rng *rand.Rand, n int) string {
+	pick := func(vs []string) string { return vs[rng.IntN(len(vs))] }
+	var b strings.Builder
+	fmt.Fprintf(&b, "title: random %d\nlogsource:\n  product: kubernetes\n  service: audit\ndetection:\n", n)
+	sels := 1 + rng.IntN(3)
+	for s := range sels {
+		fmt.Fprintf(&b, "  sel%d:\n", s)
+		var keys []string
+		for range 1 + rng.IntN(2) {
+			f := pick(sigmaFields)
+			mod := pick([]string{"", "", "", "", "", "|cased", "|cased", "|contains", "|startswith", "|all"})
+			if slices.Contains(keys, f+mod) {
+				continue
+			}
+			keys = append(keys, f+mod)
+			var vals []string
+			for range 1 + rng.IntN(3) {
+				switch v := pick(falcoValues); {
+				case f == "responseStatus.code" && rng.IntN(2) == 0:
+					vals = append(vals, pick([]string{"403", "200", "0", "403.0"}))
+				case v == "" || strings.ContainsAny(v, `*?\`):
+					vals = append(vals, jsonEsc("x"))
+				case rng.IntN(3) == 0:
+					vals = append(vals, jsonEsc(strings.ToUpper(v)))
+				default:
+					vals = append(vals, jsonEsc(v))
+				}
+			}
+			fmt.Fprintf(&b, "    %s%s: [%s]\n", f, mod, strings.Join(vals, ", "))
+		}
+	}
+	conds := [][]string{{"sel0", "sel0", "not sel0", "1 of sel*"}, {"sel0 and not sel1", "sel0 or sel1", "all of sel*"}, {"sel0 and (sel1 or not sel2)", "1 of sel*"}}[sels-1]
+	fmt.Fprintf(&b, "  condition: %s\nlevel: medium\n", pick(conds))
+	return b.String()
+}
+
 // craftedStore is a store of n crafted events (those the decoder
 // takes) in several segments and the WAL, with the records as decoded
 // at import.
@@ -235,20 +288,23 @@ func craftedStore(t *testing.T, rng *rand.Rand, n int) (string, *Reader, []audit
 // TestLazyFalcoMatchesWholeEventsRandom: random Falco rule files (checks
 // on the fields Prefilters translates and on some it does not, under and,
 // or, not, in macros, lists and exceptions; first and all matching; with
-// the built-in pack, with SigmaHQ's rules), and Falco's own rules, over
-// crafted events (members absent, null, empty, twice, in another case,
-// with escaped keys and values, lone surrogates; lines with invalid UTF-8
-// the decoder refuses) raise over the store's lazy events exactly the
-// alerts, in the same order, that they raise over every stored event read
-// whole and over the events as imported (detect FILE). FALCODIFF_SEEDS=N
-// runs N stores of 400 rule files each.
-// Mutations it catches: annotations taken as empty-is-missing; the
-// != "" conjunct of a check true on "" dropped.
+// the built-in pack, with SigmaHQ's rules), Falco's own rules, and random
+// Sigma rules (plain, cased, listed values, modifiers, codes, under and,
+// or, not), over crafted events (members absent, null, empty, twice, in
+// another case, with escaped keys and values, lone surrogates, bodies
+// holding their keys; lines with invalid UTF-8 the decoder refuses)
+// raise over the store's lazy events exactly the alerts, in the same
+// order, that they raise over every stored event read whole and over the
+// events as imported (detect FILE). FALCODIFF_SEEDS=N runs N stores of
+// 400 rule files each.
+// Mutations it catches: Falco's annotations taken as empty-is-missing;
+// the != "" conjunct of a Falco check true on "" dropped; Sigma's plain
+// values compared with case.
 func TestLazyFalcoMatchesWholeEventsRandom(t *testing.T) {
-	seeds, files := 1, 60
+	seeds, nFiles := 1, 60
 	if s := os.Getenv("FALCODIFF_SEEDS"); s != "" {
 		seeds, _ = strconv.Atoi(s)
-		files = 400
+		nFiles = 400
 	}
 	sigmaFiles, _, err := engine.ReadPaths([]string{filepath.Join(testenv.SharedDir(t), "rulesets", "sigma")})
 	if err != nil {
@@ -265,22 +321,30 @@ func TestLazyFalcoMatchesWholeEventsRandom(t *testing.T) {
 		if len(all) != len(recs) {
 			t.Fatalf("%d events stored, %d imported", len(all), len(recs))
 		}
-		lazyRuns, alerts, spared := 0, 0, 0
-		for k := range files {
+		lazyRuns, alerts, spared, sigmaRuns := 0, 0, 0, 0
+		for k := range nFiles {
 			text := randomFalcoFile(rng)
+			files := []rules.File{{Name: "r.yaml", Data: []byte(text)}}
+			switch {
+			case k%10 == 5:
+				files = falcoFiles // Falco's own rules
+			case k%5 == 2:
+				files = nil // random Sigma rules, some beside random Falco rules
+				for j := range 1 + rng.IntN(4) {
+					files = append(files, rules.File{Name: fmt.Sprintf("s%d.yml", j), Data: []byte(randomSigmaRule(rng, j))})
+				}
+				if k%10 == 7 {
+					files = append(files, rules.File{Name: "r.yaml", Data: []byte(text)})
+				}
+			case k%4 == 1:
+				files = append(files, sigmaFiles...)
+			}
 			load := func() *engine.Engine {
-				files := []rules.File{{Name: "r.yaml", Data: []byte(text)}}
-				if k%4 == 1 {
-					files = append(files, sigmaFiles...)
-				}
-				if k%10 == 5 {
-					files = falcoFiles // Falco's own rules
-				}
 				eng, probs := engine.Load(files,
 					engine.Options{Builtin: k%3 == 0, Falco: falco.Options{Matching: []falco.Matching{falco.MatchFirst, falco.MatchAll}[k%2]}})
 				for _, p := range probs {
 					if !p.Warning {
-						t.Fatalf("%s\n%s", p, text)
+						t.Fatalf("%s: %s\n%s", p.File, p, files[0].Data)
 					}
 				}
 				return eng
@@ -299,13 +363,20 @@ func TestLazyFalcoMatchesWholeEventsRandom(t *testing.T) {
 				continue
 			}
 			lazyRuns++
+			if k%5 == 2 && k%10 != 5 {
+				sigmaRuns++
+			}
 			alerts += len(want)
 			got, given, _ := lazyAlerts(t, r, LazyOptions{Filters: plan.Filters, Fields: plan.Fields, ReadAhead: plan.WillRead}, lazy.Eval)
 			if given < len(all) {
 				spared++
 			}
 			if !slices.Equal(got, want) || !slices.Equal(file, want) {
-				t.Logf("seed %d file %d:\n%s", seed, k, text)
+				for _, f := range files {
+					if len(files) < 8 {
+						t.Logf("seed %d, rule file %d, %s:\n%s", seed, k, f.Name, f.Data)
+					}
+				}
 				for i, f := range plan.Filters {
 					t.Logf("filter %d: %v", i, f)
 				}
@@ -313,9 +384,9 @@ func TestLazyFalcoMatchesWholeEventsRandom(t *testing.T) {
 				sameAlerts(t, "lazy vs whole", got, want)
 			}
 		}
-		t.Logf("seed %d: %d events, %d of %d rule files lazy (%d spared events), %d alerts", seed, len(all), lazyRuns, files, spared, alerts)
-		if lazyRuns < files/3 || spared < lazyRuns/2 || alerts < 1000 {
-			t.Errorf("seed %d: %d of %d rule files had a lazy plan, %d of them spared events, %d alerts: the test proves little", seed, lazyRuns, files, spared, alerts)
+		t.Logf("seed %d: %d events, %d of %d rule files lazy (%d spared events, %d random Sigma), %d alerts", seed, len(all), lazyRuns, nFiles, spared, sigmaRuns, alerts)
+		if lazyRuns < nFiles/3 || spared < lazyRuns/2 || sigmaRuns == 0 || alerts < 1000 {
+			t.Errorf("seed %d: %d of %d rule files had a lazy plan, %d of them spared events, %d random Sigma, %d alerts: the test proves little", seed, lazyRuns, nFiles, spared, sigmaRuns, alerts)
 		}
 	}
 }
