@@ -251,9 +251,10 @@ func (s *seenEvents) add(k local.Key) bool {
 }
 
 // detectStore runs the rules over the store. The store decides the
-// rules' conditions (a Sigma or Falco rule's prefilter) on its columns and
-// reads an event's text only when a rule needs it (rules.Lazy); a Sigma
-// or Falco rule with no prefilter makes every event read whole.
+// kubetrail rules' conditions and the Sigma and Falco rules' prefilters
+// on its columns and reads an event's text only when a rule needs it
+// (rules.Lazy); a Sigma or Falco rule with no prefilter makes it read
+// every event whole.
 func detectStore(cmd *cobra.Command, eng *engine.Engine, nsf *nsFlags, dir string, lo, hi int64, eval func(*rules.Event) error) (err error) {
 	sel := local.Selection{Since: lo, Until: hi}
 	if sel.Filter, err = nsf.apply(nil, time.Now()); err != nil {

@@ -166,6 +166,11 @@ func compareInt(a int, op Op, b int) bool {
 }
 
 // timeM compares a timestamp; an absent (zero) timestamp never matches.
+// The timestamp compares to the microsecond, the precision of audit
+// timestamps and of a store's time column, which decides a time
+// condition alone: an event written with nanoseconds (by hand; the API
+// server writes microseconds) compared with them was time>T over a log
+// file and not over the store.
 type timeM struct {
 	get func(*audit.Event) time.Time
 	op  Op
@@ -173,7 +178,7 @@ type timeM struct {
 }
 
 func (m *timeM) match(ev *audit.Event, _ string) bool {
-	v := m.get(ev)
+	v := m.get(ev).Truncate(time.Microsecond)
 	if v.IsZero() {
 		return false
 	}

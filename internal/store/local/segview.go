@@ -44,6 +44,23 @@ func (r *Reader) use(s *segView) {
 	r.cur = s
 }
 
+// unuse undoes use(s) for a segment none of whose events are given
+// (SelectFilters passes over it): its columns are released and the
+// segment current before it is current again, so that using the next one
+// keeps that one's columns (with r.lag), whose events may still be being
+// given. Without it, the segment after s released them, and its columns
+// were read into their buffers under the caller.
+func (r *Reader) unuse(s *segView) {
+	if r.cur != s {
+		return
+	}
+	r.release(s)
+	r.cur = nil
+	if r.lag {
+		r.cur, r.prev = r.prev, nil
+	}
+}
+
 // release drops the decoded columns of c (when not nil), keeping their
 // buffers for the next segment.
 func (r *Reader) release(c *segView) {

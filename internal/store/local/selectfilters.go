@@ -248,7 +248,11 @@ func (r *Reader) filterSegments(segs []*segView, sc *lazyScan) error {
 				rs = &readySeg{err: err}
 			}
 			if rs == nil {
-				continue // no event of s may match
+				// No event of s may match: the caller's segment, used
+				// before s, must stay the one whose columns the next
+				// segment's use keeps.
+				r.unuse(s)
+				continue
 			}
 			if rs.ahead != nil {
 				after = rs.ahead.done
