@@ -236,12 +236,17 @@ func bigBatch(from int) []rules.Alert {
 // then dies before it writes again: killed (what it wrote stays in the
 // page cache), or by a power loss (what was not synced is gone). After
 // the restart, new alerts must not take those numbers, or the reader
-// skips them: lost alerts for it.
-// Mutation it catches: OpenStore ignoring the numbers file's limit
-// (numbering from the newest alert found, as before ADR 0029).
+// skips them: lost alerts for it. The process may also be stopped
+// cleanly: Close then succeeds when the disk filled at the flush (the
+// segment was cut back to its synced size and nothing is left to sync),
+// and must not lower the limit below the numbers the reader saw.
+// Mutations it catches: OpenStore ignoring the numbers file's limit
+// (numbering from the newest alert found, as before ADR 0029); Close
+// lowering the limit after a failed Append's final flush (s.broken not
+// looked at).
 func TestStoreNeverReusesANumberAReaderSawAfterARestart(t *testing.T) {
 	const dir = "/data/alerts"
-	f := func(failure string, powerLoss bool) {
+	f := func(failure string, powerLoss, closed bool) {
 		t.Helper()
 		mem := vfs.NewStrictMem()
 		fs := &fillingFS{FS: mem}
@@ -271,7 +276,10 @@ func TestStoreNeverReusesANumberAReaderSawAfterARestart(t *testing.T) {
 			t.Fatalf("%s: the reader saw alerts up to %d during the failure: the test sets up nothing", failure, seen)
 		}
 		// The process dies here, before it writes again: s is never used
-		// nor closed.
+		// nor closed; or it is closed, as at a shutdown.
+		if closed {
+			s.Close() // fails or not, as the failure left the log
+		}
 		if powerLoss {
 			mem = mem.Crash()
 			fs.FS = mem
@@ -287,7 +295,7 @@ func TestStoreNeverReusesANumberAReaderSawAfterARestart(t *testing.T) {
 		}
 		r.look()
 		if r.bad != "" {
-			t.Fatalf("%s, then a restart (power loss %v): %s", failure, powerLoss, r.bad)
+			t.Fatalf("%s, then a restart (power loss %v, closed %v): %s", failure, powerLoss, closed, r.bad)
 		}
 		list, _, err := ListDir(fs, dir, Query{After: seen, Oldest: true})
 		if err != nil {
@@ -298,8 +306,10 @@ func TestStoreNeverReusesANumberAReaderSawAfterARestart(t *testing.T) {
 		}
 	}
 	for _, failure := range []string{"the disk fills in the middle of a large Append", "the disk fills at the flush", "the fsync fails"} {
-		f(failure, false)
-		f(failure, true)
+		f(failure, false, false)
+		f(failure, true, false)
+		f(failure, false, true)
+		f(failure, true, true)
 	}
 }
 

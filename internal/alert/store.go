@@ -743,9 +743,13 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	err := s.log.Close()
-	// err is nil only if every sync succeeded: after a failed one the
-	// log's Close fails too, and the limit stays where it is.
-	if err == nil && s.nums.found && s.next < s.nums.limit {
+	// The limit stays where it is unless every Append's sync succeeded.
+	// After a failed fsync the log's Close fails too; but after a final
+	// flush that filled the disk, the log was cut back to its synced size
+	// and closes cleanly, while the alerts flushed before the cut (never
+	// acknowledged, their numbers at and past s.next) may have been read:
+	// s.broken tells.
+	if err == nil && s.broken == nil && s.nums.found && s.next < s.nums.limit {
 		if lerr := s.nums.set(s.next); lerr != nil {
 			err = fmt.Errorf("alert store: lower the limit of the numbers given: %w", lerr)
 		}
