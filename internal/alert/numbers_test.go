@@ -156,3 +156,64 @@ func TestStoreOpensAStoreWithoutANumbersFile(t *testing.T) {
 		t.Fatalf("numbers file after the first Append and a Close: %+v %v %v, want limit 7", n, bad, err)
 	}
 }
+
+// TestStoreSurvivesACraftedNumbersFile: a numbers file whose slot holds a
+// limit or a generation near the top of uint64 (written by hand, or
+// damage the CRC missed) must neither wrap the numbers (an alert numbered
+// 0, or below one a reader saw) nor stop the store: such a slot is not
+// one kubetrail writes (numbers and generations grow by one per alert
+// and per write), so it is reported as damage and numbering goes on after
+// the newest alert. Each case appends, is killed, reopens and appends
+// again: every number must be above the ones before it.
+// Mutations it catches: decodeSlot taking any limit (end wraps past
+// 2^64: numbers 0, 1, ... given, or a lower limit written); and taking
+// any generation (gen+1 wraps to 0: the raised limit's slot loses to the
+// crafted one, whose lower limit a restart then numbers from).
+func TestStoreSurvivesACraftedNumbersFile(t *testing.T) {
+	const top = ^uint64(0)
+	f := func(what string, gen, limit uint64) {
+		t.Helper()
+		dir := t.TempDir()
+		s, _, err := OpenStore(dir, StoreOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := seqs(appendN(t, s, 0, 3))
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 2*numbersSlot)
+		copy(b, encodeSlot(gen, limit))
+		if err := os.WriteFile(filepath.Join(dir, NumbersFile), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var relied uint64 // the limit the last Append relied on
+		for range 3 {
+			// Killed after each round: never closed. Numbers below the
+			// limit relied on may have been seen (a power loss could
+			// lose their alerts): the store numbers on from it.
+			s, rec, err := OpenStore(dir, StoreOptions{})
+			if err != nil {
+				t.Fatalf("%s: the store does not open: %v", what, err)
+			}
+			if rec.Next > maxNumber || rec.Next < relied {
+				t.Fatalf("%s: after a kill the store numbers from %d, the limit relied on was %d", what, rec.Next, relied)
+			}
+			out, err := s.Append([]rules.Alert{mkAlert("r", "u", rules.High, 1), mkAlert("r", "u", rules.High, 2)})
+			if err != nil {
+				t.Fatalf("%s: Append: %v", what, err)
+			}
+			got = append(got, seqs(out)...)
+			relied = s.nums.limit
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i] <= got[i-1] || got[i] > maxNumber {
+				t.Fatalf("%s: numbers given %v", what, got)
+			}
+		}
+	}
+	f("a limit of 2^64-1", 1, top)
+	f("a limit 100 below 2^64", 1, top-100)
+	f("a limit 1500 below 2^64", 1, top-1500)
+	f("a generation of 2^64-1", top, 10)
+}
