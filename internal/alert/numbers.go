@@ -169,6 +169,23 @@ func (n *numbers) open(limit uint64) (made bool, err error) {
 	return false, nil
 }
 
+// missing reports whether the file was deleted since it was opened (by
+// hand, or a cleanup that took it for a stray file): the limits written
+// to it would reach no name, and a restart would number from the newest
+// durable alert. It forgets the file, so that the next set makes it
+// again. The cost is a stat per Append, beside the Append's fsync.
+func (n *numbers) missing() bool {
+	if n.f == nil {
+		return false
+	}
+	if _, err := n.fs.Stat(n.path); !errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	n.close()
+	n.found = false
+	return true
+}
+
 // close closes the file if it is open.
 func (n *numbers) close() error {
 	if n.f == nil {

@@ -217,3 +217,45 @@ func TestStoreSurvivesACraftedNumbersFile(t *testing.T) {
 	f("a limit 1500 below 2^64", 1, top-1500)
 	f("a generation of 2^64-1", top, 10)
 }
+
+// TestStoreMakesADeletedNumbersFileAgain: a numbers file deleted while
+// the store runs (by hand, or a cleanup that took it for a stray file)
+// leaves the store writing its limits into a file no name reaches, and a
+// restart after a kill and a power loss would number from the newest
+// durable alert, below numbers readers saw. The next Append makes the
+// file again, as does Close.
+// Mutation it catches: Append and Close not looking for the file (the
+// limit written to the deleted file only).
+func TestStoreMakesADeletedNumbersFileAgain(t *testing.T) {
+	for _, stop := range []string{"killed", "closed"} {
+		dir := t.TempDir()
+		s, _, err := OpenStore(dir, StoreOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		appendN(t, s, 0, 3)
+		if err := os.Remove(filepath.Join(dir, NumbersFile)); err != nil {
+			t.Fatal(err)
+		}
+		if stop == "killed" {
+			appendN(t, s, 3, 2) // below the limit: no raise needed
+		} else if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		want := s.nums.limit // relied on (killed), or lowered to the next number (closed)
+		n, bad, err := readNumbers(vfs.OS, dir)
+		if err != nil || bad != nil || !n.found || n.limit != want {
+			t.Fatalf("numbers file deleted, then the store %s: %+v (damage %v, %v), want limit %d", stop, n, bad, err, want)
+		}
+		if stop == "killed" {
+			s2, rec, err := OpenStore(dir, StoreOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.Next < want {
+				t.Fatalf("numbers file deleted, then the store killed: a restart numbers from %d, the limit relied on was %d", rec.Next, want)
+			}
+			s2.Close()
+		}
+	}
+}

@@ -282,9 +282,9 @@ func (s *Store) Append(in []rules.Alert) ([]Alert, error) {
 			return nil, err
 		}
 	}
-	if end := s.next + uint64(len(in)); end > s.nums.limit {
+	if end := s.next + uint64(len(in)); end > s.nums.limit || s.nums.missing() {
 		// No number reaches a file before the limit above it is durable.
-		if err := s.nums.set(end + numbersStep); err != nil {
+		if err := s.nums.set(max(end+numbersStep, s.nums.limit)); err != nil {
 			return nil, fmt.Errorf("alert store: raise the limit of the numbers given: %w", err)
 		}
 	}
@@ -749,7 +749,18 @@ func (s *Store) Close() error {
 	// and closes cleanly, while the alerts flushed before the cut (never
 	// acknowledged, their numbers at and past s.next) may have been read:
 	// s.broken tells.
-	if err == nil && s.broken == nil && s.nums.found && s.next < s.nums.limit {
+	lower := err == nil && s.broken == nil
+	switch {
+	case s.nums.missing():
+		// Deleted while the store ran: made again.
+		limit := s.nums.limit
+		if lower {
+			limit = s.next
+		}
+		if lerr := s.nums.set(limit); lerr != nil && err == nil {
+			err = fmt.Errorf("alert store: make the numbers file again: %w", lerr)
+		}
+	case lower && s.nums.found && s.next < s.nums.limit:
 		if lerr := s.nums.set(s.next); lerr != nil {
 			err = fmt.Errorf("alert store: lower the limit of the numbers given: %w", lerr)
 		}
