@@ -465,3 +465,68 @@ func TestStoreNumbersSurviveAKillAtEveryStep(t *testing.T) {
 		}
 	}
 }
+
+// noNewFilesFS fails the creation of files while full is set: a disk
+// with no room for a new segment (its header and name need blocks).
+type noNewFilesFS struct {
+	vfs.FS
+	mu   sync.Mutex
+	full bool
+}
+
+func (d *noNewFilesFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
+	d.mu.Lock()
+	full := d.full
+	d.mu.Unlock()
+	if full && flag&os.O_CREATE != 0 {
+		return nil, &os.PathError{Op: "open", Path: name, Err: syscall.ENOSPC}
+	}
+	return d.FS.OpenFile(name, flag, perm)
+}
+
+func (d *noNewFilesFS) setFull(full bool) {
+	d.mu.Lock()
+	d.full = full
+	d.mu.Unlock()
+}
+
+// TestStoreTakesAlertsAgainAfterARotationFoundTheDiskFull: an Append that
+// must start a new segment when the disk has no room for one fails with
+// nothing written (the log keeps its current segment, synced); once there
+// is room, Appends succeed again without a restart, and every alert
+// acknowledged is listed, in order, under its number.
+// Mutation it catches: a failed rotation marking the store broken (every
+// later Append refused until a restart, while the detector retries).
+func TestStoreTakesAlertsAgainAfterARotationFoundTheDiskFull(t *testing.T) {
+	const dir = "/data/alerts"
+	fs := &noNewFilesFS{FS: vfs.NewStrictMem()}
+	s, _, err := OpenStore(dir, StoreOptions{FS: fs, SegmentBytes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var acked []Alert
+	for i := 0; !s.log.NeedsRotate(); i++ {
+		acked = append(acked, appendN(t, s, i, 1)...)
+	}
+	fs.setFull(true)
+	if out, err := s.Append([]rules.Alert{mkAlert("r", "u", rules.High, 100)}); err == nil {
+		t.Fatalf("Append stored %v with no room for a new segment", seqs(out))
+	}
+	fs.setFull(false)
+	out, err := s.Append([]rules.Alert{mkAlert("r", "u", rules.High, 101)})
+	if err != nil {
+		t.Fatalf("once there is room: %v", err)
+	}
+	acked = append(acked, out...)
+	list, _, err := ListDir(fs, dir, Query{Oldest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(seqs(list)) != fmt.Sprint(seqs(acked)) {
+		t.Fatalf("the folder lists %v, want the acknowledged %v", seqs(list), seqs(acked))
+	}
+	if got, err := s.Read(0, 0); err != nil || fmt.Sprint(seqs(got)) != fmt.Sprint(seqs(acked)) {
+		t.Fatalf("Read gives %v (%v), want %v", seqs(got), err, seqs(acked))
+	}
+}

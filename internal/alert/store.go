@@ -338,16 +338,24 @@ func (s *Store) Append(in []rules.Alert) ([]Alert, error) {
 }
 
 // rotate closes the open segment and starts the next; s.mu must be held.
+// When the next cannot be made (a full disk), the log keeps the open
+// segment, synced, and nothing was written: the Append fails and a later
+// one tries again, without a restart. A failed sync of the open segment
+// breaks the log, which then refuses every Append itself.
 func (s *Store) rotate() error {
 	closed, err := s.log.Rotate()
-	if err != nil {
-		s.broken = fmt.Errorf("alert store: rotate: %w", err)
-		return s.broken
+	if closed == 0 {
+		return fmt.Errorf("alert store: rotate: %w", err)
 	}
 	if s.segs[len(s.segs)-1].num != closed {
 		panic("BUG: alert store: segment list out of step with the wal")
 	}
 	s.segs = append(s.segs, segment{num: s.log.Current()})
+	if err != nil {
+		// Its alerts were synced and the new segment is in use: only the
+		// old file's close failed.
+		return fmt.Errorf("alert store: rotate: %w", err)
+	}
 	return nil
 }
 
