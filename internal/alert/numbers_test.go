@@ -259,3 +259,42 @@ func TestStoreMakesADeletedNumbersFileAgain(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreDoesNotNumberWithoutANumbersFile: a numbers file deleted while
+// the store runs, on a disk with no room to make it again: every Append
+// fails until the file is made again, rather than write numbers that no
+// durable limit is above.
+// Mutation it catches: Append looking for the file only while it holds
+// it open (the second Append, after a failed making, then numbers below
+// a limit that is nowhere on disk).
+func TestStoreDoesNotNumberWithoutANumbersFile(t *testing.T) {
+	const dir = "/data/alerts"
+	fs := &fillingFS{FS: vfs.NewStrictMem()}
+	s, _, err := OpenStore(dir, StoreOptions{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	appendN(t, s, 0, 3)
+	if err := fs.Remove(filepath.Join(dir, NumbersFile)); err != nil {
+		t.Fatal(err)
+	}
+	fs.arm(&fs.numbersFull)
+	for i := range 2 {
+		out, err := s.Append([]rules.Alert{mkAlert("r", "u", rules.High, 10+i)})
+		if err != nil {
+			continue
+		}
+		n, _, rerr := readNumbers(fs, dir)
+		if rerr != nil || !n.found || n.limit <= out[0].Seq {
+			t.Fatalf("Append %d numbered %v with the numbers file %+v (%v)", i, seqs(out), n, rerr)
+		}
+	}
+	fs.mu.Lock()
+	fs.numbersFull = false
+	fs.mu.Unlock()
+	out := appendN(t, s, 20, 1)
+	if n, _, err := readNumbers(fs, dir); err != nil || !n.found || n.limit <= out[0].Seq {
+		t.Fatalf("once there is room: numbered %v with the numbers file %+v (%v)", seqs(out), n, err)
+	}
+}

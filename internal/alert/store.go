@@ -282,8 +282,10 @@ func (s *Store) Append(in []rules.Alert) ([]Alert, error) {
 			return nil, err
 		}
 	}
-	if end := s.next + uint64(len(in)); end > s.nums.limit || s.nums.missing() {
-		// No number reaches a file before the limit above it is durable.
+	if end := s.next + uint64(len(in)); end > s.nums.limit || s.nums.f == nil || s.nums.missing() {
+		// No number reaches a file before the limit above it is durable,
+		// in a file this store holds open (not one it failed to make
+		// again after it was deleted).
 		if err := s.nums.set(max(end+numbersStep, s.nums.limit)); err != nil {
 			return nil, fmt.Errorf("alert store: raise the limit of the numbers given: %w", err)
 		}
