@@ -339,6 +339,21 @@ func (s *Store) Append(in []rules.Alert) ([]Alert, error) {
 	return out, nil
 }
 
+// numberAbove makes every number given from now on above seq, a
+// reader's durable position (a dispatcher's cursor): a cursor past every
+// stored alert means the store lost alerts and the limit of its numbers
+// together (removed by hand, or a damaged numbers file and a power loss),
+// and the reader would skip every new alert numbered up to it. A seq past
+// maxNumber was not written by a store (see maxNumber) and is ignored,
+// rather than wrap the numbers.
+func (s *Store) numberAbove(seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq >= s.next && seq < maxNumber {
+		s.next = seq + 1
+	}
+}
+
 // rotate closes the open segment and starts the next; s.mu must be held.
 // When the next cannot be made (a full disk), the log keeps the open
 // segment, synced, and nothing was written: the Append fails and a later
