@@ -236,12 +236,17 @@ func bigBatch(from int) []rules.Alert {
 // then dies before it writes again: killed (what it wrote stays in the
 // page cache), or by a power loss (what was not synced is gone). After
 // the restart, new alerts must not take those numbers, or the reader
-// skips them: lost alerts for it.
-// Mutation it catches: OpenStore ignoring the numbers file's limit
-// (numbering from the newest alert found, as before ADR 0029).
+// skips them: lost alerts for it. The process may also be stopped
+// cleanly: Close then succeeds when the disk filled at the flush (the
+// segment was cut back to its synced size and nothing is left to sync),
+// and must not lower the limit below the numbers the reader saw.
+// Mutations it catches: OpenStore ignoring the numbers file's limit
+// (numbering from the newest alert found, as before ADR 0029); Close
+// lowering the limit after a failed Append's final flush (s.broken not
+// looked at).
 func TestStoreNeverReusesANumberAReaderSawAfterARestart(t *testing.T) {
 	const dir = "/data/alerts"
-	f := func(failure string, powerLoss bool) {
+	f := func(failure string, powerLoss, closed bool) {
 		t.Helper()
 		mem := vfs.NewStrictMem()
 		fs := &fillingFS{FS: mem}
@@ -271,7 +276,10 @@ func TestStoreNeverReusesANumberAReaderSawAfterARestart(t *testing.T) {
 			t.Fatalf("%s: the reader saw alerts up to %d during the failure: the test sets up nothing", failure, seen)
 		}
 		// The process dies here, before it writes again: s is never used
-		// nor closed.
+		// nor closed; or it is closed, as at a shutdown.
+		if closed {
+			s.Close() // fails or not, as the failure left the log
+		}
 		if powerLoss {
 			mem = mem.Crash()
 			fs.FS = mem
@@ -287,7 +295,7 @@ func TestStoreNeverReusesANumberAReaderSawAfterARestart(t *testing.T) {
 		}
 		r.look()
 		if r.bad != "" {
-			t.Fatalf("%s, then a restart (power loss %v): %s", failure, powerLoss, r.bad)
+			t.Fatalf("%s, then a restart (power loss %v, closed %v): %s", failure, powerLoss, closed, r.bad)
 		}
 		list, _, err := ListDir(fs, dir, Query{After: seen, Oldest: true})
 		if err != nil {
@@ -298,8 +306,10 @@ func TestStoreNeverReusesANumberAReaderSawAfterARestart(t *testing.T) {
 		}
 	}
 	for _, failure := range []string{"the disk fills in the middle of a large Append", "the disk fills at the flush", "the fsync fails"} {
-		f(failure, false)
-		f(failure, true)
+		f(failure, false, false)
+		f(failure, true, false)
+		f(failure, false, true)
+		f(failure, true, true)
 	}
 }
 
@@ -453,5 +463,70 @@ func TestStoreNumbersSurviveAKillAtEveryStep(t *testing.T) {
 				t.Fatalf("%s after %s: %s", how.name, what, r.bad)
 			}
 		}
+	}
+}
+
+// noNewFilesFS fails the creation of files while full is set: a disk
+// with no room for a new segment (its header and name need blocks).
+type noNewFilesFS struct {
+	vfs.FS
+	mu   sync.Mutex
+	full bool
+}
+
+func (d *noNewFilesFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
+	d.mu.Lock()
+	full := d.full
+	d.mu.Unlock()
+	if full && flag&os.O_CREATE != 0 {
+		return nil, &os.PathError{Op: "open", Path: name, Err: syscall.ENOSPC}
+	}
+	return d.FS.OpenFile(name, flag, perm)
+}
+
+func (d *noNewFilesFS) setFull(full bool) {
+	d.mu.Lock()
+	d.full = full
+	d.mu.Unlock()
+}
+
+// TestStoreTakesAlertsAgainAfterARotationFoundTheDiskFull: an Append that
+// must start a new segment when the disk has no room for one fails with
+// nothing written (the log keeps its current segment, synced); once there
+// is room, Appends succeed again without a restart, and every alert
+// acknowledged is listed, in order, under its number.
+// Mutation it catches: a failed rotation marking the store broken (every
+// later Append refused until a restart, while the detector retries).
+func TestStoreTakesAlertsAgainAfterARotationFoundTheDiskFull(t *testing.T) {
+	const dir = "/data/alerts"
+	fs := &noNewFilesFS{FS: vfs.NewStrictMem()}
+	s, _, err := OpenStore(dir, StoreOptions{FS: fs, SegmentBytes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var acked []Alert
+	for i := 0; !s.log.NeedsRotate(); i++ {
+		acked = append(acked, appendN(t, s, i, 1)...)
+	}
+	fs.setFull(true)
+	if out, err := s.Append([]rules.Alert{mkAlert("r", "u", rules.High, 100)}); err == nil {
+		t.Fatalf("Append stored %v with no room for a new segment", seqs(out))
+	}
+	fs.setFull(false)
+	out, err := s.Append([]rules.Alert{mkAlert("r", "u", rules.High, 101)})
+	if err != nil {
+		t.Fatalf("once there is room: %v", err)
+	}
+	acked = append(acked, out...)
+	list, _, err := ListDir(fs, dir, Query{Oldest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(seqs(list)) != fmt.Sprint(seqs(acked)) {
+		t.Fatalf("the folder lists %v, want the acknowledged %v", seqs(list), seqs(acked))
+	}
+	if got, err := s.Read(0, 0); err != nil || fmt.Sprint(seqs(got)) != fmt.Sprint(seqs(acked)) {
+		t.Fatalf("Read gives %v (%v), want %v", seqs(got), err, seqs(acked))
 	}
 }

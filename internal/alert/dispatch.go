@@ -119,8 +119,9 @@ type dgroup struct {
 
 // OpenDispatcher loads the dispatcher's cursor file, DIR/ID.cursor, or
 // creates it: a new output starts after the newest alert stored now, so
-// it must be opened before rules start to store alerts. fs nil means the
-// real file system.
+// it must be opened before rules start to store alerts. The store then
+// numbers above the cursor (Store.numberAbove). fs nil means the real
+// file system.
 func OpenDispatcher(store *Store, out Output, fs vfs.FS, dir, id string, cfg DispatchConfig) (*Dispatcher, error) {
 	if fs == nil {
 		fs = vfs.OS
@@ -164,6 +165,7 @@ func OpenDispatcher(store *Store, out Output, fs vfs.FS, dir, id string, cfg Dis
 		}
 	}
 	d.cursor.Store(d.st.Cursor)
+	store.numberAbove(d.st.Cursor)
 	return d, nil
 }
 

@@ -447,3 +447,63 @@ func TestRegistryOpen(t *testing.T) {
 	bad("slack+https://h/p#throttle=soon", `throttle="soon"`)
 	bad("slack+https://h/p#group_by=pod", `"pod" is not one of`)
 }
+
+// TestDispatcherCursorPastTheStoreNumbersAboveIt: an output's cursor past
+// every alert the store holds (its alerts and numbers file lost together:
+// removed by hand, or a numbers file damaged and then a power loss after
+// a failed fsync) would skip every new alert numbered up to it: the
+// output gets nothing until the numbers catch up. Opening the dispatcher
+// makes the store number above the cursor.
+// Mutation it catches: OpenDispatcher not telling the store its cursor.
+func TestDispatcherCursorPastTheStoreNumbersAboveIt(t *testing.T) {
+	dir := t.TempDir()
+	cdir := dir + "/cursors"
+	s, _, err := OpenStore(dir, StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &fakeOutput{}
+	d, err := OpenDispatcher(s, out, nil, cdir, "x", DispatchConfig{Batch: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, 0, 40)
+	for more := true; more; {
+		if more, err = d.round(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := out.seqs(); len(got) != 40 {
+		t.Fatalf("delivered %v, want 40 alerts", got)
+	}
+	s.Close()
+	// The alerts and the numbers file are gone; the cursor stays.
+	ents, err := vfs.OS.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if !e.IsDir() {
+			if err := vfs.OS.Remove(dir + "/" + e.Name()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if s, _, err = OpenStore(dir, StoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out2 := &fakeOutput{}
+	if d, err = OpenDispatcher(s, out2, nil, cdir, "x", DispatchConfig{Batch: 100}); err != nil {
+		t.Fatal(err)
+	}
+	want := seqs(appendN(t, s, 100, 3))
+	for more := true; more; {
+		if more, err = d.round(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := out2.seqs(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after the store lost its alerts, the output got %v of the new %v", got, want)
+	}
+}

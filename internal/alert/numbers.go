@@ -44,6 +44,14 @@ const (
 	// one sync of the numbers file per numbersStep alerts, and at most
 	// about that many numbers skipped after a crash.
 	numbersStep = 1024
+	// maxNumber bounds the limits and generations a slot may hold: both
+	// grow by about one per alert or per write, so a store never comes
+	// near it, and a slot past it was made by hand or damaged (its CRC
+	// missed it). Taken as it is, it would wrap the numbers past 2^64
+	// (an alert numbered 0, or below numbers readers saw) or a generation
+	// to 0 (the next slot written would lose to it). Numbers up to 2^53
+	// are also exact in a JSON reader that holds them as doubles.
+	maxNumber = 1 << 53
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -107,7 +115,11 @@ func decodeSlot(b []byte) (gen, limit uint64, ok bool) {
 	if string(b[:8]) != numbersMagic || binary.LittleEndian.Uint32(b[24:]) != crc32.Checksum(b[:24], castagnoli) {
 		return 0, 0, false
 	}
-	return binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[16:]), true
+	gen, limit = binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[16:])
+	if gen > maxNumber || limit > maxNumber {
+		return 0, 0, false
+	}
+	return gen, limit, true
 }
 
 // set makes limit the durable limit. It writes the slot that does not
@@ -155,6 +167,23 @@ func (n *numbers) open(limit uint64) (made bool, err error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// missing reports whether the file was deleted since it was opened (by
+// hand, or a cleanup that took it for a stray file): the limits written
+// to it would reach no name, and a restart would number from the newest
+// durable alert. It forgets the file, so that the next set makes it
+// again. The cost is a stat per Append, beside the Append's fsync.
+func (n *numbers) missing() bool {
+	if n.f == nil {
+		return false
+	}
+	if _, err := n.fs.Stat(n.path); !errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	n.close()
+	n.found = false
+	return true
 }
 
 // close closes the file if it is open.

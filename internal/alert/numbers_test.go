@@ -156,3 +156,145 @@ func TestStoreOpensAStoreWithoutANumbersFile(t *testing.T) {
 		t.Fatalf("numbers file after the first Append and a Close: %+v %v %v, want limit 7", n, bad, err)
 	}
 }
+
+// TestStoreSurvivesACraftedNumbersFile: a numbers file whose slot holds a
+// limit or a generation near the top of uint64 (written by hand, or
+// damage the CRC missed) must neither wrap the numbers (an alert numbered
+// 0, or below one a reader saw) nor stop the store: such a slot is not
+// one kubetrail writes (numbers and generations grow by one per alert
+// and per write), so it is reported as damage and numbering goes on after
+// the newest alert. Each case appends, is killed, reopens and appends
+// again: every number must be above the ones before it.
+// Mutations it catches: decodeSlot taking any limit (end wraps past
+// 2^64: numbers 0, 1, ... given, or a lower limit written); and taking
+// any generation (gen+1 wraps to 0: the raised limit's slot loses to the
+// crafted one, whose lower limit a restart then numbers from).
+func TestStoreSurvivesACraftedNumbersFile(t *testing.T) {
+	const top = ^uint64(0)
+	f := func(what string, gen, limit uint64) {
+		t.Helper()
+		dir := t.TempDir()
+		s, _, err := OpenStore(dir, StoreOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := seqs(appendN(t, s, 0, 3))
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 2*numbersSlot)
+		copy(b, encodeSlot(gen, limit))
+		if err := os.WriteFile(filepath.Join(dir, NumbersFile), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var relied uint64 // the limit the last Append relied on
+		for range 3 {
+			// Killed after each round: never closed. Numbers below the
+			// limit relied on may have been seen (a power loss could
+			// lose their alerts): the store numbers on from it.
+			s, rec, err := OpenStore(dir, StoreOptions{})
+			if err != nil {
+				t.Fatalf("%s: the store does not open: %v", what, err)
+			}
+			if rec.Next > maxNumber || rec.Next < relied {
+				t.Fatalf("%s: after a kill the store numbers from %d, the limit relied on was %d", what, rec.Next, relied)
+			}
+			out, err := s.Append([]rules.Alert{mkAlert("r", "u", rules.High, 1), mkAlert("r", "u", rules.High, 2)})
+			if err != nil {
+				t.Fatalf("%s: Append: %v", what, err)
+			}
+			got = append(got, seqs(out)...)
+			relied = s.nums.limit
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i] <= got[i-1] || got[i] > maxNumber {
+				t.Fatalf("%s: numbers given %v", what, got)
+			}
+		}
+	}
+	f("a limit of 2^64-1", 1, top)
+	f("a limit 100 below 2^64", 1, top-100)
+	f("a limit 1500 below 2^64", 1, top-1500)
+	f("a generation of 2^64-1", top, 10)
+}
+
+// TestStoreMakesADeletedNumbersFileAgain: a numbers file deleted while
+// the store runs (by hand, or a cleanup that took it for a stray file)
+// leaves the store writing its limits into a file no name reaches, and a
+// restart after a kill and a power loss would number from the newest
+// durable alert, below numbers readers saw. The next Append makes the
+// file again, as does Close.
+// Mutation it catches: Append and Close not looking for the file (the
+// limit written to the deleted file only).
+func TestStoreMakesADeletedNumbersFileAgain(t *testing.T) {
+	for _, stop := range []string{"killed", "closed"} {
+		dir := t.TempDir()
+		s, _, err := OpenStore(dir, StoreOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		appendN(t, s, 0, 3)
+		if err := os.Remove(filepath.Join(dir, NumbersFile)); err != nil {
+			t.Fatal(err)
+		}
+		if stop == "killed" {
+			appendN(t, s, 3, 2) // below the limit: no raise needed
+		} else if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		want := s.nums.limit // relied on (killed), or lowered to the next number (closed)
+		n, bad, err := readNumbers(vfs.OS, dir)
+		if err != nil || bad != nil || !n.found || n.limit != want {
+			t.Fatalf("numbers file deleted, then the store %s: %+v (damage %v, %v), want limit %d", stop, n, bad, err, want)
+		}
+		if stop == "killed" {
+			s2, rec, err := OpenStore(dir, StoreOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.Next < want {
+				t.Fatalf("numbers file deleted, then the store killed: a restart numbers from %d, the limit relied on was %d", rec.Next, want)
+			}
+			s2.Close()
+		}
+	}
+}
+
+// TestStoreDoesNotNumberWithoutANumbersFile: a numbers file deleted while
+// the store runs, on a disk with no room to make it again: every Append
+// fails until the file is made again, rather than write numbers that no
+// durable limit is above.
+// Mutation it catches: Append looking for the file only while it holds
+// it open (the second Append, after a failed making, then numbers below
+// a limit that is nowhere on disk).
+func TestStoreDoesNotNumberWithoutANumbersFile(t *testing.T) {
+	const dir = "/data/alerts"
+	fs := &fillingFS{FS: vfs.NewStrictMem()}
+	s, _, err := OpenStore(dir, StoreOptions{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	appendN(t, s, 0, 3)
+	if err := fs.Remove(filepath.Join(dir, NumbersFile)); err != nil {
+		t.Fatal(err)
+	}
+	fs.arm(&fs.numbersFull)
+	for i := range 2 {
+		out, err := s.Append([]rules.Alert{mkAlert("r", "u", rules.High, 10+i)})
+		if err != nil {
+			continue
+		}
+		n, _, rerr := readNumbers(fs, dir)
+		if rerr != nil || !n.found || n.limit <= out[0].Seq {
+			t.Fatalf("Append %d numbered %v with the numbers file %+v (%v)", i, seqs(out), n, rerr)
+		}
+	}
+	fs.mu.Lock()
+	fs.numbersFull = false
+	fs.mu.Unlock()
+	out := appendN(t, s, 20, 1)
+	if n, _, err := readNumbers(fs, dir); err != nil || !n.found || n.limit <= out[0].Seq {
+		t.Fatalf("once there is room: numbered %v with the numbers file %+v (%v)", seqs(out), n, err)
+	}
+}

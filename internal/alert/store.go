@@ -282,9 +282,11 @@ func (s *Store) Append(in []rules.Alert) ([]Alert, error) {
 			return nil, err
 		}
 	}
-	if end := s.next + uint64(len(in)); end > s.nums.limit {
-		// No number reaches a file before the limit above it is durable.
-		if err := s.nums.set(end + numbersStep); err != nil {
+	if end := s.next + uint64(len(in)); end > s.nums.limit || s.nums.f == nil || s.nums.missing() {
+		// No number reaches a file before the limit above it is durable,
+		// in a file this store holds open (not one it failed to make
+		// again after it was deleted).
+		if err := s.nums.set(max(end+numbersStep, s.nums.limit)); err != nil {
 			return nil, fmt.Errorf("alert store: raise the limit of the numbers given: %w", err)
 		}
 	}
@@ -337,17 +339,40 @@ func (s *Store) Append(in []rules.Alert) ([]Alert, error) {
 	return out, nil
 }
 
+// numberAbove makes every number given from now on above seq, a
+// reader's durable position (a dispatcher's cursor): a cursor past every
+// stored alert means the store lost alerts and the limit of its numbers
+// together (removed by hand, or a damaged numbers file and a power loss),
+// and the reader would skip every new alert numbered up to it. A seq past
+// maxNumber was not written by a store (see maxNumber) and is ignored,
+// rather than wrap the numbers.
+func (s *Store) numberAbove(seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq >= s.next && seq < maxNumber {
+		s.next = seq + 1
+	}
+}
+
 // rotate closes the open segment and starts the next; s.mu must be held.
+// When the next cannot be made (a full disk), the log keeps the open
+// segment, synced, and nothing was written: the Append fails and a later
+// one tries again, without a restart. A failed sync of the open segment
+// breaks the log, which then refuses every Append itself.
 func (s *Store) rotate() error {
 	closed, err := s.log.Rotate()
-	if err != nil {
-		s.broken = fmt.Errorf("alert store: rotate: %w", err)
-		return s.broken
+	if closed == 0 {
+		return fmt.Errorf("alert store: rotate: %w", err)
 	}
 	if s.segs[len(s.segs)-1].num != closed {
 		panic("BUG: alert store: segment list out of step with the wal")
 	}
 	s.segs = append(s.segs, segment{num: s.log.Current()})
+	if err != nil {
+		// Its alerts were synced and the new segment is in use: only the
+		// old file's close failed.
+		return fmt.Errorf("alert store: rotate: %w", err)
+	}
 	return nil
 }
 
@@ -743,9 +768,24 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	err := s.log.Close()
-	// err is nil only if every sync succeeded: after a failed one the
-	// log's Close fails too, and the limit stays where it is.
-	if err == nil && s.nums.found && s.next < s.nums.limit {
+	// The limit stays where it is unless every Append's sync succeeded.
+	// After a failed fsync the log's Close fails too; but after a final
+	// flush that filled the disk, the log was cut back to its synced size
+	// and closes cleanly, while the alerts flushed before the cut (never
+	// acknowledged, their numbers at and past s.next) may have been read:
+	// s.broken tells.
+	lower := err == nil && s.broken == nil
+	switch {
+	case s.nums.missing():
+		// Deleted while the store ran: made again.
+		limit := s.nums.limit
+		if lower {
+			limit = s.next
+		}
+		if lerr := s.nums.set(limit); lerr != nil && err == nil {
+			err = fmt.Errorf("alert store: make the numbers file again: %w", lerr)
+		}
+	case lower && s.nums.found && s.next < s.nums.limit:
 		if lerr := s.nums.set(s.next); lerr != nil {
 			err = fmt.Errorf("alert store: lower the limit of the numbers given: %w", lerr)
 		}
