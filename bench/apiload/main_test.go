@@ -40,10 +40,12 @@ func slowWebhook(d time.Duration, most *atomic.Int64) *httptest.Server {
 	}))
 }
 
-// TestIngestSendersOverlap: with a webhook that takes 20 ms per batch, one
-// sender reaches 20k events/s at most; four, sending together, reach past
-// it. Mutation it catches: senders that wait for one another (one at a
-// time: never two batches held at once, and under 20k events/s).
+// TestIngestSendersOverlap: with a webhook that takes 20 ms per batch,
+// four senders hold four batches at once. (The rate they reach is not
+// asserted: on a loaded machine, under -race, it fell below one sender's
+// 20k events/s with the senders overlapping.) Mutation it catches: senders
+// that wait for one another (one at a time: never two batches held at
+// once).
 func TestIngestSendersOverlap(t *testing.T) {
 	var most atomic.Int64
 	srv := slowWebhook(20*time.Millisecond, &most)
@@ -51,13 +53,11 @@ func TestIngestSendersOverlap(t *testing.T) {
 	var sent atomic.Int64
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	t0 := time.Now()
 	if err := ingest(ctx, srv.URL, corpus(t, 3000), 1_000_000, 4, &sent); err != nil {
 		t.Fatal(err)
 	}
-	rate := float64(sent.Load()) / time.Since(t0).Seconds()
-	if most.Load() != 4 || rate < 30_000 {
-		t.Fatalf("%d batches held at once, %.0f events/s: want 4 and past one sender's 20k", most.Load(), rate)
+	if most.Load() != 4 || sent.Load() == 0 {
+		t.Fatalf("%d batches held at once, %d events sent: want 4 at once", most.Load(), sent.Load())
 	}
 }
 
