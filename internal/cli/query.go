@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -238,6 +239,9 @@ kubetrail setup clickhouse) instead of --data, with the same answers;
 				fmt.Fprintln(e.stdout, n)
 				return nil
 			}
+			if prog == nil && sortBy == "time" {
+				return out.printInTime(e, r, sel, limit)
+			}
 			var rows []row
 			err = r.Select(sel, func(h *local.Hit) error {
 				rw, err := out.row(h)
@@ -377,6 +381,70 @@ func (p *printer) row(h *local.Hit) (row, error) {
 		r.cells = append(r.cells, p.cell(v))
 	}
 	return r, nil
+}
+
+// printInTime prints the selected events oldest first (stable: events of
+// one time in stored order), at most limit of them when limit > 0. The
+// store gives events in stored order with a floor (local.Hit.Floor):
+// rows kept from before at or below it are settled, in time order, and
+// -o jsonl and json print them at once, so that printing overlaps
+// reading, memory holds what is not settled yet, and --limit stops the
+// reading once it has its rows. Without floors (another store) every row
+// settles at the end, as a sort would.
+func (p *printer) printInTime(e *env, r eventSource, sel local.Selection, limit int) error {
+	var pending, settled []row
+	printed := 0
+	stream := p.format == "jsonl" || p.format == "json"
+	byTime := func(i, j int) bool { return pending[i].time < pending[j].time }
+	settle := func(floor int64, all bool) error {
+		sort.SliceStable(pending, byTime)
+		n := len(pending)
+		if !all {
+			n = sort.Search(len(pending), func(i int) bool { return pending[i].time > floor })
+		}
+		done := pending[:n]
+		if limit > 0 && printed+len(done) > limit {
+			done = done[:limit-printed]
+		}
+		printed += len(done)
+		if stream && len(done) > 0 {
+			if err := p.print(done); err != nil {
+				return err
+			}
+		} else {
+			settled = append(settled, done...)
+		}
+		pending = append(pending[:0], pending[n:]...)
+		if limit > 0 && printed >= limit {
+			return errEnough
+		}
+		return nil
+	}
+	floor, floored := int64(math.MinInt64), false
+	err := r.Select(sel, func(h *local.Hit) error {
+		if f, ok := h.Floor(); ok && (!floored || f > floor) {
+			floor, floored = f, true
+			if err := settle(f, false); err != nil {
+				return err
+			}
+		}
+		rw, err := p.row(h)
+		pending = append(pending, rw)
+		return err
+	})
+	if err == nil {
+		err = settle(0, true)
+	}
+	if err != nil && !errors.Is(err, errEnough) {
+		return err
+	}
+	if printed == 0 {
+		explainEmpty(e, r, sel)
+	}
+	if stream {
+		return nil
+	}
+	return p.print(settled)
 }
 
 // slabBytes is the size of the slabs a printer copies events into.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -57,6 +58,11 @@ type Reader struct {
 	probe audit.Event
 	// colErr is the first error Hit.Column met during a Select.
 	colErr error
+	// floors are, during a Select with times, the earliest event time of
+	// each segment's hits and every hit after them (Hit.Floor); headFloor
+	// that of the WAL's.
+	floors    map[*segView]int64
+	headFloor int64
 	// one reads single events' text, and whole holds the event decoded,
 	// for Hit.Load; one has its own decoder, as Load runs while
 	// SelectFilters reads the next segment's columns with dec.
@@ -732,6 +738,63 @@ func (r *Reader) inStoredOrder(segs func([]*segView) error, head func([]headChun
 	return nil
 }
 
+// makeFloors computes floors: walking the segments and the WAL's chunks
+// in stored order from the last, the earliest event time of each and of
+// everything after it (segments by their meta's MinTime).
+func (r *Reader) makeFloors() {
+	type source struct {
+		s   *segView // nil for a WAL chunk
+		min int64
+	}
+	var order []source
+	r.inStoredOrder(func(segs []*segView) error {
+		for _, s := range segs {
+			order = append(order, source{s: s, min: s.r.meta.MinTime})
+		}
+		return nil
+	}, func(head []headChunk) error {
+		for i := range head {
+			m := int64(math.MaxInt64)
+			for _, e := range head[i].events {
+				m = min(m, e.time)
+			}
+			order = append(order, source{min: m})
+		}
+		return nil
+	})
+	r.floors = make(map[*segView]int64, len(r.segs))
+	r.headFloor = math.MaxInt64
+	floor := int64(math.MaxInt64)
+	for i := len(order) - 1; i >= 0; i-- {
+		floor = min(floor, order[i].min)
+		if order[i].s != nil {
+			r.floors[order[i].s] = floor
+		} else {
+			// One floor for every WAL chunk: the lowest, which holds for
+			// the first of them and so for all.
+			r.headFloor = floor
+		}
+	}
+}
+
+// Floor returns, during Select, a time no hit given after this one (this
+// one included) is before: the caller may print, in time order, what it
+// kept from before with a time at or below it. ok is false outside
+// Select, with Selection.NoTimes, or for SelectFilters' hits.
+func (h *Hit) Floor() (t int64, ok bool) {
+	if h.r == nil || h.r.floors == nil || h.Partial {
+		return 0, false
+	}
+	if h.seg != nil {
+		t, ok = h.r.floors[h.seg]
+		return t, ok
+	}
+	if h.head != nil {
+		return h.r.headFloor, true
+	}
+	return 0, false
+}
+
 // Select calls fn for every selected event in the order they were stored
 // (Scan's). It decides what it can from the columns, reading an event's
 // text only when the filter or the caller needs it.
@@ -750,6 +813,10 @@ func (r *Reader) Select(sel Selection, fn func(*Hit) error) error {
 	}
 	lo, hi := bounds(sel)
 	text := sel.NeedEvent || sel.NeedRaw || p.residual
+	if !sel.NoTimes {
+		r.makeFloors()
+		defer func() { r.floors = nil }()
+	}
 	return r.inStoredOrder(func(segs []*segView) error {
 		if text && r.textWorkers != 1 && (r.textWorkers > 1 || runtime.GOMAXPROCS(0) > 1) {
 			return r.selectAhead(segs, p, sel, lo, hi, fn)
