@@ -58,11 +58,14 @@ type Reader struct {
 	probe audit.Event
 	// colErr is the first error Hit.Column met during a Select.
 	colErr error
-	// floors are, during a Select with times, the earliest event time of
-	// each segment's hits and every hit after them (Hit.Floor); headFloor
-	// that of the WAL's.
+	// floors are, during a Select with times (floorsOn), the earliest
+	// event time of each segment's hits and every hit after them
+	// (Hit.Floor); headFloor that of the WAL's. They are made on the
+	// first Hit.Floor: a Select whose caller never asks (serve's API,
+	// detect) would walk every WAL event for nothing.
 	floors    map[*segView]int64
 	headFloor int64
+	floorsOn  bool
 	// one reads single events' text, and whole holds the event decoded,
 	// for Hit.Load; one has its own decoder, as Load runs while
 	// SelectFilters reads the next segment's columns with dec.
@@ -782,8 +785,11 @@ func (r *Reader) makeFloors() {
 // kept from before with a time at or below it. ok is false outside
 // Select, with Selection.NoTimes, or for SelectFilters' hits.
 func (h *Hit) Floor() (t int64, ok bool) {
-	if h.r == nil || h.r.floors == nil || h.Partial {
+	if h.r == nil || !h.r.floorsOn || h.Partial {
 		return 0, false
+	}
+	if h.r.floors == nil {
+		h.r.makeFloors()
 	}
 	if h.seg != nil {
 		t, ok = h.r.floors[h.seg]
@@ -813,10 +819,11 @@ func (r *Reader) Select(sel Selection, fn func(*Hit) error) error {
 	}
 	lo, hi := bounds(sel)
 	text := sel.NeedEvent || sel.NeedRaw || p.residual
-	if !sel.NoTimes {
-		r.makeFloors()
-		defer func() { r.floors = nil }()
-	}
+	// A Select run from another's callback leaves the outer one's
+	// floors as they were.
+	on, floors, headFloor := r.floorsOn, r.floors, r.headFloor
+	r.floorsOn, r.floors = !sel.NoTimes, nil
+	defer func() { r.floorsOn, r.floors, r.headFloor = on, floors, headFloor }()
 	return r.inStoredOrder(func(segs []*segView) error {
 		if text && r.textWorkers != 1 && (r.textWorkers > 1 || runtime.GOMAXPROCS(0) > 1) {
 			return r.selectAhead(segs, p, sel, lo, hi, fn)
