@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -211,5 +212,75 @@ func TestSelectMakesFloorsOnlyWhenAsked(t *testing.T) {
 	}
 	if hits != 200 {
 		t.Fatalf("%d hits", hits)
+	}
+}
+
+// TestFloorsLeaveOutWhatTheBoundsDo: with --since, a segment of old
+// events stored last (an import of last year's log) and old events in
+// the WAL hold no floor down: every hit's floor is at or above Since and
+// at or below every later hit's time, so printing settles as it reads
+// and --limit stops early. Mutation: floors made of every segment and
+// WAL event whatever the bounds fails it (the floors stay a year back).
+func TestFloorsLeaveOutWhatTheBoundsDo(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{NoSync: true, WALSegmentBytes: 16 << 10, SealAfter: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rng := rand.New(rand.NewPCG(1, 7))
+	n := 0
+	add := func(back time.Duration) {
+		bt := &pipeline.Batch{Cluster: "c", Received: time.Now()}
+		for range 30 {
+			ev := genEvent(rng, n).Event
+			ev.RequestReceivedTimestamp.Time = ev.RequestReceivedTimestamp.Add(-back)
+			ev.StageTimestamp.Time = ev.StageTimestamp.Add(-back)
+			bt.Records = append(bt.Records, recordOf(t, &ev))
+			n++
+		}
+		if _, err := db.Append(context.Background(), bt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 20 {
+		add(0)
+	}
+	year := 365 * 24 * time.Hour
+	for range 3 {
+		add(year) // sealed, stored last
+	}
+	for start := time.Now(); len(walSeqs(t, dir)) > 1 && time.Since(start) < 20*time.Second; time.Sleep(time.Millisecond) {
+	}
+	add(year) // in the WAL
+	r, err := OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if len(r.segs) < 5 || len(r.head) == 0 {
+		t.Fatalf("%d segments, %d WAL chunks: the test wants both", len(r.segs), len(r.head))
+	}
+	since := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC).Add(100 * 37 * time.Second).UnixMicro()
+	for _, workers := range []int{1, 2} {
+		r.textWorkers = workers
+		var times, floors []int64
+		if err := r.Select(Selection{Since: since, NeedRaw: true}, func(h *Hit) error {
+			fl, _ := h.Floor()
+			times, floors = append(times, h.Time), append(floors, fl)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		least := int64(math.MaxInt64)
+		for k := len(times) - 1; k >= 0; k-- {
+			least = min(least, times[k])
+			if floors[k] > least || floors[k] < since {
+				t.Fatalf("%d workers: hit %d of %d has floor %d, since %d, a later hit's time %d", workers, k, len(times), floors[k], since, least)
+			}
+		}
+		if len(times) < 100 {
+			t.Fatalf("%d hits", len(times))
+		}
 	}
 }
