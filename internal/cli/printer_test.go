@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -243,5 +245,48 @@ func TestPrintInTimeMatchesASort(t *testing.T) {
 	}
 	if compared == 0 || n < 300 {
 		t.Fatal("nothing compared")
+	}
+}
+
+// TestQueryLimitAndDamage: `query --limit N` stops reading once its rows
+// are known: a segment it never reaches is not read, and damage in it
+// does not fail the answer (as --jq's stored order); the reading that
+// meets it fails with the segment named, after the events printed
+// before it. The damage the store lists (here a file in quarantine)
+// is still reported, exit 3, however early the reading stopped.
+// Mutation: printInTime returning errEnough (no rows known early) fails
+// the first; withDamage skipped when the limit is reached fails the last.
+func TestQueryLimitAndDamage(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "store", "local", "testdata", "v4"))); err != nil {
+		t.Fatal(err)
+	}
+	// The last segment in stored order, and in time.
+	seg := filepath.Join(dir, "segments", "0000000000000013-0000000000000013.kts")
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(b[len(b)/3:], bytes.Repeat([]byte{0xff}, 8))
+	if err := os.WriteFile(seg, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := run("query", "--data", dir, "-o", "jsonl", "--limit", "1")
+	if code != 0 || strings.Count(out, "\n") != 1 || errs != "" {
+		t.Fatalf("--limit 1: exit %d, %d lines, stderr %q", code, strings.Count(out, "\n"), errs)
+	}
+	code, out, errs = run("query", "--data", dir, "-o", "jsonl")
+	if code != 1 || !strings.Contains(errs, "0000000000000013-0000000000000013.kts") || out == "" {
+		t.Fatalf("the whole read: exit %d, %d lines, stderr %q", code, strings.Count(out, "\n"), errs)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "quarantine"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "quarantine", "x.kts"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = run("query", "--data", dir, "-o", "jsonl", "--limit", "1")
+	if code != 3 || strings.Count(out, "\n") != 1 || !strings.Contains(errs, "x.kts") {
+		t.Fatalf("--limit 1 with a file in quarantine: exit %d, %d lines, stderr %q", code, strings.Count(out, "\n"), errs)
 	}
 }
