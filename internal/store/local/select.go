@@ -58,11 +58,8 @@ type Reader struct {
 	probe audit.Event
 	// colErr is the first error Hit.Column met during a Select.
 	colErr error
-	// floors are, during a Select with times, the earliest event time of
-	// each segment's hits and every hit after them (Hit.Floor); headFloor
-	// that of the WAL's.
-	floors    map[*segView]int64
-	headFloor int64
+	// fl is the floors of the Select under way (Hit.Floor).
+	fl floorState
 	// one reads single events' text, and whole holds the event decoded,
 	// for Hit.Load; one has its own decoder, as Load runs while
 	// SelectFilters reads the next segment's columns with dec.
@@ -738,41 +735,69 @@ func (r *Reader) inStoredOrder(segs func([]*segView) error, head func([]headChun
 	return nil
 }
 
-// makeFloors computes floors: walking the segments and the WAL's chunks
-// in stored order from the last, the earliest event time of each and of
-// everything after it (segments by their meta's MinTime).
+// floorState is what Hit.Floor answers from during a Select.
+type floorState struct {
+	// on: the Select gives times (no NoTimes). lo and hi are its time
+	// bounds (bounds): an event outside them is no hit, and its segment
+	// or WAL chunk bounds nothing (an old import stored last would keep
+	// every floor below --since).
+	on     bool
+	lo, hi int64
+	// segs are, once made (makeFloors, on the first Hit.Floor: a Select
+	// whose caller never asks, as serve's API and detect, would walk
+	// every WAL event for nothing), the earliest event time in the
+	// bounds of each segment and everything after it; head that of the
+	// WAL's chunks.
+	segs map[*segView]int64
+	head int64
+}
+
+// makeFloors computes r.fl's floors: walking the segments and the WAL's
+// chunks in stored order from the last, the earliest event time of each
+// and of everything after it (segments by their meta's MinTime), of
+// those that may hold a hit.
 func (r *Reader) makeFloors() {
 	type source struct {
 		s   *segView // nil for a WAL chunk
 		min int64
 	}
+	lo, hi := r.fl.lo, r.fl.hi
 	var order []source
 	r.inStoredOrder(func(segs []*segView) error {
 		for _, s := range segs {
-			order = append(order, source{s: s, min: s.r.meta.MinTime})
+			m := s.r.meta.MinTime
+			switch {
+			case s.outside(lo, hi):
+				m = math.MaxInt64 // no hit
+			case lo != 0:
+				m = max(m, lo) // no hit before lo
+			}
+			order = append(order, source{s: s, min: m})
 		}
 		return nil
 	}, func(head []headChunk) error {
 		for i := range head {
 			m := int64(math.MaxInt64)
 			for _, e := range head[i].events {
-				m = min(m, e.time)
+				if (lo == 0 || e.time >= lo) && (hi == 0 || e.time < hi) {
+					m = min(m, e.time)
+				}
 			}
 			order = append(order, source{min: m})
 		}
 		return nil
 	})
-	r.floors = make(map[*segView]int64, len(r.segs))
-	r.headFloor = math.MaxInt64
+	r.fl.segs = make(map[*segView]int64, len(r.segs))
+	r.fl.head = math.MaxInt64
 	floor := int64(math.MaxInt64)
 	for i := len(order) - 1; i >= 0; i-- {
 		floor = min(floor, order[i].min)
 		if order[i].s != nil {
-			r.floors[order[i].s] = floor
+			r.fl.segs[order[i].s] = floor
 		} else {
 			// One floor for every WAL chunk: the lowest, which holds for
 			// the first of them and so for all.
-			r.headFloor = floor
+			r.fl.head = floor
 		}
 	}
 }
@@ -782,15 +807,18 @@ func (r *Reader) makeFloors() {
 // kept from before with a time at or below it. ok is false outside
 // Select, with Selection.NoTimes, or for SelectFilters' hits.
 func (h *Hit) Floor() (t int64, ok bool) {
-	if h.r == nil || h.r.floors == nil || h.Partial {
+	if h.r == nil || !h.r.fl.on || h.Partial {
 		return 0, false
 	}
+	if h.r.fl.segs == nil {
+		h.r.makeFloors()
+	}
 	if h.seg != nil {
-		t, ok = h.r.floors[h.seg]
+		t, ok = h.r.fl.segs[h.seg]
 		return t, ok
 	}
 	if h.head != nil {
-		return h.r.headFloor, true
+		return h.r.fl.head, true
 	}
 	return 0, false
 }
@@ -813,10 +841,11 @@ func (r *Reader) Select(sel Selection, fn func(*Hit) error) error {
 	}
 	lo, hi := bounds(sel)
 	text := sel.NeedEvent || sel.NeedRaw || p.residual
-	if !sel.NoTimes {
-		r.makeFloors()
-		defer func() { r.floors = nil }()
-	}
+	// A Select run from another's callback leaves the outer one's
+	// floors as they were.
+	outer := r.fl
+	r.fl = floorState{on: !sel.NoTimes, lo: lo, hi: hi}
+	defer func() { r.fl = outer }()
 	return r.inStoredOrder(func(segs []*segView) error {
 		if text && r.textWorkers != 1 && (r.textWorkers > 1 || runtime.GOMAXPROCS(0) > 1) {
 			return r.selectAhead(segs, p, sel, lo, hi, fn)
