@@ -3,6 +3,7 @@ package query
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -119,6 +120,10 @@ func levelRank(l string) int {
 }
 
 var stageNames = [...]string{"RequestReceived", "ResponseStarted", "ResponseComplete", "Panic"}
+
+// StageNames returns the stages `stage=` accepts (any other value is an
+// error), in their order.
+func StageNames() []string { return slices.Clone(stageNames[:]) }
 
 // parseCode reads an HTTP status code.
 func parseCode(s string) (int, error) {

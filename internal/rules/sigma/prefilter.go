@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/query"
 )
 
@@ -182,15 +181,12 @@ func (it *item) necessary() (query.Expr, bool) {
 	return join(terms, true)
 }
 
-// stageNames are the stages the filter language names.
-var stageNames = []string{string(audit.StageRequestReceived), string(audit.StageResponseStarted),
-	string(audit.StageResponseComplete), string(audit.StagePanic)}
-
 // stageTerms splits cased stage values into the stages the filter
 // language names and, for any other value (an event may hold any string,
 // but `stage=` refuses it), the filter "no stage it names", which every
 // event holding such a value matches.
 func stageTerms(exact []string) (named []string, terms []query.Expr) {
+	stageNames := query.StageNames()
 	other := false
 	for _, v := range exact {
 		if slices.Contains(stageNames, v) {
