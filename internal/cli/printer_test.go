@@ -72,13 +72,7 @@ func TestQueryPrintsInTimeOrder(t *testing.T) {
 			n++
 			evs = append(evs, ev)
 		}
-		recs, err := investigatetest.Records(evs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.Append(context.Background(), &pipeline.Batch{Cluster: "prod", Received: time.Now(), Records: recs}); err != nil {
-			t.Fatal(err)
-		}
+		appendEvents(t, db, evs)
 	}
 	// The reference: the stored order, sorted stably by time.
 	r, err := local.OpenReader(dir)
@@ -195,13 +189,7 @@ func TestPrintInTimeMatchesASort(t *testing.T) {
 			n++
 			evs = append(evs, ev)
 		}
-		recs, err := investigatetest.Records(evs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.Append(context.Background(), &pipeline.Batch{Cluster: "prod", Received: time.Now(), Records: recs}); err != nil {
-			t.Fatal(err)
-		}
+		appendEvents(t, db, evs)
 	}
 	r, err := local.OpenReader(dir)
 	if err != nil {
@@ -288,5 +276,17 @@ func TestQueryLimitAndDamage(t *testing.T) {
 	code, out, errs = run("query", "--data", dir, "-o", "jsonl", "--limit", "1")
 	if code != 3 || strings.Count(out, "\n") != 1 || !strings.Contains(errs, "x.kts") {
 		t.Fatalf("--limit 1 with a file in quarantine: exit %d, %d lines, stderr %q", code, strings.Count(out, "\n"), errs)
+	}
+}
+
+// appendEvents stores evs in db as one batch of cluster prod.
+func appendEvents(t *testing.T, db *local.DB, evs []*investigatetest.Event) {
+	t.Helper()
+	recs, err := investigatetest.Records(evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Append(context.Background(), &pipeline.Batch{Cluster: "prod", Received: time.Now(), Records: recs}); err != nil {
+		t.Fatal(err)
 	}
 }
