@@ -10,7 +10,6 @@ import (
 	"github.com/kubetrail/kubetrail/internal/audit"
 	"github.com/kubetrail/kubetrail/internal/pipeline"
 	"github.com/kubetrail/kubetrail/internal/query"
-	"github.com/kubetrail/kubetrail/internal/vfs"
 )
 
 // checkFloors fails when a hit's Floor is above the time of that hit or
@@ -63,19 +62,7 @@ func TestFloorsHoldForOddTimes(t *testing.T) {
 
 func floorsOdd(t *testing.T, odd bool) {
 	dir := t.TempDir()
-	fs := &holdSeal{FS: vfs.OS, held: make(chan struct{}), release: make(chan struct{})}
-	db, err := Open(dir, Options{WALSegmentBytes: 8 << 10, NoSync: true, SealAfter: time.Hour, sealers: 2, FS: fs,
-		layout: segLayout{groupBytes: 8 << 10, blockBytes: 2 << 10, blockEvents: 8}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			close(fs.release)
-		}
-	}
+	db, fs, release := openHoldingSeal(t, dir, segLayout{groupBytes: 8 << 10, blockBytes: 2 << 10, blockEvents: 8})
 	defer func() { release(); db.Close() }()
 	first := walSeqs(t, dir)[0]
 	fs.hold.Store(first + 3)

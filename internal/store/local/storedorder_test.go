@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +24,20 @@ type holdSeal struct {
 	hold    atomic.Uint64
 	held    chan struct{} // closed once the rename is waiting
 	release chan struct{}
+}
+
+// openHoldingSeal opens a store in dir whose WAL segments are sealed by
+// two sealers, through a holdSeal, and returns release, which lets a held
+// rename go on (once; calling it again does nothing).
+func openHoldingSeal(t *testing.T, dir string, layout segLayout) (*DB, *holdSeal, func()) {
+	t.Helper()
+	fs := &holdSeal{FS: vfs.OS, held: make(chan struct{}), release: make(chan struct{})}
+	db, err := Open(dir, Options{WALSegmentBytes: 8 << 10, NoSync: true, SealAfter: time.Hour, sealers: 2, FS: fs, layout: layout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	return db, fs, func() { once.Do(func() { close(fs.release) }) }
 }
 
 func (h *holdSeal) Rename(oldname, newname string) error {
@@ -49,19 +64,7 @@ func (h *holdSeal) Rename(oldname, newname string) error {
 // longer gives, and its segment, once in place, is superseded.)
 func TestReadersKeepStoredOrderWhileAnOlderSegmentSeals(t *testing.T) {
 	dir := t.TempDir()
-	fs := &holdSeal{FS: vfs.OS, held: make(chan struct{}), release: make(chan struct{})}
-	db, err := Open(dir, Options{WALSegmentBytes: 8 << 10, NoSync: true, SealAfter: time.Hour, sealers: 2, FS: fs,
-		layout: segLayout{groupBytes: 64 << 10, blockBytes: 8 << 10}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			close(fs.release)
-		}
-	}
+	db, fs, release := openHoldingSeal(t, dir, segLayout{groupBytes: 64 << 10, blockBytes: 8 << 10})
 	defer func() { release(); db.Close() }()
 	seqs := walSeqs(t, dir)
 	if len(seqs) != 1 {
