@@ -272,11 +272,7 @@ func craftedStore(t *testing.T, rng *rand.Rand, n int) (string, *Reader, []audit
 		recs = append(recs, batch.Records...)
 	}
 	t.Cleanup(func() { db.Close() })
-	for start := time.Now(); len(walSeqs(t, dir)) > 1; time.Sleep(time.Millisecond) {
-		if time.Since(start) > time.Minute {
-			t.Fatal("WAL segments still unsealed after a minute")
-		}
-	}
+	waitSealed(t, dir)
 	r, err := OpenReader(dir)
 	if err != nil {
 		t.Fatal(err)

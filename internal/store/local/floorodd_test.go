@@ -122,11 +122,7 @@ func floorsOdd(t *testing.T, odd bool) {
 	checkFloors(t, "db reader", dr)
 	dr.Close()
 	release()
-	for start := time.Now(); len(walSeqs(t, dir)) > 1; time.Sleep(time.Millisecond) {
-		if time.Since(start) > 20*time.Second {
-			t.Fatal("not sealed")
-		}
-	}
+	waitSealed(t, dir)
 	if _, err := db.Compact(context.Background(), Compaction{Below: 1 << 20, MaxSpan: 1 << 62}); err != nil {
 		t.Fatal(err)
 	}

@@ -447,11 +447,7 @@ func readGenerated(t *testing.T, dir string, db *DB, rng *rand.Rand, batches int
 	// Every full WAL segment sealed, the open one left: callers want
 	// segments and WAL events both, and a reader opened while the
 	// sealers were still at work found too few segments under load.
-	for start := time.Now(); len(walSeqs(t, dir)) > 1; time.Sleep(time.Millisecond) {
-		if time.Since(start) > time.Minute {
-			t.Fatalf("WAL segments %v still unsealed after a minute", walSeqs(t, dir))
-		}
-	}
+	waitSealed(t, dir)
 	r, err := OpenReader(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -539,5 +535,16 @@ func TestSelectNoBodies(t *testing.T) {
 	withBodyLean, nulls := read(`requestObject~"password"`, true)
 	if len(withBody) == 0 || !slices.Equal(withBody, withBodyLean) || nulls != 0 {
 		t.Fatalf("a filter on the body: %d events, %d with NoBodies (%d without requestObject)", len(withBody), len(withBodyLean), nulls)
+	}
+}
+
+// waitSealed waits, a minute at most, until every WAL segment of the store
+// in dir but the open one is sealed.
+func waitSealed(t *testing.T, dir string) {
+	t.Helper()
+	for start := time.Now(); len(walSeqs(t, dir)) > 1; time.Sleep(time.Millisecond) {
+		if time.Since(start) > time.Minute {
+			t.Fatalf("WAL segments %v still unsealed after a minute", walSeqs(t, dir))
+		}
 	}
 }

@@ -40,11 +40,7 @@ func TestTimeConjunctsMatchSubMicrosecondEvents(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { db.Close() })
-	for start := time.Now(); len(walSeqs(t, dir)) > 1; time.Sleep(time.Millisecond) {
-		if time.Since(start) > time.Minute {
-			t.Fatal("WAL segments still unsealed after a minute")
-		}
-	}
+	waitSealed(t, dir)
 	r, err := OpenReader(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -38,11 +38,7 @@ func TestDBReaderUsesIngestColumns(t *testing.T) {
 	// Every full WAL segment sealed, the open one left: the test wants
 	// both kinds of events, and a reader opened before the first seal
 	// has no segment (it failed about one run in 80 so).
-	for start := time.Now(); len(walSeqs(t, dir)) > 1; time.Sleep(time.Millisecond) {
-		if time.Since(start) > 10*time.Second {
-			t.Fatalf("WAL segments %v still unsealed after 10 s", walSeqs(t, dir))
-		}
-	}
+	waitSealed(t, dir)
 	mem, err := db.OpenReader()
 	if err != nil {
 		t.Fatal(err)
